@@ -1,0 +1,57 @@
+# The README's two commands (run, test) and the chores (lint, bench).
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= .data
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+APT_PACKAGES := snmpd snmp openssh-server chromium iputils-ping fonts-dejavu-core
+
+.PHONY: run test lint bench venv deps-test system-deps postgres clean
+
+$(BIN)/pocketnoc: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[demo]"
+	touch $@
+
+venv: $(BIN)/pocketnoc
+
+## make run: install, migrate, start simulated devices and the server; prints where to sign in.
+run: venv
+	$(BIN)/pocketnoc migrate --data-dir $(DATA)
+	$(BIN)/pocketnoc demo --data-dir $(DATA) --host $(HOST) --port $(PORT)
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@# Debian starts snmpd and sshd as system services on install; tests run their own.
+	-@systemctl disable --now snmpd ssh >/dev/null 2>&1 || true
+
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  echo "starting PostgreSQL"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start || true; \
+	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+	@pg_isready -h 127.0.0.1 -p 5432
+
+deps-test: venv system-deps
+	$(BIN)/pip install -q -e ".[demo,test]"
+
+lint: deps-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## make test: install what the tests need, lint, then run the whole suite against real peers.
+test: deps-test postgres lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: deps-test
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) $(DATA) build *.egg-info

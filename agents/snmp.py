@@ -1,0 +1,192 @@
+"""The SNMP collector: detects a device's kind and profiles once, then polls what the profiles name."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agents.base import CollectError, Reading, Target, register
+from agents.profiles import (
+    DETECT_PROBES,
+    DETECT_SCALARS,
+    HC_FIELDS,
+    IFX_FIELDS,
+    OCTETS32_FIELDS,
+    OPTIONAL_PROFILES,
+    PROFILES,
+    SYSTEM,
+    DeviceFacts,
+    choose_profiles,
+    detect_kind,
+    resolve_override,
+)
+from agents.snmp_client import MAX_BYTES, MAX_ROWS, SnmpClient, WalkResult
+from agents.snmp_readings import build_reading
+from agents.snmp_values import Value
+
+__all__ = ["SnmpClient", "SnmpCollector", "WalkResult", "snmp_set"]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What to poll on one target, decided on its first poll and kept until it reboots or changes."""
+
+    kind: str
+    profiles: tuple[str, ...]
+    override: str | None
+    sys_object_id: Value
+    uptime: int | None
+    scalars: dict[str, str] = field(default_factory=dict)  # field -> OID
+    columns: dict[str, str] = field(default_factory=dict)  # field -> column OID
+    binary: frozenset[str] = frozenset()  # column OIDs rendered as hex
+    tuned: bool = False  # columns trimmed after the first full walk
+
+
+def _plan_for(kind: str, profiles: tuple[str, ...], override: str | None, system: dict[str, Value]) -> _Plan:
+    plan = _Plan(kind, profiles, override, system.get("sys_object_id"), _as_int(system.get("sys_uptime")))
+    for name in profiles:
+        prof = PROFILES[name]
+        plan.scalars.update(prof.scalars)
+        plan.columns.update(prof.columns)
+        plan.binary |= {prof.columns[f] for f in prof.binary}
+    return plan
+
+
+def _as_int(value: Value) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+class SnmpCollector:
+    """Collector for check kind "snmp" (v1/v2c/v3) with per-target profile detection."""
+
+    kind = "snmp"
+
+    def __init__(
+        self, client: SnmpClient | None = None, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES
+    ) -> None:
+        self.client = client or SnmpClient()
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self._plans: dict[tuple[str, int], _Plan] = {}
+
+    async def collect(self, target: Target, profile: str | None = None) -> Reading:
+        """Poll one target; `profile` (a kind like "linux" or a list like "if,host") skips detection."""
+        started, ts = time.monotonic(), time.time()
+        try:
+            forced = resolve_override(profile) if profile else None
+        except ValueError as exc:
+            raise CollectError(str(exc)) from None
+        key = (target.address, target.port)
+        plan = self._plans.get(key)
+        fresh = plan is None or plan.override != profile
+        oids = dict(SYSTEM.scalars) if fresh or plan is None else dict(plan.scalars)
+        if fresh:
+            oids.update(self._detect_oids(forced))
+        scalars = await self._get(target, oids)
+        if plan is not None and not fresh and self._changed(plan, scalars):
+            fresh = True
+            more = {n: o for n, o in self._detect_oids(forced).items() if n not in scalars}
+            scalars.update(await self._get(target, more))
+        if fresh or plan is None:
+            plan = await self._detect(target, profile, forced, scalars)
+            self._plans[key] = plan
+            missing = {n: o for n, o in plan.scalars.items() if n not in scalars}
+            if missing:
+                scalars.update(await self._get(target, missing))
+        plan.uptime = _as_int(scalars.get("sys_uptime"))
+        walk = WalkResult()
+        if plan.columns:
+            walk = await self.client.walk_columns(
+                target, list(plan.columns.values()), self.max_rows, self.max_bytes, binary=plan.binary
+            )
+        columns = {name: walk.get(oid, {}) for name, oid in plan.columns.items()}
+        if not plan.tuned and not walk.truncated:
+            self._tune(plan, columns)
+        reading = build_reading(plan.kind, plan.profiles, scalars, columns, ts)
+        if walk.truncated:
+            reading.facts["truncated"] = walk.truncated
+        reading.duration = time.monotonic() - started
+        return reading
+
+    async def _get(self, target: Target, oids: dict[str, str]) -> dict[str, Value]:
+        got = await self.client.get(target, list(oids.values()))
+        return {name: got.get(oid) for name, oid in oids.items()}
+
+    @staticmethod
+    def _detect_oids(forced: tuple[str | None, tuple[str, ...]] | None) -> dict[str, str]:
+        """Detection scalars plus every candidate profile's scalars: one GET, absent ones are free in v2c."""
+        oids = dict(DETECT_SCALARS)
+        for name in forced[1] if forced else OPTIONAL_PROFILES:
+            oids.update(PROFILES[name].scalars)
+        return oids
+
+    @staticmethod
+    def _changed(plan: _Plan, scalars: dict[str, Value]) -> bool:
+        """A reboot (uptime went back) or a new sysObjectID may mean new firmware: detect again."""
+        uptime = _as_int(scalars.get("sys_uptime"))
+        rebooted = plan.uptime is not None and uptime is not None and uptime < plan.uptime
+        return rebooted or scalars.get("sys_object_id") != plan.sys_object_id
+
+    async def _detect(
+        self,
+        target: Target,
+        profile: str | None,
+        forced: tuple[str | None, tuple[str, ...]] | None,
+        scalars: dict[str, Value],
+    ) -> _Plan:
+        answered: frozenset[str] = frozenset()
+        if forced is None:
+            probes = {oid: name for name in OPTIONAL_PROFILES for oid in PROFILES[name].probes}
+            probes.update({oid: name for name, oid in DETECT_PROBES.items()})
+            found = await self.client.get_next(target, list(probes))
+            answered = frozenset(probes[oid] for oid, hit in found.items() if hit is not None)
+        facts = DeviceFacts(
+            sys_object_id=str(scalars.get("sys_object_id") or ""),
+            sys_descr=str(scalars.get("sys_descr") or ""),
+            sys_services=_as_int(scalars.get("sys_services")),
+            if_number=_as_int(scalars.get("if_number")),
+            bridge_ports=_as_int(scalars.get("bridge_ports")),
+            ip_forwarding=_as_int(scalars.get("ip_forwarding")),
+            answered=answered,
+        )
+        if forced is not None:
+            kind = forced[0] or detect_kind(facts)
+            return _plan_for(kind, forced[1], profile, scalars)
+        return _plan_for(detect_kind(facts), choose_profiles(answered), None, scalars)
+
+    @staticmethod
+    def _tune(plan: _Plan, columns: dict[str, dict[str, Value]]) -> None:
+        """After one full walk, stop asking for columns the device showed it does not need."""
+        plan.tuned = True
+        if "if" not in plan.profiles:
+            return
+        drop: set[str] = set()
+        if columns.get("hc_in_octets") and columns.get("hc_out_octets"):
+            drop |= OCTETS32_FIELDS
+        else:
+            drop |= HC_FIELDS
+        if not any(columns.get(f) for f in IFX_FIELDS):
+            drop |= IFX_FIELDS
+        for name in drop:
+            plan.columns.pop(name, None)
+
+    async def set(self, target: Target, varbinds: Sequence[tuple[str, object]]) -> dict[str, Value]:
+        """SET values on a target (remediation, e.g. ifAdminStatus); raises CollectError when refused."""
+        return await self.client.set(target, varbinds)
+
+    async def close(self) -> None:
+        """Close the shared sockets."""
+        await self.client.close()
+
+
+async def snmp_set(target: Target, varbinds: Sequence[tuple[str, object]]) -> dict[str, Value]:
+    """One-off SET with a short-lived client (for actions outside a running collector)."""
+    client = SnmpClient()
+    try:
+        return await client.set(target, varbinds)
+    finally:
+        await client.close()
+
+
+register("snmp", SnmpCollector)

@@ -1,0 +1,206 @@
+"""(c) and (d): the real Poller + Writer + SQLite + jobs, driven round by round or by the real dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from agents.snmp import SnmpCollector
+from server import pipeline
+from server.inventory import DeviceSpec
+from server.poller import Poller
+from server.secretbox import SecretBox
+from server.services import Services
+from server.settings import Settings
+from server.store.db import make_engine, migrate
+from server.store.devices import create_device
+from server.writer import Writer
+
+from bench import oids
+from bench.common import Stopwatch, quantile, status_mb
+from bench.profiling import Profile, thread_cpu
+
+
+def make_settings(data_dir: Path) -> Settings:
+    """Default settings on a fresh data dir (the figures are for the shipped defaults)."""
+    return Settings(data_dir=data_dir, log_level="WARNING")
+
+
+def seed(settings: Settings, addresses: list[str], port: int, interval: int) -> None:
+    """Create the schema and one SNMP v2c device per address through the real store code."""
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    box = SecretBox.from_file(settings.key_file)
+    with engine.begin() as conn:
+        for i, address in enumerate(addresses):
+            spec = DeviceSpec(name=f"dev{i:05d}", address=address, interval=interval,
+                              snmp={"version": "2c", "port": port, "community": "public"})
+            create_device(conn, spec, box, interval)
+    engine.dispose()
+
+
+def services(settings: Settings) -> Services:
+    """Services as create_app builds them (writer engine, reader engine, secrets)."""
+    engine = make_engine(settings.db_url)
+    reader = make_engine(settings.db_url, immediate=False)
+    return Services(settings=settings, engine=engine, reader=reader, box=SecretBox.from_file(settings.key_file))
+
+
+def plan_summary(poller: Poller) -> dict[str, Any]:
+    """What the collector decided to poll on the bench devices (to check the baseline asks the same)."""
+    collector = poller._collectors.get("snmp")
+    plans = list(getattr(collector, "_plans", {}).values()) if isinstance(collector, SnmpCollector) else []
+    if not plans:
+        return {}
+    plan = plans[0]
+    return {
+        "profiles": list(plan.profiles),
+        "scalars": len(plan.scalars),
+        "columns": len(plan.columns),
+        "same_as_baseline": set(plan.scalars.values()) == set(oids.SCALARS.values())
+        and set(plan.columns.values()) == set(oids.COLUMNS.values()),
+    }
+
+
+async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: bool = False) -> dict[str, Any]:
+    """(c): warm up two rounds (detection, tuning, first rates), then CPU per poll over `rounds` rounds."""
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="pnbench-c-") as tmp:
+        settings = make_settings(Path(tmp))
+        seed(settings, addresses, port, 60)
+        svc = services(settings)
+        writer = Writer(svc.engine, settings)
+        writer.start()
+        poller = Poller(settings, writer.submit)
+        jobs = pipeline.all_jobs(svc)
+
+        async def sweep() -> None:
+            await asyncio.gather(*(poller.run_check(job) for job in jobs))
+
+        for _ in range(2):
+            await sweep()
+        writer.flush(120)
+        gc.collect()
+        ok0, failed0 = poller.stats.ok, poller.stats.failed
+        writer_tid = writer._thread.native_id if writer._thread else None
+        loop_cpu0, writer_cpu0 = thread_cpu(threading.get_native_id()), thread_cpu(writer_tid)
+        prof = Profile() if profile else None
+        watch = Stopwatch()
+        if prof:
+            prof.start()
+        for _ in range(rounds):
+            await sweep()
+        writer.flush(120)
+        cpu, wall = watch.stop()
+        if prof:
+            prof.stop()
+        loop_cpu, writer_cpu = thread_cpu(threading.get_native_id()) - loop_cpu0, thread_cpu(writer_tid) - writer_cpu0
+        polls = rounds * len(jobs)
+        result = {
+            "polls": polls,
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "cpu_ms_per_poll": cpu / polls * 1000,
+            "loop_thread_ms_per_poll": loop_cpu / polls * 1000,
+            "writer_thread_ms_per_poll": writer_cpu / polls * 1000,
+            "ok": poller.stats.ok - ok0,
+            "failed": poller.stats.failed - failed0,
+            "samples_per_poll": writer.rows / max(1, writer.batches) and writer.rows / (polls + 2 * len(jobs)),
+            "plan": plan_summary(poller),
+            "profiled": profile,
+        }
+        if prof:
+            result["profile"] = prof.report()
+        await poller.close()
+        writer.stop()
+        svc.engine.dispose()
+        svc.reader.dispose()
+        return result
+
+
+def _proc_cpu(pids: list[int]) -> float:
+    from bench.profiling import pid_cpu
+
+    return sum(pid_cpu(p) for p in pids)
+
+
+async def measure_scale(addresses: list[str], port: int, interval: int, warmup: float, windows: int,
+                        agent_pids: list[int]) -> dict[str, Any]:
+    """(d): the app's own lifespan (migrate, writer, poller, APScheduler dispatcher) for warm-up + windows."""
+    from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+
+    from server.app import create_app
+
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="pnbench-d-") as tmp:
+        settings = make_settings(Path(tmp))
+        t_seed = time.perf_counter()
+        seed(settings, addresses, port, interval)
+        seed_s = time.perf_counter() - t_seed
+        app = create_app(settings, poll=True)
+        svc: Services = app.state.services
+        missed = {"missed": 0, "max_instances": 0}
+
+        def on_event(event: Any) -> None:
+            missed["missed" if event.code == EVENT_JOB_MISSED else "max_instances"] += 1
+
+        async with app.router.lifespan_context(app):
+            assert svc.poller is not None and svc.writer is not None and svc.dispatcher is not None
+            poller, writer = svc.poller, svc.writer
+            svc.dispatcher.scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)  # type: ignore[attr-defined]
+            await asyncio.sleep(warmup)
+            warm = {"ok": poller.stats.ok, "failed": poller.stats.failed, "rss_mb": status_mb("VmRSS")}
+            poller.stats.lags = deque(maxlen=10_000_000)
+            missed.update(missed=0, max_instances=0)
+            ok0, failed0, rows0 = poller.stats.ok, poller.stats.failed, writer.rows
+            agents0 = _proc_cpu(agent_pids)
+            watch = Stopwatch()
+            in_flight: list[int] = []
+            for _ in range(windows * interval):
+                await asyncio.sleep(1)
+                in_flight.append(poller.stats.in_flight)
+            cpu, wall = watch.stop()
+            agents_cpu = _proc_cpu(agent_pids) - agents0
+            lags = list(poller.stats.lags)
+            ok, failed = poller.stats.ok - ok0, poller.stats.failed - failed0
+            backlog = writer._pending
+            rows = writer.rows - rows0
+            plan = plan_summary(poller)
+        due = len(addresses) * windows
+        return {
+            "devices": len(addresses),
+            "interval_s": interval,
+            "warmup_s": warmup,
+            "window_s": wall,
+            "seed_s": seed_s,
+            "polls_due": due,
+            "polls_done": ok + failed,
+            "ok": ok,
+            "failed": failed,
+            "missed_runs": missed["missed"],
+            "skipped_still_running": missed["max_instances"],
+            "lag_p50_s": quantile(lags, 0.50),
+            "lag_p99_s": quantile(lags, 0.99),
+            "lag_max_s": max(lags, default=0.0),
+            "cpu_s": cpu,
+            "cpu_util": cpu / wall,
+            "cpu_ms_per_poll": cpu / max(1, ok + failed) * 1000,
+            "agents_cpu_util": agents_cpu / wall,
+            "rss_peak_mb": status_mb("VmHWM"),
+            "rss_mb": status_mb("VmRSS"),
+            "rss_after_warmup_mb": warm["rss_mb"],
+            "in_flight_max": max(in_flight, default=0),
+            "writer_backlog_end": backlog,
+            "samples_per_s": rows / wall,
+            "warmup_ok": warm["ok"],
+            "warmup_failed": warm["failed"],
+            "plan": plan,
+        }

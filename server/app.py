@@ -1,0 +1,137 @@
+"""create_app(settings): the FastAPI application, its lifespan (pipeline start/stop) and error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server import pipeline
+from server.auth import Forbidden, NotAuthenticated
+from server.config import LoadedConfig
+from server.secretbox import SecretBox
+from server.services import Services
+from server.settings import Settings
+from server.store.db import make_engine, migrate
+
+log = logging.getLogger("pocketnoc")
+WEB = Path(__file__).resolve().parent.parent / "web"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path == "/metrics"
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotAuthenticated)
+    async def _unauth(request: Request, _exc: NotAuthenticated) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": "not signed in"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        from urllib.parse import quote
+
+        return RedirectResponse("/login?next=" + quote(target, safe="/"), status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": str(exc)}, status_code=403)
+        from server.pages import render_error
+
+        return render_error(request, 403, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        from server.pages import render_error
+
+        return render_error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300], "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        if _wants_json(request):
+            return JSONResponse({"detail": errors}, status_code=422)
+        from server.pages import render_error
+
+        return render_error(request, 400, "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        if _wants_json(request):
+            return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
+        from server.pages import render_error
+
+        return render_error(request, 500, "Something went wrong on the server; the error is in its log.")
+
+
+def create_app(settings: Settings, config: LoadedConfig | None = None, poll: bool = True) -> FastAPI:
+    """Build an app on its own database; `poll=False` serves without running checks (tests, CLI)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    reader = make_engine(settings.db_url, immediate=False) if settings.db_url.startswith("sqlite") else engine
+    svc = Services(settings=settings, engine=engine, reader=reader, box=SecretBox.from_file(settings.key_file))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        migrate(engine)
+        if config is not None:
+            pipeline.sync_inventory(svc, config)
+        if poll:
+            pipeline.start(svc)
+        try:
+            yield
+        finally:
+            await pipeline.stop(svc)
+            engine.dispose()
+            if reader is not engine:
+                reader.dispose()
+
+    app = FastAPI(
+        title="pocketnoc",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = svc
+    _install_handlers(app)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    from server import api, api_hostkeys, pages
+
+    app.include_router(api.router)
+    app.include_router(api_hostkeys.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
+    return app

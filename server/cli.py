@@ -1,0 +1,258 @@
+"""The `pocketnoc` command: serve, demo, check-config, migrate, user, token."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Engine, select, update
+
+from server.config import LoadedConfig, load_config
+from server.settings import Settings, build_settings
+from server.yamlsrc import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="YAML config file (or POCKETNOC_CONFIG)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="data directory (or POCKETNOC_DATA_DIR)")
+
+
+def _listen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command-line grammar."""
+    parser = argparse.ArgumentParser(prog="pocketnoc", description="A NOC in your pocket.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("serve", help="run the web server and the poller")
+    _common(p)
+    _listen(p)
+    p = sub.add_parser("demo", help="start simulated SNMP devices and serve them")
+    _common(p)
+    _listen(p)
+    p = sub.add_parser("check-config", help="validate a config file and report every error")
+    p.add_argument("path", type=Path, nargs="?", help="the config file (default: --config)")
+    _common(p)
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    _common(p)
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = user.add_parser("add", help="add a user (password from stdin, else generated and printed once)")
+    p.add_argument("name")
+    p.add_argument("--role", choices=("viewer", "operator", "admin"), default="viewer")
+    p.add_argument("--generate", action="store_true", help="generate a password even if stdin has one")
+    _common(p)
+    p = user.add_parser("passwd", help="set a user's password (from stdin, else generated); ends their sessions")
+    p.add_argument("name")
+    p.add_argument("--generate", action="store_true")
+    _common(p)
+    p = user.add_parser("list", help="list users")
+    _common(p)
+    token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = token.add_parser("create", help="create an API token acting as user NAME; prints it as the last line")
+    p.add_argument("name", help="the user the token acts as")
+    p.add_argument("--label", default=None, help="what the token is for (default: cli)")
+    _common(p)
+    p = token.add_parser("list", help="list tokens (never their values)")
+    _common(p)
+    p = token.add_parser("revoke", help="revoke a token by id")
+    p.add_argument("id", type=int)
+    _common(p)
+    return parser
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"pocketnoc: {message}", file=sys.stderr)
+    return code
+
+
+def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Settings]:
+    path = getattr(args, "config", None) or (Path(os.environ["POCKETNOC_CONFIG"]) if os.environ.get("POCKETNOC_CONFIG") else None)
+    config = load_config(path)
+    overrides: dict[str, Any] = {"config": path}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    for key in ("host", "port"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    try:
+        settings = build_settings(config.settings, **overrides)
+    except ValidationError as exc:
+        raise ConfigError([f"{path or 'settings'}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from None
+    return config, settings
+
+
+def _engine(settings: Settings) -> Engine:
+    from server.store.db import make_engine, migrate
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    return engine
+
+
+def _read_password(generate: bool) -> tuple[str, bool]:
+    from server.auth import generate_password
+
+    if generate:
+        return generate_password(), True
+    if sys.stdin is None or sys.stdin.closed:
+        return generate_password(), True
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password (empty to generate): ")
+        if not first:
+            return generate_password(), True
+        if getpass.getpass("Again: ") != first:
+            raise ValueError("the passwords differ")
+        return first, False
+    line = sys.stdin.readline().rstrip("\r\n")
+    return (line, False) if line else (generate_password(), True)
+
+
+def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    """user add / passwd / list."""
+    from server import auth
+    from server.store import accounts
+
+    engine = _engine(settings)
+    with engine.begin() as conn:
+        if args.action == "list":
+            for u in accounts.list_users(conn):
+                print("\t".join([u.name, u.role] + (["disabled"] if u.disabled else [])))
+            return 0
+        try:
+            password, generated = _read_password(args.generate)
+            if args.action == "add":
+                auth.create_user(conn, args.name, args.role, password)
+                accounts.write_audit(conn, None, "user.create", args.name, {"role": args.role, "via": "cli"})
+                print(f"user {args.name} ({args.role}) created")
+            else:
+                found = accounts.get_user_by_name(conn, args.name)
+                if not found:
+                    return _fail(f"no user {args.name!r}")
+                auth.check_password(password)
+                accounts.set_password_hash(conn, found[0].id, auth.hash_password(password))
+                accounts.write_audit(conn, None, "user.password", args.name, {"via": "cli"})
+                print(f"password of {args.name} changed; their sessions ended")
+        except (auth.UserError, ValueError) as exc:
+            return _fail(str(exc))
+    if generated:
+        print(f"password: {password}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    """token create / list / revoke."""
+    from server.store import accounts
+    from server.store.schema import api_tokens, users
+
+    engine = _engine(settings)
+    with engine.begin() as conn:
+        if args.action == "list":
+            rows = conn.execute(select(api_tokens, users.c.name.label("user")).join(users, users.c.id == api_tokens.c.user_id))
+            for r in rows:
+                print(f"{r.id}\t{r.user}\t{r.name}\t{'revoked' if r.revoked else 'active'}")
+            return 0
+        if args.action == "revoke":
+            done = conn.execute(update(api_tokens).where(api_tokens.c.id == args.id).values(revoked=True)).rowcount
+            accounts.write_audit(conn, None, "token.revoke", str(args.id), {"via": "cli"})
+            return 0 if done else _fail(f"no token {args.id}")
+        found = accounts.get_user_by_name(conn, args.name)
+        if not found:
+            return _fail(f"no user {args.name!r}; create one with: pocketnoc user add {args.name} --role viewer")
+        label = (args.label or "cli")[:64]
+        value = accounts.new_token(conn, found[0].id, label)
+        accounts.write_audit(conn, None, "token.create", args.name, {"label": label, "via": "cli"})
+    print(f"token for {args.name} ({found[0].role}), shown once:")
+    print(value)
+    return 0
+
+
+def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    app = create_app(settings, config)
+    shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host  # noqa: S104 - only a label
+    url = settings.base_url or f"http://{shown}:{settings.port}/"
+    for line in [f"pocketnoc is starting at {url}", *banner]:
+        print(line, flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
+    return 0
+
+
+def cmd_demo(settings: Settings, config: LoadedConfig) -> int:
+    """Simulated devices + a first admin account + the server."""
+    from server import auth
+    from server.demo import prepare_demo, run_demo_agents
+    from server.inventory import DeviceSpec
+    from server.store import accounts
+
+    devices, _ = prepare_demo(settings.data_dir)
+    names = {d.name for d in config.devices}
+    for entry in devices:
+        if entry["name"] not in names:
+            config.devices.append(DeviceSpec.model_validate(entry))
+    banner = [f"demo: {len(devices)} simulated devices on 127.0.77.x (snmpsim)"]
+    engine = _engine(settings)
+    with engine.begin() as conn:
+        if accounts.count_users(conn) == 0:
+            password = auth.generate_password()
+            auth.create_user(conn, "admin", "admin", password)
+            accounts.write_audit(conn, None, "user.create", "admin", {"role": "admin", "via": "demo"})
+            banner += ["sign in as: admin", f"password:   {password}   (shown once; change it with: pocketnoc user passwd admin)"]
+        else:
+            banner.append("sign in with an existing user (add one: pocketnoc user add NAME --role admin)")
+    engine.dispose()
+    sim = run_demo_agents(settings.data_dir)
+    try:
+        return _serve(settings, config, banner)
+    finally:
+        sim.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            path = args.path or args.config
+            if path is None:
+                return _fail("give the config file: pocketnoc check-config PATH", EXIT_CONFIG)
+            args.config = path
+            config, _ = _load(args)
+            print(f"{path}: OK ({len(config.devices)} devices)")
+            return 0
+        config, settings = _load(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "migrate":
+        _engine(settings).dispose()
+        print(f"database at the newest schema: {settings.db_url.split('@')[-1]}")
+        return 0
+    if args.command == "user":
+        return cmd_user(args, settings)
+    if args.command == "token":
+        return cmd_token(args, settings)
+    if args.command == "demo":
+        return cmd_demo(settings, config)
+    return _serve(settings, config, [])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Inventory models shared by the YAML config and the API: one definition, one validation."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+TAG_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,31}$"
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+DeviceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
+Tag = Annotated[str, StringConstraints(pattern=TAG_RE)]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+def validate_address(value: str) -> str:
+    """Accept an IP literal or an RFC 1123 host name; refuse URLs, spaces and junk."""
+    value = value.strip()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+        raise ValueError(f"{value!r} is neither an IP address nor a valid DNS name")
+    if name.replace(".", "").isdigit():
+        raise ValueError(f"{value!r} looks like a malformed IPv4 address")
+    return name.lower()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SnmpSpec(_Strict):
+    """SNMP access to a device (read credentials)."""
+
+    version: Literal["1", "2c", "3"] = "2c"
+    port: int = Field(default=161, ge=1, le=65535)
+    community: Secret | None = None
+    user: str | None = Field(default=None, max_length=64)
+    auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] | None = None
+    auth_key: Secret | None = None
+    priv_protocol: Literal["des", "aes128", "aes192", "aes256"] | None = None
+    priv_key: Secret | None = None
+    context: str = Field(default="", max_length=64)
+    timeout: float | None = Field(default=None, gt=0, le=60)
+    retries: int | None = Field(default=None, ge=0, le=5)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SnmpSpec:
+        if self.version in ("1", "2c"):
+            if not self.community:
+                raise ValueError(f"SNMP v{self.version} needs a community")
+            if self.user or self.auth_key or self.priv_key:
+                raise ValueError("user/auth_key/priv_key belong to SNMP v3 only")
+        else:
+            if not self.user:
+                raise ValueError("SNMP v3 needs a user")
+            if bool(self.auth_protocol) != bool(self.auth_key):
+                raise ValueError("SNMP v3 auth_protocol and auth_key go together")
+            if bool(self.priv_protocol) != bool(self.priv_key):
+                raise ValueError("SNMP v3 priv_protocol and priv_key go together")
+            if self.priv_key and not self.auth_key:
+                raise ValueError("SNMP v3 privacy needs authentication too")
+            for key in (self.auth_key, self.priv_key):
+                if key is not None and len(key) < 8:
+                    raise ValueError("SNMP v3 keys must be at least 8 characters")
+        return self
+
+
+class CommandCheckSpec(_Strict):
+    """A custom SSH command check: exactly this command, judged by exit code, regex or value."""
+
+    name: DeviceName
+    command: str = Field(min_length=1, max_length=4096)
+    expect_exit: int | None = Field(default=0, ge=0, le=255)
+    regex: str | None = Field(default=None, max_length=1024)
+    value_regex: str | None = Field(default=None, max_length=1024)
+    warn: float | None = None
+    crit: float | None = None
+    timeout: float = Field(default=10, gt=0, le=600)
+
+    @field_validator("regex", "value_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class SshSpec(_Strict):
+    """SSH access to a server; host keys are pinned, never trusted blindly."""
+
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
+    password: Secret | None = None
+    key_file: str | None = Field(default=None, max_length=4096)
+    key_passphrase: Secret | None = None
+    host_key: list[str] = Field(default_factory=list)
+    commands: list[CommandCheckSpec] = Field(default_factory=list, max_length=50)
+    timeout: float | None = Field(default=None, gt=0, le=120)
+
+    @field_validator("host_key", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("host_key")
+    @classmethod
+    def _key_shape(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            parts = key.split()
+            if len(parts) < 2 or not re.fullmatch(r"(ssh|ecdsa|sk)-[A-Za-z0-9@.-]+", parts[0]):
+                raise ValueError("host_key must look like 'ssh-ed25519 AAAA...'")
+        return [" ".join(key.split()[:2]) for key in keys]
+
+    @model_validator(mode="after")
+    def _auth(self) -> SshSpec:
+        if not self.password and not self.key_file:
+            raise ValueError("SSH needs a password or a key_file")
+        names = [c.name for c in self.commands]
+        if len(names) != len(set(names)):
+            raise ValueError("command check names must be unique per device")
+        return self
+
+
+class CheckSpec(_Strict):
+    """A ping, TCP or HTTP check of the device (or of a URL)."""
+
+    type: Literal["ping", "tcp", "http"]
+    name: DeviceName | None = None
+    interval: int | None = Field(default=None, ge=5, le=86400)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    count: int = Field(default=3, ge=1, le=20)
+    url: str | None = Field(default=None, max_length=2048)
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    expected_status: list[int] = Field(default_factory=list)
+    body_regex: str | None = Field(default=None, max_length=1024)
+    timeout: float = Field(default=5, gt=0, le=120)
+    follow_redirects: bool = False
+    verify_tls: bool = True
+    allow_link_local: bool = False
+
+    @field_validator("expected_status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) else value
+
+    @model_validator(mode="after")
+    def _shape(self) -> CheckSpec:
+        if self.type == "tcp" and self.port is None:
+            raise ValueError("a tcp check needs a port")
+        if self.type == "http" and not self.url:
+            raise ValueError("an http check needs a url")
+        if self.url and not re.match(r"^https?://", self.url, re.IGNORECASE):
+            raise ValueError("url must start with http:// or https://")
+        if self.body_regex:
+            try:
+                re.compile(self.body_regex)
+            except re.error as exc:
+                raise ValueError(f"invalid body_regex: {exc}") from None
+        return self
+
+    @property
+    def check_name(self) -> str:
+        """Stable name of this check on its device."""
+        if self.name:
+            return self.name
+        return f"{self.type}-{self.port}" if self.type == "tcp" else self.type
+
+
+class DeviceSpec(_Strict):
+    """One device of the inventory."""
+
+    name: DeviceName
+    address: str = Field(max_length=253)
+    tags: list[Tag] = Field(default_factory=list, max_length=32)
+    parent: DeviceName | None = None
+    interval: int | None = Field(default=None, ge=5, le=86400)
+    kind: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    snmp: SnmpSpec | None = None
+    ssh: SshSpec | None = None
+    checks: list[CheckSpec] = Field(default_factory=list, max_length=20)
+    enabled: bool = True
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return validate_address(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _self_parent(self) -> DeviceSpec:
+        if self.parent == self.name:
+            raise ValueError("a device cannot be its own parent")
+        names = [c.check_name for c in self.checks]
+        if len(names) != len(set(names)):
+            raise ValueError("check names must be unique per device (give each a 'name')")
+        return self
+
+
+def parent_cycles(devices: list[DeviceSpec]) -> list[str]:
+    """Names of devices whose parent chain loops back on itself."""
+    parents = {d.name: d.parent for d in devices}
+    looped: list[str] = []
+    for name in parents:
+        seen: set[str] = set()
+        node: str | None = name
+        while node is not None and node not in seen:
+            seen.add(node)
+            node = parents.get(node)
+        if node == name:
+            looped.append(name)
+    return looped

@@ -1,0 +1,77 @@
+"""The one validated Settings object: defaults, then the config file's `settings:`, then POCKETNOC_* env."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server settings; every field is documented in config/pocketnoc.example.yaml."""
+
+    model_config = SettingsConfigDict(env_prefix="POCKETNOC_", extra="forbid", validate_assignment=True)
+
+    data_dir: Path = Field(default=Path(".data"), description="Where the SQLite database, key and logs live.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    config: Path | None = Field(default=None, description="Path of the YAML config file that was loaded.")
+    host: str = Field(default="127.0.0.1", description="Address the web server listens on.")
+    port: int = Field(default=8080, ge=1, le=65535)
+    base_url: str | None = Field(default=None, description="Public URL, printed at start and used in links.")
+    secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set true behind HTTPS).")
+    session_idle_minutes: int = Field(default=12 * 60, ge=5, le=60 * 24 * 30)
+    session_max_hours: int = Field(default=24 * 7, ge=1, le=24 * 90)
+    poll_concurrency: int = Field(default=200, ge=1, le=5000, description="Checks in flight at once.")
+    default_interval: int = Field(default=60, ge=5, le=86400)
+    snmp_timeout: float = Field(default=2.0, gt=0, le=60)
+    snmp_retries: int = Field(default=1, ge=0, le=5)
+    backoff_max_seconds: int = Field(default=600, ge=0, le=86400, description="Cap of unreachable back-off.")
+    down_after_failures: int = Field(default=2, ge=1, le=20, description="Failed polls before 'unreachable'.")
+    raw_retention_hours: int = Field(default=48, ge=1, le=24 * 365)
+    rollup_5m_retention_days: int = Field(default=30, ge=1, le=3650)
+    rollup_1h_retention_days: int = Field(default=400, ge=1, le=3650)
+    writer_batch_seconds: float = Field(default=0.5, gt=0, le=30)
+    secret_key_file: Path | None = Field(default=None, description="Key encrypting secrets; default data_dir.")
+    log_level: str = Field(default="INFO")
+    scheduler: str = Field(default="inprocess", description="'inprocess' (APScheduler) or 'queue'.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        if value not in {"inprocess", "queue"}:
+            raise ValueError("must be 'inprocess' or 'queue'")
+        return value
+
+    @property
+    def db_url(self) -> str:
+        """The database URL in force."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'pocketnoc.db').resolve()}"
+
+    @property
+    def key_file(self) -> Path:
+        """Path of the secrets key file."""
+        return self.secret_key_file or (self.data_dir / "secret.key")
+
+
+def build_settings(file_values: dict[str, Any] | None = None, **overrides: Any) -> Settings:
+    """Merge config-file values under env vars, then explicit overrides (command-line flags) on top."""
+    values: dict[str, Any] = dict(file_values or {})
+    env_names = {f"POCKETNOC_{name.upper()}" for name in Settings.model_fields}
+    for key in list(values):
+        if f"POCKETNOC_{key.upper()}" in env_names and f"POCKETNOC_{key.upper()}" in os.environ:
+            values.pop(key)  # environment wins over the file
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

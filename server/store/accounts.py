@@ -1,0 +1,189 @@
+"""Users, sessions, API tokens, login attempts and the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from server.store.schema import api_tokens, audit, login_attempts, sessions, users
+
+ROLES = ("viewer", "operator", "admin")
+TOKEN_PREFIX = "pnt_"  # noqa: S105 - a prefix, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A signed-in principal."""
+
+    id: int
+    name: str
+    role: str
+    disabled: bool = False
+
+    def can(self, role: str) -> bool:
+        """True when this user's role is at least `role`."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def digest(value: str) -> str:
+    """SHA-256 hex of a bearer secret (sessions and tokens are stored only as digests)."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _user(row: Any) -> User:
+    return User(row.id, row.name, row.role, bool(row.disabled))
+
+
+def get_user_by_name(conn: Connection, name: str) -> tuple[User, str] | None:
+    """A user and their password hash."""
+    row = conn.execute(select(users).where(users.c.name == name)).first()
+    return (_user(row), row.password_hash) if row else None
+
+
+def get_user(conn: Connection, user_id: int) -> User | None:
+    """A user by id."""
+    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    return _user(row) if row else None
+
+
+def list_users(conn: Connection) -> list[User]:
+    """All users by name."""
+    return [_user(r) for r in conn.execute(select(users).order_by(users.c.name))]
+
+
+def insert_user(conn: Connection, name: str, password_hash: str, role: str) -> int:
+    """Add a user (the caller validated name, role and password)."""
+    now = time.time()
+    result = conn.execute(
+        insert(users).values(
+            name=name, password_hash=password_hash, role=role, disabled=False, created_at=now, password_changed_at=now
+        )
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def set_password_hash(conn: Connection, user_id: int, password_hash: str) -> None:
+    """Replace a password and end every session of that user."""
+    conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash, password_changed_at=time.time()))
+    conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
+
+
+def count_users(conn: Connection) -> int:
+    """How many users exist."""
+    return int(conn.execute(select(func.count()).select_from(users)).scalar() or 0)
+
+
+def new_session(conn: Connection, user_id: int, ip: str | None, agent: str | None) -> tuple[str, str]:
+    """A fresh session: returns (cookie value, CSRF token)."""
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    now = time.time()
+    conn.execute(
+        insert(sessions).values(
+            id=digest(token),
+            user_id=user_id,
+            csrf=csrf,
+            created_at=now,
+            last_seen=now,
+            ip=(ip or "")[:64],
+            user_agent=(agent or "")[:256],
+        )
+    )
+    return token, csrf
+
+
+def find_session(conn: Connection, token: str, idle: float, absolute: float) -> tuple[User, str, str] | None:
+    """The live session for a cookie value (user, csrf, session id) or None; expired ones are removed."""
+    sid = digest(token)
+    row = conn.execute(
+        select(sessions, users.c.name, users.c.role, users.c.disabled)
+        .join(users, users.c.id == sessions.c.user_id)
+        .where(sessions.c.id == sid)
+    ).first()
+    if row is None:
+        return None
+    now = time.time()
+    if row.disabled or now - row.last_seen > idle or now - row.created_at > absolute:
+        conn.execute(delete(sessions).where(sessions.c.id == sid))
+        return None
+    if now - row.last_seen > 60:
+        conn.execute(update(sessions).where(sessions.c.id == sid).values(last_seen=now))
+    return User(row.user_id, row.name, row.role, bool(row.disabled)), row.csrf, sid
+
+
+def end_session(conn: Connection, session_id: str) -> None:
+    """Log a session out."""
+    conn.execute(delete(sessions).where(sessions.c.id == session_id))
+
+
+def new_token(conn: Connection, user_id: int, name: str) -> str:
+    """Create an API token; the plain value is returned once and stored only as a digest."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    conn.execute(
+        insert(api_tokens).values(name=name, user_id=user_id, token_hash=digest(token), created_at=time.time(), revoked=False)
+    )
+    return token
+
+
+def find_token(conn: Connection, token: str) -> User | None:
+    """The user behind a bearer token, or None."""
+    row = conn.execute(
+        select(api_tokens.c.id, api_tokens.c.last_used, users)
+        .join(users, users.c.id == api_tokens.c.user_id)
+        .where(api_tokens.c.token_hash == digest(token), api_tokens.c.revoked.is_(False))
+    ).first()
+    if row is None or row.disabled:
+        return None
+    now = time.time()
+    if row.last_used is None or now - row.last_used > 60:
+        conn.execute(update(api_tokens).where(api_tokens.c.id == row[0]).values(last_used=now))
+    return User(row.id, row.name, row.role, bool(row.disabled))
+
+
+def record_login(conn: Connection, username: str, ip: str, ok: bool) -> None:
+    """Remember a login attempt (for throttling and the audit trail)."""
+    conn.execute(insert(login_attempts).values(ts=time.time(), username=username[:64], ip=ip[:64], ok=ok))
+
+
+def recent_failures(conn: Connection, username: str, ip: str, window: float) -> tuple[int, int]:
+    """Failed logins in the window: (for this account, from this address)."""
+    since = time.time() - window
+    base = select(func.count()).select_from(login_attempts).where(login_attempts.c.ts >= since, login_attempts.c.ok.is_(False))
+    by_user = conn.execute(base.where(login_attempts.c.username == username[:64])).scalar() or 0
+    by_ip = conn.execute(base.where(login_attempts.c.ip == ip[:64])).scalar() or 0
+    return int(by_user), int(by_ip)
+
+
+def write_audit(
+    conn: Connection,
+    user: User | None,
+    action: str,
+    target: str = "",
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> None:
+    """Append an audit entry."""
+    conn.execute(
+        insert(audit).values(
+            ts=time.time(),
+            user_id=user.id if user else None,
+            username=user.name if user else None,
+            action=action,
+            target=target[:256],
+            detail=detail or {},
+            ip=(ip or "")[:64],
+        )
+    )
+
+
+def read_audit(conn: Connection, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+    """Newest audit entries first."""
+    query = select(audit).order_by(audit.c.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(audit.c.id < before)
+    return [dict(r._mapping) for r in conn.execute(query)]

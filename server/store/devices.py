@@ -1,0 +1,201 @@
+"""Devices: inventory rows, their secrets (sealed), and the config-file sync."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from server.inventory import DeviceSpec
+from server.secretbox import SecretBox
+from server.store import hostkeys
+from server.store.schema import device_status, devices
+
+SECRET_FIELDS = {"snmp": ("community", "auth_key", "priv_key"), "ssh": ("password", "key_passphrase")}
+
+
+class DeviceConflict(Exception):
+    """A name clash, a missing parent, or an edit of a device the config file manages."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """A device as the poller and views need it: spec with secrets joined in."""
+
+    id: int
+    name: str
+    address: str
+    kind: str | None
+    tags: list[str]
+    parent_id: int | None
+    interval: int
+    enabled: bool
+    source: str
+    spec: DeviceSpec
+    enrolled_keys: tuple[str, ...] = ()
+
+
+def split_secrets(spec: DeviceSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The spec as JSON without secrets, and the secrets alone ("snmp.community": ...)."""
+    public = spec.model_dump(mode="json", exclude_none=True)
+    secrets: dict[str, Any] = {}
+    for section, fields in SECRET_FIELDS.items():
+        part = public.get(section)
+        if isinstance(part, dict):
+            for field in fields:
+                if field in part:
+                    secrets[f"{section}.{field}"] = part.pop(field)
+    return public, secrets
+
+
+def join_secrets(public: dict[str, Any], secrets: dict[str, Any]) -> DeviceSpec:
+    """Rebuild the full spec from its public JSON and its secrets."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in public.items()}
+    for key, value in secrets.items():
+        section, field = key.split(".", 1)
+        if isinstance(data.get(section), dict):
+            data[section][field] = value
+    return DeviceSpec.model_validate(data)
+
+
+def public_spec(public: dict[str, Any], secret_keys: set[str]) -> dict[str, Any]:
+    """The spec for API output: secrets shown only as '<field>_set': true."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in public.items()}
+    for section, fields in SECRET_FIELDS.items():
+        if isinstance(out.get(section), dict):
+            for field in fields:
+                out[section][f"{field}_set"] = f"{section}.{field}" in secret_keys
+    return out
+
+
+def _row(record: Any, box: SecretBox, keys: tuple[str, ...] = ()) -> DeviceRow:
+    return DeviceRow(
+        id=record.id,
+        name=record.name,
+        address=record.address,
+        kind=record.kind,
+        tags=list(record.tags or []),
+        parent_id=record.parent_id,
+        interval=record.interval,
+        enabled=bool(record.enabled),
+        source=record.source,
+        spec=join_secrets(record.spec or {}, box.open(record.secrets)),
+        enrolled_keys=keys,
+    )
+
+
+def load_devices(conn: Connection, box: SecretBox, enabled_only: bool = False) -> list[DeviceRow]:
+    """Every device with its secrets decrypted (for the poller, never for output)."""
+    query = select(devices).order_by(devices.c.id)
+    if enabled_only:
+        query = query.where(devices.c.enabled.is_(True))
+    keys = hostkeys.enrolled(conn)
+    return [_row(r, box, keys.get(r.id, ())) for r in conn.execute(query)]
+
+
+def load_device(conn: Connection, box: SecretBox, device_id: int) -> DeviceRow | None:
+    """One device with secrets, or None."""
+    record = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+    return _row(record, box, hostkeys.enrolled(conn).get(device_id, ())) if record else None
+
+
+def _parent_id(conn: Connection, spec: DeviceSpec) -> int | None:
+    if not spec.parent:
+        return None
+    found = conn.execute(select(devices.c.id).where(devices.c.name == spec.parent)).scalar()
+    if found is None:
+        raise DeviceConflict(f"parent {spec.parent!r} is not a device")
+    return int(found)
+
+
+def _values(conn: Connection, spec: DeviceSpec, box: SecretBox, default_interval: int) -> dict[str, Any]:
+    public, secrets = split_secrets(spec)
+    return {
+        "name": spec.name,
+        "address": spec.address,
+        "kind": spec.kind,
+        "tags": spec.tags,
+        "parent_id": _parent_id(conn, spec),
+        "interval": spec.interval or default_interval,
+        "enabled": spec.enabled,
+        "spec": public,
+        "secrets": box.seal(secrets),
+        "updated_at": time.time(),
+    }
+
+
+def create_device(conn: Connection, spec: DeviceSpec, box: SecretBox, default_interval: int, source: str = "api") -> int:
+    """Insert a device and its empty status row; a taken name raises DeviceConflict."""
+    if conn.execute(select(devices.c.id).where(devices.c.name == spec.name)).first():
+        raise DeviceConflict(f"a device named {spec.name!r} already exists")
+    values = _values(conn, spec, box, default_interval)
+    now = values["updated_at"]
+    result = conn.execute(insert(devices).values(**values, source=source, created_at=now))
+    device_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    conn.execute(insert(device_status).values(device_id=device_id, state="unknown", state_since=now))
+    return device_id
+
+
+def update_device(conn: Connection, device_id: int, spec: DeviceSpec, box: SecretBox, default_interval: int) -> None:
+    """Replace a device's spec (secrets included; the caller merges omitted secrets first)."""
+    clash = conn.execute(select(devices.c.id).where(devices.c.name == spec.name, devices.c.id != device_id)).first()
+    if clash:
+        raise DeviceConflict(f"a device named {spec.name!r} already exists")
+    if spec.parent:
+        parent = conn.execute(select(devices.c.id).where(devices.c.name == spec.parent)).scalar()
+        if parent == device_id or _ancestors(conn, parent).__contains__(device_id):
+            raise DeviceConflict("that parent would make a loop")
+    conn.execute(update(devices).where(devices.c.id == device_id).values(**_values(conn, spec, box, default_interval)))
+
+
+def _ancestors(conn: Connection, device_id: int | None) -> set[int]:
+    seen: set[int] = set()
+    while device_id is not None and device_id not in seen:
+        seen.add(device_id)
+        device_id = conn.execute(select(devices.c.parent_id).where(devices.c.id == device_id)).scalar()
+    return seen
+
+
+def delete_device(conn: Connection, device_id: int) -> bool:
+    """Remove a device and (by cascade) its status, series and samples."""
+    return bool(conn.execute(delete(devices).where(devices.c.id == device_id)).rowcount)
+
+
+def sync_config_devices(conn: Connection, specs: list[DeviceSpec], box: SecretBox, default_interval: int) -> dict[str, int]:
+    """Make the config-managed devices match the file: create, update, remove; API devices are left alone."""
+    existing = {r.name: r for r in conn.execute(select(devices.c.id, devices.c.name, devices.c.source))}
+    wanted = {s.name for s in specs}
+    counts = {"created": 0, "updated": 0, "removed": 0}
+    for name, record in existing.items():
+        if record.source == "config" and name not in wanted:
+            delete_device(conn, record.id)
+            counts["removed"] += 1
+    # Parents first so parent names resolve.
+    pending = list(specs)
+    placed: set[str] = {n for n, r in existing.items() if r.source != "config"}
+    while pending:
+        progress = False
+        for spec in list(pending):
+            if spec.parent and spec.parent not in placed and spec.parent in wanted:
+                continue
+            found = existing.get(spec.name)
+            if found is None:
+                create_device(conn, spec, box, default_interval, source="config")
+                counts["created"] += 1
+            else:
+                update_device(conn, found.id, spec, box, default_interval)
+                conn.execute(update(devices).where(devices.c.id == found.id).values(source="config"))
+                counts["updated"] += 1
+            placed.add(spec.name)
+            pending.remove(spec)
+            progress = True
+        if not progress:
+            raise DeviceConflict("parent loop among: " + ", ".join(s.name for s in pending))
+    return counts
+
+
+def count_devices(conn: Connection) -> int:
+    """How many devices exist."""
+    return int(conn.execute(select(func.count()).select_from(devices)).scalar() or 0)

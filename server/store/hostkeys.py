@@ -1,0 +1,54 @@
+"""SSH host keys an admin enrolled (trust on first use, confirmed by a person), per device."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from server.store.schema import host_keys
+
+
+def enrolled(conn: Connection) -> dict[int, tuple[str, ...]]:
+    """Every device's enrolled key lines."""
+    out: dict[int, list[str]] = {}
+    for device_id, key_line in conn.execute(select(host_keys.c.device_id, host_keys.c.key_line).order_by(host_keys.c.id)):
+        out.setdefault(device_id, []).append(key_line)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def list_keys(conn: Connection, device_id: int) -> list[dict[str, Any]]:
+    """One device's enrolled keys."""
+    rows = conn.execute(select(host_keys).where(host_keys.c.device_id == device_id).order_by(host_keys.c.id))
+    return [
+        {
+            "id": r.id,
+            "key_type": r.key_line.split()[0],
+            "fingerprint": r.fingerprint,
+            "added_by": r.added_by,
+            "added_at": r.added_at,
+        }
+        for r in rows
+    ]
+
+
+def trust(conn: Connection, device_id: int, key_line: str, fingerprint: str, user: str) -> bool:
+    """Pin a key for a device; False if it was already pinned."""
+    exists = conn.execute(
+        select(host_keys.c.id).where(host_keys.c.device_id == device_id, host_keys.c.key_line == key_line)
+    ).first()
+    if exists:
+        return False
+    conn.execute(
+        insert(host_keys).values(
+            device_id=device_id, key_line=key_line, fingerprint=fingerprint, added_by=user, added_at=time.time()
+        )
+    )
+    return True
+
+
+def remove(conn: Connection, device_id: int, key_id: int) -> bool:
+    """Unpin one enrolled key."""
+    done = conn.execute(delete(host_keys).where(host_keys.c.device_id == device_id, host_keys.c.id == key_id))
+    return bool(done.rowcount)

@@ -1,0 +1,150 @@
+"""Applying check outcomes: device status, state transitions and samples in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from server.state import CheckStatus, State, decide_state
+from server.store.metrics import SeriesCache, write_samples
+from server.store.schema import device_status, devices, state_events
+
+
+@dataclass(slots=True)
+class CheckOutcome:
+    """What one run of one check produced, ready to store (rates already computed)."""
+
+    device_id: int
+    check: str
+    kind: str
+    ts: float
+    ok: bool
+    answered: bool
+    duration_ms: float
+    error: str | None = None
+    facts: dict[str, Any] | None = None
+    tables: dict[str, list[dict[str, Any]]] | None = None
+    samples: list[tuple[str, str, float]] = field(default_factory=list)  # metric, labels key, value
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A device changed state."""
+
+    device_id: int
+    ts: float
+    old: State
+    new: State
+    reason: str
+
+
+DEVICE_FACT_KINDS = frozenset({"snmp", "ssh"})
+Hook = Callable[[Connection, list[Transition], list[CheckOutcome]], None]
+
+
+def apply_outcomes(
+    conn: Connection, outcomes: list[CheckOutcome], cache: SeriesCache, threshold: int, hooks: list[Hook]
+) -> list[Transition]:
+    """Store a batch of outcomes (caller holds the transaction); returns the state transitions."""
+    ids = sorted({o.device_id for o in outcomes})
+    rows = {
+        r.device_id: r
+        for r in conn.execute(
+            select(device_status, devices.c.enabled)
+            .join(devices, devices.c.id == device_status.c.device_id)
+            .where(device_status.c.device_id.in_(ids))
+        )
+    }
+    status: dict[int, dict[str, Any]] = {}
+    for device_id, row in rows.items():
+        status[device_id] = {
+            "state": row.state,
+            "state_since": row.state_since,
+            "last_polled": row.last_polled,
+            "last_ok": row.last_ok,
+            "last_error": row.last_error,
+            "failures": row.failures,
+            "poll_ms": row.poll_ms,
+            "facts": dict(row.facts or {}),
+            "tables": dict(row.tables or {}),
+            "checks": dict(row.checks or {}),
+            "metrics": dict(row.metrics or {}),
+            "enabled": row.enabled,
+        }
+    sample_rows: list[tuple[int, str, str, int, float]] = []
+    for o in outcomes:
+        st = status.get(o.device_id)
+        if st is None:  # device deleted while its poll was in flight
+            continue
+        previous = st["checks"].get(o.check) or {}
+        fails = 0 if o.ok else int(previous.get("fails") or 0) + 1
+        st["checks"][o.check] = {
+            "kind": o.kind,
+            "ok": o.ok,
+            "answered": o.answered,
+            "fails": fails,
+            "error": o.error,
+            "ts": o.ts,
+            "ms": round(o.duration_ms, 1),
+            "since": previous.get("since") if previous.get("ok") == o.ok else o.ts,
+        }
+        st["last_polled"] = o.ts
+        st["poll_ms"] = round(o.duration_ms, 1)
+        if o.ok:
+            st["last_ok"] = o.ts
+        if o.facts and o.kind in DEVICE_FACT_KINDS:
+            st["facts"].update(o.facts)
+        elif o.facts:  # facts of ping/TCP/HTTP checks belong to the check, not the device
+            st["checks"][o.check]["facts"] = {k: v for k, v in o.facts.items() if v is not None}
+        if o.tables:
+            st["tables"].update(o.tables)
+        if o.ok or o.samples:
+            st["metrics"][o.check] = [[m, lbl, v] for m, lbl, v in o.samples]
+        st["failures"] = sum(int(c.get("fails") or 0) > 0 for c in st["checks"].values())
+        errors = [f"{name}: {c['error']}" for name, c in sorted(st["checks"].items()) if not c.get("ok") and c.get("error")]
+        st["last_error"] = "; ".join(errors)[:2000] or None
+        ts = int(o.ts)
+        sample_rows.extend((o.device_id, m, lbl, ts, v) for m, lbl, v in o.samples)
+    transitions: list[Transition] = []
+    latest_ts = {o.device_id: o.ts for o in outcomes}
+    for device_id, st in status.items():
+        checks = {name: CheckStatus.from_dict(c) for name, c in st["checks"].items()}
+        new, reason = decide_state(checks, st["state"], threshold, st["enabled"])
+        if new != st["state"]:
+            when = latest_ts[device_id]
+            transitions.append(Transition(device_id, when, st["state"], new, reason))
+            st["state"], st["state_since"] = new, when
+    if transitions:
+        conn.execute(
+            insert(state_events),
+            [
+                {"device_id": t.device_id, "ts": t.ts, "old_state": t.old, "new_state": t.new, "reason": t.reason[:2000]}
+                for t in transitions
+            ],
+        )
+    columns = (
+        "state",
+        "state_since",
+        "last_polled",
+        "last_ok",
+        "last_error",
+        "failures",
+        "poll_ms",
+        "facts",
+        "tables",
+        "checks",
+        "metrics",
+    )
+    conn.execute(
+        update(device_status)
+        .where(device_status.c.device_id == bindparam("b_id"))
+        .values({c: bindparam(f"v_{c}") for c in columns}),
+        [{"b_id": device_id, **{f"v_{c}": st[c] for c in columns}} for device_id, st in status.items()],
+    )
+    write_samples(conn, cache, sample_rows)
+    for hook in hooks:
+        hook(conn, transitions, outcomes)
+    return transitions

@@ -1,0 +1,241 @@
+"""Server test fixtures: real SQLite and PostgreSQL databases, settings, apps on temp data dirs, users."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from server import auth
+from server.app import create_app
+from server.secretbox import SecretBox
+from server.services import Services
+from server.settings import Settings
+from server.store import accounts
+from server.store.db import make_engine, migrate
+
+# Trust auth on loopback; `make test` starts this server, so an unreachable one is a failure.
+PG_HOST = os.environ.get("PGHOST_TEST", "127.0.0.1")
+PG_PORT = int(os.environ.get("PGPORT_TEST", "5432"))
+PG_USERS = ("postgres", "root")
+PASSWORD = "correct horse battery"
+RUN_ID = secrets.token_hex(4)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """POCKETNOC_* variables of the calling shell must not leak into Settings built by a test."""
+    for name in list(os.environ):
+        if name.startswith("POCKETNOC_"):
+            monkeypatch.delenv(name)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class PgServer:
+    """A reachable PostgreSQL server and a migrated template database to clone per test."""
+
+    user: str
+    template: str
+    created: list[str]
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{self.user}@{PG_HOST}:{PG_PORT}/{database}"
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(host=PG_HOST, port=PG_PORT, user=self.user, dbname="postgres", autocommit=True)
+
+    def create(self, template: str | None = None) -> str:
+        name = f"pn_test_{RUN_ID}_{secrets.token_hex(4)}"
+        with self.admin() as conn:
+            clause = f" TEMPLATE {template}" if template else ""
+            conn.execute(f"CREATE DATABASE {name}{clause}")  # type: ignore[arg-type]
+        self.created.append(name)
+        return name
+
+    def drop(self, name: str) -> None:
+        with self.admin() as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
+        if name in self.created:
+            self.created.remove(name)
+
+
+def _pg_user() -> str:
+    errors = []
+    for user in PG_USERS:
+        try:
+            with psycopg.connect(host=PG_HOST, port=PG_PORT, user=user, dbname="postgres", connect_timeout=10) as conn:
+                conn.execute("SELECT 1")
+            return user
+        except psycopg.Error as exc:
+            errors.append(f"{user}: {str(exc).strip()}")
+    pytest.fail(f"PostgreSQL at {PG_HOST}:{PG_PORT} is not reachable (make test starts it): {'; '.join(errors)}")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A migrated template database (pn_test_<run>_...), dropped with every clone at the end of the run."""
+    server = PgServer(user=_pg_user(), template="", created=[])
+    server.template = server.create()
+    engine = make_engine(server.url(server.template))
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    yield server
+    for name in list(reversed(server.created)):
+        server.drop(name)
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of this test alone."""
+    name = pg_server.create(template=pg_server.template)
+    yield pg_server.url(name)
+    pg_server.drop(name)
+
+
+# ---------------------------------------------------------------- databases and settings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database URL, once per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        return url
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A writer engine on the test database."""
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def box() -> SecretBox:
+    """A secret box with a fresh random key."""
+    return SecretBox(Fernet.generate_key())
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a temp data dir with a short writer batch, so tests never wait long."""
+    return Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05)
+
+
+# ---------------------------------------------------------------- apps and users
+
+
+@dataclass
+class AppEnv:
+    """An app (lifespan running, no polling) with its test client and services."""
+
+    app: FastAPI
+    client: TestClient
+    svc: Services
+
+    def user(self, name: str, role: str, password: str = PASSWORD) -> int:
+        with self.svc.engine.begin() as conn:
+            return auth.create_user(conn, name, role, password)
+
+    def token(self, name: str, role: str | None = None) -> str:
+        """A bearer token for user `name` (created with `role` first when given)."""
+        if role is not None:
+            self.user(name, role)
+        with self.svc.engine.begin() as conn:
+            found = accounts.get_user_by_name(conn, name)
+            assert found is not None
+            return accounts.new_token(conn, found[0].id, "test")
+
+
+def make_app_env(settings: Settings) -> Iterator[AppEnv]:
+    """Build an app on `settings` and run its lifespan around the yield."""
+    app = create_app(settings, poll=False)
+    with TestClient(app, follow_redirects=False) as client:
+        yield AppEnv(app, client, app.state.services)
+
+
+@pytest.fixture
+def app_env(settings: Settings) -> Iterator[AppEnv]:
+    """An app on a temp SQLite data dir."""
+    yield from make_app_env(settings)
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for a token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+HIDDEN_CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+def form_csrf(html: str) -> str:
+    """The hidden csrf_token field of a rendered page."""
+    found = HIDDEN_CSRF.search(html)
+    assert found, "no csrf_token field on the page"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, name: str, password: str = PASSWORD, next_url: str = "/") -> str:
+    """Sign in through the HTML form; returns the session cookie value (the client keeps it too)."""
+    page = client.get("/login")
+    assert page.status_code == 200
+    response = client.post(
+        "/login",
+        data={"username": name, "password": password, "csrf_token": form_csrf(page.text), "next": next_url},
+    )
+    assert response.status_code == 303, response.text
+    cookie = client.cookies.get(auth.SESSION_COOKIE)
+    assert cookie
+    return cookie
+
+
+# ---------------------------------------------------------------- the command line
+
+POCKETNOC = Path(sys.executable).parent / "pocketnoc"
+
+
+def run_cli(*args: str | Path, input_text: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `pocketnoc` console script; stdin is /dev/null unless `input_text` is given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKETNOC_")}
+    return subprocess.run(
+        [str(POCKETNOC), *map(str, args)],
+        input=input_text,
+        stdin=subprocess.DEVNULL if input_text is None else None,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    """A failed command: non-zero exit, one line on stderr containing `fragment`, no traceback."""
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0], result.stderr

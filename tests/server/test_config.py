@@ -1,0 +1,442 @@
+"""Config loading: every problem names its file and line; check-config; the examples and docs stay complete."""
+
+from __future__ import annotations
+
+import re
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from server.config import load_config
+from server.inventory import CheckSpec, CommandCheckSpec, DeviceSpec, SnmpSpec, SshSpec
+from server.settings import Settings
+from server.yamlsrc import ConfigError
+from tests.server.conftest import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "config"
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems, "a ConfigError must say what is wrong"
+    return caught.value.problems
+
+
+def assert_reported(problems: list[str], path: Path, line: int, *fragments: str) -> None:
+    """Some problem starts with 'path:line: ' and contains every fragment."""
+    prefix = f"{path}:{line}: "
+    for problem in problems:
+        if problem.startswith(prefix) and all(f in problem for f in fragments):
+            return
+    pytest.fail(f"no problem at {prefix} containing {fragments!r} in:\n" + "\n".join(problems))
+
+
+def test_a_valid_file_loads_with_normalised_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "ok.yaml",
+        "settings:\n"
+        "  default_interval: 30\n"
+        "devices:\n"
+        "  - name: core-sw1\n"
+        "    address: ' Core-SW1.Example.NET. '\n"
+        "    tags: [site-b, core, core]\n"
+        "    snmp: {version: 2c, community: public}\n"
+        "  - name: edge\n"
+        "    address: 2001:db8::1\n"
+        "    parent: core-sw1\n",
+    )
+    config = load_config(path)
+    assert config.settings == {"default_interval": 30}
+    first, second = config.devices
+    assert (first.name, first.address, first.tags) == ("core-sw1", "core-sw1.example.net", ["core", "site-b"])
+    assert first.snmp is not None and first.snmp.community == "public"
+    assert (second.address, second.parent) == ("2001:db8::1", "core-sw1")
+    assert config.origins == {"core-sw1": f"{path}:4", "edge": f"{path}:8"}
+
+
+def test_an_empty_file_is_an_empty_config(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "empty.yaml", "# nothing yet\n"))
+    assert config.devices == [] and config.settings == {}
+
+
+def test_no_file_means_defaults() -> None:
+    config = load_config(None)
+    assert config.devices == [] and config.path is None
+
+
+# ---------------------------------------------------------------- one test per kind of error
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragments"),
+    [
+        ("devices: []\nnotakey: 1\n", 2, ("unknown key 'notakey'", "allowed: devices, include, settings")),
+        ("settings:\n  port: 8080\n  prot: 1\n", 3, ("settings.prot", "unknown key")),
+        ("devices:\n  - name: a\n    address: 192.0.2.1\n    adress: x\n", 4, ("devices.0.adress", "unknown key")),
+        (
+            "devices:\n  - name: a\n    address: 192.0.2.1\n    snmp:\n      community: c\n      comunity: x\n",
+            6,
+            ("devices.0.snmp.comunity", "unknown key"),
+        ),
+        (
+            "devices:\n  - name: a\n    address: 192.0.2.1\n    checks:\n      - type: ping\n        cnt: 3\n",
+            6,
+            ("devices.0.checks.0.cnt", "unknown key"),
+        ),
+    ],
+    ids=["top-level", "settings", "device", "snmp", "check"],
+)
+def test_unknown_keys_are_reported_where_they_are(
+    tmp_path: Path, text: str, line: int, fragments: tuple[str, ...]
+) -> None:
+    path = write(tmp_path, "c.yaml", text)
+    assert_reported(problems_of(path), path, line, *fragments)
+
+
+def test_duplicate_device_names_name_both_locations(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "devices:\n"
+        "  - name: sw1\n"
+        "    address: 192.0.2.1\n"
+        "  - name: sw2\n"
+        "    address: 192.0.2.2\n"
+        "  - name: sw1\n"
+        "    address: 192.0.2.3\n",
+    )
+    assert_reported(problems_of(path), path, 6, "duplicate device name 'sw1'", f"first at {path}:2")
+
+
+def test_duplicate_device_names_across_included_files(tmp_path: Path) -> None:
+    main = write(tmp_path, "main.yaml", "include: [inv.yaml]\ndevices:\n  - {name: sw1, address: 192.0.2.1}\n")
+    inv = write(tmp_path, "inv.yaml", "devices:\n  - {name: other, address: 192.0.2.9}\n  - {name: sw1, address: 192.0.2.2}\n")
+    assert_reported(problems_of(main), inv, 3, "duplicate device name 'sw1'", f"first at {main}:3")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["http://192.0.2.1/", "192.0.2", "256.1.1.1", "host name", "-bad.example", "bad-.example", "a..b", "", "x" * 254,
+     "host;rm -rf /", "host/path", "192.0.2.1:161"],
+)
+def test_bad_addresses_are_refused(tmp_path: Path, address: str) -> None:
+    path = write(tmp_path, "c.yaml", f"devices:\n  - name: a\n    address: {address!r}\n")
+    assert_reported(problems_of(path), path, 3, "devices.0.address")
+
+
+@pytest.mark.parametrize(
+    ("address", "stored"),
+    [("192.0.2.1", "192.0.2.1"), ("2001:DB8::1", "2001:db8::1"), ("Web-01.Example.net", "web-01.example.net"),
+     ("localhost", "localhost"), ("a.example.", "a.example")],
+)
+def test_good_addresses_are_normalised(tmp_path: Path, address: str, stored: str) -> None:
+    path = write(tmp_path, "c.yaml", f"devices:\n  - name: a\n    address: {address!r}\n")
+    assert load_config(path).devices[0].address == stored
+
+
+@pytest.mark.parametrize(
+    ("device", "line", "fragments"),
+    [
+        ("    interval: 0\n", 4, ("devices.0.interval", "greater than or equal to 5")),
+        ("    snmp: {version: 2c}\n", 4, ("devices.0.snmp", "SNMP v2c needs a community")),
+        ("    snmp:\n      version: 1\n      port: 161\n", 4, ("devices.0.snmp", "SNMP v1 needs a community")),
+        (
+            "    snmp:\n      version: 3\n      user: mon\n      auth_protocol: sha256\n      auth_key: short\n",
+            4,
+            ("devices.0.snmp", "at least 8 characters"),
+        ),
+        (
+            "    snmp:\n      version: 3\n      user: mon\n      auth_protocol: sha\n      auth_key: long-enough\n"
+            "      priv_protocol: aes128\n      priv_key: '1234567'\n",
+            4,
+            ("devices.0.snmp", "at least 8 characters"),
+        ),
+        ("    snmp: {version: 3, user: mon, auth_key: long-enough}\n", 4, ("auth_protocol and auth_key go together",)),
+        ("    snmp: {version: '5', community: c}\n", 4, ("devices.0.snmp.version",)),
+        ("    ssh: {user: mon}\n", 4, ("devices.0.ssh", "needs a password or a key_file")),
+        ("    ssh: {user: mon, password: pw, host_key: nonsense}\n", 4, ("devices.0.ssh.host_key",)),
+        ("    checks:\n      - type: tcp\n", 5, ("devices.0.checks.0", "a tcp check needs a port")),
+        ("    checks:\n      - {type: http, url: 'ftp://x'}\n", 5, ("url must start with http",)),
+        ("    tags: [ok, 'bad tag']\n", 4, ("devices.0.tags.1",)),
+        ("    parent: a\n", 2, ("a device cannot be its own parent",)),
+    ],
+    ids=["interval-0", "v2c-no-community", "v1-no-community", "v3-auth-key-short", "v3-priv-key-short",
+         "v3-auth-without-protocol", "bad-version", "ssh-no-auth", "bad-host-key", "tcp-no-port", "http-bad-url",
+         "bad-tag", "own-parent"],
+)
+def test_device_value_errors_point_at_the_value(
+    tmp_path: Path, device: str, line: int, fragments: tuple[str, ...]
+) -> None:
+    path = write(tmp_path, "c.yaml", "devices:\n  - name: a\n    address: 192.0.2.1\n" + device)
+    assert_reported(problems_of(path), path, line, *fragments)
+
+
+def test_bad_settings_values_point_at_the_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", "settings:\n  host: 0.0.0.0\n  port: 0\n  log_level: chatty\n  config: /x.yaml\n")
+    problems = problems_of(path)
+    assert_reported(problems, path, 3, "settings.port")
+    assert_reported(problems, path, 4, "settings.log_level", "DEBUG, INFO, WARNING, ERROR")
+    assert_reported(problems, path, 5, "settings.config cannot be set in a file")
+
+
+def test_a_missing_parent_is_reported_at_the_child(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "c.yaml", "devices:\n  - {name: a, address: 192.0.2.1}\n  - {name: b, address: 192.0.2.2, parent: nosuch}\n"
+    )
+    assert_reported(problems_of(path), path, 3, "parent 'nosuch' is not a device")
+
+
+def test_a_parent_loop_names_every_member(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "devices:\n"
+        "  - {name: a, address: 192.0.2.1, parent: c}\n"
+        "  - {name: b, address: 192.0.2.2, parent: a}\n"
+        "  - {name: c, address: 192.0.2.3, parent: b}\n"
+        "  - {name: d, address: 192.0.2.4, parent: a}\n",
+    )
+    problems = problems_of(path)
+    for line, name in ((2, "a"), (3, "b"), (4, "c")):
+        assert_reported(problems, path, line, f"device {name!r} is part of a parent loop")
+    assert not any("'d'" in p for p in problems), "d hangs off the loop but is not part of it"
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", "devices:\n  - name: a\n    address: 192.0.2.1\n    name: b\n")
+    assert_reported(problems_of(path), path, 4, "duplicate key 'name'")
+
+
+def test_duplicate_top_level_keys_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", "devices: []\nsettings: {}\ndevices: []\n")
+    assert_reported(problems_of(path), path, 3, "duplicate key 'devices'")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("devices:\n  - name: a\n    address: [192.0.2.1\n", 4),
+        ("devices:\n  - name: a\n   address: 192.0.2.1\n", 3),
+        ("settings:\n\tport: 1\n", 2),
+        ("devices:\n  - name: 'a\n", 3),
+    ],
+    ids=["unclosed-flow", "bad-indent", "tab", "unclosed-quote"],
+)
+def test_invalid_yaml_syntax_names_file_and_line(tmp_path: Path, text: str, line: int) -> None:
+    path = write(tmp_path, "c.yaml", text)
+    problems = problems_of(path)
+    assert len(problems) == 1
+    assert re.match(rf"{re.escape(str(path))}:{line}: \S", problems[0]), problems
+
+
+def test_unsafe_yaml_tags_are_refused_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    path = write(tmp_path, "c.yaml", f"devices:\n  - !!python/object/apply:os.system ['touch {marker}']\n")
+    assert_reported(problems_of(path), path, 2, "python/object/apply")
+    assert not marker.exists()
+
+
+def test_a_non_utf8_file_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"devices:\n  - name: a\n    address: 192.0.2.1\n    tags: [caf\xe9]\n")
+    assert_reported(problems_of(path), path, 4, "not UTF-8")
+
+
+def test_a_file_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", "- name: a\n  address: 192.0.2.1\n")
+    assert_reported(problems_of(path), path, 1, "must be a mapping")
+
+
+def test_devices_must_be_a_list(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", "settings: {}\ndevices:\n  name: a\n")
+    assert_reported(problems_of(path), path, 2, "devices must be a list")
+
+
+def test_a_missing_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    assert problems_of(path) == [f"{path}: file not found"]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "devices:\n"
+        "  - {name: a, address: 'not an address'}\n"
+        "  - {name: b, address: 192.0.2.2, interval: 1}\n"
+        "  - {name: c, address: 192.0.2.3, parent: ghost}\n",
+    )
+    problems = problems_of(path)
+    assert_reported(problems, path, 2, "devices.0.address")
+    assert_reported(problems, path, 3, "devices.1.interval")
+    assert_reported(problems, path, 4, "parent 'ghost'")
+
+
+# ---------------------------------------------------------------- includes
+
+
+def test_include_of_a_missing_file_points_at_the_include(tmp_path: Path) -> None:
+    path = write(tmp_path, "main.yaml", "settings: {}\ninclude:\n  - present.yaml\n  - absent.yaml\n")
+    write(tmp_path, "present.yaml", "devices: []\n")
+    problems = problems_of(path)
+    assert_reported(problems, path, 4, "absent.yaml", "file not found")
+    assert len(problems) == 1
+
+
+def test_nested_includes_resolve_relative_to_their_file_and_report_their_own_lines(tmp_path: Path) -> None:
+    main = write(tmp_path, "main.yaml", "include: [sites/site-a.yaml]\ndevices:\n  - {name: top, address: 192.0.2.1}\n")
+    site = write(
+        tmp_path, "sites/site-a.yaml", "include: [racks/r1.yaml]\ndevices:\n  - {name: mid, address: 192.0.2.2, parent: top}\n"
+    )
+    rack = write(tmp_path, "sites/racks/r1.yaml", "devices:\n  - {name: low, address: 192.0.2.3, parent: mid}\n")
+    config = load_config(main)
+    assert [d.name for d in config.devices] == ["top", "mid", "low"]
+    assert config.origins == {"top": f"{main}:3", "mid": f"{site.resolve()}:3", "low": f"{rack.resolve()}:2"}
+
+    rack.write_text("devices:\n  - name: low\n    address: 192.0.2.3\n    interval: 2\n")
+    assert_reported(problems_of(main), rack.resolve(), 4, "devices.0.interval")
+
+
+def test_an_included_file_may_not_hold_settings(tmp_path: Path) -> None:
+    main = write(tmp_path, "main.yaml", "include: [inv.yaml]\n")
+    inv = write(tmp_path, "inv.yaml", "devices: []\nsettings:\n  port: 1\n")
+    assert_reported(problems_of(main), inv.resolve(), 2, "unknown key 'settings'")
+
+
+def test_an_include_loop_ends_with_an_error(tmp_path: Path) -> None:
+    main = write(tmp_path, "main.yaml", "include: [main.yaml]\n")
+    assert any("nested deeper than" in p for p in problems_of(main))
+
+
+def test_include_must_be_a_list_of_paths(tmp_path: Path) -> None:
+    path = write(tmp_path, "main.yaml", "include: inv.yaml\n")
+    assert_reported(problems_of(path), path, 1, "include must be a list")
+
+
+# ---------------------------------------------------------------- check-config
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", "devices:\n  - {name: a, address: 192.0.2.1}\n  - {name: b, address: 192.0.2.2}\n")
+    result = run_cli("check-config", path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{path}: OK (2 devices)"
+    assert result.stderr == ""
+
+
+def test_check_config_takes_the_path_from_config_too(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", "devices: []\n")
+    result = run_cli("check-config", "--config", path, cwd=tmp_path)
+    assert result.returncode == 0 and "OK (0 devices)" in result.stdout
+
+
+def test_check_config_lists_every_problem_without_a_traceback(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "devices:\n  - {name: a, address: 'not valid'}\n  - {name: a, address: 192.0.2.2}\nextra: 1\n",
+    )
+    result = run_cli("check-config", path, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert all(line.startswith(f"{path}:") for line in lines)
+    assert any(line.startswith(f"{path}:4: unknown key 'extra'") for line in lines)
+    assert any(line.startswith(f"{path}:2: devices.0.address") for line in lines)
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "syntax", "binary"])
+def test_check_config_on_unusable_files(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "c.yaml"
+    if case == "directory":
+        path.mkdir()
+    elif case == "syntax":
+        path.write_text("devices: [\n")
+    elif case == "binary":
+        path.write_bytes(b"\x00\xff\xfe garbage \x80")
+    result = run_cli("check-config", path, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"{path}"), result.stderr
+
+
+def test_check_config_without_a_path(tmp_path: Path) -> None:
+    result = run_cli("check-config", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "pocketnoc: give the config file: pocketnoc check-config PATH"
+
+
+def test_check_config_accepts_the_examples(tmp_path: Path) -> None:
+    result = run_cli("check-config", EXAMPLES / "pocketnoc.example.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "OK (3 devices)" in result.stdout
+
+
+# ---------------------------------------------------------------- examples and docs
+
+
+def test_the_example_files_validate() -> None:
+    config = load_config(EXAMPLES / "pocketnoc.example.yaml")
+    assert [d.name for d in config.devices] == ["edge-rtr1", "core-sw1", "web-01"]
+    Settings.model_validate(config.settings)
+    inventory = load_config(EXAMPLES / "inventory.example.yaml")
+    assert len(inventory.devices) == 3
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    return set(model.model_fields)
+
+
+def test_every_setting_is_in_the_example_config() -> None:
+    text = (EXAMPLES / "pocketnoc.example.yaml").read_text()
+    documented = set(yaml.safe_load(text)["settings"])
+    # `config` is the file itself: it is given with --config (or POCKETNOC_CONFIG), never inside the file.
+    missing = _field_names(Settings) - {"config"} - documented
+    assert not missing, f"settings missing from config/pocketnoc.example.yaml: {sorted(missing)}"
+    assert "--config" in text
+    assert not documented - _field_names(Settings), "the example has settings that do not exist"
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    readme = REPO / "README.md"
+    assert readme.exists(), "README.md is missing"
+    text = readme.read_text()
+    missing = sorted(name for name in _field_names(Settings) if not re.search(rf"\b{name}\b", text))
+    assert not missing, f"settings not mentioned in README.md: {missing}"
+
+
+def _keys(items: typing.Iterable[object]) -> set[str]:
+    return {key for item in items if isinstance(item, dict) for key in item}
+
+
+def test_every_inventory_field_is_in_the_example_inventory() -> None:
+    devices = yaml.safe_load((EXAMPLES / "inventory.example.yaml").read_text())["devices"]
+    snmp = [d["snmp"] for d in devices if d.get("snmp")]
+    ssh = [d["ssh"] for d in devices if d.get("ssh")]
+    commands = [c for s in ssh for c in s.get("commands") or []]
+    checks = [c for d in devices for c in d.get("checks") or []]
+    shown: dict[type[BaseModel], set[str]] = {
+        DeviceSpec: _keys(devices),
+        SnmpSpec: _keys(snmp),
+        SshSpec: _keys(ssh),
+        CommandCheckSpec: _keys(commands),
+        CheckSpec: _keys(checks),
+    }
+    for model, keys in shown.items():
+        missing = _field_names(model) - keys
+        assert not missing, f"{model.__name__} fields missing from config/inventory.example.yaml: {sorted(missing)}"
