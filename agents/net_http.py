@@ -166,9 +166,7 @@ def parse_options(target: Target) -> HttpOptions:
     if regex is not None and method == "HEAD":
         raise CollectError("option 'body_regex' needs a method that returns a body, not HEAD")
     raw_headers = opts.get("headers") or {}
-    if not isinstance(raw_headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in raw_headers.items()
-    ):
+    if not isinstance(raw_headers, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw_headers.items()):
         raise CollectError("option 'headers' must map header names to string values")
     ca_file = opts.get("ca_file")
     if ca_file is not None and not isinstance(ca_file, str):
@@ -298,8 +296,7 @@ class HttpCollector:
                 if o.follow_redirects and response.next_request is not None:
                     if hop == MAX_REDIRECTS:
                         raise CollectError(
-                            f"more than {MAX_REDIRECTS} redirects (a loop?), last to "
-                            f"{_hop_label(response.next_request.url)}"
+                            f"more than {MAX_REDIRECTS} redirects (a loop?), last to {_hop_label(response.next_request.url)}"
                         )
                     request = response.next_request
                     continue
@@ -331,8 +328,7 @@ class HttpCollector:
             reading.samples.append(Sample("http_body_match", 1.0 if matched else 0.0))
             if not matched:
                 errors.append(
-                    f"body does not match {clean_text(o.body_regex.pattern, 200)!r} "
-                    f"(searched the first {len(body)} bytes)"
+                    f"body does not match {clean_text(o.body_regex.pattern, 200)!r} (searched the first {len(body)} bytes)"
                 )
         reading.samples.append(Sample("http_ok", 0.0 if errors else 1.0))
         if days_left is not None:

@@ -211,9 +211,7 @@ class PingCollector:
         )
         if not result.rtts:
             reason = f"; last error: {result.last_error}" if result.last_error else ""
-            raise Unreachable(
-                f"ping {host} ({result.address}): 100% loss, {result.sent}/{result.sent} probes lost{reason}"
-            )
+            raise Unreachable(f"ping {host} ({result.address}): 100% loss, {result.sent}/{result.sent} probes lost{reason}")
         rtts_ms = [r * 1000.0 for r in result.rtts]
         samples = [
             Sample("ping_loss_pct", result.loss_pct),

@@ -17,6 +17,10 @@ class Profile:
     columns: Mapping[str, str] = field(default_factory=dict)
     binary: frozenset[str] = frozenset()  # column fields rendered as hex (PhysAddress)
     probes: tuple[str, ...] = ()  # GETNEXT subtrees: an answer inside any of them means "applies"
+    # Columns that rarely change: cached and walked again only when stale or when the rows change.
+    static: frozenset[str] = frozenset()
+    rows: tuple[str, str] | None = None  # (dynamic, static) columns of one table: their indexes must agree
+    refresh_on: frozenset[str] = frozenset()  # dynamic columns whose change may change static ones
 
 
 SYSTEM: Final = Profile(
@@ -58,6 +62,9 @@ INTERFACES: Final = Profile(
     },
     binary=frozenset({"phys_address"}),
     probes=(_IF + "1",),
+    static=frozenset({"descr", "type", "mtu", "speed", "phys_address", "name", "alias", "high_speed"}),
+    rows=("oper_status", "descr"),
+    refresh_on=frozenset({"last_change"}),  # a link flap can renegotiate the speed
 )
 # ifXTable columns, and the 32-bit octet columns that HC counters replace once seen.
 IFX_FIELDS: Final = frozenset({"name", "hc_in_octets", "hc_out_octets", "high_speed", "alias"})
@@ -76,6 +83,8 @@ HOST: Final = Profile(
         "processor_load": "1.3.6.1.2.1.25.3.3.1.2",
     },
     probes=("1.3.6.1.2.1.25.2.3.1.2", "1.3.6.1.2.1.25.3.3.1.2"),
+    static=frozenset({"storage_type", "storage_descr", "storage_units"}),
+    rows=("storage_used", "storage_descr"),
 )
 
 _UCD = "1.3.6.1.4.1.2021."
@@ -121,6 +130,8 @@ PRINTER: Final = Profile(
         "printer_status": "1.3.6.1.2.1.25.3.5.1.1",
     },
     probes=("1.3.6.1.2.1.43.11.1.1", "1.3.6.1.2.1.43.5.1.1"),  # Printer-MIB supplies or general
+    static=frozenset({"supply_type", "supply_descr", "supply_max"}),
+    rows=("supply_level", "supply_descr"),
 )
 
 PROFILES: Final[dict[str, Profile]] = {p.name: p for p in (SYSTEM, INTERFACES, HOST, UCD, UPS, PRINTER)}
@@ -233,7 +244,5 @@ def resolve_override(profile: str) -> tuple[str | None, tuple[str, ...]]:
     names = [p.strip() for p in re.split(r"[,+ ]+", name) if p.strip()]
     unknown = [p for p in names if p not in PROFILES]
     if unknown or not names:
-        raise ValueError(
-            f"unknown SNMP profile {profile!r}: use a kind {KINDS} or profiles {tuple(PROFILES)}"
-        )
+        raise ValueError(f"unknown SNMP profile {profile!r}: use a kind {KINDS} or profiles {tuple(PROFILES)}")
     return None, ("system", *(p for p in OPTIONAL_PROFILES if p in names))

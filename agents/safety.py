@@ -21,8 +21,7 @@ DEFAULT_SCHEMES: tuple[str, ...] = ("http", "https")
 
 # Instance-metadata endpoints of the big clouds (AWS/GCP/Azure/OpenStack, AWS ECS, AWS IPv6, Alibaba, Oracle).
 METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "192.0.0.192")
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "192.0.0.192")
 )
 METADATA_NAMES: frozenset[str] = frozenset(
     {
@@ -102,9 +101,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def check_address(
-    address: str | IPAddress, *, allow_private: bool = True, allow_link_local: bool = False
-) -> None:
+def check_address(address: str | IPAddress, *, allow_private: bool = True, allow_link_local: bool = False) -> None:
     """Raise UnsafeTarget if one resolved address is refused by policy."""
     ip = normalise_ip(address) if isinstance(address, str) else address
     if ip is None:
@@ -252,14 +249,10 @@ def check_target(
         infos = socket.getaddrinfo(parsed.host, parsed.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise UnsafeTarget(f"cannot resolve {parsed.host!r}: {exc}") from None
-    check_resolved(
-        (str(info[4][0]) for info in infos), allow_private=allow_private, allow_link_local=allow_link_local
-    )
+    check_resolved((str(info[4][0]) for info in infos), allow_private=allow_private, allow_link_local=allow_link_local)
 
 
-async def resolve_checked(
-    host: str, port: int, *, allow_private: bool = True, allow_link_local: bool = False
-) -> list[IPAddress]:
+async def resolve_checked(host: str, port: int, *, allow_private: bool = True, allow_link_local: bool = False) -> list[IPAddress]:
     """Resolve without blocking the loop and check every address; OSError if resolution fails."""
     check_host_name(host)
     literal = normalise_ip(host)
@@ -267,9 +260,7 @@ async def resolve_checked(
         return check_resolved([literal], allow_private=allow_private, allow_link_local=allow_link_local)
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return check_resolved(
-        (str(info[4][0]) for info in infos), allow_private=allow_private, allow_link_local=allow_link_local
-    )
+    return check_resolved((str(info[4][0]) for info in infos), allow_private=allow_private, allow_link_local=allow_link_local)
 
 
 async def check_target_async(

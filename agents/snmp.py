@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
-from agents.base import CollectError, Reading, Target, register
+from agents.base import CollectError, Reading, SnmpCredentials, Target, register
 from agents.profiles import (
     DETECT_PROBES,
     DETECT_SCALARS,
@@ -27,6 +28,9 @@ from agents.snmp_values import Value
 
 __all__ = ["SnmpClient", "SnmpCollector", "WalkResult", "snmp_set"]
 
+# Seconds before rarely changing columns (ifDescr, ifAlias, hrStorageDescr, ...) are walked again.
+STATIC_MAX_AGE: Final = 600.0
+
 
 @dataclass(slots=True)
 class _Plan:
@@ -41,6 +45,13 @@ class _Plan:
     columns: dict[str, str] = field(default_factory=dict)  # field -> column OID
     binary: frozenset[str] = frozenset()  # column OIDs rendered as hex
     tuned: bool = False  # columns trimmed after the first full walk
+    static: frozenset[str] = frozenset()  # rarely changing column fields, served from the cache
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    refresh_on: frozenset[str] = frozenset()
+    static_cache: dict[str, dict[str, Value]] | None = None
+    static_at: float = 0.0
+    markers: dict[str, dict[str, Value]] = field(default_factory=dict)
+    expected_rows: int = 0  # rows seen last time, so the last GETBULK asks for just one row more
 
 
 def _plan_for(kind: str, profiles: tuple[str, ...], override: str | None, system: dict[str, Value]) -> _Plan:
@@ -50,6 +61,10 @@ def _plan_for(kind: str, profiles: tuple[str, ...], override: str | None, system
         plan.scalars.update(prof.scalars)
         plan.columns.update(prof.columns)
         plan.binary |= {prof.columns[f] for f in prof.binary}
+        plan.static |= prof.static
+        plan.refresh_on |= prof.refresh_on
+        if prof.rows:
+            plan.rows.append(prof.rows)
     return plan
 
 
@@ -63,21 +78,27 @@ class SnmpCollector:
     kind = "snmp"
 
     def __init__(
-        self, client: SnmpClient | None = None, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES
+        self,
+        client: SnmpClient | None = None,
+        max_rows: int = MAX_ROWS,
+        max_bytes: int = MAX_BYTES,
+        static_max_age: float = STATIC_MAX_AGE,
     ) -> None:
         self.client = client or SnmpClient()
         self.max_rows = max_rows
         self.max_bytes = max_bytes
-        self._plans: dict[tuple[str, int], _Plan] = {}
+        self.static_max_age = static_max_age
+        self._plans: dict[tuple[str, int, SnmpCredentials | None], _Plan] = {}
 
     async def collect(self, target: Target, profile: str | None = None) -> Reading:
         """Poll one target; `profile` (a kind like "linux" or a list like "if,host") skips detection."""
         started, ts = time.monotonic(), time.time()
+        profile = profile or None
         try:
             forced = resolve_override(profile) if profile else None
         except ValueError as exc:
             raise CollectError(str(exc)) from None
-        key = (target.address, target.port)
+        key = (target.address, target.port, target.snmp)  # snmpsim serves many devices per port
         plan = self._plans.get(key)
         fresh = plan is None or plan.override != profile
         oids = dict(SYSTEM.scalars) if fresh or plan is None else dict(plan.scalars)
@@ -95,19 +116,54 @@ class SnmpCollector:
             if missing:
                 scalars.update(await self._get(target, missing))
         plan.uptime = _as_int(scalars.get("sys_uptime"))
-        walk = WalkResult()
-        if plan.columns:
-            walk = await self.client.walk_columns(
-                target, list(plan.columns.values()), self.max_rows, self.max_bytes, binary=plan.binary
-            )
-        columns = {name: walk.get(oid, {}) for name, oid in plan.columns.items()}
-        if not plan.tuned and not walk.truncated:
+        columns, truncated = await self._walk(target, plan)
+        if not plan.tuned and not truncated:
             self._tune(plan, columns)
         reading = build_reading(plan.kind, plan.profiles, scalars, columns, ts)
-        if walk.truncated:
-            reading.facts["truncated"] = walk.truncated
+        if truncated:
+            reading.facts["truncated"] = truncated
         reading.duration = time.monotonic() - started
         return reading
+
+    async def _walk_fields(self, target: Target, plan: _Plan, fields: dict[str, str]) -> WalkResult:
+        if not fields:
+            return WalkResult()
+        walked = await self.client.walk_columns(
+            target, list(fields.values()), self.max_rows, self.max_bytes, binary=plan.binary, expected_rows=plan.expected_rows
+        )
+        result = WalkResult({name: walked.get(oid, {}) for name, oid in fields.items()})
+        result.truncated = walked.truncated
+        return result
+
+    async def _walk(self, target: Target, plan: _Plan) -> tuple[dict[str, dict[str, Value]], str | None]:
+        """Walk the dynamic columns; static ones come from the cache unless stale or the rows changed."""
+        static = {f: oid for f, oid in plan.columns.items() if f in plan.static}
+        stale = plan.static_cache is None or time.monotonic() - plan.static_at > self.static_max_age
+        wanted = plan.columns if stale else {f: oid for f, oid in plan.columns.items() if f not in static}
+        walked = await self._walk_fields(target, plan, wanted)
+        columns: dict[str, dict[str, Value]] = dict(walked)
+        truncated = walked.truncated
+        if not stale and self._rows_changed(plan, columns):
+            extra = await self._walk_fields(target, plan, static)
+            columns.update(extra)
+            truncated = truncated or extra.truncated
+            stale = True
+        if not stale and plan.static_cache is not None:
+            columns.update(plan.static_cache)
+        elif not truncated:
+            plan.static_cache = {f: columns.get(f, {}) for f in static}
+            plan.static_at = time.monotonic()
+        plan.markers = {f: columns.get(f, {}) for f in plan.refresh_on}
+        plan.expected_rows = max((len(rows) for rows in columns.values()), default=0)
+        return columns, truncated
+
+    @staticmethod
+    def _rows_changed(plan: _Plan, columns: dict[str, dict[str, Value]]) -> bool:
+        """New or vanished rows, or a changed marker (ifLastChange), make the static cache stale."""
+        cache = plan.static_cache or {}
+        if any(set(columns.get(dyn, {})) != set(cache.get(st, {})) for dyn, st in plan.rows):
+            return True
+        return any(columns.get(f, {}) != plan.markers.get(f, {}) for f in plan.refresh_on)
 
     async def _get(self, target: Target, oids: dict[str, str]) -> dict[str, Value]:
         got = await self.client.get(target, list(oids.values()))

@@ -7,18 +7,16 @@ import logging
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-from pysnmp.proto.rfc1902 import Null, ObjectName
+from typing import Final
 
 from agents.base import CollectError, Target, Unreachable
 from agents.snmp_transport import SnmpTransport
 from agents.snmp_values import (
     EndOfMib,
     Value,
-    decode,
-    decode_value,
     encode_for_set,
+    finish,
+    finish_value,
     oid_str,
     parse_oid,
     value_size,
@@ -31,7 +29,6 @@ MAX_BYTES: Final = 4 * 1024 * 1024
 MAX_WALK_SECONDS: Final = 60.0
 # Var-binds asked per GETBULK (snmpsim answers at most 64 by default; most agents fit ~60 in 1500 bytes).
 VARBIND_BUDGET: Final = 60
-_NULL: Final = Null("")
 _NAME_CACHE_MAX: Final = 65_536
 
 ERROR_STATUS: Final = [
@@ -74,8 +71,7 @@ class _Column:
     oid: str
     prefix: tuple[int, ...]
     binary: bool
-    last: tuple[int, ...]
-    last_name: Any
+    last: tuple[int, ...]  # where the next request continues
     rows: dict[str, Value] = field(default_factory=dict)
     done: bool = False
 
@@ -86,60 +82,69 @@ class SnmpClient:
     def __init__(self, max_in_flight: int = 64) -> None:
         self._max_in_flight = max_in_flight
         self._transport: SnmpTransport | None = None
-        self._names: dict[str, Any] = {}
+        self._tuples: dict[str, tuple[int, ...]] = {}
 
     def _io(self) -> SnmpTransport:
         loop = asyncio.get_running_loop()
         if self._transport is None or self._transport.loop is not loop:
+            if self._transport is not None:
+                self._transport.close_now()  # its loop is gone or different: sockets cannot move loops
             self._transport = SnmpTransport(self._max_in_flight)
         return self._transport
 
-    def _name(self, oid: str) -> Any:
-        name = self._names.get(oid)
-        if name is None:
-            if len(self._names) >= _NAME_CACHE_MAX:
-                self._names.clear()
-            name = self._names[oid] = ObjectName(parse_oid(oid))
-        return name
+    def _tuple(self, oid: str) -> tuple[int, ...]:
+        parsed = self._tuples.get(oid)
+        if parsed is None:
+            if len(self._tuples) >= _NAME_CACHE_MAX:
+                self._tuples.clear()
+            parsed = self._tuples[oid] = parse_oid(oid)
+        return parsed
 
     async def get(self, target: Target, oids: Sequence[str], binary: Collection[str] = ()) -> dict[str, Value]:
         """GET scalars; absent ones (noSuchObject/noSuchInstance) map to None, never to a value."""
         result: dict[str, Value] = dict.fromkeys(oids)
-        pending = list(dict.fromkeys(oids))
+        unique = list(dict.fromkeys(oids))
+        budget = _budget(target)
+        for start in range(0, len(unique), budget):
+            await self._get_chunk(target, unique[start : start + budget], binary, result)
+        return result
+
+    async def _get_chunk(self, target: Target, pending: list[str], binary: Collection[str], result: dict[str, Value]) -> None:
         v1 = _version(target) == "1"
         while pending:
-            varbinds = [(self._name(o), _NULL) for o in pending]
-            status, index, answer = await self._io().exchange(target, "get", varbinds, template_key=("get", tuple(pending)))
+            status, index, answer = await self._io().exchange(target, "get", [self._tuple(o) for o in pending])
             if status == _NO_SUCH_NAME and v1 and 1 <= index <= len(pending):
                 del pending[index - 1]  # SNMPv1 fails the whole PDU for one missing OID
                 continue
+            if status == _TOO_BIG and len(pending) > 1:  # a small agent: ask in halves
+                half = len(pending) // 2
+                await self._get_chunk(target, pending[:half], binary, result)
+                await self._get_chunk(target, pending[half:], binary, result)
+                return
             if status:
                 bad = pending[index - 1] if 1 <= index <= len(pending) else "?"
                 raise CollectError(f"{target.address}: GET {bad} failed: {status_name(status)}")
             for oid, (name, val) in zip(pending, answer, strict=False):
-                if name.asTuple() == self._name(oid).asTuple():
-                    result[oid] = decode_value(val, oid in binary)
-            break
-        return result
+                if name == self._tuple(oid):
+                    result[oid] = finish_value(val, oid in binary)
+            return
 
     async def get_next(self, target: Target, oids: Sequence[str]) -> dict[str, tuple[str, Value] | None]:
         """GETNEXT each OID; None where the next object is outside the OID's subtree or the MIB ended."""
         result: dict[str, tuple[str, Value] | None] = dict.fromkeys(oids)
         pending = list(dict.fromkeys(oids))
         while pending:
-            varbinds = [(self._name(o), _NULL) for o in pending]
-            status, index, answer = await self._io().exchange(target, "next", varbinds, template_key=("next", tuple(pending)))
+            status, index, answer = await self._io().exchange(target, "next", [self._tuple(o) for o in pending])
             if status == _NO_SUCH_NAME and 1 <= index <= len(pending):
                 del pending[index - 1]  # v1 end of MIB for that OID
                 continue
             if status:
                 raise CollectError(f"{target.address}: GETNEXT failed: {status_name(status)}")
             for oid, (name, val) in zip(pending, answer, strict=False):
-                prefix = self._name(oid).asTuple()
-                got = name.asTuple()
-                value = decode(val)
-                if got[: len(prefix)] == prefix and len(got) > len(prefix) and not isinstance(value, EndOfMib):
-                    result[oid] = (oid_str(got), value)
+                prefix = self._tuple(oid)
+                value = finish(val)
+                if name[: len(prefix)] == prefix and len(name) > len(prefix) and not isinstance(value, EndOfMib):
+                    result[oid] = (oid_str(name), value)
             break
         return result
 
@@ -151,15 +156,17 @@ class SnmpClient:
         max_bytes: int = MAX_BYTES,
         binary: Collection[str] = (),
         max_seconds: float = MAX_WALK_SECONDS,
+        expected_rows: int = 0,
     ) -> WalkResult:
-        """Walk table columns together with GETBULK (GETNEXT on v1); bounded in rows, bytes and time."""
-        columns = [
-            _Column(oid, self._name(oid).asTuple(), oid in binary, self._name(oid).asTuple(), self._name(oid))
-            for oid in dict.fromkeys(column_oids)
-        ]
+        """Walk table columns together with GETBULK (GETNEXT on v1); bounded in rows, bytes and time.
+
+        expected_rows (e.g. the row count of the last poll) sizes the last GETBULK so it asks for one
+        row past the end instead of a full batch of other columns' data.
+        """
+        columns = [_Column(oid, self._tuple(oid), oid in binary, self._tuple(oid)) for oid in dict.fromkeys(column_oids)]
         result = WalkResult()
         v1 = _version(target) == "1"
-        budget = int(target.options.get("snmp_varbinds", VARBIND_BUDGET)) or VARBIND_BUDGET
+        budget = _budget(target)
         used_bytes = 0
         started = time.monotonic()
         got_any = False
@@ -171,12 +178,15 @@ class SnmpClient:
                 result.truncated = "max_seconds"
                 break
             repetitions = max(1, budget // len(active))
-            varbinds = [(c.last_name, _NULL) for c in active]
+            if expected_rows:
+                remaining = expected_rows - min(len(c.rows) for c in active)
+                repetitions = max(1, min(repetitions, remaining + 1))
+            names = [c.last for c in active]
             try:
                 if v1:
-                    status, index, answer = await self._io().exchange(target, "next", varbinds)
+                    status, index, answer = await self._io().exchange(target, "next", names)
                 else:
-                    status, index, answer = await self._io().exchange(target, "bulk", varbinds, repetitions)
+                    status, index, answer = await self._io().exchange(target, "bulk", names, repetitions)
             except Unreachable:
                 if not got_any:
                     raise
@@ -196,16 +206,15 @@ class SnmpClient:
                 break
             progressed = False
             width = len(active)
-            for i, (name, val) in enumerate(answer):
+            for i, (got, val) in enumerate(answer):
                 col = active[i % width]
                 if col.done:
                     continue
-                got = name.asTuple()
                 plen = len(col.prefix)
                 if len(got) <= plen or got[:plen] != col.prefix:
                     col.done = progressed = True
                     continue
-                value = decode(val, col.binary)
+                value = finish(val, col.binary)
                 if isinstance(value, EndOfMib):  # carries the requested OID, so check it before the order
                     col.done = progressed = True
                     continue
@@ -214,7 +223,7 @@ class SnmpClient:
                     result.truncated = "OID not increasing"
                     continue
                 progressed = True
-                col.last, col.last_name = got, name
+                col.last = got
                 if value is None:
                     continue
                 col.rows[oid_str(got[plen:])] = value
@@ -243,14 +252,15 @@ class SnmpClient:
 
     async def set(self, target: Target, varbinds: Sequence[tuple[str, object]]) -> dict[str, Value]:
         """SET values (int -> INTEGER, str/bytes -> OCTET STRING); CollectError names the refusal."""
-        encoded = [(self._name(oid), encode_for_set(value)) for oid, value in varbinds]
-        status, index, answer = await self._io().exchange(target, "set", encoded)
+        names = [self._tuple(oid) for oid, _value in varbinds]
+        encoded = [encode_for_set(value) for _oid, value in varbinds]
+        status, index, answer = await self._io().exchange(target, "set", names, values=encoded)
         if status:
             bad = varbinds[index - 1][0] if 1 <= index <= len(varbinds) else "?"
             raise CollectError(f"{target.address}: SET {bad} refused: {status_name(status)}")
         result: dict[str, Value] = {}
         for (oid, _value), (_name, val) in zip(varbinds, answer, strict=False):
-            result[oid] = decode_value(val)
+            result[oid] = finish_value(val)
         return result
 
     async def close(self) -> None:
@@ -258,6 +268,14 @@ class SnmpClient:
         if self._transport is not None:
             transport, self._transport = self._transport, None
             await transport.close()
+
+
+def _budget(target: Target) -> int:
+    """Var-binds per request: VARBIND_BUDGET unless the target's options say snmp_varbinds."""
+    try:
+        return max(1, int(target.options.get("snmp_varbinds", VARBIND_BUDGET)))
+    except (TypeError, ValueError):
+        return VARBIND_BUDGET
 
 
 def _version(target: Target) -> str:

@@ -114,9 +114,7 @@ class _Out:
             self.reading.samples.append(Sample(metric, float(value), labels or {}, kind, self.reading.ts))
 
 
-def build_reading(
-    kind: str, profiles: tuple[str, ...], scalars: Mapping[str, Value], columns: Columns, ts: float
-) -> Reading:
+def build_reading(kind: str, profiles: tuple[str, ...], scalars: Mapping[str, Value], columns: Columns, ts: float) -> Reading:
     """Assemble facts, tables and samples for the profiles that were polled."""
     out = _Out(ts)
     _system(out, kind, profiles, scalars)
@@ -189,6 +187,8 @@ def _interfaces(out: _Out, columns: Columns) -> None:
             out.add(f"if_{metric}", _int(_col(columns, metric).get(idx)), labels, "counter32")
         if oper is not None:
             out.add("if_oper_up", 1 if oper == 1 else 0, labels)
+        if admin is not None:
+            out.add("if_admin_up", 1 if admin == 1 else 0, labels)
     out.reading.tables["interfaces"] = rows
 
 
@@ -219,9 +219,7 @@ def _storage_rows(columns: Columns) -> list[dict[str, Any]]:
     return rows
 
 
-def _host_and_ucd(
-    out: _Out, profiles: tuple[str, ...], scalars: Mapping[str, Value], columns: Columns
-) -> None:
+def _host_and_ucd(out: _Out, profiles: tuple[str, ...], scalars: Mapping[str, Value], columns: Columns) -> None:
     storage = _storage_rows(columns) if "host" in profiles else []
     if "host" in profiles:
         out.reading.tables["storage"] = storage

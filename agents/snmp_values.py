@@ -28,6 +28,9 @@ class EndOfMib:
 
 END_OF_MIB: Final = EndOfMib()
 
+# A value as decoded off the wire: OCTET STRINGs stay bytes until we know if they are text or binary.
+RawValue = int | str | bytes | EndOfMib | None
+
 # Decoder kinds, looked up once per pyasn1 class and cached (the hot path is a dict hit).
 _INT, _OCTETS, _OID, _IP, _ABSENT, _END = range(6)
 _KIND_BY_TYPE: dict[type, int] = {}
@@ -64,8 +67,8 @@ def hexstr(raw: bytes) -> str | None:
     return ":".join(f"{b:02x}" for b in raw[:HEX_CAP])
 
 
-def decode(val: Any, binary: bool = False) -> int | str | EndOfMib | None:
-    """Turn one pysnmp value into int/str, None for absent, END_OF_MIB for the end of a walk."""
+def raw_value(val: Any) -> RawValue:
+    """Turn one pysnmp value into int/str, bytes for OCTET STRING, None for absent, END_OF_MIB at the end."""
     cls = type(val)
     kind = _KIND_BY_TYPE.get(cls)
     if kind is None:
@@ -73,8 +76,7 @@ def decode(val: Any, binary: bool = False) -> int | str | EndOfMib | None:
     if kind == _INT:
         return int(val)
     if kind == _OCTETS:
-        raw = val.asOctets()
-        return hexstr(raw) if binary else text(raw)
+        return bytes(val.asOctets())
     if kind == _OID:
         return ".".join(map(str, val.asTuple()))[:TEXT_CAP]
     if kind == _IP:
@@ -85,9 +87,16 @@ def decode(val: Any, binary: bool = False) -> int | str | EndOfMib | None:
     return None
 
 
-def decode_value(val: Any, binary: bool = False) -> Value:
-    """Like decode, but endOfMibView is just absent (for GET and SET answers)."""
-    value = decode(val, binary)
+def finish(raw: RawValue, binary: bool = False) -> int | str | EndOfMib | None:
+    """Render OCTET STRING bytes as capped text, or as hex for binary columns (PhysAddress)."""
+    if isinstance(raw, bytes):
+        return hexstr(raw) if binary else text(raw)
+    return raw
+
+
+def finish_value(raw: RawValue, binary: bool = False) -> Value:
+    """Like finish, but endOfMibView is just absent (for GET and SET answers)."""
+    value = finish(raw, binary)
     return None if isinstance(value, EndOfMib) else value
 
 

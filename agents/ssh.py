@@ -83,6 +83,7 @@ class _Pool:
         self.max_size = max_size
         self.conns: dict[_PoolKey, _Conn] = {}
         self.opened = 0
+        # One lock per key, kept for good (one per configured host): pruning one a waiter holds races.
         self._locks: dict[_PoolKey, asyncio.Lock] = {}
 
     async def acquire(self, target: Target, creds: SshCredentials, t: Timeouts) -> tuple[_Conn, bool]:
@@ -123,8 +124,6 @@ class _Pool:
         now = time.monotonic()
         for conn in [c for c in self.conns.values() if not c.busy and now - c.last_used > self.idle_seconds]:
             await self.discard(conn)
-        for key in [k for k, lock in self._locks.items() if k not in self.conns and not lock.locked()]:
-            del self._locks[key]
 
     async def close(self) -> None:
         for conn in list(self.conns.values()):
@@ -157,9 +156,7 @@ class SshCollector:
             raise ValueError("command must be non-empty and contain no NUL")
         return await self._run(target, command, timeout, max(0, max_bytes), STDERR_MAX)
 
-    async def _run(
-        self, target: Target, command: str, limit: float, max_out: int, max_err: int
-    ) -> CommandResult:
+    async def _run(self, target: Target, command: str, limit: float, max_out: int, max_err: int) -> CommandResult:
         if target.ssh is None:
             raise CollectError("no SSH credentials for this target")
         t = timeouts(target)
@@ -186,19 +183,24 @@ class SshCollector:
     async def collect(self, target: Target, profile: str | None = None) -> Reading:
         """One Reading: the fixed command set (unless options["system"] is false) and custom checks."""
         start = time.monotonic()
+        if target.ssh is None:
+            raise CollectError("no SSH credentials for this target")
         t = timeouts(target)
-        checks, rows = self._checks(target, t)
+        checks = self._checks(target, t)
         limit = asyncio.Semaphore(CHANNELS_PER_COLLECT)
         # Connect once up front so connection errors raise instead of becoming check rows.
-        await self._pool.acquire(target, target.ssh or _missing(), t)
+        await self._pool.acquire(target, target.ssh, t)
 
-        async def run_check(spec: CheckSpec) -> dict[str, Any]:
+        async def run_check(spec: CheckSpec | dict[str, Any]) -> dict[str, Any]:
+            if isinstance(spec, dict):
+                return spec  # an invalid entry, already an error row
             async with limit:
                 try:
                     result = await self._run(target, spec.command, spec.timeout, STDOUT_MAX, STDERR_MAX)
                 except CollectError as e:
                     return error_row(spec.name, str(e))
-            return evaluate(spec, result)
+            # Configured regexes run over device output: keep a slow one off the event loop.
+            return await asyncio.to_thread(evaluate, spec, result)
 
         async def run_system() -> CommandResult | None:
             if not target.options.get("system", True):
@@ -208,12 +210,11 @@ class SshCollector:
                 return await self._run(target, p.build_script(nonce), t.command, max_out, STDERR_MAX)
 
         nonce = secrets.token_hex(8)
-        system, *results = await asyncio.gather(run_system(), *(run_check(c) for c in checks))
-        rows += results
+        system, *rows = await asyncio.gather(run_system(), *(run_check(c) for c in checks))
         reading = Reading()
         if system is not None:
             sections = p.split_sections(system.stdout, nonce)
-            if not sections and not checks:
+            if not sections and not rows:
                 why = clean_text(system.stderr or system.stdout, 200) or f"exit {system.exit_code}"
                 raise CollectError(f"the system commands gave no usable output: {why}")
             self._system(target, sections, reading)
@@ -230,17 +231,17 @@ class SshCollector:
             sample.ts = reading.ts
         return reading
 
-    def _checks(self, target: Target, t: Timeouts) -> tuple[list[CheckSpec], list[dict[str, Any]]]:
+    def _checks(self, target: Target, t: Timeouts) -> list[CheckSpec | dict[str, Any]]:
+        """The configured checks in order; an invalid entry becomes its error row."""
         raw = target.options.get("commands") or []
-        specs: list[CheckSpec] = []
-        errors: list[dict[str, Any]] = []
+        out: list[CheckSpec | dict[str, Any]] = []
         for i, entry in enumerate(raw if isinstance(raw, list | tuple) else [raw]):
             try:
-                specs.append(parse_check(entry, t.command))
+                out.append(parse_check(entry, t.command))
             except ValueError as e:
                 name = entry.get("name") if isinstance(entry, Mapping) else None
-                errors.append(error_row(str(name or f"check {i + 1}"), f"invalid check: {e}"))
-        return specs, errors
+                out.append(error_row(str(name or f"check {i + 1}"), f"invalid check: {e}"))
+        return out
 
     def _system(self, target: Target, sections: dict[str, p.Section], reading: Reading) -> None:
         facts, add = reading.facts, reading.samples.append
@@ -300,10 +301,6 @@ class SshCollector:
 def _close_when_done(opening: asyncio.Future[paramiko.Transport]) -> None:
     if not opening.cancelled() and opening.exception() is None:
         asyncio.get_running_loop().run_in_executor(None, opening.result().close)
-
-
-def _missing() -> SshCredentials:
-    raise CollectError("no SSH credentials for this target")
 
 
 async def run_command(

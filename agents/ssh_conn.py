@@ -49,6 +49,11 @@ class HostKeyUnknown(CollectError):
         self.key_line = key_line
         self.fingerprint = fingerprint
 
+    @property
+    def facts(self) -> dict[str, str]:
+        """What the server shows an admin who may trust this key."""
+        return {"ssh_host_key_problem": "unknown", "ssh_host_key_offered": self.key_line, "ssh_host_key_fingerprint": self.fingerprint}
+
 
 class HostKeyMismatch(CollectError):
     """The server offered a host key other than the pinned ones: refused before logging in."""
@@ -59,6 +64,14 @@ class HostKeyMismatch(CollectError):
         self.expected = expected
         self.offered = offered
         self.key_line = key_line
+
+    @property
+    def facts(self) -> dict[str, str]:
+        """What the server shows: a changed key (a possible attack), and what was offered."""
+        out = {"ssh_host_key_problem": "changed", "ssh_host_key_fingerprint": self.offered or ""}
+        if self.key_line:
+            out["ssh_host_key_offered"] = self.key_line
+        return out
 
 
 class AuthFailed(CollectError):
@@ -248,10 +261,14 @@ def connect(address: str, port: int, creds: SshCredentials, t: Timeouts) -> para
         raise Unreachable(f"TCP connect to {address}:{port} timed out after {t.connect:g}s") from None
     except OSError as e:
         raise Unreachable(f"cannot connect to {address}:{port}: {e.strerror or e}") from None
-    # paramiko leaves Nagle on, which costs ~45 ms per exchange (FIELD-NOTES).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     guarded = _GuardedSocket(sock, PREAUTH_MAX_BYTES)
-    transport = paramiko.Transport(cast(socket.socket, guarded))
+    try:
+        # paramiko leaves Nagle on, which costs ~45 ms per exchange (FIELD-NOTES).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = paramiko.Transport(cast(socket.socket, guarded))
+    except BaseException:
+        sock.close()
+        raise
     transport.set_log_channel(PARAMIKO_LOGGER)
     try:
         transport.banner_timeout = t.banner
@@ -327,9 +344,7 @@ class ChannelOpenFailed(CollectError):
         self.dead = dead
 
 
-def execute(
-    transport: paramiko.Transport, command: str, timeout: float, max_stdout: int, max_stderr: int
-) -> CommandResult:
+def execute(transport: paramiko.Transport, command: str, timeout: float, max_stdout: int, max_stderr: int) -> CommandResult:
     """Run one command on a new channel, reading at most the caps, killing it when over time or cap."""
     start = time.monotonic()
     try:
@@ -351,9 +366,7 @@ def execute(
     return result
 
 
-def _read(
-    channel: paramiko.Channel, start: float, deadline: float, max_out: int, max_err: int
-) -> CommandResult:
+def _read(channel: paramiko.Channel, start: float, deadline: float, max_out: int, max_err: int) -> CommandResult:
     out, err = bytearray(), bytearray()
     truncated = timed_out = False
     fd = channel.fileno()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,14 +25,15 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("dfi", "df -Pi"),
 )
 
-# Filesystems that say nothing about disk space (memory-backed, virtual, or image layers).
+# Filesystems that say nothing about disk space (memory-backed, virtual, image layers, or
+# read-only media that is always full).
 PSEUDO_FS = frozenset(
     {
         "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devfs", "devpts",
         "devtmpfs", "efivarfs", "fdescfs", "fuse.gvfsd-fuse", "fuse.lxcfs", "fuse.portal", "fusectl",
         "hugetlbfs", "mqueue", "none", "nsfs", "nullfs", "overlay", "proc", "procfs", "pstore",
         "ramfs", "rpc_pipefs", "securityfs", "selinuxfs", "shm", "squashfs", "sysfs", "tmpfs",
-        "tracefs", "aufs", "linprocfs", "linsysfs",
+        "tracefs", "aufs", "linprocfs", "linsysfs", "iso9660", "udf",
     }
 )  # fmt: skip
 _PSEUDO_DEVICES = frozenset({"tmpfs", "devtmpfs", "overlay", "none", "udev", "shm", "proc", "sysfs"})
@@ -51,11 +53,9 @@ _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 def clean_text(raw: bytes | str, limit: int = TEXT_MAX) -> str:
     """Device bytes as safe display text: UTF-8, no terminal escapes or controls, \\r made visible, capped."""
-    if isinstance(raw, bytes):
-        # Four bytes per character at most, and escapes shrink: enough input for `limit` characters.
-        text = raw[: limit * 8 + 64].decode("utf-8", errors="replace")
-    else:
-        text = raw[: limit * 8 + 64]
+    # Bound the work: a UTF-8 character is at most four bytes, and escapes only shrink the text.
+    head = raw[: limit * 8 + 64]
+    text = head.decode("utf-8", errors="replace") if isinstance(head, bytes) else head
     text = _ESCAPES.sub("", text)
     # A bare \r would let later text overwrite earlier text on a terminal: show it as a new line.
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -63,11 +63,16 @@ def clean_text(raw: bytes | str, limit: int = TEXT_MAX) -> str:
 
 
 def _float(token: str) -> float | None:
-    return float(token) if _NUMBER.fullmatch(token) else None
+    # Length-capped: a 5,000-digit "number" is an overflow to inf, not a measurement.
+    if len(token) > 40 or not _NUMBER.fullmatch(token):
+        return None
+    value = float(token)
+    return value if math.isfinite(value) else None
 
 
 def _int(token: str) -> int | None:
-    return int(token) if token.isascii() and token.isdigit() else None
+    # Python refuses int() of over 4,300 digits with ValueError; no real counter has over 20.
+    return int(token) if len(token) <= 20 and token.isascii() and token.isdigit() else None
 
 
 def first_line(text: str) -> str:
@@ -191,19 +196,32 @@ def parse_mounts(text: str) -> dict[str, str]:
     return out
 
 
-# device, size (or inodes), used, available, capacity, mount point (the rest of the line: may hold spaces)
-_DF_ROW = re.compile(
-    r"^(?P<dev>\S.*?)\s+(?P<a>\d+|-)\s+(?P<b>\d+|-)\s+(?P<c>-?\d+|-)\s+(?:\d+%|-)\s+(?P<mount>/.*)$"
-)
+_TOKEN = re.compile(r"\S+")
+_COUNT = re.compile(r"\d{1,20}|-")
+_AVAIL = re.compile(r"-?\d{1,20}|-")
+_PERCENT = re.compile(r"\d{1,3}%|-")
+_LINE_MAX = 8192  # a mount point is at most PATH_MAX (4096) bytes
 
 
 def _df_rows(text: str) -> list[tuple[str, int | None, int | None, int | None, str]]:
+    """(device, size or inodes, used, available, mount) per line; device and mount may hold spaces.
+
+    Scans tokens left to right for "count count avail percent /mount" (linear: a backtracking
+    regex over a hostile line of spaces takes quadratic time).
+    """
     rows = []
     for line in text.splitlines():
-        m = _DF_ROW.match(line.rstrip())
-        if m:
-            nums = [None if m[k] == "-" else int(m[k]) for k in ("a", "b", "c")]
-            rows.append((m["dev"], nums[0], nums[1], nums[2], m["mount"]))
+        if len(line) > _LINE_MAX:
+            continue
+        tokens = list(_TOKEN.finditer(line))
+        for i in range(1, len(tokens) - 4):
+            a, b, c, pct, mount = (t.group() for t in tokens[i : i + 5])
+            numeric = _COUNT.fullmatch(a) and _COUNT.fullmatch(b) and _AVAIL.fullmatch(c)
+            if numeric and _PERCENT.fullmatch(pct) and mount.startswith("/"):
+                nums = [None if v == "-" else int(v) for v in (a, b, c)]
+                device = line[: tokens[i].start()].rstrip()
+                rows.append((device, nums[0], nums[1], nums[2], line[tokens[i + 4].start() :].rstrip()))
+                break
     return rows
 
 
@@ -230,9 +248,7 @@ def parse_df_inodes(text: str) -> dict[str, float]:
     return out
 
 
-def filesystems(
-    df: list[dict[str, Any]], inodes: dict[str, float], mounts: dict[str, str]
-) -> list[dict[str, Any]]:
+def filesystems(df: list[dict[str, Any]], inodes: dict[str, float], mounts: dict[str, str]) -> list[dict[str, Any]]:
     """Real filesystems (pseudo and empty ones skipped), one row per mount point, as table rows."""
     rows: dict[str, dict[str, Any]] = {}
     for r in df:

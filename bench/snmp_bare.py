@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
-import time
 from typing import Any
 
 from pysnmp.carrier.asyncio.dgram import udp
@@ -26,14 +25,14 @@ class BarePoller:
         self.scalar_vbs = [(ObjectName(o), NULL) for o in scalars]
         self.columns = [ObjectName(o) for o in columns]
         self.budget = budget
-        self.auth = CommunityData("public", mpModel=1)
+        self.auth = CommunityData("public", mpModel=1)  # noqa: S508 - loopback bench agents speak v2c
         self.targets: dict[tuple[str, int], Any] = {}
         self.requests = 0
         self.varbinds = 0
         self.errors = 0
         td = AsyncioDispatcher(loop=asyncio.get_running_loop())
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, 4 * 1024 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 4 * 1024 * 1024)
         sock.setblocking(False)
         td.register_transport(udp.DOMAIN_NAME, udp.UdpAsyncioTransport().open_server_mode(sock=sock))
         self.disp = SnmpDispatcher(td)
@@ -98,10 +97,18 @@ def _end_tag() -> Any:
 _END_TAG = _end_tag()
 
 
-async def measure(addresses: list[str], port: int, rounds: int, concurrency: int, reference: bool) -> dict[str, Any]:
-    """Warm up one round, then CPU seconds per device poll over `rounds` rounds of every address."""
-    columns = oids.REF_COLUMNS if reference else oids.COLUMNS
-    poller = BarePoller(list(oids.SCALARS.values()), list(columns.values()))
+async def measure(addresses: list[str], port: int, rounds: int, concurrency: int, workload: str) -> dict[str, Any]:
+    """Warm up one round, then CPU seconds per device poll over `rounds` rounds of every address.
+
+    workload: "collector" (what the SnmpCollector asks each steady-state poll), "full" (every
+    interface column) or "reference" (FIELD-NOTES' 15 scalars + 4 columns).
+    """
+    scalars, info = oids.SCALARS, {"source": "profiles"}
+    if workload == "collector":
+        scalars, columns, info = await oids.collector_request(addresses[-1], port)
+    else:
+        columns = oids.REF_COLUMNS if workload == "reference" else oids.ALL_COLUMNS
+    poller = BarePoller(list(scalars.values()), list(columns.values()))
     sem = asyncio.Semaphore(concurrency)
 
     async def one(address: str) -> None:
@@ -128,7 +135,10 @@ async def measure(addresses: list[str], port: int, rounds: int, concurrency: int
         "requests_per_poll": poller.requests / polls,
         "varbinds_per_poll": poller.varbinds / polls,
         "errors": poller.errors,
-        "scalars": len(oids.SCALARS),
+        "workload": workload,
+        "scalars": len(scalars),
         "columns": len(columns),
+        "column_names": sorted(columns),
+        "oids_from": info,
         "concurrency": concurrency,
     }

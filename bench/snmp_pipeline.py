@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.snmp import SnmpCollector
+from bench import oids
+from bench.common import Stopwatch, quantile, status_mb
+from bench.profiling import Profile, thread_cpu, tree_cpu
 from server import pipeline
 from server.inventory import DeviceSpec
 from server.poller import Poller
@@ -23,26 +26,29 @@ from server.store.db import make_engine, migrate
 from server.store.devices import create_device
 from server.writer import Writer
 
-from bench import oids
-from bench.common import Stopwatch, quantile, status_mb
-from bench.profiling import Profile, thread_cpu
-
 
 def make_settings(data_dir: Path) -> Settings:
     """Default settings on a fresh data dir (the figures are for the shipped defaults)."""
     return Settings(data_dir=data_dir, log_level="WARNING")
 
 
-def seed(settings: Settings, addresses: list[str], port: int, interval: int) -> None:
-    """Create the schema and one SNMP v2c device per address through the real store code."""
+def snmp_specs(addresses: list[str], port: int, interval: int) -> list[dict[str, Any]]:
+    """One SNMP v2c device per address."""
+    return [
+        {"name": f"dev{i:05d}", "address": address, "interval": interval,
+         "snmp": {"version": "2c", "port": port, "community": "public"}}
+        for i, address in enumerate(addresses)
+    ]
+
+
+def seed(settings: Settings, specs: list[dict[str, Any]]) -> None:
+    """Create the schema and the devices through the real store code (validated, secrets sealed)."""
     engine = make_engine(settings.db_url)
     migrate(engine)
     box = SecretBox.from_file(settings.key_file)
     with engine.begin() as conn:
-        for i, address in enumerate(addresses):
-            spec = DeviceSpec(name=f"dev{i:05d}", address=address, interval=interval,
-                              snmp={"version": "2c", "port": port, "community": "public"})
-            create_device(conn, spec, box, interval)
+        for spec in specs:
+            create_device(conn, DeviceSpec.model_validate(spec), box, int(spec.get("interval") or 60))
     engine.dispose()
 
 
@@ -54,19 +60,24 @@ def services(settings: Settings) -> Services:
 
 
 def plan_summary(poller: Poller) -> dict[str, Any]:
-    """What the collector decided to poll on the bench devices (to check the baseline asks the same)."""
+    """What the collector decided to poll on the bench devices (the baseline mirrors it)."""
     collector = poller._collectors.get("snmp")
-    plans = list(getattr(collector, "_plans", {}).values()) if isinstance(collector, SnmpCollector) else []
-    if not plans:
+    plan = oids.plan_of(collector) if isinstance(collector, SnmpCollector) else None
+    if plan is None:
         return {}
-    plan = plans[0]
     return {
         "profiles": list(plan.profiles),
         "scalars": len(plan.scalars),
         "columns": len(plan.columns),
-        "same_as_baseline": set(plan.scalars.values()) == set(oids.SCALARS.values())
-        and set(plan.columns.values()) == set(oids.COLUMNS.values()),
+        "columns_each_poll": len(oids.steady_columns(plan)),
     }
+
+
+def ssh_pool_stats(poller: Poller) -> dict[str, Any]:
+    """Connections the SSH collector opened (reuse shows as about one per server)."""
+    collector = poller._collectors.get("ssh")
+    opened = getattr(collector, "connections_opened", None)
+    return {} if opened is None else {"ssh_connections_opened": opened}
 
 
 async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: bool = False) -> dict[str, Any]:
@@ -74,7 +85,7 @@ async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: 
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="pnbench-c-") as tmp:
         settings = make_settings(Path(tmp))
-        seed(settings, addresses, port, 60)
+        seed(settings, snmp_specs(addresses, port, 60))
         svc = services(settings)
         writer = Writer(svc.engine, settings)
         writer.start()
@@ -88,7 +99,7 @@ async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: 
             await sweep()
         writer.flush(120)
         gc.collect()
-        ok0, failed0 = poller.stats.ok, poller.stats.failed
+        ok0, failed0, rows0 = poller.stats.ok, poller.stats.failed, writer.rows
         writer_tid = writer._thread.native_id if writer._thread else None
         loop_cpu0, writer_cpu0 = thread_cpu(threading.get_native_id()), thread_cpu(writer_tid)
         prof = Profile() if profile else None
@@ -112,7 +123,7 @@ async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: 
             "writer_thread_ms_per_poll": writer_cpu / polls * 1000,
             "ok": poller.stats.ok - ok0,
             "failed": poller.stats.failed - failed0,
-            "samples_per_poll": writer.rows / max(1, writer.batches) and writer.rows / (polls + 2 * len(jobs)),
+            "samples_per_poll": (writer.rows - rows0) / polls,
             "plan": plan_summary(poller),
             "profiled": profile,
         }
@@ -125,13 +136,7 @@ async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: 
         return result
 
 
-def _proc_cpu(pids: list[int]) -> float:
-    from bench.profiling import pid_cpu
-
-    return sum(pid_cpu(p) for p in pids)
-
-
-async def measure_scale(addresses: list[str], port: int, interval: int, warmup: float, windows: int,
+async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: float, windows: int,
                         agent_pids: list[int]) -> dict[str, Any]:
     """(d): the app's own lifespan (migrate, writer, poller, APScheduler dispatcher) for warm-up + windows."""
     from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
@@ -143,7 +148,7 @@ async def measure_scale(addresses: list[str], port: int, interval: int, warmup: 
     with tempfile.TemporaryDirectory(prefix="pnbench-d-") as tmp:
         settings = make_settings(Path(tmp))
         t_seed = time.perf_counter()
-        seed(settings, addresses, port, interval)
+        seed(settings, specs)
         seed_s = time.perf_counter() - t_seed
         app = create_app(settings, poll=True)
         svc: Services = app.state.services
@@ -161,22 +166,23 @@ async def measure_scale(addresses: list[str], port: int, interval: int, warmup: 
             poller.stats.lags = deque(maxlen=10_000_000)
             missed.update(missed=0, max_instances=0)
             ok0, failed0, rows0 = poller.stats.ok, poller.stats.failed, writer.rows
-            agents0 = _proc_cpu(agent_pids)
+            agents0 = tree_cpu(agent_pids)
             watch = Stopwatch()
             in_flight: list[int] = []
             for _ in range(windows * interval):
                 await asyncio.sleep(1)
                 in_flight.append(poller.stats.in_flight)
             cpu, wall = watch.stop()
-            agents_cpu = _proc_cpu(agent_pids) - agents0
+            agents_cpu = tree_cpu(agent_pids) - agents0
             lags = list(poller.stats.lags)
             ok, failed = poller.stats.ok - ok0, poller.stats.failed - failed0
             backlog = writer._pending
             rows = writer.rows - rows0
             plan = plan_summary(poller)
-        due = len(addresses) * windows
+            extra = ssh_pool_stats(poller)
+        due = len(specs) * windows
         return {
-            "devices": len(addresses),
+            "devices": len(specs),
             "interval_s": interval,
             "warmup_s": warmup,
             "window_s": wall,
@@ -203,4 +209,5 @@ async def measure_scale(addresses: list[str], port: int, interval: int, warmup: 
             "warmup_ok": warm["ok"],
             "warmup_failed": warm["failed"],
             "plan": plan,
+            **extra,
         }

@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, text
 
 from server import metrics_export, pipeline, views
+from server.api_bodies import DevicePatch
 from server.auth import Admin, Operator, UserError, Viewer, client_ip, create_user
 from server.inventory import DeviceSpec
 from server.services import Services, get_services
+from server.stepup import FreshAdmin
 from server.store import accounts
 from server.store.devices import DeviceConflict, create_device, delete_device, load_device, split_secrets, update_device
 from server.store.metrics import history, labels_of
@@ -109,9 +111,10 @@ def _managed(svc: Services, device_id: int) -> Any:
 
 @router.patch("/api/v1/devices/{device_id}", tags=["devices"])
 def patch_device(
-    svc: SvcDep, p: Admin, request: Request, device_id: int, changes: Annotated[dict[str, Any], Body()]
+    svc: SvcDep, p: Admin, request: Request, device_id: int, body: DevicePatch
 ) -> dict[str, Any]:
-    """Change some fields; omitted secrets keep their stored values."""
+    """Change some fields; omitted secrets keep their stored values; unknown fields are refused."""
+    changes = body.model_dump(exclude_unset=True)
     _managed(svc, device_id)
     with svc.reader.connect() as conn:
         row = load_device(conn, svc.box, device_id)
@@ -207,8 +210,8 @@ def list_users(svc: SvcDep, _p: Admin) -> dict[str, Any]:
 
 
 @router.post("/api/v1/users", tags=["users"], status_code=201)
-def add_user(svc: SvcDep, p: Admin, request: Request, body: NewUser) -> dict[str, Any]:
-    """Create a user."""
+def add_user(svc: SvcDep, p: FreshAdmin, request: Request, body: NewUser) -> dict[str, Any]:
+    """Create a user (needs a fresh second factor when called from a browser session)."""
     try:
         with svc.engine.begin() as conn:
             user_id = create_user(conn, body.name, body.role, body.password)

@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server import pipeline
-from server.auth import Forbidden, NotAuthenticated
+from server import pipeline, stepup
+from server.auth import Forbidden, NotAuthenticated, request_scheme
 from server.config import LoadedConfig
+from server.keyrotation import check_key
 from server.secretbox import SecretBox
 from server.services import Services
 from server.settings import Settings
@@ -94,10 +95,12 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
+        check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
         if config is not None:
             pipeline.sync_inventory(svc, config)
         if poll:
             pipeline.start(svc)
+            await pipeline.start_traps(svc)
         try:
             yield
         finally:
@@ -116,6 +119,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     )
     app.state.services = svc
     _install_handlers(app)
+    stepup.install_handlers(app)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:
@@ -124,14 +128,24 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
+        if settings.secure_cookies or request_scheme(request) == "https":
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         if not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    from server import api, api_hostkeys, pages
+    from server import api, api_alerts, api_hostkeys, pages, pages_alerts
 
     app.include_router(api.router)
     app.include_router(api_hostkeys.router)
+    app.include_router(api_alerts.router)
+    app.include_router(pages_alerts.router)
     app.include_router(pages.router)
+    from server import api_account, api_users, pages_2fa, pages_account, pages_admin_users
+
+    for module in (api_account, api_users, pages_account, pages_2fa, pages_admin_users):
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     return app

@@ -14,8 +14,9 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from server import proxies
 from server.services import Services, get_services
-from server.store import accounts
+from server.store import accounts, sessions
 from server.store.accounts import ROLES, User
 
 SESSION_COOKIE = "pn_session"
@@ -31,6 +32,14 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 class NotAuthenticated(Exception):
     """No valid session or token."""
+
+
+class SecondFactorPending(NotAuthenticated):
+    """A half-session: the password was right, but a second factor (or 2FA enrolment) is still due."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
 
 
 class Forbidden(Exception):
@@ -104,11 +113,25 @@ class Principal:
     user: User
     session_id: str | None = None
     csrf: str | None = None
+    stage: str = "full"
+    verified_at: float | None = None
+
+
+def _trusted(request: Request) -> tuple[proxies.Network, ...]:
+    svc: Services = request.app.state.services
+    return proxies.parse_networks(svc.settings.trusted_proxies)
 
 
 def client_ip(request: Request) -> str:
-    """The peer address (proxy headers are not trusted by default)."""
-    return request.client.host if request.client else "unknown"
+    """The client address: the peer, or what trusted proxies (setting trusted_proxies) say in X-Forwarded-For."""
+    peer = request.client.host if request.client else "unknown"
+    return proxies.client_address(peer, request.headers.get("x-forwarded-for"), _trusted(request))
+
+
+def request_scheme(request: Request) -> str:
+    """http or https as the browser sees it (X-Forwarded-Proto counts only from a trusted proxy)."""
+    peer = request.client.host if request.client else "unknown"
+    return proxies.forwarded_scheme(peer, request.headers.get("x-forwarded-proto"), request.url.scheme, _trusted(request))
 
 
 def _lookup(request: Request, svc: Services) -> Principal | None:
@@ -122,25 +145,32 @@ def _lookup(request: Request, svc: Services) -> Principal | None:
             cookie = request.cookies.get(SESSION_COOKIE)
             if cookie:
                 s = svc.settings
-                found = accounts.find_session(conn, cookie, s.session_idle_minutes * 60, s.session_max_hours * 3600)
+                found = sessions.load(conn, cookie, s.session_idle_minutes * 60, s.session_max_hours * 3600)
                 if found:
-                    principal = Principal(found[0], session_id=found[2], csrf=found[1])
+                    principal = Principal(found.user, found.id, found.csrf, found.stage, found.verified_at)
     return principal
 
 
-async def current_principal(request: Request, svc: Services) -> Principal:
-    """The caller, from a bearer token or the session cookie (looked up off the event loop)."""
+async def current_principal(request: Request, svc: Services, stages: tuple[str, ...] = ("full",)) -> Principal:
+    """The caller, from a bearer token or the session cookie (looked up off the event loop).
+
+    Half-sessions (second factor or 2FA enrolment due) count only where `stages` lets them.
+    """
     cached = getattr(request.state, "principal", None)
-    if isinstance(cached, Principal):
+    if isinstance(cached, Principal) and cached.stage in stages:
         return cached
     principal = await run_in_threadpool(_lookup, request, svc)
     if principal is None:
         raise NotAuthenticated()
-    request.state.principal = principal
+    if principal.stage not in stages:
+        raise SecondFactorPending(principal.stage)
+    if principal.stage == "full":
+        request.state.principal = principal  # pages show a half-session as not signed in
     return principal
 
 
-async def _check_csrf(request: Request, principal: Principal) -> None:
+async def check_csrf(request: Request, principal: Principal) -> None:
+    """Session callers must echo their CSRF token on writes (header X-CSRF-Token or form field csrf_token)."""
     if request.method in ("GET", "HEAD", "OPTIONS") or principal.csrf is None:
         return
     sent = request.headers.get("x-csrf-token")
@@ -161,7 +191,7 @@ def require(role: str) -> object:
         principal = await current_principal(request, svc)
         if not principal.user.can(role):
             raise Forbidden(f"this needs the {role} role")
-        await _check_csrf(request, principal)
+        await check_csrf(request, principal)
         return principal
 
     return Depends(dependency)

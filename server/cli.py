@@ -6,6 +6,7 @@ import argparse
 import getpass
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Engine, select, update
 
+from server import cli_security, logsafe
 from server.config import LoadedConfig, load_config
 from server.settings import Settings, build_settings
 from server.yamlsrc import ConfigError
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = user.add_parser("list", help="list users")
     _common(p)
+    cli_security.add_user_parsers(user, _common)
+    cli_security.add_parsers(sub, _common)
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True, metavar="ACTION")
     p = token.add_parser("create", help="create an API token acting as user NAME; prints it as the last line")
     p.add_argument("name", help="the user the token acts as")
@@ -182,12 +186,18 @@ def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
 
     from server.app import create_app
 
+    problem = cli_security.key_problem(settings)  # fail closed with one clear line, not a traceback
+    if problem:
+        return _fail(problem)
     app = create_app(settings, config)
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host  # noqa: S104 - only a label
     url = settings.base_url or f"http://{shown}:{settings.port}/"
     for line in [f"pocketnoc is starting at {url}", *banner]:
         print(line, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
+    # proxy_headers=False: X-Forwarded-* count only through the trusted_proxies setting (server.proxies).
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False, proxy_headers=False
+    )
     return 0
 
 
@@ -215,6 +225,8 @@ def cmd_demo(settings: Settings, config: LoadedConfig) -> int:
             banner.append("sign in with an existing user (add one: pocketnoc user add NAME --role admin)")
     engine.dispose()
     sim = run_demo_agents(settings.data_dir)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit that runs `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         return _serve(settings, config, banner)
     finally:
@@ -239,12 +251,17 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install()
     for noisy in ("alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "migrate":
         _engine(settings).dispose()
         print(f"database at the newest schema: {settings.db_url.split('@')[-1]}")
         return 0
+    if args.command == "secrets":
+        return cli_security.cmd_secrets(args, settings)
+    if args.command == "user" and args.action == "reset-2fa":
+        return cli_security.cmd_reset_2fa(args, settings)
     if args.command == "user":
         return cmd_user(args, settings)
     if args.command == "token":

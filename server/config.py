@@ -65,6 +65,9 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
             for key in ("config",):
                 if key in values:
                     problems.append(f"{path}:{values.key_lines[key]}: settings.{key} cannot be set in a file")
+            for key in ("rules_file", "secret_key_file"):  # file paths are relative to the config file
+                if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
+                    values[key] = str((path.parent / values[key]).resolve())
             config.settings.update(values)
     devices = tree.get("devices")
     if devices is None:

@@ -15,11 +15,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from server import views
+from server import loginflow, views
 from server.api_hostkeys import offered_key, trust_offered
-from server.auth import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login
+from server.auth import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
 from server.services import Services, get_services
 from server.store import accounts, hostkeys
+from server.store import alerts as alert_store
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "web" / "templates"))
 TEMPLATES.env.autoescape = True
@@ -68,7 +69,7 @@ def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = 
 
 def _secure(request: Request) -> bool:
     svc: Services = request.app.state.services
-    return svc.settings.secure_cookies or request.url.scheme == "https"
+    return svc.settings.secure_cookies or request_scheme(request) == "https"
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -93,14 +94,16 @@ async def login_submit(
         )
     ip = client_ip(request)
 
-    def work() -> tuple[str, str] | None:
+    def work() -> tuple[str, str, str] | None:
         with svc.engine.begin() as conn:
             user = login(conn, username.strip(), password, ip)
             if user is None:
                 accounts.write_audit(conn, None, "login.failed", username.strip()[:64], {}, ip)
                 return None
-            accounts.write_audit(conn, user, "login", user.name, {}, ip)
-            return accounts.new_session(conn, user.id, ip, request.headers.get("user-agent"))
+            previous = request.cookies.get(SESSION_COOKIE)
+            if previous:
+                accounts.end_session(conn, accounts.digest(previous))  # never carry a session id across sign-in
+            return loginflow.start_after_password(conn, svc.settings, user, ip, request.headers.get("user-agent"))
 
     session = await run_in_threadpool(work)
     if session is None:
@@ -112,7 +115,7 @@ async def login_submit(
             login_csrf=cookie,
             error="Wrong user name or password (or too many attempts; wait a few minutes).",
         )
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(loginflow.next_url(session[2], _safe_next(next)), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         session[0],
@@ -149,7 +152,9 @@ def device_list_page(
     """All devices, problems first, with search and tag filter."""
     with svc.reader.connect() as conn:
         data = views.device_list(conn, q, tag, state, limit=5000)
-    return render(request, "devices.html", data=data, q=q, tag=tag, state=state)
+        open_alerts = alert_store.list_alerts(conn, "open", limit=50)
+    shown = [a for a in open_alerts["items"] if a["state"] != "suppressed"]
+    return render(request, "devices.html", data=data, q=q, tag=tag, state=state, alerts=shown, alert_counts=open_alerts["counts"])
 
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)

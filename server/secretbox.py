@@ -20,12 +20,20 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
 
+    @property
+    def fernet(self) -> Fernet:
+        """The cipher (for key checks and rotation)."""
+        return self._fernet
+
     @classmethod
     def from_file(cls, path: Path, create: bool = True) -> SecretBox:
         """Load the key from POCKETNOC_SECRET_KEY or the key file, creating a 0600 file on first start."""
         env = os.environ.get("POCKETNOC_SECRET_KEY")
         if env:
-            return cls(env.encode())
+            try:
+                return cls(env.strip().encode())
+            except ValueError:
+                raise SecretsUnavailable("POCKETNOC_SECRET_KEY is not a valid key (32 url-safe base64 bytes)") from None
         if not path.exists():
             if not create:
                 raise SecretsUnavailable(f"secret key file {path} does not exist")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, select
 
 from server.store.accounts import write_audit
@@ -9,7 +11,9 @@ from server.store.schema import audit, devices
 from server.store.status import CheckOutcome, Transition
 
 
-def host_key_hook(conn: Connection, _transitions: list[Transition], outcomes: list[CheckOutcome]) -> None:
+def host_key_hook(
+    conn: Connection, _transitions: list[Transition], outcomes: list[CheckOutcome], _status: dict[int, dict[str, Any]]
+) -> None:
     """A changed SSH host key is recorded once per offered key as a security event in the audit log."""
     for o in outcomes:
         facts = o.facts or {}

@@ -12,6 +12,7 @@ from server.secretbox import SecretBox
 from server.settings import Settings
 
 if TYPE_CHECKING:
+    from server.alerting import Alerting
     from server.dispatch import Dispatcher
     from server.poller import Poller
     from server.writer import Writer
@@ -28,6 +29,7 @@ class Services:
     writer: Writer | None = None
     poller: Poller | None = None
     dispatcher: Dispatcher | None = None
+    alerting: Alerting | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

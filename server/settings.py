@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrapUser(BaseModel):
+    """An SNMPv3 user allowed to send traps and informs."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(min_length=1, max_length=64)
+    auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] | None = None
+    auth_key: str | None = Field(default=None, min_length=8, max_length=512)
+    priv_protocol: Literal["des", "aes128", "aes192", "aes256"] | None = None
+    priv_key: str | None = Field(default=None, min_length=8, max_length=512)
 
 
 class Settings(BaseSettings):
@@ -24,6 +36,9 @@ class Settings(BaseSettings):
     secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set true behind HTTPS).")
     session_idle_minutes: int = Field(default=12 * 60, ge=5, le=60 * 24 * 30)
     session_max_hours: int = Field(default=24 * 7, ge=1, le=24 * 90)
+    require_2fa_roles: list[str] = Field(default_factory=list, description="Roles that must set up 2FA at next sign-in.")
+    stepup_minutes: int = Field(default=10, ge=1, le=24 * 60, description="How long a second factor counts as fresh.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Forwarded-For is believed.")
     poll_concurrency: int = Field(default=200, ge=1, le=5000, description="Checks in flight at once.")
     default_interval: int = Field(default=60, ge=5, le=86400)
     snmp_timeout: float = Field(default=2.0, gt=0, le=60)
@@ -37,6 +52,11 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = Field(default=None, description="Key encrypting secrets; default data_dir.")
     log_level: str = Field(default="INFO")
     scheduler: str = Field(default="inprocess", description="'inprocess' (APScheduler) or 'queue'.")
+    rules_file: Path | None = Field(default=None, description="Alert rules YAML; default: built-in rules only.")
+    trap_host: str = Field(default="0.0.0.0", description="Address the SNMP trap receiver listens on.")  # noqa: S104
+    trap_port: int | None = Field(default=None, ge=1, le=65535, description="Trap receiver port (162); unset = off.")
+    trap_communities: list[str] = Field(default_factory=list, description="Communities accepted in v1/v2c traps.")
+    trap_v3_users: list[TrapUser] = Field(default_factory=list, description="SNMPv3 users accepted in traps and informs.")
 
     @field_validator("log_level")
     @classmethod
@@ -52,6 +72,24 @@ class Settings(BaseSettings):
         if value not in {"inprocess", "queue"}:
             raise ValueError("must be 'inprocess' or 'queue'")
         return value
+
+    @field_validator("require_2fa_roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"viewer", "operator", "admin"})
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}; use viewer, operator, admin")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an address or CIDR") from None
+        return [c.strip() for c in value]
 
     @property
     def db_url(self) -> str:

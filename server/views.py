@@ -10,7 +10,7 @@ from sqlalchemy import Connection, select
 from server.charts import sparkline
 from server.state import SEVERITY_ORDER
 from server.store.devices import public_spec
-from server.store.metrics import history, labels_key, labels_of
+from server.store.metrics import clean_json, history, labels_key, labels_of
 from server.store.schema import device_status, devices, state_events
 
 RESOURCE_METRICS = (
@@ -104,14 +104,17 @@ def device_list(
     for d in items:
         counts[d["state"]] = counts.get(d["state"], 0) + 1
     tags = sorted({t for r in rows for t in (r.tags or [])})
-    return {
-        "items": items[offset : offset + limit],
-        "total": len(items),
-        "limit": limit,
-        "offset": offset,
-        "counts": counts,
-        "tags": tags,
-    }
+    # Stored device text may predate cleaning on write: never let it break a page or a JSON answer.
+    return clean_json(  # type: ignore[no-any-return]
+        {
+            "items": items[offset : offset + limit],
+            "total": len(items),
+            "limit": limit,
+            "offset": offset,
+            "counts": counts,
+            "tags": tags,
+        }
+    )
 
 
 def _latest(metrics: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
@@ -198,7 +201,7 @@ def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None
             )
         ],
     )
-    return detail
+    return clean_json(detail)  # type: ignore[no-any-return]
 
 
 def age(ts: float | None, now: float | None = None) -> str:

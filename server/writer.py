@@ -10,13 +10,16 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from agents.traps import Trap
 from server.settings import Settings
 from server.store.metrics import SeriesCache, expire, rollup
 from server.store.status import CheckOutcome, Hook, Transition, apply_outcomes
+from server.trapsink import apply_traps, expire_traps
 
 log = logging.getLogger("pocketnoc.writer")
 MAX_BATCH = 5000
 MAINTENANCE_EVERY = 300.0
+TRAP_BATCH_SECONDS = 0.02
 
 Listener = Callable[[list[Transition], list[CheckOutcome]], None]
 
@@ -30,7 +33,7 @@ class Writer:
         self.hooks: list[Hook] = list(hooks or [])
         self.listeners: list[Listener] = []
         self.cache = SeriesCache()
-        self._queue: queue.Queue[CheckOutcome | None] = queue.Queue()
+        self._queue: queue.Queue[CheckOutcome | Trap | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pending = 0
         self._lock = threading.Lock()
@@ -46,8 +49,8 @@ class Writer:
             self._thread = threading.Thread(target=self._run, name="pocketnoc-writer", daemon=True)
             self._thread.start()
 
-    def submit(self, outcome: CheckOutcome) -> None:
-        """Queue one outcome (thread-safe, never blocks)."""
+    def submit(self, outcome: CheckOutcome | Trap) -> None:
+        """Queue one outcome or trap (thread-safe, never blocks)."""
         with self._lock:
             self._pending += 1
         self._queue.put(outcome)
@@ -76,8 +79,8 @@ class Writer:
         """Drop cached series ids of a deleted device."""
         self.cache.forget_device(device_id)
 
-    def _take_batch(self) -> tuple[list[CheckOutcome], bool]:
-        batch: list[CheckOutcome] = []
+    def _take_batch(self) -> tuple[list[CheckOutcome | Trap], bool]:
+        batch: list[CheckOutcome | Trap] = []
         try:
             first = self._queue.get(timeout=1.0)
         except queue.Empty:
@@ -85,7 +88,7 @@ class Writer:
         if first is None:
             return batch, True
         batch.append(first)
-        deadline = time.monotonic() + self.settings.writer_batch_seconds
+        deadline = time.monotonic() + (TRAP_BATCH_SECONDS if isinstance(first, Trap) else self.settings.writer_batch_seconds)
         while len(batch) < MAX_BATCH:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -97,14 +100,22 @@ class Writer:
             if item is None:
                 return batch, True
             batch.append(item)
+            if isinstance(item, Trap):  # a trap should be an alert within milliseconds, not a batch window
+                deadline = min(deadline, time.monotonic() + TRAP_BATCH_SECONDS)
         return batch, False
 
-    def _commit(self, batch: list[CheckOutcome]) -> list[Transition]:
+    def _commit(self, batch: list[CheckOutcome | Trap]) -> list[Transition]:
+        outcomes = [o for o in batch if isinstance(o, CheckOutcome)]
+        trap_batch = [t for t in batch if isinstance(t, Trap)]
         delay = 0.5
         while True:
             try:
                 with self.engine.begin() as conn:
-                    return apply_outcomes(conn, batch, self.cache, self.settings.down_after_failures, self.hooks)
+                    if trap_batch:
+                        apply_traps(conn, trap_batch)
+                    if not outcomes:
+                        return []
+                    return apply_outcomes(conn, outcomes, self.cache, self.settings.down_after_failures, self.hooks)
             except Exception:
                 self.errors += 1
                 self.cache = SeriesCache()  # ids created in a rolled-back transaction are gone
@@ -119,10 +130,11 @@ class Writer:
             if batch:
                 transitions = self._commit(batch)
                 self.batches += 1
-                self.rows += sum(len(o.samples) for o in batch)
+                outcomes = [o for o in batch if isinstance(o, CheckOutcome)]
+                self.rows += sum(len(o.samples) for o in outcomes)
                 for listener in self.listeners:
                     try:
-                        listener(transitions, batch)
+                        listener(transitions, outcomes)
                     except Exception:
                         log.exception("a listener failed")
                 with self._idle:
@@ -139,5 +151,6 @@ class Writer:
             with self.engine.begin() as conn:
                 rollup(conn)
                 expire(conn, s.raw_retention_hours, s.rollup_5m_retention_days, s.rollup_1h_retention_days)
+                expire_traps(conn)
         except Exception:
             log.exception("rollup/retention failed; will retry")

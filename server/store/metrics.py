@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -17,11 +18,37 @@ LABEL_VALUE_CAP = 128
 LATE_SECONDS = 180  # leave room for polls still in flight before a bucket is closed
 
 
+def clean_text(value: str) -> str:
+    """Text every column and every UTF-8 response can hold: NULs dropped, lone surrogates replaced."""
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value if value is None or isinstance(value, int | float) else clean_text(str(value))
+
+
+def clean_json(value: Any) -> Any:
+    """JSON both databases accept and UTF-8 responses can carry (walked only when the fast check fails)."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError):  # NaN/inf, lone surrogates (UnicodeEncodeError), odd types
+        return _scrub(value)
+    return value
+
+
 def labels_key(labels: dict[str, str]) -> str:
     """Canonical text for a label set (sorted JSON, values capped)."""
     if not labels:
         return ""
-    return json.dumps({k: str(v)[:LABEL_VALUE_CAP] for k, v in sorted(labels.items())}, separators=(",", ":"))
+    return json.dumps({k: clean_text(str(v)[:LABEL_VALUE_CAP]) for k, v in sorted(labels.items())}, separators=(",", ":"))
 
 
 def labels_of(key: str) -> dict[str, str]:

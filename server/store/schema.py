@@ -117,6 +117,11 @@ users = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("password_changed_at", Float, nullable=False),
+    # Two-factor state (0004): TOTP secrets are sealed with the secret box like device secrets.
+    Column("totp_secret", LargeBinary),
+    Column("totp_pending", LargeBinary),  # an enrolment not yet confirmed with a code
+    Column("totp_last_step", BigInteger),  # last accepted 30 s step: a code works once
+    Column("webauthn_id", String(64)),  # random user handle for passkeys (base64url)
 )
 
 sessions = Table(
@@ -129,6 +134,10 @@ sessions = Table(
     Column("last_seen", Float, nullable=False),
     Column("ip", String(64)),
     Column("user_agent", String(256)),
+    # "full", or a half-session: "2fa" (password ok, second factor due) or "enrol" (must set up 2FA).
+    Column("stage", String(8), nullable=False, default="full", server_default="full"),
+    Column("verified_at", Float),  # last fresh sign-in proof (second factor, or password without 2FA)
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),  # wrong codes on a half-session
     Index("ix_sessions_user", "user_id"),
 )
 
@@ -186,4 +195,134 @@ host_keys = Table(
     Column("added_by", String(64)),
     Column("added_at", Float, nullable=False),
     UniqueConstraint("device_id", "key_line", name="uq_host_keys_device_key"),
+)
+
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rule", String(64), nullable=False),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("labels", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),  # ok, pending, firing
+    Column("since", Float, nullable=False),
+    Column("value", Float),
+    Column("alert_id", Integer),
+    Column("changes", JSON, nullable=False, default=list),  # recent fire/resolve times, for flap detection
+    Column("flapping", Boolean, nullable=False, default=False),
+    UniqueConstraint("rule", "device_id", "labels", name="uq_alert_states_key"),
+    Index("ix_alert_states_device", "device_id"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rule", String(64), nullable=False),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("labels", Text, nullable=False, default=""),
+    Column("severity", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # firing, resolved
+    Column("started_at", Float, nullable=False),
+    Column("resolved_at", Float),
+    Column("last_value", Float),
+    Column("episode", Integer, nullable=False, default=1),
+    Column("acked_by", String(64)),
+    Column("acked_at", Float),
+    Column("snoozed_until", Float),
+    Column("suppressed_by", Integer),  # id of the ancestor device whose outage hides this alert
+    Column("flapping", Boolean, nullable=False, default=False),
+    Column("hidden", Integer, nullable=False, default=0),  # dependent alerts this outage hides
+    Column("updated_at", Float, nullable=False),
+    Index("ix_alerts_status", "status", "device_id"),
+    Index("ix_alerts_device", "device_id", "id"),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("username", String(64)),
+    Column("text", Text),
+    Index("ix_alert_events_alert", "alert_id", "id"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("comment", Text, nullable=False, default=""),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE")),
+    Column("tag", String(32)),
+    Column("everything", Boolean, nullable=False, default=False),
+    Column("starts_at", Float, nullable=False),
+    Column("ends_at", Float),
+    Column("recurrence", JSON),  # {"days": [0-6], "start": "HH:MM", "minutes": N, "tz": "Europe/Berlin"}
+    Column("created_by", String(64)),
+    Column("created_at", Float, nullable=False),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("definition", JSON, nullable=False),
+    Column("created_by", String(64)),
+    Column("updated_at", Float, nullable=False),
+)
+
+traps = Table(
+    "traps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", Float, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="SET NULL")),
+    Column("name", String(64)),
+    Column("oid", String(256), nullable=False),
+    Column("varbinds", JSON, nullable=False, default=list),
+    Index("ix_traps_ts", "ts"),
+)
+
+# ---------------------------------------------------------------- security (0004)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("code_hash", String(255), nullable=False),  # argon2id; the code itself is shown once
+    Column("created_at", Float, nullable=False),
+    Column("used_at", Float),
+    Index("ix_recovery_codes_user", "user_id"),
+)
+
+passkeys = Table(
+    "passkeys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("credential_id", String(512), nullable=False, unique=True),  # base64url
+    Column("public_key", LargeBinary, nullable=False),  # COSE key; public, not a secret
+    Column("sign_count", BigInteger, nullable=False, default=0),
+    Column("name", String(64), nullable=False),
+    Column("transports", JSON, nullable=False, default=list),
+    Column("created_at", Float, nullable=False),
+    Column("last_used", Float),
+    Index("ix_passkeys_user", "user_id"),
+)
+
+webauthn_challenges = Table(
+    "webauthn_challenges",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256 of the challenge
+    Column("purpose", String(16), nullable=False),  # register, login, second, stepup
+    Column("binding", String(64), nullable=False),  # session id or login-form digest it belongs to
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE")),
+    Column("created_at", Float, nullable=False),
 )

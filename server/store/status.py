@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from server.state import CheckStatus, State, decide_state
-from server.store.metrics import SeriesCache, write_samples
+from server.store.metrics import SeriesCache, clean_json, clean_text, write_samples
 from server.store.schema import device_status, devices, state_events
 
 
@@ -42,7 +43,19 @@ class Transition:
 
 
 DEVICE_FACT_KINDS = frozenset({"snmp", "ssh"})
-Hook = Callable[[Connection, list[Transition], list[CheckOutcome]], None]
+# A hook sees the transaction, the transitions, the outcomes and the devices' status after them.
+Hook = Callable[[Connection, list[Transition], list[CheckOutcome], dict[int, dict[str, Any]]], None]
+
+
+def make_storable(o: CheckOutcome) -> None:
+    """Clean device-supplied text and numbers in place: one hostile value must never make a commit fail forever."""
+    if o.error:
+        o.error = clean_text(o.error)
+    if o.facts:
+        o.facts = clean_json(o.facts)
+    if o.tables:
+        o.tables = clean_json(o.tables)
+    o.samples = [(m, lbl, float(v)) for m, lbl, v in o.samples if math.isfinite(v)]
 
 
 def apply_outcomes(
@@ -76,6 +89,7 @@ def apply_outcomes(
         }
     sample_rows: list[tuple[int, str, str, int, float]] = []
     for o in outcomes:
+        make_storable(o)
         st = status.get(o.device_id)
         if st is None:  # device deleted while its poll was in flight
             continue
@@ -146,5 +160,5 @@ def apply_outcomes(
     )
     write_samples(conn, cache, sample_rows)
     for hook in hooks:
-        hook(conn, transitions, outcomes)
+        hook(conn, transitions, outcomes, status)
     return transitions

@@ -93,11 +93,7 @@ async def poll(collector: SnmpCollector, sim: SnmpsimPeer, community: str, versi
 
 
 def samples(reading: Reading, metric: str) -> dict[str, float]:
-    return {
-        ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())): s.value
-        for s in reading.samples
-        if s.metric == metric
-    }
+    return {",".join(f"{k}={v}" for k, v in sorted(s.labels.items())): s.value for s in reading.samples if s.metric == metric}
 
 
 async def test_linux_recording(snmpsim_devices: SnmpsimPeer, collector: SnmpCollector) -> None:
@@ -157,18 +153,14 @@ async def test_switch_48_ports(snmpsim_devices: SnmpsimPeer, collector: SnmpColl
     assert "storage" not in r.tables and "cpu_load_pct" not in {s.metric for s in r.samples}
 
 
-async def test_switch_over_v1_falls_back_to_32_bit_counters(
-    snmpsim_devices: SnmpsimPeer, collector: SnmpCollector
-) -> None:
+async def test_switch_over_v1_falls_back_to_32_bit_counters(snmpsim_devices: SnmpsimPeer, collector: SnmpCollector) -> None:
     r = await poll(collector, snmpsim_devices, "switch48", version="1")
     assert r.facts["kind"] == "switch"
     assert {s.kind for s in r.samples if s.metric == "if_out_octets"} == {"counter32"}
     assert samples(r, "if_in_octets")["ifIndex=1,ifName=Gi0/1"] == 5_000_000_001 % 2**32
 
 
-@pytest.mark.parametrize(
-    ("community", "status", "on_battery", "charge"), [("ups", 2, 0, 100), ("ups-onbattery", 3, 1, 87)]
-)
+@pytest.mark.parametrize(("community", "status", "on_battery", "charge"), [("ups", 2, 0, 100), ("ups-onbattery", 3, 1, 87)])
 async def test_ups(
     snmpsim_devices: SnmpsimPeer,
     collector: SnmpCollector,
@@ -223,9 +215,7 @@ async def test_printer(snmpsim_devices: SnmpsimPeer, collector: SnmpCollector) -
 
 
 async def test_kind_override_on_a_recording(snmpsim_devices: SnmpsimPeer, collector: SnmpCollector) -> None:
-    target = Target(
-        snmpsim_devices.address, snmpsim_devices.port, snmp=SnmpCredentials("2c", "winxp-full-walk")
-    )
+    target = Target(snmpsim_devices.address, snmpsim_devices.port, snmp=SnmpCredentials("2c", "winxp-full-walk"))
     r = await collector.collect(target, profile="generic")
     assert r.facts["kind"] == "generic" and r.facts["profiles"] == ["system", "if"]
     r = await collector.collect(target)  # no override: detection runs again

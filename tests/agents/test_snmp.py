@@ -23,12 +23,8 @@ IF_DESCR, IF_TYPE, IF_MAC, IF_OPER = (f"1.3.6.1.2.1.2.2.1.{c}" for c in (2, 3, 6
 IF_HC_IN = "1.3.6.1.2.1.31.1.1.1.6"
 
 
-def v2c(
-    peer: SnmpdPeer | SnmpsimPeer, community: str = "public", timeout: float = 2.0, retries: int = 1
-) -> Target:
-    return Target(
-        peer.address, peer.port, snmp=SnmpCredentials("2c", community), timeout=timeout, retries=retries
-    )
+def v2c(peer: SnmpdPeer | SnmpsimPeer, community: str = "public", timeout: float = 2.0, retries: int = 1) -> Target:
+    return Target(peer.address, peer.port, snmp=SnmpCredentials("2c", community), timeout=timeout, retries=retries)
 
 
 def cli_walk(peer: SnmpdPeer, oid: str) -> dict[str, str]:
@@ -77,9 +73,7 @@ async def test_missing_objects_are_none_never_values(snmpd: SnmpdPeer, client: S
 
 
 async def test_multi_column_walk_matches_net_snmp(snmpd: SnmpdPeer, client: SnmpClient) -> None:
-    walked = await client.walk_columns(
-        v2c(snmpd), [IF_DESCR, IF_TYPE, IF_MAC, IF_OPER, IF_HC_IN], binary={IF_MAC}
-    )
+    walked = await client.walk_columns(v2c(snmpd), [IF_DESCR, IF_TYPE, IF_MAC, IF_OPER, IF_HC_IN], binary={IF_MAC})
     assert walked.truncated is None
     assert walked[IF_DESCR] == cli_walk(snmpd, IF_DESCR)
     assert {k: str(v) for k, v in walked[IF_TYPE].items()} == cli_walk(snmpd, IF_TYPE)
@@ -90,12 +84,19 @@ async def test_multi_column_walk_matches_net_snmp(snmpd: SnmpdPeer, client: Snmp
 
 
 async def test_tiny_bulk_budget_still_walks_everything(snmpd: SnmpdPeer, client: SnmpClient) -> None:
-    target = Target(
-        snmpd.address, snmpd.port, snmp=SnmpCredentials("2c", "public"), options={"snmp_varbinds": 1}
-    )
+    target = Target(snmpd.address, snmpd.port, snmp=SnmpCredentials("2c", "public"), options={"snmp_varbinds": 1})
     walked = await client.walk_columns(target, [IF_DESCR, IF_TYPE])
     assert walked[IF_DESCR] == cli_walk(snmpd, IF_DESCR)
     assert set(walked[IF_TYPE]) == set(walked[IF_DESCR])
+    got = await client.get(target, [SYS_NAME, SYS_LOCATION, SYS_CONTACT])  # one OID per request
+    assert got == {SYS_NAME: "pocketnoc-test", SYS_LOCATION: "rack 1, lab", SYS_CONTACT: "noc@example.test"}
+
+
+@pytest.mark.parametrize("expected_rows", [1, 3, 1000])
+async def test_expected_rows_hint_never_changes_the_result(snmpd: SnmpdPeer, client: SnmpClient, expected_rows: int) -> None:
+    walked = await client.walk_columns(v2c(snmpd), [IF_DESCR, IF_TYPE], expected_rows=expected_rows)
+    assert walked[IF_DESCR] == cli_walk(snmpd, IF_DESCR)
+    assert set(walked[IF_TYPE]) == set(walked[IF_DESCR]) and walked.truncated is None
 
 
 async def test_snmp_v1_get_and_walk(snmpd: SnmpdPeer, client: SnmpClient) -> None:
@@ -113,20 +114,21 @@ async def test_snmp_v1_get_and_walk(snmpd: SnmpdPeer, client: SnmpClient) -> Non
         ("mon", "sha", "authpass123", "aes128", "privpass123"),
         ("mon256", "sha256", "authpass256", "aes256", "privpass256"),
         ("monauth", "sha512", "authpass512", None, None),
+        ("mondes", "md5", "authpassmd5", "des", "privpassdes"),
+        ("monc", "sha224", "authpass224", "aes256c", "privpass256c"),
+        ("monnone", None, None, None, None),
     ],
 )
 async def test_snmp_v3(
     snmpd: SnmpdPeer,
     client: SnmpClient,
     user: str,
-    auth: str,
-    auth_key: str,
+    auth: str | None,
+    auth_key: str | None,
     priv: str | None,
     priv_key: str | None,
 ) -> None:
-    creds = SnmpCredentials(
-        "3", user=user, auth_protocol=auth, auth_key=auth_key, priv_protocol=priv, priv_key=priv_key
-    )
+    creds = SnmpCredentials("3", user=user, auth_protocol=auth, auth_key=auth_key, priv_protocol=priv, priv_key=priv_key)
     target = Target(snmpd.address, snmpd.port, snmp=creds)
     got = await client.get(target, [SYS_NAME, SYS_OID])
     assert got == {SYS_NAME: "pocketnoc-test", SYS_OID: "1.3.6.1.4.1.8072.3.2.10"}
@@ -143,9 +145,7 @@ async def test_wrong_community_is_unreachable_within_bound(snmpd: SnmpdPeer, cli
 
 
 async def test_closed_port_is_unreachable(client: SnmpClient) -> None:
-    target = Target(
-        "127.0.0.1", free_udp_port(), snmp=SnmpCredentials("2c", "public"), timeout=0.3, retries=0
-    )
+    target = Target("127.0.0.1", free_udp_port(), snmp=SnmpCredentials("2c", "public"), timeout=0.3, retries=0)
     started = time.monotonic()
     with pytest.raises(Unreachable):
         await client.walk_columns(target, [IF_DESCR])
@@ -197,9 +197,7 @@ async def test_set_writes_and_refusals_name_the_reason(tmp_path: Path) -> None:
     peer = start_snmpd(tmp_path, sys_contact=None)  # an unconfigured sysContact is writable
     try:
         rw = Target(peer.address, peer.port, snmp=SnmpCredentials("2c", peer.rw_community))
-        assert await snmp_set(rw, [(SYS_CONTACT, "oncall <noc@example.test>")]) == {
-            SYS_CONTACT: "oncall <noc@example.test>"
-        }
+        assert await snmp_set(rw, [(SYS_CONTACT, "oncall <noc@example.test>")]) == {SYS_CONTACT: "oncall <noc@example.test>"}
         client = SnmpClient()
         try:
             assert (await client.get(rw, [SYS_CONTACT]))[SYS_CONTACT] == "oncall <noc@example.test>"
@@ -288,6 +286,26 @@ async def test_collector_recovers_after_agent_restart(tmp_path: Path) -> None:
         assert again.facts["sys_name"] == "pocketnoc-test" and again.tables["interfaces"]
     finally:
         await collector.close()
+        peer.stop()
+
+
+async def test_static_columns_are_cached_until_stale(tmp_path: Path) -> None:
+    peer = start_snmpd(tmp_path)
+    cached, fresh = SnmpCollector(), SnmpCollector(static_max_age=0)
+    try:
+        first = await cached.collect(v2c(peer))
+        await fresh.collect(v2c(peer))
+        index = first.tables["interfaces"][0]["index"]
+        rw = Target(peer.address, peer.port, snmp=SnmpCredentials("2c", peer.rw_community))
+        await snmp_set(rw, [(f"1.3.6.1.2.1.31.1.1.1.18.{index}", "renamed by test")])
+        stale = (await cached.collect(v2c(peer))).tables["interfaces"][0]
+        current = (await fresh.collect(v2c(peer))).tables["interfaces"][0]
+        assert stale["alias"] == first.tables["interfaces"][0]["alias"]  # ifAlias is cached for 10 minutes
+        assert current["alias"] == "renamed by test"
+        assert stale["oper"] == current["oper"]  # dynamic columns are always walked
+    finally:
+        await cached.close()
+        await fresh.close()
         peer.stop()
 
 

@@ -21,9 +21,7 @@ SYS_DESCR, SYS_NAME, SYS_LOCATION = "1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.5.0", "1
 
 
 def target(agent: HostileAgent, timeout: float = 1.0, retries: int = 0) -> Target:
-    return Target(
-        "127.0.0.1", agent.port, snmp=SnmpCredentials("2c", "public"), timeout=timeout, retries=retries
-    )
+    return Target("127.0.0.1", agent.port, snmp=SnmpCredentials("2c", "public"), timeout=timeout, retries=retries)
 
 
 @pytest.fixture
@@ -130,3 +128,13 @@ async def test_garbage_replies_are_dropped_and_end_as_unreachable(client: SnmpCl
             await client.walk_columns(target(agent, timeout=0.4, retries=1), [IF_DESCR])
         elapsed = time.monotonic() - started
     assert elapsed < 0.4 * 2 + 1.5
+
+
+async def test_too_big_gets_are_split_until_they_fit(client: SnmpClient) -> None:
+    oids = [f"1.3.6.1.2.1.1.{i}.0" for i in range(1, 7)]
+    async with hostile_agent("small") as agent:
+        got = await client.get(target(agent), oids)
+        requests = agent.requests
+    assert got["1.3.6.1.2.1.1.3.0"] == 12345 and got["1.3.6.1.2.1.1.4.0"] == "ops@example"
+    assert all(value is not None for value in got.values())
+    assert requests == 3  # 6 -> tooBig, then 3 + 3

@@ -120,9 +120,7 @@ def _ssh_keygen_fingerprint(key_line: str, tmp_path: Path) -> str:
     return out.split()[1]
 
 
-async def test_unpinned_host_key_is_offered_not_trusted(
-    sshd: SshdPeer, collector: SshCollector, tmp_path: Path
-) -> None:
+async def test_unpinned_host_key_is_offered_not_trusted(sshd: SshdPeer, collector: SshCollector, tmp_path: Path) -> None:
     before = sshd.count("Failed password") + sshd.count("Accepted")
     with pytest.raises(HostKeyUnknown) as unknown:
         await collector.run_command(target(sshd, pins=(), password=sshd.password), "true")
@@ -131,16 +129,12 @@ async def test_unpinned_host_key_is_offered_not_trusted(
     assert sshd.count("Failed password") + sshd.count("Accepted") == before
 
 
-async def test_pinned_fingerprint_is_accepted(
-    sshd: SshdPeer, collector: SshCollector, tmp_path: Path
-) -> None:
+async def test_pinned_fingerprint_is_accepted(sshd: SshdPeer, collector: SshCollector, tmp_path: Path) -> None:
     fp = _ssh_keygen_fingerprint(sshd.host_key_line, tmp_path)
     assert (await collector.run_command(target(sshd, pins=(fp,)), "echo ok")).stdout == b"ok\n"
 
 
-async def test_substituted_host_key_refused_before_auth(
-    sshd: SshdPeer, other_sshd: SshdPeer, collector: SshCollector
-) -> None:
+async def test_substituted_host_key_refused_before_auth(sshd: SshdPeer, other_sshd: SshdPeer, collector: SshCollector) -> None:
     # The real password, sent to a server presenting another key: it must never leave.
     t = target(sshd, port=other_sshd.port, password=sshd.password)
     with pytest.raises(HostKeyMismatch) as mismatch:
@@ -154,9 +148,7 @@ async def test_substituted_host_key_refused_before_auth(
     assert not re.search(r"Failed|Accepted|Postponed|userauth|Invalid user", log)
 
 
-async def test_pinned_key_of_another_type_is_refused(
-    sshd: SshdPeer, collector: SshCollector, tmp_path: Path
-) -> None:
+async def test_pinned_key_of_another_type_is_refused(sshd: SshdPeer, collector: SshCollector, tmp_path: Path) -> None:
     rsa_server = start_sshd(tmp_path, host_key_type="rsa")
     try:
         with pytest.raises(HostKeyMismatch):
@@ -336,9 +328,7 @@ async def test_half_open_connection_is_reopened_once(sshd: SshdPeer, collector: 
         subprocess.run(["kill", pid], check=False)
 
 
-async def test_concurrent_first_collects_share_one_connection(
-    sshd: SshdPeer, collector: SshCollector
-) -> None:
+async def test_concurrent_first_collects_share_one_connection(sshd: SshdPeer, collector: SshCollector) -> None:
     readings = await asyncio.gather(*(collector.collect(target(sshd)) for _ in range(4)))
     assert all(r.facts["hostname"] for r in readings)
     assert collector.connections_opened == 1
@@ -362,9 +352,7 @@ def ended(peer: SshdPeer) -> int:
     return sum(peer.count(e) for e in endings)
 
 
-async def test_cancelled_connect_does_not_leak_the_connection(
-    sshd: SshdPeer, collector: SshCollector
-) -> None:
+async def test_cancelled_connect_does_not_leak_the_connection(sshd: SshdPeer, collector: SshCollector) -> None:
     accepted, closed = sshd.count("Accepted publickey"), ended(sshd)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(collector.run_command(target(sshd), "true"), 0.005)
@@ -435,12 +423,8 @@ async def test_custom_checks(sshd: SshdPeer, collector: SshCollector) -> None:
 
 
 async def test_hostile_output_is_sanitized(sshd: SshdPeer, collector: SshCollector) -> None:
-    command = (
-        r"printf '\033[31mred\033[0m \033]0;pwned\007<b>bold</b> & ok\rFAKE\n\377\376\000end\033P+q\033\\'"
-    )
-    reading = await collector.collect(
-        target(sshd, options={"system": False, "commands": [{"name": "h", "command": command}]})
-    )
+    command = r"printf '\033[31mred\033[0m \033]0;pwned\007<b>bold</b> & ok\rFAKE\n\377\376\000end\033P+q\033\\'"
+    reading = await collector.collect(target(sshd, options={"system": False, "commands": [{"name": "h", "command": command}]}))
     row = reading.tables["commands"][0]
     assert row["output"] == "red <b>bold</b> & ok\nFAKE\n\ufffd\ufffdend"
     assert row["status"] == "ok"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import paramiko
 import pytest
@@ -270,6 +271,40 @@ def test_filesystems_hostile_names_are_cleaned() -> None:
     text = HEADER + "/dev/\x1b[31ma 100 10 90 10% /m\x07nt\n"
     rows = filesystems(parse_df(text), {}, {})
     assert rows[0]["device"] == "/dev/a" and rows[0]["mount"] == "/mnt"
+
+
+def test_giant_numbers_are_garbage_not_crashes() -> None:
+    giant = "9" * 5000
+    assert parse_loadavg(f"{giant} 1 1") is None
+    assert parse_uptime(giant) is None
+    assert parse_meminfo(f"MemTotal: {giant} kB\n") == {}
+    assert parse_stat(f"cpu {giant} 1 1 1\n") is None
+    assert parse_df(f"{HEADER}/dev/a {giant} 1 1 1% /\n") == []
+    assert parse_df_inodes(f"{HEADER}/dev/a 10 {giant} 1 1% /\n") == {}
+    assert split_sections(f"@@{NONCE}:df\nx\n@@{NONCE}:rc:{giant}\n".encode(), NONCE)["df"].rc is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "a" + " " * 260_000 + "1",
+        "a " + "1 " * 130_000,
+        "/dev/x " + "1 1 1 1% " * 28_000,
+        ("x 1" + " " * 5) * 30_000,
+        "x" * 262_144,
+        "/dev/a 1 1 1 1% /" + " " * 8000 + "x",
+    ],
+)
+def test_hostile_lines_parse_in_linear_time(line: str) -> None:
+    start = time.perf_counter()
+    parse_df(line)
+    parse_df_inodes(line)
+    parse_failed_units(line)
+    parse_meminfo(line)
+    parse_mounts(line)
+    clean_text(line.encode(), 256 * 1024)
+    split_sections(line.encode(), NONCE)
+    assert time.perf_counter() - start < 2.0
 
 
 def test_df_garbage() -> None:

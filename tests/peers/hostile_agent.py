@@ -5,6 +5,7 @@ Modes:
               and a ~63 KB sysName (near the largest value one UDP datagram can carry).
   "endless" - every GETNEXT/GETBULK inside ifTable returns more, ever-increasing rows.
   "loop"    - GETNEXT/GETBULK inside ifTable answer the first row again and again.
+  "small"   - answers tooBig to any GET of more than 3 var-binds.
   "garbage" - answers every request with bytes that are not BER.
   "silent"  - reads requests and never answers.
 The system group answers GET in every mode except "garbage" and "silent".
@@ -89,7 +90,10 @@ class HostileAgent(asyncio.DatagramProtocol):
         rsp_msg = pmod.apiMessage.get_response(msg)
         rsp = pmod.apiMessage.get_pdu(rsp_msg)
         names = [tuple(name) for name, _ in pmod.apiPDU.get_varbinds(req)]
-        if req.isSameTypeWith(pmod.GetRequestPDU()):
+        if req.isSameTypeWith(pmod.GetRequestPDU()) and self.mode == "small" and len(names) > 3:
+            pmod.apiPDU.set_error_status(rsp, 1)  # tooBig, the way tiny embedded agents answer
+            out = [(n, rfc1905.noSuchObject) for n in names]
+        elif req.isSameTypeWith(pmod.GetRequestPDU()):
             out = [(n, self.mib.get(n, rfc1905.noSuchObject)) for n in names]
         elif req.isSameTypeWith(pmod.GetNextRequestPDU()):
             out = [self._next(n) for n in names]
@@ -125,9 +129,7 @@ class HostileAgent(asyncio.DatagramProtocol):
 async def hostile_agent(mode: str, row_bytes: int = 16) -> AsyncIterator[HostileAgent]:
     """Run a HostileAgent on 127.0.0.1:<free port> in the current event loop."""
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(
-        lambda: HostileAgent(mode, row_bytes), local_addr=("127.0.0.1", 0)
-    )
+    transport, protocol = await loop.create_datagram_endpoint(lambda: HostileAgent(mode, row_bytes), local_addr=("127.0.0.1", 0))
     try:
         yield protocol
     finally:

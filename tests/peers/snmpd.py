@@ -19,13 +19,15 @@ class V3User:
     """An SNMPv3 USM user created by snmpd's createUser (net-snmp protocol spellings: SHA-256, AES-256)."""
 
     name: str
-    auth_protocol: str = "SHA"
-    auth_key: str = "authpass123"
+    auth_protocol: str | None = "SHA"  # None: noAuthNoPriv
+    auth_key: str | None = "authpass123"
     priv_protocol: str | None = "AES"
     priv_key: str | None = "privpass123"
 
     def config_lines(self) -> list[str]:
         """createUser and rouser lines for snmpd.conf."""
+        if not self.auth_protocol or not self.auth_key:
+            return [f"createUser {self.name}", f"rouser {self.name} noauth -V all"]
         create = f"createUser {self.name} {self.auth_protocol} {self.auth_key}"
         level = "auth"
         if self.priv_protocol and self.priv_key:
@@ -38,6 +40,9 @@ DEFAULT_USERS = (
     V3User("mon", "SHA", "authpass123", "AES", "privpass123"),
     V3User("mon256", "SHA-256", "authpass256", "AES-256", "privpass256"),
     V3User("monauth", "SHA-512", "authpass512", None, None),
+    V3User("mondes", "MD5", "authpassmd5", "DES", "privpassdes"),
+    V3User("monc", "SHA-224", "authpass224", "AES-256-C", "privpass256c"),
+    V3User("monnone", None, None, None, None),
 )
 
 
@@ -86,9 +91,7 @@ class SnmpdPeer:
             "-p",
             str(self.workdir / "snmpd.pid"),
         ]
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -181,9 +184,7 @@ def start_snmpd(
     workdir = Path(tmp_path) / "snmpd"
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):  # a free port can be taken between our probe and snmpd's bind
-        peer = SnmpdPeer(
-            workdir, port or free_udp_port(), community=community, rw_community=rw_community, users=users
-        )
+        peer = SnmpdPeer(workdir, port or free_udp_port(), community=community, rw_community=rw_community, users=users)
         write_config(peer, sys_name, sys_location, sys_contact, extra_lines)
         try:
             return peer.start()

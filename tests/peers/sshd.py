@@ -83,9 +83,7 @@ def ensure_test_user() -> tuple[str, str]:
             password = password_file.read_text().strip()
         else:
             password = secrets.token_urlsafe(18)
-            subprocess.run(
-                ["chpasswd"], input=f"{TEST_USER}:{password}\n".encode(), check=True, capture_output=True
-            )
+            subprocess.run(["chpasswd"], input=f"{TEST_USER}:{password}\n".encode(), check=True, capture_output=True)
             password_file.write_text(password)
             password_file.chmod(0o600)
     return TEST_USER, password
@@ -168,9 +166,7 @@ def start_sshd(tmp_path: Path, host_key_type: str = "ed25519") -> SshdPeer:
         conf = d / "sshd_config"
         conf.write_text(_config(d, port, d / "host_key", authorized, user))
         with log.open("wb") as log_file:
-            proc = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(conf)], stdout=log_file, stderr=subprocess.STDOUT
-            )
+            proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(conf)], stdout=log_file, stderr=subprocess.STDOUT)
         if _wait_listening(proc, log, port):
             return SshdPeer(
                 port=port,

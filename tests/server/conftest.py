@@ -169,9 +169,9 @@ class AppEnv:
             return accounts.new_token(conn, found[0].id, "test")
 
 
-def make_app_env(settings: Settings) -> Iterator[AppEnv]:
+def make_app_env(settings: Settings, poll: bool = False) -> Iterator[AppEnv]:
     """Build an app on `settings` and run its lifespan around the yield."""
-    app = create_app(settings, poll=False)
+    app = create_app(settings, poll=poll)
     with TestClient(app, follow_redirects=False) as client:
         yield AppEnv(app, client, app.state.services)
 
@@ -216,9 +216,11 @@ def sign_in(client: TestClient, name: str, password: str = PASSWORD, next_url: s
 POCKETNOC = Path(sys.executable).parent / "pocketnoc"
 
 
-def run_cli(*args: str | Path, input_text: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | Path, input_text: str | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the installed `pocketnoc` console script; stdin is /dev/null unless `input_text` is given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKETNOC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKETNOC_")} | (env or {})
     return subprocess.run(
         [str(POCKETNOC), *map(str, args)],
         input=input_text,

@@ -1,0 +1,273 @@
+"""A small, strict BER reader for SNMP v1/v2c notifications and the SNMPv3 header (pyasn1 is ~30x slower)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Final
+
+from agents.snmp_values import hexstr
+from agents.traps_model import octets_text
+
+# Longest OID we decode (sub-identifiers); RFC 2578 caps OIDs at 128.
+MAX_OID_PARTS: Final = 128
+_OID_CACHE_MAX: Final = 16_384
+
+# Outer message versions.
+V1, V2C, V3 = 0, 1, 3
+# PDU tags (context-specific, constructed).
+TRAP_V1: Final = 0xA4
+GET_RESPONSE: Final = 0xA2
+INFORM: Final = 0xA6
+TRAP_V2: Final = 0xA7
+
+_SEQ, _INT, _OCTETS, _NULL, _OID = 0x30, 0x02, 0x04, 0x05, 0x06
+_IPADDR, _TICKS = 0x40, 0x43
+_UNSIGNED_TAGS: Final = frozenset({0x41, 0x42, 0x43, 0x46, 0x47})  # Counter32 Gauge32 TimeTicks Counter64 UInteger32
+_EXCEPTIONS: Final = {0x80: "noSuchObject", 0x81: "noSuchInstance", 0x82: "endOfMibView"}
+
+_oid_cache: dict[bytes, str] = {}
+
+
+class BerError(ValueError):
+    """The datagram is not well-formed BER or not a message we accept."""
+
+
+def read_tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """Return (tag, content start, content end) of the TLV at pos; definite lengths only."""
+    if pos + 2 > end:
+        raise BerError("truncated TLV")
+    tag = buf[pos]
+    if tag & 0x1F == 0x1F:
+        raise BerError("multi-byte tag")
+    length = buf[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 3 or pos + count > end:
+            raise BerError("bad length")
+        length = int.from_bytes(buf[pos : pos + count], "big")
+        pos += count
+    if pos + length > end:
+        raise BerError("length beyond end")
+    return tag, pos, pos + length
+
+
+def _expect(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    got, start, stop = read_tlv(buf, pos, end)
+    if got != tag:
+        raise BerError(f"expected tag 0x{tag:02x}, got 0x{got:02x}")
+    return start, stop
+
+
+def _int(buf: bytes, start: int, stop: int) -> int:
+    if not 0 < stop - start <= 9:
+        raise BerError("bad integer length")
+    return int.from_bytes(buf[start:stop], "big", signed=True)
+
+
+def oid_text(buf: bytes, start: int, stop: int) -> str:
+    """Decode OID content octets to dotted text (cached: traps repeat the same OIDs)."""
+    raw = buf[start:stop]
+    cached = _oid_cache.get(raw)
+    if cached is not None:
+        return cached
+    if not raw or raw[-1] & 0x80:
+        raise BerError("bad OID")
+    parts: list[int] = []
+    value = 0
+    width = 0
+    for byte in raw:
+        if width == 0 and byte == 0x80:
+            raise BerError("non-minimal OID encoding")
+        value = value << 7 | (byte & 0x7F)
+        width += 1
+        if byte & 0x80:
+            if width >= 5:
+                raise BerError("OID sub-identifier too large")
+            continue
+        if not parts:
+            first = min(value // 40, 2)
+            parts = [first, value - 40 * first]
+        else:
+            parts.append(value)
+        if len(parts) > MAX_OID_PARTS:
+            raise BerError("OID too long")
+        value = width = 0
+    text = ".".join(map(str, parts))
+    if len(_oid_cache) >= _OID_CACHE_MAX:
+        _oid_cache.clear()
+    _oid_cache[raw] = text
+    return text
+
+
+def value_text(buf: bytes, tag: int, start: int, stop: int, cap: int) -> str:
+    """Render one var-bind value as display text."""
+    if tag == _OCTETS:
+        return octets_text(buf[start:stop], cap)
+    if tag == _INT or tag in _UNSIGNED_TAGS:
+        return str(_int(buf, start, stop))
+    if tag == _OID:
+        return oid_text(buf, start, stop)
+    if tag == _IPADDR:
+        raw = buf[start:stop]
+        return socket.inet_ntoa(raw) if len(raw) == 4 else hexstr(raw[:cap]) or ""
+    if tag == _NULL:
+        return ""
+    if tag in _EXCEPTIONS:
+        return _EXCEPTIONS[tag]
+    return hexstr(buf[start:stop]) or ""  # Opaque, NsapAddress, unknown application types
+
+
+@dataclass(slots=True)
+class Notification:
+    """A decoded v1/v2c notification, var-binds rendered as text (only the first max_varbinds are decoded)."""
+
+    version: int
+    community: bytes
+    pdu_tag: int
+    request_id: int
+    varbinds: list[tuple[str, str]]
+    truncated: bool
+    # v1 only
+    enterprise: str = ""
+    agent_address: str = ""
+    generic: int = 0
+    specific: int = 0
+    uptime: int | None = None
+    # Where the request-id and var-bind list sit, to build an inform's response from the same bytes.
+    reqid_span: tuple[int, int] = (0, 0)
+    varbinds_span: tuple[int, int] = (0, 0)
+
+
+def _varbinds(buf: bytes, start: int, stop: int, max_varbinds: int, cap: int) -> tuple[list[tuple[str, str]], bool]:
+    result: list[tuple[str, str]] = []
+    pos = start
+    while pos < stop:
+        if len(result) >= max_varbinds:
+            return result, True
+        vb_start, vb_stop = _expect(buf, pos, stop, _SEQ)
+        name_start, name_stop = _expect(buf, vb_start, vb_stop, _OID)
+        tag, val_start, val_stop = read_tlv(buf, name_stop, vb_stop)
+        if val_stop != vb_stop:
+            raise BerError("trailing bytes in var-bind")
+        result.append((oid_text(buf, name_start, name_stop), value_text(buf, tag, val_start, val_stop, cap)))
+        pos = vb_stop
+    return result, False
+
+
+def message_version(buf: bytes) -> int:
+    """Return the SNMP message version (0, 1, 3), or raise BerError."""
+    start, _stop = _expect(buf, 0, len(buf), _SEQ)
+    v_start, v_stop = _expect(buf, start, len(buf), _INT)
+    return _int(buf, v_start, v_stop)
+
+
+def decode_notification(buf: bytes, max_varbinds: int, cap: int) -> Notification:
+    """Decode a v1 Trap-PDU or a v2c SNMPv2-Trap/InformRequest message; BerError for anything else."""
+    end = len(buf)
+    msg_start, msg_stop = _expect(buf, 0, end, _SEQ)
+    if msg_stop != end:
+        raise BerError("trailing bytes after message")
+    v_start, v_stop = _expect(buf, msg_start, msg_stop, _INT)
+    version = _int(buf, v_start, v_stop)
+    c_start, c_stop = _expect(buf, v_stop, msg_stop, _OCTETS)
+    tag, p_start, p_stop = read_tlv(buf, c_stop, msg_stop)
+    if p_stop != msg_stop:
+        raise BerError("trailing bytes after PDU")
+    community = buf[c_start:c_stop]
+    if version == V1 and tag == TRAP_V1:
+        return _decode_v1(buf, community, p_start, p_stop, max_varbinds, cap)
+    if version != V2C or tag not in (TRAP_V2, INFORM):
+        raise BerError(f"not a notification (version {version}, PDU 0x{tag:02x})")
+    r_start, r_stop = _expect(buf, p_start, p_stop, _INT)
+    request_id = _int(buf, r_start, r_stop)
+    _s, es_stop = _expect(buf, r_stop, p_stop, _INT)
+    _s, ei_stop = _expect(buf, es_stop, p_stop, _INT)
+    vl_start, vl_stop = _expect(buf, ei_stop, p_stop, _SEQ)
+    if vl_stop != p_stop:
+        raise BerError("trailing bytes in PDU")
+    varbinds, truncated = _varbinds(buf, vl_start, vl_stop, max_varbinds, cap)
+    return Notification(
+        version, community, tag, request_id, varbinds, truncated,
+        reqid_span=(p_start, r_stop), varbinds_span=(ei_stop, vl_stop),
+    )  # fmt: skip
+
+
+def _decode_v1(buf: bytes, community: bytes, start: int, stop: int, max_varbinds: int, cap: int) -> Notification:
+    e_start, e_stop = _expect(buf, start, stop, _OID)
+    tag, a_start, a_stop = read_tlv(buf, e_stop, stop)
+    if tag != _IPADDR:
+        raise BerError("v1 agent-addr is not an IpAddress")
+    g_start, g_stop = _expect(buf, a_stop, stop, _INT)
+    s_start, s_stop = _expect(buf, g_stop, stop, _INT)
+    t_start, t_stop = _expect(buf, s_stop, stop, _TICKS)
+    vl_start, vl_stop = _expect(buf, t_stop, stop, _SEQ)
+    if vl_stop != stop:
+        raise BerError("trailing bytes in Trap-PDU")
+    varbinds, truncated = _varbinds(buf, vl_start, vl_stop, max_varbinds, cap)
+    return Notification(
+        V1, community, TRAP_V1, 0, varbinds, truncated,
+        enterprise=oid_text(buf, e_start, e_stop),
+        agent_address=value_text(buf, _IPADDR, a_start, a_stop, cap),
+        generic=_int(buf, g_start, g_stop),
+        specific=_int(buf, s_start, s_stop),
+        uptime=_int(buf, t_start, t_stop),
+    )  # fmt: skip
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes((tag, size)) + content
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(octets))) + octets + content
+
+
+def inform_response(buf: bytes, note: Notification) -> bytes:
+    """Build the v2c Response to an InformRequest: same request-id and var-binds, no error."""
+    r_start, r_stop = note.reqid_span
+    vb_start, vb_stop = note.varbinds_span
+    pdu = buf[r_start:r_stop] + b"\x02\x01\x00\x02\x01\x00" + buf[vb_start:vb_stop]
+    body = b"\x02\x01\x01" + _tlv(_OCTETS, note.community) + _tlv(GET_RESPONSE, pdu)
+    return _tlv(_SEQ, body)
+
+
+@dataclass(frozen=True, slots=True)
+class V3Header:
+    """The clear-text part of an SNMPv3 message: enough to check the user before pysnmp's costly decode."""
+
+    flags: int
+    security_model: int
+    engine_id: bytes
+    user: bytes
+
+    @property
+    def level(self) -> int:
+        """Security level of the message: 1 noAuthNoPriv, 2 authNoPriv, 3 authPriv."""
+        if self.flags & 0x01:
+            return 3 if self.flags & 0x02 else 2
+        return 1
+
+
+def v3_header(buf: bytes) -> V3Header:
+    """Read msgFlags, msgSecurityModel, msgAuthoritativeEngineID and msgUserName of a v3 message."""
+    end = len(buf)
+    msg_start, msg_stop = _expect(buf, 0, end, _SEQ)
+    if msg_stop != end:
+        raise BerError("trailing bytes after message")
+    _s, v_stop = _expect(buf, msg_start, msg_stop, _INT)
+    g_start, g_stop = _expect(buf, v_stop, msg_stop, _SEQ)
+    _s, id_stop = _expect(buf, g_start, g_stop, _INT)
+    _s, max_stop = _expect(buf, id_stop, g_stop, _INT)
+    f_start, f_stop = _expect(buf, max_stop, g_stop, _OCTETS)
+    if f_stop - f_start != 1:
+        raise BerError("bad msgFlags")
+    m_start, m_stop = _expect(buf, f_stop, g_stop, _INT)
+    sp_start, sp_stop = _expect(buf, g_stop, msg_stop, _OCTETS)
+    u_start, u_stop = _expect(buf, sp_start, sp_stop, _SEQ)
+    e_start, e_stop = _expect(buf, u_start, u_stop, _OCTETS)
+    _s, boots_stop = _expect(buf, e_stop, u_stop, _INT)
+    _s, time_stop = _expect(buf, boots_stop, u_stop, _INT)
+    n_start, n_stop = _expect(buf, time_stop, u_stop, _OCTETS)
+    return V3Header(buf[f_start], _int(buf, m_start, m_stop), buf[e_start:e_stop], buf[n_start:n_stop])

@@ -1,0 +1,225 @@
+"""Run every benchmark and write BENCHMARKS.md: `python -m bench.run [--quick] [--out PATH]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import machine, netns
+from bench.fleet import Fleet
+from bench.report import render
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "pnbench"
+
+QUICK: dict[str, Any] = {
+    "name": "quick", "ac_devices": 60, "rounds": 2, "trials": 1, "cli_devices": 5, "profile": False,
+    "scale": [(300, 15)], "ssh_workers": 4, "ssh_duration": 3.0, "ssh_servers": 40, "ssh_interval": 15,
+}
+FULL: dict[str, Any] = {
+    "name": "full", "ac_devices": 100, "rounds": 3, "trials": 2, "cli_devices": 30, "profile": True,
+    "scale": [(1000, 60), (2500, 60), (5000, 60)], "ssh_workers": 8, "ssh_duration": 10.0, "ssh_servers": 500,
+    "ssh_interval": 60,
+}
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived: clean up as for Ctrl-C."""
+
+
+def _on_term(_sig: int, _frame: Any) -> None:
+    raise Interrupted
+
+
+class Bench:
+    """Owns the namespace, the snmpd fleet and sshd; runs each measurement in a worker process."""
+
+    def __init__(self, plan: dict[str, Any], log_dir: Path) -> None:
+        self.plan = plan
+        self.log_dir = log_dir
+        self.ns: netns.Namespace | None = None
+        self.fleet: Fleet | None = None
+        self.results: dict[str, Any] = {"plan": {k: v for k, v in plan.items()}, "notes": []}
+
+    def say(self, text: str) -> None:
+        """Progress on stderr."""
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    def worker(self, mode: str, args: dict[str, Any], timeout: float, in_ns: bool = True) -> dict[str, Any]:
+        """Run `python -m bench.worker MODE ARGS` (inside the namespace when there is one); its JSON result."""
+        prefix = self.ns.prefix() if (in_ns and self.ns is not None) else []
+        cmd = [*prefix, sys.executable, "-m", "bench.worker", mode, json.dumps(args)]
+        log = self.log_dir / f"{mode}-{int(time.time() * 1000)}.log"
+        with log.open("wb") as err:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+            try:
+                out, _ = proc.communicate(timeout=timeout)
+            except BaseException:
+                proc.kill()
+                proc.wait(timeout=10)
+                raise
+        for line in out.decode(errors="replace").splitlines():
+            if line.startswith("RESULT "):
+                result: dict[str, Any] = json.loads(line[len("RESULT "):])
+                return result
+        tail = log.read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"worker {mode} exited {proc.returncode} without a result:\n{tail}")
+
+    def setup_agents(self, devices: int) -> None:
+        """Namespace with 24 veth ports and the snmpd fleet (root-namespace fallback without netns)."""
+        work = Path(tempfile.mkdtemp(prefix="pnbench-snmpd-"))
+        if netns.available():
+            self.ns = netns.Namespace(NAMESPACE)
+            self.ns.create()
+            self.results["agents"] = {"netns": True, "links": self.ns.interfaces(), "port": 161}
+            self.fleet = Fleet(work, devices, 161, prefix=self.ns.prefix())
+        else:
+            from tests.peers.snmpd import free_udp_port
+
+            port = free_udp_port()
+            self.results["agents"] = {"netns": False, "links": None, "port": port}
+            self.results["notes"].append("no network namespace available: snmpd ran in the root namespace and "
+                                         "reports this host's own interfaces, not 24 ports")
+            self.fleet = Fleet(work, devices, port, base=201)
+        self.say(f"starting {devices} simulated devices")
+        started = time.perf_counter()
+        self.fleet.start()
+        self.results["agents"].update(devices=devices, snmpd_processes=len(self.fleet.procs),
+                                      start_s=time.perf_counter() - started)
+
+    def snmp(self) -> None:
+        """(a), (b), (c) alternated in trials, the profile, then (d) at each scale point."""
+        assert self.fleet is not None
+        p, port = self.plan, self.fleet.port
+        addrs = self.fleet.addresses()
+        ac = addrs[: p["ac_devices"]]
+        rounds_timeout = 900.0
+        trials: dict[str, list[dict[str, Any]]] = {"bare": [], "pipeline": []}
+        for trial in range(p["trials"]):
+            self.say(f"(a) bare pysnmp, trial {trial + 1}")
+            trials["bare"].append(self.worker("bare", {"addresses": ac, "port": port, "rounds": p["rounds"],
+                                                       "concurrency": 64, "workload": "collector"}, rounds_timeout))
+            self.say(f"(c) whole pipeline, trial {trial + 1}")
+            trials["pipeline"].append(self.worker("pipeline", {"addresses": ac, "port": port,
+                                                               "rounds": p["rounds"]}, rounds_timeout))
+        self.results["bare"] = trials["bare"]
+        self.results["pipeline"] = trials["pipeline"]
+        for workload in ("full", "reference"):
+            self.say(f"(a) bare pysnmp, {workload} workload")
+            self.results[f"bare_{workload}"] = self.worker(
+                "bare", {"addresses": ac, "port": port, "rounds": p["rounds"], "concurrency": 64,
+                         "workload": workload}, rounds_timeout)
+        self.say("(b) snmpbulkwalk")
+        self.results["cli"] = self.worker("cli", {"addresses": addrs[: p["cli_devices"]], "port": port}, 600)
+        if p["profile"]:
+            self.say("(c) whole pipeline under cProfile")
+            self.results["profile"] = self.worker("pipeline", {"addresses": ac, "port": port, "rounds": 2,
+                                                               "profile": True}, rounds_timeout)
+        self.results["scale"] = []
+        for devices, interval in p["scale"]:
+            warmup, windows = interval + 5.0, 2
+            self.say(f"(d) {devices} devices every {interval}s: {warmup:.0f}s warm-up + {windows} intervals")
+            args = {"addresses": addrs[:devices], "port": port, "interval": interval, "warmup": warmup,
+                    "windows": windows, "agent_pids": [proc.pid for proc in self.fleet.procs]}
+            try:
+                self.results["scale"].append(self.worker("scale", args, warmup + windows * interval + 600))
+            except RuntimeError as exc:
+                self.results["scale"].append({"devices": devices, "interval_s": interval, "error": str(exc)[-500:]})
+
+    def teardown_agents(self) -> None:
+        """Stop snmpd and delete the namespace (killing anything of ours still inside)."""
+        if self.fleet is not None:
+            self.fleet.stop()
+            shutil.rmtree(self.fleet.workdir, ignore_errors=True)
+            self.fleet = None
+        if self.ns is not None:
+            self.ns.delete()
+            self.ns = None
+
+    def ssh(self) -> None:
+        """SSH rates and the many-servers interval run against one local sshd."""
+        from tests.peers.sshd import start_sshd
+
+        tmp = Path(tempfile.mkdtemp(prefix="pnbench-ssh-"))
+        control = Path(tempfile.mkdtemp(prefix="pncm-", dir="/tmp"))
+        peer = None
+        try:
+            peer = start_sshd(tmp)
+            p = self.plan
+            links = []
+            for i in range(max(p["ssh_servers"], p["ssh_workers"])):
+                link = tmp / "keys" / f"id_{i:04d}"
+                link.parent.mkdir(exist_ok=True)
+                link.symlink_to(peer.key_path)
+                links.append(str(link))
+            known = tmp / "known_hosts"
+            known.write_text(f"[127.0.0.1]:{peer.port} {peer.host_key_line}\n")
+            base = {"port": peer.port, "user": peer.user, "host_key": peer.host_key_line, "key_links": links,
+                    "known_hosts": str(known), "control_dir": str(control)}
+            sshd_pid = peer._proc.pid
+            self.say("SSH: reused vs fresh vs OpenSSH ControlMaster")
+            self.results["ssh_rates"] = self.worker(
+                "ssh_rates", {**base, "workers": p["ssh_workers"], "duration": p["ssh_duration"],
+                              "agent_pids": [sshd_pid]}, 600, in_ns=False)
+            interval = p["ssh_interval"]
+            warmup = interval + 5.0
+            self.say(f"SSH: {p['ssh_servers']} servers every {interval}s")
+            args = {**base, "servers": p["ssh_servers"], "interval": interval, "warmup": warmup, "windows": 1,
+                    "agent_pids": [sshd_pid]}
+            try:
+                self.results["ssh_scale"] = self.worker("ssh_scale", args, warmup + interval + 600, in_ns=False)
+            except RuntimeError as exc:
+                self.results["ssh_scale"] = {"devices": p["ssh_servers"], "error": str(exc)[-500:]}
+        finally:
+            if peer is not None:
+                peer.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(control, ignore_errors=True)
+
+
+def main() -> None:
+    """Parse flags, run everything with cleanup on any exit, write the report."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small N and short runs (about 2 minutes)")
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"), help="where to write the report")
+    parser.add_argument("--skip-ssh", action="store_true")
+    parser.add_argument("--skip-snmp", action="store_true")
+    opts = parser.parse_args()
+    if os.geteuid() != 0:
+        print("note: not root; snmpd runs in the root namespace with this host's interfaces", file=sys.stderr)
+    signal.signal(signal.SIGTERM, _on_term)
+    plan = QUICK if opts.quick else FULL
+    log_dir = Path(tempfile.mkdtemp(prefix="pnbench-logs-"))
+    bench = Bench(plan, log_dir)
+    started = time.perf_counter()
+    bench.results["machine"] = machine.facts()
+    try:
+        if not opts.skip_snmp:
+            try:
+                bench.setup_agents(max(n for n, _ in plan["scale"]))
+                bench.snmp()
+            finally:
+                bench.teardown_agents()
+        if not opts.skip_ssh:
+            bench.ssh()
+    except (KeyboardInterrupt, Interrupted):
+        bench.say("interrupted: cleaned up, no report written")
+        sys.exit(130)
+    bench.results["machine"]["load_end"] = machine.loadavg()
+    bench.results["elapsed_s"] = time.perf_counter() - started
+    Path(opts.out).write_text(render(bench.results))
+    (log_dir / "results.json").write_text(json.dumps(bench.results, indent=1))
+    bench.say(f"wrote {opts.out} in {bench.results['elapsed_s'] / 60:.1f} min (raw figures: {log_dir}/results.json)")
+
+
+if __name__ == "__main__":
+    main()

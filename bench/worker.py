@@ -1,0 +1,52 @@
+"""One measurement in its own process (inside the bench namespace): `python -m bench.worker MODE JSON`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+
+def main() -> None:
+    """Run the named measurement with JSON arguments and print its result as one JSON line."""
+    mode, args = sys.argv[1], json.loads(sys.argv[2])
+    result: Any
+    if mode == "bare":
+        from bench.snmp_bare import measure
+
+        result = asyncio.run(measure(args["addresses"], args["port"], args["rounds"], args["concurrency"],
+                                     args.get("workload", "collector")))
+    elif mode == "pipeline":
+        from bench.snmp_pipeline import measure_rounds
+
+        result = asyncio.run(measure_rounds(args["addresses"], args["port"], args["rounds"],
+                                            args.get("profile", False)))
+    elif mode == "scale":
+        from bench.snmp_pipeline import measure_scale, snmp_specs
+
+        specs = snmp_specs(args["addresses"], args["port"], args["interval"])
+        result = asyncio.run(measure_scale(specs, args["interval"], args["warmup"], args["windows"],
+                                           args["agent_pids"]))
+    elif mode == "ssh_rates":
+        from bench.ssh_bench import measure_rates
+
+        result = asyncio.run(measure_rates(args))
+    elif mode == "ssh_scale":
+        from bench.snmp_pipeline import measure_scale
+        from bench.ssh_bench import ssh_specs
+
+        specs = ssh_specs(args)
+        result = asyncio.run(measure_scale(specs, args["interval"], args["warmup"], args["windows"],
+                                           args["agent_pids"]))
+    elif mode == "cli":
+        from bench.snmp_cli import measure
+
+        result = measure(args["addresses"], args["port"])
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

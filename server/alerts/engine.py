@@ -1,0 +1,160 @@
+"""Alert evaluation as a pure function: observations + previous key states → new states + events.
+
+One key = (rule, device, label set). Its transition table (each row has a test):
+
+| row | status  | condition now                       | → status | event        |
+|-----|---------|-------------------------------------|----------|--------------|
+| 1   | ok      | expr false (or no data)             | ok       | -            |
+| 2   | ok      | expr true, for = 0                  | firing   | fire         |
+| 3   | ok      | expr true, for > 0                  | pending  | -            |
+| 4   | pending | expr true, held >= for              | firing   | fire         |
+| 5   | pending | expr true, held < for               | pending  | -            |
+| 6   | pending | expr false                          | ok       | -            |
+| 7   | firing  | clear true (clear = not expr if no  | ok       | resolve      |
+|     |         | clear expression), not flapping     |          |              |
+| 8   | firing  | clear false                         | firing   | update       |
+| 9   | firing  | clear true, flapping                | firing   | - (held open)|
+| 10  | firing  | flapping, calm for the whole window | ok       | resolve      |
+| 11  | firing  | held open by flapping, expr true    | firing   | update       |
+|     |         | again                               |          | (same alert) |
+| 12  | any     | fire/resolve changes in window      | (same)   | flap_start   |
+|     |         | reach FLAP_START                    |          |              |
+
+A key with no data in this round (device unreachable, metric gone) is left as it is: missing
+data never resolves an alert. Acknowledge, snooze, silence and dependencies do not change these
+states; they decide who is told (see server/alerting.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from server.alerts.rules import Clause, Rule
+
+Status = Literal["ok", "pending", "firing"]
+FLAP_WINDOW = 600.0
+FLAP_START = 4  # fire/resolve changes within the window that make a key "flapping"
+FLAP_STOP = 0  # changes within the window at or below which flapping ends
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What the engine remembers about one (rule, device, labels) key."""
+
+    status: Status = "ok"
+    since: float = 0.0
+    value: float | None = None
+    changes: tuple[float, ...] = ()
+    flapping: bool = False
+    held_open: bool = False  # firing only because it flaps (the condition is clear)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the store must record for a key."""
+
+    kind: Literal["fire", "resolve", "update", "flap_start"]
+    value: float | None
+
+
+@dataclass(slots=True)
+class Observation:
+    """One device's data for this round: state, and metric values by label set."""
+
+    device_id: int
+    name: str
+    state: str
+    kind: str | None = None
+    tags: frozenset[str] = frozenset()
+    metrics: dict[str, dict[str, tuple[dict[str, str], float]]] = field(
+        default_factory=dict
+    )  # metric -> labels key -> (labels, value)
+
+
+def applies(rule: Rule, obs: Observation) -> bool:
+    """Does the rule's match select this device?"""
+    m = rule.match
+    if m.devices and obs.name not in m.devices:
+        return False
+    if m.tags and not obs.tags.intersection(m.tags):
+        return False
+    return not (m.kinds and obs.kind not in m.kinds)
+
+
+def _holds(clauses: tuple[Clause, ...], values: Mapping[str, float | str]) -> bool | None:
+    """None when a clause has no value (no data), else whether all clauses hold."""
+    for clause in clauses:
+        if clause.name not in values:
+            return None
+        if not clause.test(values[clause.name]):
+            return False
+    return True
+
+
+def candidates(rule: Rule, obs: Observation) -> dict[str, tuple[dict[str, str], dict[str, float | str]]]:
+    """Per label set: the labels and the values the rule's clauses need (joined on identical labels)."""
+    names = {c.name for c in rule.clauses}
+    if rule.clear_clauses:
+        names |= {c.name for c in rule.clear_clauses}
+    metric_names = names - {"state"}
+    out: dict[str, tuple[dict[str, str], dict[str, float | str]]] = {}
+    if not metric_names:
+        out[""] = ({}, {"state": obs.state})
+        return out
+    first, *rest = sorted(metric_names)
+    for key, (labels, value) in obs.metrics.get(first, {}).items():
+        if rule.match.labels and any(labels.get(k) != v for k, v in rule.match.labels.items()):
+            continue
+        values: dict[str, float | str] = {first: value, "state": obs.state}
+        for other in rest:
+            found = obs.metrics.get(other, {}).get(key)
+            if found is not None:
+                values[other] = found[1]
+        out[key] = (labels, values)
+    return out
+
+
+def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], now: float) -> tuple[KeyState, list[Event]]:
+    """Advance one key by one observation (the table in this module's docstring)."""
+    state = prev or KeyState(since=now)
+    cond = _holds(rule.clauses, values)
+    if cond is None:
+        return state, []
+    first = rule.clauses[0].name
+    raw = values.get(first)
+    value = float(raw) if isinstance(raw, int | float) else None
+    changes = tuple(t for t in state.changes if now - t <= FLAP_WINDOW)
+    events: list[Event] = []
+    if state.status == "firing":
+        clear = _holds(rule.clear_clauses, values) if rule.clear_clauses else (not cond)
+        if state.flapping:
+            if clear and len(changes) <= FLAP_STOP:
+                return KeyState("ok", now, value, changes, False), [Event("resolve", value)]  # row 10
+            if clear and not state.held_open:
+                changes = (*changes, now)
+                return replace(state, value=value, changes=changes, held_open=True), []  # row 9
+            if not clear and state.held_open:
+                changes = (*changes, now)
+                return replace(state, value=value, changes=changes, held_open=False), [Event("update", value)]
+            return replace(state, value=value, changes=changes), [Event("update", value)] if not clear else []
+        if clear:
+            changes = (*changes, now)
+            if len(changes) >= FLAP_START:  # row 12 on a resolve: hold the alert open instead
+                return replace(state, value=value, changes=changes, flapping=True, held_open=True), [Event("flap_start", value)]
+            return KeyState("ok", now, value, changes, False), [Event("resolve", value)]  # row 7
+        return replace(state, value=value, changes=changes), [Event("update", value)]  # row 8
+    if not cond:
+        return KeyState("ok", state.since if state.status == "ok" else now, value, changes, False), []  # rows 1, 6
+    if state.status == "ok" and rule.for_ > 0:
+        return KeyState("pending", now, value, changes, False), []  # row 3
+    if state.status == "pending" and now - state.since < rule.for_:
+        return replace(state, value=value, changes=changes), []  # row 5
+    changes = (*changes, now)  # rows 2 and 4
+    new = KeyState("firing", now, value, changes, False)
+    events.append(Event("fire", value))
+    if len(changes) >= FLAP_START:
+        new = replace(new, flapping=True)
+        events.append(Event("flap_start", value))
+    return new, events

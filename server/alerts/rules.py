@@ -1,0 +1,282 @@
+"""Alert rules: a tiny safe expression language, the built-in defaults, and loading rules.yaml."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from server.inventory import NAME_RE, TAG_RE
+from server.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
+OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_CLAUSE = re.compile(
+    r"^\s*(?P<name>[a-z][a-z0-9_]{0,63})\s*(?:(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>-?[0-9.]+(?:e-?\d+)?|[a-z_]+)"
+    r"|\s+in\s*\((?P<values>[a-z_,\s]+)\))\s*$"
+)
+STATE_WORDS = {"up", "degraded", "down", "unreachable", "unknown"}
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """One comparison: a metric (or `state`) against a number (or state words)."""
+
+    name: str
+    op: str
+    value: float | str | frozenset[str]
+
+    def test(self, actual: float | str) -> bool:
+        """True when the observed value satisfies the clause."""
+        if self.op == "in":
+            return isinstance(self.value, frozenset) and actual in self.value
+        if isinstance(self.value, str) or isinstance(actual, str):
+            return OPS[self.op](str(actual), str(self.value))
+        return OPS[self.op](float(actual), self.value)
+
+
+def parse_expr(text: str) -> tuple[Clause, ...]:
+    """Parse `clause (and clause)*`; raises ValueError with what is wrong."""
+    if len(text) > 500:
+        raise ValueError("expression too long")
+    clauses = []
+    for part in re.split(r"\s+and\s+", text.strip()):
+        m = _CLAUSE.match(part)
+        if not m:
+            raise ValueError(f"cannot read {part.strip()!r}: write e.g. 'mem_used_pct > 90' or 'state in (down, unreachable)'")
+        name = m["name"]
+        if m["values"] is not None:
+            words = frozenset(w.strip() for w in m["values"].split(",") if w.strip())
+            if name == "state" and not words <= STATE_WORDS:
+                raise ValueError(f"unknown state in {sorted(words - STATE_WORDS)}; states are {sorted(STATE_WORDS)}")
+            clauses.append(Clause(name, "in", words))
+            continue
+        raw = m["value"]
+        try:
+            value: float | str = float(raw)
+        except ValueError:
+            value = raw
+            if m["op"] not in ("==", "!="):
+                raise ValueError(f"{raw!r} is not a number; only == and != compare words") from None
+            if name == "state" and raw not in STATE_WORDS:
+                raise ValueError(f"unknown state {raw!r}; states are {sorted(STATE_WORDS)}") from None
+        clauses.append(Clause(name, m["op"], value))
+    return tuple(clauses)
+
+
+class Match(BaseModel):
+    """Which devices a rule applies to (all given conditions must hold; empty = every device)."""
+
+    model_config = ConfigDict(extra="forbid")
+    devices: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("devices")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(NAME_RE, name):
+                raise ValueError(f"{name!r} is not a device name")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not re.match(TAG_RE, tag):
+                raise ValueError(f"{tag!r} is not a tag")
+        return value
+
+
+class Rule(BaseModel):
+    """An alert rule: when `expr` holds for `for` seconds it fires; it clears when `clear` holds."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    expr: str
+    for_: int = Field(default=0, ge=0, le=86400 * 7, alias="for")
+    clear: str | None = None
+    severity: Severity = "warning"
+    title: str = Field(default="{device}: {rule}", max_length=200)
+    match: Match = Field(default_factory=Match)
+    labels: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @field_validator("expr", "clear")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_expr(value)
+        return value
+
+    @model_validator(mode="after")
+    def _same_names(self) -> Rule:
+        if self.clear is not None:
+            names = {c.name for c in parse_expr(self.expr)}
+            extra = {c.name for c in parse_expr(self.clear)} - names
+            if extra:
+                raise ValueError(f"clear uses {sorted(extra)} which expr does not")
+        return self
+
+    @property
+    def clauses(self) -> tuple[Clause, ...]:
+        """The parsed expression."""
+        return _parsed(self.expr)
+
+    @property
+    def clear_clauses(self) -> tuple[Clause, ...] | None:
+        """The parsed clear expression (None: clear when expr is false)."""
+        return _parsed(self.clear) if self.clear else None
+
+    @property
+    def is_state_rule(self) -> bool:
+        """A rule on the device's state (the one dependencies and outages are about)."""
+        return all(c.name == "state" for c in self.clauses)
+
+
+_cache: dict[str, tuple[Clause, ...]] = {}
+
+
+def _parsed(text: str) -> tuple[Clause, ...]:
+    if text not in _cache:
+        _cache[text] = parse_expr(text)
+    return _cache[text]
+
+
+def _rule(**kw: Any) -> Rule:
+    return Rule.model_validate(kw)
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    _rule(name="device-down", expr="state in (down, unreachable)", severity="critical", title="{device} is {state}"),
+    _rule(name="device-degraded", expr="state == degraded", severity="warning", for_=60, title="{device} is degraded"),
+    _rule(
+        name="interface-down",
+        expr="if_oper_up == 0 and if_admin_up == 1",
+        severity="warning",
+        title="{device}: interface {ifName} is down",
+    ),
+    _rule(name="cpu-high", expr="cpu_load_pct > 90", clear="cpu_load_pct < 80", for_=300, title="{device}: CPU at {value:.0f}%"),
+    _rule(name="ssh-cpu-high", expr="cpu_pct > 90", clear="cpu_pct < 80", for_=300, title="{device}: CPU at {value:.0f}%"),
+    _rule(
+        name="memory-high",
+        expr="mem_used_pct > 95",
+        clear="mem_used_pct < 90",
+        for_=300,
+        title="{device}: memory at {value:.0f}%",
+    ),
+    _rule(
+        name="disk-full",
+        expr="storage_used_pct > 90",
+        clear="storage_used_pct < 85",
+        title="{device}: {storage} is {value:.0f}% full",
+    ),
+    _rule(name="fs-full", expr="fs_used_pct > 90", clear="fs_used_pct < 85", title="{device}: {mount} is {value:.0f}% full"),
+    _rule(
+        name="inodes-full",
+        expr="fs_inodes_used_pct > 90",
+        clear="fs_inodes_used_pct < 85",
+        title="{device}: {mount} inodes {value:.0f}% used",
+    ),
+    _rule(name="load-high", expr="load5 > 16", clear="load5 < 12", for_=300, title="{device}: load {value:.1f}"),
+    _rule(
+        name="interface-errors",
+        expr="if_in_errors_rate > 1",
+        clear="if_in_errors_rate < 0.1",
+        for_=300,
+        title="{device}: errors on {ifName}",
+    ),
+    _rule(name="ups-on-battery", expr="ups_on_battery == 1", severity="critical", title="{device}: on battery"),
+    _rule(
+        name="ups-charge-low",
+        expr="ups_charge_pct < 50",
+        clear="ups_charge_pct > 60",
+        severity="critical",
+        title="{device}: battery at {value:.0f}%",
+    ),
+    _rule(
+        name="printer-supply-low",
+        expr="printer_supply_pct < 10",
+        clear="printer_supply_pct > 20",
+        severity="info",
+        title="{device}: {supply} at {value:.0f}%",
+    ),
+    _rule(
+        name="tls-expiring",
+        expr="tls_cert_days_left < 14",
+        clear="tls_cert_days_left > 20",
+        title="{device}: TLS certificate ({check}) expires in {value:.0f} days",
+    ),
+    _rule(
+        name="tls-expired",
+        expr="tls_cert_days_left < 2",
+        clear="tls_cert_days_left > 3",
+        severity="critical",
+        title="{device}: TLS certificate ({check}) expires in {value:.0f} days",
+    ),
+    _rule(
+        name="check-failing",
+        expr="check_up == 0",
+        severity="critical",
+        match=Match(labels={"kind": "http"}),
+        title="{device}: {check} failing",
+    ),
+    _rule(name="systemd-failed", expr="systemd_failed_units > 0", title="{device}: {value:.0f} failed systemd units"),
+    _rule(name="command-check", expr="command_ok == 0", title="{device}: check {check} failed"),
+)
+
+
+class RulesFile(BaseModel):
+    """Shape of rules.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    defaults: bool = True
+    rules: list[Rule] = Field(default_factory=list)
+
+
+def load_rules(path: Path) -> list[Rule]:
+    """Rules from a YAML file (plus the defaults unless `defaults: false`); errors name file and line."""
+    tree = load_yaml(path)
+    if tree is None:
+        return list(DEFAULT_RULES)
+    if not isinstance(tree, LineDict):
+        raise ConfigError([f"{path}:1: a rules file is a mapping with 'rules:' (and optional 'defaults:')"])
+    try:
+        parsed = RulesFile.model_validate(tree)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}:{line_of(tree, loc)}: {'.'.join(map(str, loc))}: {msg}")
+        raise ConfigError(problems) from None
+    names = [r.name for r in parsed.rules]
+    rules_list = tree.get("rules") if isinstance(tree.get("rules"), LineList) else None
+    seen: set[str] = set()
+    problems = []
+    for index, name in enumerate(names):
+        if name in seen:
+            line = rules_list.item_lines[index] if rules_list is not None else 0
+            problems.append(f"{path}:{line}: duplicate rule name {name!r}")
+        seen.add(name)
+    if problems:
+        raise ConfigError(problems)
+    if not parsed.defaults:
+        return parsed.rules
+    own = {r.name for r in parsed.rules}
+    return [r for r in DEFAULT_RULES if r.name not in own] + parsed.rules

@@ -1,0 +1,244 @@
+"""Alerts as people see them: listing, detail, acknowledge, snooze, notes; silences (maintenance)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from server.store.metrics import labels_of
+from server.store.schema import alert_events, alerts, devices, silences
+
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+OPEN_STATES = ("firing", "acknowledged", "snoozed", "silenced", "suppressed")
+
+
+class AlertNotFound(Exception):
+    """No alert with that id."""
+
+
+def silence_active(s: dict[str, Any], now: float) -> bool:
+    """Is this silence in force now (one-off window, or a recurring window within its bounds)?"""
+    if now < s["starts_at"] or (s.get("ends_at") is not None and now >= s["ends_at"]):
+        return False
+    rec = s.get("recurrence")
+    if not rec:
+        return True
+    try:
+        zone = ZoneInfo(str(rec.get("tz") or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    local = datetime.fromtimestamp(now, UTC).astimezone(zone)
+    hour, minute = (int(x) for x in str(rec.get("start", "00:00")).split(":"))
+    for back in (0, 1, 2, 3, 4, 5, 6, 7):
+        day = local - timedelta(days=back)
+        if day.weekday() not in rec.get("days", list(range(7))):
+            continue
+        start = day.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if start <= local < start + timedelta(minutes=int(rec.get("minutes", 60))):
+            return True
+    return False
+
+
+def silence_matches(s: dict[str, Any], device_id: int, tags: list[str]) -> bool:
+    """Does this silence cover that device?"""
+    if s.get("everything"):
+        return True
+    if s.get("device_id") is not None and s["device_id"] == device_id:
+        return True
+    return bool(s.get("tag")) and s["tag"] in tags
+
+
+def active_silences(conn: Connection, now: float | None = None) -> list[dict[str, Any]]:
+    """Silences in force now."""
+    now = time.time() if now is None else now
+    rows = [dict(r._mapping) for r in conn.execute(select(silences))]
+    return [s for s in rows if silence_active(s, now)]
+
+
+def _state(row: Any, silenced: bool, now: float) -> str:
+    if row.status == "resolved":
+        return "resolved"
+    if row.suppressed_by:
+        return "suppressed"
+    if row.acked_at:
+        return "acknowledged"
+    if row.snoozed_until and row.snoozed_until > now:
+        return "snoozed"
+    if silenced:
+        return "silenced"
+    return "firing"
+
+
+def _query() -> Any:
+    parent = devices.alias("blocker")
+    return (
+        select(
+            alerts, devices.c.name.label("device_name"), devices.c.tags.label("device_tags"), parent.c.name.label("blocker_name")
+        )
+        .join(devices, devices.c.id == alerts.c.device_id)
+        .outerjoin(parent, parent.c.id == alerts.c.suppressed_by)
+    )
+
+
+def _view(row: Any, active: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    tags = list(row.device_tags or [])
+    silenced = row.status == "firing" and any(silence_matches(s, row.device_id, tags) for s in active)
+    title = row.title
+    if row.hidden:
+        title += f" — hiding {row.hidden} dependent alert{'s' if row.hidden != 1 else ''}"
+    return {
+        "id": row.id,
+        "rule": row.rule,
+        "device": {"id": row.device_id, "name": row.device_name},
+        "labels": labels_of(row.labels),
+        "severity": row.severity,
+        "title": title,
+        "state": _state(row, silenced, now),
+        "status": row.status,
+        "started_at": row.started_at,
+        "resolved_at": row.resolved_at,
+        "last_value": row.last_value,
+        "episode": row.episode,
+        "acked_by": row.acked_by,
+        "acked_at": row.acked_at,
+        "snoozed_until": row.snoozed_until if row.snoozed_until and row.snoozed_until > now else None,
+        "suppressed_by": {"id": row.suppressed_by, "name": row.blocker_name} if row.suppressed_by else None,
+        "flapping": bool(row.flapping),
+        "silenced": silenced,
+        "hidden": row.hidden,
+    }
+
+
+def list_alerts(
+    conn: Connection, state: str = "open", severity: str = "", device_id: int | None = None, limit: int = 200, offset: int = 0
+) -> dict[str, Any]:
+    """Alerts filtered by state (open, firing, acknowledged, snoozed, silenced, suppressed, resolved, all)."""
+    now = time.time()
+    query = _query()
+    if state == "resolved":
+        query = query.where(alerts.c.status == "resolved").order_by(alerts.c.resolved_at.desc())
+    elif state != "all":
+        query = query.where(alerts.c.status == "firing")
+    if severity:
+        query = query.where(alerts.c.severity == severity)
+    if device_id is not None:
+        query = query.where(alerts.c.device_id == device_id)
+    if state in ("resolved", "all"):
+        query = query.order_by(alerts.c.id.desc()).limit(limit).offset(offset)
+    active = active_silences(conn, now)
+    items = [_view(r, active, now) for r in conn.execute(query)]
+    if state not in ("open", "all", "resolved"):
+        items = [a for a in items if a["state"] == state]
+    if state in ("open", *OPEN_STATES):
+        rank = {"firing": 0, "acknowledged": 1, "snoozed": 2, "silenced": 3, "suppressed": 4}
+        items.sort(key=lambda a: (rank.get(a["state"], 9), SEVERITY_RANK.get(a["severity"], 9), -a["started_at"]))
+        total = len(items)
+        items = items[offset : offset + limit]
+    else:
+        total = len(items) + offset
+    counts: dict[str, int] = {}
+    if state == "open":
+        for a in _open_counts(conn, active, now):
+            counts[a] = counts.get(a, 0) + 1
+    return {"items": items, "total": total, "limit": limit, "offset": offset, "counts": counts}
+
+
+def _open_counts(conn: Connection, active: list[dict[str, Any]], now: float) -> list[str]:
+    return [_view(r, active, now)["state"] for r in conn.execute(_query().where(alerts.c.status == "firing"))]
+
+
+def get_alert(conn: Connection, alert_id: int) -> dict[str, Any]:
+    """One alert with its history (who did what, when)."""
+    row = conn.execute(_query().where(alerts.c.id == alert_id)).first()
+    if row is None:
+        raise AlertNotFound(alert_id)
+    now = time.time()
+    view = _view(row, active_silences(conn, now), now)
+    view["events"] = [
+        {"ts": e.ts, "kind": e.kind, "user": e.username, "text": e.text}
+        for e in conn.execute(select(alert_events).where(alert_events.c.alert_id == alert_id).order_by(alert_events.c.id))
+    ]
+    return view
+
+
+def _open_row(conn: Connection, alert_id: int) -> Any:
+    row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+    if row is None:
+        raise AlertNotFound(alert_id)
+    return row
+
+
+def _log(conn: Connection, alert_id: int, kind: str, user: str, text: str) -> None:
+    conn.execute(insert(alert_events).values(alert_id=alert_id, ts=time.time(), kind=kind, username=user, text=text[:2000]))
+
+
+def acknowledge(conn: Connection, alert_id: int, user: str, note: str = "") -> bool:
+    """Acknowledge an open alert (with an optional note); False if it was resolved or already acknowledged."""
+    row = _open_row(conn, alert_id)
+    if row.status != "firing" or row.acked_at:
+        return False
+    now = time.time()
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(acked_by=user, acked_at=now, updated_at=now))
+    _log(conn, alert_id, "acknowledged", user, note)
+    return True
+
+
+def unacknowledge(conn: Connection, alert_id: int, user: str) -> bool:
+    """Take an acknowledgement back."""
+    row = _open_row(conn, alert_id)
+    if row.status != "firing" or not row.acked_at:
+        return False
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(acked_by=None, acked_at=None, updated_at=time.time()))
+    _log(conn, alert_id, "unacknowledged", user, "")
+    return True
+
+
+def snooze(conn: Connection, alert_id: int, user: str, seconds: int, note: str = "") -> bool:
+    """Snooze an open alert for a while (0 ends a snooze)."""
+    row = _open_row(conn, alert_id)
+    if row.status != "firing":
+        return False
+    until = time.time() + seconds if seconds > 0 else None
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(snoozed_until=until, updated_at=time.time()))
+    text = f"for {seconds // 60} min" if seconds > 0 else "snooze ended"
+    _log(conn, alert_id, "snoozed" if seconds > 0 else "unsnoozed", user, f"{text}. {note}".strip(". "))
+    return True
+
+
+def add_note(conn: Connection, alert_id: int, user: str, text: str) -> None:
+    """Attach a note to an alert."""
+    _open_row(conn, alert_id)
+    _log(conn, alert_id, "note", user, text)
+
+
+def list_silences(conn: Connection) -> list[dict[str, Any]]:
+    """All silences, with whether each is in force now."""
+    now = time.time()
+    names = dict(conn.execute(select(devices.c.id, devices.c.name)).all())
+    out = []
+    for r in conn.execute(select(silences).order_by(silences.c.id.desc())):
+        s = dict(r._mapping)
+        s["active"] = silence_active(s, now)
+        s["device"] = names.get(s["device_id"]) if s["device_id"] else None
+        out.append(s)
+    return out
+
+
+def create_silence(conn: Connection, values: dict[str, Any], user: str) -> int:
+    """Add a maintenance window."""
+    result = conn.execute(insert(silences).values(**values, created_by=user, created_at=time.time()))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def delete_silence(conn: Connection, silence_id: int) -> bool:
+    """End and remove a silence."""
+    return bool(conn.execute(delete(silences).where(silences.c.id == silence_id)).rowcount)
+
+
+def open_count(conn: Connection) -> int:
+    """How many alerts are open (for the page header)."""
+    return int(conn.execute(select(func.count()).select_from(alerts).where(alerts.c.status == "firing")).scalar() or 0)

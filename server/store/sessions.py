@@ -1,0 +1,162 @@
+"""Server-side sessions: full sessions and short-lived half-sessions (second factor due, or enrolment due)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from server.store.accounts import User, digest
+from server.store.schema import sessions, users
+
+FULL = "full"
+SECOND_FACTOR = "2fa"
+ENROL = "enrol"
+# A half-session lives this long: enough to find the phone, too short to be worth stealing.
+HALF_SESSION_TTL = {SECOND_FACTOR: 300.0, ENROL: 900.0}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A live session: who, which stage, and when the holder last proved who they are."""
+
+    id: str
+    user: User
+    csrf: str
+    stage: str
+    created_at: float
+    verified_at: float | None
+    failures: int
+
+
+def public_id(session_id: str) -> str:
+    """A handle safe to show and to send back (never the stored id itself)."""
+    return hashlib.sha256(b"pocketnoc-session:" + session_id.encode()).hexdigest()[:20]
+
+
+def create(
+    conn: Connection,
+    user_id: int,
+    ip: str | None,
+    agent: str | None,
+    stage: str = FULL,
+    verified_at: float | None = None,
+) -> tuple[str, str]:
+    """A new session with a fresh random id: returns (cookie value, CSRF token)."""
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    now = time.time()
+    conn.execute(
+        insert(sessions).values(
+            id=digest(token),
+            user_id=user_id,
+            csrf=csrf,
+            created_at=now,
+            last_seen=now,
+            ip=(ip or "")[:64],
+            user_agent=(agent or "")[:256],
+            stage=stage,
+            verified_at=verified_at,
+            failures=0,
+        )
+    )
+    return token, csrf
+
+
+def _expired(row: Any, now: float, idle: float, absolute: float) -> bool:
+    if row.disabled or now - row.last_seen > idle or now - row.created_at > absolute:
+        return True
+    ttl = HALF_SESSION_TTL.get(row.stage)
+    return ttl is not None and now - row.created_at > ttl
+
+
+def _query(session_id: str) -> Any:
+    return (
+        select(sessions, users.c.name, users.c.role, users.c.disabled)
+        .join(users, users.c.id == sessions.c.user_id)
+        .where(sessions.c.id == session_id)
+    )
+
+
+def load(conn: Connection, token: str, idle: float, absolute: float) -> SessionInfo | None:
+    """The live session for a cookie value, or None; expired sessions are removed on sight."""
+    sid = digest(token)
+    row = conn.execute(_query(sid)).first()
+    if row is None:
+        return None
+    now = time.time()
+    if _expired(row, now, idle, absolute):
+        conn.execute(delete(sessions).where(sessions.c.id == sid))
+        return None
+    if now - row.last_seen > 60:
+        conn.execute(update(sessions).where(sessions.c.id == sid).values(last_seen=now))
+    return SessionInfo(
+        id=sid,
+        user=User(row.user_id, row.name, row.role, bool(row.disabled)),
+        csrf=row.csrf,
+        stage=row.stage,
+        created_at=row.created_at,
+        verified_at=row.verified_at,
+        failures=int(row.failures or 0),
+    )
+
+
+def alive(conn: Connection, session_id: str, idle: float, absolute: float) -> bool:
+    """True while the session (by stored id) exists, is a full session and has not timed out."""
+    row = conn.execute(_query(session_id)).first()
+    return row is not None and row.stage == FULL and not _expired(row, time.time(), idle, absolute)
+
+
+def end(conn: Connection, session_id: str) -> None:
+    """End one session."""
+    conn.execute(delete(sessions).where(sessions.c.id == session_id))
+
+
+def end_for_user(conn: Connection, user_id: int, keep: str | None = None) -> int:
+    """End every session of a user (on every device), except `keep`; returns how many ended."""
+    query = delete(sessions).where(sessions.c.user_id == user_id)
+    if keep is not None:
+        query = query.where(sessions.c.id != keep)
+    return int(conn.execute(query).rowcount or 0)
+
+
+def end_by_public_id(conn: Connection, user_id: int, handle: str) -> bool:
+    """End one of this user's sessions by its public handle; another user's handle matches nothing."""
+    for (sid,) in conn.execute(select(sessions.c.id).where(sessions.c.user_id == user_id)):
+        if secrets.compare_digest(public_id(sid), handle):
+            end(conn, sid)
+            return True
+    return False
+
+
+def list_for_user(conn: Connection, user_id: int, current: str | None = None) -> list[dict[str, Any]]:
+    """A user's full sessions, newest activity first, with public handles."""
+    rows = conn.execute(
+        select(sessions).where(sessions.c.user_id == user_id, sessions.c.stage == FULL).order_by(sessions.c.last_seen.desc())
+    )
+    return [
+        {
+            "id": public_id(r.id),
+            "created_at": r.created_at,
+            "last_seen": r.last_seen,
+            "ip": r.ip or "",
+            "user_agent": r.user_agent or "",
+            "current": r.id == current,
+        }
+        for r in rows
+    ]
+
+
+def mark_verified(conn: Connection, session_id: str, when: float | None = None) -> None:
+    """Remember that the holder just proved who they are (for step-up)."""
+    conn.execute(update(sessions).where(sessions.c.id == session_id).values(verified_at=when or time.time()))
+
+
+def add_failure(conn: Connection, session_id: str) -> int:
+    """Count a wrong second-factor code on a half-session; returns the new count."""
+    conn.execute(update(sessions).where(sessions.c.id == session_id).values(failures=sessions.c.failures + 1))
+    return int(conn.execute(select(sessions.c.failures).where(sessions.c.id == session_id)).scalar() or 0)

@@ -1,0 +1,88 @@
+"""Helpers for the security tests: a TOTP clock that can be moved forward, 2FA enrolment and sign-in through the pages."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import pyotp
+import pytest
+from fastapi.testclient import TestClient
+
+from server import auth, totp
+from tests.server.conftest import PASSWORD, AppEnv, form_csrf
+
+SECRET_RE = re.compile(r'<code class="secret">([A-Z2-7 ]+)</code>')
+CODES_RE = re.compile(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>")
+
+
+@dataclass
+class TotpClock:
+    """The time TOTP codes are checked against; `advance()` moves it one 30 s step, so no test sleeps."""
+
+    now: float
+
+    def advance(self, steps: int = 1) -> None:
+        self.now += totp.STEP * steps
+
+    def code(self, secret: str, offset: int = 0) -> str:
+        return pyotp.TOTP(secret).at(self.now + offset * totp.STEP)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> TotpClock:
+    """Codes are checked against this clock (aligned to the middle of a step)."""
+    state = TotpClock(now=(time.time() // totp.STEP) * totp.STEP + 15)
+    monkeypatch.setattr(totp, "clock", lambda: state.now)
+    return state
+
+
+def login_password(client: TestClient, name: str, password: str = PASSWORD, next_url: str = "/") -> str:
+    """The password step; returns where the server sends the browser."""
+    page = client.get("/login")
+    response = client.post(
+        "/login", data={"username": name, "password": password, "csrf_token": form_csrf(page.text), "next": next_url}
+    )
+    assert response.status_code == 303, response.text
+    return response.headers["location"]
+
+
+def second_step(client: TestClient, code: str, next_url: str = "/") -> int:
+    """Post a code to the second sign-in step; returns the status code."""
+    page = client.get("/login/2fa")
+    assert page.status_code == 200, page.text
+    response = client.post("/login/2fa", data={"code": code, "csrf_token": form_csrf(page.text), "next": next_url})
+    return response.status_code
+
+
+def enrol_totp(client: TestClient, clock: TotpClock) -> tuple[str, list[str]]:
+    """Set up an authenticator app through the pages (signed-in client); returns (secret, recovery codes)."""
+    page = client.get("/account/totp")
+    assert page.status_code == 200, page.text
+    started = client.post("/account/totp/start", data={"csrf_token": form_csrf(page.text)})
+    assert started.status_code == 303
+    page = client.get("/account/totp")
+    found = SECRET_RE.search(page.text)
+    assert found, page.text
+    secret = found.group(1).replace(" ", "")
+    done = client.post("/account/totp/confirm", data={"code": clock.code(secret), "csrf_token": form_csrf(page.text)})
+    assert done.status_code == 200, done.text
+    codes = CODES_RE.findall(done.text)
+    assert len(codes) == 10
+    clock.advance()
+    return secret, codes
+
+
+def user_with_totp(env: AppEnv, name: str, role: str, clock: TotpClock) -> tuple[TestClient, str, list[str]]:
+    """A new user with TOTP, signed in on a client of their own: (client, secret, recovery codes)."""
+    env.user(name, role)
+    client = TestClient(env.app, follow_redirects=False)
+    assert login_password(client, name) == "/"
+    secret, codes = enrol_totp(client, clock)
+    return client, secret, codes
+
+
+def session_cookie(client: TestClient) -> str | None:
+    """The session cookie the client holds."""
+    return client.cookies.get(auth.SESSION_COOKIE)

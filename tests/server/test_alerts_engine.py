@@ -1,0 +1,130 @@
+"""The alert engine's transition table, one test per row, plus flapping over ten minutes."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.alerts.engine import FLAP_WINDOW, KeyState, Observation, applies, candidates, step
+from server.alerts.rules import Match, Rule, parse_expr
+from server.alerts.titles import render_title
+
+MEM = Rule.model_validate({"name": "mem", "expr": "mem_used_pct > 90", "clear": "mem_used_pct < 80"})
+MEM_FOR = Rule.model_validate({"name": "mem-for", "expr": "mem_used_pct > 90", "for": 60})
+DOWN = Rule.model_validate({"name": "down", "expr": "state in (down, unreachable)", "severity": "critical"})
+
+
+def test_row1_ok_stays_ok_without_condition() -> None:
+    state, events = step(MEM, KeyState("ok", 0), {"mem_used_pct": 50}, 100)
+    assert state.status == "ok" and events == []
+
+
+def test_row1_no_data_changes_nothing() -> None:
+    firing = KeyState("firing", 10, 95.0, (10,))
+    assert step(MEM, firing, {}, 100) == (firing, [])
+
+
+def test_row2_fires_at_once_without_for() -> None:
+    state, events = step(MEM, None, {"mem_used_pct": 95}, 100)
+    assert state.status == "firing" and [e.kind for e in events] == ["fire"] and events[0].value == 95
+
+
+def test_row3_pending_with_for() -> None:
+    state, events = step(MEM_FOR, KeyState("ok", 0), {"mem_used_pct": 95}, 100)
+    assert state.status == "pending" and state.since == 100 and events == []
+
+
+def test_row4_pending_fires_after_for() -> None:
+    state, events = step(MEM_FOR, KeyState("pending", 100), {"mem_used_pct": 95}, 161)
+    assert state.status == "firing" and [e.kind for e in events] == ["fire"]
+
+
+def test_row5_pending_waits() -> None:
+    state, events = step(MEM_FOR, KeyState("pending", 100), {"mem_used_pct": 95}, 130)
+    assert state.status == "pending" and state.since == 100 and events == []
+
+
+def test_row6_pending_clears_back_to_ok() -> None:
+    state, events = step(MEM_FOR, KeyState("pending", 100), {"mem_used_pct": 50}, 130)
+    assert state.status == "ok" and events == []
+
+
+def test_row7_resolves_on_clear_threshold_only() -> None:
+    firing = KeyState("firing", 10, 95.0, (10,))
+    state, events = step(MEM, firing, {"mem_used_pct": 85}, 100)  # between thresholds: hysteresis keeps it
+    assert state.status == "firing" and [e.kind for e in events] == ["update"]
+    state, events = step(MEM, firing, {"mem_used_pct": 70}, 100)
+    assert state.status == "ok" and [e.kind for e in events] == ["resolve"]
+
+
+def test_row8_firing_updates_value() -> None:
+    state, events = step(MEM, KeyState("firing", 10, 95.0, (10,)), {"mem_used_pct": 97}, 100)
+    assert state.status == "firing" and state.value == 97 and [e.kind for e in events] == ["update"]
+
+
+def test_rows_9_to_12_flapping_holds_one_alert_open_and_resolves_when_calm() -> None:
+    state: KeyState | None = None
+    fires = 0
+    t = 0.0
+    for i in range(20):  # down/up every 30 s for 10 minutes
+        state, events = step(DOWN, state, {"state": "down" if i % 2 == 0 else "up"}, t)
+        fires += sum(e.kind == "fire" for e in events)
+        t += 30
+    assert state is not None
+    assert fires <= 2
+    assert state.status == "firing" and state.flapping  # row 9: held open while it flaps
+    state, events = step(DOWN, state, {"state": "up"}, t + 60)
+    assert state.status == "firing" and events == []
+    state, events = step(DOWN, state, {"state": "up"}, t + FLAP_WINDOW + 1)  # row 10: calm for a whole window
+    assert state.status == "ok" and [e.kind for e in events] == ["resolve"]
+
+
+def test_row11_flapping_condition_again_keeps_the_same_alert() -> None:
+    held = KeyState("firing", 0, None, (0.0, 30.0, 60.0, 90.0), flapping=True, held_open=True)
+    state, events = step(DOWN, held, {"state": "down"}, 120)
+    assert state.status == "firing" and [e.kind for e in events] == ["update"]
+
+
+def test_row12_flap_start_event() -> None:
+    state = KeyState("firing", 90, None, (0.0, 30.0, 60.0))
+    state, events = step(DOWN, state, {"state": "up"}, 100)
+    assert state.flapping and [e.kind for e in events] == ["flap_start"]
+
+
+def test_rules_join_metrics_on_the_same_labels() -> None:
+    rule = Rule.model_validate({"name": "ifdown", "expr": "if_oper_up == 0 and if_admin_up == 1"})
+    l1, l2 = '{"ifIndex":"1"}', '{"ifIndex":"2"}'
+    obs = Observation(
+        1, "sw", "up",
+        metrics={
+            "if_oper_up": {l1: ({"ifIndex": "1"}, 0.0), l2: ({"ifIndex": "2"}, 0.0)},
+            "if_admin_up": {l1: ({"ifIndex": "1"}, 1.0), l2: ({"ifIndex": "2"}, 0.0)},
+        },
+    )
+    found = candidates(rule, obs)
+    assert set(found) == {l1, l2}
+    assert step(rule, None, found[l1][1], 1)[0].status == "firing"  # admin up, oper down
+    assert step(rule, None, found[l2][1], 1)[0].status == "ok"  # admin down: not an alert
+
+
+def test_match_by_tag_kind_and_device() -> None:
+    rule = Rule.model_validate({"name": "r", "expr": "state == down", "match": {"tags": ["core"], "kinds": ["switch"]}})
+    assert applies(rule, Observation(1, "a", "up", "switch", frozenset({"core"})))
+    assert not applies(rule, Observation(1, "a", "up", "router", frozenset({"core"})))
+    assert not applies(rule, Observation(1, "a", "up", "switch", frozenset({"edge"})))
+    assert isinstance(rule.match, Match)
+
+
+@pytest.mark.parametrize(
+    "expr", ["mem >", "rm -rf /", "state in (down, exploded)", "x > y", "__import__('os')", "a > 1 or b > 2", "a" * 600]
+)
+def test_bad_expressions_are_refused(expr: str) -> None:
+    with pytest.raises(ValueError):
+        parse_expr(expr)
+
+
+def test_titles_fill_names_only() -> None:
+    values = {"device": "sw1", "value": 93.456, "ifName": "<b>Gi0/1</b>"}
+    assert render_title("{device}: {ifName} at {value:.0f}%", values) == "sw1: <b>Gi0/1</b> at 93%"
+    assert render_title("{device.__class__} {value.__class__.__mro__} {missing}", values) == (
+        "{device.__class__} {value.__class__.__mro__} {missing}"
+    )

@@ -1,0 +1,142 @@
+"""The `pocketnoc` command as a user runs it (a subprocess): users, tokens, migrate, and clean errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server import auth
+from server.app import create_app
+from server.settings import Settings
+from server.store.db import make_engine
+from tests.server.conftest import assert_clean_error, bearer, run_cli
+
+GOOD_PASSWORD = "a long enough password"
+
+
+def login_works(data_dir: Path, name: str, password: str) -> bool:
+    engine = make_engine(Settings(data_dir=data_dir).db_url)
+    try:
+        with engine.begin() as conn:
+            return auth.login(conn, name, password, "127.0.0.1") is not None
+    finally:
+        engine.dispose()
+
+
+def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = run_cli("user", "add", "ada", "--role", "admin", "--data-dir", data, input_text=GOOD_PASSWORD + "\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "user ada (admin) created"
+    assert GOOD_PASSWORD not in result.stdout + result.stderr
+    assert login_works(data, "ada", GOOD_PASSWORD)
+    assert not login_works(data, "ada", "something else entirely")
+    listed = run_cli("user", "list", "--data-dir", data, cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout.splitlines() == ["ada\tadmin"]
+
+
+def test_user_add_without_stdin_generates_and_prints_a_password(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = run_cli("user", "add", "vera", "--data-dir", data, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "user vera (viewer) created"
+    assert lines[-1].startswith("password: ")
+    password = lines[-1].removeprefix("password: ")
+    assert len(password) >= auth.MIN_PASSWORD
+    assert login_works(data, "vera", password)
+
+
+def test_generate_ignores_stdin(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = run_cli("user", "add", "otto", "--role", "operator", "--generate", "--data-dir", data,
+                     input_text=GOOD_PASSWORD + "\n", cwd=tmp_path)
+    assert result.returncode == 0
+    password = result.stdout.strip().splitlines()[-1].removeprefix("password: ")
+    assert password != GOOD_PASSWORD and login_works(data, "otto", password)
+
+
+def test_user_passwd_changes_the_password(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run_cli("user", "add", "ada", "--data-dir", data, input_text=GOOD_PASSWORD + "\n", cwd=tmp_path)
+    result = run_cli("user", "passwd", "ada", "--data-dir", data, input_text="another long password\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert login_works(data, "ada", "another long password") and not login_works(data, "ada", GOOD_PASSWORD)
+
+
+def test_data_dir_from_the_environment(tmp_path: Path) -> None:
+    data = tmp_path / "from-env"
+    result = run_cli("user", "add", "ada", input_text=GOOD_PASSWORD + "\n", cwd=tmp_path, env={"POCKETNOC_DATA_DIR": str(data)})
+    assert result.returncode == 0, result.stderr
+    assert login_works(data, "ada", GOOD_PASSWORD)
+
+
+def test_token_create_prints_a_token_that_works_against_the_app(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run_cli("user", "add", "ada", "--role", "admin", "--data-dir", data, input_text=GOOD_PASSWORD + "\n", cwd=tmp_path)
+    result = run_cli("token", "create", "ada", "--label", "grafana", "--data-dir", data, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip().splitlines()[-1]
+    assert token.startswith("pnt_") and " " not in token
+
+    app = create_app(Settings(data_dir=data), poll=False)
+    with TestClient(app) as client:
+        me = client.get("/api/v1/me", headers=bearer(token))
+        assert me.status_code == 200 and me.json()["name"] == "ada" and me.json()["role"] == "admin"
+
+        listed = run_cli("token", "list", "--data-dir", data, cwd=tmp_path)
+        assert listed.returncode == 0 and token not in listed.stdout
+        token_id, user, label, state = listed.stdout.strip().split("\t")
+        assert (user, label, state) == ("ada", "grafana", "active")
+
+        revoked = run_cli("token", "revoke", token_id, "--data-dir", data, cwd=tmp_path)
+        assert revoked.returncode == 0, revoked.stderr
+        assert client.get("/api/v1/me", headers=bearer(token)).status_code == 401
+
+
+def test_migrate_creates_the_database(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = run_cli("migrate", "--data-dir", data, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "newest schema" in result.stdout
+    assert (data / "pocketnoc.db").exists()
+    assert run_cli("migrate", "--data-dir", data, cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "fragment"),
+    [
+        (("token", "create", "ghost"), None, "no user 'ghost'"),
+        (("user", "add", "ada"), "short\n", "at least 10 characters"),
+        (("user", "add", "ada", "--role", "god"), GOOD_PASSWORD + "\n", "god"),
+        (("user", "add", "bad name!"), GOOD_PASSWORD + "\n", "user names"),
+        (("user", "passwd", "ghost"), GOOD_PASSWORD + "\n", "no user 'ghost'"),
+        (("token", "revoke", "12345"), None, "no token 12345"),
+        (("token", "revoke", "not-a-number"), None, "not-a-number"),
+        (("user", "frobnicate"), None, "frobnicate"),
+    ],
+    ids=["token-unknown-user", "short-password", "bad-role", "bad-name", "passwd-unknown-user", "revoke-unknown",
+         "revoke-not-a-number", "unknown-action"],
+)
+def test_errors_are_one_clean_line(tmp_path: Path, args: tuple[str, ...], stdin: str | None, fragment: str) -> None:
+    result = run_cli(*args, "--data-dir", tmp_path / "data", input_text=stdin, cwd=tmp_path)
+    assert_clean_error(result, fragment)
+    assert result.stdout == ""
+
+
+def test_a_duplicate_user_is_one_clean_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run_cli("user", "add", "ada", "--data-dir", data, input_text=GOOD_PASSWORD + "\n", cwd=tmp_path).returncode == 0
+    result = run_cli("user", "add", "ada", "--data-dir", data, input_text=GOOD_PASSWORD + "\n", cwd=tmp_path)
+    assert_clean_error(result, "already exists")
+
+
+def test_a_bad_config_file_is_reported_not_raised(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("settings:\n  port: nope\n")
+    result = run_cli("user", "list", "--config", config, "--data-dir", tmp_path / "data", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"{config}:2: settings.port")

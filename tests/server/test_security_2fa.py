@@ -1,0 +1,202 @@
+"""Two-factor sign-in: TOTP enrolment, the half-session, code replay, recovery codes, forced enrolment, step-up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from server.settings import Settings
+from server.store.schema import sessions as sessions_table
+from server.store.schema import users
+from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, make_app_env, sign_in
+from tests.server.security_helpers import (
+    TotpClock,
+    clock,  # noqa: F401 - fixture
+    login_password,
+    second_step,
+    session_cookie,
+    user_with_totp,
+)
+
+
+def test_totp_enrolment_stores_the_secret_sealed_and_codes_hashed(app_env: AppEnv, clock: TotpClock) -> None:
+    _, secret, codes = user_with_totp(app_env, "ana", "operator", clock)
+    with app_env.svc.reader.connect() as conn:
+        row = conn.execute(select(users.c.totp_secret, users.c.totp_pending).where(users.c.name == "ana")).one()
+        stored = conn.exec_driver_sql("SELECT code_hash FROM recovery_codes").scalars().all()
+    assert row.totp_pending is None
+    assert secret.encode() not in bytes(row.totp_secret)
+    assert len(stored) == 10
+    assert all(h.startswith("$argon2id$") for h in stored)
+    assert not {c.replace("-", "") for c in codes} & {h for h in stored}
+
+
+def test_sign_in_with_totp_needs_the_second_step(app_env: AppEnv, clock: TotpClock) -> None:
+    first, secret, _ = user_with_totp(app_env, "ben", "viewer", clock)
+    client = TestClient(app_env.app, follow_redirects=False)
+    assert login_password(client, "ben", next_url="/devices/1") == "/login/2fa?next=/devices/1"
+    half = session_cookie(client)
+    # The half-session can do nothing but the second step: pages redirect to it, the API says 401.
+    page = client.get("/")
+    assert page.status_code == 303 and page.headers["location"].startswith("/login/2fa")
+    assert client.get("/api/v1/devices").status_code == 401
+    assert client.get("/account").status_code == 303
+    assert second_step(client, clock.code(secret), next_url="/account") == 303
+    assert session_cookie(client) != half  # a new session id after the second factor
+    assert client.get("/account").status_code == 200
+    with app_env.svc.reader.connect() as conn:
+        stages = conn.execute(select(sessions_table.c.stage)).scalars().all()
+    assert sorted(stages) == ["full", "full"]  # the half-session is gone
+    assert first.get("/account").status_code == 200
+
+
+def test_a_totp_code_works_only_once(app_env: AppEnv, clock: TotpClock) -> None:
+    _, secret, _ = user_with_totp(app_env, "cid", "viewer", clock)
+    code = clock.code(secret)
+    one = TestClient(app_env.app, follow_redirects=False)
+    login_password(one, "cid")
+    assert second_step(one, code) == 303
+    two = TestClient(app_env.app, follow_redirects=False)
+    login_password(two, "cid")
+    assert second_step(two, code) == 401  # replay of the same code, same step
+    assert second_step(two, clock.code(secret, offset=-1)) == 401  # an older step than one already used
+    clock.advance()
+    assert second_step(two, clock.code(secret)) == 303
+
+
+def test_recovery_codes_work_once_each(app_env: AppEnv, clock: TotpClock) -> None:
+    _, _, codes = user_with_totp(app_env, "dia", "viewer", clock)
+    one = TestClient(app_env.app, follow_redirects=False)
+    login_password(one, "dia")
+    assert second_step(one, codes[0].upper()) == 303  # case does not matter
+    two = TestClient(app_env.app, follow_redirects=False)
+    login_password(two, "dia")
+    assert second_step(two, codes[0]) == 401
+    assert second_step(two, codes[1].replace("-", "")) == 303
+    with app_env.svc.reader.connect() as conn:
+        used = conn.exec_driver_sql("SELECT count(*) FROM recovery_codes WHERE used_at IS NOT NULL").scalar()
+    assert used == 2
+
+
+def test_wrong_codes_end_the_half_session_and_count_for_throttling(app_env: AppEnv, clock: TotpClock) -> None:
+    _, secret, _ = user_with_totp(app_env, "eve", "viewer", clock)
+    client = TestClient(app_env.app, follow_redirects=False)
+    login_password(client, "eve")
+    for _ in range(4):
+        assert second_step(client, "000000") == 401
+    page = client.get("/login/2fa")
+    last = client.post("/login/2fa", data={"code": "000001", "csrf_token": form_csrf(page.text), "next": "/"})
+    assert last.status_code == 303 and last.headers["location"].startswith("/login")
+    assert client.get("/login/2fa").status_code == 303  # that half-session is over
+    with app_env.svc.reader.connect() as conn:
+        failures = conn.exec_driver_sql("SELECT count(*) FROM login_attempts WHERE ok = false AND username = 'eve'").scalar()
+    assert failures == 5
+    # Five more failures reach the per-account limit (10): then even the right code is refused ...
+    login_password(client, "eve")
+    for _ in range(4):
+        assert second_step(client, "000002") == 401
+    login_password(client, "eve")
+    assert second_step(client, "000003") == 401
+    assert second_step(client, clock.code(secret)) == 401
+    # ... and so is the right password, with the same answer as a wrong one.
+    page = client.get("/login")
+    refused = client.post("/login", data={"username": "eve", "password": PASSWORD, "csrf_token": form_csrf(page.text)})
+    assert refused.status_code == 401
+
+
+def test_the_second_step_checks_csrf(app_env: AppEnv, clock: TotpClock) -> None:
+    _, secret, _ = user_with_totp(app_env, "fay", "viewer", clock)
+    client = TestClient(app_env.app, follow_redirects=False)
+    login_password(client, "fay")
+    response = client.post("/login/2fa", data={"code": clock.code(secret), "csrf_token": "forged", "next": "/"})
+    assert response.status_code == 403
+
+
+def test_a_half_session_expires_quickly(app_env: AppEnv, clock: TotpClock) -> None:
+    _, secret, _ = user_with_totp(app_env, "gus", "viewer", clock)
+    client = TestClient(app_env.app, follow_redirects=False)
+    login_password(client, "gus")
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(sessions_table.update().where(sessions_table.c.stage == "2fa").values(created_at=sessions_table.c.created_at - 301))
+    assert client.get("/login/2fa").status_code == 303
+    assert second_step_status_without_page(client, clock.code(secret)) == 303
+
+
+def second_step_status_without_page(client: TestClient, code: str) -> int:
+    return client.post("/login/2fa", data={"code": code, "csrf_token": "x", "next": "/"}).status_code
+
+
+@pytest.fixture
+def enforcing(tmp_path: Path) -> Iterator[AppEnv]:
+    """An app where operators and admins must use 2FA."""
+    settings = Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, require_2fa_roles=["operator", "admin"])
+    yield from make_app_env(settings)
+
+
+def test_required_roles_must_enrol_at_next_sign_in(enforcing: AppEnv, clock: TotpClock) -> None:
+    enforcing.user("viv", "viewer")
+    enforcing.user("opa", "operator")
+    viewer = TestClient(enforcing.app, follow_redirects=False)
+    assert login_password(viewer, "viv") == "/"
+    client = enforcing.client
+    assert login_password(client, "opa", next_url="/devices/1") == "/account/enrol?next=/devices/1"
+    assert client.get("/").headers["location"].startswith("/account/enrol")
+    assert client.get("/api/v1/devices").status_code == 401
+    assert client.get("/account/enrol").status_code == 200
+    page = client.get("/account/totp")
+    assert page.status_code == 200
+    client.post("/account/totp/start", data={"csrf_token": form_csrf(page.text)})
+    page = client.get("/account/totp")
+    from tests.server.security_helpers import SECRET_RE
+
+    found = SECRET_RE.search(page.text)
+    assert found is not None
+    secret = found.group(1).replace(" ", "")
+    enrol_cookie = session_cookie(client)
+    done = client.post("/account/totp/confirm", data={"code": clock.code(secret), "csrf_token": form_csrf(page.text)})
+    assert done.status_code == 200 and "shown only this once" in done.text
+    assert session_cookie(client) != enrol_cookie
+    assert client.get("/").status_code == 200  # now a full session
+
+
+def test_step_up_asks_again_after_stepup_minutes(app_env: AppEnv, clock: TotpClock) -> None:
+    client, secret, _ = user_with_totp(app_env, "hal", "admin", clock)
+    assert client.get("/admin/users").status_code == 200
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(sessions_table.update().values(verified_at=sessions_table.c.verified_at - 11 * 60))
+    stale = client.get("/admin/users")
+    assert stale.status_code == 303 and stale.headers["location"] == "/account/verify?next=/admin/users"
+    api = client.post("/api/v1/users", json={"name": "x1", "role": "viewer", "password": "p" * 12},
+                      headers={"X-CSRF-Token": form_csrf(client.get("/account").text)})
+    assert api.status_code == 403 and api.json()["stepup"] == "/account/verify"
+    page = client.get("/account/verify?next=/admin/users")
+    wrong = client.post("/account/verify", data={"code": "123456", "next": "/admin/users", "csrf_token": form_csrf(page.text)})
+    assert wrong.status_code == 403
+    ok = client.post("/account/verify", data={"code": clock.code(secret), "next": "/admin/users", "csrf_token": form_csrf(page.text)})
+    assert ok.status_code == 303 and ok.headers["location"] == "/admin/users"
+    assert client.get("/admin/users").status_code == 200
+
+
+def test_step_up_without_2fa_takes_the_password(app_env: AppEnv) -> None:
+    app_env.user("ivy", "admin")
+    sign_in(app_env.client, "ivy")
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(sessions_table.update().values(verified_at=sessions_table.c.verified_at - 3600))
+    assert app_env.client.get("/account/password").status_code == 303
+    page = app_env.client.get("/account/verify")
+    assert 'name="password"' in page.text
+    ok = app_env.client.post(
+        "/account/verify", data={"password": "correct horse battery", "next": "/account/password", "csrf_token": form_csrf(page.text)}
+    )
+    assert ok.status_code == 303
+    assert app_env.client.get("/account/password").status_code == 200
+
+
+def test_bearer_tokens_need_no_step_up(app_env: AppEnv) -> None:
+    token = app_env.token("jon", "admin")
+    created = app_env.client.post("/api/v1/users", json={"name": "kim", "role": "viewer", "password": "p" * 12}, headers=bearer(token))
+    assert created.status_code == 201

@@ -1,0 +1,257 @@
+"""The writer end to end on real SQLite and PostgreSQL: status, transitions, samples, maintenance, bad input."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, func, insert, select
+
+from server.inventory import DeviceSpec
+from server.secretbox import SecretBox
+from server.settings import Settings
+from server.store.devices import create_device, delete_device
+from server.store.metrics import labels_key
+from server.store.schema import device_status, meta, rollups, samples, series, state_events
+from server.store.status import CheckOutcome, Transition
+from server.writer import Writer
+
+IF1 = labels_key({"ifIndex": "1", "ifName": "eth0"})
+
+
+@pytest.fixture
+def writer(engine: Engine, settings: Settings) -> Iterator[Writer]:
+    w = Writer(engine, settings)
+    w.start()
+    yield w
+    w.stop()
+
+
+def add_devices(engine: Engine, box: SecretBox, *names: str, enabled: bool = True) -> list[int]:
+    with engine.begin() as conn:
+        return [
+            create_device(conn, DeviceSpec(name=n, address="192.0.2.1", enabled=enabled), box, 60) for n in names
+        ]
+
+
+def outcome(device_id: int, check: str = "snmp", ok: bool = True, answered: bool = True, ts: float | None = None,
+            **extra: Any) -> CheckOutcome:
+    kind = extra.pop("kind", check)
+    return CheckOutcome(device_id, check, kind, time.time() if ts is None else ts, ok, answered, 12.345, **extra)
+
+
+def commit(writer: Writer, *outcomes: CheckOutcome) -> None:
+    for o in outcomes:
+        writer.submit(o)
+    assert writer.flush(60), "the writer did not commit within 60 s"
+
+
+def status_of(engine: Engine, device_id: int) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(device_status).where(device_status.c.device_id == device_id)).one()
+
+
+def events_of(engine: Engine, device_id: int) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(state_events).where(state_events.c.device_id == device_id).order_by(state_events.c.id))
+        return [(r.old_state, r.new_state) for r in rows]
+
+
+def test_an_ok_poll_stores_status_facts_tables_and_samples(engine: Engine, box: SecretBox, writer: Writer) -> None:
+    (device_id,) = add_devices(engine, box, "sw1")
+    ts = 1_800_000_000.75
+    interfaces = [{"index": 1, "name": "eth0", "oper": "up", "admin": "up", "speed_bps": 1_000_000_000}]
+    commit(
+        writer,
+        outcome(
+            device_id,
+            ts=ts,
+            facts={"sys_name": "sw1.example", "sys_descr": "Linux", "uptime_seconds": 1234},
+            tables={"interfaces": interfaces},
+            samples=[("if_in_bps", IF1, 8000.0), ("cpu_load_pct", "", 7.0)],
+        ),
+    )
+    st = status_of(engine, device_id)
+    assert (st.state, st.state_since, st.last_polled, st.last_ok, st.last_error, st.failures) == ("up", ts, ts, ts, None, 0)
+    assert st.poll_ms == 12.3
+    assert st.facts == {"sys_name": "sw1.example", "sys_descr": "Linux", "uptime_seconds": 1234}
+    assert st.tables == {"interfaces": interfaces}
+    assert st.checks["snmp"] == {
+        "kind": "snmp", "ok": True, "answered": True, "fails": 0, "error": None, "ts": ts, "ms": 12.3, "since": ts
+    }
+    assert st.metrics == {"snmp": [["if_in_bps", IF1, 8000.0], ["cpu_load_pct", "", 7.0]]}
+    assert events_of(engine, device_id) == [("unknown", "up")]
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(series.c.metric, series.c.labels, samples.c.ts, samples.c.value)
+            .join(samples, samples.c.series_id == series.c.id)
+            .where(series.c.device_id == device_id)
+            .order_by(series.c.metric)
+        ).all()
+    assert [tuple(r) for r in stored] == [("cpu_load_pct", "", int(ts), 7.0), ("if_in_bps", IF1, int(ts), 8000.0)]
+    assert writer.rows == 2 and writer.errors == 0
+
+
+def test_facts_of_network_checks_stay_with_their_check(engine: Engine, box: SecretBox, writer: Writer) -> None:
+    (device_id,) = add_devices(engine, box, "web")
+    commit(writer, outcome(device_id, "snmp", facts={"sys_name": "web"}))
+    commit(writer, outcome(device_id, "homepage", kind="http", facts={"http_status": 200, "tls_days_left": None}))
+    st = status_of(engine, device_id)
+    assert st.facts == {"sys_name": "web"}
+    assert st.checks["homepage"]["facts"] == {"http_status": 200}
+
+
+def test_soft_failure_then_hard_failure_then_recovery(engine: Engine, box: SecretBox, writer: Writer) -> None:
+    (device_id,) = add_devices(engine, box, "sw1")
+    t = 1_800_000_000.0
+    commit(writer, outcome(device_id, ts=t, facts={"sys_name": "sw1"}, samples=[("cpu_load_pct", "", 5.0)]))
+    commit(writer, outcome(device_id, ts=t + 60, ok=False, answered=False, error="no answer"))
+    st = status_of(engine, device_id)
+    assert st.state == "up", "one lost poll must not change the state"
+    assert (st.checks["snmp"]["fails"], st.failures, st.last_error, st.last_ok) == (1, 1, "snmp: no answer", t)
+    assert st.metrics == {"snmp": [["cpu_load_pct", "", 5.0]]}, "the last good metrics stay"
+    assert st.facts == {"sys_name": "sw1"}
+
+    commit(writer, outcome(device_id, ts=t + 120, ok=False, answered=False, error="no answer"))
+    st = status_of(engine, device_id)
+    assert (st.state, st.state_since, st.checks["snmp"]["fails"]) == ("unreachable", t + 120, 2)
+    assert st.checks["snmp"]["since"] == t + 60, "since = when the check started failing"
+
+    commit(writer, outcome(device_id, ts=t + 180))
+    st = status_of(engine, device_id)
+    assert (st.state, st.failures, st.last_error, st.last_ok) == ("up", 0, None, t + 180)
+    assert events_of(engine, device_id) == [("unknown", "up"), ("up", "unreachable"), ("unreachable", "up")]
+    with engine.connect() as conn:
+        reasons = conn.execute(select(state_events.c.reason).order_by(state_events.c.id)).scalars().all()
+    assert reasons[1] == "snmp: no answer"
+
+
+def test_several_checks_give_degraded_and_down(engine: Engine, box: SecretBox, writer: Writer) -> None:
+    (device_id,) = add_devices(engine, box, "srv")
+    commit(writer, outcome(device_id, "snmp"), outcome(device_id, "ping", kind="ping"))
+    for _ in range(2):
+        commit(writer, outcome(device_id, "snmp", ok=False, answered=True, error="authentication failure"))
+    assert status_of(engine, device_id).state == "degraded"
+    for _ in range(2):
+        commit(writer, outcome(device_id, "ping", kind="ping", ok=False, answered=False, error="100% loss"))
+    st = status_of(engine, device_id)
+    assert st.state == "down", "the SNMP agent answered, so the device is down rather than unreachable"
+    assert st.last_error == "ping: 100% loss; snmp: authentication failure"
+    assert events_of(engine, device_id) == [("unknown", "up"), ("up", "degraded"), ("degraded", "down")]
+
+
+def test_a_disabled_device_stays_unknown(engine: Engine, box: SecretBox, writer: Writer) -> None:
+    (device_id,) = add_devices(engine, box, "off", enabled=False)
+    commit(writer, outcome(device_id))
+    assert status_of(engine, device_id).state == "unknown"
+    assert events_of(engine, device_id) == []
+
+
+def test_outcomes_of_a_deleted_device_are_dropped(engine: Engine, box: SecretBox, writer: Writer) -> None:
+    gone, kept = add_devices(engine, box, "gone", "kept")
+    with engine.begin() as conn:
+        delete_device(conn, gone)
+    writer.forget_device(gone)
+    commit(writer, outcome(gone, samples=[("m", "", 1.0)]), outcome(kept, samples=[("m", "", 2.0)]))
+    assert writer.errors == 0
+    assert status_of(engine, kept).state == "up"
+    with engine.connect() as conn:
+        assert conn.execute(select(series.c.device_id)).scalars().all() == [kept]
+
+
+def test_hooks_run_in_the_transaction_and_listeners_after_it(engine: Engine, box: SecretBox, settings: Settings) -> None:
+    (device_id,) = add_devices(engine, box, "sw1")
+    seen: list[list[Transition]] = []
+
+    def hook(conn: Connection, transitions: list[Transition], outcomes: list[CheckOutcome], *_status: Any) -> None:
+        for t in transitions:
+            conn.execute(insert(meta).values(key=f"hook-{t.device_id}-{t.new}", value=str(len(outcomes))))
+
+    w = Writer(engine, settings, hooks=[hook])
+    w.listeners.append(lambda transitions, _batch: seen.append(transitions))
+    w.listeners.append(lambda _t, _b: 1 / 0)  # a broken listener must not stop the writer
+    w.start()
+    try:
+        commit(w, outcome(device_id))
+        commit(w, outcome(device_id, ok=False, answered=True, error="x"))
+    finally:
+        w.stop()
+    with engine.connect() as conn:
+        assert conn.execute(select(meta.c.value).where(meta.c.key == f"hook-{device_id}-up")).scalar() == "1"
+    assert [[(t.old, t.new) for t in batch] for batch in seen] == [[("unknown", "up")], []]
+    assert w.errors == 0
+
+
+def test_stop_commits_what_is_queued(engine: Engine, box: SecretBox, settings: Settings) -> None:
+    ids = add_devices(engine, box, *(f"d{i}" for i in range(20)))
+    w = Writer(engine, settings)
+    w.start()
+    for device_id in ids:
+        w.submit(outcome(device_id, samples=[("cpu_load_pct", "", 1.0)]))
+    w.stop(timeout=60)
+    with engine.connect() as conn:
+        states = conn.execute(select(device_status.c.state)).scalars().all()
+        assert conn.execute(select(func.count()).select_from(samples)).scalar() == 20
+    assert states == ["up"] * 20
+
+
+def test_many_outcomes_are_batched_into_few_transactions(engine: Engine, box: SecretBox, writer: Writer) -> None:
+    ids = add_devices(engine, box, *(f"d{i}" for i in range(50)))
+    ts = time.time()
+    for step in range(10):
+        for device_id in ids:
+            writer.submit(outcome(device_id, ts=ts + step, samples=[("if_in_bps", IF1, float(step))]))
+    assert writer.flush(120)
+    assert writer.batches < 500
+    assert writer.rows == 500
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(samples)).scalar() == 500
+
+
+def test_maintain_rolls_up_and_expires(engine: Engine, box: SecretBox, writer: Writer, settings: Settings) -> None:
+    (device_id,) = add_devices(engine, box, "sw1")
+    # Three samples inside one 5-minute bucket, two hours past raw retention.
+    old = (time.time() - (settings.raw_retention_hours + 2) * 3600) // 3600 * 3600 + 60
+    commit(writer, *(outcome(device_id, ts=old + 60 * i, samples=[("cpu_load_pct", "", float(i))]) for i in range(3)))
+    commit(writer, outcome(device_id, samples=[("cpu_load_pct", "", 50.0)]))
+    writer.maintain()
+    with engine.connect() as conn:
+        raw = conn.execute(select(samples.c.value)).scalars().all()
+        by_resolution = {
+            r.resolution: (r.vmin, r.vmax, r.n)
+            for r in conn.execute(select(rollups).where(rollups.c.ts <= int(old) + 180))
+        }
+    assert raw == [50.0], "raw samples past retention are gone"
+    assert by_resolution == {300: (0.0, 2.0, 3), 3600: (0.0, 2.0, 3)}
+
+
+HOSTILE = "<script>alert(1)</script>{{7*7}}\x1b[31m\x00\ud800" + "x" * 65_536
+
+
+def test_hostile_outcomes_never_stop_the_writer(engine: Engine, box: SecretBox, writer: Writer) -> None:
+    bad, good = add_devices(engine, box, "bad", "good")
+    commit(
+        writer,
+        outcome(
+            bad,
+            error=HOSTILE,
+            ok=False,
+            facts={"sys_descr": HOSTILE, "weird": math.inf, "nested": [{"v": math.nan}]},
+            tables={"interfaces": [{"index": 1, "name": HOSTILE, "speed_bps": math.inf}]},
+            samples=[("m_nan", "", math.nan), ("m_inf", "", math.inf), ("m_ok", labels_key({"x": HOSTILE}), 1.0)],
+        ),
+        outcome(bad, "ssh", ok=False, answered=True, error="\x00" * 10),
+    )
+    assert writer.errors == 0, "a hostile outcome made the commit fail (the writer would retry it forever)"
+    commit(writer, outcome(good, samples=[("m", "", 1.0)]))
+    st = status_of(engine, bad)
+    assert st.state == "down"
+    assert "<script>alert(1)</script>" in st.facts["sys_descr"]
+    assert "\x00" not in (st.last_error or "")
+    assert status_of(engine, good).state == "up"
+    with engine.connect() as conn:
+        values = conn.execute(select(samples.c.value)).scalars().all()
+    assert all(math.isfinite(v) for v in values)
