@@ -242,7 +242,7 @@ class SnmpClient:
         for col in columns:
             result[col.oid] = col.rows
         if result.truncated:
-            log.info(
+            log.debug(
                 "walk of %s at %s stopped early: %s",
                 [c.oid for c in columns][:3],
                 target.address,

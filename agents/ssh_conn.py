@@ -52,7 +52,11 @@ class HostKeyUnknown(CollectError):
     @property
     def facts(self) -> dict[str, str]:
         """What the server shows an admin who may trust this key."""
-        return {"ssh_host_key_problem": "unknown", "ssh_host_key_offered": self.key_line, "ssh_host_key_fingerprint": self.fingerprint}
+        return {
+            "ssh_host_key_problem": "unknown",
+            "ssh_host_key_offered": self.key_line,
+            "ssh_host_key_fingerprint": self.fingerprint,
+        }
 
 
 class HostKeyMismatch(CollectError):

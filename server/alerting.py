@@ -13,8 +13,9 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from server.alerts.engine import Event, KeyState, Observation, applies, candidates, step
 from server.alerts.rules import DEFAULT_RULES, Rule
 from server.alerts.titles import render_title
+from server.store.alerts import record_event
 from server.store.metrics import labels_key, labels_of
-from server.store.schema import alert_events, alert_states, alerts, devices
+from server.store.schema import alert_states, alerts, devices
 from server.store.status import CheckOutcome, Transition
 
 log = logging.getLogger("pocketnoc.alerts")
@@ -217,7 +218,7 @@ def _save_state(
 
 
 def _event(conn: Connection, alert_id: int, ts: float, kind: str, user: str | None, text: str) -> None:
-    conn.execute(insert(alert_events).values(alert_id=alert_id, ts=ts, kind=kind, username=user, text=text[:2000]))
+    record_event(conn, alert_id, kind, user, text, ts)
 
 
 class _Graph:

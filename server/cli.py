@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, select, update
@@ -32,9 +32,17 @@ def _listen(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr, like every other error (subcommand parsers inherit this)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the problem and where to look, then exit 2 (argparse's usage-error code)."""
+        self.exit(2, f"{self.prog}: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command-line grammar."""
-    parser = argparse.ArgumentParser(prog="pocketnoc", description="A NOC in your pocket.")
+    parser: argparse.ArgumentParser = _Parser(prog="pocketnoc", description="A NOC in your pocket.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("serve", help="run the web server and the poller")
     _common(p)
@@ -168,8 +176,10 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.action == "revoke":
             done = conn.execute(update(api_tokens).where(api_tokens.c.id == args.id).values(revoked=True)).rowcount
+            if not done:
+                return _fail(f"no token {args.id}")
             accounts.write_audit(conn, None, "token.revoke", str(args.id), {"via": "cli"})
-            return 0 if done else _fail(f"no token {args.id}")
+            return 0
         found = accounts.get_user_by_name(conn, args.name)
         if not found:
             return _fail(f"no user {args.name!r}; create one with: pocketnoc user add {args.name} --role viewer")

@@ -58,6 +58,15 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+@router.get("/sw.js")
+def service_worker() -> Response:
+    """The service worker, from the root so its scope is the whole app."""
+    from fastapi.responses import FileResponse
+
+    path = Path(__file__).resolve().parent.parent / "web" / "static" / "sw.js"
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
     """The sign-in form (a double-submit cookie protects it against login CSRF)."""

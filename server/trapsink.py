@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from agents.traps import Trap
+from server.store.alerts import record_event
 from server.store.metrics import labels_key
-from server.store.schema import alert_events, alerts, devices, traps
+from server.store.schema import alerts, devices, traps
 
 TRAP_ALERT_TTL = 1800.0  # a one-off trap alert resolves by itself after this long without a repeat
 TRAP_RETENTION = 7 * 86400
@@ -42,7 +43,7 @@ def _fire(conn: Connection, rule: str, device_id: int, key: str, severity: str, 
     found = _open_alert(conn, rule, device_id, key)
     if found is not None:
         conn.execute(update(alerts).where(alerts.c.id == found.id).values(updated_at=now))
-        conn.execute(insert(alert_events).values(alert_id=found.id, ts=now, kind="repeated", text=text[:2000]))
+        record_event(conn, found.id, "repeated", None, text, now)
         return
     episode = 1 + int(
         conn.execute(
@@ -69,14 +70,14 @@ def _fire(conn: Connection, rule: str, device_id: int, key: str, severity: str, 
         )
     )
     alert_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-    conn.execute(insert(alert_events).values(alert_id=alert_id, ts=now, kind="fired", text=text[:2000]))
+    record_event(conn, alert_id, "fired", None, text, now)
 
 
 def _resolve(conn: Connection, rule: str, device_id: int, key: str, now: float, text: str) -> None:
     found = _open_alert(conn, rule, device_id, key)
     if found is not None:
         conn.execute(update(alerts).where(alerts.c.id == found.id).values(status="resolved", resolved_at=now, updated_at=now))
-        conn.execute(insert(alert_events).values(alert_id=found.id, ts=now, kind="resolved", text=text[:2000]))
+        record_event(conn, found.id, "resolved", None, text, now)
 
 
 def apply_traps(conn: Connection, batch: list[Trap]) -> None:
@@ -129,7 +130,7 @@ def expire_traps(conn: Connection, now: float | None = None) -> None:
     ).scalars()
     for alert_id in list(stale):
         conn.execute(update(alerts).where(alerts.c.id == alert_id).values(status="resolved", resolved_at=now, updated_at=now))
-        conn.execute(insert(alert_events).values(alert_id=alert_id, ts=now, kind="resolved", text="no repeat for 30 minutes"))
+        record_event(conn, alert_id, "resolved", None, "no repeat for 30 minutes", now)
     conn.execute(delete(traps).where(traps.c.ts < now - TRAP_RETENTION))
 
 

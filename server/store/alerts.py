@@ -172,8 +172,20 @@ def _open_row(conn: Connection, alert_id: int) -> Any:
     return row
 
 
+def record_event(
+    conn: Connection, alert_id: int, kind: str, user: str | None = None, text: str = "", ts: float | None = None
+) -> None:
+    """The one place alert history is written (fired, resolved, acknowledged, snoozed, suppressed ...).
+
+    Everything that must follow an alert change in the same transaction (the notification outbox)
+    hangs off this function.
+    """
+    ts = time.time() if ts is None else ts
+    conn.execute(insert(alert_events).values(alert_id=alert_id, ts=ts, kind=kind, username=user, text=text[:2000]))
+
+
 def _log(conn: Connection, alert_id: int, kind: str, user: str, text: str) -> None:
-    conn.execute(insert(alert_events).values(alert_id=alert_id, ts=time.time(), kind=kind, username=user, text=text[:2000]))
+    record_event(conn, alert_id, kind, user, text)
 
 
 def acknowledge(conn: Connection, alert_id: int, user: str, note: str = "") -> bool:

@@ -63,6 +63,7 @@ class SnmpdPeer:
     community: str = "public"
     rw_community: str = "private"
     users: tuple[V3User, ...] = DEFAULT_USERS
+    ipv6: bool = False  # also listen on [::1]:port (communities for ::1 too)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -150,8 +151,9 @@ def write_config(
     """Write snmpd.conf: loopback-only communities, v3 users, fixed system strings, no extend."""
     persist = peer.workdir / "persist"
     persist.mkdir(parents=True, exist_ok=True)
+    address = f"udp:{peer.address}:{peer.port}" + (f",udp6:[::1]:{peer.port}" if peer.ipv6 else "")
     lines = [
-        f"agentAddress udp:{peer.address}:{peer.port}",
+        f"agentAddress {address}",
         f"[snmp] persistentDir {persist}",
         "view all included .1",
         f"rocommunity {peer.community} 127.0.0.1 -V all",
@@ -160,6 +162,8 @@ def write_config(
         f"sysName {sys_name}",
         f"sysLocation {sys_location}",
     ]
+    if peer.ipv6:
+        lines += [f"rocommunity6 {peer.community} ::1 -V all", f"rwcommunity6 {peer.rw_community} ::1 -V all"]
     if sys_contact is not None:  # a configured sysContact is read-only; leave it out to test SET
         lines.append(f"sysContact {sys_contact}")
     for user in peer.users:
@@ -179,12 +183,13 @@ def start_snmpd(
     sys_location: str = "rack 1, lab",
     sys_contact: str | None = "noc@example.test",
     extra_lines: tuple[str, ...] = (),
+    ipv6: bool = False,
 ) -> SnmpdPeer:
     """Write a config under tmp_path/snmpd and start snmpd on 127.0.0.1; returns the running peer."""
     workdir = Path(tmp_path) / "snmpd"
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):  # a free port can be taken between our probe and snmpd's bind
-        peer = SnmpdPeer(workdir, port or free_udp_port(), community=community, rw_community=rw_community, users=users)
+        peer = SnmpdPeer(workdir, port or free_udp_port(), community=community, rw_community=rw_community, users=users, ipv6=ipv6)
         write_config(peer, sys_name, sys_location, sys_contact, extra_lines)
         try:
             return peer.start()

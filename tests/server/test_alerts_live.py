@@ -33,9 +33,23 @@ def _app(tmp_path: Path, snmpd: SnmpdPeer, rules: str | None = None) -> Any:
     if rules is not None:
         (tmp_path / "rules.yaml").write_text(rules)
         lines.append("  rules_file: rules.yaml")
-    lines += ["devices:", "  - name: core-sw", "    address: 127.0.0.1", "    interval: 3600", "    tags: [core, site-a]", f"    snmp: {snmp}"]
+    lines += [
+        "devices:",
+        "  - name: core-sw",
+        "    address: 127.0.0.1",
+        "    interval: 3600",
+        "    tags: [core, site-a]",
+        f"    snmp: {snmp}",
+    ]
     for i in range(CHILDREN):
-        lines += [f"  - name: access-{i}", "    address: 127.0.0.1", "    interval: 3600", "    parent: core-sw", "    tags: [site-a]", f"    snmp: {snmp}"]
+        lines += [
+            f"  - name: access-{i}",
+            "    address: 127.0.0.1",
+            "    interval: 3600",
+            "    parent: core-sw",
+            "    tags: [site-a]",
+            f"    snmp: {snmp}",
+        ]
     conf = tmp_path / "pocketnoc.yaml"
     conf.write_text("\n".join(lines) + "\n")
     config = load_config(conf)

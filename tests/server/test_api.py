@@ -335,3 +335,18 @@ def test_unknown_query_values_do_not_crash_listing(api: Api) -> None:
     for params in ({"q": "<script>"}, {"tag": "\u202e"}, {"state": "bogus"}, {"q": "%00"}):
         response = api("GET", "/api/v1/devices", params=params)
         assert response.status_code == 200 and response.json()["items"] == []
+
+
+def test_stored_bad_text_never_breaks_json_answers(api: Api) -> None:
+    device_id = api("POST", "/api/v1/devices", json={"name": "sw1", "address": "192.0.2.1"}).json()["id"]
+    with api.env.svc.engine.begin() as conn:
+        conn.execute(
+            update(device_status)
+            .where(device_status.c.device_id == device_id)
+            .values(facts={"sys_descr": "a\ud800b", "sys_name": "n\udfff", "load": float("nan")}, state="down")
+        )
+    detail = api("GET", f"/api/v1/devices/{device_id}")
+    assert detail.status_code == 200
+    assert detail.json()["facts"] == {"sys_descr": "a?b", "sys_name": "n?", "load": None}
+    listed = api("GET", "/api/v1/devices")
+    assert listed.status_code == 200 and listed.json()["items"][0]["sys_name"] == "n?"

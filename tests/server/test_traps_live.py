@@ -53,7 +53,11 @@ def test_link_down_and_up_traps_raise_and_clear_an_alert(tmp_path: Path) -> None
             return list(client.get("/api/v1/alerts", headers=headers).json()["items"])
 
         sent = time.monotonic()
-        send(v2c_args(port, LINK_DOWN, [(IF_INDEX, "i", "7"), ("1.3.6.1.2.1.2.2.1.2.7", "s", "<script>x</script>")], community="tr4p"))
+        send(
+            v2c_args(
+                port, LINK_DOWN, [(IF_INDEX, "i", "7"), ("1.3.6.1.2.1.2.2.1.2.7", "s", "<script>x</script>")], community="tr4p"
+            )
+        )
         alert = _wait_for(lambda: [a for a in open_alerts() if a["rule"] == "link-down-trap"])[0]
         assert time.monotonic() - sent < 5
         assert alert["labels"] == {"ifIndex": "7"} and alert["device"]["name"] == "edge-sw"

@@ -1,0 +1,172 @@
+"""Sessions: fixation, ending everywhere on password change / 2FA reset / disable, the session list, session_alive."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from server import auth
+from server.sessions import session_alive
+from server.store import accounts
+from server.store.schema import sessions as sessions_table
+from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, sign_in
+from tests.server.security_helpers import (
+    TotpClock,
+    clock,  # noqa: F401 - fixture
+    login_password,
+    session_cookie,
+    user_with_totp,
+)
+
+
+def _stored_ids(env: AppEnv) -> set[str]:
+    with env.svc.reader.connect() as conn:
+        return set(conn.execute(select(sessions_table.c.id)).scalars())
+
+
+def _second_client(env: AppEnv, name: str) -> TestClient:
+    other = TestClient(env.app, follow_redirects=False)
+    sign_in(other, name)
+    return other
+
+
+def test_a_session_id_set_before_sign_in_is_not_reused(app_env: AppEnv) -> None:
+    app_env.user("ann", "viewer")
+    planted = "attacker-chosen-session-id"
+    app_env.client.cookies.set(auth.SESSION_COOKIE, planted, domain="testserver.local")
+    cookie = sign_in(app_env.client, "ann")
+    assert cookie != planted
+    assert accounts.digest(planted) not in _stored_ids(app_env)
+    # A session the browser already had is ended at sign-in, not kept alongside the new one.
+    before = session_cookie(app_env.client)
+    again = sign_in(app_env.client, "ann")
+    assert again != before
+    assert accounts.digest(str(before)) not in _stored_ids(app_env)
+    assert len(_stored_ids(app_env)) == 1
+
+
+def test_sign_out_ends_the_session(app_env: AppEnv) -> None:
+    app_env.user("bob", "viewer")
+    cookie = sign_in(app_env.client, "bob")
+    page = app_env.client.get("/")
+    assert app_env.client.post("/logout", data={"csrf_token": form_csrf(page.text)}).status_code == 303
+    reused = TestClient(app_env.app, follow_redirects=False, cookies={auth.SESSION_COOKIE: cookie})
+    assert reused.get("/").status_code == 303
+    assert reused.get("/api/v1/me").status_code == 401
+
+
+def test_a_password_change_ends_every_session_but_gives_this_browser_a_new_one(app_env: AppEnv) -> None:
+    app_env.user("cat", "viewer")
+    old = sign_in(app_env.client, "cat")
+    phone = _second_client(app_env, "cat")
+    assert phone.get("/api/v1/me").status_code == 200
+    page = app_env.client.get("/account/password")
+    changed = app_env.client.post(
+        "/account/password",
+        data={"current": PASSWORD, "new": "a brand new secret", "again": "a brand new secret", "csrf_token": form_csrf(page.text)},
+    )
+    assert changed.status_code == 303
+    assert phone.get("/api/v1/me").status_code == 401  # the other device is signed out at once
+    stale = TestClient(app_env.app, follow_redirects=False, cookies={auth.SESSION_COOKIE: old})
+    assert stale.get("/api/v1/me").status_code == 401  # and so is the old cookie of this device
+    assert session_cookie(app_env.client) != old
+    assert app_env.client.get("/api/v1/me").status_code == 200
+    assert login_password(TestClient(app_env.app, follow_redirects=False), "cat", "a brand new secret") == "/"
+
+
+def test_the_api_password_change_checks_the_current_password(app_env: AppEnv) -> None:
+    token = app_env.token("dan", "viewer")
+    wrong = app_env.client.post("/api/v1/account/password", json={"current": "nope", "new": "0123456789ab"}, headers=bearer(token))
+    assert wrong.status_code == 422
+    extra = app_env.client.post(
+        "/api/v1/account/password", json={"current": PASSWORD, "new": "0123456789ab", "role": "admin"}, headers=bearer(token)
+    )
+    assert extra.status_code == 422
+
+
+def test_removing_2fa_and_admin_reset_end_sessions_everywhere(app_env: AppEnv, clock: TotpClock) -> None:
+    client, secret, _ = user_with_totp(app_env, "eli", "operator", clock)
+    phone = TestClient(app_env.app, follow_redirects=False)
+    login_password(phone, "eli")
+    page = phone.get("/login/2fa")
+    phone.post("/login/2fa", data={"code": clock.code(secret), "csrf_token": form_csrf(page.text), "next": "/"})
+    assert phone.get("/api/v1/me").status_code == 200
+    page = client.get("/account/totp")
+    assert client.post("/account/totp/remove", data={"csrf_token": form_csrf(page.text)}).status_code == 303
+    assert phone.get("/api/v1/me").status_code == 401
+    assert client.get("/api/v1/me").status_code == 200
+    # An admin's reset ends every session of the user, this one too.
+    admin = app_env.token("root", "admin")
+    user_id = client.get("/api/v1/me").json()["id"]
+    assert app_env.client.post(f"/api/v1/users/{user_id}/reset-2fa", headers=bearer(admin)).status_code == 200
+    assert client.get("/api/v1/me").status_code == 401
+
+
+def test_disabling_a_user_ends_their_sessions_and_tokens(app_env: AppEnv) -> None:
+    app_env.user("fox", "operator")
+    client = TestClient(app_env.app, follow_redirects=False)
+    sign_in(client, "fox")
+    token = app_env.token("fox")
+    admin = app_env.token("boss", "admin")
+    fox_id = client.get("/api/v1/me").json()["id"]
+    off = app_env.client.patch(f"/api/v1/users/{fox_id}", json={"disabled": True}, headers=bearer(admin))
+    assert off.status_code == 200 and off.json()["disabled"] is True
+    assert client.get("/api/v1/me").status_code == 401
+    assert app_env.client.get("/api/v1/me", headers=bearer(token)).status_code == 401
+    assert not [s for s in _stored_ids(app_env)]
+    page = client.get("/login")
+    refused = client.post("/login", data={"username": "fox", "password": PASSWORD, "csrf_token": form_csrf(page.text)})
+    assert refused.status_code == 401
+
+
+def test_a_user_sees_and_ends_their_other_sessions(app_env: AppEnv) -> None:
+    app_env.user("gil", "viewer")
+    app_env.user("hop", "viewer")
+    sign_in(app_env.client, "gil")
+    phone = _second_client(app_env, "gil")
+    stranger = _second_client(app_env, "hop")
+    listed = app_env.client.get("/api/v1/account/sessions").json()["items"]
+    assert len(listed) == 2 and sum(s["current"] for s in listed) == 1
+    assert all(len(s["id"]) == 20 for s in listed)
+    csrf = form_csrf(app_env.client.get("/account").text)
+    theirs = stranger.get("/api/v1/account/sessions").json()["items"][0]["id"]
+    # Another user's session id is simply not found.
+    missing = app_env.client.delete(f"/api/v1/account/sessions/{theirs}", headers={"X-CSRF-Token": csrf})
+    assert missing.status_code == 404
+    assert stranger.get("/api/v1/me").status_code == 200
+    other = next(s["id"] for s in listed if not s["current"])
+    assert app_env.client.delete(f"/api/v1/account/sessions/{other}", headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert phone.get("/api/v1/me").status_code == 401
+    sign_in(phone, "gil")
+    page = app_env.client.get("/account")
+    assert "Sign out everywhere else" in page.text
+    assert app_env.client.post("/account/sessions/end-others", data={"csrf_token": form_csrf(page.text)}).status_code == 303
+    assert phone.get("/api/v1/me").status_code == 401
+    assert app_env.client.get("/api/v1/me").status_code == 200
+
+
+def test_session_alive_follows_the_session(app_env: AppEnv) -> None:
+    app_env.user("ida", "viewer")
+    cookie = sign_in(app_env.client, "ida")
+    sid = accounts.digest(cookie)
+    assert asyncio.run(session_alive(app_env.svc, sid))
+    assert asyncio.run(session_alive(app_env.svc, None))  # a bearer-token stream has no session to lose
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(sessions_table.update().values(created_at=sessions_table.c.created_at - 8 * 86400))
+    assert not asyncio.run(session_alive(app_env.svc, sid))  # past the absolute timeout
+    sign_in(app_env.client, "ida")
+    sid = accounts.digest(str(session_cookie(app_env.client)))
+    page = app_env.client.get("/")
+    app_env.client.post("/logout", data={"csrf_token": form_csrf(page.text)})
+    assert not asyncio.run(session_alive(app_env.svc, sid))
+
+
+def test_idle_sessions_end(app_env: AppEnv) -> None:
+    app_env.user("jo", "viewer")
+    sign_in(app_env.client, "jo")
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(sessions_table.update().values(last_seen=sessions_table.c.last_seen - 13 * 3600))
+    assert app_env.client.get("/api/v1/me").status_code == 401
+    assert not _stored_ids(app_env)

@@ -1,0 +1,1 @@
+// Web Push: push and notificationclick handlers (filled in by the notifications work).
