@@ -8,7 +8,9 @@ COPY web web
 COPY config config
 RUN pip install --no-cache-dir .
 USER pocketnoc
-ENV POCKETNOC_DATA_DIR=/data POCKETNOC_HOST=0.0.0.0 POCKETNOC_PORT=8080
+ENV POCKETNOC_DATA_DIR=/data POCKETNOC_HOST=0.0.0.0 POCKETNOC_PORT=8080 PYTHONUNBUFFERED=1
 EXPOSE 8080
 VOLUME ["/data"]
+# The same image runs workers: `pocketnoc worker --name NAME` (see docker-compose.yml); both stop cleanly on SIGTERM.
+STOPSIGNAL SIGTERM
 CMD ["pocketnoc", "serve"]

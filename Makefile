@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DATA   ?= .data
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
-APT_PACKAGES := snmpd snmp openssh-server chromium iputils-ping fonts-dejavu-core
+APT_PACKAGES := snmpd snmp openssh-server chromium iputils-ping fonts-dejavu-core iproute2 procps nodejs npm
 
 .PHONY: run test lint bench venv deps-test system-deps postgres clean
 

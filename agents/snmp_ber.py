@@ -27,6 +27,10 @@ class BerError(ValueError):
     """The datagram is not an SNMP v1/v2c response this reader accepts."""
 
 
+class BerHostile(BerError):
+    """Refused outright: too costly to hand to any decoder (e.g. a 60 KB OID arc), so the datagram is dropped."""
+
+
 class FastResponse(NamedTuple):
     """A decoded response: version, ids, status and (OID tuple, raw value) var-binds."""
 
@@ -71,6 +75,8 @@ def _oid(raw: bytes) -> tuple[int, ...]:
     value = 0
     for byte in raw:
         value = (value << 7) | (byte & 0x7F)
+        if value > 0xFFFFFFFF:  # arcs are 32-bit; stop before a crafted arc makes this quadratic
+            raise BerHostile("OID arc too large")
         if not byte & 0x80:
             arcs.append(value)
             value = 0

@@ -22,7 +22,7 @@ from pysnmp.proto import api, errind
 from pysnmp.proto.rfc1902 import Null, ObjectName
 
 from agents.base import CollectError, SnmpCredentials, Target, Unreachable
-from agents.snmp_ber import BerError, FastResponse, encode_request
+from agents.snmp_ber import BerError, BerHostile, FastResponse, encode_request
 from agents.snmp_ber import parse_response as fast_parse
 from agents.snmp_v3 import AUTH_PROTOCOLS, PRIV_PROTOCOLS, V3Sessions, V3Timeout, usm_user
 from agents.snmp_values import RawValue, raw_value
@@ -81,6 +81,8 @@ class _Dispatcher(SnmpDispatcher):  # type: ignore[misc]
     def _recv_callback(self, snmpEngine: Any, transportDomain: Any, transportAddress: Any, wholeMsg: Any) -> Any:
         try:
             reply = fast_parse(bytes(wholeMsg))
+        except BerHostile:
+            return None  # pyasn1 would spend seconds on it: drop the datagram
         except (BerError, ValueError, IndexError, TypeError, OSError):  # never let a datagram escape as a crash
             reply = None
         if reply is not None:

@@ -20,6 +20,7 @@ from agents.ssh_conn import (
     ChannelOpenFailed,
     HostKeyMismatch,
     HostKeyUnknown,
+    OutputSink,
     Timeouts,
     connect,
     execute,
@@ -32,6 +33,7 @@ __all__ = [
     "CommandResult",
     "HostKeyMismatch",
     "HostKeyUnknown",
+    "OutputSink",
     "SshCollector",
     "clean_text",
     "fingerprint",
@@ -150,13 +152,19 @@ class SshCollector:
         command: str,
         timeout: float = 30.0,  # noqa: ASYNC109 - the remote command's limit, enforced by its reader
         max_bytes: int = STDOUT_MAX,
+        on_output: OutputSink | None = None,
     ) -> CommandResult:
-        """Run exactly `command` on target (callers quote any parameters) and return what it did."""
+        """Run exactly `command` on target (callers quote any parameters) and return what it did.
+
+        on_output, if given, is called from a worker thread with ("stdout" | "stderr", bytes) as output arrives.
+        """
         if not command.strip() or "\x00" in command:
             raise ValueError("command must be non-empty and contain no NUL")
-        return await self._run(target, command, timeout, max(0, max_bytes), STDERR_MAX)
+        return await self._run(target, command, timeout, max(0, max_bytes), STDERR_MAX, on_output)
 
-    async def _run(self, target: Target, command: str, limit: float, max_out: int, max_err: int) -> CommandResult:
+    async def _run(
+        self, target: Target, command: str, limit: float, max_out: int, max_err: int, on_output: OutputSink | None = None
+    ) -> CommandResult:
         if target.ssh is None:
             raise CollectError("no SSH credentials for this target")
         t = timeouts(target)
@@ -164,7 +172,7 @@ class SshCollector:
             conn, reused = await self._pool.acquire(target, target.ssh, t)
             conn.busy += 1
             try:
-                return await asyncio.to_thread(execute, conn.transport, command, limit, max_out, max_err)
+                return await asyncio.to_thread(execute, conn.transport, command, limit, max_out, max_err, on_output)
             except ChannelOpenFailed as e:
                 if e.dead:
                     await self._pool.discard(conn)
@@ -308,11 +316,12 @@ async def run_command(
     command: str,
     timeout: float = 30.0,  # noqa: ASYNC109 - the remote command's limit, enforced by its reader
     max_bytes: int = STDOUT_MAX,
+    on_output: OutputSink | None = None,
 ) -> CommandResult:
     """Run exactly `command` on target over a fresh connection (for remediation actions), then close it."""
     collector = SshCollector()
     try:
-        return await collector.run_command(target, command, timeout, max_bytes)
+        return await collector.run_command(target, command, timeout, max_bytes, on_output)
     finally:
         await collector.close()
 

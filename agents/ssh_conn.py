@@ -17,7 +17,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -36,6 +36,8 @@ _READ_CHUNK = 32 * 1024
 _KEY_CACHE_MAX = 64
 # Pinned key type -> host key algorithms to ask for, so the server offers the pinned key.
 _HOSTKEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
+# Called from the reading thread with ("stdout" | "stderr", bytes kept) as output arrives (live action output).
+OutputSink = Callable[[str, bytes], None]
 # paramiko logs every failed handshake as an ERROR traceback; we raise them to the poller instead.
 PARAMIKO_LOGGER = "pocketnoc.ssh.paramiko"
 logging.getLogger(PARAMIKO_LOGGER).setLevel(logging.CRITICAL)
@@ -348,7 +350,14 @@ class ChannelOpenFailed(CollectError):
         self.dead = dead
 
 
-def execute(transport: paramiko.Transport, command: str, timeout: float, max_stdout: int, max_stderr: int) -> CommandResult:
+def execute(
+    transport: paramiko.Transport,
+    command: str,
+    timeout: float,
+    max_stdout: int,
+    max_stderr: int,
+    on_output: OutputSink | None = None,
+) -> CommandResult:
     """Run one command on a new channel, reading at most the caps, killing it when over time or cap."""
     start = time.monotonic()
     try:
@@ -362,7 +371,7 @@ def execute(transport: paramiko.Transport, command: str, timeout: float, max_std
             channel.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise CollectError(f"SSH server refused the command: {e or type(e).__name__}") from None
-        result = _read(channel, start, start + timeout, max_stdout, max_stderr)
+        result = _read(channel, start, start + timeout, max_stdout, max_stderr, on_output)
     finally:
         channel.close()
     if result.exit_code is None and not (result.timed_out or result.truncated) and not transport.is_active():
@@ -370,7 +379,9 @@ def execute(transport: paramiko.Transport, command: str, timeout: float, max_std
     return result
 
 
-def _read(channel: paramiko.Channel, start: float, deadline: float, max_out: int, max_err: int) -> CommandResult:
+def _read(
+    channel: paramiko.Channel, start: float, deadline: float, max_out: int, max_err: int, sink: OutputSink | None = None
+) -> CommandResult:
     out, err = bytearray(), bytearray()
     truncated = timed_out = False
     fd = channel.fileno()
@@ -380,10 +391,15 @@ def _read(channel: paramiko.Channel, start: float, deadline: float, max_out: int
             room = max_out - len(out)
             out += data[:room]
             truncated = len(data) > room
+            if sink is not None and data[:room]:
+                sink("stdout", data[:room])
         while channel.recv_stderr_ready():
             # Past the cap stderr is drained and dropped, so the command never stalls on it.
             data = channel.recv_stderr(_READ_CHUNK)
-            err += data[: max(0, max_err - len(err))]
+            kept = data[: max(0, max_err - len(err))]
+            err += kept
+            if sink is not None and kept:
+                sink("stderr", kept)
         if truncated:
             break
         finished = channel.closed or (channel.eof_received and channel.exit_status_ready())

@@ -59,7 +59,7 @@ def facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": versions,
         "net_snmp": _tool_version(["/usr/sbin/snmpd", "-v"], r"NET-SNMP version:\s*(\S+)"),
-        "openssh": _tool_version(["/usr/bin/ssh", "-V"], r"OpenSSH_(\S+?),"),
+        "openssh": _tool_version(["/usr/bin/ssh", "-V"], r"OpenSSH_([^\s,]+)"),
         "load_start": loadavg(),
         "calibration_ms": calibration_ms(),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),

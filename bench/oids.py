@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents import snmp_client
 from agents.base import SnmpCredentials, Target
 from agents.profiles import INTERFACES, OCTETS32_FIELDS, SYSTEM, UCD
 from agents.snmp import SnmpCollector
 
-try:
-    from agents.snmp_client import VARBIND_BUDGET
-except ImportError:  # the collector's var-binds per GETBULK, if it stops exporting it
-    VARBIND_BUDGET = 60
+# The collector's var-binds per GETBULK (60 if it stops exporting the constant).
+VARBIND_BUDGET: int = int(getattr(snmp_client, "VARBIND_BUDGET", 60))
 
 # A bench device answers system + IF-MIB (with HC counters) + UCD: profiles system, if, ucd.
 SCALARS: dict[str, str] = {**SYSTEM.scalars, **UCD.scalars}
@@ -30,7 +29,7 @@ def plan_of(collector: SnmpCollector) -> Any:
 
 def steady_columns(plan: Any) -> dict[str, str]:
     """Columns walked on a steady-state poll: the plan's columns less those it serves from its cache."""
-    static = getattr(plan, "static", frozenset())
+    static: frozenset[str] = getattr(plan, "static", frozenset())
     return {name: oid for name, oid in plan.columns.items() if name not in static}
 
 

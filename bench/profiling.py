@@ -129,3 +129,21 @@ def _short(filename: str) -> str:
         if anchor in parts:
             return "/".join(parts[parts.index(anchor) + 1 :])
     return Path(filename).name
+
+
+def sched_wait() -> float:
+    """Seconds this process's threads spent runnable but waiting for a CPU (other load on the machine)."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)

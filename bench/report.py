@@ -19,20 +19,14 @@ def mark(ok: bool) -> str:
     return "✓" if ok else "✗"
 
 
-def f(value: Any, digits: int = 1) -> str:
-    """A number for a table cell."""
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+def target_mark(ok: bool, full_size: bool) -> str:
+    """✓/✗, or a dash when a quick run was smaller than the target."""
+    return mark(ok) if full_size else "– (quick run, smaller than the target)"
 
 
 def med(rows: list[dict[str, Any]], key: str) -> float:
     """Median of one figure over trials."""
-    return statistics.median(r[key] for r in rows)
+    return float(statistics.median(r[key] for r in rows))
 
 
 def render(r: dict[str, Any]) -> str:
@@ -66,8 +60,11 @@ def render(r: dict[str, Any]) -> str:
         out.append(f"> {note}")
     if "bare" in r:
         out += _snmp(r)
+    from bench.report_ssh import findings, ssh_section
+
     if "ssh_rates" in r:
-        out += _ssh(r)
+        out += ssh_section(r)
+    out += findings(r)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -75,6 +72,7 @@ def _snmp(r: dict[str, Any]) -> list[str]:
     a, c, cli = r["bare"], r["pipeline"], r["cli"]
     ag = r["agents"]
     a_ms, c_ms = med(a, "cpu_ms_per_poll"), med(c, "cpu_ms_per_poll")
+    loop_ms, writer_ms = med(c, "loop_thread_ms_per_poll"), med(c, "writer_thread_ms_per_poll")
     ratio = c_ms / a_ms
     full, ref = r.get("bare_full"), r.get("bare_reference")
     plan = c[0].get("plan", {})
@@ -99,47 +97,49 @@ def _snmp(r: dict[str, Any]) -> list[str]:
         "`lookupMib=False`, `(ObjectName, Null(''))` var-binds built once, transport targets reused, 4 MB "
         "socket buffer; one GET of the collector's scalars and one multi-column GETBULK walk of the columns "
         f"the collector walks each poll, {a[0]['requests_per_poll']:.0f} requests per device "
-        "(the collector's var-bind budget per GETBULK). Values are left as pysnmp objects (no decoding to "
-        "Python). CPU is `time.process_time()` of the whole process.",
+        f"(the collector's var-bind budget per GETBULK), {a[0]['concurrency']} devices at a time. Values are "
+        "left as pysnmp objects (no decoding to Python). CPU is `time.process_time()` of the whole process.",
         "- (b) `snmpbulkwalk -v2c -c public -Cr25` of ifTable and of ifXTable (two processes per device), "
         "run one device after another; CPU is the children's rusage.",
         "- (c) the real pipeline: `Poller` + `Writer` thread + SQLite file (schema by `migrate`), devices "
         "created with `create_device` and turned into jobs by `pipeline.all_jobs`/`jobs_for`; each round "
         "polls every device through `Poller.run_check`. CPU is the process's (event loop and writer thread).",
         f"- (a) and (c): {r['plan']['ac_devices']} devices, {r['plan']['rounds']} measured rounds after warm-up "
-        "rounds (first-poll detection, column tuning and first rates are excluded), 64 requests in flight, "
+        "rounds (first-poll detection, column tuning and first rates are excluded), (c) with the default "
+        "settings (200 checks and 64 requests in flight), "
         f"{r['plan']['trials']} trial(s) each, alternated a, c, a, c; the table shows medians.",
         "- (d) the server as it runs: `create_app(settings)` lifespan (migrate, writer, poller, the "
-        "APScheduler `InProcessDispatcher`) with every device at a 60 s interval; one interval of warm-up, "
-        "then two measured intervals. Lag = poll start − scheduled time (`Poller.stats.lags`).",
+        "APScheduler `InProcessDispatcher`) with every device at the interval shown, default settings; one "
+        "interval (+5 s) of warm-up, then two measured intervals. Lag = poll start − scheduled time "
+        "(`Poller.stats.lags`); CPU is the whole process's over the measured intervals.",
         "",
         "### CPU per device poll",
         "",
-        "| | what | CPU ms / device poll | var-binds / poll | requests / poll | vs (a) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| | what | CPU ms / device poll | var-binds / poll | requests / poll | failed polls | vs (a) |",
+        "|---|---|---:|---:|---:|---:|---:|",
         f"| (a) | bare tuned pysnmp, the collector's requests | {a_ms:.1f} | {a[0]['varbinds_per_poll']:.0f} | "
-        f"{a[0]['requests_per_poll']:.1f} | 1.00 |",
+        f"{a[0]['requests_per_poll']:.1f} | {sum(x['errors'] for x in a)} | 1.00 |",
     ]
     if full:
         out.append(f"| (a′) | bare tuned pysnmp, every interface column ({full['columns']}) | "
                    f"{full['cpu_ms_per_poll']:.1f} | {full['varbinds_per_poll']:.0f} | "
-                   f"{full['requests_per_poll']:.1f} | {full['cpu_ms_per_poll'] / a_ms:.2f} |")
+                   f"{full['requests_per_poll']:.1f} | {full['errors']} | {full['cpu_ms_per_poll'] / a_ms:.2f} |")
     if ref:
         out.append(f"| (a″) | bare tuned pysnmp, FIELD-NOTES' reference (15 scalars + 4 columns) | "
                    f"{ref['cpu_ms_per_poll']:.1f} | {ref['varbinds_per_poll']:.0f} | "
-                   f"{ref['requests_per_poll']:.1f} | {ref['cpu_ms_per_poll'] / a_ms:.2f} |")
+                   f"{ref['requests_per_poll']:.1f} | {ref['errors']} | {ref['cpu_ms_per_poll'] / a_ms:.2f} |")
     out += [
         f"| (b) | snmpbulkwalk ifTable + ifXTable (child CPU; wall {cli['wall_ms_per_device_p50']:.1f} ms p50) | "
-        f"{cli['cpu_ms_per_device']:.1f} | {cli['varbinds_per_device']} | 2 processes | "
+        f"{cli['cpu_ms_per_device']:.1f} | {cli['varbinds_per_device']} | 2 processes | 0 | "
         f"{cli['cpu_ms_per_device'] / a_ms:.2f} |",
-        f"| (c) | whole pipeline: poll, rates, store, state | **{c_ms:.1f}** | – | – | **{ratio:.2f}** |",
+        f"| (c) | whole pipeline: poll, rates, store, state | **{c_ms:.1f}** | – | – | "
+        f"{sum(x['failed'] for x in c)} | **{ratio:.2f}** |",
     ]
     scale_ok = [s for s in r.get("scale", []) if "error" not in s]
     if scale_ok:
         s = scale_ok[-1]
         out.append(f"| (d) | whole pipeline under the scheduler, {s['devices']:,} devices | "
-                   f"{s['cpu_ms_per_poll']:.1f} | – | – | {s['cpu_ms_per_poll'] / a_ms:.2f} |")
-    loop_ms, writer_ms = med(c, "loop_thread_ms_per_poll"), med(c, "writer_thread_ms_per_poll")
+                   f"{s['cpu_ms_per_poll']:.1f} | – | – | {s['failed']} | {s['cpu_ms_per_poll'] / a_ms:.2f} |")
     out += [
         "",
         f"(c) splits into {loop_ms:.1f} ms on the event-loop thread and {writer_ms:.1f} ms on the writer thread "
@@ -151,6 +151,10 @@ def _snmp(r: dict[str, Any]) -> list[str]:
         "|---|---|---|",
         f"| whole pipeline ≤ {TARGET_RATIO}× the tuned bare requests | {ratio:.2f}× | {mark(ratio <= TARGET_RATIO)} |",
         f"| about {TARGET_CPU_MS:.0f} ms CPU per device poll or less | {c_ms:.1f} ms | {mark(c_ms <= TARGET_CPU_MS)} |",
+        "",
+        f"By CPU alone, {TARGET_DEVICES:,} devices every 60 s need {TARGET_DEVICES / 60 * c_ms / 10:.0f} % of one "
+        f"core at (c)'s cost ({TARGET_DEVICES / 60 * loop_ms / 10:.0f} % event loop + "
+        f"{TARGET_DEVICES / 60 * writer_ms / 10:.0f} % writer, sharing one GIL).",
     ]
     out += _scale(r)
     out += _profile(r)
@@ -166,8 +170,9 @@ def _scale(r: dict[str, Any]) -> list[str]:
         "### One process at a 60-second interval (real dispatcher)",
         "",
         "| devices | interval | polls done / due | failed | runs skipped (still running / missed) | lag p50 | "
-        "lag p99 | lag max | CPU (of one core) | CPU ms / poll | peak RSS | snmpd CPU (all agents) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "lag p99 | lag max | CPU (of one core) | CPU ms / poll | peak RSS | writer backlog at end | "
+        "snmpd CPU (all agents) | machine busy | waited for a CPU |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in rows:
         if "error" in s:
@@ -177,8 +182,20 @@ def _scale(r: dict[str, Any]) -> list[str]:
             f"| {s['devices']:,} | {s['interval_s']} s | {s['polls_done']:,} / {s['polls_due']:,} | {s['failed']:,} | "
             f"{s['skipped_still_running']:,} / {s['missed_runs']:,} | {s['lag_p50_s']:.2f} s | "
             f"{s['lag_p99_s']:.2f} s | {s['lag_max_s']:.2f} s | {s['cpu_util'] * 100:.0f} % | "
-            f"{s['cpu_ms_per_poll']:.1f} | {s['rss_peak_mb']:.0f} MB | {s['agents_cpu_util'] * 100:.0f} % |"
+            f"{s['cpu_ms_per_poll']:.1f} | {s['rss_peak_mb']:.0f} MB | {s['writer_backlog_end']:,} | "
+            f"{s['agents_cpu_util'] * 100:.0f} % | {s.get('machine_busy', 0) * 100:.0f} % | "
+            f"{s.get('waited_for_cpu_util', 0) * 100:.0f} % |"
         )
+    hung = [f"{s['devices']:,}" for s in rows if "error" not in s and "shutdown_s" in s and s["shutdown_s"] is None]
+    if hung:
+        out += ["", f"After the {', '.join(hung)}-device run(s) the app's shutdown (`pipeline.stop`) had not "
+                "returned within 90 s; the worker process was ended after reporting."]
+    out += [
+        "",
+        "*machine busy* is the whole machine's CPU use during the measured intervals (other jobs "
+        "included); *waited for a CPU* is how long this process's threads were runnable but not running "
+        "(`/proc/self/task/*/schedstat`), as a share of wall time: the cost of sharing the machine.",
+    ]
     big = next((s for s in rows if s.get("devices") == TARGET_DEVICES and "error" not in s), None)
     if big is not None:
         keeps = big["polls_done"] >= 0.98 * big["polls_due"] and big["failed"] <= 0.01 * big["polls_due"]
@@ -200,10 +217,54 @@ def _scale(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _sampled(r: dict[str, Any]) -> list[str]:
+    rows = [s for s in r.get("scale", []) if "sampler" in s]
+    if not rows:
+        return []
+    s = rows[-1]
+    samp = s["sampler"]
+    out = [
+        "",
+        f"Sampled stacks of the event-loop and writer threads during the {s['devices']:,}-device run "
+        f"({samp['samples']:,} samples at ~100 Hz over the measured intervals; share of that thread's samples, "
+        "idle included):",
+        "",
+        "| thread: activity | share |",
+        "|---|---:|",
+    ]
+    out += [f"| {k} | {v * 100:.0f} % |" for k, v in samp["activity"].items() if v >= 0.01]
+    return out
+
+
+def _memory(r: dict[str, Any]) -> list[str]:
+    mem = r.get("memory", {}).get("memory")
+    if not mem:
+        return []
+    out = [
+        "",
+        "### Memory per device",
+        "",
+        f"Python memory still held after four rounds of {mem['devices']} devices, over what the process "
+        f"held with the devices loaded but not yet polled (tracemalloc): {mem['total_mb']:.1f} MB, "
+        f"{mem['kb_per_device']:.0f} KB per device. Largest allocation sites:",
+        "",
+        "| allocated at | KB per device | share |",
+        "|---|---:|---:|",
+    ]
+    out += [f"| `{t['where']}` | {t['kb_per_device']:.1f} | {t['share'] * 100:.0f} % |" for t in mem["top"][:10]]
+    scale = sorted((s for s in r.get("scale", []) if "error" not in s), key=lambda s: s["devices"])
+    if len(scale) >= 2:
+        lo, hi = scale[0], scale[-2] if len(scale) > 2 else scale[-1]
+        slope = (hi["rss_after_warmup_mb"] - lo["rss_after_warmup_mb"]) / max(1, hi["devices"] - lo["devices"])
+        out += ["", f"RSS after warm-up grew by {slope * 1024:.0f} KB per device between {lo['devices']:,} and "
+                f"{hi['devices']:,} devices."]
+    return out
+
+
 def _profile(r: dict[str, Any]) -> list[str]:
     prof = r.get("profile", {}).get("profile")
     if not prof:
-        return []
+        return _sampled(r) + _memory(r)
     out = [
         "",
         "### Where the time goes",
@@ -222,73 +283,4 @@ def _profile(r: dict[str, Any]) -> list[str]:
     c = r["pipeline"]
     out += ["", f"Writer thread: {med(c, 'writer_thread_ms_per_poll'):.1f} ms of "
             f"{med(c, 'cpu_ms_per_poll'):.1f} ms per poll (measured from /proc, not profiled)."]
-    return out
-
-
-def _ssh(r: dict[str, Any]) -> list[str]:
-    s = r["ssh_rates"]
-    out = [
-        "",
-        "## SSH",
-        "",
-        "### Method",
-        "",
-        f"- One OpenSSH sshd from `tests/peers/sshd.py` on 127.0.0.1 (test user with `/bin/sh`, no rc files). "
-        f"{s['workers']} servers are simulated as {s['workers']} separate logged-in connections (distinct key "
-        "paths, so the collector's pool keeps one connection per server), one loop per server.",
-        f"- A check is one command; a `collect()` runs {s['commands_per_collect']}: the fixed system script "
-        "(hostname, uname, uptime, loadavg, meminfo, stat, systemctl, mounts, df, df -i in one `sh`) and five "
-        "custom checks (`cat /proc/loadavg`, `uname -r`, `df -P /`, `cat /proc/uptime`, `test -d /tmp`). Every "
-        "mode cycles through the same six command lines.",
-        "- reused: `SshCollector.run_command` over pooled connections; fresh: `agents.ssh.run_command` (a new "
-        "connection, key exchange and login per check); OpenSSH: `ssh` with `ControlMaster=auto` and one master "
-        "per server, one `ssh` process per check; collect: `SshCollector.collect()`.",
-        "- Client CPU is the measuring process (paramiko) or the `ssh` processes plus their masters (OpenSSH); "
-        "server CPU is sshd and everything it ran (the commands themselves).",
-        "",
-        "| mode | checks / s | client CPU ms / check | server CPU ms / check | latency p50 | latency p99 | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for key, label in (("reused", "reused connection (paramiko)"), ("fresh", "fresh connection per check"),
-                       ("openssh", "OpenSSH client, ControlMaster"), ("collect", "full collect() (6 checks)")):
-        row = s.get(key, {})
-        if not row or "error" in row:
-            out.append(f"| {label} | {row.get('error', 'not run')} |")
-            continue
-        client = row.get("client_cpu_ms_per_command", row["cpu_ms_per_command"])
-        out.append(f"| {label} | {row['per_s']:.0f} | {client:.1f} | {row['server_cpu_ms_per_command']:.1f} | "
-                   f"{row['latency_p50_ms']:.0f} ms | {row['latency_p99_ms']:.0f} ms | {row['errors']} |")
-    col = s.get("collect", {})
-    if col:
-        out += ["", f"collect(): {col['collects_per_s']:.1f} collects/s, {col['cpu_ms_per_collect']:.0f} ms client "
-                f"CPU per collect; connections opened while reusing: {s['reused_connections_opened']}."]
-        need = TARGET_SSH_SERVERS * TARGET_SSH_COMMANDS / 60
-        out += [f"Reused vs fresh: {s['reused']['per_s'] / max(0.01, s['fresh']['per_s']):.1f}× the checks per "
-                f"second; reused vs OpenSSH ControlMaster: "
-                f"{s['reused']['per_s'] / max(0.01, s['openssh'].get('per_s', 0.01)):.1f}×. "
-                f"The target needs {need:.0f} checks/s ({TARGET_SSH_SERVERS} servers × {TARGET_SSH_COMMANDS} / 60 s)."]
-    sc = r.get("ssh_scale")
-    if sc:
-        out += ["", f"### {sc.get('devices', '?')} servers at a {sc.get('interval_s', '?')}-second interval (real "
-                "dispatcher, one process)", ""]
-        if "error" in sc:
-            out.append(f"error: {sc['error']}")
-        else:
-            keeps = sc["polls_done"] >= 0.98 * sc["polls_due"] and sc["failed"] <= 0.01 * sc["polls_due"]
-            out += [
-                "| servers | polls done / due | failed | lag p50 | lag p99 | CPU (of one core) | CPU ms / collect | "
-                "peak RSS | connections opened | sshd + commands CPU |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-                f"| {sc['devices']:,} | {sc['polls_done']:,} / {sc['polls_due']:,} | {sc['failed']:,} | "
-                f"{sc['lag_p50_s']:.2f} s | {sc['lag_p99_s']:.2f} s | {sc['cpu_util'] * 100:.0f} % | "
-                f"{sc['cpu_ms_per_poll']:.1f} | {sc['rss_peak_mb']:.0f} MB | {sc.get('ssh_connections_opened', '–')} | "
-                f"{sc['agents_cpu_util'] * 100:.0f} % |",
-                "",
-                "| target | measured | |",
-                "|---|---|---|",
-                f"| {TARGET_SSH_SERVERS} servers (≈{TARGET_SSH_COMMANDS} commands each) every 60 s in one process | "
-                f"{sc['devices']:,} servers every {sc['interval_s']} s: {sc['polls_done']:,} of {sc['polls_due']:,} "
-                f"polls, {sc['failed']:,} failed, lag p99 {sc['lag_p99_s']:.2f} s | "
-                f"{mark(keeps and sc['devices'] >= TARGET_SSH_SERVERS and sc['interval_s'] <= 60)} |",
-            ]
-    return out
+    return out + _sampled(r) + _memory(r)

@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine, netns
+from bench import notify as notify_bench
+from bench import pages as pages_bench
 from bench.fleet import Fleet
 from bench.report import render
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "pnbench"
+# Devices polled at once by the bare baseline: enough to overlap round trips, few enough that a
+# CPU-bound client does not queue its own requests past their timeout.
+BARE_CONCURRENCY = 16
 
 QUICK: dict[str, Any] = {
     "name": "quick", "ac_devices": 60, "rounds": 2, "trials": 1, "cli_devices": 5, "profile": False,
@@ -63,6 +68,10 @@ class Bench:
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
             try:
                 out, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+                raise RuntimeError(f"worker {mode} gave no result within {timeout:.0f} s (log: {log})") from None
             except BaseException:
                 proc.kill()
                 proc.wait(timeout=10)
@@ -70,9 +79,14 @@ class Bench:
         for line in out.decode(errors="replace").splitlines():
             if line.startswith("RESULT "):
                 result: dict[str, Any] = json.loads(line[len("RESULT "):])
+                self.checkpoint()
                 return result
         tail = log.read_text(errors="replace")[-1500:]
         raise RuntimeError(f"worker {mode} exited {proc.returncode} without a result:\n{tail}")
+
+    def checkpoint(self) -> None:
+        """Save the figures so far, so a crash late in the run loses nothing measured before it."""
+        (self.log_dir / "results.json").write_text(json.dumps(self.results, indent=1))
 
     def setup_agents(self, devices: int) -> None:
         """Namespace with 24 veth ports and the snmpd fleet (root-namespace fallback without netns)."""
@@ -107,7 +121,7 @@ class Bench:
         for trial in range(p["trials"]):
             self.say(f"(a) bare pysnmp, trial {trial + 1}")
             trials["bare"].append(self.worker("bare", {"addresses": ac, "port": port, "rounds": p["rounds"],
-                                                       "concurrency": 64, "workload": "collector"}, rounds_timeout))
+                                                       "concurrency": BARE_CONCURRENCY, "workload": "collector"}, rounds_timeout))
             self.say(f"(c) whole pipeline, trial {trial + 1}")
             trials["pipeline"].append(self.worker("pipeline", {"addresses": ac, "port": port,
                                                                "rounds": p["rounds"]}, rounds_timeout))
@@ -116,7 +130,7 @@ class Bench:
         for workload in ("full", "reference"):
             self.say(f"(a) bare pysnmp, {workload} workload")
             self.results[f"bare_{workload}"] = self.worker(
-                "bare", {"addresses": ac, "port": port, "rounds": p["rounds"], "concurrency": 64,
+                "bare", {"addresses": ac, "port": port, "rounds": 2, "concurrency": BARE_CONCURRENCY,
                          "workload": workload}, rounds_timeout)
         self.say("(b) snmpbulkwalk")
         self.results["cli"] = self.worker("cli", {"addresses": addrs[: p["cli_devices"]], "port": port}, 600)
@@ -124,6 +138,9 @@ class Bench:
             self.say("(c) whole pipeline under cProfile")
             self.results["profile"] = self.worker("pipeline", {"addresses": ac, "port": port, "rounds": 2,
                                                                "profile": True}, rounds_timeout)
+        self.say("(c) memory by allocation site (tracemalloc)")
+        self.results["memory"] = self.worker("pipeline", {"addresses": ac[:40], "port": port, "rounds": 2,
+                                                          "memory": True}, rounds_timeout)
         self.results["scale"] = []
         for devices, interval in p["scale"]:
             warmup, windows = interval + 5.0, 2
@@ -163,7 +180,7 @@ class Bench:
                 links.append(str(link))
             known = tmp / "known_hosts"
             known.write_text(f"[127.0.0.1]:{peer.port} {peer.host_key_line}\n")
-            base = {"port": peer.port, "user": peer.user, "host_key": peer.host_key_line, "key_links": links,
+            base = {"port": peer.port, "user": peer.user, "host_key": peer.host_key_line, "key_dir": str(tmp / "keys"),
                     "known_hosts": str(known), "control_dir": str(control)}
             sshd_pid = peer._proc.pid
             self.say("SSH: reused vs fresh vs OpenSSH ControlMaster")
@@ -186,6 +203,12 @@ class Bench:
             shutil.rmtree(control, ignore_errors=True)
 
 
+def _scaleout_section(results: dict[str, Any]) -> str:
+    from bench import scaleout
+
+    return scaleout.section(results.get("scaleout"))
+
+
 def main() -> None:
     """Parse flags, run everything with cleanup on any exit, write the report."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -193,7 +216,18 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"), help="where to write the report")
     parser.add_argument("--skip-ssh", action="store_true")
     parser.add_argument("--skip-snmp", action="store_true")
+    parser.add_argument("--skip-scaleout", action="store_true", help="skip queue workers on PostgreSQL")
+    parser.add_argument("--skip-notify", action="store_true", help="skip the notification benchmark")
+    parser.add_argument("--skip-pages", action="store_true", help="skip the phone page budgets")
+    parser.add_argument("--render", metavar="RESULTS_JSON", help="only re-render a report from saved figures")
+    parser.add_argument("--merge", metavar="RESULTS_JSON",
+                        help="start from saved figures and replace only the parts run now (use with --skip-*)")
     opts = parser.parse_args()
+    if opts.render:
+        saved = json.loads(Path(opts.render).read_text())
+        Path(opts.out).write_text(render(saved) + _scaleout_section(saved) + notify_bench.section(saved.get("notify"))
+                                  + pages_bench.section(saved.get("pages")))
+        return
     if os.geteuid() != 0:
         print("note: not root; snmpd runs in the root namespace with this host's interfaces", file=sys.stderr)
     signal.signal(signal.SIGTERM, _on_term)
@@ -202,6 +236,14 @@ def main() -> None:
     bench = Bench(plan, log_dir)
     started = time.perf_counter()
     bench.results["machine"] = machine.facts()
+    if opts.merge:
+        saved = json.loads(Path(opts.merge).read_text())
+        parts = [name for name, skip in (("SNMP", opts.skip_snmp), ("SSH", opts.skip_ssh)) if not skip]
+        saved.setdefault("notes", []).append(
+            f"{' and '.join(parts)} figures come from a second run at {bench.results['machine']['date']} "
+            f"(load average {bench.results['machine']['load_start']:.1f}); the rest from the run above.")
+        bench.results = {**saved, "plan": saved.get("plan", plan), "notes": saved["notes"]}
+        started -= float(saved.get("elapsed_s", 0.0))
     try:
         if not opts.skip_snmp:
             try:
@@ -211,13 +253,30 @@ def main() -> None:
                 bench.teardown_agents()
         if not opts.skip_ssh:
             bench.ssh()
+        if not opts.skip_scaleout:
+            from bench import scaleout
+
+            bench.say("scale-out: queue workers on PostgreSQL")
+            try:
+                bench.results["scaleout"] = scaleout.run(quick=opts.quick)
+            except Exception as exc:  # one failed part must not lose the figures of the others
+                bench.say(f"scale-out failed: {exc}")
+                bench.results["notes"].append(f"the scale-out benchmark failed: {str(exc)[:300]}")
+        if not opts.skip_notify:
+            bench.say("notifications: alert-to-push latency, draining 1,000 messages")
+            bench.results["notify"] = notify_bench.run(quick=opts.quick)
+        if not opts.skip_pages:
+            bench.say("phone pages: first-load bytes, render time, Lighthouse, installability")
+            bench.results["pages"] = pages_bench.run(quick=opts.quick)
     except (KeyboardInterrupt, Interrupted):
         bench.say("interrupted: cleaned up, no report written")
         sys.exit(130)
     bench.results["machine"]["load_end"] = machine.loadavg()
     bench.results["elapsed_s"] = time.perf_counter() - started
-    Path(opts.out).write_text(render(bench.results))
     (log_dir / "results.json").write_text(json.dumps(bench.results, indent=1))
+    Path(opts.out).write_text(render(bench.results) + _scaleout_section(bench.results)
+                              + notify_bench.section(bench.results.get("notify"))
+                              + pages_bench.section(bench.results.get("pages")))
     bench.say(f"wrote {opts.out} in {bench.results['elapsed_s'] / 60:.1f} min (raw figures: {log_dir}/results.json)")
 
 

@@ -41,7 +41,8 @@ class BarePoller:
         """Transport targets are made once per device and reused."""
         key = (address, port)
         if key not in self.targets:
-            self.targets[key] = await UdpTransportTarget.create(key, timeout=2.0, retries=1)
+            # A long timeout: a CPU-starved client must not count its own queueing as lost packets.
+            self.targets[key] = await UdpTransportTarget.create(key, timeout=10.0, retries=1)
         return self.targets[key]
 
     async def poll(self, address: str, port: int) -> int:

@@ -8,14 +8,17 @@ import logging
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections import deque
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from agents.snmp import SnmpCollector
 from bench import oids
 from bench.common import Stopwatch, quantile, status_mb
-from bench.profiling import Profile, thread_cpu, tree_cpu
+from bench.profiling import Profile, machine_jiffies, sched_wait, thread_cpu, tree_cpu
+from bench.sampler import Sampler
 from server import pipeline
 from server.inventory import DeviceSpec
 from server.poller import Poller
@@ -25,6 +28,8 @@ from server.settings import Settings
 from server.store.db import make_engine, migrate
 from server.store.devices import create_device
 from server.writer import Writer
+
+SHUTDOWN_LIMIT = 90.0  # seconds allowed for the app's lifespan exit (pipeline.stop) after a scale run
 
 
 def make_settings(data_dir: Path) -> Settings:
@@ -73,6 +78,29 @@ def plan_summary(poller: Poller) -> dict[str, Any]:
     }
 
 
+def memory_report(devices: int, before: tracemalloc.Snapshot, top: int = 12) -> dict[str, Any]:
+    """Python memory kept since `before` (devices seeded, nothing polled yet), by allocating line, per device."""
+    gc.collect()
+    skip = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    after = tracemalloc.take_snapshot().filter_traces(skip)
+    diffs = [d for d in after.compare_to(before.filter_traces(skip), "lineno") if d.size_diff > 0]
+    total = sum(d.size_diff for d in diffs) or 1
+    lines = [
+        {"where": f"{_short_path(d.traceback[0].filename)}:{d.traceback[0].lineno}",
+         "kb_per_device": d.size_diff / devices / 1024, "share": d.size_diff / total}
+        for d in diffs[:top]
+    ]
+    tracemalloc.stop()
+    return {"devices": devices, "total_mb": total / 2**20, "kb_per_device": total / devices / 1024, "top": lines}
+
+
+def _short_path(path: str) -> str:
+    for anchor in ("site-packages/", "/main/", "python3.11/"):
+        if anchor in path:
+            return path.split(anchor, 1)[1]
+    return path
+
+
 def ssh_pool_stats(poller: Poller) -> dict[str, Any]:
     """Connections the SSH collector opened (reuse shows as about one per server)."""
     collector = poller._collectors.get("ssh")
@@ -80,9 +108,12 @@ def ssh_pool_stats(poller: Poller) -> dict[str, Any]:
     return {} if opened is None else {"ssh_connections_opened": opened}
 
 
-async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: bool = False) -> dict[str, Any]:
+async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: bool = False,
+                         memory: bool = False) -> dict[str, Any]:
     """(c): warm up two rounds (detection, tuning, first rates), then CPU per poll over `rounds` rounds."""
     logging.basicConfig(level=logging.WARNING)
+    if memory:
+        tracemalloc.start()
     with tempfile.TemporaryDirectory(prefix="pnbench-c-") as tmp:
         settings = make_settings(Path(tmp))
         seed(settings, snmp_specs(addresses, port, 60))
@@ -95,6 +126,8 @@ async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: 
         async def sweep() -> None:
             await asyncio.gather(*(poller.run_check(job) for job in jobs))
 
+        gc.collect()
+        before = tracemalloc.take_snapshot() if memory else None
         for _ in range(2):
             await sweep()
         writer.flush(120)
@@ -129,6 +162,8 @@ async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: 
         }
         if prof:
             result["profile"] = prof.report()
+        if before is not None:
+            result["memory"] = memory_report(len(jobs), before)
         await poller.close()
         writer.stop()
         svc.engine.dispose()
@@ -157,7 +192,9 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
         def on_event(event: Any) -> None:
             missed["missed" if event.code == EVENT_JOB_MISSED else "max_instances"] += 1
 
-        async with app.router.lifespan_context(app):
+        stack = AsyncExitStack()
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        try:
             assert svc.poller is not None and svc.writer is not None and svc.dispatcher is not None
             poller, writer = svc.poller, svc.writer
             svc.dispatcher.scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)  # type: ignore[attr-defined]
@@ -166,13 +203,17 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
             poller.stats.lags = deque(maxlen=10_000_000)
             missed.update(missed=0, max_instances=0)
             ok0, failed0, rows0 = poller.stats.ok, poller.stats.failed, writer.rows
-            agents0 = tree_cpu(agent_pids)
+            agents0, wait0, (busy0, all0) = tree_cpu(agent_pids), sched_wait(), machine_jiffies()
+            sampler = Sampler()
+            sampler.start()
             watch = Stopwatch()
             in_flight: list[int] = []
             for _ in range(windows * interval):
                 await asyncio.sleep(1)
                 in_flight.append(poller.stats.in_flight)
             cpu, wall = watch.stop()
+            sampler.stop()
+            waited, (busy1, all1) = sched_wait() - wait0, machine_jiffies()
             agents_cpu = tree_cpu(agent_pids) - agents0
             lags = list(poller.stats.lags)
             ok, failed = poller.stats.ok - ok0, poller.stats.failed - failed0
@@ -180,6 +221,14 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
             rows = writer.rows - rows0
             plan = plan_summary(poller)
             extra = ssh_pool_stats(poller)
+        finally:
+            # pipeline.stop runs here; blocked collector threads must not hang the benchmark.
+            t_stop = time.perf_counter()
+            try:
+                await asyncio.wait_for(stack.aclose(), SHUTDOWN_LIMIT)
+                shutdown: float | None = time.perf_counter() - t_stop
+            except TimeoutError:
+                shutdown = None
         due = len(specs) * windows
         return {
             "devices": len(specs),
@@ -200,6 +249,9 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
             "cpu_util": cpu / wall,
             "cpu_ms_per_poll": cpu / max(1, ok + failed) * 1000,
             "agents_cpu_util": agents_cpu / wall,
+            "waited_for_cpu_util": waited / wall,
+            "machine_busy": (busy1 - busy0) / max(1, all1 - all0),
+            "sampler": sampler.report(),
             "rss_peak_mb": status_mb("VmHWM"),
             "rss_mb": status_mb("VmRSS"),
             "rss_after_warmup_mb": warm["rss_mb"],
@@ -210,4 +262,5 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
             "warmup_failed": warm["failed"],
             "plan": plan,
             **extra,
+            "shutdown_s": shutdown,
         }

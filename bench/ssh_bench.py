@@ -33,6 +33,11 @@ def command_lines() -> list[str]:
     return [build_script(secrets.token_hex(8)), *(c["command"] for c in COMMANDS)]
 
 
+def key_links(args: dict[str, Any]) -> list[str]:
+    """One key path per simulated server (symlinks to the same key, made by bench.run)."""
+    return sorted(str(p) for p in Path(args["key_dir"]).iterdir())
+
+
 def target(args: dict[str, Any], key_file: str, name: str = "srv") -> Target:
     """A Target for the bench sshd; distinct key_file paths make distinct pooled connections."""
     creds = SshCredentials(user=args["user"], key_file=key_file, host_keys=(args["host_key"],))
@@ -45,7 +50,7 @@ def ssh_specs(args: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": f"srv{i:04d}", "address": "127.0.0.1", "interval": args["interval"],
          "ssh": {"port": args["port"], "user": args["user"], "key_file": key, "host_key": [args["host_key"]],
                  "commands": list(COMMANDS), "timeout": 10}}
-        for i, key in enumerate(args["key_links"][: args["servers"]])
+        for i, key in enumerate(key_links(args)[: args["servers"]])
     ]
 
 
@@ -94,11 +99,12 @@ async def _drive(workers: int, duration: float, step: Callable[[int, int], Await
 async def measure_rates(args: dict[str, Any]) -> dict[str, Any]:
     """Reused vs fresh vs OpenSSH ControlMaster, and full collect() calls, on `workers` servers."""
     workers, duration, server = args["workers"], args["duration"], args.get("agent_pids", [])
-    keys = args["key_links"][:workers]
+    keys = key_links(args)[:workers]
     lines = command_lines()
     collector = ssh_agent.SshCollector()
     targets = [target(args, k, f"srv{w}") for w, k in enumerate(keys)]
-    results: dict[str, Any] = {"workers": workers, "commands_per_collect": len(lines)}
+    results: dict[str, Any] = {"workers": workers, "commands_per_collect": len(lines),
+                               "pool_max": getattr(ssh_agent, "MAX_CONNECTIONS", None)}
     for t in targets:  # log in once per server before timing the reused path
         await collector.run_command(t, "true")
 
@@ -154,7 +160,7 @@ async def _openssh(args: dict[str, Any], workers: int, duration: float, lines: l
                    server: list[int]) -> dict[str, Any]:
     """OpenSSH's client per command, multiplexed over one ControlMaster per server."""
     control_dir = Path(args["control_dir"])
-    bases = [_ssh_argv(args, k, control_dir / f"cm{w}") for w, k in enumerate(args["key_links"][:workers])]
+    bases = [_ssh_argv(args, k, control_dir / f"cm{w}") for w, k in enumerate(key_links(args)[:workers])]
     for base in bases:
         if await _run([*base, "true"]):
             return {"error": "ssh with ControlMaster failed to log in"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -11,17 +12,19 @@ from typing import Any
 def main() -> None:
     """Run the named measurement with JSON arguments and print its result as one JSON line."""
     mode, args = sys.argv[1], json.loads(sys.argv[2])
+    if args.get("switch_interval"):  # what-if experiments: how long a thread may hold the GIL
+        sys.setswitchinterval(float(args["switch_interval"]))
     result: Any
     if mode == "bare":
-        from bench.snmp_bare import measure
+        from bench.snmp_bare import measure as measure_bare
 
-        result = asyncio.run(measure(args["addresses"], args["port"], args["rounds"], args["concurrency"],
+        result = asyncio.run(measure_bare(args["addresses"], args["port"], args["rounds"], args["concurrency"],
                                      args.get("workload", "collector")))
     elif mode == "pipeline":
         from bench.snmp_pipeline import measure_rounds
 
         result = asyncio.run(measure_rounds(args["addresses"], args["port"], args["rounds"],
-                                            args.get("profile", False)))
+                                            args.get("profile", False), args.get("memory", False)))
     elif mode == "scale":
         from bench.snmp_pipeline import measure_scale, snmp_specs
 
@@ -40,12 +43,14 @@ def main() -> None:
         result = asyncio.run(measure_scale(specs, args["interval"], args["warmup"], args["windows"],
                                            args["agent_pids"]))
     elif mode == "cli":
-        from bench.snmp_cli import measure
+        from bench.snmp_cli import measure as measure_cli
 
-        result = measure(args["addresses"], args["port"])
+        result = measure_cli(args["addresses"], args["port"])
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     print("RESULT " + json.dumps(result), flush=True)
+    # Everything was cleaned up inside the measurement; threads a collector left blocked must not keep us.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from server.alerts.engine import Event, KeyState, Observation, applies, candidates, step
 from server.alerts.rules import DEFAULT_RULES, Rule
@@ -20,6 +21,7 @@ from server.store.status import CheckOutcome, Transition
 
 log = logging.getLogger("pocketnoc.alerts")
 OUTAGE_STATES = frozenset({"down", "unreachable"})
+LABEL_CACHE_MAX = 200_000
 
 
 class Alerting:
@@ -27,6 +29,7 @@ class Alerting:
 
     def __init__(self, rules: Iterable[Rule] = DEFAULT_RULES, threshold: int = 2) -> None:
         self.threshold = threshold
+        self._labels: dict[str, dict[str, str]] = {}  # parsed label sets (the same strings every poll)
         self.set_rules(rules)
 
     def set_rules(self, rules: Iterable[Rule]) -> None:
@@ -40,10 +43,16 @@ class Alerting:
     def observation(self, device: Any, st: dict[str, Any]) -> Observation:
         """A device's data for the rules: state, the metrics rules use, and check_up per check."""
         metrics: dict[str, dict[str, tuple[dict[str, str], float]]] = {}
+        cache = self._labels
+        if len(cache) > LABEL_CACHE_MAX:
+            cache.clear()
         for rows in (st.get("metrics") or {}).values():
             for metric, lbl, value in rows:
                 if metric in self.needed:
-                    metrics.setdefault(metric, {})[lbl] = (labels_of(lbl), float(value))
+                    labels = cache.get(lbl)
+                    if labels is None:
+                        labels = cache[lbl] = labels_of(lbl)
+                    metrics.setdefault(metric, {})[lbl] = (labels, float(value))
         if "check_up" in self.needed:
             for name, check in (st.get("checks") or {}).items():
                 labels = {"check": name, "kind": str(check.get("kind"))}
@@ -212,9 +221,17 @@ def _save_state(
         "flapping": new.flapping,
     }
     if row is None:
-        conn.execute(insert(alert_states).values(rule=rule, device_id=device_id, labels=key, **values))
+        conn.execute(_upsert_state(conn, {"rule": rule, "device_id": device_id, "labels": key, **values}))
     else:
         updates.append({"b_id": row.id, **{f"v_{k}": v for k, v in values.items() if k != "alert_id"}, "v_alert": alert_id})
+
+
+def _upsert_state(conn: Connection, values: dict[str, Any]) -> Any:
+    """INSERT … ON CONFLICT on the state's unique key, so two writers can never fail on the same new key."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(alert_states).values(**values)
+    changed = {k: stmt.excluded[k] for k in values if k not in ("rule", "device_id", "labels")}
+    return stmt.on_conflict_do_update(index_elements=["rule", "device_id", "labels"], set_=changed)
 
 
 def _event(conn: Connection, alert_id: int, ts: float, kind: str, user: str | None, text: str) -> None:
@@ -255,7 +272,9 @@ def apply_dependencies(conn: Connection, graph: _Graph, now: float) -> None:
     """Hide alerts behind an ancestor's outage, unhide them when it ends, and count what each outage hides."""
     open_alerts = list(
         conn.execute(
-            select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.suppressed_by).where(alerts.c.status == "firing")
+            select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.suppressed_by)
+            .where(alerts.c.status == "firing")
+            .order_by(alerts.c.id)  # one order for every writer: concurrent updates queue instead of deadlocking
         )
     )
     hidden: dict[int, int] = {}

@@ -271,7 +271,7 @@ def remove_passkey(svc: SvcDep, p: Fresh, request: Request, passkey_id: int) -> 
 # ---------------------------------------------------------------- passkey sign-in, second factor and step-up
 
 
-async def _ceremony(request: Request, svc: Services) -> tuple[str, str, Principal | None]:
+async def _ceremony(request: Request, svc: SvcDep) -> tuple[str, str, Principal | None]:
     """(purpose, binding, principal) from the caller's cookies; the X-CSRF-Token header must match."""
     sent = request.headers.get("x-csrf-token", "")
     cookie = request.cookies.get(SESSION_COOKIE)
@@ -284,20 +284,23 @@ async def _ceremony(request: Request, svc: Services) -> tuple[str, str, Principa
 
         found = await run_in_threadpool(look)
         if found is not None and found.stage in (sessions.FULL, sessions.SECOND_FACTOR):
-            if not sent or not hmac.compare_digest(sent, found.csrf):
+            if not sent or not hmac.compare_digest(sent.encode(), found.csrf.encode()):
                 raise HTTPException(403, "missing or wrong CSRF token; reload the page")
             principal = Principal(found.user, found.id, found.csrf, found.stage, found.verified_at)
             return ("stepup" if found.stage == sessions.FULL else "second"), found.id, principal
     login_cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not login_cookie or not sent or not hmac.compare_digest(sent, login_cookie):
+    if not login_cookie or not sent or not hmac.compare_digest(sent.encode(), login_cookie.encode()):
         raise HTTPException(403, "your sign-in form expired; reload the page")
     return "login", passkeys.login_binding(login_cookie), None
 
 
+Ceremony = Annotated[tuple[str, str, Principal | None], Depends(_ceremony)]
+
+
 @router.post("/api/v1/auth/passkey/options")
-async def passkey_options(svc: SvcDep, request: Request) -> dict[str, Any]:
+async def passkey_options(svc: SvcDep, request: Request, ceremony: Ceremony) -> dict[str, Any]:
     """Options for navigator.credentials.get(): sign-in, the second step of a sign-in, or step-up."""
-    purpose, binding, principal = await _ceremony(request, svc)
+    purpose, binding, principal = ceremony
 
     def work() -> dict[str, Any]:
         with svc.engine.begin() as conn:
@@ -308,9 +311,11 @@ async def passkey_options(svc: SvcDep, request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/v1/auth/passkey")
-async def passkey_answer(svc: SvcDep, request: Request, response: Response, body: PasskeyAssertion) -> dict[str, Any]:
+async def passkey_answer(
+    svc: SvcDep, request: Request, response: Response, ceremony: Ceremony, body: PasskeyAssertion
+) -> dict[str, Any]:
     """Check the passkey: signs in (new session), finishes a sign-in, or marks this session fresh."""
-    purpose, binding, principal = await _ceremony(request, svc)
+    purpose, binding, principal = ceremony
     ip = client_ip(request)
     target = same_site_path(body.next)
 

@@ -10,11 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server import pipeline, stepup
+from server import app_guards, pipeline, stepup
+from server.actions import runner as actions_runner
 from server.auth import Forbidden, NotAuthenticated, request_scheme
 from server.config import LoadedConfig
 from server.keyrotation import check_key
@@ -96,6 +98,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
         check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
+        actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
         if config is not None:
             pipeline.sync_inventory(svc, config)
         if poll:
@@ -104,6 +107,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         try:
             yield
         finally:
+            await actions_runner.shutdown(svc)
             await pipeline.stop(svc)
             engine.dispose()
             if reader is not engine:
@@ -120,6 +124,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     app.state.services = svc
     _install_handlers(app)
     stepup.install_handlers(app)
+    app_guards.install(app)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:
@@ -134,7 +139,11 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
             response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         if not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
+        elif "v" in request.query_params:  # asset URLs carry a content hash: they never change
+            response.headers.setdefault("Cache-Control", "public, max-age=31536000, immutable")
         return response
+
+    app.add_middleware(GZipMiddleware, minimum_size=500)  # phones on slow links: pages shrink ~5x
 
     from server import api, api_alerts, api_hostkeys, pages, pages_alerts
 
@@ -146,6 +155,22 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     from server import api_account, api_users, pages_2fa, pages_account, pages_admin_users
 
     for module in (api_account, api_users, pages_account, pages_2fa, pages_admin_users):
+        app.include_router(module.router)
+    from server import api_actions, pages_actions
+
+    app.include_router(api_actions.router)
+    app.include_router(pages_actions.router)
+    from server import api_notify, pages_notify
+
+    app.include_router(api_notify.router)
+    app.include_router(pages_notify.router)
+    from server import api_workers, pages_workers
+
+    app.include_router(api_workers.router)
+    app.include_router(pages_workers.router)
+    from server import live, pages_app, pages_inventory
+
+    for module in (pages_app, pages_inventory, live):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     return app

@@ -180,7 +180,7 @@ async def check_csrf(request: Request, principal: Principal) -> None:
         form = await request.form()
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
-    if not sent or not hmac.compare_digest(sent, principal.csrf):
+    if not sent or not hmac.compare_digest(sent.encode(), principal.csrf.encode()):
         raise Forbidden("missing or wrong CSRF token; reload the page and try again")
 
 

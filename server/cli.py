@@ -1,4 +1,4 @@
-"""The `pocketnoc` command: serve, demo, check-config, migrate, user, token."""
+"""The `pocketnoc` command: serve, demo, worker, check-config, migrate, migrate-data, user, token."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 from sqlalchemy import Engine, select, update
 
-from server import cli_security, logsafe
+from server import cli_scaleout, cli_security, logsafe
 from server.config import LoadedConfig, load_config
 from server.settings import Settings, build_settings
 from server.yamlsrc import ConfigError
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     cli_security.add_user_parsers(user, _common)
     cli_security.add_parsers(sub, _common)
+    cli_scaleout.add_parsers(sub, _common)
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True, metavar="ACTION")
     p = token.add_parser("create", help="create an API token acting as user NAME; prints it as the last line")
     p.add_argument("name", help="the user the token acts as")
@@ -205,9 +206,18 @@ def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
     for line in [f"pocketnoc is starting at {url}", *banner]:
         print(line, flush=True)
     # proxy_headers=False: X-Forwarded-* count only through the trusted_proxies setting (server.proxies).
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False, proxy_headers=False
+    from server.live import StreamingServer
+
+    server_config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=3,  # a live stream (SSE) that did not end when asked is cut after this
     )
+    StreamingServer(server_config, app.state.services).run()
     return 0
 
 
@@ -270,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "secrets":
         return cli_security.cmd_secrets(args, settings)
+    if args.command == "worker":
+        return cli_scaleout.cmd_worker(args, settings)
+    if args.command == "migrate-data":
+        return cli_scaleout.cmd_migrate_data(args, settings)
     if args.command == "user" and args.action == "reset-2fa":
         return cli_security.cmd_reset_2fa(args, settings)
     if args.command == "user":

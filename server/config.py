@@ -65,7 +65,8 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
             for key in ("config",):
                 if key in values:
                     problems.append(f"{path}:{values.key_lines[key]}: settings.{key} cannot be set in a file")
-            for key in ("rules_file", "secret_key_file"):  # file paths are relative to the config file
+            # file paths are relative to the config file
+            for key in ("rules_file", "secret_key_file", "actions_file", "channels_file"):
                 if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
                     values[key] = str((path.parent / values[key]).resolve())
             config.settings.update(values)
@@ -119,6 +120,22 @@ def load_config(path: Path | None) -> LoadedConfig:
             problems.append(f"{config.origins[spec.name]}: parent {spec.parent!r} is not a device in the inventory")
     for name in parent_cycles(config.devices):
         problems.append(f"{config.origins[name]}: device {name!r} is part of a parent loop")
+    actions_file = config.settings.get("actions_file")
+    if isinstance(actions_file, str):
+        from server.actions.catalog import load_catalog
+
+        try:
+            load_catalog(Path(actions_file))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    channels_file = config.settings.get("channels_file")
+    if isinstance(channels_file, str):
+        from server.notify.config import load_notify_config
+
+        try:
+            load_notify_config(Path(channels_file))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     return config

@@ -10,20 +10,27 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import Column, Connection, Engine, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from server.secretbox import SecretBox, SecretsUnavailable
-from server.store.schema import devices, meta, users
+from server.store.schema import meta, metadata
 
 CANARY_KEY = "secret_key_check"
-# (table, primary key, sealed column): add a row here when a new table keeps sealed secrets.
-SEALED: list[tuple[Table, Column[int], Column[bytes]]] = [
-    (devices, devices.c.id, devices.c.secrets),
-    (users, users.c.id, users.c.totp_secret),
-    (users, users.c.id, users.c.totp_pending),
+# Every (table, column) sealed with the secret box: add one here when a table starts keeping sealed secrets
+# (tests/server/test_security_secrets.py fails on a sealed-looking column missing here).
+SEALED_COLUMNS: list[tuple[str, str]] = [
+    ("devices", "secrets"),
+    ("users", "totp_secret"),
+    ("users", "totp_pending"),
+    ("notify_channels", "secret"),
+    ("push_subscriptions", "secret"),
 ]
+# Keys of the `meta` table whose values are sealed tokens (text).
+SEALED_META: list[str] = [CANARY_KEY, "vapid_private_key"]
 WRONG_KEY = (
     "the secret key does not match this database: encrypted secrets cannot be read. "
     "Start with the key file (or POCKETNOC_SECRET_KEY) that was in use; "
@@ -43,11 +50,25 @@ class Rotated:
     key_file: Path
 
 
-def _tokens(conn: Connection) -> list[tuple[Table, Column[int], Column[bytes], int, bytes]]:
+def sealed_columns() -> list[tuple[Table, Column[Any], Column[Any]]]:
+    """(table, primary key, column) of every sealed column that exists in this schema."""
     found = []
-    for table, pk, column in SEALED:
+    for table_name, column_name in SEALED_COLUMNS:
+        table = metadata.tables.get(table_name)
+        if table is not None and column_name in table.c:
+            (pk,) = table.primary_key.columns
+            found.append((table, pk, table.c[column_name]))
+    return found
+
+
+def _tokens(conn: Connection) -> list[tuple[Table, Column[Any], Column[Any], Any, bytes]]:
+    found = []
+    for table, pk, column in sealed_columns():
         for row in conn.execute(select(pk, column).where(column.is_not(None))):
-            found.append((table, pk, column, int(row[0]), bytes(row[1])))
+            found.append((table, pk, column, row[0], bytes(row[1])))
+    for row in conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(SEALED_META), meta.c.key != CANARY_KEY)):
+        if row.value:
+            found.append((meta, meta.c.key, meta.c.value, row.key, str(row.value).encode()))
     return found
 
 
@@ -66,6 +87,13 @@ def _opens(fernet: Fernet | MultiFernet, token: bytes) -> bool:
 
 def check_key(engine: Engine, box: SecretBox) -> None:
     """Fail closed when the key cannot open what the database holds; record a canary on first use."""
+    try:
+        _check_key(engine, box)
+    except IntegrityError:
+        _check_key(engine, box)  # another process wrote the canary first: check against theirs
+
+
+def _check_key(engine: Engine, box: SecretBox) -> None:
     with engine.begin() as conn:
         canary = _canary(conn)
         if canary is not None:
@@ -83,7 +111,9 @@ def check_key(engine: Engine, box: SecretBox) -> None:
 def _reseal(conn: Connection, change: Callable[[bytes], bytes]) -> int:
     count = 0
     for table, pk, column, row_id, token in _tokens(conn):
-        conn.execute(update(table).where(pk == row_id).values({column.name: change(token)}))
+        sealed = change(token)
+        value: bytes | str = sealed.decode() if table is meta else sealed  # meta values are text
+        conn.execute(update(table).where(pk == row_id).values({column.name: value}))
         count += 1
     canary = _canary(conn)
     if canary is not None:

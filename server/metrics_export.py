@@ -42,7 +42,8 @@ def render(svc: Services) -> str:
             for check, samples in (metrics or {}).items():
                 for metric, labels, value in samples:
                     key = "pocketnoc_" + _NAME_BAD.sub("_", metric)
-                    labelset = {"device": name, "check": check, **labels_of(labels)}
+                    own = {("exported_" + k if k in ("device", "check") else k): v for k, v in labels_of(labels).items()}
+                    labelset = {"device": name, "check": check, **own}
                     metric_lines.setdefault(key, []).append(f"{key}{_labels(labelset)} {float(value)!r}")
     for key in sorted(metric_lines):
         lines.append(f"# TYPE {key} gauge")

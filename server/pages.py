@@ -16,11 +16,10 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from server import loginflow, views
-from server.api_hostkeys import offered_key, trust_offered
+from server.api_hostkeys import trust_offered
 from server.auth import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
 from server.services import Services, get_services
-from server.store import accounts, hostkeys
-from server.store import alerts as alert_store
+from server.store import accounts
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "web" / "templates"))
 TEMPLATES.env.autoescape = True
@@ -92,7 +91,7 @@ async def login_submit(
 ) -> Response:
     """Check the password, start a fresh session, go where the user was heading."""
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not cookie or not hmac.compare_digest(cookie, csrf_token):
+    if not cookie or not hmac.compare_digest(cookie.encode(), csrf_token.encode()):
         return render(
             request,
             "login.html",
@@ -102,12 +101,13 @@ async def login_submit(
             error="Your sign-in form expired. Please try again.",
         )
     ip = client_ip(request)
+    name = username.replace("\x00", "\ufffd").strip()  # PostgreSQL text cannot hold NUL: a refusal, not a 500
 
     def work() -> tuple[str, str, str] | None:
         with svc.engine.begin() as conn:
-            user = login(conn, username.strip(), password, ip)
+            user = login(conn, name, password, ip)
             if user is None:
-                accounts.write_audit(conn, None, "login.failed", username.strip()[:64], {}, ip)
+                accounts.write_audit(conn, None, "login.failed", name[:64], {}, ip)
                 return None
             previous = request.cookies.get(SESSION_COOKIE)
             if previous:
@@ -147,42 +147,6 @@ def logout(request: Request, svc: SvcDep, p: Viewer) -> Response:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
-
-
-@router.get("/", response_class=HTMLResponse)
-def device_list_page(
-    request: Request,
-    svc: SvcDep,
-    _p: Viewer,
-    q: Annotated[str, Query(max_length=200)] = "",
-    tag: Annotated[str, Query(max_length=64)] = "",
-    state: Annotated[str, Query(max_length=16)] = "",
-) -> Response:
-    """All devices, problems first, with search and tag filter."""
-    with svc.reader.connect() as conn:
-        data = views.device_list(conn, q, tag, state, limit=5000)
-        open_alerts = alert_store.list_alerts(conn, "open", limit=50)
-    shown = [a for a in open_alerts["items"] if a["state"] != "suppressed"]
-    return render(request, "devices.html", data=data, q=q, tag=tag, state=state, alerts=shown, alert_counts=open_alerts["counts"])
-
-
-@router.get("/devices/{device_id}", response_class=HTMLResponse)
-def device_page(
-    request: Request,
-    svc: SvcDep,
-    _p: Viewer,
-    device_id: int,
-    range_: Annotated[str, Query(alias="range", pattern="^(1h|24h|7d|30d)$")] = "24h",
-) -> Response:
-    """One device: state, facts, resources with graphs, interfaces, checks, host keys, recent changes."""
-    with svc.reader.connect() as conn:
-        detail = views.device_detail(conn, device_id)
-        if detail is None:
-            return render_error(request, 404, "No such device.")
-        charts = views.graphs(conn, detail, range_, svc.settings.raw_retention_hours)
-        offered = offered_key(conn, device_id)
-        keys = hostkeys.list_keys(conn, device_id)
-    return render(request, "device.html", d=detail, graphs=charts, range=range_, offered=offered, host_keys=keys)
 
 
 @router.post("/devices/{device_id}/host-keys")

@@ -17,6 +17,7 @@ from server.alerts.rules import load_rules as load_rules_file
 from server.config import LoadedConfig
 from server.dispatch import InProcessDispatcher
 from server.jobs import CheckJob, jobs_for
+from server.notify import runtime as notify_runtime
 from server.poller import Poller
 from server.security import host_key_hook
 from server.services import Services
@@ -72,12 +73,22 @@ def start(svc: Services) -> None:
     svc.writer.start()
     # SSH and other blocking calls run in the default executor: give it room for many at once.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pocketnoc-io"))
-    svc.poller = Poller(svc.settings, svc.writer.submit)
-    dispatcher = InProcessDispatcher(svc.poller)
-    svc.dispatcher = dispatcher
-    dispatcher.sync(all_jobs(svc))
-    dispatcher.start()
-    log.info("polling %d checks", len(dispatcher.jobs))
+    if svc.settings.scheduler == "queue":  # scaled out: `pocketnoc worker` processes poll, this process schedules
+        from server.dispatch_queue import QueueDispatcher
+
+        queued = QueueDispatcher(svc, lambda: all_jobs(svc))
+        svc.dispatcher = queued
+        queued.sync(all_jobs(svc))
+        queued.start()
+        log.info("queue mode: %d checks scheduled for the workers", len(queued.jobs))
+    else:
+        svc.poller = Poller(svc.settings, svc.writer.submit)
+        dispatcher = InProcessDispatcher(svc.poller)
+        svc.dispatcher = dispatcher
+        dispatcher.sync(all_jobs(svc))
+        dispatcher.start()
+        log.info("polling %d checks", len(dispatcher.jobs))
+    notify_runtime.start(svc)  # the notification worker: outbox -> channels and phones
 
 
 def reschedule(svc: Services, removed_device: int | None = None) -> None:
@@ -87,6 +98,8 @@ def reschedule(svc: Services, removed_device: int | None = None) -> None:
             svc.poller.forget(removed_device)
         if svc.writer:
             svc.writer.forget_device(removed_device)
+    if svc.writer is not None:
+        svc.writer.inventory_changed()
     if svc.dispatcher is not None:
         svc.dispatcher.sync(all_jobs(svc))
 
@@ -129,6 +142,7 @@ async def start_traps(svc: Services) -> None:
 
 async def stop(svc: Services) -> None:
     """Stop scheduling, close collectors, commit what is queued."""
+    await notify_runtime.stop(svc)
     receiver = svc.extra.pop("traps", None)
     if receiver is not None:
         await receiver.stop()

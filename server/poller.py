@@ -83,6 +83,34 @@ class Poller:
             for key in [k for k in table if k.startswith(prefix)]:
                 del table[key]
 
+    def export_state(self, job: CheckJob) -> dict[str, object]:
+        """One check's memory (counters for rates, failure streak, back-off) as JSON, so another worker can go on."""
+        return {
+            "rates": self.rates.export(job.device_id, job.check),
+            "streak": self._streak.get(job.key, 0),
+            "not_before": self._not_before.get(job.key),
+            "error_facts": list(self._error_facts.get(job.key, ())),
+        }
+
+    def import_state(self, job: CheckJob, state: dict[str, object]) -> None:
+        """Take over what `export_state` gave in another process (queue workers run each check anywhere)."""
+        rates = state.get("rates")
+        if isinstance(rates, dict):
+            self.rates.restore(job.device_id, job.check, rates)
+        streak, not_before, facts = state.get("streak"), state.get("not_before"), state.get("error_facts")
+        if isinstance(streak, int) and streak > 0:
+            self._streak[job.key] = streak
+        else:
+            self._streak.pop(job.key, None)
+        if isinstance(not_before, int | float):
+            self._not_before[job.key] = float(not_before)
+        else:
+            self._not_before.pop(job.key, None)
+        if isinstance(facts, list) and facts:
+            self._error_facts[job.key] = tuple(str(f) for f in facts)
+        else:
+            self._error_facts.pop(job.key, None)
+
     def _backoff(self, job: CheckJob, answered: bool) -> None:
         streak = self._streak.get(job.key, 0) + 1
         self._streak[job.key] = streak

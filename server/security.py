@@ -7,32 +7,35 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from server.store.accounts import write_audit
-from server.store.schema import audit, devices
+from server.store.alerts import fire_event_alert, resolve_event_alert
+from server.store.schema import devices
 from server.store.status import CheckOutcome, Transition
+
+HOST_KEY_RULE = "ssh-host-key-changed"
 
 
 def host_key_hook(
     conn: Connection, _transitions: list[Transition], outcomes: list[CheckOutcome], _status: dict[int, dict[str, Any]]
 ) -> None:
-    """A changed SSH host key is recorded once per offered key as a security event in the audit log."""
+    """A changed SSH host key raises a critical alert (and an audit entry); a good login later clears it."""
     for o in outcomes:
+        if o.kind != "ssh":
+            continue
         facts = o.facts or {}
-        if facts.get("ssh_host_key_problem") != "changed":
-            continue
-        name = conn.execute(select(devices.c.name).where(devices.c.id == o.device_id)).scalar()
-        fingerprint = str(facts.get("ssh_host_key_fingerprint") or "")
-        seen = conn.execute(
-            select(audit.c.id, audit.c.detail)
-            .where(audit.c.action == "security.ssh_host_key_changed", audit.c.target == str(name))
-            .order_by(audit.c.id.desc())
-            .limit(1)
-        ).first()
-        if seen and (seen.detail or {}).get("fingerprint") == fingerprint:
-            continue
-        write_audit(
-            conn,
-            None,
-            "security.ssh_host_key_changed",
-            str(name),
-            {"fingerprint": fingerprint, "check": o.check, "error": o.error},
-        )
+        if facts.get("ssh_host_key_problem") == "changed":
+            name = str(conn.execute(select(devices.c.name).where(devices.c.id == o.device_id)).scalar())
+            fingerprint = str(facts.get("ssh_host_key_fingerprint") or "unknown")
+            new = fire_event_alert(
+                conn,
+                HOST_KEY_RULE,
+                o.device_id,
+                "",
+                "critical",
+                f"SSH host key of {name} changed — polling stopped before signing in",
+                o.ts,
+                f"offered {fingerprint}; if the server was not reinstalled, treat this as an attack. {o.error or ''}",
+            )
+            if new:
+                write_audit(conn, None, "security.ssh_host_key_changed", name, {"fingerprint": fingerprint, "check": o.check})
+        elif o.ok:
+            resolve_event_alert(conn, HOST_KEY_RULE, o.device_id, "", o.ts, "signed in with a trusted host key again")

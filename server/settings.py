@@ -52,7 +52,13 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = Field(default=None, description="Key encrypting secrets; default data_dir.")
     log_level: str = Field(default="INFO")
     scheduler: str = Field(default="inprocess", description="'inprocess' (APScheduler) or 'queue'.")
+    worker_heartbeat_seconds: float = Field(default=5.0, ge=0.5, le=60, description="How often a queue worker reports.")
+    worker_silent_seconds: float = Field(default=60.0, ge=2, le=3600, description="Silent this long: worker/site alert.")
+    lease_seconds: float = Field(default=15.0, ge=1, le=300, description="Leader lease of scheduler and sender.")
+    run_log_minutes: int = Field(default=60, ge=5, le=7 * 1440, description="How long queue check runs are kept.")
     rules_file: Path | None = Field(default=None, description="Alert rules YAML; default: built-in rules only.")
+    actions_file: Path | None = Field(default=None, description="Remediation action catalog YAML; unset = no actions.")
+    channels_file: Path | None = Field(default=None, description="Notifications YAML (channels, routes, escalations).")
     trap_host: str = Field(default="0.0.0.0", description="Address the SNMP trap receiver listens on.")  # noqa: S104
     trap_port: int | None = Field(default=None, ge=1, le=65535, description="Trap receiver port (162); unset = off.")
     trap_communities: list[str] = Field(default_factory=list, description="Communities accepted in v1/v2c traps.")

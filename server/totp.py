@@ -66,7 +66,7 @@ def matching_step(secret: str, code: str, now: float | None = None) -> int | Non
     found = None
     for step in range(current - WINDOW, current + WINDOW + 1):
         # Compare every candidate, so timing does not tell which step matched.
-        if hmac.compare_digest(totp.at(step * STEP), code):
+        if hmac.compare_digest(totp.at(step * STEP).encode(), code.encode()):
             found = step
     return found
 

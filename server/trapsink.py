@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from agents.traps import Trap
-from server.store.alerts import record_event
+from server.store.alerts import fire_event_alert, record_event, resolve_event_alert
 from server.store.metrics import labels_key
 from server.store.schema import alerts, devices, traps
 
@@ -30,62 +30,52 @@ def _normal(address: str) -> str:
         return address.lower()
 
 
-def _open_alert(conn: Connection, rule: str, device_id: int, key: str) -> Any:
-    return conn.execute(
-        select(alerts.c.id, alerts.c.title)
-        .where(alerts.c.rule == rule, alerts.c.device_id == device_id, alerts.c.labels == key, alerts.c.status == "firing")
-        .order_by(alerts.c.id.desc())
-        .limit(1)
-    ).first()
+class AddressMap:
+    """Device by source address, re-read at most every few seconds (a trap storm must not scan devices per batch)."""
+
+    def __init__(self, ttl: float = 10.0) -> None:
+        self.ttl = ttl
+        self.loaded = -ttl
+        self.map: dict[str, tuple[int, str]] = {}
+
+    def invalidate(self) -> None:
+        """Re-read on next use (the inventory changed)."""
+        self.loaded = -self.ttl
+
+    def get(self, conn: Connection) -> dict[str, tuple[int, str]]:
+        now = time.monotonic()
+        if now - self.loaded >= self.ttl:
+            fresh: dict[str, tuple[int, str]] = {}
+            for device_id, name, address in conn.execute(select(devices.c.id, devices.c.name, devices.c.address)):
+                fresh.setdefault(_normal(address), (device_id, name))
+            self.map, self.loaded = fresh, now
+        return self.map
 
 
-def _fire(conn: Connection, rule: str, device_id: int, key: str, severity: str, title: str, now: float, text: str) -> None:
-    found = _open_alert(conn, rule, device_id, key)
-    if found is not None:
-        conn.execute(update(alerts).where(alerts.c.id == found.id).values(updated_at=now))
-        record_event(conn, found.id, "repeated", None, text, now)
-        return
-    episode = 1 + int(
-        conn.execute(
-            select(alerts.c.episode)
-            .where(alerts.c.rule == rule, alerts.c.device_id == device_id, alerts.c.labels == key)
-            .order_by(alerts.c.id.desc())
-            .limit(1)
-        ).scalar()
-        or 0
-    )
-    result = conn.execute(
-        insert(alerts).values(
-            rule=rule,
-            device_id=device_id,
-            labels=key,
-            severity=severity,
-            title=title[:300],
-            status="firing",
-            started_at=now,
-            episode=episode,
-            flapping=False,
-            hidden=0,
-            updated_at=now,
-        )
-    )
-    alert_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-    record_event(conn, alert_id, "fired", None, text, now)
+Action = tuple[str, str, int, str, str, str, float, str]  # kind, rule, device, key, severity, title, ts, text
 
 
-def _resolve(conn: Connection, rule: str, device_id: int, key: str, now: float, text: str) -> None:
-    found = _open_alert(conn, rule, device_id, key)
-    if found is not None:
-        conn.execute(update(alerts).where(alerts.c.id == found.id).values(status="resolved", resolved_at=now, updated_at=now))
-        record_event(conn, found.id, "resolved", None, text, now)
+def _action(trap: Trap, device_id: int, device_name: str) -> Action:
+    text = f"{trap.name} from {trap.source}\n{trap.varbind_text()}"
+    if trap.name in ("linkDown", "linkUp"):
+        key = labels_key({"ifIndex": str(trap.if_index)}) if trap.if_index is not None else ""
+        label = f"interface {trap.if_index}" if trap.if_index is not None else "an interface"
+        kind = "fire" if trap.name == "linkDown" else "resolve"
+        return kind, "link-down-trap", device_id, key, "warning", f"{device_name}: {label} went down (trap)", trap.ts, text
+    title = TRAP_TITLES.get(trap.name, "{device}: trap " + trap.name).replace("{device}", device_name)
+    key = labels_key({"trap": trap.name})
+    return "fire", "trap", device_id, key, TRAP_SEVERITY.get(trap.name, "info"), title, trap.ts, text
 
 
-def apply_traps(conn: Connection, batch: list[Trap]) -> None:
-    """Record traps and turn the meaningful ones into alerts (linkDown/linkUp pair up by ifIndex)."""
-    by_address: dict[str, tuple[int, str]] = {}
-    for device_id, name, address in conn.execute(select(devices.c.id, devices.c.name, devices.c.address)):
-        by_address.setdefault(_normal(address), (device_id, name))
+def apply_traps(conn: Connection, batch: list[Trap], addresses: AddressMap) -> None:
+    """Record traps and turn the meaningful ones into alerts (linkDown/linkUp pair up by ifIndex).
+
+    Repeats of the same trap within one batch collapse into one alert change (a storm costs one
+    write per alert, not one per trap); every trap is still recorded.
+    """
+    by_address = addresses.get(conn)
     rows = []
+    runs: dict[tuple[str, int, str], list[list[Any]]] = {}
     for trap in batch:
         device = by_address.get(_normal(trap.source))
         rows.append(
@@ -100,22 +90,20 @@ def apply_traps(conn: Connection, batch: list[Trap]) -> None:
         )
         if device is None:
             continue  # unknown sources are recorded (and rate-limited by the receiver), never alerted on
-        device_id, device_name = device
-        text = f"{trap.name} from {trap.source}\n{trap.varbind_text()}"
-        if trap.name in ("linkDown", "linkUp"):
-            key = labels_key({"ifIndex": str(trap.if_index)}) if trap.if_index is not None else ""
-            label = f"interface {trap.if_index}" if trap.if_index is not None else "an interface"
-            if trap.name == "linkDown":
-                _fire(
-                    conn, "link-down-trap", device_id, key, "warning", f"{device_name}: {label} went down (trap)", trap.ts, text
-                )
+        action = _action(trap, *device)
+        seq = runs.setdefault((action[1], action[2], action[3]), [])
+        if seq and seq[-1][0][0] == action[0]:
+            seq[-1][1] += 1  # the same change again: count it
+        else:
+            seq.append([action, 1])
+    for seq in runs.values():
+        for (kind, rule, device_id, key, severity, title, ts, text), count in seq:
+            if count > 1:
+                text = f"{text}\n(and {count - 1} more like it)"
+            if kind == "fire":
+                fire_event_alert(conn, rule, device_id, key, severity, title, ts, text)
             else:
-                _resolve(conn, "link-down-trap", device_id, key, trap.ts, text)
-            continue
-        title = TRAP_TITLES.get(trap.name, "{device}: trap " + trap.name).replace("{device}", device_name)
-        _fire(
-            conn, "trap", device_id, labels_key({"trap": trap.name}), TRAP_SEVERITY.get(trap.name, "info"), title, trap.ts, text
-        )
+                resolve_event_alert(conn, rule, device_id, key, ts, text)
     if rows:
         conn.execute(insert(traps), rows)
 

@@ -157,11 +157,8 @@ def _resources(tables: dict[str, Any], latest: list[dict[str, Any]]) -> dict[str
             res[m["metric"]] = m["value"]
     if "ups_battery_status" in res:
         res["ups_battery"] = UPS_BATTERY.get(int(res["ups_battery_status"]), "unknown")
-    res["storage"] = [r for r in tables.get("storage") or [] if isinstance(r, dict)]
-    res["filesystems"] = [r for r in tables.get("filesystems") or [] if isinstance(r, dict)]
-    res["supplies"] = [r for r in tables.get("supplies") or [] if isinstance(r, dict)]
-    res["failed_units"] = [r for r in tables.get("failed_units") or [] if isinstance(r, dict)]
-    res["commands"] = [r for r in tables.get("commands") or [] if isinstance(r, dict)]
+    for name in ("storage", "filesystems", "supplies", "failed_units", "commands"):
+        res[name] = [r for r in tables.get(name) or [] if isinstance(r, dict)]
     return res
 
 
@@ -215,24 +212,23 @@ def age(ts: float | None, now: float | None = None) -> str:
     return f"{seconds}s"
 
 
-def human_bps(value: float | None) -> str:
-    """Bits per second in k/M/G."""
+def _scaled(value: float | None, units: tuple[tuple[str, float], ...], unit: str, base: str) -> str:
     if value is None:
         return "–"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for prefix, size in units:
         if value >= size:
-            return f"{value / size:.1f} {unit}b/s"
-    return f"{value:.0f} b/s"
+            return f"{value / size:.1f} {prefix}{unit}"
+    return f"{value:.0f} {base}"
+
+
+def human_bps(value: float | None) -> str:
+    """Bits per second in k/M/G."""
+    return _scaled(value, (("G", 1e9), ("M", 1e6), ("k", 1e3)), "b/s", "b/s")
 
 
 def human_bytes(value: float | None) -> str:
     """Bytes in KiB/MiB/GiB/TiB."""
-    if value is None:
-        return "–"
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{value:.0f} B"
+    return _scaled(value, (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)), "B", "B")
 
 
 def human_duration(seconds: float | None) -> str:

@@ -14,7 +14,7 @@ from agents.traps import Trap
 from server.settings import Settings
 from server.store.metrics import SeriesCache, expire, rollup
 from server.store.status import CheckOutcome, Hook, Transition, apply_outcomes
-from server.trapsink import apply_traps, expire_traps
+from server.trapsink import AddressMap, apply_traps, expire_traps
 
 log = logging.getLogger("pocketnoc.writer")
 MAX_BATCH = 5000
@@ -33,12 +33,15 @@ class Writer:
         self.hooks: list[Hook] = list(hooks or [])
         self.listeners: list[Listener] = []
         self.cache = SeriesCache()
+        self.addresses = AddressMap()
         self._queue: queue.Queue[CheckOutcome | Trap | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pending = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._last_maintenance = time.monotonic()
+        # Rollup/retention runs in one process per database: queue workers turn it off, serve processes follow the leader.
+        self.maintenance_enabled = True
         self.batches = 0
         self.rows = 0
         self.errors = 0
@@ -79,6 +82,10 @@ class Writer:
         """Drop cached series ids of a deleted device."""
         self.cache.forget_device(device_id)
 
+    def inventory_changed(self) -> None:
+        """Devices were added, changed or removed: re-read what is cached about them."""
+        self.addresses.invalidate()
+
     def _take_batch(self) -> tuple[list[CheckOutcome | Trap], bool]:
         batch: list[CheckOutcome | Trap] = []
         try:
@@ -112,7 +119,7 @@ class Writer:
             try:
                 with self.engine.begin() as conn:
                     if trap_batch:
-                        apply_traps(conn, trap_batch)
+                        apply_traps(conn, trap_batch, self.addresses)
                     if not outcomes:
                         return []
                     return apply_outcomes(conn, outcomes, self.cache, self.settings.down_after_failures, self.hooks)
@@ -140,7 +147,7 @@ class Writer:
                 with self._idle:
                     self._pending -= len(batch)
                     self._idle.notify_all()
-            if time.monotonic() - self._last_maintenance >= MAINTENANCE_EVERY:
+            if self.maintenance_enabled and time.monotonic() - self._last_maintenance >= MAINTENANCE_EVERY:
                 self.maintain()
 
     def maintain(self) -> None:

@@ -93,17 +93,26 @@ def _holds(clauses: tuple[Clause, ...], values: Mapping[str, float | str]) -> bo
     return True
 
 
+_NAMES: dict[tuple[str, str | None], tuple[str, ...]] = {}
+
+
+def _metric_names(rule: Rule) -> tuple[str, ...]:
+    key = (rule.expr, rule.clear)
+    found = _NAMES.get(key)
+    if found is None:
+        names = {c.name for c in rule.clauses} | {c.name for c in rule.clear_clauses or ()}
+        found = _NAMES[key] = tuple(sorted(names - {"state"}))
+    return found
+
+
 def candidates(rule: Rule, obs: Observation) -> dict[str, tuple[dict[str, str], dict[str, float | str]]]:
     """Per label set: the labels and the values the rule's clauses need (joined on identical labels)."""
-    names = {c.name for c in rule.clauses}
-    if rule.clear_clauses:
-        names |= {c.name for c in rule.clear_clauses}
-    metric_names = names - {"state"}
+    metric_names = _metric_names(rule)
     out: dict[str, tuple[dict[str, str], dict[str, float | str]]] = {}
     if not metric_names:
         out[""] = ({}, {"state": obs.state})
         return out
-    first, *rest = sorted(metric_names)
+    first, *rest = metric_names
     for key, (labels, value) in obs.metrics.get(first, {}).items():
         if rule.match.labels and any(labels.get(k) != v for k, v in rule.match.labels.items()):
             continue
@@ -122,6 +131,8 @@ def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], n
     cond = _holds(rule.clauses, values)
     if cond is None:
         return state, []
+    if not cond and state.status == "ok" and not state.changes:
+        return state, []  # the common case: nothing wrong, nothing remembered (row 1)
     first = rule.clauses[0].name
     raw = values.get(first)
     value = float(raw) if isinstance(raw, int | float) else None

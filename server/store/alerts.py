@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from server.notify.outbox import enqueue
 from server.store.metrics import labels_of
 from server.store.schema import alert_events, alerts, devices, silences
 
@@ -182,6 +183,7 @@ def record_event(
     """
     ts = time.time() if ts is None else ts
     conn.execute(insert(alert_events).values(alert_id=alert_id, ts=ts, kind=kind, username=user, text=text[:2000]))
+    enqueue(conn, alert_id, kind, user, ts)
 
 
 def _log(conn: Connection, alert_id: int, kind: str, user: str, text: str) -> None:
@@ -254,3 +256,58 @@ def delete_silence(conn: Connection, silence_id: int) -> bool:
 def open_count(conn: Connection) -> int:
     """How many alerts are open (for the page header)."""
     return int(conn.execute(select(func.count()).select_from(alerts).where(alerts.c.status == "firing")).scalar() or 0)
+
+
+def _open_alert(conn: Connection, rule: str, device_id: int, key: str) -> Any:
+    return conn.execute(
+        select(alerts.c.id, alerts.c.title)
+        .where(alerts.c.rule == rule, alerts.c.device_id == device_id, alerts.c.labels == key, alerts.c.status == "firing")
+        .order_by(alerts.c.id.desc())
+        .limit(1)
+    ).first()
+
+
+def fire_event_alert(
+    conn: Connection, rule: str, device_id: int, key: str, severity: str, title: str, now: float, text: str
+) -> bool:
+    """Open an alert for an event (a trap, a changed host key), or note a repeat on the open one; True if new."""
+    found = _open_alert(conn, rule, device_id, key)
+    if found is not None:
+        conn.execute(update(alerts).where(alerts.c.id == found.id).values(updated_at=now))
+        record_event(conn, found.id, "repeated", None, text, now)
+        return False
+    episode = 1 + int(
+        conn.execute(
+            select(alerts.c.episode)
+            .where(alerts.c.rule == rule, alerts.c.device_id == device_id, alerts.c.labels == key)
+            .order_by(alerts.c.id.desc())
+            .limit(1)
+        ).scalar()
+        or 0
+    )
+    result = conn.execute(
+        insert(alerts).values(
+            rule=rule,
+            device_id=device_id,
+            labels=key,
+            severity=severity,
+            title=title[:300],
+            status="firing",
+            started_at=now,
+            episode=episode,
+            flapping=False,
+            hidden=0,
+            updated_at=now,
+        )
+    )
+    alert_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    record_event(conn, alert_id, "fired", None, text, now)
+    return True
+
+
+def resolve_event_alert(conn: Connection, rule: str, device_id: int, key: str, now: float, text: str) -> None:
+    """Close the open event alert of that key, if any."""
+    found = _open_alert(conn, rule, device_id, key)
+    if found is not None:
+        conn.execute(update(alerts).where(alerts.c.id == found.id).values(status="resolved", resolved_at=now, updated_at=now))
+        record_event(conn, found.id, "resolved", None, text, now)

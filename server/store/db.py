@@ -8,12 +8,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATE_LOCK = 0x706E6D67  # pg_advisory_lock key held while migrating ("pnmg")
 
 
-def make_engine(url: str, immediate: bool = True) -> Engine:
+def make_engine(url: str, immediate: bool = True, pool_size: int = 10) -> Engine:
     """An engine tuned for its dialect: WAL and busy timeout on SQLite, a bounded pool on PostgreSQL.
 
     On SQLite, `immediate` engines take the write lock at BEGIN (for writers); the others read
@@ -40,7 +41,7 @@ def make_engine(url: str, immediate: bool = True) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
 def alembic_config(url: str) -> Config:
@@ -55,8 +56,18 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.connect() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")  # feature branches of the schema may each have a head
+        locked = conn.dialect.name == "postgresql"
+        if locked:  # serve and workers may start together on one PostgreSQL: one migrates, the others wait
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATE_LOCK})
+            conn.commit()
+        try:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")  # feature branches of the schema may each have a head
+        finally:
+            if locked:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATE_LOCK})
+                conn.commit()
 
 
 def is_migrated(engine: Engine) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,11 @@ from server.secretbox import SecretBox
 from server.store import hostkeys
 from server.store.schema import device_status, devices
 
-SECRET_FIELDS = {"snmp": ("community", "auth_key", "priv_key"), "ssh": ("password", "key_passphrase")}
+# Dotted fields sit in a sub-section ("write.community" is snmp.write.community).
+SECRET_FIELDS = {
+    "snmp": ("community", "auth_key", "priv_key", "write.community", "write.auth_key", "write.priv_key"),
+    "ssh": ("password", "key_passphrase"),
+}
 
 
 class DeviceConflict(Exception):
@@ -37,36 +42,53 @@ class DeviceRow:
     enrolled_keys: tuple[str, ...] = ()
 
 
+def _container(data: dict[str, Any], path: list[str]) -> dict[str, Any] | None:
+    """The dict at `path` inside data, or None when a part is missing."""
+    node: Any = data
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def _secret_paths() -> list[tuple[str, list[str], str]]:
+    """(stored key, containing path, field) for every secret field."""
+    out = []
+    for section, fields in SECRET_FIELDS.items():
+        for field in fields:
+            *inner, name = field.split(".")
+            out.append((f"{section}.{field}", [section, *inner], name))
+    return out
+
+
 def split_secrets(spec: DeviceSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The spec as JSON without secrets, and the secrets alone ("snmp.community": ...)."""
+    """The spec as JSON without secrets, and the secrets alone ("snmp.community": ..., "snmp.write.community": ...)."""
     public = spec.model_dump(mode="json", exclude_none=True)
     secrets: dict[str, Any] = {}
-    for section, fields in SECRET_FIELDS.items():
-        part = public.get(section)
-        if isinstance(part, dict):
-            for field in fields:
-                if field in part:
-                    secrets[f"{section}.{field}"] = part.pop(field)
+    for key, path, name in _secret_paths():
+        part = _container(public, path)
+        if part is not None and name in part:
+            secrets[key] = part.pop(name)
     return public, secrets
 
 
 def join_secrets(public: dict[str, Any], secrets: dict[str, Any]) -> DeviceSpec:
     """Rebuild the full spec from its public JSON and its secrets."""
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in public.items()}
+    data = copy.deepcopy(public)
     for key, value in secrets.items():
-        section, field = key.split(".", 1)
-        if isinstance(data.get(section), dict):
-            data[section][field] = value
+        *path, name = key.split(".")
+        part = _container(data, path)
+        if part is not None:
+            part[name] = value
     return DeviceSpec.model_validate(data)
 
 
 def public_spec(public: dict[str, Any], secret_keys: set[str]) -> dict[str, Any]:
     """The spec for API output: secrets shown only as '<field>_set': true."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in public.items()}
-    for section, fields in SECRET_FIELDS.items():
-        if isinstance(out.get(section), dict):
-            for field in fields:
-                out[section][f"{field}_set"] = f"{section}.{field}" in secret_keys
+    out = copy.deepcopy(public)
+    for key, path, name in _secret_paths():
+        part = _container(out, path)
+        if part is not None:
+            part[f"{name}_set"] = key in secret_keys
     return out
 
 

@@ -69,6 +69,9 @@ def apply_outcomes(
             select(device_status, devices.c.enabled)
             .join(devices, devices.c.id == device_status.c.device_id)
             .where(device_status.c.device_id.in_(ids))
+            .order_by(device_status.c.device_id)
+            # Several writers (queue workers) may store checks of one device at once: lock its row, in id order.
+            .with_for_update(of=device_status)
         )
     }
     status: dict[int, dict[str, Any]] = {}

@@ -150,6 +150,7 @@ async def test_switch_48_ports(snmpsim_devices: SnmpsimPeer, collector: SnmpColl
     assert octets["ifIndex=48,ifName=Gi0/48"] == 5_000_000_048
     assert {s.kind for s in r.samples if s.metric == "if_in_octets"} == {"counter64"}
     assert sum(samples(r, "if_oper_up").values()) == 38
+    assert sum(samples(r, "if_admin_up").values()) == 48  # down ports are admin up: alert-worthy
     assert "storage" not in r.tables and "cpu_load_pct" not in {s.metric for s in r.samples}
 
 

@@ -30,8 +30,8 @@ class TotpClock:
         return pyotp.TOTP(secret).at(self.now + offset * totp.STEP)
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> TotpClock:
+@pytest.fixture(name="clock")
+def clock_fixture(monkeypatch: pytest.MonkeyPatch) -> TotpClock:
     """Codes are checked against this clock (aligned to the middle of a step)."""
     state = TotpClock(now=(time.time() // totp.STEP) * totp.STEP + 15)
     monkeypatch.setattr(totp, "clock", lambda: state.now)

@@ -29,7 +29,7 @@ def snmpd(tmp_path: Path) -> Iterator[SnmpdPeer]:
 
 def _app(tmp_path: Path, snmpd: SnmpdPeer, rules: str | None = None) -> Any:
     snmp = f"{{version: 2c, port: {snmpd.port}, community: {snmpd.community}}}"
-    lines = ["settings:", "  down_after_failures: 1", "  snmp_timeout: 0.3", "  snmp_retries: 0"]
+    lines = ["settings:", "  down_after_failures: 1", "  snmp_timeout: 1.5", "  snmp_retries: 1"]
     if rules is not None:
         (tmp_path / "rules.yaml").write_text(rules)
         lines.append("  rules_file: rules.yaml")

@@ -1,4 +1,4 @@
-"""Config loading: every problem names its file and line; check-config; the examples and docs stay complete."""
+"""Config loading: every problem names its file and line; the examples and the docs stay complete."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from server.config import load_config
 from server.inventory import CheckSpec, CommandCheckSpec, DeviceSpec, SnmpSpec, SshSpec
 from server.settings import Settings
 from server.yamlsrc import ConfigError
-from tests.server.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "config"
@@ -324,67 +323,6 @@ def test_an_include_loop_ends_with_an_error(tmp_path: Path) -> None:
 def test_include_must_be_a_list_of_paths(tmp_path: Path) -> None:
     path = write(tmp_path, "main.yaml", "include: inv.yaml\n")
     assert_reported(problems_of(path), path, 1, "include must be a list")
-
-
-# ---------------------------------------------------------------- check-config
-
-
-def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "c.yaml", "devices:\n  - {name: a, address: 192.0.2.1}\n  - {name: b, address: 192.0.2.2}\n")
-    result = run_cli("check-config", path, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{path}: OK (2 devices)"
-    assert result.stderr == ""
-
-
-def test_check_config_takes_the_path_from_config_too(tmp_path: Path) -> None:
-    path = write(tmp_path, "c.yaml", "devices: []\n")
-    result = run_cli("check-config", "--config", path, cwd=tmp_path)
-    assert result.returncode == 0 and "OK (0 devices)" in result.stdout
-
-
-def test_check_config_lists_every_problem_without_a_traceback(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        "c.yaml",
-        "devices:\n  - {name: a, address: 'not valid'}\n  - {name: a, address: 192.0.2.2}\nextra: 1\n",
-    )
-    result = run_cli("check-config", path, cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 2, result.stderr
-    assert all(line.startswith(f"{path}:") for line in lines)
-    assert any(line.startswith(f"{path}:4: unknown key 'extra'") for line in lines)
-    assert any(line.startswith(f"{path}:2: devices.0.address") for line in lines)
-
-
-@pytest.mark.parametrize("case", ["missing", "directory", "syntax", "binary"])
-def test_check_config_on_unusable_files(tmp_path: Path, case: str) -> None:
-    path = tmp_path / "c.yaml"
-    if case == "directory":
-        path.mkdir()
-    elif case == "syntax":
-        path.write_text("devices: [\n")
-    elif case == "binary":
-        path.write_bytes(b"\x00\xff\xfe garbage \x80")
-    result = run_cli("check-config", path, cwd=tmp_path)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"{path}"), result.stderr
-
-
-def test_check_config_without_a_path(tmp_path: Path) -> None:
-    result = run_cli("check-config", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip() == "pocketnoc: give the config file: pocketnoc check-config PATH"
-
-
-def test_check_config_accepts_the_examples(tmp_path: Path) -> None:
-    result = run_cli("check-config", EXAMPLES / "pocketnoc.example.yaml", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "OK (3 devices)" in result.stdout
 
 
 # ---------------------------------------------------------------- examples and docs

@@ -150,7 +150,8 @@ def test_device_states_and_latest_metrics(app_env: AppEnv) -> None:
     assert exposition.value("pocketnoc_cpu_load_pct", device="core-sw1", check="snmp") == 7.0
     assert exposition.value("pocketnoc_ping_rtt_ms", device="core-sw1", check="ping") == 0.25
     assert exposition.value("pocketnoc_fs_used_pct", device="web-01", check="ssh", mount="/") == 93.5
-    assert exposition.of("pocketnoc_command_ok") == [{"device": "web-01", "check": "nginx-config"}]
+    # a sample label that clashes with ours is kept as exported_<name> (the Prometheus convention)
+    assert exposition.of("pocketnoc_command_ok") == [{"device": "web-01", "check": "ssh", "exported_check": "nginx-config"}]
     for name in ("pocketnoc_if_in_bps", "pocketnoc_cpu_load_pct", "pocketnoc_ping_rtt_ms", "pocketnoc_fs_used_pct"):
         assert exposition.types[name] == "gauge"
 

@@ -31,8 +31,8 @@ def _client(tmp_path: Path, snmpd: SnmpdPeer, extra: str = "") -> tuple[Any, Any
         f"""
 settings:
   down_after_failures: 1
-  snmp_timeout: 0.5
-  snmp_retries: 0
+  snmp_timeout: 1.5
+  snmp_retries: 1
 devices:
   - name: lab-snmpd
     address: 127.0.0.1

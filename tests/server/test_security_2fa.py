@@ -15,7 +15,7 @@ from server.store.schema import users
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, make_app_env, sign_in
 from tests.server.security_helpers import (
     TotpClock,
-    clock,  # noqa: F401 - fixture
+    clock_fixture,  # noqa: F401 - the `clock` fixture
     login_password,
     second_step,
     session_cookie,
@@ -121,7 +121,9 @@ def test_a_half_session_expires_quickly(app_env: AppEnv, clock: TotpClock) -> No
     client = TestClient(app_env.app, follow_redirects=False)
     login_password(client, "gus")
     with app_env.svc.engine.begin() as conn:
-        conn.execute(sessions_table.update().where(sessions_table.c.stage == "2fa").values(created_at=sessions_table.c.created_at - 301))
+        conn.execute(
+            sessions_table.update().where(sessions_table.c.stage == "2fa").values(created_at=sessions_table.c.created_at - 301)
+        )
     assert client.get("/login/2fa").status_code == 303
     assert second_step_status_without_page(client, clock.code(secret)) == 303
 
@@ -170,13 +172,18 @@ def test_step_up_asks_again_after_stepup_minutes(app_env: AppEnv, clock: TotpClo
         conn.execute(sessions_table.update().values(verified_at=sessions_table.c.verified_at - 11 * 60))
     stale = client.get("/admin/users")
     assert stale.status_code == 303 and stale.headers["location"] == "/account/verify?next=/admin/users"
-    api = client.post("/api/v1/users", json={"name": "x1", "role": "viewer", "password": "p" * 12},
-                      headers={"X-CSRF-Token": form_csrf(client.get("/account").text)})
+    api = client.post(
+        "/api/v1/users",
+        json={"name": "x1", "role": "viewer", "password": "p" * 12},
+        headers={"X-CSRF-Token": form_csrf(client.get("/account").text)},
+    )
     assert api.status_code == 403 and api.json()["stepup"] == "/account/verify"
     page = client.get("/account/verify?next=/admin/users")
     wrong = client.post("/account/verify", data={"code": "123456", "next": "/admin/users", "csrf_token": form_csrf(page.text)})
     assert wrong.status_code == 403
-    ok = client.post("/account/verify", data={"code": clock.code(secret), "next": "/admin/users", "csrf_token": form_csrf(page.text)})
+    ok = client.post(
+        "/account/verify", data={"code": clock.code(secret), "next": "/admin/users", "csrf_token": form_csrf(page.text)}
+    )
     assert ok.status_code == 303 and ok.headers["location"] == "/admin/users"
     assert client.get("/admin/users").status_code == 200
 
@@ -190,7 +197,8 @@ def test_step_up_without_2fa_takes_the_password(app_env: AppEnv) -> None:
     page = app_env.client.get("/account/verify")
     assert 'name="password"' in page.text
     ok = app_env.client.post(
-        "/account/verify", data={"password": "correct horse battery", "next": "/account/password", "csrf_token": form_csrf(page.text)}
+        "/account/verify",
+        data={"password": "correct horse battery", "next": "/account/password", "csrf_token": form_csrf(page.text)},
     )
     assert ok.status_code == 303
     assert app_env.client.get("/account/password").status_code == 200
@@ -198,5 +206,7 @@ def test_step_up_without_2fa_takes_the_password(app_env: AppEnv) -> None:
 
 def test_bearer_tokens_need_no_step_up(app_env: AppEnv) -> None:
     token = app_env.token("jon", "admin")
-    created = app_env.client.post("/api/v1/users", json={"name": "kim", "role": "viewer", "password": "p" * 12}, headers=bearer(token))
+    created = app_env.client.post(
+        "/api/v1/users", json={"name": "kim", "role": "viewer", "password": "p" * 12}, headers=bearer(token)
+    )
     assert created.status_code == 201

@@ -14,7 +14,7 @@ from server.store.schema import sessions as sessions_table
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, sign_in
 from tests.server.security_helpers import (
     TotpClock,
-    clock,  # noqa: F401 - fixture
+    clock_fixture,  # noqa: F401 - the `clock` fixture
     login_password,
     session_cookie,
     user_with_totp,
@@ -65,7 +65,12 @@ def test_a_password_change_ends_every_session_but_gives_this_browser_a_new_one(a
     page = app_env.client.get("/account/password")
     changed = app_env.client.post(
         "/account/password",
-        data={"current": PASSWORD, "new": "a brand new secret", "again": "a brand new secret", "csrf_token": form_csrf(page.text)},
+        data={
+            "current": PASSWORD,
+            "new": "a brand new secret",
+            "again": "a brand new secret",
+            "csrf_token": form_csrf(page.text),
+        },
     )
     assert changed.status_code == 303
     assert phone.get("/api/v1/me").status_code == 401  # the other device is signed out at once
@@ -78,7 +83,9 @@ def test_a_password_change_ends_every_session_but_gives_this_browser_a_new_one(a
 
 def test_the_api_password_change_checks_the_current_password(app_env: AppEnv) -> None:
     token = app_env.token("dan", "viewer")
-    wrong = app_env.client.post("/api/v1/account/password", json={"current": "nope", "new": "0123456789ab"}, headers=bearer(token))
+    wrong = app_env.client.post(
+        "/api/v1/account/password", json={"current": "nope", "new": "0123456789ab"}, headers=bearer(token)
+    )
     assert wrong.status_code == 422
     extra = app_env.client.post(
         "/api/v1/account/password", json={"current": PASSWORD, "new": "0123456789ab", "role": "admin"}, headers=bearer(token)

@@ -83,7 +83,8 @@ def test_create_device_stores_the_row_and_an_unknown_status(engine: Engine, box:
         row = load_device(conn, box, device_id)
         status = conn.execute(select(device_status).where(device_status.c.device_id == device_id)).one()
     assert row is not None
-    assert (row.name, row.address, row.tags, row.interval, row.kind, row.source) == ("sw1", "192.0.2.10", ["a", "b"], 30, "switch", "api")
+    fields = (row.name, row.address, row.tags, row.interval, row.kind, row.source)
+    assert fields == ("sw1", "192.0.2.10", ["a", "b"], 30, "switch", "api")
     assert row.enabled and row.parent_id is None
     assert status.state == "unknown" and status.last_polled is None and status.facts == {}
 
@@ -223,7 +224,9 @@ def test_a_missing_or_broken_key_file_is_refused(tmp_path: Path) -> None:
 def test_sync_creates_updates_and_removes_config_devices_only(engine: Engine, box: SecretBox) -> None:
     (api_id,) = add(engine, box, spec("api-dev"))
     # Listed child first: parents must still be placed before their children.
-    first = [spec("leaf", parent="mid"), spec("mid", parent="root"), spec("root"), spec("gone"), spec("under-api", parent="api-dev")]
+    first = [
+        spec("leaf", parent="mid"), spec("mid", parent="root"), spec("root"), spec("gone"), spec("under-api", parent="api-dev")
+    ]
     with engine.begin() as conn:
         assert sync_config_devices(conn, first, box, 60) == {"created": 5, "updated": 0, "removed": 0}
     rows = rows_by_name(engine)
@@ -289,7 +292,8 @@ def test_write_samples_creates_series_once(engine: Engine, box: SecretBox) -> No
     if1 = labels_key({"ifIndex": "1"})
     cache = SeriesCache()
     with engine.begin() as conn:
-        assert write_samples(conn, cache, [(device_id, "if_in_bps", if1, 100, 1.5), (device_id, "cpu_load_pct", "", 100, 9.0)]) == 2
+        rows = [(device_id, "if_in_bps", if1, 100, 1.5), (device_id, "cpu_load_pct", "", 100, 9.0)]
+        assert write_samples(conn, cache, rows) == 2
     fresh = SeriesCache()  # another writer (or a restart) must find the same series
     with engine.begin() as conn:
         write_samples(conn, fresh, [(device_id, "if_in_bps", if1, 160, 2.5), (device_id, "if_in_bps", if1, 160, 99.0)])
@@ -305,6 +309,7 @@ def test_write_samples_creates_series_once(engine: Engine, box: SecretBox) -> No
 
 
 T0 = 1_700_000_000 // 3600 * 3600  # an hour boundary
+Buckets = dict[int, tuple[float, float, float, int]]  # bucket start -> (min, max, avg, count)
 
 
 def _raw_points() -> list[tuple[int, float]]:
@@ -317,14 +322,14 @@ def _raw_points() -> list[tuple[int, float]]:
     return points
 
 
-def _expected(points: list[tuple[int, float]], size: int) -> dict[int, tuple[float, float, float, int]]:
+def _expected(points: list[tuple[int, float]], size: int) -> Buckets:
     groups: dict[int, list[float]] = defaultdict(list)
     for ts, value in points:
         groups[ts // size * size].append(value)
     return {b: (min(v), max(v), sum(v) / len(v), len(v)) for b, v in groups.items()}
 
 
-def _rollup_rows(engine: Engine, resolution: int) -> dict[int, tuple[float, float, float, int]]:
+def _rollup_rows(engine: Engine, resolution: int) -> Buckets:
     with engine.connect() as conn:
         rows = conn.execute(
             select(rollups.c.ts, rollups.c.vmin, rollups.c.vmax, rollups.c.vavg, rollups.c.n)
@@ -334,7 +339,7 @@ def _rollup_rows(engine: Engine, resolution: int) -> dict[int, tuple[float, floa
         return {int(r.ts): (r.vmin, r.vmax, r.vavg, int(r.n)) for r in rows}
 
 
-def _assert_rollups(actual: dict[int, tuple[float, float, float, int]], expected: dict[int, tuple[float, float, float, int]]) -> None:
+def _assert_rollups(actual: Buckets, expected: Buckets) -> None:
     assert set(actual) == set(expected)
     for bucket, (vmin, vmax, vavg, n) in expected.items():
         got = actual[bucket]
@@ -409,8 +414,10 @@ def test_history_reads_raw_then_5m_then_1h(engine: Engine, box: SecretBox) -> No
         conn.execute(
             insert(rollups),
             [
-                {"series_id": sid, "resolution": 300, "ts": now // 300 * 300 - 3 * 86400, "vmin": 1, "vmax": 9, "vavg": 5, "n": 5},
-                {"series_id": sid, "resolution": 3600, "ts": now // 3600 * 3600 - 60 * 86400, "vmin": 2, "vmax": 8, "vavg": 4, "n": 60},
+                {"series_id": sid, "resolution": 300, "ts": now // 300 * 300 - 3 * 86400,
+                 "vmin": 1, "vmax": 9, "vavg": 5, "n": 5},
+                {"series_id": sid, "resolution": 3600, "ts": now // 3600 * 3600 - 60 * 86400,
+                 "vmin": 2, "vmax": 8, "vavg": 4, "n": 60},
             ],
         )
     with engine.connect() as conn:

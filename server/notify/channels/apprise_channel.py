@@ -1,0 +1,161 @@
+"""Every other service through Apprise URLs (ntfy, Telegram, Slack, Teams, Discord, Pushover, Gotify, Matrix, json:// ...).
+
+Apprise answers only yes or no; the HTTP status is read from its log line ("error=400") so permanent 4xx answers
+are dead-lettered rather than retried. Apprise does not expose Retry-After: a 429 is retried with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import apprise
+
+from agents.safety import check_address, check_host_name, normalise_ip
+from server.notify.channels import ChannelError, checked_host, register
+from server.notify.message import Note, clean
+from server.notify.outcome import Outcome, classify_http
+
+# Local desktop buses and raw-socket protocols: not web services; refused unless an admin allows them.
+UNSAFE_SCHEMES = frozenset(
+    {"dbus", "kde", "qt", "glib", "gio", "gnome", "macosx", "windows", "syslog", "rsyslog", "mqtt", "mqtts", "xmpp",
+     "xmpps", "irc", "ircs", "smpp", "smpps", "blink1", "aprs", "amqp", "amqps", "nostr", "file"}
+)
+# Schemes whose URL host is the server contacted (self-hosted services): its addresses are checked before sending.
+HOST_SCHEMES = frozenset(
+    {"json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys", "gotify", "gotifys", "matrix", "matrixs", "mmost",
+     "mmosts", "rocket", "rockets", "ncloud", "nclouds", "nctalk", "nctalks", "hassio", "hassios", "apprise", "apprises",
+     "mailto", "mailtos", "kodi", "kodis", "xbmc", "xbmcs", "emby", "embys", "signal", "signals", "synology", "synologys",
+     "workflow", "workflows", "lametric", "lametrics", "opsgenie", "pagertree", "gorush", "gorushs"}
+)
+_STATUS = re.compile(r"error=(\d{3})\b")
+
+
+class _ThreadLog(logging.Handler):
+    """Collects Apprise's log lines per sending thread (threads send at the same time)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.buffers: dict[int, list[str]] = {}
+        self.guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        buffer = self.buffers.get(threading.get_ident())
+        if buffer is not None and len(buffer) < 20:
+            try:
+                buffer.append(record.getMessage()[:500])
+            except Exception:  # a plugin's bad format string must not break delivery
+                buffer.append(str(record.msg)[:500])
+
+    def start(self) -> list[str]:
+        buffer: list[str] = []
+        with self.guard:
+            self.buffers[threading.get_ident()] = buffer
+        return buffer
+
+    def stop(self) -> None:
+        with self.guard:
+            self.buffers.pop(threading.get_ident(), None)
+
+
+_CAPTURE = _ThreadLog()
+logging.getLogger("apprise").addHandler(_CAPTURE)
+
+
+def _strict_ip(host: str) -> Any:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _masked(private_url: str, scheme: str) -> str:
+    """Apprise's privacy URL without its query (headers and tokens can sit there) or a self-hosted service's path."""
+    parts = urlsplit(private_url)
+    path = parts.path
+    if scheme in HOST_SCHEMES:
+        path = "/…" if path.strip("/") else "/"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _instantiate(url: str) -> Any:
+    return apprise.Apprise.instantiate(url, suppress_exceptions=True)
+
+
+class AppriseChannel:
+    """One Apprise URL."""
+
+    kind = "apprise"
+
+    def __init__(self, url: str, allow_unsafe: bool = False) -> None:
+        self.url = url
+        self.scheme = url.split("://", 1)[0].lower()
+        if self.scheme in UNSAFE_SCHEMES and not allow_unsafe:
+            raise ChannelError(f"refused: {self.scheme}:// is not a web service (an admin may set allow_unsafe)")
+        plugin = _instantiate(url)
+        if plugin is None:
+            raise ChannelError(f"not a URL Apprise understands: {self.scheme}://…")
+        host = str(getattr(plugin, "host", "") or "")
+        self.host = host
+        self.port = int(getattr(plugin, "port", 0) or (443 if getattr(plugin, "secure", False) else 80))
+        if host:
+            check_host_name(host)
+            # Token-style URLs (tgram://123:abc/...) carry no host: only a real address literal is checked there.
+            literal = normalise_ip(host) if self.scheme in HOST_SCHEMES else _strict_ip(host)
+            if literal is not None and not allow_unsafe:
+                check_address(literal)
+        self.allow_unsafe = allow_unsafe
+        self._display = clean(_masked(plugin.url(privacy=True), self.scheme), 300)
+
+    def display(self) -> str:
+        """Apprise's own privacy rendering of the URL (tokens and passwords masked)."""
+        return self._display
+
+    def _send_sync(self, note: Note, timeout: float) -> Outcome:
+        plugin = _instantiate(self.url)
+        if plugin is None:
+            return Outcome(False, "apprise", "the URL no longer parses", permanent=True)
+        plugin.socket_connect_timeout = min(timeout, 30.0)
+        plugin.socket_read_timeout = timeout
+        if isinstance(getattr(plugin, "headers", None), dict):
+            plugin.headers["X-Pocketnoc-Dedup-Key"] = note.dedup_key
+        if isinstance(getattr(plugin, "payload_extras", None), dict):
+            plugin.payload_extras["dedup_key"] = note.dedup_key
+        kind = apprise.NotifyType.INFO
+        if note.kind == "resolve":
+            kind = apprise.NotifyType.SUCCESS
+        elif note.severity == "critical" or note.kind == "system":
+            kind = apprise.NotifyType.FAILURE
+        elif note.severity == "warning":
+            kind = apprise.NotifyType.WARNING
+        buffer = _CAPTURE.start()
+        try:
+            ok = bool(plugin.notify(body=note.text, title=note.heading, notify_type=kind))
+        except Exception as exc:  # a plugin bug is a failed attempt, not a crashed worker
+            return Outcome(False, "apprise", clean(f"{type(exc).__name__}: {exc}"))
+        finally:
+            _CAPTURE.stop()
+        if ok:
+            return Outcome(True, "apprise ok")
+        detail = clean(" | ".join(buffer)) or "the service refused or did not answer"
+        codes = [int(m) for line in buffer for m in _STATUS.findall(line)]
+        if codes:
+            result = classify_http(codes[-1], None, detail)
+            return Outcome(False, f"apprise error={codes[-1]}", detail, permanent=result.permanent, retry_after=None)
+        return Outcome(False, "apprise", detail)
+
+    async def send(self, note: Note, time_limit: float) -> Outcome:
+        """Check a self-hosted service's addresses, then notify in a thread (Apprise plugins block)."""
+        if self.host and self.scheme in HOST_SCHEMES:
+            refused = await checked_host(self.host, self.port, self.allow_unsafe)
+            if refused is not None:
+                return refused
+        return await asyncio.to_thread(self._send_sync, note, time_limit)
+
+
+register("apprise", AppriseChannel)

@@ -1,0 +1,76 @@
+"""Generic webhook: POST a JSON document to an http(s) URL; full HTTP status, Retry-After and dedup key."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from agents.safety import parse_target
+from server.notify import http
+from server.notify.channels import ChannelError, checked_host, register
+from server.notify.message import Note
+from server.notify.outcome import Outcome, classify_http
+
+
+class Webhook:
+    """A JSON webhook; user:password in the URL becomes HTTP basic auth."""
+
+    kind = "webhook"
+
+    def __init__(self, url: str, allow_unsafe: bool = False) -> None:
+        parts = urlsplit(url)
+        self.auth: httpx.BasicAuth | None = None
+        if parts.username is not None:
+            self.auth = httpx.BasicAuth(parts.username, parts.password or "")
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        self.url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        target = parse_target(self.url)  # raises UnsafeTarget: scheme, odd characters, literal link-local
+        if target.ip is not None and not allow_unsafe:
+            from agents.safety import check_address
+
+            check_address(target.ip)
+        self.host = target.host
+        try:
+            self.port = target.port or (443 if parts.scheme.lower() == "https" else 80)
+        except ValueError:
+            raise ChannelError("invalid port") from None
+        self.allow_unsafe = allow_unsafe
+        self._display = f"{parts.scheme.lower()}://{netloc}/…" if parts.path.strip("/") or parts.query else f"{parts.scheme}://{netloc}/"
+
+    def display(self) -> str:
+        """Scheme and host; the path and query (where tokens live) are masked."""
+        return self._display
+
+    async def send(self, note: Note, time_limit: float) -> Outcome:
+        """POST the note as JSON; never follows redirects."""
+        refused = await checked_host(self.host, self.port, self.allow_unsafe)
+        if refused is not None:
+            return refused
+        body = {
+            "dedup_key": note.dedup_key,
+            "kind": note.kind,
+            "title": note.heading,
+            "text": note.text,
+            "severity": note.severity,
+            "link": note.link,
+            "alert": note.payload,
+        }
+        headers = {
+            "Content-Type": "application/json",
+            "X-Pocketnoc-Dedup-Key": note.dedup_key,
+            "X-Pocketnoc-Kind": note.kind,
+        }
+        try:
+            content = json.dumps(body, ensure_ascii=True).encode()
+            auth = self.auth or httpx.USE_CLIENT_DEFAULT
+            response = await http.client().post(self.url, content=content, headers=headers, auth=auth, timeout=time_limit)
+        except httpx.TimeoutException:
+            return Outcome(False, "timeout", f"no answer within {time_limit:.0f}s")
+        except httpx.HTTPError as exc:
+            return Outcome(False, "connect", str(exc)[:300] or type(exc).__name__)
+        return classify_http(response.status_code, response.headers.get("retry-after"), response.text[:300])
+
+
+register("webhook", Webhook, ("http", "https"))

@@ -1,0 +1,243 @@
+"""The notifications file (channels.yaml): channels, routes, escalations, delivery timing, push and dead-man settings."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from server.inventory import NAME_RE, TAG_RE
+from server.yamlsrc import ConfigError, LineDict, line_of, load_yaml
+
+Severity = Literal["critical", "warning", "info"]
+HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+CHANNEL_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class TimeWindow(BaseModel):
+    """A daily window (it may run past midnight) on some weekdays (0 = Monday), in a time zone."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: str = Field(pattern=HHMM)
+    end: str = Field(pattern=HHMM)
+    days: list[int] = Field(default_factory=lambda: list(range(7)), min_length=1, max_length=7)
+    tz: str = Field(default="UTC", max_length=64)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        if any(d < 0 or d > 6 for d in value):
+            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
+        return sorted(set(value))
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def contains(self, ts: float) -> bool:
+        """Is `ts` inside the window? A window that runs past midnight belongs to the day it starts."""
+        local = datetime.fromtimestamp(ts, UTC).astimezone(ZoneInfo(self.tz))
+        sh, sm = (int(x) for x in self.start.split(":"))
+        eh, em = (int(x) for x in self.end.split(":"))
+        length = (eh * 60 + em - sh * 60 - sm) % 1440 or 1440
+        for back in (0, 1):
+            day = local - timedelta(days=back)
+            if day.weekday() not in self.days:
+                continue
+            begin = day.replace(hour=sh, minute=sm, second=0, microsecond=0)
+            if begin <= local < begin + timedelta(minutes=length):
+                return True
+        return False
+
+
+class Match(BaseModel):
+    """Which alerts a route takes; an empty list matches anything."""
+
+    model_config = ConfigDict(extra="forbid")
+    severity: list[Severity] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)  # any of the device's tags
+    devices: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not re.fullmatch(TAG_RE, tag):
+                raise ValueError(f"{tag!r} is not a valid tag")
+        return value
+
+    def matches(self, severity: str, tags: list[str], device: str, rule: str) -> bool:
+        """Does an alert with these properties match?"""
+        return (
+            (not self.severity or severity in self.severity)
+            and (not self.tags or any(t in tags for t in self.tags))
+            and (not self.devices or device in self.devices)
+            and (not self.rules or rule in self.rules)
+        )
+
+
+class Route(BaseModel):
+    """Alerts that match go to these users (their phones and personal channels) and channels."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=CHANNEL_NAME)
+    match: Match = Field(default_factory=Match)
+    users: list[str] = Field(default_factory=list)  # "*" = every user
+    channels: list[str] = Field(default_factory=list)  # "*" = every shared channel
+    escalation: str | None = None
+    when: TimeWindow | None = None  # the route applies only inside this window
+    quiet_hours: TimeWindow | None = None  # inside it only critical alerts go out
+    stop: bool = False  # later routes are not tried when this one matched
+
+    def applies(self, severity: str, tags: list[str], device: str, rule: str, now: float) -> bool:
+        """Does the route take this alert now (match, time window, quiet hours)?"""
+        if not self.match.matches(severity, tags, device, rule):
+            return False
+        if self.when is not None and not self.when.contains(now):
+            return False
+        return not (self.quiet_hours is not None and severity != "critical" and self.quiet_hours.contains(now))
+
+
+class Step(BaseModel):
+    """One escalation step: whom to notify when the alert is still unacknowledged after_minutes later."""
+
+    model_config = ConfigDict(extra="forbid")
+    after_minutes: float = Field(gt=0, le=7 * 1440)
+    users: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _someone(self) -> Step:
+        if not self.users and not self.channels:
+            raise ValueError("a step needs users or channels")
+        return self
+
+
+class Escalation(BaseModel):
+    """Steps taken one after another until someone acknowledges, `loops` times over."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=CHANNEL_NAME)
+    steps: list[Step] = Field(min_length=1, max_length=20)
+    loops: int = Field(default=1, ge=1, le=20)
+
+
+class ChannelSpec(BaseModel):
+    """A channel declared in the file (kept in the database encrypted, like API-made ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=CHANNEL_NAME)
+    url: str = Field(min_length=3, max_length=2000)
+    user: str | None = Field(default=None, pattern=NAME_RE)  # personal channel of this user
+    enabled: bool = True
+    allow_unsafe: bool = False  # link-local targets, non-http transports, cleartext SMTP off loopback
+
+
+class Delivery(BaseModel):
+    """Timing of the worker: polling, retries, grouping, broken channels, action tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    concurrency: int = Field(default=32, ge=1, le=256)
+    timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    backoff_seconds: float = Field(default=5.0, gt=0, le=3600)
+    backoff_max_seconds: float = Field(default=900.0, gt=0, le=86400)
+    retry_after_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    max_age_hours: float = Field(default=24.0, gt=0, le=24 * 14)
+    burst: int = Field(default=3, ge=1, le=100_000)
+    burst_window_seconds: float = Field(default=60.0, gt=0, le=3600)
+    summary_delay_seconds: float = Field(default=10.0, ge=0, le=3600)
+    recheck_seconds: float = Field(default=30.0, gt=0, le=3600)
+    broken_after_failures: int = Field(default=5, ge=1, le=1000)
+    action_token_minutes: float = Field(default=240.0, gt=0, le=7 * 1440)
+    keep_days: float = Field(default=30.0, gt=0, le=3650)
+
+    @model_validator(mode="after")
+    def _lease(self) -> Delivery:
+        if self.lease_seconds <= self.timeout_seconds:
+            raise ValueError("lease_seconds must be longer than timeout_seconds")
+        return self
+
+
+class Push(BaseModel):
+    """Web Push: the VAPID contact and how long push services keep an undelivered message."""
+
+    model_config = ConfigDict(extra="forbid")
+    subject: str = Field(default="mailto:pocketnoc@localhost", pattern=r"^(mailto:\S+@\S+|https://\S+)$")
+    ttl_seconds: int = Field(default=4 * 3600, ge=0, le=28 * 86400)
+
+
+class Deadman(BaseModel):
+    """Heartbeats to an outside watcher while monitoring works, and when the web app calls monitoring silent."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(default=None, max_length=2000)
+    interval_seconds: float = Field(default=60.0, gt=0, le=86400)
+    silent_after_seconds: float = Field(default=300.0, gt=0, le=86400)
+    allow_unsafe: bool = False
+
+
+class NotifyConfig(BaseModel):
+    """Everything in channels.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    channels: list[ChannelSpec] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    delivery: Delivery = Field(default_factory=Delivery)
+    push: Push = Field(default_factory=Push)
+    deadman: Deadman = Field(default_factory=Deadman)
+
+    @model_validator(mode="after")
+    def _references(self) -> NotifyConfig:
+        for what, names in (("channel", [c.name for c in self.channels]), ("route", [r.name for r in self.routes]),
+                            ("escalation", [e.name for e in self.escalations])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {what} names: {', '.join(dupes)}")
+        known = {e.name for e in self.escalations}
+        for route in self.routes:
+            if route.escalation is not None and route.escalation not in known:
+                raise ValueError(f"route {route.name!r} names unknown escalation {route.escalation!r}")
+        return self
+
+    def effective_routes(self) -> list[Route]:
+        """The routes in force: the file's, or one route sending everything to every user and shared channel."""
+        return self.routes or [Route(name="default", users=["*"], channels=["*"])]
+
+    def escalation(self, name: str | None) -> Escalation | None:
+        """An escalation policy by name."""
+        return next((e for e in self.escalations if e.name == name), None)
+
+
+def load_notify_config(path: Path | None) -> NotifyConfig:
+    """Read channels.yaml (None: defaults); ConfigError lists every problem as file:line."""
+    if path is None:
+        return NotifyConfig()
+    tree = load_yaml(path)
+    if tree is None:
+        return NotifyConfig()
+    if not isinstance(tree, LineDict):
+        raise ConfigError([f"{path}:1: the notifications file is a mapping (channels, routes, escalations, ...)"])
+    try:
+        return NotifyConfig.model_validate(tree)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            where = ".".join(map(str, loc)) or "file"
+            problems.append(f"{path}:{line_of(tree, loc) if loc else 1}: {where}: {msg}")
+        raise ConfigError(problems) from None
+

@@ -1,0 +1,198 @@
+"""Claiming, sending and recording one message: send-time checks, action tokens, retries, broken channels, gone devices."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from server.notify import notices, store, webpush
+from server.notify import store_targets as targets
+from server.notify.channels import Channel, ChannelError, build
+from server.notify.config import NotifyConfig
+from server.notify.message import Note, build_note, push_json
+from server.notify.outcome import Outcome, backoff
+from server.notify.routing import OPERATOR_ROLES
+from server.notify.summaries import compose
+from server.secretbox import SecretBox, SecretsUnavailable
+
+log = logging.getLogger("pocketnoc.notify")
+ACTIONABLE = ("trigger", "escalate", "reminder")
+
+
+@dataclass
+class Job:
+    """A claimed message with everything needed to send it outside the transaction."""
+
+    row: Any
+    note: Note | None = None
+    channel: Channel | None = None
+    channel_row: Any = None
+    sub: dict[str, Any] | None = None
+    token: str | None = None
+    can_act: bool = False
+
+
+def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | None, limit: int,
+          guard: Callable[[Connection], bool] | None = None) -> list[Job]:
+    """Lease due messages and prepare them; messages that must not go out are finished here (skipped or dead).
+
+    `guard` runs first in the same transaction: the sender's lease fence (nothing is claimed without it).
+    """
+    now = time.time()
+    with engine.begin() as conn:
+        store.serialise(conn)
+        if guard is not None and not guard(conn):
+            return []
+        rows = store.claim_messages(conn, now, limit, config.delivery.lease_seconds)
+        if not rows:
+            return []
+        channels = {r.id: r for r in targets.channel_rows(conn, [r.target_id for r in rows if r.target_type == "channel"])}
+        subs = {r.id: r for r in targets.subscription_rows(conn, [r.target_id for r in rows if r.target_type == "push"])}
+        alerts = store.alerts_by_id(conn, [r.alert_id for r in rows if r.alert_id is not None])
+        holds = store.Holds(conn, now)
+        jobs = []
+        for row in rows:
+            job = Job(row)
+            problem = _prepare(conn, job, box, config, base_url, channels, subs, alerts, holds, now)
+            if problem is None:
+                jobs.append(job)
+                continue
+            result, reason = problem
+            store.finish_message(conn, row, now, result, "not sent", reason, None)
+        return jobs
+
+
+def _prepare(conn: Any, job: Job, box: SecretBox, config: NotifyConfig, base_url: str | None, channels: dict[int, Any],
+             subs: dict[int, Any], alerts: dict[int, Any], holds: store.Holds, now: float) -> tuple[str, str] | None:
+    row = job.row
+    payload = dict(row.payload or {})
+    if row.kind in ACTIONABLE:
+        alert = alerts.get(row.alert_id)
+        reason = holds.reason(alert) if alert is not None else "the alert is gone"
+        if reason is not None and reason != "resolved":  # a resolve follows a late trigger: both go out, in order
+            return "skipped", f"not sent: {reason}"
+    elif row.kind == "resolve" and not store.was_notified(conn, row.target_type, row.target_id, row.alert_id, row.episode):
+        return "skipped", "not sent: nothing about this alert reached this target"
+    elif row.kind == "summary":
+        members = store.summary_members(conn, row.id)
+        member_alerts = store.alerts_by_id(conn, [m.alert_id for m in members if m.alert_id is not None])
+        keep: list[Any] = []
+        drop: list[Any] = []
+        for m in members:
+            alert = member_alerts.get(m.alert_id)
+            reason = holds.reason(alert) if alert is not None else "gone"
+            (drop if m.kind in ACTIONABLE and reason not in (None, "resolved") else keep).append(m)
+        store.set_status(conn, [m.id for m in drop], "skipped", "not sent: held when its summary went out")
+        if not keep:
+            return "skipped", "not sent: every alert in it was acknowledged, snoozed, silenced or hidden"
+        payload = compose(keep, now)
+    try:
+        if row.target_type == "channel":
+            found = channels.get(row.target_id)
+            if found is None or not found.enabled:
+                return "skipped", "not sent: the channel was removed or disabled"
+            job.channel_row = found
+            job.channel = build(targets.channel_url(box, found), bool(found.allow_unsafe))
+        else:
+            found = subs.get(row.target_id)
+            if found is None:
+                return "gone", "the device was unsubscribed"
+            job.sub = targets.subscription_keys(box, found)
+            role = targets.user_role(conn, found.user_id)
+            job.can_act = role is not None and role[0] in OPERATOR_ROLES and not role[1]
+            if job.can_act and row.kind in ACTIONABLE and row.alert_id is not None:
+                ttl = config.delivery.action_token_minutes * 60
+                job.token = targets.issue_token(conn, row.id, found.user_id, row.alert_id, now, ttl)
+    except ChannelError as exc:
+        return "dead", f"channel URL refused: {exc}"
+    except SecretsUnavailable as exc:
+        return "dead", str(exc)
+    job.note = build_note(payload, row.dedup_key, base_url)
+    return None
+
+
+async def send(job: Job, config: NotifyConfig, keys: webpush.VapidKeys | None) -> Outcome:
+    """One attempt (never raises)."""
+    timeout = config.delivery.timeout_seconds
+    note = job.note
+    if note is None:
+        return Outcome(False, "error", "nothing to send", permanent=True)
+    try:
+        if job.channel is not None:
+            return await job.channel.send(note, timeout)
+        if job.sub is not None and keys is not None:
+            urgent = note.kind in ACTIONABLE and note.severity == "critical"
+            data = push_json(note, job.token, job.can_act)
+            return await webpush.send(keys, job.sub, data, config.push.ttl_seconds, "high" if urgent else "normal",
+                                      note.dedup_key, timeout)
+    except Exception as exc:  # a bug in one channel must not stop the worker
+        log.exception("sending message %s failed unexpectedly", job.row.id)
+        return Outcome(False, "error", f"{type(exc).__name__}: {exc}"[:300])
+    return Outcome(False, "error", "no target", permanent=True)
+
+
+def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], config: NotifyConfig) -> list[str]:
+    """Write receipts and next states of finished attempts in one transaction; returns each result."""
+    now = time.time()
+    d = config.delivery
+    finished: list[tuple[Any, float, str, str, str, float | None, float | None]] = []
+    verdicts = []
+    for job, outcome, ms in results:
+        row = job.row
+        next_at = None
+        if outcome.ok:
+            result = "ok"
+        elif outcome.gone:
+            result = "gone"
+        elif outcome.permanent:
+            result = "dead"
+        else:
+            wait = backoff(row.attempts + 1, d.backoff_seconds, d.backoff_max_seconds, outcome.retry_after,
+                           d.retry_after_max_seconds)
+            expired = now + wait - row.created_at > d.max_age_hours * 3600
+            result = "dead" if expired else "retry"
+            next_at = None if expired else now + wait
+        verdicts.append(result)
+        finished.append((row, now, result, outcome.status or result, outcome.detail, ms, next_at))
+    with engine.begin() as conn:
+        store.finish_messages(conn, finished)
+        _health(conn, results, now, d.broken_after_failures)
+    return verdicts
+
+
+def _health(conn: Any, results: list[tuple[Job, Outcome, float]], now: float, broken_after: int) -> None:
+    """Channel health and device bookkeeping, once per target per batch."""
+    channels: dict[int, list[tuple[Job, Outcome]]] = {}
+    devices: dict[int, Outcome] = {}
+    for job, outcome, _ms in results:
+        if job.channel_row is not None:
+            channels.setdefault(job.channel_row.id, []).append((job, outcome))
+        elif job.row.target_type == "push" and (job.row.target_id not in devices or not devices[job.row.target_id].gone):
+            devices[job.row.target_id] = outcome  # the last attempt counts, but gone stays gone
+    for attempts in channels.values():
+        row = attempts[0][0].channel_row
+        last_ok = max((i for i, (_j, o) in enumerate(attempts) if o.ok), default=-1)
+        changes = []
+        if last_ok >= 0:
+            changes.append(targets.mark_channel(conn, row, True, "", now, broken_after))
+        failures = attempts[last_ok + 1:]
+        if failures:
+            last = failures[-1][1]
+            detail = f"{last.status} {last.detail}".strip()
+            changes.append(targets.mark_channel(conn, row, False, detail, now, broken_after, len(failures)))
+        for change in changes:
+            if change is not None:
+                detail = f"{attempts[-1][1].status} {attempts[-1][1].detail}".strip()
+                log.warning("notification channel %s is %s", row.name, change)
+                notices.channel_health(conn, row, change, detail, now)
+    for sub_id, outcome in devices.items():
+        if outcome.gone:
+            targets.delete_subscription(conn, sub_id)
+            store.drop_target_messages(conn, "push", sub_id, now)
+        else:
+            targets.mark_subscription(conn, sub_id, outcome.ok, f"{outcome.status} {outcome.detail}".strip(), now)

@@ -1,0 +1,137 @@
+"""Turns outbox rows into messages and moves escalations along, in one transaction per pass.
+
+Outbox kinds: fired starts a track (held until the alert may notify), resolved tells everyone who was notified,
+acknowledged stops escalation, snoozed pauses it until the snooze ends, unacknowledged / unsnoozed / unsuppressed
+make the track due again. A due track sends the first notification (route targets), a reminder after a pause, or
+the next escalation step. Suppressed, silenced and snoozed alerts wait; they are checked again at send time too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Connection
+
+from server.notify import escalation, store
+from server.notify.config import NotifyConfig
+from server.notify.routing import Directory, Target, matching_routes
+from server.notify.summaries import Grouper
+
+log = logging.getLogger("pocketnoc.notify")
+BATCH = 500
+
+
+class Pass:
+    """What one planning pass needs, loaded on first use."""
+
+    def __init__(self, conn: Connection, config: NotifyConfig, now: float) -> None:
+        self.conn = conn
+        self.config = config
+        self.now = now
+        self.grouper = Grouper(conn, config.delivery, now)
+        self._directory: Directory | None = None
+        self._holds: store.Holds | None = None
+
+    @property
+    def directory(self) -> Directory:
+        """Recipients and channels."""
+        if self._directory is None:
+            self._directory = Directory(self.conn)
+        return self._directory
+
+    @property
+    def holds(self) -> store.Holds:
+        """Silences and the rest of the may-it-notify test."""
+        if self._holds is None:
+            self._holds = store.Holds(self.conn, self.now)
+        return self._holds
+
+    def route_targets(self, plan: escalation.Plan) -> list[Target]:
+        """Everyone the plan's routes reach, each once."""
+        seen: dict[tuple[str, int], Target] = {}
+        routes = {r.name: r for r in self.config.effective_routes()}
+        for entry in plan:
+            route = routes.get(str(entry.get("route")))
+            if route is not None:
+                for target in self.directory.reach(route.users, route.channels):
+                    seen.setdefault(target.key, target)
+        return list(seen.values())
+
+
+def plan(conn: Connection, config: NotifyConfig, now: float) -> int:
+    """One pass: outbox rows, then due tracks; returns how many messages were created."""
+    store.serialise(conn)
+    ctx = Pass(conn, config, now)
+    events = store.pending_events(conn, BATCH)
+    if events:
+        alerts = store.alerts_by_id(conn, [e.alert_id for e in events])
+        known = {a: t.status for a, t in store.tracks_by_alert(conn, alerts).items()}
+        for event in events:
+            alert = alerts.get(event.alert_id)
+            if alert is not None:
+                _event(ctx, event.kind, alert, known)
+        store.finish_events(conn, [e.id for e in events], now)
+    tracks = store.due_tracks(conn, now, BATCH)
+    if tracks:
+        alerts = store.alerts_by_id(conn, [t.alert_id for t in tracks])
+        for track in tracks:
+            _track(ctx, track, alerts.get(track.alert_id))
+    ctx.grouper.flush()
+    return ctx.grouper.created
+
+
+def _event(ctx: Pass, kind: str, alert: Any, known: dict[int, str]) -> None:
+    """Apply one outbox row; `known` holds the status of every track seen in this pass."""
+    status = known.get(alert.id)
+
+    def put(values: dict[str, Any]) -> None:
+        store.put_track(ctx.conn, alert.id, {**values, "updated_at": ctx.now}, status is not None)
+        known[alert.id] = str(values.get("status", status))
+
+    if kind == "fired":
+        routes = matching_routes(ctx.config, alert, ctx.now)
+        if routes:
+            put({"episode": alert.episode, "status": "held", "notified": False, "plan": escalation.start_plan(routes),
+                 "next_at": ctx.now})
+        return
+    if status is None or status == "done":
+        return
+    if kind == "resolved":
+        put({"status": "done", "next_at": None})
+        for row in store.notified_targets(ctx.conn, alert.id, alert.episode):
+            ctx.grouper.emit("resolve", Target(row.target_type, int(row.target_id), row.user_id), alert)
+    elif kind == "acknowledged":
+        put({"status": "acked", "next_at": None})
+    elif kind == "snoozed":
+        until = float(alert.snoozed_until) if alert.snoozed_until else ctx.now
+        put({"status": "held", "next_at": max(until, ctx.now)})
+    elif kind in ("unacknowledged", "unsnoozed", "unsuppressed"):
+        put({"status": "held", "next_at": ctx.now})
+
+
+def _track(ctx: Pass, track: Any, alert: Any) -> None:
+    now = ctx.now
+    if alert is None or alert.status != "firing":
+        store.put_track(ctx.conn, track.alert_id, {"status": "done", "next_at": None, "updated_at": now}, True)
+        return
+    if alert.acked_at:
+        store.put_track(ctx.conn, alert.id, {"status": "acked", "next_at": None, "updated_at": now}, True)
+        return
+    plan_ = [dict(e) for e in (track.plan or [])]
+    reason = ctx.holds.reason(alert)
+    if reason is not None:
+        wait = float(alert.snoozed_until) if reason == "snoozed" else now + ctx.config.delivery.recheck_seconds
+        store.put_track(ctx.conn, alert.id, {"status": "held", "next_at": max(wait, now + 0.001), "updated_at": now}, True)
+        return
+    if not track.notified or track.status == "held":
+        kind = "trigger" if not track.notified else "reminder"
+        for target in ctx.route_targets(plan_):
+            ctx.grouper.emit(kind, target, alert)
+        escalation.arm(plan_, ctx.config, now)
+    else:
+        for _entry, step, number in escalation.take_due(plan_, ctx.config, now):
+            for target in ctx.directory.reach(step.users, step.channels):
+                ctx.grouper.emit("escalate", target, alert, {"step": number})
+    values = {"status": "active", "notified": True, "plan": plan_, "next_at": escalation.next_due(plan_), "updated_at": now}
+    store.put_track(ctx.conn, alert.id, values, True)

@@ -1,0 +1,115 @@
+"""Storm control: past `burst` alert messages per target within a window, the rest wait a moment and go out as one.
+
+A mass outage (many alerts within seconds) then reaches each phone or channel as a few single messages and one
+summary ("12 more alerts: ..."), not fifty. Alerts hidden behind a parent's outage are never sent at all.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Connection
+
+from server.notify.config import Delivery
+from server.notify.message import SEVERITY_WORD, alert_payload, clean, dedup_key
+from server.notify.routing import Target
+from server.notify.store import add_message, add_messages, open_summaries, recent_counts
+
+MAX_SUMMARY_LINES = 15
+
+
+class Grouper:
+    """Creates messages for one planning pass, grouping them per target once a target has had its burst."""
+
+    def __init__(self, conn: Connection, delivery: Delivery, now: float) -> None:
+        self.conn = conn
+        self.delivery = delivery
+        self.now = now
+        self._counts: dict[tuple[str, int], int] | None = None
+        self._open: dict[tuple[str, int], int] | None = None
+        self._rows: list[dict[str, Any]] = []
+        self.created = 0
+
+    def _load(self) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        if self._counts is None or self._open is None:
+            self._counts = recent_counts(self.conn, self.now - self.delivery.burst_window_seconds)
+            self._open = open_summaries(self.conn)
+        return self._counts, self._open
+
+    def emit(self, kind: str, target: Target, alert: Any, extra: dict[str, Any] | None = None) -> None:
+        """Queue a message about an alert for a target (grouped into a summary during a storm); see flush()."""
+        counts, open_ = self._load()
+        seen = counts.get(target.key, 0)
+        counts[target.key] = seen + 1
+        values: dict[str, Any] = {
+            "created_at": self.now,
+            "next_at": self.now,
+            "attempts": 0,
+            "status": "pending",
+            "kind": kind,
+            "alert_id": alert.id,
+            "episode": alert.episode,
+            "dedup_key": dedup_key(alert.id, alert.episode),
+            "target_type": target.type,
+            "target_id": target.id,
+            "user_id": target.user_id,
+            "payload": alert_payload(kind, alert, extra),
+            "summary_id": None,
+        }
+        if seen >= self.delivery.burst:
+            summary = open_.get(target.key)
+            if summary is None:
+                summary = add_message(self.conn, {
+                    "created_at": self.now,
+                    "next_at": self.now + self.delivery.summary_delay_seconds,
+                    "attempts": 0,
+                    "status": "pending",
+                    "kind": "summary",
+                    "dedup_key": f"pocketnoc-summary-{target.type}{target.id}-{int(self.now * 1000)}",
+                    "target_type": target.type,
+                    "target_id": target.id,
+                    "user_id": target.user_id,
+                    "payload": {"kind": "summary", "title": "Several alerts", "path": "/alerts"},
+                })
+                open_[target.key] = summary
+            values.update(status="grouped", summary_id=summary)
+        self.created += 1
+        self._rows.append(values)
+
+    def flush(self) -> None:
+        """Insert the queued messages in one statement."""
+        add_messages(self.conn, self._rows)
+        self._rows = []
+
+
+def compose(members: list[Any], now: float | None = None) -> dict[str, Any]:
+    """The payload of a summary from the messages it gathered (firing and resolved alerts, most severe first)."""
+    firing: dict[int, Any] = {}
+    resolved: dict[int, Any] = {}
+    for m in members:
+        payload = m.payload or {}
+        (resolved if m.kind == "resolve" else firing)[int(m.alert_id or 0)] = payload
+    for alert_id in resolved:
+        firing.pop(alert_id, None)
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    ordered = sorted(firing.values(), key=lambda p: (rank.get(str(p.get("severity")), 9), str(p.get("device"))))
+    parts = []
+    if firing:
+        parts.append(f"{len(firing)} alert{'s' if len(firing) != 1 else ''} firing")
+    if resolved:
+        parts.append(f"{len(resolved)} resolved")
+    lines = [f"{SEVERITY_WORD.get(str(p.get('severity')), 'ALERT')} {clean(p.get('title'), 120)}" for p in ordered]
+    lines += [f"Resolved: {clean(p.get('title'), 120)}" for p in resolved.values()]
+    if len(lines) > MAX_SUMMARY_LINES:
+        lines = [*lines[: MAX_SUMMARY_LINES - 1], f"… and {len(lines) - MAX_SUMMARY_LINES + 1} more"]
+    worst = next((str(p.get("severity")) for p in ordered), "info")
+    return {
+        "kind": "summary",
+        "title": "; ".join(parts) or "Alerts changed",
+        "lines": lines,
+        "severity": worst,
+        "path": "/alerts",
+        "count": len(firing) + len(resolved),
+        "at": now or time.time(),
+    }

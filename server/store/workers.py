@@ -1,0 +1,222 @@
+"""Polling workers of `scheduler: queue`: registry and heartbeats, the run log, check hand-off, queue figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from procrastinate.exceptions import NoResult
+from sqlalchemy import Connection, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from server.store.alerts import resolve_event_alert
+from server.store.leases import db_now
+from server.store.metrics import labels_key
+from server.store.schema import alert_rules, alerts, check_handoff, check_runs, devices, host_keys, workers
+
+SITE_TAG = "site-"
+DEFAULT_POOL = "default"  # the pool of devices no site worker claims
+
+
+class WorkerNameTaken(Exception):
+    """Another live worker already runs under this name."""
+
+
+def device_site(tags: Iterable[str], known_sites: set[str]) -> str | None:
+    """The site whose workers poll a device: its first `site-NAME` tag naming a site that has workers."""
+    for tag in sorted(tags):
+        if tag.startswith(SITE_TAG) and tag[len(SITE_TAG) :] in known_sites:
+            return tag[len(SITE_TAG) :]
+    return None
+
+
+def register(
+    conn: Connection, name: str, site: str | None, host: str, pid: int, instance: str, concurrency: int, stale_after: float
+) -> int:
+    """Record a starting worker (re-using its row after a restart); refuses a name a live worker holds."""
+    now = db_now(conn)
+    row = conn.execute(select(workers).where(workers.c.name == name).with_for_update()).first()
+    values = {
+        "site": site,
+        "host": host[:128],
+        "pid": pid,
+        "instance": instance,
+        "status": "running",
+        "started_at": now,
+        "last_seen": now,
+        "checks_per_min": 0.0,
+        "failed_per_min": 0.0,
+        "lag_p50": None,
+        "lag_p95": None,
+        "in_flight": 0,
+        "concurrency": concurrency,
+    }
+    if row is None:
+        result = conn.execute(insert(workers).values(name=name, checks_total=0, **values))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+    if row.status == "running" and row.instance != instance and now - row.last_seen < stale_after:
+        raise WorkerNameTaken(f"a worker named {name!r} is running on {row.host} (pid {row.pid}); give this one --name")
+    conn.execute(update(workers).where(workers.c.id == row.id).values(**values))
+    return int(row.id)
+
+
+def heartbeat(conn: Connection, worker_id: int, instance: str, stats: dict[str, Any]) -> float | None:
+    """Store a worker's figures; returns the database's now, or None if its row was forgotten or taken over."""
+    now = db_now(conn)
+    done = conn.execute(
+        update(workers)
+        .where(workers.c.id == worker_id, workers.c.instance == instance)
+        .values(last_seen=now, status="running", **stats)
+    ).rowcount
+    return now if done else None
+
+
+def mark_stopped(conn: Connection, worker_id: int, instance: str) -> None:
+    """A clean stop: the worker is no longer expected (no 'silent' alert)."""
+    conn.execute(
+        update(workers)
+        .where(workers.c.id == worker_id, workers.c.instance == instance)
+        .values(status="stopped", last_seen=db_now(conn), in_flight=0, checks_per_min=0.0, failed_per_min=0.0)
+    )
+
+
+def forget(conn: Connection, worker_id: int, now: float) -> str | None:
+    """Remove a worker's row (and resolve its 'silent' alert); returns its name, or None if unknown."""
+    name = conn.execute(select(workers.c.name).where(workers.c.id == worker_id)).scalar()
+    if name is None:
+        return None
+    conn.execute(delete(workers).where(workers.c.id == worker_id))
+    for _alert_id, device_id, key in open_event_alerts(conn, "worker-silent"):
+        if key == worker_label(str(name)):
+            resolve_event_alert(conn, "worker-silent", device_id, key, now, f"worker {name} was removed by an admin")
+    return str(name)
+
+
+def list_workers(conn: Connection, silent_after: float) -> list[dict[str, Any]]:
+    """Every worker with its age (database clock) and state: running, silent or stopped."""
+    now = db_now(conn)
+    out = []
+    for row in conn.execute(select(workers).order_by(workers.c.site.is_not(None), workers.c.site, workers.c.name)):
+        item = dict(row._mapping)
+        item["age"] = max(0.0, now - float(row.last_seen))
+        item["state"] = row.status if row.status != "running" or item["age"] <= silent_after else "silent"
+        out.append(item)
+    return out
+
+
+def known_sites(conn: Connection) -> set[str]:
+    """Sites that have (or had) a worker: their devices are polled only by that site's workers."""
+    return {str(s) for s in conn.execute(select(workers.c.site).where(workers.c.site.is_not(None)).distinct()).scalars()}
+
+
+def device_pools(conn: Connection, sites: set[str]) -> dict[str, list[int]]:
+    """Enabled device ids per pool: each known site, and DEFAULT_POOL for the rest."""
+    pools: dict[str, list[int]] = {}
+    for device_id, tags in conn.execute(select(devices.c.id, devices.c.tags).where(devices.c.enabled.is_(True))):
+        pool = device_site(tags or (), sites) or DEFAULT_POOL
+        pools.setdefault(pool, []).append(int(device_id))
+    return {k: sorted(v) for k, v in pools.items()}
+
+
+def device_routes(conn: Connection, sites: set[str]) -> dict[int, str | None]:
+    """Each device's polling site (None: the default pool)."""
+    return {int(i): device_site(tags or (), sites) for i, tags in conn.execute(select(devices.c.id, devices.c.tags))}
+
+
+def inventory_fingerprint(conn: Connection) -> tuple[Any, ...]:
+    """Changes whenever a device, an enrolled host key, an API rule or a site is added, changed or removed."""
+    return (
+        *conn.execute(select(func.count(), func.max(devices.c.updated_at), func.sum(devices.c.id))).one(),
+        *conn.execute(select(func.count(), func.max(host_keys.c.id))).one(),
+        *conn.execute(select(func.count(), func.max(alert_rules.c.updated_at))).one(),
+        tuple(sorted(known_sites(conn))),
+    )
+
+
+# ---------------------------------------------------------------- run log and hand-off
+
+
+def record_runs(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Append check runs (worker, device_id, check_name, slot, due, started, lag, ms, ok)."""
+    if rows:
+        conn.execute(insert(check_runs), rows)
+
+
+def prune_runs(conn: Connection, before: float) -> int:
+    """Drop run-log rows older than `before`."""
+    return int(conn.execute(delete(check_runs).where(check_runs.c.started < before)).rowcount or 0)
+
+
+HANDOFF_SQL = "SELECT state FROM check_handoff WHERE device_id = %(device_id)s AND check_name = %(check)s"
+
+
+async def load_handoff_async(connector: Any, device_id: int, check: str) -> dict[str, Any] | None:
+    """What the last worker to run this check left for the next one (on the queue's async pool: no thread hop)."""
+    try:
+        row = await connector.execute_query_one_async(query=HANDOFF_SQL, device_id=device_id, check=check)
+    except NoResult:  # nothing handed over yet
+        return None
+    state = row.get("state")
+    return state if isinstance(state, dict) else None
+
+
+def save_handoff(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Upsert (device_id, check_name, state, ts) rows, skipping devices deleted meanwhile."""
+    if not rows:
+        return
+    alive = set(conn.execute(select(devices.c.id).where(devices.c.id.in_({r["device_id"] for r in rows}))).scalars())
+    rows = [r for r in rows if r["device_id"] in alive]
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(check_handoff)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[check_handoff.c.device_id, check_handoff.c.check_name],
+            set_={"state": stmt.excluded.state, "ts": stmt.excluded.ts},
+        ),
+        rows,
+    )
+
+
+def queue_figures(conn: Connection) -> dict[str, Any]:
+    """Jobs waiting and running in the queue, and how long the oldest has waited (PostgreSQL only)."""
+    if conn.dialect.name != "postgresql":
+        return {}
+    counts: dict[str, int] = dict(
+        conn.execute(
+            text("SELECT status::text, count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing') GROUP BY status")
+        ).all()
+    )
+    oldest = conn.execute(
+        text(
+            "SELECT extract(epoch FROM clock_timestamp() - min(e.at)) FROM procrastinate_jobs j "
+            "JOIN procrastinate_events e ON e.job_id = j.id AND e.type = 'deferred' WHERE j.status = 'todo'"
+        )
+    ).scalar()
+    return {"waiting": int(counts.get("todo", 0)), "running": int(counts.get("doing", 0)), "oldest_wait": float(oldest or 0.0)}
+
+
+def job_states(conn: Connection, ids: list[int]) -> dict[int, str]:
+    """Status of queue jobs by id; finished jobs that were deleted are simply absent."""
+    query = text("SELECT id, status::text FROM procrastinate_jobs WHERE id = ANY(:ids)")
+    return {int(i): str(s) for i, s in conn.execute(query, {"ids": list(ids)})}
+
+
+# ---------------------------------------------------------------- silence alerts
+
+
+def worker_label(name: str) -> str:
+    """The alert label key of a worker's 'silent' alert."""
+    return labels_key({"worker": name})
+
+
+def site_label(site: str) -> str:
+    """The alert label key of a site's 'silent' alert."""
+    return labels_key({"site": site})
+
+
+def open_event_alerts(conn: Connection, rule: str) -> list[tuple[int, int, str]]:
+    """(alert id, device id, labels key) of the open alerts of one rule."""
+    query = select(alerts.c.id, alerts.c.device_id, alerts.c.labels).where(alerts.c.rule == rule, alerts.c.status == "firing")
+    return [(int(a), int(d), str(k)) for a, d, k in conn.execute(query)]

@@ -1,0 +1,123 @@
+"""Helpers for the action tests: an app with polling and a catalog, a real sshd, a scratch dir the test account owns."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pwd
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.services import Services
+from server.settings import Settings
+from server.store import accounts
+from tests.peers.sshd import SshdPeer, start_sshd
+from tests.server.conftest import PASSWORD, bearer
+
+HOME = Path("/var/lib/pnoc-test")  # the sshd peer's test account (tests/peers/sshd.py)
+RUN_TIMEOUT = 90.0
+
+
+@dataclass
+class ActionEnv:
+    """An app with polling on, its client, admin/operator/viewer tokens and the scratch dir runs act on."""
+
+    client: TestClient
+    svc: Services
+    tokens: dict[str, str]
+    scratch: Path
+
+    def headers(self, role: str = "operator") -> dict[str, str]:
+        return bearer(self.tokens[role])
+
+    def user(self, name: str, role: str) -> str:
+        """A new user (password PASSWORD) with a bearer token; returns the token."""
+        with self.svc.engine.begin() as conn:
+            user_id = accounts.insert_user(conn, name, password_hash(), role)
+            token = accounts.new_token(conn, user_id, "test")
+        self.tokens[name] = token
+        return token
+
+    def add_device(self, spec: dict[str, Any]) -> int:
+        r = self.client.post("/api/v1/devices", json=spec, headers=self.headers("admin"))
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    def run(self, action: str, device: int, role: str = "operator", **body: Any) -> Any:
+        """POST a run; returns the response."""
+        return self.client.post(f"/api/v1/actions/{action}/run", json={"device": device, **body}, headers=self.headers(role))
+
+    def wait(self, run_id: int, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+        """The run once it ran and was verified."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data: dict[str, Any] = self.client.get(f"/api/v1/runs/{run_id}", headers=self.headers()).json()
+            if data.get("finished") or time.monotonic() > deadline:
+                assert data.get("finished"), data
+                return data
+            time.sleep(0.1)
+
+    def audit(self, action: str) -> list[dict[str, Any]]:
+        with self.svc.reader.connect() as conn:
+            return [e for e in accounts.read_audit(conn, 1000) if e["action"] == action]
+
+
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD hashed once per test process (argon2 is slow on purpose)."""
+    from server.auth import hash_password
+
+    return hash_password(PASSWORD)
+
+
+def scratch_dir() -> Path:
+    """A fresh directory owned by the test account (runs really create and delete files there)."""
+    entry = pwd.getpwnam("pnoc-test")
+    path = HOME / f"act-{secrets.token_hex(6)}"
+    path.mkdir(mode=0o755)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPeer]:
+    """One real sshd per test module (runs act on per-test scratch dirs, so tests stay independent)."""
+    peer = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield peer
+    peer.stop()
+
+
+def make_env(tmp_path: Path, catalog: str, poll: bool = True, **settings: Any) -> Iterator[ActionEnv]:
+    """An app with the catalog text (``{base}`` replaced by a scratch dir) and admin, operator and viewer tokens."""
+    from tests.peers.sshd import ensure_test_user
+
+    ensure_test_user()
+    scratch = scratch_dir()
+    path = tmp_path / "actions.yaml"
+    path.write_text(catalog.replace("{base}", str(scratch)))
+    config = Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, actions_file=path, **settings)
+    app = create_app(config, poll=poll)
+    try:
+        with TestClient(app, follow_redirects=False) as client:
+            env = ActionEnv(client, app.state.services, {}, scratch)
+            for role in ("admin", "operator", "viewer"):
+                env.user(role, role)
+            yield env
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def ssh_device(sshd: SshdPeer, name: str = "web-01", **extra: Any) -> dict[str, Any]:
+    """A device spec for the sshd peer with its host key pinned."""
+    ssh = {"port": sshd.port, "user": sshd.user, "key_file": sshd.key_path, "host_key": sshd.host_key_line, "timeout": 10}
+    ssh.update(extra.pop("ssh", {}))
+    return {"name": name, "address": "127.0.0.1", "kind": "linux", "interval": 3600, "ssh": ssh, **extra}

@@ -1,0 +1,124 @@
+"""Helpers for the notification tests: an app whose worker runs, devices and alerts made through the real store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, insert, select
+
+from server import auth
+from server.app import create_app
+from server.inventory import DeviceSpec
+from server.services import Services
+from server.settings import Settings
+from server.store import accounts
+from server.store import alerts as alert_store
+from server.store.schema import alerts, device_status, devices, notify_deliveries, notify_messages
+
+T = TypeVar("T")
+FAST = """
+delivery:
+  poll_seconds: 0.2
+  backoff_seconds: 0.2
+  backoff_max_seconds: 1.0
+  timeout_seconds: 3
+  lease_seconds: 6
+  summary_delay_seconds: 0.5
+"""
+
+
+@dataclass
+class NotifyEnv:
+    """A running app (worker on) with its client and services."""
+
+    client: TestClient
+    svc: Services
+
+    @property
+    def engine(self) -> Engine:
+        return self.svc.engine
+
+    def user(self, name: str, role: str) -> str:
+        """Create a user and return a bearer token for it."""
+        with self.engine.begin() as conn:
+            user_id = auth.create_user(conn, name, role, "correct horse battery")
+            return accounts.new_token(conn, user_id, "test")
+
+
+@contextmanager
+def notify_app(tmp_path: Path, channels_yaml: str = "", **settings: Any) -> Iterator[NotifyEnv]:
+    """An app with the notifications file `channels_yaml` (fast delivery timings added unless given)."""
+    text = channels_yaml if "delivery:" in channels_yaml else channels_yaml + FAST
+    path = tmp_path / "channels.yaml"
+    path.write_text(text)
+    app = create_app(Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, channels_file=path, **settings), poll=True)
+    with TestClient(app, follow_redirects=False) as client:
+        yield NotifyEnv(client, app.state.services)
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Authorization header."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def add_device(engine: Engine, name: str = "core-sw1", tags: list[str] | None = None, parent: int | None = None,
+               state: str = "up") -> int:
+    """A device row (disabled, so nothing polls it) with a status row."""
+    now = time.time()
+    with engine.begin() as conn:
+        device_id = int(conn.execute(insert(devices).values(
+            name=name, address="192.0.2.10", tags=tags or [], parent_id=parent, interval=60, enabled=False,
+            spec=DeviceSpec(name=name, address="192.0.2.10", tags=tags or []).model_dump(mode="json", exclude_none=True),
+            source="api", created_at=now, updated_at=now)).inserted_primary_key[0])  # type: ignore[index]
+        conn.execute(insert(device_status).values(device_id=device_id, state=state, state_since=now, facts={}, tables={},
+                                                  checks={}, metrics={}))
+    return device_id
+
+
+def fire(engine: Engine, device_id: int, title: str = "core-sw1 is down", severity: str = "critical",
+         rule: str = "device-down", key: str = "") -> int:
+    """Open an alert through the store (record_event writes the outbox row in the same transaction)."""
+    with engine.begin() as conn:
+        alert_store.fire_event_alert(conn, rule, device_id, key, severity, title, time.time(), title)
+        return int(conn.execute(select(alerts.c.id).where(alerts.c.device_id == device_id, alerts.c.rule == rule,
+                                                          alerts.c.labels == key).order_by(alerts.c.id.desc())).scalar_one())
+
+
+def resolve(engine: Engine, device_id: int, rule: str = "device-down", key: str = "") -> None:
+    """Resolve the open alert of that rule."""
+    with engine.begin() as conn:
+        alert_store.resolve_event_alert(conn, rule, device_id, key, time.time(), "cleared")
+
+
+def messages(engine: Engine, **where: Any) -> list[Any]:
+    """Message rows, oldest first, filtered by column values."""
+    query = select(notify_messages).order_by(notify_messages.c.id)
+    for column, value in where.items():
+        query = query.where(notify_messages.c[column] == value)
+    with engine.connect() as conn:
+        return list(conn.execute(query))
+
+
+def receipts(engine: Engine, message_id: int) -> list[Any]:
+    """Delivery receipts of a message."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(notify_deliveries).where(notify_deliveries.c.message_id == message_id)
+                                 .order_by(notify_deliveries.c.id)))
+
+
+def wait_until(check: Callable[[], T], timeout: float = 60, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -1,0 +1,365 @@
+"""Actions over SSH against a real OpenSSH sshd: effects on disk, quoting, caps, kills, refusals, audit, live output."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.peers.sshd import SshdPeer
+from tests.server.actions_helpers import ActionEnv, make_env, ssh_device, sshd  # noqa: F401 - fixture
+
+CATALOG = """
+actions:
+  - id: touch-file
+    title: Create a file
+    applies_to: {kinds: [linux]}
+    danger: low
+    params:
+      - {name: name, type: string, pattern: "[a-z0-9._-]{1,32}"}
+    ssh: "cd {base} && touch {name} && ls"
+    verify: false
+  - id: remove-file
+    title: Remove a file
+    applies_to: {kinds: [linux]}
+    params:
+      - {name: name, type: enum, choices: [a.txt, b.txt]}
+    ssh: "rm -v {base}/{name}"
+    verify: false
+  - id: clear-temp
+    title: Clear the temp dir
+    applies_to: {kinds: [linux]}
+    ssh: "find {base}/tmp -mindepth 1 -delete; ls -A {base}/tmp | wc -l"
+    verify: false
+  - id: echo-text
+    title: Echo text
+    danger: low
+    params:
+      - {name: text, type: string, pattern: "[ -~]{1,200}", max_length: 200}
+    ssh: "printf '%s\\\\n' {text}; printf 'err line\\\\n' >&2"
+    verify: false
+  - id: lines
+    title: Show lines
+    danger: low
+    concurrent: true
+    params:
+      - {name: count, type: integer, min: 1, max: 500, default: 50}
+    ssh: "seq 1 {count}"
+    verify: false
+  - id: never-ends
+    title: Never ends
+    timeout: 2
+    ssh: "sleep 987.{marker}; echo never"
+    params:
+      - {name: marker, type: integer, min: 1, max: 999999}
+    verify: false
+  - id: prints-forever
+    title: Prints forever
+    max_output: 4096
+    ssh: "yes pocketnoc-flood"
+    verify: false
+  - id: hostile-output
+    title: Hostile output
+    danger: low
+    ssh: 'printf "\\033[31mred\\033[0m <b>bold</b> \\033]0;t\\007 bell\\007 cr\\rover\\n\\377\\376 not utf8\\n"'
+    verify: false
+  - id: slow
+    title: Slow
+    ssh: "sleep 4; echo slow-done"
+    verify: false
+  - id: wipe-box
+    title: Wipe (simulated)
+    role: admin
+    danger: high
+    ssh: "echo wiped > {base}/wiped"
+    verify: false
+  - id: switch-only
+    title: Switch only
+    applies_to: {kinds: [switch]}
+    ssh: "true"
+    verify: false
+  - id: web-tagged
+    title: Web only
+    applies_to: {tags: [web]}
+    ssh: "true"
+    verify: false
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[ActionEnv]:
+    yield from make_env(tmp_path, CATALOG, poll=False)
+
+
+@pytest.fixture
+def device(env: ActionEnv, sshd: SshdPeer) -> int:  # noqa: F811 - the sshd fixture
+    return env.add_device(ssh_device(sshd))
+
+
+def test_an_action_really_creates_and_removes_a_file(env: ActionEnv, device: int) -> None:
+    r = env.run("touch-file", device, params={"name": "a.txt"}, reason="testing")
+    assert r.status_code == 202, r.text
+    assert r.json()["command"] == f"cd {env.scratch} && touch a.txt && ls"
+    run = env.wait(r.json()["id"])
+    assert run["status"] == "succeeded" and run["exit_code"] == 0
+    assert (env.scratch / "a.txt").exists()
+    assert "a.txt" in run["stdout"] and run["duration"] > 0
+    assert run["username"] == "operator" and run["reason"] == "testing"
+    removed = env.wait(env.run("remove-file", device, params={"name": "a.txt"}).json()["id"])
+    assert removed["status"] == "succeeded" and not (env.scratch / "a.txt").exists()
+    # Again: rm fails, and the run says so with rm's own exit code and message.
+    again = env.wait(env.run("remove-file", device, params={"name": "a.txt"}).json()["id"])
+    assert again["status"] == "failed" and again["exit_code"] == 1 and "No such file" in again["stderr"]
+
+
+def test_clear_temp_really_empties_the_directory(env: ActionEnv, device: int) -> None:
+    tmp = env.scratch / "tmp"
+    tmp.mkdir()
+    (tmp / "sub").mkdir()
+    for i in range(20):
+        (tmp / f"f{i}").write_text("x" * 1000)
+    (tmp / "sub" / "deep").write_text("y")
+    subprocess.run(["chown", "-R", "pnoc-test:", str(tmp)], check=True)
+    run = env.wait(env.run("clear-temp", device).json()["id"])
+    assert run["status"] == "succeeded", run
+    assert run["stdout"].strip() == "0"
+    assert tmp.is_dir() and list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["nginx; touch PWNED", "$(touch PWNED)", "`touch PWNED`", "a' ; touch PWNED; '", 'a" ; touch PWNED; "', "x && touch PWNED"],
+)
+def test_shell_metacharacters_stay_one_literal_argument(env: ActionEnv, device: int, value: str) -> None:
+    # The pattern allows any printable ASCII: only shlex.quote stands between the value and the shell.
+    run = env.wait(env.run("echo-text", device, params={"text": value}).json()["id"])
+    assert run["status"] == "succeeded"
+    assert run["stdout"] == value + "\n"
+    assert run["command"] == f"printf '%s\\n' {shlex.quote(value)}; printf 'err line\\n' >&2"
+    assert not (env.scratch / "PWNED").exists() and not Path("/var/lib/pnoc-test/PWNED").exists()
+
+
+BAD_VALUES = [
+    ("nginx; id", "does not match"),
+    ("$(id)", "does not match"),
+    ("`id`", "does not match"),
+    ("nginx\n; id", "control character"),
+    ("../", "'..'"),
+    ("..", "'..'"),
+    ("-oProxyCommand=x", "start with '-'"),
+    ("a\x00b", "control character"),
+    ("x" * 4096, "at most 128"),
+    ("", "is required"),
+]
+
+
+@pytest.mark.parametrize(("value", "why"), BAD_VALUES)
+def test_bad_parameters_are_refused_with_a_clear_message_and_audited(env: ActionEnv, device: int, value: str, why: str) -> None:
+    r = env.run("touch-file", device, params={"name": value})
+    assert r.status_code == 422, r.text
+    assert why in r.json()["detail"] and "name:" in r.json()["detail"]
+    refused = env.audit("action.refused")
+    assert len(refused) == 1 and refused[0]["username"] == "operator"
+    assert refused[0]["detail"]["status"] == 422 and why in refused[0]["detail"]["why"]
+    assert "\x00" not in json.dumps(refused[0]["detail"]) and len(json.dumps(refused[0]["detail"])) < 3000
+    assert env.client.get("/api/v1/runs", headers=env.headers()).json()["items"] == []
+    assert list(env.scratch.iterdir()) == []
+
+
+def test_integer_and_enum_parameters_are_checked(env: ActionEnv, device: int) -> None:
+    for params, why in [
+        ({"count": 0}, "between 1 and 500"),
+        ({"count": "12; id"}, "whole number"),
+        ({"count": True}, "valid integer"),
+        ({"count": 10**30}, "between"),
+        ({"count": 5, "extra": "x"}, "unknown parameter"),
+    ]:
+        r = env.run("lines", device, params=params)
+        assert r.status_code == 422 and why in r.json()["detail"], (params, r.text)
+    r = env.run("remove-file", device, params={"name": "c.txt"})
+    assert r.status_code == 422 and "not one of the choices" in r.json()["detail"]
+    ok = env.wait(env.run("lines", device, params={"count": "3"}).json()["id"])
+    assert ok["stdout"] == "1\n2\n3\n"
+    default = env.wait(env.run("lines", device).json()["id"])
+    assert default["stdout"].splitlines()[-1] == "50"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "why"),
+    [
+        ({"device": 1, "command": "id"}, 422, "command: not allowed"),
+        ({"device": 1, "host": "10.0.0.1"}, 422, "host: not allowed"),
+        ({"device": 1, "params": {"name": {"x": 1}}}, 422, "params.name"),
+        ({"device": "one"}, 422, "device"),
+        ({}, 422, "device"),
+    ],
+)
+def test_requests_carrying_anything_but_id_and_params_are_refused(
+    env: ActionEnv, device: int, body: dict[str, object], status: int, why: str
+) -> None:
+    r = env.client.post("/api/v1/actions/touch-file/run", json=body, headers=env.headers())
+    assert r.status_code == status and why in r.json()["detail"], r.text
+    assert env.audit("action.refused")[0]["detail"]["why"].startswith(why.split(":")[0])
+
+
+def test_unknown_action_inapplicable_action_and_unknown_device(env: ActionEnv, device: int) -> None:
+    r = env.run("rm-rf", device)
+    assert r.status_code == 404 and "no action 'rm-rf'" in r.json()["detail"]
+    r = env.run("switch-only", device)
+    assert r.status_code == 422 and "applies to switch devices; web-01 is linux" in r.json()["detail"]
+    r = env.run("web-tagged", device)
+    assert r.status_code == 422 and "tagged web" in r.json()["detail"]
+    r = env.run("touch-file", 999, params={"name": "a"})
+    assert r.status_code == 404
+    assert len(env.audit("action.refused")) == 4
+    listed = env.client.get(f"/api/v1/actions?device={device}", headers=env.headers()).json()["items"]
+    ids = {a["id"] for a in listed}
+    assert "touch-file" in ids and "switch-only" not in ids and "web-tagged" not in ids and "wipe-box" not in ids
+    assert "wipe-box" in {
+        a["id"] for a in env.client.get(f"/api/v1/actions?device={device}", headers=env.headers("admin")).json()["items"]
+    }
+
+
+def test_a_viewer_can_read_but_never_run(env: ActionEnv, device: int) -> None:
+    r = env.run("touch-file", device, role="viewer", params={"name": "v.txt"})
+    assert r.status_code == 403 and "viewers cannot run actions" in r.json()["detail"]
+    assert env.audit("action.refused")[0]["username"] == "viewer"
+    assert env.client.get(f"/api/v1/actions?device={device}", headers=env.headers("viewer")).json()["items"] == []
+    assert len(env.client.get("/api/v1/actions", headers=env.headers("viewer")).json()["items"]) > 5
+    assert not (env.scratch / "v.txt").exists()
+
+
+def test_a_dangerous_action_needs_the_role_the_typed_name_and_a_reason(env: ActionEnv, device: int) -> None:
+    r = env.run("wipe-box", device, confirm="web-01", reason="disk is corrupt")
+    assert r.status_code == 403 and "needs the admin role" in r.json()["detail"]
+    r = env.run("wipe-box", device, role="admin", reason="disk is corrupt")
+    assert r.status_code == 422 and "type the device name web-01" in r.json()["detail"]
+    r = env.run("wipe-box", device, role="admin", confirm="web-02", reason="disk is corrupt")
+    assert r.status_code == 422
+    r = env.run("wipe-box", device, role="admin", confirm="web-01", reason=" \n ")
+    assert r.status_code == 422 and "reason" in r.json()["detail"]
+    assert not (env.scratch / "wiped").exists()
+    r = env.run("wipe-box", device, role="admin", confirm="web-01", reason="disk is\x1b[2J corrupt")
+    assert r.status_code == 202, r.text
+    run = env.wait(r.json()["id"])
+    assert run["status"] == "succeeded" and (env.scratch / "wiped").read_text() == "wiped\n"
+    assert run["reason"] == "disk is [2J corrupt"
+    assert len(env.audit("action.refused")) == 4
+
+
+def test_a_command_that_never_ends_is_killed_on_the_host(env: ActionEnv, device: int) -> None:
+    marker = int(time.time() * 1000) % 999999 + 1
+    start = time.monotonic()
+    run = env.wait(env.run("never-ends", device, params={"marker": marker}).json()["id"])
+    assert run["status"] == "timed_out" and "killed" in run["error"]
+    assert run["exit_code"] is None and 2 <= run["duration"] < 15
+    assert time.monotonic() - start < 30
+    deadline = time.monotonic() + 10
+    while True:
+        found = subprocess.run(["pgrep", "-f", f"sleep 987.{marker}"], capture_output=True, text=True).stdout.strip()
+        if not found or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not found, f"the remote command still runs: {found}"
+
+
+def test_a_command_that_prints_forever_is_capped_and_stopped(env: ActionEnv, device: int) -> None:
+    run = env.wait(env.run("prints-forever", device).json()["id"])
+    assert run["status"] == "capped" and "4096 bytes" in run["error"]
+    assert len(run["stdout"]) <= 4096 and run["stdout"].startswith("pocketnoc-flood\n") and run["truncated"]
+    time.sleep(0.5)
+    assert "yes pocketnoc-flood" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+def test_hostile_output_is_neutralised_and_stderr_kept_apart(env: ActionEnv, device: int) -> None:
+    run = env.wait(env.run("hostile-output", device).json()["id"])
+    out = run["stdout"]
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "red <b>bold</b>  bell cr\nover\n" in out and "\ufffd\ufffd not utf8" in out
+    page = env.client.get(f"/runs/{run['id']}", headers=env.headers())
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page.text and "<b>bold" not in page.text
+    echo = env.wait(env.run("echo-text", device, params={"text": "hi"}).json()["id"])
+    assert echo["stdout"] == "hi\n" and echo["stderr"] == "err line\n"
+    assert sorted(stream for stream, _text in echo["output"]) == ["stderr", "stdout"]
+
+
+def test_one_run_at_a_time_per_device_unless_the_action_allows_more(env: ActionEnv, device: int) -> None:
+    first = env.run("slow", device)
+    assert first.status_code == 202
+    second = env.run("slow", device)
+    assert second.status_code == 409 and f"run #{first.json()['id']}" in second.json()["detail"]
+    parallel = env.run("lines", device, params={"count": 2})  # concurrent: true
+    assert parallel.status_code == 202, parallel.text
+    assert env.wait(parallel.json()["id"])["stdout"] == "1\n2\n"
+    assert env.wait(first.json()["id"])["stdout"] == "slow-done\n"
+    assert env.run("slow", device).status_code == 202  # free again
+    assert env.audit("action.refused")[0]["detail"]["status"] == 409
+
+
+def test_a_changed_host_key_refuses_before_signing_in(env: ActionEnv, device: int, sshd: SshdPeer, tmp_path: Path) -> None:  # noqa: F811
+    from tests.peers.sshd import _keygen
+
+    other = _keygen(tmp_path / "other_host_key", "ed25519")
+    r = env.client.patch(f"/api/v1/devices/{device}", json={"ssh": {"host_key": other}}, headers=env.headers("admin"))
+    assert r.status_code == 200, r.text
+    accepted = sshd.count("Accepted")
+    run = env.wait(env.run("touch-file", device, params={"name": "k.txt"}).json()["id"])
+    assert run["status"] == "error" and "host key mismatch" in run["error"] and "nothing ran" in run["error"]
+    assert sshd.count("Accepted") == accepted and not (env.scratch / "k.txt").exists()
+    finished = env.audit("action.finished")
+    assert finished[0]["detail"]["status"] == "error" and "host key" in finished[0]["detail"]["error"]
+
+
+def test_every_run_is_in_the_audit_log_and_the_history(env: ActionEnv, device: int) -> None:
+    run = env.wait(env.run("touch-file", device, params={"name": "h.txt"}, reason="disk check").json()["id"])
+    started = env.audit("action.run")[0]
+    assert started["username"] == "operator" and started["target"] == "touch-file@web-01"
+    assert started["detail"]["command"] == run["command"] and started["detail"]["reason"] == "disk check"
+    assert started["detail"]["params"] == {"name": "h.txt"} and started["detail"]["run"] == run["id"]
+    finished = env.audit("action.finished")[0]
+    assert finished["detail"]["exit_code"] == 0 and "h.txt" in finished["detail"]["output"]
+    verified = env.audit("action.verified")[0]
+    assert verified["detail"]["verification"] == "skipped"
+    history = env.client.get(f"/api/v1/runs?device={device}", headers=env.headers("viewer")).json()["items"]
+    assert [h["id"] for h in history] == [run["id"]] and "output" not in history[0]
+
+
+def test_live_output_streams_as_server_sent_events(env: ActionEnv, device: int) -> None:
+    run_id = env.run("lines", device, params={"count": 300}).json()["id"]
+    with env.client.stream("GET", f"/api/v1/runs/{run_id}/stream", headers=env.headers("viewer")) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events, text = [], []
+        kind = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+                events.append(kind)
+            elif line.startswith("data: ") and kind == "output":
+                text.append(json.loads(line[6:])["text"])
+            if kind == "end":
+                break
+    assert "".join(text) == "".join(f"{i}\n" for i in range(1, 301))
+    assert events[-1] == "end" and "status" in events
+    # Asked again after the end: the stored run, same output.
+    with env.client.stream("GET", f"/api/v1/runs/{run_id}/stream", headers=env.headers()) as response:
+        body = "".join(response.iter_text())
+    assert body.count("event: end") == 1 and '"status":"succeeded"' in body
+    assert env.client.get("/api/v1/runs/99999/stream", headers=env.headers()).status_code == 404
+
+
+def test_preview_shows_the_exact_command_without_running(env: ActionEnv, device: int) -> None:
+    r = env.client.post(
+        "/api/v1/actions/echo-text/preview", json={"device": device, "params": {"text": "a b$c"}}, headers=env.headers()
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["command"] == "printf '%s\\n' 'a b$c'; printf 'err line\\n' >&2"
+    stale = env.run("echo-text", device, params={"text": "other"}, expected=r.json()["expected"])
+    assert stale.status_code == 409 and "differs" in stale.json()["detail"]
+    fresh = env.run("echo-text", device, params={"text": "a b$c"}, expected=r.json()["expected"])
+    assert fresh.status_code == 202
+    assert env.client.get("/api/v1/runs", headers=env.headers()).json()["items"][0]["id"] == fresh.json()["id"]

@@ -1,0 +1,163 @@
+"""Live updates: the SSE stream itself, and a phone page that changes when a real snmpd goes away and comes back."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Playwright, expect
+from sqlalchemy import select
+
+from server import live as live_module
+from server.config import load_config
+from server.settings import Settings
+from server.store.schema import devices
+from tests.peers.snmpd import SnmpdPeer, start_snmpd
+from tests.server.app_browser import live, phone, playwright_browser, session_cookie, shot, sign_in, wait_for
+from tests.server.app_fleet import LiveServer, build_fleet, serve
+
+
+@pytest.fixture
+def snmpd(tmp_path: Path) -> Iterator[SnmpdPeer]:
+    peer = start_snmpd(tmp_path)
+    yield peer
+    peer.stop()
+
+
+class Stream:
+    """Reads an SSE stream on a thread and keeps its events (name, data) in order."""
+
+    def __init__(self, url: str, cookie: str) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.ended = threading.Event()
+        self.headers: dict[str, str] = {}
+        self._thread = threading.Thread(target=self._read, args=(url, cookie), daemon=True)
+        self._thread.start()
+
+    def _read(self, url: str, cookie: str) -> None:
+        try:
+            with httpx.stream("GET", url + "/live", cookies={"pn_session": cookie}, timeout=httpx.Timeout(60, read=120)) as r:
+                self.headers = dict(r.headers)
+                name = "message"
+                for line in r.iter_lines():
+                    if line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        self.events.append((name, json.loads(line[5:].strip())))
+                        name = "message"
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.ended.set()
+
+    def wait(self, name: str, timeout: float = 30.0, where: Any = None) -> Any:
+        """The first event called `name` (matching `where`), waiting for it."""
+        def found() -> Any:
+            return next((d for n, d in self.events if n == name and (where is None or where(d))), None)
+
+        return wait_for(found, timeout, f"a {name} event")
+
+
+def test_the_stream_says_hello_announces_changes_and_ends_with_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live_module, "SESSION_CHECK_SECONDS", 1.0)
+    with serve(Settings(data_dir=tmp_path / "data")) as server:
+        fleet = build_fleet(server.svc.engine, server.svc.box, devices=60, alerts=3)
+        server.user("op", "operator")
+        cookie = session_cookie(server.url, "op")
+        assert httpx.get(server.url + "/live", follow_redirects=False).status_code == 303, "signed in only"
+        stream = Stream(server.url, cookie)
+        stream.wait("hello")
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert "content-encoding" not in stream.headers, "an event stream is never buffered by compression"
+        with httpx.Client(base_url=server.url, cookies={"pn_session": cookie}) as client:
+            page = client.get("/").text
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+            assert csrf
+            client.post(f"/alerts/{fleet.alerts[0]}/ack", data={"csrf_token": csrf.group(1), "back": "/"})
+            change = stream.wait("change", where=lambda d: any(a["id"] == fleet.alerts[0] for a in d["alerts"]))
+            assert change["alerts"][0]["kind"] == "acknowledged" and change["devices"] == []
+            client.post("/logout", data={"csrf_token": csrf.group(1)})
+        stream.wait("bye", timeout=20)
+        assert stream.ended.wait(10), "the stream ends when the session ends"
+        assert not live_module.broker(server.svc).subscribers
+
+
+def test_stopping_the_server_ends_open_streams_at_once(tmp_path: Path) -> None:
+    with serve(Settings(data_dir=tmp_path / "data")) as server:
+        server.user("op", "viewer")
+        streams = [Stream(server.url, session_cookie(server.url, "op")) for _ in range(3)]
+        for stream in streams:
+            stream.wait("hello")
+        started = time.monotonic()
+        server.stop()
+        for stream in streams:
+            assert stream.ended.wait(10)
+        assert time.monotonic() - started < 4, "ended when asked, not cut after the 5 s grace period"
+        assert all(not any(n == "bye" for n, _ in s.events) for s in streams), "a restart is not a sign-out"
+
+
+def _config(tmp_path: Path, snmpd: SnmpdPeer) -> Any:
+    conf = tmp_path / "pocketnoc.yaml"
+    conf.write_text(
+        "settings:\n  down_after_failures: 1\n  snmp_timeout: 0.5\n  snmp_retries: 0\n  writer_batch_seconds: 0.05\n"
+        "devices:\n"
+        f"  - name: lab-switch\n    address: 127.0.0.1\n    interval: 5\n    tags: [lab]\n"
+        f"    snmp: {{version: 2c, port: {snmpd.port}, community: {snmpd.community}}}\n"
+        "  - name: lab-spare\n    address: 192.0.2.77\n    interval: 3600\n    enabled: false\n"
+        "    snmp: {version: 2c, community: public}\n"
+    )
+    return load_config(conf)
+
+
+def _state(server: LiveServer, device_id: int) -> str:
+    from server.store.schema import device_status
+
+    with server.svc.reader.connect() as conn:
+        return str(conn.execute(select(device_status.c.state).where(device_status.c.device_id == device_id)).scalar())
+
+
+@pytest.mark.browser
+def test_a_device_going_down_on_a_real_snmpd_appears_without_a_reload(tmp_path: Path, snmpd: SnmpdPeer) -> None:
+    config = _config(tmp_path, snmpd)
+    with serve(Settings(data_dir=tmp_path / "data", **config.settings), config, poll=True) as server:
+        server.user("op", "operator")
+        with server.svc.reader.connect() as conn:
+            device_id = int(conn.execute(select(devices.c.id).where(devices.c.name == "lab-switch")).scalar_one())
+        wait_for(lambda: _state(server, device_id) == "up", 60, "the first successful poll")
+        for p, browser in playwright_browser():
+            _watch_outage(p, browser, server, snmpd, device_id)
+
+
+def _watch_outage(p: Playwright, browser: Browser, server: LiveServer, snmpd: SnmpdPeer, device_id: int) -> None:
+    context = phone(p, browser, "iPhone 13")
+    page = context.new_page()
+    sign_in(page, server.url, "op")
+    live(page)
+    row = page.locator(f"#dev-{device_id}")
+    expect(row).to_have_class("row s-up")
+    page.evaluate("window.__stay = 1")
+    started = time.monotonic()
+    snmpd.stop()
+    expect(row).to_have_class(re.compile(r"row s-(down|unreachable)"), timeout=90_000)
+    seen_after = time.monotonic() - started
+    expect(page.locator("[data-region=alerts] .arow").filter(has_text="lab-switch")).to_have_count(1, timeout=30_000)
+    assert page.evaluate("window.__stay") == 1, "no reload: the rows changed in place"
+    assert page.locator(f"#dev-{device_id}").count() == 1, "no duplicated rows"
+    assert page.locator("[data-region=alerts] .arow").count() == 1
+    assert page.locator("#live .ltext").inner_text() == "live"
+    shot(page, "iphone-13-live-device-down", docs=True)
+    snmpd.start()
+    expect(row).to_have_class("row s-up", timeout=90_000)
+    expect(page.locator("[data-region=alerts] .arow")).to_have_count(0, timeout=30_000)
+    assert page.evaluate("window.__stay") == 1
+    context.close()
+    assert seen_after < 80

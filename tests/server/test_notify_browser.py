@@ -1,0 +1,189 @@
+"""Headless Chromium with the real service worker: a push from the server arrives (via CDP) and Acknowledge works."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.sync_api import BrowserContext, CDPSession, Page, Worker, sync_playwright
+from sqlalchemy import select
+
+from server import auth
+from server.app import create_app
+from server.services import Services
+from server.settings import Settings
+from server.store.schema import alerts
+from tests.peers.webpush_service import PushService, start_push_service
+from tests.server.conftest import PASSWORD
+from tests.server.notify_helpers import FAST, add_device, fire, wait_until
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+@dataclass
+class Served:
+    """The app (worker running) served by uvicorn; reached as http://localhost:PORT, a secure context."""
+
+    url: str
+    svc: Services
+    push: PushService
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing (make test installs it)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    (tmp_path / "channels.yaml").write_text(FAST)
+    settings = Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, channels_file=tmp_path / "channels.yaml")
+    app = create_app(settings, poll=True)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    svc: Services = app.state.services
+    with svc.engine.begin() as conn:
+        auth.create_user(conn, "pat", "operator", PASSWORD)
+    push = start_push_service()
+    yield Served(f"http://localhost:{port}", svc, push)
+    push.stop()
+    server.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture
+def browser() -> Iterator[tuple[BrowserContext, Page]]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        context = chromium.new_context(**p.devices["Pixel 7"])
+        context.set_default_timeout(30_000)
+        yield context, context.new_page()
+        chromium.close()
+
+
+def _service_worker(context: BrowserContext, page: Page) -> Worker:
+    state = page.evaluate("navigator.serviceWorker.ready.then(r => r.active.state)")
+    assert state in ("activating", "activated")
+    return wait_until(lambda: context.service_workers[0] if context.service_workers else None, what="the service worker")
+
+
+def _registration_id(cdp: CDPSession, page: Page, scope: str) -> str:
+    found: dict[str, str] = {}
+    seen: list[Any] = []
+
+    def on_update(event: dict[str, Any]) -> None:
+        for reg in event.get("registrations", []):
+            seen.append(reg)
+            if reg.get("scopeURL") == scope and not reg.get("isDeleted"):
+                found["id"] = reg["registrationId"]
+
+    cdp.on("ServiceWorker.workerRegistrationUpdated", on_update)
+    cdp.send("ServiceWorker.enable")
+    deadline = time.monotonic() + 30
+    while "id" not in found:
+        assert time.monotonic() < deadline, f"no registration for {scope}: {seen}"
+        page.wait_for_timeout(50)  # the sync API delivers CDP events only while it waits
+    return found["id"]
+
+
+def _wait_for_notification(page: Page, worker: Worker, tag: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        found = [n for n in _notifications(worker) if n["tag"] == tag]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no notification tagged {tag}: {_notifications(worker)}"
+        page.wait_for_timeout(100)
+
+
+def _notifications(worker: Worker) -> list[dict[str, Any]]:
+    return list(worker.evaluate(
+        "self.registration.getNotifications().then(ns => ns.map(n => ({title: n.title, body: n.body, tag: n.tag,"
+        " actions: n.actions.map(a => a.action), data: n.data})))"))
+
+
+def test_acknowledge_from_a_pushed_notification(served: Served, browser: tuple[BrowserContext, Page]) -> None:
+    context, page = browser
+    context.grant_permissions(["notifications"], origin=served.url)
+    page.goto(served.url + "/login")
+    page.fill("input[name=username]", "pat")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_url(served.url + "/")
+    page.goto(served.url + "/notify")
+    page.wait_for_selector("[data-push-on]:not([hidden])")  # push.js ran and registered /sw.js
+    worker = _service_worker(context, page)
+
+    # The browser's subscription points at the local push service (a real one would be FCM/Mozilla/Apple).
+    subscription = served.push.subscribe()
+    saved = page.evaluate(
+        """async (sub) => {
+            const csrf = document.querySelector("[data-push]").dataset.csrf;
+            const r = await fetch("/api/v1/push/subscriptions", {method: "POST", credentials: "same-origin",
+              headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: JSON.stringify(sub)});
+            return {status: r.status, body: await r.json()};
+        }""", {**subscription, "label": "pixel 7"})
+    assert saved["status"] == 201, saved
+
+    # An alert fires; the server encrypts and pushes; the push service decrypts; CDP hands it to the service worker.
+    device = add_device(served.svc.engine, "core-sw1", ["core"])
+    alert_id = fire(served.svc.engine, device, "core-sw1 is <b>down</b>")
+    pushed = served.push.wait_for(1)[0]
+    assert pushed.error == "" and pushed.payload["alert_id"] == alert_id
+    cdp = context.new_cdp_session(page)
+    registration = _registration_id(cdp, page, served.url + "/")
+    cdp.send("ServiceWorker.deliverPushMessage",
+             {"origin": served.url, "registrationId": registration, "data": json.dumps(pushed.payload)})
+    shown = wait_until(lambda: _notifications(worker), what="the notification")
+    assert shown[0]["title"] == "CRITICAL · core-sw1 is <b>down</b>" and shown[0]["actions"] == ["ack", "snooze"]
+    assert shown[0]["tag"] == f"pocketnoc-{alert_id}-1" and shown[0]["data"]["url"] == f"/alerts/{alert_id}"
+
+    # Tap "Acknowledge": the service worker posts the single-use token (no cookie); the server acknowledges as pat.
+    worker.evaluate("""self.registration.getNotifications().then(ns => {
+        self.dispatchEvent(new NotificationEvent("notificationclick", {notification: ns[0], action: "ack"}));
+    })""")
+
+    def acked_by() -> str | None:
+        with served.svc.engine.connect() as conn:
+            return conn.execute(select(alerts.c.acked_by).where(alerts.c.id == alert_id)).scalar()
+
+    assert wait_until(acked_by, what="the acknowledgement") == "pat"
+    confirmed = wait_until(lambda: [n for n in _notifications(worker) if n["title"] == "Acknowledged"], what="the confirmation")
+    assert confirmed[0]["actions"] == []
+
+    # The same notification's token cannot be replayed.
+    replay = page.evaluate(
+        """async (token) => (await fetch("/api/v1/push/action", {method: "POST", credentials: "omit",
+              headers: {"Content-Type": "application/json"}, body: JSON.stringify({token, action: "snooze"})})).status""",
+        pushed.payload["token"])
+    assert replay == 403
+
+    # Tapping a notification (no action button) opens the alert in the app's window.
+    page.reload()  # now the page is controlled by the service worker, like an installed app's window
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    other = fire(served.svc.engine, add_device(served.svc.engine, "edge-1"), "edge-1 is down")
+    second = served.push.wait_for(1, lambda p: p.payload["alert_id"] == other)[0]
+    cdp.send("ServiceWorker.deliverPushMessage",
+             {"origin": served.url, "registrationId": registration, "data": json.dumps(second.payload)})
+    _wait_for_notification(page, worker, f"pocketnoc-{other}-1")
+    worker.evaluate(f"""self.registration.getNotifications({{tag: "pocketnoc-{other}-1"}}).then(ns => {{
+        self.dispatchEvent(new NotificationEvent("notificationclick", {{notification: ns[0], action: ""}}));
+    }})""")
+    page.wait_for_url(f"{served.url}/alerts/{other}")
+    assert "edge-1 is down" in page.content()

@@ -1,0 +1,124 @@
+"""Kill -9 the server between the alert commit and the delivery: after a restart the notification arrives, once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from server.store.db import make_engine
+from server.store.schema import alerts, notify_messages
+from tests.peers.receiver import Receiver, start_receiver
+from tests.server.conftest import POCKETNOC
+from tests.server.notify_helpers import wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    peer = start_receiver()
+    yield peer
+    peer.stop()
+
+
+class Server:
+    """`pocketnoc serve` as a real process."""
+
+    def __init__(self, config: Path, data: Path, log: Path) -> None:
+        self.config, self.data, self.log = config, data, log
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POCKETNOC_")}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(POCKETNOC), "serve", "--config", str(self.config), "--data-dir", str(self.data), "--port", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def test_sigkill_after_the_alert_commit_and_before_delivery(tmp_path: Path, receiver: Receiver) -> None:
+    closed = _free_port()  # nothing listens here: the device's TCP check fails and the real poller raises device-down
+    (tmp_path / "channels.yaml").write_text(f"""
+channels:
+  - {{name: hook, url: "json://127.0.0.1:{receiver.port}/hook"}}
+delivery: {{poll_seconds: 0.2, backoff_seconds: 0.2, backoff_max_seconds: 1, timeout_seconds: 8, lease_seconds: 10}}
+""")
+    config = tmp_path / "pocketnoc.yaml"
+    config.write_text(f"""
+settings:
+  channels_file: channels.yaml
+  down_after_failures: 1
+  writer_batch_seconds: 0.05
+devices:
+  - name: dead-box
+    address: 127.0.0.1
+    interval: 5
+    checks:
+      - {{type: tcp, port: {closed}}}
+""")
+    receiver.answer(hang=True)  # the first attempt reaches the receiver but is never acknowledged
+    server = Server(config, tmp_path / "data", tmp_path / "server.log")
+    try:
+        server.start()
+        first = receiver.wait_for(1, timeout=90)[0]
+        assert first.json["title"] == "CRITICAL · dead-box is unreachable"
+        server.kill()  # committed alert, claimed message, no answer yet: the worst moment
+        engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'pocketnoc.db'}")
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(select(alerts.c.status)).scalars().all() == ["firing"]
+                assert conn.execute(select(notify_messages.c.status)).scalars().all() == ["pending"]
+            receiver.answer(200)
+            server.start()
+            delivered = receiver.wait_for(1, lambda r: r.status == 200, timeout=60)
+            time.sleep(3.0)  # anything sent twice would have arrived by now
+            acknowledged = receiver.items(lambda r: r.status == 200)
+            assert len(acknowledged) == 1 and acknowledged[0].json["dedup_key"] == first.json["dedup_key"] == "pocketnoc-1-1"
+            assert delivered[0].json["title"] == first.json["title"]
+
+            def sent() -> list[str]:
+                with engine.connect() as conn:
+                    return list(conn.execute(select(notify_messages.c.status)).scalars())
+
+            assert wait_until(lambda: sent() == ["sent"], what="the message recorded as sent")
+        finally:
+            engine.dispose()
+    finally:
+        server.stop()

@@ -1,0 +1,254 @@
+"""Delivery through the running worker to real local peers: Apprise json:// and ntfy://, webhooks, SMTP; failures."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from server.store.schema import device_status, devices, notify_channels
+from tests.peers.receiver import Receiver, start_receiver
+from tests.peers.smtp import PASSWORD, USER, SmtpPeer
+from tests.server.conftest import form_csrf, sign_in
+from tests.server.notify_helpers import add_device, bearer, fire, messages, notify_app, receipts, resolve, wait_until
+
+HOSTILE = 'core-sw1 "}{ <script>alert(1)</script> \x1b[2J\u202egnp.exe\x00 ✓ & </li>'
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    peer = start_receiver()
+    yield peer
+    peer.stop()
+
+
+def test_json_ntfy_and_webhook_carry_the_dedup_key_and_survive_hostile_text(tmp_path: Path, receiver: Receiver) -> None:
+    yaml = f"""
+channels:
+  - {{name: hook, url: "json://127.0.0.1:{receiver.port}/json"}}
+  - {{name: ntfy, url: "ntfy://127.0.0.1:{receiver.port}/ops"}}
+  - {{name: web, url: "http://127.0.0.1:{receiver.port}/web"}}
+"""
+    with notify_app(tmp_path, yaml, base_url="https://noc.example.net") as env:
+        device = add_device(env.engine)
+        alert_id = fire(env.engine, device, HOSTILE)
+        got = receiver.wait_for(3)
+        by_path = {r.path: r for r in got}
+        key = f"pocketnoc-{alert_id}-1"
+        apprise_json = by_path["/json"].json
+        assert apprise_json["dedup_key"] == key and by_path["/json"].headers["x-pocketnoc-dedup-key"] == key
+        assert apprise_json["type"] == "failure"
+        web = by_path["/web"].json
+        assert web["dedup_key"] == key and web["alert"]["alert_id"] == alert_id and web["kind"] == "trigger"
+        assert web["link"] == f"https://noc.example.net/alerts/{alert_id}"
+        ntfy = by_path["/"].json
+        assert ntfy["topic"] == "ops" and key in ntfy["message"]
+        for item in got:
+            flat = json.dumps(json.loads(item.body.decode("utf-8")), ensure_ascii=False)  # valid UTF-8 JSON
+            assert "\x1b" not in flat and "\u202e" not in flat and "\x00" not in flat
+        assert "<script>alert(1)</script>" in web["title"], "JSON carries the text as data, escaped by JSON itself"
+        resolve(env.engine, device)
+        resolved = receiver.wait_for(6)
+        assert {r.path for r in resolved[3:]} == {"/json", "/", "/web"}
+        wait_until(lambda: len(messages(env.engine, status="sent")) == 6, what="six sent messages")
+
+
+def test_email_with_starttls_and_auth_has_plain_and_escaped_html(tmp_path: Path) -> None:
+    smtp = SmtpPeer(tmp_path, "starttls", auth=True)
+    try:
+        url = (f"smtp://{USER}:{PASSWORD}@127.0.0.1:{smtp.port}/?from=noc@example.net&to=oncall@example.net,boss@example.net"
+               f"&cafile={smtp.cafile}")
+        with notify_app(tmp_path, f"channels:\n  - name: mail\n    url: \"{url}\"\n") as env:
+            device = add_device(env.engine, "sw-1")
+            fire(env.engine, device, HOSTILE)
+            mail = smtp.wait_for(1)[0]
+            assert mail.tls and sorted(mail.recipients) == ["boss@example.net", "oncall@example.net"]
+            msg = mail.message
+            assert msg["Subject"].startswith("CRITICAL · core-sw1")
+            html = msg.get_body(("html",)).get_content()
+            plain = msg.get_body(("plain",)).get_content()
+            assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;/li&gt;" in html
+            assert "<script>alert(1)</script>" in plain and "\x1b" not in plain and "\x00" not in plain
+            resolve(env.engine, device)
+            second = smtp.wait_for(2)[1].message
+            assert second["Subject"].startswith("Resolved · ")
+            assert second["In-Reply-To"] == msg["In-Reply-To"] == "<pocketnoc-1-1@example.net>"
+            assert second["X-Pocketnoc-Dedup-Key"] == "pocketnoc-1-1"
+    finally:
+        smtp.stop()
+
+
+def test_a_permanent_400_is_dead_lettered_once_and_visible(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.answer(400)
+    with notify_app(tmp_path, f"channels:\n  - {{name: hook, url: \"json://127.0.0.1:{receiver.port}/x\"}}\n") as env:
+        admin = env.user("root", "admin")
+        fire(env.engine, add_device(env.engine))
+        dead = wait_until(lambda: messages(env.engine, status="dead"), what="a dead letter")[0]
+        time.sleep(2.0)  # back-off is 0.2 s in these tests: a retry storm would show up by now
+        assert len(receiver.items()) == 1 and dead.attempts == 1
+        assert [r.status for r in receipts(env.engine, dead.id)] == ["apprise error=400"]
+        listed = env.client.get("/api/v1/notify/messages", params={"status": "dead"}, headers=bearer(admin)).json()["items"]
+        assert [m["id"] for m in listed] == [dead.id] and listed[0]["deliveries"][0]["result"] == "dead"
+        env.client.cookies.clear()
+        sign_in(env.client, "root", "correct horse battery")
+        page = env.client.get("/notify/channels")
+        assert "Dead letters" in page.text and "apprise error=400" in page.text
+        receiver.answer(200)
+        retried = env.client.post(f"/notify/messages/{dead.id}/retry", data={"csrf_token": form_csrf(page.text)})
+        assert retried.status_code == 303
+        wait_until(lambda: messages(env.engine, status="sent"), what="the retried message")
+        assert len(receiver.items()) == 2
+
+
+def test_429_retry_after_is_honoured_then_delivered(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.answer(429, retry_after="2")
+    with notify_app(tmp_path, f"channels:\n  - {{name: web, url: \"{receiver.url}/hook\"}}\n") as env:
+        fire(env.engine, add_device(env.engine))
+        receiver.wait_for(1)
+        receiver.answer(200)
+        got = receiver.wait_for(2, timeout=30)
+        assert got[1].ts - got[0].ts >= 1.9, "Retry-After: 2 was honoured though the back-off is 0.2 s"
+        sent = wait_until(lambda: messages(env.engine, status="sent"))[0]
+        assert [r.status for r in receipts(env.engine, sent.id)] == ["HTTP 429", "HTTP 200"]
+
+
+def test_a_receiver_that_is_down_gets_trigger_then_resolve_when_it_is_back(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.stop()
+    with notify_app(tmp_path, f"channels:\n  - {{name: hook, url: \"json://127.0.0.1:{receiver.port}/x\"}}\n") as env:
+        device = add_device(env.engine)
+        fire(env.engine, device)
+        trigger = wait_until(lambda: [m for m in messages(env.engine) if m.attempts >= 3], what="three failed attempts")[0]
+        resolve(env.engine, device)
+        down_for = 6.0
+        time.sleep(down_for)
+        attempts = messages(env.engine, id=trigger.id)[0].attempts
+        assert attempts <= 20, f"{attempts} attempts in {down_for:.0f}s: back-off must bound the retries"
+        gaps = [b.ts - a.ts for a, b in zip(receipts(env.engine, trigger.id), receipts(env.engine, trigger.id)[1:], strict=False)]
+        assert max(gaps) > min(gaps) * 2, f"the gaps between attempts grow: {gaps}"
+        assert messages(env.engine, kind="resolve")[0].attempts == 0, "the resolve waits behind the trigger"
+        receiver.start()
+        receiver.wait_for(2, timeout=30)
+        time.sleep(1.0)
+        kinds = [r.json["title"].split(" · ")[0] for r in receiver.items()]
+        assert kinds == ["CRITICAL", "Resolved"], kinds
+
+
+def test_a_failing_channel_is_marked_broken_and_announced_through_the_others(tmp_path: Path, receiver: Receiver) -> None:
+    other = start_receiver()
+    receiver.answer(503)
+    try:
+        yaml = (f"channels:\n  - {{name: flaky, url: \"{receiver.url}/flaky\"}}\n"
+                f"  - {{name: backup, url: \"{other.url}/backup\"}}\n"
+                "delivery: {poll_seconds: 0.2, backoff_seconds: 0.2, backoff_max_seconds: 0.5, timeout_seconds: 3,"
+                " lease_seconds: 6,"
+                " broken_after_failures: 3}\n")
+        with notify_app(tmp_path, yaml) as env:
+            token = env.user("viewer1", "viewer")
+            fire(env.engine, add_device(env.engine))
+            notices = other.wait_for(2, timeout=30)
+            titles = [r.json["title"] for r in notices]
+            assert "Notification channel flaky is failing" in titles
+            channels = {c["name"]: c for c in env.client.get("/api/v1/channels", headers=bearer(token)).json()["items"]}
+            assert channels["flaky"]["status"] == "broken" and channels["backup"]["status"] == "ok"
+            assert "HTTP 503" in channels["flaky"]["last_error"]
+            receiver.answer(200)
+            other.wait_for(1, lambda r: r.json["title"] == "Notification channel flaky is working again", timeout=30)
+            with env.engine.connect() as conn:
+                assert conn.execute(select(notify_channels.c.status).where(notify_channels.c.name == "flaky")).scalar() == "ok"
+    finally:
+        other.stop()
+
+
+@pytest.mark.parametrize("url", [
+    "json://169.254.169.254/latest", "http://169.254.169.254/latest/meta-data/", "http://metadata.google.internal/x",
+    "https://[fe80::1]/hook", "http://[::ffff:169.254.169.254]/", "http://0xA9FEA9FE/", "rsyslog://127.0.0.1",
+    "file:///etc/passwd", "gopher://example.net/", "smtp://mail.example.net:25/?from=a@b.c&to=d@e.f&starttls=no",
+])
+def test_unsafe_channel_urls_are_refused_unless_an_admin_allows_them(tmp_path: Path, url: str) -> None:
+    with notify_app(tmp_path) as env:
+        admin = env.user("root", "admin")
+        operator = env.user("op", "operator")
+        body = {"name": "x", "url": url}
+        assert env.client.post("/api/v1/channels", json=body, headers=bearer(operator)).status_code == 403
+        refused = env.client.post("/api/v1/channels", json=body, headers=bearer(admin))
+        assert refused.status_code == 422, refused.text
+        if url.startswith(("gopher", "http://metadata", "file")):
+            return  # not a usable URL (or a metadata name) even when allowed
+        allowed = env.client.post("/api/v1/channels", json={**body, "allow_unsafe": True}, headers=bearer(admin))
+        assert allowed.status_code == 201, allowed.text
+
+
+def test_channel_urls_are_sealed_and_never_returned_whole(tmp_path: Path, receiver: Receiver) -> None:
+    secret_url = f"json://hookuser:s3cr3t-pass@127.0.0.1:{receiver.port}/tok-abcdef123456?+X-Api-Key=k3y-zyxw"
+    with notify_app(tmp_path) as env:
+        admin = env.user("root", "admin")
+        created = env.client.post("/api/v1/channels", json={"name": "hook", "url": secret_url}, headers=bearer(admin))
+        assert created.status_code == 201
+        listed = env.client.get("/api/v1/channels", headers=bearer(admin)).text
+        for text in (created.text, listed):
+            assert "s3cr3t-pass" not in text and "k3y-zyxw" not in text
+        with env.engine.connect() as conn:
+            row = conn.execute(select(notify_channels)).one()
+        assert b"s3cr3t" not in bytes(row.secret) and "s3cr3t" not in row.display
+        test = env.client.post(f"/api/v1/channels/{row.id}/test", headers=bearer(admin))
+        assert test.status_code == 202
+        got = receiver.wait_for(1)[0]
+        assert got.json["title"] == "pocketnoc test notification" and got.headers["x-api-key"] == "k3y-zyxw"
+        audit = env.client.get("/api/v1/audit", headers=bearer(admin)).text
+        assert "channel.create" in audit and "s3cr3t-pass" not in audit
+
+
+def test_escalation_reaches_the_next_step_until_acknowledged(tmp_path: Path, receiver: Receiver) -> None:
+    yaml = f"""
+channels:
+  - {{name: first, url: "{receiver.url}/first"}}
+  - {{name: second, url: "{receiver.url}/second"}}
+routes:
+  - {{name: all, channels: [first], escalation: up}}
+escalations:
+  - name: up
+    loops: 3
+    steps:
+      - {{after_minutes: 0.02, channels: [second]}}
+"""
+    with notify_app(tmp_path, yaml) as env:
+        operator = env.user("op", "operator")
+        alert_id = fire(env.engine, add_device(env.engine))
+        receiver.wait_for(1, lambda r: r.path == "/first")
+        receiver.wait_for(2, lambda r: r.path == "/second", timeout=30)
+        escalated = receiver.items(lambda r: r.path == "/second")[0].json
+        assert escalated["kind"] == "escalate" and escalated["title"].endswith("(escalated)")
+        assert env.client.post(f"/api/v1/alerts/{alert_id}/ack", headers=bearer(operator)).status_code == 200
+        time.sleep(1.0)
+        count = len(receiver.items(lambda r: r.path == "/second"))
+        time.sleep(2.0)
+        assert len(receiver.items(lambda r: r.path == "/second")) == count <= 3, "no more steps after the acknowledgement"
+
+
+def test_dead_man_heartbeat_stops_and_the_app_says_silent_since(tmp_path: Path, receiver: Receiver) -> None:
+    yaml = f"deadman: {{url: \"{receiver.url}/beat\", interval_seconds: 0.3, silent_after_seconds: 5}}\n"
+    with notify_app(tmp_path, yaml) as env:
+        token = env.user("pat", "viewer")
+        device = add_device(env.engine)
+        with env.engine.begin() as conn:  # an enabled device that was just polled: monitoring works
+            conn.execute(update(devices).values(enabled=True))
+            conn.execute(update(device_status).values(last_polled=time.time()))
+        receiver.wait_for(2, lambda r: r.path == "/beat" and r.method == "GET")
+        status = env.client.get("/api/v1/notify/status", headers=bearer(token)).json()["monitoring"]
+        assert status["silent_since"] is None and status["heartbeat"]["ok"] is True
+        old = time.time() - 3600
+        with env.engine.begin() as conn:
+            conn.execute(update(device_status).where(device_status.c.device_id == device).values(last_polled=old))
+        time.sleep(1.0)
+        beats = len(receiver.items())
+        time.sleep(1.5)
+        assert len(receiver.items()) == beats, "no heartbeat while monitoring is silent"
+        status = env.client.get("/api/v1/notify/status", headers=bearer(token)).json()["monitoring"]
+        assert status["silent_since"] == pytest.approx(old) and status["heartbeat"]["status"] == "withheld"
+        sign_in(env.client, "pat", "correct horse battery")
+        page = env.client.get("/notify")
+        assert "Monitoring has been silent since" in page.text

@@ -1,0 +1,162 @@
+"""Web Push against a local push service that verifies VAPID and decrypts: keys, devices, gone, Retry-After, action tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from server.notify.webpush import META_KEY
+from server.store.schema import alerts, audit, meta, notify_tokens, push_subscriptions
+from tests.peers.webpush_service import PushService, start_push_service
+from tests.server.conftest import form_csrf, sign_in
+from tests.server.notify_helpers import add_device, bearer, fire, messages, notify_app, receipts, wait_until
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def push() -> Iterator[PushService]:
+    service = start_push_service()
+    yield service
+    service.stop()
+
+
+def _subscribe(env: object, token: str, service: PushService, label: str = "pixel") -> dict[str, object]:
+    sub = service.subscribe()
+    response = env.client.post("/api/v1/push/subscriptions", json={**sub, "label": label}, headers=bearer(token))  # type: ignore[attr-defined]
+    assert response.status_code == 201, response.text
+    return {**response.json(), "endpoint": sub["endpoint"]}
+
+
+def test_vapid_keys_are_made_once_kept_sealed_and_signed_for_the_push_service(tmp_path: Path, push: PushService) -> None:
+    with notify_app(tmp_path, "push: {subject: \"mailto:noc@example.net\"}\n") as env:
+        token = env.user("pat", "operator")
+        key = env.client.get("/api/v1/push/key", headers=bearer(token)).json()["public_key"]
+        with env.engine.connect() as conn:
+            stored = conn.execute(select(meta.c.value).where(meta.c.key == META_KEY)).scalar_one()
+        assert "PRIVATE KEY" not in stored and key not in stored
+        _subscribe(env, token, push)
+        fire(env.engine, add_device(env.engine))
+        got = push.wait_for(1)[0]
+        assert got.status == 201 and got.error == ""
+        assert got.vapid_key == key and got.claims["aud"] == push.origin and got.claims["sub"] == "mailto:noc@example.net"
+        assert got.headers["urgency"] == "high" and got.headers["topic"] == "pocketnoc-1-1" and int(got.headers["ttl"]) > 0
+        payload = got.payload
+        assert payload["title"] == "CRITICAL · core-sw1 is down" and payload["device"] == "core-sw1"
+        assert payload["severity"] == "critical" and payload["url"] == "/alerts/1" and payload["tag"] == "pocketnoc-1-1"
+        assert [a["action"] for a in payload["actions"]] == ["ack", "snooze"] and len(payload["token"]) >= 40
+    with notify_app(tmp_path, "") as env:
+        assert env.client.get("/api/v1/push/key", headers=bearer(token)).json()["public_key"] == key, "kept across restarts"
+
+
+def test_acknowledge_from_the_notification_works_once_as_that_user(tmp_path: Path, push: PushService) -> None:
+    with notify_app(tmp_path) as env:
+        token = env.user("pat", "operator")
+        _subscribe(env, token, push)
+        alert_id = fire(env.engine, add_device(env.engine))
+        action_token = push.wait_for(1)[0].payload["token"]
+        wrong = env.client.post("/api/v1/push/action", json={"token": action_token, "action": "delete"})
+        assert wrong.status_code == 422
+        done = env.client.post("/api/v1/push/action", json={"token": action_token, "action": "ack"})
+        assert done.status_code == 200, done.text
+        assert done.json()["alert"]["state"] == "acknowledged" and done.json()["user"] == "pat"
+        with env.engine.connect() as conn:
+            assert conn.execute(select(alerts.c.acked_by).where(alerts.c.id == alert_id)).scalar() == "pat"
+            assert conn.execute(select(audit.c.username).where(audit.c.action == "alert.ack")).scalar() == "pat"
+        replay = env.client.post("/api/v1/push/action", json={"token": action_token, "action": "snooze"})
+        assert replay.status_code == 403, "a token works once"
+        forged = env.client.post("/api/v1/push/action", json={"token": "x" * 43, "action": "ack"})
+        assert forged.status_code == 403
+
+
+def test_snooze_from_the_notification_and_expired_tokens(tmp_path: Path, push: PushService) -> None:
+    with notify_app(tmp_path) as env:
+        token = env.user("pat", "operator")
+        _subscribe(env, token, push)
+        first = fire(env.engine, add_device(env.engine))
+        second = fire(env.engine, add_device(env.engine, "edge-1"), "edge-1 is down")
+        pushed = {p.payload["alert_id"]: p.payload["token"] for p in push.wait_for(2)}
+        snoozed = env.client.post("/api/v1/push/action", json={"token": pushed[first], "action": "snooze"})
+        assert snoozed.status_code == 200 and snoozed.json()["alert"]["state"] == "snoozed"
+        with env.engine.connect() as conn:
+            until = conn.execute(select(alerts.c.snoozed_until).where(alerts.c.id == first)).scalar()
+        assert until == pytest.approx(time.time() + 3600, abs=60)
+        with env.engine.begin() as conn:
+            conn.execute(update(notify_tokens).where(notify_tokens.c.alert_id == second).values(expires_at=time.time() - 1))
+        late = env.client.post("/api/v1/push/action", json={"token": pushed[second], "action": "ack"})
+        assert late.status_code == 403
+
+
+def test_viewers_get_no_action_buttons(tmp_path: Path, push: PushService) -> None:
+    with notify_app(tmp_path) as env:
+        token = env.user("vic", "viewer")
+        _subscribe(env, token, push)
+        fire(env.engine, add_device(env.engine))
+        payload = push.wait_for(1)[0].payload
+        assert payload["actions"] == [] and payload["token"] is None
+        with env.engine.connect() as conn:
+            assert conn.execute(select(notify_tokens)).all() == []
+
+
+def test_a_gone_subscription_is_removed_and_retry_after_is_honoured(tmp_path: Path, push: PushService) -> None:
+    with notify_app(tmp_path) as env:
+        token = env.user("pat", "operator")
+        gone = _subscribe(env, token, push, "old phone")
+        _subscribe(env, token, push, "new phone")
+        push.forget(str(gone["endpoint"]))
+        push.answer(429, retry_after="2")  # the first push that reaches a live subscription
+        fire(env.engine, add_device(env.engine))
+        wait_until(lambda: messages(env.engine, status="gone"), what="the gone device")
+        devices = env.client.get("/api/v1/push/subscriptions", headers=bearer(token)).json()["items"]
+        assert [d["label"] for d in devices] == ["new phone"]
+        ok = wait_until(lambda: [p for p in push.items() if p.status == 201], timeout=30)
+        refused = [p for p in push.items() if p.status == 429]
+        assert ok[0].ts - refused[0].ts >= 1.9
+        sent = messages(env.engine, status="sent")[0]
+        assert [r.status for r in receipts(env.engine, sent.id)] == ["HTTP 429", "HTTP 201"]
+
+
+@pytest.mark.parametrize(("endpoint", "problem"), [
+    ("http://push.example.net/x", "https"),
+    ("https://169.254.169.254/x", "refused"),
+    ("https://user@push.example.net/x", "refused"),
+    ("ftp://push.example.net/x", "refused"),
+])
+def test_bad_subscriptions_are_refused(tmp_path: Path, push: PushService, endpoint: str, problem: str) -> None:
+    with notify_app(tmp_path) as env:
+        token = env.user("pat", "operator")
+        keys = push.subscribe()["keys"]
+        response = env.client.post("/api/v1/push/subscriptions", json={"endpoint": endpoint, "keys": keys}, headers=bearer(token))
+        assert response.status_code == 422 and problem in response.text
+        bad_key = {"endpoint": "https://push.example.net/x", "keys": {"p256dh": "A" * 87, "auth": keys["auth"]}}
+        assert env.client.post("/api/v1/push/subscriptions", json=bad_key, headers=bearer(token)).status_code == 422
+
+
+def test_the_settings_page_lists_tests_and_removes_only_your_devices(tmp_path: Path, push: PushService) -> None:
+    with notify_app(tmp_path) as env:
+        pat = env.user("pat", "operator")
+        sam = env.user("sam", "operator")
+        mine = _subscribe(env, pat, push, "pat's <b>pixel</b>")
+        theirs = _subscribe(env, sam, push, "sam's iphone")
+        sign_in(env.client, "pat", PASSWORD)
+        page = env.client.get("/notify")
+        assert page.status_code == 200
+        assert "pat&#39;s &lt;b&gt;pixel&lt;/b&gt;" in page.text and "sam&#39;s iphone" not in page.text
+        assert 'src="/static/push.js"' in page.text and "<script>" not in page.text
+        csrf = form_csrf(page.text)
+        assert env.client.post(f"/notify/devices/{mine['id']}/test", data={"csrf_token": csrf}).status_code == 303
+        test = push.wait_for(1)[0].payload
+        assert test["title"] == "pocketnoc test notification" and test["actions"] == []
+        assert env.client.post(f"/notify/devices/{theirs['id']}/delete", data={"csrf_token": csrf}).status_code == 404
+        assert env.client.post(f"/notify/devices/{mine['id']}/delete", data={"csrf_token": "nope"}).status_code == 403
+        assert env.client.post(f"/notify/devices/{mine['id']}/delete", data={"csrf_token": csrf}).status_code == 303
+        with env.engine.connect() as conn:
+            assert conn.execute(select(push_subscriptions.c.label)).scalars().all() == ["sam's iphone"]
+        sent = env.client.get("/notify").text
+        assert "pocketnoc test notification" in sent, "the per-user view shows what was sent"
+        mine_api = env.client.get("/api/v1/notify/mine", headers=bearer(pat)).json()["items"]
+        assert [m["kind"] for m in mine_api] == ["test"] and mine_api[0]["deliveries"][0]["status"] == "HTTP 201"

@@ -1,0 +1,125 @@
+"""The poller and the in-process dispatcher against real agents: no overlap, back-off, isolation, scheduling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents.base import SnmpCredentials, Target
+from server.dispatch import InProcessDispatcher, spread_offset
+from server.jobs import CheckJob
+from server.poller import Poller
+from server.settings import Settings
+from server.store.status import CheckOutcome
+from tests.peers.hostile_agent import hostile_agent
+from tests.peers.snmpd import SnmpdPeer, start_snmpd
+
+
+@pytest.fixture
+def snmpd(tmp_path: Path) -> Iterator[SnmpdPeer]:
+    peer = start_snmpd(tmp_path)
+    yield peer
+    peer.stop()
+
+
+def _job(device_id: int, port: int, interval: int = 60, timeout: float = 0.5, community: str = "public") -> CheckJob:
+    target = Target("127.0.0.1", port, f"d{device_id}", snmp=SnmpCredentials(community=community), timeout=timeout, retries=0)
+    return CheckJob(device_id, f"d{device_id}", "snmp", "snmp", interval, target)
+
+
+def _poller(**kw: object) -> tuple[Poller, list[CheckOutcome]]:
+    got: list[CheckOutcome] = []
+    settings = Settings(data_dir=Path("/nonexistent"), **kw)  # type: ignore[arg-type]
+    return Poller(settings, got.append), got
+
+
+async def test_a_check_never_overlaps_itself() -> None:
+    poller, got = _poller()
+    async with hostile_agent("silent") as agent:
+        job = _job(1, agent.port, timeout=1.0)
+        first = asyncio.create_task(poller.run_check(job))
+        await asyncio.sleep(0.1)
+        assert await poller.run_check(job) is None  # still running: skipped, not queued
+        assert poller.stats.skipped_overlap == 1
+        outcome = await first
+        assert outcome is not None and not outcome.ok and not outcome.answered
+    await poller.close()
+    assert len(got) == 1
+
+
+async def test_dead_devices_back_off_and_recover(snmpd: SnmpdPeer) -> None:
+    poller, got = _poller(down_after_failures=1, backoff_max_seconds=600)
+    async with hostile_agent("silent") as agent:
+        job = _job(1, agent.port, interval=10, timeout=0.2)
+        for _ in range(3):
+            await poller.run_check(job)
+        skipped = await poller.run_check(job)
+        assert skipped is None and poller.stats.skipped_backoff >= 1
+        assert len(got) == 2  # the third run was already inside the back-off window
+        forced = await poller.run_check(job, force=True)  # 'poll now' ignores back-off
+        assert forced is not None
+    recovered = await poller.run_check(_job(1, snmpd.port), force=True)
+    assert recovered is not None and recovered.ok
+    assert await poller.run_check(_job(1, snmpd.port)) is not None  # back-off cleared by the success
+    await poller.close()
+
+
+async def test_a_dead_device_does_not_delay_the_others(snmpd: SnmpdPeer) -> None:
+    poller, got = _poller(poll_concurrency=20)
+    async with hostile_agent("silent") as agent:
+        dead = [_job(100 + i, agent.port, timeout=3.0) for i in range(3)]
+        live = [_job(i, snmpd.port, timeout=3.0) for i in range(10)]
+        started = time.monotonic()
+        finished: dict[int, float] = {}
+
+        async def run(job: CheckJob) -> None:
+            await poller.run_check(job)
+            finished[job.device_id] = time.monotonic() - started
+
+        await asyncio.gather(*(run(j) for j in dead + live))
+    live_times = [finished[j.device_id] for j in live]
+    assert max(live_times) < 2.5, live_times  # done long before the dead ones time out
+    assert min(finished[j.device_id] for j in dead) >= 2.9
+    assert sum(o.ok for o in got) == 10
+    await poller.close()
+
+
+async def test_wrong_credentials_answered_false_but_not_crashing(snmpd: SnmpdPeer) -> None:
+    poller, _ = _poller()
+    outcome = await poller.run_check(_job(1, snmpd.port, community="nope"))
+    assert outcome is not None and not outcome.ok and outcome.error
+    await poller.close()
+
+
+def test_spread_offsets_are_stable_and_cover_the_interval() -> None:
+    offsets = [spread_offset(f"{i}:snmp", 60) for i in range(2000)]
+    assert offsets == [spread_offset(f"{i}:snmp", 60) for i in range(2000)]
+    assert all(0 <= o < 60 for o in offsets)
+    per_bucket = [sum(1 for o in offsets if b * 6 <= o < (b + 1) * 6) for b in range(10)]
+    assert min(per_bucket) > 150  # roughly even: no thundering herd at the top of the minute
+
+
+async def test_dispatcher_runs_each_check_on_its_interval_and_syncs_changes(snmpd: SnmpdPeer) -> None:
+    poller, got = _poller()
+    dispatcher = InProcessDispatcher(poller)
+    dispatcher.start()
+    try:
+        jobs = [_job(i, snmpd.port, interval=5) for i in range(1, 4)]
+        dispatcher.sync(jobs)
+        assert set(dispatcher.jobs) == {j.key for j in jobs}
+        await asyncio.sleep(11)
+        per_device = {i: sum(o.device_id == i for o in got) for i in range(1, 4)}
+        assert all(2 <= n <= 3 for n in per_device.values()), per_device  # once per 5 s, no duplicates
+        assert max(poller.stats.lags) < 1.0
+        dispatcher.sync(jobs[:1])  # two devices removed
+        before = len(got)
+        await asyncio.sleep(6)
+        assert {o.device_id for o in got[before:]} <= {1}
+        assert await dispatcher.run_now(1) == 1
+    finally:
+        await dispatcher.stop()
+        await poller.close()

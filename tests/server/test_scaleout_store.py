@@ -1,0 +1,247 @@
+"""Scale-out building blocks on real databases: leases with fencing, concurrent writers, worker health, the queue leader."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, text, update
+
+from server import worker_health
+from server.alerting import Alerting
+from server.inventory import DeviceSpec
+from server.secretbox import SecretBox
+from server.settings import Settings
+from server.store import leases
+from server.store import workers as store
+from server.store.db import make_engine
+from server.store.devices import create_device
+from server.store.schema import alert_events, alert_states, alerts, device_status, workers
+from server.store.status import CheckOutcome
+from server.writer import Writer
+from tests.server.conftest import AppEnv, make_app_env
+
+
+def test_a_lease_has_one_holder_and_a_takeover_bumps_the_fence(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert leases.acquire(conn, "job", "a", ttl=0.5) == 1
+        assert leases.acquire(conn, "job", "b", ttl=0.5) is None
+        assert leases.acquire(conn, "job", "a", ttl=0.5) == 1  # renewal keeps the fence
+        assert leases.fenced(conn, "job", "a", 1)
+    time.sleep(0.7)
+    with engine.begin() as conn:
+        assert not leases.fenced(conn, "job", "a", 1)  # expired: work under it is refused
+        assert leases.acquire(conn, "job", "b", ttl=5) == 2
+        assert leases.fenced(conn, "job", "b", 2) and not leases.fenced(conn, "job", "a", 1)
+        leases.release(conn, "job", "b")
+        assert leases.acquire(conn, "job", "a", ttl=5) == 3  # a clean hand-over needs no waiting
+        current = leases.current(conn, "job")
+    assert current is not None and current.holder == "a" and current.live
+
+
+@pytest.mark.pg
+def test_a_new_holder_waits_for_work_committed_under_the_old_fence(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            assert leases.acquire(conn, "notify", "old", ttl=0.3) == 1
+        time.sleep(0.4)
+        took: list[float] = []
+        with engine.begin() as conn:
+            assert not leases.fenced(conn, "notify", "old", 1)  # expired: refused, and a fresh holder is not blocked
+        with engine.begin() as conn:
+            assert leases.acquire(conn, "notify", "new", ttl=5) == 2
+            assert leases.fenced(conn, "notify", "new", 2)  # share-locks the row until this transaction ends
+
+            def take_over() -> None:
+                with engine.begin() as other:
+                    leases.acquire(other, "notify", "third", ttl=5)
+                    took.append(time.monotonic())
+
+            thread = threading.Thread(target=take_over)
+            thread.start()
+            time.sleep(0.5)
+            assert not took  # blocked behind the fenced transaction
+            released = time.monotonic()
+        thread.join(10)
+        assert took and took[0] >= released
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.pg
+def test_two_writers_on_one_device_lose_no_check_and_raise_one_alert(pg_url: str, tmp_path: Path) -> None:
+    box = SecretBox.from_file(tmp_path / "k")
+    engines = [make_engine(pg_url), make_engine(pg_url)]
+    settings = Settings(data_dir=tmp_path, writer_batch_seconds=0.01, down_after_failures=1)
+    spec = DeviceSpec.model_validate(
+        {"name": "shared", "address": "192.0.2.1", "checks": [{"type": "tcp", "port": 1, "name": "a"}]}
+    )
+    with engines[0].begin() as conn:
+        device_id = create_device(conn, spec, box, 60)
+    writers = [Writer(e, settings, hooks=[Alerting(threshold=1).hook]) for e in engines]
+    for w in writers:
+        w.start()
+    now = time.time()
+    try:
+        for step in range(40):
+            ok = step < 10
+            for check, w in zip(("a", "b"), writers, strict=True):  # each worker stores a different check of the device
+                w.submit(CheckOutcome(device_id, check, "tcp", now + step, ok, ok, 1.0, None if ok else "refused"))
+            time.sleep(0.003)
+        assert all(w.flush(60) for w in writers)
+    finally:
+        for w in writers:
+            w.stop()
+    with engines[0].connect() as conn:
+        checks = conn.execute(
+            select(device_status.c.checks, device_status.c.state).where(device_status.c.device_id == device_id)
+        ).one()
+        firing = conn.execute(select(alerts.c.id).where(alerts.c.device_id == device_id, alerts.c.status == "firing")).all()
+        states = conn.execute(select(alert_states.c.rule).where(alert_states.c.device_id == device_id)).all()
+    for e in engines:
+        e.dispose()
+    assert set(checks.checks) == {"a", "b"}  # neither writer overwrote the other's check
+    assert checks.checks["a"]["ts"] == checks.checks["b"]["ts"] == now + 39
+    assert checks.state == "unreachable"
+    assert len(firing) == 1, firing  # one episode, not one per writer
+    assert len(states) == len({r.rule for r in states})
+
+
+@pytest.fixture
+def pg_env(pg_url: str, tmp_path: Path) -> Iterator[AppEnv]:
+    """An app on PostgreSQL in queue mode (its lifespan runs, polling off: the tests drive the pieces)."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=pg_url, scheduler="queue", worker_silent_seconds=30)
+    yield from make_app_env(settings)
+
+
+@pytest.mark.pg
+def test_worker_health_raises_and_clears_silent_alerts_once(pg_env: AppEnv) -> None:
+    engine = pg_env.svc.engine
+    with engine.begin() as conn:
+        for name, tags in (("hq1", []), ("branch1", ["site-b"]), ("branch2", ["site-b"])):
+            create_device(
+                conn, DeviceSpec.model_validate({"name": name, "address": "192.0.2.5", "tags": tags}), pg_env.svc.box, 60
+            )
+        b = store.register(conn, "wb", "b", "host-b", 10, "i1", 5, stale_after=30)
+        store.register(conn, "wd", None, "host-d", 11, "i2", 5, stale_after=30)
+        with pytest.raises(store.WorkerNameTaken):
+            store.register(conn, "wb", "b", "elsewhere", 12, "other", 5, stale_after=30)
+    worker_health.evaluate(engine, 30, armed=True)
+    with engine.connect() as conn:
+        assert not conn.execute(select(alerts).where(alerts.c.rule.like("%-silent"))).all()
+    with engine.begin() as conn:  # wb stops reporting
+        conn.execute(update(workers).where(workers.c.id == b).values(last_seen=workers.c.last_seen - 100))
+    for _ in range(3):  # evaluated every few seconds: one alert each, no repeats
+        worker_health.evaluate(engine, 30, armed=True)
+    with engine.connect() as conn:
+        rows = conn.execute(select(alerts.c.rule, alerts.c.labels, alerts.c.status, alerts.c.device_id)).all()
+        events = conn.execute(select(alert_events.c.kind)).scalars().all()
+        branch1 = conn.execute(text("SELECT id FROM devices WHERE name = 'branch1'")).scalar()
+    assert sorted((r.rule, r.labels, r.status) for r in rows) == [
+        ("site-silent", '{"site":"b"}', "firing"),
+        ("worker-silent", '{"worker":"wb"}', "firing"),
+    ]
+    assert {r.device_id for r in rows} == {branch1}
+    assert events.count("fired") == 2 and "repeated" not in events
+    # The API and the page show it.
+    token = pg_env.token("vera", "viewer")
+    body = pg_env.client.get("/api/v1/workers", headers={"Authorization": f"Bearer {token}"}).json()
+    assert {w["name"]: w["state"] for w in body["items"]} == {"wb": "silent", "wd": "running"}
+    assert {s["name"]: s["state"] for s in body["sites"]} == {"b": "silent", "default": "ok"}
+    with engine.begin() as conn:  # it comes back
+        store.heartbeat(conn, b, "i1", {"checks_per_min": 12.0})
+    worker_health.evaluate(engine, 30, armed=True)
+    with engine.connect() as conn:
+        assert {r.status for r in conn.execute(select(alerts.c.status))} == {"resolved"}
+
+
+@pytest.mark.pg
+def test_an_admin_forgets_a_dead_worker_on_the_page(pg_env: AppEnv) -> None:
+    from tests.server.conftest import form_csrf, sign_in
+
+    with pg_env.svc.engine.begin() as conn:
+        live = store.register(conn, "alive", None, "h", 1, "i1", 5, stale_after=30)
+        dead = store.register(conn, "gone", None, "h", 2, "i2", 5, stale_after=30)
+        conn.execute(update(workers).where(workers.c.id == dead).values(last_seen=workers.c.last_seen - 100))
+    pg_env.user("ada", "admin")
+    sign_in(pg_env.client, "ada")
+    page = pg_env.client.get("/workers")
+    assert page.status_code == 200 and "gone" in page.text and "alive" in page.text
+    assert f'action="/workers/{dead}/forget"' in page.text and f'action="/workers/{live}/forget"' not in page.text
+    refused = pg_env.client.post(f"/workers/{live}/forget", data={"csrf_token": form_csrf(page.text)})
+    assert refused.status_code == 409
+    done = pg_env.client.post(f"/workers/{dead}/forget", data={"csrf_token": form_csrf(page.text)})
+    assert done.status_code == 303
+    with pg_env.svc.engine.connect() as conn:
+        assert conn.execute(select(workers.c.name)).scalars().all() == ["alive"]
+        assert conn.execute(text("SELECT count(*) FROM audit WHERE action = 'worker.forget' AND target = 'gone'")).scalar() == 1
+    viewer = pg_env.token("vic", "viewer")
+    assert pg_env.client.delete(f"/api/v1/workers/{live}", headers={"Authorization": f"Bearer {viewer}"}).status_code == 403
+
+
+def test_the_page_explains_in_process_polling(app_env: AppEnv) -> None:
+    token = app_env.token("vera", "viewer")
+    body = app_env.client.get("/api/v1/workers", headers={"Authorization": f"Bearer {token}"}).json()
+    assert body["scheduler"] == "inprocess" and body["sites"] == []
+
+
+@pytest.mark.pg
+def test_one_of_two_servers_queues_each_slot_once_into_its_site_queue(pg_url: str, tmp_path: Path) -> None:
+    from contextlib import ExitStack
+
+    from server.dispatch_queue import QueueDispatcher
+
+    engine = make_engine(pg_url)
+    box = SecretBox.from_file(tmp_path / "secret.key")
+    with engine.begin() as conn:
+        for name, tags in (("hq", []), ("branch", ["site-b"])):
+            create_device(
+                conn, DeviceSpec.model_validate({"name": name, "address": "192.0.2.7", "tags": tags, "interval": 5}), box, 5
+            )
+        store.register(conn, "wb", "b", "h", 1, "i", 5, stale_after=60)
+    settings = Settings(data_dir=tmp_path, database_url=pg_url, scheduler="queue", lease_seconds=2)
+    with ExitStack() as stack:
+        envs = [stack.enter_context(_polling_app(settings)) for _ in range(2)]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                queued = conn.execute(text("SELECT queue_name, args->>'device_id' AS d FROM procrastinate_jobs")).all()
+            if len(queued) == 2:
+                break
+            time.sleep(0.2)
+        time.sleep(6)  # one more slot: nobody runs the jobs, so it coalesces instead of piling up
+        dispatchers = [e.svc.dispatcher for e in envs]
+        assert all(isinstance(d, QueueDispatcher) for d in dispatchers)
+        leaders = [d for d in dispatchers if isinstance(d, QueueDispatcher) and d.leader]
+        assert len(leaders) == 1
+        assert leaders[0].stats.deferred == 2 and leaders[0].stats.coalesced >= 2
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT j.queue_name, d.name FROM procrastinate_jobs j JOIN devices d ON d.id = (j.args->>'device_id')::int")
+        ).all()
+    engine.dispose()
+    assert sorted(rows) == [("checks", "hq"), ("site-b", "branch")]
+
+
+def _polling_app(settings: Settings) -> object:
+    from contextlib import contextmanager
+
+    @contextmanager
+    def run() -> Iterator[AppEnv]:
+        yield from make_app_env(settings.model_copy(), poll=True)
+
+    return run()
+
+
+@pytest.mark.pg
+def test_a_worker_refuses_sqlite_and_a_missing_key_with_one_line(tmp_path: Path, pg_url: str) -> None:
+    from tests.server.conftest import assert_clean_error, run_cli
+
+    assert_clean_error(run_cli("worker", "--data-dir", tmp_path), "a worker needs PostgreSQL")
+    env = {"POCKETNOC_DATABASE_URL": pg_url, "POCKETNOC_SCHEDULER": "queue"}
+    assert_clean_error(run_cli("worker", "--data-dir", tmp_path, env=env), "does not exist")  # never invents a key
+    assert_clean_error(run_cli("worker", "--site", "no/slash", "--data-dir", tmp_path, env=env), "--site")

@@ -1,0 +1,163 @@
+"""Passkeys end to end in Chromium with a virtual authenticator: register, one-tap sign-in, second step, step-up."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import BrowserContext, Page, sync_playwright
+from sqlalchemy import select
+
+from server import auth
+from server.app import create_app
+from server.services import Services
+from server.settings import Settings
+from server.store.schema import audit, passkeys, sessions
+from tests.server.conftest import PASSWORD
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+AUTHENTICATOR = {
+    "protocol": "ctap2",
+    "transport": "internal",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+}
+
+
+@dataclass
+class Served:
+    """The app served by uvicorn on 127.0.0.1, reached as http://localhost:PORT (a secure context for WebAuthn)."""
+
+    url: str
+    svc: Services
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """A real HTTP server in a thread, with an admin `pat`."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing (make test installs it)")
+    port = _free_port()
+    app = create_app(Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05), poll=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    svc: Services = app.state.services
+    with svc.engine.begin() as conn:
+        auth.create_user(conn, "pat", "admin", PASSWORD)
+    yield Served(f"http://localhost:{port}", svc)
+    server.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture
+def browser_page() -> Iterator[tuple[BrowserContext, Page]]:
+    """A Chromium page with a virtual platform authenticator that verifies the user."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        context = browser.new_context(**p.devices["Pixel 7"])
+        context.set_default_timeout(30_000)
+        page = context.new_page()
+        cdp = context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})
+        yield context, page
+        browser.close()
+
+
+def _password_sign_in(page: Page, url: str) -> None:
+    page.goto(url + "/login")
+    page.fill("input[name=username]", "pat")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form[action='/login'] button[type=submit]")
+
+
+def _sign_out(page: Page) -> None:
+    page.click("summary")
+    page.click("form[action='/logout'] button")
+    page.wait_for_url("**/login")
+
+
+def _last_login_method(svc: Services) -> str:
+    with svc.reader.connect() as conn:
+        row = conn.execute(select(audit.c.detail).where(audit.c.action == "login").order_by(audit.c.id.desc())).first()
+    assert row is not None
+    return str(row.detail.get("method"))
+
+
+def test_passkey_registration_sign_in_second_step_and_step_up(served: Served, browser_page: tuple[BrowserContext, Page]) -> None:
+    context, page = browser_page
+    _password_sign_in(page, served.url)
+    page.wait_for_url(served.url + "/")
+    # Register: the button appears only with JavaScript and WebAuthn; the first passkey brings recovery codes.
+    page.goto(served.url + "/account/passkeys")
+    page.fill("[data-passkey-name]", "pixel")
+    page.click("[data-passkey=create]")
+    page.wait_for_selector("text=shown only this once")
+    assert page.locator("[data-passkey-status] code").count() == 10
+    with served.svc.reader.connect() as conn:
+        assert conn.execute(select(passkeys.c.name)).scalars().all() == ["pixel"]
+
+    # One tap: "Sign in with a passkey" on the login page, no user name or password.
+    _sign_out(page)
+    page.click("text=Sign in with a passkey")
+    page.wait_for_url(served.url + "/")
+    assert _last_login_method(served.svc) == "passkey"
+    assert "pat" in page.content()
+
+    # The password alone is now not enough: the second step offers the passkey.
+    _sign_out(page)
+    _password_sign_in(page, served.url)
+    page.wait_for_url("**/login/2fa**")
+    page.click("text=Use a passkey")
+    page.wait_for_url(served.url + "/")
+    assert _last_login_method(served.svc) == "passkey"
+
+    # Step-up: a stale proof sends user management to "Confirm it's you"; the passkey confirms it.
+    with served.svc.engine.begin() as conn:
+        conn.execute(sessions.update().values(verified_at=sessions.c.verified_at - 3600))
+    page.goto(served.url + "/admin/users")
+    page.wait_for_url("**/account/verify**")
+    page.click("text=Confirm with a passkey")
+    page.wait_for_url(served.url + "/admin/users")
+    assert page.locator("h1").inner_text() == "Users"
+    cookies = {c["name"]: c for c in context.cookies()}
+    assert cookies[auth.SESSION_COOKIE]["httpOnly"] and cookies[auth.SESSION_COOKIE]["sameSite"] == "Lax"
+
+
+def test_the_password_form_works_without_javascript(served: Served) -> None:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.goto(served.url + "/login")
+        assert not page.locator("[data-passkey]").is_visible()  # hidden without JavaScript
+        _password_sign_in(page, served.url)
+        page.wait_for_url(served.url + "/")
+        browser.close()

@@ -1,0 +1,273 @@
+"""Secrets at rest and in motion: never in API answers, exports, logs or the raw database; the key rotates; a wrong
+key fails closed with one clear line; the command line takes no secrets as arguments."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+
+from server import keyrotation
+from server.app import create_app
+from server.cli import build_parser
+from server.secretbox import SecretBox
+from server.settings import Settings
+from server.store.db import make_engine
+from server.store.devices import load_devices
+from tests.peers.snmpd import SnmpdPeer, V3User, start_snmpd
+from tests.server.conftest import POCKETNOC, AppEnv, assert_clean_error, bearer, run_cli, sign_in
+from tests.server.security_helpers import (
+    TotpClock,
+    clock_fixture,  # noqa: F401 - the `clock` fixture
+    enrol_totp,
+)
+
+COMMUNITY = "c0mm-S3CRET-v2"
+AUTH_KEY = "auth-S3CRET-key"
+PRIV_KEY = "priv-S3CRET-key"
+SSH_PASSWORD = "ssh-S3CRET-pass"
+SECRETS = (COMMUNITY, AUTH_KEY, PRIV_KEY, SSH_PASSWORD)
+
+
+@pytest.fixture
+def snmp_peer(tmp_path: Path) -> Iterator[SnmpdPeer]:
+    """snmpd answering our secret community and a v3 user with secret keys."""
+    peer = start_snmpd(tmp_path, community=COMMUNITY, users=(V3User("secmon", "SHA", AUTH_KEY, "AES", PRIV_KEY),))
+    yield peer
+    peer.stop()
+
+
+def _devices(port: int, closed_port: int) -> list[dict[str, object]]:
+    return [
+        {"name": "v2c", "address": "127.0.0.1", "snmp": {"version": "2c", "port": port, "community": COMMUNITY}},
+        {
+            "name": "v3",
+            "address": "127.0.0.1",
+            "snmp": {
+                "version": "3",
+                "port": port,
+                "user": "secmon",
+                "auth_protocol": "sha",
+                "auth_key": AUTH_KEY,
+                "priv_protocol": "aes128",
+                "priv_key": PRIV_KEY,
+            },
+        },
+        {
+            "name": "v3-wrong",
+            "address": "127.0.0.1",
+            "snmp": {"version": "3", "port": port, "user": "secmon", "auth_protocol": "sha", "auth_key": AUTH_KEY + "x"},
+        },
+        {"name": "ssh", "address": "127.0.0.1", "ssh": {"port": closed_port, "user": "mon", "password": SSH_PASSWORD}},
+    ]
+
+
+def _closed_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _absent(where: str, text: str | bytes) -> None:
+    data = text.encode() if isinstance(text, str) else text
+    for secret in SECRETS:
+        assert secret.encode() not in data, f"{secret} leaked into {where}"
+
+
+def test_device_secrets_never_leave_the_server(
+    tmp_path: Path, snmp_peer: SnmpdPeer, caplog: pytest.LogCaptureFixture, clock: TotpClock
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, snmp_timeout=1.0, snmp_retries=0)
+    app = create_app(settings, poll=True)
+    with TestClient(app, follow_redirects=False) as client:
+        env = AppEnv(app, client, app.state.services)
+        token = env.token("root", "admin")
+        ids = []
+        for device in _devices(snmp_peer.port, _closed_tcp_port()):
+            created = client.post("/api/v1/devices", json=device, headers=bearer(token))
+            assert created.status_code == 201, created.text
+            _absent("the create answer", created.text)
+            ids.append(created.json()["id"])
+        for device_id in ids:
+            polled = client.post(f"/api/v1/devices/{device_id}/poll", headers=bearer(token))
+            assert polled.status_code in (200, 404), polled.text
+        detail = client.get(f"/api/v1/devices/{ids[0]}", headers=bearer(token))
+        assert detail.json()["facts"].get("sys_name"), detail.text  # the secret community really worked
+        assert detail.json()["spec"]["snmp"]["community_set"] is True
+        patched = client.patch(f"/api/v1/devices/{ids[1]}", json={"tags": ["x"]}, headers=bearer(token))
+        _absent("the patch answer", patched.text)
+        env.user("ops", "admin")
+        sign_in(client, "ops")
+        enrol_totp(client, clock)
+        answers = [client.get(f"/api/v1/devices/{i}", headers=bearer(token)).text for i in ids]
+        answers += [client.get(f"/devices/{i}").text for i in ids]
+        for url in (
+            "/api/v1/devices",
+            "/api/v1/audit",
+            "/api/v1/audit/export?format=csv",
+            "/api/v1/audit/export?format=jsonl",
+            "/metrics",
+            "/api/v1/openapi.json",
+            "/",
+            "/admin/audit",
+        ):
+            answers.append(client.get(url, headers=bearer(token) if url.startswith(("/api", "/metrics")) else {}).text)
+        for n, text in enumerate(answers):
+            _absent(f"answer {n}", text)
+    _absent("the log", caplog.text)
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("pocketnoc.db*"))
+    _absent("the database file", raw)
+    with make_engine(settings.db_url).connect() as conn:
+        assert len(load_devices(conn, SecretBox.from_file(settings.key_file))) == 4
+        wrong = SecretBox(Fernet.generate_key())
+        with pytest.raises(Exception, match="cannot be decrypted"):
+            load_devices(conn, wrong)
+
+
+def test_validation_errors_do_not_echo_secrets(app_env: AppEnv) -> None:
+    token = app_env.token("val", "admin")
+    bad = {
+        "name": "bad",
+        "address": "not an address!",
+        "snmp": {
+            "version": "3",
+            "user": "u",
+            "auth_protocol": "sha",
+            "auth_key": AUTH_KEY,
+            "priv_key": PRIV_KEY,
+            "bogus": SSH_PASSWORD,
+        },
+    }
+    response = app_env.client.post("/api/v1/devices", json=bad, headers=bearer(token))
+    assert response.status_code == 422
+    _absent("a validation error", response.text)
+
+
+def test_the_command_line_takes_no_secrets_as_arguments() -> None:
+    suspicious = re.compile(r"pass|secret|key|token|community|otp|code", re.IGNORECASE)
+
+    def walk(parser: argparse.ArgumentParser, where: str) -> Iterator[str]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{where} {name}")
+            elif action.dest != "help" and suspicious.search(action.dest + " ".join(action.option_strings)):
+                yield f"{where}: {action.dest}"
+
+    assert list(walk(build_parser(), "pocketnoc")) == []
+
+
+def _prepare(data: Path, clock: TotpClock) -> Settings:
+    settings = Settings(data_dir=data, writer_batch_seconds=0.05)
+    app = create_app(settings, poll=False)
+    with TestClient(app, follow_redirects=False) as client:
+        env = AppEnv(app, client, app.state.services)
+        token = env.token("root", "admin")
+        for device in _devices(161, 22):
+            assert client.post("/api/v1/devices", json=device, headers=bearer(token)).status_code == 201
+        env.user("two", "viewer")
+        sign_in(client, "two")
+        enrol_totp(client, clock)
+    return settings
+
+
+def _specs(settings: Settings) -> list[str]:
+    engine = make_engine(settings.db_url)
+    try:
+        with engine.connect() as conn:
+            return [r.spec.model_dump_json() for r in load_devices(conn, SecretBox.from_file(settings.key_file, create=False))]
+    finally:
+        engine.dispose()
+
+
+def test_secrets_rotate_reencrypts_everything_and_swaps_the_key(tmp_path: Path, clock: TotpClock) -> None:
+    settings = _prepare(tmp_path / "data", clock)
+    before = _specs(settings)
+    old_key = settings.key_file.read_bytes()
+    result = run_cli("secrets", "rotate", "--data-dir", settings.data_dir)
+    assert result.returncode == 0, result.stderr
+    found = re.search(r"re-encrypted (\d+) stored secrets", result.stdout)
+    assert found and int(found.group(1)) >= 6, result.stdout  # 4 devices, 1 TOTP secret, the key-check canary, ...
+    new_key = settings.key_file.read_bytes()
+    assert new_key != old_key
+    assert oct(settings.key_file.stat().st_mode & 0o777) == "0o600"
+    assert not list(settings.data_dir.glob("secret.key.*"))
+    assert _specs(settings) == before
+    raw = b"".join(p.read_bytes() for p in settings.data_dir.glob("pocketnoc.db*"))
+    _absent("the rotated database", raw)
+    # The old key opens nothing any more: a copy of the old key file is useless with the new database.
+    settings.key_file.write_bytes(old_key)
+    with pytest.raises(Exception, match="cannot be decrypted"):
+        _specs(settings)
+    settings.key_file.write_bytes(new_key)
+
+
+def test_an_interrupted_rotation_is_finished_by_running_it_again(tmp_path: Path, clock: TotpClock) -> None:
+    settings = _prepare(tmp_path / "data", clock)
+    before = _specs(settings)
+    old = Fernet(settings.key_file.read_bytes().strip())
+    new_key = Fernet.generate_key()
+    # Crash after the database was re-encrypted but before the key file was swapped.
+    (settings.data_dir / "secret.key.new").write_bytes(new_key)
+    engine = make_engine(settings.db_url)
+    with engine.begin() as conn:
+        keyrotation._reseal(conn, keyrotation.MultiFernet([Fernet(new_key), old]).rotate)
+    engine.dispose()
+    refused = run_cli("serve", "--data-dir", settings.data_dir, "--port", "1")
+    assert_clean_error(refused, "does not match this database")
+    result = run_cli("secrets", "rotate", "--data-dir", settings.data_dir)
+    assert result.returncode == 0, result.stderr
+    assert settings.key_file.read_bytes().strip() == new_key
+    assert _specs(settings) == before
+
+
+def test_a_wrong_or_broken_key_fails_closed_with_one_clear_line(tmp_path: Path, clock: TotpClock) -> None:
+    settings = _prepare(tmp_path / "data", clock)
+    good = settings.key_file.read_bytes()
+    settings.key_file.write_bytes(Fernet.generate_key())
+    assert_clean_error(run_cli("serve", "--data-dir", settings.data_dir, "--port", "1"), "does not match this database")
+    assert_clean_error(run_cli("secrets", "rotate", "--data-dir", settings.data_dir), "does not match this database")
+    settings.key_file.write_bytes(b"not a key")
+    assert_clean_error(run_cli("serve", "--data-dir", settings.data_dir, "--port", "1"), "is not a valid key")
+    settings.key_file.write_bytes(good)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POCKETNOC_")}
+    env["POCKETNOC_SECRET_KEY"] = "garbage"
+    result = subprocess.run(
+        [str(POCKETNOC), "serve", "--data-dir", str(settings.data_dir), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert_clean_error(result, "POCKETNOC_SECRET_KEY is not a valid key")
+    with pytest.raises(Exception, match="does not match"):
+        create = create_app(Settings(data_dir=settings.data_dir, secret_key_file=tmp_path / "other.key"), poll=False)
+        with TestClient(create):
+            pass
+
+
+def test_every_sealed_column_is_rotated() -> None:
+    from sqlalchemy import LargeBinary
+
+    from server.store.schema import metadata
+
+    registered = set(keyrotation.SEALED_COLUMNS)
+    public = {("passkeys", "public_key")}  # a COSE public key: nothing to hide
+    binary = {(t.name, c.name) for t in metadata.sorted_tables for c in t.columns if isinstance(c.type, LargeBinary)}
+    assert binary - public <= registered, (
+        f"sealed columns missing from keyrotation.SEALED_COLUMNS: {binary - public - registered}"
+    )
+    assert {(t.name, c.name) for t, _, c in keyrotation.sealed_columns()} == registered & binary
