@@ -194,7 +194,8 @@ def _scale(r: dict[str, Any]) -> list[str]:
         "",
         "*machine busy* is the whole machine's CPU use during the measured intervals (other jobs "
         "included); *waited for a CPU* is how long this process's threads were runnable but not running "
-        "(`/proc/self/task/*/schedstat`), as a share of wall time: the cost of sharing the machine.",
+        "(`/proc/self/task/*/schedstat`, summed over its threads, so it can pass 100 %) as a share of wall "
+        "time: the cost of sharing the machine.",
     ]
     big = next((s for s in rows if s.get("devices") == TARGET_DEVICES and "error" not in s), None)
     if big is not None:

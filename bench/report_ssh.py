@@ -103,7 +103,7 @@ def findings(r: dict[str, Any]) -> list[str]:
     loop_ms, writer_ms, c_ms = (med(c, k) for k in ("loop_thread_ms_per_poll", "writer_thread_ms_per_poll",
                                                      "cpu_ms_per_poll"))
     a_ms = med(r["bare"], "cpu_ms_per_poll")
-    out = ["", "## Findings: where the time goes", ""]
+    out = ["", "## SNMP and SSH findings: where the time goes", ""]
     layers = r.get("profile", {}).get("profile", {}).get("layers", {})
     snmp_lib = sum(v for k, v in layers.items() if k.startswith(("pysnmp", "pyasn1")))
     lib = f" (pysnmp and pyasn1: {snmp_lib * 100:.0f} % of the profiled loop thread)" if layers else ""

@@ -270,11 +270,13 @@ def serve_process(data_dir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def serve(settings: Settings, config: LoadedConfig | None = None, poll: bool = False) -> Iterator[LiveServer]:
-    """Run the app until the block ends (streams are cut after 2 s on shutdown)."""
+def serve(
+    settings: Settings, config: LoadedConfig | None = None, poll: bool = False, port: int | None = None
+) -> Iterator[LiveServer]:
+    """Run the app until the block ends (live streams are asked to end first, as on SIGTERM)."""
     app = create_app(settings, config, poll=poll)
     counter = ByteCounter(app)
-    port = free_port()
+    port = port or free_port()
     server = StreamingServer(
         uvicorn.Config(counter, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5),
         app.state.services,

@@ -21,6 +21,10 @@ CHROME_FLAGS = (
 )
 
 
+class LighthouseFailed(RuntimeError):
+    """Lighthouse itself failed (chromium did not start in time, the page never painted ...)."""
+
+
 def lighthouse() -> Path:
     """The lighthouse command, installed from npm into the venv on first use."""
     binary = NPM_DIR / "node_modules" / ".bin" / "lighthouse"
@@ -53,7 +57,9 @@ def run(url: str, cookie: str, categories: tuple[str, ...] = ("performance", "ac
         "--quiet",
     ]
     try:
-        subprocess.run(command, check=True, timeout=300, env={**os.environ, "CHROME_PATH": CHROMIUM}, capture_output=True)
+        done = subprocess.run(command, timeout=300, env={**os.environ, "CHROME_PATH": CHROMIUM}, capture_output=True, text=True)
+        if done.returncode != 0 or not out.exists():
+            raise LighthouseFailed(f"lighthouse exited {done.returncode}: {(done.stderr or done.stdout)[-1500:]}")
         report = json.loads(out.read_text())
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)

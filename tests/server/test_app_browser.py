@@ -167,6 +167,10 @@ def test_the_device_page_shows_graphs_you_can_touch_to_read(
     shot(page, f"{slug}-device-graph-touch", docs=device == "iPhone 13")
     page.keyboard.press("ArrowLeft")
     _no_sideways_scroll(page)
+    page.set_viewport_size({"width": 360, "height": 740})
+    _no_sideways_scroll(page)
+    narrow = page.locator("svg.spark").first.bounding_box()
+    assert narrow and narrow["width"] >= 300, "graphs stay readable on a 360 px screen"
     page.goto(f"{server.url}/devices/{fleet.graphed}")
     shot(page, f"{slug}-device")
     page.click("nav.ranges >> text=7d")

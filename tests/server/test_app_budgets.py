@@ -136,12 +136,18 @@ def test_lighthouse_mobile_performance_at_least_95_and_accessibility_100(site: t
     path = {"overview": "/", "device": f"/devices/{fleet.graphed}", "alert": f"/alerts/{fleet.alerts[0]}"}[page]
     cookie = session_cookie(server.url, "viewer")
     runs = []
+    failures = []
     for _ in range(LIGHTHOUSE_TRIES):
-        result = app_lighthouse.run(server.url + path, cookie)
+        try:
+            result = app_lighthouse.run(server.url + path, cookie)
+        except app_lighthouse.LighthouseFailed as exc:  # a starved machine can make Lighthouse itself time out
+            failures.append(str(exc))
+            continue
         runs.append(result)
         assert result["final_url"].endswith(path), "Lighthouse saw the signed-in page"
         assert result["scores"]["accessibility"] == 100, result["lost"]
         if result["scores"]["performance"] >= 95:
             break
-    _record(f"lighthouse-{page}", runs)
+    _record(f"lighthouse-{page}", {"runs": runs, "failures": failures})
+    assert runs, failures
     assert max(r["scores"]["performance"] for r in runs) >= 95, runs

@@ -21,7 +21,7 @@ from server.settings import Settings
 from server.store.schema import devices
 from tests.peers.snmpd import SnmpdPeer, start_snmpd
 from tests.server.app_browser import live, phone, playwright_browser, session_cookie, shot, sign_in, wait_for
-from tests.server.app_fleet import LiveServer, build_fleet, serve
+from tests.server.app_fleet import LiveServer, build_fleet, free_port, serve
 
 
 @pytest.fixture
@@ -161,3 +161,32 @@ def _watch_outage(p: Playwright, browser: Browser, server: LiveServer, snmpd: Sn
     assert page.evaluate("window.__stay") == 1
     context.close()
     assert seen_after < 80
+
+
+@pytest.mark.browser
+def test_the_indicator_says_reconnecting_while_the_server_is_away_and_live_when_it_is_back(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05)
+    port = free_port()
+    with serve(settings, port=port) as server:
+        build_fleet(server.svc.engine, server.svc.box, devices=40, alerts=2)
+        server.user("op", "operator")
+        for p, browser in playwright_browser():
+            context = phone(p, browser, "Pixel 7")
+            page = context.new_page()
+            sign_in(page, server.url, "op")
+            live(page)
+            page.evaluate("window.__stay = 1")
+            server.stop()
+            live(page, "reconnecting")
+            expect(page.locator("#stale")).to_contain_text("No connection to the server", timeout=30_000)
+            shot(page, "pixel-7-reconnecting")
+            with serve(settings, port=port) as again:
+                with again.svc.engine.begin() as conn:
+                    from server.store.alerts import acknowledge
+
+                    acknowledge(conn, 1, "someone-else", "while you were away")
+                live(page, timeout=60)  # the retry after the back-off finds the new server
+                expect(page.locator("#stale")).to_be_hidden()
+                expect(page.locator("[data-region=alerts] .arow").filter(has_text="ack someone-else")).to_have_count(1)
+                assert page.evaluate("window.__stay") == 1, "caught up without a reload"
+            context.close()
