@@ -74,8 +74,7 @@ def ssh_section(r: dict[str, Any]) -> list[str]:
                 f"{sc['agents_cpu_util'] * 100:.0f} % |",
                 "",
                 f"*sshd + commands CPU* is sshd and everything it ran, as a share of one core; the machine was "
-                f"{sc.get('machine_busy', 0) * 100:.0f} % busy and this process waited for a CPU "
-                f"{sc.get('waited_for_cpu_util', 0) * 100:.0f} % of the time."
+                f"{sc.get('machine_busy', 0) * 100:.0f} % busy during the run."
                 + (" After the run the app's shutdown (`pipeline.stop`) had not returned within 90 s: SSH "
                    "checks were still blocked in paramiko threads." if sc.get("shutdown_s", 0.0) is None else ""),
                 "",
