@@ -66,7 +66,7 @@
     queueBar.textContent = text;
     queueBar.classList.toggle("good", Boolean(good));
     for (const item of mine) {
-      const form = $(`form[action="${item.url}"]`);
+      const form = $(`form[action="${CSS.escape(item.url)}"]`);
       if (form) form.closest(".arow")?.classList.add("queued");
     }
   }
@@ -147,13 +147,13 @@
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       const focusForm = document.activeElement?.closest?.("[data-region] form")?.getAttribute("action");
       for (const old of $$("[data-region]")) {
-        const fresh = doc.querySelector(`[data-region="${old.dataset.region}"]`);
+        const fresh = doc.querySelector(`[data-region="${CSS.escape(old.dataset.region)}"]`);
         if (!fresh || fresh.innerHTML === old.innerHTML) continue;
         const node = document.importNode(fresh, true);
         old.replaceWith(node);
         enhance(node);
       }
-      if (focusForm) $(`form[action="${focusForm}"] button`)?.focus();
+      if (focusForm) $(`form[action="${CSS.escape(focusForm)}"] button`)?.focus();
       document.title = doc.title;
       freshAt = Number(doc.body.dataset.rendered) || Date.now() / 1000;
       hideStale();
