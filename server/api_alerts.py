@@ -19,6 +19,7 @@ from server.store import accounts
 from server.store import alerts as store
 from server.store.accounts import User
 from server.store.schema import alert_rules, devices
+from server.timezones import check_days, check_tz
 from server.yamlsrc import ConfigError
 
 router = APIRouter(tags=["alerts"])
@@ -54,20 +55,12 @@ class Recurrence(BaseModel):
     @field_validator("days")
     @classmethod
     def _days(cls, value: list[int]) -> list[int]:
-        if any(d < 0 or d > 6 for d in value):
-            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
-        return sorted(set(value))
+        return check_days(value)
 
     @field_validator("tz")
     @classmethod
     def _tz(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+        return check_tz(value)
 
 
 class NewSilence(BaseModel):

@@ -7,10 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from server.charts import sparkline
 from server.state import SEVERITY_ORDER
 from server.store.devices import public_spec
-from server.store.metrics import clean_json, history, labels_key, labels_of
+from server.store.metrics import clean_json, labels_of
 from server.store.schema import device_status, devices, state_events
 
 RESOURCE_METRICS = (
@@ -261,33 +260,3 @@ GRAPHS = (
     ("tls_cert_days_left", "TLS days left"),
 )
 RANGE_SECONDS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
-
-
-def graphs(conn: Connection, detail: dict[str, Any], range_: str, raw_hours: int) -> list[dict[str, Any]]:
-    """Sparklines for the device's key metrics (and each check's latency) over a range."""
-    until = time.time()
-    since = until - RANGE_SECONDS.get(range_, 86400)
-    wanted = dict(GRAPHS)
-    out = []
-    seen: set[tuple[str, str]] = set()
-    for m in detail["metrics"]:
-        labels = m["labels"]
-        if m["metric"] not in wanted or (labels and set(labels) != {"check"}):
-            continue
-        key = labels_key(labels)
-        if (m["metric"], key) in seen:
-            continue
-        seen.add((m["metric"], key))
-        points = history(conn, detail["id"], m["metric"], since, until, raw_hours, key)
-        title = wanted[m["metric"]] + (f" · {labels['check']}" if labels else "")
-        out.append(
-            {
-                "title": title,
-                "metric": m["metric"],
-                "last": m["value"],
-                "svg": sparkline([(p["ts"], p["value"]) for p in points], since, until, title),
-            }
-        )
-    order = list(wanted)
-    out.sort(key=lambda g: (order.index(g["metric"]), g["title"]))
-    return out

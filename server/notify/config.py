@@ -6,11 +6,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from server.inventory import NAME_RE, TAG_RE
+from server.timezones import check_days, check_tz
 from server.yamlsrc import ConfigError, LineDict, line_of, load_yaml
 
 Severity = Literal["critical", "warning", "info"]
@@ -30,18 +31,12 @@ class TimeWindow(BaseModel):
     @field_validator("days")
     @classmethod
     def _days(cls, value: list[int]) -> list[int]:
-        if any(d < 0 or d > 6 for d in value):
-            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
-        return sorted(set(value))
+        return check_days(value)
 
     @field_validator("tz")
     @classmethod
     def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+        return check_tz(value)
 
     def contains(self, ts: float) -> bool:
         """Is `ts` inside the window? A window that runs past midnight belongs to the day it starts."""

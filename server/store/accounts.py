@@ -81,44 +81,6 @@ def count_users(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(users)).scalar() or 0)
 
 
-def new_session(conn: Connection, user_id: int, ip: str | None, agent: str | None) -> tuple[str, str]:
-    """A fresh session: returns (cookie value, CSRF token)."""
-    token = secrets.token_urlsafe(32)
-    csrf = secrets.token_urlsafe(32)
-    now = time.time()
-    conn.execute(
-        insert(sessions).values(
-            id=digest(token),
-            user_id=user_id,
-            csrf=csrf,
-            created_at=now,
-            last_seen=now,
-            ip=(ip or "")[:64],
-            user_agent=(agent or "")[:256],
-        )
-    )
-    return token, csrf
-
-
-def find_session(conn: Connection, token: str, idle: float, absolute: float) -> tuple[User, str, str] | None:
-    """The live session for a cookie value (user, csrf, session id) or None; expired ones are removed."""
-    sid = digest(token)
-    row = conn.execute(
-        select(sessions, users.c.name, users.c.role, users.c.disabled)
-        .join(users, users.c.id == sessions.c.user_id)
-        .where(sessions.c.id == sid)
-    ).first()
-    if row is None:
-        return None
-    now = time.time()
-    if row.disabled or now - row.last_seen > idle or now - row.created_at > absolute:
-        conn.execute(delete(sessions).where(sessions.c.id == sid))
-        return None
-    if now - row.last_seen > 60:
-        conn.execute(update(sessions).where(sessions.c.id == sid).values(last_seen=now))
-    return User(row.user_id, row.name, row.role, bool(row.disabled)), row.csrf, sid
-
-
 def end_session(conn: Connection, session_id: str) -> None:
     """Log a session out."""
     conn.execute(delete(sessions).where(sessions.c.id == session_id))
