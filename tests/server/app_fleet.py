@@ -37,8 +37,8 @@ from server.store.devices import create_device
 from server.store.metrics import SeriesCache, labels_key, rollup, write_samples
 from server.store.schema import alerts as alert_table
 from server.store.schema import device_status, state_events
+from tests.server.conftest import PASSWORD
 
-PASSWORD = "correct horse battery"
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = [
     "--no-sandbox",

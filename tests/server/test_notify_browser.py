@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,23 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import BrowserContext, CDPSession, Page, Worker, sync_playwright
 from sqlalchemy import select
 
 from server import auth
-from server.app import create_app
 from server.services import Services
 from server.settings import Settings
 from server.store.schema import alerts
 from tests.peers.webpush_service import PushService, start_push_service
+from tests.server.app_fleet import BROWSER_ARGS, CHROMIUM, serve
 from tests.server.conftest import PASSWORD
 from tests.server.notify_helpers import FAST, add_device, fire, wait_until
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
 @dataclass
@@ -44,33 +38,22 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is missing (make test installs it)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     (tmp_path / "channels.yaml").write_text(FAST)
     settings = Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, channels_file=tmp_path / "channels.yaml")
-    app = create_app(settings, poll=True)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    svc: Services = app.state.services
-    with svc.engine.begin() as conn:
-        auth.create_user(conn, "pat", "operator", PASSWORD)
-    push = start_push_service()
-    yield Served(f"http://localhost:{port}", svc, push)
-    push.stop()
-    server.should_exit = True
-    thread.join(30)
+    with serve(settings, poll=True) as live:
+        with live.svc.engine.begin() as conn:
+            auth.create_user(conn, "pat", "operator", PASSWORD)
+        push = start_push_service()
+        try:
+            yield Served(live.url, live.svc, push)
+        finally:
+            push.stop()
 
 
 @pytest.fixture
 def browser() -> Iterator[tuple[BrowserContext, Page]]:
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
         context = chromium.new_context(**p.devices["Pixel 7"])
         context.set_default_timeout(30_000)
         yield context, context.new_page()

@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 from sqlalchemy import select
 
 from server import auth
-from server.app import create_app
 from server.services import Services
 from server.settings import Settings
 from server.store.schema import audit, passkeys, sessions
+from tests.server.app_fleet import BROWSER_ARGS, CHROMIUM, serve
 from tests.server.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 AUTHENTICATOR = {
     "protocol": "ctap2",
     "transport": "internal",
@@ -48,39 +35,22 @@ class Served:
     svc: Services
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     """A real HTTP server in a thread, with an admin `pat`."""
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is missing (make test installs it)")
-    port = _free_port()
-    app = create_app(Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05), poll=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    svc: Services = app.state.services
-    with svc.engine.begin() as conn:
-        auth.create_user(conn, "pat", "admin", PASSWORD)
-    yield Served(f"http://localhost:{port}", svc)
-    server.should_exit = True
-    thread.join(30)
+    with serve(Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05)) as live:
+        with live.svc.engine.begin() as conn:
+            auth.create_user(conn, "pat", "admin", PASSWORD)
+        yield Served(live.url, live.svc)
 
 
 @pytest.fixture
 def browser_page() -> Iterator[tuple[BrowserContext, Page]]:
     """A Chromium page with a virtual platform authenticator that verifies the user."""
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
         context = browser.new_context(**p.devices["Pixel 7"])
         context.set_default_timeout(30_000)
         page = context.new_page()
@@ -153,7 +123,7 @@ def test_passkey_registration_sign_in_second_step_and_step_up(served: Served, br
 
 def test_the_password_form_works_without_javascript(served: Served) -> None:
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
         context = browser.new_context(java_script_enabled=False)
         page = context.new_page()
         page.goto(served.url + "/login")
