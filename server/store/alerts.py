@@ -132,6 +132,10 @@ def list_alerts(
         query = query.order_by(alerts.c.id.desc()).limit(limit).offset(offset)
     active = active_silences(conn, now)
     items = [_view(r, active, now) for r in conn.execute(query)]
+    counts: dict[str, int] = {}
+    if state == "open":  # counted from the rows already read, before paging (same filters as the list)
+        for a in items:
+            counts[a["state"]] = counts.get(a["state"], 0) + 1
     if state not in ("open", "all", "resolved"):
         items = [a for a in items if a["state"] == state]
     if state in ("open", *OPEN_STATES):
@@ -141,15 +145,7 @@ def list_alerts(
         items = items[offset : offset + limit]
     else:
         total = len(items) + offset
-    counts: dict[str, int] = {}
-    if state == "open":
-        for a in _open_counts(conn, active, now):
-            counts[a] = counts.get(a, 0) + 1
     return {"items": items, "total": total, "limit": limit, "offset": offset, "counts": counts}
-
-
-def _open_counts(conn: Connection, active: list[dict[str, Any]], now: float) -> list[str]:
-    return [_view(r, active, now)["state"] for r in conn.execute(_query().where(alerts.c.status == "firing"))]
 
 
 def get_alert(conn: Connection, alert_id: int) -> dict[str, Any]:
