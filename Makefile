@@ -5,7 +5,10 @@ BIN    := $(VENV)/bin
 DATA   ?= .data
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
-APT_PACKAGES := snmpd snmp openssh-server chromium iputils-ping fonts-dejavu-core iproute2 procps nodejs npm
+APT_PACKAGES := snmpd snmp openssh-server chromium iputils-ping fonts-dejavu-core iproute2 procps
+# Node.js and npm (Lighthouse budgets) are often installed from elsewhere than Debian (e.g. nodesource's
+# nodejs bundles npm, and Debian's npm then conflicts with it): install them only when the commands are missing.
+NODE_PACKAGES := nodejs npm
 
 .PHONY: run test lint bench venv deps-test system-deps postgres clean
 
@@ -24,6 +27,7 @@ run: venv
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$$missing $(NODE_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
