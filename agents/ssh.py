@@ -43,7 +43,9 @@ __all__ = [
 STDOUT_MAX = 256 * 1024
 STDERR_MAX = 64 * 1024
 IDLE_SECONDS = 300.0
-MAX_CONNECTIONS = 256
+# One logged-in connection per polled host, so a poll never has to log in again (a cap below the host count
+# evicts on nearly every poll). Each paramiko transport holds a thread and a socket, hence a ceiling.
+MAX_CONNECTIONS = 2048
 CHANNELS_PER_COLLECT = 4  # below sshd's default MaxSessions of 10
 
 _PoolKey = tuple[str, int, SshCredentials]

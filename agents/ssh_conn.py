@@ -367,10 +367,19 @@ def execute(
     except (paramiko.SSHException, EOFError, OSError) as e:
         raise ChannelOpenFailed(f"SSH connection lost: {e or type(e).__name__}", dead=True) from None
     try:
+        # paramiko waits for the server's answer to the exec request with no time limit: a server (or a
+        # saturated link) that never answers would hold this thread for good. Closing the channel wakes it.
+        watchdog = threading.Timer(min(timeout, 15.0), channel.close)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             channel.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as e:
+            if channel.closed and not watchdog.is_alive():
+                raise CollectError(f"SSH server did not start the command within {min(timeout, 15.0):g}s") from None
             raise CollectError(f"SSH server refused the command: {e or type(e).__name__}") from None
+        finally:
+            watchdog.cancel()
         result = _read(channel, start, start + timeout, max_stdout, max_stderr, on_output)
     finally:
         channel.close()

@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import re
 import secrets
+import socket
 import subprocess
+import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
+from paramiko.common import AUTH_SUCCESSFUL, OPEN_SUCCEEDED
 
 from agents.base import REGISTRY, CollectError, SshCredentials, Target, Unreachable
 from agents.ssh import AuthFailed, HostKeyMismatch, HostKeyUnknown, SshCollector, run_command
@@ -469,3 +473,55 @@ async def test_endless_command_times_out_and_is_killed(sshd: SshdPeer, collector
     assert await wait_for(lambda: not remote_pids(sshd, f"sleep {seconds}"))
     # The connection survives a killed command.
     assert (await collector.run_command(target(sshd), "echo alive")).stdout == b"alive\n"
+
+
+class _StallingServer(paramiko.ServerInterface):
+    """Logs anyone in with a password and opens sessions, then never answers an exec request."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "password"
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        return AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        self.release.wait(60)  # holds the server's transport thread: no answer, no other packet
+        return False
+
+
+async def test_exec_request_never_answered_is_bounded() -> None:
+    host_key = paramiko.RSAKey.generate(2048)  # made for this run only
+    release = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    transports: list[paramiko.Transport] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            server = paramiko.Transport(conn)
+            transports.append(server)
+            server.add_server_key(host_key)
+            server.start_server(server=_StallingServer(release))
+
+    threading.Thread(target=accept, daemon=True).start()
+    pin = f"{host_key.get_name()} {host_key.get_base64()}"
+    ssh = SshCredentials(user="anyone", password="x", host_keys=(pin,))
+    collector = SshCollector()
+    try:
+        start = time.monotonic()
+        with pytest.raises(CollectError, match="did not start the command"):
+            await collector.run_command(Target("127.0.0.1", port, "test", ssh=ssh, timeout=5.0), "true", timeout=2.0)
+        assert time.monotonic() - start < 10
+    finally:
+        release.set()
+        await collector.close()
+        listener.close()
+        for server in transports:
+            server.close()
