@@ -9,6 +9,8 @@ import argparse
 import asyncio
 import json
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from server.store.status import CheckOutcome
 from server.writer import Writer
 from tests.peers.traps import blaster, capture, v2c_args
 
+ROOT = Path(__file__).resolve().parent.parent
 MARK_OFFSET_TEXT = "T" * 17
 
 
@@ -166,17 +169,61 @@ def rule_cost(devices: int) -> dict[str, Any]:
     }
 
 
+def measure(quick: bool = False) -> dict[str, Any]:
+    """Both measurements in this process."""
+    return {
+        "traps": asyncio.run(trap_latency(1000, 2.0 if quick else 8.0)),
+        "rules": rule_cost(500 if quick else 5000),
+    }
+
+
+def run(quick: bool = False, timeout: float = 900.0) -> dict[str, Any]:
+    """Measure in a child process (its threads, sockets and event loop end with it); the figures, or an error."""
+    cmd = [sys.executable, "-m", "bench.alerts"] + (["--quick"] if quick else [])
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f}s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+    return {"error": (done.stderr or done.stdout)[-1500:]}
+
+
+def section(r: dict[str, Any] | None) -> str:
+    """The BENCHMARKS.md section."""
+    if not r:
+        return ""
+    out = ["", "## Alerts (`python -m bench.alerts`)", ""]
+    if "error" in r:
+        return "\n".join([*out, f"The alert benchmark failed: `{r['error'][-500:]}`", ""])
+    t, rc = r["traps"], r["rules"]
+    ok_t = "✓" if t["p99_ms"] < 100 else "✗"
+    ok_r = "✓" if rc["share_of_cycle_pct"] < 10 else "✗"
+    out += [
+        f"- **Trap received → alert stored**: a separate process paced v2c linkDown traps at {t['offered_per_s']:,.0f}/s "
+        f"({t['sent']:,} traps) at the real `TrapReceiver`; the real `Writer` committed them to SQLite (WAL) with the trap "
+        "alert logic. Time from send (stamped in the datagram) to the end of the committing transaction: "
+        f"**p50 {t['p50_ms']:.0f} ms, p99 {t['p99_ms']:.0f} ms, max {t['max_ms']:.0f} ms**; "
+        f"{t['stored']:,} of {t['sent']:,} stored. Target p99 < 100 ms: {ok_t}.",
+        f"- **Rule evaluation**: the built-in rules over {rc['devices']:,} devices × ~55 metrics each (24 ports, 2 disks, "
+        "CPU, memory, load) through the real `Alerting` writer hook on SQLite, batches of 500 devices: first cycle "
+        f"(creating states and alerts) {rc['first_cycle_cpu_s']:.1f} s CPU; **steady state {rc['with_store_cpu_s']:.2f} s "
+        f"CPU per cycle, {rc['per_device_us']:.0f} µs per device**, against ≈{rc['poll_cycle_cpu_s']:.1f} s CPU for the "
+        f"same cycle's polls: **≈{rc['share_of_cycle_pct']:.0f} %** of the poll cycle's CPU. Target < 10 %: {ok_r}. "
+        f"The pure engine alone: {rc['pure_cpu_s']:.2f} s.",
+        "",
+    ]
+    return "\n".join(out)
+
+
 def main() -> None:
     """Run both measurements and print the result as JSON."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    seconds = 2.0 if args.quick else 8.0
-    result = {
-        "traps": asyncio.run(trap_latency(1000, seconds)),
-        "rules": rule_cost(500 if args.quick else 5000),
-    }
-    print(json.dumps(result))
+    print(json.dumps(measure(args.quick)))
 
 
 if __name__ == "__main__":

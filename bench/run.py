@@ -209,6 +209,14 @@ def _scaleout_section(results: dict[str, Any]) -> str:
     return scaleout.section(results.get("scaleout"))
 
 
+def _report(results: dict[str, Any]) -> str:
+    """BENCHMARKS.md from the figures: SNMP and SSH, then each other part's own section."""
+    from bench import alerts as alerts_bench
+
+    return (render(results) + _scaleout_section(results) + alerts_bench.section(results.get("alerts"))
+            + notify_bench.section(results.get("notify")) + pages_bench.section(results.get("pages")))
+
+
 def main() -> None:
     """Parse flags, run everything with cleanup on any exit, write the report."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -217,6 +225,7 @@ def main() -> None:
     parser.add_argument("--skip-ssh", action="store_true")
     parser.add_argument("--skip-snmp", action="store_true")
     parser.add_argument("--skip-scaleout", action="store_true", help="skip queue workers on PostgreSQL")
+    parser.add_argument("--skip-alerts", action="store_true", help="skip trap-to-alert latency and rule cost")
     parser.add_argument("--skip-notify", action="store_true", help="skip the notification benchmark")
     parser.add_argument("--skip-pages", action="store_true", help="skip the phone page budgets")
     parser.add_argument("--render", metavar="RESULTS_JSON", help="only re-render a report from saved figures")
@@ -225,8 +234,7 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.render:
         saved = json.loads(Path(opts.render).read_text())
-        Path(opts.out).write_text(render(saved) + _scaleout_section(saved) + notify_bench.section(saved.get("notify"))
-                                  + pages_bench.section(saved.get("pages")))
+        Path(opts.out).write_text(_report(saved))
         return
     if os.geteuid() != 0:
         print("note: not root; snmpd runs in the root namespace with this host's interfaces", file=sys.stderr)
@@ -262,6 +270,11 @@ def main() -> None:
             except Exception as exc:  # one failed part must not lose the figures of the others
                 bench.say(f"scale-out failed: {exc}")
                 bench.results["notes"].append(f"the scale-out benchmark failed: {str(exc)[:300]}")
+        if not opts.skip_alerts:
+            from bench import alerts as alerts_bench
+
+            bench.say("alerts: trap-to-alert latency, rule evaluation cost")
+            bench.results["alerts"] = alerts_bench.run(quick=opts.quick)
         if not opts.skip_notify:
             bench.say("notifications: alert-to-push latency, draining 1,000 messages")
             bench.results["notify"] = notify_bench.run(quick=opts.quick)
@@ -274,9 +287,7 @@ def main() -> None:
     bench.results["machine"]["load_end"] = machine.loadavg()
     bench.results["elapsed_s"] = time.perf_counter() - started
     (log_dir / "results.json").write_text(json.dumps(bench.results, indent=1))
-    Path(opts.out).write_text(render(bench.results) + _scaleout_section(bench.results)
-                              + notify_bench.section(bench.results.get("notify"))
-                              + pages_bench.section(bench.results.get("pages")))
+    Path(opts.out).write_text(_report(bench.results))
     bench.say(f"wrote {opts.out} in {bench.results['elapsed_s'] / 60:.1f} min (raw figures: {log_dir}/results.json)")
 
 
