@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from server.api_notify import NewChannel
 from server.auth import Admin, Operator, Viewer, client_ip
 from server.notify import deadman, ops, store
-from server.notify.runtime import runtime
+from server.notify.runtime import runtime, silent_label
 from server.notify.store_targets import list_channels, list_subscriptions
 from server.pages import render, render_error
 from server.services import Services, get_services
@@ -23,9 +23,8 @@ SvcDep = Annotated[Services, Depends(get_services)]
 
 
 def _silent(svc: Services) -> str:
-    notify = runtime(svc)
     with svc.reader.connect() as conn:
-        return deadman.label(deadman.silent_since(conn, time.time(), notify.config.deadman.silent_after_seconds, notify.started))
+        return silent_label(svc, conn)
 
 
 @router.get("/notify", response_class=HTMLResponse)

@@ -113,6 +113,12 @@ def runtime(svc: Services) -> Notify:
     return found
 
 
+def silent_label(svc: Services, conn: Connection) -> str:
+    """'14:05 UTC' while monitoring has been silent (the banner of notify_silent.html on the app's pages), else ''."""
+    notify = runtime(svc)
+    return deadman.label(deadman.silent_since(conn, time.time(), notify.config.deadman.silent_after_seconds, notify.started))
+
+
 def start(svc: Services) -> None:
     """Sync file channels, make the VAPID keys on first start, and start the worker on the running loop."""
     notify = runtime(svc)

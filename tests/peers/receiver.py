@@ -39,11 +39,12 @@ class Received:
 
 @dataclass
 class Behaviour:
-    """How the receiver answers: a status (and Retry-After), or hang (status 0: never answered) until released."""
+    """How the receiver answers: a status (and Retry-After) after `delay` seconds, or hang (status 0: never answered)."""
 
     status: int = 200
     retry_after: str | None = None
     hang: bool = False
+    delay: float = 0.0
     released: threading.Event = field(default_factory=threading.Event)
 
 
@@ -76,6 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
             behaviour.released.wait(120)
             self.close_connection = True
             return
+        if behaviour.delay:  # a slow service: the answer comes, late
+            behaviour.released.wait(behaviour.delay)
         item.status = behaviour.status
         answer = b'{"ok": true}' if 200 <= behaviour.status < 300 else b'{"error": "refused by the test receiver"}'
         self.send_response(behaviour.status)
@@ -132,10 +135,10 @@ class Receiver:
             self._server.server_close()
             self._server = None
 
-    def answer(self, status: int = 200, retry_after: str | None = None, hang: bool = False) -> None:
-        """Change how the receiver answers from now on."""
+    def answer(self, status: int = 200, retry_after: str | None = None, hang: bool = False, delay: float = 0.0) -> None:
+        """Change how the receiver answers from now on (requests hanging or delayed under the old behaviour go on)."""
         self.behaviour.released.set()
-        self.behaviour = Behaviour(status, retry_after, hang)
+        self.behaviour = Behaviour(status, retry_after, hang, delay)
 
     def items(self, predicate: Callable[[Received], bool] = lambda _r: True) -> list[Received]:
         """What was received so far, filtered."""

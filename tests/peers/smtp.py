@@ -47,8 +47,9 @@ class _Handler:
         message = message_from_bytes(envelope.content, policy=default)
         assert isinstance(message, EmailMessage)
         with self.peer.lock:
-            self.peer.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), message,
-                                        session.ssl is not None, time.time()))
+            # STARTTLS sets session.ssl; implicit TLS shows only on the transport
+            tls = session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
+            self.peer.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), message, tls, time.time()))
         return "250 OK queued"
 
 

@@ -11,18 +11,38 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import BrowserContext, CDPSession, Page, Worker, sync_playwright
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from server import auth
+from server.notify.runtime import runtime
 from server.services import Services
 from server.settings import Settings
-from server.store.schema import alerts
+from server.store.schema import alerts, push_subscriptions
 from tests.peers.webpush_service import PushService, start_push_service
 from tests.server.app_fleet import BROWSER_ARGS, CHROMIUM, serve
 from tests.server.conftest import PASSWORD
 from tests.server.notify_helpers import FAST, add_device, fire, wait_until
 
 pytestmark = pytest.mark.browser
+# PushManager backed by a subscription at the local push service; it remembers the applicationServerKey it was given.
+FAKE_PUSH_MANAGER = """(() => {
+  const sub = SUBSCRIPTION;
+  const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/[+]/g, "-").replace(/[/]/g, "_")
+    .replace(/=+$/, "");
+  const current = () => {
+    const key = localStorage.getItem("pn-fake-key");
+    if (!key) return null;
+    return {endpoint: sub.endpoint, options: {applicationServerKey: Uint8Array.from(atob(key.replace(/-/g, "+")
+      .replace(/_/g, "/") + "==".slice(0, (4 - key.length % 4) % 4)), (c) => c.charCodeAt(0)).buffer},
+      toJSON: () => ({endpoint: sub.endpoint, expirationTime: null, keys: sub.keys}),
+      unsubscribe: async () => { localStorage.removeItem("pn-fake-key"); return true; }};
+  };
+  PushManager.prototype.subscribe = async function (options) {
+    localStorage.setItem("pn-fake-key", b64(options.applicationServerKey));
+    return current();
+  };
+  PushManager.prototype.getSubscription = async function () { return current(); };
+})();"""
 
 
 @dataclass
@@ -101,28 +121,36 @@ def _notifications(worker: Worker) -> list[dict[str, Any]]:
         " actions: n.actions.map(a => a.action), data: n.data})))"))
 
 
-def test_acknowledge_from_a_pushed_notification(served: Served, browser: tuple[BrowserContext, Page]) -> None:
-    context, page = browser
-    context.grant_permissions(["notifications"], origin=served.url)
-    page.goto(served.url + "/login")
+def _sign_in(page: Page, url: str) -> None:
+    page.goto(url + "/login")
     page.fill("input[name=username]", "pat")
     page.fill("input[name=password]", PASSWORD)
     page.click("form[action='/login'] button[type=submit]")
-    page.wait_for_url(served.url + "/")
+    page.wait_for_url(url + "/")
+
+
+def test_acknowledge_from_a_pushed_notification(served: Served, browser: tuple[BrowserContext, Page]) -> None:
+    context, page = browser
+    context.grant_permissions(["notifications"], origin=served.url)
+    _sign_in(page, served.url)
+    # The browser's own push service (FCM, Mozilla, Apple) cannot be reached here, so PushManager is the one fake:
+    # it hands push.js a subscription at the local push service. Everything else is the page's real flow.
+    subscription = served.push.subscribe()
+    page.add_init_script(script=FAKE_PUSH_MANAGER.replace("SUBSCRIPTION", json.dumps(subscription)))
     page.goto(served.url + "/notify")
     page.wait_for_selector("[data-push-on]:not([hidden])")  # push.js ran and registered /sw.js
     worker = _service_worker(context, page)
-
-    # The browser's subscription points at the local push service (a real one would be FCM/Mozilla/Apple).
-    subscription = served.push.subscribe()
-    saved = page.evaluate(
-        """async (sub) => {
-            const csrf = document.querySelector("[data-push]").dataset.csrf;
-            const r = await fetch("/api/v1/push/subscriptions", {method: "POST", credentials: "same-origin",
-              headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: JSON.stringify(sub)});
-            return {status: r.status, body: await r.json()};
-        }""", {**subscription, "label": "pixel 7"})
-    assert saved["status"] == 201, saved
+    page.fill("[data-push-label]", "pixel 7")
+    page.click("[data-push-on]")  # permission, VAPID key, subscribe, POST to the server, back to the page
+    page.wait_for_url(served.url + "/notify?done=subscribed")
+    assert "This device will get notifications." in page.content()
+    assert page.locator(".notify-device strong").all_inner_texts() == ["pixel 7"], "the device list shows it"
+    with served.svc.engine.connect() as conn:
+        key = runtime(served.svc).keys().public_key
+        assert conn.execute(select(func.count()).select_from(push_subscriptions)).scalar() == 1
+    assert page.evaluate("localStorage.getItem('pn-fake-key')") == key, "subscribed with the server's VAPID key"
+    page.wait_for_selector("[data-push-off]:not([hidden])")
+    assert "Notifications are on for this device." in page.content()
 
     # An alert fires; the server encrypts and pushes; the push service decrypts; CDP hands it to the service worker.
     device = add_device(served.svc.engine, "core-sw1", ["core"])
@@ -137,7 +165,9 @@ def test_acknowledge_from_a_pushed_notification(served: Served, browser: tuple[B
     assert shown[0]["title"] == "CRITICAL · core-sw1 is <b>down</b>" and shown[0]["actions"] == ["ack", "snooze"]
     assert shown[0]["tag"] == f"pocketnoc-{alert_id}-1" and shown[0]["data"]["url"] == f"/alerts/{alert_id}"
 
-    # Tap "Acknowledge": the service worker posts the single-use token (no cookie); the server acknowledges as pat.
+    # Tap "Acknowledge": the service worker posts the single-use token; the server acknowledges as pat.
+    # The browser holds no session at that moment (signed out on the phone): the token alone does it.
+    context.clear_cookies()
     worker.evaluate("""self.registration.getNotifications().then(ns => {
         self.dispatchEvent(new NotificationEvent("notificationclick", {notification: ns[0], action: "ack"}));
     })""")
@@ -158,7 +188,7 @@ def test_acknowledge_from_a_pushed_notification(served: Served, browser: tuple[B
     assert replay == 403
 
     # Tapping a notification (no action button) opens the alert in the app's window.
-    page.reload()  # now the page is controlled by the service worker, like an installed app's window
+    _sign_in(page, served.url)  # now the page is controlled by the service worker, like an installed app's window
     page.wait_for_function("navigator.serviceWorker.controller !== null")
     other = fire(served.svc.engine, add_device(served.svc.engine, "edge-1"), "edge-1 is down")
     second = served.push.wait_for(1, lambda p: p.payload["alert_id"] == other)[0]

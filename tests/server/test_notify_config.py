@@ -192,3 +192,18 @@ def test_good_channel_urls(url: str, kind: str) -> None:
 def test_refused_channel_urls(url: str) -> None:
     with pytest.raises(ChannelError):
         build(url)
+
+
+@pytest.mark.parametrize(("url", "secret"), [
+    ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#ops", "TIiajkdnlazkcOXrIdevi7FQ"),
+    ("discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", "JHMHI8qBe7bk2ZwO5U711o3dV_js"),
+    ("pover://uQiRzpo4DXghDmr9QzzfQu27cmVRsG@azGDORePK8gMaC0QOYAMyEEuzJnyUi", "azGDORePK8gMaC0QOYAMyEEuzJnyUi"),
+    ("gotify://gotify.example.net/ABCDEFGHIJsecret", "ABCDEFGHIJsecret"),
+    ("matrix://bot:s3cret@matrix.example.net/#ops", "s3cret"),
+    ("workflows://prod-00.westus.logic.azure.com:443/aabbccddeeff00112233445566778899/Sig1234567890SECRET", "SECRET"),
+    ("tgram://123456789:AABBCCDDEEFFaabbccddeeff-1234567/987654", "AABBCCDDEEFFaabbccddeeff"),
+    ("ntfys://user:s3cret@ntfy.example.net/ops-topic", "s3cret"),
+])
+def test_apprise_services_are_accepted_and_shown_masked(url: str, secret: str) -> None:
+    channel = build(url)
+    assert channel.kind == "apprise" and secret not in channel.display()

@@ -225,3 +225,23 @@ def test_concurrent_claimers_never_take_the_same_message(engine: Engine) -> None
     for t in threads:
         t.join(60)
     assert len(taken) == 80 and len(set(taken)) == 80
+
+
+def test_routing_by_severity_tag_and_time_with_quiet_hours(engine: Engine) -> None:
+    always = {"start": "00:00", "end": "00:00"}  # the whole day, every day
+    config = _config(routes=[
+        {"name": "night", "match": {"tags": ["core"]}, "users": ["pat"], "quiet_hours": always},
+        {"name": "other-day", "match": {"severity": ["info"]}, "channels": ["mail"],
+         "when": {**always, "days": [(time.gmtime().tm_wday + 3) % 7]}},
+        {"name": "warnings", "match": {"severity": ["warning"], "tags": ["edge"]}, "channels": ["ops"]},
+    ])
+    _setup(engine, config)
+    core = add_device(engine, "core-sw1", ["core"])
+    edge = add_device(engine, "edge-1", ["edge"])
+    fire(engine, core, "core-sw1 cpu high", severity="warning", rule="cpu")  # quiet hours: not critical, held back
+    fire(engine, core, "core-sw1 is down", severity="critical")  # critical breaks through quiet hours
+    fire(engine, edge, "edge-1 cpu high", severity="warning", rule="cpu")  # severity + tag route
+    fire(engine, edge, "edge-1 note", severity="info", rule="info")  # its route applies on another weekday only
+    _plan(engine, config)
+    got = sorted((m.target_type, m.payload["title"]) for m in messages(engine))
+    assert got == [("channel", "edge-1 cpu high"), ("push", "core-sw1 is down")]

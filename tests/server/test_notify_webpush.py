@@ -34,10 +34,10 @@ def _subscribe(env: object, token: str, service: PushService, label: str = "pixe
 
 def test_vapid_keys_are_made_once_kept_sealed_and_signed_for_the_push_service(tmp_path: Path, push: PushService) -> None:
     with notify_app(tmp_path, "push: {subject: \"mailto:noc@example.net\"}\n") as env:
+        with env.engine.connect() as conn:  # made on first start, before anyone asked for it
+            stored = conn.execute(select(meta.c.value).where(meta.c.key == META_KEY)).scalar_one()
         token = env.user("pat", "operator")
         key = env.client.get("/api/v1/push/key", headers=bearer(token)).json()["public_key"]
-        with env.engine.connect() as conn:
-            stored = conn.execute(select(meta.c.value).where(meta.c.key == META_KEY)).scalar_one()
         assert "PRIVATE KEY" not in stored and key not in stored
         _subscribe(env, token, push)
         fire(env.engine, add_device(env.engine))

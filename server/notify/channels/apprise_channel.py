@@ -1,7 +1,8 @@
 """Every other service through Apprise URLs (ntfy, Telegram, Slack, Teams, Discord, Pushover, Gotify, Matrix, json:// ...).
 
-Apprise answers only yes or no; the HTTP status is read from its log line ("error=400") so permanent 4xx answers
-are dead-lettered rather than retried. Apprise does not expose Retry-After: a 429 is retried with back-off.
+Apprise answers only yes or no. The HTTP answers its plugins get are observed per sending thread (every plugin
+talks HTTP through requests), so permanent 4xx answers are dead-lettered rather than retried and a 429/503's
+Retry-After is honoured, as for our own webhooks; a plugin's log line ("error=400") is the fallback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import apprise
+import requests.adapters
 
 from agents.safety import check_address, check_host_name, normalise_ip
 from server.notify.channels import ChannelError, checked_host, register
@@ -65,6 +67,27 @@ class _ThreadLog(logging.Handler):
 
 _CAPTURE = _ThreadLog()
 logging.getLogger("apprise").addHandler(_CAPTURE)
+_ANSWERS = threading.local()  # .seen: (status, Retry-After) of each HTTP answer while this thread sends, else None
+
+
+def _observe_answers() -> None:
+    """Wrap requests' response builder once: a sending thread sees each status and Retry-After (nothing else changes)."""
+    original = requests.adapters.HTTPAdapter.build_response
+    if getattr(original, "pocketnoc_observed", False):
+        return
+
+    def build_response(self: Any, req: Any, resp: Any) -> Any:
+        response = original(self, req, resp)
+        seen = getattr(_ANSWERS, "seen", None)
+        if seen is not None and len(seen) < 20:
+            seen.append((int(response.status_code), response.headers.get("Retry-After")))
+        return response
+
+    build_response.pocketnoc_observed = True  # type: ignore[attr-defined]
+    requests.adapters.HTTPAdapter.build_response = build_response  # type: ignore[method-assign]
+
+
+_observe_answers()
 
 
 def _strict_ip(host: str) -> Any:
@@ -134,20 +157,28 @@ class AppriseChannel:
         elif note.severity == "warning":
             kind = apprise.NotifyType.WARNING
         buffer = _CAPTURE.start()
+        answers: list[tuple[int, str | None]] = []
+        _ANSWERS.seen = answers
         try:
             ok = bool(plugin.notify(body=note.text, title=note.heading, notify_type=kind))
         except Exception as exc:  # a plugin bug is a failed attempt, not a crashed worker
             return Outcome(False, "apprise", clean(f"{type(exc).__name__}: {exc}"))
         finally:
+            _ANSWERS.seen = None
             _CAPTURE.stop()
         if ok:
             return Outcome(True, "apprise ok")
         detail = clean(" | ".join(buffer)) or "the service refused or did not answer"
-        codes = [int(m) for line in buffer for m in _STATUS.findall(line)]
-        if codes:
-            result = classify_http(codes[-1], None, detail)
-            return Outcome(False, f"apprise error={codes[-1]}", detail, permanent=result.permanent, retry_after=None)
-        return Outcome(False, "apprise", detail)
+        refusals = [a for a in answers if not 200 <= a[0] < 300]
+        if refusals:  # the last refusal is the one that failed the send (a plugin may ask more than once)
+            code, retry_after = refusals[-1]
+        else:
+            codes = [int(m) for line in buffer for m in _STATUS.findall(line)]
+            if not codes:
+                return Outcome(False, "apprise", detail)
+            code, retry_after = codes[-1], None
+        result = classify_http(code, retry_after, detail)
+        return Outcome(False, f"apprise error={code}", detail, permanent=result.permanent, retry_after=result.retry_after)
 
     async def send(self, note: Note, time_limit: float) -> Outcome:
         """Check a self-hosted service's addresses, then notify in a thread (Apprise plugins block)."""
