@@ -7,7 +7,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, insert, select
 
 from server import pipeline
@@ -19,7 +19,7 @@ from server.store import accounts
 from server.store import alerts as store
 from server.store.accounts import User
 from server.store.schema import alert_rules, devices
-from server.timezones import check_days, check_tz
+from server.timezones import Weekly
 from server.yamlsrc import ConfigError
 
 router = APIRouter(tags=["alerts"])
@@ -43,24 +43,11 @@ class Snooze(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-class Recurrence(BaseModel):
+class Recurrence(Weekly):
     """A weekly window: on these days (0 = Monday), from start (HH:MM, in tz) for minutes."""
 
-    model_config = ConfigDict(extra="forbid")
-    days: list[int] = Field(default_factory=lambda: list(range(7)), min_length=1, max_length=7)
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     minutes: int = Field(ge=1, le=7 * 1440)
-    tz: str = Field(default="UTC", max_length=64)
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, value: list[int]) -> list[int]:
-        return check_days(value)
-
-    @field_validator("tz")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        return check_tz(value)
 
 
 class NewSilence(BaseModel):

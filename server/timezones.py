@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 
 def check_days(value: list[int]) -> list[int]:
     """Weekdays 0 (Monday) to 6 (Sunday), sorted and unique."""
@@ -19,3 +21,21 @@ def check_tz(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {value!r}") from None
     return value
+
+
+class Weekly(BaseModel):
+    """The part every weekly window shares: on these weekdays (0 = Monday), in this time zone."""
+
+    model_config = ConfigDict(extra="forbid")
+    days: list[int] = Field(default_factory=lambda: list(range(7)), min_length=1, max_length=7)
+    tz: str = Field(default="UTC", max_length=64)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        return check_days(value)
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_tz(value)

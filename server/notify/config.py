@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from server.inventory import NAME_RE, TAG_RE
-from server.timezones import check_days, check_tz
+from server.timezones import Weekly
 from server.yamlsrc import ConfigError, LineDict, line_of, load_yaml
 
 Severity = Literal["critical", "warning", "info"]
@@ -19,24 +19,11 @@ HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 CHANNEL_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 
-class TimeWindow(BaseModel):
+class TimeWindow(Weekly):
     """A daily window (it may run past midnight) on some weekdays (0 = Monday), in a time zone."""
 
-    model_config = ConfigDict(extra="forbid")
     start: str = Field(pattern=HHMM)
     end: str = Field(pattern=HHMM)
-    days: list[int] = Field(default_factory=lambda: list(range(7)), min_length=1, max_length=7)
-    tz: str = Field(default="UTC", max_length=64)
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, value: list[int]) -> list[int]:
-        return check_days(value)
-
-    @field_validator("tz")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        return check_tz(value)
 
     def contains(self, ts: float) -> bool:
         """Is `ts` inside the window? A window that runs past midnight belongs to the day it starts."""
