@@ -15,7 +15,7 @@ from server.api_bodies import DevicePatch
 from server.auth import Admin, Operator, UserError, Viewer, client_ip, create_user
 from server.inventory import DeviceSpec
 from server.services import Services, get_services
-from server.stepup import FreshAdmin
+from server.stepup import FreshAdmin, StepUpRequired, is_fresh
 from server.store import accounts
 from server.store.devices import DeviceConflict, create_device, delete_device, load_device, split_secrets, update_device
 from server.store.metrics import history, labels_of
@@ -113,7 +113,9 @@ def _managed(svc: Services, device_id: int) -> Any:
 def patch_device(
     svc: SvcDep, p: Admin, request: Request, device_id: int, body: DevicePatch
 ) -> dict[str, Any]:
-    """Change some fields; omitted secrets keep their stored values; unknown fields are refused."""
+    """Change some fields; omitted secrets keep their stored values; unknown fields are refused.
+
+    Changing SNMP or SSH access (credentials, host keys) needs a fresh second factor (step-up), as a password does."""
     changes = body.model_dump(exclude_unset=True)
     _managed(svc, device_id)
     with svc.reader.connect() as conn:
@@ -125,10 +127,16 @@ def patch_device(
     for section in ("snmp", "ssh"):
         if isinstance(changes.get(section), dict) and isinstance(current.get(section), dict):
             merged[section] = {**current[section], **changes[section]}
+            # snmp.write too: setting only its community keeps the rest; `"write": null` removes the block.
+            old, new = current[section].get("write"), changes[section].get("write")
+            if isinstance(old, dict) and isinstance(new, dict):
+                merged[section]["write"] = {**old, **new}
     try:
         spec = DeviceSpec.model_validate(merged)
     except ValidationError as exc:
         raise HTTPException(422, [{"loc": list(map(str, e["loc"])), "msg": e["msg"]} for e in exc.errors()]) from None
+    if (spec.snmp != row.spec.snmp or spec.ssh != row.spec.ssh) and not is_fresh(p, svc.settings):
+        raise StepUpRequired()  # changing a device's credentials or pinned host keys asks for a fresh second factor
     try:
         with svc.engine.begin() as conn:
             update_device(conn, device_id, spec, svc.box, svc.settings.default_interval)

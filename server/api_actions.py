@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from server.actions.plan import DeviceInfo, why_not
 from server.actions.runner import LiveRun, RunManager, manager
 from server.auth import Admin, Principal, Viewer, client_ip
 from server.services import Services, get_services
+from server.sessions import session_alive
 from server.store import accounts
 from server.yamlsrc import ConfigError
 
@@ -25,6 +27,7 @@ router = APIRouter(tags=["actions"])
 SvcDep = Annotated[Services, Depends(get_services)]
 BODY_MAX = 64 * 1024
 HEARTBEAT = 15.0
+SESSION_CHECK_SECONDS = 15.0  # a stream of a session that ended (sign-out, password change, disable...) stops within this
 _RUN_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": RunRequest.model_json_schema()}}}}
 
 
@@ -228,7 +231,9 @@ def _event(kind: str, data: Any) -> str:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def _stream(request: Request, svc: Services, mgr: RunManager, run_id: int) -> AsyncIterator[str]:
+async def _stream(
+    request: Request, svc: Services, mgr: RunManager, run_id: int, session_id: str | None
+) -> AsyncIterator[str]:
     live: LiveRun | None = mgr.live.get(run_id)
     if live is None:
         stored = await run_in_threadpool(run_view, svc, run_id)
@@ -241,6 +246,7 @@ async def _stream(request: Request, svc: Services, mgr: RunManager, run_id: int)
         yield _event("end", {"id": run_id})
         return
     sent, last = 0, None
+    next_check = time.monotonic() + SESSION_CHECK_SECONDS
     while True:
         version = live.transcript.version
         chunks = live.transcript.chunks[sent:]
@@ -256,17 +262,23 @@ async def _stream(request: Request, svc: Services, mgr: RunManager, run_id: int)
             return
         if await request.is_disconnected():
             return
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + SESSION_CHECK_SECONDS
+            if not await session_alive(svc, session_id):
+                yield _event("bye", {"reason": "signed out"})
+                return
         before = live.transcript.version
-        await live.transcript.wait(version, HEARTBEAT)
+        await live.transcript.wait(version, min(HEARTBEAT, SESSION_CHECK_SECONDS))
         if live.transcript.version == before and not live.finished:
             yield ": still running\n\n"
 
 
 @router.get("/api/v1/runs/{run_id}/stream")
-async def stream_run(request: Request, svc: SvcDep, _p: Viewer, run_id: int) -> StreamingResponse:
-    """Live output as Server-Sent Events: `output` ({stream, text}), `status`, then `end`."""
+async def stream_run(request: Request, svc: SvcDep, p: Viewer, run_id: int) -> StreamingResponse:
+    """Live output as Server-Sent Events: `output` ({stream, text}), `status`, then `end` (`bye` if the session ends)."""
     exists = await run_in_threadpool(run_view, svc, run_id)
     if exists is None:
         raise HTTPException(404, "no such run")
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(_stream(request, svc, manager(svc), run_id), media_type="text/event-stream", headers=headers)
+    events = _stream(request, svc, manager(svc), run_id, p.session_id)
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)

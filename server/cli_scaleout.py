@@ -49,6 +49,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     concurrency = args.concurrency or settings.poll_concurrency
     if not 1 <= concurrency <= 5000:
         return _fail("--concurrency must be between 1 and 5000")
+    from server.cli_security import key_problem
+
+    problem = key_problem(settings, create=False)  # refuse like serve does: one clear line, before anything starts
+    if problem:
+        return _fail(f"{problem} (a worker needs the server's key: POCKETNOC_SECRET_KEY or secret_key_file)")
     logging.getLogger("procrastinate").setLevel(logging.WARNING)  # it logs every job at INFO
     from server.secretbox import SecretsUnavailable
     from server.store.workers import WorkerNameTaken

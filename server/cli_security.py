@@ -33,8 +33,10 @@ def _fail(message: str) -> int:
     return 1
 
 
-def key_problem(settings: Settings) -> str | None:
-    """Why the server must not start with this key (unreadable, or not the database's), or None."""
+def key_problem(settings: Settings, create: bool = True) -> str | None:
+    """Why the server (or a worker) must not start with this key (unreadable, or not the database's), or None.
+
+    `create=False` (a worker): a missing key file is a problem, never a reason to invent one."""
     from server.keyrotation import check_key
     from server.secretbox import SecretBox, SecretsUnavailable
     from server.store.db import make_engine, migrate
@@ -42,7 +44,7 @@ def key_problem(settings: Settings) -> str | None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     try:
-        box = SecretBox.from_file(settings.key_file)
+        box = SecretBox.from_file(settings.key_file, create=create)
         migrate(engine)
         check_key(engine, box)
     except SecretsUnavailable as exc:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass
 
+import httpx
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
@@ -86,3 +88,34 @@ def user_with_totp(env: AppEnv, name: str, role: str, clock: TotpClock) -> tuple
 def session_cookie(client: TestClient) -> str | None:
     """The session cookie the client holds."""
     return client.cookies.get(auth.SESSION_COOKIE)
+
+
+class SseReader:
+    """Reads a Server-Sent Events stream of a real server on a thread, as a phone would: event names in order."""
+
+    def __init__(self, url: str, cookie: str) -> None:
+        self.events: list[str] = []
+        self.status = 0
+        self.ended = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(url, cookie), daemon=True)
+        self._thread.start()
+
+    def _read(self, url: str, cookie: str) -> None:
+        try:
+            timeout = httpx.Timeout(30, read=120)
+            with httpx.stream("GET", url, cookies={auth.SESSION_COOKIE: cookie}, timeout=timeout) as response:
+                self.status = response.status_code
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        self.events.append(line[6:].strip())
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.ended.set()
+
+    def wait_for(self, name: str, timeout: float = 30.0) -> None:
+        """Until the stream has sent the event `name` (fails after `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while name not in self.events:
+            assert time.monotonic() < deadline and not self.ended.is_set(), f"no {name} event: {self.events}"
+            time.sleep(0.05)

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import re
-import threading
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
-from playwright.sync_api import sync_playwright
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from server.app import create_app
+from server.inventory import DeviceSpec
 from server.settings import Settings
-from server.store.schema import sessions
-from tests.peers.sshd import SshdPeer, free_port
+from server.store import alerts as alerts_store
+from server.store.devices import create_device
+from server.store.metrics import labels_key
+from server.store.schema import alerts, sessions
+from tests.peers.sshd import SshdPeer
 from tests.server.actions_helpers import ActionEnv, make_env, scratch_dir, ssh_device, sshd  # noqa: F401 - fixture
-from tests.server.conftest import PASSWORD, form_csrf, sign_in
+from tests.server.app_browser import phone, playwright_browser, shot
+from tests.server.app_browser import sign_in as browser_sign_in
+from tests.server.app_fleet import serve
+from tests.server.conftest import form_csrf, sign_in
 
 CATALOG = """
 actions:
@@ -43,15 +47,6 @@ actions:
     ssh: "echo wiped > {base}/wiped"
     verify: false
 """
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -93,6 +88,30 @@ def test_the_device_page_offers_actions_and_runs_in_two_taps(env: ActionEnv, dev
     assert '<script src="/static/actions.js" defer></script>' in shown.text and "<script>" not in shown.text
     history = client.get(f"/devices/{device}/runs")
     assert f"/runs/{run_id}" in history.text
+
+
+def test_the_alert_page_offers_actions_and_keeps_the_alert_history(env: ActionEnv, device: int) -> None:
+    with env.svc.engine.begin() as conn:
+        alerts_store.fire_event_alert(conn, "trap", device, labels_key({"k": "v"}), "warning", "disk full", time.time(), "t")
+        alert_id = int(conn.execute(select(alerts.c.id)).scalar_one())
+    client = _signed_in(env, "operator")
+    page = client.get(f"/alerts/{alert_id}")
+    assert page.status_code == 200 and 'id="actions"' in page.text
+    link = f"/devices/{device}/actions/touch-file?alert={alert_id}"
+    assert f'href="{link}"' in page.text
+    confirm = client.get(link + "&param_name=al.txt")
+    assert f'name="alert" value="{alert_id}"' in confirm.text and f"alert #{alert_id}" in confirm.text
+    expected = re.search(r'name="expected" value="(\w+)"', confirm.text)[1]  # type: ignore[index]
+    form = {"csrf_token": form_csrf(confirm.text), "expected": expected, "alert": str(alert_id), "param_name": "al.txt"}
+    r = client.post(f"/devices/{device}/actions/touch-file/run", data=form)
+    assert r.status_code == 303, r.text
+    run_id = int(r.headers["location"].rsplit("/", 1)[1])
+    assert env.wait(run_id)["alert_id"] == alert_id
+    assert (env.scratch / "al.txt").exists()
+    history = client.get(f"/alerts/{alert_id}/runs")
+    assert history.status_code == 200 and f"/runs/{run_id}" in history.text
+    assert f"/runs/{run_id}" in client.get(f"/alerts/{alert_id}").text  # recent runs on the alert page itself
+    assert client.get("/alerts/99999/runs").status_code == 404
 
 
 def test_changing_a_parameter_shows_the_new_command_before_it_runs(env: ActionEnv, device: int) -> None:
@@ -161,56 +180,31 @@ def test_viewers_see_no_buttons_and_cannot_post(env: ActionEnv, device: int) -> 
 
 @pytest.mark.browser
 def test_with_javascript_the_output_streams_live(tmp_path: Path, sshd: SshdPeer) -> None:  # noqa: F811
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing (make test installs it)")
     scratch = scratch_dir()
     (tmp_path / "actions.yaml").write_text(CATALOG.replace("{base}", str(scratch)))
-    app = create_app(Settings(data_dir=tmp_path / "data", actions_file=tmp_path / "actions.yaml"), poll=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    settings = Settings(data_dir=tmp_path / "data", actions_file=tmp_path / "actions.yaml")
     try:
-        from server.auth import create_user
-        from server.store.devices import create_device
-
-        svc = app.state.services
-        with svc.engine.begin() as conn:
-            create_user(conn, "pat", "operator", PASSWORD)
-            from server.inventory import DeviceSpec
-
-            device = create_device(conn, DeviceSpec.model_validate(ssh_device(sshd)), svc.box, 60)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-            context = browser.new_context(**p.devices["Pixel 7"])
-            context.set_default_timeout(30_000)
-            page = context.new_page()
+        with serve(settings) as live:
+            live.user("pat", "operator")
+            with live.svc.engine.begin() as conn:
+                device = create_device(conn, DeviceSpec.model_validate(ssh_device(sshd)), live.svc.box, 60)
             errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"http://127.0.0.1:{port}/login?next=/devices/{device}")
-            page.fill("input[name=username]", "pat")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("form[action='/login'] button[type=submit]")
-            page.click(f"a[href='/devices/{device}/actions/count-slowly']")  # tap 1
-            assert "seq 1 6" in page.inner_text("pre.cmd")
-            page.click("form.run-form button[type=submit]")  # tap 2
-            page.wait_for_url(re.compile(r".*/runs/\d+$"))
-            page.wait_for_selector("#run-output span:has-text('line 2')")  # selectors: the strict CSP forbids eval
-            assert page.inner_text("#run-status") == "running"  # output arrived while the command still ran
-            page.wait_for_selector("#run[data-finished='yes']", state="attached", timeout=60_000)
-            assert page.inner_text("#run-status") == "succeeded"
-            assert page.inner_text("#run-output").count("line ") == 6
-            assert page.is_hidden("#run-refresh") and page.inner_text("#run-exit") == "0"
-            page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
-            assert not [e for e in errors if "Content Security Policy" in e], errors
-            browser.close()
+            for p, browser in playwright_browser():
+                page = phone(p, browser, "Pixel 7").new_page()
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                browser_sign_in(page, live.url, "pat")
+                page.goto(f"{live.url}/devices/{device}")
+                page.click(f"a[href='/devices/{device}/actions/count-slowly']")  # tap 1
+                assert "seq 1 6" in page.inner_text("pre.cmd")
+                page.click("form.run-form button[type=submit]")  # tap 2
+                page.wait_for_url(re.compile(r".*/runs/\d+$"))
+                page.wait_for_selector("#run-output span:has-text('line 2')")  # selectors: the strict CSP forbids eval
+                assert page.inner_text("#run-status") == "running"  # output arrived while the command still ran
+                page.wait_for_selector("#run[data-finished='yes']", state="attached", timeout=60_000)
+                assert page.inner_text("#run-status") == "succeeded"
+                assert page.inner_text("#run-output").count("line ") == 6
+                assert page.is_hidden("#run-refresh") and page.inner_text("#run-exit") == "0"
+                shot(page, "action-run", full_page=True)
+                assert not [e for e in errors if "Content Security Policy" in e], errors
     finally:
-        server.should_exit = True
-        thread.join(30)
-        import shutil
-
         shutil.rmtree(scratch, ignore_errors=True)

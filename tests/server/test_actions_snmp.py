@@ -3,6 +3,7 @@ ports that really go down and up (a veth pair in a private network namespace, re
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -123,6 +124,9 @@ def test_read_credentials_are_never_used_to_write(env: ActionEnv, snmpd: SnmpdPe
     assert run["status"] == "failed" and run["exit_code"] == 1
     assert "refused" in run["stderr"] and ("noAccess" in run["stderr"] or "notWritable" in run["stderr"])
     assert _contact(snmpd) == before
+    # Neither community shows up in the failed run, its error or its audit entries.
+    shown = json.dumps(run) + json.dumps(env.audit("action.run") + env.audit("action.finished"))
+    assert "public" not in shown and "private" not in shown, shown
     # A device without write credentials is not offered SNMP actions at all.
     plain = _device(env, "sw-plain", snmpd.port, {"version": "2c", "community": "private"})
     r = env.run("set-contact", plain, params={"contact": "x"})
@@ -152,6 +156,37 @@ def test_a_set_with_v3_write_credentials(env: ActionEnv, snmpd: SnmpdPeer) -> No
     assert _contact(snmpd) == "v3 writer"
     shown = env.client.get(f"/api/v1/devices/{device}", headers=env.headers("admin")).json()["spec"]["snmp"]["write"]
     assert shown["user"] == "netops" and shown["auth_key_set"] and shown["priv_key_set"] and "auth_key" not in shown
+
+
+def test_patching_one_write_credential_keeps_the_rest_of_the_block(env: ActionEnv, snmpd: SnmpdPeer) -> None:
+    mon = DEFAULT_USERS[0]
+    read = {"user": mon.name, "auth_protocol": "sha", "auth_key": mon.auth_key}
+    read |= {"priv_protocol": "aes128", "priv_key": mon.priv_key}
+    write = {"user": "netops", "auth_protocol": "sha256", "auth_key": "wrong-auth-key", "priv_protocol": "aes128"}
+    device = _device(env, "sw-patch", snmpd.port, {"version": "3", **read, "write": {**write, "priv_key": "writepriv256"}})
+    failed = env.wait(env.run("set-contact", device, params={"contact": "before fix"}).json()["id"])
+    assert failed["status"] == "failed", failed
+    # Only the write auth key changes: the write user, protocols and privacy key (and the read side) stay as stored.
+    url, admin = f"/api/v1/devices/{device}", env.headers("admin")
+    r = env.client.patch(url, json={"snmp": {"write": {"auth_key": "writeauth256"}}}, headers=admin)
+    assert r.status_code == 200, r.text
+    shown = r.json()["spec"]["snmp"]
+    assert shown["user"] == mon.name and shown["auth_key_set"] and shown["priv_key_set"]
+    assert shown["write"]["user"] == "netops" and shown["write"]["auth_protocol"] == "sha256"
+    assert shown["write"]["priv_protocol"] == "aes128" and shown["write"]["priv_key_set"]
+    run = env.wait(env.run("set-contact", device, params={"contact": "after fix"}).json()["id"])
+    assert run["status"] == "succeeded", run
+    assert _contact(snmpd) == "after fix"
+    # A v2c write block: only the community changes; `"write": null` removes the block.
+    v2 = _device(env, "sw-patch2", snmpd.port, {"version": "2c", "community": "public", "write": {"community": "public"}})
+    r = env.client.patch(f"/api/v1/devices/{v2}", json={"snmp": {"write": {"community": "private"}}}, headers=admin)
+    assert r.status_code == 200 and r.json()["spec"]["snmp"]["community_set"], r.text
+    run = env.wait(env.run("set-contact", v2, params={"contact": "v2 after patch"}).json()["id"])
+    assert run["status"] == "succeeded" and _contact(snmpd) == "v2 after patch", run
+    r = env.client.patch(f"/api/v1/devices/{v2}", json={"snmp": {"write": None}}, headers=admin)
+    assert r.status_code == 200 and "write" not in r.json()["spec"]["snmp"], r.text
+    refused = env.run("set-contact", v2, params={"contact": "x"})
+    assert refused.status_code == 422 and "no SNMP write credentials" in refused.json()["detail"]
 
 
 def test_port_disable_and_enable_really_change_the_interface(env: ActionEnv, switch: NetnsSnmpd) -> None:

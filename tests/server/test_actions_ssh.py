@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from server import api_actions
+from server.inventory import DeviceSpec
+from server.settings import Settings
+from server.store.devices import create_device
 from tests.peers.sshd import SshdPeer
-from tests.server.actions_helpers import ActionEnv, make_env, ssh_device, sshd  # noqa: F401 - fixture
+from tests.server.actions_helpers import ActionEnv, make_env, scratch_dir, ssh_device, sshd  # noqa: F401 - fixture
+from tests.server.app_browser import session_cookie
+from tests.server.app_fleet import serve
+from tests.server.conftest import PASSWORD, form_csrf
+from tests.server.security_helpers import SseReader
 
 CATALOG = """
 actions:
@@ -315,6 +325,15 @@ def test_a_changed_host_key_refuses_before_signing_in(env: ActionEnv, device: in
     assert finished[0]["detail"]["status"] == "error" and "host key" in finished[0]["detail"]["error"]
 
 
+def test_a_host_key_never_pinned_refuses_before_signing_in(env: ActionEnv, sshd: SshdPeer) -> None:  # noqa: F811
+    device = env.add_device(ssh_device(sshd, name="web-02", ssh={"host_key": []}))
+    accepted = sshd.count("Accepted")
+    run = env.wait(env.run("touch-file", device, params={"name": "u.txt"}).json()["id"])
+    assert run["status"] == "error" and "not trusted" in run["error"] and "nothing ran" in run["error"], run
+    assert sshd.count("Accepted") == accepted and not (env.scratch / "u.txt").exists()
+    assert env.audit("action.finished")[0]["detail"]["status"] == "error"
+
+
 def test_every_run_is_in_the_audit_log_and_the_history(env: ActionEnv, device: int) -> None:
     run = env.wait(env.run("touch-file", device, params={"name": "h.txt"}, reason="disk check").json()["id"])
     started = env.audit("action.run")[0]
@@ -363,3 +382,49 @@ def test_preview_shows_the_exact_command_without_running(env: ActionEnv, device:
     fresh = env.run("echo-text", device, params={"text": "a b$c"}, expected=r.json()["expected"])
     assert fresh.status_code == 202
     assert env.client.get("/api/v1/runs", headers=env.headers()).json()["items"][0]["id"] == fresh.json()["id"]
+
+
+def test_the_run_stream_ends_when_the_session_ends(tmp_path: Path, sshd: SshdPeer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A real server: a password change on another device ends the open output stream of a running action."""
+    monkeypatch.setattr(api_actions, "SESSION_CHECK_SECONDS", 0.5)
+    scratch = scratch_dir()
+    catalog = tmp_path / "actions.yaml"
+    catalog.write_text(
+        'actions:\n  - id: ticks\n    title: Ticks\n    danger: low\n    timeout: 60\n    verify: false\n'
+        '    ssh: "for i in $(seq 1 40); do echo tick $i; sleep 0.5; done"\n'
+    )
+    try:
+        with serve(Settings(data_dir=tmp_path / "data", actions_file=catalog)) as server:
+            server.user("pat", "operator")
+            with server.svc.engine.begin() as conn:
+                device = create_device(conn, DeviceSpec.model_validate(ssh_device(sshd)), server.svc.box, 60)
+            cookie = session_cookie(server.url, "pat")
+            with httpx.Client(base_url=server.url, cookies={"pn_session": cookie}) as phone:
+                csrf = {"X-CSRF-Token": form_csrf(phone.get("/").text)}
+                started = phone.post("/api/v1/actions/ticks/run", json={"device": device}, headers=csrf)
+                assert started.status_code == 202, started.text
+            stream = SseReader(f"{server.url}/api/v1/runs/{started.json()['id']}/stream", cookie)
+            stream.wait_for("output")
+            with httpx.Client(base_url=server.url, cookies={"pn_session": session_cookie(server.url, "pat")}) as laptop:
+                page = laptop.get("/account/password")
+                form = {"current": PASSWORD, "new": "a brand new secret", "again": "a brand new secret"}
+                assert laptop.post("/account/password", data={**form, "csrf_token": form_csrf(page.text)}).status_code == 303
+            assert stream.ended.wait(15), "the output stream outlived the session"
+            assert stream.events[-1] == "bye" and "end" not in stream.events, stream.events
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_the_shipped_example_actions_really_run(tmp_path: Path, sshd: SshdPeer) -> None:  # noqa: F811
+    """The read-only actions of config/actions.example.yaml, unchanged, against the real sshd."""
+    example = Path(__file__).resolve().parents[2] / "config" / "actions.example.yaml"
+    for env in make_env(tmp_path, example.read_text(), poll=False):
+        device = env.add_device(ssh_device(sshd))
+        top = env.wait(env.run("show-top", device).json()["id"])
+        assert top["status"] == "succeeded" and top["exit_code"] == 0, top
+        assert top["stdout"].splitlines()[0].split()[:3] == ["PID", "USER", "%CPU"] and len(top["stdout"].splitlines()) > 2
+        disk = env.wait(env.run("show-disk-usage", device, params={"path": "/tmp"}).json()["id"])
+        assert disk["status"] == "succeeded" and "Filesystem" in disk["stdout"], disk
+        assert disk["command"] == "df -hP; du -xh --max-depth=1 /tmp 2>/dev/null | sort -h | tail -n 15"
+        refused = env.run("show-disk-usage", device, params={"path": "/etc"})
+        assert refused.status_code == 422 and "not one of the choices" in refused.json()["detail"]

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from server.settings import Settings
+from server.store.devices import load_device
 from server.store.schema import sessions as sessions_table
 from server.store.schema import users
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, make_app_env, sign_in
@@ -210,3 +211,38 @@ def test_bearer_tokens_need_no_step_up(app_env: AppEnv) -> None:
         "/api/v1/users", json={"name": "kim", "role": "viewer", "password": "p" * 12}, headers=bearer(token)
     )
     assert created.status_code == 201
+
+
+def test_changing_device_credentials_asks_for_step_up(app_env: AppEnv, clock: TotpClock) -> None:
+    admin_token = bearer(app_env.token("root", "admin"))
+    spec = {"name": "sw9", "address": "192.0.2.9", "snmp": {"community": "old-community"}}
+    device = app_env.client.post("/api/v1/devices", json=spec, headers=admin_token).json()["id"]
+    client, secret, _ = user_with_totp(app_env, "kai", "admin", clock)
+    csrf = {"X-CSRF-Token": form_csrf(client.get("/account").text)}
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(sessions_table.update().values(verified_at=sessions_table.c.verified_at - 11 * 60))
+    url = f"/api/v1/devices/{device}"
+    # Tags are not credentials: no step-up.
+    assert client.patch(url, json={"tags": ["core"]}, headers=csrf).status_code == 200
+    changes = [{"snmp": {"community": "new-community"}}, {"snmp": {"write": {"community": "w"}}}]
+    changes.append({"ssh": {"user": "x", "password": "p4ssw0rd"}})
+    for change in changes:
+        refused = client.patch(url, json=change, headers=csrf)
+        assert refused.status_code == 403 and refused.json()["stepup"] == "/account/verify", (change, refused.text)
+    # The edit form goes through the same logic and sends the browser to confirm it is you.
+    page = client.get(f"/admin/devices/{device}")
+    form = {"csrf_token": form_csrf(page.text), "name": "sw9", "address": "192.0.2.9", "tags": "core", "enabled": "on"}
+    form |= {"snmp_version": "2c", "snmp_port": "161", "snmp_community": ""}  # empty: keep the stored community
+    same = client.post(f"/admin/devices/{device}", data={**form, "tags": "core edge"})
+    assert same.status_code == 303 and same.headers["location"].endswith("done=saved"), same.text
+    form["snmp_community"] = "form-community"
+    r = client.post(f"/admin/devices/{device}", data=form)
+    assert r.status_code == 303 and r.headers["location"].startswith("/account/verify"), r.text
+    with app_env.svc.reader.connect() as conn:
+        stored = load_device(conn, app_env.svc.box, device)
+    assert stored is not None and stored.spec.snmp is not None and stored.spec.snmp.community == "old-community"
+    # Confirmed with a code: the change goes through; a bearer token (made on the server's command line) needs none.
+    page = client.get("/account/verify")
+    client.post("/account/verify", data={"code": clock.code(secret), "next": "/", "csrf_token": form_csrf(page.text)})
+    assert client.patch(url, json={"snmp": {"community": "new-community"}}, headers=csrf).status_code == 200
+    assert app_env.client.patch(url, json={"snmp": {"community": "token-community"}}, headers=admin_token).status_code == 200

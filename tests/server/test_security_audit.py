@@ -14,7 +14,9 @@ from sqlalchemy.exc import DBAPIError
 
 from server import auditlog, logsafe
 from server.store import accounts
-from server.store.schema import audit
+from server.store import alerts as alerts_store
+from server.store.metrics import labels_key
+from server.store.schema import alerts, audit
 from tests.server.conftest import AppEnv, bearer, form_csrf, sign_in
 from tests.server.security_helpers import (
     TotpClock,
@@ -110,3 +112,48 @@ def test_log_lines_cannot_be_forged(app_env: AppEnv, caplog: pytest.LogCaptureFi
     formatter = logsafe.SafeFormatter("%(levelname)s %(message)s")
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "user %s", ("a\r\nb\u2028c",), None)
     assert formatter.format(record) == "INFO user a\\r\\nb\\u2028c"
+
+
+def test_alert_work_silences_and_config_changes_are_audited(app_env: AppEnv) -> None:
+    """Acks, snoozes, notes, silences (pages and API) and device/rule changes: who, when, where, what."""
+    admin = bearer(app_env.token("root", "admin"))
+    made = app_env.client.post("/api/v1/devices", json={"name": "sw1", "address": "192.0.2.7"}, headers=admin)
+    device = made.json()["id"]
+    assert app_env.client.patch(f"/api/v1/devices/{device}", json={"tags": ["core"]}, headers=admin).status_code == 200
+    with app_env.svc.engine.begin() as conn:
+        for key in ("a", "b"):
+            alerts_store.fire_event_alert(conn, "trap", device, labels_key({"k": key}), "warning", "link down", 1.0, "t")
+        first, second = conn.execute(select(alerts.c.id).order_by(alerts.c.id)).scalars().all()
+    app_env.user("opal", "operator")
+    sign_in(app_env.client, "opal")
+    page = app_env.client.get(f"/alerts/{first}")
+    acked = app_env.client.post(f"/alerts/{first}/ack", data={"csrf_token": form_csrf(page.text), "note": "on it"})
+    assert acked.status_code == 303, acked.text
+    operator = bearer(app_env.token("opal"))
+    assert app_env.client.post(f"/api/v1/alerts/{second}/snooze", json={"minutes": 30}, headers=operator).status_code == 200
+    assert app_env.client.post(f"/api/v1/alerts/{second}/notes", json={"note": "cable"}, headers=operator).status_code == 200
+    page = app_env.client.get("/silences")
+    form = {"scope": "device", "target": "sw1", "comment": "maintenance", "hours": "2", "csrf_token": form_csrf(page.text)}
+    assert app_env.client.post("/silences", data=form).status_code == 303
+    api_silence = app_env.client.post("/api/v1/silences", json={"tag": "core", "duration_minutes": 5}, headers=operator)
+    assert api_silence.status_code == 201, api_silence.text
+    silence_id = api_silence.json()["id"]
+    assert app_env.client.delete(f"/api/v1/silences/{silence_id}", headers=operator).status_code == 204
+    assert app_env.client.delete(f"/api/v1/devices/{device}", headers=admin).status_code == 204
+    with app_env.svc.reader.connect() as conn:
+        rows = conn.execute(select(audit).order_by(audit.c.id)).all()
+    seen = {(r.action, r.username, r.target) for r in rows}
+    for entry in (
+        ("device.create", "root", "sw1"),
+        ("device.update", "root", "sw1"),
+        ("alert.ack", "opal", str(first)),
+        ("alert.snooze", "opal", str(second)),
+        ("alert.note", "opal", str(second)),
+        ("silence.create", "opal", str(silence_id)),
+        ("silence.delete", "opal", str(silence_id)),
+        ("device.delete", "root", "sw1"),
+    ):
+        assert entry in seen, (entry, sorted(seen))
+    assert len([r for r in rows if r.action == "silence.create"]) == 2  # the page's one too
+    ack = next(r for r in rows if r.action == "alert.ack")
+    assert ack.ip == "testclient" and ack.ts > 1_700_000_000 and ack.detail.get("note") == "on it"

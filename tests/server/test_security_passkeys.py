@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 from sqlalchemy import select
 
 from server import auth
 from server.services import Services
 from server.settings import Settings
 from server.store.schema import audit, passkeys, sessions
-from tests.server.app_fleet import BROWSER_ARGS, CHROMIUM, serve
+from tests.server.app_browser import phone, playwright_browser
+from tests.server.app_fleet import CHROMIUM, serve
 from tests.server.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -49,16 +50,13 @@ def served(tmp_path: Path) -> Iterator[Served]:
 @pytest.fixture
 def browser_page() -> Iterator[tuple[BrowserContext, Page]]:
     """A Chromium page with a virtual platform authenticator that verifies the user."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
-        context = browser.new_context(**p.devices["Pixel 7"])
-        context.set_default_timeout(30_000)
+    for p, browser in playwright_browser():
+        context = phone(p, browser, "Pixel 7")
         page = context.new_page()
         cdp = context.new_cdp_session(page)
         cdp.send("WebAuthn.enable")
         cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})
         yield context, page
-        browser.close()
 
 
 def _password_sign_in(page: Page, url: str) -> None:
@@ -122,12 +120,10 @@ def test_passkey_registration_sign_in_second_step_and_step_up(served: Served, br
 
 
 def test_the_password_form_works_without_javascript(served: Served) -> None:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
+    for _p, browser in playwright_browser():
         context = browser.new_context(java_script_enabled=False)
         page = context.new_page()
         page.goto(served.url + "/login")
         assert not page.locator("[data-passkey]").is_visible()  # hidden without JavaScript
         _password_sign_in(page, served.url)
         page.wait_for_url(served.url + "/")
-        browser.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from server import keyrotation
 from server.app import create_app
@@ -34,7 +35,10 @@ COMMUNITY = "c0mm-S3CRET-v2"
 AUTH_KEY = "auth-S3CRET-key"
 PRIV_KEY = "priv-S3CRET-key"
 SSH_PASSWORD = "ssh-S3CRET-pass"
-SECRETS = (COMMUNITY, AUTH_KEY, PRIV_KEY, SSH_PASSWORD)
+WRITE_COMMUNITY = "wr1te-S3CRET-v2"
+WRITE_AUTH_KEY = "wauth-S3CRET-key"
+KEY_PASSPHRASE = "keypass-S3CRET"
+SECRETS = (COMMUNITY, AUTH_KEY, PRIV_KEY, SSH_PASSWORD, WRITE_COMMUNITY, WRITE_AUTH_KEY, KEY_PASSPHRASE)
 
 
 @pytest.fixture
@@ -47,7 +51,11 @@ def snmp_peer(tmp_path: Path) -> Iterator[SnmpdPeer]:
 
 def _devices(port: int, closed_port: int) -> list[dict[str, object]]:
     return [
-        {"name": "v2c", "address": "127.0.0.1", "snmp": {"version": "2c", "port": port, "community": COMMUNITY}},
+        {
+            "name": "v2c",
+            "address": "127.0.0.1",
+            "snmp": {"version": "2c", "port": port, "community": COMMUNITY, "write": {"community": WRITE_COMMUNITY}},
+        },
         {
             "name": "v3",
             "address": "127.0.0.1",
@@ -59,6 +67,7 @@ def _devices(port: int, closed_port: int) -> list[dict[str, object]]:
                 "auth_key": AUTH_KEY,
                 "priv_protocol": "aes128",
                 "priv_key": PRIV_KEY,
+                "write": {"user": "secwriter", "auth_protocol": "sha", "auth_key": WRITE_AUTH_KEY},
             },
         },
         {
@@ -67,6 +76,11 @@ def _devices(port: int, closed_port: int) -> list[dict[str, object]]:
             "snmp": {"version": "3", "port": port, "user": "secmon", "auth_protocol": "sha", "auth_key": AUTH_KEY + "x"},
         },
         {"name": "ssh", "address": "127.0.0.1", "ssh": {"port": closed_port, "user": "mon", "password": SSH_PASSWORD}},
+        {
+            "name": "ssh-key",
+            "address": "127.0.0.1",
+            "ssh": {"port": closed_port, "user": "mon", "key_file": "/nonexistent/id_ed25519", "key_passphrase": KEY_PASSPHRASE},
+        },
     ]
 
 
@@ -129,7 +143,7 @@ def test_device_secrets_never_leave_the_server(
     raw = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("pocketnoc.db*"))
     _absent("the database file", raw)
     with make_engine(settings.db_url).connect() as conn:
-        assert len(load_devices(conn, SecretBox.from_file(settings.key_file))) == 4
+        assert len(load_devices(conn, SecretBox.from_file(settings.key_file))) == 5
         wrong = SecretBox(Fernet.generate_key())
         with pytest.raises(Exception, match="cannot be decrypted"):
             load_devices(conn, wrong)
@@ -198,7 +212,7 @@ def test_secrets_rotate_reencrypts_everything_and_swaps_the_key(tmp_path: Path, 
     result = run_cli("secrets", "rotate", "--data-dir", settings.data_dir)
     assert result.returncode == 0, result.stderr
     found = re.search(r"re-encrypted (\d+) stored secrets", result.stdout)
-    assert found and int(found.group(1)) >= 6, result.stdout  # 4 devices, 1 TOTP secret, the key-check canary, ...
+    assert found and int(found.group(1)) >= 6, result.stdout  # 5 devices, 1 TOTP secret, the key-check canary, ...
     new_key = settings.key_file.read_bytes()
     assert new_key != old_key
     assert oct(settings.key_file.stat().st_mode & 0o777) == "0o600"
@@ -271,3 +285,33 @@ def test_every_sealed_column_is_rotated() -> None:
         f"sealed columns missing from keyrotation.SEALED_COLUMNS: {binary - public - registered}"
     )
     assert {(t.name, c.name) for t, _, c in keyrotation.sealed_columns()} == registered & binary
+
+
+def test_a_worker_refuses_a_wrong_or_missing_key_like_serve(tmp_path: Path, pg_url: str) -> None:
+    """`pocketnoc worker` checks the key before it starts anything, and never invents a key file."""
+    data = tmp_path / "data"
+    data.mkdir()
+    engine = make_engine(pg_url)
+    try:
+        keyrotation.check_key(engine, SecretBox(Fernet.generate_key()))  # the database's canary, sealed with the real key
+    finally:
+        engine.dispose()
+    env = {"POCKETNOC_DATABASE_URL": pg_url}
+    key_file = data / "secret.key"
+    key_file.write_bytes(Fernet.generate_key())  # some other install's key
+    wrong = run_cli("worker", "--data-dir", data, "--name", "w-wrong-key", env=env)
+    assert_clean_error(wrong, "does not match this database")
+    assert "POCKETNOC_SECRET_KEY or secret_key_file" in wrong.stderr
+    key_file.write_bytes(b"not a key")
+    assert_clean_error(run_cli("worker", "--data-dir", data, "--name", "w-broken-key", env=env), "is not a valid key")
+    key_file.unlink()
+    assert_clean_error(run_cli("worker", "--data-dir", data, "--name", "w-no-key", env=env), "does not exist")
+    assert not key_file.exists()  # a worker never creates a key of its own
+    garbage = run_cli("worker", "--data-dir", data, "--name", "w-env-key", env=env | {"POCKETNOC_SECRET_KEY": "garbage"})
+    assert_clean_error(garbage, "POCKETNOC_SECRET_KEY is not a valid key")
+    engine = make_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM workers")).scalar_one() == 0  # none registered itself
+    finally:
+        engine.dispose()

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from server import auth
+from server import live as live_module
 from server.sessions import session_alive
+from server.settings import Settings
 from server.store import accounts
 from server.store.schema import sessions as sessions_table
+from tests.server.app_browser import session_cookie as browser_cookie
+from tests.server.app_fleet import serve
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, sign_in
 from tests.server.security_helpers import (
+    SseReader,
     TotpClock,
     clock_fixture,  # noqa: F401 - the `clock` fixture
     login_password,
@@ -176,4 +184,61 @@ def test_idle_sessions_end(app_env: AppEnv) -> None:
     with app_env.svc.engine.begin() as conn:
         conn.execute(sessions_table.update().values(last_seen=sessions_table.c.last_seen - 13 * 3600))
     assert app_env.client.get("/api/v1/me").status_code == 401
+    assert not _stored_ids(app_env)
+
+
+def test_open_live_streams_end_with_the_session_on_every_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real server and real SSE streams: a password change, a disable and a 2FA reset each end the open streams."""
+    monkeypatch.setattr(live_module, "SESSION_CHECK_SECONDS", 0.5)
+    with serve(Settings(data_dir=tmp_path / "data")) as server:
+        for name in ("kim", "lee", "mo"):
+            server.user(name, "operator")
+        with server.svc.engine.begin() as conn:
+            admin_id = accounts.insert_user(conn, "root", "!", "admin")
+            admin = bearer(accounts.new_token(conn, admin_id, "test"))
+        live_url = server.url + "/live"
+
+        def streams(name: str) -> list[SseReader]:
+            opened = [SseReader(live_url, browser_cookie(server.url, name)) for _ in range(2)]  # laptop and phone
+            for stream in opened:
+                stream.wait_for("hello")
+            return opened
+
+        def ended(opened: list[SseReader], why: str) -> None:
+            for stream in opened:
+                assert stream.ended.wait(15), f"a live stream outlived the session ({why})"
+                assert stream.events[-1] == "bye", (why, stream.events)
+
+        kim = streams("kim")
+        with httpx.Client(base_url=server.url, cookies={auth.SESSION_COOKIE: browser_cookie(server.url, "kim")}) as laptop:
+            page = laptop.get("/account/password")
+            form = {"current": PASSWORD, "new": "a brand new secret", "again": "a brand new secret"}
+            assert laptop.post("/account/password", data={**form, "csrf_token": form_csrf(page.text)}).status_code == 303
+        ended(kim, "password change")
+        lee = streams("lee")
+        with httpx.Client(base_url=server.url, headers=admin) as api:
+            lee_id = next(u["id"] for u in api.get("/api/v1/users").json()["items"] if u["name"] == "lee")
+            assert api.patch(f"/api/v1/users/{lee_id}", json={"disabled": True}).status_code == 200
+            ended(lee, "user disabled")
+            mo = streams("mo")
+            mo_id = next(u["id"] for u in api.get("/api/v1/users").json()["items"] if u["name"] == "mo")
+            assert api.post(f"/api/v1/users/{mo_id}/reset-2fa").status_code == 200
+            ended(mo, "2FA reset")
+        # A stream of a session that ended before it opened never starts.
+        dead = browser_cookie(server.url, "mo")
+        with httpx.Client(base_url=server.url, cookies={auth.SESSION_COOKIE: dead}) as phone:
+            phone.post("/logout", data={"csrf_token": form_csrf(phone.get("/").text)})
+        late = SseReader(live_url, dead)
+        assert late.ended.wait(15) and "hello" not in late.events and late.status in (303, 401)
+
+
+def test_a_busy_session_still_ends_at_the_absolute_timeout(app_env: AppEnv) -> None:
+    app_env.user("kit", "viewer")
+    sign_in(app_env.client, "kit")
+    assert app_env.client.get("/api/v1/me").status_code == 200
+    hours = app_env.svc.settings.session_max_hours
+    with app_env.svc.engine.begin() as conn:  # in use a minute ago, but signed in longer ago than session_max_hours
+        conn.execute(sessions_table.update().values(created_at=sessions_table.c.created_at - hours * 3600 - 60))
+    assert app_env.client.get("/api/v1/me").status_code == 401
+    assert app_env.client.get("/").headers["location"].startswith("/login")
     assert not _stored_ids(app_env)

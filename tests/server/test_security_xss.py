@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ from sqlalchemy import insert, select, update
 
 from server.app import create_app
 from server.settings import Settings
-from server.store.schema import device_status, devices, state_events, users
+from server.store import alerts as alerts_store
+from server.store import twofactor
+from server.store.metrics import labels_key
+from server.store.schema import action_runs, alerts, device_status, devices, state_events, users
 from tests.peers.hostile_agent import hostile_agent
 from tests.server.conftest import AppEnv, bearer, sign_in
 
@@ -167,3 +171,72 @@ def test_template_syntax_is_refused_in_new_names(app_env: AppEnv) -> None:
         assert user.status_code == 422
     with app_env.svc.reader.connect() as conn:
         assert conn.execute(select(users.c.name).where(users.c.name.like("%{%"))).first() is None
+
+
+def test_alert_silence_and_run_pages_escape_stored_text(app_env: AppEnv) -> None:
+    """Alerts (title, labels, history, notes), silences and action runs (device name, reason, command, output, error,
+    verification) carry device- and user-sourced text: every page that shows them shows it as text."""
+    token = app_env.token("root", "admin")
+    device = app_env.client.post("/api/v1/devices", json={"name": "d1", "address": "192.0.2.3"}, headers=bearer(token)).json()
+    now = time.time()
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(update(devices).where(devices.c.id == device["id"]).values(name="{{7*7}}<b>dev"))
+        key = labels_key({"trap": PAYLOAD, "interface": PAYLOAD})
+        alerts_store.fire_event_alert(conn, "trap", device["id"], key, "critical", PAYLOAD, now, PAYLOAD)
+        alert_id = int(conn.execute(select(alerts.c.id)).scalar_one())
+        alerts_store.acknowledge(conn, alert_id, "{{7*7}}<i>basement", PAYLOAD)
+        alerts_store.add_note(conn, alert_id, "root", PAYLOAD)
+        window = {"comment": PAYLOAD, "tag": "t<b>", "starts_at": now - 60, "ends_at": now + 3600}
+        alerts_store.create_silence(conn, window, PAYLOAD[:64])
+        run_id = conn.execute(
+            insert(action_runs).values(
+                action_id="restart-service",
+                title="Restart",
+                kind="ssh",
+                danger="low",
+                device_id=device["id"],
+                device_name="{{7*7}}<b>dev",
+                alert_id=alert_id,
+                username="{{7*7}}<i>basement",
+                reason=PAYLOAD,
+                params={"unit": PAYLOAD},
+                command=PAYLOAD,
+                status="failed",
+                exit_code=1,
+                error=PAYLOAD,
+                output=[["stdout", PAYLOAD], ["stderr", PAYLOAD]],
+                truncated=False,
+                started_at=now,
+                finished_at=now + 1,
+                duration=1.0,
+                verification="failing",
+                verification_detail=PAYLOAD,
+                verified_at=now + 2,
+            )
+        ).inserted_primary_key[0]
+    app_env.user("adm", "admin")
+    sign_in(app_env.client, "adm")
+    urls = ["/alerts", f"/alerts/{alert_id}", "/silences", f"/runs/{run_id}", f"/devices/{device['id']}/runs"]
+    urls += [f"/alerts/{alert_id}/runs", f"/devices/{device['id']}", "/"]
+    for url in urls:
+        page = app_env.client.get(url)
+        assert page.status_code == 200, (url, page.status_code)
+        _assert_inert(url, page.text)
+    run_page = app_env.client.get(f"/runs/{run_id}").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in run_page and "{{7*7}}&lt;b&gt;dev" in run_page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in app_env.client.get(f"/alerts/{alert_id}").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in app_env.client.get("/silences").text
+
+
+def test_user_supplied_labels_are_text(app_env: AppEnv) -> None:
+    """A browser's User-Agent (the session list) and a passkey's name are the user's own text: shown inert."""
+    user_id = app_env.user("ua", "viewer")
+    client = TestClient(app_env.app, follow_redirects=False, headers={"User-Agent": PAYLOAD})
+    sign_in(client, "ua")
+    with app_env.svc.engine.begin() as conn:  # after the sign-in: this session stays a full one
+        twofactor.add_passkey(conn, user_id, "cred-ua", b"\x01", 0, PAYLOAD[:64], [])
+    for url in ("/account", "/account/passkeys"):
+        page = client.get(url)
+        assert page.status_code == 200, url
+        _assert_inert(url, page.text)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/account/passkeys").text

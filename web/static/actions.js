@@ -63,6 +63,13 @@
     run.dataset.finished = "yes";
   });
 
+  source.addEventListener("bye", function () {
+    source.close(); // signed out (here or on another device): the Refresh link leads to the sign-in page
+    if (refresh) {
+      refresh.hidden = false;
+    }
+  });
+
   source.onerror = function () {
     failures += 1;
     if (failures >= 3) {
