@@ -232,7 +232,7 @@ def _event(kind: str, data: Any) -> str:
 
 
 async def _stream(
-    request: Request, svc: Services, mgr: RunManager, run_id: int, session_id: str | None
+    request: Request, svc: Services, mgr: RunManager, run_id: int, who: Principal
 ) -> AsyncIterator[str]:
     live: LiveRun | None = mgr.live.get(run_id)
     if live is None:
@@ -264,7 +264,7 @@ async def _stream(
             return
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + SESSION_CHECK_SECONDS
-            if not await session_alive(svc, session_id):
+            if not await session_alive(svc, who):
                 yield _event("bye", {"reason": "signed out"})
                 return
         before = live.transcript.version
@@ -280,5 +280,5 @@ async def stream_run(request: Request, svc: SvcDep, p: Viewer, run_id: int) -> S
     if exists is None:
         raise HTTPException(404, "no such run")
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    events = _stream(request, svc, manager(svc), run_id, p.session_id)
+    events = _stream(request, svc, manager(svc), run_id, p)
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)

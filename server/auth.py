@@ -115,6 +115,7 @@ class Principal:
     csrf: str | None = None
     stage: str = "full"
     verified_at: float | None = None
+    token_hash: str | None = None  # the digest of the bearer token, for a caller who came with one
 
 
 def _trusted(request: Request) -> tuple[proxies.Network, ...]:
@@ -139,8 +140,9 @@ def _lookup(request: Request, svc: Services) -> Principal | None:
     principal: Principal | None = None
     with svc.engine.begin() as conn:
         if header[:7].lower() == "bearer ":
-            user = accounts.find_token(conn, header[7:].strip())
-            principal = Principal(user) if user else None
+            token = header[7:].strip()
+            user = accounts.find_token(conn, token)
+            principal = Principal(user, token_hash=accounts.digest(token)) if user else None
         else:
             cookie = request.cookies.get(SESSION_COOKIE)
             if cookie:

@@ -165,7 +165,7 @@ async def live_stream(request: Request, svc: SvcDep, p: Viewer) -> AsyncIterator
                 change = None
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + SESSION_CHECK_SECONDS
-                if not await session_alive(svc, p.session_id):
+                if not await session_alive(svc, p):
                     yield ServerSentEvent(event="bye", data={"reason": "signed out"})
                     return
             if change is not None and change.get("closing"):

@@ -1,11 +1,16 @@
-"""Session checks for long-lived connections: a live stream polls `session_alive` and closes when it is False."""
+"""Checks for long-lived connections: a live stream polls `session_alive` and closes when it is False."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
 from server.services import Services
-from server.store import sessions
+from server.store import accounts, sessions
+
+if TYPE_CHECKING:
+    from server.auth import Principal
 
 
 def session_alive_sync(svc: Services, session_id: str) -> bool:
@@ -15,8 +20,16 @@ def session_alive_sync(svc: Services, session_id: str) -> bool:
         return sessions.alive(conn, session_id, s.session_idle_minutes * 60, s.session_max_hours * 3600)
 
 
-async def session_alive(svc: Services, session_id: str | None) -> bool:
-    """The same check off the event loop; a bearer-token caller (no session id) stays alive."""
-    if session_id is None:
-        return True
-    return await run_in_threadpool(session_alive_sync, svc, session_id)
+def caller_alive_sync(svc: Services, who: Principal) -> bool:
+    """The caller's session is alive, or their bearer token is still valid and its user enabled."""
+    if who.session_id is not None:
+        return session_alive_sync(svc, who.session_id)
+    if who.token_hash is not None:
+        with svc.reader.connect() as conn:
+            return accounts.token_alive(conn, who.token_hash)
+    return False
+
+
+async def session_alive(svc: Services, who: Principal) -> bool:
+    """The same check off the event loop."""
+    return await run_in_threadpool(caller_alive_sync, svc, who)

@@ -110,6 +110,16 @@ def find_token(conn: Connection, token: str) -> User | None:
     return User(row.id, row.name, row.role, bool(row.disabled))
 
 
+def token_alive(conn: Connection, token_hash: str) -> bool:
+    """Is the token with this digest still valid (not revoked, its user not disabled)?"""
+    row = conn.execute(
+        select(users.c.disabled)
+        .join(api_tokens, users.c.id == api_tokens.c.user_id)
+        .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked.is_(False))
+    ).first()
+    return row is not None and not row.disabled
+
+
 def record_login(conn: Connection, username: str, ip: str, ok: bool) -> None:
     """Remember a login attempt (for throttling and the audit trail)."""
     conn.execute(insert(login_attempts).values(ts=time.time(), username=username[:64], ip=ip[:64], ok=ok))

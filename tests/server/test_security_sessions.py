@@ -12,10 +12,13 @@ from sqlalchemy import select
 
 from server import auth
 from server import live as live_module
+from server.auth import Principal
 from server.sessions import session_alive
 from server.settings import Settings
 from server.store import accounts
+from server.store.schema import api_tokens
 from server.store.schema import sessions as sessions_table
+from server.store.schema import users as users_table
 from tests.server.app_browser import session_cookie as browser_cookie
 from tests.server.app_fleet import serve
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, sign_in
@@ -162,20 +165,43 @@ def test_a_user_sees_and_ends_their_other_sessions(app_env: AppEnv) -> None:
     assert app_env.client.get("/api/v1/me").status_code == 200
 
 
+def _alive(app_env: AppEnv, session_id: str | None = None, token: str | None = None) -> bool:
+    with app_env.svc.engine.connect() as conn:
+        found = accounts.get_user_by_name(conn, "ida")
+    assert found is not None
+    who = Principal(found[0], session_id, token_hash=accounts.digest(token) if token else None)
+    return asyncio.run(session_alive(app_env.svc, who))
+
+
 def test_session_alive_follows_the_session(app_env: AppEnv) -> None:
     app_env.user("ida", "viewer")
     cookie = sign_in(app_env.client, "ida")
     sid = accounts.digest(cookie)
-    assert asyncio.run(session_alive(app_env.svc, sid))
-    assert asyncio.run(session_alive(app_env.svc, None))  # a bearer-token stream has no session to lose
+    assert _alive(app_env, sid)
+    assert not _alive(app_env)  # neither a session nor a token: nothing to stay alive on
     with app_env.svc.engine.begin() as conn:
         conn.execute(sessions_table.update().values(created_at=sessions_table.c.created_at - 8 * 86400))
-    assert not asyncio.run(session_alive(app_env.svc, sid))  # past the absolute timeout
+    assert not _alive(app_env, sid)  # past the absolute timeout
     sign_in(app_env.client, "ida")
     sid = accounts.digest(str(session_cookie(app_env.client)))
     page = app_env.client.get("/")
     app_env.client.post("/logout", data={"csrf_token": form_csrf(page.text)})
-    assert not asyncio.run(session_alive(app_env.svc, sid))
+    assert not _alive(app_env, sid)
+
+
+def test_a_bearer_token_stream_ends_when_its_user_is_disabled_or_the_token_revoked(app_env: AppEnv) -> None:
+    app_env.user("ida", "viewer")
+    token = app_env.token("ida")
+    assert _alive(app_env, token=token)
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(users_table.update().where(users_table.c.name == "ida").values(disabled=True))
+    assert not _alive(app_env, token=token)
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(users_table.update().where(users_table.c.name == "ida").values(disabled=False))
+    assert _alive(app_env, token=token)
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(api_tokens.update().values(revoked=True))
+    assert not _alive(app_env, token=token)
 
 
 def test_idle_sessions_end(app_env: AppEnv) -> None:
