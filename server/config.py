@@ -120,6 +120,14 @@ def load_config(path: Path | None) -> LoadedConfig:
             problems.append(f"{config.origins[spec.name]}: parent {spec.parent!r} is not a device in the inventory")
     for name in parent_cycles(config.devices):
         problems.append(f"{config.origins[name]}: device {name!r} is part of a parent loop")
+    rules_file = config.settings.get("rules_file")
+    if isinstance(rules_file, str):
+        from server.alerts.rules import load_rules
+
+        try:
+            load_rules(Path(rules_file))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     actions_file = config.settings.get("actions_file")
     if isinstance(actions_file, str):
         from server.actions.catalog import load_catalog

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import math
@@ -60,7 +62,8 @@ class InProcessDispatcher:
             return
         start = self._starts[key]
         due = start + math.floor((time.time() - start) / job.interval) * job.interval
-        await self.poller.run_check(job, due=due)
+        with contextlib.suppress(asyncio.CancelledError):  # shutdown cancels checks in flight: not an error
+            await self.poller.run_check(job, due=due)
 
     def sync(self, jobs: list[CheckJob]) -> None:
         """Make the scheduled set equal `jobs`: add new, replace changed, remove gone ones."""

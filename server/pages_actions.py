@@ -124,6 +124,7 @@ async def confirm_page(
         action, device, prepared, error = await _preview(request, svc, p, device_id, action_id, params, alert)
     except Refused as exc:
         return render_error(request, exc.status, exc.message)
+    error = error if params else None  # first visit from the action link: show the form, not "is required"
     return _confirm(request, action, device, prepared, params, alert, error, 200 if error is None else 422)
 
 

@@ -46,6 +46,12 @@ actions:
     danger: high
     ssh: "echo wiped > {base}/wiped"
     verify: false
+  - id: say-word
+    title: Say a word
+    params:
+      - {name: word, type: enum, choices: [hello, bye]}
+    ssh: "echo {word}"
+    verify: false
 """
 
 
@@ -127,6 +133,16 @@ def test_changing_a_parameter_shows_the_new_command_before_it_runs(env: ActionEn
     assert not (env.scratch / "third.txt").exists()
     bad = client.get(f"/devices/{device}/actions/touch-file", params={"param_name": "../etc"})
     assert bad.status_code == 422 and "may not contain a &#39;..&#39; path part" in bad.text
+
+
+def test_a_parameter_without_default_is_asked_for_not_refused_on_the_first_visit(env: ActionEnv, device: int) -> None:
+    client = _signed_in(env, "operator")
+    first = client.get(f"/devices/{device}/actions/say-word")  # the action link on the device page
+    assert first.status_code == 200 and "is required" not in first.text and 'name="param_word"' in first.text
+    chosen = client.get(f"/devices/{device}/actions/say-word", params={"param_word": "bye"})
+    assert chosen.status_code == 200 and "echo bye" in chosen.text
+    empty = client.get(f"/devices/{device}/actions/say-word", params={"param_word": ""})
+    assert empty.status_code == 422 and "is required" in empty.text
 
 
 def test_the_run_page_works_without_javascript(env: ActionEnv, device: int) -> None:

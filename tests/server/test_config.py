@@ -198,6 +198,17 @@ def test_a_missing_parent_is_reported_at_the_child(tmp_path: Path) -> None:
     assert_reported(problems_of(path), path, 3, "parent 'nosuch' is not a device")
 
 
+def test_a_broken_rules_file_is_reported_like_the_config(tmp_path: Path) -> None:
+    """check-config (and serve, before it starts) names the rules file's lines, as for actions and channels."""
+    rules = write(tmp_path, "rules.yaml", "rules:\n  - name: r\n    expr: 'x === 1'\n    severity: apocalyptic\n")
+    path = write(tmp_path, "c.yaml", "settings:\n  rules_file: rules.yaml\n")
+    problems = problems_of(path)
+    assert_reported(problems, rules.resolve(), 3, "rules.0.expr")
+    assert_reported(problems, rules.resolve(), 4, "rules.0.severity")
+    missing = write(tmp_path, "m.yaml", "settings:\n  rules_file: gone.yaml\n")
+    assert any("gone.yaml" in p and "file not found" in p for p in problems_of(missing))
+
+
 def test_a_parent_loop_names_every_member(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,17 @@ async def test_a_check_never_overlaps_itself() -> None:
     await poller.close()
     assert len(got) == 1
 
+
+
+async def test_a_full_writer_makes_checks_wait_and_none_is_dropped(snmpd: SnmpdPeer) -> None:
+    got: list[CheckOutcome] = []
+    started, until = time.time(), time.monotonic() + 0.5
+    poller = Poller(Settings(data_dir=Path("/nonexistent")), got.append, room=lambda: time.monotonic() >= until)
+    outcomes = await asyncio.gather(*(poller.run_check(_job(n, snmpd.port, timeout=2.0)) for n in range(1, 6)))
+    assert all(o is not None and o.ok for o in outcomes) and len(got) == 5  # waited, then all ran
+    assert poller.stats.waited_for_writer == 5
+    assert min(o.ts for o in outcomes if o is not None) >= started + 0.45  # no check started while the writer was full
+    await poller.close()
 
 async def test_dead_devices_back_off_and_recover(snmpd: SnmpdPeer) -> None:
     poller, got = _poller(down_after_failures=1, backoff_max_seconds=600)
@@ -123,3 +136,23 @@ async def test_dispatcher_runs_each_check_on_its_interval_and_syncs_changes(snmp
     finally:
         await dispatcher.stop()
         await poller.close()
+
+
+async def test_stopping_with_a_check_in_flight_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Ctrl-C while a device is being polled: the check is cancelled quietly, not an ERROR with a traceback."""
+    poller, _ = _poller()
+    dispatcher = InProcessDispatcher(poller)
+    dispatcher.start()
+    async with hostile_agent("silent") as agent:
+        job = _job(1, agent.port, timeout=5.0)
+        dispatcher.sync([job])
+        dispatcher.scheduler.modify_job(job.key, next_run_time=datetime.now(UTC))
+        deadline = time.monotonic() + 10
+        while job.key not in poller._running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert job.key in poller._running, "the check never started"
+        with caplog.at_level(logging.WARNING):
+            await dispatcher.stop()
+            await asyncio.sleep(0.5)
+        await poller.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
