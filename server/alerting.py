@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from server.alerts.engine import Event, KeyState, Observation, applies, candidates, step
+from server.alerts.engine import Event, KeyState, Observation, applies, armed, candidates, step
 from server.alerts.rules import DEFAULT_RULES, Rule
 from server.alerts.titles import render_title
 from server.store.alerts import record_event
@@ -92,9 +92,13 @@ class Alerting:
                 for key, (labels, values) in candidates(rule, obs).items():
                     row = prev.get((rule.name, device_id, key))
                     old = _key_state(row)
-                    new, events = step(rule, old, values, now)
-                    if (row is not None and new == old) or (row is None and new.status == "ok" and not events):
+                    if not armed(rule, old, values):
                         continue
+                    new, events = step(rule, old, values, now)
+                    if row is not None and new == old:
+                        continue
+                    if row is None and new.status == "ok" and not events and rule.arm is None:
+                        continue  # nothing wrong and nothing to remember (an armed key is remembered)
                     alert_id = row.alert_id if row is not None else None
                     for event in events:
                         if graph is None:

@@ -4,6 +4,8 @@ One key = (rule, device, label set). Its transition table (each row has a test):
 
 | row | status  | condition now                       | → status | event        |
 |-----|---------|-------------------------------------|----------|--------------|
+| 0   | (none)  | rule has `arm`, arm false/no data   | (none)   | - (ignored)  |
+|     | (none)  | rule has `arm`, arm true            | ok       | - (armed)    |
 | 1   | ok      | expr false (or no data)             | ok       | -            |
 | 2   | ok      | expr true, for = 0                  | firing   | fire         |
 | 3   | ok      | expr true, for > 0                  | pending  | -            |
@@ -101,7 +103,7 @@ def _metric_names(rule: Rule) -> tuple[str, ...]:
     found = _NAMES.get(key)
     if found is None:
         names = {c.name for c in rule.clauses} | {c.name for c in rule.clear_clauses or ()}
-        found = _NAMES[key] = tuple(sorted(names - {"state"}))
+        found = _NAMES[key] = tuple(sorted(names - {"state"}))  # arm's names are among expr's
     return found
 
 
@@ -123,6 +125,13 @@ def candidates(rule: Rule, obs: Observation) -> dict[str, tuple[dict[str, str], 
                 values[other] = found[1]
         out[key] = (labels, values)
     return out
+
+
+def armed(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str]) -> bool:
+    """Row 0: is this key watched? A rule with `arm` ignores a key until arm holds once; its stored state
+    (even "ok") then remembers it, across restarts."""
+    arm = rule.arm_clauses
+    return arm is None or prev is not None or _holds(arm, values) is True
 
 
 def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], now: float) -> tuple[KeyState, list[Event]]:

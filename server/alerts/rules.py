@@ -111,13 +111,16 @@ class Rule(BaseModel):
     expr: str
     for_: int = Field(default=0, ge=0, le=86400 * 7, alias="for")
     clear: str | None = None
+    # Watch a label set only once this has held for it (remembered): `if_oper_up == 1` keeps ports that were
+    # never up — unused switch ports, virtual interfaces — from alerting, as Checkmk's discovery does.
+    arm: str | None = None
     severity: Severity = "warning"
     title: str = Field(default="{device}: {rule}", max_length=200)
     match: Match = Field(default_factory=Match)
     labels: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
 
-    @field_validator("expr", "clear")
+    @field_validator("expr", "clear", "arm")
     @classmethod
     def _parses(cls, value: str | None) -> str | None:
         if value is not None:
@@ -126,11 +129,12 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _same_names(self) -> Rule:
-        if self.clear is not None:
-            names = {c.name for c in parse_expr(self.expr)}
-            extra = {c.name for c in parse_expr(self.clear)} - names
-            if extra:
-                raise ValueError(f"clear uses {sorted(extra)} which expr does not")
+        names = {c.name for c in parse_expr(self.expr)}
+        for field_name, text in (("clear", self.clear), ("arm", self.arm)):
+            if text is not None:
+                extra = {c.name for c in parse_expr(text)} - names
+                if extra:
+                    raise ValueError(f"{field_name} uses {sorted(extra)} which expr does not")
         return self
 
     @property
@@ -142,6 +146,11 @@ class Rule(BaseModel):
     def clear_clauses(self) -> tuple[Clause, ...] | None:
         """The parsed clear expression (None: clear when expr is false)."""
         return _parsed(self.clear) if self.clear else None
+
+    @property
+    def arm_clauses(self) -> tuple[Clause, ...] | None:
+        """The parsed arm expression (None: every label set is watched from the start)."""
+        return _parsed(self.arm) if self.arm else None
 
     @property
     def is_state_rule(self) -> bool:
@@ -168,6 +177,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     _rule(
         name="interface-down",
         expr="if_oper_up == 0 and if_admin_up == 1",
+        arm="if_oper_up == 1",
         severity="warning",
         title="{device}: interface {ifName} is down",
     ),

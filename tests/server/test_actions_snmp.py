@@ -42,6 +42,14 @@ actions:
     snmp:
       - set: {oid: "1.3.6.1.2.1.2.2.1.7.{ifindex}", type: integer, value: 1}
     verify: false
+  - id: port-down
+    title: Port down (unverified)
+    applies_to: {kinds: [switch]}
+    params:
+      - {name: ifindex, type: integer, min: 1, max: 100000}
+    snmp:
+      - set: {oid: "1.3.6.1.2.1.2.2.1.7.{ifindex}", type: integer, value: 2}
+    verify: false
   - id: port-disable
     title: Disable a port
     applies_to: {kinds: [switch]}
@@ -229,14 +237,29 @@ def test_port_bounce_goes_down_then_up(env: ActionEnv, switch: NetnsSnmpd) -> No
     assert run["stdout"].count("SET 1.3.6.1.2.1.2.2.1.7.") == 2
 
 
+def _poll_until_port(env: ActionEnv, device: int, index: int, oper: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        r = env.client.post(f"/api/v1/devices/{device}/poll", headers=env.headers())
+        assert r.status_code == 200, r.text
+        ports = env.client.get(f"/api/v1/devices/{device}", headers=env.headers()).json()["interfaces"]
+        if any(p["index"] == index and p["oper"] == oper for p in ports):
+            return
+        assert time.monotonic() < deadline, f"port {index} never read {oper}: {ports}"
+        time.sleep(0.5)
+
+
 def test_enabling_the_peer_port_clears_the_interface_alert(env: ActionEnv, switch: NetnsSnmpd) -> None:
     a, b = switch.if_index(VETH[0]), switch.if_index(VETH[1])
     device = _device(
         env, "sw-ns", switch.port, {"version": "2c", "community": "public", "write": {"community": "private"}}, "switch"
     )
-    env.wait(env.run("port-up", device, params={"ifindex": a}).json()["id"])  # pn0 up, its peer down: no carrier
-    r = env.client.post(f"/api/v1/devices/{device}/poll", headers=env.headers())
-    assert r.status_code == 200, r.text
+    for port in (a, b):  # both ends up: pn0 has carrier, and a poll sees it up (interface-down watches it from now)
+        env.wait(env.run("port-up", device, params={"ifindex": port}).json()["id"])
+    _poll_until_port(env, device, a, "up")  # snmpd caches its ifTable for a few seconds
+    assert not env.client.get(f"/api/v1/alerts?device={device}", headers=env.headers()).json()["items"]
+    env.wait(env.run("port-down", device, params={"ifindex": b}).json()["id"])  # the peer goes down: no carrier
+    _poll_until_port(env, device, a, "down")
     alerts = env.client.get(f"/api/v1/alerts?device={device}", headers=env.headers()).json()["items"]
     down = [x for x in alerts if x["rule"] == "interface-down"]
     assert down, alerts

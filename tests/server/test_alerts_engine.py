@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.alerts.engine import FLAP_WINDOW, KeyState, Observation, applies, candidates, step
+from server.alerts.engine import FLAP_WINDOW, KeyState, Observation, applies, armed, candidates, step
 from server.alerts.rules import Match, Rule, parse_expr
 from server.alerts.titles import render_title
 
@@ -88,6 +88,34 @@ def test_row12_flap_start_event() -> None:
     state = KeyState("firing", 90, None, (0.0, 30.0, 60.0))
     state, events = step(DOWN, state, {"state": "up"}, 100)
     assert state.flapping and [e.kind for e in events] == ["flap_start"]
+
+
+IFDOWN = Rule.model_validate(
+    {"name": "ifdown", "expr": "if_oper_up == 0 and if_admin_up == 1", "arm": "if_oper_up == 1"}
+)
+
+
+def test_row0_an_armed_rule_ignores_a_key_never_seen_armed() -> None:
+    never_up = {"if_oper_up": 0.0, "if_admin_up": 1.0}
+    assert not armed(IFDOWN, None, never_up)  # an unused port: no state, no alert, ever
+    assert not armed(IFDOWN, None, {"if_admin_up": 1.0})  # no data: not armed either
+    assert armed(MEM, None, {"mem_used_pct": 95})  # a rule without arm watches every key
+
+
+def test_row0_arming_keeps_an_ok_state_and_a_later_failure_fires() -> None:
+    up = {"if_oper_up": 1.0, "if_admin_up": 1.0}
+    assert armed(IFDOWN, None, up)
+    state, events = step(IFDOWN, None, up, 100)
+    assert state == KeyState("ok", 100) and events == []  # stored: the port is watched from now on, across restarts
+    assert armed(IFDOWN, state, {"if_oper_up": 0.0, "if_admin_up": 1.0})
+    state, events = step(IFDOWN, state, {"if_oper_up": 0.0, "if_admin_up": 1.0}, 160)
+    assert state.status == "firing" and [e.kind for e in events] == ["fire"]
+
+
+@pytest.mark.parametrize("arm", ["mem_used_pct > 1", "if_oper_up === 1"])
+def test_arm_must_parse_and_use_only_names_of_expr(arm: str) -> None:
+    with pytest.raises(ValueError):
+        Rule.model_validate({"name": "x", "expr": "if_oper_up == 0", "arm": arm})
 
 
 def test_rules_join_metrics_on_the_same_labels() -> None:
