@@ -41,13 +41,13 @@ def sparkline(points: Sequence[tuple[float, float]], since: float, until: float,
         lines[-1].append(f"{x:.1f},{y:.1f}")
         last_t = t
     polylines = "".join(
-        f'<polyline points="{" ".join(seg)}"/>' if len(seg) > 1 else f'<polyline points="{seg[0]} {seg[0]}"/>'
+        f'<polyline points="{" ".join(seg)}"/>' if len(seg) > 1 else f'<polyline class="pt" points="{seg[0]} {seg[0]}"/>'
         for seg in lines
         if seg
     )
     text = f"{label}: min {low:.4g}, max {high:.4g}, last {pts[-1][1]:.4g}{(' ' + unit) if unit else ''}"
     return Markup(  # noqa: S704 - built from numbers and escaped text only
-        f'<svg class="spark" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" role="img" '
+        f'<svg class="spark" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" role="img" tabindex="0" '
         f'aria-label="{Markup.escape(text)}" data-t0="{since:.0f}" data-t1="{until:.0f}" '
         f'data-lo="{low:.6g}" data-hi="{high:.6g}" data-unit="{Markup.escape(unit)}">{polylines}</svg>'
     )

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from server.api_alerts import AlertState, NewSilence, act, create_silence
 from server.auth import Operator, Viewer, client_ip
+from server.notify.runtime import silent_label
 from server.pages import render, render_error
 from server.services import Services, get_services
 from server.store import alerts as store
@@ -34,7 +35,9 @@ def alerts_page(
     """Open alerts first, with one-tap acknowledge and snooze."""
     with svc.reader.connect() as conn:
         data = store.list_alerts(conn, state, severity, limit=500)
-    return render(request, "alerts.html", data=data, state=state, severity=severity, snooze_choices=SNOOZE_CHOICES)
+        silent_since = silent_label(svc, conn)
+    return render(request, "alerts.html", data=data, state=state, severity=severity, snooze_choices=SNOOZE_CHOICES,
+                  silent_since=silent_since)
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)

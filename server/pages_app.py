@@ -18,6 +18,7 @@ from starlette.routing import Match
 from server import views, views_app
 from server.api_hostkeys import offered_key
 from server.auth import Viewer
+from server.notify.runtime import silent_label
 from server.pages import TEMPLATES, render, render_error
 from server.services import Services, get_services
 from server.store import hostkeys
@@ -112,12 +113,13 @@ def overview_page(
     started = time.perf_counter()
     with svc.reader.connect() as conn:
         data = views_app.overview(conn, q, tag, state, page)
+        silent_since = silent_label(svc, conn)
 
     def page_url(number: int) -> str:
         params = {k: v for k, v in (("q", q), ("tag", tag), ("state", state)) if v}
         return "/?" + urlencode({**params, "page": number})
 
-    response = render(request, "devices.html", o=data, q=q, tag=tag, state=state, page_url=page_url)
+    response = render(request, "devices.html", o=data, q=q, tag=tag, state=state, page_url=page_url, silent_since=silent_since)
     return _timed(response, started)
 
 

@@ -55,7 +55,7 @@ def fmt_value(value: float | None, unit: str = "") -> str:
     if unit == "s":
         return views.human_duration(value)
     text = f"{value:.3g}" if abs(value) < 1e6 else f"{value:.3e}"
-    return f"{text} {unit}".strip() if unit != "%" else f"{text} %"
+    return f"{text}{unit}" if unit.startswith("/") else f"{text} {unit}".strip()
 
 
 def _matches(d: dict[str, Any], needle: str) -> bool:
@@ -84,9 +84,7 @@ def overview(conn: Connection, q: str = "", tag: str = "", state: str = "", page
     pages = max(1, -(-matched // PAGE_SIZE))
     page = min(max(page, 1), pages)
     start = (page - 1) * PAGE_SIZE
-    shown = (
-        items[start : start + PAGE_SIZE] if needle or tag else overview_store.device_rows(conn, state, PAGE_SIZE, start)
-    )
+    shown = items[start : start + PAGE_SIZE] if needle or tag else overview_store.device_rows(conn, state, PAGE_SIZE, start)
     open_alerts = alert_store.list_alerts(conn, "open", limit=500)
     visible = [a for a in open_alerts["items"] if a["state"] != "suppressed"]
     severity = {s: 0 for s in SEVERITIES}
@@ -129,11 +127,18 @@ def _graphs(
     """A graph (SVG sparkline, latest value, min and max over the range) for each chosen metric series."""
     keys = [(m["metric"], labels_key(m["labels"])) for m in chosen]
     points = overview_store.series_points(conn, device_id, keys, since, until, raw_hours, GRAPH_POINTS)
+    # History that covers only the end of the range (a new device) is read again over the time it covers, in
+    # finer steps, and drawn over that time; the axis says so.
+    starts = {k: line[0][0] for k, (line, _, _) in points.items() if line and line[0][0] - since > 0.1 * (until - since)}
+    if starts:
+        closer = overview_store.series_points(conn, device_id, list(starts), min(starts.values()), until, raw_hours, GRAPH_POINTS)
+        points |= {k: found for k, found in closer.items() if found[0]}
     out = []
     for m, key in zip(chosen, keys, strict=True):
         unit = unit_of(m["metric"])
         title = _series_title(m["metric"], m["labels"])
         line, low, high = points[key]
+        started = line[0][0] if key in starts and line else None
         out.append(
             {
                 "title": title,
@@ -144,7 +149,8 @@ def _graphs(
                 "min": fmt_value(low, unit) if low is not None else None,
                 "max": fmt_value(high, unit) if high is not None else None,
                 "points": len(line),
-                "svg": sparkline(line, since, until, title, unit),
+                "started": started,
+                "svg": sparkline(line, started or since, until, title, unit),
             }
         )
     return out
@@ -200,4 +206,4 @@ def metric_index(detail: dict[str, Any]) -> list[dict[str, Any]]:
         entry["series"] += 1
         if entry["series"] == 1:
             entry["now"] = fmt_value(m["value"], entry["unit"])
-    return sorted(found.values(), key=lambda e: e["metric"])
+    return sorted(found.values(), key=lambda e: (str(e["title"]).lower(), e["metric"]))

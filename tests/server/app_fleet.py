@@ -90,6 +90,7 @@ def build_fleet(engine: Engine, box: SecretBox, devices: int = 1000, alerts: int
     """Insert `devices` devices (a few down, unreachable or degraded), `alerts` open alerts and history for one."""
     now = time.time()
     ids: list[int] = []
+    names: dict[int, str] = {}
     with engine.begin() as conn:
         for i in range(devices):
             kind = ("switch", "linux", "router", "ups", "printer")[i % 5]
@@ -101,6 +102,7 @@ def build_fleet(engine: Engine, box: SecretBox, devices: int = 1000, alerts: int
             )
             device_id = create_device(conn, spec, box, 60)
             ids.append(device_id)
+            names[device_id] = spec.name
             state = _state(i)
             values: dict[str, Any] = {
                 "state": state,
@@ -119,7 +121,8 @@ def build_fleet(engine: Engine, box: SecretBox, devices: int = 1000, alerts: int
             severity = "critical" if n < len(down) else ("warning", "info")[n % 2]
             rule = "device-down" if n < len(down) else "interface-down"
             key = labels_key({} if n < len(down) else {"ifIndex": str(n), "ifName": f"Gi1/0/{n}"})
-            title = f"device {device_id} is down" if n < len(down) else f"interface Gi1/0/{n} is down"
+            name = names[device_id]  # as the built-in rules word them
+            title = f"{name} is {_state(ids.index(device_id))}" if n < len(down) else f"{name}: interface Gi1/0/{n} is down"
             fire_event_alert(conn, rule, device_id, key, severity, title, now - 60 * n - 5, "fixture")
         alert_ids = [int(r.id) for r in conn.execute(select(alert_table.c.id).order_by(alert_table.c.id))]
     graphed = ids[0]
@@ -149,6 +152,7 @@ def add_history(engine: Engine, device_id: int, now: float, hours: int = 24, ste
             ["if_out_bps", if_labels[1], rows[-2][4]],
             ["if_in_errors_rate", if_labels[1], 0.0],
             ["if_in_bps", if_labels[2], 1.2e6],
+            ["if_in_errors_rate", if_labels[2], 0.5],
         ],
         "ping": [["ping_rtt_ms", labels_key({"check": "ping"}), rows[-4][4]]],
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy import select
 
 from server.settings import Settings
 from server.store.schema import alerts
+from tests.server import app_lighthouse
 from tests.server.app_browser import DOCS, live, phone, playwright_browser, shot, sign_in, wait_for
 from tests.server.app_fleet import PHONES, Fleet, LiveServer, build_fleet, serve
 
@@ -164,6 +166,7 @@ def test_the_device_page_shows_graphs_you_can_touch_to_read(
     readout = page.locator(".readout").first
     readout.wait_for(state="visible")
     assert "%" in readout.inner_text() and ":" in readout.inner_text(), "a time and a value"
+    assert spark.evaluate("e => getComputedStyle(e).outlineStyle") == "none", "no focus ring drawn round a touched graph"
     shot(page, f"{slug}-device-graph-touch", docs=device == "iPhone 13")
     page.keyboard.press("ArrowLeft")
     _no_sideways_scroll(page)
@@ -186,17 +189,28 @@ def test_the_device_page_shows_graphs_you_can_touch_to_read(
 def test_dark_mode_follows_the_system(site: tuple[LiveServer, Fleet], chromium: tuple[Playwright, Browser]) -> None:
     server, fleet = site
     p, browser = chromium
+    axe = (app_lighthouse.lighthouse().parent.parent / "axe-core" / "axe.min.js").read_text()  # Lighthouse's own axe
     colours = {}
     for scheme in ("light", "dark"):
-        context = phone(p, browser, "iPhone 13", color_scheme=scheme)
+        context = phone(p, browser, "iPhone 13", color_scheme=scheme, bypass_csp=True)
         page = context.new_page()
-        sign_in(page, server.url, "vi-user")
+        sign_in(page, server.url, "op-user")
         live(page)
         colours[scheme] = page.evaluate(
             "[getComputedStyle(document.body).backgroundColor, getComputedStyle(document.body).color]"
         )
         if scheme == "dark":
             shot(page, "iphone-13-overview-dark", docs=True)
+        # Lighthouse checks the light pages; axe checks both (contrast, names, labels) here, the dark ones included.
+        for path in ("/", f"/devices/{fleet.graphed}", f"/devices/{fleet.down[0]}", f"/alerts/{fleet.alerts[0]}", "/settings"):
+            page.goto(server.url + path)
+            page.evaluate(axe)
+            found = page.evaluate(
+                "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'best-practice']})"
+                ".then(r => r.violations.map(v => v.id + ': ' + v.nodes.map(n => n.html.slice(0, 80)).join(' | ')))"
+            )
+            assert found == [], f"{scheme} {path}: {found}"
+        if scheme == "dark":
             page.goto(f"{server.url}/devices/{fleet.graphed}")
             shot(page, "iphone-13-device-dark")
         context.close()
@@ -219,9 +233,25 @@ def test_settings_inventory_and_rules_are_reachable_from_the_menu(
     page.click("summary[aria-label=Menu]")
     page.click("nav[aria-label=Main] >> text=Settings")
     page.wait_for_url("**/settings")
-    for title in ("Account", "Password", "Passkeys", "Alert rules", "Inventory", "Users"):
+    titles = ("Account", "Password", "Authenticator app", "Passkeys", "Notifications", "Alert rules", "Channels",
+              "Maintenance windows", "Inventory", "Users")  # fmt: skip
+    for title in titles:
         assert page.locator("main a strong").filter(has_text=re.compile(f"^{title}$")).is_visible(), title
     shot(page, "pixel-7-settings")
+    links = page.eval_on_selector_all("main a[href^='/']", "links => links.map(a => a.getAttribute('href'))")
+    page.set_viewport_size({"width": 360, "height": 740})
+    for link in links:  # every settings page fits a narrow phone and has no control too small to tap
+        response = page.goto(server.url + link)
+        assert response and response.status == 200, link
+        _no_sideways_scroll(page)
+        small = page.evaluate(
+            "[...document.querySelectorAll('main button, main select, main input:not([type=hidden]):not([type=checkbox]),"
+            " main summary, main .ranges a, main .pager a')].filter(e => { const r = e.getBoundingClientRect();"
+            " return r.height > 0 && r.height < 38 }).map(e => e.outerHTML.slice(0, 80))"
+        )
+        assert small == [], f"{link}: {small}"
+    page.set_viewport_size({"width": 412, "height": 915})
+    page.goto(server.url + "/settings")
     page.locator("main a strong").filter(has_text="Inventory").click()
     page.wait_for_url("**/admin/devices")
     assert page.locator("li.row").count() == 50
@@ -247,10 +277,16 @@ def test_a_desktop_screen_gets_two_columns(site: tuple[LiveServer, Fleet], chrom
     context.close()
 
 
-def test_artifacts_are_where_the_readme_says(site: tuple[LiveServer, Fleet]) -> None:
+def test_artifacts_are_where_the_readme_says(site: tuple[LiveServer, Fleet], chromium: tuple[Playwright, Browser]) -> None:
+    p, _browser = chromium
     readme = (Path(__file__).resolve().parent.parent.parent / "README.md").read_text()
     shown = set(re.findall(r"docs/screenshots/([a-z0-9-]+)\.png", readme))
     assert shown == {"iphone-13-overview", "iphone-13-device-graph-touch", "iphone-13-live-device-down",
                      "pixel-7-offline-queued", "iphone-13-overview-dark"}  # fmt: skip
+    assert {f.stem for f in DOCS.glob("*.png")} == shown, "docs/screenshots holds the README's screenshots, nothing stale"
     for name in shown:
-        assert (DOCS / f"{name}.png").exists(), f"{name}: run the browser tests to take it"
+        png = (DOCS / f"{name}.png").read_bytes()
+        looks = p.devices["iPhone 13" if name.startswith("iphone-13") else "Pixel 7"]
+        ratio, view = looks["device_scale_factor"], looks["viewport"]
+        size = struct.unpack(">II", png[16:24])
+        assert size == (round(view["width"] * ratio), round(view["height"] * ratio)), f"{name}: taken on a phone screen"

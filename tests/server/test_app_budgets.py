@@ -55,6 +55,8 @@ def test_the_first_load_of_the_overview_transfers_at_most_60_kb(
     context = phone(p, browser, device)
     context.add_cookies([{"name": "pn_session", "value": session_cookie(server.url, "viewer"), "url": server.url}])
     page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     server.counter.reset()
     page.goto(server.url + "/")
     controlled(page)  # the service worker installed and fetched what it keeps for offline use
@@ -65,6 +67,7 @@ def test_the_first_load_of_the_overview_transfers_at_most_60_kb(
     _record(f"first-load-{device.lower().replace(' ', '-')}", {"total_bytes": total, "by_path": sent})
     assert "/" in sent and "/sw.js" in sent and any(k.startswith("/static/app.css") for k in sent)
     assert total <= FIRST_LOAD_BYTES, f"{total} bytes: {sent}"
+    assert asked and all(url.startswith(server.url + "/") for url in asked), f"nothing from a CDN or elsewhere: {asked}"
     context.close()
 
 

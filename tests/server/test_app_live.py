@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -59,6 +61,7 @@ class Stream:
 
     def wait(self, name: str, timeout: float = 30.0, where: Any = None) -> Any:
         """The first event called `name` (matching `where`), waiting for it."""
+
         def found() -> Any:
             return next((d for n, d in self.events if n == name and (where is None or where(d))), None)
 
@@ -144,7 +147,19 @@ def _watch_outage(p: Playwright, browser: Browser, server: LiveServer, snmpd: Sn
     live(page)
     row = page.locator(f"#dev-{device_id}")
     expect(row).to_have_class("row s-up")
+    for width in (360, 390):  # a device never polled (lab-spare): five state counts, still on one line, none clipped
+        page.set_viewport_size({"width": width, "height": 664})
+        tiles = page.locator("nav[aria-label='Devices by state'] .tile")
+        expect(tiles).to_have_count(5)
+        tops = {round(box["y"]) for box in (tiles.nth(i).bounding_box() for i in range(5)) if box}
+        assert len(tops) == 1, f"{width} px: {tops}"
+        assert page.evaluate("[...document.querySelectorAll('.tile > *')].every(e => e.scrollWidth <= e.clientWidth + 1)")
     page.evaluate("window.__stay = 1")
+    detail = context.new_page()  # the device's own page, open in a second tab, follows too
+    detail.goto(f"{server.url}/devices/{device_id}")
+    live(detail)
+    detail.evaluate("window.__stay = 1")
+    expect(detail.locator(".head .badge")).to_have_text("up")
     started = time.monotonic()
     snmpd.stop()
     expect(row).to_have_class(re.compile(r"row s-(down|unreachable)"), timeout=90_000)
@@ -155,12 +170,49 @@ def _watch_outage(p: Playwright, browser: Browser, server: LiveServer, snmpd: Sn
     assert page.locator("[data-region=alerts] .arow").count() == 1
     assert page.locator("#live .ltext").inner_text() == "live"
     shot(page, "iphone-13-live-device-down", docs=True)
+    expect(detail.locator(".head .badge")).to_have_text(re.compile("down|unreachable"), timeout=30_000)
+    expect(detail.locator("[data-region=device-head] .arow")).to_have_count(1, timeout=30_000)
+    assert detail.evaluate("window.__stay") == 1, "the device page changed in place"
+    shot(detail, "iphone-13-live-device-page-down")
+    detail.close()
     snmpd.start()
     expect(row).to_have_class("row s-up", timeout=90_000)
     expect(page.locator("[data-region=alerts] .arow")).to_have_count(0, timeout=30_000)
     assert page.evaluate("window.__stay") == 1
     context.close()
     assert seen_after < 80
+
+
+def _attempts_while_away(port: int, seconds: float) -> list[float]:
+    """Stand in for the stopped server on its port: answer every request 503, note when /live was asked."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def bound() -> bool:
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+    wait_for(bound, 10, "the stopped server's port")
+    listener.listen(16)
+    listener.settimeout(0.2)
+    tries: list[float] = []
+    deadline = time.monotonic() + seconds
+    with listener:
+        while time.monotonic() < deadline:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                request = conn.recv(4096).decode("latin-1")
+                if request.startswith("GET /live "):
+                    tries.append(time.monotonic())
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    return tries
 
 
 @pytest.mark.browser
@@ -180,6 +232,11 @@ def test_the_indicator_says_reconnecting_while_the_server_is_away_and_live_when_
             live(page, "reconnecting")
             expect(page.locator("#stale")).to_contain_text("No connection to the server", timeout=30_000)
             shot(page, "pixel-7-reconnecting")
+            tries = _attempts_while_away(port, seconds=16)
+            gaps = [b - a for a, b in itertools.pairwise(tries)]
+            assert len(gaps) >= 2, f"the page kept trying: {tries}"
+            assert gaps[0] > 1.4, f"no hammering of a server that is away: {gaps}"
+            assert all(b > a * 1.15 for a, b in itertools.pairwise(gaps)), f"the pauses grow: {gaps}"
             with serve(settings, port=port) as again:
                 with again.svc.engine.begin() as conn:
                     from server.store.alerts import acknowledge

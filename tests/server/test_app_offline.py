@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from server.settings import Settings
 from server.store.schema import alert_events, alerts
-from tests.server.app_browser import controlled, live, phone, playwright_browser, shot, sign_in
+from tests.server.app_browser import controlled, live, phone, playwright_browser, shot, sign_in, wait_for
 from tests.server.app_fleet import build_fleet, serve
 
 pytestmark = pytest.mark.browser
+KEPT = "url => caches.open('pn-pages-v1').then(c => c.match(url)).then(hit => Boolean(hit))"
 
 
 def test_offline_shows_the_last_state_with_its_age_and_replays_a_queued_ack(tmp_path: Path) -> None:
@@ -26,8 +27,17 @@ def test_offline_shows_the_last_state_with_its_age_and_replays_a_queued_ack(tmp_
             page = context.new_page()
             sign_in(page, server.url, "op")
             controlled(page)
-            page.reload()  # now through the service worker, which keeps this copy as the last known state
             live(page)
+            # The first page was loaded before the service worker ran: app.js has it kept, with its CSS and JS.
+            wait_for(lambda: page.evaluate(KEPT, server.url + "/"), 30, "the first page kept for offline use")  # noqa: B023
+            context.set_offline(True)
+            page.reload()
+            assert page.evaluate("document.body.dataset.cached") == "1", "the first page, served by the service worker"
+            assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(243, 244, 246)", "styled offline"
+            expect(page.locator("#stale")).to_contain_text("Offline — showing the last known state")
+            context.set_offline(False)
+            live(page)
+            expect(page.locator("#stale")).to_be_hidden()
             page.goto(f"{server.url}/devices/{fleet.graphed}")
             page.goto(server.url + "/")
             first = page.locator(".arow").first
@@ -37,6 +47,7 @@ def test_offline_shows_the_last_state_with_its_age_and_replays_a_queued_ack(tmp_
             context.set_offline(True)
             page.reload()
             assert page.evaluate("document.body.dataset.cached") == "1", "served by the service worker"
+            assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(243, 244, 246)", "styled offline"
             expect(page.locator("#stale")).to_be_visible()
             banner = page.locator("#stale").inner_text()
             assert re.match(r"Offline — showing the last known state, from .+ \((just now|\d+ min ago)\)\.", banner), banner

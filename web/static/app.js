@@ -17,7 +17,13 @@
     if (document.readyState === "complete") go(); else addEventListener("load", go, { once: true });
   };
   later(() => {
-    if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js", { updateViaCache: "none" }).catch(() => {});
+    if (!("serviceWorker" in navigator)) return;
+    navigator.serviceWorker.register("/sw.js", { updateViaCache: "none" }).catch(() => {});
+    if (!me || body.dataset.cached) return;
+    navigator.serviceWorker.ready.then((reg) => { // keep this page and the files it uses for offline use
+      const files = $$("link[rel=stylesheet], script[src]").map((el) => el.href || el.src);
+      reg.active?.postMessage({ keep: [...files, location.href.split("#")[0]] });
+    }).catch(() => {});
   });
 
   // ---- ages and the offline banner ----
@@ -149,6 +155,7 @@
       for (const old of $$("[data-region]")) {
         const fresh = doc.querySelector(`[data-region="${CSS.escape(old.dataset.region)}"]`);
         if (!fresh || fresh.innerHTML === old.innerHTML) continue;
+        if (old.querySelector(".readout:not([hidden])")) continue; // a graph is being read: the next refresh takes it
         const node = document.importNode(fresh, true);
         old.replaceWith(node);
         enhance(node);

@@ -102,6 +102,23 @@ self.addEventListener("fetch", (event) => {
   if (request.headers.has("X-Live")) event.respondWith(page(event));
 });
 
+// The first page a phone opens was loaded before this worker ran: app.js asks for it and its shell to be kept.
+async function keep(urls) {
+  const shell = await caches.open(SHELL);
+  for (const raw of urls.slice(0, 8)) {
+    const url = new URL(raw, self.location.origin);
+    if (url.origin !== self.location.origin) continue;
+    if (url.pathname.startsWith("/static/")) {
+      if (!(await shell.match(url.href))) await shell.add(url.href).catch(() => {});
+    } else if (!(await (await caches.open(PAGES)).match(url.href))) {
+      const request = new Request(url.href, { credentials: "same-origin" });
+      const response = await fetch(request).catch(() => null);
+      if (response && storable(request, response)) await remember(request, response);
+    }
+  }
+}
+
 self.addEventListener("message", (event) => {
   if (event.data === "forget") event.waitUntil(caches.delete(PAGES));
+  else if (event.data && Array.isArray(event.data.keep)) event.waitUntil(keep(event.data.keep));
 });
