@@ -199,10 +199,12 @@ def claim_messages(conn: Connection, now: float, limit: int, lease: float) -> li
         .limit(limit)
         .with_for_update(skip_locked=True, of=m)
     )
-    rows = list(conn.execute(query))
-    if rows:
-        conn.execute(update(m).where(m.c.id.in_([r.id for r in rows])).values(locked_until=now + lease))
-    return rows
+    ids = [r.id for r in conn.execute(query)]
+    if not ids:
+        return []
+    conn.execute(update(m).where(m.c.id.in_(ids)).values(locked_until=now + lease))
+    # The rows as claimed: their locked_until is this claim, which finishing them must still find (a fence).
+    return list(conn.execute(select(m).where(m.c.id.in_(ids)).order_by(m.c.id)))
 
 
 def next_message_due(conn: Connection) -> float | None:
@@ -219,7 +221,7 @@ def summary_members(conn: Connection, summary_id: int) -> list[Any]:
 
 _MESSAGE_UPDATE = (
     update(notify_messages)
-    .where(notify_messages.c.id == bindparam("b_id"))
+    .where(notify_messages.c.id == bindparam("b_id"), notify_messages.c.locked_until == bindparam("b_lock"))
     .values(status=bindparam("v_status"), locked_until=None, last_status=bindparam("v_last_status"),
             last_error=bindparam("v_last_error"), attempts=notify_messages.c.attempts + bindparam("v_inc"),
             sent_at=bindparam("v_sent_at"), next_at=bindparam("v_next_at"))
@@ -228,9 +230,13 @@ _STATUS = {"ok": "sent", "retry": "pending", "dead": "dead", "gone": "gone", "sk
 
 
 def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, str, float | None, float | None]]) -> None:
-    """Record attempts and the messages' new states in two executemany statements.
+    """Record attempts and the messages' new states (executemany statements).
 
-    Each item: (message row, now, result, provider status, detail, ms, next_at); result is ok, retry, dead, gone, skipped.
+    Each item: (message row as claimed, now, result, provider status, detail, ms, next_at); result is ok, retry, dead,
+    gone, skipped. Every attempt gets its receipt; the message's state changes only while the claim it was sent under
+    still holds (fencing): a late result from a sender whose lease moved on — its claim expired and the message was
+    claimed again — must not overwrite the new sender's (a late "dead" would lose a pending retry; a late "retry"
+    would send a delivered message again).
     """
     if not items:
         return
@@ -238,15 +244,20 @@ def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, st
         {"message_id": row.id, "ts": now, "result": result, "status": status[:64], "detail": detail[:2000], "ms": ms}
         for row, now, result, status, detail, ms, _next in items
     ])
-    conn.execute(_MESSAGE_UPDATE, [
-        {"b_id": row.id, "v_status": _STATUS[result], "v_last_status": status[:64],
-         "v_last_error": None if result == "ok" else detail[:2000], "v_inc": 0 if result == "skipped" else 1,
-         "v_sent_at": now if result == "ok" else row.sent_at, "v_next_at": next_at if next_at is not None else row.next_at}
-        for row, now, result, status, detail, _ms, next_at in items
-    ])
+
+    def params(row: Any, now: float, result: str, status: str, detail: str, next_at: float | None) -> dict[str, Any]:
+        return {"b_id": row.id, "b_lock": row.locked_until, "v_status": _STATUS[result], "v_last_status": status[:64],
+                "v_last_error": None if result == "ok" else detail[:2000], "v_inc": 0 if result == "skipped" else 1,
+                "v_sent_at": now if result == "ok" else row.sent_at,
+                "v_next_at": next_at if next_at is not None else row.next_at}
+
+    plain = [params(row, now, result, status, detail, next_at)
+             for row, now, result, status, detail, _ms, next_at in items if row.kind != "summary"]
+    if plain:
+        conn.execute(_MESSAGE_UPDATE, plain)
     m = notify_messages
-    for row, _now, result, _s, _d, _ms, _n in items:
-        if row.kind == "summary":
+    for row, now, result, status, detail, _ms, next_at in items:
+        if row.kind == "summary" and conn.execute(_MESSAGE_UPDATE, params(row, now, result, status, detail, next_at)).rowcount:
             member_status = {"sent": "summarized", "pending": "grouped"}.get(_STATUS[result], _STATUS[result])
             conn.execute(update(m).where(m.c.summary_id == row.id, m.c.status == "grouped").values(status=member_status))
 

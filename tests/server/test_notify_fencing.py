@@ -9,14 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Engine, select, update
 
+from server.notify import store
 from server.notify.runtime import Notify
 from server.notify.worker import SENDER_LEASE, Worker
 from server.services import Services
 from server.store import leases
 from server.store.db import make_engine
 from server.store.schema import leases as leases_table
+from server.store.schema import notify_deliveries, notify_messages
 from tests.peers.receiver import Receiver, start_receiver
 from tests.server.notify_helpers import add_device, fire, messages, notify_app, receipts, wait_until
 
@@ -120,3 +122,54 @@ def test_losing_the_lease_mid_send_records_the_result_and_the_new_sender_takes_o
             assert (old.sent, standby.worker.sent) == (1, 1), "the new sender sends; the old one never does again"
         finally:
             standby.close()
+
+
+def _message(engine: Engine, now: float) -> int:
+    with engine.begin() as conn:
+        return store.add_message(conn, {
+            "created_at": now, "next_at": now, "attempts": 0, "status": "pending", "kind": "test",
+            "dedup_key": "fence-1", "target_type": "channel", "target_id": 1, "payload": {},
+        })
+
+
+def _state(engine: Engine, message_id: int) -> tuple[str, int]:
+    with engine.connect() as conn:
+        row = conn.execute(select(notify_messages).where(notify_messages.c.id == message_id)).one()
+        return row.status, row.attempts
+
+
+@pytest.mark.parametrize("late", ["dead", "retry"])
+def test_a_late_result_from_an_expired_claim_never_overwrites_the_new_claim(engine: Engine, late: str) -> None:
+    now = time.time()
+    message_id = _message(engine, now)
+    with engine.begin() as conn:
+        (old,) = store.claim_messages(conn, now, 10, 5.0)  # the old sender's claim, then its lease runs out
+    with engine.begin() as conn:
+        assert store.claim_messages(conn, now + 1, 10, 5.0) == []  # still leased: nobody else takes it
+        (new,) = store.claim_messages(conn, now + 6, 10, 5.0)  # expired: the new sender claims it again
+    with engine.begin() as conn:
+        store.finish_message(conn, new, now + 7, "ok", "200", "", 3.0)
+    assert _state(engine, message_id) == ("sent", 1)
+    with engine.begin() as conn:  # the old sender's answer arrives late
+        store.finish_message(conn, old, now + 8, late, "500", "late", 9.0, next_at=now + 60 if late == "retry" else None)
+    assert _state(engine, message_id) == ("sent", 1), "a late result must not reopen or kill a delivered message"
+    with engine.connect() as conn:
+        results = [r.result for r in conn.execute(select(notify_deliveries).order_by(notify_deliveries.c.id))]
+    assert results == ["ok", late]  # both attempts are on record
+
+
+def test_a_late_dead_never_kills_a_retry_the_new_sender_scheduled(engine: Engine) -> None:
+    now = time.time()
+    message_id = _message(engine, now)
+    with engine.begin() as conn:
+        (old,) = store.claim_messages(conn, now, 10, 5.0)
+    with engine.begin() as conn:
+        (new,) = store.claim_messages(conn, now + 6, 10, 5.0)
+        store.finish_message(conn, new, now + 7, "retry", "503", "busy", 3.0, next_at=now + 30)
+    with engine.begin() as conn:
+        store.finish_message(conn, old, now + 8, "dead", "400", "late refusal", 9.0)
+    assert _state(engine, message_id) == ("pending", 1)  # the retry stands: delivered later, never a miss
+    with engine.begin() as conn:
+        (again,) = store.claim_messages(conn, now + 31, 10, 5.0)
+        store.finish_message(conn, again, now + 32, "ok", "200", "", 3.0)
+    assert _state(engine, message_id) == ("sent", 2)
