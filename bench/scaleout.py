@@ -239,7 +239,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         ("inprocess-light", lambda: inprocess_case(user, light, target, warmup, window)),
         ("queue-2-light", lambda: queue_case(user, light, 2, target, warmup, window)),
     ]
-    results: dict[str, Any] = {"heavy_devices": heavy, "light_devices": light, "interval_s": INTERVAL, "cases": {}}
+    results: dict[str, Any] = {"heavy_devices": heavy, "light_devices": light, "interval_s": INTERVAL, "cpus": os.cpu_count(),
+                               "cases": {}}  # fmt: skip
     for name, fn in cases:
         print(f"[scaleout] {name}", file=sys.stderr, flush=True)
         try:
@@ -282,6 +283,10 @@ def section(results: dict[str, Any] | None) -> str:
         lines.append(f"| {k} | {_f(r['checks_per_s'])} | {_f(eff * 100 if eff else None, 0)}% | {_f(r['lag_p50'], 3)} s | "
                      f"{_f(r['lag_p95'], 3)} s | {_f(r['lag_p99'], 3)} s | {_f(r['cpu_ms_per_check'], 2)} | "
                      f"{_f(r['pg_cpu_ms_per_check'], 2)} |")  # fmt: skip
+    if results.get("cpus"):
+        lines += ["", f"Every process (PostgreSQL, serve, the workers) shares this machine's {results['cpus']} cores, so "
+                      "past the first worker more workers add no CPU here and the efficiency says how the queue holds up as "
+                      "they contend; workers on their own machines each bring their own cores."]  # fmt: skip
     lines += [
         "",
         f"Queue overhead per check, same run, {results['light_devices']} devices "

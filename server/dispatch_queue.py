@@ -8,8 +8,14 @@ since the epoch, shifted by the check's stable spread offset, on the database's 
   so a slot is queued at most once even if two processes both believe they lead;
 - `queueing_lock=check` refuses a second waiting job of a check, so a backlog coalesces instead of
   piling up (the slot is skipped and counted);
-- no `lock`: a worker killed mid-poll leaves its job stuck in "doing", and the next slot still runs
-  on another worker at once; the leader removes such stuck jobs once their worker's heartbeat stops.
+- no Procrastinate `lock`: its fetch query then checks every waiting job's lock, which costs O(queue)
+  per fetch and made a saturated queue collapse (measured). Instead a worker takes a PostgreSQL
+  session lock per check while it polls it (worker_state.CheckLocks): a check never runs twice at
+  once on any workers; a slot that finds its check still running elsewhere is skipped, as
+  in-process; a worker killed mid-poll frees its locks the moment its connection closes.
+- every second the leader removes the jobs left in "doing" by dead workers: those with no
+  connection to PostgreSQL left (a worker's queue connections carry its instance as
+  application_name) and those whose heartbeat stopped (3 heartbeats, e.g. a cut cable).
 
 Jobs go to the queue of the device's site (a `site-NAME` tag, once a worker started with
 `--site NAME` has registered) or to the default queue. `pocketnoc worker` processes run them.
@@ -44,8 +50,10 @@ TASK = "pocketnoc.check"
 DEFAULT_QUEUE = "checks"
 LEASE = "scheduler"
 TICK = 0.25
+MIN_SLEEP = 0.1  # at most 10 wake-ups a second however many checks: deferrals still go in batches
 REFRESH_EVERY = 2.0
 HOUSEKEEPING_EVERY = 5.0
+REAP_EVERY = 1.0
 DEFER_CONCURRENCY = 8
 RUN_NOW_TIMEOUT = 30.0
 
@@ -55,14 +63,20 @@ def site_queue(site: str | None) -> str:
     return f"site-{site}" if site else DEFAULT_QUEUE
 
 
-def conninfo(url: str) -> str:
-    """A libpq URL (what Procrastinate's psycopg pool takes) from a SQLAlchemy URL."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def conninfo(url: str, application_name: str | None = None) -> str:
+    """A libpq URL (what Procrastinate's psycopg pool takes) from a SQLAlchemy URL.
+
+    A worker's carries its application_name: the leader sees in pg_stat_activity whether it still lives.
+    """
+    parsed = make_url(url).set(drivername="postgresql")
+    if application_name:
+        parsed = parsed.update_query_dict({"application_name": application_name})
+    return parsed.render_as_string(hide_password=False)
 
 
-def make_app(url: str, max_size: int = 4) -> procrastinate.App:
+def make_app(url: str, max_size: int = 4, application_name: str | None = None) -> procrastinate.App:
     """A Procrastinate app on the pocketnoc database (its tables come from our migration 0008)."""
-    connector = procrastinate.PsycopgConnector(conninfo=conninfo(url), min_size=1, max_size=max_size)
+    connector = procrastinate.PsycopgConnector(conninfo=conninfo(url, application_name), min_size=1, max_size=max_size)
     return procrastinate.App(connector=connector)
 
 
@@ -108,7 +122,7 @@ class QueueDispatcher:
         self._clock = (time.time(), time.monotonic())  # (database now, monotonic then)
         self._valid_until = 0.0
         self._fingerprint: tuple[Any, ...] | None = None
-        self._next = {"lease": 0.0, "refresh": 0.0, "house": 0.0, "prune": 0.0}
+        self._next = {"lease": 0.0, "refresh": 0.0, "house": 0.0, "prune": 0.0, "reap": 0.0}
         self._task: asyncio.Task[None] | None = None
         self._opened = asyncio.Event()
 
@@ -151,7 +165,7 @@ class QueueDispatcher:
         for job in [j for j in self.jobs.values() if j.device_id == device_id]:
             pjob = pq_jobs.Job(
                 queue=site_queue(self.routes.get(job.device_id)),
-                lock=None,
+                lock=None,  # the worker waits for a run of the check in flight (CheckLocks)
                 queueing_lock=None,
                 task_name=TASK,
                 priority=10,
@@ -188,7 +202,13 @@ class QueueDispatcher:
                     self.stats.errors += 1
                     log.exception("queue scheduling failed; retrying")
                     await asyncio.sleep(1.0)
-                await asyncio.sleep(TICK)
+                await asyncio.sleep(self._until_next())
+
+    def _until_next(self) -> float:
+        """Sleep until the next slot is due (at most a tick, at least MIN_SLEEP): jobs are queued on time, not a tick late."""
+        if not self.leader or not self._heap:
+            return TICK
+        return min(TICK, max(MIN_SLEEP, self._heap[0][0] - self.now()))
 
     async def _tick(self) -> None:
         mono = time.monotonic()
@@ -211,6 +231,9 @@ class QueueDispatcher:
         if not self.leader:
             return
         await self._defer_due(self.now())
+        if mono >= self._next["reap"]:  # a dead worker's jobs: not "doing" for long
+            self._next["reap"] = mono + REAP_EVERY
+            await self._reap()
         if mono >= self._next["house"]:
             self._next["house"] = mono + HOUSEKEEPING_EVERY
             await self._housekeeping()
@@ -326,25 +349,37 @@ class QueueDispatcher:
             self.stats.deferred += 1
 
     async def _housekeeping(self) -> None:
-        """Leader chores: drop jobs of dead workers, prune old rows, raise or clear 'silent' alerts."""
+        """Leader chores: prune dead workers and old rows, raise or clear 'silent' alerts."""
         from server import worker_health
 
-        stall = 3 * self.settings.worker_heartbeat_seconds
         manager = self.app.job_manager
-        for job in await manager.get_stalled_jobs(seconds_since_heartbeat=stall):
-            if job.id is not None and job.task_name == TASK:
-                try:
-                    await manager.finish_job_by_id_async(job.id, status=pq_jobs.Status.FAILED, delete_job=True)
-                    self.stats.reaped += 1
-                except Exception:
-                    log.debug("stalled job %s finished meanwhile", job.id)
-        await manager.prune_stalled_workers(stall)
+        await manager.prune_stalled_workers(3 * self.settings.worker_heartbeat_seconds)
         armed = time.monotonic() - self.leader_since > self.settings.worker_silent_seconds
         await asyncio.to_thread(worker_health.evaluate, self.svc.engine, self.settings.worker_silent_seconds, armed)
         if time.monotonic() >= self._next["prune"]:
             self._next["prune"] = time.monotonic() + 60
             await manager.delete_old_jobs(nb_hours=1, include_failed=True, include_cancelled=True)
             await asyncio.to_thread(self._prune_runs)
+
+    async def _reap(self) -> None:
+        """Drop the jobs in "doing" of dead workers: no connection left (killed), or no heartbeat for 3 beats."""
+        manager = self.app.job_manager
+        stall = 3 * self.settings.worker_heartbeat_seconds
+        ids = {job.id for job in await manager.get_stalled_jobs(seconds_since_heartbeat=stall) if job.task_name == TASK}
+        ids.update(await asyncio.to_thread(self._orphans))
+        for job_id in ids:
+            if job_id is None:
+                continue
+            try:
+                await manager.finish_job_by_id_async(job_id, status=pq_jobs.Status.FAILED, delete_job=True)
+                self.stats.reaped += 1
+                log.info("removed queue job %s of a dead worker", job_id)
+            except Exception:
+                log.debug("stalled job %s finished meanwhile", job_id)
+
+    def _orphans(self) -> list[int]:
+        with self.svc.engine.connect() as conn:
+            return store.orphaned_jobs(conn, TASK)
 
     def _prune_runs(self) -> None:
         with self.svc.engine.begin() as conn:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from procrastinate.worker import Worker
 
 from server.alerting import Alerting
-from server.dispatch_queue import TASK, make_app, site_queue
+from server.dispatch_queue import TASK, conninfo, make_app, site_queue
+from server.jobs import CheckJob
 from server.keyrotation import check_key
 from server.live_bridge import notify_hook
 from server.pipeline import load_rules
@@ -33,7 +34,7 @@ from server.services import Services
 from server.settings import Settings
 from server.store import workers as store
 from server.store.db import make_engine, migrate
-from server.worker_state import CURRENT_SLOT, Inventory, RunLog, WorkerFigures
+from server.worker_state import CURRENT_SLOT, CheckLocks, Inventory, RunLog, WorkerFigures
 from server.writer import Writer
 
 log = logging.getLogger("pocketnoc.worker")
@@ -69,7 +70,10 @@ class CheckWorker:
         self.poller: Poller | None = None
         self.alerting: Alerting | None = None
         self.queue_worker: Worker | None = None
-        self.app = make_app(settings.db_url, max_size=6)
+        app_name = store.worker_app_name(options.instance)
+        self.app = make_app(settings.db_url, max_size=6, application_name=app_name)
+        self.locks = CheckLocks(conninfo(settings.db_url, app_name), keepalive=settings.worker_heartbeat_seconds)
+        self._skip_logged: dict[str, float] = {}
         self.app.task(name=TASK)(self.run_check)
 
     def prepare(self) -> None:
@@ -85,8 +89,7 @@ class CheckWorker:
         self, device_id: int, check: str, due: float | None = None, timestamp: int | None = None, force: bool = False
     ) -> None:
         """The queue task: run one check of one slot (`due` and `timestamp` are on the database's clock)."""
-        poller, writer = self.poller, self.writer
-        if poller is None or writer is None:
+        if self.poller is None or self.writer is None:
             return
         try:
             key = f"{device_id}:{check}"
@@ -96,23 +99,47 @@ class CheckWorker:
                 job = self.inventory.jobs.get(key)
             if job is None:
                 return  # deleted or disabled since it was queued
-            if timestamp is None or self._last_slot.get(key) != timestamp - 1:  # the previous slot ran elsewhere
-                state = await store.load_handoff_async(self.app.connector, device_id, check)
-                if state:
-                    poller.import_state(job, state)
-            if timestamp is not None:
-                self._last_slot[key] = timestamp
-            local_due = None if due is None else due - self.clock_offset
-            CURRENT_SLOT.set((timestamp, local_due))  # this task's context: the writer sink tags the outcome with it
-            outcome = await poller.run_check(job, due=local_due, force=force)
-            if outcome is None:
+            # Never twice at once: a slot whose check still runs elsewhere is skipped; 'poll now' waits for that run.
+            if not await self.locks.acquire(key, wait=float(job.interval) + 5 if force else 0.0):
+                if key not in self.locks.held:
+                    self._note_skip(job.device, check, timestamp)
                 return
-            self.runlog.hand_off(device_id, check, poller.export_state(job))
-            self.figures.add(outcome.ok, None if local_due is None else max(0.0, outcome.ts - local_due))
-            if force:  # 'poll now' waits until the result is stored
-                await asyncio.to_thread(writer.flush, 10.0)
+            try:
+                await self._run_locked(job, key, due, timestamp, force)
+            finally:
+                await self.locks.release(key)
         except Exception:  # a failed job would only be retried late; the next slot comes anyway
             log.exception("check %s of device %s failed in the worker", check, device_id)
+
+    def _note_skip(self, device: str, check: str, slot: int | None) -> None:
+        """Say so once per check per ten minutes (a check slower than its interval skips every other slot)."""
+        now = time.monotonic()
+        if now - self._skip_logged.get(f"{device}:{check}", -3600.0) >= 600:
+            self._skip_logged[f"{device}:{check}"] = now
+            log.info("check %s of %s still runs on another worker: slot %s skipped (more are not logged for 10 min)",
+                     check, device, slot)  # fmt: skip
+
+    async def _run_locked(self, job: CheckJob, key: str, due: float | None, timestamp: int | None, force: bool) -> None:
+        """Run one slot of a check whose lock this worker holds."""
+        poller, writer = self.poller, self.writer
+        if poller is None or writer is None:
+            return
+        device_id, check = job.device_id, job.check
+        if timestamp is None or self._last_slot.get(key) != timestamp - 1:  # the previous slot ran elsewhere
+            state = await store.load_handoff_async(self.app.connector, device_id, check)
+            if state:
+                poller.import_state(job, state)
+        if timestamp is not None:
+            self._last_slot[key] = timestamp
+        local_due = None if due is None else due - self.clock_offset
+        CURRENT_SLOT.set((timestamp, local_due))  # this task's context: the writer sink tags the outcome with it
+        outcome = await poller.run_check(job, due=local_due, force=force)
+        if outcome is None:
+            return
+        self.runlog.hand_off(device_id, check, poller.export_state(job))
+        self.figures.add(outcome.ok, None if local_due is None else max(0.0, outcome.ts - local_due))
+        if force:  # 'poll now' waits until the result is stored
+            await asyncio.to_thread(writer.flush, 10.0)
 
     def _heartbeat(self) -> None:
         in_flight = self.poller.stats.in_flight if self.poller else 0
@@ -199,6 +226,7 @@ class CheckWorker:
             except asyncio.CancelledError:
                 pass
             await self.poller.close()
+            await self.locks.close()
             await asyncio.to_thread(self.writer.stop)
             await asyncio.to_thread(self._mark_stopped)
             self.engine.dispose()

@@ -197,6 +197,32 @@ def queue_figures(conn: Connection) -> dict[str, Any]:
     return {"waiting": int(counts.get("todo", 0)), "running": int(counts.get("doing", 0)), "oldest_wait": float(oldest or 0.0)}
 
 
+APP_NAME_PREFIX = "pocketnoc-worker-"  # + the worker's instance: the application_name of its queue connections
+
+
+def worker_app_name(instance: str) -> str:
+    """The PostgreSQL application_name a worker's queue connections carry (seen in pg_stat_activity)."""
+    return f"{APP_NAME_PREFIX}{instance}"[:63]
+
+
+ORPHANS_SQL = """
+SELECT j.id FROM procrastinate_jobs j JOIN workers w ON w.queue_worker_id = j.worker_id
+WHERE j.status = 'doing' AND j.task_name = :task
+  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = left(:prefix || w.instance, 63))
+"""
+
+
+def orphaned_jobs(conn: Connection, task: str) -> list[int]:
+    """Jobs in "doing" whose worker has no connection to the database left: it was killed (PostgreSQL only).
+
+    A live worker always holds its queue connections (the pool's and the LISTEN one); a SIGKILLed
+    one loses them at once, long before three of its heartbeats are missed.
+    """
+    if conn.dialect.name != "postgresql":
+        return []
+    return [int(i) for i in conn.execute(text(ORPHANS_SQL), {"task": task, "prefix": APP_NAME_PREFIX}).scalars()]
+
+
 def job_states(conn: Connection, ids: list[int]) -> dict[int, str]:
     """Status of queue jobs by id; finished jobs that were deleted are simply absent."""
     query = text("SELECT id, status::text FROM procrastinate_jobs WHERE id = ANY(:ids)")

@@ -10,11 +10,16 @@ import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from server import auth
+from server.store import accounts
 from tests.peers.snmpd import free_udp_port
 from tests.peers.snmpsim import SnmpsimPeer, start_snmpsim, switch_records, write_snmprec
+from tests.server.conftest import PASSWORD
 from tests.server.scaleout_cluster import INTERVAL, cluster, device, due_of, expected_slots
 
 pytestmark = [pytest.mark.pg, pytest.mark.timeout(240)]  # generous: the machine may be shared
@@ -37,6 +42,10 @@ SELECT w.name, (j.args->>'device_id')::int AS device_id, j.args->>'check' AS che
 FROM procrastinate_jobs j JOIN workers w ON w.queue_worker_id = j.worker_id
 WHERE j.status = 'doing' AND w.status = 'running' AND (j.args->>'device_id')::int = ANY(:dead)
 """
+IN_FLIGHT = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' AND (args->>'device_id')::int = :d"
+RUNS_SQL = (
+    "SELECT d.name, r.worker, r.slot, r.started, r.ms FROM check_runs r JOIN devices d ON d.id = r.device_id ORDER BY r.started"
+)
 
 
 def test_every_check_runs_once_per_interval_and_a_killed_worker_loses_one_slot_at_most(
@@ -115,3 +124,68 @@ def test_every_check_runs_once_per_interval_and_a_killed_worker_loses_one_slot_a
     assert len(later) > 30 and not unrated, unrated  # every poll after the first had the previous counters, from any worker
     assert set(per_worker) == {"w1", "w2", "w3"}, per_worker  # every worker took a share
     assert all(per_worker[w] >= 5 for w in survivors), per_worker
+
+
+def test_a_check_slower_than_its_interval_never_runs_twice_at_once_even_when_its_worker_is_killed(
+    tmp_path: Path, pg_url: str, sim: SnmpsimPeer
+) -> None:
+    # Nothing answers: each poll lasts its whole time limit (the interval), so every next slot is due while the
+    # previous one is still in flight, and often taken by the other, idle worker: only the check's lock keeps them apart.
+    # Slow heartbeats: a killed worker's locks must be freed at once, not after 3 missed beats.
+    dead_port = free_udp_port()
+    devices = [device(f"slow{i}", dead_port, timeout=30.0) for i in range(6)] + [device("sw", sim.port)]
+    with cluster(tmp_path, pg_url, devices, worker_heartbeat_seconds=5, worker_silent_seconds=60) as c:
+        c.serve()
+        c.worker("w1")
+        c.worker("w2")
+        ready = time.time()
+        slow = [r.id for r in c.rows("SELECT id FROM devices WHERE name LIKE 'slow%' ORDER BY name")]
+        with c.engine.begin() as conn:
+            token = accounts.new_token(conn, auth.create_user(conn, "op", "operator", PASSWORD), "test")
+        time.sleep(3 * INTERVAL)
+        # 'Poll now' of a device whose check is in flight waits for it instead of polling it a second time.
+        c.wait_for(lambda: c.scalar(IN_FLIGHT, d=slow[0]), 20, "a slow poll in flight")
+        polled = httpx.post(f"http://127.0.0.1:{c.ports['serve']}/api/v1/devices/{slow[0]}/poll",
+                            headers={"Authorization": f"Bearer {token}"}, timeout=60)  # fmt: skip
+        assert polled.status_code == 200 and polled.json() == {"ran": 1}, polled.text
+        time.sleep(INTERVAL)
+        before = c.rows(RUNS_SQL)
+
+        # SIGKILL a worker in the middle of a slow poll: its job holds the check's lock until the leader frees it.
+        victim = c.wait_for(lambda: c.rows(VICTIM_SQL, dead=slow), 30, "a slow poll in flight")[0]
+        c.kill(victim.name)
+        killed_at = time.time()
+        survivor = ({"w1", "w2"} - {victim.name}).pop()
+        time.sleep(3 * INTERVAL)
+        until = time.time() - INTERVAL
+        rows = c.rows(RUNS_SQL)
+        sw = c.scalar("SELECT id FROM devices WHERE name = 'sw'")
+        serve_log = (c.root / "serve.log").read_text(errors="replace")
+        worker_logs = "".join((c.root / f"{w}.log").read_text(errors="replace") for w in ("w1", "w2"))
+
+    runs: dict[str, list[Any]] = {}
+    for r in rows:
+        runs.setdefault(r.name, []).append(r)
+    slow_names = [f"slow{i}" for i in range(6)]
+    assert set(runs) == {*slow_names, "sw"}
+    for name in slow_names:
+        items = runs[name]
+        assert all(r.ms >= (INTERVAL - 0.5) * 1000 for r in items), [(r.slot, r.ms) for r in items]  # as long as the interval
+        for a, b in itertools.pairwise(items):
+            assert b.started >= a.started + a.ms / 1000 - 0.05, f"{name} polled twice at once: {a} and {b}"
+        assert len(items) >= 3, f"{name}: a slot that finds its check running is skipped, the next one runs ({len(items)})"
+        after = [r for r in items if r.started > killed_at]
+        assert after and all(r.worker == survivor for r in after), after
+        # Slow checks run every other slot (the one due mid-run is skipped); the killed worker's check, at its next slot:
+        # its lock went with the connection, not after 3 missed heartbeats.
+        soon = INTERVAL + 2 if name == f"slow{slow.index(victim.device_id)}" else 2 * INTERVAL + 2
+        assert after[0].started <= killed_at + soon, (name, after[0].started - killed_at)
+    # The other worker took slots of checks still in flight, and declined to poll them a second time.
+    assert "still runs on another worker: slot" in worker_logs
+    assert {r.worker for r in before if r.name in slow_names} == {"w1", "w2"}
+    assert any(r.slot is None for r in runs["slow0"])  # the forced poll ran, after the one in flight
+    victim_runs = runs[f"slow{slow.index(victim.device_id)}"]
+    assert victim.slot not in {r.slot for r in victim_runs}  # in flight when killed: that slot is lost, and only that one
+    assert "removed queue job" in serve_log  # its jobs do not stay "doing" either
+    sw_slots = {r.slot for r in runs["sw"]}
+    assert len(expected_slots(sw, "snmp", ready + INTERVAL, until) - sw_slots) <= 1, sorted(sw_slots)

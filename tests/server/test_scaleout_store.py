@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -181,6 +182,39 @@ def test_an_admin_forgets_a_dead_worker_on_the_page(pg_env: AppEnv) -> None:
         assert conn.execute(text("SELECT count(*) FROM audit WHERE action = 'worker.forget' AND target = 'gone'")).scalar() == 1
     viewer = pg_env.token("vic", "viewer")
     assert pg_env.client.delete(f"/api/v1/workers/{live}", headers={"Authorization": f"Bearer {viewer}"}).status_code == 403
+
+
+@pytest.mark.pg
+def test_the_page_shows_each_workers_heartbeat_checks_per_minute_and_lag(pg_env: AppEnv) -> None:
+    from tests.server.conftest import sign_in
+
+    engine = pg_env.svc.engine
+    with engine.begin() as conn:
+        create_device(
+            conn, DeviceSpec.model_validate({"name": "b1", "address": "192.0.2.7", "tags": ["site-b"]}), pg_env.svc.box, 60
+        )
+        busy = store.register(conn, "busy", None, "host-1", 41, "i1", 100, stale_after=30)
+        quiet = store.register(conn, "<b>quiet</b>", "b", "host-2", 42, "i2", 50, stale_after=30)
+        store.heartbeat(conn, busy, "i1", {"checks_per_min": 120.0, "failed_per_min": 3.0, "lag_p50": 0.25, "lag_p95": 1.5,
+                                           "in_flight": 7, "checks_total": 900})  # fmt: skip
+        conn.execute(update(workers).where(workers.c.id == quiet).values(last_seen=workers.c.last_seen - 300))
+    pg_env.user("val", "viewer")
+    sign_in(pg_env.client, "val")
+    page = pg_env.client.get("/workers")
+    assert page.status_code == 200
+    rows = {m.group(1): m.group(0) for m in re.finditer(r'<li class="row wk-\w+">.*?<strong class="name">(.*?)</strong>.*?</li>',
+                                                          page.text, re.S)}  # fmt: skip
+    assert set(rows) == {"busy", "&lt;b&gt;quiet&lt;/b&gt;"}  # a name is text, never markup
+    busy_row = rows["busy"]
+    assert re.search(r"heartbeat \d+s ago", busy_row) and "120 checks/min (3 failed)" in busy_row
+    assert "lag p50 0.25s, p95 1.5s" in busy_row and "7 in flight of 100" in busy_row and "wk-running" in busy_row
+    quiet_row = rows["&lt;b&gt;quiet&lt;/b&gt;"]
+    assert "heartbeat 5m ago" in quiet_row and "wk-silent" in quiet_row and "lag p50 –, p95 –" in quiet_row
+    assert "site b" in quiet_row and ">nobody polls<" in page.text and "<title>(1) Workers" in page.text
+    body = pg_env.client.get("/api/v1/workers", headers={"Authorization": f"Bearer {pg_env.token('vic', 'viewer')}"}).json()
+    api = {w["name"]: w for w in body["items"]}
+    assert api["busy"]["checks_per_min"] == 120.0 and api["busy"]["lag_p95"] == 1.5 and api["busy"]["state"] == "running"
+    assert api["<b>quiet</b>"]["state"] == "silent" and api["<b>quiet</b>"]["age"] >= 299
 
 
 def test_the_page_explains_in_process_polling(app_env: AppEnv) -> None:
