@@ -189,6 +189,11 @@ KIND_RULES: Final[tuple[KindRule, ...]] = (
     KindRule("linux", object_id=("1.3.6.1.4.1.8072.3.2.10",)),
     KindRule("linux", descr=r"^Linux\b"),
     KindRule("printer", profile="hr_printer"),
+    # MikroTik (enterprise 14988): a CRS is a switch; any other RouterOS box routes, even with a LAN bridge
+    # of many ports (which the bridge-port rule below would call a switch).
+    KindRule("switch", object_id=("1.3.6.1.4.1.14988.",), descr=r"\bCRS\d"),
+    KindRule("router", object_id=("1.3.6.1.4.1.14988.",)),
+    KindRule("router", descr=r"\bRouterOS\b"),
     KindRule("switch", min_bridge_ports=8),
     KindRule("switch", services=LAYER2, min_ports=8),
     KindRule("router", forwarding=True),

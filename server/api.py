@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 from server import metrics_export, pipeline, views
 from server.api_bodies import DevicePatch
 from server.auth import Admin, Operator, UserError, Viewer, client_ip, create_user
-from server.inventory import DeviceSpec
+from server.inventory import DeviceSpec, error_list, timeout_problems
 from server.services import Services, get_services
 from server.stepup import FreshAdmin, StepUpRequired, is_fresh
 from server.store import accounts
@@ -23,6 +23,7 @@ from server.store.schema import devices
 
 router = APIRouter()
 SvcDep = Annotated[Services, Depends(get_services)]
+DeviceState = Literal["", "up", "degraded", "down", "unreachable", "unknown"]  # "" = any
 RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "1y": 365 * 86400}
 
 
@@ -62,7 +63,7 @@ def list_devices(
     _p: Viewer,
     q: Annotated[str, Query(max_length=200)] = "",
     tag: Annotated[str, Query(max_length=64)] = "",
-    state: Annotated[str, Query(max_length=16)] = "",
+    state: DeviceState = "",
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def list_devices(
 @router.post("/api/v1/devices", tags=["devices"], status_code=201)
 def add_device(svc: SvcDep, p: Admin, request: Request, spec: DeviceSpec) -> dict[str, Any]:
     """Add a device; secrets are stored encrypted and never returned."""
+    _refuse_late_timeouts(svc, spec, ("body",))
     try:
         with svc.engine.begin() as conn:
             device_id = create_device(conn, spec, svc.box, svc.settings.default_interval)
@@ -82,6 +84,14 @@ def add_device(svc: SvcDep, p: Admin, request: Request, spec: DeviceSpec) -> dic
         raise HTTPException(409, str(exc)) from None
     pipeline.reschedule(svc)
     return _detail(svc, device_id)
+
+
+def _refuse_late_timeouts(svc: Services, spec: DeviceSpec, prefix: tuple[str, ...]) -> None:
+    """422 for a timeout that would not end before the check's next turn (as the config file refuses it)."""
+    late = timeout_problems(spec, svc.settings.default_interval)
+    if late:
+        detail = [{"loc": [*prefix, *map(str, loc)], "msg": msg, "type": "value_error"} for loc, msg in late]
+        raise HTTPException(422, detail)
 
 
 def _detail(svc: Services, device_id: int) -> dict[str, Any]:
@@ -134,7 +144,8 @@ def patch_device(
     try:
         spec = DeviceSpec.model_validate(merged)
     except ValidationError as exc:
-        raise HTTPException(422, [{"loc": list(map(str, e["loc"])), "msg": e["msg"]} for e in exc.errors()]) from None
+        raise HTTPException(422, error_list(exc.errors())) from None
+    _refuse_late_timeouts(svc, spec, ())
     if (spec.snmp != row.spec.snmp or spec.ssh != row.spec.ssh) and not is_fresh(p, svc.settings):
         raise StepUpRequired()  # changing a device's credentials or pinned host keys asks for a fresh second factor
     try:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, insert, select
 from server import pipeline
 from server.alerts.rules import Rule
 from server.auth import Admin, Operator, Viewer, client_ip
-from server.inventory import TAG_RE
+from server.inventory import TAG_RE, error_list
 from server.services import Services, get_services
 from server.store import accounts
 from server.store import alerts as store
@@ -79,7 +79,7 @@ def list_alerts(
     svc: SvcDep,
     _p: Viewer,
     state: AlertState = "open",
-    severity: Annotated[str, Query(pattern="^(|critical|warning|info)$")] = "",
+    severity: Literal["", "critical", "warning", "info"] = "",
     device: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -210,7 +210,7 @@ def add_rule(svc: SvcDep, p: Admin, request: Request, body: dict[str, Any]) -> d
     try:
         rule = Rule.model_validate(body)
     except ValidationError as exc:
-        raise HTTPException(422, [{"loc": list(map(str, e["loc"])), "msg": e["msg"]} for e in exc.errors()]) from None
+        raise HTTPException(422, error_list(exc.errors())) from None
     if any(r.name == rule.name for r in pipeline.load_rules(svc, reread_file=False)):
         raise HTTPException(409, f"a rule named {rule.name!r} exists")
     with svc.engine.begin() as conn:

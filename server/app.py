@@ -20,6 +20,7 @@ from server.actions import runner as actions_runner
 from server.auth import Forbidden, NotAuthenticated, request_scheme
 from server.config import LoadedConfig
 from server.keyrotation import check_key
+from server.keyrotation import install_handler as install_key_handler
 from server.secretbox import SecretBox
 from server.services import Services
 from server.settings import Settings
@@ -35,6 +36,13 @@ CSP = (
 
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path == "/metrics"
+
+
+def _not_json_body(request: Request, errors: list[dict[str, Any]]) -> bool:
+    """A refused body that was not sent as JSON (no or another Content-Type): 415 says what to do, not 'valid dictionary'."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    json_like = kind == "application/json" or kind.endswith("+json")
+    return request.method in ("POST", "PUT", "PATCH") and not json_like and any(e["loc"][:1] == ["body"] for e in errors)
 
 
 def _install_handlers(app: FastAPI) -> None:
@@ -67,10 +75,11 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300], "type": e.get("type")}
-            for e in exc.errors()
-        ]
+        from server.inventory import error_list
+
+        errors = error_list(exc.errors())  # patterns in words, not the raw regex; `loc` kept for programs
+        if _wants_json(request) and _not_json_body(request, errors):
+            return JSONResponse({"detail": "send JSON with Content-Type: application/json"}, status_code=415)
         if _wants_json(request):
             return JSONResponse({"detail": errors}, status_code=422)
         from server.pages import render_error
@@ -125,6 +134,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     _install_handlers(app)
     stepup.install_handlers(app)
     app_guards.install(app)
+    install_key_handler(app)  # a key rotated under us: 503 "restart pocketnoc", not 500
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from server.inventory import DeviceSpec, parent_cycles
+from server.inventory import DeviceSpec, error_message, parent_cycles, timeout_problems
 from server.settings import Settings
 from server.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
 
@@ -38,9 +38,18 @@ def _errors(path: Path, tree: Any, exc: ValidationError, prefix: tuple[Any, ...]
     for err in exc.errors(include_url=False):
         loc = prefix + tuple(err["loc"])
         where = ".".join(str(p) for p in loc)
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        msg = "unknown key" if err["type"] == "extra_forbidden" else error_message(err)
         problems.append(f"{path}:{line_of(tree, loc)}: {where}: {msg}")
     return problems
+
+
+def _default_interval(config: LoadedConfig) -> int:
+    """The interval of devices that set none: the file's settings.default_interval, else the built-in default."""
+    value = config.settings.get("default_interval")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 5:
+        return value
+    default = Settings.model_fields["default_interval"].default
+    return int(default)
 
 
 def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: list[str], depth: int) -> None:
@@ -83,6 +92,12 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
             problems.extend(_errors(path, tree, exc, ("devices", index)))
             continue
         where = f"{path}:{devices.item_lines[index]}"
+        late = timeout_problems(spec, _default_interval(config))
+        for loc, msg in late:
+            full = ("devices", index, *loc)
+            problems.append(f"{path}:{line_of(tree, full)}: {'.'.join(map(str, full))}: {msg}")
+        if late:
+            continue
         if spec.name in config.origins:
             problems.append(f"{where}: duplicate device name {spec.name!r} (first at {config.origins[spec.name]})")
             continue

@@ -18,6 +18,7 @@ from server.jobs import CheckJob
 from server.poller import Poller
 
 log = logging.getLogger("pocketnoc.dispatch")
+OVERLAP_LOG_EVERY = 3600.0  # seconds between log lines about one check overrunning its interval
 
 
 class Dispatcher(Protocol):
@@ -46,6 +47,7 @@ class InProcessDispatcher:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.jobs: dict[str, CheckJob] = {}
         self._starts: dict[str, float] = {}
+        self._overlap_logged: dict[str, float] = {}
 
     def start(self) -> None:
         """Start the scheduler on the running event loop."""
@@ -62,8 +64,19 @@ class InProcessDispatcher:
             return
         start = self._starts[key]
         due = start + math.floor((time.time() - start) / job.interval) * job.interval
+        if self.poller.running(key):  # still running from its last turn: the poller skips and counts it
+            self._note_overlap(job)
         with contextlib.suppress(asyncio.CancelledError):  # shutdown cancels checks in flight: not an error
             await self.poller.run_check(job, due=due)
+
+    def _note_overlap(self, job: CheckJob) -> None:
+        """Log a check that overran its interval at most once an hour (the count is on /metrics every time)."""
+        now = time.monotonic()
+        if now - self._overlap_logged.get(job.key, -OVERLAP_LOG_EVERY) >= OVERLAP_LOG_EVERY:
+            self._overlap_logged[job.key] = now
+            log.warning("%s: check %s was still running at its next turn (every %d s) and that turn was skipped; "
+                        "counted in pocketnoc_poller_checks_total{result=\"skipped_overlap\"}, logged at most hourly",
+                        job.device, job.check, job.interval)
 
     def sync(self, jobs: list[CheckJob]) -> None:
         """Make the scheduled set equal `jobs`: add new, replace changed, remove gone ones."""
@@ -88,7 +101,9 @@ class InProcessDispatcher:
                 id=key,
                 replace_existing=True,
                 coalesce=True,
-                max_instances=1,
+                # 2, not 1: a turn that finds the check still running reaches the poller, which skips and counts
+                # it (APScheduler itself would log a WARNING at every tick); the poller never overlaps a check.
+                max_instances=2,
                 misfire_grace_time=max(1, job.interval),
             )
 

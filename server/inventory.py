@@ -10,7 +10,39 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TAG_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,31}$"
+KIND_RE = r"^[a-z][a-z0-9_-]{0,31}$"
+SSH_USER_RE = r"^[A-Za-z0-9._][A-Za-z0-9._-]*$"
+LOWER_NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"  # rule, channel and action ids
+HHMM_RE = r"^([01]\d|2[0-3]):[0-5]\d$"
+CHECK_TIMEOUT = 5  # seconds, a ping/TCP/HTTP check's default timeout
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+# Each pattern above in words, for people (forms, API 422 bodies, config errors) instead of the raw regex;
+# tests/server/test_config.py checks each sentence against its pattern's edges.
+PATTERN_WORDS: dict[str, str] = {
+    NAME_RE: "a name is 1–64 letters, digits, dot, dash or underscore, starting with a letter or digit",
+    TAG_RE: "a tag is 1–32 letters, digits, dot, dash, underscore or colon, starting with a letter or digit",
+    KIND_RE: "a kind is 1–32 lowercase letters, digits, dash or underscore, starting with a letter",
+    SSH_USER_RE: "a user name is letters, digits, dot, dash or underscore, not starting with a dash",
+    LOWER_NAME_RE: "a name is 1–64 lowercase letters, digits, dot, dash or underscore, starting with a letter or digit",
+    HHMM_RE: "a time of day is HH:MM, from 00:00 to 23:59",
+}
+
+
+def error_message(err: Any) -> str:
+    """A pydantic error's message for people: a known pattern in words, without pydantic's 'Value error, ' prefix."""
+    if err.get("type") == "string_pattern_mismatch":
+        words = PATTERN_WORDS.get(str((err.get("ctx") or {}).get("pattern")))
+        if words is not None:
+            return words
+    return str(err.get("msg", "")).removeprefix("Value error, ")
+
+
+def error_list(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic errors as an API 422 body lists them: structured `loc`, a message for people, the error type."""
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": error_message(e)[:300], "type": e.get("type")} for e in errors
+    ]
 
 DeviceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
 Tag = Annotated[str, StringConstraints(pattern=TAG_RE)]
@@ -135,7 +167,7 @@ class SshSpec(_Strict):
     """SSH access to a server; host keys are pinned, never trusted blindly."""
 
     port: int = Field(default=22, ge=1, le=65535)
-    user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
+    user: str = Field(min_length=1, max_length=64, pattern=SSH_USER_RE)
     password: Secret | None = None
     key_file: str | None = Field(default=None, max_length=4096)
     key_passphrase: Secret | None = None
@@ -179,7 +211,7 @@ class CheckSpec(_Strict):
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
     expected_status: list[int] = Field(default_factory=list)
     body_regex: str | None = Field(default=None, max_length=1024)
-    timeout: float = Field(default=5, gt=0, le=120)
+    timeout: float = Field(default=CHECK_TIMEOUT, gt=0, le=120)
     follow_redirects: bool = False
     verify_tls: bool = True
     allow_link_local: bool = False
@@ -220,7 +252,7 @@ class DeviceSpec(_Strict):
     tags: list[Tag] = Field(default_factory=list, max_length=32)
     parent: DeviceName | None = None
     interval: int | None = Field(default=None, ge=5, le=86400)
-    kind: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    kind: str | None = Field(default=None, pattern=KIND_RE)
     snmp: SnmpSpec | None = None
     ssh: SshSpec | None = None
     checks: list[CheckSpec] = Field(default_factory=list, max_length=20)
@@ -244,6 +276,29 @@ class DeviceSpec(_Strict):
         if len(names) != len(set(names)):
             raise ValueError("check names must be unique per device (give each a 'name')")
         return self
+
+
+def timeout_problems(spec: DeviceSpec, default_interval: int) -> list[tuple[tuple[str | int, ...], str]]:
+    """(location in the spec, message) for every timeout that does not end before the check's next turn.
+
+    A check still running when its interval comes round is skipped (counted on /metrics), so such a timeout
+    never takes effect: it is refused, as Zabbix and Checkmk refuse it, rather than silently cut. The default
+    check timeout (5 s) at the shortest interval (5 s) is let through: it only skips a turn when the target hangs."""
+    every = spec.interval or default_interval
+    out: list[tuple[tuple[str | int, ...], str]] = []
+
+    def judge(loc: tuple[str | int, ...], timeout: float, interval: int) -> None:
+        if timeout >= interval and not (timeout == interval == CHECK_TIMEOUT):
+            out.append((loc, f"timeout {timeout:g} s must be shorter than the interval ({interval} s): "
+                             "a check still running at its next turn is skipped"))
+
+    for index, check in enumerate(spec.checks):
+        judge(("checks", index, "timeout"), check.timeout, check.interval or every)
+    if spec.snmp is not None and spec.snmp.timeout is not None:
+        judge(("snmp", "timeout"), spec.snmp.timeout, every)
+    if spec.ssh is not None and spec.ssh.timeout is not None:
+        judge(("ssh", "timeout"), spec.ssh.timeout, every)
+    return out
 
 
 def parent_cycles(devices: list[DeviceSpec]) -> list[str]:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from server import pipeline
 from server.api_alerts import AlertState, NewSilence, act, create_silence
 from server.auth import Operator, Viewer, client_ip
+from server.inventory import error_message
 from server.notify.runtime import silent_label
 from server.pages import render, render_error
 from server.services import Services, get_services
 from server.store import alerts as store
+from server.views_app import alert_value
 
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
@@ -30,7 +33,7 @@ def alerts_page(
     svc: SvcDep,
     _p: Viewer,
     state: AlertState = "open",
-    severity: Annotated[str, Query(pattern="^(|critical|warning|info)$")] = "",
+    severity: Literal["", "critical", "warning", "info"] = "",
 ) -> Response:
     """Open alerts first, with one-tap acknowledge and snooze."""
     with svc.reader.connect() as conn:
@@ -48,7 +51,10 @@ def alert_page(request: Request, svc: SvcDep, _p: Viewer, alert_id: int) -> Resp
             alert = store.get_alert(conn, alert_id)
         except store.AlertNotFound:
             return render_error(request, 404, "No such alert.")
-    return render(request, "alert.html", a=alert, snooze_choices=SNOOZE_CHOICES)
+    rules = svc.alerting.rules if svc.alerting else pipeline.load_rules(svc, reread_file=False)
+    rule = next((r for r in rules if r.name == alert["rule"]), None)
+    value = alert_value(rule, alert["last_value"])
+    return render(request, "alert.html", a=alert, value=value, snooze_choices=SNOOZE_CHOICES)
 
 
 @router.post("/alerts/{alert_id}/{action}")
@@ -117,7 +123,7 @@ def silence_create(
         create_silence(svc, p.user, client_ip(request), body)
     except (ValidationError, HTTPException) as exc:
         message = (
-            "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            "; ".join(error_message(e) for e in exc.errors())
             if isinstance(exc, ValidationError)
             else str(exc.detail)
         )

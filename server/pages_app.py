@@ -26,6 +26,7 @@ from server.store import hostkeys
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+SEARCH_MAX = 200  # characters of a search; longer text is cut, not refused
 RangeQuery = Annotated[str, Query(alias="range", pattern="^(1h|24h|7d|30d)$")]
 INTERFACE_METRICS = (
     "if_in_bps",
@@ -104,13 +105,15 @@ def overview_page(
     request: Request,
     svc: SvcDep,
     _p: Viewer,
-    q: Annotated[str, Query(max_length=200)] = "",
+    q: str = "",
     tag: Annotated[str, Query(max_length=64)] = "",
     state: Annotated[str, Query(max_length=16)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     """Counts by state and severity, open alerts (one-tap ack/snooze), devices problems first, search."""
     started = time.perf_counter()
+    q_cut = len(q) > SEARCH_MAX  # a too-long search is cut (and said so next to the box), never an error page
+    q = q[:SEARCH_MAX]
     with svc.reader.connect() as conn:
         data = views_app.overview(conn, q, tag, state, page)
         silent_since = silent_label(svc, conn)
@@ -119,7 +122,8 @@ def overview_page(
         params = {k: v for k, v in (("q", q), ("tag", tag), ("state", state)) if v}
         return "/?" + urlencode({**params, "page": number})
 
-    response = render(request, "devices.html", o=data, q=q, tag=tag, state=state, page_url=page_url, silent_since=silent_since)
+    response = render(request, "devices.html", o=data, q=q, tag=tag, state=state, page_url=page_url, silent_since=silent_since,
+                      q_cut=q_cut, search_max=SEARCH_MAX)
     return _timed(response, started)
 
 

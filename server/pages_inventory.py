@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from server import api, api_alerts, views, views_app
 from server.api_bodies import DevicePatch
 from server.auth import Admin, Viewer
-from server.inventory import DeviceSpec
+from server.inventory import DeviceSpec, error_message
 from server.pages import render, render_error
 from server.services import Services, get_services
 from server.store import overview as overview_store
@@ -110,15 +110,29 @@ def _spec_from_form(form: FormData, current: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What to do about a form-level problem, added to the model's message (which also serves the API and config files).
+FORM_HINTS = {
+    "needs a community": "fill in Community, or choose “no SNMP” for a device that is only pinged",
+    "SNMP v3 needs a user": "fill in User (v3), or choose “no SNMP”",
+    "SSH needs a password or a key_file": "fill in Password or Key file, or empty User for no SSH",
+}
+
+
+def _hinted(text: str) -> str:
+    hint = next((h for key, h in FORM_HINTS.items() if key in text), None)
+    return f"{text}: {hint}" if hint else text
+
+
+def _message(e: Any) -> str:
+    return _hinted(error_message(e))
+
+
 def _errors(exc: ValidationError | HTTPException) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {str(e['msg']).removeprefix('Value error, ')}" if e["loc"] else str(e["msg"])
-            for e in exc.errors()
-        )
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {_message(e)}" if e["loc"] else _message(e) for e in exc.errors())
     detail = exc.detail
     if isinstance(detail, list):
-        return "; ".join(f"{'.'.join(d.get('loc', []))}: {d.get('msg')}" for d in detail if isinstance(d, dict))
+        return "; ".join(f"{'.'.join(d.get('loc', []))}: {_hinted(str(d.get('msg')))}" for d in detail if isinstance(d, dict))
     return str(detail)
 
 
@@ -144,12 +158,12 @@ def inventory_page(
     request: Request,
     svc: SvcDep,
     _p: Admin,
-    q: Annotated[str, Query(max_length=200)] = "",
+    q: str = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     done: Annotated[str, Query(max_length=80)] = "",
 ) -> Response:
     """Every device (config-managed ones read-only) and a form to add one."""
-    return _list(request, svc, q, page, done=done)
+    return _list(request, svc, q[:200], page, done=done)  # a too-long search is cut, not an error page
 
 
 @router.post("/admin/devices", response_class=HTMLResponse)

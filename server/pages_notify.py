@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from server.api_notify import NewChannel
 from server.auth import Admin, Operator, Viewer, client_ip
+from server.inventory import error_message
 from server.notify import deadman, ops, store
 from server.notify.runtime import runtime, silent_label
 from server.notify.store_targets import list_channels, list_subscriptions
@@ -66,7 +67,8 @@ def _channels(request: Request, svc: Services, admin: bool, status: int = 200, e
         health = ops.status(conn, notify)
     silent = deadman.label(health["monitoring"]["silent_since"])
     return render(request, "notify_channels.html", status=status, channels=channels, dead=dead, health=health,
-                  routes=ops.routes_view(notify), error=error, form=form or {}, silent_since=silent)
+                  routes=ops.routes_view(notify), error=error, form=form or {}, silent_since=silent,
+                  no_base_url=not svc.settings.base_url)
 
 
 @router.post("/notify/channels")
@@ -86,7 +88,7 @@ def channel_create(
                                           "allow_unsafe": bool(allow_unsafe)})
         ops.create_channel(svc, runtime(svc), p.user, client_ip(request), body.name, body.url, body.user, body.allow_unsafe)
     except ValidationError as exc:
-        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {error_message(e)}" for e in exc.errors())
         return _channels(request, svc, True, 400, message, form)
     except ops.OpError as exc:
         return _channels(request, svc, True, 400, exc.message, form)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from server import views
+from server.alerts.rules import Rule
 from server.charts import sparkline
 from server.store import alerts as alert_store
 from server.store import overview as overview_store
@@ -56,6 +57,26 @@ def fmt_value(value: float | None, unit: str = "") -> str:
         return views.human_duration(value)
     text = f"{value:.3g}" if abs(value) < 1e6 else f"{value:.3e}"
     return f"{text}{unit}" if unit.startswith("/") else f"{text} {unit}".strip()
+
+
+THRESHOLD_OPS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
+
+
+def alert_value(rule: Rule | None, value: float | None) -> dict[str, str] | None:
+    """An alert's last value where it means something: the metric of a threshold rule, in its unit, with the threshold.
+
+    Conditions like `on_battery == 1` or `if_oper_up == 0` are yes/no: their value says nothing the title does not."""
+    if rule is None or value is None or not rule.clauses:
+        return None
+    first = rule.clauses[0]  # the engine keeps the value of the first clause
+    if first.op not in THRESHOLD_OPS or not isinstance(first.value, float):
+        return None
+    unit = unit_of(first.name)
+    return {
+        "metric": TITLES.get(first.name, first.name),
+        "now": fmt_value(value, unit),
+        "limit": f"{THRESHOLD_OPS[first.op]} {fmt_value(first.value, unit)}",
+    }
 
 
 def _matches(d: dict[str, Any], needle: str) -> bool:

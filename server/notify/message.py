@@ -105,11 +105,13 @@ def lines(payload: dict[str, Any]) -> list[str]:
 
 def build_note(payload: dict[str, Any], key: str, base_url: str | None) -> Note:
     """Render a stored payload for delivery (plain text and escaped HTML)."""
-    link = (base_url or "").rstrip("/") + str(payload.get("path") or "/alerts")
+    # Without base_url there is no absolute address to link to: a relative "/alerts/7" is useless in a chat
+    # or a mail, so the link is left out (channels omit an empty link; the start log and the channels page say why).
+    link = base_url.rstrip("/") + str(payload.get("path") or "/alerts") if base_url else ""
     head = heading(payload)
     body = lines(payload)
-    text = "\n".join([*body, "", f"Open: {link}" if base_url else f"Open: {payload.get('path') or '/alerts'}", f"Key: {key}"])
-    html = _ENV.get_template("notify_email.html").render(heading=head, lines=body, link=link if base_url else "", key=key,
+    text = "\n".join([*body, "", *([f"Open: {link}"] if link else []), f"Key: {key}"])
+    html = _ENV.get_template("notify_email.html").render(heading=head, lines=body, link=link, key=key,
                                                          severity=str(payload.get("severity") or ""))
     return Note(str(payload.get("kind")), head, text, html, str(payload.get("severity") or "info"), key, link, payload)
 

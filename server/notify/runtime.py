@@ -124,6 +124,8 @@ def start(svc: Services) -> None:
     notify = runtime(svc)
     notify.sync_channels()
     notify.keys()
+    if not svc.settings.base_url:
+        log.warning("base_url is not set: notifications carry no link back to pocketnoc (set base_url, e.g. https://noc.example.net)")
     notify.worker = Worker(svc.engine, svc.box, lambda: notify.config, notify.keys, svc.settings.base_url, notify.monitor,
                            lease_seconds=svc.settings.lease_seconds)
     notify.worker.start()

@@ -185,6 +185,19 @@ def delete_device(conn: Connection, device_id: int) -> bool:
     return bool(conn.execute(delete(devices).where(devices.c.id == device_id)).rowcount)
 
 
+def _unchanged(conn: Connection, found: Any, spec: DeviceSpec, box: SecretBox, default_interval: int) -> bool:
+    """Whether a stored config device already is what the file says (spec, secrets, interval, parent, source)."""
+    if found.source != "config":
+        return False
+    row = load_device(conn, box, found.id)
+    return (
+        row is not None
+        and row.spec == spec
+        and row.interval == (spec.interval or default_interval)
+        and row.parent_id == _parent_id(conn, spec)
+    )
+
+
 def sync_config_devices(conn: Connection, specs: list[DeviceSpec], box: SecretBox, default_interval: int) -> dict[str, int]:
     """Make the config-managed devices match the file: create, update, remove; API devices are left alone."""
     existing = {r.name: r for r in conn.execute(select(devices.c.id, devices.c.name, devices.c.source))}
@@ -206,7 +219,7 @@ def sync_config_devices(conn: Connection, specs: list[DeviceSpec], box: SecretBo
             if found is None:
                 create_device(conn, spec, box, default_interval, source="config")
                 counts["created"] += 1
-            else:
+            elif not _unchanged(conn, found, spec, box, default_interval):  # a restart with the same file updates nothing
                 update_device(conn, found.id, spec, box, default_interval)
                 conn.execute(update(devices).where(devices.c.id == found.id).values(source="config"))
                 counts["updated"] += 1

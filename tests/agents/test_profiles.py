@@ -37,6 +37,11 @@ DETECTION_TABLE = [
     (DeviceFacts(sys_object_id="1.3.6.1.4.1.8072.3.2.100"), "generic"),  # not a prefix match on ".10"
     (DeviceFacts(sys_descr="Linux fw1 5.10.0 #1 SMP x86_64", ip_forwarding=1), "linux"),
     (DeviceFacts(sys_descr="Embedded device", answered=frozenset({"hr_printer"})), "printer"),
+    # MikroTik RB4011 (branch-rtr1 of the demo): services 78, a LAN bridge of 9 ports, still a router
+    (DeviceFacts(sys_object_id="1.3.6.1.4.1.14988.1", sys_descr="RouterOS RB4011iGS+", sys_services=78, if_number=14,
+                 bridge_ports=9, ip_forwarding=1), "router"),
+    (DeviceFacts(sys_descr="RouterOS CHR", bridge_ports=8), "router"),  # sysObjectID not readable
+    (DeviceFacts(sys_object_id="1.3.6.1.4.1.14988.1", sys_descr="RouterOS CRS326-24G-2S+", bridge_ports=26), "switch"),
     (DeviceFacts(sys_object_id="1.3.6.1.4.1.9.1.1208", bridge_ports=48), "switch"),
     (DeviceFacts(sys_object_id="1.3.6.1.4.1.9.1.1208", sys_services=2, if_number=26), "switch"),
     (DeviceFacts(sys_object_id="1.3.6.1.4.1.9.1.1208", sys_services=2, if_number=4), "generic"),

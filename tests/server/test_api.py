@@ -333,9 +333,97 @@ def test_errors_inside_the_api_are_json(api: Api) -> None:
 
 def test_unknown_query_values_do_not_crash_listing(api: Api) -> None:
     api("POST", "/api/v1/devices", json={"name": "sw1", "address": "192.0.2.1"})
-    for params in ({"q": "<script>"}, {"tag": "\u202e"}, {"state": "bogus"}, {"q": "%00"}):
+    for params in ({"q": "<script>"}, {"tag": "\u202e"}, {"q": "%00"}):
         response = api("GET", "/api/v1/devices", params=params)
         assert response.status_code == 200 and response.json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "loc"),
+    [
+        ("/api/v1/devices", {"state": "bogus"}, ["query", "state"]),
+        ("/api/v1/alerts", {"state": "bogus"}, ["query", "state"]),
+        ("/api/v1/alerts", {"severity": "urgent"}, ["query", "severity"]),
+        ("/api/v1/notify/messages", {"status": "bogus"}, ["query", "status"]),
+    ],
+)
+def test_enum_query_values_are_validated_not_silently_empty(
+    api: Api, path: str, params: dict[str, str], loc: list[str]
+) -> None:
+    response = api("GET", path, params=params)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == loc and error["type"] == "literal_error" and "Input should be" in error["msg"]
+    assert "^(" not in error["msg"], "the allowed values, not a regex"
+    assert api("GET", "/api/v1/devices", params={"state": "down"}).status_code == 200
+
+
+def test_a_body_sent_without_the_json_content_type_gets_415_saying_what_to_send(api: Api) -> None:
+    body = b'{"name": "sw1", "address": "192.0.2.1"}'
+    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        response = api("POST", "/api/v1/devices", content=body, headers=headers)
+        assert response.status_code == 415, (headers, response.text)
+        assert response.json()["detail"] == "send JSON with Content-Type: application/json"
+    assert api("POST", "/api/v1/rules", content=b'{"name": "r1", "expr": "cpu_pct > 1"}').status_code == 415
+    sent = api("POST", "/api/v1/devices", content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert sent.status_code == 201
+    bad = api("POST", "/api/v1/devices", content=b"[1]", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 422, "JSON of the wrong shape stays a 422"
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "words"),
+    [
+        ({"name": "-core", "address": "192.0.2.1"}, ["body", "name"], "a name is 1–64 letters, digits, dot, dash or underscore"),
+        ({"name": "sw1", "address": "192.0.2.1", "tags": ["ok", "bad tag"]}, ["body", "tags", "1"], "a tag is 1–32"),
+        ({"name": "sw1", "address": "192.0.2.1", "parent": "a/b"}, ["body", "parent"], "a name is 1–64"),
+        ({"name": "sw1", "address": "192.0.2.1", "kind": "Switch"}, ["body", "kind"], "a kind is 1–32 lowercase"),
+    ],
+)
+def test_pattern_errors_are_worded_for_people_with_a_structured_loc(
+    api: Api, body: dict[str, Any], loc: list[str], words: str
+) -> None:
+    response = api("POST", "/api/v1/devices", json=body)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == loc and words in error["msg"] and error["type"] == "string_pattern_mismatch"
+    assert "should match pattern" not in response.text and "[A-Za-z" not in response.text
+    device_id = api("POST", "/api/v1/devices", json={"name": "sw9", "address": "192.0.2.9"}).json()["id"]
+    patched = api("PATCH", f"/api/v1/devices/{device_id}", json={"name": "bad name"})
+    assert patched.status_code == 422 and patched.json()["detail"][0]["loc"] == ["name"]
+    assert patched.json()["detail"][0]["msg"].startswith("a name is 1–64")
+    silence = api("POST", "/api/v1/silences", json={"tag": "no spaces", "duration_minutes": 10, "comment": "x"})
+    assert silence.status_code == 422 and "a tag is 1–32" in silence.text and "[A-Za-z" not in silence.text
+
+
+def test_a_timeout_not_shorter_than_the_interval_is_refused_on_create_and_patch(api: Api) -> None:
+    late = {"name": "web1", "address": "192.0.2.8", "checks": [{"type": "tcp", "port": 443, "interval": 5, "timeout": 30}]}
+    response = api("POST", "/api/v1/devices", json=late)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "checks", "0", "timeout"]
+    assert error["msg"].startswith("timeout 30 s must be shorter than the interval (5 s)")
+    fine = {**late, "checks": [{"type": "tcp", "port": 443, "interval": 5, "timeout": 4}]}
+    device_id = api("POST", "/api/v1/devices", json=fine).json()["id"]
+    assert api("POST", "/api/v1/devices", json={"name": "web2", "address": "192.0.2.9", "checks": [{"type": "ping"}],
+                                                "interval": 5}).status_code == 201, "the default 5 s at 5 s is let through"
+    patched = api("PATCH", f"/api/v1/devices/{device_id}", json={"snmp": {"community": COMMUNITY, "timeout": 60}})
+    assert patched.status_code == 422 and patched.json()["detail"][0]["loc"] == ["snmp", "timeout"]
+    slower = api("PATCH", f"/api/v1/devices/{device_id}", json={"interval": 10, "checks": [{"type": "tcp", "port": 443,
+                                                                                           "timeout": 12}]})
+    assert slower.status_code == 422 and "(10 s)" in slower.text
+    assert stored_spec(api.env, device_id).checks[0].timeout == 4
+
+
+def test_a_bare_device_gets_a_ping_check(api: Api) -> None:
+    """As README says: no snmp, ssh or checks means a ping check (the add form defaults to this too)."""
+    from server.jobs import jobs_for
+
+    device_id = api("POST", "/api/v1/devices", json={"name": "bare", "address": "192.0.2.7"}).json()["id"]
+    with api.env.svc.engine.connect() as conn:
+        row = load_device(conn, api.env.svc.box, device_id)
+    assert row is not None and row.spec.snmp is None
+    assert [(j.check, j.kind) for j in jobs_for(row, api.env.svc.settings)] == [("ping", "ping")]
 
 
 def test_stored_bad_text_never_breaks_json_answers(api: Api) -> None:

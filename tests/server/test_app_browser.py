@@ -210,6 +210,16 @@ def test_dark_mode_follows_the_system(site: tuple[LiveServer, Fleet], chromium: 
                 ".then(r => r.violations.map(v => v.id + ': ' + v.nodes.map(n => n.html.slice(0, 80)).join(' | ')))"
             )
             assert found == [], f"{scheme} {path}: {found}"
+        # The alert page's severity badge has the list's severity colour; its state badge is coloured too.
+        page.goto(f"{server.url}/alerts")
+        listed = page.evaluate(f"getComputedStyle(document.querySelector('#alert-{fleet.alerts[0]} .sev')).backgroundColor")
+        page.goto(f"{server.url}/alerts/{fleet.alerts[0]}")
+        sev_bg, state_fg, text_fg = page.evaluate(
+            "[getComputedStyle(document.querySelector('.sevb')).backgroundColor,"
+            " getComputedStyle(document.querySelector('.stb')).color, getComputedStyle(document.body).color]"
+        )
+        assert sev_bg == listed and sev_bg != "rgba(0, 0, 0, 0)", (scheme, sev_bg, listed)
+        assert state_fg != text_fg, f"{scheme}: the state badge is coloured"
         if scheme == "dark":
             page.goto(f"{server.url}/devices/{fleet.graphed}")
             shot(page, "iphone-13-device-dark")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from server.config import load_config
 from server.settings import Settings
 from server.store.devices import load_device
+from server.store.schema import alerts as alert_table
 from server.store.schema import audit, devices
 from tests.server.app_fleet import add_history, build_fleet
 from tests.server.conftest import AppEnv, form_csrf, make_app_env, sign_in
@@ -69,6 +70,20 @@ def test_search_tag_and_state_filters_reach_every_device(app_env: AppEnv) -> Non
     assert 'data-region="alerts"' not in down, "a filtered list is only the list"
     paged = client.get("/", params={"tag": "switch", "page": 1}).text
     assert "page 1 of 1" not in paged and len(NAMES.findall(paged)) == 24, "24 switches fit on one page"
+
+
+
+def test_a_too_long_search_is_cut_and_said_so_not_an_error_page(app_env: AppEnv) -> None:
+    build_fleet(app_env.svc.engine, app_env.svc.box, devices=20, alerts=0)
+    client = signed_in(app_env, "admin")
+    needle = "printer-0019" + " " * 188  # 200 characters: stripped, still found
+    assert NAMES.findall(client.get("/", params={"q": needle}).text) == ["printer-0019"]
+    assert "limited to 200 characters" not in client.get("/", params={"q": needle}).text
+    long = client.get("/", params={"q": "x" * 201})
+    assert long.status_code == 200 and "Search text is limited to 200 characters" in long.text
+    assert f'value="{"x" * 200}"' in long.text and "x" * 201 not in long.text
+    assert "String should have" not in long.text
+    assert client.get("/admin/devices", params={"q": "y" * 5000}).status_code == 200
 
 
 def test_pages_are_compressed_and_assets_are_versioned_and_immutable(app_env: AppEnv) -> None:
@@ -165,6 +180,35 @@ def test_the_device_page_lists_its_open_alerts_with_one_tap_actions(app_env: App
     assert f'action="/alerts/{alert_id}/ack"' not in after and "ack operator" in after
 
 
+def test_the_alert_page_shows_a_value_only_for_thresholds_in_its_unit_with_coloured_badges(app_env: AppEnv) -> None:
+    fleet = build_fleet(app_env.svc.engine, app_env.svc.box, devices=10, alerts=4)
+    memory, battery, port, gone = fleet.alerts
+    with app_env.svc.engine.begin() as conn:
+        for alert_id, rule, value in ((memory, "memory-high", 96.42), (battery, "ups-on-battery", 1.0),
+                                      (port, "interface-down", 0.0), (gone, "no-such-rule", 7.0)):
+            conn.execute(alert_table.update().where(alert_table.c.id == alert_id).values(rule=rule, last_value=value))
+    client = signed_in(app_env, "viewer")
+    html = client.get(f"/alerts/{memory}").text
+    assert "<dt>Memory %</dt>" in html
+    assert "96.4 % <span class=\"sub\">(alerts above 95 %)</span>" in html
+    for alert_id in (battery, port, gone):
+        page = client.get(f"/alerts/{alert_id}").text
+        assert "data-value" not in page and "<dt>Value</dt>" not in page, "a yes/no condition has no value worth showing"
+    assert re.search(r'class="badge sevb sevb-(critical|warning|info)"', html)
+    assert re.search(r'class="badge stb stb-firing"', html)
+
+
+def test_silence_and_alert_list_errors_are_worded_for_people(app_env: AppEnv) -> None:
+    client = signed_in(app_env, "operator")
+    page = client.get("/silences")
+    form = {"scope": "tag", "target": "site a", "comment": "works", "hours": "2", "csrf_token": form_csrf(page.text)}
+    refused = client.post("/silences", data=form)
+    assert refused.status_code in (400, 422) and "a tag is 1–32 letters, digits, dot, dash, underscore or colon" in refused.text
+    assert "should match pattern" not in refused.text
+    bogus = client.get("/alerts", params={"severity": "urgent"})
+    assert bogus.status_code == 400 and "&#39;critical&#39;" in bogus.text and "^(" not in bogus.text
+
+
 def test_graphs_downsample_long_histories_and_stay_small(app_env: AppEnv) -> None:
     fleet = build_fleet(app_env.svc.engine, app_env.svc.box, devices=1, alerts=0)
     add_history(app_env.svc.engine, fleet.graphed, time.time(), hours=24, step=10)  # 8,640 points per series
@@ -249,6 +293,33 @@ def test_the_inventory_pages_add_edit_and_delete_through_the_api_logic(app_env: 
     with app_env.svc.reader.connect() as conn:
         assert conn.execute(select(devices.c.id).where(devices.c.id == device_id)).first() is None
         assert "device.delete" in [r.action for r in conn.execute(select(audit.c.action))]
+
+
+def test_the_add_form_defaults_to_a_ping_only_device_and_words_its_errors(app_env: AppEnv) -> None:
+    client = signed_in(app_env, "admin")
+    page = client.get("/admin/devices").text
+    assert '<option value="none" selected>no SNMP</option>' in page, "a bare device is pinged, as the API and README say"
+    assert "gets a ping check" in page
+    csrf = form_csrf(page)
+    # What the browser sends for a name and an address only, with every other field at its default
+    bare = {"csrf_token": csrf, "name": "nas-1", "address": "192.0.2.44", "enabled": "1", "snmp_version": "none",
+            "snmp_port": "161", "ssh_port": "22"}  # fmt: skip
+    created = client.post("/admin/devices", data=bare)
+    assert created.status_code == 303, created.text
+    with app_env.svc.reader.connect() as conn:
+        row = load_device(conn, app_env.svc.box, int(created.headers["location"].split("?")[0].rsplit("/", 1)[1]))
+    assert row is not None and row.spec.snmp is None and row.spec.ssh is None
+    no_community = client.post("/admin/devices", data={**bare, "name": "nas-2", "snmp_version": "2c"})
+    assert no_community.status_code == 422
+    assert "SNMP v2c needs a community: fill in Community, or choose “no SNMP”" in no_community.text
+    bad = client.post("/admin/devices", data={**bare, "name": "_nas", "tags": "ok, not/ok"})
+    assert bad.status_code == 422
+    assert "name: a name is 1–64 letters, digits, dot, dash or underscore, starting with a letter or digit" in bad.text
+    assert "tags.1: a tag is 1–32 letters" in bad.text
+    assert "should match pattern" not in bad.text and "[A-Za-z0-9]" not in bad.text.split("<form")[0]
+    edit_url = created.headers["location"].split("?")[0]
+    edited = client.post(edit_url, data={**bare, "snmp_version": "3"})
+    assert edited.status_code == 422 and "SNMP v3 needs a user: fill in User (v3)" in edited.text
 
 
 def test_config_managed_devices_are_read_only_and_only_admins_manage_the_inventory(tmp_path: Path) -> None:

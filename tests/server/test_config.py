@@ -11,7 +11,20 @@ import yaml
 from pydantic import BaseModel
 
 from server.config import load_config
-from server.inventory import CheckSpec, CommandCheckSpec, DeviceSpec, SnmpSpec, SshSpec
+from server.inventory import (
+    HHMM_RE,
+    KIND_RE,
+    LOWER_NAME_RE,
+    NAME_RE,
+    PATTERN_WORDS,
+    SSH_USER_RE,
+    TAG_RE,
+    CheckSpec,
+    CommandCheckSpec,
+    DeviceSpec,
+    SnmpSpec,
+    SshSpec,
+)
 from server.settings import Settings
 from server.yamlsrc import ConfigError
 
@@ -169,18 +182,55 @@ def test_good_addresses_are_normalised(tmp_path: Path, address: str, stored: str
         ("    ssh: {user: mon, password: pw, host_key: nonsense}\n", 4, ("devices.0.ssh.host_key",)),
         ("    checks:\n      - type: tcp\n", 5, ("devices.0.checks.0", "a tcp check needs a port")),
         ("    checks:\n      - {type: http, url: 'ftp://x'}\n", 5, ("url must start with http",)),
-        ("    tags: [ok, 'bad tag']\n", 4, ("devices.0.tags.1",)),
+        ("    tags: [ok, 'bad tag']\n", 4, ("devices.0.tags.1", "a tag is 1–32 letters, digits")),
+        ("    kind: Switch\n", 4, ("devices.0.kind", "a kind is 1–32 lowercase letters")),
+        (
+            "    checks:\n      - type: tcp\n        port: 22\n        interval: 5\n        timeout: 30\n",
+            8,
+            ("devices.0.checks.0.timeout", "timeout 30 s must be shorter than the interval (5 s)"),
+        ),
+        (
+            "    interval: 10\n    checks:\n      - {type: ping, timeout: 10}\n",
+            6,
+            ("devices.0.checks.0.timeout", "timeout 10 s must be shorter than the interval (10 s)"),
+        ),
+        ("    interval: 10\n    snmp: {community: c, timeout: 20}\n", 5, ("devices.0.snmp.timeout", "(10 s)")),
         ("    parent: a\n", 2, ("a device cannot be its own parent",)),
     ],
     ids=["interval-0", "v2c-no-community", "v1-no-community", "v3-auth-key-short", "v3-priv-key-short",
          "v3-auth-without-protocol", "bad-version", "ssh-no-auth", "bad-host-key", "tcp-no-port", "http-bad-url",
-         "bad-tag", "own-parent"],
+         "bad-tag", "bad-kind", "check-timeout-over-interval", "check-timeout-equals-interval", "snmp-timeout", "own-parent"],
 )
 def test_device_value_errors_point_at_the_value(
     tmp_path: Path, device: str, line: int, fragments: tuple[str, ...]
 ) -> None:
     path = write(tmp_path, "c.yaml", "devices:\n  - name: a\n    address: 192.0.2.1\n" + device)
     assert_reported(problems_of(path), path, line, *fragments)
+
+
+def test_bad_names_are_worded_not_shown_as_a_regex(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", "devices:\n  - name: -a\n    address: 192.0.2.1\n")
+    problems = problems_of(path)
+    assert_reported(problems, path, 2, "devices.0.name: a name is 1–64 letters, digits, dot, dash or underscore")
+    assert not any("should match pattern" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "good", "bad"),
+    [
+        (NAME_RE, ["a", "A" * 64, "9.x_y-z", "sw1.example"], ["", "a" * 65, "-a", ".a", "_a", "a b", "a:b", "a/b"]),
+        (TAG_RE, ["a", "a" * 32, "site:3", "a.b_c-d"], ["", "a" * 33, "-a", ":a", "a b", "a/b"]),
+        (KIND_RE, ["a", "a" * 32, "a-b_c9"], ["", "a" * 33, "A", "9a", "-a", "a.b"]),
+        (LOWER_NAME_RE, ["a", "9" * 64, "a.b_c-d"], ["", "a" * 65, "A", "-a", "a b"]),
+        (HHMM_RE, ["00:00", "23:59", "09:30"], ["24:00", "9:30", "12:60", "12-30"]),
+        (SSH_USER_RE, ["mon", ".x", "_x", "a-b.c"], ["-x", "a b", "a/b", ""]),
+    ],
+)
+def test_each_pattern_in_words_matches_its_pattern(pattern: str, good: list[str], bad: list[str]) -> None:
+    """The words shown instead of a regex describe exactly these edges (lengths, first character, alphabet)."""
+    assert pattern in PATTERN_WORDS
+    assert all(re.fullmatch(pattern, text) for text in good), good
+    assert not any(re.fullmatch(pattern, text) for text in bad), bad
 
 
 def test_bad_settings_values_point_at_the_value(tmp_path: Path) -> None:

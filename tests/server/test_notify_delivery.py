@@ -58,6 +58,29 @@ channels:
         wait_until(lambda: len(messages(env.engine, status="sent")) == 6, what="six sent messages")
 
 
+
+def test_without_base_url_messages_carry_no_relative_link_and_the_admin_is_told(
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="pocketnoc.notify")
+    with notify_app(tmp_path, f"channels:\n  - {{name: web, url: \"http://127.0.0.1:{receiver.port}/web\"}}\n") as env:
+        warned = [r.getMessage() for r in caplog.records if "base_url is not set" in r.getMessage()]
+        assert len(warned) == 1, "warned once at start"
+        env.user("viewer1", "viewer")
+        fire(env.engine, add_device(env.engine))
+        web = receiver.wait_for(1)[0].json
+        assert "link" not in web, "no link rather than a relative one"
+        assert "Open:" not in web["text"] and "/alerts/" not in web["text"]
+        sign_in(env.client, "viewer1", "correct horse battery")
+        page = env.client.get("/notify/channels").text
+        assert 'data-warn="base-url"' in page and "base_url</code> is not set" in page
+    (tmp_path / "set").mkdir()
+    with notify_app(tmp_path / "set", "", base_url="https://noc.example.net") as env:
+        env.user("viewer1", "viewer")
+        sign_in(env.client, "viewer1", "correct horse battery")
+        assert 'data-warn="base-url"' not in env.client.get("/notify/channels").text
+
+
 @pytest.mark.parametrize("mode", ["starttls", "tls"])
 def test_email_with_starttls_and_auth_has_plain_and_escaped_html(tmp_path: Path, mode: str) -> None:
     smtp = SmtpPeer(tmp_path, mode, auth=True)

@@ -239,7 +239,8 @@ def test_sync_creates_updates_and_removes_config_devices_only(engine: Engine, bo
 
     second = [spec("root", address="198.51.100.1", tags=["new"]), spec("mid", parent="root"), spec("leaf", parent="root")]
     with engine.begin() as conn:
-        assert sync_config_devices(conn, second, box, 60) == {"created": 0, "updated": 3, "removed": 2}
+        # root (address, tags) and leaf (parent) changed; mid did not and is not counted
+        assert sync_config_devices(conn, second, box, 60) == {"created": 0, "updated": 2, "removed": 2}
     rows = rows_by_name(engine)
     assert set(rows) == {"api-dev", "root", "mid", "leaf"}
     assert rows["root"].address == "198.51.100.1" and rows["root"].tags == ["new"]
@@ -254,7 +255,7 @@ def test_sync_keeps_ids_and_history_of_unchanged_devices(engine: Engine, box: Se
     before = {n: r.id for n, r in rows_by_name(engine).items()}
     with engine.begin() as conn:
         write_samples(conn, SeriesCache(), [(before["a"], "cpu_load_pct", "", 1, 1.0)])
-        sync_config_devices(conn, [spec("a"), spec("b")], box, 60)
+        assert sync_config_devices(conn, [spec("a"), spec("b")], box, 60) == {"created": 0, "updated": 0, "removed": 0}
     assert {n: r.id for n, r in rows_by_name(engine).items()} == before
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(samples)).scalar() == 1
@@ -275,6 +276,23 @@ def test_sync_seals_config_secrets_too(engine: Engine, box: SecretBox) -> None:
         (row,) = load_devices(conn, box)
     assert blob and COMMUNITY.encode() not in bytes(blob)
     assert row.spec.snmp is not None and row.spec.snmp.community == COMMUNITY
+
+
+def test_sync_counts_only_real_changes(engine: Engine, box: SecretBox) -> None:
+    """A restart with the same file logs "0 updated"; a changed secret, default interval or source counts."""
+    with engine.begin() as conn:
+        sync_config_devices(conn, [secret_spec("cfg"), spec("plain")], box, 60)
+    unchanged = {"created": 0, "updated": 0, "removed": 0}
+    with engine.begin() as conn:
+        assert sync_config_devices(conn, [secret_spec("cfg"), spec("plain")], box, 60) == unchanged
+    other = spec("cfg", snmp={"version": "2c", "community": "changed-community"}, ssh=secret_spec().ssh.model_dump())
+    with engine.begin() as conn:
+        assert sync_config_devices(conn, [other, spec("plain")], box, 60) == {"created": 0, "updated": 1, "removed": 0}
+    with engine.begin() as conn:  # the default interval changed: both devices poll at another pace
+        assert sync_config_devices(conn, [other, spec("plain")], box, 120) == {"created": 0, "updated": 2, "removed": 0}
+    add(engine, box, spec("was-api"))
+    with engine.begin() as conn:  # a device the file now claims becomes config-managed: a change
+        assert sync_config_devices(conn, [other, spec("plain"), spec("was-api")], box, 120)["updated"] == 1
 
 
 # ---------------------------------------------------------------- samples, rollups, retention
@@ -306,6 +324,33 @@ def test_write_samples_creates_series_once(engine: Engine, box: SecretBox) -> No
         by_series[sid].append((ts, value))
     assert by_series[ids[("if_in_bps", if1)]] == [(100, 1.5), (160, 2.5)]  # the duplicate (series, ts) was ignored
     assert by_series[ids[("cpu_load_pct", "")]] == [(100, 9.0)]
+
+
+
+def test_devices_with_the_same_series_keep_their_own_ids(engine: Engine, box: SecretBox) -> None:
+    a, b = add(engine, box, spec("sw1"), spec("sw2"))
+    keys = [("if_in_bps", labels_key({"ifIndex": str(n)})) for n in range(1, 30)] + [("cpu_load_pct", "")]
+    cache = SeriesCache()
+    with engine.begin() as conn:  # rows in any order, both devices in one batch
+        rows = [(d, m, lbl, 100, float(d * 1000 + i)) for i, (m, lbl) in enumerate(keys) for d in (b, a)]
+        assert write_samples(conn, cache, rows) == 2 * len(keys)
+    assert cache._ids[a].index is cache._ids[b].index  # one key map for both devices, ids of their own
+    fresh = SeriesCache()
+    with engine.begin() as conn:
+        assert write_samples(conn, fresh, [(a, "cpu_load_pct", "", 160, 1.0), (b, "cpu_load_pct", "", 160, 2.0)]) == 2
+        assert write_samples(conn, cache, [(b, "new_metric", "", 160, 3.0)]) == 1  # b grows a series, a keeps its map
+    assert cache._ids[a].index is not cache._ids[b].index
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(series.c.device_id, series.c.metric, series.c.labels, samples.c.ts, samples.c.value)
+            .join(samples, samples.c.series_id == series.c.id)
+        ).all()
+    got = {(r.device_id, r.metric, r.labels, r.ts): r.value for r in stored}
+    assert len(got) == 2 * len(keys) + 3
+    for i, (m, lbl) in enumerate(keys):
+        assert got[(a, m, lbl, 100)] == a * 1000 + i and got[(b, m, lbl, 100)] == b * 1000 + i
+    assert got[(a, "cpu_load_pct", "", 160)] == 1.0 and got[(b, "cpu_load_pct", "", 160)] == 2.0
+    assert got[(b, "new_metric", "", 160)] == 3.0
 
 
 T0 = 1_700_000_000 // 3600 * 3600  # an hour boundary

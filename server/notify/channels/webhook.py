@@ -54,9 +54,8 @@ class Webhook:
             "title": note.heading,
             "text": note.text,
             "severity": note.severity,
-            "link": note.link,
             "alert": note.payload,
-        }
+        } | ({"link": note.link} if note.link else {})  # no link without base_url, never a relative one
         headers = {
             "Content-Type": "application/json",
             "X-Pocketnoc-Dedup-Key": note.dedup_key,
