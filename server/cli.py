@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import logging
 import os
+import shutil
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -50,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start simulated SNMP devices and serve them")
     _common(p)
     _listen(p)
+    p.add_argument("--sim-port", type=int, default=None, metavar="PORT",
+                   help="UDP port the simulated devices answer on, at 127.0.77.x (default 1161)")
     p = sub.add_parser("check-config", help="validate a config file and report every error")
     p.add_argument("path", type=Path, nargs="?", help="the config file (default: --config)")
     _common(p)
@@ -172,6 +177,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     with engine.begin() as conn:
         if args.action == "list":
             rows = conn.execute(select(api_tokens, users.c.name.label("user")).join(users, users.c.id == api_tokens.c.user_id))
+            print("ID\tUSER\tLABEL\tSTATE")
             for r in rows:
                 print(f"{r.id}\t{r.user}\t{r.name}\t{'revoked' if r.revoked else 'active'}")
             return 0
@@ -192,6 +198,34 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _command() -> str:
+    """How to call this program again: `pocketnoc` when that is on PATH, else the path it was started by."""
+    started = sys.argv[0] if sys.argv and os.sep in sys.argv[0] else ""
+    found = shutil.which("pocketnoc")
+    if not started or (found and Path(found).resolve() == Path(started).resolve()):
+        return "pocketnoc"
+    return started
+
+
+def port_problem(settings: Settings, command: str) -> str | None:
+    """Why the server could not listen on host:port (checked before anything is created or printed), or None."""
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot listen on {settings.host}: {exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no obstacle
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            other = settings.port + 1 if settings.port < 65535 else 8081
+            why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            return (f"port {settings.port} on {settings.host} {why}; "
+                    f"use another one: make run PORT={other} (or {_command()} {command} --port {other})")
+    return None
+
+
 def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
     import uvicorn
 
@@ -200,6 +234,9 @@ def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
     problem = cli_security.key_problem(settings)  # fail closed with one clear line, not a traceback
     if problem:
         return _fail(problem)
+    problem = port_problem(settings, "serve")  # before anything is printed, not in a uvicorn traceback after it
+    if problem:
+        return _fail(problem, EXIT_CONFIG)
     app = create_app(settings, config)
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host  # noqa: S104 - only a label
     url = settings.base_url or f"http://{shown}:{settings.port}/"
@@ -221,32 +258,64 @@ def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
     return 0
 
 
-def cmd_demo(settings: Settings, config: LoadedConfig) -> int:
-    """Simulated devices + a first admin account + the server."""
+def _demo_admin(settings: Settings) -> list[str]:
+    """Create the first admin (password shown once) or say how to get in with an existing account."""
     from server import auth
-    from server.demo import prepare_demo, run_demo_agents
-    from server.inventory import DeviceSpec
     from server.store import accounts
 
-    devices, _ = prepare_demo(settings.data_dir)
+    engine = _engine(settings)
+    try:
+        with engine.begin() as conn:
+            if accounts.count_users(conn) == 0:
+                password = auth.generate_password()
+                auth.create_user(conn, "admin", "admin", password)
+                accounts.write_audit(conn, None, "user.create", "admin", {"role": "admin", "via": "demo"})
+                return ["sign in as: admin",
+                        f"password:   {password}   (shown once; change it with: {_command()} user passwd admin)"]
+    finally:
+        engine.dispose()
+    where = f" --data-dir {settings.data_dir}"
+    return [f"sign in with an existing user (add one: {_command()} user add NAME --role admin{where})",
+            f"lost the admin password? set a new one: {_command()} user passwd admin{where}"]
+
+
+def cmd_demo(settings: Settings, config: LoadedConfig, sim_port: int | None = None) -> int:
+    """Simulated devices + a first admin account + the server."""
+    from server.demo import DEFAULT_PORT, SimError, demo_settings, prepare_demo, run_demo_agents
+    from server.demo.inventory import ACTIONS as DEMO_ACTIONS
+    from server.inventory import DeviceSpec
+
+    problem = port_problem(settings, "demo")  # before the one-time password is printed, not after
+    if problem:
+        return _fail(problem, EXIT_CONFIG)
+    udp = DEFAULT_PORT if sim_port is None else sim_port
+    if not 1 <= udp <= 65535:
+        return _fail("--sim-port must be between 1 and 65535", EXIT_CONFIG)
+    settings = demo_settings(settings)
+    devices, _ = prepare_demo(settings.data_dir, port=udp)
     names = {d.name for d in config.devices}
     for entry in devices:
         if entry["name"] not in names:
             config.devices.append(DeviceSpec.model_validate(entry))
     banner = [f"demo: {len(devices)} simulated devices on 127.0.77.x (snmpsim)"]
-    engine = _engine(settings)
-    with engine.begin() as conn:
-        if accounts.count_users(conn) == 0:
-            password = auth.generate_password()
-            auth.create_user(conn, "admin", "admin", password)
-            accounts.write_audit(conn, None, "user.create", "admin", {"role": "admin", "via": "demo"})
-            banner += ["sign in as: admin", f"password:   {password}   (shown once; change it with: pocketnoc user passwd admin)"]
-        else:
-            banner.append("sign in with an existing user (add one: pocketnoc user add NAME --role admin)")
-    engine.dispose()
-    sim = run_demo_agents(settings.data_dir)
+    if settings.actions_file == DEMO_ACTIONS:
+        banner.append("demo: switch and router actions (port bounce/enable/disable, set location) really SET the simulator")
+    problem = cli_security.key_problem(settings)  # checked before an admin is made whose password nobody would see
+    if problem:
+        return _fail(problem)
+    try:
+        sim = run_demo_agents(settings.data_dir, port=udp)
+    except SimError as exc:
+        return _fail(f"the simulated devices did not start: {' '.join(str(exc).split())[:500]}")
+    try:
+        banner += _demo_admin(settings)
+    except BaseException:
+        sim.stop()
+        raise
     # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit that runs `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A closed terminal (SIGHUP) stops the demo like SIGTERM does: uvicorn's graceful shutdown, then sim.stop().
+    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
     try:
         return _serve(settings, config, banner)
     finally:
@@ -291,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         return cmd_token(args, settings)
     if args.command == "demo":
-        return cmd_demo(settings, config)
+        return cmd_demo(settings, config, args.sim_port)
     return _serve(settings, config, [])
 
 

@@ -16,6 +16,8 @@ def add_parsers(
     secrets = sub.add_parser("secrets", help="manage the key that encrypts stored secrets")
     actions = secrets.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("rotate", help="new key; re-encrypt every stored secret; replace the key file (stop the server first)")
+    p.add_argument("--force", action="store_true",
+                   help="rotate even though a server or worker seems to use the database (it must then be restarted)")
     common(p)
 
 
@@ -28,16 +30,17 @@ def add_user_parsers(
     common(p)
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 1) -> int:
     print(f"pocketnoc: {message}", file=sys.stderr)
-    return 1
+    return code
 
 
 def key_problem(settings: Settings, create: bool = True) -> str | None:
     """Why the server (or a worker) must not start with this key (unreadable, or not the database's), or None.
 
-    `create=False` (a worker): a missing key file is a problem, never a reason to invent one."""
-    from server.keyrotation import check_key
+    `create=False` (a worker): a missing key file is a problem, never a reason to invent one. Once the key is
+    good, this process holds the database's in-use lock until it exits, so `secrets rotate` refuses meanwhile."""
+    from server.keyrotation import check_key, hold_key
     from server.secretbox import SecretBox, SecretsUnavailable
     from server.store.db import make_engine, migrate
 
@@ -51,23 +54,26 @@ def key_problem(settings: Settings, create: bool = True) -> str | None:
         return str(exc)
     finally:
         engine.dispose()
+    hold_key(settings.db_url)
     return None
 
 
 def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
     """secrets rotate."""
-    from server.keyrotation import RotationError, rotate
+    from server.keyrotation import KeyInUse, RotationError, exclusive_key, rotate
     from server.store import accounts
     from server.store.db import make_engine, migrate
 
     engine = make_engine(settings.db_url)
     try:
-        migrate(engine)
-        done = rotate(engine, settings.key_file)
+        with exclusive_key(engine, force=args.force):
+            migrate(engine)
+            done = rotate(engine, settings.key_file)
         with engine.begin() as conn:
-            accounts.write_audit(conn, None, "secrets.rotate", str(done.key_file), {"values": done.values, "via": "cli"})
+            detail: dict[str, object] = {"values": done.values, "via": "cli"} | ({"forced": True} if args.force else {})
+            accounts.write_audit(conn, None, "secrets.rotate", str(done.key_file), detail)
     except RotationError as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), 2 if isinstance(exc, KeyInUse) else 1)
     finally:
         engine.dispose()
     print(f"re-encrypted {done.values} stored secrets; the new key is in {done.key_file} (restart the server)")

@@ -6,18 +6,26 @@ transaction. A canary in the `meta` table tells a wrong key from an empty databa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import Column, Connection, Engine, Table, insert, select, update
+from sqlalchemy import Column, Connection, Engine, Table, insert, make_url, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from server.secretbox import SecretBox, SecretsUnavailable
+from server.secretbox import KEY_CHANGED, SecretBox, SecretsUnavailable
 from server.store.schema import meta, metadata
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("pocketnoc")
 
 CANARY_KEY = "secret_key_check"
 # Every (table, column) sealed with the secret box: add one here when a table starts keeping sealed secrets
@@ -40,6 +48,98 @@ WRONG_KEY = (
 
 class RotationError(Exception):
     """Rotation cannot start or had to stop; nothing was changed."""
+
+
+# ---------------------------------------------------------------- "the key is in use"
+# Every serve, demo and worker holds a shared lock on its database for as long as it runs (taken once its key
+# check passed); `secrets rotate` needs the exclusive one, so it refuses while any of them runs. SQLite: flock()
+# on a file next to the database. PostgreSQL: a session advisory lock, seen by every host using the database.
+ADVISORY_LOCK = 0x706E6F63  # "pnoc"
+IN_USE = (
+    "a pocketnoc server, demo or worker is using this database ({where}); stop it first (rotating under it "
+    "leaves it unable to read secrets until restarted), or pass --force if it is really gone"
+)
+_HELD: dict[str, Any] = {}
+
+
+class KeyInUse(RotationError):
+    """A server, demo or worker holds the database's in-use lock."""
+
+
+def lock_file(db_url: str) -> Path:
+    """The SQLite database's in-use lock file (next to it, in the data dir by default)."""
+    database = make_url(db_url).database or "pocketnoc.db"
+    path = Path(database)
+    return path.with_name(path.name + ".lock")
+
+
+def hold_key(db_url: str) -> None:
+    """Mark this process as a user of the database's key until it exits (idempotent)."""
+    if db_url in _HELD:
+        return
+    if db_url.startswith("sqlite"):
+        path = lock_file(db_url)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by child processes (O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a rotation runs
+        _HELD[db_url] = fd
+        return
+    from server.store.db import make_engine
+
+    engine = make_engine(db_url, pool_size=1)
+    conn = engine.connect()
+    conn.execute(text("SELECT pg_advisory_lock_shared(:key)"), {"key": ADVISORY_LOCK})
+    conn.commit()  # the lock belongs to the session: no transaction is left open
+    _HELD[db_url] = (engine, conn)
+
+
+@contextlib.contextmanager
+def exclusive_key(engine: Engine, force: bool = False) -> Iterator[None]:
+    """Hold the exclusive in-use lock for a rotation; RotationError while a server or worker holds it."""
+    url = engine.url.render_as_string(hide_password=False)
+    if force:
+        yield
+        return
+    if engine.dialect.name == "sqlite":
+        path = lock_file(url)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # no data dir: no database, nothing runs on it (rotate says what is missing)
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise KeyInUse(IN_USE.format(where=f"lock {path}")) from None
+            yield
+        finally:
+            os.close(fd)
+        return
+    with engine.connect() as conn:
+        if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK}).scalar():
+            raise KeyInUse(IN_USE.format(where=f"PostgreSQL advisory lock {ADVISORY_LOCK}"))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK})
+            conn.commit()
+
+
+def install_handler(app: FastAPI) -> None:
+    """A key rotated under a running server: routes that unseal answer 503 with why, not 500 and a traceback."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse, Response
+
+    async def key_changed(request: Request, _exc: Exception) -> Response:
+        log.warning("%s %s: %s", request.method, request.url.path, KEY_CHANGED)
+        if request.url.path.startswith("/api/") or request.url.path == "/metrics":
+            return JSONResponse({"detail": KEY_CHANGED}, status_code=503)
+        from server.pages import render_error
+
+        return render_error(request, 503, "The secrets key changed (pocketnoc secrets rotate); restart pocketnoc.")
+
+    app.add_exception_handler(SecretsUnavailable, key_changed)
 
 
 @dataclass(frozen=True, slots=True)

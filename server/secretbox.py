@@ -9,6 +9,10 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+# The start-up check proves the key opens the database, so a value that cannot be opened later means the key
+# was rotated by another process (`pocketnoc secrets rotate --force`) while this one ran.
+KEY_CHANGED = "secrets key changed; restart pocketnoc"
+
 
 class SecretsUnavailable(Exception):
     """The key is missing or wrong: encrypted secrets cannot be read (we fail closed)."""
@@ -60,5 +64,5 @@ class SecretBox:
         try:
             data = json.loads(self._fernet.decrypt(bytes(blob)))
         except InvalidToken:
-            raise SecretsUnavailable("stored secrets cannot be decrypted with this key") from None
+            raise SecretsUnavailable(f"stored secrets cannot be decrypted with this key: {KEY_CHANGED}") from None
         return data if isinstance(data, dict) else {}

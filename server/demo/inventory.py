@@ -9,6 +9,7 @@ from typing import Any
 from server.demo.fleet import DEFAULT_FLAP_PERIOD, UNREACHABLE, fleet
 from server.demo.recordings import write_recordings
 from server.demo.sim import START_TIMEOUT, SimHandle, start_snmpsim
+from server.settings import Settings
 
 DEMO_DIR = "demo-sim"
 DEFAULT_BASE = "127.0.77."
@@ -16,6 +17,9 @@ DEFAULT_PORT = 1161
 INTERVAL = 30
 # Host part of the device that never answers: well clear of the simulated ones.
 UNREACHABLE_HOST = 250
+# The demo's action catalog (the example's switch and router actions) and the devices that take SNMP SETs.
+ACTIONS = Path(__file__).with_name("actions.yaml")
+WRITABLE_TAGS = frozenset({"core", "access", "wan"})
 
 
 def _address(base_address: str, host: int) -> str:
@@ -27,14 +31,18 @@ def _address(base_address: str, host: int) -> str:
 
 
 def _entry(name: str, address: str, port: int, tags: tuple[str, ...], parent: str | None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "address": address,
-        "tags": list(tags),
-        "parent": parent,
-        "interval": INTERVAL,
-        "snmp": {"version": "2c", "port": port, "community": name},
-    }
+    snmp: dict[str, Any] = {"version": "2c", "port": port, "community": name}
+    if WRITABLE_TAGS.intersection(tags):
+        # snmpsim knows one community per recording, so reads and SETs share it (a real switch would not).
+        snmp["write"] = {"community": name}
+    return {"name": name, "address": address, "tags": list(tags), "parent": parent, "interval": INTERVAL, "snmp": snmp}
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The settings the demo serves with: the demo action catalog unless an actions_file is configured."""
+    if settings.actions_file is not None:
+        return settings
+    return settings.model_copy(update={"actions_file": ACTIONS})
 
 
 def demo_devices(base_address: str = DEFAULT_BASE, port: int = DEFAULT_PORT) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import ctypes.util
 import grp
 import os
 import pwd
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,7 @@ STOP_TIMEOUT = 10.0
 _PROBE_EVERY = 0.5
 _LOG_TAIL = 4000
 _SYS_UPTIME = bytes.fromhex("06082b06010201010300")  # BER OID 1.3.6.1.2.1.1.3.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class SimError(RuntimeError):
@@ -109,8 +113,11 @@ def start_snmpsim(data_dir: Path, endpoints: list[tuple[str, int]], log_path: Pa
         command += [f"--process-user={pwd.getpwuid(0).pw_name}", f"--process-group={grp.getgrgid(0).gr_name}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
+        # Own session: a Ctrl-C in the terminal reaches the demo, which stops snmpsim in order. The parent-death
+        # signal makes the kernel kill snmpsim when the demo dies any other way (SIGKILL, a crash).
         process = subprocess.Popen(  # noqa: S603  -- fixed argv from our own paths, no shell
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
+            preexec_fn=_die_with_parent(),  # only prctl() and getppid() run between fork and exec
         )
     handle = SimHandle(process, list(endpoints), log_path, pid_file)
     atexit.register(handle.stop)
@@ -121,6 +128,22 @@ def start_snmpsim(data_dir: Path, endpoints: list[tuple[str, int]], log_path: Pa
         handle.stop()
         raise
     return handle
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGKILL the child when this process ends (None where prctl is absent)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)  # loaded before the fork
+    parent = os.getpid()
+
+    def hook() -> None:
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(126)
+        if os.getppid() != parent:  # the parent died between fork and prctl: nobody would stop us
+            os._exit(0)
+
+    return hook
 
 
 def _responder() -> list[str]:

@@ -80,6 +80,11 @@ class Recording:
         self._vary(oid, tag, f"kind=wave,base={base:.8g},amp={amp:.6g},period={period:.6g},"
                              f"phase={phase:.4g},min={low:.8g},max={high:.8g},decimals={decimals}")
 
+    def writable(self, oid: str, tag: str, initial: str | int, choices: tuple[int, ...] = ()) -> None:
+        """A value a SET changes (snmpsim keeps it in memory until it stops); `choices` limits integers."""
+        extra = f",choices={':'.join(map(str, choices))}" if choices else ""
+        self._vary(oid, tag, f"kind=store,init={str(initial).encode().hex()}{extra}")
+
     def _vary(self, oid: str, tag: str, params: str) -> None:
         self.add(oid, f"{tag}:{VARIATION}", params)
 
@@ -108,7 +113,7 @@ def system(rec: Recording, *, name: str, descr: str, object_id: str, services: i
     rec.counter(f"{SYSTEM}.3.0", TICKS, 100, uptime)
     rec.text(f"{SYSTEM}.4.0", contact)
     rec.text(f"{SYSTEM}.5.0", name)
-    rec.text(f"{SYSTEM}.6.0", location)
+    rec.writable(f"{SYSTEM}.6.0", OCTETS, location)  # the set-location action writes it
     rec.number(f"{SYSTEM}.7.0", INTEGER, services)
     rec.number(f"{SYSTEM}.8.0", TICKS, 0)
     return uptime
@@ -155,13 +160,13 @@ def _port(rec: Recording, seed: random.Random, port: Port, uptime: int) -> None:
     rec.number(f"{t}.4.{i}", INTEGER, port.mtu)
     rec.number(f"{t}.5.{i}", GAUGE32, min(port.speed_mbps * 1_000_000, 2**32 - 1))
     rec.octets(f"{t}.6.{i}", b"" if port.kind in (LOOPBACK, TUNNEL) else _mac(seed))
-    rec.number(f"{t}.7.{i}", INTEGER, port.admin)
+    rec.writable(f"{t}.7.{i}", INTEGER, port.admin, choices=(UP, DOWN, 3))  # the port-* actions write it
     if port.flap_period:
         flap = f"period={port.flap_period:.6g},uptime={uptime}"
         rec.add(f"{t}.8.{i}", f"{INTEGER}:{VARIATION}", "kind=flap," + flap)
         rec.add(f"{t}.9.{i}", f"{TICKS}:{VARIATION}", "kind=flapchange," + flap)
     else:
-        rec.number(f"{t}.8.{i}", INTEGER, port.oper)
+        rec.add(f"{t}.8.{i}", f"{INTEGER}:{VARIATION}", f"kind=oper,oper={port.oper},index={i}")
         rec.number(f"{t}.9.{i}", TICKS, seed.randrange(uptime // 2 + 1) if uptime else 0)
     # (ifTable counter column, its ifXTable 64-bit twin, bytes per second, bytes per counted unit).
     age = seed.uniform(5, 40) * 86_400

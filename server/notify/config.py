@@ -213,7 +213,7 @@ def load_notify_config(path: Path | None) -> NotifyConfig:
     if not isinstance(tree, LineDict):
         raise ConfigError([f"{path}:1: the notifications file is a mapping (channels, routes, escalations, ...)"])
     try:
-        return NotifyConfig.model_validate(tree)
+        config = NotifyConfig.model_validate(tree)
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -222,4 +222,21 @@ def load_notify_config(path: Path | None) -> NotifyConfig:
             where = ".".join(map(str, loc)) or "file"
             problems.append(f"{path}:{line_of(tree, loc) if loc else 1}: {where}: {msg}")
         raise ConfigError(problems) from None
+    refused = channel_problems(config)
+    if refused:
+        raise ConfigError([f"{path}:{line_of(tree, loc)}: {'.'.join(map(str, loc))}: {msg}" for loc, msg in refused])
+    return config
+
+
+def channel_problems(config: NotifyConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """(location, why) of each channel URL the API would refuse: the same check (`channels.build`), policy included."""
+    from server.notify.channels import ChannelError, build
+
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for index, spec in enumerate(config.channels):
+        try:
+            build(spec.url, spec.allow_unsafe)
+        except ChannelError as exc:
+            problems.append((("channels", index, "url"), str(exc)))
+    return problems
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from server import auth
 from server.app import create_app
 from server.settings import Settings
 from server.store.db import make_engine
-from tests.server.conftest import assert_clean_error, bearer, run_cli
+from tests.server.conftest import AppEnv, assert_clean_error, bearer, run_cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config"
 
@@ -96,7 +97,9 @@ def test_token_create_prints_a_token_that_works_against_the_app(tmp_path: Path) 
 
         listed = run_cli("token", "list", "--data-dir", data, cwd=tmp_path)
         assert listed.returncode == 0 and token not in listed.stdout
-        token_id, user, label, state = listed.stdout.strip().split("\t")
+        header, row = listed.stdout.strip().splitlines()
+        assert header.split("\t") == ["ID", "USER", "LABEL", "STATE"]
+        token_id, user, label, state = row.split("\t")
         assert (user, label, state) == ("ada", "grafana", "active")
 
         revoked = run_cli("token", "revoke", token_id, "--data-dir", data, cwd=tmp_path)
@@ -209,3 +212,67 @@ def test_check_config_accepts_the_examples(tmp_path: Path) -> None:
     result = run_cli("check-config", EXAMPLES / "pocketnoc.example.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "OK (3 devices)" in result.stdout
+
+
+def test_check_config_refuses_channel_urls_the_api_refuses(app_env: AppEnv, tmp_path: Path) -> None:
+    """The notifications file's channel URLs go through the very check of POST /api/v1/channels, with file:line."""
+    channels = write(tmp_path, "channels.yaml", (
+        "channels:\n"
+        "  - name: good\n    url: https://hooks.example.net/pocketnoc\n"
+        "  - name: ftp\n    url: ftp://files.example.net/alerts\n"
+        "  - name: metadata\n    url: http://169.254.169.254/latest\n"
+        "  - name: metadata-allowed\n    url: http://169.254.169.254/latest\n    allow_unsafe: true\n"
+    ))
+    config = write(tmp_path, "c.yaml", f"settings:\n  channels_file: {channels}\n")
+    result = run_cli("check-config", config, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == "", result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"{channels}:5: channels.1.url: not a URL Apprise understands")
+    assert lines[1].startswith(f"{channels}:7: channels.2.url: refused:")
+    # The API gives the same verdicts, in the same words.
+    token = app_env.token("root", "admin")
+    for name, url, line in (("ftp", "ftp://files.example.net/alerts", lines[0]),
+                            ("metadata", "http://169.254.169.254/latest", lines[1])):
+        answer = app_env.client.post("/api/v1/channels", json={"name": name, "url": url}, headers=bearer(token))
+        assert answer.status_code == 422, answer.text
+        assert line.endswith(answer.json()["detail"]), (line, answer.json())
+    answer = app_env.client.post("/api/v1/channels", json={"name": "good", "url": "https://hooks.example.net/pocketnoc"},
+                                 headers=bearer(token))
+    assert answer.status_code in (200, 201), answer.text
+
+
+# ---------------------------------------------------------------- serve and demo: a taken port, a second start
+
+
+@pytest.mark.parametrize("command", ["demo", "serve"])
+def test_a_taken_port_is_one_line_before_anything_is_printed_or_created(tmp_path: Path, command: str) -> None:
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(command, "--data-dir", data, "--host", "127.0.0.1", "--port", str(port), cwd=tmp_path)
+    assert_clean_error(result, f"port {port} on 127.0.0.1 is already in use")
+    assert result.returncode == 2
+    assert f"make run PORT={port + 1}" in result.stderr and f"{command} --port {port + 1}" in result.stderr
+    assert result.stdout == ""  # no "starting at", and above all no one-time password
+    assert not (data / "demo-sim").exists()  # no simulator was started either
+    listed = run_cli("user", "list", "--data-dir", data, cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout == ""  # no admin was created
+
+
+def test_a_second_demo_start_says_how_to_reset_the_admin_password(tmp_path: Path) -> None:
+    from server.cli import _demo_admin
+
+    settings = Settings(data_dir=tmp_path / "data")
+    first = _demo_admin(settings)
+    assert first[0] == "sign in as: admin" and first[1].startswith("password:   ")
+    password = first[1].split()[1]
+    assert login_works(settings.data_dir, "admin", password)
+    again = _demo_admin(settings)
+    assert not any(password in line for line in again)
+    assert any("user passwd admin" in line and "lost the admin password" in line for line in again), again
+    assert any("user add NAME --role admin" in line for line in again), again
+    assert login_works(settings.data_dir, "admin", password)  # a second start changes nothing

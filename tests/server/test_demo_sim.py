@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 
 from server.demo import simvar
 from server.demo.fleet import BUSY_PORT, FLAP_PORT, UNREACHABLE
-from server.demo.inventory import demo_devices, prepare_demo, run_demo_agents
+from server.demo.inventory import ACTIONS as DEMO_ACTIONS
+from server.demo.inventory import demo_devices, demo_settings, prepare_demo, run_demo_agents
 from server.demo.recordings import write_recordings
 from server.demo.sim import SimError, SimHandle, start_snmpsim
+from server.settings import Settings
+from tests.server.app_fleet import free_port
+from tests.server.conftest import POCKETNOC, bearer, run_cli
 
 BASE = "127.0.78."  # not the demo's 127.0.77.x, so a running demo cannot collide
 FLAP_SECONDS = 4.0
@@ -25,6 +34,7 @@ IF_TABLE = "1.3.6.1.2.1.2.2.1"
 IFX_TABLE = "1.3.6.1.2.1.31.1.1.1"
 SYS_NAME = "1.3.6.1.2.1.1.5.0"
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+EXAMPLE_ACTIONS = Path(__file__).resolve().parents[2] / "config" / "actions.example.yaml"
 _ENV = {**os.environ, "MIBS": ""}  # numeric OIDs only: the snmp package ships no MIBs
 
 
@@ -90,7 +100,8 @@ def test_inventory_shape_and_wiring() -> None:
     for device in devices:
         assert device["address"].startswith("127.0.77.")
         assert device["interval"] == 30
-        assert device["snmp"] == {"version": "2c", "port": 1161, "community": device["name"]}
+        write = {"write": {"community": device["name"]}} if {"core", "access", "wan"} & set(device["tags"]) else {}
+        assert device["snmp"] == {"version": "2c", "port": 1161, "community": device["name"], **write}
         assert device["parent"] is None or device["parent"] in names
     by_name = {device["name"]: device for device in devices}
     assert by_name["core-sw1"]["parent"] == "edge-rtr1"
@@ -224,3 +235,192 @@ def test_restart_on_same_data_replaces_a_stale_simulator(tmp_path: Path) -> None
 def test_start_refuses_an_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(SimError, match=r"no \.snmprec"):
         start_snmpsim(tmp_path, [(f"{BASE}201", _free_udp_port())], tmp_path / "sim.log")
+
+
+# ---------------------------------------------------------------- writable objects and the demo's actions
+IF_ADMIN, IF_OPER, SYS_LOCATION = f"{IF_TABLE}.7", f"{IF_TABLE}.8", "1.3.6.1.2.1.1.6.0"
+
+
+def snmp_set(device: dict[str, Any], oid: str, kind: str, value: str) -> subprocess.CompletedProcess[str]:
+    """One snmpset with the device's write community (the demo's switches take SETs)."""
+    address = f"{device['address']}:{device['snmp']['port']}"
+    return subprocess.run(
+        ["snmpset", "-v2c", "-c", device["snmp"]["write"]["community"], "-On", "-Oqt", "-t", "5", "-r", "1",
+         address, oid, kind, value],
+        capture_output=True, text=True, env=_ENV, timeout=60,
+    )
+
+
+def test_switches_take_port_and_location_sets(demo: dict[str, dict[str, Any]]) -> None:
+    switch, other = demo["access-sw3"], demo["access-sw1"]
+    admin, oper = snmp_walk(switch, IF_ADMIN), snmp_walk(other, IF_ADMIN)
+    port = next(int(oid.rpartition(".")[2]) for oid, value in admin.items()
+                if value == "1" and oper.get(oid) == "1" and snmp_walk(switch, IF_OPER)[oid.replace(IF_ADMIN, IF_OPER)] == "1")
+    assert snmp_get(switch, f"{IF_ADMIN}.{port}", f"{IF_OPER}.{port}") == {
+        f".{IF_ADMIN}.{port}": "1", f".{IF_OPER}.{port}": "1"}
+    assert snmp_set(switch, f"{IF_ADMIN}.{port}", "i", "2").returncode == 0
+    # The SET sticks, the port reports down like a real one, and only on that switch.
+    assert snmp_get(switch, f"{IF_ADMIN}.{port}", f"{IF_OPER}.{port}") == {
+        f".{IF_ADMIN}.{port}": "2", f".{IF_OPER}.{port}": "2"}
+    assert snmp_get(other, f"{IF_ADMIN}.{port}")[f".{IF_ADMIN}.{port}"] == "1"
+    assert snmp_set(switch, f"{IF_ADMIN}.{port}", "i", "1").returncode == 0
+    assert snmp_get(switch, f"{IF_OPER}.{port}")[f".{IF_OPER}.{port}"] == "1"
+    # Values a real switch refuses are refused: not an admin status, not an integer, a read-only object.
+    refused = snmp_set(switch, f"{IF_ADMIN}.{port}", "i", "7")
+    assert refused.returncode != 0 and "wrongValue" in refused.stderr
+    refused = snmp_set(switch, f"{IF_ADMIN}.{port}", "s", "down")
+    assert refused.returncode != 0 and "wrongType" in refused.stderr
+    read_only = snmp_set(switch, SYS_NAME, "s", "renamed")  # snmpsim answers noSuchInstance, not an error status
+    assert read_only.returncode != 0 or "No Such Instance" in read_only.stdout
+    assert snmp_get(switch, SYS_NAME)[f".{SYS_NAME}"] == "access-sw3"
+    assert snmp_set(switch, SYS_LOCATION, "s", "HQ / moved, rack B1").returncode == 0
+    assert snmp_get(switch, SYS_LOCATION)[f".{SYS_LOCATION}"] == "HQ / moved, rack B1"
+
+
+def test_only_network_devices_get_write_credentials() -> None:
+    devices = {device["name"]: device for device in demo_devices()}
+    assert "write" in devices["core-sw1"]["snmp"] and "write" in devices["edge-rtr1"]["snmp"]
+    assert "write" not in devices["web-01"]["snmp"] and "write" not in devices["printer-2f"]["snmp"]
+
+
+def test_the_demo_catalog_is_the_examples_network_actions() -> None:
+    example = {a["id"]: a for a in yaml.safe_load(EXAMPLE_ACTIONS.read_text())["actions"]}
+    demo_catalog = yaml.safe_load(DEMO_ACTIONS.read_text())["actions"]
+    assert [a["id"] for a in demo_catalog] == ["port-bounce", "port-disable", "port-enable", "set-location"]
+    for action in demo_catalog:
+        assert action == example[action["id"]]
+    assert demo_settings(Settings(data_dir=Path("/nonexistent"))).actions_file == DEMO_ACTIONS
+    own = Settings(data_dir=Path("/nonexistent"), actions_file=EXAMPLE_ACTIONS)
+    assert demo_settings(own).actions_file == EXAMPLE_ACTIONS
+
+
+# ---------------------------------------------------------------- `pocketnoc demo` as a user runs it
+def _snmpsim_pids(data_dir: Path) -> list[int]:
+    """snmpsim processes serving this data dir's recordings (from /proc, like pgrep -f)."""
+    marker = f"--data-dir={(data_dir / 'demo-sim' / 'recordings').resolve()}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker in cmdline and any(b"snmpsim" in arg for arg in cmdline) and state not in ("Z", "X"):
+            found.append(int(proc.name))
+    return found
+
+
+def _wait_gone(data_dir: Path, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := _snmpsim_pids(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+class RunningDemo:
+    """A `pocketnoc demo` subprocess on free ports; its banner lines and the admin password it printed."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir, self.port, self.sim_port = data_dir, free_port(), _free_udp_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POCKETNOC_")}
+        self.process = subprocess.Popen(
+            [str(POCKETNOC), "demo", "--data-dir", str(data_dir), "--port", str(self.port),
+             "--sim-port", str(self.sim_port)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        self.lines: list[str] = []
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("INFO:     Uvicorn running"):
+                break
+        assert self.process.poll() is None, "\n".join(self.lines)
+        self.password = next(x.split()[1] for x in self.lines if x.startswith("password:"))
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._drain = threading.Thread(target=self.process.stdout.read, daemon=True)
+        self._drain.start()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=30)
+
+
+def _signed_in(demo_run: RunningDemo) -> httpx.Client:
+    client = httpx.Client(base_url=demo_run.url, timeout=30)
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]*)"', page.text)
+    assert token, page.text
+    answer = client.post("/login", data={"username": "admin", "password": demo_run.password,
+                                         "csrf_token": token.group(1), "next": "/"})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def _device_id(client: httpx.Client, name: str) -> int:
+    answer = client.get("/api/v1/devices")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    items = body["items"] if isinstance(body, dict) else body
+    return int(next(d["id"] for d in items if d["name"] == name))
+
+
+def test_the_demo_offers_actions_that_really_set_the_simulator(tmp_path: Path) -> None:
+    demo_run = RunningDemo(tmp_path / "data")
+    try:
+        client = _signed_in(demo_run)
+        switch_id, server_id = _device_id(client, "access-sw2"), _device_id(client, "web-01")
+        # The switch's kind is known after its first poll; then its page offers the port actions.
+        deadline = time.monotonic() + 90
+        page = client.get(f"/devices/{switch_id}").text
+        while "Enable a switch port" not in page and time.monotonic() < deadline:
+            time.sleep(1)
+            page = client.get(f"/devices/{switch_id}").text
+        assert "Bounce a switch port" in page and "Enable a switch port" in page, page
+        assert "No actions are configured" not in page
+        server_page = client.get(f"/devices/{server_id}").text
+        assert "Bounce a switch port" not in server_page
+        assert "No action in the catalog applies to this device." in server_page
+        # Port 5 of access-sw2 is recorded administratively down; enabling it is a real SNMP SET.
+        device = {"address": "127.0.77.4", "snmp": {"port": demo_run.sim_port, "community": "access-sw2"}}
+        assert snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] == "2"
+        api_token = run_cli("token", "create", "admin", "--data-dir", demo_run.data_dir).stdout.splitlines()[-1]
+        started = httpx.post(f"{demo_run.url}/api/v1/actions/port-enable/run", headers=bearer(api_token),
+                             json={"device": switch_id, "params": {"ifindex": 5}}, timeout=30)
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        deadline = time.monotonic() + 60
+        while snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] != "1" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] == "1"
+        run = httpx.get(f"{demo_run.url}/api/v1/runs/{run_id}", headers=bearer(api_token), timeout=30).json()
+        assert (run["action_id"], run["command"]) == ("port-enable", "SET 1.3.6.1.2.1.2.2.1.7.5 INTEGER 1"), run
+        client.close()
+    finally:
+        demo_run.stop()
+    assert _wait_gone(demo_run.data_dir, 10) == []
+
+
+def test_a_killed_demo_takes_the_simulator_with_it(tmp_path: Path) -> None:
+    demo_run = RunningDemo(tmp_path / "data")
+    try:
+        assert _snmpsim_pids(demo_run.data_dir), "snmpsim is not running"
+        demo_run.process.send_signal(signal.SIGKILL)
+        demo_run.process.wait(timeout=10)
+        assert _wait_gone(demo_run.data_dir, 5) == []
+    finally:
+        demo_run.stop()
+
+
+def test_a_closed_terminal_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    demo_run = RunningDemo(tmp_path / "data")
+    try:
+        demo_run.process.send_signal(signal.SIGHUP)
+        assert demo_run.process.wait(timeout=30) == 0
+        assert _wait_gone(demo_run.data_dir, 5) == []
+        pid_file = demo_run.data_dir / "demo-sim" / "recordings.snmpsim" / "snmpsim.pid"
+        assert not pid_file.exists()  # stopped in order, not killed behind its back
+    finally:
+        demo_run.stop()

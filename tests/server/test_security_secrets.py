@@ -8,9 +8,12 @@ import logging
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
@@ -24,6 +27,7 @@ from server.settings import Settings
 from server.store.db import make_engine
 from server.store.devices import load_devices
 from tests.peers.snmpd import SnmpdPeer, V3User, start_snmpd
+from tests.server.app_fleet import free_port
 from tests.server.conftest import POCKETNOC, AppEnv, assert_clean_error, bearer, run_cli, sign_in
 from tests.server.security_helpers import (
     TotpClock,
@@ -313,5 +317,104 @@ def test_a_worker_refuses_a_wrong_or_missing_key_like_serve(tmp_path: Path, pg_u
     try:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM workers")).scalar_one() == 0  # none registered itself
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------- rotation while pocketnoc runs
+@contextmanager
+def _running(command: str, data: Path, env: dict[str, str] | None = None, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    """`pocketnoc serve|worker` as a process of its own (its log in data/../COMMAND.log) until the block ends."""
+    log = (data.parent / f"{command}.log").open("w")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("POCKETNOC_")} | (env or {})
+    proc = subprocess.Popen([str(POCKETNOC), command, "--data-dir", str(data), *extra], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=subprocess.STDOUT, text=True, env=clean)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def _wait_for(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, f"the server did not start (exit {proc.poll()})"
+        time.sleep(0.2)
+
+
+def test_rotate_refuses_while_the_server_runs_and_force_gets_a_clear_503(tmp_path: Path, clock: TotpClock) -> None:
+    settings = _prepare(tmp_path / "data", clock)
+    key = settings.key_file.read_bytes()
+    token = run_cli("token", "create", "root", "--data-dir", settings.data_dir).stdout.splitlines()[-1]
+    engine = make_engine(settings.db_url)
+    with engine.connect() as conn:
+        device_id = conn.execute(text("SELECT min(id) FROM devices")).scalar_one()
+    engine.dispose()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with _running("serve", settings.data_dir, None, "--port", str(port)) as server:
+        _wait_for(url, server)
+        assert httpx.get(f"{url}/api/v1/devices/{device_id}", headers=bearer(token)).status_code == 200
+        refused = run_cli("secrets", "rotate", "--data-dir", settings.data_dir)
+        assert_clean_error(refused, "is using this database")
+        assert refused.returncode == 2 and "--force" in refused.stderr
+        assert settings.key_file.read_bytes() == key  # nothing changed
+        assert httpx.get(f"{url}/api/v1/devices/{device_id}", headers=bearer(token)).status_code == 200
+        forced = run_cli("secrets", "rotate", "--force", "--data-dir", settings.data_dir)
+        assert forced.returncode == 0, forced.stderr
+        assert settings.key_file.read_bytes() != key
+        # The server still holds the old key: what needs a secret answers 503 and says what to do.
+        answer = httpx.get(f"{url}/api/v1/devices/{device_id}", headers=bearer(token))
+        assert answer.status_code == 503, answer.text
+        assert answer.json() == {"detail": "secrets key changed; restart pocketnoc"}
+        assert httpx.get(f"{url}/healthz").status_code == 200  # what needs no secret still works
+    log = (settings.data_dir.parent / "serve.log").read_text()
+    assert "secrets key changed; restart pocketnoc" in log
+    assert "GET /api/v1/devices" not in "".join(chunk for chunk in log.split("Traceback")[1:])  # no route traceback
+    # Restarted with the new key, it reads its secrets again; a rotation with nothing running needs no --force.
+    with _running("serve", settings.data_dir, None, "--port", str(port)) as server:
+        _wait_for(url, server)
+        assert httpx.get(f"{url}/api/v1/devices/{device_id}", headers=bearer(token)).status_code == 200
+    assert run_cli("secrets", "rotate", "--data-dir", settings.data_dir).returncode == 0
+
+
+def test_rotate_refuses_while_a_worker_uses_the_postgresql_database(tmp_path: Path, pg_url: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    key_file = data / "secret.key"
+    key_file.write_bytes(Fernet.generate_key())
+    env = {"POCKETNOC_DATABASE_URL": pg_url}
+    engine = make_engine(pg_url)
+    try:
+        keyrotation.check_key(engine, SecretBox.from_file(key_file, create=False))
+        with _running("worker", data, env, "--name", "w-rotate") as worker:
+            deadline = time.monotonic() + 60
+            holders = 0
+            while not holders and time.monotonic() < deadline:  # the worker holds the in-use lock once its key is good
+                assert worker.poll() is None, (data.parent / "worker.log").read_text()
+                time.sleep(0.2)
+                with engine.connect() as conn:
+                    holders = conn.execute(text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key AND granted"
+                    ), {"key": keyrotation.ADVISORY_LOCK}).scalar_one()
+            assert holders == 1
+            refused = run_cli("secrets", "rotate", "--data-dir", data, env=env)
+            assert_clean_error(refused, "is using this database")
+            assert refused.returncode == 2 and "PostgreSQL advisory lock" in refused.stderr
+            assert key_file.read_bytes().strip() != b"" and keyrotation._all_open(
+                engine, Fernet(key_file.read_bytes().strip()))
+        rotated = run_cli("secrets", "rotate", "--data-dir", data, env=env)  # the worker stopped: the lock is free
+        assert rotated.returncode == 0, rotated.stderr
     finally:
         engine.dispose()
