@@ -369,13 +369,19 @@ def execute(
     try:
         # paramiko waits for the server's answer to the exec request with no time limit: a server (or a
         # saturated link) that never answers would hold this thread for good. Closing the channel wakes it.
-        watchdog = threading.Timer(min(timeout, 15.0), channel.close)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            channel.close()
+
+        watchdog = threading.Timer(min(timeout, 15.0), expire)
         watchdog.daemon = True
         watchdog.start()
         try:
             channel.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as e:
-            if channel.closed and not watchdog.is_alive():
+            if expired.is_set():
                 raise CollectError(f"SSH server did not start the command within {min(timeout, 15.0):g}s") from None
             raise CollectError(f"SSH server refused the command: {e or type(e).__name__}") from None
         finally:
