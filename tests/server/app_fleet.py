@@ -253,24 +253,34 @@ def serve_process(data_dir: Path) -> Iterator[str]:
     )
     url = f"http://localhost:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server process did not start (exit {proc.poll()})")
-            time.sleep(0.1)
+        wait_healthy(url, proc)
         yield url
     finally:
-        proc.terminate()
+        stop_process(proc)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[Any], seconds: float = 60.0) -> None:
+    """Until the server process at `url` answers /healthz; RuntimeError if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server process did not start (exit {proc.poll()})")
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, as an init system would; SIGKILL after 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 @contextmanager

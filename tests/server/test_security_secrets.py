@@ -27,7 +27,7 @@ from server.settings import Settings
 from server.store.db import make_engine
 from server.store.devices import load_devices
 from tests.peers.snmpd import SnmpdPeer, V3User, start_snmpd
-from tests.server.app_fleet import free_port
+from tests.server.app_fleet import free_port, stop_process, wait_healthy
 from tests.server.conftest import POCKETNOC, AppEnv, assert_clean_error, bearer, run_cli, sign_in
 from tests.server.security_helpers import (
     TotpClock,
@@ -332,25 +332,8 @@ def _running(command: str, data: Path, env: dict[str, str] | None = None, *extra
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
         log.close()
-
-
-def _wait_for(url: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, f"the server did not start (exit {proc.poll()})"
-        time.sleep(0.2)
 
 
 def test_rotate_refuses_while_the_server_runs_and_force_gets_a_clear_503(tmp_path: Path, clock: TotpClock) -> None:
@@ -364,7 +347,7 @@ def test_rotate_refuses_while_the_server_runs_and_force_gets_a_clear_503(tmp_pat
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with _running("serve", settings.data_dir, None, "--port", str(port)) as server:
-        _wait_for(url, server)
+        wait_healthy(url, server)
         assert httpx.get(f"{url}/api/v1/devices/{device_id}", headers=bearer(token)).status_code == 200
         refused = run_cli("secrets", "rotate", "--data-dir", settings.data_dir)
         assert_clean_error(refused, "is using this database")
@@ -384,7 +367,7 @@ def test_rotate_refuses_while_the_server_runs_and_force_gets_a_clear_503(tmp_pat
     assert "GET /api/v1/devices" not in "".join(chunk for chunk in log.split("Traceback")[1:])  # no route traceback
     # Restarted with the new key, it reads its secrets again; a rotation with nothing running needs no --force.
     with _running("serve", settings.data_dir, None, "--port", str(port)) as server:
-        _wait_for(url, server)
+        wait_healthy(url, server)
         assert httpx.get(f"{url}/api/v1/devices/{device_id}", headers=bearer(token)).status_code == 200
     assert run_cli("secrets", "rotate", "--data-dir", settings.data_dir).returncode == 0
 
