@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,30 +136,23 @@ def load_config(path: Path | None) -> LoadedConfig:
             problems.append(f"{config.origins[spec.name]}: parent {spec.parent!r} is not a device in the inventory")
     for name in parent_cycles(config.devices):
         problems.append(f"{config.origins[name]}: device {name!r} is part of a parent loop")
-    rules_file = config.settings.get("rules_file")
-    if isinstance(rules_file, str):
-        from server.alerts.rules import load_rules
+    # The files the settings name are checked the same way the server reads them at start.
+    from server.actions.catalog import load_catalog
+    from server.alerts.rules import load_rules
+    from server.notify.config import load_notify_config
 
-        try:
-            load_rules(Path(rules_file))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    actions_file = config.settings.get("actions_file")
-    if isinstance(actions_file, str):
-        from server.actions.catalog import load_catalog
-
-        try:
-            load_catalog(Path(actions_file))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    channels_file = config.settings.get("channels_file")
-    if isinstance(channels_file, str):
-        from server.notify.config import load_notify_config
-
-        try:
-            load_notify_config(Path(channels_file))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+    loaders: tuple[tuple[str, Callable[[Path], object]], ...] = (
+        ("rules_file", load_rules),
+        ("actions_file", load_catalog),
+        ("channels_file", load_notify_config),
+    )
+    for key, loader in loaders:
+        named = config.settings.get(key)
+        if isinstance(named, str):
+            try:
+                loader(Path(named))
+            except ConfigError as exc:
+                problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     return config
