@@ -125,7 +125,8 @@ def patch_device(
 ) -> dict[str, Any]:
     """Change some fields; omitted secrets keep their stored values; unknown fields are refused.
 
-    Changing SNMP or SSH access (credentials, host keys) needs a fresh second factor (step-up), as a password does."""
+    Changing SNMP or SSH access (credentials, host keys, or the address of a device that has them) needs a fresh
+    second factor (step-up), as a password does."""
     changes = body.model_dump(exclude_unset=True)
     _managed(svc, device_id)
     with svc.reader.connect() as conn:
@@ -146,8 +147,11 @@ def patch_device(
     except ValidationError as exc:
         raise HTTPException(422, error_list(exc.errors())) from None
     _refuse_late_timeouts(svc, spec, ())
-    if (spec.snmp != row.spec.snmp or spec.ssh != row.spec.ssh) and not is_fresh(p, svc.settings):
-        raise StepUpRequired()  # changing a device's credentials or pinned host keys asks for a fresh second factor
+    # Changing a device's credentials or pinned host keys asks for a fresh second factor; so does moving a device
+    # that has credentials: its next poll would send them (an SNMP community in clear) to the new address.
+    moved_with_secrets = spec.address != row.spec.address and (row.spec.snmp is not None or row.spec.ssh is not None)
+    if (spec.snmp != row.spec.snmp or spec.ssh != row.spec.ssh or moved_with_secrets) and not is_fresh(p, svc.settings):
+        raise StepUpRequired()
     try:
         with svc.engine.begin() as conn:
             update_device(conn, device_id, spec, svc.box, svc.settings.default_interval)

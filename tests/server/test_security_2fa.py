@@ -226,6 +226,7 @@ def test_changing_device_credentials_asks_for_step_up(app_env: AppEnv, clock: To
     assert client.patch(url, json={"tags": ["core"]}, headers=csrf).status_code == 200
     changes = [{"snmp": {"community": "new-community"}}, {"snmp": {"write": {"community": "w"}}}]
     changes.append({"ssh": {"user": "x", "password": "p4ssw0rd"}})
+    changes.append({"address": "198.51.100.66"})  # moved: its next poll would send the community there
     for change in changes:
         refused = client.patch(url, json=change, headers=csrf)
         assert refused.status_code == 403 and refused.json()["stepup"] == "/account/verify", (change, refused.text)
