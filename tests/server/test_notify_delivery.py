@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import itertools
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from server.notify.channels.apprise_channel import AppriseChannel
+from server.notify.message import Note
 from server.store.schema import device_status, devices, notify_channels
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.smtp import PASSWORD, USER, SmtpPeer
@@ -319,3 +324,40 @@ def test_a_mass_outage_reaches_a_channel_as_a_few_messages_and_one_summary(tmp_p
         summary = got[-1].json["message"]
         assert "access-03 is down" in summary and "… and 33 more" in summary
         assert len(messages(env.engine, status="summarized")) == 47
+
+
+@pytest.mark.parametrize("final", ["no answer", 400, 503])
+def test_an_apprise_send_is_judged_by_its_last_request_not_a_redirect_before_it(final: str | int) -> None:
+    """A redirect followed by a connection failure is a retry, not a dead letter; the last answer decides."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+
+    class Hop(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/hook":
+                target = f"http://127.0.0.1:{closed}/gone" if final == "no answer" else "/final"
+                self.send_response(307)
+                self.send_header("Location", target)
+            else:
+                self.send_response(int(final))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        channel = AppriseChannel(f"json://127.0.0.1:{server.server_port}/hook", allow_unsafe=True)
+        note = Note("trigger", "sw1 is down", "sw1 is down", "<p>sw1 is down</p>", "critical", "a1-e1", "", {})
+        outcome = channel._send_sync(note, 5.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not outcome.ok
+    assert outcome.permanent is (final == 400), outcome  # only a refusal of the last request is permanent
+    if final != "no answer":
+        assert outcome.status == f"apprise error={final}"

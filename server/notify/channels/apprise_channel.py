@@ -67,24 +67,29 @@ class _ThreadLog(logging.Handler):
 
 _CAPTURE = _ThreadLog()
 logging.getLogger("apprise").addHandler(_CAPTURE)
-_ANSWERS = threading.local()  # .seen: (status, Retry-After) of each HTTP answer while this thread sends, else None
+_ANSWERS = threading.local()  # .seen: per HTTP request while this thread sends, (status, Retry-After) or None
+_NO_ANSWER: tuple[int, str | None] | None = None
 
 
 def _observe_answers() -> None:
-    """Wrap requests' response builder once: a sending thread sees each status and Retry-After (nothing else changes)."""
-    original = requests.adapters.HTTPAdapter.build_response
+    """Wrap requests' adapter send once: a sending thread sees, per request (each redirect hop is one), the status and
+    Retry-After of its answer — or that it got none (connection refused, timeout). Nothing else changes."""
+    original = requests.adapters.HTTPAdapter.send
     if getattr(original, "pocketnoc_observed", False):
         return
 
-    def build_response(self: Any, req: Any, resp: Any) -> Any:
-        response = original(self, req, resp)
+    def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         seen = getattr(_ANSWERS, "seen", None)
-        if seen is not None and len(seen) < 20:
-            seen.append((int(response.status_code), response.headers.get("Retry-After")))
+        if seen is None or len(seen) >= 20:
+            return original(self, request, *args, **kwargs)
+        seen.append(_NO_ANSWER)
+        slot = len(seen) - 1
+        response = original(self, request, *args, **kwargs)  # raises on no answer: the slot stays "no answer"
+        seen[slot] = (int(response.status_code), response.headers.get("Retry-After"))
         return response
 
-    build_response.pocketnoc_observed = True  # type: ignore[attr-defined]
-    requests.adapters.HTTPAdapter.build_response = build_response  # type: ignore[method-assign]
+    send.pocketnoc_observed = True  # type: ignore[attr-defined]
+    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
 
 
 _observe_answers()
@@ -157,7 +162,7 @@ class AppriseChannel:
         elif note.severity == "warning":
             kind = apprise.NotifyType.WARNING
         buffer = _CAPTURE.start()
-        answers: list[tuple[int, str | None]] = []
+        answers: list[tuple[int, str | None] | None] = []
         _ANSWERS.seen = answers
         try:
             ok = bool(plugin.notify(body=note.text, title=note.heading, notify_type=kind))
@@ -169,9 +174,11 @@ class AppriseChannel:
         if ok:
             return Outcome(True, "apprise ok")
         detail = clean(" | ".join(buffer)) or "the service refused or did not answer"
-        refusals = [a for a in answers if not 200 <= a[0] < 300]
-        if refusals:  # the last refusal is the one that failed the send (a plugin may ask more than once)
-            code, retry_after = refusals[-1]
+        last = answers[-1] if answers else None
+        if last is not None and last[0] >= 400:  # the last request's answer failed the send (redirects came before)
+            code, retry_after = last
+        elif answers:  # the last request got no answer (or a redirect nobody followed): a transient failure
+            return Outcome(False, "apprise", detail)
         else:
             codes = [int(m) for line in buffer for m in _STATUS.findall(line)]
             if not codes:
