@@ -68,6 +68,27 @@ def _plan_for(kind: str, profiles: tuple[str, ...], override: str | None, system
     return plan
 
 
+SHARED_ROWS_MAX = 20_000
+_shared_rows: dict[tuple[tuple[str, Value], ...], dict[str, Value]] = {}
+
+
+def shared_rows(rows: dict[str, Value]) -> dict[str, Value]:
+    """One object for equal cached columns: devices of one model have the same ifDescr, ifType, ifMtu ...
+
+    Cached columns are only read, never changed, so thousands of devices can hold the same dict.
+    """
+    try:
+        key = tuple(rows.items())
+        found = _shared_rows.get(key)
+    except TypeError:  # an unhashable value: keep this device's own copy
+        return rows
+    if found is None:
+        if len(_shared_rows) >= SHARED_ROWS_MAX:
+            _shared_rows.clear()
+        found = _shared_rows[key] = rows
+    return found
+
+
 def _as_int(value: Value) -> int | None:
     return value if isinstance(value, int) else None
 
@@ -151,7 +172,7 @@ class SnmpCollector:
         if not stale and plan.static_cache is not None:
             columns.update(plan.static_cache)
         elif not truncated:
-            plan.static_cache = {f: columns.get(f, {}) for f in static}
+            plan.static_cache = {f: shared_rows(columns.get(f, {})) for f in static}
             plan.static_at = time.monotonic()
         plan.markers = {f: columns.get(f, {}) for f in plan.refresh_on}
         plan.expected_rows = max((len(rows) for rows in columns.values()), default=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -226,7 +227,7 @@ class SnmpClient:
                 col.last = got
                 if value is None:
                     continue
-                col.rows[oid_str(got[plen:])] = value
+                col.rows[sys.intern(oid_str(got[plen:]))] = value  # row indexes repeat on every device
                 used_bytes += value_size(value)
                 if len(col.rows) >= max_rows:
                     col.done = True

@@ -152,6 +152,28 @@ class Bench:
             except RuntimeError as exc:
                 self.results["scale"].append({"devices": devices, "interval_s": interval, "error": str(exc)[-500:]})
 
+    def scale_only(self, points: list[int], interval: int) -> None:
+        """Only (c) once (CPU per poll, memory per device) and (d) at the given device counts."""
+        assert self.fleet is not None
+        port, addrs = self.fleet.port, self.fleet.addresses()
+        ac = addrs[: self.plan["ac_devices"]]
+        self.say("(c) whole pipeline")
+        self.results["pipeline"] = [self.worker("pipeline", {"addresses": ac, "port": port, "rounds": self.plan["rounds"]},
+                                                900.0)]
+        self.say("(c) memory by allocation site (tracemalloc)")
+        self.results["memory"] = self.worker("pipeline", {"addresses": ac[:40], "port": port, "rounds": 2,
+                                                          "memory": True}, 900.0)
+        self.results["scale"] = []
+        for devices in points:
+            warmup, windows = interval + 5.0, 2
+            self.say(f"(d) {devices} devices every {interval}s: {warmup:.0f}s warm-up + {windows} intervals")
+            args = {"addresses": addrs[:devices], "port": port, "interval": interval, "warmup": warmup,
+                    "windows": windows, "agent_pids": [proc.pid for proc in self.fleet.procs]}
+            try:
+                self.results["scale"].append(self.worker("scale", args, warmup + windows * interval + 600))
+            except RuntimeError as exc:
+                self.results["scale"].append({"devices": devices, "interval_s": interval, "error": str(exc)[-500:]})
+
     def teardown_agents(self) -> None:
         """Stop snmpd and delete the namespace (killing anything of ours still inside)."""
         if self.fleet is not None:
@@ -217,6 +239,33 @@ def _report(results: dict[str, Any]) -> str:
             + notify_bench.section(results.get("notify")) + pages_bench.section(results.get("pages")))
 
 
+def _scale_only(points: list[int], interval: int) -> None:
+    from bench.report import _memory, _scale
+
+    signal.signal(signal.SIGTERM, _on_term)
+    log_dir = Path(tempfile.mkdtemp(prefix="pnbench-logs-"))
+    bench = Bench(FULL, log_dir)
+    bench.results["machine"] = machine.facts()
+    try:
+        bench.setup_agents(max(points))
+        bench.scale_only(points, interval)
+    except (KeyboardInterrupt, Interrupted):
+        bench.say("interrupted: cleaned up")
+        sys.exit(130)
+    finally:
+        bench.teardown_agents()
+    bench.results["machine"]["load_end"] = machine.loadavg()
+    (log_dir / "results.json").write_text(json.dumps(bench.results, indent=1))
+    c = bench.results["pipeline"][0]
+    lines = [f"load average (1 min) at start / end: {bench.results['machine']['load_start']:.2f} / "
+             f"{bench.results['machine']['load_end']:.2f}",
+             f"(c) whole pipeline: {c['cpu_ms_per_poll']:.1f} ms CPU per poll (event loop {c['loop_thread_ms_per_poll']:.1f} ms,"
+             f" writer {c['writer_thread_ms_per_poll']:.1f} ms), {c['samples_per_poll']:.0f} samples per poll",
+             *_scale(bench.results), *_memory(bench.results)]
+    print("\n".join(lines))
+    bench.say(f"raw figures: {log_dir}/results.json")
+
+
 def main() -> None:
     """Parse flags, run everything with cleanup on any exit, write the report."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -231,7 +280,14 @@ def main() -> None:
     parser.add_argument("--render", metavar="RESULTS_JSON", help="only re-render a report from saved figures")
     parser.add_argument("--merge", metavar="RESULTS_JSON",
                         help="start from saved figures and replace only the parts run now (use with --skip-*)")
+    parser.add_argument("--scale-only", metavar="DEVICES",
+                        help="only the SNMP scale runs at these device counts (e.g. 1000,5000) plus (c) once; "
+                             "prints their tables and leaves the report alone")
+    parser.add_argument("--scale-interval", type=int, default=60, help="poll interval of --scale-only (seconds)")
     opts = parser.parse_args()
+    if opts.scale_only:
+        _scale_only([int(n) for n in opts.scale_only.split(",") if n.strip()], opts.scale_interval)
+        return
     if opts.render:
         saved = json.loads(Path(opts.render).read_text())
         Path(opts.out).write_text(_report(saved))

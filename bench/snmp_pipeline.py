@@ -163,6 +163,8 @@ async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: 
         if prof:
             result["profile"] = prof.report()
         if before is not None:
+            # The loop still holds the handle that woke us with the last sweep's outcomes: let it go first.
+            await asyncio.sleep(0)
             result["memory"] = memory_report(len(jobs), before)
         await poller.close()
         writer.stop()

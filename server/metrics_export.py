@@ -57,6 +57,8 @@ def render(svc: Services) -> str:
             f'pocketnoc_poller_checks_total{{result="failed"}} {st.failed}',
             f'pocketnoc_poller_checks_total{{result="skipped_overlap"}} {st.skipped_overlap}',
             f'pocketnoc_poller_checks_total{{result="skipped_backoff"}} {st.skipped_backoff}',
+            "# TYPE pocketnoc_poller_waited_for_writer_total counter",
+            f"pocketnoc_poller_waited_for_writer_total {st.waited_for_writer}",
             "# TYPE pocketnoc_poller_in_flight gauge",
             f"pocketnoc_poller_in_flight {st.in_flight}",
             "# TYPE pocketnoc_poller_start_lag_seconds gauge",
@@ -71,5 +73,7 @@ def render(svc: Services) -> str:
             f"pocketnoc_writer_samples_total {writer.rows}",
             "# TYPE pocketnoc_writer_errors_total counter",
             f"pocketnoc_writer_errors_total {writer.errors}",
+            "# TYPE pocketnoc_writer_backlog gauge",
+            f"pocketnoc_writer_backlog {writer.backlog}",
         ]
     return "\n".join(lines) + "\n"

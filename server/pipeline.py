@@ -82,7 +82,7 @@ def start(svc: Services) -> None:
         queued.start()
         log.info("queue mode: %d checks scheduled for the workers", len(queued.jobs))
     else:
-        svc.poller = Poller(svc.settings, svc.writer.submit)
+        svc.poller = Poller(svc.settings, svc.writer.submit, svc.writer.has_room)
         dispatcher = InProcessDispatcher(svc.poller)
         svc.dispatcher = dispatcher
         dispatcher.sync(all_jobs(svc))

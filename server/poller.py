@@ -30,6 +30,7 @@ class PollerStats:
     skipped_overlap: int = 0
     skipped_backoff: int = 0
     in_flight: int = 0
+    waited_for_writer: int = 0  # checks that waited because the writer's backlog was full
     lags: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
 
@@ -44,10 +45,14 @@ class PollerStats:
 class Poller:
     """Turns CheckJobs into CheckOutcomes handed to `sink` (the writer)."""
 
-    def __init__(self, settings: Settings, sink: Callable[[CheckOutcome], None]) -> None:
+    def __init__(
+        self, settings: Settings, sink: Callable[[CheckOutcome], None], room: Callable[[], bool] | None = None
+    ) -> None:
         builtin.load()
         self.settings = settings
         self.sink = sink
+        self.room = room  # the sink's back-pressure: False while it cannot take more (checks wait, none is dropped)
+        self._gate = asyncio.Lock()
         self.rates = RateTracker()
         self.stats = PollerStats()
         self._collectors: dict[str, Collector] = {}
@@ -56,6 +61,10 @@ class Poller:
         self._not_before: dict[str, float] = {}
         self._error_facts: dict[str, tuple[str, ...]] = {}
         self._semaphore = asyncio.Semaphore(settings.poll_concurrency)
+
+    def running(self, key: str) -> bool:
+        """Whether the check with this key is running now (a turn that finds it so is skipped and counted)."""
+        return key in self._running
 
     def collector(self, kind: str) -> Collector:
         """The shared collector instance for a check kind."""
@@ -131,6 +140,8 @@ class Poller:
         self._running.add(job.key)
         try:
             async with self._semaphore:
+                if self.room is not None and not self.room():
+                    await self._wait_for_room(self.room)
                 start = time.time()
                 if due is not None:
                     self.stats.lags.append(max(0.0, start - due))
@@ -145,6 +156,13 @@ class Poller:
             return outcome
         finally:
             self._running.discard(job.key)
+
+    async def _wait_for_room(self, room: Callable[[], bool]) -> None:
+        """Wait until the sink has room again: one waiter polls, the others queue behind it in order."""
+        self.stats.waited_for_writer += 1
+        async with self._gate:
+            while not room():  # noqa: ASYNC110 - the writer is a thread; a 20 ms look is cheaper than a cross-thread wake-up
+                await asyncio.sleep(0.02)
 
     async def _collect(self, job: CheckJob, start: float) -> CheckOutcome:
         limit = max(5.0, min(float(job.interval), 120.0))

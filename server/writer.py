@@ -18,6 +18,10 @@ from server.trapsink import AddressMap, apply_traps, expire_traps
 
 log = logging.getLogger("pocketnoc.writer")
 MAX_BATCH = 5000
+# Outcomes queued or being committed before pollers are asked to wait (`has_room`): at ~40 KB an SNMP
+# outcome, a writer that falls behind costs ~20 MB, not a backlog that grows until memory runs out.
+# 500 is ~6 s of polling at 5,000 devices a minute, twelve times the default batch window.
+MAX_BACKLOG = 500
 MAINTENANCE_EVERY = 300.0
 TRAP_BATCH_SECONDS = 0.02
 
@@ -45,6 +49,7 @@ class Writer:
         self.batches = 0
         self.rows = 0
         self.errors = 0
+        self.max_backlog = MAX_BACKLOG
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -57,6 +62,15 @@ class Writer:
         with self._lock:
             self._pending += 1
         self._queue.put(outcome)
+
+    @property
+    def backlog(self) -> int:
+        """Outcomes and traps submitted but not committed yet."""
+        return self._pending
+
+    def has_room(self) -> bool:
+        """False while the backlog is at its bound: pollers then wait before starting more checks (nothing is dropped)."""
+        return self._pending < self.max_backlog
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything submitted so far is committed."""
@@ -147,6 +161,7 @@ class Writer:
                 with self._idle:
                     self._pending -= len(batch)
                     self._idle.notify_all()
+                del batch, transitions, outcomes  # don't hold the last batch's samples while idle
             if self.maintenance_enabled and time.monotonic() - self._last_maintenance >= MAINTENANCE_EVERY:
                 self.maintain()
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -71,44 +73,145 @@ def insert_ignore(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) 
         conn.execute(insert(table).prefix_with("IGNORE"), list(rows))
 
 
+PAIR_CACHE_MAX = 200_000
+_pairs: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def series_key(metric: str, labels: str) -> tuple[str, str]:
+    """The one shared (metric, labels key) tuple for a series key.
+
+    Every device's rate memory and series ids are keyed by these shared objects, so a label set that
+    thousands of devices have (ifIndex 1, eth0, ...) is held once, not once per device and cache.
+    Thread-safe enough: both threads only get and set; a clear only loses sharing, never a key.
+    """
+    key = (metric, labels)
+    found = _pairs.get(key)
+    if found is None:
+        if len(_pairs) >= PAIR_CACHE_MAX:
+            _pairs.clear()
+        found = _pairs[key] = (sys.intern(metric), sys.intern(labels))
+    return found
+
+
+SHAPE_CACHE_MAX = 5_000  # bounds the key tuples held here (~2 KB each) when every device differs
+_shapes: dict[tuple[tuple[str, str], ...], dict[tuple[str, str], int]] = {}
+
+
+def shared_index(index: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """The one dict equal to `index`, a map of series keys to slots 0..n-1 in insertion order.
+
+    Devices of one model have the same series in the same order, so their caches share one such dict and
+    keep only their own values in arrays. A shared dict is never changed: callers copy it before adding a key.
+    """
+    shape = tuple(index)
+    found = _shapes.get(shape)
+    if found is None:
+        if len(_shapes) >= SHAPE_CACHE_MAX:
+            _shapes.clear()
+        found = _shapes[shape] = index
+    return found
+
+
+class _DeviceSeries:
+    """One device's series ids: series key -> slot (a shared dict), ids in an int64 array."""
+
+    __slots__ = ("ids", "index")
+
+    def __init__(self, index: dict[tuple[str, str], int], ids: array[int]) -> None:
+        self.index = index
+        self.ids = ids
+
+    def get(self, key: tuple[str, str]) -> int | None:
+        slot = self.index.get(key)
+        return None if slot is None else self.ids[slot]
+
+
 class SeriesCache:
-    """Maps (device, metric, labels) to a series id, creating rows on first sight."""
+    """Maps (device, metric, labels) to a series id, creating rows on first sight.
+
+    Per device a dict of shared (metric, labels) keys to slots and an int64 array of ids: about 60 bytes per series.
+    """
 
     def __init__(self) -> None:
-        self._ids: dict[tuple[int, str, str], int] = {}
+        self._ids: dict[int, _DeviceSeries] = {}
 
     def forget_device(self, device_id: int) -> None:
         """Drop cached ids of a deleted device."""
-        self._ids = {k: v for k, v in self._ids.items() if k[0] != device_id}
+        self._ids.pop(device_id, None)
+
+    def get(self, device_id: int, metric: str, labels: str) -> int | None:
+        """The cached id of one series, if known."""
+        known = self._ids.get(device_id)
+        return None if known is None else known.get((metric, labels))
+
+    def _load(self, conn: Connection, device_id: int) -> None:
+        query = select(series.c.metric, series.c.labels, series.c.id).where(series.c.device_id == device_id)
+        index: dict[tuple[str, str], int] = {}
+        ids = array("q")
+        for metric, labels, series_id in sorted(tuple(row) for row in conn.execute(query)):  # one order for every device
+            index[series_key(metric, labels)] = len(ids)
+            ids.append(series_id)
+        self._ids[device_id] = _DeviceSeries(shared_index(index), ids)
 
     def resolve(self, conn: Connection, keys: Iterable[tuple[int, str, str]]) -> dict[tuple[int, str, str], int]:
         """Ids for all keys, creating the missing series in this transaction."""
         wanted = set(keys)
-        missing = [k for k in wanted if k not in self._ids]
+        missing = [k for k in wanted if self.get(*k) is None]
         if missing:
             for device_id in {k[0] for k in missing}:
-                rows = conn.execute(select(series.c.id, series.c.metric, series.c.labels).where(series.c.device_id == device_id))
-                for row in rows:
-                    self._ids[(device_id, row.metric, row.labels)] = row.id
-            new = [k for k in missing if k not in self._ids]
+                self._load(conn, device_id)
+            new = [k for k in missing if self.get(*k) is None]
             if new:
                 insert_ignore(conn, series, [{"device_id": d, "metric": m, "labels": lbl} for d, m, lbl in new])
                 for device_id in {k[0] for k in new}:
-                    rows = conn.execute(
-                        select(series.c.id, series.c.metric, series.c.labels).where(series.c.device_id == device_id)
-                    )
-                    for row in rows:
-                        self._ids[(device_id, row.metric, row.labels)] = row.id
-        return {k: self._ids[k] for k in wanted if k in self._ids}
+                    self._load(conn, device_id)
+        out: dict[tuple[int, str, str], int] = {}
+        for k in wanted:
+            found = self.get(*k)
+            if found is not None:
+                out[k] = found
+        return out
+
+
+_INSERT_QMARK = "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+_INSERT_FORMAT = "INSERT INTO samples (series_id, ts, value) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+
+
+def _insert_samples(conn: Connection, rows: list[tuple[int, int, float]]) -> None:
+    """(series_id, ts, value) tuples straight to the driver's executemany; existing (series, ts) rows are kept."""
+    style = conn.dialect.paramstyle
+    if conn.dialect.name in ("sqlite", "postgresql") and style in ("qmark", "format", "pyformat"):
+        conn.exec_driver_sql(_INSERT_QMARK if style == "qmark" else _INSERT_FORMAT, rows)
+    else:
+        insert_ignore(conn, samples, [{"series_id": s, "ts": ts, "value": v} for s, ts, v in rows])
 
 
 def write_samples(conn: Connection, cache: SeriesCache, rows: list[tuple[int, str, str, int, float]]) -> int:
     """Insert (device_id, metric, labels, ts, value) rows; returns how many were written."""
     if not rows:
         return 0
-    ids = cache.resolve(conn, ((d, m, lbl) for d, m, lbl, _, _ in rows))
-    batch = [{"series_id": ids[(d, m, lbl)], "ts": ts, "value": v} for d, m, lbl, ts, v in rows if (d, m, lbl) in ids]
-    insert_ignore(conn, samples, batch)
+    batch: list[tuple[int, int, float]] = []
+    unknown: list[tuple[int, str, str, int, float]] = []
+    per_device = cache._ids
+    known: _DeviceSeries | None = None
+    device = None
+    for row in rows:
+        if row[0] != device:  # rows come grouped by device
+            device = row[0]
+            known = per_device.get(device)
+        slot = None if known is None else known.index.get((row[1], row[2]))
+        if slot is None:
+            unknown.append(row)
+        else:
+            batch.append((known.ids[slot], row[3], row[4]))  # type: ignore[union-attr]
+    if unknown:
+        found = cache.resolve(conn, ((d, m, lbl) for d, m, lbl, _, _ in unknown))
+        batch.extend((found[(d, m, lbl)], ts, v) for d, m, lbl, ts, v in unknown if (d, m, lbl) in found)
+    if batch:
+        # In key order the index B-tree is walked once, left to right: a batch of thousands of rows then touches
+        # each index page once instead of hopping between pages at random (several times faster on a large table).
+        batch.sort()
+        _insert_samples(conn, batch)
     return len(batch)
 
 

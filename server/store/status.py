@@ -43,6 +43,10 @@ class Transition:
 
 
 DEVICE_FACT_KINDS = frozenset({"snmp", "ssh"})
+# device_status columns written after every batch ("tables" only when a table changed).
+STATUS_COLUMNS = (
+    "state", "state_since", "last_polled", "last_ok", "last_error", "failures", "poll_ms", "facts", "checks", "metrics"
+)
 # A hook sees the transaction, the transitions, the outcomes and the devices' status after them.
 Hook = Callable[[Connection, list[Transition], list[CheckOutcome], dict[int, dict[str, Any]]], None]
 
@@ -55,7 +59,21 @@ def make_storable(o: CheckOutcome) -> None:
         o.facts = clean_json(o.facts)
     if o.tables:
         o.tables = clean_json(o.tables)
-    o.samples = [(m, lbl, float(v)) for m, lbl, v in o.samples if math.isfinite(v)]
+    _clean_samples(o)
+
+
+def _clean_samples(o: CheckOutcome) -> None:
+    if not all(type(v) is float and math.isfinite(v) for _, _, v in o.samples):
+        o.samples = [(m, lbl, float(v)) for m, lbl, v in o.samples if math.isfinite(v)]
+
+
+def _same_tables(o: CheckOutcome, stored: dict[str, Any]) -> bool:
+    """True when every table of the outcome equals the stored one (which was cleaned when it was stored)."""
+    tables = o.tables
+    return tables is not None and all(stored.get(name, _MISSING) == rows for name, rows in tables.items())
+
+
+_MISSING = object()
 
 
 def apply_outcomes(
@@ -91,9 +109,18 @@ def apply_outcomes(
             "enabled": row.enabled,
         }
     sample_rows: list[tuple[int, str, str, int, float]] = []
+    tables_changed: set[int] = set()
     for o in outcomes:
-        make_storable(o)
         st = status.get(o.device_id)
+        same_tables = bool(o.tables) and st is not None and _same_tables(o, st["tables"])
+        if same_tables:  # unchanged (an interface table rarely changes): nothing to clean, nothing to rewrite
+            if o.error:
+                o.error = clean_text(o.error)
+            if o.facts:
+                o.facts = clean_json(o.facts)
+            _clean_samples(o)
+        else:
+            make_storable(o)
         if st is None:  # device deleted while its poll was in flight
             continue
         previous = st["checks"].get(o.check) or {}
@@ -116,10 +143,11 @@ def apply_outcomes(
             st["facts"].update(o.facts)
         elif o.facts:  # facts of ping/TCP/HTTP checks belong to the check, not the device
             st["checks"][o.check]["facts"] = {k: v for k, v in o.facts.items() if v is not None}
-        if o.tables:
+        if o.tables and not same_tables:
             st["tables"].update(o.tables)
+            tables_changed.add(o.device_id)
         if o.ok or o.samples:
-            st["metrics"][o.check] = [[m, lbl, v] for m, lbl, v in o.samples]
+            st["metrics"][o.check] = o.samples  # (metric, labels, value) tuples: JSON arrays once stored
         st["failures"] = sum(int(c.get("fails") or 0) > 0 for c in st["checks"].values())
         errors = [f"{name}: {c['error']}" for name, c in sorted(st["checks"].items()) if not c.get("ok") and c.get("error")]
         st["last_error"] = "; ".join(errors)[:2000] or None
@@ -142,25 +170,18 @@ def apply_outcomes(
                 for t in transitions
             ],
         )
-    columns = (
-        "state",
-        "state_since",
-        "last_polled",
-        "last_ok",
-        "last_error",
-        "failures",
-        "poll_ms",
-        "facts",
-        "tables",
-        "checks",
-        "metrics",
-    )
-    conn.execute(
-        update(device_status)
-        .where(device_status.c.device_id == bindparam("b_id"))
-        .values({c: bindparam(f"v_{c}") for c in columns}),
-        [{"b_id": device_id, **{f"v_{c}": st[c] for c in columns}} for device_id, st in status.items()],
-    )
+    # The interface table is the largest column: rewrite it only for devices whose tables changed.
+    for changed in (False, True):
+        ids_now = [d for d in status if (d in tables_changed) == changed]
+        if not ids_now:
+            continue
+        columns = STATUS_COLUMNS + (("tables",) if changed else ())
+        conn.execute(
+            update(device_status)
+            .where(device_status.c.device_id == bindparam("b_id"))
+            .values({c: bindparam(f"v_{c}") for c in columns}),
+            [{"b_id": device_id, **{f"v_{c}": status[device_id][c] for c in columns}} for device_id in ids_now],
+        )
     write_samples(conn, cache, sample_rows)
     for hook in hooks:
         hook(conn, transitions, outcomes, status)

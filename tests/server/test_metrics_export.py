@@ -176,4 +176,6 @@ def test_the_pollers_own_figures(polling_env: AppEnv) -> None:
     assert exposition.types["pocketnoc_poller_checks_total"] == "counter"
     assert exposition.value("pocketnoc_poller_in_flight") == 0
     assert exposition.value("pocketnoc_writer_errors_total") == 0
+    assert exposition.value("pocketnoc_poller_waited_for_writer_total") == 0
+    assert exposition.types["pocketnoc_writer_backlog"] == "gauge"
     assert exposition.types["pocketnoc_writer_batches_total"] == "counter"

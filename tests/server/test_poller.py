@@ -156,3 +156,26 @@ async def test_stopping_with_a_check_in_flight_logs_no_error(caplog: pytest.LogC
             await asyncio.sleep(0.5)
         await poller.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+async def test_a_check_overrunning_its_interval_is_counted_and_logged_once_not_every_tick(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A turn that finds the check still running is skipped and counted; one log line an hour, no APScheduler WARNING."""
+    poller, _ = _poller()
+    dispatcher = InProcessDispatcher(poller)
+    dispatcher.start()
+    try:
+        async with hostile_agent("silent") as agent:
+            job = _job(1, agent.port, interval=1, timeout=4.0)  # snmp retries 0: the check takes ~4-5 s, turns every 1 s
+            with caplog.at_level(logging.INFO):
+                dispatcher.sync([job])
+                dispatcher.scheduler.modify_job(job.key, next_run_time=datetime.now(UTC))
+                await asyncio.sleep(4.5)
+        assert poller.stats.skipped_overlap >= 2, poller.stats
+        overran = [r for r in caplog.records if "was still running at its next turn" in r.getMessage()]
+        assert len(overran) == 1 and overran[0].levelno == logging.WARNING and "d1" in overran[0].getMessage()
+        assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
+    finally:
+        await dispatcher.stop()
+        await poller.close()

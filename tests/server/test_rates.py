@@ -111,3 +111,34 @@ def test_rates_are_never_negative(kind: str) -> None:
     for step, value in enumerate(values):
         out += tracker.convert(1, "snmp", [counter("if_in_errors", value, float(step * 10), kind)])
     assert out and all(v >= 0 for _, _, v in out)
+
+
+def test_devices_of_one_model_share_keys_but_keep_their_own_counters() -> None:
+    tracker = RateTracker()
+    eth1 = {"ifIndex": "2", "ifName": "ge-0/0/2"}
+    for device_id, step in ((1, 60), (2, 600)):
+        tracker.convert(device_id, "snmp", [counter("if_in_errors", 0, 0.0), counter("if_in_errors", 0, 0.0, labels=eth1)])
+        second = [counter("if_in_errors", step, 60.0), counter("if_in_errors", 0, 60.0, labels=eth1)]
+        out = tracker.convert(device_id, "snmp", second)
+        assert out == [("if_in_errors_rate", labels_key(IF1), step / 60), ("if_in_errors_rate", labels_key(eth1), 0.0)]
+    assert tracker._last[(1, "snmp")].index is tracker._last[(2, "snmp")].index  # one key map for both
+    # Device 2 grows a port: its map becomes its own, device 1 is untouched.
+    eth2 = {"ifIndex": "3", "ifName": "ge-0/0/3"}
+    tracker.convert(2, "snmp", [counter("if_in_errors", 1200, 120.0), counter("if_in_errors", 5, 120.0, labels=eth2)])
+    assert tracker._last[(1, "snmp")].index is not tracker._last[(2, "snmp")].index
+    assert tracker.convert(1, "snmp", [counter("if_in_errors", 120, 120.0)]) == [("if_in_errors_rate", labels_key(IF1), 1.0)]
+    assert tracker.convert(2, "snmp", [counter("if_in_errors", 11, 180.0, labels=eth2)]) == [
+        ("if_in_errors_rate", labels_key(eth2), 0.1)
+    ]
+
+
+def test_export_and_restore_carry_the_counters_over() -> None:
+    first = RateTracker()
+    first.convert(7, "snmp", [counter("if_in_octets", 1_000, 0.0, "counter64")], uptime=500)
+    state = first.export(7, "snmp")
+    assert state == {"last": [["if_in_octets", labels_key(IF1), 1_000.0, 0.0]], "uptime": 500.0}
+    second = RateTracker()
+    second.restore(7, "snmp", {**state, "last": [*state["last"], ["bad"], "junk"]})  # type: ignore[list-item]
+    assert second.convert(7, "snmp", [counter("if_in_octets", 2_000, 10.0, "counter64")], uptime=510) == [
+        ("if_in_bps", labels_key(IF1), 800.0)
+    ]

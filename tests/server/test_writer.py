@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, event, func, insert, select
 
 from server.inventory import DeviceSpec
 from server.secretbox import SecretBox
@@ -255,3 +256,54 @@ def test_hostile_outcomes_never_stop_the_writer(engine: Engine, box: SecretBox, 
     with engine.connect() as conn:
         values = conn.execute(select(samples.c.value)).scalars().all()
     assert all(math.isfinite(v) for v in values)
+
+
+def test_an_unchanged_table_is_not_rewritten_and_a_changed_one_is(engine: Engine, box: SecretBox, writer: Writer) -> None:
+    (device_id,) = add_devices(engine, box, "sw1")
+    updates: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE DEVICE_STATUS"):
+            updates.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        ports = [{"index": 1, "name": "eth0", "oper": "up"}]
+        for ts in (1_800_000_000.0, 1_800_000_060.0):
+            commit(writer, outcome(device_id, ts=ts, facts={"uptime_seconds": ts}, tables={"interfaces": list(ports)},
+                                   samples=[("cpu_load_pct", "", 5.0)]))
+        assert ["tables" in u for u in updates] == [True, False]  # the same table again: not rewritten
+        st = status_of(engine, device_id)
+        assert st.tables == {"interfaces": ports} and st.facts == {"uptime_seconds": 1_800_000_060.0}
+        assert st.last_polled == 1_800_000_060.0 and st.metrics == {"snmp": [["cpu_load_pct", "", 5.0]]}
+        down = [{"index": 1, "name": "eth0", "oper": "down"}]
+        commit(writer, outcome(device_id, ts=1_800_000_120.0, tables={"interfaces": down}))
+        assert "tables" in updates[-1]
+        assert status_of(engine, device_id).tables == {"interfaces": down}
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_the_backlog_is_bounded_and_nothing_is_dropped(engine: Engine, box: SecretBox, settings: Settings) -> None:
+    ids = add_devices(engine, box, *(f"d{i}" for i in range(30)))
+    gate = threading.Event()
+
+    def slow(*_args: Any) -> None:  # a writer that fell behind
+        gate.wait(30)
+
+    w = Writer(engine, settings, hooks=[slow])
+    w.max_backlog = 10
+    w.start()
+    try:
+        for device_id in ids[:10]:
+            w.submit(outcome(device_id, samples=[("cpu_load_pct", "", 1.0)]))
+        assert w.backlog == 10 and not w.has_room()
+        gate.set()
+        assert w.flush(60) and w.has_room() and w.backlog == 0
+        for device_id in ids[10:]:
+            w.submit(outcome(device_id, samples=[("cpu_load_pct", "", 2.0)]))
+    finally:
+        gate.set()
+        w.stop(timeout=60)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(samples)).scalar() == 30
