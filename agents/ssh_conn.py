@@ -370,16 +370,20 @@ def execute(
         # paramiko waits for the server's answer to the exec request with no time limit: a server (or a
         # saturated link) that never answers would hold this thread for good. Closing the channel wakes it.
         expired = threading.Event()
+        answered = threading.Lock()  # held from the answer on: a late watchdog must not close a started command
 
         def expire() -> None:
-            expired.set()
-            channel.close()
+            if answered.acquire(blocking=False):
+                expired.set()
+                channel.close()
 
         watchdog = threading.Timer(min(timeout, 15.0), expire)
         watchdog.daemon = True
         watchdog.start()
         try:
             channel.exec_command(command)
+            if not answered.acquire(blocking=False):  # the watchdog fired at the same moment: the channel is closing
+                raise CollectError(f"SSH server did not start the command within {min(timeout, 15.0):g}s")
         except (paramiko.SSHException, EOFError, OSError) as e:
             if expired.is_set():
                 raise CollectError(f"SSH server did not start the command within {min(timeout, 15.0):g}s") from None

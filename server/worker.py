@@ -195,7 +195,7 @@ class CheckWorker:
         self.writer.listeners.append(self.runlog.committed)
         self.writer.start()
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pocketnoc-io"))
-        self.poller = Poller(self.settings, self.runlog.sink(self.writer.submit))
+        self.poller = Poller(self.settings, self.runlog.sink(self.writer.submit), self.writer.has_room)
         queue = site_queue(self.options.site)
         hb = self.settings.worker_heartbeat_seconds
         log.info("worker %s polls queue %s (%d checks known)", self.options.name, queue, len(self.inventory.jobs))

@@ -63,7 +63,12 @@ def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | 
                 jobs.append(job)
                 continue
             result, reason = problem
-            store.finish_message(conn, row, now, result, "not sent", reason, None)
+            next_at = None
+            if result == "retry":  # e.g. the secrets key changed under us: keep it for after the restart, never lose it
+                d = config.delivery
+                next_at = now + backoff(row.attempts + 1, d.backoff_seconds, d.backoff_max_seconds, None,
+                                        d.retry_after_max_seconds)
+            store.finish_message(conn, row, now, result, "not sent", reason, None, next_at)
         return jobs
 
 
@@ -110,8 +115,8 @@ def _prepare(conn: Any, job: Job, box: SecretBox, config: NotifyConfig, base_url
                 job.token = targets.issue_token(conn, row.id, found.user_id, row.alert_id, now, ttl)
     except ChannelError as exc:
         return "dead", f"channel URL refused: {exc}"
-    except SecretsUnavailable as exc:
-        return "dead", str(exc)
+    except SecretsUnavailable as exc:  # the key changed (a forced rotation): retried after the restart, not lost
+        return "retry", str(exc)
     job.note = build_note(payload, row.dedup_key, base_url)
     return None
 

@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
 from server.notify.channels.apprise_channel import AppriseChannel
 from server.notify.message import Note
-from server.store.schema import device_status, devices, notify_channels
+from server.notify.runtime import Notify
+from server.secretbox import SecretBox
+from server.store.schema import device_status, devices, notify_channels, notify_messages
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.smtp import PASSWORD, USER, SmtpPeer
 from tests.server.conftest import form_csrf, sign_in
@@ -361,3 +364,25 @@ def test_an_apprise_send_is_judged_by_its_last_request_not_a_redirect_before_it(
     assert outcome.permanent is (final == 400), outcome  # only a refusal of the last request is permanent
     if final != "no answer":
         assert outcome.status == f"apprise error={final}"
+
+
+def test_a_changed_secrets_key_keeps_messages_for_after_the_restart(tmp_path: Path, receiver: Receiver) -> None:
+    """After a forced key rotation by another process, sealed channel URLs cannot be opened: retried, never dead."""
+    with notify_app(tmp_path) as env:
+        admin = env.user("root", "admin")
+        url = f"json://127.0.0.1:{receiver.port}/hook"
+        assert env.client.post("/api/v1/channels", json={"name": "hook", "url": url}, headers=bearer(admin)).status_code == 201
+        notify = env.svc.extra["notify"]
+        assert isinstance(notify, Notify) and notify.worker is not None
+        good = notify.worker.box
+        notify.worker.box = SecretBox(Fernet.generate_key())  # what this process holds after `rotate --force`
+        fire(env.engine, add_device(env.engine))
+        held = wait_until(lambda: [m for m in messages(env.engine) if m.attempts >= 1], what="an attempt")[0]
+        assert held.status == "pending" and "restart pocketnoc" in (held.last_error or ""), held
+        assert {r.result for r in receipts(env.engine, held.id)} == {"retry"}
+        notify.worker.box = good  # restarted with the new key
+        with env.engine.begin() as conn:  # due now, instead of after its back-off
+            conn.execute(update(notify_messages).where(notify_messages.c.id == held.id).values(next_at=time.time()))
+        notify.worker.kick()
+        receiver.wait_for(1, timeout=30)
+        wait_until(lambda: messages(env.engine, id=held.id)[0].status == "sent", what="sent after the restart")
