@@ -41,9 +41,14 @@ async function fromShell(request) {
   return network;
 }
 
+// Account and user pages (a pending TOTP secret, recovery codes, sessions, passkeys) are never kept for offline use.
+const PRIVATE = ["/account", "/admin/users"];
+
 function storable(request, response) {
   const html = (response.headers.get("content-type") || "").startsWith("text/html");
-  return response.ok && response.type === "basic" && !response.redirected && html && !NEVER.includes(new URL(request.url).pathname);
+  const path = new URL(request.url).pathname;
+  return response.ok && response.type === "basic" && !response.redirected && html && !NEVER.includes(path)
+    && !PRIVATE.some((p) => path === p || path.startsWith(p + "/"));
 }
 
 async function remember(request, response) {
