@@ -10,6 +10,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,7 @@ class RotationError(Exception):
 # check passed); `secrets rotate` needs the exclusive one, so it refuses while any of them runs. SQLite: flock()
 # on a file next to the database. PostgreSQL: a session advisory lock, seen by every host using the database.
 ADVISORY_LOCK = 0x706E6F63  # "pnoc"
+KEEP_SECONDS = 20.0  # how often a holder looks at its lock's session
 IN_USE = (
     "a pocketnoc server, demo or worker is using this database ({where}); stop it first (rotating under it "
     "leaves it unable to read secrets until restarted), or pass --force if it is really gone"
@@ -86,10 +89,38 @@ def hold_key(db_url: str) -> None:
     from server.store.db import make_engine
 
     engine = make_engine(db_url, pool_size=1)
+    _HELD[db_url] = (engine, _lock_session(engine))
+    threading.Thread(target=_keep_holding, args=(db_url,), name="pocketnoc-key-lock", daemon=True).start()
+
+
+def _lock_session(engine: Engine) -> Connection:
     conn = engine.connect()
     conn.execute(text("SELECT pg_advisory_lock_shared(:key)"), {"key": ADVISORY_LOCK})
     conn.commit()  # the lock belongs to the session: no transaction is left open
-    _HELD[db_url] = (engine, conn)
+    return conn
+
+
+def _keep_holding(db_url: str, every: float = KEEP_SECONDS) -> None:
+    """The shared lock lives as long as its session: look at it often (an idle session may be cut by a timeout, a
+    NAT or a PostgreSQL restart) and take it again on a new session when it is gone."""
+    while db_url in _HELD:
+        time.sleep(every)
+        held = _HELD.get(db_url)
+        if not isinstance(held, tuple):
+            return
+        engine, conn = held
+        try:
+            conn.execute(text("SELECT 1"))
+            conn.commit()
+            continue
+        except Exception:  # the session is gone, and the lock with it
+            with contextlib.suppress(Exception):
+                conn.close()
+        try:
+            _HELD[db_url] = (engine, _lock_session(engine))
+            log.warning("the database session holding the key's in-use lock was lost; holding it again")
+        except Exception as exc:  # the database is away: try again at the next look
+            log.warning("cannot hold the key's in-use lock (%s); trying again in %.0fs", type(exc).__name__, every)
 
 
 @contextlib.contextmanager

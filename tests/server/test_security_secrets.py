@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -400,4 +401,41 @@ def test_rotate_refuses_while_a_worker_uses_the_postgresql_database(tmp_path: Pa
         rotated = run_cli("secrets", "rotate", "--data-dir", data, env=env)  # the worker stopped: the lock is free
         assert rotated.returncode == 0, rotated.stderr
     finally:
+        engine.dispose()
+
+
+def test_a_lost_lock_session_is_taken_again(pg_url: str) -> None:
+    """PostgreSQL cut the session holding the in-use lock (a restart, a timeout, a NAT): the holder takes it again."""
+    engine = make_engine(pg_url)
+    count = text("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                 "WHERE l.locktype = 'advisory' AND l.objid = :key AND l.granted AND d.datname = current_database()")
+    try:
+        keyrotation.hold_key(pg_url)
+        held = keyrotation._HELD[pg_url]
+        with engine.connect() as conn:
+            assert conn.execute(count, {"key": keyrotation.ADVISORY_LOCK}).scalar_one() == 1
+            pid = held[1].execute(text("SELECT pg_backend_pid()")).scalar_one()
+            held[1].commit()
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            conn.commit()
+            deadline = time.monotonic() + 10
+            while conn.execute(count, {"key": keyrotation.ADVISORY_LOCK}).scalar_one() != 0:
+                assert time.monotonic() < deadline
+                conn.commit()
+                time.sleep(0.1)
+            conn.commit()
+        keeper = threading.Thread(target=keyrotation._keep_holding, args=(pg_url, 0.2), daemon=True)
+        keeper.start()
+        deadline = time.monotonic() + 20
+        while True:
+            with engine.connect() as conn:
+                if conn.execute(count, {"key": keyrotation.ADVISORY_LOCK}).scalar_one() == 1:
+                    break
+            assert time.monotonic() < deadline, "the lock was not taken again"
+            time.sleep(0.2)
+    finally:
+        held_now = keyrotation._HELD.pop(pg_url, None)  # ends the keepers' loops
+        if isinstance(held_now, tuple):
+            held_now[1].close()
+            held_now[0].dispose()
         engine.dispose()
