@@ -6,6 +6,8 @@ DATA   ?= .data
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 APT_PACKAGES := snmpd snmp openssh-server chromium iputils-ping fonts-dejavu-core iproute2 procps
+# `docker-compose config` validates docker-compose.yml without an engine; its recommended docker.io engine is not wanted.
+LEAN_PACKAGES := docker-compose
 # Node.js and npm (Lighthouse budgets) are often installed from elsewhere than Debian (e.g. nodesource's
 # nodejs bundles npm, and Debian's npm then conflicts with it): install them only when the commands are missing.
 NODE_PACKAGES := nodejs npm
@@ -32,6 +34,12 @@ system-deps:
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@missing=""; for p in $(LEAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (without recommends):$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@# Debian starts snmpd and sshd as system services on install; tests run their own.
 	-@systemctl disable --now snmpd ssh >/dev/null 2>&1 || true
