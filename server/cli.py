@@ -7,6 +7,7 @@ import errno
 import getpass
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -322,6 +323,20 @@ def cmd_demo(settings: Settings, config: LoadedConfig, sim_port: int | None = No
         sim.stop()
 
 
+def raise_open_files_limit(want: int = 65536) -> int:
+    """Lift the soft limit on open files towards the hard one: one pooled SSH connection per host, SNMP sockets and
+    the database need more than the common default of 1,024 at a few thousand devices. Returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            logging.getLogger("pocketnoc").warning("cannot raise the open-files limit from %d: %s", soft, exc)
+    return int(soft)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -341,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logsafe.install()
+    raise_open_files_limit()
     for noisy in ("alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "migrate":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import resource
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -276,3 +279,19 @@ def test_a_second_demo_start_says_how_to_reset_the_admin_password(tmp_path: Path
     assert any("user passwd admin" in line and "lost the admin password" in line for line in again), again
     assert any("user add NAME --role admin" in line for line in again), again
     assert login_works(settings.data_dir, "admin", password)  # a second start changes nothing
+
+
+def test_the_open_files_limit_is_raised_towards_the_hard_limit() -> None:
+    """One pooled SSH connection per host needs more than the common soft limit of 1,024 open files."""
+    code = (
+        "import resource\n"
+        "from server.cli import raise_open_files_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "got = raise_open_files_limit(4096)\n"
+        "print(got, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    got, soft, hard = (int(x) for x in done.stdout.split())
+    expected = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    assert got == soft == expected
