@@ -386,3 +386,33 @@ def test_a_changed_secrets_key_keeps_messages_for_after_the_restart(tmp_path: Pa
         notify.worker.kick()
         receiver.wait_for(1, timeout=30)
         wait_until(lambda: messages(env.engine, id=held.id)[0].status == "sent", what="sent after the restart")
+
+
+def test_an_apprise_redirect_to_a_refused_address_is_not_followed() -> None:
+    """The first host is checked before sending; a redirect hop to an address the policy refuses is refused too."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(307)
+            self.send_header("Location", f"http://0.0.0.0:{closed}/latest/meta-data")  # refused: unspecified address
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        note = Note("trigger", "sw1 is down", "sw1 is down", "<p>sw1 is down</p>", "critical", "a1-e1", "", {})
+        refused = AppriseChannel(f"json://127.0.0.1:{server.server_port}/hook")._send_sync(note, 5.0)
+        allowed = AppriseChannel(f"json://127.0.0.1:{server.server_port}/hook", allow_unsafe=True)._send_sync(note, 5.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refused.status == "refused" and refused.permanent and "unspecified" in refused.detail, refused
+    assert allowed.status != "refused" and not allowed.permanent, allowed  # followed, then no answer: a retry

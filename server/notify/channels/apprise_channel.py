@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import apprise
 import requests.adapters
 
-from agents.safety import check_address, check_host_name, normalise_ip
+from agents.safety import UnsafeTarget, check_address, check_host_name, check_target, normalise_ip
 from server.notify.channels import ChannelError, checked_host, register
 from server.notify.message import Note, clean
 from server.notify.outcome import Outcome, classify_http
@@ -79,6 +79,14 @@ def _observe_answers() -> None:
         return
 
     def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        guard = getattr(_ANSWERS, "guard", None)
+        if guard is not None:  # every request, redirect hops included: a 307 to a metadata address is refused here
+            try:
+                check_target(str(request.url), allow_link_local=False)
+            except UnsafeTarget as exc:
+                if not str(exc).startswith("cannot resolve"):  # a DNS failure is the request's own (transient) failure
+                    _ANSWERS.refused = str(exc)[:300]
+                    raise requests.exceptions.ConnectionError(f"refused by policy: {exc}") from None
         seen = getattr(_ANSWERS, "seen", None)
         if seen is None or len(seen) >= 20:
             return original(self, request, *args, **kwargs)
@@ -164,13 +172,19 @@ class AppriseChannel:
         buffer = _CAPTURE.start()
         answers: list[tuple[int, str | None] | None] = []
         _ANSWERS.seen = answers
+        _ANSWERS.guard = None if self.allow_unsafe else True
+        _ANSWERS.refused = None
         try:
             ok = bool(plugin.notify(body=note.text, title=note.heading, notify_type=kind))
         except Exception as exc:  # a plugin bug is a failed attempt, not a crashed worker
             return Outcome(False, "apprise", clean(f"{type(exc).__name__}: {exc}"))
         finally:
-            _ANSWERS.seen = None
+            _ANSWERS.seen = _ANSWERS.guard = None
             _CAPTURE.stop()
+        refused = getattr(_ANSWERS, "refused", None)
+        if refused:  # a request (a redirect hop) went to an address the policy refuses: not worth retrying
+            _ANSWERS.refused = None
+            return Outcome(False, "refused", f"{refused} (an admin may set allow_unsafe)", permanent=True)
         if ok:
             return Outcome(True, "apprise ok")
         detail = clean(" | ".join(buffer)) or "the service refused or did not answer"
