@@ -46,14 +46,16 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def device(name: str, port: int, community: str = "sw", tags: list[str] | None = None, timeout: float = 2.0) -> dict[str, Any]:
+def device(
+    name: str, port: int, community: str = "sw", tags: list[str] | None = None, timeout: float = 2.0, retries: int = 0
+) -> dict[str, Any]:
     """An SNMP device entry polled every INTERVAL seconds."""
     return {
         "name": name,
         "address": "127.0.0.1",
         "interval": INTERVAL,
         "tags": tags or [],
-        "snmp": {"version": "2c", "port": port, "community": community, "timeout": timeout, "retries": 0},
+        "snmp": {"version": "2c", "port": port, "community": community, "timeout": timeout, "retries": retries},
     }
 
 

@@ -133,7 +133,8 @@ def test_a_check_slower_than_its_interval_never_runs_twice_at_once_even_when_its
     # previous one is still in flight, and often taken by the other, idle worker: only the check's lock keeps them apart.
     # Slow heartbeats: a killed worker's locks must be freed at once, not after 3 missed beats.
     dead_port = free_udp_port()
-    devices = [device(f"slow{i}", dead_port, timeout=30.0) for i in range(6)] + [device("sw", sim.port)]
+    # (A timeout must be shorter than the interval; its retries are not: 4 tries of 4.5 s outlast the 5 s interval.)
+    devices = [device(f"slow{i}", dead_port, timeout=4.5, retries=3) for i in range(6)] + [device("sw", sim.port)]
     with cluster(tmp_path, pg_url, devices, worker_heartbeat_seconds=5, worker_silent_seconds=60) as c:
         c.serve()
         c.worker("w1")
