@@ -141,8 +141,14 @@ class Bench:
         self.say("(c) memory by allocation site (tracemalloc)")
         self.results["memory"] = self.worker("pipeline", {"addresses": ac[:40], "port": port, "rounds": 2,
                                                           "memory": True}, rounds_timeout)
+        self._scale(p["scale"])
+
+    def _scale(self, points: list[tuple[int, int]]) -> None:
+        """(d): the real dispatcher keeping an interval for N devices, for each (N, interval)."""
+        assert self.fleet is not None
+        port, addrs = self.fleet.port, self.fleet.addresses()
         self.results["scale"] = []
-        for devices, interval in p["scale"]:
+        for devices, interval in points:
             warmup, windows = interval + 5.0, 2
             self.say(f"(d) {devices} devices every {interval}s: {warmup:.0f}s warm-up + {windows} intervals")
             args = {"addresses": addrs[:devices], "port": port, "interval": interval, "warmup": warmup,
@@ -163,16 +169,7 @@ class Bench:
         self.say("(c) memory by allocation site (tracemalloc)")
         self.results["memory"] = self.worker("pipeline", {"addresses": ac[:40], "port": port, "rounds": 2,
                                                           "memory": True}, 900.0)
-        self.results["scale"] = []
-        for devices in points:
-            warmup, windows = interval + 5.0, 2
-            self.say(f"(d) {devices} devices every {interval}s: {warmup:.0f}s warm-up + {windows} intervals")
-            args = {"addresses": addrs[:devices], "port": port, "interval": interval, "warmup": warmup,
-                    "windows": windows, "agent_pids": [proc.pid for proc in self.fleet.procs]}
-            try:
-                self.results["scale"].append(self.worker("scale", args, warmup + windows * interval + 600))
-            except RuntimeError as exc:
-                self.results["scale"].append({"devices": devices, "interval_s": interval, "error": str(exc)[-500:]})
+        self._scale([(devices, interval) for devices in points])
 
     def teardown_agents(self) -> None:
         """Stop snmpd and delete the namespace (killing anything of ours still inside)."""
