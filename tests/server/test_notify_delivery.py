@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import itertools
 import json
@@ -329,20 +330,22 @@ def test_a_mass_outage_reaches_a_channel_as_a_few_messages_and_one_summary(tmp_p
         assert len(messages(env.engine, status="summarized")) == 47
 
 
-@pytest.mark.parametrize("final", ["no answer", 400, 503])
-def test_an_apprise_send_is_judged_by_its_last_request_not_a_redirect_before_it(final: str | int) -> None:
-    """A redirect followed by a connection failure is a retry, not a dead letter; the last answer decides."""
+def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _redirecting(final: str | int, location: str) -> Iterator[int]:
+    """A local HTTP service answering POST /hook with 307 to `location`, and `final` at /final; its port."""
 
     class Hop(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.path == "/hook":
-                target = f"http://127.0.0.1:{closed}/gone" if final == "no answer" else "/final"
                 self.send_response(307)
-                self.send_header("Location", target)
+                self.send_header("Location", location)
             else:
                 self.send_response(int(final))
             self.send_header("Content-Length", "0")
@@ -354,16 +357,35 @@ def test_an_apprise_send_is_judged_by_its_last_request_not_a_redirect_before_it(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hop)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        channel = AppriseChannel(f"json://127.0.0.1:{server.server_port}/hook", allow_unsafe=True)
-        note = Note("trigger", "sw1 is down", "sw1 is down", "<p>sw1 is down</p>", "critical", "a1-e1", "", {})
-        outcome = channel._send_sync(note, 5.0)
+        yield server.server_port
     finally:
         server.shutdown()
         server.server_close()
+
+
+NOTE = Note("trigger", "sw1 is down", "sw1 is down", "<p>sw1 is down</p>", "critical", "a1-e1", "", {})
+
+
+@pytest.mark.parametrize("final", ["no answer", 400, 503])
+def test_an_apprise_send_is_judged_by_its_last_request_not_a_redirect_before_it(final: str | int) -> None:
+    """A redirect followed by a connection failure is a retry, not a dead letter; the last answer decides."""
+    location = f"http://127.0.0.1:{_closed_port()}/gone" if final == "no answer" else "/final"
+    with _redirecting(final, location) as port:
+        outcome = AppriseChannel(f"json://127.0.0.1:{port}/hook", allow_unsafe=True)._send_sync(NOTE, 5.0)
     assert not outcome.ok
     assert outcome.permanent is (final == 400), outcome  # only a refusal of the last request is permanent
     if final != "no answer":
         assert outcome.status == f"apprise error={final}"
+
+
+def test_an_apprise_redirect_to_a_refused_address_is_not_followed() -> None:
+    """The first host is checked before sending; a redirect hop to an address the policy refuses is refused too."""
+    location = f"http://0.0.0.0:{_closed_port()}/latest/meta-data"  # refused: the unspecified address
+    with _redirecting(200, location) as port:
+        refused = AppriseChannel(f"json://127.0.0.1:{port}/hook")._send_sync(NOTE, 5.0)
+        allowed = AppriseChannel(f"json://127.0.0.1:{port}/hook", allow_unsafe=True)._send_sync(NOTE, 5.0)
+    assert refused.status == "refused" and refused.permanent and "unspecified" in refused.detail, refused
+    assert allowed.status != "refused" and not allowed.permanent, allowed  # followed, then no answer: a retry
 
 
 def test_a_changed_secrets_key_keeps_messages_for_after_the_restart(tmp_path: Path, receiver: Receiver) -> None:
@@ -386,33 +408,3 @@ def test_a_changed_secrets_key_keeps_messages_for_after_the_restart(tmp_path: Pa
         notify.worker.kick()
         receiver.wait_for(1, timeout=30)
         wait_until(lambda: messages(env.engine, id=held.id)[0].status == "sent", what="sent after the restart")
-
-
-def test_an_apprise_redirect_to_a_refused_address_is_not_followed() -> None:
-    """The first host is checked before sending; a redirect hop to an address the policy refuses is refused too."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-
-    class Redirect(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(307)
-            self.send_header("Location", f"http://0.0.0.0:{closed}/latest/meta-data")  # refused: unspecified address
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        note = Note("trigger", "sw1 is down", "sw1 is down", "<p>sw1 is down</p>", "critical", "a1-e1", "", {})
-        refused = AppriseChannel(f"json://127.0.0.1:{server.server_port}/hook")._send_sync(note, 5.0)
-        allowed = AppriseChannel(f"json://127.0.0.1:{server.server_port}/hook", allow_unsafe=True)._send_sync(note, 5.0)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert refused.status == "refused" and refused.permanent and "unspecified" in refused.detail, refused
-    assert allowed.status != "refused" and not allowed.permanent, allowed  # followed, then no answer: a retry
