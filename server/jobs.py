@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from agents.base import SnmpCredentials, SshCredentials, Target
+from server.inventory import SnmpSpec, SnmpWriteSpec
 from server.settings import Settings
 from server.store.devices import DeviceRow
 
@@ -27,6 +28,22 @@ class CheckJob:
         return f"{self.device_id}:{self.check}"
 
 
+def snmp_target(row: DeviceRow, settings: Settings, s: SnmpSpec, creds: SnmpSpec | SnmpWriteSpec) -> Target:
+    """The device's SNMP target (`s`) with `creds`: its read block itself, or its write block."""
+    snmp = SnmpCredentials(
+        version=s.version,
+        community=creds.community or "",
+        user=creds.user or "",
+        auth_protocol=creds.auth_protocol,
+        auth_key=creds.auth_key,
+        priv_protocol=creds.priv_protocol,
+        priv_key=creds.priv_key,
+        context=creds.context,
+    )
+    retries = settings.snmp_retries if s.retries is None else s.retries
+    return Target(row.address, s.port, row.name, snmp=snmp, timeout=s.timeout or settings.snmp_timeout, retries=retries)
+
+
 def jobs_for(row: DeviceRow, settings: Settings) -> list[CheckJob]:
     """The checks a device has: SNMP, SSH and ping/TCP/HTTP; a bare address gets a ping."""
     spec = row.spec
@@ -38,29 +55,7 @@ def jobs_for(row: DeviceRow, settings: Settings) -> list[CheckJob]:
         jobs.append(CheckJob(row.id, row.name, check, kind, interval or row.interval, target))
 
     if spec.snmp:
-        s = spec.snmp
-        creds = SnmpCredentials(
-            version=s.version,
-            community=s.community or "",
-            user=s.user or "",
-            auth_protocol=s.auth_protocol,
-            auth_key=s.auth_key,
-            priv_protocol=s.priv_protocol,
-            priv_key=s.priv_key,
-            context=s.context,
-        )
-        add(
-            "snmp",
-            "snmp",
-            Target(
-                row.address,
-                s.port,
-                row.name,
-                snmp=creds,
-                timeout=s.timeout or settings.snmp_timeout,
-                retries=settings.snmp_retries if s.retries is None else s.retries,
-            ),
-        )
+        add("snmp", "snmp", snmp_target(row, settings, spec.snmp, spec.snmp))
     if spec.ssh:
         h = spec.ssh
         creds_ssh = SshCredentials(

@@ -6,10 +6,10 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agents.base import SnmpCredentials, Target
+from agents.base import Target
 from server.actions.catalog import ActionSpec
 from server.actions.template import ParamValue, render, render_oid
-from server.jobs import jobs_for
+from server.jobs import jobs_for, snmp_target
 from server.settings import Settings
 from server.store.devices import DeviceRow
 
@@ -134,16 +134,4 @@ def snmp_write_target(row: DeviceRow, settings: Settings) -> Target:
     s = row.spec.snmp
     if s is None or s.write is None:
         raise ValueError(f"{row.name} has no SNMP write credentials")
-    w = s.write
-    creds = SnmpCredentials(
-        version=s.version,
-        community=w.community or "",
-        user=w.user or "",
-        auth_protocol=w.auth_protocol,
-        auth_key=w.auth_key,
-        priv_protocol=w.priv_protocol,
-        priv_key=w.priv_key,
-        context=w.context,
-    )
-    retries = settings.snmp_retries if s.retries is None else s.retries
-    return Target(row.address, s.port, row.name, snmp=creds, timeout=s.timeout or settings.snmp_timeout, retries=retries)
+    return snmp_target(row, settings, s, s.write)
