@@ -8,8 +8,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.peers.httpbase import PeerHandler, PeerServer
 
 
 @dataclass
@@ -48,22 +49,12 @@ class Behaviour:
     released: threading.Event = field(default_factory=threading.Event)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 128  # the default backlog of 5 drops connections under concurrent senders
+class _Server(PeerServer):
     owner: Receiver
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(PeerHandler):
     server: _Server
-    disable_nagle_algorithm = True  # answer in one segment: no 40 ms delayed-ACK stalls on keep-alive
-    wbufsize = 1 << 16
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

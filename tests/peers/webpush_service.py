@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import http_ece
@@ -22,6 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from tests.peers.httpbase import PeerHandler, PeerServer
 
 
 def b64d(text: str) -> bytes:
@@ -90,22 +91,12 @@ def verify_vapid(header: str, audience: str, now: float) -> tuple[dict[str, Any]
     return claims, key
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 128  # the default backlog of 5 drops connections under concurrent senders
+class _Server(PeerServer):
     owner: PushService
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(PeerHandler):
     server: _Server
-    disable_nagle_algorithm = True  # answer in one segment: no 40 ms delayed-ACK stalls on keep-alive
-    wbufsize = 1 << 16
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_POST(self) -> None:
         owner = self.server.owner
