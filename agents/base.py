@@ -83,6 +83,7 @@ class Reading:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
     duration: float = 0.0
+    problem: str | None = None  # the target answered, but the check fails (e.g. an HTTP status or body mismatch)
 
 
 class Collector(Protocol):

@@ -340,7 +340,7 @@ class HttpCollector:
             if raw is not None:
                 reading.facts[fact] = clean_text(raw)
         if errors:
-            reading.facts["http_error"] = clean_text("; ".join(errors))
+            reading.problem = reading.facts["http_error"] = clean_text("; ".join(errors))
         return reading
 
     async def close(self) -> None:

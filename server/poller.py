@@ -207,7 +207,7 @@ class Poller:
         samples = self.rates.convert(
             job.device_id, job.check, reading.samples, float(uptime) if isinstance(uptime, int | float) else None
         )
-        problem = reading.facts.get("http_error") if job.kind == "http" else None
+        problem = reading.problem
         return CheckOutcome(
             job.device_id,
             job.check,
