@@ -13,21 +13,14 @@ if TYPE_CHECKING:
     from server.auth import Principal
 
 
-def session_alive_sync(svc: Services, session_id: str) -> bool:
-    """True while the session exists, is fully signed in and within its idle and absolute timeouts."""
+def caller_alive_sync(svc: Services, who: Principal) -> bool:
+    """The caller's session exists, is fully signed in and within its idle and absolute timeouts; or their bearer
+    token is still valid and its user enabled."""
     s = svc.settings
     with svc.reader.connect() as conn:
-        return sessions.alive(conn, session_id, s.session_idle_minutes * 60, s.session_max_hours * 3600)
-
-
-def caller_alive_sync(svc: Services, who: Principal) -> bool:
-    """The caller's session is alive, or their bearer token is still valid and its user enabled."""
-    if who.session_id is not None:
-        return session_alive_sync(svc, who.session_id)
-    if who.token_hash is not None:
-        with svc.reader.connect() as conn:
-            return accounts.token_alive(conn, who.token_hash)
-    return False
+        if who.session_id is not None:
+            return sessions.alive(conn, who.session_id, s.session_idle_minutes * 60, s.session_max_hours * 3600)
+        return who.token_hash is not None and accounts.token_alive(conn, who.token_hash)
 
 
 async def session_alive(svc: Services, who: Principal) -> bool:
