@@ -10,7 +10,7 @@ since the epoch, shifted by the check's stable spread offset, on the database's 
   piling up (the slot is skipped and counted);
 - no Procrastinate `lock`: its fetch query then checks every waiting job's lock, which costs O(queue)
   per fetch and made a saturated queue collapse (measured). Instead a worker takes a PostgreSQL
-  session lock per check while it polls it (worker_state.CheckLocks): a check never runs twice at
+  session lock per check while it polls it (store.checklocks.CheckLocks): a check never runs twice at
   once on any workers; a slot that finds its check still running elsewhere is skipped, as
   in-process; a worker killed mid-poll frees its locks the moment its connection closes.
 - every second the leader removes the jobs left in "doing" by dead workers: those with no

@@ -33,8 +33,9 @@ from server.security import host_key_hook
 from server.services import Services
 from server.settings import Settings
 from server.store import workers as store
+from server.store.checklocks import CheckLocks
 from server.store.db import make_engine, migrate
-from server.worker_state import CURRENT_SLOT, CheckLocks, Inventory, RunLog, WorkerFigures
+from server.worker_state import CURRENT_SLOT, Inventory, RunLog, WorkerFigures
 from server.writer import Writer
 
 log = logging.getLogger("pocketnoc.worker")
@@ -100,14 +101,15 @@ class CheckWorker:
             if job is None:
                 return  # deleted or disabled since it was queued
             # Never twice at once: a slot whose check still runs elsewhere is skipped; 'poll now' waits for that run.
-            if not await self.locks.acquire(key, wait=float(job.interval) + 5 if force else 0.0):
+            session = await self.locks.acquire(key, wait=float(job.interval) + 5 if force else 0.0)
+            if session is None:
                 if key not in self.locks.held:
                     self._note_skip(job.device, check, timestamp)
                 return
             try:
                 await self._run_locked(job, key, due, timestamp, force)
             finally:
-                await self.locks.release(key)
+                await self.locks.release(key, session)
         except Exception:  # a failed job would only be retried late; the next slot comes anyway
             log.exception("check %s of device %s failed in the worker", check, device_id)
 

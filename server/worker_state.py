@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import deque
@@ -10,7 +9,6 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection
 
 from server.jobs import CheckJob
@@ -146,76 +144,3 @@ class RunLog:
                 if self._handoff.get(key) is state:
                     del self._handoff[key]
             self._written = {}
-
-
-LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('pocketnoc-check:' || %s, 0))"
-UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('pocketnoc-check:' || %s, 0))"
-
-
-class CheckLocks:
-    """A check never runs twice at once across workers: a PostgreSQL session lock per check in flight.
-
-    All of a worker's locks live on one connection of its own, so a worker that dies (even by SIGKILL)
-    frees them the moment PostgreSQL sees its connection close; nothing waits for a heartbeat. A
-    machine that vanishes (power or network cut) closes nothing: the server's TCP keepalive on this
-    connection (about four heartbeats, set per session) ends it and frees the locks.
-    """
-
-    def __init__(self, conninfo: str, keepalive: float = 5.0) -> None:
-        self.conninfo = conninfo
-        self.keepalive = str(max(1, round(keepalive)))
-        self.held: set[str] = set()
-        self.skipped = 0
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._mutex = asyncio.Lock()
-
-    async def _query(self, sql: str, key: str) -> bool:
-        async with self._mutex:
-            if self._conn is None or self._conn.closed:
-                self.held.clear()  # a new session holds nothing
-                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-                await conn.execute(
-                    "SELECT set_config('tcp_keepalives_idle', %s, false), set_config('tcp_keepalives_interval', %s, false), "
-                    "set_config('tcp_keepalives_count', '3', false)",
-                    (self.keepalive, self.keepalive),
-                )
-                self._conn = conn
-            try:
-                cur = await self._conn.execute(sql, (key,))
-                row = await cur.fetchone()
-            except psycopg.OperationalError:
-                await self._conn.close()
-                self._conn = None
-                self.held.clear()
-                raise
-            return bool(row and row[0])
-
-    async def acquire(self, key: str, wait: float = 0.0) -> bool:
-        """Take the check's lock; False if it runs here or elsewhere (after waiting up to `wait` seconds for it)."""
-        deadline = time.monotonic() + wait
-        while True:
-            if key not in self.held and await self._query(LOCK_SQL, key):  # held here: a session lock would let us in
-                self.held.add(key)
-                return True
-            if time.monotonic() >= deadline:
-                if key not in self.held:
-                    self.skipped += 1
-                return False
-            await asyncio.sleep(0.2)
-
-    async def release(self, key: str) -> None:
-        """Free the check's lock (a lost connection freed it already)."""
-        if key not in self.held:
-            return
-        self.held.discard(key)
-        try:
-            await self._query(UNLOCK_SQL, key)
-        except psycopg.Error:
-            pass  # the session is gone, and its locks with it
-
-    async def close(self) -> None:
-        """Close the lock connection (frees every lock)."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-        self.held.clear()
