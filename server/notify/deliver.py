@@ -165,8 +165,9 @@ def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], confi
         verdicts.append(result)
         finished.append((row, now, result, outcome.status or result, outcome.detail, ms, next_at))
     with engine.begin() as conn:
-        store.finish_messages(conn, finished)
-        _health(conn, results, now, d.broken_after_failures)
+        counted = store.finish_messages(conn, finished)
+        # A late result from a claim that moved on is on record, but the current sender's results judge the channel.
+        _health(conn, [r for r in results if r[0].row.id in counted], now, d.broken_after_failures)
     return verdicts
 
 

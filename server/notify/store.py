@@ -229,17 +229,21 @@ _MESSAGE_UPDATE = (
 _STATUS = {"ok": "sent", "retry": "pending", "dead": "dead", "gone": "gone", "skipped": "skipped"}
 
 
-def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, str, float | None, float | None]]) -> None:
+def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, str, float | None, float | None]]) -> set[int]:
     """Record attempts and the messages' new states (executemany statements).
 
     Each item: (message row as claimed, now, result, provider status, detail, ms, next_at); result is ok, retry, dead,
     gone, skipped. Every attempt gets its receipt; the message's state changes only while the claim it was sent under
     still holds (fencing): a late result from a sender whose lease moved on — its claim expired and the message was
     claimed again — must not overwrite the new sender's (a late "dead" would lose a pending retry; a late "retry"
-    would send a delivered message again).
+    would send a delivered message again). Returns the ids whose claim still held (their results count).
     """
     if not items:
-        return
+        return set()
+    m = notify_messages
+    claims = {row.id: row.locked_until for row, *_ in items}
+    current = conn.execute(select(m.c.id, m.c.locked_until).where(m.c.id.in_(list(claims))))
+    held = {r.id for r in current if r.locked_until == claims[r.id]}
     conn.execute(insert(notify_deliveries), [
         {"message_id": row.id, "ts": now, "result": result, "status": status[:64], "detail": detail[:2000], "ms": ms}
         for row, now, result, status, detail, ms, _next in items
@@ -252,20 +256,20 @@ def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, st
                 "v_next_at": next_at if next_at is not None else row.next_at}
 
     plain = [params(row, now, result, status, detail, next_at)
-             for row, now, result, status, detail, _ms, next_at in items if row.kind != "summary"]
+             for row, now, result, status, detail, _ms, next_at in items if row.id in held]
     if plain:
         conn.execute(_MESSAGE_UPDATE, plain)
-    m = notify_messages
-    for row, now, result, status, detail, _ms, next_at in items:
-        if row.kind == "summary" and conn.execute(_MESSAGE_UPDATE, params(row, now, result, status, detail, next_at)).rowcount:
+    for row, _now, result, _s, _d, _ms, _n in items:
+        if row.kind == "summary" and row.id in held:
             member_status = {"sent": "summarized", "pending": "grouped"}.get(_STATUS[result], _STATUS[result])
             conn.execute(update(m).where(m.c.summary_id == row.id, m.c.status == "grouped").values(status=member_status))
+    return held
 
 
 def finish_message(conn: Connection, row: Any, now: float, result: str, status: str, detail: str, ms: float | None,
-                   next_at: float | None = None) -> None:
-    """Record one attempt (see finish_messages)."""
-    finish_messages(conn, [(row, now, result, status, detail, ms, next_at)])
+                   next_at: float | None = None) -> bool:
+    """Record one attempt (see finish_messages); whether its claim still held."""
+    return row.id in finish_messages(conn, [(row, now, result, status, detail, ms, next_at)])
 
 
 def drop_target_messages(conn: Connection, target_type: str, target_id: int, now: float) -> int:

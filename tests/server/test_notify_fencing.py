@@ -148,10 +148,11 @@ def test_a_late_result_from_an_expired_claim_never_overwrites_the_new_claim(engi
         assert store.claim_messages(conn, now + 1, 10, 5.0) == []  # still leased: nobody else takes it
         (new,) = store.claim_messages(conn, now + 6, 10, 5.0)  # expired: the new sender claims it again
     with engine.begin() as conn:
-        store.finish_message(conn, new, now + 7, "ok", "200", "", 3.0)
+        assert store.finish_message(conn, new, now + 7, "ok", "200", "", 3.0)
     assert _state(engine, message_id) == ("sent", 1)
-    with engine.begin() as conn:  # the old sender's answer arrives late
-        store.finish_message(conn, old, now + 8, late, "500", "late", 9.0, next_at=now + 60 if late == "retry" else None)
+    with engine.begin() as conn:  # the old sender's answer arrives late: on record, but it does not count
+        assert not store.finish_message(conn, old, now + 8, late, "500", "late", 9.0,
+                                        next_at=now + 60 if late == "retry" else None)
     assert _state(engine, message_id) == ("sent", 1), "a late result must not reopen or kill a delivered message"
     with engine.connect() as conn:
         results = [r.result for r in conn.execute(select(notify_deliveries).order_by(notify_deliveries.c.id))]
