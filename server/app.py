@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import web
 from server import app_guards, pipeline, stepup
 from server.actions import runner as actions_runner
 from server.auth import Forbidden, NotAuthenticated, request_scheme
@@ -27,7 +27,7 @@ from server.settings import Settings
 from server.store.db import make_engine, migrate
 
 log = logging.getLogger("pocketnoc")
-WEB = Path(__file__).resolve().parent.parent / "web"
+WEB = web.ROOT
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"

@@ -6,7 +6,6 @@ import hmac
 import secrets
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -15,13 +14,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+import web
 from server import loginflow, views
 from server.api_hostkeys import trust_offered
 from server.auth import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
 from server.services import Services, get_services
 from server.store import accounts
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "web" / "templates"))
+TEMPLATES = Jinja2Templates(directory=str(web.ROOT / "templates"))
 TEMPLATES.env.autoescape = True
 TEMPLATES.env.filters["age"] = views.age
 TEMPLATES.env.filters["bps"] = views.human_bps
@@ -62,7 +62,7 @@ def service_worker() -> Response:
     """The service worker, from the root so its scope is the whole app."""
     from fastapi.responses import FileResponse
 
-    path = Path(__file__).resolve().parent.parent / "web" / "static" / "sw.js"
+    path = web.ROOT / "static" / "sw.js"
     return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 

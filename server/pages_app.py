@@ -6,7 +6,6 @@ import hashlib
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -15,6 +14,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Match
 
+import web
 from server import views, views_app
 from server.api_hostkeys import offered_key
 from server.auth import Viewer
@@ -25,7 +25,7 @@ from server.store import hostkeys
 
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
-STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+STATIC = web.ROOT / "static"
 SEARCH_MAX = 200  # characters of a search; longer text is cut, not refused
 RangeQuery = Annotated[str, Query(alias="range", pattern="^(1h|24h|7d|30d)$")]
 INTERFACE_METRICS = (
