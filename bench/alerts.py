@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from agents.traps import Trap, TrapReceiver
-from server.alerting import Alerting
 from server.alerts.engine import applies, candidates, step
 from server.alerts.rules import DEFAULT_RULES
-from server.inventory import DeviceSpec
-from server.secretbox import SecretBox
-from server.settings import Settings
+from server.alerts.writer_hook import Alerting
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
+from server.keys.secretbox import SecretBox
+from server.polling.writer import Writer
 from server.store.db import make_engine, migrate
 from server.store.devices import create_device
 from server.store.metrics import labels_key
 from server.store.status import CheckOutcome
-from server.writer import Writer
 from tests.peers.traps import blaster, capture, v2c_args
 
 ROOT = Path(__file__).resolve().parent.parent

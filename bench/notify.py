@@ -52,7 +52,7 @@ def _drain(env: Any, receiver: Any, count: int) -> dict[str, Any]:
     """Queue `count` alerts in one commit, then measure the drain and the event loop's responsiveness meanwhile."""
     from sqlalchemy import insert, select
 
-    from server.inventory import DeviceSpec
+    from server.config.inventory import DeviceSpec
     from server.store import alerts as alert_store
     from server.store.schema import device_status, devices, notify_messages
 

@@ -119,7 +119,7 @@ def _lighthouse(url: str, cookie: str, runs: int) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Every page budget, measured once (Lighthouse 3 times per page, 1 with quick)."""
-    from server.settings import Settings
+    from server.config.settings import Settings
     from tests.server.app_browser import session_cookie
     from tests.server.app_fleet import build_fleet, serve
 

@@ -19,15 +19,15 @@ from bench import oids
 from bench.common import Stopwatch, quantile, status_mb
 from bench.profiling import Profile, machine_jiffies, sched_wait, thread_cpu, tree_cpu
 from bench.sampler import Sampler
-from server import pipeline
-from server.inventory import DeviceSpec
-from server.poller import Poller
-from server.secretbox import SecretBox
-from server.services import Services
-from server.settings import Settings
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
+from server.keys.secretbox import SecretBox
+from server.polling import pipeline
+from server.polling.poller import Poller
+from server.polling.writer import Writer
+from server.runtime import Services
 from server.store.db import make_engine, migrate
 from server.store.devices import create_device
-from server.writer import Writer
 
 SHUTDOWN_LIMIT = 90.0  # seconds allowed for the app's lifespan exit (pipeline.stop) after a scale run
 
@@ -178,7 +178,7 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
     """(d): the app's own lifespan (migrate, writer, poller, APScheduler dispatcher) for warm-up + windows."""
     from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 
-    from server.app import create_app
+    from server.web.app import create_app
 
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)

@@ -19,8 +19,8 @@ from pydantic import (
 )
 
 from server.actions.template import placeholders
-from server.inventory import TAG_RE
-from server.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
+from server.config.inventory import TAG_RE
+from server.config.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
 
 ACTION_ID_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 KIND_RE = r"^[a-z][a-z0-9_-]{0,31}$"

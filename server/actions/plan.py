@@ -9,8 +9,8 @@ from typing import Any
 from agents.base import Target
 from server.actions.catalog import ActionSpec
 from server.actions.template import ParamValue, render, render_oid
-from server.jobs import jobs_for, snmp_target
-from server.settings import Settings
+from server.config.settings import Settings
+from server.polling.jobs import jobs_for, snmp_target
 from server.store.devices import DeviceRow
 
 

@@ -14,14 +14,14 @@ from agents.base import CollectError, Target
 from agents.snmp_client import SnmpClient
 from agents.ssh import STDOUT_MAX, CommandResult, HostKeyMismatch, HostKeyUnknown, SshCollector, run_command
 from agents.ssh_conn import OutputSink
-from server.actions import store
 from server.actions.catalog import Catalog, load_catalog
 from server.actions.gate import Prepared
 from server.actions.output import Transcript, excerpt
 from server.actions.plan import SetStep, snmp_write_target, ssh_target
-from server.auth import Principal
-from server.services import Services
+from server.auth.access import Principal
+from server.runtime import Services
 from server.store import accounts
+from server.store import runs as store
 
 log = logging.getLogger("pocketnoc.actions")
 CONNECT_ALLOWANCE = 60.0  # on top of an action's timeout: connecting and signing in

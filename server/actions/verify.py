@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from agents.base import CollectError
 from agents.ssh import clean_text
-from server.actions import store
 from server.actions.plan import ssh_target
-from server.services import Services
+from server.runtime import Services
+from server.store import runs as store
 
 if TYPE_CHECKING:
     from server.actions.runner import LiveRun

@@ -24,7 +24,7 @@ One key = (rule, device, label set). Its transition table (each row has a test):
 
 A key with no data in this round (device unreachable, metric gone) is left as it is: missing
 data never resolves an alert. Acknowledge, snooze, silence and dependencies do not change these
-states; they decide who is told (see server/alerting.py).
+states; they decide who is told (see server/alerts/writer_hook.py).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from server.inventory import NAME_RE, TAG_RE
-from server.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
+from server.config.inventory import NAME_RE, TAG_RE
+from server.config.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")

@@ -6,10 +6,10 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+from server.config.settings import Settings
 from server.demo.fleet import DEFAULT_FLAP_PERIOD, UNREACHABLE, fleet
 from server.demo.recordings import write_recordings
 from server.demo.sim import START_TIMEOUT, SimHandle, start_snmpsim
-from server.settings import Settings
 
 DEMO_DIR = "demo-sim"
 DEFAULT_BASE = "127.0.77."

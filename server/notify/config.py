@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from server.inventory import NAME_RE, TAG_RE
-from server.timezones import Weekly
-from server.yamlsrc import ConfigError, LineDict, line_of, load_yaml
+from server.config.inventory import NAME_RE, TAG_RE
+from server.config.timezones import Weekly
+from server.config.yamlsrc import ConfigError, LineDict, line_of, load_yaml
 
 Severity = Literal["critical", "warning", "info"]
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"

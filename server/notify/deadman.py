@@ -22,7 +22,7 @@ from agents.safety import UnsafeTarget, parse_target
 from server.notify import http
 from server.notify.channels import checked_host
 from server.notify.config import NotifyConfig
-from server.notify.store_targets import meta_get, meta_put
+from server.store.notify_targets import meta_get, meta_put
 from server.store.schema import device_status, devices
 
 log = logging.getLogger("pocketnoc.notify")

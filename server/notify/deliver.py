@@ -10,15 +10,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from server.notify import notices, store, webpush
-from server.notify import store_targets as targets
+from server.keys.secretbox import SecretBox, SecretsUnavailable
+from server.notify import notices, webpush
 from server.notify.channels import Channel, ChannelError, build
 from server.notify.config import NotifyConfig
 from server.notify.message import Note, build_note, push_json
 from server.notify.outcome import Outcome, backoff
 from server.notify.routing import OPERATOR_ROLES
 from server.notify.summaries import compose
-from server.secretbox import SecretBox, SecretsUnavailable
+from server.store import notify as store
+from server.store import notify_targets as targets
 
 log = logging.getLogger("pocketnoc.notify")
 ACTIONABLE = ("trigger", "escalate", "reminder")

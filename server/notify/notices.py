@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 
 from server.notify.message import clean, when
 from server.notify.routing import Directory, Target
-from server.notify.store import add_message
+from server.store.notify import add_message
 
 
 def plain(conn: Connection, kind: str, target: Target, payload: dict[str, Any], key: str, now: float) -> int:

@@ -8,16 +8,17 @@ from typing import Any
 from fastapi import HTTPException
 from sqlalchemy import Connection
 
-from server.api_alerts import act
-from server.notify import deadman, notices, store
-from server.notify import store_targets as targets
+from server.notify import deadman, notices
 from server.notify.channels import ChannelError, build
 from server.notify.routing import Target
 from server.notify.runtime import Notify
 from server.notify.webpush import PushError, check_subscription
-from server.services import Services
+from server.runtime import Services
 from server.store import accounts
+from server.store import notify as store
+from server.store import notify_targets as targets
 from server.store.accounts import User
+from server.web.api.alerts import act
 
 SNOOZE_FROM_PUSH_MINUTES = 60
 

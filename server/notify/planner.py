@@ -13,10 +13,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from server.notify import escalation, store
+from server.notify import escalation
 from server.notify.config import NotifyConfig
 from server.notify.routing import Directory, Target, matching_routes
 from server.notify.summaries import Grouper
+from server.store import notify as store
 
 log = logging.getLogger("pocketnoc.notify")
 BATCH = 500

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from server.notify.config import NotifyConfig, Route
-from server.notify.store_targets import channel_rows, recipients, subscription_rows
+from server.store.notify_targets import channel_rows, recipients, subscription_rows
 
 OPERATOR_ROLES = frozenset({"operator", "admin"})
 

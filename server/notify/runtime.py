@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
+from server.keys.secretbox import SecretBox
 from server.notify import deadman
-from server.notify import store_targets as targets
 from server.notify.channels import ChannelError, build
 from server.notify.config import NotifyConfig, load_notify_config
 from server.notify.webpush import VapidKeys, load_keys
 from server.notify.worker import Worker
-from server.secretbox import SecretBox
+from server.store import notify_targets as targets
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from server.runtime import Services
 
 log = logging.getLogger("pocketnoc.notify")
 EXTRA_KEY = "notify"

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from server.notify.config import Delivery
 from server.notify.message import SEVERITY_WORD, alert_payload, clean, dedup_key
 from server.notify.routing import Target
-from server.notify.store import add_message, add_messages, open_summaries, recent_counts
+from server.store.notify import add_message, add_messages, open_summaries, recent_counts
 
 MAX_SUMMARY_LINES = 15
 

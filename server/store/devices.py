@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from server.inventory import DeviceSpec
-from server.secretbox import SecretBox
+from server.config.inventory import DeviceSpec
+from server.keys.secretbox import SecretBox
 from server.store import hostkeys
 from server.store.schema import device_status, devices
 

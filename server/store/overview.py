@@ -21,7 +21,7 @@ def _fact(conn: Connection, key: str) -> Any:
     return type_coerce(device_status.c.facts.op("->")(literal(path)), JSON)
 
 
-STATE_RANK = {"down": 0, "unreachable": 1, "degraded": 2, "unknown": 3, "up": 4}  # the order of server.state.STATES
+STATE_RANK = {"down": 0, "unreachable": 1, "degraded": 2, "unknown": 3, "up": 4}  # device_state.STATES order
 
 
 FACTS = ("sys_name", "hostname", "kind")

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server.app import create_app
-from server.services import Services
-from server.settings import Settings
+from server.config.settings import Settings
+from server.runtime import Services
 from server.store import accounts
+from server.web.app import create_app
 from tests.peers.sshd import SshdPeer, start_sshd
 from tests.server.conftest import PASSWORD, bearer
 
@@ -74,7 +74,7 @@ class ActionEnv:
 @functools.cache
 def password_hash() -> str:
     """PASSWORD hashed once per test process (argon2 is slow on purpose)."""
-    from server.auth import hash_password
+    from server.auth.access import hash_password
 
     return hash_password(PASSWORD)
 

@@ -24,19 +24,19 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, insert, select, update
 
-from server import auth
-from server.app import create_app
-from server.config import LoadedConfig
-from server.inventory import DeviceSpec
-from server.live import StreamingServer
-from server.secretbox import SecretBox
-from server.services import Services
-from server.settings import Settings
+from server.auth import access as auth
+from server.config.inventory import DeviceSpec
+from server.config.loader import LoadedConfig
+from server.config.settings import Settings
+from server.keys.secretbox import SecretBox
+from server.runtime import Services
 from server.store.alerts import fire_event_alert
 from server.store.devices import create_device
 from server.store.metrics import SeriesCache, labels_key, rollup, write_samples
 from server.store.schema import alerts as alert_table
 from server.store.schema import device_status, state_events
+from server.web.app import create_app
+from server.web.live import StreamingServer
 from tests.server.conftest import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"

@@ -18,13 +18,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from server import auth
-from server.app import create_app
-from server.secretbox import SecretBox
-from server.services import Services
-from server.settings import Settings
+from server.auth import access as auth
+from server.config.settings import Settings
+from server.keys.secretbox import SecretBox
+from server.runtime import Services
 from server.store import accounts
 from server.store.db import make_engine, migrate
+from server.web.app import create_app
 
 # Trust auth on loopback; `make test` starts this server, so an unreachable one is a failure.
 PG_HOST = os.environ.get("PGHOST_TEST", "127.0.0.1")

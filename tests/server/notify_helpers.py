@@ -12,14 +12,14 @@ from typing import Any, TypeVar
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
-from server import auth
-from server.app import create_app
-from server.inventory import DeviceSpec
-from server.services import Services
-from server.settings import Settings
+from server.auth import access as auth
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
+from server.runtime import Services
 from server.store import accounts
 from server.store import alerts as alert_store
 from server.store.schema import alerts, device_status, devices, notify_deliveries, notify_messages
+from server.web.app import create_app
 
 T = TypeVar("T")
 FAST = """

@@ -22,8 +22,8 @@ import yaml
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, text
 
-from server.dispatch import spread_offset
-from server.dispatch_queue import slot_of
+from server.polling.dispatch import spread_offset
+from server.polling.dispatch_queue import slot_of
 from server.store.db import make_engine
 from tests.server.conftest import POCKETNOC
 

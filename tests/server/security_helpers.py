@@ -12,7 +12,8 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
-from server import auth, totp
+from server.auth import access as auth
+from server.auth import totp
 from tests.server.conftest import PASSWORD, AppEnv, form_csrf
 
 SECRET_RE = re.compile(r'<code class="secret">([A-Z2-7 ]+)</code>')

@@ -13,9 +13,9 @@ from server.actions.catalog import ActionSpec, AppliesTo, ParamSpec, SnmpStep, V
 from server.actions.params import ParamError, check_params, shown
 from server.actions.plan import build_plan
 from server.actions.template import placeholders, render
-from server.app import create_app
-from server.settings import Settings
-from server.yamlsrc import ConfigError
+from server.config.settings import Settings
+from server.config.yamlsrc import ConfigError
+from server.web.app import create_app
 from tests.server.conftest import bearer, make_app_env, run_cli
 
 REPO = Path(__file__).resolve().parents[2]

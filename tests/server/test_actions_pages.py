@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from server.inventory import DeviceSpec
-from server.settings import Settings
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
 from server.store import alerts as alerts_store
 from server.store.devices import create_device
 from server.store.metrics import labels_key

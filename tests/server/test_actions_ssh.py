@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server import api_actions
-from server.inventory import DeviceSpec
-from server.settings import Settings
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
 from server.store.devices import create_device
+from server.web.api import actions as api_actions
 from tests.peers.sshd import SshdPeer
 from tests.server.actions_helpers import ActionEnv, make_env, scratch_dir, ssh_device, sshd  # noqa: F401 - fixture
 from tests.server.app_browser import session_cookie

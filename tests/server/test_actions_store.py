@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, inspect
 
-from server.actions import store
-from server.inventory import DeviceSpec
-from server.secretbox import SecretBox
+from server.config.inventory import DeviceSpec
+from server.keys.secretbox import SecretBox
+from server.store import runs as store
 from server.store.devices import create_device, delete_device
 
 

@@ -10,9 +10,9 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Engine, insert, select
 
-from server.alerting import Alerting
-from server.inventory import DeviceSpec
-from server.secretbox import SecretBox
+from server.alerts.writer_hook import Alerting
+from server.config.inventory import DeviceSpec
+from server.keys.secretbox import SecretBox
 from server.store.devices import create_device
 from server.store.metrics import labels_key
 from server.store.schema import alert_states, alerts, rollups, samples, series

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server.app import create_app
-from server.auth import create_user
-from server.config import load_config
-from server.settings import Settings
+from server.auth.access import create_user
+from server.config.loader import load_config
+from server.config.settings import Settings
 from server.store import accounts
+from server.web.app import create_app
 from tests.peers.snmpd import SnmpdPeer, start_snmpd
 
 CHILDREN = 30

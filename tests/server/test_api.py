@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from server.config import load_config
-from server.settings import Settings
+from server.config.loader import load_config
+from server.config.settings import Settings
 from server.store.devices import load_device
 from server.store.metrics import SeriesCache, labels_key, write_samples
 from server.store.schema import device_status
@@ -137,7 +137,7 @@ def test_devices_from_the_config_file_are_read_only(tmp_path: Path) -> None:
     )
     from fastapi.testclient import TestClient
 
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app(Settings(data_dir=tmp_path / "data"), load_config(config_file), poll=False)
     with TestClient(app) as client:
@@ -417,7 +417,7 @@ def test_a_timeout_not_shorter_than_the_interval_is_refused_on_create_and_patch(
 
 def test_a_bare_device_gets_a_ping_check(api: Api) -> None:
     """As README says: no snmp, ssh or checks means a ping check (the add form defaults to this too)."""
-    from server.jobs import jobs_for
+    from server.polling.jobs import jobs_for
 
     device_id = api("POST", "/api/v1/devices", json={"name": "bare", "address": "192.0.2.7"}).json()["id"]
     with api.env.svc.engine.connect() as conn:

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
 from sqlalchemy import select
 
-from server.settings import Settings
+from server.config.settings import Settings
 from server.store.schema import alerts
 from tests.server import app_lighthouse
 from tests.server.app_browser import DOCS, live, phone, playwright_browser, shot, sign_in, wait_for

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Playwright
 
-from server.settings import Settings
+from server.config.settings import Settings
 from tests.server import app_lighthouse
 from tests.server.app_browser import ARTIFACTS, controlled, live, phone, playwright_browser, session_cookie, sign_in
 from tests.server.app_fleet import BROWSER_ARGS, CHROMIUM, PHONES, Fleet, LiveServer, build_fleet, serve, serve_process

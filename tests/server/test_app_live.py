@@ -17,10 +17,10 @@ import pytest
 from playwright.sync_api import Browser, Playwright, expect
 from sqlalchemy import select
 
-from server import live as live_module
-from server.config import load_config
-from server.settings import Settings
+from server.config.loader import load_config
+from server.config.settings import Settings
 from server.store.schema import devices
+from server.web import live as live_module
 from tests.peers.snmpd import SnmpdPeer, start_snmpd
 from tests.server.app_browser import live, phone, playwright_browser, session_cookie, shot, sign_in, wait_for
 from tests.server.app_fleet import LiveServer, build_fleet, free_port, serve

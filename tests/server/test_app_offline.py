@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from server.settings import Settings
+from server.config.settings import Settings
 from server.store.schema import alert_events, alerts
 from tests.server.app_browser import controlled, live, phone, playwright_browser, shot, sign_in, wait_for
 from tests.server.app_fleet import build_fleet, serve

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from server.config import load_config
-from server.settings import Settings
+from server.config.loader import load_config
+from server.config.settings import Settings
 from server.store.devices import load_device
 from server.store.schema import alerts as alert_table
 from server.store.schema import audit, devices
@@ -325,7 +325,7 @@ def test_the_add_form_defaults_to_a_ping_only_device_and_words_its_errors(app_en
 def test_config_managed_devices_are_read_only_and_only_admins_manage_the_inventory(tmp_path: Path) -> None:
     conf = tmp_path / "pocketnoc.yaml"
     conf.write_text("devices:\n  - name: core-1\n    address: 192.0.2.1\n    snmp: {version: 2c, community: public}\n")
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app(Settings(data_dir=tmp_path / "data"), load_config(conf), poll=False)
     with TestClient(app, follow_redirects=False) as client:

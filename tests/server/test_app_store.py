@@ -6,8 +6,8 @@ import time
 
 from sqlalchemy import Engine, update
 
-from server.inventory import DeviceSpec
-from server.secretbox import SecretBox
+from server.config.inventory import DeviceSpec
+from server.keys.secretbox import SecretBox
 from server.store import alerts as alert_store
 from server.store import overview
 from server.store.devices import create_device

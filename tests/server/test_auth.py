@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from server import auth
-from server.settings import Settings
+from server.auth import access as auth
+from server.config.settings import Settings
 from server.store import accounts
 from server.store.schema import api_tokens, audit, sessions, users
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, make_app_env, sign_in

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from server import auth
-from server.app import create_app
-from server.settings import Settings
+from server.auth import access as auth
+from server.config.settings import Settings
 from server.store.db import make_engine
+from server.web.app import create_app
 from tests.server.conftest import AppEnv, assert_clean_error, bearer, run_cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config"
@@ -267,7 +267,7 @@ def test_a_taken_port_is_one_line_before_anything_is_printed_or_created(tmp_path
 
 
 def test_a_second_demo_start_says_how_to_reset_the_admin_password(tmp_path: Path) -> None:
-    from server.cli import _demo_admin
+    from server.cli.main import _demo_admin
 
     settings = Settings(data_dir=tmp_path / "data")
     first = _demo_admin(settings)
@@ -285,7 +285,7 @@ def test_the_open_files_limit_is_raised_towards_the_hard_limit() -> None:
     """One pooled SSH connection per host needs more than the common soft limit of 1,024 open files."""
     code = (
         "import resource\n"
-        "from server.cli import raise_open_files_limit\n"
+        "from server.cli.main import raise_open_files_limit\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
         "got = raise_open_files_limit(4096)\n"

@@ -10,8 +10,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from server.config import load_config
-from server.inventory import (
+from server.config.inventory import (
     HHMM_RE,
     KIND_RE,
     LOWER_NAME_RE,
@@ -25,8 +24,9 @@ from server.inventory import (
     SnmpSpec,
     SshSpec,
 )
-from server.settings import Settings
-from server.yamlsrc import ConfigError
+from server.config.loader import load_config
+from server.config.settings import Settings
+from server.config.yamlsrc import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "config"

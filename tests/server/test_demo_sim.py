@@ -18,13 +18,13 @@ import httpx
 import pytest
 import yaml
 
+from server.config.settings import Settings
 from server.demo import simvar
 from server.demo.fleet import BUSY_PORT, FLAP_PORT, UNREACHABLE
 from server.demo.inventory import ACTIONS as DEMO_ACTIONS
 from server.demo.inventory import demo_devices, demo_settings, prepare_demo, run_demo_agents
 from server.demo.recordings import write_recordings
 from server.demo.sim import SimError, SimHandle, start_snmpsim
-from server.settings import Settings
 from tests.server.app_fleet import free_port
 from tests.server.conftest import POCKETNOC, bearer, run_cli
 

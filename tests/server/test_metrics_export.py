@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from server.inventory import DeviceSpec
-from server.settings import Settings
-from server.state import STATES
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
+from server.polling.device_state import STATES
 from server.store.devices import create_device
 from server.store.metrics import labels_key
 from server.store.schema import device_status

@@ -13,10 +13,10 @@ import pytest
 from playwright.sync_api import BrowserContext, CDPSession, Page, Worker, sync_playwright
 from sqlalchemy import func, select
 
-from server import auth
+from server.auth import access as auth
+from server.config.settings import Settings
 from server.notify.runtime import runtime
-from server.services import Services
-from server.settings import Settings
+from server.runtime import Services
 from server.store.schema import alerts, push_subscriptions
 from tests.peers.webpush_service import PushService, start_push_service
 from tests.server.app_fleet import BROWSER_ARGS, CHROMIUM, serve

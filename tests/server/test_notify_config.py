@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from server.config.yamlsrc import ConfigError
 from server.notify import escalation
 from server.notify.channels import ChannelError, build, kind_of
 from server.notify.config import Deadman, Delivery, NotifyConfig, Push, Route, TimeWindow, load_notify_config
 from server.notify.message import alert_payload, build_note, clean, push_json
 from server.notify.outcome import backoff, classify_http, parse_retry_after
 from server.notify.summaries import compose
-from server.yamlsrc import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "channels.example.yaml"

@@ -16,10 +16,10 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
+from server.keys.secretbox import SecretBox
 from server.notify.channels.apprise_channel import AppriseChannel
 from server.notify.message import Note
 from server.notify.runtime import Notify
-from server.secretbox import SecretBox
 from server.store.schema import device_status, devices, notify_channels, notify_messages
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.smtp import PASSWORD, USER, SmtpPeer

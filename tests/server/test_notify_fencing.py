@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, update
 
-from server.notify import store
 from server.notify.runtime import Notify
 from server.notify.worker import SENDER_LEASE, Worker
-from server.services import Services
+from server.runtime import Services
 from server.store import leases
+from server.store import notify as store
 from server.store.db import make_engine
 from server.store.schema import leases as leases_table
 from server.store.schema import notify_deliveries, notify_messages

@@ -10,14 +10,14 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, insert, select, update
 
-from server import auth
+from server.auth import access as auth
+from server.keys.secretbox import SecretBox
 from server.notify import deliver, planner
-from server.notify import store as nstore
 from server.notify.config import NotifyConfig
 from server.notify.runtime import sync_file_channels
-from server.notify.store_targets import add_subscription
-from server.secretbox import SecretBox
 from server.store import alerts as alert_store
+from server.store import notify as nstore
+from server.store.notify_targets import add_subscription
 from server.store.schema import alerts, notify_outbox, silences
 from tests.server.notify_helpers import add_device, fire, messages, resolve
 

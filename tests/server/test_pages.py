@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, update
 
-from server.inventory import DeviceSpec
+from server.config.inventory import DeviceSpec
 from server.store.devices import create_device
 from server.store.schema import device_status, devices, state_events
 from tests.server.conftest import AppEnv, sign_in

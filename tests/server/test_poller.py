@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from agents.base import SnmpCredentials, Target
-from server.dispatch import InProcessDispatcher, spread_offset
-from server.jobs import CheckJob
-from server.poller import Poller
-from server.settings import Settings
+from server.config.settings import Settings
+from server.polling.dispatch import InProcessDispatcher, spread_offset
+from server.polling.jobs import CheckJob
+from server.polling.poller import Poller
 from server.store.status import CheckOutcome
 from tests.peers.hostile_agent import hostile_agent
 from tests.peers.snmpd import SnmpdPeer, start_snmpd

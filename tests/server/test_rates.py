@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.base import Sample
-from server.rates import RateTracker, rate_name
+from server.polling.rates import RateTracker, rate_name
 from server.store.metrics import labels_key
 
 IF1 = {"ifIndex": "1", "ifName": "ge-0/0/1"}

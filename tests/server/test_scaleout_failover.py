@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server import auth
+from server.auth import access as auth
 from server.store import accounts
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.snmpd import free_udp_port

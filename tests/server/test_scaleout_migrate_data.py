@@ -9,17 +9,17 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func, select, update
 
-from server import auth
-from server.alerting import Alerting
-from server.inventory import DeviceSpec
-from server.secretbox import SecretBox
-from server.settings import Settings
+from server.alerts.writer_hook import Alerting
+from server.auth import access as auth
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
+from server.keys.secretbox import SecretBox
+from server.polling.writer import Writer
 from server.store import accounts
 from server.store.db import make_engine, migrate
 from server.store.devices import create_device, load_devices
 from server.store.schema import alert_events, alerts, api_tokens, audit, devices, samples, series, users
 from server.store.status import CheckOutcome
-from server.writer import Writer
 from tests.server.conftest import PASSWORD, assert_clean_error, bearer, make_app_env, run_cli, sign_in
 
 pytestmark = pytest.mark.pg

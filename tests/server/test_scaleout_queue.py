@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server import auth
+from server.auth import access as auth
 from server.store import accounts
 from tests.peers.snmpd import free_udp_port
 from tests.peers.snmpsim import SnmpsimPeer, start_snmpsim, switch_records, write_snmprec

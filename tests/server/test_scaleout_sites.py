@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server import auth
+from server.auth import access as auth
 from server.store import accounts
 from tests.peers.snmpsim import SnmpsimPeer, start_snmpsim, switch_records, write_snmprec
 from tests.server.conftest import PASSWORD

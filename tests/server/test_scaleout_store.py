@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text, update
 
-from server import worker_health
-from server.alerting import Alerting
-from server.inventory import DeviceSpec
-from server.secretbox import SecretBox
-from server.settings import Settings
+from server.alerts import worker_health
+from server.alerts.writer_hook import Alerting
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
+from server.keys.secretbox import SecretBox
+from server.polling.writer import Writer
 from server.store import leases
 from server.store import workers as store
 from server.store.db import make_engine
 from server.store.devices import create_device
 from server.store.schema import alert_events, alert_states, alerts, device_status, workers
 from server.store.status import CheckOutcome
-from server.writer import Writer
 from tests.server.conftest import AppEnv, make_app_env
 
 
@@ -227,7 +227,7 @@ def test_the_page_explains_in_process_polling(app_env: AppEnv) -> None:
 def test_one_of_two_servers_queues_each_slot_once_into_its_site_queue(pg_url: str, tmp_path: Path) -> None:
     from contextlib import ExitStack
 
-    from server.dispatch_queue import QueueDispatcher
+    from server.polling.dispatch_queue import QueueDispatcher
 
     engine = make_engine(pg_url)
     box = SecretBox.from_file(tmp_path / "secret.key")

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from server.settings import Settings
+from server.config.settings import Settings
 from server.store.devices import load_device
 from server.store.schema import sessions as sessions_table
 from server.store.schema import users

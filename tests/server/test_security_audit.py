@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
-from server import auditlog, logsafe
+from server import logsafe
+from server.services import audit as auditlog
 from server.store import accounts
 from server.store import alerts as alerts_store
 from server.store.metrics import labels_key

@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import BrowserContext, Page
 from sqlalchemy import select
 
-from server import auth
-from server.services import Services
-from server.settings import Settings
+from server.auth import access as auth
+from server.config.settings import Settings
+from server.runtime import Services
 from server.store.schema import audit, passkeys, sessions
 from tests.server.app_browser import phone, playwright_browser
 from tests.server.app_fleet import CHROMIUM, serve

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from server.app import create_app
-from server.settings import Settings
+from server.config.settings import Settings
+from server.web.app import create_app
 from tests.server.conftest import AppEnv, bearer
 from tests.server.test_security_secrets import _absent, _closed_tcp_port, _devices
 

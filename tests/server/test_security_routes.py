@@ -281,8 +281,8 @@ def test_patching_a_device_refuses_unknown_top_level_fields(app_env: AppEnv) -> 
 
 
 def test_the_patch_body_lists_every_inventory_field() -> None:
-    from server.api_bodies import DevicePatch
-    from server.inventory import DeviceSpec
+    from server.config.inventory import DeviceSpec
+    from server.web.api.bodies import DevicePatch
 
     assert set(DevicePatch.model_fields) == set(DeviceSpec.model_fields)
 
@@ -316,7 +316,7 @@ def test_security_headers_and_cookie_flags(app_env: AppEnv) -> None:
 @pytest.fixture
 def https_env(tmp_path: Path) -> Iterator[AppEnv]:
     """An app configured for HTTPS behind a proxy."""
-    from server.settings import Settings
+    from server.config.settings import Settings
 
     yield from make_app_env(Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, secure_cookies=True))
 

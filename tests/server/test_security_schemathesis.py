@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from sqlalchemy import select
 
-from server.settings import Settings
+from server.config.settings import Settings
 from server.store.schema import audit
 from tests.server.conftest import AppEnv, bearer
 

@@ -20,13 +20,13 @@ from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from server import keyrotation
-from server.app import create_app
-from server.cli import build_parser
-from server.secretbox import SecretBox
-from server.settings import Settings
+from server.cli.main import build_parser
+from server.config.settings import Settings
+from server.keys import rotation as keyrotation
+from server.keys.secretbox import SecretBox
 from server.store.db import make_engine
 from server.store.devices import load_devices
+from server.web.app import create_app
 from tests.peers.snmpd import SnmpdPeer, V3User, start_snmpd
 from tests.server.app_fleet import free_port, stop_process, wait_healthy
 from tests.server.conftest import POCKETNOC, AppEnv, assert_clean_error, bearer, run_cli, sign_in

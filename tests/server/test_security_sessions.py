@@ -10,15 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from server import auth
-from server import live as live_module
-from server.auth import Principal
-from server.sessions import session_alive
-from server.settings import Settings
+from server.auth import access as auth
+from server.auth.access import Principal
+from server.config.settings import Settings
 from server.store import accounts
 from server.store.schema import api_tokens
 from server.store.schema import sessions as sessions_table
 from server.store.schema import users as users_table
+from server.web import live as live_module
+from server.web.streams import session_alive
 from tests.server.app_browser import session_cookie as browser_cookie
 from tests.server.app_fleet import serve
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, sign_in

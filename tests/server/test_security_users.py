@@ -95,8 +95,8 @@ def test_a_lost_phone_is_fixed_by_an_admin_reset(app_env: AppEnv, clock: TotpClo
 def test_the_cli_resets_2fa_for_a_locked_out_admin(tmp_path: object, clock: TotpClock) -> None:
     from pathlib import Path
 
-    from server.app import create_app
-    from server.settings import Settings
+    from server.config.settings import Settings
+    from server.web.app import create_app
     from tests.server.conftest import run_cli
 
     data = Path(str(tmp_path)) / "data"

@@ -15,12 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, update
 
-from server.app import create_app
-from server.settings import Settings
+from server.config.settings import Settings
 from server.store import alerts as alerts_store
 from server.store import twofactor
 from server.store.metrics import labels_key
 from server.store.schema import action_runs, alerts, device_status, devices, state_events, users
+from server.web.app import create_app
 from tests.peers.hostile_agent import hostile_agent
 from tests.server.conftest import AppEnv, bearer, sign_in
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server.app import create_app
-from server.auth import create_user
-from server.settings import Settings
+from server.auth.access import create_user
+from server.config.settings import Settings
 from server.store import accounts
+from server.web.app import create_app
 from tests.peers.http_servers import start_http_server, start_https_server
 from tests.peers.sshd import SshdPeer, start_sshd
 

@@ -13,8 +13,8 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, delete, func, insert, select
 
-from server.inventory import DeviceSpec
-from server.secretbox import SecretBox, SecretsUnavailable
+from server.config.inventory import DeviceSpec
+from server.keys.secretbox import SecretBox, SecretsUnavailable
 from server.store.devices import (
     DeviceConflict,
     count_devices,

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, event, func, insert, select
 
-from server.inventory import DeviceSpec
-from server.secretbox import SecretBox
-from server.settings import Settings
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
+from server.keys.secretbox import SecretBox
+from server.polling.writer import Writer
 from server.store.devices import create_device, delete_device
 from server.store.metrics import labels_key
 from server.store.schema import device_status, meta, rollups, samples, series, state_events
 from server.store.status import CheckOutcome, Transition
-from server.writer import Writer
 
 IF1 = labels_key({"ifIndex": "1", "ifName": "eth0"})
 

@@ -1,0 +1,204 @@
+"""Authentication and authorization: passwords, sessions, tokens, CSRF, roles, login throttling."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from fastapi import Depends, Request
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
+
+from server.runtime import Services, get_services
+from server.store import accounts, sessions
+from server.store.accounts import ROLES, User
+from server.web import proxies
+
+SESSION_COOKIE = "pn_session"
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+MIN_PASSWORD = 10
+THROTTLE_WINDOW = 900.0
+MAX_FAILURES_PER_ACCOUNT = 10
+MAX_FAILURES_PER_ADDRESS = 30
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so both paths cost the same.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class NotAuthenticated(Exception):
+    """No valid session or token."""
+
+
+class SecondFactorPending(NotAuthenticated):
+    """A half-session: the password was right, but a second factor (or 2FA enrolment) is still due."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
+
+
+class Forbidden(Exception):
+    """Signed in, but the role or CSRF token does not allow this."""
+
+
+class UserError(ValueError):
+    """A user-management request that cannot be done (bad name, weak password, duplicate)."""
+
+
+def hash_password(password: str) -> str:
+    """Argon2id hash of a password."""
+    return _hasher.hash(password)
+
+
+def check_new_user(name: str, role: str, password: str) -> None:
+    """Validate a new user's name, role and password."""
+    if not USERNAME_RE.match(name):
+        raise UserError("user names are 1-64 letters, digits or . _ @ - and start with a letter or digit")
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    check_password(password)
+
+
+def check_password(password: str) -> None:
+    """Refuse short or absurd passwords."""
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"passwords need at least {MIN_PASSWORD} characters")
+    if len(password) > 1024:
+        raise UserError("password too long")
+
+
+def create_user(conn: Connection, name: str, role: str, password: str) -> int:
+    """Validate and add a user."""
+    check_new_user(name, role, password)
+    if accounts.get_user_by_name(conn, name):
+        raise UserError(f"user {name!r} already exists")
+    return accounts.insert_user(conn, name, hash_password(password), role)
+
+
+def generate_password() -> str:
+    """A strong random password for `user add` without stdin."""
+    return secrets.token_urlsafe(15)
+
+
+def login(conn: Connection, name: str, password: str, ip: str) -> User | None:
+    """Check a password with throttling; the same answer whether or not the user exists."""
+    name = name[:64]
+    by_user, by_ip = accounts.recent_failures(conn, name, ip, THROTTLE_WINDOW)
+    found = accounts.get_user_by_name(conn, name)
+    stored = found[1] if found else _DUMMY_HASH
+    ok = False
+    try:
+        ok = bool(_hasher.verify(stored, password[:1024]))
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    throttled = by_user >= MAX_FAILURES_PER_ACCOUNT or by_ip >= MAX_FAILURES_PER_ADDRESS
+    success = bool(ok and found and not found[0].disabled and not throttled)
+    accounts.record_login(conn, name, ip, success)
+    if success and found:
+        if _hasher.check_needs_rehash(stored):
+            accounts.set_password_hash(conn, found[0].id, hash_password(password))
+        return found[0]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, and how (a session carries a CSRF token; a bearer token needs none)."""
+
+    user: User
+    session_id: str | None = None
+    csrf: str | None = None
+    stage: str = "full"
+    verified_at: float | None = None
+    token_hash: str | None = None  # the digest of the bearer token, for a caller who came with one
+
+
+def _trusted(request: Request) -> tuple[proxies.Network, ...]:
+    svc: Services = request.app.state.services
+    return proxies.parse_networks(svc.settings.trusted_proxies)
+
+
+def client_ip(request: Request) -> str:
+    """The client address: the peer, or what trusted proxies (setting trusted_proxies) say in X-Forwarded-For."""
+    peer = request.client.host if request.client else "unknown"
+    return proxies.client_address(peer, request.headers.get("x-forwarded-for"), _trusted(request))
+
+
+def request_scheme(request: Request) -> str:
+    """http or https as the browser sees it (X-Forwarded-Proto counts only from a trusted proxy)."""
+    peer = request.client.host if request.client else "unknown"
+    return proxies.forwarded_scheme(peer, request.headers.get("x-forwarded-proto"), request.url.scheme, _trusted(request))
+
+
+def _lookup(request: Request, svc: Services) -> Principal | None:
+    header = request.headers.get("authorization", "")
+    principal: Principal | None = None
+    with svc.engine.begin() as conn:
+        if header[:7].lower() == "bearer ":
+            token = header[7:].strip()
+            user = accounts.find_token(conn, token)
+            principal = Principal(user, token_hash=accounts.digest(token)) if user else None
+        else:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            if cookie:
+                s = svc.settings
+                found = sessions.load(conn, cookie, s.session_idle_minutes * 60, s.session_max_hours * 3600)
+                if found:
+                    principal = Principal(found.user, found.id, found.csrf, found.stage, found.verified_at)
+    return principal
+
+
+async def current_principal(request: Request, svc: Services, stages: tuple[str, ...] = ("full",)) -> Principal:
+    """The caller, from a bearer token or the session cookie (looked up off the event loop).
+
+    Half-sessions (second factor or 2FA enrolment due) count only where `stages` lets them.
+    """
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal) and cached.stage in stages:
+        return cached
+    principal = await run_in_threadpool(_lookup, request, svc)
+    if principal is None:
+        raise NotAuthenticated()
+    if principal.stage not in stages:
+        raise SecondFactorPending(principal.stage)
+    if principal.stage == "full":
+        request.state.principal = principal  # pages show a half-session as not signed in
+    return principal
+
+
+async def check_csrf(request: Request, principal: Principal) -> None:
+    """Session callers must echo their CSRF token on writes (header X-CSRF-Token or form field csrf_token)."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or principal.csrf is None:
+        return
+    sent = request.headers.get("x-csrf-token")
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get("csrf_token")
+        sent = value if isinstance(value, str) else None
+    if not sent or not hmac.compare_digest(sent.encode(), principal.csrf.encode()):
+        raise Forbidden("missing or wrong CSRF token; reload the page and try again")
+
+
+def require(role: str) -> object:
+    """A dependency: the caller must be signed in with at least `role` (and pass CSRF on writes)."""
+
+    async def dependency(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
+        principal = await current_principal(request, svc)
+        if not principal.user.can(role):
+            raise Forbidden(f"this needs the {role} role")
+        await check_csrf(request, principal)
+        return principal
+
+    return Depends(dependency)
+
+
+Viewer = Annotated[Principal, require("viewer")]
+Operator = Annotated[Principal, require("operator")]
+Admin = Annotated[Principal, require("admin")]

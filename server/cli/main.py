@@ -1,0 +1,386 @@
+"""The `pocketnoc` command: serve, demo, worker, check-config, migrate, migrate-data, user, token."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import getpass
+import logging
+import os
+import resource
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
+from sqlalchemy import Engine, select, update
+
+from server import logsafe
+from server.cli import scaleout as cli_scaleout
+from server.cli import security as cli_security
+from server.config.loader import LoadedConfig, load_config
+from server.config.settings import Settings, build_settings
+from server.config.yamlsrc import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="YAML config file (or POCKETNOC_CONFIG)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="data directory (or POCKETNOC_DATA_DIR)")
+
+
+def _listen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr, like every other error (subcommand parsers inherit this)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the problem and where to look, then exit 2 (argparse's usage-error code)."""
+        self.exit(2, f"{self.prog}: {message} (see: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command-line grammar."""
+    parser: argparse.ArgumentParser = _Parser(prog="pocketnoc", description="A NOC in your pocket.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("serve", help="run the web server and the poller")
+    _common(p)
+    _listen(p)
+    p = sub.add_parser("demo", help="start simulated SNMP devices and serve them")
+    _common(p)
+    _listen(p)
+    p.add_argument("--sim-port", type=int, default=None, metavar="PORT",
+                   help="UDP port the simulated devices answer on, at 127.0.77.x (default 1161)")
+    p = sub.add_parser("check-config", help="validate a config file and report every error")
+    p.add_argument("path", type=Path, nargs="?", help="the config file (default: --config)")
+    _common(p)
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    _common(p)
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = user.add_parser("add", help="add a user (password from stdin, else generated and printed once)")
+    p.add_argument("name")
+    p.add_argument("--role", choices=("viewer", "operator", "admin"), default="viewer")
+    p.add_argument("--generate", action="store_true", help="generate a password even if stdin has one")
+    _common(p)
+    p = user.add_parser("passwd", help="set a user's password (from stdin, else generated); ends their sessions")
+    p.add_argument("name")
+    p.add_argument("--generate", action="store_true")
+    _common(p)
+    p = user.add_parser("list", help="list users")
+    _common(p)
+    cli_security.add_user_parsers(user, _common)
+    cli_security.add_parsers(sub, _common)
+    cli_scaleout.add_parsers(sub, _common)
+    token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = token.add_parser("create", help="create an API token acting as user NAME; prints it as the last line")
+    p.add_argument("name", help="the user the token acts as")
+    p.add_argument("--label", default=None, help="what the token is for (default: cli)")
+    _common(p)
+    p = token.add_parser("list", help="list tokens (never their values)")
+    _common(p)
+    p = token.add_parser("revoke", help="revoke a token by id")
+    p.add_argument("id", type=int)
+    _common(p)
+    return parser
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"pocketnoc: {message}", file=sys.stderr)
+    return code
+
+
+def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Settings]:
+    path = getattr(args, "config", None) or (Path(os.environ["POCKETNOC_CONFIG"]) if os.environ.get("POCKETNOC_CONFIG") else None)
+    config = load_config(path)
+    overrides: dict[str, Any] = {"config": path}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    for key in ("host", "port"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    try:
+        settings = build_settings(config.settings, **overrides)
+    except ValidationError as exc:
+        raise ConfigError([f"{path or 'settings'}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from None
+    return config, settings
+
+
+def _engine(settings: Settings) -> Engine:
+    from server.store.db import make_engine, migrate
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    return engine
+
+
+def _read_password(generate: bool) -> tuple[str, bool]:
+    from server.auth.access import generate_password
+
+    if generate:
+        return generate_password(), True
+    if sys.stdin is None or sys.stdin.closed:
+        return generate_password(), True
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password (empty to generate): ")
+        if not first:
+            return generate_password(), True
+        if getpass.getpass("Again: ") != first:
+            raise ValueError("the passwords differ")
+        return first, False
+    line = sys.stdin.readline().rstrip("\r\n")
+    return (line, False) if line else (generate_password(), True)
+
+
+def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    """user add / passwd / list."""
+    from server.auth import access as auth
+    from server.store import accounts
+
+    engine = _engine(settings)
+    with engine.begin() as conn:
+        if args.action == "list":
+            for u in accounts.list_users(conn):
+                print("\t".join([u.name, u.role] + (["disabled"] if u.disabled else [])))
+            return 0
+        try:
+            password, generated = _read_password(args.generate)
+            if args.action == "add":
+                auth.create_user(conn, args.name, args.role, password)
+                accounts.write_audit(conn, None, "user.create", args.name, {"role": args.role, "via": "cli"})
+                print(f"user {args.name} ({args.role}) created")
+            else:
+                found = accounts.get_user_by_name(conn, args.name)
+                if not found:
+                    return _fail(f"no user {args.name!r}")
+                auth.check_password(password)
+                accounts.set_password_hash(conn, found[0].id, auth.hash_password(password))
+                accounts.write_audit(conn, None, "user.password", args.name, {"via": "cli"})
+                print(f"password of {args.name} changed; their sessions ended")
+        except (auth.UserError, ValueError) as exc:
+            return _fail(str(exc))
+    if generated:
+        print(f"password: {password}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    """token create / list / revoke."""
+    from server.store import accounts
+    from server.store.schema import api_tokens, users
+
+    engine = _engine(settings)
+    with engine.begin() as conn:
+        if args.action == "list":
+            rows = conn.execute(select(api_tokens, users.c.name.label("user")).join(users, users.c.id == api_tokens.c.user_id))
+            print("ID\tUSER\tLABEL\tSTATE")
+            for r in rows:
+                print(f"{r.id}\t{r.user}\t{r.name}\t{'revoked' if r.revoked else 'active'}")
+            return 0
+        if args.action == "revoke":
+            done = conn.execute(update(api_tokens).where(api_tokens.c.id == args.id).values(revoked=True)).rowcount
+            if not done:
+                return _fail(f"no token {args.id}")
+            accounts.write_audit(conn, None, "token.revoke", str(args.id), {"via": "cli"})
+            return 0
+        found = accounts.get_user_by_name(conn, args.name)
+        if not found:
+            return _fail(f"no user {args.name!r}; create one with: pocketnoc user add {args.name} --role viewer")
+        label = (args.label or "cli")[:64]
+        value = accounts.new_token(conn, found[0].id, label)
+        accounts.write_audit(conn, None, "token.create", args.name, {"label": label, "via": "cli"})
+    print(f"token for {args.name} ({found[0].role}), shown once:")
+    print(value)
+    return 0
+
+
+def _command() -> str:
+    """How to call this program again: `pocketnoc` when that is on PATH, else the path it was started by."""
+    started = sys.argv[0] if sys.argv and os.sep in sys.argv[0] else ""
+    found = shutil.which("pocketnoc")
+    if not started or (found and Path(found).resolve() == Path(started).resolve()):
+        return "pocketnoc"
+    return started
+
+
+def port_problem(settings: Settings, command: str) -> str | None:
+    """Why the server could not listen on host:port (checked before anything is created or printed), or None."""
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot listen on {settings.host}: {exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no obstacle
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            other = settings.port + 1 if settings.port < 65535 else 8081
+            why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            return (f"port {settings.port} on {settings.host} {why}; "
+                    f"use another one: make run PORT={other} (or {_command()} {command} --port {other})")
+    return None
+
+
+def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
+    import uvicorn
+
+    from server.web.app import create_app
+
+    problem = cli_security.key_problem(settings)  # fail closed with one clear line, not a traceback
+    if problem:
+        return _fail(problem)
+    problem = port_problem(settings, "serve")  # before anything is printed, not in a uvicorn traceback after it
+    if problem:
+        return _fail(problem, EXIT_CONFIG)
+    app = create_app(settings, config)
+    shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host  # noqa: S104 - only a label
+    url = settings.base_url or f"http://{shown}:{settings.port}/"
+    for line in [f"pocketnoc is starting at {url}", *banner]:
+        print(line, flush=True)
+    # proxy_headers=False: X-Forwarded-* count only through the trusted_proxies setting (server.web.proxies).
+    from server.web.live import StreamingServer
+
+    server_config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=3,  # a live stream (SSE) that did not end when asked is cut after this
+    )
+    StreamingServer(server_config, app.state.services).run()
+    return 0
+
+
+def _demo_admin(settings: Settings) -> list[str]:
+    """Create the first admin (password shown once) or say how to get in with an existing account."""
+    from server.auth import access as auth
+    from server.store import accounts
+
+    engine = _engine(settings)
+    try:
+        with engine.begin() as conn:
+            if accounts.count_users(conn) == 0:
+                password = auth.generate_password()
+                auth.create_user(conn, "admin", "admin", password)
+                accounts.write_audit(conn, None, "user.create", "admin", {"role": "admin", "via": "demo"})
+                return ["sign in as: admin",
+                        f"password:   {password}   (shown once; change it with: {_command()} user passwd admin)"]
+    finally:
+        engine.dispose()
+    where = f" --data-dir {settings.data_dir}"
+    return [f"sign in with an existing user (add one: {_command()} user add NAME --role admin{where})",
+            f"lost the admin password? set a new one: {_command()} user passwd admin{where}"]
+
+
+def cmd_demo(settings: Settings, config: LoadedConfig, sim_port: int | None = None) -> int:
+    """Simulated devices + a first admin account + the server."""
+    from server.config.inventory import DeviceSpec
+    from server.demo import DEFAULT_PORT, SimError, demo_settings, prepare_demo, run_demo_agents
+    from server.demo.inventory import ACTIONS as DEMO_ACTIONS
+
+    problem = port_problem(settings, "demo")  # before the one-time password is printed, not after
+    if problem:
+        return _fail(problem, EXIT_CONFIG)
+    udp = DEFAULT_PORT if sim_port is None else sim_port
+    if not 1 <= udp <= 65535:
+        return _fail("--sim-port must be between 1 and 65535", EXIT_CONFIG)
+    settings = demo_settings(settings)
+    devices, _ = prepare_demo(settings.data_dir, port=udp)
+    names = {d.name for d in config.devices}
+    for entry in devices:
+        if entry["name"] not in names:
+            config.devices.append(DeviceSpec.model_validate(entry))
+    banner = [f"demo: {len(devices)} simulated devices on 127.0.77.x (snmpsim)"]
+    if settings.actions_file == DEMO_ACTIONS:
+        banner.append("demo: switch and router actions (port bounce/enable/disable, set location) really SET the simulator")
+    problem = cli_security.key_problem(settings)  # checked before an admin is made whose password nobody would see
+    if problem:
+        return _fail(problem)
+    try:
+        sim = run_demo_agents(settings.data_dir, port=udp)
+    except SimError as exc:
+        return _fail(f"the simulated devices did not start: {' '.join(str(exc).split())[:500]}")
+    try:
+        banner += _demo_admin(settings)
+    except BaseException:
+        sim.stop()
+        raise
+    # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit that runs `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A closed terminal (SIGHUP) stops the demo like SIGTERM does: uvicorn's graceful shutdown, then sim.stop().
+    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    try:
+        return _serve(settings, config, banner)
+    finally:
+        sim.stop()
+
+
+def raise_open_files_limit(want: int = 65536) -> int:
+    """Lift the soft limit on open files towards the hard one: one pooled SSH connection per host, SNMP sockets and
+    the database need more than the common default of 1,024 at a few thousand devices. Returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            logging.getLogger("pocketnoc").warning("cannot raise the open-files limit from %d: %s", soft, exc)
+    return int(soft)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            path = args.path or args.config
+            if path is None:
+                return _fail("give the config file: pocketnoc check-config PATH", EXIT_CONFIG)
+            args.config = path
+            config, _ = _load(args)
+            print(f"{path}: OK ({len(config.devices)} devices)")
+            return 0
+        config, settings = _load(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install()
+    raise_open_files_limit()
+    for noisy in ("alembic", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "migrate":
+        _engine(settings).dispose()
+        print(f"database at the newest schema: {settings.db_url.split('@')[-1]}")
+        return 0
+    if args.command == "secrets":
+        return cli_security.cmd_secrets(args, settings)
+    if args.command == "worker":
+        return cli_scaleout.cmd_worker(args, settings)
+    if args.command == "migrate-data":
+        return cli_scaleout.cmd_migrate_data(args, settings)
+    if args.command == "user" and args.action == "reset-2fa":
+        return cli_security.cmd_reset_2fa(args, settings)
+    if args.command == "user":
+        return cmd_user(args, settings)
+    if args.command == "token":
+        return cmd_token(args, settings)
+    if args.command == "demo":
+        return cmd_demo(settings, config, args.sim_port)
+    return _serve(settings, config, [])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

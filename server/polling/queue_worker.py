@@ -1,0 +1,245 @@
+"""`pocketnoc worker`: runs the checks the serve process queues (scheduler: queue), on any machine.
+
+A worker needs only the PostgreSQL URL and the secret key of the install (devices' credentials
+are stored encrypted). It polls with the same Poller and stores through its own Writer as the
+embedded mode, so alerts are raised the same way; several writers are safe (row locks in the
+store). Each check's memory (counters for rates, failure streak) is handed over through the
+database, so the next slot may run on any worker. SIGTERM/SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from procrastinate.worker import Worker
+
+from server.alerts.hostkey_events import host_key_hook
+from server.alerts.writer_hook import Alerting
+from server.config.settings import Settings
+from server.keys.rotation import check_key
+from server.keys.secretbox import SecretBox
+from server.polling.dispatch_queue import TASK, conninfo, make_app, site_queue
+from server.polling.jobs import CheckJob
+from server.polling.pipeline import load_rules
+from server.polling.poller import Poller
+from server.polling.queue_worker_state import CURRENT_SLOT, Inventory, RunLog, WorkerFigures
+from server.polling.writer import Writer
+from server.runtime import Services
+from server.store import workers as store
+from server.store.checklocks import CheckLocks
+from server.store.db import make_engine, migrate
+from server.web.live_bridge import notify_hook
+
+log = logging.getLogger("pocketnoc.worker")
+
+
+@dataclass
+class WorkerOptions:
+    """What the command line gives a worker."""
+
+    name: str
+    site: str | None = None
+    concurrency: int = 100
+    instance: str = field(default_factory=lambda: secrets.token_hex(8))
+
+
+class CheckWorker:
+    """One worker process: its poller, writer, inventory and the Procrastinate task that runs a check."""
+
+    def __init__(self, settings: Settings, options: WorkerOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.engine = make_engine(settings.db_url, pool_size=4)  # writer, heartbeat, refreshes: few connections
+        self.box = SecretBox.from_file(settings.key_file, create=False)  # a worker never invents a key
+        self.svc = Services(settings=settings, engine=self.engine, reader=self.engine, box=self.box)
+        self.runlog = RunLog(options.name)
+        self.figures = WorkerFigures()
+        self.inventory = Inventory(self.svc)
+        self.clock_offset = 0.0  # database clock minus ours
+        self.alive_file = settings.data_dir / f"worker-{options.name}.alive"
+        self.worker_id = 0
+        self._last_slot: dict[str, int] = {}  # check -> the slot this worker ran last (its memory is then current)
+        self.writer: Writer | None = None
+        self.poller: Poller | None = None
+        self.alerting: Alerting | None = None
+        self.queue_worker: Worker | None = None
+        app_name = store.worker_app_name(options.instance)
+        self.app = make_app(settings.db_url, max_size=6, application_name=app_name)
+        self.locks = CheckLocks(conninfo(settings.db_url, app_name), keepalive=settings.worker_heartbeat_seconds)
+        self._skip_logged: dict[str, float] = {}
+        self.app.task(name=TASK)(self.run_check)
+
+    def prepare(self) -> None:
+        """Blocking start-up: schema, key check, rules, inventory, registration."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate(self.engine)
+        check_key(self.engine, self.box)
+        self.alerting = Alerting(load_rules(self.svc), self.settings.down_after_failures)
+        self.inventory.refresh(force=True)
+        self.prepare_registration()
+
+    async def run_check(
+        self, device_id: int, check: str, due: float | None = None, timestamp: int | None = None, force: bool = False
+    ) -> None:
+        """The queue task: run one check of one slot (`due` and `timestamp` are on the database's clock)."""
+        if self.poller is None or self.writer is None:
+            return
+        try:
+            key = f"{device_id}:{check}"
+            job = self.inventory.jobs.get(key)
+            if job is None and self.inventory.miss_allowed():
+                await asyncio.to_thread(self.inventory.refresh, True)
+                job = self.inventory.jobs.get(key)
+            if job is None:
+                return  # deleted or disabled since it was queued
+            # Never twice at once: a slot whose check still runs elsewhere is skipped; 'poll now' waits for that run.
+            session = await self.locks.acquire(key, wait=float(job.interval) + 5 if force else 0.0)
+            if session is None:
+                if key not in self.locks.held:
+                    self._note_skip(job.device, check, timestamp)
+                return
+            try:
+                await self._run_locked(job, key, due, timestamp, force)
+            finally:
+                await self.locks.release(key, session)
+        except Exception:  # a failed job would only be retried late; the next slot comes anyway
+            log.exception("check %s of device %s failed in the worker", check, device_id)
+
+    def _note_skip(self, device: str, check: str, slot: int | None) -> None:
+        """Say so once per check per ten minutes (a check slower than its interval skips every other slot)."""
+        now = time.monotonic()
+        if now - self._skip_logged.get(f"{device}:{check}", -3600.0) >= 600:
+            self._skip_logged[f"{device}:{check}"] = now
+            log.info("check %s of %s still runs on another worker: slot %s skipped (more are not logged for 10 min)",
+                     check, device, slot)  # fmt: skip
+
+    async def _run_locked(self, job: CheckJob, key: str, due: float | None, timestamp: int | None, force: bool) -> None:
+        """Run one slot of a check whose lock this worker holds."""
+        poller, writer = self.poller, self.writer
+        if poller is None or writer is None:
+            return
+        device_id, check = job.device_id, job.check
+        if timestamp is None or self._last_slot.get(key) != timestamp - 1:  # the previous slot ran elsewhere
+            state = await store.load_handoff_async(self.app.connector, device_id, check)
+            if state:
+                poller.import_state(job, state)
+        if timestamp is not None:
+            self._last_slot[key] = timestamp
+        local_due = None if due is None else due - self.clock_offset
+        CURRENT_SLOT.set((timestamp, local_due))  # this task's context: the writer sink tags the outcome with it
+        outcome = await poller.run_check(job, due=local_due, force=force)
+        if outcome is None:
+            return
+        self.runlog.hand_off(device_id, check, poller.export_state(job))
+        self.figures.add(outcome.ok, None if local_due is None else max(0.0, outcome.ts - local_due))
+        if force:  # 'poll now' waits until the result is stored
+            await asyncio.to_thread(writer.flush, 10.0)
+
+    def _heartbeat(self) -> None:
+        in_flight = self.poller.stats.in_flight if self.poller else 0
+        stats = self.figures.snapshot(in_flight)
+        if self.queue_worker is not None and self.queue_worker.worker_id is not None:
+            stats["queue_worker_id"] = self.queue_worker.worker_id
+        before = time.time()
+        with self.engine.begin() as conn:
+            now = store.heartbeat(conn, self.worker_id, self.options.instance, stats)
+        after = time.time()
+        if now is None:  # an admin forgot this worker while it ran: register again
+            log.warning("this worker's row was removed; registering again")
+            self.prepare_registration()
+            return
+        self.clock_offset = now - (before + after) / 2
+        self.alive_file.touch()  # the container health check reads its age
+
+    def prepare_registration(self) -> None:
+        """Register (again) under this worker's name."""
+        with self.engine.begin() as conn:
+            self.worker_id = store.register(
+                conn,
+                self.options.name,
+                self.options.site,
+                socket.gethostname(),
+                os.getpid(),
+                self.options.instance,
+                self.options.concurrency,
+                stale_after=self.settings.worker_silent_seconds,
+            )
+
+    async def _side_loop(self) -> None:
+        """Heartbeats and inventory/rule refreshes, until cancelled."""
+        while True:
+            try:
+                await asyncio.to_thread(self._heartbeat)
+                if await asyncio.to_thread(self.inventory.refresh) and self.alerting is not None:
+                    rules = await asyncio.to_thread(load_rules, self.svc)
+                    self.alerting.set_rules(rules)
+                    log.info("inventory or rules changed: %d checks known", len(self.inventory.jobs))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat failed; retrying")
+            await asyncio.sleep(self.settings.worker_heartbeat_seconds)
+
+    async def run(self) -> None:
+        """Start everything, work until SIGTERM/SIGINT, then stop cleanly."""
+        await asyncio.to_thread(self.prepare)
+        alerting = self.alerting or Alerting(load_rules(self.svc), self.settings.down_after_failures)
+        self.writer = Writer(self.engine, self.settings, hooks=[host_key_hook, alerting.hook, self.runlog.hook, notify_hook])
+        self.writer.maintenance_enabled = False  # the leading serve process does rollups and retention
+        self.writer.listeners.append(self.runlog.committed)
+        self.writer.start()
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pocketnoc-io"))
+        self.poller = Poller(self.settings, self.runlog.sink(self.writer.submit), self.writer.has_room)
+        queue = site_queue(self.options.site)
+        hb = self.settings.worker_heartbeat_seconds
+        log.info("worker %s polls queue %s (%d checks known)", self.options.name, queue, len(self.inventory.jobs))
+        self.queue_worker = Worker(
+            app=self.app,
+            queues=[queue],
+            name=self.options.name,
+            concurrency=self.options.concurrency,
+            delete_jobs="successful",
+            listen_notify=True,
+            fetch_job_polling_interval=1.0,
+            update_heartbeat_interval=hb,
+            stalled_worker_timeout=3 * hb,
+            shutdown_graceful_timeout=30.0,
+            install_signal_handlers=False,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        side = asyncio.create_task(self._side_loop(), name="pocketnoc-worker-heartbeat")
+        try:
+            async with self.app.open_async():
+                await self.queue_worker.run()  # type: ignore[no-untyped-call]
+        finally:
+            side.cancel()
+            try:
+                await side
+            except asyncio.CancelledError:
+                pass
+            await self.poller.close()
+            await self.locks.close()
+            await asyncio.to_thread(self.writer.stop)
+            await asyncio.to_thread(self._mark_stopped)
+            self.engine.dispose()
+            log.info("worker %s stopped", self.options.name)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        """SIGTERM/SIGINT: finish the checks in flight (up to 30 s), then stop."""
+        log.info("%s: stopping after the checks in flight", sig.name)
+        if self.queue_worker is not None:
+            self.queue_worker.stop()  # type: ignore[no-untyped-call]
+
+    def _mark_stopped(self) -> None:
+        with self.engine.begin() as conn:
+            store.mark_stopped(conn, self.worker_id, self.options.instance)

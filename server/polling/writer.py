@@ -1,0 +1,178 @@
+"""The one writer: batches check outcomes into transactions on its own thread, plus rollup/retention."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from agents.traps import Trap
+from server.alerts.traps import AddressMap, apply_traps, expire_traps
+from server.config.settings import Settings
+from server.store.metrics import SeriesCache, expire, rollup
+from server.store.status import CheckOutcome, Hook, Transition, apply_outcomes
+
+log = logging.getLogger("pocketnoc.writer")
+MAX_BATCH = 5000
+# Outcomes queued or being committed before pollers are asked to wait (`has_room`): at ~40 KB an SNMP
+# outcome, a writer that falls behind costs ~20 MB, not a backlog that grows until memory runs out.
+# 500 is ~6 s of polling at 5,000 devices a minute, twelve times the default batch window.
+MAX_BACKLOG = 500
+MAINTENANCE_EVERY = 300.0
+TRAP_BATCH_SECONDS = 0.02
+
+Listener = Callable[[list[Transition], list[CheckOutcome]], None]
+
+
+class Writer:
+    """Single consumer of outcomes; commits in batches; a failed commit is retried, never dropped."""
+
+    def __init__(self, engine: Engine, settings: Settings, hooks: list[Hook] | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.hooks: list[Hook] = list(hooks or [])
+        self.listeners: list[Listener] = []
+        self.cache = SeriesCache()
+        self.addresses = AddressMap()
+        self._queue: queue.Queue[CheckOutcome | Trap | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._last_maintenance = time.monotonic()
+        # Rollup/retention runs in one process per database: queue workers turn it off, serve processes follow the leader.
+        self.maintenance_enabled = True
+        self.batches = 0
+        self.rows = 0
+        self.errors = 0
+        self.max_backlog = MAX_BACKLOG
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pocketnoc-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, outcome: CheckOutcome | Trap) -> None:
+        """Queue one outcome or trap (thread-safe, never blocks)."""
+        with self._lock:
+            self._pending += 1
+        self._queue.put(outcome)
+
+    @property
+    def backlog(self) -> int:
+        """Outcomes and traps submitted but not committed yet."""
+        return self._pending
+
+    def has_room(self) -> bool:
+        """False while the backlog is at its bound: pollers then wait before starting more checks (nothing is dropped)."""
+        return self._pending < self.max_backlog
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything submitted so far is committed."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, then end the thread."""
+        if self._thread is None:
+            return
+        self.flush(timeout)
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def forget_device(self, device_id: int) -> None:
+        """Drop cached series ids of a deleted device."""
+        self.cache.forget_device(device_id)
+
+    def inventory_changed(self) -> None:
+        """Devices were added, changed or removed: re-read what is cached about them."""
+        self.addresses.invalidate()
+
+    def _take_batch(self) -> tuple[list[CheckOutcome | Trap], bool]:
+        batch: list[CheckOutcome | Trap] = []
+        try:
+            first = self._queue.get(timeout=1.0)
+        except queue.Empty:
+            return batch, False
+        if first is None:
+            return batch, True
+        batch.append(first)
+        deadline = time.monotonic() + (TRAP_BATCH_SECONDS if isinstance(first, Trap) else self.settings.writer_batch_seconds)
+        while len(batch) < MAX_BATCH:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+            if isinstance(item, Trap):  # a trap should be an alert within milliseconds, not a batch window
+                deadline = min(deadline, time.monotonic() + TRAP_BATCH_SECONDS)
+        return batch, False
+
+    def _commit(self, batch: list[CheckOutcome | Trap]) -> list[Transition]:
+        outcomes = [o for o in batch if isinstance(o, CheckOutcome)]
+        trap_batch = [t for t in batch if isinstance(t, Trap)]
+        delay = 0.5
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    if trap_batch:
+                        apply_traps(conn, trap_batch, self.addresses)
+                    if not outcomes:
+                        return []
+                    return apply_outcomes(conn, outcomes, self.cache, self.settings.down_after_failures, self.hooks)
+            except Exception:
+                self.errors += 1
+                self.cache = SeriesCache()  # ids created in a rolled-back transaction are gone
+                log.exception("writing %d outcomes failed; retrying in %.1fs", len(batch), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch, stopping = self._take_batch()
+            if batch:
+                transitions = self._commit(batch)
+                self.batches += 1
+                outcomes = [o for o in batch if isinstance(o, CheckOutcome)]
+                self.rows += sum(len(o.samples) for o in outcomes)
+                for listener in self.listeners:
+                    try:
+                        listener(transitions, outcomes)
+                    except Exception:
+                        log.exception("a listener failed")
+                with self._idle:
+                    self._pending -= len(batch)
+                    self._idle.notify_all()
+                del batch, transitions, outcomes  # don't hold the last batch's samples while idle
+            if self.maintenance_enabled and time.monotonic() - self._last_maintenance >= MAINTENANCE_EVERY:
+                self.maintain()
+
+    def maintain(self) -> None:
+        """Roll up and expire samples (runs on the writer thread so writes never contend)."""
+        self._last_maintenance = time.monotonic()
+        s = self.settings
+        try:
+            with self.engine.begin() as conn:
+                rollup(conn)
+                expire(conn, s.raw_retention_hours, s.rollup_5m_retention_days, s.rollup_1h_retention_days)
+                expire_traps(conn)
+        except Exception:
+            log.exception("rollup/retention failed; will retry")

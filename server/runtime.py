@@ -1,0 +1,39 @@
+"""The running server's parts, built once by create_app and reached from routes through one dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from sqlalchemy import Engine
+
+from server.config.settings import Settings
+from server.keys.secretbox import SecretBox
+
+if TYPE_CHECKING:
+    from server.alerts.writer_hook import Alerting
+    from server.polling.dispatch import Dispatcher
+    from server.polling.poller import Poller
+    from server.polling.writer import Writer
+
+
+@dataclass
+class Services:
+    """Engine (writes), reader (reads), secrets, and the polling pipeline when it runs."""
+
+    settings: Settings
+    engine: Engine
+    reader: Engine
+    box: SecretBox
+    writer: Writer | None = None
+    poller: Poller | None = None
+    dispatcher: Dispatcher | None = None
+    alerting: Alerting | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def get_services(request: Request) -> Services:
+    """The Services of the app handling this request."""
+    svc: Services = request.app.state.services
+    return svc

@@ -1,0 +1,113 @@
+"""User and credential changes shared by pages and API: each one audited, each one ending sessions where due."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Connection, func, select, update
+
+from server.auth.access import UserError, check_password, create_user, hash_password
+from server.store import accounts, sessions, twofactor
+from server.store.accounts import ROLES, User
+from server.store.schema import users
+
+_hasher = PasswordHasher()
+
+
+def password_matches(conn: Connection, user_id: int, password: str) -> bool:
+    """Check a user's current password (for step-up and password changes)."""
+    stored = conn.execute(select(users.c.password_hash).where(users.c.id == user_id)).scalar()
+    if not stored:
+        return False
+    try:
+        return bool(_hasher.verify(str(stored), password[:1024]))
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def describe(conn: Connection, user: User) -> dict[str, Any]:
+    """A user as admins see them: role, state and which second factors they have (never secrets)."""
+    have = twofactor.factors(conn, user.id)
+    return {
+        "id": user.id,
+        "name": user.name,
+        "role": user.role,
+        "disabled": user.disabled,
+        "totp": have.totp,
+        "passkeys": have.passkeys,
+        "recovery_codes_left": have.recovery_left,
+        "sessions": len(sessions.list_for_user(conn, user.id)),
+    }
+
+
+def add_user(conn: Connection, actor: User | None, ip: str, name: str, role: str, password: str) -> int:
+    """Create a user (validated) and audit it."""
+    user_id = create_user(conn, name, role, password)
+    accounts.write_audit(conn, actor, "user.create", name, {"role": role}, ip)
+    return user_id
+
+
+def _enabled_admins(conn: Connection) -> int:
+    query = select(func.count()).select_from(users).where(users.c.role == "admin", users.c.disabled.is_(False))
+    return int(conn.execute(query).scalar() or 0)
+
+
+def _target(conn: Connection, user_id: int) -> User:
+    found = accounts.get_user(conn, user_id)
+    if found is None:
+        raise LookupError("no such user")
+    return found
+
+
+def set_role(conn: Connection, actor: User, ip: str, user_id: int, role: str) -> User:
+    """Change a user's role; an admin cannot demote themselves or the last admin. Ends the user's sessions."""
+    target = _target(conn, user_id)
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    if role == target.role:
+        return target
+    if target.id == actor.id:
+        raise UserError("you cannot change your own role; ask another admin")
+    if target.role == "admin" and not target.disabled and _enabled_admins(conn) <= 1:
+        raise UserError("this is the last admin; make another admin first")
+    conn.execute(update(users).where(users.c.id == user_id).values(role=role))
+    sessions.end_for_user(conn, user_id)
+    accounts.write_audit(conn, actor, "user.role", target.name, {"from": target.role, "to": role}, ip)
+    return User(target.id, target.name, role, target.disabled)
+
+
+def set_disabled(conn: Connection, actor: User, ip: str, user_id: int, disabled: bool) -> User:
+    """Disable (ending every session at once) or enable a user; nobody disables themselves or the last admin."""
+    target = _target(conn, user_id)
+    if disabled == target.disabled:
+        return target
+    if disabled and target.id == actor.id:
+        raise UserError("you cannot disable yourself")
+    if disabled and target.role == "admin" and _enabled_admins(conn) <= 1:
+        raise UserError("this is the last admin; make another admin first")
+    conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+    ended = sessions.end_for_user(conn, user_id) if disabled else 0
+    accounts.write_audit(conn, actor, "user.disable" if disabled else "user.enable", target.name, {"sessions_ended": ended}, ip)
+    return User(target.id, target.name, target.role, disabled)
+
+
+def reset_2fa(conn: Connection, actor: User, ip: str, user_id: int, keep_session: str | None = None) -> User:
+    """Remove every second factor of a user and end their sessions everywhere (but `keep_session`)."""
+    target = _target(conn, user_id)
+    twofactor.clear_factors(conn, user_id)
+    ended = sessions.end_for_user(conn, user_id, keep=keep_session)
+    accounts.write_audit(conn, actor, "2fa.reset", target.name, {"sessions_ended": ended}, ip)
+    return target
+
+
+def change_password(conn: Connection, user: User, ip: str, current: str, new: str) -> None:
+    """Change one's own password (the current one must be right); ends the user's sessions on every device."""
+    if not password_matches(conn, user.id, current):
+        raise UserError("the current password is wrong")
+    check_password(new)
+    if current == new:
+        raise UserError("the new password is the same as the old one")
+    accounts.set_password_hash(conn, user.id, hash_password(new))  # also ends every session
+    accounts.write_audit(conn, user, "user.password", user.name, {"via": "self"}, ip)

@@ -1,0 +1,122 @@
+"""SQL of the actions feature: run rows, and the device, alert and state reads that runs and verification need."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from server.actions.plan import DeviceInfo, effective_kind
+from server.keys.secretbox import SecretBox
+from server.store.alerts import record_event
+from server.store.devices import load_device
+from server.store.schema import action_runs, alerts, device_status
+
+FINAL = ("succeeded", "failed", "timed_out", "capped", "error", "interrupted")
+
+
+def device_info(conn: Connection, box: SecretBox, device_id: int) -> DeviceInfo | None:
+    """A device with secrets, its effective kind, last facts and state; None if there is no such device."""
+    row = load_device(conn, box, device_id)
+    if row is None:
+        return None
+    query = select(device_status.c.facts, device_status.c.state).where(device_status.c.device_id == device_id)
+    status = conn.execute(query).first()
+    facts = dict(status.facts or {}) if status is not None else {}
+    return DeviceInfo(row, effective_kind(row, facts), facts, status.state if status is not None else "unknown")
+
+
+def alert_brief(conn: Connection, alert_id: int) -> dict[str, Any] | None:
+    """An alert's id, device, rule, title and status, or None."""
+    row = conn.execute(
+        select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.title, alerts.c.status).where(alerts.c.id == alert_id)
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def firing_titles(conn: Connection, device_id: int) -> list[str]:
+    """Titles of the device's open (firing) alerts."""
+    query = select(alerts.c.title).where(alerts.c.device_id == device_id, alerts.c.status == "firing").order_by(alerts.c.id)
+    return [str(t) for t in conn.execute(query).scalars()]
+
+
+def device_state(conn: Connection, device_id: int) -> tuple[str, str | None]:
+    """The device's state and last error now."""
+    row = conn.execute(
+        select(device_status.c.state, device_status.c.last_error).where(device_status.c.device_id == device_id)
+    ).first()
+    return (str(row.state), row.last_error) if row is not None else ("unknown", None)
+
+
+def create_run(conn: Connection, values: dict[str, Any]) -> int:
+    """Insert a run (status running) and return its id."""
+    result = conn.execute(
+        insert(action_runs).values(status="running", output=[], truncated=False, started_at=time.time(), **values)
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def finish_run(conn: Connection, run_id: int, values: dict[str, Any]) -> None:
+    """Record how a run ended (status, exit code, output, duration)."""
+    conn.execute(update(action_runs).where(action_runs.c.id == run_id).values(**values))
+
+
+def set_verification(conn: Connection, run_id: int, verdict: str, detail: str) -> None:
+    """Record the verification verdict of a run."""
+    conn.execute(
+        update(action_runs)
+        .where(action_runs.c.id == run_id)
+        .values(verification=verdict, verification_detail=detail[:2000], verified_at=time.time())
+    )
+
+
+def note_on_alert(conn: Connection, alert_id: int, user: str, text: str) -> None:
+    """Add the run to the alert's history (kind 'action'), if the alert still exists."""
+    if alert_brief(conn, alert_id) is not None:
+        record_event(conn, alert_id, "action", user, text)
+
+
+def _view(row: Any) -> dict[str, Any]:
+    data = dict(row._mapping)
+    output = data.get("output") or []
+    data["stdout"] = "".join(text for stream, text in output if stream == "stdout")
+    data["stderr"] = "".join(text for stream, text in output if stream == "stderr")
+    return data
+
+
+def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
+    """One run with its output, or None."""
+    row = conn.execute(select(action_runs).where(action_runs.c.id == run_id)).first()
+    return _view(row) if row is not None else None
+
+
+def list_runs(
+    conn: Connection, device_id: int | None = None, alert_id: int | None = None, limit: int = 50, before: int | None = None
+) -> list[dict[str, Any]]:
+    """Runs newest first (without output), for one device, one alert, or all."""
+    columns = [c for c in action_runs.c if c.name != "output"]
+    query = select(*columns).order_by(action_runs.c.id.desc()).limit(limit)
+    if device_id is not None:
+        query = query.where(action_runs.c.device_id == device_id)
+    if alert_id is not None:
+        query = query.where(action_runs.c.alert_id == alert_id)
+    if before is not None:
+        query = query.where(action_runs.c.id < before)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def interrupt_unfinished(conn: Connection) -> int:
+    """Runs a previous server process left running: mark them interrupted (their outcome is unknown)."""
+    now = time.time()
+    done = conn.execute(
+        update(action_runs)
+        .where(action_runs.c.status == "running")
+        .values(status="interrupted", error="the server stopped while this ran; its outcome is unknown", finished_at=now)
+    ).rowcount
+    conn.execute(
+        update(action_runs)
+        .where(action_runs.c.verification == "checking")
+        .values(verification="unverified", verification_detail="the server stopped during verification", verified_at=now)
+    )
+    return int(done or 0)

@@ -1,0 +1,284 @@
+"""JSON API of remediation actions: the catalog, previews, runs (started by catalog id only), history, live output."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from server.actions.catalog import ActionSpec, load_catalog
+from server.actions.gate import Prepared, Refused, RunRequest, check, refuse_body
+from server.actions.plan import DeviceInfo, why_not
+from server.actions.runner import LiveRun, RunManager, manager
+from server.auth.access import Admin, Principal, Viewer, client_ip
+from server.config.yamlsrc import ConfigError
+from server.runtime import Services, get_services
+from server.store import accounts
+from server.store import runs as store
+from server.web.streams import session_alive
+
+router = APIRouter(tags=["actions"])
+SvcDep = Annotated[Services, Depends(get_services)]
+BODY_MAX = 64 * 1024
+HEARTBEAT = 15.0
+SESSION_CHECK_SECONDS = 15.0  # a stream of a session that ended (sign-out, password change, disable...) stops within this
+_RUN_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": RunRequest.model_json_schema()}}}}
+
+
+def offered(svc: Services, principal: Principal, device: DeviceInfo, rule: str | None = None) -> list[ActionSpec]:
+    """The actions that apply to the device and that the caller's role allows (suggested ones first for an alert)."""
+    catalog = manager(svc).catalog
+    if not principal.user.can("operator"):
+        return []
+    found = [a for a in catalog.actions.values() if principal.user.can(a.role) and not why_not(a, device)]
+    if rule:
+        found.sort(key=lambda a: rule not in a.applies_to.rules)
+    return found
+
+
+def _device(svc: Services, device_id: int) -> DeviceInfo:
+    with svc.reader.connect() as conn:
+        info = store.device_info(conn, svc.box, device_id)
+    if info is None:
+        raise HTTPException(404, "no such device")
+    return info
+
+
+def _rule_of(svc: Services, alert_id: int | None) -> str | None:
+    if alert_id is None:
+        return None
+    with svc.reader.connect() as conn:
+        alert = store.alert_brief(conn, alert_id)
+    if alert is None:
+        raise HTTPException(404, "no such alert")
+    return str(alert["rule"])
+
+
+@router.get("/api/v1/actions")
+def list_actions(
+    svc: SvcDep,
+    p: Viewer,
+    device: Annotated[int | None, Query(ge=1)] = None,
+    alert: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """The catalog; with ?device=ID only the actions that apply to that device and that your role may run."""
+    if device is None:
+        return {"items": [a.public() for a in manager(svc).catalog.actions.values()]}
+    rule = _rule_of(svc, alert)
+    items = []
+    for action in offered(svc, p, _device(svc, device), rule):
+        items.append({**action.public(), "suggested": bool(rule and rule in action.applies_to.rules)})
+    return {"items": items}
+
+
+@router.get("/api/v1/actions/{action_id}")
+def get_action(svc: SvcDep, _p: Viewer, action_id: str) -> dict[str, Any]:
+    """One catalog entry: parameters, danger, role, applies-to, and the command template or SET steps."""
+    action = manager(svc).catalog.get(action_id)
+    if action is None:
+        raise HTTPException(404, "no such action")
+    return action.public()
+
+
+async def _body(request: Request, svc: Services, p: Principal, action_id: str) -> RunRequest:
+    ip = client_ip(request)
+    raw = await request.body()
+    if len(raw) > BODY_MAX:
+        raise await refuse_body(svc, p, ip, action_id, f"request body over {BODY_MAX} bytes")
+    try:
+        data = json.loads(raw or b"{}")
+        return RunRequest.model_validate(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValidationError):
+            extra = "not allowed (a run names a catalog action and its parameters, nothing else)"
+            why = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: " + (extra if e["type"] == "extra_forbidden" else e["msg"])
+                for e in exc.errors(include_url=False)
+            )
+        else:
+            why = "the body is not JSON"
+        raise await refuse_body(svc, p, ip, action_id, why[:1000]) from None
+
+
+def _refused(exc: Refused) -> HTTPException:
+    return HTTPException(exc.status, exc.message)
+
+
+def _preview(prepared: Prepared) -> dict[str, Any]:
+    a = prepared.action
+    return {
+        "action": a.id,
+        "device": {"id": prepared.device.row.id, "name": prepared.device.row.name},
+        "kind": a.kind,
+        "danger": a.danger,
+        "params": dict(prepared.values),
+        "command": prepared.plan.text,
+        "verify_command": prepared.plan.verify_command,
+        "expected": prepared.plan.digest,
+        "needs": {"confirm_name": a.dangerous, "reason": a.dangerous, "fresh_2fa": a.dangerous},
+    }
+
+
+@router.post("/api/v1/actions/{action_id}/preview", openapi_extra=_RUN_BODY)
+async def preview(request: Request, svc: SvcDep, p: Viewer, action_id: str) -> dict[str, Any]:
+    """Exactly what a run would do (the command with parameters filled in, or the SETs), without running it."""
+    try:
+        body = await _body(request, svc, p, action_id)
+        prepared = await check(svc, manager(svc).catalog, p, client_ip(request), action_id, body, run=False)
+    except Refused as exc:
+        raise _refused(exc) from None
+    return _preview(prepared)
+
+
+async def start_run(svc: Services, p: Principal, ip: str, action_id: str, body: RunRequest) -> tuple[int, Prepared]:
+    """Check, claim the device, record and start a run; Refused (audited) when it may not run."""
+    mgr = manager(svc)
+    prepared = await check(svc, mgr.catalog, p, ip, action_id, body)
+    claim = mgr.reserve(prepared.device.row.id, exclusive=not prepared.action.concurrent)
+    if claim is None:
+        holder = mgr.busy(prepared.device.row.id)
+        why = f"another action is running on {prepared.device.row.name}" + (f" (run #{holder})" if holder else "")
+        why += "; wait until it ends"
+        from server.actions.gate import audit_refusal
+
+        await run_in_threadpool(audit_refusal, svc, p, ip, action_id, prepared.device.row.name, why, 409, {})
+        raise Refused(409, why)
+    return await mgr.start(prepared, p, ip, claim), prepared
+
+
+@router.post("/api/v1/actions/{action_id}/run", status_code=202, openapi_extra=_RUN_BODY)
+async def run(request: Request, svc: SvcDep, p: Viewer, action_id: str) -> JSONResponse:
+    """Start a run (operator or the action's role; dangerous ones need confirm, reason and a fresh second factor)."""
+    try:
+        body = await _body(request, svc, p, action_id)
+        run_id, prepared = await start_run(svc, p, client_ip(request), action_id, body)
+    except Refused as exc:
+        raise _refused(exc) from None
+    data = {
+        "id": run_id,
+        "status": "running",
+        "command": prepared.plan.text,
+        "url": f"/api/v1/runs/{run_id}",
+        "stream": f"/api/v1/runs/{run_id}/stream",
+        "page": f"/runs/{run_id}",
+    }
+    return JSONResponse(data, status_code=202)
+
+
+@router.post("/api/v1/actions/reload")
+def reload_catalog(request: Request, svc: SvcDep, p: Admin) -> dict[str, Any]:
+    """Re-read the catalog file; on errors the catalog in force stays and the errors are returned."""
+    mgr = manager(svc)
+    try:
+        catalog = load_catalog(svc.settings.actions_file)
+    except ConfigError as exc:
+        raise HTTPException(422, {"errors": exc.problems, "kept": "the previous catalog stays in force"}) from None
+    mgr.catalog = catalog
+    with svc.engine.begin() as conn:
+        target = str(svc.settings.actions_file or "none")
+        accounts.write_audit(conn, p.user, "action.reload", target, {"count": len(catalog.actions)}, client_ip(request))
+    return {"actions": len(catalog.actions)}
+
+
+def run_view(svc: Services, run_id: int) -> dict[str, Any] | None:
+    """A run as stored, overlaid with its live state and output while it runs in this process."""
+    live = manager(svc).live.get(run_id)  # first: a run that ends meanwhile is still seen whole
+    with svc.reader.connect() as conn:
+        data = store.get_run(conn, run_id)
+    if data is None:
+        return None
+    if live is not None:
+        output = live.transcript.merged()
+        data.update({k: v for k, v in live.state().items() if k != "finished"})
+        data["output"] = output
+        data["stdout"] = "".join(t for s, t in output if s == "stdout")
+        data["stderr"] = "".join(t for s, t in output if s == "stderr")
+    data["finished"] = live is None or live.finished
+    return data
+
+
+@router.get("/api/v1/runs")
+def list_runs(
+    svc: SvcDep,
+    _p: Viewer,
+    device: Annotated[int | None, Query(ge=1)] = None,
+    alert: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """Run history, newest first, for a device, an alert, or everything; page with `before`."""
+    with svc.reader.connect() as conn:
+        items = store.list_runs(conn, device, alert, limit, before)
+    return {"items": items, "limit": limit, "next_before": items[-1]["id"] if len(items) == limit else None}
+
+
+@router.get("/api/v1/runs/{run_id}")
+def get_run(svc: SvcDep, _p: Viewer, run_id: int) -> dict[str, Any]:
+    """One run: who, why, exactly what ran, status, exit code, duration, output and the verification."""
+    data = run_view(svc, run_id)
+    if data is None:
+        raise HTTPException(404, "no such run")
+    return data
+
+
+def _event(kind: str, data: Any) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _stream(
+    request: Request, svc: Services, mgr: RunManager, run_id: int, who: Principal
+) -> AsyncIterator[str]:
+    live: LiveRun | None = mgr.live.get(run_id)
+    if live is None:
+        stored = await run_in_threadpool(run_view, svc, run_id)
+        if stored is None:
+            return
+        for stream, text in stored["output"]:
+            yield _event("output", {"stream": stream, "text": text})
+        keys = ("id", "status", "exit_code", "error", "duration", "truncated", "verification", "verification_detail")
+        yield _event("status", {**{k: stored.get(k) for k in keys}, "finished": stored["finished"]})
+        yield _event("end", {"id": run_id})
+        return
+    sent, last = 0, None
+    next_check = time.monotonic() + SESSION_CHECK_SECONDS
+    while True:
+        version = live.transcript.version
+        chunks = live.transcript.chunks[sent:]
+        sent += len(chunks)
+        for stream, text in chunks:
+            yield _event("output", {"stream": stream, "text": text})
+        state = live.state()
+        if state != last:
+            last = state
+            yield _event("status", state)
+        if live.finished:
+            yield _event("end", {"id": run_id})
+            return
+        if await request.is_disconnected():
+            return
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + SESSION_CHECK_SECONDS
+            if not await session_alive(svc, who):
+                yield _event("bye", {"reason": "signed out"})
+                return
+        before = live.transcript.version
+        await live.transcript.wait(version, min(HEARTBEAT, SESSION_CHECK_SECONDS))
+        if live.transcript.version == before and not live.finished:
+            yield ": still running\n\n"
+
+
+@router.get("/api/v1/runs/{run_id}/stream")
+async def stream_run(request: Request, svc: SvcDep, p: Viewer, run_id: int) -> StreamingResponse:
+    """Live output as Server-Sent Events: `output` ({stream, text}), `status`, then `end` (`bye` if the session ends)."""
+    exists = await run_in_threadpool(run_view, svc, run_id)
+    if exists is None:
+        raise HTTPException(404, "no such run")
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    events = _stream(request, svc, manager(svc), run_id, p)
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)

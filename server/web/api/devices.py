@@ -1,0 +1,255 @@
+"""JSON API under /api/v1 (thin routes over store and views), /healthz and /metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select, text
+
+from server.auth.access import Admin, Operator, UserError, Viewer, client_ip, create_user
+from server.auth.stepup import FreshAdmin, StepUpRequired, is_fresh
+from server.config.inventory import DeviceSpec, error_list, timeout_problems
+from server.polling import pipeline
+from server.runtime import Services, get_services
+from server.store import accounts
+from server.store.devices import DeviceConflict, create_device, delete_device, load_device, split_secrets, update_device
+from server.store.metrics import history, labels_of
+from server.store.schema import devices
+from server.web import metrics_export, views
+from server.web.api.bodies import DevicePatch
+
+router = APIRouter()
+SvcDep = Annotated[Services, Depends(get_services)]
+DeviceState = Literal["", "up", "degraded", "down", "unreachable", "unknown"]  # "" = any
+RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "1y": 365 * 86400}
+
+
+def _secret_keys(svc: Services, device_id: int) -> set[str]:
+    with svc.reader.connect() as conn:
+        row = load_device(conn, svc.box, device_id)
+    return set(split_secrets(row.spec)[1]) if row else set()
+
+
+@router.get("/healthz", tags=["meta"])
+def healthz(svc: SvcDep) -> dict[str, Any]:
+    """Liveness and database reachability (no sign-in needed)."""
+    try:
+        with svc.reader.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        db = "ok"
+    except Exception:
+        db = "error"
+    return {"status": "ok" if db == "ok" else "degraded", "database": db, "polling": svc.dispatcher is not None}
+
+
+@router.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
+def metrics(svc: SvcDep, _p: Viewer) -> PlainTextResponse:
+    """Prometheus text format: device states, latest metrics, the poller's own figures."""
+    return PlainTextResponse(metrics_export.render(svc), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/api/v1/me", tags=["users"])
+def me(p: Viewer) -> dict[str, Any]:
+    """Who am I."""
+    return {"id": p.user.id, "name": p.user.name, "role": p.user.role}
+
+
+@router.get("/api/v1/devices", tags=["devices"])
+def list_devices(
+    svc: SvcDep,
+    _p: Viewer,
+    q: Annotated[str, Query(max_length=200)] = "",
+    tag: Annotated[str, Query(max_length=64)] = "",
+    state: DeviceState = "",
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Devices, problems first; filter by text, tag and state."""
+    with svc.reader.connect() as conn:
+        return views.device_list(conn, q, tag, state, limit, offset)
+
+
+@router.post("/api/v1/devices", tags=["devices"], status_code=201)
+def add_device(svc: SvcDep, p: Admin, request: Request, spec: DeviceSpec) -> dict[str, Any]:
+    """Add a device; secrets are stored encrypted and never returned."""
+    _refuse_late_timeouts(svc, spec, ("body",))
+    try:
+        with svc.engine.begin() as conn:
+            device_id = create_device(conn, spec, svc.box, svc.settings.default_interval)
+            accounts.write_audit(conn, p.user, "device.create", spec.name, {"address": spec.address}, client_ip(request))
+    except DeviceConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    pipeline.reschedule(svc)
+    return _detail(svc, device_id)
+
+
+def _refuse_late_timeouts(svc: Services, spec: DeviceSpec, prefix: tuple[str, ...]) -> None:
+    """422 for a timeout that would not end before the check's next turn (as the config file refuses it)."""
+    late = timeout_problems(spec, svc.settings.default_interval)
+    if late:
+        detail = [{"loc": [*prefix, *map(str, loc)], "msg": msg, "type": "value_error"} for loc, msg in late]
+        raise HTTPException(422, detail)
+
+
+def _detail(svc: Services, device_id: int) -> dict[str, Any]:
+    keys = _secret_keys(svc, device_id)
+    with svc.reader.connect() as conn:
+        found = views.device_detail(conn, device_id, keys)
+    if found is None:
+        raise HTTPException(404, "no such device")
+    return found
+
+
+@router.get("/api/v1/devices/{device_id}", tags=["devices"])
+def get_device(svc: SvcDep, _p: Viewer, device_id: int) -> dict[str, Any]:
+    """Facts, interfaces, resources, latest metrics, checks and recent state changes of a device."""
+    return _detail(svc, device_id)
+
+
+def _managed(svc: Services, device_id: int) -> Any:
+    with svc.reader.connect() as conn:
+        row = conn.execute(select(devices.c.source, devices.c.name).where(devices.c.id == device_id)).first()
+    if row is None:
+        raise HTTPException(404, "no such device")
+    if row.source == "config":
+        raise HTTPException(409, f"{row.name} is managed by the config file; change it there")
+    return row
+
+
+@router.patch("/api/v1/devices/{device_id}", tags=["devices"])
+def patch_device(
+    svc: SvcDep, p: Admin, request: Request, device_id: int, body: DevicePatch
+) -> dict[str, Any]:
+    """Change some fields; omitted secrets keep their stored values; unknown fields are refused.
+
+    Changing SNMP or SSH access (credentials, host keys, or the address of a device that has them) needs a fresh
+    second factor (step-up), as a password does."""
+    changes = body.model_dump(exclude_unset=True)
+    _managed(svc, device_id)
+    with svc.reader.connect() as conn:
+        row = load_device(conn, svc.box, device_id)
+    if row is None:
+        raise HTTPException(404, "no such device")
+    current = row.spec.model_dump(mode="json", exclude_none=True)
+    merged = {**current, **changes}
+    for section in ("snmp", "ssh"):
+        if isinstance(changes.get(section), dict) and isinstance(current.get(section), dict):
+            merged[section] = {**current[section], **changes[section]}
+            # snmp.write too: setting only its community keeps the rest; `"write": null` removes the block.
+            old, new = current[section].get("write"), changes[section].get("write")
+            if isinstance(old, dict) and isinstance(new, dict):
+                merged[section]["write"] = {**old, **new}
+    try:
+        spec = DeviceSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise HTTPException(422, error_list(exc.errors())) from None
+    _refuse_late_timeouts(svc, spec, ())
+    # Changing a device's credentials or pinned host keys asks for a fresh second factor; so does moving a device
+    # that has credentials: its next poll would send them (an SNMP community in clear) to the new address.
+    moved_with_secrets = spec.address != row.spec.address and (row.spec.snmp is not None or row.spec.ssh is not None)
+    if (spec.snmp != row.spec.snmp or spec.ssh != row.spec.ssh or moved_with_secrets) and not is_fresh(p, svc.settings):
+        raise StepUpRequired()
+    try:
+        with svc.engine.begin() as conn:
+            update_device(conn, device_id, spec, svc.box, svc.settings.default_interval)
+            accounts.write_audit(conn, p.user, "device.update", spec.name, {"fields": sorted(changes)}, client_ip(request))
+    except DeviceConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    pipeline.reschedule(svc)
+    return _detail(svc, device_id)
+
+
+@router.delete("/api/v1/devices/{device_id}", tags=["devices"], status_code=204)
+def remove_device(svc: SvcDep, p: Admin, request: Request, device_id: int) -> None:
+    """Delete a device with its history."""
+    row = _managed(svc, device_id)
+    with svc.engine.begin() as conn:
+        delete_device(conn, device_id)
+        accounts.write_audit(conn, p.user, "device.delete", row.name, {}, client_ip(request))
+    pipeline.reschedule(svc, removed_device=device_id)
+
+
+@router.post("/api/v1/devices/{device_id}/poll", tags=["devices"])
+async def poll_device(svc: SvcDep, _p: Operator, device_id: int) -> dict[str, Any]:
+    """Run every check of the device now and wait until the result is stored."""
+    if svc.dispatcher is None or svc.writer is None:
+        raise HTTPException(503, "polling is not running in this process")
+    ran = await svc.dispatcher.run_now(device_id)
+    if ran == 0:
+        raise HTTPException(404, "no checks scheduled for that device (unknown, disabled, or already running)")
+    writer = svc.writer
+    from starlette.concurrency import run_in_threadpool
+
+    await run_in_threadpool(writer.flush, 10.0)
+    return {"ran": ran}
+
+
+@router.get("/api/v1/devices/{device_id}/history", tags=["devices"])
+def device_history(
+    svc: SvcDep,
+    _p: Viewer,
+    device_id: int,
+    metric: Annotated[str, Query(min_length=1, max_length=64)],
+    range_: Annotated[str, Query(alias="range", pattern="^(1h|6h|24h|7d|30d|1y)$")] = "24h",
+    ifIndex: Annotated[str | None, Query(max_length=16)] = None,
+) -> dict[str, Any]:
+    """Points of a metric over a range (raw, then 5-minute and hourly rollups for longer ranges)."""
+    now = time.time()
+    with svc.reader.connect() as conn:
+        if conn.execute(select(devices.c.id).where(devices.c.id == device_id)).first() is None:
+            raise HTTPException(404, "no such device")
+        points = history(conn, device_id, metric, now - RANGES[range_], now, svc.settings.raw_retention_hours)
+    if ifIndex is not None:
+        points = [pt for pt in points if f'"ifIndex":"{ifIndex}"' in pt["labels"]]
+    series: dict[str, list[list[float]]] = {}
+    for pt in points:
+        series.setdefault(pt["labels"], []).append([pt["ts"], pt["value"]])
+    return {
+        "metric": metric,
+        "range": range_,
+        "items": [{"labels": labels_of(k), "points": v} for k, v in series.items()],
+    }
+
+
+class NewUser(BaseModel):
+    """A user to create."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=64)
+    role: str = Field(pattern="^(viewer|operator|admin)$")
+    password: str = Field(min_length=10, max_length=1024)
+
+
+@router.get("/api/v1/users", tags=["users"])
+def list_users(svc: SvcDep, _p: Admin) -> dict[str, Any]:
+    """All users (never their password hashes)."""
+    with svc.reader.connect() as conn:
+        return {
+            "items": [{"id": u.id, "name": u.name, "role": u.role, "disabled": u.disabled} for u in accounts.list_users(conn)]
+        }
+
+
+@router.post("/api/v1/users", tags=["users"], status_code=201)
+def add_user(svc: SvcDep, p: FreshAdmin, request: Request, body: NewUser) -> dict[str, Any]:
+    """Create a user (needs a fresh second factor when called from a browser session)."""
+    try:
+        with svc.engine.begin() as conn:
+            user_id = create_user(conn, body.name, body.role, body.password)
+            accounts.write_audit(conn, p.user, "user.create", body.name, {"role": body.role}, client_ip(request))
+    except UserError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"id": user_id, "name": body.name, "role": body.role}
+
+
+@router.get("/api/v1/audit", tags=["audit"])
+def audit_log(
+    svc: SvcDep, _p: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100, before: Annotated[int | None, Query(ge=1)] = None
+) -> dict[str, Any]:
+    """Audit entries, newest first; page with `before` = the last id seen."""
+    with svc.reader.connect() as conn:
+        items = accounts.read_audit(conn, limit, before)
+    return {"items": items, "limit": limit, "next_before": items[-1]["id"] if len(items) == limit else None}

@@ -1,0 +1,201 @@
+"""create_app(settings): the FastAPI application, its lifespan (pipeline start/stop) and error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import web
+from server.actions import runner as actions_runner
+from server.auth import stepup
+from server.auth.access import Forbidden, NotAuthenticated, request_scheme
+from server.config.loader import LoadedConfig
+from server.config.settings import Settings
+from server.keys.rotation import check_key
+from server.keys.rotation import install_handler as install_key_handler
+from server.keys.secretbox import SecretBox
+from server.polling import pipeline
+from server.runtime import Services
+from server.store.db import make_engine, migrate
+from server.web import guards as app_guards
+
+log = logging.getLogger("pocketnoc")
+WEB = web.ROOT
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path == "/metrics"
+
+
+def _not_json_body(request: Request, errors: list[dict[str, Any]]) -> bool:
+    """A refused body that was not sent as JSON (no or another Content-Type): 415 says what to do, not 'valid dictionary'."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    json_like = kind == "application/json" or kind.endswith("+json")
+    return request.method in ("POST", "PUT", "PATCH") and not json_like and any(e["loc"][:1] == ["body"] for e in errors)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotAuthenticated)
+    async def _unauth(request: Request, _exc: NotAuthenticated) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": "not signed in"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        from urllib.parse import quote
+
+        return RedirectResponse("/login?next=" + quote(target, safe="/"), status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": str(exc)}, status_code=403)
+        from server.web.pages.common import render_error
+
+        return render_error(request, 403, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        from server.web.pages.common import render_error
+
+        return render_error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        from server.config.inventory import error_list
+
+        errors = error_list(exc.errors())  # patterns in words, not the raw regex; `loc` kept for programs
+        if _wants_json(request) and _not_json_body(request, errors):
+            return JSONResponse({"detail": "send JSON with Content-Type: application/json"}, status_code=415)
+        if _wants_json(request):
+            return JSONResponse({"detail": errors}, status_code=422)
+        from server.web.pages.common import render_error
+
+        return render_error(request, 400, "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        if _wants_json(request):
+            return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
+        from server.web.pages.common import render_error
+
+        return render_error(request, 500, "Something went wrong on the server; the error is in its log.")
+
+
+def create_app(settings: Settings, config: LoadedConfig | None = None, poll: bool = True) -> FastAPI:
+    """Build an app on its own database; `poll=False` serves without running checks (tests, CLI)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    reader = make_engine(settings.db_url, immediate=False) if settings.db_url.startswith("sqlite") else engine
+    svc = Services(settings=settings, engine=engine, reader=reader, box=SecretBox.from_file(settings.key_file))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        migrate(engine)
+        check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
+        actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
+        if config is not None:
+            pipeline.sync_inventory(svc, config)
+        if poll:
+            pipeline.start(svc)
+            await pipeline.start_traps(svc)
+        try:
+            yield
+        finally:
+            await actions_runner.shutdown(svc)
+            await pipeline.stop(svc)
+            engine.dispose()
+            if reader is not engine:
+                reader.dispose()
+
+    app = FastAPI(
+        title="pocketnoc",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = svc
+    _install_handlers(app)
+    stepup.install_handlers(app)
+    app_guards.install(app)
+    install_key_handler(app)  # a key rotated under us: 503 "restart pocketnoc", not 500
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
+        if settings.secure_cookies or request_scheme(request) == "https":
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        elif "v" in request.query_params:  # asset URLs carry a content hash: they never change
+            response.headers.setdefault("Cache-Control", "public, max-age=31536000, immutable")
+        return response
+
+    app.add_middleware(GZipMiddleware, minimum_size=500)  # phones on slow links: pages shrink ~5x
+
+    from server.web.api import alerts as api_alerts
+    from server.web.api import devices as api
+    from server.web.api import hostkeys as api_hostkeys
+    from server.web.pages import alerts as pages_alerts
+    from server.web.pages import common as pages
+
+    app.include_router(api.router)
+    app.include_router(api_hostkeys.router)
+    app.include_router(api_alerts.router)
+    app.include_router(pages_alerts.router)
+    app.include_router(pages.router)
+    from server.web.api import account as api_account
+    from server.web.api import users as api_users
+    from server.web.pages import account as pages_account
+    from server.web.pages import twofactor as pages_2fa
+    from server.web.pages import users as pages_admin_users
+
+    for module in (api_account, api_users, pages_account, pages_2fa, pages_admin_users):
+        app.include_router(module.router)
+    from server.web.api import actions as api_actions
+    from server.web.pages import actions as pages_actions
+
+    app.include_router(api_actions.router)
+    app.include_router(pages_actions.router)
+    from server.web.api import notify as api_notify
+    from server.web.pages import notify as pages_notify
+
+    app.include_router(api_notify.router)
+    app.include_router(pages_notify.router)
+    from server.web.api import workers as api_workers
+    from server.web.pages import workers as pages_workers
+
+    app.include_router(api_workers.router)
+    app.include_router(pages_workers.router)
+    from server.web import live
+    from server.web.pages import inventory as pages_inventory
+    from server.web.pages import phone as pages_app
+
+    for module in (pages_app, pages_inventory, live):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
+    return app

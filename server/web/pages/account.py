@@ -1,0 +1,120 @@
+"""Account pages: overview with sessions on every device, password change, and the step-up ("confirm it's you") page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from server.auth import loginflow, totp
+from server.auth.access import UserError, Viewer, client_ip
+from server.auth.stepup import Fresh, is_fresh, same_site_path
+from server.runtime import Services, get_services
+from server.services import users as usermgmt
+from server.store import accounts, sessions, twofactor
+from server.web.pages.common import render
+
+router = APIRouter(include_in_schema=False)
+SvcDep = Annotated[Services, Depends(get_services)]
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_page(request: Request, svc: SvcDep, p: Viewer, done: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """Your second factors and your sessions on every device."""
+    with svc.reader.connect() as conn:
+        have = twofactor.factors(conn, p.user.id)
+        mine = sessions.list_for_user(conn, p.user.id, p.session_id)
+        keys = twofactor.list_passkeys(conn, p.user.id)
+    return render(request, "account.html", factors=have, sessions=mine, passkeys=keys, fresh=is_fresh(p, svc.settings), done=done)
+
+
+@router.post("/account/sessions/{handle}/end")
+def end_session_form(request: Request, svc: SvcDep, p: Viewer, handle: str) -> Response:
+    """Sign out one of your sessions (this one included)."""
+    with svc.engine.begin() as conn:
+        found = sessions.end_by_public_id(conn, p.user.id, handle[:64])
+        if found:
+            accounts.write_audit(conn, p.user, "session.end", p.user.name, {"session": handle[:20]}, client_ip(request))
+    if not found:
+        return render(request, "error.html", status=404, status_code=404, message="No such session.")
+    return RedirectResponse("/account?done=session", status_code=303)
+
+
+@router.post("/account/sessions/end-others")
+def end_others_form(request: Request, svc: SvcDep, p: Viewer) -> Response:
+    """Sign out everywhere but here."""
+    with svc.engine.begin() as conn:
+        ended = sessions.end_for_user(conn, p.user.id, keep=p.session_id)
+        accounts.write_audit(conn, p.user, "session.end_others", p.user.name, {"ended": ended}, client_ip(request))
+    return RedirectResponse("/account?done=others", status_code=303)
+
+
+@router.get("/account/password", response_class=HTMLResponse)
+def password_page(request: Request, p: Fresh) -> Response:
+    """The password form."""
+    return render(request, "account_password.html", error=None)
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+def password_submit(
+    request: Request,
+    svc: SvcDep,
+    p: Fresh,
+    current: Annotated[str, Form(max_length=1024)] = "",
+    new: Annotated[str, Form(max_length=1024)] = "",
+    again: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """Change the password: every session ends; this browser gets a new one."""
+    if new != again:
+        return render(request, "account_password.html", status=422, error="The two new passwords differ.")
+    ip = client_ip(request)
+    try:
+        with svc.engine.begin() as conn:
+            usermgmt.change_password(conn, p.user, ip, current, new)
+            token, _ = sessions.create(conn, p.user.id, ip, request.headers.get("user-agent"), verified_at=p.verified_at)
+    except UserError as exc:
+        return render(request, "account_password.html", status=422, error=str(exc))
+    response = RedirectResponse("/account?done=password", status_code=303)
+    loginflow.set_session_cookie(response, request, svc, token)
+    return response
+
+
+@router.get("/account/verify", response_class=HTMLResponse)
+def verify_page(request: Request, svc: SvcDep, p: Viewer, next: Annotated[str, Query(max_length=2000)] = "/account") -> Response:
+    """Confirm it's you: a second factor (or the password when you have none) before a sensitive change."""
+    with svc.reader.connect() as conn:
+        have = twofactor.factors(conn, p.user.id)
+    return render(request, "account_verify.html", factors=have, next=same_site_path(next, "/account"), error=None)
+
+
+@router.post("/account/verify", response_class=HTMLResponse)
+def verify_submit(
+    request: Request,
+    svc: SvcDep,
+    p: Viewer,
+    code: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/account",
+) -> Response:
+    """Check the code (or password); on success this session is fresh for `stepup_minutes`."""
+    target = same_site_path(next, "/account")
+    ip = client_ip(request)
+    with svc.engine.begin() as conn:
+        have = twofactor.factors(conn, p.user.id)
+        method = None
+        if not loginflow.throttled(conn, p.user.name, ip):
+            if have.any and code:
+                method = totp.verify_code(conn, svc.box, p.user.id, code)
+            elif not have.any and password:
+                method = "password" if usermgmt.password_matches(conn, p.user.id, password) else None
+        if method is None:
+            accounts.record_login(conn, p.user.name, ip, False)
+            accounts.write_audit(conn, p.user, "stepup.failed", p.user.name, {}, ip)
+        elif p.session_id is not None:
+            sessions.mark_verified(conn, p.session_id)
+            accounts.write_audit(conn, p.user, "stepup", p.user.name, {"method": method}, ip)
+    if method is None:
+        error = "That did not match (or too many attempts; wait a few minutes)."
+        return render(request, "account_verify.html", status=403, factors=have, next=target, error=error)
+    return RedirectResponse(target, status_code=303)

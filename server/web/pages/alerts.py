@@ -1,0 +1,144 @@
+"""Alert and silence pages: ack and snooze in one tap from the list, details with history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from server.auth.access import Operator, Viewer, client_ip
+from server.config.inventory import error_message
+from server.notify.runtime import silent_label
+from server.polling import pipeline
+from server.runtime import Services, get_services
+from server.store import alerts as store
+from server.web.api.alerts import AlertState, NewSilence, act, create_silence
+from server.web.pages.common import render, render_error
+from server.web.views_phone import alert_value
+
+router = APIRouter(include_in_schema=False)
+SvcDep = Annotated[Services, Depends(get_services)]
+SNOOZE_CHOICES = (("15 min", 15), ("1 h", 60), ("4 h", 240), ("24 h", 1440))
+
+
+def _back(target: str, fallback: str) -> str:
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else fallback
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(
+    request: Request,
+    svc: SvcDep,
+    _p: Viewer,
+    state: AlertState = "open",
+    severity: Literal["", "critical", "warning", "info"] = "",
+) -> Response:
+    """Open alerts first, with one-tap acknowledge and snooze."""
+    with svc.reader.connect() as conn:
+        data = store.list_alerts(conn, state, severity, limit=500)
+        silent_since = silent_label(svc, conn)
+    return render(request, "alerts.html", data=data, state=state, severity=severity, snooze_choices=SNOOZE_CHOICES,
+                  silent_since=silent_since)
+
+
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
+def alert_page(request: Request, svc: SvcDep, _p: Viewer, alert_id: int) -> Response:
+    """One alert: what, where, since when, who did what."""
+    with svc.reader.connect() as conn:
+        try:
+            alert = store.get_alert(conn, alert_id)
+        except store.AlertNotFound:
+            return render_error(request, 404, "No such alert.")
+    rules = svc.alerting.rules if svc.alerting else pipeline.load_rules(svc, reread_file=False)
+    rule = next((r for r in rules if r.name == alert["rule"]), None)
+    value = alert_value(rule, alert["last_value"])
+    return render(request, "alert.html", a=alert, value=value, snooze_choices=SNOOZE_CHOICES)
+
+
+@router.post("/alerts/{alert_id}/{action}")
+def alert_action(
+    request: Request,
+    svc: SvcDep,
+    p: Operator,
+    alert_id: int,
+    action: str,
+    note: Annotated[str, Form(max_length=2000)] = "",
+    minutes: Annotated[int, Form(ge=0, le=7 * 1440)] = 60,
+    back: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """The forms behind the buttons: ack, unack, snooze, note."""
+    if action not in ("ack", "unack", "snooze", "note"):
+        return render_error(request, 404, "No such action.")
+    if action == "note" and not note.strip():
+        return render_error(request, 400, "The note is empty.")
+    try:
+        act(svc, p.user, client_ip(request), alert_id, action, note=note, minutes=minutes)
+    except HTTPException as exc:
+        if exc.status_code != 409:
+            raise
+    return RedirectResponse(_back(back, f"/alerts/{alert_id}"), status_code=303)
+
+
+@router.get("/silences", response_class=HTMLResponse)
+def silences_page(request: Request, svc: SvcDep, _p: Viewer) -> Response:
+    """Maintenance windows, and a form to add one."""
+    with svc.reader.connect() as conn:
+        items = store.list_silences(conn)
+    return render(request, "silences.html", items=items, error=None, form={})
+
+
+@router.post("/silences")
+def silence_create(
+    request: Request,
+    svc: SvcDep,
+    p: Operator,
+    scope: Annotated[str, Form(pattern="^(device|tag|everything)$")] = "device",
+    target: Annotated[str, Form(max_length=64)] = "",
+    comment: Annotated[str, Form(max_length=500)] = "",
+    hours: Annotated[float, Form(gt=0, le=24 * 366)] = 1.0,
+    weekly: Annotated[str, Form(max_length=8)] = "",
+    days: Annotated[list[int] | None, Form()] = None,
+    start: Annotated[str, Form(max_length=5)] = "22:00",
+    tz: Annotated[str, Form(max_length=64)] = "UTC",
+) -> Response:
+    """Add a one-off (for N hours from now) or weekly maintenance window."""
+    raw: dict[str, object] = {"comment": comment}
+    if scope == "everything":
+        raw["everything"] = True
+    else:
+        raw[scope] = target.strip()
+    if weekly:
+        raw["recurrence"] = {
+            "days": days if days is not None else list(range(7)),
+            "start": start,
+            "minutes": int(hours * 60),
+            "tz": tz,
+        }
+    else:
+        raw["duration_minutes"] = max(1, int(hours * 60))
+    try:
+        body = NewSilence.model_validate(raw)
+        create_silence(svc, p.user, client_ip(request), body)
+    except (ValidationError, HTTPException) as exc:
+        message = (
+            "; ".join(error_message(e) for e in exc.errors())
+            if isinstance(exc, ValidationError)
+            else str(exc.detail)
+        )
+        with svc.reader.connect() as conn:
+            items = store.list_silences(conn)
+        return render(request, "silences.html", status=400, items=items, error=message, form=raw)
+    return RedirectResponse("/silences", status_code=303)
+
+
+@router.post("/silences/{silence_id}/delete")
+def silence_delete(request: Request, svc: SvcDep, p: Operator, silence_id: int) -> Response:
+    """End a maintenance window."""
+    from server.store import accounts
+
+    with svc.engine.begin() as conn:
+        if store.delete_silence(conn, silence_id):
+            accounts.write_audit(conn, p.user, "silence.delete", str(silence_id), {}, client_ip(request))
+    return RedirectResponse("/silences", status_code=303)

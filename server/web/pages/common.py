@@ -1,0 +1,172 @@
+"""HTML pages (server-rendered, usable without JavaScript) over the same view models as the API."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+import web
+from server.auth import loginflow
+from server.auth.access import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
+from server.runtime import Services, get_services
+from server.store import accounts
+from server.web import views
+from server.web.api.hostkeys import trust_offered
+
+TEMPLATES = Jinja2Templates(directory=str(web.ROOT / "templates"))
+TEMPLATES.env.autoescape = True
+TEMPLATES.env.filters["age"] = views.age
+TEMPLATES.env.filters["bps"] = views.human_bps
+TEMPLATES.env.filters["bytes"] = views.human_bytes
+TEMPLATES.env.filters["duration"] = views.human_duration
+TEMPLATES.env.filters["when"] = lambda ts: datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "never"
+LOGIN_CSRF_COOKIE = "pn_login_csrf"
+router = APIRouter(include_in_schema=False)
+SvcDep = Annotated[Services, Depends(get_services)]
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """Render a template with the signed-in user and CSRF token in context."""
+    principal = getattr(request.state, "principal", None)
+    context.setdefault("user", principal.user if principal else None)
+    context.setdefault("csrf", principal.csrf if principal else "")
+    context["now"] = time.time()
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
+
+
+def render_error(request: Request, status: int, message: str) -> HTMLResponse:
+    """A plain error page (escaped)."""
+    return render(request, "error.html", status=status, status_code=status, message=message)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths, so the login form can't redirect elsewhere."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.get("/sw.js")
+def service_worker() -> Response:
+    """The service worker, from the root so its scope is the whole app."""
+    from fastapi.responses import FileResponse
+
+    path = web.ROOT / "static" / "sw.js"
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
+    """The sign-in form (a double-submit cookie protects it against login CSRF)."""
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", next=_safe_next(next), login_csrf=token, error=None)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), max_age=3600)
+    return response
+
+
+def _secure(request: Request) -> bool:
+    svc: Services = request.app.state.services
+    return svc.settings.secure_cookies or request_scheme(request) == "https"
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_submit(
+    request: Request,
+    svc: SvcDep,
+    username: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    """Check the password, start a fresh session, go where the user was heading."""
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), csrf_token.encode()):
+        return render(
+            request,
+            "login.html",
+            status=400,
+            next=_safe_next(next),
+            login_csrf=cookie or "",
+            error="Your sign-in form expired. Please try again.",
+        )
+    ip = client_ip(request)
+    name = username.replace("\x00", "\ufffd").strip()  # PostgreSQL text cannot hold NUL: a refusal, not a 500
+
+    def work() -> tuple[str, str, str] | None:
+        with svc.engine.begin() as conn:
+            user = login(conn, name, password, ip)
+            if user is None:
+                accounts.write_audit(conn, None, "login.failed", name[:64], {}, ip)
+                return None
+            previous = request.cookies.get(SESSION_COOKIE)
+            if previous:
+                accounts.end_session(conn, accounts.digest(previous))  # never carry a session id across sign-in
+            return loginflow.start_after_password(conn, svc.settings, user, ip, request.headers.get("user-agent"))
+
+    session = await run_in_threadpool(work)
+    if session is None:
+        return render(
+            request,
+            "login.html",
+            status=401,
+            next=_safe_next(next),
+            login_csrf=cookie,
+            error="Wrong user name or password (or too many attempts; wait a few minutes).",
+        )
+    response = RedirectResponse(loginflow.next_url(session[2], _safe_next(next)), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session[0],
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        max_age=svc.settings.session_max_hours * 3600,
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, svc: SvcDep, p: Viewer) -> Response:
+    """End this session."""
+    with svc.engine.begin() as conn:
+        if p.session_id:
+            accounts.end_session(conn, p.session_id)
+        accounts.write_audit(conn, p.user, "logout", p.user.name, {}, client_ip(request))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.post("/devices/{device_id}/host-keys")
+def trust_key_form(
+    request: Request,
+    svc: SvcDep,
+    p: Admin,
+    device_id: int,
+    fingerprint: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """The 'Trust this key' button (admin, CSRF-checked, audited)."""
+    trust_offered(svc, p, client_ip(request), device_id, fingerprint)
+    return RedirectResponse(f"/devices/{device_id}", status_code=303)
+
+
+@router.post("/devices/{device_id}/poll")
+async def poll_now(svc: SvcDep, _p: Operator, device_id: int) -> Response:
+    """'Poll now' from the device page."""
+    if svc.dispatcher is not None and svc.writer is not None:
+        await svc.dispatcher.run_now(device_id)
+        await run_in_threadpool(svc.writer.flush, 10.0)
+    return RedirectResponse(f"/devices/{device_id}", status_code=303)

@@ -1,0 +1,261 @@
+"""The phone app's pages: overview, device page, graphs of any metric, settings hub, manifest and offline page."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import Match
+
+import web
+from server.auth.access import Viewer
+from server.notify.runtime import silent_label
+from server.runtime import Services, get_services
+from server.store import hostkeys
+from server.web import views
+from server.web import views_phone as views_app
+from server.web.api.hostkeys import offered_key
+from server.web.pages.common import TEMPLATES, render, render_error
+
+router = APIRouter(include_in_schema=False)
+SvcDep = Annotated[Services, Depends(get_services)]
+STATIC = web.ROOT / "static"
+SEARCH_MAX = 200  # characters of a search; longer text is cut, not refused
+RangeQuery = Annotated[str, Query(alias="range", pattern="^(1h|24h|7d|30d)$")]
+INTERFACE_METRICS = (
+    "if_in_bps",
+    "if_out_bps",
+    "if_in_errors_rate",
+    "if_out_errors_rate",
+    "if_in_discards_rate",
+    "if_out_discards_rate",
+)
+# The settings hub: (path, title, what it is for, role needed); a link shows only when its page exists.
+HUB: tuple[tuple[str, str, tuple[tuple[str, str, str, str], ...]], ...] = (
+    (
+        "you",
+        "You",
+        (
+            ("/account", "Account", "your role, where you are signed in", "viewer"),
+            ("/account/password", "Password", "change your password", "viewer"),
+            ("/account/totp", "Authenticator app", "two-factor codes", "viewer"),
+            ("/account/passkeys", "Passkeys", "sign in with a fingerprint or a security key", "viewer"),
+            ("/account/recovery", "Recovery codes", "for when the phone is lost", "viewer"),
+            ("/notify", "Notifications", "push to this phone, what was sent to you", "viewer"),
+        ),
+    ),
+    (
+        "monitoring",
+        "Monitoring",
+        (
+            ("/admin/rules", "Alert rules", "what raises an alert, how severe", "viewer"),
+            ("/notify/channels", "Channels", "e-mail, webhooks, ntfy, push: health and routes", "viewer"),
+            ("/silences", "Maintenance windows", "silence alerts during planned work", "viewer"),
+            ("/workers", "Workers", "polling workers: heartbeats and lag", "viewer"),
+        ),
+    ),
+    (
+        "admin",
+        "Administration",
+        (
+            ("/admin/devices", "Inventory", "add, change and remove devices", "admin"),
+            ("/admin/users", "Users", "people, roles, second factors", "admin"),
+            ("/admin/audit", "Audit log", "who changed what", "admin"),
+        ),
+    ),
+)
+
+
+@lru_cache(maxsize=64)
+def _version(name: str, mtime_ns: int) -> str:
+    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:10]
+
+
+def asset(name: str) -> str:
+    """A static file's URL with a content hash, so the service worker can cache it until it changes."""
+    path = STATIC / name
+    try:
+        return f"/static/{name}?v={_version(name, path.stat().st_mtime_ns)}"
+    except OSError:
+        return f"/static/{name}"
+
+
+def _iso(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else ""
+
+
+TEMPLATES.env.globals["asset"] = asset
+TEMPLATES.env.filters["iso"] = _iso
+TEMPLATES.env.filters["metric"] = views_app.fmt_value
+
+
+def _timed(response: Response, started: float) -> Response:
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview_page(
+    request: Request,
+    svc: SvcDep,
+    _p: Viewer,
+    q: str = "",
+    tag: Annotated[str, Query(max_length=64)] = "",
+    state: Annotated[str, Query(max_length=16)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """Counts by state and severity, open alerts (one-tap ack/snooze), devices problems first, search."""
+    started = time.perf_counter()
+    q_cut = len(q) > SEARCH_MAX  # a too-long search is cut (and said so next to the box), never an error page
+    q = q[:SEARCH_MAX]
+    with svc.reader.connect() as conn:
+        data = views_app.overview(conn, q, tag, state, page)
+        silent_since = silent_label(svc, conn)
+
+    def page_url(number: int) -> str:
+        params = {k: v for k, v in (("q", q), ("tag", tag), ("state", state)) if v}
+        return "/?" + urlencode({**params, "page": number})
+
+    response = render(request, "devices.html", o=data, q=q, tag=tag, state=state, page_url=page_url, silent_since=silent_since,
+                      q_cut=q_cut, search_max=SEARCH_MAX)
+    return _timed(response, started)
+
+
+@router.get("/devices/{device_id}", response_class=HTMLResponse)
+def device_page(request: Request, svc: SvcDep, _p: Viewer, device_id: int, range_: RangeQuery = "24h") -> Response:
+    """One device: state, open alerts, actions, key graphs, resources, interfaces, checks, facts, recent changes."""
+    started = time.perf_counter()
+    with svc.reader.connect() as conn:
+        detail = views.device_detail(conn, device_id)
+        if detail is None:
+            return render_error(request, 404, "No such device.")
+        graphs = views_app.key_graphs(conn, detail, range_, svc.settings.raw_retention_hours)
+        alerts = views_app.device_alerts(conn, device_id)
+        offered = offered_key(conn, device_id)
+        keys = hostkeys.list_keys(conn, device_id)
+    response = render(
+        request, "device.html", d=detail, graphs=graphs, range=range_, alerts=alerts, offered=offered, host_keys=keys
+    )
+    return _timed(response, started)
+
+
+def _detail_or_404(svc: Services, device_id: int) -> dict[str, Any] | None:
+    with svc.reader.connect() as conn:
+        return views.device_detail(conn, device_id)
+
+
+@router.get("/devices/{device_id}/metrics", response_class=HTMLResponse)
+def metrics_page(request: Request, svc: SvcDep, _p: Viewer, device_id: int, range_: RangeQuery = "24h") -> Response:
+    """Every metric the device reports, each linking to its graph."""
+    detail = _detail_or_404(svc, device_id)
+    if detail is None:
+        return render_error(request, 404, "No such device.")
+    return render(request, "metrics.html", d=detail, metrics=views_app.metric_index(detail), range=range_)
+
+
+@router.get("/devices/{device_id}/graph", response_class=HTMLResponse)
+def graph_page(
+    request: Request,
+    svc: SvcDep,
+    _p: Viewer,
+    device_id: int,
+    metric: Annotated[str, Query(min_length=1, max_length=64, pattern="^[a-z][a-z0-9_]*$")],
+    range_: RangeQuery = "24h",
+) -> Response:
+    """The graph of any metric of a device, one per label set (interface, disk, check ...)."""
+    detail = _detail_or_404(svc, device_id)
+    if detail is None:
+        return render_error(request, 404, "No such device.")
+    with svc.reader.connect() as conn:
+        graphs = views_app.metric_graphs(conn, detail, [metric], range_, svc.settings.raw_retention_hours)
+    series = sum(1 for m in detail["metrics"] if m["metric"] == metric)
+    return render(
+        request,
+        "graph.html",
+        d=detail,
+        graphs=graphs,
+        range=range_,
+        heading=views_app.TITLES.get(metric, metric),
+        facts=None,
+        more=series > len(graphs),
+        range_base=f"/devices/{device_id}/graph?metric={metric}",
+    )
+
+
+@router.get("/devices/{device_id}/interfaces/{if_index}", response_class=HTMLResponse)
+def interface_page(
+    request: Request,
+    svc: SvcDep,
+    _p: Viewer,
+    device_id: int,
+    if_index: Annotated[str, PathParam(max_length=16, pattern="^[0-9]+$")],
+    range_: RangeQuery = "24h",
+) -> Response:
+    """One interface: traffic, errors and discards over a range."""
+    detail = _detail_or_404(svc, device_id)
+    if detail is None:
+        return render_error(request, 404, "No such device.")
+    iface = next((i for i in detail["interfaces"] if str(i.get("index")) == if_index), None)
+    with svc.reader.connect() as conn:
+        graphs = views_app.metric_graphs(
+            conn, detail, list(INTERFACE_METRICS), range_, svc.settings.raw_retention_hours, {"ifIndex": if_index}
+        )
+    name = str(iface.get("name") or if_index) if iface else if_index
+    facts = None
+    if iface:
+        parts = [str(iface.get("oper") or "?"), views.human_bps(iface.get("speed_bps")) if iface.get("speed_bps") else ""]
+        facts = " · ".join(p for p in [*parts, str(iface.get("alias") or "")[:80]] if p)
+    return render(
+        request,
+        "graph.html",
+        d=detail,
+        graphs=graphs,
+        range=range_,
+        heading=f"Interface {name[:64]}",
+        facts=facts,
+        more=False,
+        range_base=f"/devices/{device_id}/interfaces/{if_index}",
+    )
+
+
+def _page_exists(request: Request, path: str) -> bool:
+    """Does the app answer GET `path` (asked the router itself, so pages added by other work count at once)?"""
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": "", "headers": [], "query_string": b""}
+    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
+
+
+@router.get("/settings", response_class=HTMLResponse)
+def settings_page(request: Request, p: Viewer) -> Response:
+    """One place that reaches every settings page the signed-in user may open."""
+    groups = []
+    for key, title, links in HUB:
+        shown: list[dict[str, str]] = []
+        for path, name, what, role in links:
+            if p.user.can(role) and _page_exists(request, path):
+                shown.append({"href": path, "title": name, "what": what})
+        if shown:
+            groups.append({"key": key, "title": title, "links": shown})
+    return render(request, "settings.html", groups=groups)
+
+
+@router.get("/manifest.webmanifest")
+def manifest() -> Response:
+    """The web app manifest (public: the browser fetches it without cookies)."""
+    return FileResponse(
+        STATIC / "manifest.webmanifest",
+        media_type="application/manifest+json",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
+@router.get("/offline", response_class=HTMLResponse)
+def offline_page(request: Request) -> Response:
+    """What the service worker shows for a page that was never saved while online (public: it holds no data)."""
+    return render(request, "offline.html", user=None)

@@ -1,0 +1,262 @@
+"""View models: the same dicts feed the JSON API and the HTML pages."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from server.polling.device_state import SEVERITY_ORDER
+from server.store.devices import public_spec
+from server.store.metrics import clean_json, labels_of
+from server.store.schema import device_status, devices, state_events
+
+RESOURCE_METRICS = (
+    "cpu_load_pct",
+    "cpu_pct",
+    "cpu_iowait_pct",
+    "mem_total_bytes",
+    "mem_used_bytes",
+    "mem_used_pct",
+    "swap_used_pct",
+    "swap_total_bytes",
+    "load1",
+    "load5",
+    "load15",
+    "uptime_seconds",
+    "systemd_failed_units",
+    "ups_battery_status",
+    "ups_on_battery",
+    "ups_charge_pct",
+    "ups_runtime_minutes",
+    "ups_load_pct",
+)
+UPS_BATTERY = {1: "unknown", 2: "normal", 3: "low", 4: "depleted"}
+
+
+def _summary(r: Any, parents: dict[int, str]) -> dict[str, Any]:
+    facts = r.facts or {}
+    return {
+        "id": r.id,
+        "name": r.name,
+        "address": r.address,
+        "kind": r.kind or facts.get("kind"),
+        "state": r.state,
+        "state_since": r.state_since,
+        "tags": list(r.tags or []),
+        "parent": parents.get(r.parent_id) if r.parent_id else None,
+        "last_polled": r.last_polled,
+        "last_ok": r.last_ok,
+        "last_error": r.last_error,
+        "poll_ms": r.poll_ms,
+        "sys_name": facts.get("sys_name") or facts.get("hostname"),
+        "source": r.source,
+        "enabled": bool(r.enabled),
+    }
+
+
+def _base_query() -> Any:
+    return select(
+        devices.c.id,
+        devices.c.name,
+        devices.c.address,
+        devices.c.kind,
+        devices.c.tags,
+        devices.c.parent_id,
+        devices.c.source,
+        devices.c.enabled,
+        devices.c.interval,
+        device_status.c.state,
+        device_status.c.state_since,
+        device_status.c.last_polled,
+        device_status.c.last_ok,
+        device_status.c.last_error,
+        device_status.c.poll_ms,
+        device_status.c.facts,
+    ).join(device_status, device_status.c.device_id == devices.c.id)
+
+
+def device_list(
+    conn: Connection, q: str = "", tag: str = "", state: str = "", limit: int = 500, offset: int = 0
+) -> dict[str, Any]:
+    """Devices, problems first, filtered by free text, tag and state."""
+    rows = list(conn.execute(_base_query()))
+    parents = {r.id: r.name for r in rows}
+    items = [_summary(r, parents) for r in rows]
+    needle = q.strip().lower()
+    if needle:
+        items = [
+            d
+            for d in items
+            if needle in d["name"].lower()
+            or needle in d["address"].lower()
+            or needle in str(d["sys_name"] or "").lower()
+            or any(needle in t.lower() for t in d["tags"])
+        ]
+    if tag:
+        items = [d for d in items if tag in d["tags"]]
+    if state:
+        items = [d for d in items if d["state"] == state]
+    items.sort(key=lambda d: (SEVERITY_ORDER.get(d["state"], 9), d["name"]))
+    counts: dict[str, int] = {}
+    for d in items:
+        counts[d["state"]] = counts.get(d["state"], 0) + 1
+    tags = sorted({t for r in rows for t in (r.tags or [])})
+    # Stored device text may predate cleaning on write: never let it break a page or a JSON answer.
+    return clean_json(  # type: ignore[no-any-return]
+        {
+            "items": items[offset : offset + limit],
+            "total": len(items),
+            "limit": limit,
+            "offset": offset,
+            "counts": counts,
+            "tags": tags,
+        }
+    )
+
+
+def _latest(metrics: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+    out = []
+    for check, rows in sorted(metrics.items()):
+        for metric, labels, value in rows:
+            out.append({"check": check, "metric": metric, "labels": labels_of(labels), "value": value})
+    return out
+
+
+def _interfaces(tables: dict[str, Any], latest: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_index: dict[str, dict[str, float]] = {}
+    for m in latest:
+        index = m["labels"].get("ifIndex")
+        if index is not None and m["metric"].startswith("if_"):
+            by_index.setdefault(str(index), {})[m["metric"]] = m["value"]
+    out = []
+    for row in tables.get("interfaces") or []:
+        if not isinstance(row, dict):
+            continue
+        rates = by_index.get(str(row.get("index")), {})
+        out.append(
+            {
+                **row,
+                "in_bps": rates.get("if_in_bps"),
+                "out_bps": rates.get("if_out_bps"),
+                "in_errors_rate": rates.get("if_in_errors_rate"),
+                "out_errors_rate": rates.get("if_out_errors_rate"),
+                "in_discards_rate": rates.get("if_in_discards_rate"),
+                "out_discards_rate": rates.get("if_out_discards_rate"),
+            }
+        )
+    return out
+
+
+def _resources(tables: dict[str, Any], latest: list[dict[str, Any]]) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    for m in latest:
+        if m["metric"] in RESOURCE_METRICS and not m["labels"]:
+            res[m["metric"]] = m["value"]
+    if "ups_battery_status" in res:
+        res["ups_battery"] = UPS_BATTERY.get(int(res["ups_battery_status"]), "unknown")
+    for name in ("storage", "filesystems", "supplies", "failed_units", "commands"):
+        res[name] = [r for r in tables.get(name) or [] if isinstance(r, dict)]
+    return res
+
+
+def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None = None) -> dict[str, Any] | None:
+    """Everything about one device: summary, facts, interfaces, resources, latest metrics, checks, events."""
+    query = (
+        _base_query()
+        .add_columns(device_status.c.tables, device_status.c.checks, device_status.c.metrics, devices.c.spec)
+        .where(devices.c.id == device_id)
+    )
+    r = conn.execute(query).first()
+    if r is None:
+        return None
+    parents = {}
+    if r.parent_id:
+        name = conn.execute(select(devices.c.name).where(devices.c.id == r.parent_id)).scalar()
+        parents = {r.parent_id: str(name)}
+    detail = _summary(r, parents)
+    latest = _latest(r.metrics or {})
+    tables = r.tables or {}
+    detail.update(
+        interval=r.interval,
+        facts=r.facts or {},
+        interfaces=_interfaces(tables, latest),
+        resources=_resources(tables, latest),
+        metrics=latest,
+        checks=[{"name": k, **v} for k, v in sorted((r.checks or {}).items())],
+        spec=public_spec(r.spec or {}, secret_keys or set()),
+        children=[
+            {"id": c.id, "name": c.name}
+            for c in conn.execute(select(devices.c.id, devices.c.name).where(devices.c.parent_id == device_id))
+        ],
+        events=[
+            {"ts": e.ts, "old": e.old_state, "new": e.new_state, "reason": e.reason}
+            for e in conn.execute(
+                select(state_events).where(state_events.c.device_id == device_id).order_by(state_events.c.id.desc()).limit(20)
+            )
+        ],
+    )
+    return clean_json(detail)  # type: ignore[no-any-return]
+
+
+def age(ts: float | None, now: float | None = None) -> str:
+    """'12s', '5m', '3h', '2d' ago — short enough for a phone row."""
+    if not ts:
+        return "never"
+    seconds = max(0, int((now or time.time()) - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _scaled(value: float | None, units: tuple[tuple[str, float], ...], unit: str, base: str) -> str:
+    if value is None:
+        return "–"
+    for prefix, size in units:
+        if value >= size:
+            return f"{value / size:.1f} {prefix}{unit}"
+    return f"{value:.0f} {base}"
+
+
+def human_bps(value: float | None) -> str:
+    """Bits per second in k/M/G."""
+    return _scaled(value, (("G", 1e9), ("M", 1e6), ("k", 1e3)), "b/s", "b/s")
+
+
+def human_bytes(value: float | None) -> str:
+    """Bytes in KiB/MiB/GiB/TiB."""
+    return _scaled(value, (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)), "B", "B")
+
+
+def human_duration(seconds: float | None) -> str:
+    """Uptime like '12d 4h'."""
+    if seconds is None:
+        return "–"
+    s = int(seconds)
+    days, rem = divmod(s, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes = rem // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
+
+
+GRAPHS = (
+    ("cpu_load_pct", "CPU %"),
+    ("cpu_pct", "CPU %"),
+    ("mem_used_pct", "Memory %"),
+    ("swap_used_pct", "Swap %"),
+    ("load1", "Load (1 min)"),
+    ("ups_charge_pct", "UPS charge %"),
+    ("ups_runtime_minutes", "UPS runtime (min)"),
+    ("ping_rtt_ms", "Round trip (ms)"),
+    ("ping_loss_pct", "Ping loss %"),
+    ("tcp_connect_ms", "TCP connect (ms)"),
+    ("http_latency_ms", "HTTP latency (ms)"),
+    ("tls_cert_days_left", "TLS days left"),
+)
+RANGE_SECONDS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
