@@ -57,6 +57,7 @@ deps-test: venv system-deps
 lint: deps-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## make test: install what the tests need, lint, then run the whole suite against real peers.
 test: deps-test postgres lint

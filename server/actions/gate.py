@@ -11,13 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from server.actions.catalog import ActionSpec, Catalog
 from server.actions.params import ParamError, check_params, shown
-from server.actions.plan import DeviceInfo, Plan, build_plan, why_not
+from server.actions.plan import Plan, build_plan, why_not
 from server.actions.template import ParamValue
 from server.auth.access import Principal
 from server.auth.stepup import StepUpRequired, is_fresh
 from server.runtime import Services
 from server.store import accounts
 from server.store import runs as store
+from server.store.runs import DeviceInfo
 
 REASON_MIN = 4
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from typing import Any
 
 from agents.base import Target
 from server.actions.catalog import ActionSpec
@@ -12,6 +11,7 @@ from server.actions.template import ParamValue, render, render_oid
 from server.config.settings import Settings
 from server.polling.jobs import jobs_for, snmp_target
 from server.store.devices import DeviceRow
+from server.store.runs import DeviceInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,31 +78,6 @@ def build_plan(action: ActionSpec, values: dict[str, ParamValue]) -> Plan:
             varbinds.append((render_oid(vb.oid, values), vb.type, value, vb.read_back))
         steps.append(SetStep(tuple(varbinds)))
     return Plan("snmp", steps=tuple(steps), verify_command=verify)
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """A device as actions see it: its row (with secrets), effective kind, last facts and state."""
-
-    row: DeviceRow
-    kind: str | None
-    facts: dict[str, Any]
-    state: str
-
-    @property
-    def host_key_changed(self) -> bool:
-        """The last SSH poll met a host key other than the pinned one."""
-        return self.facts.get("ssh_host_key_problem") == "changed"
-
-
-def effective_kind(row: DeviceRow, facts: dict[str, Any]) -> str | None:
-    """The configured kind, else the SNMP-detected one, else 'linux' when SSH saw a Linux kernel."""
-    if row.kind:
-        return row.kind
-    detected = facts.get("kind")
-    if isinstance(detected, str) and detected:
-        return detected
-    return "linux" if str(facts.get("os") or "").lower().startswith("linux") else None
 
 
 def why_not(action: ActionSpec, device: DeviceInfo) -> str | None:

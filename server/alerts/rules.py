@@ -152,11 +152,6 @@ class Rule(BaseModel):
         """The parsed arm expression (None: every label set is watched from the start)."""
         return _parsed(self.arm) if self.arm else None
 
-    @property
-    def is_state_rule(self) -> bool:
-        """A rule on the device's state (the one dependencies and outages are about)."""
-        return all(c.name == "state" for c in self.clauses)
-
 
 _cache: dict[str, tuple[Clause, ...]] = {}
 

@@ -33,7 +33,6 @@ from server.store.accounts import User
 
 RP_NAME = "pocketnoc"
 TIMEOUT_MS = 120_000
-PURPOSES = ("register", "login", "second", "stepup")
 _TRANSPORTS = {t.value for t in AuthenticatorTransport}
 
 

@@ -67,7 +67,6 @@ def fresh(role: str) -> object:
 
 
 Fresh = Annotated[Principal, Depends(require_fresh_2fa)]
-FreshViewer = Annotated[Principal, fresh("viewer")]
 FreshOperator = Annotated[Principal, fresh("operator")]
 FreshAdmin = Annotated[Principal, fresh("admin")]
 

@@ -245,7 +245,7 @@ def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
     url = settings.base_url or f"http://{shown}:{settings.port}/"
     for line in [f"pocketnoc is starting at {url}", *banner]:
         print(line, flush=True)
-    # proxy_headers=False: X-Forwarded-* count only through the trusted_proxies setting (server.web.proxies).
+    # proxy_headers=False: X-Forwarded-* count only through the trusted_proxies setting (server.auth.proxies).
     from server.web.live import StreamingServer
 
     server_config = uvicorn.Config(

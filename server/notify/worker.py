@@ -14,11 +14,11 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine
 
 from server.keys.secretbox import SecretBox
-from server.notify import deadman, deliver, http, outbox, planner
+from server.notify import deadman, deliver, http, planner
 from server.notify.config import NotifyConfig
 from server.notify.outcome import Outcome
 from server.notify.webpush import VapidKeys
-from server.store import leases
+from server.store import leases, outbox
 from server.store import notify as store
 from server.store.leases import holder_name
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
-from server.notify.outbox import enqueue
 from server.store.metrics import labels_of
+from server.store.outbox import enqueue
 from server.store.schema import alert_events, alerts, devices, silences
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
@@ -247,11 +247,6 @@ def create_silence(conn: Connection, values: dict[str, Any], user: str) -> int:
 def delete_silence(conn: Connection, silence_id: int) -> bool:
     """End and remove a silence."""
     return bool(conn.execute(delete(silences).where(silences.c.id == silence_id)).rowcount)
-
-
-def open_count(conn: Connection) -> int:
-    """How many alerts are open (for the page header)."""
-    return int(conn.execute(select(func.count()).select_from(alerts).where(alerts.c.status == "firing")).scalar() or 0)
 
 
 def _open_alert(conn: Connection, rule: str, device_id: int, key: str) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, text
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATE_LOCK = 0x706E6D67  # pg_advisory_lock key held while migrating ("pnmg")
@@ -70,6 +70,3 @@ def migrate(engine: Engine) -> None:
                 conn.commit()
 
 
-def is_migrated(engine: Engine) -> bool:
-    """True when the schema exists (at any revision)."""
-    return inspect(engine).has_table("alembic_version")

@@ -10,12 +10,11 @@ from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, text
+from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.store.schema import meta, rollups, samples, series
 
-RESOLUTIONS = (300, 3600)
 LABEL_VALUE_CAP = 128
 LATE_SECONDS = 180  # leave room for polls still in flight before a bucket is closed
 
@@ -335,6 +334,3 @@ def history(
     return out
 
 
-def sample_count(conn: Connection) -> int:
-    """Raw sample rows (for /metrics)."""
-    return int(conn.execute(text("SELECT count(*) FROM samples")).scalar() or 0)

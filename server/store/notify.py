@@ -85,11 +85,6 @@ class Holds:
 # ---------------------------------------------------------------- escalation tracks
 
 
-def get_track(conn: Connection, alert_id: int) -> Any:
-    """The escalation track of an alert, if any."""
-    return conn.execute(select(notify_tracks).where(notify_tracks.c.alert_id == alert_id)).first()
-
-
 _TRACK_UPDATE = update(notify_tracks).where(notify_tracks.c.alert_id == bindparam("b_alert"))
 
 

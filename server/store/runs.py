@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from server.actions.plan import DeviceInfo, effective_kind
 from server.keys.secretbox import SecretBox
 from server.store.alerts import record_event
-from server.store.devices import load_device
+from server.store.devices import DeviceRow, load_device
 from server.store.schema import action_runs, alerts, device_status
 
-FINAL = ("succeeded", "failed", "timed_out", "capped", "error", "interrupted")
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device as actions see it: its row (with secrets), effective kind, last facts and state."""
+
+    row: DeviceRow
+    kind: str | None
+    facts: dict[str, Any]
+    state: str
+
+    @property
+    def host_key_changed(self) -> bool:
+        """The last SSH poll met a host key other than the pinned one."""
+        return self.facts.get("ssh_host_key_problem") == "changed"
+
+
+def effective_kind(row: DeviceRow, facts: dict[str, Any]) -> str | None:
+    """The configured kind, else the SNMP-detected one, else 'linux' when SSH saw a Linux kernel."""
+    if row.kind:
+        return row.kind
+    detected = facts.get("kind")
+    if isinstance(detected, str) and detected:
+        return detected
+    return "linux" if str(facts.get("os") or "").lower().startswith("linux") else None
 
 
 def device_info(conn: Connection, box: SecretBox, device_id: int) -> DeviceInfo | None:

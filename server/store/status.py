@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from server.polling.device_state import CheckStatus, State, decide_state
+from server.store.device_state import CheckStatus, State, decide_state
 from server.store.metrics import SeriesCache, clean_json, clean_text, write_samples
 from server.store.schema import device_status, devices, state_events
 

@@ -6,8 +6,8 @@ import re
 
 from sqlalchemy import select
 
-from server.polling.device_state import STATES
 from server.runtime import Services
+from server.store.device_state import STATES
 from server.store.metrics import labels_of
 from server.store.schema import device_status, devices
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from server.polling.device_state import SEVERITY_ORDER
+from server.store.device_state import SEVERITY_ORDER
 from server.store.devices import public_spec
 from server.store.metrics import clean_json, labels_of
 from server.store.schema import device_status, devices, state_events

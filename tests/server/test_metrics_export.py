@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
-from server.polling.device_state import STATES
+from server.store.device_state import STATES
 from server.store.devices import create_device
 from server.store.metrics import labels_key
 from server.store.schema import device_status

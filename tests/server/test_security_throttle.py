@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from server.auth.proxies import client_address, forwarded_scheme, parse_networks
 from server.config.settings import Settings
 from server.store.schema import audit
-from server.web.proxies import client_address, forwarded_scheme, parse_networks
 from tests.server.conftest import PASSWORD, AppEnv, form_csrf, make_app_env
 
 TOKEN = re.compile(r'(value|data-csrf)="[A-Za-z0-9_-]{20,}"')

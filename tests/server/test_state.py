@@ -1,10 +1,10 @@
-"""decide_state: one case per row of the table in server/polling/device_state.py, then the soft-failure rules."""
+"""decide_state: one case per row of the table in server/store/device_state.py, then the soft-failure rules."""
 
 from __future__ import annotations
 
 import pytest
 
-from server.polling.device_state import SEVERITY_ORDER, STATES, CheckStatus, State, decide_state
+from server.store.device_state import SEVERITY_ORDER, STATES, CheckStatus, State, decide_state
 
 THRESHOLD = 2
 OK = CheckStatus(ok=True, answered=True, fails=0)

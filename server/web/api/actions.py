@@ -14,13 +14,14 @@ from starlette.concurrency import run_in_threadpool
 
 from server.actions.catalog import ActionSpec, load_catalog
 from server.actions.gate import Prepared, Refused, RunRequest, check, refuse_body
-from server.actions.plan import DeviceInfo, why_not
+from server.actions.plan import why_not
 from server.actions.runner import LiveRun, RunManager, manager
 from server.auth.access import Admin, Principal, Viewer, client_ip
 from server.config.yamlsrc import ConfigError
 from server.runtime import Services, get_services
 from server.store import accounts
 from server.store import runs as store
+from server.store.runs import DeviceInfo
 from server.web.streams import session_alive
 
 router = APIRouter(tags=["actions"])

@@ -11,11 +11,11 @@ from starlette.concurrency import run_in_threadpool
 
 from server.actions.catalog import ActionSpec
 from server.actions.gate import Prepared, Refused, RunRequest, check, refuse_body
-from server.actions.plan import DeviceInfo
 from server.actions.runner import manager
 from server.auth.access import Principal, Viewer, client_ip
 from server.runtime import Services, get_services
 from server.store import runs as store
+from server.store.runs import DeviceInfo
 from server.web.api.actions import offered, run_view, start_run
 from server.web.pages.common import TEMPLATES, render, render_error
 
