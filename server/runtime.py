@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from sqlalchemy import Engine
@@ -12,10 +12,15 @@ from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 
 if TYPE_CHECKING:
+    from agents.traps import TrapReceiver
+    from server.actions.runner import RunManager
+    from server.alerts.rules import Rule
     from server.alerts.writer_hook import Alerting
+    from server.notify.runtime import Notify
     from server.polling.dispatch import Dispatcher
     from server.polling.poller import Poller
     from server.polling.writer import Writer
+    from server.web.live import Broker
 
 
 @dataclass
@@ -30,7 +35,12 @@ class Services:
     poller: Poller | None = None
     dispatcher: Dispatcher | None = None
     alerting: Alerting | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    notify: Notify | None = None  # made on first use by notify.runtime.runtime()
+    runs: RunManager | None = None  # the action runs of this app (actions.runner.manager())
+    live: Broker | None = None  # the SSE broker (web.live.broker())
+    traps: TrapReceiver | None = None  # the trap receiver while the pipeline runs
+    file_rules: list[Rule] = field(default_factory=list)  # the rules file as last read
+    file_rules_loaded: bool = False
 
 
 def get_services(request: Request) -> Services:

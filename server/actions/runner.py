@@ -25,7 +25,6 @@ from server.store import runs as store
 
 log = logging.getLogger("pocketnoc.actions")
 CONNECT_ALLOWANCE = 60.0  # on top of an action's timeout: connecting and signing in
-EXTRA_KEY = "actions"
 
 
 @dataclass
@@ -341,10 +340,9 @@ async def ssh_run(
 
 def manager(svc: Services) -> RunManager:
     """The RunManager of this app (created, with the catalog loaded, on first use if install did not run)."""
-    found = svc.extra.get(EXTRA_KEY)
-    if not isinstance(found, RunManager):
-        found = svc.extra[EXTRA_KEY] = RunManager(svc, load_catalog(svc.settings.actions_file))
-    return found
+    if svc.runs is None:
+        svc.runs = RunManager(svc, load_catalog(svc.settings.actions_file))
+    return svc.runs
 
 
 def install(svc: Services) -> None:
@@ -354,15 +352,15 @@ def install(svc: Services) -> None:
         stale = store.interrupt_unfinished(conn)
     if stale:
         log.warning("%d action runs were left running by a previous server process; marked interrupted", stale)
-    svc.extra[EXTRA_KEY] = RunManager(svc, catalog)
+    svc.runs = RunManager(svc, catalog)
     if catalog.actions:
         log.info("%d actions in the catalog %s", len(catalog.actions), catalog.path)
 
 
 async def shutdown(svc: Services) -> None:
     """Cancel runs in progress (they are recorded as interrupted)."""
-    found = svc.extra.get(EXTRA_KEY)
-    if not isinstance(found, RunManager):
+    found = svc.runs
+    if found is None:
         return
     tasks = list(found._tasks)
     for task in tasks:

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from server.runtime import Services
 
 log = logging.getLogger("pocketnoc.notify")
-EXTRA_KEY = "notify"
 
 
 class Notify:
@@ -106,11 +105,9 @@ def sync_file_channels(conn: Connection, box: SecretBox, config: NotifyConfig, n
 
 def runtime(svc: Services) -> Notify:
     """The app's notification service (created on first use; the worker runs only with the pipeline)."""
-    found = svc.extra.get(EXTRA_KEY)
-    if not isinstance(found, Notify):
-        found = Notify(svc)
-        svc.extra[EXTRA_KEY] = found
-    return found
+    if svc.notify is None:
+        svc.notify = Notify(svc)
+    return svc.notify
 
 
 def silent_label(svc: Services, conn: Connection) -> str:
@@ -133,7 +130,7 @@ def start(svc: Services) -> None:
 
 async def stop(svc: Services) -> None:
     """Stop the worker (sends in flight get a moment to finish)."""
-    notify = svc.extra.get(EXTRA_KEY)
-    if isinstance(notify, Notify) and notify.worker is not None:
+    notify = svc.notify
+    if notify is not None and notify.worker is not None:
         await notify.worker.stop()
         notify.worker = None

@@ -45,10 +45,11 @@ def all_jobs(svc: Services) -> list[CheckJob]:
 
 def load_rules(svc: Services, reread_file: bool = True) -> list[Rule]:
     """Rules in force: the rules file (or the built-in defaults) plus rules added through the API."""
-    if reread_file or "file_rules" not in svc.extra:
+    if reread_file or not svc.file_rules_loaded:
         path = svc.settings.rules_file
-        svc.extra["file_rules"] = list(DEFAULT_RULES) if path is None else load_rules_file(path)
-    rules = list(svc.extra["file_rules"])
+        svc.file_rules = list(DEFAULT_RULES) if path is None else load_rules_file(path)
+        svc.file_rules_loaded = True
+    rules = list(svc.file_rules)
     names = {r.name for r in rules}
     with svc.reader.connect() as conn:
         for row in conn.execute(select(alert_rules.c.definition).order_by(alert_rules.c.id)):
@@ -136,14 +137,14 @@ async def start_traps(svc: Services) -> None:
     except OSError as exc:
         log.error("cannot receive traps on %s:%s: %s", s.trap_host, s.trap_port, exc)
         return
-    svc.extra["traps"] = receiver
+    svc.traps = receiver
     log.info("receiving SNMP traps on %s:%d", s.trap_host, receiver.port)
 
 
 async def stop(svc: Services) -> None:
     """Stop scheduling, close collectors, commit what is queued."""
     await notify_runtime.stop(svc)
-    receiver = svc.extra.pop("traps", None)
+    receiver, svc.traps = svc.traps, None
     if receiver is not None:
         await receiver.stop()
     if svc.dispatcher is not None:

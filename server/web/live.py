@@ -142,11 +142,9 @@ class Broker:
 
 def broker(svc: Services) -> Broker:
     """The app's broker (made on first use)."""
-    found = svc.extra.get("live")
-    if not isinstance(found, Broker):
-        found = Broker(svc)
-        svc.extra["live"] = found
-    return found
+    if svc.live is None:
+        svc.live = Broker(svc)
+    return svc.live
 
 
 @router.get("/live", response_class=EventSourceResponse)

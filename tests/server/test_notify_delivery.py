@@ -394,7 +394,7 @@ def test_a_changed_secrets_key_keeps_messages_for_after_the_restart(tmp_path: Pa
         admin = env.user("root", "admin")
         url = f"json://127.0.0.1:{receiver.port}/hook"
         assert env.client.post("/api/v1/channels", json={"name": "hook", "url": url}, headers=bearer(admin)).status_code == 201
-        notify = env.svc.extra["notify"]
+        notify = env.svc.notify
         assert isinstance(notify, Notify) and notify.worker is not None
         good = notify.worker.box
         notify.worker.box = SecretBox(Fernet.generate_key())  # what this process holds after `rotate --force`

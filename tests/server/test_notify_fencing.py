@@ -38,7 +38,7 @@ class Standby:
     """A second sender on the same database, as another serve process has: its own engine, event loop and worker."""
 
     def __init__(self, svc: Services) -> None:
-        notify = svc.extra["notify"]
+        notify = svc.notify
         assert isinstance(notify, Notify)
         self.engine = make_engine(svc.engine.url.render_as_string(hide_password=False))
         self.loop = asyncio.new_event_loop()
@@ -61,7 +61,7 @@ class Standby:
 
 
 def _leader(svc: Services) -> Worker:
-    worker = svc.extra["notify"].worker
+    worker = svc.notify.worker
     assert isinstance(worker, Worker)
     return worker
 

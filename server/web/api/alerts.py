@@ -262,5 +262,5 @@ def list_traps(
 
     with svc.reader.connect() as conn:
         items = recent_traps(conn, device, limit)
-    receiver = svc.extra.get("traps")
+    receiver = svc.traps
     return {"items": items, "receiver": receiver.counters() if receiver is not None else None}
