@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import insert, select
 
@@ -16,6 +19,7 @@ from server.alerts.rules import DEFAULT_RULES, Rule
 from server.alerts.rules import load_rules as load_rules_file
 from server.alerts.writer_hook import Alerting
 from server.config.loader import LoadedConfig
+from server.config.settings import Settings
 from server.notify import runtime as notify_runtime
 from server.polling.dispatch import InProcessDispatcher
 from server.polling.jobs import CheckJob, jobs_for
@@ -24,6 +28,7 @@ from server.polling.writer import Writer
 from server.runtime import Services
 from server.store.devices import load_devices, sync_config_devices
 from server.store.schema import alert_rules, meta
+from server.store.status import CheckOutcome, Hook
 
 log = logging.getLogger("pocketnoc.pipeline")
 
@@ -67,14 +72,53 @@ def reload_rules(svc: Services, reread_file: bool = True) -> int:
     return len(rules)
 
 
-def start(svc: Services) -> None:
-    """Start writer, poller and dispatcher (needs a running event loop)."""
-    svc.alerting = Alerting(load_rules(svc), svc.settings.down_after_failures)
-    svc.writer = Writer(svc.engine, svc.settings, hooks=[host_key_hook, svc.alerting.hook])
-    svc.writer.start()
+Role = Literal["serve", "scheduler", "worker"]
+Submit = Callable[[CheckOutcome], None]
+
+
+@dataclass(frozen=True)
+class PollingParts:
+    """What one process runs of the pipeline: the alert engine, the writer and (unless it only schedules) the poller."""
+
+    alerting: Alerting
+    writer: Writer
+    poller: Poller | None
+
+
+def build_pipeline(
+    role: Role,
+    svc: Services,
+    *,
+    hooks: Sequence[Hook] = (),
+    submit: Callable[[Submit], Submit] = lambda s: s,
+    alerting: Alerting | None = None,
+) -> PollingParts:
+    """The one wiring of writer, alert engine and poller for `serve` (polls), a queue `scheduler` and a `worker`.
+
+    Starts the writer; needs a running event loop. `hooks` run after the built-in ones in the writer's
+    transaction; `submit` wraps what the poller hands to the writer (a worker's run log).
+    """
+    settings = svc.settings
+    alerting = alerting or Alerting(load_rules(svc), settings.down_after_failures)
+    writer = Writer(svc.engine, settings, hooks=[host_key_hook, alerting.hook, *hooks])
+    writer.maintenance_enabled = role != "worker"  # the leading serve process does rollups and retention
+    writer.start()
+    if role == "scheduler":
+        return PollingParts(alerting, writer, None)
     # SSH and other blocking calls run in the default executor: give it room for many at once.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pocketnoc-io"))
-    if svc.settings.scheduler == "queue":  # scaled out: `pocketnoc worker` processes poll, this process schedules
+    return PollingParts(alerting, writer, Poller(settings, submit(writer.submit), writer.has_room))
+
+
+def _serve_role(settings: Settings) -> Role:
+    return "scheduler" if settings.scheduler == "queue" else "serve"
+
+
+def start(svc: Services) -> None:
+    """Start writer, poller and dispatcher (needs a running event loop)."""
+    parts = build_pipeline(_serve_role(svc.settings), svc)
+    svc.alerting, svc.writer = parts.alerting, parts.writer
+    if parts.poller is None:  # scaled out: `pocketnoc worker` processes poll, this process schedules
         from server.polling.dispatch_queue import QueueDispatcher
 
         queued = QueueDispatcher(svc, lambda: all_jobs(svc))
@@ -83,8 +127,8 @@ def start(svc: Services) -> None:
         queued.start()
         log.info("queue mode: %d checks scheduled for the workers", len(queued.jobs))
     else:
-        svc.poller = Poller(svc.settings, svc.writer.submit, svc.writer.has_room)
-        dispatcher = InProcessDispatcher(svc.poller)
+        svc.poller = parts.poller
+        dispatcher = InProcessDispatcher(parts.poller)
         svc.dispatcher = dispatcher
         dispatcher.sync(all_jobs(svc))
         dispatcher.start()

@@ -16,19 +16,17 @@ import secrets
 import signal
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from procrastinate.worker import Worker
 
-from server.alerts.hostkey_events import host_key_hook
 from server.alerts.writer_hook import Alerting
 from server.config.settings import Settings
 from server.keys.rotation import check_key
 from server.keys.secretbox import SecretBox
 from server.polling.dispatch_queue import TASK, conninfo, make_app, site_queue
 from server.polling.jobs import CheckJob
-from server.polling.pipeline import load_rules
+from server.polling.pipeline import build_pipeline, load_rules
 from server.polling.poller import Poller
 from server.polling.queue_worker_state import CURRENT_SLOT, Inventory, RunLog, WorkerFigures
 from server.polling.writer import Writer
@@ -191,13 +189,10 @@ class CheckWorker:
     async def run(self) -> None:
         """Start everything, work until SIGTERM/SIGINT, then stop cleanly."""
         await asyncio.to_thread(self.prepare)
-        alerting = self.alerting or Alerting(load_rules(self.svc), self.settings.down_after_failures)
-        self.writer = Writer(self.engine, self.settings, hooks=[host_key_hook, alerting.hook, self.runlog.hook, notify_hook])
-        self.writer.maintenance_enabled = False  # the leading serve process does rollups and retention
+        parts = build_pipeline("worker", self.svc, hooks=[self.runlog.hook, notify_hook], submit=self.runlog.sink,
+                               alerting=self.alerting)
+        self.writer, self.poller = parts.writer, parts.poller
         self.writer.listeners.append(self.runlog.committed)
-        self.writer.start()
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pocketnoc-io"))
-        self.poller = Poller(self.settings, self.runlog.sink(self.writer.submit), self.writer.has_room)
         queue = site_queue(self.options.site)
         hb = self.settings.worker_heartbeat_seconds
         log.info("worker %s polls queue %s (%d checks known)", self.options.name, queue, len(self.inventory.jobs))
@@ -227,7 +222,8 @@ class CheckWorker:
                 await side
             except asyncio.CancelledError:
                 pass
-            await self.poller.close()
+            if self.poller is not None:
+                await self.poller.close()
             await self.locks.close()
             await asyncio.to_thread(self.writer.stop)
             await asyncio.to_thread(self._mark_stopped)
