@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
-from sqlalchemy import Engine
 
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
+from server.store.db import Engine
 
 if TYPE_CHECKING:
     from agents.traps import TrapReceiver

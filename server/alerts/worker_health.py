@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Engine
-
 from server.store.alerts import fire_event_alert, resolve_event_alert
+from server.store.db import Engine
 from server.store.workers import (
     DEFAULT_POOL,
     device_pools,

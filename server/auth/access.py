@@ -11,13 +11,13 @@ from typing import Annotated
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from fastapi import Depends, Request
-from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from server.auth import proxies
 from server.runtime import Services, get_services
 from server.store import accounts, sessions
 from server.store.accounts import ROLES, User
+from server.store.db import Connection
 
 SESSION_COOKIE = "pn_session"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")

@@ -6,7 +6,6 @@ import time
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from sqlalchemy import Connection
 
 from server.auth.access import (
     MAX_FAILURES_PER_ACCOUNT,
@@ -20,6 +19,7 @@ from server.config.settings import Settings
 from server.runtime import Services
 from server.store import accounts, sessions, twofactor
 from server.store.accounts import User
+from server.store.db import Connection
 
 MAX_CODE_FAILURES = 5  # wrong codes on one half-session before the password must be typed again
 

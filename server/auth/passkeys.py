@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request
-from sqlalchemy import Connection
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -30,6 +29,7 @@ from server.auth.access import request_scheme
 from server.config.settings import Settings
 from server.store import accounts, twofactor
 from server.store.accounts import User
+from server.store.db import Connection
 
 RP_NAME = "pocketnoc"
 TIMEOUT_MS = 120_000

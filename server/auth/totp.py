@@ -11,10 +11,10 @@ import pyotp
 import segno
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection
 
 from server.keys.secretbox import SecretBox
 from server.store import twofactor
+from server.store.db import Connection
 
 ISSUER = "pocketnoc"
 STEP = 30

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-
 from server.keys.secretbox import SecretBox, SecretsUnavailable
 from server.notify import notices, webpush
 from server.notify.channels import Channel, ChannelError, build
@@ -20,6 +18,7 @@ from server.notify.routing import OPERATOR_ROLES
 from server.notify.summaries import compose
 from server.store import notify as store
 from server.store import notify_targets as targets
+from server.store.db import Connection, Engine
 
 log = logging.getLogger("pocketnoc.notify")
 ACTIONABLE = ("trigger", "escalate", "reminder")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection
-
 from server.notify.message import clean, when
 from server.notify.routing import Directory, Target
+from server.store.db import Connection
 from server.store.notify import add_message
 
 

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 from fastapi import HTTPException
-from sqlalchemy import Connection
 
 from server.notify import deadman, notices
 from server.notify.channels import ChannelError, build
@@ -18,6 +17,7 @@ from server.store import accounts
 from server.store import notify as store
 from server.store import notify_targets as targets
 from server.store.accounts import User
+from server.store.db import Connection
 from server.web.api.alerts import act
 
 SNOOZE_FROM_PUSH_MINUTES = 60

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Connection
-
 from server.notify import escalation
 from server.notify.config import NotifyConfig
 from server.notify.routing import Directory, Target, matching_routes
 from server.notify.summaries import Grouper
 from server.store import notify as store
+from server.store.db import Connection
 
 log = logging.getLogger("pocketnoc.notify")
 BATCH = 500

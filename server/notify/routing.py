@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
-
 from server.notify.config import NotifyConfig, Route
+from server.store.db import Connection
 from server.store.notify_targets import channel_rows, recipients, subscription_rows
 
 OPERATOR_ROLES = frozenset({"operator", "admin"})

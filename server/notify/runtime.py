@@ -7,8 +7,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection
-
 from server.keys.secretbox import SecretBox
 from server.notify import deadman
 from server.notify.channels import ChannelError, build
@@ -16,6 +14,7 @@ from server.notify.config import NotifyConfig, load_notify_config
 from server.notify.webpush import VapidKeys, load_keys
 from server.notify.worker import Worker
 from server.store import notify_targets as targets
+from server.store.db import Connection
 
 if TYPE_CHECKING:
     from server.runtime import Services

@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Connection
-
 from server.notify.config import Delivery
 from server.notify.message import SEVERITY_WORD, alert_payload, clean, dedup_key
 from server.notify.routing import Target
+from server.store.db import Connection
 from server.store.notify import add_message, add_messages, open_summaries, recent_counts
 
 MAX_SUMMARY_LINES = 15

@@ -19,13 +19,13 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
 from pywebpush import WebPusher
-from sqlalchemy import Engine
 
 from agents.safety import UnsafeTarget, parse_target
 from server.keys.secretbox import SecretBox
 from server.notify import http
 from server.notify.channels import checked_host
 from server.notify.outcome import Outcome, classify_http
+from server.store.db import Engine
 from server.store.notify_targets import meta_get, meta_put
 
 META_KEY = "vapid_private_key"

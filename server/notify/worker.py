@@ -11,8 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine
-
 from server.keys.secretbox import SecretBox
 from server.notify import deadman, deliver, http, planner
 from server.notify.config import NotifyConfig
@@ -20,6 +18,7 @@ from server.notify.outcome import Outcome
 from server.notify.webpush import VapidKeys
 from server.store import leases, outbox
 from server.store import notify as store
+from server.store.db import Connection, Engine
 from server.store.leases import holder_name
 
 log = logging.getLogger("pocketnoc.notify")

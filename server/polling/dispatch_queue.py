@@ -43,7 +43,7 @@ from server.runtime import Services
 from server.store import leases
 from server.store import workers as store
 from server.store.leases import holder_name
-from server.web.live_bridge import LiveBridge, notify_hook
+from server.store.live_bridge import LiveBridge, notify_hook
 
 log = logging.getLogger("pocketnoc.queue")
 TASK = "pocketnoc.check"
@@ -107,7 +107,7 @@ class QueueDispatcher:
             logging.getLogger("procrastinate").setLevel(logging.WARNING)  # it logs every job at INFO
         self.app = make_app(svc.settings.db_url)
         self.holder = holder_name("serve")
-        self.bridge = LiveBridge(svc, conninfo(svc.settings.db_url))
+        self.bridge = LiveBridge(conninfo(svc.settings.db_url), self._wake_live)
         self.jobs: dict[str, CheckJob] = {}
         self.routes: dict[int, str | None] = {}
         self.known_sites: set[str] = set()
@@ -127,6 +127,11 @@ class QueueDispatcher:
         self._opened = asyncio.Event()
 
     # ------------------------------------------------------------ the Dispatcher interface
+
+    def _wake_live(self) -> None:
+        """Another process committed: phones connected here hear of it (when any are connected)."""
+        if self.svc.live is not None:
+            self.svc.live.on_commit([], [])
 
     def start(self) -> None:
         """Open the queue, start the scheduling loop and the cross-process live updates on the running loop."""

@@ -34,7 +34,7 @@ from server.runtime import Services
 from server.store import workers as store
 from server.store.checklocks import CheckLocks
 from server.store.db import make_engine, migrate
-from server.web.live_bridge import notify_hook
+from server.store.live_bridge import notify_hook
 
 log = logging.getLogger("pocketnoc.worker")
 

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Connection
-
 from server.polling.jobs import CheckJob
 from server.polling.pipeline import all_jobs
 from server.runtime import Services
+from server.store.db import Connection
 from server.store.status import CheckOutcome, Transition
 from server.store.workers import inventory_fingerprint, record_runs, save_handoff
 

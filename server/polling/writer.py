@@ -8,11 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine
-
 from agents.traps import Trap
 from server.alerts.traps import AddressMap, apply_traps, expire_traps
 from server.config.settings import Settings
+from server.store.db import Engine
 from server.store.metrics import SeriesCache, expire, rollup
 from server.store.status import CheckOutcome, Hook, Transition, apply_outcomes
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
-
 from server.logsafe import escape
-from server.store.schema import audit
+from server.store import audit as store
+from server.store.audit import AuditRow
+from server.store.db import Engine
 
 COLUMNS = ("id", "time", "user", "action", "target", "ip", "detail")
 BATCH = 500
@@ -24,12 +24,12 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def entry(row: Any) -> dict[str, Any]:
+def entry(row: AuditRow) -> dict[str, Any]:
     """One audit row as a plain dict."""
     return {
-        "id": int(row.id),
+        "id": row.id,
         "time": iso(row.ts),
-        "ts": float(row.ts),
+        "ts": row.ts,
         "user": row.username,
         "action": row.action,
         "target": row.target or "",
@@ -44,15 +44,15 @@ def csv_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA) else text
 
 
-def _rows(engine: Engine) -> Iterator[Any]:
+def _rows(engine: Engine) -> Iterator[AuditRow]:
     last = 0
     while True:
         with engine.connect() as conn:
-            batch = list(conn.execute(select(audit).where(audit.c.id > last).order_by(audit.c.id).limit(BATCH)))
+            batch = store.after(conn, last, BATCH)
         if not batch:
             return
         yield from batch
-        last = int(batch[-1].id)
+        last = batch[-1].id
 
 
 def export_csv(engine: Engine) -> Iterator[str]:
@@ -84,9 +84,6 @@ def export_jsonl(engine: Engine) -> Iterator[str]:
 def page(engine: Engine, limit: int, before: int | None) -> dict[str, Any]:
     """Newest entries first, `limit` at a time; `next_before` pages further back."""
     with engine.connect() as conn:
-        query = select(audit).order_by(audit.c.id.desc()).limit(limit)
-        if before is not None:
-            query = query.where(audit.c.id < before)
-        items = [entry(r) for r in conn.execute(query)]
-        total = int(conn.execute(select(func.count()).select_from(audit)).scalar() or 0)
+        items = [entry(r) for r in store.newest(conn, limit, before)]
+        total = store.count(conn)
     return {"items": items, "total": total, "next_before": items[-1]["id"] if len(items) == limit else None}

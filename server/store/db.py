@@ -8,7 +8,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+
+# Rooms above the store name connections, engines and database errors by these, never by importing SQLAlchemy.
+__all__ = ["Connection", "DBAPIError", "DataError", "Engine", "IntegrityError", "OperationalError", "make_engine", "migrate"]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATE_LOCK = 0x706E6D67  # pg_advisory_lock key held while migrating ("pnmg")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, delete, insert, select
 
-from server.store.schema import host_keys
+from server.store.schema import device_status, devices, host_keys
 
 
 def enrolled(conn: Connection) -> dict[int, tuple[str, ...]]:
@@ -52,3 +52,20 @@ def remove(conn: Connection, device_id: int, key_id: int) -> bool:
     """Unpin one enrolled key."""
     done = conn.execute(delete(host_keys).where(host_keys.c.device_id == device_id, host_keys.c.id == key_id))
     return bool(done.rowcount)
+
+
+class DeviceFacts(NamedTuple):
+    """A device's name and its last facts."""
+
+    name: str
+    facts: dict[str, Any]
+
+
+def device_facts(conn: Connection, device_id: int) -> DeviceFacts | None:
+    """The device's name and last facts (empty before its first poll); None when there is no such device."""
+    row = conn.execute(
+        select(devices.c.name, device_status.c.facts)
+        .outerjoin(device_status, device_status.c.device_id == devices.c.id)
+        .where(devices.c.id == device_id)
+    ).first()
+    return None if row is None else DeviceFacts(str(row.name), dict(row.facts or {}))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Connection, Integer, Text, bindparam, case, cast, func, literal, select, type_coerce
 from sqlalchemy.exc import DBAPIError
@@ -220,3 +220,21 @@ def series_points(
     for series_id, rows in found.items():
         out[ids[series_id]] = ([(t, v) for t, v, _, _ in rows], min(r[2] for r in rows), max(r[3] for r in rows))
     return out
+
+
+class DeviceMetrics(NamedTuple):
+    """A device's name, state and latest samples per check (what /metrics exposes)."""
+
+    name: str
+    state: str
+    metrics: dict[str, list[list[Any]]]
+
+
+def latest_metrics(conn: Connection) -> list[DeviceMetrics]:
+    """Every polled device with its state and the latest samples of each check."""
+    rows = conn.execute(
+        select(devices.c.name, device_status.c.state, device_status.c.metrics).join(
+            device_status, device_status.c.device_id == devices.c.id
+        )
+    )
+    return [DeviceMetrics(name, state, metrics or {}) for name, state, metrics in rows]

@@ -25,6 +25,7 @@ from server.keys.rotation import install_handler as install_key_handler
 from server.keys.secretbox import SecretBox
 from server.polling import pipeline
 from server.runtime import Services
+from server.services.errors import ServiceError
 from server.store.db import make_engine, migrate
 from server.web import guards as app_guards
 
@@ -74,6 +75,14 @@ def _install_handlers(app: FastAPI) -> None:
         from server.web.pages.common import render_error
 
         return render_error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(ServiceError)
+    async def _refused(request: Request, exc: ServiceError) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        from server.web.pages.common import render_error
+
+        return render_error(request, exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError
+
+from server.store.db import DataError
 
 MESSAGE = "a number in the request is out of range"
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-
-from sqlalchemy import select
+from collections.abc import Mapping
 
 from server.runtime import Services
 from server.store.device_state import STATES
 from server.store.metrics import labels_of
-from server.store.schema import device_status, devices
+from server.store.overview import latest_metrics
 
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -18,7 +17,7 @@ def _escape(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _labels(pairs: dict[str, object]) -> str:
+def _labels(pairs: Mapping[str, object]) -> str:
     inner = ",".join(f'{_NAME_BAD.sub("_", k)}="{_escape(v)}"' for k, v in pairs.items())
     return "{" + inner + "}"
 
@@ -31,15 +30,10 @@ def render(svc: Services) -> str:
     ]
     metric_lines: dict[str, list[str]] = {}
     with svc.reader.connect() as conn:
-        rows = conn.execute(
-            select(devices.c.name, device_status.c.state, device_status.c.metrics).join(
-                device_status, device_status.c.device_id == devices.c.id
-            )
-        )
-        for name, state, metrics in rows:
+        for name, state, metrics in latest_metrics(conn):
             for s in STATES:
                 lines.append(f"pocketnoc_device_state{_labels({'device': name, 'state': s})} {int(s == state)}")
-            for check, samples in (metrics or {}).items():
+            for check, samples in metrics.items():
                 for metric, labels, value in samples:
                     key = "pocketnoc_" + _NAME_BAD.sub("_", metric)
                     own = {("exported_" + k if k in ("device", "check") else k): v for k, v in labels_of(labels).items()}

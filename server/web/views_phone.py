@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Connection
-
 from server.alerts.rules import Rule
 from server.store import alerts as alert_store
 from server.store import overview as overview_store
+from server.store.db import Connection
 from server.store.metrics import clean_json, labels_key
 from server.web import views
 from server.web.charts import sparkline

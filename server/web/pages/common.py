@@ -18,9 +18,9 @@ import web
 from server.auth import loginflow
 from server.auth.access import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
 from server.runtime import Services, get_services
+from server.services.hostkeys import trust_offered
 from server.store import accounts
 from server.web import views
-from server.web.api.hostkeys import trust_offered
 
 TEMPLATES = Jinja2Templates(directory=str(web.ROOT / "templates"))
 TEMPLATES.env.autoescape = True

@@ -18,10 +18,10 @@ import web
 from server.auth.access import Viewer
 from server.notify.runtime import silent_label
 from server.runtime import Services, get_services
+from server.services.hostkeys import offered_key
 from server.store import hostkeys
 from server.web import views
 from server.web import views_phone as views_app
-from server.web.api.hostkeys import offered_key
 from server.web.pages.common import TEMPLATES, render, render_error
 
 router = APIRouter(include_in_schema=False)

@@ -1,8 +1,8 @@
 """Live updates across processes (scheduler: queue): writers NOTIFY on PostgreSQL, every serve process LISTENs.
 
 Workers (and each serve's own writer) send `NOTIFY pocketnoc_live` inside every committed batch;
-each serve process keeps one LISTEN connection and wakes its live broker (server.web.live), which then
-reads what changed. Phones connected to any serve process see a worker's result within a moment,
+each serve process keeps one LISTEN connection and calls `wake` (its live broker's, server.web.live), which
+then reads what changed. Phones connected to any serve process see a worker's result within a moment,
 instead of at the broker's slower periodic check.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, text
 
-from server.runtime import Services
 from server.store.status import CheckOutcome, Transition
 
 log = logging.getLogger("pocketnoc.live")
@@ -34,9 +34,9 @@ def notify_hook(
 class LiveBridge:
     """One LISTEN connection per serve process; reconnects on its own."""
 
-    def __init__(self, svc: Services, conninfo: str) -> None:
-        self.svc = svc
+    def __init__(self, conninfo: str, wake: Callable[[], None]) -> None:
         self.conninfo = conninfo
+        self.wake = wake
         self.received = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -53,10 +53,8 @@ class LiveBridge:
             self._task = None
 
     def _wake(self) -> None:
-        from server.web import live
-
         self.received += 1
-        live.broker(self.svc).on_commit([], [])
+        self.wake()
 
     async def _run(self) -> None:
         delay = 1.0
