@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
-
 from server.store.accounts import write_audit
 from server.store.alerts import fire_event_alert, resolve_event_alert
-from server.store.schema import devices
+from server.store.db import Connection
+from server.store.hostkeys import device_name
 from server.store.status import CheckOutcome, Transition
 
 HOST_KEY_RULE = "ssh-host-key-changed"
@@ -23,7 +22,7 @@ def host_key_hook(
             continue
         facts = o.facts or {}
         if facts.get("ssh_host_key_problem") == "changed":
-            name = str(conn.execute(select(devices.c.name).where(devices.c.id == o.device_id)).scalar())
+            name = device_name(conn, o.device_id)
             fingerprint = str(facts.get("ssh_host_key_fingerprint") or "unknown")
             new = fire_event_alert(
                 conn,

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, select, update
 
 from server import logsafe
 from server.cli import scaleout as cli_scaleout
@@ -24,6 +23,7 @@ from server.cli import security as cli_security
 from server.config.loader import LoadedConfig, load_config
 from server.config.settings import Settings, build_settings
 from server.config.yamlsrc import ConfigError
+from server.store.db import Engine
 
 EXIT_CONFIG = 2
 
@@ -173,20 +173,17 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     """token create / list / revoke."""
-    from server.store import accounts
-    from server.store.schema import api_tokens, users
+    from server.store import accounts, tokens
 
     engine = _engine(settings)
     with engine.begin() as conn:
         if args.action == "list":
-            rows = conn.execute(select(api_tokens, users.c.name.label("user")).join(users, users.c.id == api_tokens.c.user_id))
             print("ID\tUSER\tLABEL\tSTATE")
-            for r in rows:
+            for r in tokens.list_tokens(conn):
                 print(f"{r.id}\t{r.user}\t{r.name}\t{'revoked' if r.revoked else 'active'}")
             return 0
         if args.action == "revoke":
-            done = conn.execute(update(api_tokens).where(api_tokens.c.id == args.id).values(revoked=True)).rowcount
-            if not done:
+            if not tokens.revoke(conn, args.id):
                 return _fail(f"no token {args.id}")
             accounts.write_audit(conn, None, "token.revoke", str(args.id), {"via": "cli"})
             return 0

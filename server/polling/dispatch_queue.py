@@ -35,13 +35,13 @@ from typing import Any
 import procrastinate
 from procrastinate import exceptions as pq_exceptions
 from procrastinate import jobs as pq_jobs
-from sqlalchemy.engine import make_url
 
 from server.polling.dispatch import spread_offset
 from server.polling.jobs import CheckJob
 from server.runtime import Services
 from server.store import leases
 from server.store import workers as store
+from server.store.db import conninfo
 from server.store.leases import holder_name
 from server.store.live_bridge import LiveBridge, notify_hook
 
@@ -63,15 +63,6 @@ def site_queue(site: str | None) -> str:
     return f"site-{site}" if site else DEFAULT_QUEUE
 
 
-def conninfo(url: str, application_name: str | None = None) -> str:
-    """A libpq URL (what Procrastinate's psycopg pool takes) from a SQLAlchemy URL.
-
-    A worker's carries its application_name: the leader sees in pg_stat_activity whether it still lives.
-    """
-    parsed = make_url(url).set(drivername="postgresql")
-    if application_name:
-        parsed = parsed.update_query_dict({"application_name": application_name})
-    return parsed.render_as_string(hide_password=False)
 
 
 def make_app(url: str, max_size: int = 4, application_name: str | None = None) -> procrastinate.App:

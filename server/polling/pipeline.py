@@ -10,8 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import insert, select
-
 from agents.base import SnmpCredentials
 from agents.traps import TrapReceiver
 from server.alerts.hostkey_events import host_key_hook
@@ -26,8 +24,9 @@ from server.polling.jobs import CheckJob, jobs_for
 from server.polling.poller import Poller
 from server.polling.writer import Writer
 from server.runtime import Services
+from server.store import meta
+from server.store import rules as stored_rules
 from server.store.devices import load_devices, sync_config_devices
-from server.store.schema import alert_rules, meta
 from server.store.status import CheckOutcome, Hook
 
 log = logging.getLogger("pocketnoc.pipeline")
@@ -57,8 +56,8 @@ def load_rules(svc: Services, reread_file: bool = True) -> list[Rule]:
     rules = list(svc.file_rules)
     names = {r.name for r in rules}
     with svc.reader.connect() as conn:
-        for row in conn.execute(select(alert_rules.c.definition).order_by(alert_rules.c.id)):
-            rule = Rule.model_validate(row.definition)
+        for definition in stored_rules.definitions(conn):
+            rule = Rule.model_validate(definition)
             if rule.name not in names:
                 rules.append(rule)
     return rules
@@ -152,11 +151,8 @@ def reschedule(svc: Services, removed_device: int | None = None) -> None:
 def _engine_id(svc: Services) -> bytes:
     """The trap receiver's SNMPv3 engine id, made once and kept (devices may pin it for informs)."""
     with svc.engine.begin() as conn:
-        found = conn.execute(select(meta.c.value).where(meta.c.key == "trap_engine_id")).scalar()
-        if found is None:
-            found = (bytes.fromhex("80001f8805") + os.urandom(8)).hex()
-            conn.execute(insert(meta).values(key="trap_engine_id", value=found))
-    return bytes.fromhex(str(found))
+        found = meta.get_or_create(conn, "trap_engine_id", (bytes.fromhex("80001f8805") + os.urandom(8)).hex())
+    return bytes.fromhex(found)
 
 
 async def start_traps(svc: Services) -> None:

@@ -24,7 +24,7 @@ from server.alerts.writer_hook import Alerting
 from server.config.settings import Settings
 from server.keys.rotation import check_key
 from server.keys.secretbox import SecretBox
-from server.polling.dispatch_queue import TASK, conninfo, make_app, site_queue
+from server.polling.dispatch_queue import TASK, make_app, site_queue
 from server.polling.jobs import CheckJob
 from server.polling.pipeline import build_pipeline, load_rules
 from server.polling.poller import Poller
@@ -33,7 +33,7 @@ from server.polling.writer import Writer
 from server.runtime import Services
 from server.store import workers as store
 from server.store.checklocks import CheckLocks
-from server.store.db import make_engine, migrate
+from server.store.db import conninfo, make_engine, migrate
 from server.store.live_bridge import notify_hook
 
 log = logging.getLogger("pocketnoc.worker")

@@ -42,9 +42,9 @@ def trust_offered(svc: Services, p: Principal, ip: str, device_id: int, fingerpr
             raise Conflict("this device's SSH server has not offered an untrusted key")
         if offered.fingerprint != fingerprint.strip():
             raise Conflict("the offered key changed since you looked; check it again")
-        name = hostkeys.device_facts(conn, device_id)
+        name = hostkeys.device_name(conn, device_id)
         hostkeys.trust(conn, device_id, offered.key_line, offered.fingerprint, p.user.name)
-        accounts.write_audit(conn, p.user, "ssh.host_key.trust", name.name if name else str(device_id),
+        accounts.write_audit(conn, p.user, "ssh.host_key.trust", name,
                              {"fingerprint": offered.fingerprint, "was": offered.problem}, ip)
     pipeline.reschedule(svc)
     return offered.fingerprint

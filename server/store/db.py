@@ -8,11 +8,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 # Rooms above the store name connections, engines and database errors by these, never by importing SQLAlchemy.
-__all__ = ["Connection", "DBAPIError", "DataError", "Engine", "IntegrityError", "OperationalError", "make_engine", "migrate"]
+__all__ = [
+    "Connection", "DBAPIError", "DataError", "Engine", "IntegrityError", "OperationalError", "conninfo", "make_engine", "migrate",
+]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATE_LOCK = 0x706E6D67  # pg_advisory_lock key held while migrating ("pnmg")
@@ -74,3 +76,12 @@ def migrate(engine: Engine) -> None:
                 conn.commit()
 
 
+def conninfo(url: str, application_name: str | None = None) -> str:
+    """A libpq URL (what Procrastinate's psycopg pool takes) from a SQLAlchemy URL.
+
+    A worker's carries its application_name: the leader sees in pg_stat_activity whether it still lives.
+    """
+    parsed = make_url(url).set(drivername="postgresql")
+    if application_name:
+        parsed = parsed.update_query_dict({"application_name": application_name})
+    return parsed.render_as_string(hide_password=False)

@@ -69,3 +69,8 @@ def device_facts(conn: Connection, device_id: int) -> DeviceFacts | None:
         .where(devices.c.id == device_id)
     ).first()
     return None if row is None else DeviceFacts(str(row.name), dict(row.facts or {}))
+
+
+def device_name(conn: Connection, device_id: int) -> str:
+    """The device's name ('' when there is no such device)."""
+    return str(conn.execute(select(devices.c.name).where(devices.c.id == device_id)).scalar() or "")

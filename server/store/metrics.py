@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from server.store.schema import meta, rollups, samples, series
+from server.store import meta
+from server.store.schema import rollups, samples, series
 
 LABEL_VALUE_CAP = 128
 LATE_SECONDS = 180  # leave room for polls still in flight before a bucket is closed
@@ -214,25 +215,13 @@ def write_samples(conn: Connection, cache: SeriesCache, rows: list[tuple[int, st
     return len(batch)
 
 
-def _get_meta(conn: Connection, key: str) -> str | None:
-    value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
-    return None if value is None else str(value)
-
-
-def _set_meta(conn: Connection, key: str, value: str) -> None:
-    if conn.execute(select(meta.c.key).where(meta.c.key == key)).first():
-        conn.execute(meta.update().where(meta.c.key == key).values(value=value))
-    else:
-        conn.execute(insert(meta).values(key=key, value=value))
-
-
 def rollup(conn: Connection, now: float | None = None) -> dict[int, int]:
     """Aggregate completed buckets (raw → 5 min → 1 h) since the last run; idempotent."""
     now = time.time() if now is None else now
     done: dict[int, int] = {}
     for resolution, source in ((300, None), (3600, 300)):
         mark_key = f"rollup_{resolution}_until"
-        start = int(_get_meta(conn, mark_key) or 0)
+        start = int(meta.get(conn, mark_key) or 0)
         end = int((now - LATE_SECONDS) // resolution * resolution)
         if end <= start:
             done[resolution] = 0
@@ -279,7 +268,7 @@ def rollup(conn: Connection, now: float | None = None) -> dict[int, int]:
         ]
         for i in range(0, len(rows), 5000):
             insert_ignore(conn, rollups, rows[i : i + 5000])
-        _set_meta(conn, mark_key, str(end))
+        meta.put(conn, mark_key, str(end))
         done[resolution] = len(rows)
     return done
 

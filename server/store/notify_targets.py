@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from server.keys.secretbox import SecretBox
-from server.store.schema import meta, notify_channels, notify_tokens, push_subscriptions, users
+from server.store import meta
+from server.store.schema import notify_channels, notify_tokens, push_subscriptions, users
 
 
 class TargetError(ValueError):
@@ -218,13 +219,5 @@ def use_token(conn: Connection, token: str, now: float) -> Any:
 # ---------------------------------------------------------------- meta (VAPID key, heartbeat state)
 
 
-def meta_get(conn: Connection, key: str) -> str | None:
-    """A value from the meta table."""
-    value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
-    return str(value) if value is not None else None
-
-
-def meta_put(conn: Connection, key: str, value: str) -> None:
-    """Set a meta value."""
-    if conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount == 0:
-        conn.execute(insert(meta).values(key=key, value=value))
+meta_get = meta.get
+meta_put = meta.put

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from server.auth.access import Admin, Viewer, client_ip
 from server.runtime import Services, get_services
-from server.web.api.workers import forget_worker, workers_view
-from server.web.pages.common import render, render_error
+from server.services.workers import forget_worker
+from server.web.pages.common import render
+from server.web.views_workers import workers_view
 
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
@@ -25,8 +26,5 @@ def workers_page(request: Request, svc: SvcDep, _p: Viewer) -> Response:
 @router.post("/workers/{worker_id}/forget")
 def forget_page(request: Request, svc: SvcDep, p: Admin, worker_id: int) -> Response:
     """The 'Forget' button of a stopped or silent worker (admin, CSRF-checked, audited)."""
-    try:
-        forget_worker(svc, p, client_ip(request), worker_id)
-    except HTTPException as exc:
-        return render_error(request, exc.status_code, str(exc.detail))
+    forget_worker(svc, p, client_ip(request), worker_id)
     return RedirectResponse("/workers", status_code=303)
