@@ -199,10 +199,26 @@ class SshSpec(_Strict):
         return self
 
 
-class CheckSpec(_Strict):
-    """A ping, TCP or HTTP check of the device (or of a URL)."""
+BUILTIN_CHECKS = ("ping", "tcp", "http")
+PluginOption = Annotated[str, Field(max_length=1024)] | int | float | bool
 
-    type: Literal["ping", "tcp", "http"]
+
+def _plugin_kinds() -> list[str]:
+    """Check kinds that installed collector plug-ins add (SNMP and SSH have blocks of their own)."""
+    from agents import builtin
+    from agents.base import REGISTRY
+
+    builtin.load()
+    return sorted(k for k in REGISTRY if k not in (*BUILTIN_CHECKS, "snmp", "ssh"))
+
+
+class CheckSpec(_Strict):
+    """A ping, TCP or HTTP check of the device (or of a URL), or a check of a kind an installed plug-in adds."""
+
+    type: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    options: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], PluginOption] = Field(
+        default_factory=dict, max_length=32
+    )  # a plug-in check's own settings, handed to its collector as they are
     name: DeviceName | None = None
     interval: int | None = Field(default=None, ge=5, le=86400)
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -221,8 +237,26 @@ class CheckSpec(_Strict):
     def _status(cls, value: Any) -> Any:
         return [value] if isinstance(value, int) else value
 
+    @field_validator("type")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value in BUILTIN_CHECKS:
+            return value
+        plugins = _plugin_kinds()
+        if value not in plugins:
+            extra = f", or a plug-in's kind ({', '.join(plugins)})" if plugins else " (no check plug-in is installed)"
+            raise ValueError(f"unknown check type {value!r}: one of ping, tcp, http{extra}")
+        return value
+
+    @property
+    def is_plugin(self) -> bool:
+        """Whether a plug-in's collector runs this check."""
+        return self.type not in BUILTIN_CHECKS
+
     @model_validator(mode="after")
     def _shape(self) -> CheckSpec:
+        if self.options and not self.is_plugin:
+            raise ValueError(f"options are for plug-in check types, not {self.type}")
         if self.type == "tcp" and self.port is None:
             raise ValueError("a tcp check needs a port")
         if self.type == "http" and not self.url:

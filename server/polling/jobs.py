@@ -72,7 +72,9 @@ def jobs_for(row: DeviceRow, settings: Settings) -> list[CheckJob]:
             Target(row.address, h.port, row.name, ssh=creds_ssh, timeout=h.timeout or 10.0, options={"commands": commands}),
         )
     for c in spec.checks:
-        options = c.model_dump(exclude={"type", "name", "interval"}, exclude_none=True)
+        options = c.model_dump(exclude={"type", "name", "interval", "options"}, exclude_none=True)
+        if c.is_plugin:
+            options = {"timeout": c.timeout, **({"port": c.port} if c.port else {}), **c.options}
         if not c.expected_status:
             options.pop("expected_status", None)
         address, port = row.address, c.port or 0

@@ -1,15 +1,15 @@
 """Notification channels: one module per kind, one registry; a channel turns a Note into one delivery attempt.
 
-Built-in kinds register here through the same `register` an add-on would call:
+Built-in kinds register here through the same `register` (and the same loader, agents.plugins) an add-on uses:
 `webhook` (plain http/https URLs, a JSON POST), `email` (smtp:// and smtps://), `apprise` (every other Apprise URL).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Protocol
 
+from agents import plugins
 from agents.safety import UnsafeTarget, check_target_async
 from server.notify.message import Note
 from server.notify.outcome import Outcome
@@ -49,9 +49,8 @@ def register(kind: str, factory: Factory, schemes: tuple[str, ...] = ()) -> None
 
 
 def load_builtins() -> None:
-    """Import the built-in channel modules (each registers itself)."""
-    for name in DEFAULT_CHANNELS:
-        importlib.import_module(name)
+    """Import the built-in channel modules and every `pocketnoc.channels` plug-in (each registers itself)."""
+    plugins.load(plugins.CHANNELS, DEFAULT_CHANNELS)
 
 
 def scheme_of(url: str) -> str:

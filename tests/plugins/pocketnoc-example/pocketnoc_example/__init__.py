@@ -1,0 +1,1 @@
+"""An example pocketnoc plug-in (see its pyproject.toml for the entry points)."""
