@@ -22,7 +22,8 @@ from pysnmp.proto import api, errind
 from pysnmp.proto.rfc1902 import Null, ObjectName
 
 from agents.base import CollectError, SnmpCredentials, Target, Unreachable
-from agents.snmp_ber import BerError, BerHostile, FastResponse, encode_request
+from agents.ber import BerError, BerHostile
+from agents.snmp_ber import FastResponse, encode_request
 from agents.snmp_ber import parse_response as fast_parse
 from agents.snmp_v3 import AUTH_PROTOCOLS, PRIV_PROTOCOLS, V3Sessions, V3Timeout, usm_user
 from agents.snmp_values import RawValue, raw_value

@@ -18,8 +18,9 @@ from typing import Any, Final
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 
 from agents.base import SnmpCredentials
+from agents.ber import BerError
 from agents.snmp_transport import udp_socket
-from agents.traps_ber import INFORM, V1, V2C, V3, BerError, decode_notification, inform_response, message_version, v3_header
+from agents.traps_ber import INFORM, V1, V2C, V3, decode_notification, inform_response, message_version, v3_header
 from agents.traps_model import (
     SNMP_TRAP_ADDRESS,
     SNMP_TRAP_ENTERPRISE,

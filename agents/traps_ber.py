@@ -1,4 +1,4 @@
-"""A small, strict BER reader for SNMP v1/v2c notifications and the SNMPv3 header (pyasn1 is ~30x slower)."""
+"""SNMP v1/v2c notifications and the SNMPv3 header over the shared BER reader (agents.ber; pyasn1 is ~30x slower)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import socket
 from dataclasses import dataclass
 from typing import Final
 
+from agents.ber import BerError, expect, integer, read_tlv, tlv
+from agents.ber import oid_text as _oid_text
 from agents.snmp_values import hexstr
 from agents.traps_model import octets_text
-
-# Longest OID we decode (sub-identifiers); RFC 2578 caps OIDs at 128.
-MAX_OID_PARTS: Final = 128
-_OID_CACHE_MAX: Final = 16_384
 
 # Outer message versions.
 V1, V2C, V3 = 0, 1, 3
@@ -26,79 +24,10 @@ _IPADDR, _TICKS = 0x40, 0x43
 _UNSIGNED_TAGS: Final = frozenset({0x41, 0x42, 0x43, 0x46, 0x47})  # Counter32 Gauge32 TimeTicks Counter64 UInteger32
 _EXCEPTIONS: Final = {0x80: "noSuchObject", 0x81: "noSuchInstance", 0x82: "endOfMibView"}
 
-_oid_cache: dict[bytes, str] = {}
-
-
-class BerError(ValueError):
-    """The datagram is not well-formed BER or not a message we accept."""
-
-
-def read_tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """Return (tag, content start, content end) of the TLV at pos; definite lengths only."""
-    if pos + 2 > end:
-        raise BerError("truncated TLV")
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise BerError("multi-byte tag")
-    length = buf[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 3 or pos + count > end:
-            raise BerError("bad length")
-        length = int.from_bytes(buf[pos : pos + count], "big")
-        pos += count
-    if pos + length > end:
-        raise BerError("length beyond end")
-    return tag, pos, pos + length
-
-
-def _expect(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
-    got, start, stop = read_tlv(buf, pos, end)
-    if got != tag:
-        raise BerError(f"expected tag 0x{tag:02x}, got 0x{got:02x}")
-    return start, stop
-
-
-def _int(buf: bytes, start: int, stop: int) -> int:
-    if not 0 < stop - start <= 9:
-        raise BerError("bad integer length")
-    return int.from_bytes(buf[start:stop], "big", signed=True)
-
 
 def oid_text(buf: bytes, start: int, stop: int) -> str:
-    """Decode OID content octets to dotted text (cached: traps repeat the same OIDs)."""
-    raw = buf[start:stop]
-    cached = _oid_cache.get(raw)
-    if cached is not None:
-        return cached
-    if not raw or raw[-1] & 0x80:
-        raise BerError("bad OID")
-    parts: list[int] = []
-    value = 0
-    width = 0
-    for byte in raw:
-        if width == 0 and byte == 0x80:
-            raise BerError("non-minimal OID encoding")
-        value = value << 7 | (byte & 0x7F)
-        width += 1
-        if byte & 0x80:
-            if width >= 5:
-                raise BerError("OID sub-identifier too large")
-            continue
-        if not parts:
-            first = min(value // 40, 2)
-            parts = [first, value - 40 * first]
-        else:
-            parts.append(value)
-        if len(parts) > MAX_OID_PARTS:
-            raise BerError("OID too long")
-        value = width = 0
-    text = ".".join(map(str, parts))
-    if len(_oid_cache) >= _OID_CACHE_MAX:
-        _oid_cache.clear()
-    _oid_cache[raw] = text
-    return text
+    """Decode OID content octets to dotted text."""
+    return _oid_text(buf[start:stop])
 
 
 def value_text(buf: bytes, tag: int, start: int, stop: int, cap: int) -> str:
@@ -106,7 +35,7 @@ def value_text(buf: bytes, tag: int, start: int, stop: int, cap: int) -> str:
     if tag == _OCTETS:
         return octets_text(buf[start:stop], cap)
     if tag == _INT or tag in _UNSIGNED_TAGS:
-        return str(_int(buf, start, stop))
+        return str(integer(buf, start, stop))
     if tag == _OID:
         return oid_text(buf, start, stop)
     if tag == _IPADDR:
@@ -146,8 +75,8 @@ def _varbinds(buf: bytes, start: int, stop: int, max_varbinds: int, cap: int) ->
     while pos < stop:
         if len(result) >= max_varbinds:
             return result, True
-        vb_start, vb_stop = _expect(buf, pos, stop, _SEQ)
-        name_start, name_stop = _expect(buf, vb_start, vb_stop, _OID)
+        vb_start, vb_stop = expect(buf, pos, stop, _SEQ)
+        name_start, name_stop = expect(buf, vb_start, vb_stop, _OID)
         tag, val_start, val_stop = read_tlv(buf, name_stop, vb_stop)
         if val_stop != vb_stop:
             raise BerError("trailing bytes in var-bind")
@@ -158,20 +87,20 @@ def _varbinds(buf: bytes, start: int, stop: int, max_varbinds: int, cap: int) ->
 
 def message_version(buf: bytes) -> int:
     """Return the SNMP message version (0, 1, 3), or raise BerError."""
-    start, _stop = _expect(buf, 0, len(buf), _SEQ)
-    v_start, v_stop = _expect(buf, start, len(buf), _INT)
-    return _int(buf, v_start, v_stop)
+    start, _stop = expect(buf, 0, len(buf), _SEQ)
+    v_start, v_stop = expect(buf, start, len(buf), _INT)
+    return integer(buf, v_start, v_stop)
 
 
 def decode_notification(buf: bytes, max_varbinds: int, cap: int) -> Notification:
     """Decode a v1 Trap-PDU or a v2c SNMPv2-Trap/InformRequest message; BerError for anything else."""
     end = len(buf)
-    msg_start, msg_stop = _expect(buf, 0, end, _SEQ)
+    msg_start, msg_stop = expect(buf, 0, end, _SEQ)
     if msg_stop != end:
         raise BerError("trailing bytes after message")
-    v_start, v_stop = _expect(buf, msg_start, msg_stop, _INT)
-    version = _int(buf, v_start, v_stop)
-    c_start, c_stop = _expect(buf, v_stop, msg_stop, _OCTETS)
+    v_start, v_stop = expect(buf, msg_start, msg_stop, _INT)
+    version = integer(buf, v_start, v_stop)
+    c_start, c_stop = expect(buf, v_stop, msg_stop, _OCTETS)
     tag, p_start, p_stop = read_tlv(buf, c_stop, msg_stop)
     if p_stop != msg_stop:
         raise BerError("trailing bytes after PDU")
@@ -180,11 +109,11 @@ def decode_notification(buf: bytes, max_varbinds: int, cap: int) -> Notification
         return _decode_v1(buf, community, p_start, p_stop, max_varbinds, cap)
     if version != V2C or tag not in (TRAP_V2, INFORM):
         raise BerError(f"not a notification (version {version}, PDU 0x{tag:02x})")
-    r_start, r_stop = _expect(buf, p_start, p_stop, _INT)
-    request_id = _int(buf, r_start, r_stop)
-    _s, es_stop = _expect(buf, r_stop, p_stop, _INT)
-    _s, ei_stop = _expect(buf, es_stop, p_stop, _INT)
-    vl_start, vl_stop = _expect(buf, ei_stop, p_stop, _SEQ)
+    r_start, r_stop = expect(buf, p_start, p_stop, _INT)
+    request_id = integer(buf, r_start, r_stop)
+    _s, es_stop = expect(buf, r_stop, p_stop, _INT)
+    _s, ei_stop = expect(buf, es_stop, p_stop, _INT)
+    vl_start, vl_stop = expect(buf, ei_stop, p_stop, _SEQ)
     if vl_stop != p_stop:
         raise BerError("trailing bytes in PDU")
     varbinds, truncated = _varbinds(buf, vl_start, vl_stop, max_varbinds, cap)
@@ -195,14 +124,14 @@ def decode_notification(buf: bytes, max_varbinds: int, cap: int) -> Notification
 
 
 def _decode_v1(buf: bytes, community: bytes, start: int, stop: int, max_varbinds: int, cap: int) -> Notification:
-    e_start, e_stop = _expect(buf, start, stop, _OID)
+    e_start, e_stop = expect(buf, start, stop, _OID)
     tag, a_start, a_stop = read_tlv(buf, e_stop, stop)
     if tag != _IPADDR:
         raise BerError("v1 agent-addr is not an IpAddress")
-    g_start, g_stop = _expect(buf, a_stop, stop, _INT)
-    s_start, s_stop = _expect(buf, g_stop, stop, _INT)
-    t_start, t_stop = _expect(buf, s_stop, stop, _TICKS)
-    vl_start, vl_stop = _expect(buf, t_stop, stop, _SEQ)
+    g_start, g_stop = expect(buf, a_stop, stop, _INT)
+    s_start, s_stop = expect(buf, g_stop, stop, _INT)
+    t_start, t_stop = expect(buf, s_stop, stop, _TICKS)
+    vl_start, vl_stop = expect(buf, t_stop, stop, _SEQ)
     if vl_stop != stop:
         raise BerError("trailing bytes in Trap-PDU")
     varbinds, truncated = _varbinds(buf, vl_start, vl_stop, max_varbinds, cap)
@@ -210,18 +139,10 @@ def _decode_v1(buf: bytes, community: bytes, start: int, stop: int, max_varbinds
         V1, community, TRAP_V1, 0, varbinds, truncated,
         enterprise=oid_text(buf, e_start, e_stop),
         agent_address=value_text(buf, _IPADDR, a_start, a_stop, cap),
-        generic=_int(buf, g_start, g_stop),
-        specific=_int(buf, s_start, s_stop),
-        uptime=_int(buf, t_start, t_stop),
+        generic=integer(buf, g_start, g_stop),
+        specific=integer(buf, s_start, s_stop),
+        uptime=integer(buf, t_start, t_stop),
     )  # fmt: skip
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    size = len(content)
-    if size < 0x80:
-        return bytes((tag, size)) + content
-    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(octets))) + octets + content
 
 
 def inform_response(buf: bytes, note: Notification) -> bytes:
@@ -229,8 +150,8 @@ def inform_response(buf: bytes, note: Notification) -> bytes:
     r_start, r_stop = note.reqid_span
     vb_start, vb_stop = note.varbinds_span
     pdu = buf[r_start:r_stop] + b"\x02\x01\x00\x02\x01\x00" + buf[vb_start:vb_stop]
-    body = b"\x02\x01\x01" + _tlv(_OCTETS, note.community) + _tlv(GET_RESPONSE, pdu)
-    return _tlv(_SEQ, body)
+    body = b"\x02\x01\x01" + tlv(_OCTETS, note.community) + tlv(GET_RESPONSE, pdu)
+    return tlv(_SEQ, body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,21 +174,21 @@ class V3Header:
 def v3_header(buf: bytes) -> V3Header:
     """Read msgFlags, msgSecurityModel, msgAuthoritativeEngineID and msgUserName of a v3 message."""
     end = len(buf)
-    msg_start, msg_stop = _expect(buf, 0, end, _SEQ)
+    msg_start, msg_stop = expect(buf, 0, end, _SEQ)
     if msg_stop != end:
         raise BerError("trailing bytes after message")
-    _s, v_stop = _expect(buf, msg_start, msg_stop, _INT)
-    g_start, g_stop = _expect(buf, v_stop, msg_stop, _SEQ)
-    _s, id_stop = _expect(buf, g_start, g_stop, _INT)
-    _s, max_stop = _expect(buf, id_stop, g_stop, _INT)
-    f_start, f_stop = _expect(buf, max_stop, g_stop, _OCTETS)
+    _s, v_stop = expect(buf, msg_start, msg_stop, _INT)
+    g_start, g_stop = expect(buf, v_stop, msg_stop, _SEQ)
+    _s, id_stop = expect(buf, g_start, g_stop, _INT)
+    _s, max_stop = expect(buf, id_stop, g_stop, _INT)
+    f_start, f_stop = expect(buf, max_stop, g_stop, _OCTETS)
     if f_stop - f_start != 1:
         raise BerError("bad msgFlags")
-    m_start, m_stop = _expect(buf, f_stop, g_stop, _INT)
-    sp_start, sp_stop = _expect(buf, g_stop, msg_stop, _OCTETS)
-    u_start, u_stop = _expect(buf, sp_start, sp_stop, _SEQ)
-    e_start, e_stop = _expect(buf, u_start, u_stop, _OCTETS)
-    _s, boots_stop = _expect(buf, e_stop, u_stop, _INT)
-    _s, time_stop = _expect(buf, boots_stop, u_stop, _INT)
-    n_start, n_stop = _expect(buf, time_stop, u_stop, _OCTETS)
-    return V3Header(buf[f_start], _int(buf, m_start, m_stop), buf[e_start:e_stop], buf[n_start:n_stop])
+    m_start, m_stop = expect(buf, f_stop, g_stop, _INT)
+    sp_start, sp_stop = expect(buf, g_stop, msg_stop, _OCTETS)
+    u_start, u_stop = expect(buf, sp_start, sp_stop, _SEQ)
+    e_start, e_stop = expect(buf, u_start, u_stop, _OCTETS)
+    _s, boots_stop = expect(buf, e_stop, u_stop, _INT)
+    _s, time_stop = expect(buf, boots_stop, u_stop, _INT)
+    n_start, n_stop = expect(buf, time_stop, u_stop, _OCTETS)
+    return V3Header(buf[f_start], integer(buf, m_start, m_stop), buf[e_start:e_stop], buf[n_start:n_stop])

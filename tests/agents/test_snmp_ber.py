@@ -8,7 +8,8 @@ import pytest
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api, rfc1902, rfc1905
 
-from agents.snmp_ber import BerError, encode_request, parse_response
+from agents.ber import BerError
+from agents.snmp_ber import encode_request, parse_response
 from agents.snmp_transport import parse_response as pyasn1_response
 from agents.snmp_values import END_OF_MIB
 
