@@ -16,6 +16,7 @@ MAX_ARC: Final = 0xFFFFFFFF
 _CACHE_MAX: Final = 100_000
 _arcs_cache: dict[bytes, tuple[int, ...]] = {}
 _encoded_cache: dict[tuple[int, ...], bytes] = {}
+_text_cache: dict[bytes, str] = {}
 
 INTEGER, OCTETS, NULL, OID, SEQUENCE = 0x02, 0x04, 0x05, 0x06, 0x30
 
@@ -90,8 +91,13 @@ def oid_arcs(raw: bytes) -> tuple[int, ...]:
 
 
 def oid_text(raw: bytes) -> str:
-    """An OID's content octets as dotted text."""
-    return ".".join(map(str, oid_arcs(raw)))
+    """An OID's content octets as dotted text (cached: traps repeat the same OIDs)."""
+    cached = _text_cache.get(raw)
+    if cached is None:
+        if len(_text_cache) >= _CACHE_MAX:
+            _text_cache.clear()
+        cached = _text_cache[raw] = ".".join(map(str, oid_arcs(raw)))
+    return cached
 
 
 def length_octets(n: int) -> bytes:

@@ -68,46 +68,58 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class SnmpWriteSpec(_Strict):
-    """SNMP write (SET) credentials, kept apart from the read ones and used only by actions."""
+AuthProtocol = Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"]
+PrivProtocol = Literal["des", "aes128", "aes192", "aes256"]
+
+
+class UsmUser(_Strict):
+    """SNMPv3 user-based security: the one declaration of user, protocols and keys (devices, writes, trap senders)."""
+
+    user: str | None = Field(default=None, max_length=64)
+    auth_protocol: AuthProtocol | None = None
+    auth_key: Secret | None = None
+    priv_protocol: PrivProtocol | None = None
+    priv_key: Secret | None = None
+
+    def check_v3(self, what: str = "") -> None:
+        """Refuse a v3 user that cannot work: no user, a protocol without its key, privacy without authentication."""
+        if not self.user:
+            raise ValueError(f"SNMP v3 {what}needs a user")
+        if bool(self.auth_protocol) != bool(self.auth_key):
+            raise ValueError(f"SNMP v3 {what}auth_protocol and auth_key go together")
+        if bool(self.priv_protocol) != bool(self.priv_key):
+            raise ValueError(f"SNMP v3 {what}priv_protocol and priv_key go together")
+        if self.priv_key and not self.auth_key:
+            raise ValueError(f"SNMP v3 {what}privacy needs authentication too")
+        for key in (self.auth_key, self.priv_key):
+            if key is not None and len(key) < 8:
+                raise ValueError(f"SNMP v3 {what}keys must be at least 8 characters")
+
+    def check_community(self, version: str, what: str = "") -> None:
+        """Refuse v1/v2c credentials without a community or with v3 fields."""
+        community = getattr(self, "community", None)
+        if not community:
+            raise ValueError(f"SNMP v{version} {what}needs a community")
+        if self.user or self.auth_key or self.priv_key:
+            raise ValueError(f"{what}user/auth_key/priv_key belong to SNMP v3 only")
+
+
+class SnmpCredentialsSpec(UsmUser):
+    """SNMP credentials of one kind of access: a community (v1/v2c) or a v3 user, and a context."""
 
     community: Secret | None = None
-    user: str | None = Field(default=None, max_length=64)
-    auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] | None = None
-    auth_key: Secret | None = None
-    priv_protocol: Literal["des", "aes128", "aes192", "aes256"] | None = None
-    priv_key: Secret | None = None
     context: str = Field(default="", max_length=64)
 
 
-def _check_v3(
-    user: str | None, auth_protocol: str | None, auth_key: str | None, priv_protocol: str | None, priv_key: str | None, what: str
-) -> None:
-    if not user:
-        raise ValueError(f"SNMP v3 {what}needs a user")
-    if bool(auth_protocol) != bool(auth_key):
-        raise ValueError(f"SNMP v3 {what}auth_protocol and auth_key go together")
-    if bool(priv_protocol) != bool(priv_key):
-        raise ValueError(f"SNMP v3 {what}priv_protocol and priv_key go together")
-    if priv_key and not auth_key:
-        raise ValueError(f"SNMP v3 {what}privacy needs authentication too")
-    for key in (auth_key, priv_key):
-        if key is not None and len(key) < 8:
-            raise ValueError(f"SNMP v3 {what}keys must be at least 8 characters")
+class SnmpWriteSpec(SnmpCredentialsSpec):
+    """SNMP write (SET) credentials, kept apart from the read ones and used only by actions."""
 
 
-class SnmpSpec(_Strict):
+class SnmpSpec(SnmpCredentialsSpec):
     """SNMP access to a device: read credentials, and optional separate `write` credentials for actions."""
 
     version: Literal["1", "2c", "3"] = "2c"
     port: int = Field(default=161, ge=1, le=65535)
-    community: Secret | None = None
-    user: str | None = Field(default=None, max_length=64)
-    auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] | None = None
-    auth_key: Secret | None = None
-    priv_protocol: Literal["des", "aes128", "aes192", "aes256"] | None = None
-    priv_key: Secret | None = None
-    context: str = Field(default="", max_length=64)
     timeout: float | None = Field(default=None, gt=0, le=60)
     retries: int | None = Field(default=None, ge=0, le=5)
     write: SnmpWriteSpec | None = None
@@ -119,24 +131,16 @@ class SnmpSpec(_Strict):
 
     @model_validator(mode="after")
     def _credentials(self) -> SnmpSpec:
-        if self.version in ("1", "2c"):
-            if not self.community:
-                raise ValueError(f"SNMP v{self.version} needs a community")
-            if self.user or self.auth_key or self.priv_key:
-                raise ValueError("user/auth_key/priv_key belong to SNMP v3 only")
-        else:
-            _check_v3(self.user, self.auth_protocol, self.auth_key, self.priv_protocol, self.priv_key, "")
-        w = self.write
-        if w is not None:
-            if self.version in ("1", "2c"):
-                if not w.community:
-                    raise ValueError(f"SNMP v{self.version} write needs a community")
-                if w.user or w.auth_key or w.priv_key:
-                    raise ValueError("write user/auth_key/priv_key belong to SNMP v3 only")
+        v1 = self.version in ("1", "2c")
+        for creds, what in ((self, ""), (self.write, "write ")):
+            if creds is None:
+                continue
+            if v1:
+                creds.check_community(self.version, what)
+            elif creds.community and creds is self.write:  # a read community left beside v3 stays harmless
+                raise ValueError(f"{what}community belongs to SNMP v1/v2c only")
             else:
-                if w.community:
-                    raise ValueError("write community belongs to SNMP v1/v2c only")
-                _check_v3(w.user, w.auth_protocol, w.auth_key, w.priv_protocol, w.priv_key, "write ")
+                creds.check_v3(what)
         return self
 
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.config.inventory import UsmUser
 
-class TrapUser(BaseModel):
+
+class TrapUser(UsmUser):
     """An SNMPv3 user allowed to send traps and informs."""
 
-    model_config = ConfigDict(extra="forbid")
     user: str = Field(min_length=1, max_length=64)
-    auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] | None = None
-    auth_key: str | None = Field(default=None, min_length=8, max_length=512)
-    priv_protocol: Literal["des", "aes128", "aes192", "aes256"] | None = None
-    priv_key: str | None = Field(default=None, min_length=8, max_length=512)
+
+    @model_validator(mode="after")
+    def _usable(self) -> TrapUser:
+        self.check_v3("trap user ")
+        return self
 
 
 class Settings(BaseSettings):
