@@ -15,17 +15,8 @@ import paramiko
 from agents import ssh_parsers as p
 from agents.base import CollectError, Reading, Sample, SshCredentials, Target, register
 from agents.ssh_checks import CheckSpec, CommandResult, error_row, evaluate, parse_check
-from agents.ssh_conn import (
-    AuthFailed,
-    ChannelOpenFailed,
-    HostKeyMismatch,
-    HostKeyUnknown,
-    OutputSink,
-    Timeouts,
-    connect,
-    execute,
-    fingerprint,
-)
+from agents.ssh_conn import AuthFailed, ChannelOpenFailed, OutputSink, Timeouts, connect, execute
+from agents.ssh_hostkeys import HostKeyMismatch, HostKeyUnknown, fingerprint
 from agents.ssh_parsers import clean_text
 
 __all__ = [

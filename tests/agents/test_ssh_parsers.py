@@ -10,7 +10,7 @@ import pytest
 
 from agents.base import CollectError
 from agents.ssh_checks import CommandResult, evaluate, parse_check
-from agents.ssh_conn import HostKeyMismatch, HostKeyUnknown, fingerprint, parse_pins, verify_host_key
+from agents.ssh_hostkeys import HostKeyMismatch, HostKeyUnknown, fingerprint, parse_pins, verify_host_key
 from agents.ssh_parsers import (
     CpuTimes,
     Section,
