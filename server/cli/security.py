@@ -40,9 +40,10 @@ def key_problem(settings: Settings, create: bool = True) -> str | None:
 
     `create=False` (a worker): a missing key file is a problem, never a reason to invent one. Once the key is
     good, this process holds the database's in-use lock until it exits, so `secrets rotate` refuses meanwhile."""
-    from server.keys.rotation import check_key, hold_key
+    from server.keys.rotation import check_key
     from server.keys.secretbox import SecretBox, SecretsUnavailable
     from server.store.db import make_engine, migrate
+    from server.store.keylock import hold_key
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
@@ -60,9 +61,10 @@ def key_problem(settings: Settings, create: bool = True) -> str | None:
 
 def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
     """secrets rotate."""
-    from server.keys.rotation import KeyInUse, RotationError, exclusive_key, rotate
+    from server.keys.rotation import RotationError, rotate
     from server.store import accounts
     from server.store.db import make_engine, migrate
+    from server.store.keylock import KeyInUse, exclusive_key
 
     engine = make_engine(settings.db_url)
     try:
@@ -72,8 +74,10 @@ def cmd_secrets(args: argparse.Namespace, settings: Settings) -> int:
         with engine.begin() as conn:
             detail: dict[str, object] = {"values": done.values, "via": "cli"} | ({"forced": True} if args.force else {})
             accounts.write_audit(conn, None, "secrets.rotate", str(done.key_file), detail)
+    except KeyInUse as exc:
+        return _fail(str(exc), 2)
     except RotationError as exc:
-        return _fail(str(exc), 2 if isinstance(exc, KeyInUse) else 1)
+        return _fail(str(exc), 1)
     finally:
         engine.dispose()
     print(f"re-encrypted {done.values} stored secrets; the new key is in {done.key_file} (restart the server)")

@@ -21,8 +21,7 @@ from server.auth.access import Forbidden, NotAuthenticated, request_scheme
 from server.config.loader import LoadedConfig
 from server.config.settings import Settings
 from server.keys.rotation import check_key
-from server.keys.rotation import install_handler as install_key_handler
-from server.keys.secretbox import SecretBox
+from server.keys.secretbox import KEY_CHANGED, SecretBox, SecretsUnavailable
 from server.polling import pipeline
 from server.runtime import Services
 from server.services.errors import ServiceError
@@ -75,6 +74,16 @@ def _install_handlers(app: FastAPI) -> None:
         from server.web.pages.common import render_error
 
         return render_error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(SecretsUnavailable)
+    async def _key_changed(request: Request, _exc: SecretsUnavailable) -> Response:
+        """A key rotated under a running server: routes that unseal answer 503 with why, not 500 and a traceback."""
+        log.warning("%s %s: %s", request.method, request.url.path, KEY_CHANGED)
+        if _wants_json(request):
+            return JSONResponse({"detail": KEY_CHANGED}, status_code=503)
+        from server.web.pages.common import render_error
+
+        return render_error(request, 503, "The secrets key changed (pocketnoc secrets rotate); restart pocketnoc.")
 
     @app.exception_handler(ServiceError)
     async def _refused(request: Request, exc: ServiceError) -> Response:
@@ -145,7 +154,6 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     _install_handlers(app)
     stepup.install_handlers(app)
     app_guards.install(app)
-    install_key_handler(app)  # a key rotated under us: 503 "restart pocketnoc", not 500
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:

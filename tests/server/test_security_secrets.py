@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -24,6 +24,7 @@ from server.cli.main import build_parser
 from server.config.settings import Settings
 from server.keys import rotation as keyrotation
 from server.keys.secretbox import SecretBox
+from server.store import keylock, sealed
 from server.store.db import make_engine
 from server.store.devices import load_devices
 from server.web.app import create_app
@@ -241,7 +242,7 @@ def test_an_interrupted_rotation_is_finished_by_running_it_again(tmp_path: Path,
     (settings.data_dir / "secret.key.new").write_bytes(new_key)
     engine = make_engine(settings.db_url)
     with engine.begin() as conn:
-        keyrotation._reseal(conn, keyrotation.MultiFernet([Fernet(new_key), old]).rotate)
+        sealed.reseal(conn, MultiFernet([Fernet(new_key), old]).rotate)
     engine.dispose()
     refused = run_cli("serve", "--data-dir", settings.data_dir, "--port", "1")
     assert_clean_error(refused, "does not match this database")
@@ -283,13 +284,13 @@ def test_every_sealed_column_is_rotated() -> None:
 
     from server.store.schema import metadata
 
-    registered = set(keyrotation.SEALED_COLUMNS)
+    registered = set(sealed.SEALED_COLUMNS)
     public = {("passkeys", "public_key")}  # a COSE public key: nothing to hide
     binary = {(t.name, c.name) for t in metadata.sorted_tables for c in t.columns if isinstance(c.type, LargeBinary)}
     assert binary - public <= registered, (
-        f"sealed columns missing from keyrotation.SEALED_COLUMNS: {binary - public - registered}"
+        f"sealed columns missing from sealed.SEALED_COLUMNS: {binary - public - registered}"
     )
-    assert {(t.name, c.name) for t, _, c in keyrotation.sealed_columns()} == registered & binary
+    assert {(t.name, c.name) for t, _, c in sealed.sealed_columns()} == registered & binary
 
 
 def test_a_worker_refuses_a_wrong_or_missing_key_like_serve(tmp_path: Path, pg_url: str) -> None:
@@ -391,7 +392,8 @@ def test_rotate_refuses_while_a_worker_uses_the_postgresql_database(tmp_path: Pa
                 with engine.connect() as conn:
                     holders = conn.execute(text(
                         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key AND granted"
-                    ), {"key": keyrotation.ADVISORY_LOCK}).scalar_one()
+                            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    ), {"key": keylock.ADVISORY_LOCK}).scalar_one()
             assert holders == 1
             refused = run_cli("secrets", "rotate", "--data-dir", data, env=env)
             assert_clean_error(refused, "is using this database")
@@ -410,31 +412,31 @@ def test_a_lost_lock_session_is_taken_again(pg_url: str) -> None:
     count = text("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
                  "WHERE l.locktype = 'advisory' AND l.objid = :key AND l.granted AND d.datname = current_database()")
     try:
-        keyrotation.hold_key(pg_url)
-        held = keyrotation._HELD[pg_url]
+        keylock.hold_key(pg_url)
+        held = keylock._HELD[pg_url]
         with engine.connect() as conn:
-            assert conn.execute(count, {"key": keyrotation.ADVISORY_LOCK}).scalar_one() == 1
+            assert conn.execute(count, {"key": keylock.ADVISORY_LOCK}).scalar_one() == 1
             pid = held[1].execute(text("SELECT pg_backend_pid()")).scalar_one()
             held[1].commit()
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             conn.commit()
             deadline = time.monotonic() + 10
-            while conn.execute(count, {"key": keyrotation.ADVISORY_LOCK}).scalar_one() != 0:
+            while conn.execute(count, {"key": keylock.ADVISORY_LOCK}).scalar_one() != 0:
                 assert time.monotonic() < deadline
                 conn.commit()
                 time.sleep(0.1)
             conn.commit()
-        keeper = threading.Thread(target=keyrotation._keep_holding, args=(pg_url, 0.2), daemon=True)
+        keeper = threading.Thread(target=keylock._keep_holding, args=(pg_url, 0.2), daemon=True)
         keeper.start()
         deadline = time.monotonic() + 20
         while True:
             with engine.connect() as conn:
-                if conn.execute(count, {"key": keyrotation.ADVISORY_LOCK}).scalar_one() == 1:
+                if conn.execute(count, {"key": keylock.ADVISORY_LOCK}).scalar_one() == 1:
                     break
             assert time.monotonic() < deadline, "the lock was not taken again"
             time.sleep(0.2)
     finally:
-        held_now = keyrotation._HELD.pop(pg_url, None)  # ends the keepers' loops
+        held_now = keylock._HELD.pop(pg_url, None)  # ends the keepers' loops
         if isinstance(held_now, tuple):
             held_now[1].close()
             held_now[0].dispose()
