@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from agents.userregex import RegexError, compile_user_regex, inline_flags
 from server.actions.template import placeholders
 from server.inventory import TAG_RE
 from server.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
@@ -74,11 +75,11 @@ class ParamSpec(_Strict):
             raise ValueError("min is above max")
         if self.pattern is not None:
             try:
-                compiled = re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
-            if compiled.flags & (re.MULTILINE | re.DOTALL):
-                raise ValueError("pattern must not use (?m) or (?s): it is matched with re.fullmatch on the whole value")
+                compile_user_regex(self.pattern, max_chars=500)
+            except RegexError as exc:
+                raise ValueError(f"pattern: {exc}") from None
+            if inline_flags(self.pattern) & {"m", "s"}:
+                raise ValueError("pattern must not use (?m) or (?s): it is matched against the whole value")
         if self.choices is not None and len(set(self.choices)) != len(self.choices):
             raise ValueError("choices repeat")
         if self.default is not None:
