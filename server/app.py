@@ -25,6 +25,7 @@ from server.secretbox import SecretBox
 from server.services import Services
 from server.settings import Settings
 from server.store.db import make_engine, migrate
+from server.web.limits import BodyLimitMiddleware, BodyLimits
 
 log = logging.getLogger("pocketnoc")
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -154,6 +155,8 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         return response
 
     app.add_middleware(GZipMiddleware, minimum_size=500)  # phones on slow links: pages shrink ~5x
+    # Added last, so outermost: a body is measured before any handler, sign-in check or parser sees it.
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(settings.max_body_bytes, settings.max_json_depth))
 
     from server import api, api_alerts, api_hostkeys, pages, pages_alerts
 
