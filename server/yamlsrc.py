@@ -58,9 +58,19 @@ def shown_key(key: Any) -> str:
     return "(a key not shown)"
 
 
-def shown_loc(loc: Sequence[Any]) -> str:
-    """A validation error's location, `devices.0.snmp`, with each part shown as shown_key does."""
-    return ".".join(p if isinstance(p, str) and _SHOWABLE_KEY.fullmatch(p) else shown_key(p) for p in loc)
+def shown_loc(tree: Any, loc: Sequence[Any]) -> str:
+    """A validation error's location, `devices.0.snmp`; a part that is a key of the file only if it looks like a key."""
+    parts: list[str] = []
+    node = tree
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            hidden = isinstance(part, str) and not _SHOWABLE_KEY.fullmatch(part)
+            parts.append("(a key not shown)" if hidden else str(part))
+            node = node[part]
+            continue
+        parts.append(str(part))  # a field name or a tag from the model, not from the file
+        node = node[part] if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node) else None
+    return ".".join(parts)
 
 
 class _Loader(yaml.SafeLoader):
@@ -172,7 +182,7 @@ def validation_problems(path: Path, tree: Any, exc: ValidationError, prefix: tup
     problems: list[str] = []
     for err in exc.errors(include_url=False):
         loc = prefix + tuple(err["loc"])
-        where = shown_loc(loc) or "file"
+        where = shown_loc(tree, loc) or "file"
         msg = "unknown key" if err["type"] == "extra_forbidden" else error_message(err)
         problem = f"{path}:{line_of(tree, loc) if loc else 1}: {where}: {msg}"
         if problem not in problems:
