@@ -54,19 +54,28 @@ class UserRegex:
 
     def search(self, text: str) -> bool:
         """True when the pattern matches anywhere in `text`."""
-        return self._compiled.search(text) is not None
+        return self._compiled.search(_encodable(text)) is not None
 
     def fullmatch(self, text: str) -> bool:
         """True when the pattern matches the whole of `text`."""
-        return self._compiled.fullmatch(text) is not None
+        return self._compiled.fullmatch(_encodable(text)) is not None
 
     def first_group(self, text: str) -> str | None:
         """Group 1 of the first match anywhere in `text`, or None."""
-        match = self._compiled.search(text)
+        match = self._compiled.search(_encodable(text))
         if match is None:
             return None
         group = match.group(1)
         return group if isinstance(group, str) else None
+
+
+def _encodable(text: str) -> str:
+    """RE2 matches UTF-8: a lone surrogate (JSON allows "\\ud800") becomes "?" instead of an exception."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _reason(exc: Exception) -> str:
@@ -84,6 +93,8 @@ def compile_user_regex(pattern: str, *, max_chars: int = MAX_PATTERN_CHARS) -> U
         raise RegexError("the regular expression contains a NUL character")
     try:
         compiled = re2.compile(pattern, _OPTIONS)
+    except UnicodeEncodeError:
+        raise RegexError("the regular expression is not valid Unicode text (a lone surrogate)") from None
     except re2.error as exc:
         reason = _reason(exc)
         backref = reason.startswith("invalid escape sequence: \\") and reason[26:27].isdigit()

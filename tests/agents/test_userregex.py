@@ -49,3 +49,9 @@ def test_groups_and_inline_flags() -> None:
     assert compile_user_regex("(?i)OK").search("ok")
     assert inline_flags("(?im)^a$") == {"i", "m"}
     assert inline_flags(r"\(?m)[(?s)]x(?P<n>a)(?s:b)") == {"s"}
+
+
+def test_text_that_is_not_utf8_encodable_is_matched_not_raised() -> None:
+    """JSON lets a client send a lone surrogate; matching it must answer, not crash the request."""
+    assert not compile_user_regex("[a-z]+").fullmatch("ab\ud800")
+    assert compile_user_regex("ab").search("ab\ud800")

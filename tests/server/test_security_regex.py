@@ -30,6 +30,14 @@ def test_the_api_refuses_a_lookahead_with_422_in_words(app_env: AppEnv, device: 
     assert "lookahead" in messages and "RE2" in messages
 
 
+def test_a_pattern_that_is_not_unicode_is_a_422_not_a_500(app_env: AppEnv) -> None:
+    headers = {"Content-Type": "application/json", **bearer(app_env.token("ada", "admin"))}
+    check = b'{"type": "http", "url": "http://192.0.2.1/", "body_regex": "a\\ud800"}'
+    body = b'{"name": "web1", "address": "192.0.2.1", "checks": [' + check + b"]}"
+    response = app_env.client.post("/api/v1/devices", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+
+
 def test_a_config_file_refuses_a_lookahead_at_its_line(tmp_path: Path) -> None:
     path = tmp_path / "pocketnoc.yaml"
     path.write_text(
