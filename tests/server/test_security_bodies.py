@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from server.settings import Settings
+from server.web.limits import json_depth_over
 from tests.server.app_fleet import free_port, stop_process, wait_healthy
 from tests.server.conftest import AppEnv, bearer, make_app_env
 from tests.server.test_security_routes import app_routes
@@ -137,3 +138,19 @@ def test_depth_counts_brackets_outside_strings_only(app_env: AppEnv) -> None:
     assert response.status_code == 422, response.text
     nested = {"name": "r1", "address": "192.0.2.1", "tags": [[[["x"]]]]}
     assert app_env.client.post("/api/v1/devices", json=nested, headers=bearer(token)).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "over"),
+    [
+        (b"[" * 65 + b"]" * 65, True),
+        (b"[" * 64 + b"]" * 64, False),
+        (b'{"a": "' + b"[" * 200 + b'"}', False),
+        (b'{"a": "\\"' + b"[" * 200 + b'"}', False),
+        (b'{"a": "\\\\"' + b", " + b"[" * 65 + b"]" * 65 + b"}", True),
+        (b"{" * 40 + b"[" * 40, True),
+    ],
+    ids=["65-deep", "64-deep", "brackets-in-a-string", "after-an-escaped-quote", "after-an-escaped-backslash", "mixed"],
+)
+def test_json_depth_is_measured_outside_strings(body: bytes, over: bool) -> None:
+    assert json_depth_over(body, 64) is over
