@@ -7,7 +7,6 @@ resolves the host, checks every address and connects to the checked address (no 
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
 import zlib
@@ -23,6 +22,7 @@ from agents.base import CollectError, Reading, Sample, Target, Unreachable, regi
 from agents.net_common import clean_text, find_cause, host_of, opt_bool, os_reason, timeout_of
 from agents.net_tls import certificate_facts, peer_certificate_der, ssl_context
 from agents.safety import UnsafeTarget, check_target, resolve_checked
+from agents.userregex import RegexError, UserRegex, compile_user_regex
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
@@ -100,7 +100,7 @@ class HttpOptions:
     url: str
     method: str
     expected: tuple[tuple[int, int], ...]
-    body_regex: re.Pattern[str] | None
+    body_regex: UserRegex | None
     timeout: float
     follow_redirects: bool
     verify_tls: bool
@@ -155,14 +155,14 @@ def parse_options(target: Target) -> HttpOptions:
     if method not in METHODS:
         raise CollectError(f"option 'method': {method[:20]!r} is not one of {', '.join(sorted(METHODS))}")
     pattern = opts.get("body_regex")
-    regex: re.Pattern[str] | None = None
+    regex: UserRegex | None = None
     if pattern is not None:
         if not isinstance(pattern, str) or len(pattern) > MAX_REGEX_CHARS:
             raise CollectError(f"option 'body_regex' must be a string of at most {MAX_REGEX_CHARS} chars")
         try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise CollectError(f"option 'body_regex' is not a valid regular expression: {exc}") from None
+            regex = compile_user_regex(pattern, max_chars=MAX_REGEX_CHARS)
+        except RegexError as exc:
+            raise CollectError(f"option 'body_regex': {exc}") from None
     if regex is not None and method == "HEAD":
         raise CollectError("option 'body_regex' needs a method that returns a body, not HEAD")
     raw_headers = opts.get("headers") or {}
@@ -304,7 +304,11 @@ class HttpCollector:
                 body = await read_capped(response) if o.body_regex is not None else b""
             finally:
                 await response.aclose()
-            return self._judge(o, response, hop, latency_ms, body, days_left, reading)
+            matched: bool | None = None
+            if o.body_regex is not None:
+                # Up to 1 MB of text chosen by the monitored endpoint: match it off the event loop.
+                matched = await asyncio.to_thread(o.body_regex.search, body.decode("utf-8", errors="replace"))
+            return self._judge(o, response, hop, latency_ms, (matched, len(body)), days_left, reading)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     @staticmethod
@@ -313,7 +317,7 @@ class HttpCollector:
         response: httpx.Response,
         redirects: int,
         latency_ms: float,
-        body: bytes,
+        body_match: tuple[bool | None, int],
         days_left: float | None,
         reading: Reading,
     ) -> Reading:
@@ -323,12 +327,12 @@ class HttpCollector:
         if not any(low <= status <= high for low, high in o.expected):
             errors.append(f"status {status} not in expected {describe_status(o.expected)}")
         reading.samples += [Sample("http_status", float(status)), Sample("http_latency_ms", latency_ms)]
+        matched, searched = body_match
         if o.body_regex is not None:
-            matched = o.body_regex.search(body.decode("utf-8", errors="replace")) is not None
             reading.samples.append(Sample("http_body_match", 1.0 if matched else 0.0))
             if not matched:
                 errors.append(
-                    f"body does not match {clean_text(o.body_regex.pattern, 200)!r} (searched the first {len(body)} bytes)"
+                    f"body does not match {clean_text(o.body_regex.pattern, 200)!r} (searched the first {searched} bytes)"
                 )
         reading.samples.append(Sample("http_ok", 0.0 if errors else 1.0))
         if days_left is not None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from agents.ssh_parsers import OUTPUT_MAX, TEXT_MAX, clean_text
+from agents.userregex import RegexError, UserRegex, compile_user_regex
 
 CheckStatus = Literal["ok", "warning", "critical", "error"]
 CHECK_OUTPUT_MAX = 64 * 1024  # what a check's regexes may look at
@@ -35,8 +35,8 @@ class CheckSpec:
     name: str
     command: str
     expect_exit: int | None = 0
-    regex: re.Pattern[str] | None = None
-    value_regex: re.Pattern[str] | None = None
+    regex: UserRegex | None = None
+    value_regex: UserRegex | None = None
     warn: float | None = None
     crit: float | None = None
     timeout: float = 30.0
@@ -51,16 +51,16 @@ def _number(raw: Mapping[str, Any], key: str) -> float | None:
     return float(value)
 
 
-def _pattern(raw: Mapping[str, Any], key: str) -> re.Pattern[str] | None:
+def _pattern(raw: Mapping[str, Any], key: str) -> UserRegex | None:
     value = raw.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"{key} must be a string")
     try:
-        return re.compile(value)
-    except re.error as e:
-        raise ValueError(f"{key} is not a valid regex: {e}") from None
+        return compile_user_regex(value)
+    except RegexError as e:
+        raise ValueError(f"{key}: {e}") from None
 
 
 def parse_check(raw: Any, default_timeout: float) -> CheckSpec:
@@ -135,10 +135,12 @@ def evaluate(spec: CheckSpec, result: CommandResult) -> dict[str, Any]:
         # The command was stopped, so its exit status is unknown: the check could not be evaluated.
         why = "timed out" if result.timed_out else "output too large; stopped"
         return _row(spec.name, "error", output or why, None, None, result.duration)
+    # RE2's `$` is the end of the text: drop the one newline a command ends with, as Python's `$` would skip it.
+    subject = text.removesuffix("\n")
     if spec.value_regex is not None:
-        match = spec.value_regex.search(text)
+        found = spec.value_regex.first_group(subject)
         try:
-            value = float(match.group(1)) if match else None
+            value = float(found) if found is not None else None
         except (TypeError, ValueError):
             value = None
         if value is None or not math.isfinite(value):
@@ -147,7 +149,7 @@ def evaluate(spec: CheckSpec, result: CommandResult) -> dict[str, Any]:
     if spec.expect_exit is not None and result.exit_code != spec.expect_exit:
         status = "critical"
         problems.append(f"exit {result.exit_code}, expected {spec.expect_exit}")
-    if spec.regex is not None and not spec.regex.search(text):
+    if spec.regex is not None and not spec.regex.search(subject):
         status = "critical"
         problems.append("output does not match")
     if problems and not output.strip():

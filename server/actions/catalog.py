@@ -13,14 +13,14 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from agents.userregex import RegexError, compile_user_regex, inline_flags
 from server.actions.template import placeholders
 from server.config.inventory import TAG_RE
-from server.config.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
+from server.config.yamlsrc import ConfigError, LineList, load_model
 
 ACTION_ID_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 KIND_RE = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -74,11 +74,11 @@ class ParamSpec(_Strict):
             raise ValueError("min is above max")
         if self.pattern is not None:
             try:
-                compiled = re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
-            if compiled.flags & (re.MULTILINE | re.DOTALL):
-                raise ValueError("pattern must not use (?m) or (?s): it is matched with re.fullmatch on the whole value")
+                compile_user_regex(self.pattern, max_chars=500)
+            except RegexError as exc:
+                raise ValueError(f"pattern: {exc}") from None
+            if inline_flags(self.pattern) & {"m", "s"}:
+                raise ValueError("pattern must not use (?m) or (?s): it is matched against the whole value")
         if self.choices is not None and len(set(self.choices)) != len(self.choices):
             raise ValueError("choices repeat")
         if self.default is not None:
@@ -263,21 +263,9 @@ def load_catalog(path: Path | None) -> Catalog:
     """Read and validate a catalog file; ConfigError lists every problem as 'file:line: message'."""
     if path is None:
         return Catalog()
-    tree = load_yaml(path)
-    if tree is None:
+    parsed, tree = load_model(path, CatalogFile, "an actions file is a mapping with 'actions:' (a list)")
+    if parsed is None:
         return Catalog(path=path)
-    if not isinstance(tree, LineDict):
-        raise ConfigError([f"{path}:1: an actions file is a mapping with 'actions:' (a list)"])
-    try:
-        parsed = CatalogFile.model_validate(tree)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
-            shown = ".".join(str(p) for p in loc)
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}:{line_of(tree, loc)}: {shown}: {msg}")
-        raise ConfigError(sorted(set(problems), key=problems.index)) from None
     items = tree.get("actions")
     lines = items.item_lines if isinstance(items, LineList) else []
     seen: dict[str, int] = {}

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from agents.userregex import cached_user_regex
 from server.actions.template import ParamValue
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def check_value(spec: ParamSpec, raw: object) -> ParamValue:
         raise ParamError("may not start with '-' (it would be read as an option)")
     if ".." in raw.split("/"):
         raise ParamError("may not contain a '..' path part")
-    if not re.fullmatch(spec.pattern or "", raw):
+    if not cached_user_regex(spec.pattern or "").fullmatch(raw):
         raise ParamError(f"{shown(raw)} does not match the allowed pattern {spec.pattern}")
     return raw
 

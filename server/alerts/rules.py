@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.config.inventory import NAME_RE, TAG_RE
-from server.config.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
+from server.config.yamlsrc import ConfigError, LineList, load_model
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
@@ -256,20 +256,9 @@ class RulesFile(BaseModel):
 
 def load_rules(path: Path) -> list[Rule]:
     """Rules from a YAML file (plus the defaults unless `defaults: false`); errors name file and line."""
-    tree = load_yaml(path)
-    if tree is None:
+    parsed, tree = load_model(path, RulesFile, "a rules file is a mapping with 'rules:' (and optional 'defaults:')")
+    if parsed is None:
         return list(DEFAULT_RULES)
-    if not isinstance(tree, LineDict):
-        raise ConfigError([f"{path}:1: a rules file is a mapping with 'rules:' (and optional 'defaults:')"])
-    try:
-        parsed = RulesFile.model_validate(tree)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}:{line_of(tree, loc)}: {'.'.join(map(str, loc))}: {msg}")
-        raise ConfigError(problems) from None
     names = [r.name for r in parsed.rules]
     rules_list = tree.get("rules") if isinstance(tree.get("rules"), LineList) else None
     seen: set[str] = set()

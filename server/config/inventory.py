@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from agents.userregex import RegexError, compile_user_regex
+
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TAG_RE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,31}$"
 KIND_RE = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -161,9 +163,9 @@ class CommandCheckSpec(_Strict):
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
+                compile_user_regex(value)
+            except RegexError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
 
@@ -269,9 +271,9 @@ class CheckSpec(_Strict):
             raise ValueError("url must start with http:// or https://")
         if self.body_regex:
             try:
-                re.compile(self.body_regex)
-            except re.error as exc:
-                raise ValueError(f"invalid body_regex: {exc}") from None
+                compile_user_regex(self.body_regex)
+            except RegexError as exc:
+                raise ValueError(f"body_regex: {exc}") from None
         return self
 
     @property

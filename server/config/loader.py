@@ -9,9 +9,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from server.config.inventory import DeviceSpec, error_message, parent_cycles, timeout_problems
+from server.config.inventory import DeviceSpec, parent_cycles, timeout_problems
 from server.config.settings import Settings
-from server.config.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
+from server.config.yamlsrc import (
+    ConfigError,
+    LineDict,
+    LineList,
+    include_target,
+    line_of,
+    load_yaml,
+    shown_key,
+    validation_problems,
+)
 
 TOP_KEYS = {"settings", "include", "devices"}
 INCLUDE_KEYS = {"devices"}
@@ -34,16 +43,6 @@ def _empty() -> LineList:
     return empty
 
 
-def _errors(path: Path, tree: Any, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = prefix + tuple(err["loc"])
-        where = ".".join(str(p) for p in loc)
-        msg = "unknown key" if err["type"] == "extra_forbidden" else error_message(err)
-        problems.append(f"{path}:{line_of(tree, loc)}: {where}: {msg}")
-    return problems
-
-
 def _default_interval(config: LoadedConfig) -> int:
     """The interval of devices that set none: the file's settings.default_interval, else the built-in default."""
     value = config.settings.get("default_interval")
@@ -62,7 +61,7 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
         return
     for key in tree:
         if key not in allowed:
-            problems.append(f"{path}:{tree.key_lines[key]}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+            problems.append(f"{path}:{tree.key_lines[key]}: unknown key {shown_key(key)} (allowed: {', '.join(sorted(allowed))})")
     if "settings" in tree:
         values = tree["settings"]
         if not isinstance(values, LineDict):
@@ -71,7 +70,7 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
             try:
                 Settings.model_validate({k: v for k, v in values.items() if k != "data_dir"} | {"data_dir": "."})
             except ValidationError as exc:
-                problems.extend(_errors(path, tree, exc, ("settings",)))
+                problems.extend(validation_problems(path, tree, exc, ("settings",)))
             for key in ("config",):
                 if key in values:
                     problems.append(f"{path}:{values.key_lines[key]}: settings.{key} cannot be set in a file")
@@ -90,7 +89,7 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
         try:
             spec = DeviceSpec.model_validate(raw)
         except ValidationError as exc:
-            problems.extend(_errors(path, tree, exc, ("devices", index)))
+            problems.extend(validation_problems(path, tree, exc, ("devices", index)))
             continue
         where = f"{path}:{devices.item_lines[index]}"
         late = timeout_problems(spec, _default_interval(config))
@@ -111,9 +110,13 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
         problems.append(f"{path}:{tree.key_lines.get('include', 1)}: include must be a list of file paths")
         return
     for index, name in enumerate(includes):
-        child = (path.parent / name).resolve()
         if depth >= MAX_INCLUDE_DEPTH:
             problems.append(f"{path}:{includes.item_lines[index]}: includes nested deeper than {MAX_INCLUDE_DEPTH}")
+            continue
+        try:
+            child = include_target(path, name, includes.item_lines[index])
+        except ConfigError as exc:
+            problems.extend(exc.problems)
             continue
         try:
             _load_file(child, INCLUDE_KEYS | {"include"}, config, problems, depth + 1)

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     rules_file: Path | None = Field(default=None, description="Alert rules YAML; default: built-in rules only.")
     actions_file: Path | None = Field(default=None, description="Remediation action catalog YAML; unset = no actions.")
     channels_file: Path | None = Field(default=None, description="Notifications YAML (channels, routes, escalations).")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, le=1024**3, description="Largest request body (JSON or form); larger: 413."
+    )
+    max_json_depth: int = Field(default=64, ge=8, le=512, description="Deepest JSON nesting in a request body; deeper: 400.")
     trap_host: str = Field(default="0.0.0.0", description="Address the SNMP trap receiver listens on.")  # noqa: S104
     trap_port: int | None = Field(default=None, ge=1, le=65535, description="Trap receiver port (162); unset = off.")
     trap_communities: list[str] = Field(default_factory=list, description="Communities accepted in v1/v2c traps.")

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.config.inventory import NAME_RE, TAG_RE
 from server.config.timezones import Weekly
-from server.config.yamlsrc import ConfigError, LineDict, line_of, load_yaml
+from server.config.yamlsrc import ConfigError, line_of, load_model
 
 Severity = Literal["critical", "warning", "info"]
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -207,21 +207,9 @@ def load_notify_config(path: Path | None) -> NotifyConfig:
     """Read channels.yaml (None: defaults); ConfigError lists every problem as file:line."""
     if path is None:
         return NotifyConfig()
-    tree = load_yaml(path)
-    if tree is None:
+    config, tree = load_model(path, NotifyConfig, "the notifications file is a mapping (channels, routes, escalations, ...)")
+    if config is None:
         return NotifyConfig()
-    if not isinstance(tree, LineDict):
-        raise ConfigError([f"{path}:1: the notifications file is a mapping (channels, routes, escalations, ...)"])
-    try:
-        config = NotifyConfig.model_validate(tree)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            where = ".".join(map(str, loc)) or "file"
-            problems.append(f"{path}:{line_of(tree, loc) if loc else 1}: {where}: {msg}")
-        raise ConfigError(problems) from None
     refused = channel_problems(config)
     if refused:
         raise ConfigError([f"{path}:{line_of(tree, loc)}: {'.'.join(map(str, loc))}: {msg}" for loc, msg in refused])

@@ -27,6 +27,7 @@ from server.runtime import Services
 from server.services.errors import ServiceError
 from server.store.db import make_engine, migrate
 from server.web import guards as app_guards
+from server.web.limits import BodyLimitMiddleware, BodyLimits
 
 log = logging.getLogger("pocketnoc")
 WEB = web.ROOT
@@ -173,6 +174,8 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         return response
 
     app.add_middleware(GZipMiddleware, minimum_size=500)  # phones on slow links: pages shrink ~5x
+    # Added last, so outermost: a body is measured before any handler, sign-in check or parser sees it.
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(settings.max_body_bytes, settings.max_json_depth))
 
     from server.web.api import alerts as api_alerts
     from server.web.api import devices as api

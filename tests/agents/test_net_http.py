@@ -294,3 +294,23 @@ async def test_http_checks_resolved_addresses_at_connect(http: HttpCollector, ht
         await fetch(http, url, allow_private=False)
     with pytest.raises(CollectError, match="non-public"):
         await fetch(http, http_peer.base_url + "/ok", allow_private=False)
+
+
+async def test_a_catastrophic_pattern_answers_at_once_against_the_body_built_to_stall_it(
+    http: HttpCollector, http_peer: HttpPeer
+) -> None:
+    """`^(a+)+$` over 28 × 'a' + '!' took Python's re 9.4 s (doubling per byte) on the event loop; RE2 is linear."""
+    start = time.monotonic()
+    reading = await fetch(http, http_peer.base_url + "/redos", body_regex=r"^(a+)+$")
+    assert time.monotonic() - start < 2.0
+    assert values(reading)["http_body_match"] == 0 and "body does not match" in reading.facts["http_error"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "feature"),
+    [("(?=pocketnoc)ok", "lookahead"), (r"(?<!x)ok", "negative lookbehind"), (r"(a)\1", "backreference"), ("a++", "possessive")],
+)
+async def test_patterns_that_need_backtracking_are_refused_in_words(http: HttpCollector, pattern: str, feature: str) -> None:
+    with pytest.raises(CollectError) as caught:
+        await fetch(http, "http://127.0.0.1:1/ok", body_regex=pattern)
+    assert feature in str(caught.value) and "body_regex" in str(caught.value)

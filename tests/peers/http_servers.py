@@ -116,6 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._hostile()
         elif path == "/hostile-header":
             self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Evil: \x1b[31mred\x00\r\nContent-Length: 2\r\n\r\nok")
+        elif path == "/redos":  # the input that makes `^(a+)+$` backtrack for seconds in Python's re
+            self._send(200, b"a" * 28 + b"!")
         elif path == "/gzip-bomb":
             self._send(200, gzip_bomb(), {"Content-Encoding": "gzip"})
         elif path == "/set-cookie":
