@@ -24,6 +24,7 @@ from server.keyrotation import install_handler as install_key_handler
 from server.secretbox import SecretBox
 from server.services import Services
 from server.settings import Settings
+from server.store import filemodes
 from server.store.db import make_engine, migrate
 
 log = logging.getLogger("pocketnoc")
@@ -98,7 +99,9 @@ def _install_handlers(app: FastAPI) -> None:
 
 def create_app(settings: Settings, config: LoadedConfig | None = None, poll: bool = True) -> FastAPI:
     """Build an app on its own database; `poll=False` serves without running checks (tests, CLI)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.prepare(settings.data_dir, settings.db_url)
+    for problem in filemodes.loose_files(settings.data_dir, settings.db_url, settings.key_file):
+        log.warning("%s", problem)  # warned, not refused: the admin may share them on purpose
     engine = make_engine(settings.db_url)
     reader = make_engine(settings.db_url, immediate=False) if settings.db_url.startswith("sqlite") else engine
     svc = Services(settings=settings, engine=engine, reader=reader, box=SecretBox.from_file(settings.key_file))

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select, update
 from server import cli_scaleout, cli_security, logsafe
 from server.config import LoadedConfig, load_config
 from server.settings import Settings, build_settings
+from server.store import filemodes
 from server.yamlsrc import ConfigError
 
 EXIT_CONFIG = 2
@@ -111,9 +112,10 @@ def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Settings]:
 
 
 def _engine(settings: Settings) -> Engine:
+    from server.store import filemodes
     from server.store.db import make_engine, migrate
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.prepare(settings.data_dir, settings.db_url)
     engine = make_engine(settings.db_url)
     migrate(engine)
     return engine
@@ -339,6 +341,7 @@ def raise_open_files_limit(want: int = 65536) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
+    filemodes.private_umask()  # the database, its -wal/-shm, the key and logs: this user's only
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":

@@ -42,9 +42,10 @@ def key_problem(settings: Settings, create: bool = True) -> str | None:
     good, this process holds the database's in-use lock until it exits, so `secrets rotate` refuses meanwhile."""
     from server.keyrotation import check_key, hold_key
     from server.secretbox import SecretBox, SecretsUnavailable
+    from server.store import filemodes
     from server.store.db import make_engine, migrate
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.prepare(settings.data_dir, settings.db_url)
     engine = make_engine(settings.db_url)
     try:
         box = SecretBox.from_file(settings.key_file, create=create)

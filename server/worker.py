@@ -32,6 +32,7 @@ from server.secretbox import SecretBox
 from server.security import host_key_hook
 from server.services import Services
 from server.settings import Settings
+from server.store import filemodes
 from server.store import workers as store
 from server.store.checklocks import CheckLocks
 from server.store.db import make_engine, migrate
@@ -79,7 +80,9 @@ class CheckWorker:
 
     def prepare(self) -> None:
         """Blocking start-up: schema, key check, rules, inventory, registration."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        filemodes.prepare(self.settings.data_dir, self.settings.db_url)
+        for problem in filemodes.loose_files(self.settings.data_dir, self.settings.db_url, self.settings.key_file):
+            log.warning("%s", problem)
         migrate(self.engine)
         check_key(self.engine, self.box)
         self.alerting = Alerting(load_rules(self.svc), self.settings.down_after_failures)
