@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from server.auth import Forbidden, NotAuthenticated, request_scheme
 from server.config import LoadedConfig
 from server.keyrotation import check_key
 from server.keyrotation import install_handler as install_key_handler
+from server.logsafe import CONTROL_IN_JSON, visible_data
 from server.secretbox import SecretBox
 from server.services import Services
 from server.settings import Settings
@@ -97,6 +99,17 @@ def _install_handlers(app: FastAPI) -> None:
         return render_error(request, 500, "Something went wrong on the server; the error is in its log.")
 
 
+class VisibleJSONResponse(JSONResponse):
+    """Every API answer: device text with control characters is sent as escaped data (the text \\x1b), never as a
+    JSON \\u001b that a `jq -r` would turn back into a raw ESC (rows stored before the store made them visible)."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        if CONTROL_IN_JSON.search(text):
+            text = json.dumps(visible_data(content), ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8")
+
+
 def create_app(settings: Settings, config: LoadedConfig | None = None, poll: bool = True) -> FastAPI:
     """Build an app on its own database; `poll=False` serves without running checks (tests, CLI)."""
     filemodes.prepare(settings.data_dir, settings.db_url)
@@ -132,6 +145,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         openapi_url="/api/v1/openapi.json",
         docs_url=None,
         redoc_url=None,
+        default_response_class=VisibleJSONResponse,
     )
     app.state.services = svc
     _install_handlers(app)

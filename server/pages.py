@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from server import loginflow, views
+from server import loginflow, logsafe, views
 from server.api_hostkeys import trust_offered
 from server.auth import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
 from server.services import Services, get_services
@@ -23,6 +23,7 @@ from server.store import accounts
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "web" / "templates"))
 TEMPLATES.env.autoescape = True
+TEMPLATES.env.finalize = logsafe.finalize  # device text printed by any template: ESC shows as \x1b, never raw
 TEMPLATES.env.filters["age"] = views.age
 TEMPLATES.env.filters["bps"] = views.human_bps
 TEMPLATES.env.filters["bytes"] = views.human_bytes

@@ -11,6 +11,7 @@ from server.actions.plan import DeviceInfo, effective_kind
 from server.secretbox import SecretBox
 from server.store.alerts import record_event
 from server.store.devices import load_device
+from server.store.metrics import clean_json, clean_text
 from server.store.schema import action_runs, alerts, device_status
 
 FINAL = ("succeeded", "failed", "timed_out", "capped", "error", "interrupted")
@@ -58,8 +59,8 @@ def create_run(conn: Connection, values: dict[str, Any]) -> int:
 
 
 def finish_run(conn: Connection, run_id: int, values: dict[str, Any]) -> None:
-    """Record how a run ended (status, exit code, output, duration)."""
-    conn.execute(update(action_runs).where(action_runs.c.id == run_id).values(**values))
+    """Record how a run ended (status, exit code, output, duration); device text is stored made visible."""
+    conn.execute(update(action_runs).where(action_runs.c.id == run_id).values(**clean_json(values)))
 
 
 def set_verification(conn: Connection, run_id: int, verdict: str, detail: str) -> None:
@@ -67,7 +68,7 @@ def set_verification(conn: Connection, run_id: int, verdict: str, detail: str) -
     conn.execute(
         update(action_runs)
         .where(action_runs.c.id == run_id)
-        .values(verification=verdict, verification_detail=detail[:2000], verified_at=time.time())
+        .values(verification=verdict, verification_detail=clean_text(detail[:2000]), verified_at=time.time())
     )
 
 
