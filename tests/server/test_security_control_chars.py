@@ -167,3 +167,23 @@ def test_one_rule_for_every_control_character() -> None:
     assert visible("one\ntwo\tthree\r\nfour\r", multiline=True) == "one\ntwo\tthree\nfour\\r", "multi-line output"
     assert visible(visible("\x1b")) == "\\x1b", "idempotent: escaped text has nothing left to escape"
     assert json.loads(json.dumps(visible("\x1b"))) == "\\x1b"
+
+
+def test_push_payloads_and_emails_show_device_escapes_as_text() -> None:
+    from types import SimpleNamespace
+
+    from server.notify.channels.email import Email
+    from server.notify.message import alert_payload, build_note, push_json
+
+    alert = SimpleNamespace(id=7, episode=1, severity="critical", title=f"sw1: location {LOCATION}", device_name="sw1",
+                            rule="device-down", started_at=1.0e9, resolved_at=None)
+    note = build_note(alert_payload("trigger", alert), "pocketnoc-7-1", "https://noc.example.net")
+    mail = Email("smtp://127.0.0.1:2525/?from=noc@example.net&to=oncall@example.net&starttls=no").message(note)
+    push = json.dumps(push_json(note, "t" * 43, True)).encode()
+    for what, data in (("push", push), ("e-mail", mail.as_bytes()), ("webhook payload", json.dumps(note.payload).encode())):
+        _clean(what, data)
+    shown = "\\x1b[2Jrack\\x07"
+    assert shown in json.loads(push)["title"] and shown in note.heading and shown in note.html
+    plain, html = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert plain is not None and html is not None
+    assert shown in plain.get_content() and shown in html.get_content()
