@@ -1,11 +1,11 @@
-"""Live run output: raw device bytes in, safe text out (whole lines, escapes and controls removed, capped)."""
+"""Live run output: raw device bytes in, safe text out (whole lines, controls made visible as \\x1b, capped)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from agents.ssh import clean_text
+from server.logsafe import visible
 
 HOLD_MAX = 4096  # a line longer than this is shown in pieces rather than held back
 TEXT_MAX = 2 * 1024 * 1024  # cleaned text kept per run, whatever the action's byte caps
@@ -26,12 +26,17 @@ class LineCleaner:
             return ""
         end = cut + 1 if cut >= 0 else len(self._pending)
         part, self._pending = self._pending[:end], self._pending[end:]
-        return clean_text(part, len(part) + 1)
+        return _text(part)
 
     def flush(self) -> str:
         """Whatever is still held back, cleaned."""
         part, self._pending = self._pending, b""
-        return clean_text(part, len(part) + 1) if part else ""
+        return _text(part) if part else ""
+
+
+def _text(part: bytes) -> str:
+    """UTF-8 (bad bytes replaced); a bare \\r (which lets later text overwrite earlier text) starts a new line."""
+    return visible(part.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n"), multiline=True)
 
 
 class Transcript:
@@ -50,9 +55,10 @@ class Transcript:
         self.add(stream, self._cleaners[stream].feed(data))
 
     def add(self, stream: str, text: str) -> None:
-        """Already safe text (our own narration, or cleaned device output)."""
+        """Our own narration (which quotes device answers) or cleaned device output: made visible once more."""
         if not text:
             return
+        text = visible(text, multiline=True)
         room = TEXT_MAX - self.size
         if room <= 0:
             self.capped = True

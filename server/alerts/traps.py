@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 from typing import Any
@@ -10,7 +11,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from agents.traps import Trap
 from server.store.alerts import fire_event_alert, record_event, resolve_event_alert
-from server.store.metrics import labels_key
+from server.store.metrics import clean_text, labels_key
 from server.store.schema import alerts, devices, traps
 
 TRAP_ALERT_TTL = 1800.0  # a one-off trap alert resolves by itself after this long without a repeat
@@ -55,6 +56,14 @@ class AddressMap:
 Action = tuple[str, str, int, str, str, str, float, str]  # kind, rule, device, key, severity, title, ts, text
 
 
+def storable_trap(trap: Trap) -> Trap:
+    """The trap with every device-supplied text made visible (an ESC var-bind is stored as the text \\x1b)."""
+    return dataclasses.replace(
+        trap, source=clean_text(trap.source), community_or_user=clean_text(trap.community_or_user),
+        trap_oid=clean_text(trap.trap_oid), name=clean_text(trap.name),
+        varbinds=tuple((clean_text(oid), clean_text(value)) for oid, value in trap.varbinds))
+
+
 def _action(trap: Trap, device_id: int, device_name: str) -> Action:
     text = f"{trap.name} from {trap.source}\n{trap.varbind_text()}"
     if trap.name in ("linkDown", "linkUp"):
@@ -76,7 +85,8 @@ def apply_traps(conn: Connection, batch: list[Trap], addresses: AddressMap) -> N
     by_address = addresses.get(conn)
     rows = []
     runs: dict[tuple[str, int, str], list[list[Any]]] = {}
-    for trap in batch:
+    for raw in batch:
+        trap = storable_trap(raw)
         device = by_address.get(_normal(trap.source))
         rows.append(
             {

@@ -176,6 +176,7 @@ class Alerting:
                 ).inserted_primary_key[0]  # type: ignore[index]
             )
             _event(conn, new_id, now, "fired", None, title + (f" (hidden by the outage of device {blocker})" if blocker else ""))
+            log.info("alert %d fired: %s", new_id, title)  # device text in the title is escaped (logsafe)
             return new_id
         if alert_id is None:
             return None

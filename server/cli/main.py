@@ -23,6 +23,7 @@ from server.cli import security as cli_security
 from server.config.loader import LoadedConfig, load_config
 from server.config.settings import Settings, build_settings
 from server.config.yamlsrc import ConfigError
+from server.store import filemodes
 from server.store.db import Engine
 
 EXIT_CONFIG = 2
@@ -113,9 +114,10 @@ def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Settings]:
 
 
 def _engine(settings: Settings) -> Engine:
+    from server.store import filemodes
     from server.store.db import make_engine, migrate
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.prepare(settings.data_dir, settings.db_url)
     engine = make_engine(settings.db_url)
     migrate(engine)
     return engine
@@ -338,6 +340,7 @@ def raise_open_files_limit(want: int = 65536) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
+    filemodes.private_umask()  # the database, its -wal/-shm, the key and logs: this user's only
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":

@@ -42,10 +42,11 @@ def key_problem(settings: Settings, create: bool = True) -> str | None:
     good, this process holds the database's in-use lock until it exits, so `secrets rotate` refuses meanwhile."""
     from server.keys.rotation import check_key
     from server.keys.secretbox import SecretBox, SecretsUnavailable
+    from server.store import filemodes
     from server.store.db import make_engine, migrate
     from server.store.keylock import hold_key
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.prepare(settings.data_dir, settings.db_url)
     engine = make_engine(settings.db_url)
     try:
         box = SecretBox.from_file(settings.key_file, create=create)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.demo.snmprec import VARIATION
+from server.store import filemodes
 
 SIMVAR = Path(__file__).with_name("simvar.py")
 RESPONDER = "snmpsim-command-responder"
@@ -112,7 +113,7 @@ def start_snmpsim(data_dir: Path, endpoints: list[tuple[str, int]], log_path: Pa
         env["SNMPSIM_ALLOW_ROOT"] = "true"
         command += [f"--process-user={pwd.getpwuid(0).pw_name}", f"--process-group={grp.getgrgid(0).gr_name}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    with os.fdopen(filemodes.open_private(log_path), "ab") as log:
         # Own session: a Ctrl-C in the terminal reaches the demo, which stops snmpsim in order. The parent-death
         # signal makes the kernel kill snmpsim when the demo dies any other way (SIGKILL, a crash).
         process = subprocess.Popen(  # noqa: S603  -- fixed argv from our own paths, no shell

@@ -10,19 +10,23 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from server.logsafe import finalize, visible, visible_data
+
 MAX_TITLE = 160
 MAX_LINE = 300
 MAX_LINES = 25
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+_INVISIBLE = re.compile(r"[\u200b-\u200f]")  # zero-width characters: dropped (controls are made visible)
 _TEMPLATES = Path(__file__).resolve().parent.parent.parent / "web" / "templates"
-_ENV = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=select_autoescape(default=True), auto_reload=False)
+_ENV = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=select_autoescape(default=True), auto_reload=False,
+                   finalize=finalize)
 SEVERITY_WORD = {"critical": "CRITICAL", "warning": "WARNING", "info": "INFO"}
 
 
 def clean(text: object, limit: int = MAX_LINE, one_line: bool = True) -> str:
-    """Device text made safe to show anywhere: no control or bidi characters, bounded, one line unless asked."""
+    """Device text made safe to show anywhere: controls and bidi characters visible (\\x1b), bounded, one line unless
+    asked."""
     value = str(text if text is not None else "")[: limit * 4]
-    value = _CONTROL.sub("", value.replace("\t", " ").replace("\r", ""))
+    value = visible(_INVISIBLE.sub("", value.replace("\t", " ")), multiline=True)
     if one_line:
         value = " ".join(value.split())
     return value if len(value) <= limit else value[: limit - 1] + "…"
@@ -108,6 +112,7 @@ def build_note(payload: dict[str, Any], key: str, base_url: str | None) -> Note:
     # Without base_url there is no absolute address to link to: a relative "/alerts/7" is useless in a chat
     # or a mail, so the link is left out (channels omit an empty link; the start log and the channels page say why).
     link = base_url.rstrip("/") + str(payload.get("path") or "/alerts") if base_url else ""
+    payload = visible_data(payload)  # webhooks carry the payload as it is: device text in it shows ESC as \x1b
     head = heading(payload)
     body = lines(payload)
     text = "\n".join([*body, "", *([f"Open: {link}"] if link else []), f"Key: {key}"])

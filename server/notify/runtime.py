@@ -56,6 +56,7 @@ class Notify:
         """Make the database's file channels match the file (API channels are left alone)."""
         with self.svc.engine.begin() as conn:
             self.problems = sync_file_channels(conn, self.svc.box, self.config, time.time())
+            remask_channels(conn, self.svc.box)
         for problem in self.problems:
             log.warning("notifications file: %s", problem)
 
@@ -100,6 +101,17 @@ def sync_file_channels(conn: Connection, box: SecretBox, config: NotifyConfig, n
         if row.source == "config" and name not in wanted and not any(p.startswith(f"channel {name!r}") for p in problems):
             targets.delete_channel(conn, row.id)
     return problems
+
+
+def remask_channels(conn: Connection, box: SecretBox) -> None:
+    """Store every channel's masked URL as today's masking rule makes it (rows written under an older rule)."""
+    for row in targets.channel_rows(conn):
+        try:
+            display = build(targets.channel_url(box, row), bool(row.allow_unsafe)).display()
+        except ChannelError:
+            display = f"{row.kind}://…"  # no longer parses: show nothing of it
+        if display != row.display:
+            targets.set_display(conn, row.id, display)
 
 
 def runtime(svc: Services) -> Notify:

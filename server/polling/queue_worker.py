@@ -31,6 +31,7 @@ from server.polling.poller import Poller
 from server.polling.queue_worker_state import CURRENT_SLOT, Inventory, RunLog, WorkerFigures
 from server.polling.writer import Writer
 from server.runtime import Services
+from server.store import filemodes
 from server.store import workers as store
 from server.store.checklocks import CheckLocks
 from server.store.db import conninfo, make_engine, migrate
@@ -77,7 +78,9 @@ class CheckWorker:
 
     def prepare(self) -> None:
         """Blocking start-up: schema, key check, rules, inventory, registration."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        filemodes.prepare(self.settings.data_dir, self.settings.db_url)
+        for problem in filemodes.loose_files(self.settings.data_dir, self.settings.db_url, self.settings.key_file):
+            log.warning("%s", problem)
         migrate(self.engine)
         check_key(self.engine, self.box)
         self.alerting = Alerting(load_rules(self.svc), self.settings.down_after_failures)

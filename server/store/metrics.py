@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from server.logsafe import CONTROL_IN_JSON, visible
 from server.store import meta
 from server.store.schema import rollups, samples, series
 
@@ -21,8 +22,9 @@ LATE_SECONDS = 180  # leave room for polls still in flight before a bucket is cl
 
 
 def clean_text(value: str) -> str:
-    """Text every column and every UTF-8 response can hold: NULs dropped, lone surrogates replaced."""
-    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    """Text every column and every UTF-8 response can hold and any terminal can show: lone surrogates replaced,
+    control characters made visible (ESC is stored as the four characters \\x1b; newlines and tabs stay)."""
+    return visible(value.encode("utf-8", "replace").decode("utf-8"), multiline=True)
 
 
 def _scrub(value: Any) -> Any:
@@ -38,12 +40,13 @@ def _scrub(value: Any) -> Any:
 
 
 def clean_json(value: Any) -> Any:
-    """JSON both databases accept and UTF-8 responses can carry (walked only when the fast check fails)."""
+    """JSON both databases accept, UTF-8 responses can carry and terminals can show (walked only when needed)."""
     try:
-        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        dumped = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        dumped.encode("utf-8")
     except (TypeError, ValueError):  # NaN/inf, lone surrogates (UnicodeEncodeError), odd types
         return _scrub(value)
-    return value
+    return _scrub(value) if CONTROL_IN_JSON.search(dumped) else value
 
 
 def labels_key(labels: dict[str, str]) -> str:

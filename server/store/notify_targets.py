@@ -24,9 +24,13 @@ def _digest(value: str) -> str:
 # ---------------------------------------------------------------- channels
 
 
-def channel_view(row: Any, owner: str | None = None) -> dict[str, Any]:
-    """A channel as the API shows it: never the URL, only its masked form."""
-    return {
+# What a viewer sees of a channel: its name, kind and health, never where it points or what it last answered.
+VIEWER_FIELDS = ("id", "name", "kind", "enabled", "status", "failures", "broken_since", "last_ok", "last_attempt")
+
+
+def channel_view(row: Any, owner: str | None = None, full: bool = True) -> dict[str, Any]:
+    """A channel as the API shows it: never the URL; its masked form only when `full` (operators and admins)."""
+    view = {
         "id": row.id,
         "name": row.name,
         "kind": row.kind,
@@ -42,13 +46,19 @@ def channel_view(row: Any, owner: str | None = None) -> dict[str, Any]:
         "last_attempt": row.last_attempt,
         "last_error": row.last_error,
     }
+    return view if full else {key: view[key] for key in VIEWER_FIELDS}
 
 
-def list_channels(conn: Connection) -> list[dict[str, Any]]:
-    """All channels, masked."""
+def list_channels(conn: Connection, full: bool = True) -> list[dict[str, Any]]:
+    """All channels, masked (`full=False`: a viewer's view, name, kind and health only)."""
     names = dict(conn.execute(select(users.c.id, users.c.name)).all())
     rows = conn.execute(select(notify_channels).order_by(notify_channels.c.name))
-    return [channel_view(r, names.get(r.user_id)) for r in rows]
+    return [channel_view(r, names.get(r.user_id), full) for r in rows]
+
+
+def set_display(conn: Connection, channel_id: int, display: str) -> None:
+    """Store a channel's masked URL again (after the masking rule changed)."""
+    conn.execute(update(notify_channels).where(notify_channels.c.id == channel_id).values(display=display[:300]))
 
 
 def channel_rows(conn: Connection, ids: list[int] | None = None) -> list[Any]:

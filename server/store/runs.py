@@ -11,6 +11,7 @@ from sqlalchemy import Connection, insert, select, update
 from server.keys.secretbox import SecretBox
 from server.store.alerts import record_event
 from server.store.devices import DeviceRow, load_device
+from server.store.metrics import clean_json, clean_text
 from server.store.schema import action_runs, alerts, device_status
 
 
@@ -81,8 +82,8 @@ def create_run(conn: Connection, values: dict[str, Any]) -> int:
 
 
 def finish_run(conn: Connection, run_id: int, values: dict[str, Any]) -> None:
-    """Record how a run ended (status, exit code, output, duration)."""
-    conn.execute(update(action_runs).where(action_runs.c.id == run_id).values(**values))
+    """Record how a run ended (status, exit code, output, duration); device text is stored made visible."""
+    conn.execute(update(action_runs).where(action_runs.c.id == run_id).values(**clean_json(values)))
 
 
 def set_verification(conn: Connection, run_id: int, verdict: str, detail: str) -> None:
@@ -90,7 +91,7 @@ def set_verification(conn: Connection, run_id: int, verdict: str, detail: str) -
     conn.execute(
         update(action_runs)
         .where(action_runs.c.id == run_id)
-        .values(verification=verdict, verification_detail=detail[:2000], verified_at=time.time())
+        .values(verification=verdict, verification_detail=clean_text(detail[:2000]), verified_at=time.time())
     )
 
 

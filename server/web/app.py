@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,9 +23,11 @@ from server.config.loader import LoadedConfig
 from server.config.settings import Settings
 from server.keys.rotation import check_key
 from server.keys.secretbox import KEY_CHANGED, SecretBox, SecretsUnavailable
+from server.logsafe import CONTROL_IN_JSON, visible_data
 from server.polling import pipeline
 from server.runtime import Services
 from server.services.errors import ServiceError
+from server.store import filemodes
 from server.store.db import make_engine, migrate
 from server.web import guards as app_guards
 from server.web.limits import BodyLimitMiddleware, BodyLimits
@@ -117,9 +120,22 @@ def _install_handlers(app: FastAPI) -> None:
         return render_error(request, 500, "Something went wrong on the server; the error is in its log.")
 
 
+class VisibleJSONResponse(JSONResponse):
+    """Every API answer: device text with control characters is sent as escaped data (the text \\x1b), never as a
+    JSON \\u001b that a `jq -r` would turn back into a raw ESC (rows stored before the store made them visible)."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        if CONTROL_IN_JSON.search(text):
+            text = json.dumps(visible_data(content), ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8")
+
+
 def create_app(settings: Settings, config: LoadedConfig | None = None, poll: bool = True) -> FastAPI:
     """Build an app on its own database; `poll=False` serves without running checks (tests, CLI)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.prepare(settings.data_dir, settings.db_url)
+    for problem in filemodes.loose_files(settings.data_dir, settings.db_url, settings.key_file):
+        log.warning("%s", problem)  # warned, not refused: the admin may share them on purpose
     engine = make_engine(settings.db_url)
     reader = make_engine(settings.db_url, immediate=False) if settings.db_url.startswith("sqlite") else engine
     svc = Services(settings=settings, engine=engine, reader=reader, box=SecretBox.from_file(settings.key_file))
@@ -150,6 +166,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         openapi_url="/api/v1/openapi.json",
         docs_url=None,
         redoc_url=None,
+        default_response_class=VisibleJSONResponse,
     )
     app.state.services = svc
     _install_handlers(app)

@@ -290,7 +290,8 @@ def test_hostile_output_is_neutralised_and_stderr_kept_apart(env: ActionEnv, dev
     run = env.wait(env.run("hostile-output", device).json()["id"])
     out = run["stdout"]
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
-    assert "red <b>bold</b>  bell cr\nover\n" in out and "\ufffd\ufffd not utf8" in out
+    # Made visible, not dropped: the escapes and the bell read as text; a bare CR starts a new line.
+    assert "\\x1b[31mred\\x1b[0m <b>bold</b> \\x1b]0;t\\x07 bell\\x07 cr\nover\n" in out and "\ufffd\ufffd not utf8" in out
     page = env.client.get(f"/runs/{run['id']}", headers=env.headers())
     assert "&lt;b&gt;bold&lt;/b&gt;" in page.text and "<b>bold" not in page.text
     echo = env.wait(env.run("echo-text", device, params={"text": "hi"}).json()["id"])

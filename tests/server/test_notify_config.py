@@ -146,7 +146,7 @@ def _alert(**kw: Any) -> SimpleNamespace:
 
 
 def test_device_text_is_cleaned_bounded_and_escaped() -> None:
-    assert clean("a\x1b[31mb\u202ec\x00d\ne", 100) == "a[31mbcd e"
+    assert clean("a\x1b[31mb\u202ec\x00d\ne", 100) == "a\\x1b[31mb\\u202ec\\x00d e"
     assert len(clean("x" * 10_000, 300)) == 300
     note = build_note(alert_payload("trigger", _alert()), "pocketnoc-7-3", "https://noc.example.net")
     assert "<script>" not in note.html and "&lt;script&gt;" in note.html

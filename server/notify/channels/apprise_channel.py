@@ -12,14 +12,15 @@ import ipaddress
 import logging
 import re
 import threading
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import apprise
 import requests.adapters
 
 from agents.safety import UnsafeTarget, check_address, check_host_name, check_target, normalise_ip
 from server.notify.channels import ChannelError, checked_host, register
+from server.notify.masking import mask
 from server.notify.message import Note, clean
 from server.notify.outcome import Outcome, classify_http
 
@@ -110,15 +111,6 @@ def _strict_ip(host: str) -> Any:
         return None
 
 
-def _masked(private_url: str, scheme: str) -> str:
-    """Apprise's privacy URL without its query (headers and tokens can sit there) or a self-hosted service's path."""
-    parts = urlsplit(private_url)
-    path = parts.path
-    if scheme in HOST_SCHEMES:
-        path = "/…" if path.strip("/") else "/"
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
 def _instantiate(url: str) -> Any:
     return apprise.Apprise.instantiate(url, suppress_exceptions=True)
 
@@ -146,11 +138,12 @@ class AppriseChannel:
             if literal is not None and not allow_unsafe:
                 check_address(literal)
         self.allow_unsafe = allow_unsafe
-        self._display = clean(_masked(plugin.url(privacy=True), self.scheme), 300)
+        # Apprise's privacy URL keeps user names and a token in the host part (ntfy://TOPIC): our one rule instead.
+        self._masked = mask(url, host if self.scheme in HOST_SCHEMES else "")
 
     def display(self) -> str:
-        """Apprise's own privacy rendering of the URL (tokens and passwords masked)."""
-        return self._display
+        """Scheme and the self-hosted server's name; every other part (users, tokens, topics, rooms) masked."""
+        return self._masked.display
 
     def _send_sync(self, note: Note, timeout: float) -> Outcome:
         plugin = _instantiate(self.url)
@@ -207,7 +200,8 @@ class AppriseChannel:
             refused = await checked_host(self.host, self.port, self.allow_unsafe)
             if refused is not None:
                 return refused
-        return await asyncio.to_thread(self._send_sync, note, time_limit)
+        outcome = await asyncio.to_thread(self._send_sync, note, time_limit)
+        return replace(outcome, detail=self._masked.redact(outcome.detail))  # plugins log topics and URLs
 
 
 register("apprise", AppriseChannel)

@@ -10,6 +10,7 @@ import asyncio
 import smtplib
 import ssl
 import time
+from dataclasses import replace
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from agents.safety import check_address, check_host_name, parse_target
 from server.notify.channels import ChannelError, checked_host, register
+from server.notify.masking import mask
 from server.notify.message import Note, clean
 from server.notify.outcome import Outcome
 
@@ -88,11 +90,11 @@ class Email:
         if self.user and not (self.implicit_tls or self.starttls) and not loopback:
             raise ChannelError("refused: a password over cleartext SMTP")
         self.allow_unsafe = allow_unsafe
+        self._masked = mask(url, self.host, self.port, f" → {', '.join(self.recipients)}")
 
     def display(self) -> str:
-        """Server and recipients; the password is never shown."""
-        who = f"{self.user}:…@" if self.user else ""
-        return f"{'smtps' if self.implicit_tls else 'smtp'}://{who}{self.host}:{self.port}/ → {', '.join(self.recipients)}"[:300]
+        """Server and recipients; the user name and password are never shown."""
+        return self._masked.display
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.cafile)
@@ -156,7 +158,8 @@ class Email:
         refused = await checked_host(self.host, self.port, self.allow_unsafe)
         if refused is not None:
             return refused
-        return await asyncio.to_thread(self._send_sync, note, time_limit)
+        outcome = await asyncio.to_thread(self._send_sync, note, time_limit)
+        return replace(outcome, detail=self._masked.redact(outcome.detail))
 
 
 register("email", Email, ("smtp", "smtps"))

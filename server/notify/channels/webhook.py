@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -10,6 +11,7 @@ import httpx
 from agents.safety import parse_target
 from server.notify import http
 from server.notify.channels import ChannelError, checked_host, register
+from server.notify.masking import mask
 from server.notify.message import Note
 from server.notify.outcome import Outcome, classify_http
 
@@ -37,14 +39,18 @@ class Webhook:
         except ValueError:
             raise ChannelError("invalid port") from None
         self.allow_unsafe = allow_unsafe
-        self._display = f"{parts.scheme.lower()}://{netloc}/…" if parts.path.strip("/") or parts.query else f"{parts.scheme}://{netloc}/"
+        self._masked = mask(url, self.host)
 
     def display(self) -> str:
-        """Scheme and host; the path and query (where tokens live) are masked."""
-        return self._display
+        """Scheme and host; user, password, path and query (where tokens live) are masked."""
+        return self._masked.display
 
     async def send(self, note: Note, time_limit: float) -> Outcome:
-        """POST the note as JSON; never follows redirects."""
+        """POST the note as JSON; never follows redirects. A receiver's echo of the URL's secrets is redacted."""
+        outcome = await self._post(note, time_limit)
+        return replace(outcome, detail=self._masked.redact(outcome.detail))
+
+    async def _post(self, note: Note, time_limit: float) -> Outcome:
         refused = await checked_host(self.host, self.port, self.allow_unsafe)
         if refused is not None:
             return refused

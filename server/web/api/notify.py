@@ -69,10 +69,10 @@ def _run(call: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 @router.get("/api/v1/channels")
-def get_channels(svc: SvcDep, _p: Viewer) -> dict[str, Any]:
-    """Channels with health (ok, failing, broken); URLs are shown masked only."""
+def get_channels(svc: SvcDep, p: Viewer) -> dict[str, Any]:
+    """Channels with health (ok, failing, broken); URLs masked, and to viewers not shown at all."""
     with svc.reader.connect() as conn:
-        return {"items": list_channels(conn)}
+        return {"items": list_channels(conn, full=p.user.can("operator"))}
 
 
 @router.post("/api/v1/channels", status_code=201)

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 import web
+from server import logsafe
 from server.auth import loginflow
 from server.auth.access import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
 from server.runtime import Services, get_services
@@ -24,6 +25,7 @@ from server.web import views
 
 TEMPLATES = Jinja2Templates(directory=str(web.ROOT / "templates"))
 TEMPLATES.env.autoescape = True
+TEMPLATES.env.finalize = logsafe.finalize  # device text printed by any template: ESC shows as \x1b, never raw
 TEMPLATES.env.filters["age"] = views.age
 TEMPLATES.env.filters["bps"] = views.human_bps
 TEMPLATES.env.filters["bytes"] = views.human_bytes

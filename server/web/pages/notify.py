@@ -56,14 +56,14 @@ def device_action(request: Request, svc: SvcDep, p: Viewer, sub_id: int, action:
 @router.get("/notify/channels", response_class=HTMLResponse)
 def channels_page(request: Request, svc: SvcDep, p: Viewer) -> Response:
     """Channels and their health; for admins also dead letters and the form to add a channel."""
-    return _channels(request, svc, p.user.can("admin"))
+    return _channels(request, svc, p.user.can("admin"), full=p.user.can("operator"))
 
 
 def _channels(request: Request, svc: Services, admin: bool, status: int = 200, error: str | None = None,
-              form: dict[str, str] | None = None) -> Response:
+              form: dict[str, str] | None = None, full: bool = True) -> Response:
     notify = runtime(svc)
     with svc.reader.connect() as conn:
-        channels = list_channels(conn)
+        channels = list_channels(conn, full)
         dead = store.list_messages(conn, "dead", limit=50) if admin else []
         health = ops.status(conn, notify)
     silent = deadman.label(health["monitoring"]["silent_since"])
