@@ -61,7 +61,7 @@ INTERFACES: Final = Profile(
         "alias": _IFX + "18",
     },
     binary=frozenset({"phys_address"}),
-    probes=(_IF + "1",),
+    probes=(_IF + "2", _IF + "8", _IFX + "1"),  # the real columns: many agents omit ifIndex itself
     static=frozenset({"descr", "type", "mtu", "speed", "phys_address", "name", "alias", "high_speed"}),
     rows=("oper_status", "descr"),
     refresh_on=frozenset({"last_change"}),  # a link flap can renegotiate the speed
