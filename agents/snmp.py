@@ -143,7 +143,7 @@ class SnmpCollector:
             if missing:
                 scalars.update(await self._get(target, missing, silent))
         if silent:  # never asked again with the others: one silent OID would silence the whole GET
-            plan.unread |= frozenset(silent)
+            plan.unread |= frozenset(n for n in silent if n in plan.scalars)
             for name in silent:
                 plan.scalars.pop(name, None)
         plan.uptime = _as_int(scalars.get("sys_uptime"))
