@@ -23,6 +23,8 @@ from agents.profiles import (
     resolve_override,
 )
 from agents.snmp_client import MAX_BYTES, MAX_ROWS, SnmpClient, WalkResult
+from agents.snmp_families import Family, family_kind, load_families_cached, match_family
+from agents.snmp_hardware import read_hardware
 from agents.snmp_partial import get_split, next_split, walk_split
 from agents.snmp_readings import build_reading
 from agents.snmp_values import Value
@@ -55,14 +57,19 @@ class _Plan:
     static_at: float = 0.0
     markers: dict[str, dict[str, Value]] = field(default_factory=dict)
     expected_rows: int = 0  # rows seen last time, so the last GETBULK asks for just one row more
+    family: Family | None = None
+    hardware: dict[str, str] = field(default_factory=dict)  # model, serial, firmware: read once per detection
     unread: frozenset[str] = frozenset()  # scalars the agent stays silent on, even asked alone: not asked again
     split_walk: bool = False  # the agent stays silent on multi-column GETBULKs: walk each column alone
 
 
-def _plan_for(kind: str, profiles: tuple[str, ...], override: str | None, system: dict[str, Value]) -> _Plan:
-    plan = _Plan(kind, profiles, override, system.get("sys_object_id"), _as_int(system.get("sys_uptime")))
+def _plan_for(
+    kind: str, profiles: tuple[str, ...], override: str | None, system: dict[str, Value], family: Family | None = None
+) -> _Plan:
+    plan = _Plan(kind, profiles, override, system.get("sys_object_id"), _as_int(system.get("sys_uptime")), family=family)
+    extra = family.profile() if family is not None else None
     for name in profiles:
-        prof = PROFILES[name]
+        prof = extra if extra is not None and name == extra.name else PROFILES[name]
         plan.scalars.update(prof.scalars)
         plan.columns.update(prof.columns)
         plan.binary |= {prof.columns[f] for f in prof.binary}
@@ -109,8 +116,10 @@ class SnmpCollector:
         max_rows: int = MAX_ROWS,
         max_bytes: int = MAX_BYTES,
         static_max_age: float = STATIC_MAX_AGE,
+        families: tuple[Family, ...] | None = None,
     ) -> None:
         self.client = client or SnmpClient()
+        self.families = load_families_cached() if families is None else families  # a bad family file fails here, at start
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.static_max_age = static_max_age
@@ -151,7 +160,9 @@ class SnmpCollector:
         columns, truncated = await self._walk(target, plan, unread_columns)
         if not plan.tuned and not truncated:
             self._tune(plan, columns)
-        reading = build_reading(plan.kind, plan.profiles, scalars, columns, ts)
+        reading = build_reading(plan.kind, plan.profiles, scalars, columns, ts, plan.family)
+        if plan.hardware:
+            reading.facts.update(plan.hardware)
         if truncated:
             reading.facts["truncated"] = truncated
         if plan.unread or unread_columns:
@@ -248,6 +259,7 @@ class SnmpCollector:
         if forced is None:
             probes = {oid: name for name in OPTIONAL_PROFILES for oid in PROFILES[name].probes}
             probes.update({oid: name for name, oid in DETECT_PROBES.items()})
+            probes.update({oid: f"probe:{oid}" for family in self.families for oid in family.probes})
             try:
                 found = await self.client.get_next(target, list(probes))
             except Unreachable:  # one probe the agent chokes on must not hide the others
@@ -265,7 +277,15 @@ class SnmpCollector:
         if forced is not None:
             kind = forced[0] or detect_kind(facts)
             return _plan_for(kind, forced[1], profile, scalars)
-        return _plan_for(detect_kind(facts), choose_profiles(answered), None, scalars)
+        probed = frozenset(name.removeprefix("probe:") for name in answered if name.startswith("probe:"))
+        family = match_family(self.families, facts.sys_object_id, facts.sys_descr, probed)
+        profiles = choose_profiles(answered)
+        extra = family.profile() if family is not None else None
+        if extra is not None:
+            profiles = (*profiles, extra.name)
+        plan = _plan_for(family_kind(family, facts), profiles, None, scalars, family)
+        plan.hardware = await read_hardware(self.client, target, family)
+        return plan
 
     @staticmethod
     def _tune(plan: _Plan, columns: dict[str, dict[str, Value]]) -> None:

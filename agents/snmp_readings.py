@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from agents.base import Reading, Sample, SampleKind
+from agents.snmp_families import Family
 from agents.snmp_values import Value
+from agents.snmp_vendor import add_family_values
 
 Columns = Mapping[str, Mapping[str, Value]]
 
@@ -114,10 +116,14 @@ class _Out:
             self.reading.samples.append(Sample(metric, float(value), labels or {}, kind, self.reading.ts))
 
 
-def build_reading(kind: str, profiles: tuple[str, ...], scalars: Mapping[str, Value], columns: Columns, ts: float) -> Reading:
-    """Assemble facts, tables and samples for the profiles that were polled."""
+def build_reading(
+    kind: str, profiles: tuple[str, ...], scalars: Mapping[str, Value], columns: Columns, ts: float, family: Family | None = None
+) -> Reading:
+    """Assemble facts, tables and samples for the profiles that were polled (and the device family's own MIBs)."""
     out = _Out(ts)
     _system(out, kind, profiles, scalars)
+    if family is not None:
+        out.reading.facts["family"] = family.name
     if "if" in profiles:
         _interfaces(out, columns)
     if "host" in profiles or "ucd" in profiles:
@@ -126,6 +132,8 @@ def build_reading(kind: str, profiles: tuple[str, ...], scalars: Mapping[str, Va
         _ups(out, scalars, columns)
     if "printer" in profiles:
         _printer(out, columns)
+    if family is not None and family.name in profiles:
+        add_family_values(out.reading, family, scalars, columns)
     return out.reading
 
 

@@ -60,7 +60,7 @@ KIND_OF_TYPE: dict[str, set[str]] = {
 }
 
 # What was reached (the ratchet, asserted) and what issue 14 asks for (printed next to the score).
-REACHED = {"up": 43, "sysname": 43, "kind": 13, "ports": 42, "ports_up": 42, "cpu": 16, "storage": 17, "ups": 2, "printer": 4}
+REACHED = {"up": 43, "sysname": 43, "kind": 43, "ports": 42, "ports_up": 42, "cpu": 27, "storage": 18, "ups": 3, "printer": 4}
 TARGET = {"up": 43, "sysname": 43, "kind": 40, "ports": 42, "ports_up": 0, "cpu": 25, "storage": 0, "ups": 3, "printer": 4}
 
 
