@@ -127,3 +127,11 @@ async def test_a_dropped_family_file_teaches_a_new_device_without_code(acme: Snm
         assert [s.value for s in after.samples if s.metric == "cpu_load_pct"] == [37.0]
         assert [r["name"] for r in after.tables["interfaces"]] == ["wan"]
     await taught.close()
+
+
+def test_the_readme_example_family_is_valid() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("# /etc/pocketnoc/families/acme-fw.yaml\n", 1)[1].split("```", 1)[0]
+    family = parse_family(yaml.safe_load(block), "README.md")
+    assert family.name == "acme-fw" and family.kind == "firewall" and len(family.matches) == 3
+    assert set(family.metrics) == {"cpu.load", "memory.used_pct"} and set(family.hardware) == {"model", "serial", "firmware"}
