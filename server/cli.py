@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 from sqlalchemy import Engine, select, update
 
+from agents.snmp_families import FamilyError, load_families_cached
 from server import cli_scaleout, cli_security, logsafe
 from server.config import LoadedConfig, load_config
 from server.settings import Settings, build_settings
@@ -97,6 +98,10 @@ def _fail(message: str, code: int = 1) -> int:
 def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Settings]:
     path = getattr(args, "config", None) or (Path(os.environ["POCKETNOC_CONFIG"]) if os.environ.get("POCKETNOC_CONFIG") else None)
     config = load_config(path)
+    try:  # device family files (built-in and POCKETNOC_FAMILIES_DIR) are checked at start, not at the first poll
+        load_families_cached()
+    except FamilyError as exc:
+        raise ConfigError([str(exc)]) from None
     overrides: dict[str, Any] = {"config": path}
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
