@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from agents.base import Reading, Sample, SampleKind
 from agents.snmp_families import Family
+from agents.snmp_sensors import add_sensors
 from agents.snmp_values import Value
 from agents.snmp_vendor import add_family_values
 
@@ -132,6 +133,10 @@ def build_reading(
         _ups(out, scalars, columns)
     if "printer" in profiles:
         _printer(out, columns)
+    if "sensors" in profiles:
+        add_sensors(out.reading, columns, "sensor")
+    if "cisco_sensors" in profiles:
+        add_sensors(out.reading, columns, "csensor")
     if family is not None and family.name in profiles:
         add_family_values(out.reading, family, scalars, columns)
     return out.reading
