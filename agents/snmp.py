@@ -59,8 +59,9 @@ class _Plan:
     expected_rows: int = 0  # rows seen last time, so the last GETBULK asks for just one row more
     family: Family | None = None
     hardware: dict[str, str] = field(default_factory=dict)  # model, serial, firmware: read once per detection
-    unread: frozenset[str] = frozenset()  # scalars the agent stays silent on, even asked alone: not asked again
-    split_walk: bool = False  # the agent stays silent on multi-column GETBULKs: walk each column alone
+    unread: dict[str, str] = field(default_factory=dict)  # scalars silent even asked alone: left out until retry_at
+    split_walk: bool = False  # the agent stays silent on multi-column GETBULKs: walk each column alone until retry_at
+    retry_at: float = 0.0  # when to try the unread scalars and multi-column walks again (a lost packet is no quirk)
 
 
 def _plan_for(
@@ -136,6 +137,9 @@ class SnmpCollector:
         key = (target.address, target.port, target.snmp)  # snmpsim serves many devices per port
         plan = self._plans.get(key)
         fresh = plan is None or plan.override != profile
+        if plan is not None and (plan.unread or plan.split_walk) and started >= plan.retry_at:
+            plan.scalars.update(plan.unread)
+            plan.unread, plan.split_walk = {}, False
         oids = dict(SYSTEM.scalars) if fresh or plan is None else dict(plan.scalars)
         if fresh:
             oids.update(self._detect_oids(forced))
@@ -151,10 +155,9 @@ class SnmpCollector:
             missing = {n: o for n, o in plan.scalars.items() if n not in scalars}
             if missing:
                 scalars.update(await self._get(target, missing, silent))
-        if silent:  # never asked again with the others: one silent OID would silence the whole GET
-            plan.unread |= frozenset(n for n in silent if n in plan.scalars)
-            for name in silent:
-                plan.scalars.pop(name, None)
+        if silent:  # not asked with the others until retry_at: one silent OID would silence the whole GET
+            plan.unread.update({n: plan.scalars.pop(n) for n in silent if n in plan.scalars})
+            plan.retry_at = time.monotonic() + self.static_max_age
         plan.uptime = _as_int(scalars.get("sys_uptime"))
         unread_columns: list[str] = []
         columns, truncated = await self._walk(target, plan, unread_columns)
@@ -166,7 +169,7 @@ class SnmpCollector:
         if truncated:
             reading.facts["truncated"] = truncated
         if plan.unread or unread_columns:
-            names = ", ".join(sorted(plan.unread | set(unread_columns)))
+            names = ", ".join(sorted({*plan.unread, *unread_columns}))
             reading.facts["warnings"] = [f"no answer for {names}, even asked alone; the rest was read"]
         reading.duration = time.monotonic() - started
         return reading
@@ -184,7 +187,8 @@ class SnmpCollector:
             except Unreachable:  # the GETs of this poll answered: silence here is about this request
                 walked = None
         if walked is None or walked.truncated == "timeout":
-            plan.split_walk = True
+            if not plan.split_walk:
+                plan.split_walk, plan.retry_at = True, time.monotonic() + self.static_max_age
             walked, silent = await walk_split(self.client, target, oids, self.max_rows, self.max_bytes, plan.binary)
             unread.extend(name for name, oid in fields.items() if oid in silent)
         result = WalkResult({name: walked.get(oid, {}) for name, oid in fields.items()})

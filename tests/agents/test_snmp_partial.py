@@ -3,7 +3,7 @@
 tests/agents/recordings/ holds two small recordings written for these cases (not copies of anyone's data):
 - one-bad-oid: a Linux host whose HOST-RESOURCES part breaks on hrSystemUptime (an OID snmpsim cannot
   parse sits there): any request that touches it gets no answer at all, like an agent with a broken sub-agent;
-- big-value: a switch with a 60 KB ifAlias, so a GETBULK that takes it together with other rows cannot fit.
+- big-value: a switch with a 65,000-byte ifAlias: alone it fits one datagram, with the other columns' rows it cannot.
 Neither has the ifIndex column (many real agents and recordings omit it).
 """
 
@@ -69,7 +69,7 @@ async def test_one_bad_oid_is_a_warning_not_an_outage(sim: SnmpsimPeer, client: 
         assert "hr_system_uptime" in warning and "sys_name" not in warning
 
 
-async def test_a_60_kb_value_is_read_column_by_column(sim: SnmpsimPeer, client: SnmpClient) -> None:
+async def test_a_65_kb_value_is_read_column_by_column(sim: SnmpsimPeer, client: SnmpClient) -> None:
     collector = SnmpCollector(client)
     for _ in range(2):
         reading = await collector.collect(target(sim, "big-value"))
@@ -77,6 +77,8 @@ async def test_a_60_kb_value_is_read_column_by_column(sim: SnmpsimPeer, client: 
         assert sorted(rows) == [1, 2, 3, 4] and rows[1]["alias"] == "uplink 1" and rows[3]["name"] == "Gi0/3"
         assert rows[2]["alias"] == "B" * TEXT_CAP  # read whole, kept capped
         assert "warnings" not in reading.facts
+    (plan,) = collector._plans.values()
+    assert plan.split_walk  # the 19-column GETBULKs went unanswered: each column was walked alone
 
 
 async def test_a_silent_device_is_still_unreachable_with_a_true_message(client: SnmpClient) -> None:
@@ -85,3 +87,15 @@ async def test_a_silent_device_is_still_unreachable_with_a_true_message(client: 
     with pytest.raises(Unreachable, match=r"no SNMP answer from 127\.0\.0\.1"):
         await SnmpCollector(client).collect(nobody)
     assert time.monotonic() - started < 2  # the big GET, then the system group alone: two timeouts, no more
+
+
+async def test_what_stayed_silent_is_asked_again_later(sim: SnmpsimPeer, client: SnmpClient) -> None:
+    """Left out of the poll until the static refresh (a lost packet is no quirk), then tried again."""
+    collector = SnmpCollector(client, static_max_age=600)
+    await collector.collect(target(sim, "one-bad-oid"))
+    (plan,) = collector._plans.values()
+    assert "hr_system_uptime" in plan.unread and "hr_system_uptime" not in plan.scalars
+    plan.retry_at = 0.0  # the refresh is due
+    reading = await collector.collect(target(sim, "one-bad-oid"))
+    assert "hr_system_uptime" in reading.facts["warnings"][0]  # asked again, still silent, still named
+    assert plan.retry_at > time.monotonic()
