@@ -196,7 +196,21 @@ DETECT_SCALARS: Final[dict[str, str]] = {
 # has hrPrinterStatus rows but is not itself a printer unless nothing else matches first).
 DETECT_PROBES: Final[dict[str, str]] = {"hr_printer": "1.3.6.1.2.1.25.3.5.1.1"}
 
-KINDS: Final = ("switch", "router", "linux", "windows", "ups", "printer", "generic")
+KINDS: Final = (
+    "switch",
+    "router",
+    "linux",
+    "windows",
+    "ups",
+    "printer",
+    "firewall",
+    "wireless",
+    "storage",
+    "hypervisor",
+    "oob",
+    "server",
+    "generic",
+)
 KIND_PROFILES: Final[dict[str, tuple[str, ...]]] = {
     "switch": ("system", "if"),
     "router": ("system", "if"),
@@ -204,6 +218,12 @@ KIND_PROFILES: Final[dict[str, tuple[str, ...]]] = {
     "windows": ("system", "if", "host"),
     "ups": ("system", "if", "ups"),
     "printer": ("system", "if", "host", "printer"),
+    "firewall": ("system", "if", "host"),
+    "wireless": ("system", "if", "host"),
+    "storage": ("system", "if", "host", "ucd"),
+    "hypervisor": ("system", "if", "host"),
+    "oob": ("system", "if"),
+    "server": ("system", "if", "host", "ucd"),
     "generic": ("system", "if"),
 }
 
