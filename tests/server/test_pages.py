@@ -235,8 +235,23 @@ def test_the_device_page_shows_hardware_family_and_what_could_not_be_read(app_en
         "hw_firmware": "v7.2.6,build1575",
         "warnings": ["no answer for hr_system_uptime, even asked alone; the rest was read"],
     }
-    device_id = add_device(app_env, "fw1", state="up", facts=facts)
+    sensors = [
+        {
+            "index": "38488",
+            "name": "module-1 <CPU>",
+            "metric": "sensor_celsius",
+            "unit": "°C",
+            "value": 44.0,
+            "thresholds": [
+                {"relation": ">=", "severity": "minor", "value": 80.0},
+                {"relation": ">=", "severity": "major", "value": 90.0},
+            ],
+        }
+    ]
+    device_id = add_device(app_env, "fw1", state="up", facts=facts, tables={"sensors": sensors})
     html = client.get(f"/devices/{device_id}").text
+    assert "<h2>Sensors</h2>" in html and "<strong>module-1 &lt;CPU&gt;</strong> 44.0 °C" in html
+    assert "minor &gt;= 80.0 · major &gt;= 90.0" in html
     assert "<dt>Family</dt><dd>fortinet-fortigate</dd>" in html and "<dt>Model</dt><dd>FGT_60F</dd>" in html
     assert "<dt>Serial</dt><dd>&lt;b&gt;FGT60F0000&lt;/b&gt;</dd>" in html and "v7.2.6,build1575" in html
     assert '<p class="warn">Partly read: no answer for hr_system_uptime' in html
