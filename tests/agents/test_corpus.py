@@ -34,13 +34,10 @@ def _corpus_dir() -> Path | None:
         gitdir = Path(git.read_text().partition("gitdir:")[2].strip())
         if len(gitdir.parents) >= 3:
             roots.append(gitdir.parents[2])
-    if os.environ.get("POCKETNOC_CORPUS"):
-        return Path(os.environ["POCKETNOC_CORPUS"])
-    for root in roots:
-        found = root.parent / "shared" / "corpus" / "librenms"
-        if (found / "expected.json").is_file():
-            return found
-    return None
+    candidates = [root.parent / "shared" / "corpus" / "librenms" for root in roots]
+    if os.environ.get("POCKETNOC_CORPUS"):  # another copy of the folder, e.g. in CI
+        candidates = [Path(os.environ["POCKETNOC_CORPUS"])]
+    return next((c for c in candidates if (c / "expected.json").is_file()), None)
 
 
 CORPUS = _corpus_dir()
