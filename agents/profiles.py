@@ -61,7 +61,7 @@ INTERFACES: Final = Profile(
         "alias": _IFX + "18",
     },
     binary=frozenset({"phys_address"}),
-    probes=(_IF + "1",),
+    probes=(_IF + "2", _IF + "8", _IFX + "1"),  # the real columns: many agents omit ifIndex itself
     static=frozenset({"descr", "type", "mtu", "speed", "phys_address", "name", "alias", "high_speed"}),
     rows=("oper_status", "descr"),
     refresh_on=frozenset({"last_change"}),  # a link flap can renegotiate the speed
@@ -134,8 +134,55 @@ PRINTER: Final = Profile(
     rows=("supply_level", "supply_descr"),
 )
 
-PROFILES: Final[dict[str, Profile]] = {p.name: p for p in (SYSTEM, INTERFACES, HOST, UCD, UPS, PRINTER)}
-OPTIONAL_PROFILES: Final = ("if", "host", "ucd", "ups", "printer")
+# ENTITY-SENSOR-MIB (RFC 3433) and CISCO-ENTITY-SENSOR-MIB share one row layout; Cisco adds thresholds.
+_ENT_NAME = "1.3.6.1.2.1.47.1.1.1.1.7"  # entPhysicalName, same index as the sensor
+_SENSOR = "1.3.6.1.2.1.99.1.1.1."
+SENSORS: Final = Profile(
+    "sensors",
+    columns={
+        "sensor_type": _SENSOR + "1",
+        "sensor_scale": _SENSOR + "2",
+        "sensor_precision": _SENSOR + "3",
+        "sensor_value": _SENSOR + "4",
+        "sensor_status": _SENSOR + "5",
+        "sensor_entity_name": _ENT_NAME,
+    },
+    probes=(_SENSOR + "4",),
+    static=frozenset({"sensor_type", "sensor_scale", "sensor_precision", "sensor_entity_name"}),
+    rows=("sensor_value", "sensor_type"),
+)
+_CSENSOR, _CTHRESHOLD = "1.3.6.1.4.1.9.9.91.1.1.1.1.", "1.3.6.1.4.1.9.9.91.1.2.1.1."
+CISCO_SENSORS: Final = Profile(
+    "cisco_sensors",
+    columns={
+        "csensor_type": _CSENSOR + "1",
+        "csensor_scale": _CSENSOR + "2",
+        "csensor_precision": _CSENSOR + "3",
+        "csensor_value": _CSENSOR + "4",
+        "csensor_status": _CSENSOR + "5",
+        "csensor_entity_name": _ENT_NAME,
+        "csensor_threshold_severity": _CTHRESHOLD + "2",
+        "csensor_threshold_relation": _CTHRESHOLD + "3",
+        "csensor_threshold_value": _CTHRESHOLD + "4",
+        "csensor_threshold_crossed": _CTHRESHOLD + "5",
+    },
+    probes=(_CSENSOR + "4",),
+    static=frozenset(
+        {
+            "csensor_type",
+            "csensor_scale",
+            "csensor_precision",
+            "csensor_entity_name",
+            "csensor_threshold_severity",
+            "csensor_threshold_relation",
+            "csensor_threshold_value",
+        }
+    ),
+    rows=("csensor_value", "csensor_type"),
+)
+
+PROFILES: Final[dict[str, Profile]] = {p.name: p for p in (SYSTEM, INTERFACES, HOST, UCD, UPS, PRINTER, SENSORS, CISCO_SENSORS)}
+OPTIONAL_PROFILES: Final = ("if", "host", "ucd", "ups", "printer", "sensors", "cisco_sensors")
 
 # Scalars read once, on the first poll, only to tell device kinds apart.
 DETECT_SCALARS: Final[dict[str, str]] = {
@@ -149,7 +196,21 @@ DETECT_SCALARS: Final[dict[str, str]] = {
 # has hrPrinterStatus rows but is not itself a printer unless nothing else matches first).
 DETECT_PROBES: Final[dict[str, str]] = {"hr_printer": "1.3.6.1.2.1.25.3.5.1.1"}
 
-KINDS: Final = ("switch", "router", "linux", "windows", "ups", "printer", "generic")
+KINDS: Final = (
+    "switch",
+    "router",
+    "linux",
+    "windows",
+    "ups",
+    "printer",
+    "firewall",
+    "wireless",
+    "storage",
+    "hypervisor",
+    "oob",
+    "server",
+    "generic",
+)
 KIND_PROFILES: Final[dict[str, tuple[str, ...]]] = {
     "switch": ("system", "if"),
     "router": ("system", "if"),
@@ -157,6 +218,12 @@ KIND_PROFILES: Final[dict[str, tuple[str, ...]]] = {
     "windows": ("system", "if", "host"),
     "ups": ("system", "if", "ups"),
     "printer": ("system", "if", "host", "printer"),
+    "firewall": ("system", "if", "host"),
+    "wireless": ("system", "if", "host"),
+    "storage": ("system", "if", "host", "ucd"),
+    "hypervisor": ("system", "if", "host"),
+    "oob": ("system", "if"),
+    "server": ("system", "if", "host", "ucd"),
     "generic": ("system", "if"),
 }
 

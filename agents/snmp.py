@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from agents.base import CollectError, Reading, SnmpCredentials, Target, register
+from agents.base import CollectError, Reading, SnmpCredentials, Target, Unreachable, register
 from agents.profiles import (
     DETECT_PROBES,
     DETECT_SCALARS,
@@ -23,6 +23,9 @@ from agents.profiles import (
     resolve_override,
 )
 from agents.snmp_client import MAX_BYTES, MAX_ROWS, SnmpClient, WalkResult
+from agents.snmp_families import Family, family_kind, load_families_cached, match_family
+from agents.snmp_hardware import read_hardware
+from agents.snmp_partial import get_split, next_split, walk_split
 from agents.snmp_readings import build_reading
 from agents.snmp_values import Value
 
@@ -30,6 +33,8 @@ __all__ = ["SnmpClient", "SnmpCollector", "WalkResult", "snmp_set"]
 
 # Seconds before rarely changing columns (ifDescr, ifAlias, hrStorageDescr, ...) are walked again.
 STATIC_MAX_AGE: Final = 600.0
+# Asked alone after silence on a bigger GET: if these stay silent too, the device is unreachable.
+VITAL: Final = frozenset(SYSTEM.scalars)
 
 
 @dataclass(slots=True)
@@ -52,12 +57,20 @@ class _Plan:
     static_at: float = 0.0
     markers: dict[str, dict[str, Value]] = field(default_factory=dict)
     expected_rows: int = 0  # rows seen last time, so the last GETBULK asks for just one row more
+    family: Family | None = None
+    hardware: dict[str, str] = field(default_factory=dict)  # model, serial, firmware: read once per detection
+    unread: dict[str, str] = field(default_factory=dict)  # scalars silent even asked alone: left out until retry_at
+    split_walk: bool = False  # the agent stays silent on multi-column GETBULKs: walk each column alone until retry_at
+    retry_at: float = 0.0  # when to try the unread scalars and multi-column walks again (a lost packet is no quirk)
 
 
-def _plan_for(kind: str, profiles: tuple[str, ...], override: str | None, system: dict[str, Value]) -> _Plan:
-    plan = _Plan(kind, profiles, override, system.get("sys_object_id"), _as_int(system.get("sys_uptime")))
+def _plan_for(
+    kind: str, profiles: tuple[str, ...], override: str | None, system: dict[str, Value], family: Family | None = None
+) -> _Plan:
+    plan = _Plan(kind, profiles, override, system.get("sys_object_id"), _as_int(system.get("sys_uptime")), family=family)
+    extra = family.profile() if family is not None else None
     for name in profiles:
-        prof = PROFILES[name]
+        prof = extra if extra is not None and name == extra.name else PROFILES[name]
         plan.scalars.update(prof.scalars)
         plan.columns.update(prof.columns)
         plan.binary |= {prof.columns[f] for f in prof.binary}
@@ -104,8 +117,10 @@ class SnmpCollector:
         max_rows: int = MAX_ROWS,
         max_bytes: int = MAX_BYTES,
         static_max_age: float = STATIC_MAX_AGE,
+        families: tuple[Family, ...] | None = None,
     ) -> None:
         self.client = client or SnmpClient()
+        self.families = load_families_cached() if families is None else families  # a bad family file fails here, at start
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.static_max_age = static_max_age
@@ -122,50 +137,74 @@ class SnmpCollector:
         key = (target.address, target.port, target.snmp)  # snmpsim serves many devices per port
         plan = self._plans.get(key)
         fresh = plan is None or plan.override != profile
+        if plan is not None and (plan.unread or plan.split_walk) and started >= plan.retry_at:
+            plan.scalars.update(plan.unread)
+            plan.unread, plan.split_walk = {}, False
         oids = dict(SYSTEM.scalars) if fresh or plan is None else dict(plan.scalars)
         if fresh:
             oids.update(self._detect_oids(forced))
-        scalars = await self._get(target, oids)
+        silent: list[str] = []
+        scalars = await self._get(target, oids, silent)
         if plan is not None and not fresh and self._changed(plan, scalars):
             fresh = True
             more = {n: o for n, o in self._detect_oids(forced).items() if n not in scalars}
-            scalars.update(await self._get(target, more))
+            scalars.update(await self._get(target, more, silent))
         if fresh or plan is None:
             plan = await self._detect(target, profile, forced, scalars)
             self._plans[key] = plan
             missing = {n: o for n, o in plan.scalars.items() if n not in scalars}
             if missing:
-                scalars.update(await self._get(target, missing))
+                scalars.update(await self._get(target, missing, silent))
+        if silent:  # not asked with the others until retry_at: one silent OID would silence the whole GET
+            plan.unread.update({n: plan.scalars.pop(n) for n in silent if n in plan.scalars})
+            plan.retry_at = time.monotonic() + self.static_max_age
         plan.uptime = _as_int(scalars.get("sys_uptime"))
-        columns, truncated = await self._walk(target, plan)
+        unread_columns: list[str] = []
+        columns, truncated = await self._walk(target, plan, unread_columns)
         if not plan.tuned and not truncated:
             self._tune(plan, columns)
-        reading = build_reading(plan.kind, plan.profiles, scalars, columns, ts)
+        reading = build_reading(plan.kind, plan.profiles, scalars, columns, ts, plan.family)
+        if plan.hardware:
+            reading.facts.update(plan.hardware)
         if truncated:
             reading.facts["truncated"] = truncated
+        if plan.unread or unread_columns:
+            names = ", ".join(sorted({*plan.unread, *unread_columns}))
+            reading.facts["warnings"] = [f"no answer for {names}, even asked alone; the rest was read"]
         reading.duration = time.monotonic() - started
         return reading
 
-    async def _walk_fields(self, target: Target, plan: _Plan, fields: dict[str, str]) -> WalkResult:
+    async def _walk_fields(self, target: Target, plan: _Plan, fields: dict[str, str], unread: list[str]) -> WalkResult:
         if not fields:
             return WalkResult()
-        walked = await self.client.walk_columns(
-            target, list(fields.values()), self.max_rows, self.max_bytes, binary=plan.binary, expected_rows=plan.expected_rows
-        )
+        oids = list(fields.values())
+        walked: WalkResult | None = None
+        if not plan.split_walk:
+            try:
+                walked = await self.client.walk_columns(
+                    target, oids, self.max_rows, self.max_bytes, binary=plan.binary, expected_rows=plan.expected_rows
+                )
+            except Unreachable:  # the GETs of this poll answered: silence here is about this request
+                walked = None
+        if walked is None or walked.truncated == "timeout":
+            if not plan.split_walk:
+                plan.split_walk, plan.retry_at = True, time.monotonic() + self.static_max_age
+            walked, silent = await walk_split(self.client, target, oids, self.max_rows, self.max_bytes, plan.binary)
+            unread.extend(name for name, oid in fields.items() if oid in silent)
         result = WalkResult({name: walked.get(oid, {}) for name, oid in fields.items()})
         result.truncated = walked.truncated
         return result
 
-    async def _walk(self, target: Target, plan: _Plan) -> tuple[dict[str, dict[str, Value]], str | None]:
+    async def _walk(self, target: Target, plan: _Plan, unread: list[str]) -> tuple[dict[str, dict[str, Value]], str | None]:
         """Walk the dynamic columns; static ones come from the cache unless stale or the rows changed."""
         static = {f: oid for f, oid in plan.columns.items() if f in plan.static}
         stale = plan.static_cache is None or time.monotonic() - plan.static_at > self.static_max_age
         wanted = plan.columns if stale else {f: oid for f, oid in plan.columns.items() if f not in static}
-        walked = await self._walk_fields(target, plan, wanted)
+        walked = await self._walk_fields(target, plan, wanted, unread)
         columns: dict[str, dict[str, Value]] = dict(walked)
         truncated = walked.truncated
         if not stale and self._rows_changed(plan, columns):
-            extra = await self._walk_fields(target, plan, static)
+            extra = await self._walk_fields(target, plan, static, unread)
             columns.update(extra)
             truncated = truncated or extra.truncated
             stale = True
@@ -186,8 +225,16 @@ class SnmpCollector:
             return True
         return any(columns.get(f, {}) != plan.markers.get(f, {}) for f in plan.refresh_on)
 
-    async def _get(self, target: Target, oids: dict[str, str]) -> dict[str, Value]:
-        got = await self.client.get(target, list(oids.values()))
+    async def _get(self, target: Target, oids: dict[str, str], silent: list[str]) -> dict[str, Value]:
+        """GET by name; after silence, the system group alone decides reachability and the rest is asked alone."""
+        try:
+            got = await self.client.get(target, list(oids.values()))
+        except Unreachable:
+            if len(oids) <= 1:
+                raise
+            values, quiet = await get_split(self.client, target, oids, VITAL)
+            silent.extend(quiet)
+            return values
         return {name: got.get(oid) for name, oid in oids.items()}
 
     @staticmethod
@@ -216,7 +263,11 @@ class SnmpCollector:
         if forced is None:
             probes = {oid: name for name in OPTIONAL_PROFILES for oid in PROFILES[name].probes}
             probes.update({oid: name for name, oid in DETECT_PROBES.items()})
-            found = await self.client.get_next(target, list(probes))
+            probes.update({oid: f"probe:{oid}" for family in self.families for oid in family.probes})
+            try:
+                found = await self.client.get_next(target, list(probes))
+            except Unreachable:  # one probe the agent chokes on must not hide the others
+                found = await next_split(self.client, target, list(probes))
             answered = frozenset(probes[oid] for oid, hit in found.items() if hit is not None)
         facts = DeviceFacts(
             sys_object_id=str(scalars.get("sys_object_id") or ""),
@@ -230,7 +281,15 @@ class SnmpCollector:
         if forced is not None:
             kind = forced[0] or detect_kind(facts)
             return _plan_for(kind, forced[1], profile, scalars)
-        return _plan_for(detect_kind(facts), choose_profiles(answered), None, scalars)
+        probed = frozenset(name.removeprefix("probe:") for name in answered if name.startswith("probe:"))
+        family = match_family(self.families, facts.sys_object_id, facts.sys_descr, probed)
+        profiles = choose_profiles(answered)
+        extra = family.profile() if family is not None else None
+        if extra is not None:
+            profiles = (*profiles, extra.name)
+        plan = _plan_for(family_kind(family, facts), profiles, None, scalars, family)
+        plan.hardware = await read_hardware(self.client, target, family)
+        return plan
 
     @staticmethod
     def _tune(plan: _Plan, columns: dict[str, dict[str, Value]]) -> None:

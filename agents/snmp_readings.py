@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from agents.base import Reading, Sample, SampleKind
+from agents.snmp_families import Family
+from agents.snmp_sensors import add_sensors
 from agents.snmp_values import Value
+from agents.snmp_vendor import add_family_values
 
 Columns = Mapping[str, Mapping[str, Value]]
 
@@ -114,10 +117,14 @@ class _Out:
             self.reading.samples.append(Sample(metric, float(value), labels or {}, kind, self.reading.ts))
 
 
-def build_reading(kind: str, profiles: tuple[str, ...], scalars: Mapping[str, Value], columns: Columns, ts: float) -> Reading:
-    """Assemble facts, tables and samples for the profiles that were polled."""
+def build_reading(
+    kind: str, profiles: tuple[str, ...], scalars: Mapping[str, Value], columns: Columns, ts: float, family: Family | None = None
+) -> Reading:
+    """Assemble facts, tables and samples for the profiles that were polled (and the device family's own MIBs)."""
     out = _Out(ts)
     _system(out, kind, profiles, scalars)
+    if family is not None:
+        out.reading.facts["family"] = family.name
     if "if" in profiles:
         _interfaces(out, columns)
     if "host" in profiles or "ucd" in profiles:
@@ -126,6 +133,12 @@ def build_reading(kind: str, profiles: tuple[str, ...], scalars: Mapping[str, Va
         _ups(out, scalars, columns)
     if "printer" in profiles:
         _printer(out, columns)
+    if "sensors" in profiles:
+        add_sensors(out.reading, columns, "sensor")
+    if "cisco_sensors" in profiles:
+        add_sensors(out.reading, columns, "csensor")
+    if family is not None and family.name in profiles:
+        add_family_values(out.reading, family, scalars, columns)
     return out.reading
 
 

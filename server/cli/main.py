@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from agents.snmp_families import FamilyError, load_families_cached
 from server import logsafe
 from server.cli import scaleout as cli_scaleout
 from server.cli import security as cli_security
@@ -100,6 +101,10 @@ def _fail(message: str, code: int = 1) -> int:
 def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Settings]:
     path = getattr(args, "config", None) or (Path(os.environ["POCKETNOC_CONFIG"]) if os.environ.get("POCKETNOC_CONFIG") else None)
     config = load_config(path)
+    try:  # device family files (built-in and POCKETNOC_FAMILIES_DIR) are checked at start, not at the first poll
+        load_families_cached()
+    except FamilyError as exc:
+        raise ConfigError([str(exc)]) from None
     overrides: dict[str, Any] = {"config": path}
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir

@@ -156,7 +156,7 @@ def _resources(tables: dict[str, Any], latest: list[dict[str, Any]]) -> dict[str
             res[m["metric"]] = m["value"]
     if "ups_battery_status" in res:
         res["ups_battery"] = UPS_BATTERY.get(int(res["ups_battery_status"]), "unknown")
-    for name in ("storage", "filesystems", "supplies", "failed_units", "commands"):
+    for name in ("storage", "filesystems", "supplies", "failed_units", "commands", "sensors"):
         res[name] = [r for r in tables.get(name) or [] if isinstance(r, dict)]
     return res
 

@@ -134,7 +134,8 @@ async def test_windows_recording(snmpsim_devices: SnmpsimPeer, collector: SnmpCo
 
 async def test_switch_48_ports(snmpsim_devices: SnmpsimPeer, collector: SnmpCollector) -> None:
     r = await poll(collector, snmpsim_devices, "switch48")
-    assert r.facts["kind"] == "switch" and r.facts["profiles"] == ["system", "if"]
+    assert r.facts["kind"] == "switch" and r.facts["profiles"] == ["system", "if", "cisco-ios"]  # its family adds Cisco MIBs
+    assert r.facts["family"] == "cisco-ios"
     rows = r.tables["interfaces"]
     assert [row["index"] for row in rows] == list(range(1, 49))
     assert rows[0] == {

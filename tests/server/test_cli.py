@@ -190,6 +190,20 @@ def test_check_config_lists_every_problem_without_a_traceback(tmp_path: Path) ->
     assert any(line.startswith(f"{path}:2: devices.0.address") for line in lines)
 
 
+def test_a_bad_device_family_file_stops_check_config_and_the_start(tmp_path: Path) -> None:
+    families = tmp_path / "families"
+    families.mkdir()
+    (families / "acme.yaml").write_text("name: acme\nkind: toaster\nmatch: {object_id: 1.3.6.1.4.1.99999}\n")
+    path = write(tmp_path, "c.yaml", "devices: []\n")
+    env = {"POCKETNOC_FAMILIES_DIR": str(families)}
+    for command in (["check-config", path], ["serve", "--config", path, "--data-dir", tmp_path / "d", "--port", "1"]):
+        result = run_cli(*command, cwd=tmp_path, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.startswith(f"{families / 'acme.yaml'}: kind: use one of")
+    (families / "acme.yaml").write_text("name: acme\nkind: firewall\nmatch: {object_id: 1.3.6.1.4.1.99999}\n")
+    assert run_cli("check-config", path, cwd=tmp_path, env=env).returncode == 0
+
+
 @pytest.mark.parametrize("case", ["missing", "directory", "syntax", "binary"])
 def test_check_config_on_unusable_files(tmp_path: Path, case: str) -> None:
     path = tmp_path / "c.yaml"

@@ -223,3 +223,35 @@ def test_device_page_without_any_data_yet(app_env: AppEnv) -> None:
 def test_static_files_are_served(app_env: AppEnv) -> None:
     response = app_env.client.get("/static/app.css")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/css")
+
+
+def test_the_device_page_shows_hardware_family_and_what_could_not_be_read(app_env: AppEnv) -> None:
+    client = signed_in(app_env, "viewer")
+    facts = {
+        "sys_name": "fw1",
+        "family": "fortinet-fortigate",
+        "hw_model": "FGT_60F",
+        "hw_serial": "<b>FGT60F0000</b>",
+        "hw_firmware": "v7.2.6,build1575",
+        "warnings": ["no answer for hr_system_uptime, even asked alone; the rest was read"],
+    }
+    sensors = [
+        {
+            "index": "38488",
+            "name": "module-1 <CPU>",
+            "metric": "sensor_celsius",
+            "unit": "°C",
+            "value": 44.0,
+            "thresholds": [
+                {"relation": ">=", "severity": "minor", "value": 80.0},
+                {"relation": ">=", "severity": "major", "value": 90.0},
+            ],
+        }
+    ]
+    device_id = add_device(app_env, "fw1", state="up", facts=facts, tables={"sensors": sensors})
+    html = client.get(f"/devices/{device_id}").text
+    assert "<h2>Sensors</h2>" in html and "<strong>module-1 &lt;CPU&gt;</strong> 44.0 °C" in html
+    assert "minor &gt;= 80.0 · major &gt;= 90.0" in html
+    assert "<dt>Family</dt><dd>fortinet-fortigate</dd>" in html and "<dt>Model</dt><dd>FGT_60F</dd>" in html
+    assert "<dt>Serial</dt><dd>&lt;b&gt;FGT60F0000&lt;/b&gt;</dd>" in html and "v7.2.6,build1575" in html
+    assert '<p class="warn">Partly read: no answer for hr_system_uptime' in html
