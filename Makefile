@@ -25,7 +25,8 @@ venv: $(BIN)/pocketnoc
 ## make run: install, migrate, start simulated devices and the server; prints where to sign in.
 run: venv
 	$(BIN)/pocketnoc migrate --data-dir $(DATA)
-	$(BIN)/pocketnoc demo --data-dir $(DATA) --host $(HOST) --port $(PORT)
+	@# Ctrl-C: pocketnoc says "stopped" and exits 130; that is not an error of make's to report again.
+	@trap : INT; $(BIN)/pocketnoc demo --data-dir $(DATA) --host $(HOST) --port $(PORT) || [ $$? -eq 130 ]
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

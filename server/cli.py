@@ -24,6 +24,7 @@ from server.settings import Settings, build_settings
 from server.yamlsrc import ConfigError
 
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -338,7 +339,15 @@ def raise_open_files_limit(want: int = 65536) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script; Ctrl-C ends any command with one line and exit status 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("pocketnoc: stopped (Ctrl-C)", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":
