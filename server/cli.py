@@ -283,7 +283,7 @@ def _demo_admin(settings: Settings) -> list[str]:
 
 def cmd_demo(settings: Settings, config: LoadedConfig, sim_port: int | None = None) -> int:
     """Simulated devices + a first admin account + the server."""
-    from server.demo import DEFAULT_PORT, SimError, demo_settings, prepare_demo, run_demo_agents
+    from server.demo import DEFAULT_PORT, SimError, SimPortTaken, demo_settings, prepare_demo, run_demo_agents
     from server.demo.inventory import ACTIONS as DEMO_ACTIONS
     from server.inventory import DeviceSpec
 
@@ -307,6 +307,10 @@ def cmd_demo(settings: Settings, config: LoadedConfig, sim_port: int | None = No
         return _fail(problem)
     try:
         sim = run_demo_agents(settings.data_dir, port=udp)
+    except SimPortTaken:
+        other = udp + 1 if udp < 65535 else 1162
+        return _fail(f"simulator port {udp} (UDP, 127.0.77.x) is already in use, perhaps by another demo; "
+                     f"use another one: make run SIM_PORT={other} (or {_command()} demo --sim-port {other})", EXIT_CONFIG)
     except SimError as exc:
         return _fail(f"the simulated devices did not start: {' '.join(str(exc).split())[:500]}")
     try:

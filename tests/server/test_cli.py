@@ -266,6 +266,31 @@ def test_a_taken_port_is_one_line_before_anything_is_printed_or_created(tmp_path
     assert listed.returncode == 0 and listed.stdout == ""  # no admin was created
 
 
+def test_a_second_demo_refuses_a_simulator_port_the_first_one_holds(tmp_path: Path) -> None:
+    """Not "22 simulated devices" polling (and SETting) the first demo's simulator: one line and the way out."""
+    from server.demo import run_demo_agents
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp = probe.getsockname()[1]
+    first = run_demo_agents(tmp_path / "first", port=udp)
+    try:
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            web = free.getsockname()[1]
+        data = tmp_path / "second"
+        result = run_cli("demo", "--data-dir", data, "--port", str(web), "--sim-port", str(udp), cwd=tmp_path)
+        assert_clean_error(result, f"simulator port {udp} (UDP, 127.0.77.x) is already in use")
+        assert result.returncode == 2
+        assert f"make run SIM_PORT={udp + 1}" in result.stderr and f"demo --sim-port {udp + 1}" in result.stderr
+        assert result.stdout == ""  # no banner, no one-time password
+        assert first.running()  # the first demo's simulator is left alone
+        listed = run_cli("user", "list", "--data-dir", data, cwd=tmp_path)
+        assert listed.returncode == 0 and listed.stdout == ""  # no admin was created
+    finally:
+        first.stop()
+
+
 def test_a_second_demo_start_says_how_to_reset_the_admin_password(tmp_path: Path) -> None:
     from server.cli import _demo_admin
 
