@@ -105,3 +105,22 @@ def line_of(node: Any, loc: Sequence[Any]) -> int:
         else:
             break
     return line
+
+
+def repeated(items: Any, key: str) -> list[tuple[str, int, int]]:
+    """(name, line, first line) for each list item whose `key` repeats an earlier item's — read from the raw YAML,
+    so the check runs even when items fail validation."""
+    if not isinstance(items, LineList):
+        return []
+    seen: dict[str, int] = {}
+    found = []
+    for index, item in enumerate(items):
+        name = item.get(key) if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            continue
+        line = items.item_lines[index] if index < len(items.item_lines) else 0
+        if name in seen:
+            found.append((name, line, seen[name]))
+        else:
+            seen[name] = line
+    return found

@@ -20,7 +20,7 @@ from pydantic import (
 
 from server.actions.template import placeholders
 from server.inventory import TAG_RE
-from server.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
+from server.yamlsrc import ConfigError, LineDict, line_of, load_yaml, repeated
 
 ACTION_ID_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 KIND_RE = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -268,6 +268,9 @@ def load_catalog(path: Path | None) -> Catalog:
         return Catalog(path=path)
     if not isinstance(tree, LineDict):
         raise ConfigError([f"{path}:1: an actions file is a mapping with 'actions:' (a list)"])
+    # Duplicate ids are looked for in the raw file, so they are reported along with any schema errors.
+    duplicates = [f"{path}:{line}: duplicate action id {name!r} (first at line {first})"
+                  for name, line, first in repeated(tree.get("actions"), "id")]  # fmt: skip
     try:
         parsed = CatalogFile.model_validate(tree)
     except ValidationError as exc:
@@ -277,16 +280,7 @@ def load_catalog(path: Path | None) -> Catalog:
             shown = ".".join(str(p) for p in loc)
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             problems.append(f"{path}:{line_of(tree, loc)}: {shown}: {msg}")
-        raise ConfigError(sorted(set(problems), key=problems.index)) from None
-    items = tree.get("actions")
-    lines = items.item_lines if isinstance(items, LineList) else []
-    seen: dict[str, int] = {}
-    problems = []
-    for index, action in enumerate(parsed.actions):
-        line = lines[index] if index < len(lines) else 0
-        if action.id in seen:
-            problems.append(f"{path}:{line}: duplicate action id {action.id!r} (first at line {seen[action.id]})")
-        seen.setdefault(action.id, line)
-    if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(set(problems), key=problems.index) + duplicates) from None
+    if duplicates:
+        raise ConfigError(duplicates)
     return Catalog({a.id: a for a in parsed.actions}, path)

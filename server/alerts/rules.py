@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from server.inventory import NAME_RE, TAG_RE
-from server.yamlsrc import ConfigError, LineDict, LineList, line_of, load_yaml
+from server.yamlsrc import ConfigError, LineDict, line_of, load_yaml, repeated
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
@@ -266,24 +266,16 @@ def load_rules(path: Path) -> list[Rule]:
         return list(DEFAULT_RULES)
     if not isinstance(tree, LineDict):
         raise ConfigError([f"{path}:1: a rules file is a mapping with 'rules:' (and optional 'defaults:')"])
+    # Duplicate names are looked for in the raw file, so they are reported along with any schema errors.
+    problems = [f"{path}:{line}: duplicate rule name {name!r}" for name, line, _first in repeated(tree.get("rules"), "name")]
     try:
         parsed = RulesFile.model_validate(tree)
     except ValidationError as exc:
-        problems = []
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             problems.append(f"{path}:{line_of(tree, loc)}: {'.'.join(map(str, loc))}: {msg}")
         raise ConfigError(problems) from None
-    names = [r.name for r in parsed.rules]
-    rules_list = tree.get("rules") if isinstance(tree.get("rules"), LineList) else None
-    seen: set[str] = set()
-    problems = []
-    for index, name in enumerate(names):
-        if name in seen:
-            line = rules_list.item_lines[index] if rules_list is not None else 0
-            problems.append(f"{path}:{line}: duplicate rule name {name!r}")
-        seen.add(name)
     if problems:
         raise ConfigError(problems)
     if not parsed.defaults:

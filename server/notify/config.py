@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from server.inventory import NAME_RE, TAG_RE
 from server.timezones import Weekly
-from server.yamlsrc import ConfigError, LineDict, line_of, load_yaml
+from server.yamlsrc import ConfigError, LineDict, line_of, load_yaml, repeated
 
 Severity = Literal["critical", "warning", "info"]
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -221,11 +221,30 @@ def load_notify_config(path: Path | None) -> NotifyConfig:
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             where = ".".join(map(str, loc)) or "file"
             problems.append(f"{path}:{line_of(tree, loc) if loc else 1}: {where}: {msg}")
-        raise ConfigError(problems) from None
+        raise ConfigError(problems + _raw_problems(path, tree, any("duplicate" in p for p in problems))) from None
     refused = channel_problems(config)
     if refused:
         raise ConfigError([f"{path}:{line_of(tree, loc)}: {'.'.join(map(str, loc))}: {msg}" for loc, msg in refused])
     return config
+
+
+def _raw_problems(path: Path, tree: LineDict, duplicates_reported: bool) -> list[str]:
+    """The cross-checks that still can run on a file with schema errors: repeated names, refused channel URLs."""
+    from server.notify.channels import ChannelError, build
+
+    problems = []
+    if not duplicates_reported:
+        for what in ("channel", "route", "escalation"):
+            problems += [f"{path}:{line}: duplicate {what} name {name!r} (first at line {first})"
+                         for name, line, first in repeated(tree.get(f"{what}s"), "name")]  # fmt: skip
+    channels = tree.get("channels")
+    for index, item in enumerate(channels if isinstance(channels, list) else []):
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            try:
+                build(item["url"], item.get("allow_unsafe") is True)
+            except ChannelError as exc:
+                problems.append(f"{path}:{line_of(tree, ('channels', index, 'url'))}: channels.{index}.url: {exc}")
+    return problems
 
 
 def channel_problems(config: NotifyConfig) -> list[tuple[tuple[str | int, ...], str]]:
