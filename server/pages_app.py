@@ -128,7 +128,10 @@ def overview_page(
 
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
-def device_page(request: Request, svc: SvcDep, _p: Viewer, device_id: int, range_: RangeQuery = "24h") -> Response:
+def device_page(
+    request: Request, svc: SvcDep, _p: Viewer, device_id: int, range_: RangeQuery = "24h",
+    done: Annotated[str | None, Query(pattern="^created$")] = None,
+) -> Response:  # fmt: skip
     """One device: state, open alerts, actions, key graphs, resources, interfaces, checks, facts, recent changes."""
     started = time.perf_counter()
     with svc.reader.connect() as conn:
@@ -140,7 +143,8 @@ def device_page(request: Request, svc: SvcDep, _p: Viewer, device_id: int, range
         offered = offered_key(conn, device_id)
         keys = hostkeys.list_keys(conn, device_id)
     response = render(
-        request, "device.html", d=detail, graphs=graphs, range=range_, alerts=alerts, offered=offered, host_keys=keys
+        request, "device.html", d=detail, graphs=graphs, range=range_, alerts=alerts, offered=offered, host_keys=keys,
+        created=done == "created",
     )
     return _timed(response, started)
 

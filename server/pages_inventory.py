@@ -179,7 +179,7 @@ async def add_device_form(request: Request, svc: SvcDep, p: Admin) -> Response:
         echo = {k: _field(form, k) for k in form if "password" not in k and "key" not in k and k != "csrf_token"}
         status = exc.status_code if isinstance(exc, HTTPException) else 422
         return _list(request, svc, "", 1, status=status, error=_errors(exc), form=echo)
-    return RedirectResponse(f"/admin/devices/{created['id']}?done=created", status_code=303)
+    return RedirectResponse(f"/devices/{created['id']}?done=created", status_code=303)  # its status, not its form
 
 
 def _current(svc: Services, device_id: int) -> tuple[dict[str, Any], str] | None:

@@ -223,3 +223,24 @@ def test_device_page_without_any_data_yet(app_env: AppEnv) -> None:
 def test_static_files_are_served(app_env: AppEnv) -> None:
     response = app_env.client.get("/static/app.css")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/css")
+
+
+def test_a_linux_hosts_two_memory_figures_say_which_counts_the_cache(app_env: AppEnv) -> None:
+    """UCD's figure leaves out cache and buffers; HOST-RESOURCES' RAM row includes them: side by side, each says so."""
+    client = signed_in(app_env, "viewer")
+    device_id = add_device(
+        app_env, "linux-1", state="up", last_polled=time.time(),
+        tables={"storage": [{"descr": "Physical memory", "type": "ram", "used_pct": 56.0, "size_bytes": 8 * 2**30},
+                            {"descr": "/", "type": "fixed", "used_pct": 40.0, "size_bytes": 2**36}]},
+        metrics={"snmp": [["mem_used_pct", "", 35.0], ["mem_total_bytes", "", 8.0 * 2**30]]},
+    )  # fmt: skip
+    html = client.get(f"/devices/{device_id}").text
+    assert "Memory used <span class=\"sub\">(excl. cache/buffers)</span>" in html
+    assert "Physical memory (incl. cache)" in html
+    same = add_device(
+        app_env, "windows-1", state="up", last_polled=time.time(),
+        tables={"storage": [{"descr": "Physical Memory", "type": "ram", "used_pct": 35.0, "size_bytes": 8 * 2**30}]},
+        metrics={"snmp": [["mem_used_pct", "", 35.0]]},
+    )  # fmt: skip
+    html = client.get(f"/devices/{same}").text
+    assert "excl. cache" not in html and "incl. cache" not in html  # one figure, nothing to tell apart
