@@ -13,7 +13,7 @@ from server.api_alerts import AlertState, NewSilence, act, create_silence
 from server.auth import Operator, Viewer, client_ip
 from server.inventory import error_message
 from server.notify.runtime import silent_label
-from server.pages import render, render_error
+from server.pages import render, render_error, user_zone
 from server.services import Services, get_services
 from server.store import alerts as store
 from server.views_app import alert_value
@@ -38,7 +38,7 @@ def alerts_page(
     """Open alerts first, with one-tap acknowledge and snooze."""
     with svc.reader.connect() as conn:
         data = store.list_alerts(conn, state, severity, limit=500)
-        silent_since = silent_label(svc, conn)
+        silent_since = silent_label(svc, conn, user_zone(request)[0])
     return render(request, "alerts.html", data=data, state=state, severity=severity, snooze_choices=SNOOZE_CHOICES,
                   silent_since=silent_since)
 

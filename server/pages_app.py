@@ -19,7 +19,7 @@ from server import views, views_app
 from server.api_hostkeys import offered_key
 from server.auth import Viewer
 from server.notify.runtime import silent_label
-from server.pages import TEMPLATES, render, render_error
+from server.pages import TEMPLATES, render, render_error, user_zone
 from server.services import Services, get_services
 from server.store import hostkeys
 
@@ -116,7 +116,7 @@ def overview_page(
     q = q[:SEARCH_MAX]
     with svc.reader.connect() as conn:
         data = views_app.overview(conn, q, tag, state, page)
-        silent_since = silent_label(svc, conn)
+        silent_since = silent_label(svc, conn, user_zone(request)[0])
 
     def page_url(number: int) -> str:
         params = {k: v for k, v in (("q", q), ("tag", tag), ("state", state)) if v}
