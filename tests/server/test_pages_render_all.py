@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from server import auth
+from server.actions import store as actions_store
 from server.alerts.rules import DEFAULT_RULES
 from server.app import create_app
 from server.notify.channels import REGISTRY, load_builtins
@@ -97,6 +98,22 @@ def everything(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, int], str
             alerts_store.fire_event_alert(conn, "device-down", ids["printer"], "", "critical", "printer-1 is down",
                                           now - 30, "fixture")  # fmt: skip
             ids["alert"] = int(conn.execute(select(alerts.c.id).order_by(alerts.c.id)).scalars().first() or 0)
+            # One finished run of each action kind (SSH and SNMP), in each ending: the run pages render them all.
+            runs = (("restart-service", "ssh", "web-01", "linux", "succeeded", "fixed", {"unit": "nginx"}),
+                    ("port-bounce", "snmp", "access-sw2", "switch", "failed", "failing", {"port": 2}),
+                    ("show-top", "ssh", "web-01", "linux", "timed_out", None, {}))  # fmt: skip
+            for action_id, kind, device_name, device_kind, status, verdict, params in runs:
+                run_id = actions_store.create_run(conn, {
+                    "action_id": action_id, "title": action_id, "kind": kind, "danger": "medium",
+                    "device_id": ids[device_kind], "device_name": device_name, "alert_id": ids["alert"],
+                    "user_id": None, "username": "admin", "reason": "", "params": params, "command": f"run {action_id}",
+                })  # fmt: skip
+                actions_store.finish_run(conn, run_id, {"status": status, "exit_code": 0 if status == "succeeded" else 1,
+                                                        "output": [["stdout", "ok\n"], ["stderr", "warn\n"]],
+                                                        "finished_at": now, "duration": 1.5})  # fmt: skip
+                if verdict:
+                    actions_store.set_verification(conn, run_id, verdict, "re-polled")
+                ids[f"run-{action_id}"] = run_id
             assert conn.execute(select(device_status.c.device_id)).first()
         sign_in(client, "admin")
         yield client, ids, token
@@ -131,6 +148,7 @@ def test_every_page_renders_without_python_internals(everything: tuple[TestClien
                   f"/devices/{device}/graph?metric=if_in_bps&range=7d", f"/devices/{device}/runs",
                   f"/admin/devices/{device}"]  # fmt: skip
     pages.append(f"/devices/{ids['switch']}/interfaces/2")
+    pages += [f"/runs/{run_id}" for key, run_id in ids.items() if key.startswith("run-")]
     users = client.get("/api/v1/users", headers=bearer(token)).json()["items"]
     pages += [f"/admin/users/{u['id']}" for u in users]
     for action in client.get("/api/v1/actions", headers=bearer(token)).json()["items"]:
