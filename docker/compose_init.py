@@ -101,7 +101,7 @@ def main() -> int:
     if not (pg / "password").exists():
         password = secrets.token_urlsafe(32)
         _write(pg / "password", password.encode() + b"\n", 0o400, POSTGRES_UID, POSTGRES_UID)
-        _write(pn / "pgpass", f"*:*:pocketnoc:pocketnoc:{password}\n".encode(), 0o600, POCKETNOC_UID, POCKETNOC_UID)
+        _write(pn / "pgpass", f"*:*:*:pocketnoc:{password}\n".encode(), 0o600, POCKETNOC_UID, POCKETNOC_UID)
         made.append("database password")
     if not (pg / "server.key").exists():
         ca, cert, key = _tls()

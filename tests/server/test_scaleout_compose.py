@@ -189,7 +189,7 @@ def test_secrets_init_generates_once_and_postgresql_takes_only_tls(tmp_path: Pat
     assert first.returncode == 0, first.stderr
     password = (tmp_path / "postgres" / "password").read_text().strip()
     assert len(password) >= 32
-    assert (tmp_path / "pocketnoc" / "pgpass").read_text() == f"*:*:pocketnoc:pocketnoc:{password}\n"
+    assert (tmp_path / "pocketnoc" / "pgpass").read_text() == f"*:*:*:pocketnoc:{password}\n"
     assert (tmp_path / "pocketnoc" / "pgpass").stat().st_mode & 0o077 == 0  # libpq ignores a group/world-readable file
     assert (tmp_path / "postgres" / "server.key").stat().st_mode & 0o007 == 0
     Fernet((tmp_path / "pocketnoc" / "secret.key").read_bytes().strip())
@@ -262,3 +262,86 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     broken.write_text((REPO / "docker-compose.yml").read_text().replace("healthcheck:", "healthchek:", 1))
     refused = config(broken)
     assert refused.returncode != 0 and "healthchek" in refused.stdout + refused.stderr
+
+
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+def _pg_tool(name: str) -> str:
+    found = sorted(PG_BIN.glob(f"*/bin/{name}"))
+    if not found:
+        pytest.fail(f"PostgreSQL's {name} is missing (make test installs PostgreSQL)")
+    return str(found[-1])
+
+
+def test_a_real_postgresql_with_the_generated_secrets_takes_pocketnoc_only_over_verified_tls() -> None:
+    """What the profile's services do, on a private PostgreSQL: the generated password, certificate and pg_hba.conf;
+    pocketnoc's own engine connects with the profile's URL (verify-full) and PGPASSFILE; plain TCP is refused."""
+    import pwd
+    import signal
+    import socket
+    import sys
+    import tempfile
+    import time
+
+    import psycopg
+    from sqlalchemy import text
+
+    from server.store.db import make_engine
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run PostgreSQL as its own user")
+    pg_user = pwd.getpwnam("postgres")
+    root = Path(tempfile.mkdtemp(prefix="pn-compose-pg-"))
+    os.chmod(root, 0o755)
+    secrets_dir, data, sock = root / "secrets", root / "data", root / "sock"
+    env = {**os.environ, "SECRETS_DIR": str(secrets_dir)}
+    done = subprocess.run([sys.executable, str(REPO / "docker" / "compose_init.py")], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # The container's owners (999, 10001) do not exist here: hand PostgreSQL's files to the local postgres user.
+    for path in [*secrets_dir.rglob("*"), secrets_dir, data.parent]:
+        os.chown(path, pg_user.pw_uid, pg_user.pw_gid)
+    os.chmod(secrets_dir / "postgres" / "server.key", 0o600)
+    for path in (data, sock):
+        path.mkdir()
+        os.chown(path, pg_user.pw_uid, pg_user.pw_gid)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pg = secrets_dir / "postgres"
+    run_as = ["runuser", "-u", "postgres", "--"]
+    init = subprocess.run([*run_as, _pg_tool("initdb"), "-D", str(data), "-U", "pocketnoc", f"--pwfile={pg / 'password'}",
+                           "--auth=scram-sha-256"], capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    server = subprocess.Popen(
+        [*run_as, _pg_tool("postgres"), "-D", str(data), "-p", str(port), "-k", str(sock), "-c", "listen_addresses=127.0.0.1",
+         "-c", "ssl=on", "-c", f"ssl_cert_file={pg / 'server.crt'}", "-c", f"ssl_key_file={pg / 'server.key'}",
+         "-c", f"hba_file={pg / 'pg_hba.conf'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([_pg_tool("pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True,
+                             check=False).returncode != 0:  # fmt: skip
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read() if server.stderr else ""
+            time.sleep(0.2)
+        kit = secrets_dir / "pocketnoc"
+        url = f"postgresql://pocketnoc@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={kit / 'ca.crt'}"
+        os.environ["PGPASSFILE"] = str(kit / "pgpass")
+        try:
+            engine = make_engine(url)
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).scalar() is True
+            engine.dispose()
+            with pytest.raises(psycopg.OperationalError, match="no encryption|pg_hba.conf"):
+                psycopg.connect(f"host=127.0.0.1 port={port} dbname=postgres user=pocketnoc sslmode=disable", connect_timeout=10)
+        finally:
+            del os.environ["PGPASSFILE"]
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(f"host=127.0.0.1 port={port} dbname=postgres user=pocketnoc sslmode=require password=wrong",
+                            connect_timeout=10)  # fmt: skip
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
