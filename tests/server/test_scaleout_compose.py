@@ -293,7 +293,7 @@ def test_a_real_postgresql_with_the_generated_secrets_takes_pocketnoc_only_over_
         pytest.skip("needs root to run PostgreSQL as its own user")
     pg_user = pwd.getpwnam("postgres")
     root = Path(tempfile.mkdtemp(prefix="pn-compose-pg-"))
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # noqa: S103 - the postgres user must reach its data dir below; nothing secret here
     secrets_dir, data, sock = root / "secrets", root / "data", root / "sock"
     env = {**os.environ, "SECRETS_DIR": str(secrets_dir)}
     done = subprocess.run([sys.executable, str(REPO / "docker" / "compose_init.py")], env=env, capture_output=True,
@@ -334,7 +334,7 @@ def test_a_real_postgresql_with_the_generated_secrets_takes_pocketnoc_only_over_
             with engine.connect() as conn:
                 assert conn.execute(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).scalar() is True
             engine.dispose()
-            with pytest.raises(psycopg.OperationalError, match="no encryption|pg_hba.conf"):
+            with pytest.raises(psycopg.OperationalError, match=r"no encryption|pg_hba\.conf"):
                 psycopg.connect(f"host=127.0.0.1 port={port} dbname=postgres user=pocketnoc sslmode=disable", connect_timeout=10)
         finally:
             del os.environ["PGPASSFILE"]
