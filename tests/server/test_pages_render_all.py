@@ -20,6 +20,7 @@ from server import auth
 from server.actions import store as actions_store
 from server.alerts.rules import DEFAULT_RULES
 from server.app import create_app
+from server.notify import store_targets
 from server.notify.channels import REGISTRY, load_builtins
 from server.notify.runtime import runtime
 from server.settings import Settings
@@ -115,6 +116,11 @@ def everything(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, int], str
                     actions_store.set_verification(conn, run_id, verdict, "re-polled")
                 ids[f"run-{action_id}"] = run_id
             assert conn.execute(select(device_status.c.device_id)).first()
+        with env_svc.engine.begin() as conn:  # a phone subscribed to Web Push: the push "channel" of every user
+            admin_id = accounts.get_user_by_name(conn, "admin")
+            assert admin_id is not None
+            sub = {"endpoint": "https://push.example.net/send/abc", "p256dh": "BPk", "auth": "au"}
+            store_targets.add_subscription(conn, env_svc.box, admin_id[0].id, sub, "push.example.net", "pixel 7", now)
         sign_in(client, "admin")
         yield client, ids, token
 
