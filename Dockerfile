@@ -6,6 +6,7 @@ COPY agents agents
 COPY server server
 COPY web web
 COPY config config
+COPY docker docker
 RUN pip install --no-cache-dir .
 USER pocketnoc
 ENV POCKETNOC_DATA_DIR=/data POCKETNOC_HOST=0.0.0.0 POCKETNOC_PORT=8080 PYTHONUNBUFFERED=1

@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 DATA   ?= .data
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
+SIM_PORT ?= 1161
 APT_PACKAGES := snmpd snmp openssh-server chromium iputils-ping fonts-dejavu-core iproute2 procps
 # `docker-compose config` validates docker-compose.yml without an engine; its recommended docker.io engine is not wanted.
 LEAN_PACKAGES := docker-compose
@@ -25,7 +26,8 @@ venv: $(BIN)/pocketnoc
 ## make run: install, migrate, start simulated devices and the server; prints where to sign in.
 run: venv
 	$(BIN)/pocketnoc migrate --data-dir $(DATA)
-	$(BIN)/pocketnoc demo --data-dir $(DATA) --host $(HOST) --port $(PORT)
+	@# Ctrl-C: pocketnoc says "stopped" and exits 130; that is not an error of make's to report again.
+	@trap : INT; $(BIN)/pocketnoc demo --data-dir $(DATA) --host $(HOST) --port $(PORT) --sim-port $(SIM_PORT) || [ $$? -eq 130 ]
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

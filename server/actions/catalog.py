@@ -20,7 +20,7 @@ from pydantic import (
 from agents.userregex import RegexError, compile_user_regex, inline_flags
 from server.actions.template import placeholders
 from server.config.inventory import TAG_RE
-from server.config.yamlsrc import ConfigError, LineList, load_model
+from server.config.yamlsrc import LineDict, load_model, repeated
 
 ACTION_ID_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 KIND_RE = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -263,18 +263,11 @@ def load_catalog(path: Path | None) -> Catalog:
     """Read and validate a catalog file; ConfigError lists every problem as 'file:line: message'."""
     if path is None:
         return Catalog()
-    parsed, tree = load_model(path, CatalogFile, "an actions file is a mapping with 'actions:' (a list)")
+    def duplicates(tree: LineDict, _schema: list[str]) -> list[str]:
+        return [f"{path}:{line}: duplicate action id {name!r} (first at line {first})"
+                for name, line, first in repeated(tree.get("actions"), "id")]  # fmt: skip
+
+    parsed, _tree = load_model(path, CatalogFile, "an actions file is a mapping with 'actions:' (a list)", duplicates)
     if parsed is None:
         return Catalog(path=path)
-    items = tree.get("actions")
-    lines = items.item_lines if isinstance(items, LineList) else []
-    seen: dict[str, int] = {}
-    problems = []
-    for index, action in enumerate(parsed.actions):
-        line = lines[index] if index < len(lines) else 0
-        if action.id in seen:
-            problems.append(f"{path}:{line}: duplicate action id {action.id!r} (first at line {seen[action.id]})")
-        seen.setdefault(action.id, line)
-    if problems:
-        raise ConfigError(problems)
     return Catalog({a.id: a for a in parsed.actions}, path)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.config.inventory import NAME_RE, TAG_RE
-from server.config.yamlsrc import ConfigError, LineList, load_model
+from server.config.yamlsrc import LineDict, load_model, repeated
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
@@ -256,20 +256,13 @@ class RulesFile(BaseModel):
 
 def load_rules(path: Path) -> list[Rule]:
     """Rules from a YAML file (plus the defaults unless `defaults: false`); errors name file and line."""
-    parsed, tree = load_model(path, RulesFile, "a rules file is a mapping with 'rules:' (and optional 'defaults:')")
+    def duplicates(tree: LineDict, _schema: list[str]) -> list[str]:
+        return [f"{path}:{line}: duplicate rule name {name!r}" for name, line, _first in repeated(tree.get("rules"), "name")]
+
+    shape = "a rules file is a mapping with 'rules:' (and optional 'defaults:')"
+    parsed, _tree = load_model(path, RulesFile, shape, duplicates)
     if parsed is None:
         return list(DEFAULT_RULES)
-    names = [r.name for r in parsed.rules]
-    rules_list = tree.get("rules") if isinstance(tree.get("rules"), LineList) else None
-    seen: set[str] = set()
-    problems = []
-    for index, name in enumerate(names):
-        if name in seen:
-            line = rules_list.item_lines[index] if rules_list is not None else 0
-            problems.append(f"{path}:{line}: duplicate rule name {name!r}")
-        seen.add(name)
-    if problems:
-        raise ConfigError(problems)
     if not parsed.defaults:
         return parsed.rules
     own = {r.name for r in parsed.rules}

@@ -28,6 +28,7 @@ from server.store import filemodes
 from server.store.db import Engine
 
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -289,7 +290,7 @@ def _demo_admin(settings: Settings) -> list[str]:
 def cmd_demo(settings: Settings, config: LoadedConfig, sim_port: int | None = None) -> int:
     """Simulated devices + a first admin account + the server."""
     from server.config.inventory import DeviceSpec
-    from server.demo import DEFAULT_PORT, SimError, demo_settings, prepare_demo, run_demo_agents
+    from server.demo import DEFAULT_PORT, SimError, SimPortTaken, demo_settings, prepare_demo, run_demo_agents
     from server.demo.inventory import ACTIONS as DEMO_ACTIONS
 
     problem = port_problem(settings, "demo")  # before the one-time password is printed, not after
@@ -312,6 +313,10 @@ def cmd_demo(settings: Settings, config: LoadedConfig, sim_port: int | None = No
         return _fail(problem)
     try:
         sim = run_demo_agents(settings.data_dir, port=udp)
+    except SimPortTaken:
+        other = udp + 1 if udp < 65535 else 1162
+        return _fail(f"simulator port {udp} (UDP, 127.0.77.x) is already in use, perhaps by another demo; "
+                     f"use another one: make run SIM_PORT={other} (or {_command()} demo --sim-port {other})", EXIT_CONFIG)
     except SimError as exc:
         return _fail(f"the simulated devices did not start: {' '.join(str(exc).split())[:500]}")
     try:
@@ -344,8 +349,16 @@ def raise_open_files_limit(want: int = 65536) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script; Ctrl-C ends any command with one line and exit status 130."""
     filemodes.private_umask()  # the database, its -wal/-shm, the key and logs: this user's only
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("pocketnoc: stopped (Ctrl-C)", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":

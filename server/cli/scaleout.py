@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import re
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -66,8 +67,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         return _fail(f"{exc} (a worker needs the server's key: POCKETNOC_SECRET_KEY or secret_key_file)")
     except WorkerNameTaken as exc:
         return _fail(str(exc))
-    except KeyboardInterrupt:
-        pass
+    if worker.stopped_by == signal.SIGINT:
+        raise KeyboardInterrupt  # Ctrl-C: main() says so in one line and exits 130, as serve and demo do
     return 0
 
 

@@ -35,6 +35,14 @@ class LoadedConfig:
     settings: dict[str, Any] = field(default_factory=dict)
     devices: list[DeviceSpec] = field(default_factory=list)
     origins: dict[str, str] = field(default_factory=dict)  # device name -> "file:line"
+    declared: dict[str, str] = field(default_factory=dict)  # every named entry, valid or not -> "file:line"
+    parent_refs: list[tuple[str, str, str]] = field(default_factory=list)  # ("file:line", device, parent)
+
+
+def _raw_str(raw: object, key: str) -> str | None:
+    """A string field of an entry that did not validate (for the cross-checks), else None."""
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _empty() -> LineList:
@@ -86,23 +94,33 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
         problems.append(f"{path}:{tree.key_lines.get('devices', 1)}: devices must be a list")
         devices = _empty()
     for index, raw in enumerate(devices):
+        where = f"{path}:{devices.item_lines[index]}"
+        spec: DeviceSpec | None = None
         try:
             spec = DeviceSpec.model_validate(raw)
         except ValidationError as exc:
             problems.extend(validation_problems(path, tree, exc, ("devices", index)))
+        if spec is not None:
+            late = timeout_problems(spec, _default_interval(config))
+            for loc, msg in late:
+                full = ("devices", index, *loc)
+                problems.append(f"{path}:{line_of(tree, full)}: {'.'.join(map(str, full))}: {msg}")
+            if late:
+                spec = None
+        # Names and parents are cross-checked even for an entry with errors: one run reports everything.
+        name = spec.name if spec is not None else _raw_str(raw, "name")
+        if name is None:
             continue
-        where = f"{path}:{devices.item_lines[index]}"
-        late = timeout_problems(spec, _default_interval(config))
-        for loc, msg in late:
-            full = ("devices", index, *loc)
-            problems.append(f"{path}:{line_of(tree, full)}: {'.'.join(map(str, full))}: {msg}")
-        if late:
+        if name in config.declared:
+            problems.append(f"{where}: duplicate device name {name!r} (first at {config.declared[name]})")
             continue
-        if spec.name in config.origins:
-            problems.append(f"{where}: duplicate device name {spec.name!r} (first at {config.origins[spec.name]})")
-            continue
-        config.origins[spec.name] = where
-        config.devices.append(spec)
+        config.declared[name] = where
+        parent = spec.parent if spec is not None else _raw_str(raw, "parent")
+        if parent:
+            config.parent_refs.append((where, name, parent))
+        if spec is not None:
+            config.origins[spec.name] = where
+            config.devices.append(spec)
     includes = tree.get("include")
     if includes is None:
         return
@@ -133,10 +151,9 @@ def load_config(path: Path | None) -> LoadedConfig:
         return config
     problems: list[str] = []
     _load_file(path, TOP_KEYS, config, problems, 0)
-    names = set(config.origins)
-    for spec in config.devices:
-        if spec.parent and spec.parent not in names:
-            problems.append(f"{config.origins[spec.name]}: parent {spec.parent!r} is not a device in the inventory")
+    for where, _name, parent in config.parent_refs:
+        if parent not in config.declared:
+            problems.append(f"{where}: parent {parent!r} is not a device in the inventory")
     for name in parent_cycles(config.devices):
         problems.append(f"{config.origins[name]}: device {name!r} is part of a parent loop")
     # The files the settings name are checked the same way the server reads them at start.

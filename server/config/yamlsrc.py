@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -190,20 +190,30 @@ def validation_problems(path: Path, tree: Any, exc: ValidationError, prefix: tup
     return problems
 
 
-def load_model(path: Path, model: type[M], shape: str) -> tuple[M | None, Any]:
+def load_model(
+    path: Path, model: type[M], shape: str, cross_checks: Callable[[LineDict, list[str]], list[str]] | None = None
+) -> tuple[M | None, Any]:
     """One YAML file validated as `model`: (the model, or None for an empty file; the line-aware tree).
 
     `shape` says what the file must be ("an actions file is a mapping with 'actions:'") when it is not a mapping.
+    `cross_checks(tree, schema_problems)` run on the raw tree (duplicate names, ...) whether or not the schema held,
+    so one run lists every problem.
     """
     tree = load_yaml(path)
     if tree is None:
         return None, None
     if not isinstance(tree, LineDict):
         raise ConfigError([f"{path}:1: {shape}"])
+    parsed: M | None = None
+    problems: list[str] = []
     try:
-        return model.model_validate(tree), tree
+        parsed = model.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(path, tree, exc)) from None
+        problems = validation_problems(path, tree, exc)
+    problems += cross_checks(tree, problems) if cross_checks is not None else []
+    if problems or parsed is None:
+        raise ConfigError(problems)
+    return parsed, tree
 
 
 def line_of(node: Any, loc: Sequence[Any]) -> int:
@@ -219,3 +229,22 @@ def line_of(node: Any, loc: Sequence[Any]) -> int:
         else:
             break
     return line
+
+
+def repeated(items: Any, key: str) -> list[tuple[str, int, int]]:
+    """(name, line, first line) for each list item whose `key` repeats an earlier item's — read from the raw YAML,
+    so the check runs even when items fail validation."""
+    if not isinstance(items, LineList):
+        return []
+    seen: dict[str, int] = {}
+    found = []
+    for index, item in enumerate(items):
+        name = item.get(key) if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            continue
+        line = items.item_lines[index] if index < len(items.item_lines) else 0
+        if name in seen:
+            found.append((name, line, seen[name]))
+        else:
+            seen[name] = line
+    return found

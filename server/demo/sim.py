@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import grp
 import os
 import pwd
@@ -35,6 +36,27 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 class SimError(RuntimeError):
     """snmpsim could not be started, or did not answer in time."""
+
+
+class SimPortTaken(SimError):
+    """Another process (often another demo's snmpsim) already holds a UDP endpoint the simulator needs."""
+
+    def __init__(self, address: str, port: int) -> None:
+        super().__init__(f"UDP {address}:{port} is already in use")
+        self.address = address
+        self.port = port
+
+
+def check_endpoints_free(endpoints: list[tuple[str, int]]) -> None:
+    """Raise SimPortTaken for the first endpoint something else listens on (its answers would pass for ours)."""
+    for address, port in endpoints:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((address, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise SimPortTaken(address, port) from None
+                raise SimError(f"cannot use UDP {address}:{port}: {exc.strerror}") from None
 
 
 @dataclass
@@ -99,6 +121,7 @@ def start_snmpsim(data_dir: Path, endpoints: list[tuple[str, int]], log_path: Pa
     state = state_dir(data_dir)
     variation_dir, cache_dir, pid_file = state / "variation", state / "cache", state / "snmpsim.pid"
     _reap_stale(pid_file, data_dir)
+    check_endpoints_free(endpoints)  # a taken port would have us poll (and SET) whoever holds it
     variation_dir.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SIMVAR, variation_dir / f"{VARIATION}.py")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from server.config.inventory import NAME_RE, TAG_RE
 from server.config.timezones import Weekly
-from server.config.yamlsrc import ConfigError, line_of, load_model
+from server.config.yamlsrc import ConfigError, LineDict, line_of, load_model, repeated
 
 Severity = Literal["critical", "warning", "info"]
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -207,13 +207,36 @@ def load_notify_config(path: Path | None) -> NotifyConfig:
     """Read channels.yaml (None: defaults); ConfigError lists every problem as file:line."""
     if path is None:
         return NotifyConfig()
-    config, tree = load_model(path, NotifyConfig, "the notifications file is a mapping (channels, routes, escalations, ...)")
+    def cross_checks(tree: LineDict, schema: list[str]) -> list[str]:
+        return [] if not schema else _raw_problems(path, tree, any("duplicate" in p for p in schema))
+
+    shape = "the notifications file is a mapping (channels, routes, escalations, ...)"
+    config, tree = load_model(path, NotifyConfig, shape, cross_checks)
     if config is None:
         return NotifyConfig()
     refused = channel_problems(config)
     if refused:
         raise ConfigError([f"{path}:{line_of(tree, loc)}: {'.'.join(map(str, loc))}: {msg}" for loc, msg in refused])
     return config
+
+
+def _raw_problems(path: Path, tree: LineDict, duplicates_reported: bool) -> list[str]:
+    """The cross-checks that still can run on a file with schema errors: repeated names, refused channel URLs."""
+    from server.notify.channels import ChannelError, build
+
+    problems = []
+    if not duplicates_reported:
+        for what in ("channel", "route", "escalation"):
+            problems += [f"{path}:{line}: duplicate {what} name {name!r} (first at line {first})"
+                         for name, line, first in repeated(tree.get(f"{what}s"), "name")]  # fmt: skip
+    channels = tree.get("channels")
+    for index, item in enumerate(channels if isinstance(channels, list) else []):
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            try:
+                build(item["url"], item.get("allow_unsafe") is True)
+            except ChannelError as exc:
+                problems.append(f"{path}:{line_of(tree, ('channels', index, 'url'))}: channels.{index}.url: {exc}")
+    return problems
 
 
 def channel_problems(config: NotifyConfig) -> list[tuple[tuple[str | int, ...], str]]:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -130,10 +130,10 @@ class Monitor:
             meta_put(conn, META_KEY, json.dumps(result))
 
 
-def label(ts: float | None, now: float | None = None) -> str:
-    """'14:05 UTC' (with the date when it is not today) for 'silent since' banners."""
+def label(ts: float | None, now: float | None = None, zone: tzinfo = UTC) -> str:
+    """'14:05 UTC' (with the date when it is not today; in the reader's zone on pages) for 'silent since' banners."""
     if not ts:
         return ""
-    moment = datetime.fromtimestamp(ts, UTC)
-    today = datetime.fromtimestamp(now if now is not None else time.time(), UTC).date()
-    return moment.strftime("%H:%M UTC") if moment.date() == today else moment.strftime("%Y-%m-%d %H:%M UTC")
+    moment = datetime.fromtimestamp(ts, zone)
+    today = datetime.fromtimestamp(now if now is not None else time.time(), zone).date()
+    return moment.strftime("%H:%M %Z") if moment.date() == today else moment.strftime("%Y-%m-%d %H:%M %Z")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING
 
 from server.keys.secretbox import SecretBox
@@ -121,10 +122,11 @@ def runtime(svc: Services) -> Notify:
     return svc.notify
 
 
-def silent_label(svc: Services, conn: Connection) -> str:
+def silent_label(svc: Services, conn: Connection, zone: tzinfo = UTC) -> str:
     """'14:05 UTC' while monitoring has been silent (the banner of notify_silent.html on the app's pages), else ''."""
     notify = runtime(svc)
-    return deadman.label(deadman.silent_since(conn, time.time(), notify.config.deadman.silent_after_seconds, notify.started))
+    since = deadman.silent_since(conn, time.time(), notify.config.deadman.silent_after_seconds, notify.started)
+    return deadman.label(since, zone=zone)
 
 
 def start(svc: Services) -> None:

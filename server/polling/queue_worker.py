@@ -70,6 +70,7 @@ class CheckWorker:
         self.poller: Poller | None = None
         self.alerting: Alerting | None = None
         self.queue_worker: Worker | None = None
+        self.stopped_by: signal.Signals | None = None  # the signal that ended run(), if one did
         app_name = store.worker_app_name(options.instance)
         self.app = make_app(settings.db_url, max_size=6, application_name=app_name)
         self.locks = CheckLocks(conninfo(settings.db_url, app_name), keepalive=settings.worker_heartbeat_seconds)
@@ -236,6 +237,7 @@ class CheckWorker:
     def _on_signal(self, sig: signal.Signals) -> None:
         """SIGTERM/SIGINT: finish the checks in flight (up to 30 s), then stop."""
         log.info("%s: stopping after the checks in flight", sig.name)
+        self.stopped_by = sig
         if self.queue_worker is not None:
             self.queue_worker.stop()  # type: ignore[no-untyped-call]
 

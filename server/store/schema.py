@@ -124,6 +124,16 @@ users = Table(
     Column("webauthn_id", String(64)),  # random user handle for passkeys (base64url)
 )
 
+# Per-user display preferences (0010tz): the time zone pages show times in.
+user_prefs = Table(
+    "user_prefs",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("tz", String(64), nullable=False),
+    Column("tz_auto", Boolean, nullable=False),  # true: taken from the browser on first visit, not chosen
+    Column("updated_at", Float, nullable=False),
+)
+
 sessions = Table(
     "sessions",
     metadata,

@@ -259,8 +259,13 @@ def test_the_inventory_pages_add_edit_and_delete_through_the_api_logic(app_env: 
     }  # fmt: skip
     created = client.post("/admin/devices", data=form)
     assert created.status_code == 303
-    edit_url = created.headers["location"].split("?")[0]
-    device_id = int(edit_url.rsplit("/", 1)[1])
+    # After adding, the admin lands on the new device's status page (not its edit form), told it was added.
+    landing = created.headers["location"]
+    assert re.fullmatch(r"/devices/\d+\?done=created", landing), landing
+    device_id = int(landing.split("?")[0].rsplit("/", 1)[1])
+    status = client.get(landing).text
+    assert 'role="status">Device added' in status and f'href="/admin/devices/{device_id}"' in status
+    edit_url = f"/admin/devices/{device_id}"
     with app_env.svc.reader.connect() as conn:
         row = load_device(conn, app_env.svc.box, device_id)
         actions = [r.action for r in conn.execute(select(audit.c.action))]
@@ -317,7 +322,7 @@ def test_the_add_form_defaults_to_a_ping_only_device_and_words_its_errors(app_en
     assert "name: a name is 1–64 letters, digits, dot, dash or underscore, starting with a letter or digit" in bad.text
     assert "tags.1: a tag is 1–32 letters" in bad.text
     assert "should match pattern" not in bad.text and "[A-Za-z0-9]" not in bad.text.split("<form")[0]
-    edit_url = created.headers["location"].split("?")[0]
+    edit_url = "/admin" + created.headers["location"].split("?")[0]
     edited = client.post(edit_url, data={**bare, "snmp_version": "3"})
     assert edited.status_code == 422 and "SNMP v3 needs a user: fill in User (v3)" in edited.text
 

@@ -184,10 +184,42 @@ def test_check_config_lists_every_problem_without_a_traceback(tmp_path: Path) ->
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 2, result.stderr
+    assert len(lines) == 3, result.stderr
     assert all(line.startswith(f"{path}:") for line in lines)
     assert any(line.startswith(f"{path}:4: unknown key 'extra'") for line in lines)
     assert any(line.startswith(f"{path}:2: devices.0.address") for line in lines)
+    assert any(line.startswith(f"{path}:3: duplicate device name 'a'") for line in lines)  # the invalid 'a' still counts
+
+
+def test_check_config_runs_the_cross_checks_on_a_file_with_schema_errors(tmp_path: Path) -> None:
+    """Duplicate names and unknown parents are reported in the same run as schema errors, in every file."""
+    write(tmp_path, "rules.yaml", "rules:\n  - {name: r1, expr: 'cpu_pct > 90', severity: loud}\n"
+                                  "  - {name: r1, expr: 'cpu_pct > 80'}\n")  # fmt: skip
+    write(tmp_path, "actions.yaml", "actions:\n  - {id: a1, title: A, ssh: 'true', danger: extreme}\n"
+                                    "  - {id: a1, title: B, ssh: 'true'}\n")  # fmt: skip
+    write(tmp_path, "channels.yaml", "channels:\n  - {name: c1, url: 'https://hooks.example.net/x'}\n"
+                                     "  - {name: c1, url: 'file:///etc/passwd'}\ndelivery: {concurrency: -1}\n")  # fmt: skip
+    path = write(
+        tmp_path,
+        "c.yaml",
+        "settings: {rules_file: rules.yaml, actions_file: actions.yaml, channels_file: channels.yaml}\n"
+        "devices:\n"
+        "  - {name: sw1, address: 192.0.2.1, interval: 'often'}\n"
+        "  - {name: sw1, address: 192.0.2.2}\n"
+        "  - {name: sw2, address: 'not valid', parent: ghost}\n"
+        "  - {name: sw3, address: 192.0.2.3, parent: nobody}\n",
+    )
+    result = run_cli("check-config", path, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    err = result.stderr
+    assert f"{path}:3: devices.0.interval" in err and f"{path}:5: devices.2.address" in err  # schema errors ...
+    assert f"{path}:4: duplicate device name 'sw1'" in err  # ... and the cross-checks, in one run
+    assert f"{path}:5: parent 'ghost' is not a device" in err and f"{path}:6: parent 'nobody' is not a device" in err
+    rules, actions, channels = (str(tmp_path / n) for n in ("rules.yaml", "actions.yaml", "channels.yaml"))
+    assert f"{rules}:2: rules.0.severity" in err and f"{rules}:3: duplicate rule name 'r1'" in err
+    assert f"{actions}:2: actions.0.danger" in err and f"{actions}:3: duplicate action id 'a1'" in err
+    assert f"{channels}:4: delivery.concurrency" in err and f"{channels}:3: duplicate channel name 'c1'" in err
+    assert f"{channels}:3: channels.1.url" in err, err
 
 
 def test_a_bad_device_family_file_stops_check_config_and_the_start(tmp_path: Path) -> None:
@@ -278,6 +310,31 @@ def test_a_taken_port_is_one_line_before_anything_is_printed_or_created(tmp_path
     assert not (data / "demo-sim").exists()  # no simulator was started either
     listed = run_cli("user", "list", "--data-dir", data, cwd=tmp_path)
     assert listed.returncode == 0 and listed.stdout == ""  # no admin was created
+
+
+def test_a_second_demo_refuses_a_simulator_port_the_first_one_holds(tmp_path: Path) -> None:
+    """Not "22 simulated devices" polling (and SETting) the first demo's simulator: one line and the way out."""
+    from server.demo import run_demo_agents
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp = probe.getsockname()[1]
+    first = run_demo_agents(tmp_path / "first", port=udp)
+    try:
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            web = free.getsockname()[1]
+        data = tmp_path / "second"
+        result = run_cli("demo", "--data-dir", data, "--port", str(web), "--sim-port", str(udp), cwd=tmp_path)
+        assert_clean_error(result, f"simulator port {udp} (UDP, 127.0.77.x) is already in use")
+        assert result.returncode == 2
+        assert f"make run SIM_PORT={udp + 1}" in result.stderr and f"demo --sim-port {udp + 1}" in result.stderr
+        assert result.stdout == ""  # no banner, no one-time password
+        assert first.running()  # the first demo's simulator is left alone
+        listed = run_cli("user", "list", "--data-dir", data, cwd=tmp_path)
+        assert listed.returncode == 0 and listed.stdout == ""  # no admin was created
+    finally:
+        first.stop()
 
 
 def test_a_second_demo_start_says_how_to_reset_the_admin_password(tmp_path: Path) -> None:

@@ -255,3 +255,24 @@ def test_the_device_page_shows_hardware_family_and_what_could_not_be_read(app_en
     assert "<dt>Family</dt><dd>fortinet-fortigate</dd>" in html and "<dt>Model</dt><dd>FGT_60F</dd>" in html
     assert "<dt>Serial</dt><dd>&lt;b&gt;FGT60F0000&lt;/b&gt;</dd>" in html and "v7.2.6,build1575" in html
     assert '<p class="warn">Partly read: no answer for hr_system_uptime' in html
+
+
+def test_a_linux_hosts_two_memory_figures_say_which_counts_the_cache(app_env: AppEnv) -> None:
+    """UCD's figure leaves out cache and buffers; HOST-RESOURCES' RAM row includes them: side by side, each says so."""
+    client = signed_in(app_env, "viewer")
+    device_id = add_device(
+        app_env, "linux-1", state="up", last_polled=time.time(),
+        tables={"storage": [{"descr": "Physical memory", "type": "ram", "used_pct": 56.0, "size_bytes": 8 * 2**30},
+                            {"descr": "/", "type": "fixed", "used_pct": 40.0, "size_bytes": 2**36}]},
+        metrics={"snmp": [["mem_used_pct", "", 35.0], ["mem_total_bytes", "", 8.0 * 2**30]]},
+    )  # fmt: skip
+    html = client.get(f"/devices/{device_id}").text
+    assert "Memory used <span class=\"sub\">(excl. cache/buffers)</span>" in html
+    assert "Physical memory (incl. cache)" in html
+    same = add_device(
+        app_env, "windows-1", state="up", last_polled=time.time(),
+        tables={"storage": [{"descr": "Physical Memory", "type": "ram", "used_pct": 35.0, "size_bytes": 8 * 2**30}]},
+        metrics={"snmp": [["mem_used_pct", "", 35.0]]},
+    )  # fmt: skip
+    html = client.get(f"/devices/{same}").text
+    assert "excl. cache" not in html and "incl. cache" not in html  # one figure, nothing to tell apart

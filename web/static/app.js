@@ -26,8 +26,20 @@
     }).catch(() => {});
   });
 
+  // ---- the user's time zone: the browser's on a first visit (the account page overrides it); times in it ----
+  const zone = body.dataset.tz || undefined;
+  if (me && body.dataset.tzUnset) {
+    let tz = "";
+    try { tz = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { /* no Intl: stay on UTC */ }
+    if (tz) {
+      const form = new URLSearchParams({ csrf_token: body.dataset.csrf || "", tz, auto: "1" });
+      fetch("/account/timezone", { method: "POST", body: form, credentials: "same-origin" })
+        .then((r) => { if (r.ok && tz !== zone) location.reload(); }).catch(() => {});
+    }
+  }
+
   // ---- ages and the offline banner ----
-  const clock = (t) => new Date(t * 1000).toLocaleString([], { hour: "2-digit", minute: "2-digit", day: "numeric", month: "short" });
+  const clock = (t) => new Date(t * 1000).toLocaleString([], { hour: "2-digit", minute: "2-digit", day: "numeric", month: "short", timeZone: zone });
   function ago(t) {
     const s = Math.max(0, Date.now() / 1000 - t);
     if (s < 90) return "just now";
@@ -278,7 +290,7 @@
     const left = (x / box.width) * 100;
     cursor.style.left = out.style.left = `${left}%`;
     out.style.transform = `translateX(${left < 15 ? "0" : left > 85 ? "-100%" : "-50%"})`;
-    const when = new Date(t * 1000).toLocaleString([], t1 - t0 > 90000 ? { weekday: "short", hour: "2-digit", minute: "2-digit" } : { hour: "2-digit", minute: "2-digit" });
+    const when = new Date(t * 1000).toLocaleString([], t1 - t0 > 90000 ? { weekday: "short", hour: "2-digit", minute: "2-digit", timeZone: zone } : { hour: "2-digit", minute: "2-digit", timeZone: zone });
     out.textContent = `${when} · ${fmt(v, d.unit)}`;
     cursor.hidden = out.hidden = false;
   }

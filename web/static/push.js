@@ -44,20 +44,51 @@
     return os + " · " + browser;
   }
 
+  // Every step has a time limit and its own words: turning push on always ends, in "on" or in a reason and a retry.
+  var LIMITS = {permission: 60000, worker: 10000, server: 10000, push: 15000};
+  var retry = box.querySelector("[data-push-retry]");
+  var problem = box.querySelector("[data-push-error]");
+
+  function Failure(reason) { this.message = reason; }
+
+  function within(promise, ms, reason) {
+    return new Promise(function (resolve, reject) {
+      var timer = setTimeout(function () { reject(new Failure(reason)); }, ms);
+      promise.then(function (value) { clearTimeout(timer); resolve(value); },
+        function (err) { clearTimeout(timer); reject(err); });
+    });
+  }
+
+  function failWith(reason) {
+    return function (err) { throw err instanceof Failure ? err : new Failure(reason(err)); };
+  }
+
   function registration() {
-    return navigator.serviceWorker.register("/sw.js").then(function () { return navigator.serviceWorker.ready; });
+    var started = navigator.serviceWorker.register("/sw.js").then(function () { return navigator.serviceWorker.ready; });
+    return within(started, LIMITS.worker, "the service worker did not start within " + LIMITS.worker / 1000 +
+        " s (private browsing, or storage blocked for this site?)")
+      .catch(failWith(function (err) { return "no service worker: " + ((err && err.message) || "it could not be registered"); }));
   }
 
   function send(method, path, body) {
     var headers = {"X-CSRF-Token": csrf};
     if (body) { headers["Content-Type"] = "application/json"; }
-    return fetch(path, {method: method, credentials: "same-origin", headers: headers, body: body ? JSON.stringify(body) : undefined})
+    var request = fetch(path, {method: method, credentials: "same-origin", headers: headers, body: body ? JSON.stringify(body) : undefined})
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (data) {
-          if (!response.ok) { throw new Error(typeof data.detail === "string" ? data.detail : "HTTP " + response.status); }
+          if (!response.ok) {
+            throw new Failure("the server refused: " + (typeof data.detail === "string" ? data.detail : "HTTP " + response.status));
+          }
           return data;
         });
       });
+    return within(request, LIMITS.server, "the pocketnoc server did not answer within " + LIMITS.server / 1000 + " s")
+      .catch(failWith(function () { return "the pocketnoc server could not be reached (offline?)"; }));
+  }
+
+  function showProblem(text) {
+    if (problem) { problem.textContent = text; problem.hidden = !text; }
+    if (retry) { retry.hidden = !text; }
   }
 
   function refresh() {
@@ -71,24 +102,47 @@
     });
   }
 
-  on.addEventListener("click", function () {
+  function permission() {
+    say("Turning notifications on: asking for permission…");
+    var asked = Promise.resolve(Notification.requestPermission());
+    return within(asked, LIMITS.permission, "no answer to the permission prompt within " + LIMITS.permission / 1000 + " s")
+      .then(function (answer) {
+        if (answer === "denied") {
+          throw new Failure("permission denied: notifications are blocked for this site. Allow them in the browser's " +
+            "site settings (the icon left of the address), then try again.");
+        }
+        if (answer !== "granted") { throw new Failure("the permission prompt was closed without an answer: try again and choose Allow."); }
+      });
+  }
+
+  function subscribe(reg, key) {
+    say("Turning notifications on: asking the browser's push service…");
+    var made = reg.pushManager.getSubscription().then(function (sub) {
+      if (sub && !sameKey(sub.options.applicationServerKey, key)) {
+        return sub.unsubscribe().then(function () { return null; });
+      }
+      return sub;
+    }).then(function (sub) {
+      return sub || reg.pushManager.subscribe({userVisibleOnly: true, applicationServerKey: key});
+    });
+    return within(made, LIMITS.push, "the browser's push service did not answer within " + LIMITS.push / 1000 +
+        " s (offline, or blocked on this network?)")
+      .catch(failWith(function (err) {
+        return "the browser's push service could not be reached (subscribe failed: " + ((err && err.message) || "no reason given") + ")";
+      }));
+  }
+
+  function turnOn() {
+    on.hidden = false;
     on.disabled = true;
-    say("Turning notifications on…");
-    Notification.requestPermission().then(function (permission) {
-      if (permission !== "granted") { throw new Error("notifications are blocked for this site in the browser settings"); }
+    showProblem("");
+    permission().then(function () {
+      say("Turning notifications on: starting the service worker…");
       return Promise.all([registration(), send("GET", "/api/v1/push/key")]);
     }).then(function (got) {
-      var reg = got[0];
-      var key = keyBytes(got[1].public_key);
-      return reg.pushManager.getSubscription().then(function (sub) {
-        if (sub && !sameKey(sub.options.applicationServerKey, key)) {
-          return sub.unsubscribe().then(function () { return null; });
-        }
-        return sub;
-      }).then(function (sub) {
-        return sub || reg.pushManager.subscribe({userVisibleOnly: true, applicationServerKey: key});
-      });
+      return subscribe(got[0], keyBytes(got[1].public_key));
     }).then(function (sub) {
+      say("Turning notifications on: saving this device on the server…");
       var json = sub.toJSON();
       return send("POST", "/api/v1/push/subscriptions", {endpoint: json.endpoint, keys: json.keys, label: label.value || guessName()});
     }).then(function (saved) {
@@ -96,9 +150,14 @@
       location.assign("/notify?done=subscribed");
     }).catch(function (err) {
       on.disabled = false;
-      say("Could not turn notifications on: " + err.message);
+      on.hidden = true;  // "Try again" takes its place
+      say("Notifications are off for this device.");
+      showProblem("Could not turn notifications on: " + ((err && err.message) || String(err)));
     });
-  });
+  }
+
+  on.addEventListener("click", turnOn);
+  if (retry) { retry.addEventListener("click", turnOn); }
 
   off.addEventListener("click", function () {
     var id = localStorage.getItem(ID_KEY);
@@ -107,8 +166,15 @@
     removed.then(registration).then(function (reg) { return reg.pushManager.getSubscription(); }).then(function (sub) {
       localStorage.removeItem(ID_KEY);
       return sub ? sub.unsubscribe() : true;
-    }).then(function () { location.assign("/notify?done=delete"); });
+    }).then(function () { location.assign("/notify?done=delete"); }, function (err) {
+      showProblem("Could not turn notifications off: " + ((err && err.message) || String(err)));
+    });
   });
 
-  refresh().catch(function (err) { say("Push is not available: " + err.message); });
+  refresh().catch(function (err) {
+    say("Push is not available here.");
+    showProblem("Could not check this device: " + ((err && err.message) || String(err)));
+    controls.hidden = false;
+    on.hidden = true;
+  });
 })();

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from server.auth import loginflow, totp
-from server.auth.access import UserError, Viewer, client_ip
+from server.auth.access import Principal, UserError, Viewer, client_ip
 from server.auth.stepup import Fresh, is_fresh, same_site_path
+from server.config.timezones import check_tz
 from server.runtime import Services, get_services
 from server.services import users as usermgmt
-from server.store import accounts, sessions, twofactor
+from server.store import accounts, prefs, sessions, twofactor
 from server.web.pages.common import render
 
 router = APIRouter(include_in_schema=False)
@@ -21,12 +22,42 @@ SvcDep = Annotated[Services, Depends(get_services)]
 
 @router.get("/account", response_class=HTMLResponse)
 def account_page(request: Request, svc: SvcDep, p: Viewer, done: Annotated[str, Query(max_length=64)] = "") -> Response:
-    """Your second factors and your sessions on every device."""
+    """Your second factors, your time zone and your sessions on every device."""
+    return _account(request, svc, p, done)
+
+
+def _account(request: Request, svc: Services, p: Principal, done: str, tz_error: str = "") -> Response:
     with svc.reader.connect() as conn:
         have = twofactor.factors(conn, p.user.id)
         mine = sessions.list_for_user(conn, p.user.id, p.session_id)
         keys = twofactor.list_passkeys(conn, p.user.id)
-    return render(request, "account.html", factors=have, sessions=mine, passkeys=keys, fresh=is_fresh(p, svc.settings), done=done)
+        tz_pref = prefs.get_tz(conn, p.user.id)
+    return render(request, "account.html", status=422 if tz_error else 200, factors=have, sessions=mine, passkeys=keys,
+                  fresh=is_fresh(p, svc.settings), done=done, tz_pref=tz_pref, tz_error=tz_error)  # fmt: skip
+
+
+@router.post("/account/timezone")
+def timezone_form(
+    request: Request, svc: SvcDep, p: Viewer, tz: Annotated[str, Form(max_length=64)] = "",
+    auto: Annotated[str, Form(max_length=1)] = "",
+) -> Response:  # fmt: skip
+    """Your time zone for the times pages show: chosen here, or (auto) the browser's on a first visit."""
+    tz = tz.strip()
+    try:
+        check_tz(tz)
+    except ValueError:
+        if not auto:
+            return _account(request, svc, p, "", f"Unknown time zone {tz[:64]!r}: use a name such as Europe/Berlin.")
+        tz = "UTC"  # a browser zone this system does not know: UTC, stored, so the browser is not asked again
+    with svc.engine.begin() as conn:
+        if auto and prefs.get_tz(conn, p.user.id) is not None:
+            return Response(status_code=204)  # a choice (or an earlier visit) stands: the browser never overrides it
+        prefs.set_tz(conn, p.user.id, tz, auto=bool(auto))
+        if not auto:
+            accounts.write_audit(conn, p.user, "account.timezone", p.user.name, {"tz": tz}, client_ip(request))
+    if auto:
+        return Response(status_code=204)
+    return RedirectResponse("/account?done=tz", status_code=303)
 
 
 @router.post("/account/sessions/{handle}/end")

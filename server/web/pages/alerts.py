@@ -15,7 +15,7 @@ from server.polling import pipeline
 from server.runtime import Services, get_services
 from server.store import alerts as store
 from server.web.api.alerts import AlertState, NewSilence, act, create_silence
-from server.web.pages.common import render, render_error
+from server.web.pages.common import render, render_error, user_zone
 from server.web.views_phone import alert_value
 
 router = APIRouter(include_in_schema=False)
@@ -38,7 +38,7 @@ def alerts_page(
     """Open alerts first, with one-tap acknowledge and snooze."""
     with svc.reader.connect() as conn:
         data = store.list_alerts(conn, state, severity, limit=500)
-        silent_since = silent_label(svc, conn)
+        silent_since = silent_label(svc, conn, user_zone(request)[0])
     return render(request, "alerts.html", data=data, state=state, severity=severity, snooze_choices=SNOOZE_CHOICES,
                   silent_since=silent_since)
 

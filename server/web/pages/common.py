@@ -5,13 +5,16 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from starlette.concurrency import run_in_threadpool
 
 import web
@@ -20,7 +23,7 @@ from server.auth import loginflow
 from server.auth.access import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
 from server.runtime import Services, get_services
 from server.services.hostkeys import trust_offered
-from server.store import accounts
+from server.store import accounts, prefs
 from server.web import views
 
 TEMPLATES = Jinja2Templates(directory=str(web.ROOT / "templates"))
@@ -30,7 +33,18 @@ TEMPLATES.env.filters["age"] = views.age
 TEMPLATES.env.filters["bps"] = views.human_bps
 TEMPLATES.env.filters["bytes"] = views.human_bytes
 TEMPLATES.env.filters["duration"] = views.human_duration
-TEMPLATES.env.filters["when"] = lambda ts: datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "never"
+
+
+@pass_context
+def _when(ctx: Context, ts: float | None) -> str:
+    """A moment in the signed-in user's time zone (UTC for nobody), with the zone's abbreviation."""
+    if not ts:
+        return "never"
+    zone = ctx.get("zone")
+    return datetime.fromtimestamp(ts, zone if isinstance(zone, tzinfo) else UTC).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+TEMPLATES.env.filters["when"] = _when
 LOGIN_CSRF_COOKIE = "pn_login_csrf"
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
@@ -42,7 +56,25 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     context.setdefault("user", principal.user if principal else None)
     context.setdefault("csrf", principal.csrf if principal else "")
     context["now"] = time.time()
+    context["zone"], context["tz_set"] = user_zone(request)
+    context["tz"] = getattr(context["zone"], "key", "UTC")
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
+
+
+def user_zone(request: Request) -> tuple[tzinfo, bool]:
+    """The signed-in user's time zone (UTC until one is set) and whether one is set."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or principal.user is None:
+        return ZoneInfo("UTC"), True  # nobody to ask: no script should try to set one
+    svc: Services = request.app.state.services
+    with svc.reader.connect() as conn:
+        pref = prefs.get_tz(conn, principal.user.id)
+    if pref is None:
+        return ZoneInfo("UTC"), False
+    try:
+        return ZoneInfo(pref.tz), True
+    except (ZoneInfoNotFoundError, ValueError):  # a zone the system no longer knows
+        return ZoneInfo("UTC"), True
 
 
 def render_error(request: Request, status: int, message: str) -> HTMLResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -181,7 +182,7 @@ async def add_device_form(request: Request, svc: SvcDep, p: Admin) -> Response:
         echo = {k: _field(form, k) for k in form if "password" not in k and "key" not in k and k != "csrf_token"}
         status = exc.status_code if isinstance(exc, HTTPException) else 422
         return _list(request, svc, "", 1, status=status, error=_errors(exc), form=echo)
-    return RedirectResponse(f"/admin/devices/{created['id']}?done=created", status_code=303)
+    return RedirectResponse(f"/devices/{created['id']}?done=created", status_code=303)  # its status, not its form
 
 
 def _current(svc: Services, device_id: int) -> tuple[dict[str, Any], str] | None:
@@ -278,10 +279,43 @@ async def device_delete_form(request: Request, svc: SvcDep, p: Admin, device_id:
     return RedirectResponse("/admin/devices?done=deleted", status_code=303)
 
 
-def _rule_view(rule: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RuleView:
+    """One rule as the rules page shows it: plain text fields only (never a dict the template could misread)."""
+
+    name: str
+    severity: str
+    enabled: bool
+    source: str
+    expr: str
+    for_h: str
+    clear_expr: str
+    arm: str
+    scope: str
+    title: str
+    labels: str
+
+
+def _words(value: object) -> str:
+    """A match or label value as words: lists joined, mappings as key=value."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _rule_view(rule: dict[str, Any]) -> RuleView:
     match = rule.get("match") or {}
-    scope = [f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in match.items() if v]
-    return {**rule, "scope": "; ".join(scope) or "every device", "for_h": views_app.fmt_value(rule.get("for") or 0, "s")}
+    scope = [f"{k}: {_words(v)}" for k, v in match.items() if v]
+    return RuleView(
+        name=str(rule["name"]), severity=str(rule.get("severity") or "warning"), enabled=bool(rule.get("enabled", True)),
+        source=str(rule.get("source") or "file"), expr=str(rule.get("expr") or ""),
+        for_h=views_app.fmt_value(rule["for"], "s") if rule.get("for") else "",
+        clear_expr=str(rule.get("clear") or ""), arm=str(rule.get("arm") or ""),
+        scope="; ".join(scope) or "every device", title=str(rule.get("title") or ""),
+        labels=_words(rule.get("labels") or {}),
+    )  # fmt: skip
 
 
 @router.get("/admin/rules", response_class=HTMLResponse)
@@ -289,6 +323,6 @@ def rules_page(request: Request, svc: SvcDep, p: Viewer) -> Response:
     """The alert rules in force, as GET /api/v1/rules lists them (file or built-in, plus API-added)."""
     listed = api_alerts.list_rules(svc, p)
     order = {"critical": 0, "warning": 1, "info": 2}
-    items = sorted((_rule_view(r) for r in listed["items"]), key=lambda r: (order.get(r.get("severity", ""), 9), r["name"]))
+    items = sorted((_rule_view(r) for r in listed["items"]), key=lambda r: (order.get(r.severity, 9), r.name))
     return render(request, "admin_rules.html", rules=items, file=svc.settings.rules_file)
 

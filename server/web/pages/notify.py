@@ -18,15 +18,15 @@ from server.store import accounts
 from server.store import notify as store
 from server.store.notify_targets import list_channels, list_subscriptions
 from server.web.api.notify import NewChannel
-from server.web.pages.common import render, render_error
+from server.web.pages.common import render, render_error, user_zone
 
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 
 
-def _silent(svc: Services) -> str:
+def _silent(svc: Services, request: Request) -> str:
     with svc.reader.connect() as conn:
-        return silent_label(svc, conn)
+        return silent_label(svc, conn, user_zone(request)[0])
 
 
 @router.get("/notify", response_class=HTMLResponse)
@@ -35,7 +35,7 @@ def notify_page(request: Request, svc: SvcDep, p: Viewer, done: str = "") -> Res
     with svc.reader.connect() as conn:
         devices = list_subscriptions(conn, p.user.id)
         sent = ops.my_messages(conn, p.user.id, 30)
-    return render(request, "notify.html", devices=devices, sent=sent, silent_since=_silent(svc), done=done[:40])
+    return render(request, "notify.html", devices=devices, sent=sent, silent_since=_silent(svc, request), done=done[:40])
 
 
 @router.post("/notify/devices/{sub_id}/{action}")
@@ -66,7 +66,7 @@ def _channels(request: Request, svc: Services, admin: bool, status: int = 200, e
         channels = list_channels(conn, full)
         dead = store.list_messages(conn, "dead", limit=50) if admin else []
         health = ops.status(conn, notify)
-    silent = deadman.label(health["monitoring"]["silent_since"])
+    silent = deadman.label(health["monitoring"]["silent_since"], zone=user_zone(request)[0])
     return render(request, "notify_channels.html", status=status, channels=channels, dead=dead, health=health,
                   routes=ops.routes_view(notify), error=error, form=form or {}, silent_since=silent,
                   no_base_url=not svc.settings.base_url)

@@ -22,7 +22,7 @@ from server.services.hostkeys import offered_key
 from server.store import hostkeys
 from server.web import views
 from server.web import views_phone as views_app
-from server.web.pages.common import TEMPLATES, render, render_error
+from server.web.pages.common import TEMPLATES, render, render_error, user_zone
 
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
@@ -117,7 +117,7 @@ def overview_page(
     q = q[:SEARCH_MAX]
     with svc.reader.connect() as conn:
         data = views_app.overview(conn, q, tag, state, page)
-        silent_since = silent_label(svc, conn)
+        silent_since = silent_label(svc, conn, user_zone(request)[0])
 
     def page_url(number: int) -> str:
         params = {k: v for k, v in (("q", q), ("tag", tag), ("state", state)) if v}
@@ -129,7 +129,10 @@ def overview_page(
 
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
-def device_page(request: Request, svc: SvcDep, _p: Viewer, device_id: int, range_: RangeQuery = "24h") -> Response:
+def device_page(
+    request: Request, svc: SvcDep, _p: Viewer, device_id: int, range_: RangeQuery = "24h",
+    done: Annotated[str | None, Query(pattern="^created$")] = None,
+) -> Response:  # fmt: skip
     """One device: state, open alerts, actions, key graphs, resources, interfaces, checks, facts, recent changes."""
     started = time.perf_counter()
     with svc.reader.connect() as conn:
@@ -141,7 +144,8 @@ def device_page(request: Request, svc: SvcDep, _p: Viewer, device_id: int, range
         offered = offered_key(conn, device_id)
         keys = hostkeys.list_keys(conn, device_id)
     response = render(
-        request, "device.html", d=detail, graphs=graphs, range=range_, alerts=alerts, offered=offered, host_keys=keys
+        request, "device.html", d=detail, graphs=graphs, range=range_, alerts=alerts, offered=offered, host_keys=keys,
+        created=done == "created",
     )
     return _timed(response, started)
 
