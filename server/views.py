@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from server.state import SEVERITY_ORDER
+from server.store.dependents import OUTAGE, behind_outages
 from server.store.devices import public_spec
 from server.store.metrics import clean_json, labels_of
 from server.store.schema import device_status, devices, state_events
@@ -83,7 +84,8 @@ def device_list(
     """Devices, problems first, filtered by free text, tag and state."""
     rows = list(conn.execute(_base_query()))
     parents = {r.id: r.name for r in rows}
-    items = [_summary(r, parents) for r in rows]
+    behind = behind_outages(conn)
+    items = [{**_summary(r, parents), "behind": behind.get(r.id)} for r in rows]
     needle = q.strip().lower()
     if needle:
         items = [
@@ -176,6 +178,7 @@ def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None
         name = conn.execute(select(devices.c.name).where(devices.c.id == r.parent_id)).scalar()
         parents = {r.parent_id: str(name)}
     detail = _summary(r, parents)
+    detail["behind"] = behind_outages(conn).get(r.id) if r.state in OUTAGE else None
     latest = _latest(r.metrics or {})
     tables = r.tables or {}
     detail.update(

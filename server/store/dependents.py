@@ -146,3 +146,29 @@ def notified_alerts(conn: Connection, alert_ids: Iterable[int]) -> set[int]:
             m.c.status.in_(("pending", "sent", "grouped", "summarized")))
     )
     return {int(r.alert_id) for r in rows}
+
+
+def behind_outages(conn: Connection) -> dict[int, str]:
+    """Devices in an outage behind an ancestor in an outage -> that (highest) ancestor's name: unreachable because of it."""
+    rows = conn.execute(
+        select(devices.c.id, devices.c.name, devices.c.parent_id, device_status.c.state)
+        .join(device_status, device_status.c.device_id == devices.c.id)
+    )
+    parent: dict[int, int | None] = {}
+    names: dict[int, str] = {}
+    down: set[int] = set()
+    for r in rows:
+        parent[r.id], names[r.id] = r.parent_id, str(r.name)
+        if r.state in OUTAGE:
+            down.add(r.id)
+    out: dict[int, str] = {}
+    for device_id in down:
+        seen, node, found = {device_id}, parent.get(device_id), None
+        while node is not None and node not in seen:
+            seen.add(node)
+            if node in down:
+                found = node
+            node = parent.get(node)
+        if found is not None:
+            out[device_id] = names[found]
+    return out

@@ -20,6 +20,7 @@ from server.settings import Settings
 from server.store import accounts
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.snmpd import SnmpdPeer, start_snmpd
+from tests.server.conftest import PASSWORD, sign_in
 
 CHILDREN = 5
 INTERVAL = 3600  # the scheduler never polls on its own during the test: the test polls
@@ -114,13 +115,13 @@ def test_parent_and_five_children_down_together_is_one_message_and_one_resolve(
 ) -> None:
     app = _app(tmp_path, peers, receiver)
     children = [f"access-{i}" for i in range(1, CHILDREN + 1)]
-    with TestClient(app) as client:
+    with TestClient(app, follow_redirects=False) as client:
         clock = Clock()
         worker = runtime.runtime(app.state.services).worker
         assert worker is not None
         worker.clock = clock
         with app.state.services.engine.begin() as conn:
-            token = accounts.new_token(conn, create_user(conn, "ops", "operator", "pw-12345678"), "t")
+            token = accounts.new_token(conn, create_user(conn, "ops", "operator", PASSWORD), "t")
         ops = {"Authorization": f"Bearer {token}"}
         _poll(client, app, ["core-sw", *children])
         for peer in peers:  # everything behind the core switch goes dark with it
@@ -142,6 +143,12 @@ def test_parent_and_five_children_down_together_is_one_message_and_one_resolve(
         assert all(name in body["message"] for name in children), body["message"]
         hidden = _alerts(client, ops, "suppressed")
         assert sorted(a["device"]["name"] for a in hidden) == children
+        # "Unreachable because of its parent" is a state of its own on the pages and in the API.
+        devices = client.get("/api/v1/devices", headers=ops).json()["items"]
+        assert {d["name"]: d["behind"] for d in devices} == {"core-sw": None, **{c: "core-sw" for c in children}}
+        sign_in(client, "ops")
+        page = client.get("/")
+        assert page.status_code == 200 and page.text.count("behind core-sw") == CHILDREN, page.text[:300]
         # Recovery: the parent answers first; its dependents get one poll before anything about them is sent.
         for peer in peers:
             peer.start()
