@@ -14,12 +14,14 @@ from server import metrics_export, pipeline, views
 from server.api_bodies import DevicePatch
 from server.auth import Admin, Operator, UserError, Viewer, client_ip, create_user
 from server.inventory import DeviceSpec, error_list, timeout_problems
+from server.notify.store import outbox_backlog
 from server.services import Services, get_services
 from server.stepup import FreshAdmin, StepUpRequired, is_fresh
 from server.store import accounts
 from server.store.devices import DeviceConflict, create_device, delete_device, load_device, split_secrets, update_device
 from server.store.metrics import history, labels_of
 from server.store.schema import devices
+from server.views import storage_health
 
 router = APIRouter()
 SvcDep = Annotated[Services, Depends(get_services)]
@@ -35,14 +37,19 @@ def _secret_keys(svc: Services, device_id: int) -> set[str]:
 
 @router.get("/healthz", tags=["meta"])
 def healthz(svc: SvcDep) -> dict[str, Any]:
-    """Liveness and database reachability (no sign-in needed)."""
+    """Liveness, database reachability, storage (free space, full), the writer's errors and backlogs (no sign-in needed)."""
+    backlog: int | None = None
     try:
         with svc.reader.connect() as conn:
             conn.execute(text("SELECT 1"))
+            backlog = outbox_backlog(conn)
         db = "ok"
     except Exception:
         db = "error"
-    return {"status": "ok" if db == "ok" else "degraded", "database": db, "polling": svc.dispatcher is not None}
+    health = storage_health(svc)
+    health["notify"] = {"outbox_backlog": backlog}
+    degraded = db != "ok" or health["storage"]["state"] != "ok"
+    return {"status": "degraded" if degraded else "ok", "database": db, "polling": svc.dispatcher is not None, **health}
 
 
 @router.get("/metrics", tags=["meta"], response_class=PlainTextResponse)

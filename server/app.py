@@ -25,6 +25,7 @@ from server.secretbox import SecretBox
 from server.services import Services
 from server.settings import Settings
 from server.store.db import make_engine, migrate
+from server.store.space import FULL_MESSAGE, Storage, is_full_error
 
 log = logging.getLogger("pocketnoc")
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -88,6 +89,15 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
+        if is_full_error(exc):  # a change that cannot be saved now: say why, the rest keeps working read-only
+            svc = getattr(request.app.state, "services", None)
+            if svc is not None and svc.storage is not None:
+                svc.storage.hit(exc)
+            if _wants_json(request):
+                return JSONResponse({"detail": FULL_MESSAGE + "; this change could not be saved"}, status_code=503)
+            from server.pages import render_error
+
+            return render_error(request, 503, FULL_MESSAGE + "; this change could not be saved. Try again when there is room.")
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         if _wants_json(request):
             return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
@@ -101,11 +111,14 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
     reader = make_engine(settings.db_url, immediate=False) if settings.db_url.startswith("sqlite") else engine
-    svc = Services(settings=settings, engine=engine, reader=reader, box=SecretBox.from_file(settings.key_file))
+    svc = Services(settings=settings, engine=engine, reader=reader, box=SecretBox.from_file(settings.key_file),
+                   storage=Storage(settings.data_dir, settings.storage_reserve_mb << 20))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
+        if svc.storage is not None:
+            svc.storage.make_reserve()
         check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
         actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
         if config is not None:

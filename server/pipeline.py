@@ -69,7 +69,7 @@ def reload_rules(svc: Services, reread_file: bool = True) -> int:
 def start(svc: Services) -> None:
     """Start writer, poller and dispatcher (needs a running event loop)."""
     svc.alerting = Alerting(load_rules(svc), svc.settings.down_after_failures)
-    svc.writer = Writer(svc.engine, svc.settings, hooks=[host_key_hook, svc.alerting.hook])
+    svc.writer = Writer(svc.engine, svc.settings, hooks=[host_key_hook, svc.alerting.hook], storage=svc.storage)
     svc.writer.start()
     # SSH and other blocking calls run in the default executor: give it room for many at once.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="pocketnoc-io"))

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from server.secretbox import SecretBox
 from server.settings import Settings
+from server.store.space import Storage
 
 if TYPE_CHECKING:
     from server.alerting import Alerting
@@ -30,6 +31,7 @@ class Services:
     poller: Poller | None = None
     dispatcher: Dispatcher | None = None
     alerting: Alerting | None = None
+    storage: Storage | None = None  # free space, the reserve, and whether writes fail for lack of it
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -7,11 +7,13 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from server.services import Services
 from server.state import SEVERITY_ORDER
 from server.store.dependents import OUTAGE, behind_outages
 from server.store.devices import public_spec
 from server.store.metrics import clean_json, labels_of
 from server.store.schema import device_status, devices, state_events
+from server.store.space import FULL_MESSAGE, human
 
 RESOURCE_METRICS = (
     "cpu_load_pct",
@@ -263,3 +265,26 @@ GRAPHS = (
     ("tls_cert_days_left", "TLS days left"),
 )
 RANGE_SECONDS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+
+
+def storage_health(svc: Services) -> dict[str, Any]:
+    """Storage and writer figures for /healthz and the overview banner (free space, full or not, what waits in memory)."""
+    status = svc.storage.status() if svc.storage is not None else None
+    writer = svc.writer
+    storage: dict[str, Any] = {"state": "full" if status and status.full else "ok", "message": None, "free_bytes": None,
+                               "free": None, "reserve_bytes": None, "since": None, "errors": 0, "last_error": None}
+    if status is not None:
+        storage.update(free_bytes=status.free_bytes, free=human(status.free_bytes), reserve_bytes=status.reserve_bytes,
+                       since=status.since, errors=status.errors, last_error=status.last_error)
+        if status.full:
+            storage["message"] = f"{FULL_MESSAGE} ({human(status.free_bytes)} free)"
+    return {
+        "storage": storage,
+        "writer": {
+            "backlog": writer.backlog if writer else None,
+            "errors": writer.errors if writer else 0,
+            "last_error": writer.last_error if writer else None,
+            "held_samples": len(writer.held) if writer else 0,
+            "dropped_samples": writer.held_dropped if writer else 0,
+        },
+    }
