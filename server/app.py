@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server import app_guards, pipeline, stepup
@@ -87,17 +88,22 @@ def _install_handlers(app: FastAPI) -> None:
 
         return render_error(request, 400, "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors))
 
+    @app.exception_handler(DBAPIError)
+    async def _storage(request: Request, exc: DBAPIError) -> Response:
+        if not is_full_error(exc):
+            raise exc  # any other database error is a crash (below)
+        svc = getattr(request.app.state, "services", None)
+        if svc is not None and svc.storage is not None:
+            svc.storage.hit(exc)
+        # A change that cannot be saved now: say why; reading goes on working.
+        if _wants_json(request):
+            return JSONResponse({"detail": FULL_MESSAGE + "; this change could not be saved"}, status_code=503)
+        from server.pages import render_error
+
+        return render_error(request, 503, FULL_MESSAGE + "; this change could not be saved. Try again when there is room.")
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
-        if is_full_error(exc):  # a change that cannot be saved now: say why, the rest keeps working read-only
-            svc = getattr(request.app.state, "services", None)
-            if svc is not None and svc.storage is not None:
-                svc.storage.hit(exc)
-            if _wants_json(request):
-                return JSONResponse({"detail": FULL_MESSAGE + "; this change could not be saved"}, status_code=503)
-            from server.pages import render_error
-
-            return render_error(request, 503, FULL_MESSAGE + "; this change could not be saved. Try again when there is room.")
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         if _wants_json(request):
             return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)

@@ -61,7 +61,12 @@ def receiver() -> Iterator[Receiver]:
 def _fill(directory: Path) -> Path:
     """Write a file until the file system has no byte left."""
     filler = directory / "filler.bin"
-    with filler.open("wb", buffering=0) as out:
+    _fill_file(filler)
+    return filler
+
+
+def _fill_file(filler: Path) -> None:
+    with filler.open("ab", buffering=0) as out:
         for chunk in (1 << 20, 4096, 512):
             block = b"\0" * chunk
             while True:
@@ -70,7 +75,6 @@ def _fill(directory: Path) -> Path:
                 except OSError as exc:
                     assert exc.errno == errno.ENOSPC
                     break
-    return filler
 
 
 def _poll(client: TestClient, app: Any) -> None:
@@ -146,6 +150,20 @@ def test_a_full_disk_keeps_pages_api_and_alerts_working_and_writes_everything_la
         assert "core-sw" in got[0].json["title"]
         assert client.get("/api/v1/devices", headers=bearer).json()["items"][0]["state"] == "unreachable"
         assert _stored(app) == stored  # nothing stored is lost, nothing new written while full
+        client.cookies.clear()
+        sign_in(client, "ops")  # signing in works in the room the released reserve made
+        assert client.get("/").status_code == 200
+
+        # Even that room used up: a change that cannot be saved says so (503), reading still works.
+        second = small_disk / "filler2.bin"
+        second.write_bytes(b"")
+        _fill_file(second)
+        alert_id = client.get("/api/v1/alerts", headers=bearer).json()["items"][0]["id"]
+        refused = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"note": "on it"}, headers=bearer)
+        assert refused.status_code == 503 and "storage full" in refused.json()["detail"], refused.text
+        assert client.get("/api/v1/devices", headers=bearer).status_code == 200
+        assert client.get("/").status_code == 200
+        second.unlink()
 
         # Room again: what was held is written, the reserve is back, /healthz is ok.
         filler.unlink()
