@@ -10,17 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, update
 
 from server.app import create_app
 from server.auth import create_user
 from server.config import load_config
-from server.notify import runtime
+from server.notify import planner, runtime
+from server.notify.config import NotifyConfig
+from server.notify.runtime import sync_file_channels
+from server.secretbox import SecretBox
 from server.settings import Settings
 from server.store import accounts
+from server.store.schema import alerts, device_status, devices
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.snmpd import SnmpdPeer, start_snmpd
 from tests.server.conftest import PASSWORD, sign_in
+from tests.server.notify_helpers import add_device, fire, messages
 
 CHILDREN = 5
 INTERVAL = 3600  # the scheduler never polls on its own during the test: the test polls
@@ -164,3 +171,30 @@ def test_parent_and_five_children_down_together_is_one_message_and_one_resolve(
         assert f"Recovered with it ({CHILDREN})" in resolved["message"]
         assert all(name in resolved["message"] for name in children)
         assert _alerts(client, ops, "open") == []
+
+
+def test_a_parent_waits_for_a_dependent_going_down_then_names_it(engine: Engine) -> None:
+    """The parent's failure is confirmed first while its child has only failed once: the one message still names it."""
+    config = NotifyConfig.model_validate({"channels": [{"name": "ops", "url": "json://127.0.0.1:9/ops"}]})
+    with engine.begin() as conn:
+        sync_file_channels(conn, SecretBox(Fernet.generate_key()), config, time.time())
+    parent = add_device(engine, "core-sw", state="unreachable")
+    child = add_device(engine, "access-1", parent=parent)
+    with engine.begin() as conn:
+        conn.execute(update(devices).values(enabled=True))
+        conn.execute(update(device_status).where(device_status.c.device_id == child)
+                     .values(checks={"snmp": {"ok": False, "answered": False, "fails": 1}}))
+    fire(engine, parent, "core-sw is unreachable")
+    now = time.time()
+    with engine.begin() as conn:
+        planner.plan(conn, config, now)
+    assert messages(engine) == [], "the parent's message went out before its failing dependent was settled"
+    with engine.begin() as conn:
+        conn.execute(update(device_status).where(device_status.c.device_id == child).values(state="unreachable"))
+    child_alert = fire(engine, child, "access-1 is unreachable")
+    with engine.begin() as conn:
+        conn.execute(update(alerts).where(alerts.c.id == child_alert).values(suppressed_by=parent))
+        planner.plan(conn, config, now + 1.5)
+    sent = messages(engine)
+    assert [m.payload["device"] for m in sent] == ["core-sw"]
+    assert sent[0].payload["dependents"] == ["access-1"] and sent[0].payload["dependents_count"] == 1
