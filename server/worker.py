@@ -35,6 +35,7 @@ from server.settings import Settings
 from server.store import workers as store
 from server.store.checklocks import CheckLocks
 from server.store.db import make_engine, migrate
+from server.store.space import Storage
 from server.worker_state import CURRENT_SLOT, Inventory, RunLog, WorkerFigures
 from server.writer import Writer
 
@@ -192,7 +193,9 @@ class CheckWorker:
         """Start everything, work until SIGTERM/SIGINT, then stop cleanly."""
         await asyncio.to_thread(self.prepare)
         alerting = self.alerting or Alerting(load_rules(self.svc), self.settings.down_after_failures)
-        self.writer = Writer(self.engine, self.settings, hooks=[host_key_hook, alerting.hook, self.runlog.hook, notify_hook])
+        # The database's disk is the server's, not this host's: a full one is known from the writes (PostgreSQL 53100).
+        self.writer = Writer(self.engine, self.settings, hooks=[host_key_hook, alerting.hook, self.runlog.hook, notify_hook],
+                             storage=Storage(None, 0))
         self.writer.maintenance_enabled = False  # the leading serve process does rollups and retention
         self.writer.listeners.append(self.runlog.committed)
         self.writer.start()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger("pocketnoc.storage")
 RESERVE_NAME = "reserve.bin"
+BLIND_RETRY_SECONDS = 10.0
 FULL_MESSAGE = "storage full — results are not being saved"
 # SQLite: SQLITE_FULL and SQLITE_IOERR texts; PostgreSQL: SQLSTATE 53100 (disk_full) and its usual wording.
 _FULL_TEXTS = ("database or disk is full", "disk i/o error", "no space left on device", "could not extend file",
@@ -66,6 +67,7 @@ class Storage:
         self.last_error: str | None = None
         self.errors = 0
         self._lock = threading.Lock()
+        self._last_try = 0.0
         self.session_touches: dict[str, float] = {}  # session id -> last seen, not written while full
         self.token_touches: dict[str, float] = {}  # token digest -> last used
 
@@ -120,9 +122,20 @@ class Storage:
         log.error("%s (%s free): %s", FULL_MESSAGE, human(self.free_bytes()), self.last_error)
 
     def room_again(self) -> bool:
-        """While full: is there room again (twice the reserve, at least 1 MB, free)?"""
+        """While full: is there room again (twice the reserve, at least 1 MB, free)?
+
+        Without a local data directory (the database's disk is elsewhere) only a write can tell: try every 10 s.
+        """
+        if not self.full:
+            return False
         free = self.free_bytes()
-        return self.full and free is not None and free >= max(2 * self.reserve_bytes, 1 << 20)
+        if free is None:
+            now = self.clock()
+            if now - self._last_try < BLIND_RETRY_SECONDS:
+                return False
+            self._last_try = now
+            return True
+        return free >= max(2 * self.reserve_bytes, 1 << 20)
 
     def cleared(self) -> None:
         """Everything held was written: back to normal, with a new reserve."""
