@@ -10,6 +10,7 @@ from fastapi import Request
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 from server.store.db import Engine
+from server.store.space import Storage
 
 if TYPE_CHECKING:
     from agents.traps import TrapReceiver
@@ -35,6 +36,7 @@ class Services:
     poller: Poller | None = None
     dispatcher: Dispatcher | None = None
     alerting: Alerting | None = None
+    storage: Storage | None = None  # free space, the reserve, and whether writes fail for lack of it
     notify: Notify | None = None  # made on first use by notify.runtime.runtime()
     runs: RunManager | None = None  # the action runs of this app (actions.runner.manager())
     live: Broker | None = None  # the SSE broker (web.live.broker())

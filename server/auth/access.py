@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -17,7 +18,8 @@ from server.auth import proxies
 from server.runtime import Services, get_services
 from server.store import accounts, sessions
 from server.store.accounts import ROLES, User
-from server.store.db import Connection
+from server.store.db import Connection, DBAPIError
+from server.store.space import is_full_error
 
 SESSION_COOKIE = "pn_session"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -136,21 +138,38 @@ def request_scheme(request: Request) -> str:
 
 
 def _lookup(request: Request, svc: Services) -> Principal | None:
+    storage = svc.storage
+    if storage is not None and storage.full:  # read only: the session or token touch is kept in memory
+        with svc.reader.connect() as conn:
+            principal = _find(request, svc, conn, storage.session_touches)
+        if principal is not None:
+            storage.defer(principal.session_id, principal.token_hash, time.time())
+        return principal
+    try:
+        with svc.engine.begin() as conn:
+            return _find(request, svc, conn, None)
+    except DBAPIError as exc:
+        if storage is None or not is_full_error(exc):
+            raise
+        storage.hit(exc)
+        return _lookup(request, svc)
+
+
+def _find(request: Request, svc: Services, conn: Connection, seen: dict[str, float] | None) -> Principal | None:
+    """The caller from this connection; `seen` (touches kept in memory) means read only."""
     header = request.headers.get("authorization", "")
-    principal: Principal | None = None
-    with svc.engine.begin() as conn:
-        if header[:7].lower() == "bearer ":
-            token = header[7:].strip()
-            user = accounts.find_token(conn, token)
-            principal = Principal(user, token_hash=accounts.digest(token)) if user else None
-        else:
-            cookie = request.cookies.get(SESSION_COOKIE)
-            if cookie:
-                s = svc.settings
-                found = sessions.load(conn, cookie, s.session_idle_minutes * 60, s.session_max_hours * 3600)
-                if found:
-                    principal = Principal(found.user, found.id, found.csrf, found.stage, found.verified_at)
-    return principal
+    touch = seen is None
+    if header[:7].lower() == "bearer ":
+        token = header[7:].strip()
+        user = accounts.find_token(conn, token, touch)
+        return Principal(user, token_hash=accounts.digest(token)) if user else None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        s = svc.settings
+        found = sessions.load(conn, cookie, s.session_idle_minutes * 60, s.session_max_hours * 3600, touch, seen)
+        if found:
+            return Principal(found.user, found.id, found.csrf, found.stage, found.verified_at)
+    return None
 
 
 async def current_principal(request: Request, svc: Services, stages: tuple[str, ...] = ("full",)) -> Principal:

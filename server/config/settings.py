@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     rollup_5m_retention_days: int = Field(default=30, ge=1, le=3650)
     rollup_1h_retention_days: int = Field(default=400, ge=1, le=3650)
     writer_batch_seconds: float = Field(default=0.5, gt=0, le=30)
+    storage_reserve_mb: int = Field(default=16, ge=0, le=4096, description="Reserve released when the disk fills.")
     secret_key_file: Path | None = Field(default=None, description="Key encrypting secrets; default data_dir.")
     log_level: str = Field(default="INFO")
     scheduler: str = Field(default="inprocess", description="'inprocess' (APScheduler) or 'queue'.")

@@ -141,6 +141,8 @@ class Delivery(BaseModel):
     burst_window_seconds: float = Field(default=60.0, gt=0, le=3600)
     summary_delay_seconds: float = Field(default=10.0, ge=0, le=3600)
     recheck_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # How long a new alert behind a parent waits for the parent's state (None: the parent's interval plus its timeout).
+    dependency_holdoff_seconds: float | None = Field(default=None, ge=0, le=3600)
     broken_after_failures: int = Field(default=5, ge=1, le=1000)
     action_token_minutes: float = Field(default=240.0, gt=0, le=7 * 1440)
     keep_days: float = Field(default=30.0, gt=0, le=3650)

@@ -38,12 +38,12 @@ class Job:
 
 
 def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | None, limit: int,
-          guard: Callable[[Connection], bool] | None = None) -> list[Job]:
+          guard: Callable[[Connection], bool] | None = None, now: float | None = None) -> list[Job]:
     """Lease due messages and prepare them; messages that must not go out are finished here (skipped or dead).
 
     `guard` runs first in the same transaction: the sender's lease fence (nothing is claimed without it).
     """
-    now = time.time()
+    now = time.time() if now is None else now
     with engine.begin() as conn:
         store.serialise(conn)
         if guard is not None and not guard(conn):
@@ -141,9 +141,10 @@ async def send(job: Job, config: NotifyConfig, keys: webpush.VapidKeys | None) -
     return Outcome(False, "error", "no target", permanent=True)
 
 
-def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], config: NotifyConfig) -> list[str]:
+def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], config: NotifyConfig,
+                now: float | None = None) -> list[str]:
     """Write receipts and next states of finished attempts in one transaction; returns each result."""
-    now = time.time()
+    now = time.time() if now is None else now
     d = config.delivery
     finished: list[tuple[Any, float, str, str, str, float | None, float | None]] = []
     verdicts = []

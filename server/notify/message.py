@@ -79,13 +79,17 @@ def heading(payload: dict[str, Any]) -> str:
     sev = SEVERITY_WORD.get(str(payload.get("severity")), "ALERT")
     title = clean(payload.get("title", ""), MAX_TITLE)
     if kind == "resolve":
-        return f"Resolved · {title}"
+        back = int(payload.get("recovered_count") or 0)
+        return f"Resolved · {title}" + (f" (+{back} behind it)" if back else "")
     if kind == "escalate":
         return f"{sev} · {title} (escalated)"
     if kind == "reminder":
         return f"{sev} · {title} (still firing)"
     if kind in ("summary", "test", "system"):
         return title
+    hidden = int(payload.get("dependents_count") or 0)
+    if hidden:
+        return f"{sev} · {title} (+{hidden} behind it)"
     return f"{sev} · {title}"
 
 
@@ -102,8 +106,30 @@ def lines(payload: dict[str, Any]) -> list[str]:
     ]
     if kind == "resolve":
         out.append(f"Resolved: {when(payload.get('resolved_at'))}")
+    out += dependents_lines(payload)
     if payload.get("step"):
         out.append(f"Escalation step {int(payload['step'])}: not acknowledged yet")
+    return out
+
+
+def _names(names: object, count: int) -> str:
+    listed = [clean(n, 64) for n in (names if isinstance(names, list) else [])]
+    more = count - len(listed)
+    return ", ".join(listed) + (f" and {more} more (see the link)" if more > 0 else "")
+
+
+def dependents_lines(payload: dict[str, Any]) -> list[str]:
+    """What a parent's message says about the devices behind it (hidden by its outage, recovered with it)."""
+    out = []
+    hidden = int(payload.get("dependents_count") or 0)
+    if hidden:
+        out.append(f"Unreachable behind it ({hidden}): {_names(payload.get('dependents'), hidden)}")
+    back = int(payload.get("recovered_count") or 0)
+    if back:
+        out.append(f"Recovered with it ({back}): {_names(payload.get('recovered'), back)}")
+    down = int(payload.get("still_down_count") or 0)
+    if down:
+        out.append(f"Still down behind it ({down}, reported on their own): {_names(payload.get('still_down'), down)}")
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from server.notify import escalation
 from server.notify.config import NotifyConfig
+from server.notify.dependencies import Dependencies
 from server.notify.routing import Directory, Target, matching_routes
 from server.notify.summaries import Grouper
 from server.store import notify as store
@@ -30,6 +31,7 @@ class Pass:
         self.config = config
         self.now = now
         self.grouper = Grouper(conn, config.delivery, now)
+        self.deps = Dependencies(conn, config.delivery, now)
         self._directory: Directory | None = None
         self._holds: store.Holds | None = None
 
@@ -98,20 +100,42 @@ def _event(ctx: Pass, kind: str, alert: Any, known: dict[int, str]) -> None:
     if status is None or status == "done":
         return
     if kind == "resolved":
+        if not store.notified_targets(ctx.conn, alert.id, alert.episode):
+            put({"status": "done", "next_at": None})
+            return
+        folded, wait = ctx.deps.folded(alert)
+        if wait is not None:  # dependents get one poll to recover; the resolve then says which did
+            put({"status": "closing", "next_at": wait})
+            return
         put({"status": "done", "next_at": None})
-        for row in store.notified_targets(ctx.conn, alert.id, alert.episode):
-            ctx.grouper.emit("resolve", Target(row.target_type, int(row.target_id), row.user_id), alert)
+        _resolve(ctx, alert, folded.extra())
     elif kind == "acknowledged":
         put({"status": "acked", "next_at": None})
     elif kind == "snoozed":
         until = float(alert.snoozed_until) if alert.snoozed_until else ctx.now
         put({"status": "held", "next_at": max(until, ctx.now)})
-    elif kind in ("unacknowledged", "unsnoozed", "unsuppressed"):
+    elif kind == "unsuppressed":  # the parent is back: one poll's grace before anything about this device is sent
+        put({"status": "held", "next_at": ctx.now + ctx.deps.grace(alert.device_id)})
+    elif kind in ("unacknowledged", "unsnoozed"):
         put({"status": "held", "next_at": ctx.now})
+
+
+def _resolve(ctx: Pass, alert: Any, extra: dict[str, Any]) -> None:
+    """Tell everyone who was told about the alert that it resolved."""
+    for row in store.notified_targets(ctx.conn, alert.id, alert.episode):
+        ctx.grouper.emit("resolve", Target(row.target_type, int(row.target_id), row.user_id), alert, extra or None)
 
 
 def _track(ctx: Pass, track: Any, alert: Any) -> None:
     now = ctx.now
+    if track.status == "closing" and alert is not None and alert.status == "resolved":
+        folded, wait = ctx.deps.folded(alert)
+        if wait is not None:
+            store.put_track(ctx.conn, alert.id, {"next_at": wait, "updated_at": now}, True)
+            return
+        store.put_track(ctx.conn, alert.id, {"status": "done", "next_at": None, "updated_at": now}, True)
+        _resolve(ctx, alert, folded.extra())
+        return
     if alert is None or alert.status != "firing":
         store.put_track(ctx.conn, track.alert_id, {"status": "done", "next_at": None, "updated_at": now}, True)
         return
@@ -124,10 +148,16 @@ def _track(ctx: Pass, track: Any, alert: Any) -> None:
         wait = float(alert.snoozed_until) if reason == "snoozed" else now + ctx.config.delivery.recheck_seconds
         store.put_track(ctx.conn, alert.id, {"status": "held", "next_at": max(wait, now + 0.001), "updated_at": now}, True)
         return
+    if not track.notified:
+        wait = ctx.deps.trigger_wait(alert)
+        if wait is not None:  # parents' state (or the dependents an outage hides) not known yet: hold off
+            store.put_track(ctx.conn, alert.id, {"status": "held", "next_at": max(wait, now + 0.001), "updated_at": now}, True)
+            return
     if not track.notified or track.status == "held":
         kind = "trigger" if not track.notified else "reminder"
+        hidden = ctx.deps.hidden(alert)
         for target in ctx.route_targets(plan_):
-            ctx.grouper.emit(kind, target, alert)
+            ctx.grouper.emit(kind, target, alert, hidden or None)
         escalation.arm(plan_, ctx.config, now)
     else:
         for _entry, step, number in escalation.take_due(plan_, ctx.config, now):

@@ -82,6 +82,12 @@ class Grouper:
         self._rows = []
 
 
+def _behind(payload: dict[str, Any], field: str) -> str:
+    """' (+5 behind it)' for a parent whose message speaks for the devices behind it."""
+    count = int(payload.get(field) or 0)
+    return f" (+{count} behind it)" if count else ""
+
+
 def compose(members: list[Any], now: float | None = None) -> dict[str, Any]:
     """The payload of a summary from the messages it gathered (firing and resolved alerts, most severe first)."""
     firing: dict[int, Any] = {}
@@ -98,8 +104,9 @@ def compose(members: list[Any], now: float | None = None) -> dict[str, Any]:
         parts.append(f"{len(firing)} alert{'s' if len(firing) != 1 else ''} firing")
     if resolved:
         parts.append(f"{len(resolved)} resolved")
-    lines = [f"{SEVERITY_WORD.get(str(p.get('severity')), 'ALERT')} {clean(p.get('title'), 120)}" for p in ordered]
-    lines += [f"Resolved: {clean(p.get('title'), 120)}" for p in resolved.values()]
+    lines = [f"{SEVERITY_WORD.get(str(p.get('severity')), 'ALERT')} {clean(p.get('title'), 120)}{_behind(p, 'dependents_count')}"
+             for p in ordered]
+    lines += [f"Resolved: {clean(p.get('title'), 120)}{_behind(p, 'recovered_count')}" for p in resolved.values()]
     if len(lines) > MAX_SUMMARY_LINES:
         lines = [*lines[: MAX_SUMMARY_LINES - 1], f"… and {len(lines) - MAX_SUMMARY_LINES + 1} more"]
     worst = next((str(p.get("severity")) for p in ordered), "info")

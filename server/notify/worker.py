@@ -30,8 +30,10 @@ class Worker:
     """Runs until stopped; `kick()` may be called from any thread."""
 
     def __init__(self, engine: Engine, box: SecretBox, config: Callable[[], NotifyConfig], keys: Callable[[], VapidKeys | None],
-                 base_url: str | None, monitor: deadman.Monitor | None = None, lease_seconds: float = 15.0) -> None:
+                 base_url: str | None, monitor: deadman.Monitor | None = None, lease_seconds: float = 15.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
+        self.clock = clock  # when messages are due, hold-offs end and receipts are stamped (tests advance it)
         # One sender per database (several serve processes on PostgreSQL): the holder of this lease, fenced.
         self.lease_seconds = lease_seconds
         self.holder = holder_name("notify")
@@ -121,7 +123,8 @@ class Worker:
         free = d.concurrency - len(self._inflight)
         claimed: list[deliver.Job] = []
         if free > 0:
-            claimed = await asyncio.to_thread(deliver.claim, self.engine, self.box, config, self.base_url, free, self._fenced)
+            claimed = await asyncio.to_thread(deliver.claim, self.engine, self.box, config, self.base_url, free, self._fenced,
+                                              self.clock())
             keys = self.keys() if any(j.sub is not None for j in claimed) else None
             for job in claimed:
                 task = asyncio.get_running_loop().create_task(self._deliver(job, config, keys))
@@ -135,7 +138,7 @@ class Worker:
         if created or len(claimed) >= free > 0:
             return 0.0  # more may be waiting
         next_due = await asyncio.to_thread(self._next_due)
-        now = time.time()
+        now = self.clock()
         # A due message that was not claimed waits behind an earlier one to its target: poll, don't spin.
         wait = d.poll_seconds if next_due is None or next_due <= now else min(d.poll_seconds, next_due - now)
         return max(min(wait, self.lease_seconds / 3), 0.01)  # wake in time to renew the sender lease
@@ -154,7 +157,7 @@ class Worker:
 
     def _plan(self, config: NotifyConfig) -> int:
         with self.engine.begin() as conn:
-            return planner.plan(conn, config, time.time())
+            return planner.plan(conn, config, self.clock())
 
     def _next_due(self) -> float | None:
         with self.engine.connect() as conn:
@@ -177,7 +180,7 @@ class Worker:
             return
         batch, self._results = self._results, []
         try:
-            results = await asyncio.to_thread(deliver.record_many, self.engine, batch, config)
+            results = await asyncio.to_thread(deliver.record_many, self.engine, batch, config, self.clock())
         except Exception:
             log.exception("recording %d results failed (their leases expire and they are retried)", len(batch))
             return

@@ -27,6 +27,7 @@ from server.runtime import Services
 from server.store import meta
 from server.store import rules as stored_rules
 from server.store.devices import load_devices, sync_config_devices
+from server.store.space import Storage
 from server.store.status import CheckOutcome, Hook
 
 log = logging.getLogger("pocketnoc.pipeline")
@@ -91,15 +92,17 @@ def build_pipeline(
     hooks: Sequence[Hook] = (),
     submit: Callable[[Submit], Submit] = lambda s: s,
     alerting: Alerting | None = None,
+    storage: Storage | None = None,
 ) -> PollingParts:
     """The one wiring of writer, alert engine and poller for `serve` (polls), a queue `scheduler` and a `worker`.
 
     Starts the writer; needs a running event loop. `hooks` run after the built-in ones in the writer's
-    transaction; `submit` wraps what the poller hands to the writer (a worker's run log).
+    transaction; `submit` wraps what the poller hands to the writer (a worker's run log); `storage` watches the
+    disk the writes go to (the serve process's own by default).
     """
     settings = svc.settings
     alerting = alerting or Alerting(load_rules(svc), settings.down_after_failures)
-    writer = Writer(svc.engine, settings, hooks=[host_key_hook, alerting.hook, *hooks])
+    writer = Writer(svc.engine, settings, hooks=[host_key_hook, alerting.hook, *hooks], storage=storage or svc.storage)
     writer.maintenance_enabled = role != "worker"  # the leading serve process does rollups and retention
     writer.start()
     if role == "scheduler":

@@ -36,6 +36,7 @@ from server.store import workers as store
 from server.store.checklocks import CheckLocks
 from server.store.db import conninfo, make_engine, migrate
 from server.store.live_bridge import notify_hook
+from server.store.space import Storage
 
 log = logging.getLogger("pocketnoc.worker")
 
@@ -193,8 +194,9 @@ class CheckWorker:
     async def run(self) -> None:
         """Start everything, work until SIGTERM/SIGINT, then stop cleanly."""
         await asyncio.to_thread(self.prepare)
+        # The database's disk is the server's, not this host's: a full one is known from the writes (PostgreSQL 53100).
         parts = build_pipeline("worker", self.svc, hooks=[self.runlog.hook, notify_hook], submit=self.runlog.sink,
-                               alerting=self.alerting)
+                               alerting=self.alerting, storage=Storage(None, 0))
         self.writer, self.poller = parts.writer, parts.poller
         self.writer.listeners.append(self.runlog.committed)
         queue = site_queue(self.options.site)

@@ -11,9 +11,11 @@ from collections.abc import Callable
 from agents.traps import Trap
 from server.alerts.traps import AddressMap, apply_traps, expire_traps
 from server.config.settings import Settings
+from server.store import accounts, sessions
 from server.store.db import Engine
-from server.store.metrics import SeriesCache, expire, rollup
-from server.store.status import CheckOutcome, Hook, Transition, apply_outcomes
+from server.store.metrics import SeriesCache, expire, rollup, write_samples
+from server.store.space import Storage, is_full_error
+from server.store.status import CheckOutcome, Hook, SampleRow, Transition, apply_outcomes
 
 log = logging.getLogger("pocketnoc.writer")
 MAX_BATCH = 5000
@@ -23,15 +25,30 @@ MAX_BATCH = 5000
 MAX_BACKLOG = 500
 MAINTENANCE_EVERY = 300.0
 TRAP_BATCH_SECONDS = 0.02
+# Samples kept in memory while the disk is full (~100 bytes each: ~200 MB); past it the oldest are dropped and counted.
+MAX_HELD_SAMPLES = 2_000_000
+FULL_RETRY_SECONDS = 5.0  # while the disk is full, a batch that cannot be stored even without samples is retried this often
 
 Listener = Callable[[list[Transition], list[CheckOutcome]], None]
+
+
+def short_error(exc: BaseException) -> str:
+    """The driver's own one-line message (never the SQL or its parameters: /healthz shows it to anyone)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).splitlines()
+    return f"{type(orig).__name__}: {(lines[0] if lines else '')[:200]}"
 
 
 class Writer:
     """Single consumer of outcomes; commits in batches; a failed commit is retried, never dropped."""
 
-    def __init__(self, engine: Engine, settings: Settings, hooks: list[Hook] | None = None) -> None:
+    def __init__(self, engine: Engine, settings: Settings, hooks: list[Hook] | None = None,
+                 storage: Storage | None = None) -> None:
         self.engine = engine
+        self.storage = storage
+        self.held: list[SampleRow] = []  # samples not written while the disk is full, oldest first
+        self.held_dropped = 0
+        self.last_error: str | None = None
         self.settings = settings
         self.hooks: list[Hook] = list(hooks or [])
         self.listeners: list[Listener] = []
@@ -129,19 +146,70 @@ class Writer:
         trap_batch = [t for t in batch if isinstance(t, Trap)]
         delay = 0.5
         while True:
+            full = self.storage is not None and self.storage.full
+            held: list[SampleRow] | None = [] if full else None
             try:
                 with self.engine.begin() as conn:
                     if trap_batch:
                         apply_traps(conn, trap_batch, self.addresses)
-                    if not outcomes:
-                        return []
-                    return apply_outcomes(conn, outcomes, self.cache, self.settings.down_after_failures, self.hooks)
-            except Exception:
+                    transitions: list[Transition] = []
+                    if outcomes:
+                        transitions = apply_outcomes(conn, outcomes, self.cache, self.settings.down_after_failures,
+                                                     self.hooks, held)
+                if held:
+                    self._hold(held)  # only once committed: a retried batch must not hold its samples twice
+                return transitions
+            except Exception as exc:
                 self.errors += 1
+                self.last_error = short_error(exc)
                 self.cache = SeriesCache()  # ids created in a rolled-back transaction are gone
+                if self.storage is not None and is_full_error(exc):
+                    self.storage.hit(exc)
+                    if not full:
+                        continue  # again at once, samples in memory, in the room the released reserve made
+                    log.warning("writing %d outcomes failed, the disk is full; retrying in %.0fs", len(batch),
+                                FULL_RETRY_SECONDS)
+                    time.sleep(FULL_RETRY_SECONDS)
+                    self._try_recover()
+                    continue
                 log.exception("writing %d outcomes failed; retrying in %.1fs", len(batch), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+    def _hold(self, rows: list[SampleRow]) -> None:
+        self.held.extend(rows)
+        excess = len(self.held) - MAX_HELD_SAMPLES
+        if excess > 0:
+            del self.held[:excess]
+            self.held_dropped += excess
+
+    def _try_recover(self) -> None:
+        """While the disk is full: once there is room again, write the held samples and touches, then carry on."""
+        storage = self.storage
+        if storage is None or not storage.room_again():
+            return
+        rows = self.held
+        touched, used = storage.take_touches()
+        try:
+            with self.engine.begin() as conn:
+                for start in range(0, len(rows), 50_000):
+                    write_samples(conn, self.cache, rows[start : start + 50_000])
+                sessions.touch_many(conn, touched)
+                accounts.touch_tokens(conn, used)
+        except Exception as exc:
+            self.cache = SeriesCache()
+            for sid, ts in touched.items():
+                storage.defer(sid, None, ts)
+            for token_hash, ts in used.items():
+                storage.defer(None, token_hash, ts)
+            if is_full_error(exc):
+                storage.hit(exc)
+                return
+            log.exception("writing %d held samples failed; will retry", len(rows))
+            return
+        self.held = []
+        log.warning("wrote %d samples held while the disk was full", len(rows))
+        storage.cleared()
 
     def _run(self) -> None:
         stopping = False
@@ -161,6 +229,9 @@ class Writer:
                     self._pending -= len(batch)
                     self._idle.notify_all()
                 del batch, transitions, outcomes  # don't hold the last batch's samples while idle
+            if self.storage is not None and self.storage.full:
+                self._try_recover()
+                continue  # no rollup while full: it would eat the room kept for states and alerts
             if self.maintenance_enabled and time.monotonic() - self._last_maintenance >= MAINTENANCE_EVERY:
                 self.maintain()
 

@@ -6,10 +6,11 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from server.logsafe import escape
 from server.store.schema import api_tokens, audit, login_attempts, sessions, users
@@ -95,8 +96,8 @@ def new_token(conn: Connection, user_id: int, name: str) -> str:
     return token
 
 
-def find_token(conn: Connection, token: str) -> User | None:
-    """The user behind a bearer token, or None."""
+def find_token(conn: Connection, token: str, touch: bool = True) -> User | None:
+    """The user behind a bearer token, or None (touch=False: read only, the disk is full)."""
     row = conn.execute(
         select(api_tokens.c.id, api_tokens.c.last_used, users)
         .join(users, users.c.id == api_tokens.c.user_id)
@@ -105,9 +106,17 @@ def find_token(conn: Connection, token: str) -> User | None:
     if row is None or row.disabled:
         return None
     now = time.time()
-    if row.last_used is None or now - row.last_used > 60:
+    if touch and (row.last_used is None or now - row.last_used > 60):
         conn.execute(update(api_tokens).where(api_tokens.c.id == row[0]).values(last_used=now))
     return User(row.id, row.name, row.role, bool(row.disabled))
+
+
+def touch_tokens(conn: Connection, used: Mapping[str, float]) -> None:
+    """Write token uses that were kept in memory while the disk was full."""
+    for token_hash, ts in used.items():
+        conn.execute(update(api_tokens).where(api_tokens.c.token_hash == token_hash,
+                                              or_(api_tokens.c.last_used.is_(None), api_tokens.c.last_used < ts))
+                     .values(last_used=ts))
 
 
 def token_alive(conn: Connection, token_hash: str) -> bool:

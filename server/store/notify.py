@@ -13,6 +13,7 @@ from server.store.schema import alerts, devices, notify_deliveries, notify_messa
 NOTIFYING_KINDS = ("trigger", "escalate", "reminder")
 STORM_KINDS = ("trigger", "escalate", "reminder", "resolve")
 OPEN_STATUSES = ("pending", "grouped")
+WAITING_TRACKS = ("held", "active", "closing")  # closing: a resolve waiting one poll for the dependents it speaks for
 _LOCK_KEY = 0x706E6E6F  # "pnno": serialises planners and claimers across processes on PostgreSQL
 
 
@@ -108,7 +109,7 @@ def due_tracks(conn: Connection, now: float, limit: int) -> list[Any]:
     """Tracks whose next step (first notification, escalation, end of a hold) is due."""
     query = (
         select(notify_tracks)
-        .where(notify_tracks.c.status.in_(("held", "active")), notify_tracks.c.next_at <= now)
+        .where(notify_tracks.c.status.in_(WAITING_TRACKS), notify_tracks.c.next_at <= now)
         .order_by(notify_tracks.c.next_at)
         .limit(limit)
     )
@@ -118,7 +119,7 @@ def due_tracks(conn: Connection, now: float, limit: int) -> list[Any]:
 def next_track_due(conn: Connection) -> float | None:
     """When the earliest track is due."""
     value = conn.execute(
-        select(func.min(notify_tracks.c.next_at)).where(notify_tracks.c.status.in_(("held", "active")))
+        select(func.min(notify_tracks.c.next_at)).where(notify_tracks.c.status.in_(WAITING_TRACKS))
     ).scalar()
     return float(value) if value is not None else None
 

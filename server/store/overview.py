@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Connection, Integer, Text, bindparam, case, cast, f
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
+from server.store.dependents import OUTAGE, behind_outages
 from server.store.schema import alert_events, alerts, device_status, devices, rollups, samples, series, state_events
 
 ERROR_CHARS = 300  # a row shows one line of the last error: never load a 64 KB one for it
@@ -82,6 +83,7 @@ def device_rows(conn: Connection, state: str = "", limit: int | None = None, off
         # text was cleaned on write): read the whole facts column instead, once.
         conn.rollback()
         rows = [(r, r.facts if isinstance(r.facts, dict) else {}) for r in conn.execute(_query(conn, state, True), params)]
+    behind = behind_outages(conn) if any(r.state in OUTAGE for r, _f in rows) else {}
     return [
         {
             "id": r.id,
@@ -99,6 +101,7 @@ def device_rows(conn: Connection, state: str = "", limit: int | None = None, off
             "sys_name": _text(facts.get("sys_name")) or _text(facts.get("hostname")),
             "source": r.source,
             "enabled": bool(r.enabled),
+            "behind": behind.get(r.id),  # unreachable because this ancestor is down
         }
         for r, facts in rows
     ]

@@ -437,7 +437,7 @@ notify_tracks = Table(
     metadata,
     Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
     Column("episode", Integer, nullable=False),
-    Column("status", String(8), nullable=False),  # held, active, acked, done
+    Column("status", String(8), nullable=False),  # held, active, closing, acked, done
     Column("notified", Boolean, nullable=False, default=False),
     Column("plan", JSON, nullable=False, default=list),  # [{"route", "escalation", "step", "loop", "next_at"}]
     Column("next_at", Float),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,8 +68,9 @@ def create(
     return token, csrf
 
 
-def _expired(row: Any, now: float, idle: float, absolute: float) -> bool:
-    if row.disabled or now - row.last_seen > idle or now - row.created_at > absolute:
+def _expired(row: Any, now: float, idle: float, absolute: float, last_seen: float | None = None) -> bool:
+    seen = row.last_seen if last_seen is None else last_seen
+    if row.disabled or now - seen > idle or now - row.created_at > absolute:
         return True
     ttl = HALF_SESSION_TTL.get(row.stage)
     return ttl is not None and now - row.created_at > ttl
@@ -82,17 +84,23 @@ def _query(session_id: str) -> Any:
     )
 
 
-def load(conn: Connection, token: str, idle: float, absolute: float) -> SessionInfo | None:
-    """The live session for a cookie value, or None; expired sessions are removed on sight."""
+def load(conn: Connection, token: str, idle: float, absolute: float, touch: bool = True,
+         seen: Mapping[str, float] | None = None) -> SessionInfo | None:
+    """The live session for a cookie value, or None; expired sessions are removed on sight.
+
+    touch=False reads only (the disk is full): nothing is removed or touched, and `seen` holds the touches kept in memory.
+    """
     sid = digest(token)
     row = conn.execute(_query(sid)).first()
     if row is None:
         return None
     now = time.time()
-    if _expired(row, now, idle, absolute):
-        conn.execute(delete(sessions).where(sessions.c.id == sid))
+    last_seen = max(float(row.last_seen), (seen or {}).get(sid, 0.0))
+    if _expired(row, now, idle, absolute, last_seen):
+        if touch:
+            conn.execute(delete(sessions).where(sessions.c.id == sid))
         return None
-    if now - row.last_seen > 60:
+    if touch and now - row.last_seen > 60:
         conn.execute(update(sessions).where(sessions.c.id == sid).values(last_seen=now))
     return SessionInfo(
         id=sid,
@@ -103,6 +111,12 @@ def load(conn: Connection, token: str, idle: float, absolute: float) -> SessionI
         verified_at=row.verified_at,
         failures=int(row.failures or 0),
     )
+
+
+def touch_many(conn: Connection, seen: Mapping[str, float]) -> None:
+    """Write touches that were kept in memory while the disk was full (never moving last_seen back)."""
+    for sid, ts in seen.items():
+        conn.execute(update(sessions).where(sessions.c.id == sid, sessions.c.last_seen < ts).values(last_seen=ts))
 
 
 def alive(conn: Connection, session_id: str, idle: float, absolute: float) -> bool:

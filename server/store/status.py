@@ -76,10 +76,17 @@ def _same_tables(o: CheckOutcome, stored: dict[str, Any]) -> bool:
 _MISSING = object()
 
 
+SampleRow = tuple[int, str, str, int, float]  # device id, metric, labels key, ts, value
+
+
 def apply_outcomes(
-    conn: Connection, outcomes: list[CheckOutcome], cache: SeriesCache, threshold: int, hooks: list[Hook]
+    conn: Connection, outcomes: list[CheckOutcome], cache: SeriesCache, threshold: int, hooks: list[Hook],
+    held: list[SampleRow] | None = None,
 ) -> list[Transition]:
-    """Store a batch of outcomes (caller holds the transaction); returns the state transitions."""
+    """Store a batch of outcomes (caller holds the transaction); returns the state transitions.
+
+    With `held` (the disk is full) the samples are put there instead of written: states and alerts still are.
+    """
     ids = sorted({o.device_id for o in outcomes})
     rows = {
         r.device_id: r
@@ -108,7 +115,7 @@ def apply_outcomes(
             "metrics": dict(row.metrics or {}),
             "enabled": row.enabled,
         }
-    sample_rows: list[tuple[int, str, str, int, float]] = []
+    sample_rows: list[SampleRow] = []
     tables_changed: set[int] = set()
     for o in outcomes:
         st = status.get(o.device_id)
@@ -182,7 +189,10 @@ def apply_outcomes(
             .values({c: bindparam(f"v_{c}") for c in columns}),
             [{"b_id": device_id, **{f"v_{c}": status[device_id][c] for c in columns}} for device_id in ids_now],
         )
-    write_samples(conn, cache, sample_rows)
+    if held is None:
+        write_samples(conn, cache, sample_rows)
+    else:
+        held.extend(sample_rows)
     for hook in hooks:
         hook(conn, transitions, outcomes, status)
     return transitions

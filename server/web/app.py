@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import web
@@ -29,6 +30,7 @@ from server.runtime import Services
 from server.services.errors import ServiceError
 from server.store import filemodes
 from server.store.db import make_engine, migrate
+from server.store.space import FULL_MESSAGE, Storage, is_full_error
 from server.web import guards as app_guards
 from server.web.limits import BodyLimitMiddleware, BodyLimits
 
@@ -110,6 +112,20 @@ def _install_handlers(app: FastAPI) -> None:
 
         return render_error(request, 400, "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors))
 
+    @app.exception_handler(DBAPIError)
+    async def _storage(request: Request, exc: DBAPIError) -> Response:
+        if not is_full_error(exc):
+            raise exc  # any other database error is a crash (below)
+        svc = getattr(request.app.state, "services", None)
+        if svc is not None and svc.storage is not None:
+            svc.storage.hit(exc)
+        # A change that cannot be saved now: say why; reading goes on working.
+        if _wants_json(request):
+            return JSONResponse({"detail": FULL_MESSAGE + "; this change could not be saved"}, status_code=503)
+        from server.web.pages.common import render_error
+
+        return render_error(request, 503, FULL_MESSAGE + "; this change could not be saved. Try again when there is room.")
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -138,11 +154,14 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         log.warning("%s", problem)  # warned, not refused: the admin may share them on purpose
     engine = make_engine(settings.db_url)
     reader = make_engine(settings.db_url, immediate=False) if settings.db_url.startswith("sqlite") else engine
-    svc = Services(settings=settings, engine=engine, reader=reader, box=SecretBox.from_file(settings.key_file))
+    svc = Services(settings=settings, engine=engine, reader=reader, box=SecretBox.from_file(settings.key_file),
+                   storage=Storage(settings.data_dir, settings.storage_reserve_mb << 20))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
+        if svc.storage is not None:
+            svc.storage.make_reserve()
         check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
         actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
         if config is not None:

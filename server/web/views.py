@@ -7,10 +7,13 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from server.runtime import Services
+from server.store.dependents import OUTAGE, behind_outages
 from server.store.device_state import SEVERITY_ORDER
 from server.store.devices import public_spec
 from server.store.metrics import clean_json, labels_of
 from server.store.schema import device_status, devices, state_events
+from server.store.space import FULL_MESSAGE, human
 
 RESOURCE_METRICS = (
     "cpu_load_pct",
@@ -83,7 +86,8 @@ def device_list(
     """Devices, problems first, filtered by free text, tag and state."""
     rows = list(conn.execute(_base_query()))
     parents = {r.id: r.name for r in rows}
-    items = [_summary(r, parents) for r in rows]
+    behind = behind_outages(conn)
+    items = [{**_summary(r, parents), "behind": behind.get(r.id)} for r in rows]
     needle = q.strip().lower()
     if needle:
         items = [
@@ -176,6 +180,7 @@ def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None
         name = conn.execute(select(devices.c.name).where(devices.c.id == r.parent_id)).scalar()
         parents = {r.parent_id: str(name)}
     detail = _summary(r, parents)
+    detail["behind"] = behind_outages(conn).get(r.id) if r.state in OUTAGE else None
     latest = _latest(r.metrics or {})
     tables = r.tables or {}
     detail.update(
@@ -260,3 +265,26 @@ GRAPHS = (
     ("tls_cert_days_left", "TLS days left"),
 )
 RANGE_SECONDS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+
+
+def storage_health(svc: Services) -> dict[str, Any]:
+    """Storage and writer figures for /healthz and the overview banner (free space, full or not, what waits in memory)."""
+    status = svc.storage.status() if svc.storage is not None else None
+    writer = svc.writer
+    storage: dict[str, Any] = {"state": "full" if status and status.full else "ok", "message": None, "free_bytes": None,
+                               "free": None, "reserve_bytes": None, "since": None, "errors": 0, "last_error": None}
+    if status is not None:
+        storage.update(free_bytes=status.free_bytes, free=human(status.free_bytes), reserve_bytes=status.reserve_bytes,
+                       since=status.since, errors=status.errors, last_error=status.last_error)
+        if status.full:
+            storage["message"] = f"{FULL_MESSAGE} ({human(status.free_bytes)} free)"
+    return {
+        "storage": storage,
+        "writer": {
+            "backlog": writer.backlog if writer else None,
+            "errors": writer.errors if writer else 0,
+            "last_error": writer.last_error if writer else None,
+            "held_samples": len(writer.held) if writer else 0,
+            "dropped_samples": writer.held_dropped if writer else 0,
+        },
+    }

@@ -306,7 +306,9 @@ def test_history_of_an_unknown_device(api: Api) -> None:
 def test_healthz_needs_no_sign_in(app_env: AppEnv) -> None:
     response = app_env.client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "polling": False}
+    body = response.json()
+    assert {k: body[k] for k in ("status", "database", "polling")} == {"status": "ok", "database": "ok", "polling": False}
+    assert body["storage"]["state"] == "ok" and body["storage"]["free_bytes"] > 0 and body["notify"]["outbox_backlog"] == 0
 
 
 def test_openapi_is_served_and_lists_the_api(app_env: AppEnv) -> None:

@@ -18,9 +18,11 @@ from server.runtime import Services, get_services
 from server.store import accounts
 from server.store.devices import DeviceConflict, create_device, delete_device, load_device, split_secrets, update_device
 from server.store.metrics import history, labels_of
+from server.store.notify import outbox_backlog
 from server.store.schema import devices
 from server.web import metrics_export, views
 from server.web.api.bodies import DevicePatch
+from server.web.views import storage_health
 
 router = APIRouter()
 SvcDep = Annotated[Services, Depends(get_services)]
@@ -36,14 +38,19 @@ def _secret_keys(svc: Services, device_id: int) -> set[str]:
 
 @router.get("/healthz", tags=["meta"])
 def healthz(svc: SvcDep) -> dict[str, Any]:
-    """Liveness and database reachability (no sign-in needed)."""
+    """Liveness, database reachability, storage (free space, full), the writer's errors and backlogs (no sign-in needed)."""
+    backlog: int | None = None
     try:
         with svc.reader.connect() as conn:
             conn.execute(text("SELECT 1"))
+            backlog = outbox_backlog(conn)
         db = "ok"
     except Exception:
         db = "error"
-    return {"status": "ok" if db == "ok" else "degraded", "database": db, "polling": svc.dispatcher is not None}
+    health = storage_health(svc)
+    health["notify"] = {"outbox_backlog": backlog}
+    degraded = db != "ok" or health["storage"]["state"] != "ok"
+    return {"status": "degraded" if degraded else "ok", "database": db, "polling": svc.dispatcher is not None, **health}
 
 
 @router.get("/metrics", tags=["meta"], response_class=PlainTextResponse)

@@ -118,13 +118,14 @@ def overview_page(
     with svc.reader.connect() as conn:
         data = views_app.overview(conn, q, tag, state, page)
         silent_since = silent_label(svc, conn, user_zone(request)[0])
+    storage_full = views.storage_health(svc)["storage"]["message"] or ""
 
     def page_url(number: int) -> str:
         params = {k: v for k, v in (("q", q), ("tag", tag), ("state", state)) if v}
         return "/?" + urlencode({**params, "page": number})
 
     response = render(request, "devices.html", o=data, q=q, tag=tag, state=state, page_url=page_url, silent_since=silent_since,
-                      q_cut=q_cut, search_max=SEARCH_MAX)
+                      storage_full=storage_full, q_cut=q_cut, search_max=SEARCH_MAX)
     return _timed(response, started)
 
 
