@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 
 from agents.base import SnmpCredentials
 from agents.traps import TrapReceiver
-from server.alerting import Alerting
+from server.alerting import Alerting, flap_of
 from server.alerts.rules import DEFAULT_RULES, Rule
 from server.alerts.rules import load_rules as load_rules_file
 from server.config import LoadedConfig
@@ -68,7 +68,7 @@ def reload_rules(svc: Services, reread_file: bool = True) -> int:
 
 def start(svc: Services) -> None:
     """Start writer, poller and dispatcher (needs a running event loop)."""
-    svc.alerting = Alerting(load_rules(svc), svc.settings.down_after_failures)
+    svc.alerting = Alerting(load_rules(svc), svc.settings.down_after_failures, flap_of(svc.settings))
     svc.writer = Writer(svc.engine, svc.settings, hooks=[host_key_hook, svc.alerting.hook])
     svc.writer.start()
     # SSH and other blocking calls run in the default executor: give it room for many at once.

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from procrastinate.worker import Worker
 
-from server.alerting import Alerting
+from server.alerting import Alerting, flap_of
 from server.dispatch_queue import TASK, conninfo, make_app, site_queue
 from server.jobs import CheckJob
 from server.keyrotation import check_key
@@ -82,7 +82,7 @@ class CheckWorker:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(self.engine)
         check_key(self.engine, self.box)
-        self.alerting = Alerting(load_rules(self.svc), self.settings.down_after_failures)
+        self.alerting = Alerting(load_rules(self.svc), self.settings.down_after_failures, flap_of(self.settings))
         self.inventory.refresh(force=True)
         self.prepare_registration()
 
@@ -191,7 +191,7 @@ class CheckWorker:
     async def run(self) -> None:
         """Start everything, work until SIGTERM/SIGINT, then stop cleanly."""
         await asyncio.to_thread(self.prepare)
-        alerting = self.alerting or Alerting(load_rules(self.svc), self.settings.down_after_failures)
+        alerting = self.alerting or Alerting(load_rules(self.svc), self.settings.down_after_failures, flap_of(self.settings))
         self.writer = Writer(self.engine, self.settings, hooks=[host_key_hook, alerting.hook, self.runlog.hook, notify_hook])
         self.writer.maintenance_enabled = False  # the leading serve process does rollups and retention
         self.writer.listeners.append(self.runlog.committed)

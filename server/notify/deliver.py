@@ -81,7 +81,8 @@ def _prepare(conn: Any, job: Job, box: SecretBox, config: NotifyConfig, base_url
         reason = holds.reason(alert) if alert is not None else "the alert is gone"
         if reason is not None and reason != "resolved":  # a resolve follows a late trigger: both go out, in order
             return "skipped", f"not sent: {reason}"
-    elif row.kind == "resolve" and not store.was_notified(conn, row.target_type, row.target_id, row.alert_id, row.episode):
+    elif row.kind in ("resolve", "flapping") and not store.was_notified(conn, row.target_type, row.target_id, row.alert_id,
+                                                                        row.episode):
         return "skipped", "not sent: nothing about this alert reached this target"
     elif row.kind == "summary":
         members = store.summary_members(conn, row.id)

@@ -75,7 +75,9 @@ def heading(payload: dict[str, Any]) -> str:
     sev = SEVERITY_WORD.get(str(payload.get("severity")), "ALERT")
     title = clean(payload.get("title", ""), MAX_TITLE)
     if kind == "resolve":
-        return f"Resolved · {title}"
+        return f"Stable again · {title}" if payload.get("flapping") else f"Resolved · {title}"
+    if kind == "flapping":
+        return f"{sev} · {title} (flapping)"
     if kind == "escalate":
         return f"{sev} · {title} (escalated)"
     if kind == "reminder":
@@ -98,6 +100,8 @@ def lines(payload: dict[str, Any]) -> list[str]:
     ]
     if kind == "resolve":
         out.append(f"Resolved: {when(payload.get('resolved_at'))}")
+    if kind == "flapping":
+        out.append("Flapping: it keeps failing and recovering; one alert stays open, the next message says when it is stable")
     if payload.get("step"):
         out.append(f"Escalation step {int(payload['step'])}: not acknowledged yet")
     return out
