@@ -195,11 +195,15 @@ class Alerting:
             )
             _event(conn, alert_id, now, "resolved", None, "the condition cleared")
             return None
+        if event.kind == "hold":
+            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(last_value=event.value, updated_at=now))
+            _event(conn, alert_id, now, "cleared", None, "the condition cleared; kept open until it has stayed clear")
+            return alert_id
         if event.kind == "flap_start":
             conn.execute(
                 update(alerts).where(alerts.c.id == alert_id).values(flapping=True, updated_at=now, last_value=event.value)
             )
-            _event(conn, alert_id, now, "flapping", None, "changing state often; held open until it settles")
+            _event(conn, alert_id, now, "flapping", None, "failing again soon after it cleared: one alert until it settles")
             return alert_id
         conn.execute(update(alerts).where(alerts.c.id == alert_id).values(last_value=event.value, updated_at=now))
         return alert_id

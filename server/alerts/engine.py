@@ -16,7 +16,7 @@ One key = (rule, device, label set). Its transition table (each row has a test):
 |     |         | clear expression), fired longer     |          |              |
 |     |         | than `window` ago (or settle = 0)   |          |              |
 | 8   | firing  | clear false                         | firing   | update       |
-| 9   | firing  | clear true, the 2nd change in       | held     | - (held open)|
+| 9   | firing  | clear true, the 2nd change in       | held     | hold         |
 |     |         | `window` (a resolve soon after the  |          |              |
 |     |         | fire), or flapping                  |          |              |
 | 10  | held    | clear true for `settle` seconds     | ok       | resolve      |
@@ -75,7 +75,7 @@ class KeyState:
 class Event:
     """Something the store must record for a key."""
 
-    kind: Literal["fire", "resolve", "update", "flap_start"]
+    kind: Literal["fire", "resolve", "update", "flap_start", "hold"]
     value: float | None
 
 
@@ -172,7 +172,7 @@ def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], n
         if clear:
             changes = (*changes, now)
             if flap.settle > 0 and (state.flapping or len(changes) >= FLAP_START):  # row 9: wait for it to settle
-                return replace(state, since=now, value=value, changes=changes, held_open=True), []
+                return replace(state, since=now, value=value, changes=changes, held_open=True), [Event("hold", value)]
             return KeyState("ok", now, value, changes, False), [Event("resolve", value)]  # row 7
         return replace(state, value=value, changes=changes), [Event("update", value)]  # row 8
     if not cond:
