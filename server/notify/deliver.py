@@ -19,6 +19,7 @@ from server.notify.outcome import Outcome, backoff
 from server.notify.routing import OPERATOR_ROLES
 from server.notify.summaries import compose
 from server.secretbox import SecretBox, SecretsUnavailable
+from server.store import deliveries
 
 log = logging.getLogger("pocketnoc.notify")
 ACTIONABLE = ("trigger", "escalate", "reminder")
@@ -35,6 +36,7 @@ class Job:
     sub: dict[str, Any] | None = None
     token: str | None = None
     can_act: bool = False
+    receipt: int | None = None  # the attempt's receipt, written before the send
 
 
 def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | None, limit: int,
@@ -69,6 +71,10 @@ def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | 
                 next_at = now + backoff(row.attempts + 1, d.backoff_seconds, d.backoff_max_seconds, None,
                                         d.retry_after_max_seconds)
             store.finish_message(conn, row, now, result, "not sent", reason, None, next_at)
+        # On record before it is sent: a crash mid-send shows as a second attempt and a possible duplicate.
+        receipts = deliveries.start_attempts(conn, [j.row for j in jobs], now)
+        for job in jobs:
+            job.receipt = receipts.get(job.row.id)
         return jobs
 
 
@@ -166,7 +172,8 @@ def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], confi
         verdicts.append(result)
         finished.append((row, now, result, outcome.status or result, outcome.detail, ms, next_at))
     with engine.begin() as conn:
-        counted = store.finish_messages(conn, finished)
+        started = {job.row.id: job.receipt for job, _o, _ms in results if job.receipt is not None}
+        counted = store.finish_messages(conn, finished, started)
         # A late result from a claim that moved on is on record, but the current sender's results judge the channel.
         _health(conn, [r for r in results if r[0].row.id in counted], now, d.broken_after_failures)
     return verdicts
