@@ -14,6 +14,7 @@ from server import metrics_export, pipeline, views
 from server.api_bodies import DevicePatch
 from server.auth import Admin, Operator, UserError, Viewer, client_ip, create_user
 from server.inventory import DeviceSpec, error_list, timeout_problems
+from server.notify.channel_alarm import channel_alarm
 from server.services import Services, get_services
 from server.stepup import FreshAdmin, StepUpRequired, is_fresh
 from server.store import accounts
@@ -35,14 +36,20 @@ def _secret_keys(svc: Services, device_id: int) -> set[str]:
 
 @router.get("/healthz", tags=["meta"])
 def healthz(svc: SvcDep) -> dict[str, Any]:
-    """Liveness and database reachability (no sign-in needed)."""
+    """Liveness, database reachability and failing notification channels (no sign-in needed)."""
+    alarm = None
     try:
         with svc.reader.connect() as conn:
             conn.execute(text("SELECT 1"))
+            alarm = channel_alarm(conn)
         db = "ok"
     except Exception:
         db = "error"
-    return {"status": "ok" if db == "ok" else "degraded", "database": db, "polling": svc.dispatcher is not None}
+    notifications = {"failing_channels": [c.name for c in alarm.channels] if alarm else [],
+                     "unannounced": bool(alarm and alarm.unannounced)}
+    degraded = db != "ok" or bool(alarm and alarm.degraded)
+    return {"status": "degraded" if degraded else "ok", "database": db, "polling": svc.dispatcher is not None,
+            "notifications": notifications}
 
 
 @router.get("/metrics", tags=["meta"], response_class=PlainTextResponse)

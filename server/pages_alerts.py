@@ -12,6 +12,7 @@ from server import pipeline
 from server.api_alerts import AlertState, NewSilence, act, create_silence
 from server.auth import Operator, Viewer, client_ip
 from server.inventory import error_message
+from server.notify.channel_alarm import channel_alarm
 from server.notify.runtime import silent_label
 from server.pages import render, render_error
 from server.services import Services, get_services
@@ -39,8 +40,9 @@ def alerts_page(
     with svc.reader.connect() as conn:
         data = store.list_alerts(conn, state, severity, limit=500)
         silent_since = silent_label(svc, conn)
+        failing = channel_alarm(conn).channels
     return render(request, "alerts.html", data=data, state=state, severity=severity, snooze_choices=SNOOZE_CHOICES,
-                  silent_since=silent_since)
+                  silent_since=silent_since, failing_channels=failing)
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)

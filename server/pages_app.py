@@ -18,6 +18,7 @@ from starlette.routing import Match
 from server import views, views_app
 from server.api_hostkeys import offered_key
 from server.auth import Viewer
+from server.notify.channel_alarm import channel_alarm
 from server.notify.runtime import silent_label
 from server.pages import TEMPLATES, render, render_error
 from server.services import Services, get_services
@@ -117,13 +118,14 @@ def overview_page(
     with svc.reader.connect() as conn:
         data = views_app.overview(conn, q, tag, state, page)
         silent_since = silent_label(svc, conn)
+        failing = channel_alarm(conn).channels
 
     def page_url(number: int) -> str:
         params = {k: v for k, v in (("q", q), ("tag", tag), ("state", state)) if v}
         return "/?" + urlencode({**params, "page": number})
 
     response = render(request, "devices.html", o=data, q=q, tag=tag, state=state, page_url=page_url, silent_since=silent_since,
-                      q_cut=q_cut, search_max=SEARCH_MAX)
+                      q_cut=q_cut, search_max=SEARCH_MAX, failing_channels=failing)
     return _timed(response, started)
 
 

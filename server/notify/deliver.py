@@ -19,7 +19,7 @@ from server.notify.outcome import Outcome, backoff
 from server.notify.routing import OPERATOR_ROLES
 from server.notify.summaries import compose
 from server.secretbox import SecretBox, SecretsUnavailable
-from server.store import deliveries
+from server.store import channel_queue, deliveries
 
 log = logging.getLogger("pocketnoc.notify")
 ACTIONABLE = ("trigger", "escalate", "reminder")
@@ -40,12 +40,12 @@ class Job:
 
 
 def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | None, limit: int,
-          guard: Callable[[Connection], bool] | None = None) -> list[Job]:
+          guard: Callable[[Connection], bool] | None = None, now: float | None = None) -> list[Job]:
     """Lease due messages and prepare them; messages that must not go out are finished here (skipped or dead).
 
     `guard` runs first in the same transaction: the sender's lease fence (nothing is claimed without it).
     """
-    now = time.time()
+    now = time.time() if now is None else now
     with engine.begin() as conn:
         store.serialise(conn)
         if guard is not None and not guard(conn):
@@ -148,9 +148,10 @@ async def send(job: Job, config: NotifyConfig, keys: webpush.VapidKeys | None) -
     return Outcome(False, "error", "no target", permanent=True)
 
 
-def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], config: NotifyConfig) -> list[str]:
+def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], config: NotifyConfig,
+                now: float | None = None) -> list[str]:
     """Write receipts and next states of finished attempts in one transaction; returns each result."""
-    now = time.time()
+    now = time.time() if now is None else now
     d = config.delivery
     finished: list[tuple[Any, float, str, str, str, float | None, float | None]] = []
     verdicts = []
@@ -175,8 +176,26 @@ def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], confi
         started = {job.row.id: job.receipt for job, _o, _ms in results if job.receipt is not None}
         counted = store.finish_messages(conn, finished, started)
         # A late result from a claim that moved on is on record, but the current sender's results judge the channel.
-        _health(conn, [r for r in results if r[0].row.id in counted], now, d.broken_after_failures)
+        current = [r for r in results if r[0].row.id in counted]
+        _health(conn, current, now, d.broken_after_failures)
+        _pace_channels(conn, current, config, now)
     return verdicts
+
+
+def _pace_channels(conn: Connection, results: list[tuple[Job, Outcome, float]], config: NotifyConfig, now: float) -> None:
+    """One back-off per channel: its last answer in this batch releases (ok) or defers (retry) all its waiting messages."""
+    last: dict[int, Outcome] = {}
+    for job, outcome, _ms in results:
+        if job.channel_row is not None:
+            last[int(job.channel_row.id)] = outcome
+    d = config.delivery
+    for channel_id, outcome in last.items():
+        if outcome.ok:
+            channel_queue.release(conn, channel_id, now)
+        elif not (outcome.permanent or outcome.gone):
+            wait = backoff(channel_queue.failures(conn, channel_id), d.backoff_seconds, d.backoff_max_seconds,
+                           outcome.retry_after, d.retry_after_max_seconds)
+            channel_queue.defer(conn, channel_id, now + wait, now)
 
 
 def _health(conn: Any, results: list[tuple[Job, Outcome, float]], now: float, broken_after: int) -> None:

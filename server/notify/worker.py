@@ -10,15 +10,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from server.notify import deadman, deliver, http, outbox, planner, store
+from server.notify import deadman, deliver, http, outbox, planner, probe, store
+from server.notify import store_targets as targets
 from server.notify.config import NotifyConfig
 from server.notify.outcome import Outcome
 from server.notify.webpush import VapidKeys
-from server.secretbox import SecretBox
-from server.store import leases
+from server.secretbox import SecretBox, SecretsUnavailable
+from server.store import channel_queue, leases
 from server.store.leases import holder_name
 
 log = logging.getLogger("pocketnoc.notify")
@@ -52,6 +54,10 @@ class Worker:
         self._results: list[tuple[deliver.Job, Outcome, float]] = []
         self._stopping = False
         self._last_prune = 0.0
+        self.clock: Callable[[], float] = time.time  # what is due, back-offs and probes go by this (tests advance it)
+        self._probes: set[asyncio.Task[None]] = set()
+        self._probed: dict[int, float] = {}
+        self._last_probe_pass = float("-inf")
 
     def start(self) -> None:
         """Start on the running loop and listen for outbox commits."""
@@ -121,12 +127,14 @@ class Worker:
         free = d.concurrency - len(self._inflight)
         claimed: list[deliver.Job] = []
         if free > 0:
-            claimed = await asyncio.to_thread(deliver.claim, self.engine, self.box, config, self.base_url, free, self._fenced)
+            claimed = await asyncio.to_thread(deliver.claim, self.engine, self.box, config, self.base_url, free, self._fenced,
+                                              self.clock())
             keys = self.keys() if any(j.sub is not None for j in claimed) else None
             for job in claimed:
                 task = asyncio.get_running_loop().create_task(self._deliver(job, config, keys))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
+        await self._probe_stalled(config)
         if self.monitor is not None:
             await self.monitor.tick(config)
         if time.monotonic() - self._last_prune > PRUNE_EVERY:
@@ -135,7 +143,7 @@ class Worker:
         if created or len(claimed) >= free > 0:
             return 0.0  # more may be waiting
         next_due = await asyncio.to_thread(self._next_due)
-        now = time.time()
+        now = self.clock()
         # A due message that was not claimed waits behind an earlier one to its target: poll, don't spin.
         wait = d.poll_seconds if next_due is None or next_due <= now else min(d.poll_seconds, next_due - now)
         return max(min(wait, self.lease_seconds / 3), 0.01)  # wake in time to renew the sender lease
@@ -154,12 +162,45 @@ class Worker:
 
     def _plan(self, config: NotifyConfig) -> int:
         with self.engine.begin() as conn:
-            return planner.plan(conn, config, time.time())
+            return planner.plan(conn, config, self.clock())
 
     def _next_due(self) -> float | None:
         with self.engine.connect() as conn:
             times = [t for t in (store.next_message_due(conn), store.next_track_due(conn)) if t is not None]
         return min(times) if times else None
+
+    async def _probe_stalled(self, config: NotifyConfig) -> None:
+        """Probe channels waiting out a back-off every probe_seconds: one that answers gets its messages at once."""
+        now = self.clock()
+        every = config.delivery.probe_seconds
+        if now - self._last_probe_pass < min(every, 1.0):
+            return
+        self._last_probe_pass = now
+        for row in await asyncio.to_thread(self._stalled, now):
+            if now - self._probed.get(row.id, float("-inf")) < every:
+                continue
+            self._probed[row.id] = now
+            task = asyncio.get_running_loop().create_task(self._probe(row, config.delivery.timeout_seconds))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+
+    def _stalled(self, now: float) -> list[Any]:
+        with self.engine.connect() as conn:
+            return channel_queue.stalled(conn, now)
+
+    async def _probe(self, row: Any, time_limit: float) -> None:
+        try:
+            url = targets.channel_url(self.box, row)
+        except SecretsUnavailable:
+            return
+        if await probe.reachable(url, bool(row.allow_unsafe), min(time_limit, 5.0)):
+            released = await asyncio.to_thread(self._release_channel, int(row.id))
+            log.info("notification channel %s answers again: %d waiting messages released", row.name, released)
+            self._wake.set()
+
+    def _release_channel(self, channel_id: int) -> int:
+        with self.engine.begin() as conn:
+            return channel_queue.release(conn, channel_id, self.clock())
 
     def _prune(self, config: NotifyConfig) -> None:
         with self.engine.begin() as conn:
@@ -177,7 +218,7 @@ class Worker:
             return
         batch, self._results = self._results, []
         try:
-            results = await asyncio.to_thread(deliver.record_many, self.engine, batch, config)
+            results = await asyncio.to_thread(deliver.record_many, self.engine, batch, config, self.clock())
         except Exception:
             log.exception("recording %d results failed (their leases expire and they are retried)", len(batch))
             return

@@ -1,0 +1,75 @@
+"""A receiver down for two minutes (the worker's clock is advanced, nothing waits for real) gets every queued message
+within 5 s of coming back, once each, in order; while it is down one message per back-off tries, and admins see it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.notify.runtime import runtime
+from tests.peers.receiver import Receiver, start_receiver
+from tests.server.notify_helpers import add_device, bearer, fire, messages, notify_app, wait_until
+
+
+class Clock:
+    """The notification worker's clock, advanced by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    peer = start_receiver()
+    yield peer
+    peer.stop()
+
+
+def test_a_receiver_back_after_two_minutes_gets_its_queue_within_5_s_in_order(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.stop()
+    yaml = (f"channels:\n  - {{name: hook, url: \"json://127.0.0.1:{receiver.port}/hook\"}}\n"
+            "delivery: {poll_seconds: 0.1, timeout_seconds: 2, lease_seconds: 6, burst: 10}\n")  # default back-off
+    with notify_app(tmp_path, yaml) as env:
+        worker = runtime(env.svc).worker
+        assert worker is not None
+        clock = Clock()
+        worker.clock = clock
+        device = add_device(env.engine)
+        for n in range(4):
+            fire(env.engine, device, title=f"core-sw1 problem {n}", rule=f"rule-{n}")
+        wait_until(lambda: any(m.attempts for m in messages(env.engine)), what="a first failed attempt")
+        for _ in range(24):  # two minutes down
+            clock.advance(5)
+            time.sleep(0.1)
+        queued = messages(env.engine)
+        assert [m.status for m in queued] == ["pending"] * 4
+        tried = [m.attempts for m in queued]
+        assert tried[0] >= 3 and tried[1:] == [0, 0, 0], f"one back-off for the channel, one message tries it: {tried}"
+
+        admin = env.user("ada", "admin")
+        health = env.client.get("/healthz").json()
+        assert health["notifications"]["failing_channels"] == ["hook"] and health["status"] == "degraded"
+        page = env.client.get("/", headers=bearer(admin)).text
+        assert "Notification channel hook is failing" in page
+
+        receiver.start()
+        back = clock()
+        while len(receiver.items(lambda r: r.status == 200)) < 4 and clock() - back < 5:
+            clock.advance(0.25)
+            time.sleep(0.05)
+        assert clock() - back <= 5, "the queue was not delivered within 5 s of the receiver's return"
+        time.sleep(0.5)  # anything sent twice would have arrived by now
+        got = receiver.items()
+        assert [r.json["title"] for r in got] == [f"CRITICAL · core-sw1 problem {n}" for n in range(4)]
+        assert len({r.json["dedup_key"] for r in got}) == 4
+        wait_until(lambda: [m.status for m in messages(env.engine)] == ["sent"] * 4, what="all recorded as sent")
+        assert env.client.get("/healthz").json()["notifications"]["failing_channels"] == []
