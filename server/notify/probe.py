@@ -13,6 +13,13 @@ PORTS = {"http": 80, "https": 443, "json": 80, "jsons": 443, "xml": 80, "xmls": 
          "ntfy": 80, "ntfys": 443, "gotify": 80, "gotifys": 443, "smtp": 587, "smtps": 465}
 
 
+def worth_probing(last_error: str | None) -> bool:
+    """Did the channel fail for want of a connection? (a service that answers, e.g. 429 or 5xx, is not probed)"""
+    error = last_error or ""
+    return error.startswith(("connect", "timeout", "DNS")) or (error.startswith("apprise ") and
+                                                                 not error.startswith("apprise error="))
+
+
 def address(url: str) -> tuple[str, int] | None:
     """The host and port a channel URL sends to, when it names them."""
     try:

@@ -185,15 +185,16 @@ def notified_targets(conn: Connection, alert_id: int, episode: int) -> list[Any]
 def claim_messages(conn: Connection, now: float, limit: int, lease: float) -> list[Any]:
     """Lease due messages whose earlier messages to the same target about the same alert are finished (order).
 
-    A channel takes its messages one at a time, oldest first: any earlier pending one (in flight, or waiting for the
-    channel's back-off) holds the next back, so a channel is tried by one message per back-off and gets its backlog
-    in order when it answers again (a summary still gathering its members holds nothing back).
+    A channel's backlog goes one at a time, oldest first: an earlier pending message that has waited (retried,
+    deferred by the channel's back-off or released by its recovery: next_at moved from created_at) holds every later
+    one back. So a failing channel is tried by one message per back-off and gets its backlog in order when it answers;
+    fresh messages to a healthy channel go concurrently, and summaries go when due.
     """
     m = notify_messages
     prev = notify_messages.alias("prev")
     same_alert = and_(prev.c.alert_id == m.c.alert_id, prev.c.status.in_(OPEN_STATUSES))
-    gathering = and_(prev.c.kind == "summary", prev.c.attempts == 0, prev.c.next_at > now)
-    channel_queue = and_(m.c.target_type == "channel", prev.c.status == "pending", ~gathering)
+    channel_queue = and_(m.c.target_type == "channel", m.c.kind != "summary", prev.c.kind != "summary",
+                         prev.c.status == "pending", prev.c.next_at != prev.c.created_at)
     blocked = exists().where(
         prev.c.target_type == m.c.target_type,
         prev.c.target_id == m.c.target_id,

@@ -177,7 +177,7 @@ class Worker:
             return
         self._last_probe_pass = now
         for row in await asyncio.to_thread(self._stalled, now):
-            if now - self._probed.get(row.id, float("-inf")) < every:
+            if now - self._probed.get(row.id, float("-inf")) < every or not probe.worth_probing(row.last_error):
                 continue
             self._probed[row.id] = now
             task = asyncio.get_running_loop().create_task(self._probe(row, config.delivery.timeout_seconds))

@@ -37,16 +37,17 @@ def receiver() -> Iterator[Receiver]:
 def test_a_receiver_back_after_two_minutes_gets_its_queue_within_5_s_in_order(tmp_path: Path, receiver: Receiver) -> None:
     receiver.stop()
     yaml = (f"channels:\n  - {{name: hook, url: \"json://127.0.0.1:{receiver.port}/hook\"}}\n"
-            "delivery: {poll_seconds: 0.1, timeout_seconds: 2, lease_seconds: 6, burst: 10}\n")  # default back-off
+            "delivery: {poll_seconds: 0.1, timeout_seconds: 2, lease_seconds: 600, burst: 10}\n")  # default back-off
     with notify_app(tmp_path, yaml) as env:
         worker = runtime(env.svc).worker
         assert worker is not None
         clock = Clock()
         worker.clock = clock
         device = add_device(env.engine)
-        for n in range(4):
-            fire(env.engine, device, title=f"core-sw1 problem {n}", rule=f"rule-{n}")
+        fire(env.engine, device, title="core-sw1 problem 0", rule="rule-0")
         wait_until(lambda: any(m.attempts for m in messages(env.engine)), what="a first failed attempt")
+        for n in range(1, 4):  # queued while the channel fails: they wait behind the first
+            fire(env.engine, device, title=f"core-sw1 problem {n}", rule=f"rule-{n}")
         for _ in range(24):  # two minutes down
             clock.advance(5)
             time.sleep(0.1)
