@@ -132,6 +132,9 @@ devices:
             assert message["attempts"] == 2 and message["possible_duplicate"] is True
             assert [(d["result"], d["status"]) for d in message["deliveries"]] == [
                 ("unknown", "possible duplicate"), ("ok", "apprise ok")]
+            page = httpx.get(f"http://127.0.0.1:{server.port}/notify/channels",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert page.status_code == 200 and "possible duplicate" in page.text and "2 attempts" in page.text
         finally:
             engine.dispose()
     finally:
