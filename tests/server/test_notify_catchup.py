@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from server.notify import probe
 from server.notify.runtime import runtime
 from tests.peers.receiver import Receiver, start_receiver
 from tests.server.notify_helpers import add_device, bearer, fire, messages, notify_app, wait_until
@@ -74,3 +75,21 @@ def test_a_receiver_back_after_two_minutes_gets_its_queue_within_5_s_in_order(tm
         assert len({r.json["dedup_key"] for r in got}) == 4
         wait_until(lambda: [m.status for m in messages(env.engine)] == ["sent"] * 4, what="all recorded as sent")
         assert env.client.get("/healthz").json()["notifications"]["failing_channels"] == []
+
+
+@pytest.mark.parametrize(("url", "address"), [
+    ("json://127.0.0.1:8080/hook", ("127.0.0.1", 8080)),
+    ("https://hooks.example.net/x", ("hooks.example.net", 443)),
+    ("smtps://u:p@mail.example.net/?to=a@x", ("mail.example.net", 465)),
+    ("tgram://bottoken/chat", None),  # the URL does not name the host it sends to: only deliveries tell
+    ("json://127.0.0.1:99999/x", None),
+])
+def test_the_probe_knows_where_a_channel_sends(url: str, address: tuple[str, int] | None) -> None:
+    assert probe.address(url) == address
+
+
+def test_only_a_channel_that_could_not_connect_is_probed() -> None:
+    assert probe.worth_probing("connect [Errno 111] Connection refused")
+    assert probe.worth_probing("timeout no answer within 15s") and probe.worth_probing("apprise ConnectionError")
+    assert not probe.worth_probing("HTTP 429 slow down")  # it answers: its Retry-After stands
+    assert not probe.worth_probing("apprise error=503 busy") and not probe.worth_probing(None)
