@@ -102,6 +102,8 @@ def _judge(svc: Services, live: LiveRun, good: list[str], bad: list[str]) -> Non
             alert = store.alert_brief(conn, p.alert_id)
             if alert is None or alert["status"] == "resolved":
                 good.append(f"alert #{p.alert_id} resolved")
+            elif alert["held"]:  # cleared soon after it fired: it resolves once it has stayed clear (flapping guard)
+                good.append(f"alert #{p.alert_id} cleared (it resolves once it has stayed clear)")
             else:
                 bad.append(f"alert #{p.alert_id} still firing: {alert['title']}")
             return

@@ -13,14 +13,21 @@ One key = (rule, device, label set). Its transition table (each row has a test):
 | 5   | pending | expr true, held < for               | pending  | -            |
 | 6   | pending | expr false                          | ok       | -            |
 | 7   | firing  | clear true (clear = not expr if no  | ok       | resolve      |
-|     |         | clear expression), not flapping     |          |              |
+|     |         | clear expression), fired longer     |          |              |
+|     |         | than `window` ago (or settle = 0)   |          |              |
 | 8   | firing  | clear false                         | firing   | update       |
-| 9   | firing  | clear true, flapping                | firing   | - (held open)|
-| 10  | firing  | flapping, calm for the whole window | ok       | resolve      |
-| 11  | firing  | held open by flapping, expr true    | firing   | update       |
-|     |         | again                               |          | (same alert) |
-| 12  | any     | fire/resolve changes in window      | (same)   | flap_start   |
-|     |         | reach FLAP_START                    |          |              |
+| 9   | firing  | clear true, the 2nd change in       | held     | hold         |
+|     |         | `window` (a resolve soon after the  |          |              |
+|     |         | fire), or flapping                  |          |              |
+| 10  | held    | clear true for `settle` seconds     | ok       | resolve      |
+| 11  | held    | expr true again, flapping already   | firing   | update       |
+| 12  | held    | expr true again, not yet flapping   | firing   | update,      |
+|     |         | (the 3rd change)                    | flapping | flap_start   |
+
+"held" is a firing alert kept open while its condition is clear (KeyState.held_open): from the second fire/resolve
+change in the window the episode is treated as flapping — its resolve waits until the condition has been clear for
+`settle` seconds (its `since` is when it last cleared). A failure in that time is the same alert, marked flapping
+once. So an episode notifies at most the first trigger, one "flapping" message and one resolve ("stable again").
 
 A key with no data in this round (device unreachable, metric gone) is left as it is: missing
 data never resolves an alert. Acknowledge, snooze, silence and dependencies do not change these
@@ -36,9 +43,20 @@ from typing import Literal
 from server.alerts.rules import Clause, Rule
 
 Status = Literal["ok", "pending", "firing"]
-FLAP_WINDOW = 600.0
-FLAP_START = 4  # fire/resolve changes within the window that make a key "flapping"
-FLAP_STOP = 0  # changes within the window at or below which flapping ends
+FLAP_WINDOW = 600.0  # seconds in which fire/resolve changes are counted
+FLAP_START = 2  # changes within the window from which a resolve waits to settle: the second one
+FLAP_SETTLE = 180.0  # seconds the condition must stay clear before such an alert resolves ("stable again")
+
+
+@dataclass(frozen=True, slots=True)
+class Flap:
+    """Flapping thresholds (settings flap_window_seconds, flap_settle_seconds)."""
+
+    window: float = FLAP_WINDOW
+    settle: float = FLAP_SETTLE
+
+
+DEFAULT_FLAP = Flap()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +75,7 @@ class KeyState:
 class Event:
     """Something the store must record for a key."""
 
-    kind: Literal["fire", "resolve", "update", "flap_start"]
+    kind: Literal["fire", "resolve", "update", "flap_start", "hold"]
     value: float | None
 
 
@@ -134,7 +152,8 @@ def armed(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str]) 
     return arm is None or prev is not None or _holds(arm, values) is True
 
 
-def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], now: float) -> tuple[KeyState, list[Event]]:
+def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], now: float,
+         flap: Flap = DEFAULT_FLAP) -> tuple[KeyState, list[Event]]:
     """Advance one key by one observation (the table in this module's docstring)."""
     state = prev or KeyState(since=now)
     cond = _holds(rule.clauses, values)
@@ -145,24 +164,15 @@ def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], n
     first = rule.clauses[0].name
     raw = values.get(first)
     value = float(raw) if isinstance(raw, int | float) else None
-    changes = tuple(t for t in state.changes if now - t <= FLAP_WINDOW)
-    events: list[Event] = []
+    changes = tuple(t for t in state.changes if now - t <= flap.window)
     if state.status == "firing":
         clear = _holds(rule.clear_clauses, values) if rule.clear_clauses else (not cond)
-        if state.flapping:
-            if clear and len(changes) <= FLAP_STOP:
-                return KeyState("ok", now, value, changes, False), [Event("resolve", value)]  # row 10
-            if clear and not state.held_open:
-                changes = (*changes, now)
-                return replace(state, value=value, changes=changes, held_open=True), []  # row 9
-            if not clear and state.held_open:
-                changes = (*changes, now)
-                return replace(state, value=value, changes=changes, held_open=False), [Event("update", value)]
-            return replace(state, value=value, changes=changes), [Event("update", value)] if not clear else []
+        if state.held_open:
+            return _held(state, bool(clear), value, changes, now, flap)
         if clear:
             changes = (*changes, now)
-            if len(changes) >= FLAP_START:  # row 12 on a resolve: hold the alert open instead
-                return replace(state, value=value, changes=changes, flapping=True, held_open=True), [Event("flap_start", value)]
+            if flap.settle > 0 and (state.flapping or len(changes) >= FLAP_START):  # row 9: wait for it to settle
+                return replace(state, since=now, value=value, changes=changes, held_open=True), [Event("hold", value)]
             return KeyState("ok", now, value, changes, False), [Event("resolve", value)]  # row 7
         return replace(state, value=value, changes=changes), [Event("update", value)]  # row 8
     if not cond:
@@ -172,9 +182,18 @@ def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], n
     if state.status == "pending" and now - state.since < rule.for_:
         return replace(state, value=value, changes=changes), []  # row 5
     changes = (*changes, now)  # rows 2 and 4
-    new = KeyState("firing", now, value, changes, False)
-    events.append(Event("fire", value))
-    if len(changes) >= FLAP_START:
-        new = replace(new, flapping=True)
-        events.append(Event("flap_start", value))
-    return new, events
+    return KeyState("firing", now, value, changes, False), [Event("fire", value)]
+
+
+def _held(state: KeyState, clear: bool, value: float | None, changes: tuple[float, ...], now: float,
+          flap: Flap) -> tuple[KeyState, list[Event]]:
+    """Rows 10-12: an alert held open resolves once clear for `settle` seconds; failing again keeps it, flapping."""
+    if clear:
+        if now - state.since >= flap.settle:  # row 10: settled (a later failure is a new episode)
+            return KeyState("ok", now, value, (), False), [Event("resolve", value)]
+        return replace(state, value=value, changes=changes), []
+    changes = (*changes, now)
+    again = replace(state, since=now, value=value, changes=changes, held_open=False, flapping=True)
+    if state.flapping:
+        return again, [Event("update", value)]  # row 11
+    return again, [Event("update", value), Event("flap_start", value)]  # row 12

@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from server.alerts.engine import Event, KeyState, Observation, applies, armed, candidates, step
+from server.alerts.engine import DEFAULT_FLAP, Event, Flap, KeyState, Observation, applies, armed, candidates, step
 from server.alerts.rules import DEFAULT_RULES, Rule
 from server.alerts.titles import render_title
+from server.config.settings import Settings
 from server.store.alerts import record_event
 from server.store.metrics import labels_key, labels_of
 from server.store.schema import alert_states, alerts, devices
@@ -22,13 +23,20 @@ from server.store.status import CheckOutcome, Transition
 log = logging.getLogger("pocketnoc.alerts")
 OUTAGE_STATES = frozenset({"down", "unreachable"})
 LABEL_CACHE_MAX = 200_000
+HELD = "held"  # alert_states.status of a firing key held open by flapping
+
+
+def flap_of(settings: Settings) -> Flap:
+    """The flapping thresholds the settings give."""
+    return Flap(settings.flap_window_seconds, settings.flap_settle_seconds)
 
 
 class Alerting:
     """The rules in force and the writer hook that applies them."""
 
-    def __init__(self, rules: Iterable[Rule] = DEFAULT_RULES, threshold: int = 2) -> None:
+    def __init__(self, rules: Iterable[Rule] = DEFAULT_RULES, threshold: int = 2, flap: Flap = DEFAULT_FLAP) -> None:
         self.threshold = threshold
+        self.flap = flap
         self._labels: dict[str, dict[str, str]] = {}  # parsed label sets (the same strings every poll)
         self.set_rules(rules)
 
@@ -94,7 +102,7 @@ class Alerting:
                     old = _key_state(row)
                     if not armed(rule, old, values):
                         continue
-                    new, events = step(rule, old, values, now)
+                    new, events = step(rule, old, values, now, self.flap)
                     if row is not None and new == old:
                         continue
                     if row is None and new.status == "ok" and not events and rule.arm is None:
@@ -188,11 +196,15 @@ class Alerting:
             )
             _event(conn, alert_id, now, "resolved", None, "the condition cleared")
             return None
+        if event.kind == "hold":
+            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(last_value=event.value, updated_at=now))
+            _event(conn, alert_id, now, "cleared", None, "the condition cleared; kept open until it has stayed clear")
+            return alert_id
         if event.kind == "flap_start":
             conn.execute(
                 update(alerts).where(alerts.c.id == alert_id).values(flapping=True, updated_at=now, last_value=event.value)
             )
-            _event(conn, alert_id, now, "flapping", None, "changing state often; held open until it settles")
+            _event(conn, alert_id, now, "flapping", None, "failing again soon after it cleared: one alert until it settles")
             return alert_id
         conn.execute(update(alerts).where(alerts.c.id == alert_id).values(last_value=event.value, updated_at=now))
         return alert_id
@@ -202,9 +214,8 @@ def _key_state(row: Any) -> KeyState | None:
     if row is None:
         return None
     changes = row.changes if isinstance(row.changes, list) else json.loads(row.changes or "[]")
-    return KeyState(
-        row.status, row.since, row.value, tuple(changes), bool(row.flapping), bool(row.flapping and row.status == "firing")
-    )
+    held = row.status == HELD  # stored for a firing alert held open by flapping (its condition is clear)
+    return KeyState("firing" if held else row.status, row.since, row.value, tuple(changes), bool(row.flapping), held)
 
 
 def _save_state(
@@ -218,7 +229,7 @@ def _save_state(
     updates: list[dict[str, Any]],
 ) -> None:
     values = {
-        "status": new.status,
+        "status": HELD if new.status == "firing" and new.held_open else new.status,
         "since": new.since,
         "value": new.value,
         "alert_id": alert_id,

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, ge=1, le=300, description="Leader lease of scheduler and sender.")
     run_log_minutes: int = Field(default=60, ge=5, le=7 * 1440, description="How long queue check runs are kept.")
     rules_file: Path | None = Field(default=None, description="Alert rules YAML; default: built-in rules only.")
+    flap_window_seconds: float = Field(default=600.0, ge=10, le=86400, description="Window counting fire/resolve changes.")
+    flap_settle_seconds: float = Field(default=180.0, ge=0, le=86400, description="Calm this long: flapping is stable again.")
     actions_file: Path | None = Field(default=None, description="Remediation action catalog YAML; unset = no actions.")
     channels_file: Path | None = Field(default=None, description="Notifications YAML (channels, routes, escalations).")
     max_body_bytes: int = Field(

@@ -135,6 +135,7 @@ class Delivery(BaseModel):
     lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     backoff_seconds: float = Field(default=5.0, gt=0, le=3600)
     backoff_max_seconds: float = Field(default=900.0, gt=0, le=86400)
+    probe_seconds: float = Field(default=3.0, gt=0, le=3600)
     retry_after_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
     max_age_hours: float = Field(default=24.0, gt=0, le=24 * 14)
     burst: int = Field(default=3, ge=1, le=100_000)

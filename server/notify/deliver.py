@@ -16,6 +16,7 @@ from server.notify.message import Note, build_note, push_json
 from server.notify.outcome import Outcome, backoff
 from server.notify.routing import OPERATOR_ROLES
 from server.notify.summaries import compose
+from server.store import channel_queue, deliveries
 from server.store import notify as store
 from server.store import notify_targets as targets
 from server.store.db import Connection, Engine
@@ -35,6 +36,7 @@ class Job:
     sub: dict[str, Any] | None = None
     token: str | None = None
     can_act: bool = False
+    receipt: int | None = None  # the attempt's receipt, written before the send
 
 
 def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | None, limit: int,
@@ -69,6 +71,10 @@ def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | 
                 next_at = now + backoff(row.attempts + 1, d.backoff_seconds, d.backoff_max_seconds, None,
                                         d.retry_after_max_seconds)
             store.finish_message(conn, row, now, result, "not sent", reason, None, next_at)
+        # On record before it is sent: a crash mid-send shows as a second attempt and a possible duplicate.
+        receipts = deliveries.start_attempts(conn, [j.row for j in jobs], now)
+        for job in jobs:
+            job.receipt = receipts.get(job.row.id)
         return jobs
 
 
@@ -81,7 +87,8 @@ def _prepare(conn: Any, job: Job, box: SecretBox, config: NotifyConfig, base_url
         reason = holds.reason(alert) if alert is not None else "the alert is gone"
         if reason is not None and reason != "resolved":  # a resolve follows a late trigger: both go out, in order
             return "skipped", f"not sent: {reason}"
-    elif row.kind == "resolve" and not store.was_notified(conn, row.target_type, row.target_id, row.alert_id, row.episode):
+    elif row.kind in ("resolve", "flapping") and not store.was_notified(conn, row.target_type, row.target_id, row.alert_id,
+                                                                        row.episode):
         return "skipped", "not sent: nothing about this alert reached this target"
     elif row.kind == "summary":
         members = store.summary_members(conn, row.id)
@@ -166,10 +173,29 @@ def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], confi
         verdicts.append(result)
         finished.append((row, now, result, outcome.status or result, outcome.detail, ms, next_at))
     with engine.begin() as conn:
-        counted = store.finish_messages(conn, finished)
+        started = {job.row.id: job.receipt for job, _o, _ms in results if job.receipt is not None}
+        counted = store.finish_messages(conn, finished, started)
         # A late result from a claim that moved on is on record, but the current sender's results judge the channel.
-        _health(conn, [r for r in results if r[0].row.id in counted], now, d.broken_after_failures)
+        current = [r for r in results if r[0].row.id in counted]
+        _health(conn, current, now, d.broken_after_failures)
+        _pace_channels(conn, current, config, now)
     return verdicts
+
+
+def _pace_channels(conn: Connection, results: list[tuple[Job, Outcome, float]], config: NotifyConfig, now: float) -> None:
+    """One back-off per channel: its last answer in this batch releases (ok) or defers (retry) all its waiting messages."""
+    last: dict[int, Outcome] = {}
+    for job, outcome, _ms in results:
+        if job.channel_row is not None:
+            last[int(job.channel_row.id)] = outcome
+    d = config.delivery
+    for channel_id, outcome in last.items():
+        if outcome.ok:
+            channel_queue.release(conn, channel_id, now)
+        elif not (outcome.permanent or outcome.gone):
+            wait = backoff(channel_queue.failures(conn, channel_id), d.backoff_seconds, d.backoff_max_seconds,
+                           outcome.retry_after, d.retry_after_max_seconds)
+            channel_queue.defer(conn, channel_id, now + wait, now)
 
 
 def _health(conn: Any, results: list[tuple[Job, Outcome, float]], now: float, broken_after: int) -> None:

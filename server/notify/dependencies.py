@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
-
 from server.notify.config import Delivery
+from server.store.db import Connection
 from server.store.dependents import OUTAGE, Node, Tree, behind, hidden_by
 
 RECHECK = 1.0  # seconds between looks while waiting for dependents to settle

@@ -79,8 +79,12 @@ def heading(payload: dict[str, Any]) -> str:
     sev = SEVERITY_WORD.get(str(payload.get("severity")), "ALERT")
     title = clean(payload.get("title", ""), MAX_TITLE)
     if kind == "resolve":
+        if payload.get("flapping"):
+            return f"Stable again · {title}"
         back = int(payload.get("recovered_count") or 0)
         return f"Resolved · {title}" + (f" (+{back} behind it)" if back else "")
+    if kind == "flapping":
+        return f"{sev} · {title} (flapping)"
     if kind == "escalate":
         return f"{sev} · {title} (escalated)"
     if kind == "reminder":
@@ -107,6 +111,8 @@ def lines(payload: dict[str, Any]) -> list[str]:
     if kind == "resolve":
         out.append(f"Resolved: {when(payload.get('resolved_at'))}")
     out += dependents_lines(payload)
+    if kind == "flapping":
+        out.append("Flapping: it keeps failing and recovering; one alert stays open, the next message says when it is stable")
     if payload.get("step"):
         out.append(f"Escalation step {int(payload['step'])}: not acknowledged yet")
     return out

@@ -1,6 +1,6 @@
 """Turns outbox rows into messages and moves escalations along, in one transaction per pass.
 
-Outbox kinds: fired starts a track (held until the alert may notify), resolved tells everyone who was notified,
+Outbox kinds: fired starts a track (held until the alert may notify), resolved (and flapping) tell everyone who was notified,
 acknowledged stops escalation, snoozed pauses it until the snooze ends, unacknowledged / unsnoozed / unsuppressed
 make the track due again. A due track sends the first notification (route targets), a reminder after a pause, or
 the next escalation step. Suppressed, silenced and snoozed alerts wait; they are checked again at send time too.
@@ -109,6 +109,9 @@ def _event(ctx: Pass, kind: str, alert: Any, known: dict[int, str]) -> None:
             return
         put({"status": "done", "next_at": None})
         _resolve(ctx, alert, folded.extra())
+    elif kind == "flapping":  # once per episode, to those told about it (a trigger not yet sent says it itself)
+        for row in store.notified_targets(ctx.conn, alert.id, alert.episode):
+            ctx.grouper.emit("flapping", Target(row.target_type, int(row.target_id), row.user_id), alert)
     elif kind == "acknowledged":
         put({"status": "acked", "next_at": None})
     elif kind == "snoozed":
@@ -121,7 +124,9 @@ def _event(ctx: Pass, kind: str, alert: Any, known: dict[int, str]) -> None:
 
 
 def _resolve(ctx: Pass, alert: Any, extra: dict[str, Any]) -> None:
-    """Tell everyone who was told about the alert that it resolved."""
+    """Tell everyone who was told about the alert that it resolved ("stable again" at the end of a flapping episode)."""
+    if alert.flapping:
+        extra = {**extra, "flapping": True}
     for row in store.notified_targets(ctx.conn, alert.id, alert.episode):
         ctx.grouper.emit("resolve", Target(row.target_type, int(row.target_id), row.user_id), alert, extra or None)
 

@@ -10,14 +10,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
-from server.keys.secretbox import SecretBox
-from server.notify import deadman, deliver, http, planner
+from server.keys.secretbox import SecretBox, SecretsUnavailable
+from server.notify import deadman, deliver, http, planner, probe
 from server.notify.config import NotifyConfig
 from server.notify.outcome import Outcome
 from server.notify.webpush import VapidKeys
-from server.store import leases, outbox
+from server.store import channel_queue, leases, outbox
 from server.store import notify as store
+from server.store import notify_targets as targets
 from server.store.db import Connection, Engine
 from server.store.leases import holder_name
 
@@ -33,7 +35,7 @@ class Worker:
                  base_url: str | None, monitor: deadman.Monitor | None = None, lease_seconds: float = 15.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
-        self.clock = clock  # when messages are due, hold-offs end and receipts are stamped (tests advance it)
+        self.clock = clock  # what is due, hold-offs, back-offs, probes and receipt stamps go by this (tests advance it)
         # One sender per database (several serve processes on PostgreSQL): the holder of this lease, fenced.
         self.lease_seconds = lease_seconds
         self.holder = holder_name("notify")
@@ -54,6 +56,9 @@ class Worker:
         self._results: list[tuple[deliver.Job, Outcome, float]] = []
         self._stopping = False
         self._last_prune = 0.0
+        self._probes: set[asyncio.Task[None]] = set()
+        self._probed: dict[int, float] = {}
+        self._last_probe_pass = float("-inf")
 
     def start(self) -> None:
         """Start on the running loop and listen for outbox commits."""
@@ -130,6 +135,7 @@ class Worker:
                 task = asyncio.get_running_loop().create_task(self._deliver(job, config, keys))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
+        await self._probe_stalled(config)
         if self.monitor is not None:
             await self.monitor.tick(config)
         if time.monotonic() - self._last_prune > PRUNE_EVERY:
@@ -163,6 +169,39 @@ class Worker:
         with self.engine.connect() as conn:
             times = [t for t in (store.next_message_due(conn), store.next_track_due(conn)) if t is not None]
         return min(times) if times else None
+
+    async def _probe_stalled(self, config: NotifyConfig) -> None:
+        """Probe channels waiting out a back-off every probe_seconds: one that answers gets its messages at once."""
+        now = self.clock()
+        every = config.delivery.probe_seconds
+        if now - self._last_probe_pass < min(every, 1.0):
+            return
+        self._last_probe_pass = now
+        for row in await asyncio.to_thread(self._stalled, now):
+            if now - self._probed.get(row.id, float("-inf")) < every or not probe.worth_probing(row.last_error):
+                continue
+            self._probed[row.id] = now
+            task = asyncio.get_running_loop().create_task(self._probe(row, config.delivery.timeout_seconds))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+
+    def _stalled(self, now: float) -> list[Any]:
+        with self.engine.connect() as conn:
+            return channel_queue.stalled(conn, now)
+
+    async def _probe(self, row: Any, time_limit: float) -> None:
+        try:
+            url = targets.channel_url(self.box, row)
+        except SecretsUnavailable:
+            return
+        if await probe.reachable(url, bool(row.allow_unsafe), min(time_limit, 5.0)):
+            released = await asyncio.to_thread(self._release_channel, int(row.id))
+            log.info("notification channel %s answers again: %d waiting messages released", row.name, released)
+            self._wake.set()
+
+    def _release_channel(self, channel_id: int) -> int:
+        with self.engine.begin() as conn:
+            return channel_queue.release(conn, channel_id, self.clock())
 
     def _prune(self, config: NotifyConfig) -> None:
         with self.engine.begin() as conn:

@@ -15,7 +15,7 @@ from agents.traps import TrapReceiver
 from server.alerts.hostkey_events import host_key_hook
 from server.alerts.rules import DEFAULT_RULES, Rule
 from server.alerts.rules import load_rules as load_rules_file
-from server.alerts.writer_hook import Alerting
+from server.alerts.writer_hook import Alerting, flap_of
 from server.config.loader import LoadedConfig
 from server.config.settings import Settings
 from server.notify import runtime as notify_runtime
@@ -101,7 +101,7 @@ def build_pipeline(
     disk the writes go to (the serve process's own by default).
     """
     settings = svc.settings
-    alerting = alerting or Alerting(load_rules(svc), settings.down_after_failures)
+    alerting = alerting or Alerting(load_rules(svc), settings.down_after_failures, flap_of(settings))
     writer = Writer(svc.engine, settings, hooks=[host_key_hook, alerting.hook, *hooks], storage=storage or svc.storage)
     writer.maintenance_enabled = role != "worker"  # the leading serve process does rollups and retention
     writer.start()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from procrastinate.worker import Worker
 
-from server.alerts.writer_hook import Alerting
+from server.alerts.writer_hook import Alerting, flap_of
 from server.config.settings import Settings
 from server.keys.rotation import check_key
 from server.keys.secretbox import SecretBox
@@ -85,7 +85,7 @@ class CheckWorker:
             log.warning("%s", problem)
         migrate(self.engine)
         check_key(self.engine, self.box)
-        self.alerting = Alerting(load_rules(self.svc), self.settings.down_after_failures)
+        self.alerting = Alerting(load_rules(self.svc), self.settings.down_after_failures, flap_of(self.settings))
         self.inventory.refresh(force=True)
         self.prepare_registration()
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, text, update
 
+from server.store import deliveries
 from server.store.alerts import active_silences, silence_matches
 from server.store.schema import alerts, devices, notify_deliveries, notify_messages, notify_outbox, notify_tokens, notify_tracks
 
@@ -178,15 +179,23 @@ def notified_targets(conn: Connection, alert_id: int, episode: int) -> list[Any]
 
 
 def claim_messages(conn: Connection, now: float, limit: int, lease: float) -> list[Any]:
-    """Lease due messages whose earlier messages to the same target about the same alert are finished (order)."""
+    """Lease due messages whose earlier messages to the same target about the same alert are finished (order).
+
+    A channel's backlog goes one at a time, oldest first: an earlier pending message that has waited (retried,
+    deferred by the channel's back-off or released by its recovery: next_at moved from created_at) holds every later
+    one back. So a failing channel is tried by one message per back-off and gets its backlog in order when it answers;
+    fresh messages to a healthy channel go concurrently, and summaries go when due.
+    """
     m = notify_messages
     prev = notify_messages.alias("prev")
+    same_alert = and_(prev.c.alert_id == m.c.alert_id, prev.c.status.in_(OPEN_STATUSES))
+    channel_queue = and_(m.c.target_type == "channel", m.c.kind != "summary", prev.c.kind != "summary",
+                         prev.c.status == "pending", prev.c.next_at != prev.c.created_at)
     blocked = exists().where(
         prev.c.target_type == m.c.target_type,
         prev.c.target_id == m.c.target_id,
-        prev.c.alert_id == m.c.alert_id,
         prev.c.id < m.c.id,
-        prev.c.status.in_(OPEN_STATUSES),
+        or_(same_alert, channel_queue),
     )
     query = (
         select(m)
@@ -225,7 +234,8 @@ _MESSAGE_UPDATE = (
 _STATUS = {"ok": "sent", "retry": "pending", "dead": "dead", "gone": "gone", "skipped": "skipped"}
 
 
-def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, str, float | None, float | None]]) -> set[int]:
+def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, str, float | None, float | None]],
+                    started: dict[int, int] | None = None) -> set[int]:
     """Record attempts and the messages' new states (executemany statements).
 
     Each item: (message row as claimed, now, result, provider status, detail, ms, next_at); result is ok, retry, dead,
@@ -233,6 +243,7 @@ def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, st
     still holds (fencing): a late result from a sender whose lease moved on — its claim expired and the message was
     claimed again — must not overwrite the new sender's (a late "dead" would lose a pending retry; a late "retry"
     would send a delivered message again). Returns the ids whose claim still held (their results count).
+    `started`: message id -> receipt written before the send (deliveries.start_attempts), filled in, counted already.
     """
     if not items:
         return set()
@@ -240,14 +251,19 @@ def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, st
     claims = {row.id: row.locked_until for row, *_ in items}
     current = conn.execute(select(m.c.id, m.c.locked_until).where(m.c.id.in_(list(claims))))
     held = {r.id for r in current if r.locked_until == claims[r.id]}
-    conn.execute(insert(notify_deliveries), [
-        {"message_id": row.id, "ts": now, "result": result, "status": status[:64], "detail": detail[:2000], "ms": ms}
-        for row, now, result, status, detail, ms, _next in items
-    ])
+    started = started or {}
+    new = [{"message_id": row.id, "ts": now, "result": result, "status": status[:64], "detail": detail[:2000], "ms": ms}
+           for row, now, result, status, detail, ms, _next in items if row.id not in started]
+    if new:
+        conn.execute(insert(notify_deliveries), new)
+    deliveries.finish_receipts(conn, [
+        {"b_id": started[row.id], "v_ts": now, "v_result": result, "v_status": status[:64], "v_detail": detail[:2000],
+         "v_ms": ms} for row, now, result, status, detail, ms, _next in items if row.id in started])
 
     def params(row: Any, now: float, result: str, status: str, detail: str, next_at: float | None) -> dict[str, Any]:
         return {"b_id": row.id, "b_lock": row.locked_until, "v_status": _STATUS[result], "v_last_status": status[:64],
-                "v_last_error": None if result == "ok" else detail[:2000], "v_inc": 0 if result == "skipped" else 1,
+                "v_last_error": None if result == "ok" else detail[:2000],
+                "v_inc": 0 if result == "skipped" or row.id in started else 1,
                 "v_sent_at": now if result == "ok" else row.sent_at,
                 "v_next_at": next_at if next_at is not None else row.next_at}
 
@@ -295,6 +311,7 @@ def _with_receipts(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
             )
     for item in items:
         item["deliveries"] = receipts.get(item["id"], [])
+        item["possible_duplicate"] = deliveries.possible_duplicate(item["deliveries"])
     return items
 
 

@@ -15,9 +15,10 @@ from sqlalchemy import Connection, Engine, event, insert
 
 from server.store.schema import notify_outbox
 
-# Alert history kinds that start, stop or pause notifications; notes, flapping and repeats do not.
+# Alert history kinds that start, stop or pause notifications (flapping: one message to those told); notes do not.
 NOTIFY_KINDS = frozenset(
-    {"fired", "resolved", "acknowledged", "unacknowledged", "snoozed", "unsnoozed", "suppressed", "unsuppressed"}
+    {"fired", "resolved", "acknowledged", "unacknowledged", "snoozed", "unsnoozed", "suppressed", "unsuppressed",
+     "flapping"}
 )
 _FLAG = "pocketnoc_notify"
 _listeners: dict[int, tuple[Engine, Callable[[Any, Any], None]]] = {}

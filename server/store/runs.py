@@ -6,13 +6,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, exists, insert, select, update
 
 from server.keys.secretbox import SecretBox
 from server.store.alerts import record_event
 from server.store.devices import DeviceRow, load_device
 from server.store.metrics import clean_json, clean_text
-from server.store.schema import action_runs, alerts, device_status
+from server.store.schema import action_runs, alert_states, alerts, device_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +52,20 @@ def device_info(conn: Connection, box: SecretBox, device_id: int) -> DeviceInfo 
 
 
 def alert_brief(conn: Connection, alert_id: int) -> dict[str, Any] | None:
-    """An alert's id, device, rule, title and status, or None."""
+    """An alert's id, device, rule, title and status, and whether its condition is clear (held open: flapping guard)."""
+    held = exists().where(alert_states.c.alert_id == alerts.c.id, alert_states.c.status == "held")
     row = conn.execute(
-        select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.title, alerts.c.status).where(alerts.c.id == alert_id)
+        select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.title, alerts.c.status, held.label("held"))
+        .where(alerts.c.id == alert_id)
     ).first()
     return dict(row._mapping) if row is not None else None
 
 
 def firing_titles(conn: Connection, device_id: int) -> list[str]:
-    """Titles of the device's open (firing) alerts."""
-    query = select(alerts.c.title).where(alerts.c.device_id == device_id, alerts.c.status == "firing").order_by(alerts.c.id)
+    """Titles of the device's firing alerts (not those whose condition cleared and wait to settle)."""
+    held = exists().where(alert_states.c.alert_id == alerts.c.id, alert_states.c.status == "held")
+    query = (select(alerts.c.title).where(alerts.c.device_id == device_id, alerts.c.status == "firing", ~held)
+             .order_by(alerts.c.id))
     return [str(t) for t in conn.execute(query).scalars()]
 
 

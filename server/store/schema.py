@@ -214,7 +214,7 @@ alert_states = Table(
     Column("rule", String(64), nullable=False),
     Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
     Column("labels", Text, nullable=False, default=""),
-    Column("status", String(16), nullable=False),  # ok, pending, firing
+    Column("status", String(16), nullable=False),  # ok, pending, firing, held (open only because it flaps)
     Column("since", Float, nullable=False),
     Column("value", Float),
     Column("alert_id", Integer),

@@ -13,7 +13,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import web
@@ -29,7 +28,7 @@ from server.polling import pipeline
 from server.runtime import Services
 from server.services.errors import ServiceError
 from server.store import filemodes
-from server.store.db import make_engine, migrate
+from server.store.db import DBAPIError, make_engine, migrate
 from server.store.space import FULL_MESSAGE, Storage, is_full_error
 from server.web import guards as app_guards
 from server.web.limits import BodyLimitMiddleware, BodyLimits

@@ -10,6 +10,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Engine, insert, select
 
+from server.alerts.engine import Flap
 from server.alerts.writer_hook import Alerting
 from server.config.inventory import DeviceSpec
 from server.keys.secretbox import SecretBox
@@ -18,6 +19,7 @@ from server.store.metrics import labels_key
 from server.store.schema import alert_states, alerts, rollups, samples, series
 from server.store.status import CheckOutcome
 
+NO_WAIT = Flap(settle=0)  # a port back up resolves at once (flapping is not what these tests are about)
 MIGRATION = Path(__file__).resolve().parents[2] / "server" / "migrations" / "versions" / "0009_arm_seen_ports.py"
 
 
@@ -45,12 +47,12 @@ def _device(engine: Engine, box: SecretBox) -> int:
 
 def test_a_port_never_up_makes_no_alert_and_a_port_seen_up_does(engine: Engine, box: SecretBox) -> None:
     device = _device(engine, box)
-    alerting = Alerting()
+    alerting = Alerting(flap=NO_WAIT)
     now = time.time()
     _poll(engine, alerting, device, now, {1: 1, 2: 0})  # port 1 is up; port 2 is unused (admin up, no link)
     _poll(engine, alerting, device, now + 60, {1: 0, 2: 0})  # port 1 goes down
     assert _firing(engine) == {_port(1)}
-    alerting = Alerting()  # a restart: the memory is in the database
+    alerting = Alerting(flap=NO_WAIT)  # a restart: the memory is in the database
     _poll(engine, alerting, device, now + 120, {1: 1, 2: 0})
     _poll(engine, alerting, device, now + 180, {1: 0, 2: 0})
     with engine.connect() as conn:

@@ -1,10 +1,10 @@
-"""The alert engine's transition table, one test per row, plus flapping over ten minutes."""
+"""The alert engine's transition table, one test per row, plus flapping from its second change."""
 
 from __future__ import annotations
 
 import pytest
 
-from server.alerts.engine import FLAP_WINDOW, KeyState, Observation, applies, armed, candidates, step
+from server.alerts.engine import FLAP_SETTLE, FLAP_WINDOW, Flap, KeyState, Observation, applies, armed, candidates, step
 from server.alerts.rules import Match, Rule, parse_expr
 from server.alerts.titles import render_title
 
@@ -50,9 +50,10 @@ def test_row6_pending_clears_back_to_ok() -> None:
 
 def test_row7_resolves_on_clear_threshold_only() -> None:
     firing = KeyState("firing", 10, 95.0, (10,))
-    state, events = step(MEM, firing, {"mem_used_pct": 85}, 100)  # between thresholds: hysteresis keeps it
+    later = 10 + FLAP_WINDOW + 1  # fired longer ago than the flapping window: an ordinary resolve
+    state, events = step(MEM, firing, {"mem_used_pct": 85}, later)  # between thresholds: hysteresis keeps it
     assert state.status == "firing" and [e.kind for e in events] == ["update"]
-    state, events = step(MEM, firing, {"mem_used_pct": 70}, 100)
+    state, events = step(MEM, firing, {"mem_used_pct": 70}, later)
     assert state.status == "ok" and [e.kind for e in events] == ["resolve"]
 
 
@@ -61,33 +62,54 @@ def test_row8_firing_updates_value() -> None:
     assert state.status == "firing" and state.value == 97 and [e.kind for e in events] == ["update"]
 
 
-def test_rows_9_to_12_flapping_holds_one_alert_open_and_resolves_when_calm() -> None:
+def test_rows_9_to_12_six_flaps_are_one_trigger_one_flapping_and_one_resolve() -> None:
     state: KeyState | None = None
-    fires = 0
+    kinds: list[str] = []
     t = 0.0
-    for i in range(20):  # down/up every 30 s for 10 minutes
+    for i in range(12):  # six down/up flaps, 30 s apart
         state, events = step(DOWN, state, {"state": "down" if i % 2 == 0 else "up"}, t)
-        fires += sum(e.kind == "fire" for e in events)
+        kinds += [e.kind for e in events if e.kind not in ("update", "hold")]
         t += 30
     assert state is not None
-    assert fires <= 2
-    assert state.status == "firing" and state.flapping  # row 9: held open while it flaps
-    state, events = step(DOWN, state, {"state": "up"}, t + 60)
+    assert kinds == ["fire", "flap_start"]
+    assert state.status == "firing" and state.flapping and state.held_open  # row 9: held open while it flaps
+    cleared = t - 30
+    state, events = step(DOWN, state, {"state": "up"}, cleared + FLAP_SETTLE - 1)
     assert state.status == "firing" and events == []
-    state, events = step(DOWN, state, {"state": "up"}, t + FLAP_WINDOW + 1)  # row 10: calm for a whole window
+    state, events = step(DOWN, state, {"state": "up"}, cleared + FLAP_SETTLE)  # row 10: clear for the settle time
+    assert state.status == "ok" and [e.kind for e in events] == ["resolve"] and state.changes == ()
+
+
+def test_row9_a_resolve_within_the_window_is_the_second_change_and_waits() -> None:
+    state, events = step(DOWN, KeyState("firing", 100, None, (100.0,)), {"state": "up"}, 100 + FLAP_WINDOW - 1)
+    assert state.status == "firing" and state.held_open and not state.flapping and [e.kind for e in events] == ["hold"]
+    assert state.since == 100 + FLAP_WINDOW - 1
+
+
+def test_row9_settle_zero_resolves_at_once() -> None:
+    state, events = step(DOWN, KeyState("firing", 100, None, (100.0,)), {"state": "up"}, 130, Flap(600, 0))
+    assert state.status == "ok" and [e.kind for e in events] == ["resolve"]
+
+
+def test_row10_an_alert_that_stays_clear_resolves_after_the_settle_time() -> None:
+    held = KeyState("firing", 50, None, (0.0, 50.0), held_open=True)
+    assert step(DOWN, held, {"state": "up"}, 109, Flap(600, 60))[0].status == "firing"
+    state, events = step(DOWN, held, {"state": "up"}, 110, Flap(600, 60))
     assert state.status == "ok" and [e.kind for e in events] == ["resolve"]
 
 
 def test_row11_flapping_condition_again_keeps_the_same_alert() -> None:
-    held = KeyState("firing", 0, None, (0.0, 30.0, 60.0, 90.0), flapping=True, held_open=True)
+    held = KeyState("firing", 90, None, (0.0, 30.0, 60.0, 90.0), flapping=True, held_open=True)
     state, events = step(DOWN, held, {"state": "down"}, 120)
-    assert state.status == "firing" and [e.kind for e in events] == ["update"]
+    assert state.status == "firing" and not state.held_open and [e.kind for e in events] == ["update"]
+    state, events = step(DOWN, state, {"state": "down"}, 150)  # still failing: no new change counted
+    assert state.changes == (0.0, 30.0, 60.0, 90.0, 120.0) and [e.kind for e in events] == ["update"]
 
 
-def test_row12_flap_start_event() -> None:
-    state = KeyState("firing", 90, None, (0.0, 30.0, 60.0))
-    state, events = step(DOWN, state, {"state": "up"}, 100)
-    assert state.flapping and [e.kind for e in events] == ["flap_start"]
+def test_row12_failing_again_while_held_is_flapping_once() -> None:
+    held = KeyState("firing", 30, None, (0.0, 30.0), held_open=True)
+    state, events = step(DOWN, held, {"state": "down"}, 60)
+    assert state.flapping and not state.held_open and [e.kind for e in events] == ["update", "flap_start"]
 
 
 IFDOWN = Rule.model_validate(

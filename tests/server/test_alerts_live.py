@@ -30,6 +30,7 @@ def snmpd(tmp_path: Path) -> Iterator[SnmpdPeer]:
 def _app(tmp_path: Path, snmpd: SnmpdPeer, rules: str | None = None) -> Any:
     snmp = f"{{version: 2c, port: {snmpd.port}, community: {snmpd.community}}}"
     lines = ["settings:", "  down_after_failures: 1", "  snmp_timeout: 1.5", "  snmp_retries: 1"]
+    lines.append("  flap_settle_seconds: 0")  # outages here last seconds: resolve at once, not after a flapping wait
     if rules is not None:
         (tmp_path / "rules.yaml").write_text(rules)
         lines.append("  rules_file: rules.yaml")

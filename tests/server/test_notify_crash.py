@@ -1,4 +1,4 @@
-"""Kill -9 the server between the alert commit and the delivery: after a restart the notification arrives, once."""
+"""Kill -9 the server mid-delivery: after a restart the notification arrives again, and its receipts say so."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from server.store.db import make_engine
 from server.store.schema import alerts, notify_messages
 from tests.peers.receiver import Receiver, start_receiver
-from tests.server.conftest import POCKETNOC
+from tests.server.conftest import POCKETNOC, run_cli
 from tests.server.notify_helpers import wait_until
 
 
@@ -73,7 +73,7 @@ class Server:
                 self.kill()
 
 
-def test_sigkill_after_the_alert_commit_and_before_delivery(tmp_path: Path, receiver: Receiver) -> None:
+def test_sigkill_mid_delivery_sends_again_and_shows_the_possible_duplicate(tmp_path: Path, receiver: Receiver) -> None:
     closed = _free_port()  # nothing listens here: the device's TCP check fails and the real poller raises device-down
     (tmp_path / "channels.yaml").write_text(f"""
 channels:
@@ -118,6 +118,23 @@ devices:
                     return list(conn.execute(select(notify_messages.c.status)).scalars())
 
             assert wait_until(lambda: sent() == ["sent"], what="the message recorded as sent")
+
+            # The attempt cut off by the kill was on record before it was sent: two attempts, a possible duplicate.
+            assert [r.json["dedup_key"] for r in receiver.items()] == ["pocketnoc-1-1", "pocketnoc-1-1"]
+            data = tmp_path / "data"
+            assert run_cli("user", "add", "ada", "--role", "admin", "--data-dir", data,
+                           input_text="correct horse battery staple\n", cwd=tmp_path).returncode == 0
+            token = run_cli("token", "create", "ada", "--data-dir", data, cwd=tmp_path).stdout.strip().splitlines()[-1]
+            answer = httpx.get(f"http://127.0.0.1:{server.port}/api/v1/notify/messages",
+                               headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert answer.status_code == 200, answer.text
+            (message,) = answer.json()["items"]
+            assert message["attempts"] == 2 and message["possible_duplicate"] is True
+            assert [(d["result"], d["status"]) for d in message["deliveries"]] == [
+                ("unknown", "possible duplicate"), ("ok", "apprise ok")]
+            page = httpx.get(f"http://127.0.0.1:{server.port}/notify/channels",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert page.status_code == 200 and "possible duplicate" in page.text and "2 attempts" in page.text
         finally:
             engine.dispose()
     finally:

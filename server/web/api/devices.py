@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from server.auth.access import Admin, Operator, UserError, Viewer, client_ip, create_user
 from server.auth.stepup import FreshAdmin, StepUpRequired, is_fresh
 from server.config.inventory import DeviceSpec, error_list, timeout_problems
+from server.notify.channel_alarm import channel_alarm
 from server.polling import pipeline
 from server.runtime import Services, get_services
 from server.store import accounts
@@ -38,19 +39,25 @@ def _secret_keys(svc: Services, device_id: int) -> set[str]:
 
 @router.get("/healthz", tags=["meta"])
 def healthz(svc: SvcDep) -> dict[str, Any]:
-    """Liveness, database reachability, storage (free space, full), the writer's errors and backlogs (no sign-in needed)."""
+    """Liveness, database reachability, storage (free space, full), the writer's errors and backlogs, and failing
+    notification channels (no sign-in needed)."""
     backlog: int | None = None
+    alarm = None
     try:
         with svc.reader.connect() as conn:
             conn.execute(text("SELECT 1"))
             backlog = outbox_backlog(conn)
+            alarm = channel_alarm(conn)
         db = "ok"
     except Exception:
         db = "error"
     health = storage_health(svc)
     health["notify"] = {"outbox_backlog": backlog}
-    degraded = db != "ok" or health["storage"]["state"] != "ok"
-    return {"status": "degraded" if degraded else "ok", "database": db, "polling": svc.dispatcher is not None, **health}
+    notifications = {"failing_channels": [c.name for c in alarm.channels] if alarm else [],
+                     "unannounced": bool(alarm and alarm.unannounced)}
+    degraded = db != "ok" or health["storage"]["state"] != "ok" or bool(alarm and alarm.degraded)
+    return {"status": "degraded" if degraded else "ok", "database": db, "polling": svc.dispatcher is not None,
+            "notifications": notifications, **health}
 
 
 @router.get("/metrics", tags=["meta"], response_class=PlainTextResponse)

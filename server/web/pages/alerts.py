@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from server.auth.access import Operator, Viewer, client_ip
 from server.config.inventory import error_message
+from server.notify.channel_alarm import channel_alarm
 from server.notify.runtime import silent_label
 from server.polling import pipeline
 from server.runtime import Services, get_services
@@ -39,8 +40,9 @@ def alerts_page(
     with svc.reader.connect() as conn:
         data = store.list_alerts(conn, state, severity, limit=500)
         silent_since = silent_label(svc, conn, user_zone(request)[0])
+        failing = channel_alarm(conn).channels
     return render(request, "alerts.html", data=data, state=state, severity=severity, snooze_choices=SNOOZE_CHOICES,
-                  silent_since=silent_since)
+                  silent_since=silent_since, failing_channels=failing)
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)

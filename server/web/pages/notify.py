@@ -65,9 +65,10 @@ def _channels(request: Request, svc: Services, admin: bool, status: int = 200, e
     with svc.reader.connect() as conn:
         channels = list_channels(conn, full)
         dead = store.list_messages(conn, "dead", limit=50) if admin else []
+        recent = store.list_messages(conn, limit=20) if admin else []
         health = ops.status(conn, notify)
     silent = deadman.label(health["monitoring"]["silent_since"], zone=user_zone(request)[0])
-    return render(request, "notify_channels.html", status=status, channels=channels, dead=dead, health=health,
+    return render(request, "notify_channels.html", status=status, channels=channels, dead=dead, recent=recent, health=health,
                   routes=ops.routes_view(notify), error=error, form=form or {}, silent_since=silent,
                   no_base_url=not svc.settings.base_url)
 

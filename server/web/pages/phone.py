@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 import web
 from server.auth.access import Viewer
+from server.notify.channel_alarm import channel_alarm
 from server.notify.runtime import silent_label
 from server.runtime import Services, get_services
 from server.services.hostkeys import offered_key
@@ -118,6 +119,7 @@ def overview_page(
     with svc.reader.connect() as conn:
         data = views_app.overview(conn, q, tag, state, page)
         silent_since = silent_label(svc, conn, user_zone(request)[0])
+        failing = channel_alarm(conn).channels
     storage_full = views.storage_health(svc)["storage"]["message"] or ""
 
     def page_url(number: int) -> str:
@@ -125,7 +127,7 @@ def overview_page(
         return "/?" + urlencode({**params, "page": number})
 
     response = render(request, "devices.html", o=data, q=q, tag=tag, state=state, page_url=page_url, silent_since=silent_since,
-                      storage_full=storage_full, q_cut=q_cut, search_max=SEARCH_MAX)
+                      storage_full=storage_full, q_cut=q_cut, search_max=SEARCH_MAX, failing_channels=failing)
     return _timed(response, started)
 
 
