@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server import loginflow, passkeys, totp, usermgmt
 from server.auth import SESSION_COOKIE, Principal, UserError, Viewer, client_ip
+from server.auth.principal import from_session
 from server.pages import LOGIN_CSRF_COOKIE
 from server.services import Services, get_services
 from server.stepup import Fresh, FreshOrEnrolling, is_fresh, same_site_path
@@ -286,7 +287,7 @@ async def _ceremony(request: Request, svc: SvcDep) -> tuple[str, str, Principal 
         if found is not None and found.stage in (sessions.FULL, sessions.SECOND_FACTOR):
             if not sent or not hmac.compare_digest(sent.encode(), found.csrf.encode()):
                 raise HTTPException(403, "missing or wrong CSRF token; reload the page")
-            principal = Principal(found.user, found.id, found.csrf, found.stage, found.verified_at)
+            principal = from_session(found)
             return ("stepup" if found.stage == sessions.FULL else "second"), found.id, principal
     login_cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not login_cookie or not sent or not hmac.compare_digest(sent.encode(), login_cookie.encode()):

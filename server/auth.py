@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 from argon2 import PasswordHasher
@@ -16,8 +16,17 @@ from starlette.concurrency import run_in_threadpool
 
 from server import proxies
 from server.services import Services, get_services
-from server.store import accounts, sessions
+from server.store import accounts
 from server.store.accounts import ROLES, User
+
+# New sign-in modules live in server/auth/ (this module moves in there later); a server/auth/__init__.py would
+# shadow this file, so this module lends its name to that directory instead.
+__path__ = [str(Path(__file__).with_name("auth"))]
+
+from server.auth import principal  # after __path__: a submodule of this module
+from server.auth.principal import Principal
+
+__all__ = ["Principal"]
 
 SESSION_COOKIE = "pn_session"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -106,18 +115,6 @@ def login(conn: Connection, name: str, password: str, ip: str) -> User | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling, and how (a session carries a CSRF token; a bearer token needs none)."""
-
-    user: User
-    session_id: str | None = None
-    csrf: str | None = None
-    stage: str = "full"
-    verified_at: float | None = None
-    token_hash: str | None = None  # the digest of the bearer token, for a caller who came with one
-
-
 def _trusted(request: Request) -> tuple[proxies.Network, ...]:
     svc: Services = request.app.state.services
     return proxies.parse_networks(svc.settings.trusted_proxies)
@@ -136,21 +133,15 @@ def request_scheme(request: Request) -> str:
 
 
 def _lookup(request: Request, svc: Services) -> Principal | None:
-    header = request.headers.get("authorization", "")
-    principal: Principal | None = None
+    s = svc.settings
     with svc.engine.begin() as conn:
-        if header[:7].lower() == "bearer ":
-            token = header[7:].strip()
-            user = accounts.find_token(conn, token)
-            principal = Principal(user, token_hash=accounts.digest(token)) if user else None
-        else:
-            cookie = request.cookies.get(SESSION_COOKIE)
-            if cookie:
-                s = svc.settings
-                found = sessions.load(conn, cookie, s.session_idle_minutes * 60, s.session_max_hours * 3600)
-                if found:
-                    principal = Principal(found.user, found.id, found.csrf, found.stage, found.verified_at)
-    return principal
+        return principal.resolve(
+            conn,
+            request.headers.get("authorization", ""),
+            request.cookies.get(SESSION_COOKIE),
+            s.session_idle_minutes * 60,
+            s.session_max_hours * 3600,
+        )
 
 
 async def current_principal(request: Request, svc: Services, stages: tuple[str, ...] = ("full",)) -> Principal:
@@ -161,14 +152,14 @@ async def current_principal(request: Request, svc: Services, stages: tuple[str, 
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal) and cached.stage in stages:
         return cached
-    principal = await run_in_threadpool(_lookup, request, svc)
-    if principal is None:
+    found = await run_in_threadpool(_lookup, request, svc)
+    if found is None:
         raise NotAuthenticated()
-    if principal.stage not in stages:
-        raise SecondFactorPending(principal.stage)
-    if principal.stage == "full":
-        request.state.principal = principal  # pages show a half-session as not signed in
-    return principal
+    if found.stage not in stages:
+        raise SecondFactorPending(found.stage)
+    if found.stage == "full":
+        request.state.principal = found  # pages show a half-session as not signed in
+    return found
 
 
 async def check_csrf(request: Request, principal: Principal) -> None:
@@ -191,7 +182,7 @@ def require(role: str) -> object:
 
     async def dependency(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
         principal = await current_principal(request, svc)
-        if not principal.user.can(role):
+        if not principal.can(role):
             raise Forbidden(f"this needs the {role} role")
         await check_csrf(request, principal)
         return principal

@@ -95,19 +95,35 @@ def new_token(conn: Connection, user_id: int, name: str) -> str:
     return token
 
 
-def find_token(conn: Connection, token: str) -> User | None:
-    """The user behind a bearer token, or None."""
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """A valid bearer token: its own row id and the user it acts for (two different ids, never mixed)."""
+
+    token_id: int
+    user: User
+
+
+def find_token(conn: Connection, token: str) -> TokenOwner | None:
+    """The token and its owner, or None (revoked, unknown, or its user disabled)."""
     row = conn.execute(
-        select(api_tokens.c.id, api_tokens.c.last_used, users)
+        # Every column labelled: a bare users.* beside api_tokens.id made `row.id` the token's id.
+        select(
+            api_tokens.c.id.label("token_id"),
+            api_tokens.c.last_used.label("last_used"),
+            users.c.id.label("user_id"),
+            users.c.name.label("user_name"),
+            users.c.role.label("user_role"),
+            users.c.disabled.label("user_disabled"),
+        )
         .join(users, users.c.id == api_tokens.c.user_id)
         .where(api_tokens.c.token_hash == digest(token), api_tokens.c.revoked.is_(False))
     ).first()
-    if row is None or row.disabled:
+    if row is None or row.user_disabled:
         return None
     now = time.time()
     if row.last_used is None or now - row.last_used > 60:
-        conn.execute(update(api_tokens).where(api_tokens.c.id == row[0]).values(last_used=now))
-    return User(row.id, row.name, row.role, bool(row.disabled))
+        conn.execute(update(api_tokens).where(api_tokens.c.id == row.token_id).values(last_used=now))
+    return TokenOwner(int(row.token_id), User(int(row.user_id), row.user_name, row.user_role, bool(row.user_disabled)))
 
 
 def token_alive(conn: Connection, token_hash: str) -> bool:
