@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from server import metrics_export, pipeline, views
 from server.api_bodies import DevicePatch
 from server.auth import Admin, Operator, UserError, Viewer, client_ip, create_user
+from server.auth.policy import public
 from server.inventory import DeviceSpec, error_list, timeout_problems
 from server.services import Services, get_services
 from server.stepup import FreshAdmin, StepUpRequired, is_fresh
@@ -33,7 +34,7 @@ def _secret_keys(svc: Services, device_id: int) -> set[str]:
     return set(split_secrets(row.spec)[1]) if row else set()
 
 
-@router.get("/healthz", tags=["meta"])
+@router.get("/healthz", tags=["meta"], dependencies=[public("health probes: answers only ok")])
 def healthz(svc: SvcDep) -> dict[str, Any]:
     """Liveness and database reachability (no sign-in needed)."""
     try:

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server import loginflow, passkeys, totp, usermgmt
 from server.auth import SESSION_COOKIE, Principal, UserError, Viewer, client_ip
+from server.auth.policy import Policy, declare
 from server.auth.principal import from_session
 from server.pages import LOGIN_CSRF_COOKIE
 from server.services import Services, get_services
@@ -272,6 +273,7 @@ def remove_passkey(svc: SvcDep, p: Fresh, request: Request, passkey_id: int) -> 
 # ---------------------------------------------------------------- passkey sign-in, second factor and step-up
 
 
+@declare(Policy(None, csrf=False, why="passkey ceremonies: the sign-in form's token, or the session's CSRF token"))
 async def _ceremony(request: Request, svc: SvcDep) -> tuple[str, str, Principal | None]:
     """(purpose, binding, principal) from the caller's cookies; the X-CSRF-Token header must match."""
     sent = request.headers.get("x-csrf-token", "")

@@ -24,6 +24,7 @@ from server.store.accounts import ROLES, User
 __path__ = [str(Path(__file__).with_name("auth"))]
 
 from server.auth import principal  # after __path__: a submodule of this module
+from server.auth.policy import Policy, declare
 from server.auth.principal import Principal
 
 __all__ = ["Principal"]
@@ -180,6 +181,7 @@ async def check_csrf(request: Request, principal: Principal) -> None:
 def require(role: str) -> object:
     """A dependency: the caller must be signed in with at least `role` (and pass CSRF on writes)."""
 
+    @declare(Policy(role))
     async def dependency(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
         principal = await current_principal(request, svc)
         if not principal.can(role):

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from server import loginflow, views
 from server.api_hostkeys import trust_offered
 from server.auth import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
+from server.auth.policy import public
 from server.services import Services, get_services
 from server.store import accounts
 
@@ -57,7 +58,7 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-@router.get("/sw.js")
+@router.get("/sw.js", dependencies=[public("the service worker script: static")])
 def service_worker() -> Response:
     """The service worker, from the root so its scope is the whole app."""
     from fastapi.responses import FileResponse
@@ -66,7 +67,7 @@ def service_worker() -> Response:
     return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/login", response_class=HTMLResponse)
+@router.get("/login", response_class=HTMLResponse, dependencies=[public("the sign-in form")])
 def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
     """The sign-in form (a double-submit cookie protects it against login CSRF)."""
     token = secrets.token_urlsafe(24)
@@ -80,7 +81,9 @@ def _secure(request: Request) -> bool:
     return svc.settings.secure_cookies or request_scheme(request) == "https"
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post(
+    "/login", response_class=HTMLResponse, dependencies=[public("sign-in: its double-submit form token, throttled")]
+)
 async def login_submit(
     request: Request,
     svc: SvcDep,

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from server import loginflow, totp
 from server.auth import Principal, check_csrf, client_ip, current_principal
+from server.auth.policy import Policy, declare
 from server.pages import render
 from server.services import Services, get_services
 from server.stepup import Fresh, FreshOrEnrolling, same_site_path
@@ -19,6 +20,7 @@ router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 
 
+@declare(Policy("viewer", stages=("2fa",)))
 async def _half(request: Request, svc: SvcDep) -> Principal:
     principal = await current_principal(request, svc, stages=(sessions.SECOND_FACTOR,))
     await check_csrf(request, principal)

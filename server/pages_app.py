@@ -18,6 +18,7 @@ from starlette.routing import Match
 from server import views, views_app
 from server.api_hostkeys import offered_key
 from server.auth import Viewer
+from server.auth.policy import public
 from server.notify.runtime import silent_label
 from server.pages import TEMPLATES, render, render_error
 from server.services import Services, get_services
@@ -244,7 +245,7 @@ def settings_page(request: Request, p: Viewer) -> Response:
     return render(request, "settings.html", groups=groups)
 
 
-@router.get("/manifest.webmanifest")
+@router.get("/manifest.webmanifest", dependencies=[public("the web app manifest: static, no user data")])
 def manifest() -> Response:
     """The web app manifest (public: the browser fetches it without cookies)."""
     return FileResponse(
@@ -254,7 +255,7 @@ def manifest() -> Response:
     )
 
 
-@router.get("/offline", response_class=HTMLResponse)
+@router.get("/offline", response_class=HTMLResponse, dependencies=[public("the offline fallback page: no user data")])
 def offline_page(request: Request) -> Response:
     """What the service worker shows for a page that was never saved while online (public: it holds no data)."""
     return render(request, "offline.html", user=None)
