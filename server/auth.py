@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server import proxies
 from server.services import Services, get_services
+from server.settings import Settings
 from server.store import accounts
 from server.store.accounts import ROLES, User
 
@@ -23,7 +25,10 @@ from server.store.accounts import ROLES, User
 # shadow this file, so this module lends its name to that directory instead.
 __path__ = [str(Path(__file__).with_name("auth"))]
 
-from server.auth import principal  # after __path__: a submodule of this module
+from server.auth import (
+    principal,  # after __path__: a submodule of this module
+    throttle,
+)
 from server.auth.policy import Policy, declare
 from server.auth.principal import Principal
 
@@ -32,9 +37,6 @@ __all__ = ["Principal"]
 SESSION_COOKIE = "pn_session"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 10
-THROTTLE_WINDOW = 900.0
-MAX_FAILURES_PER_ACCOUNT = 10
-MAX_FAILURES_PER_ADDRESS = 30
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so both paths cost the same.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -95,10 +97,23 @@ def generate_password() -> str:
     return secrets.token_urlsafe(15)
 
 
-def login(conn: Connection, name: str, password: str, ip: str) -> User | None:
-    """Check a password with throttling; the same answer whether or not the user exists."""
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """The password step: the user when it was right, or why not (`throttled`: refused before checking)."""
+
+    user: User | None
+    throttled: throttle.Verdict | None = None
+
+
+def login(conn: Connection, settings: Settings, name: str, password: str, ip: str, now: float) -> LoginResult:
+    """Check a password with throttling; the same answer whether or not the user exists.
+
+    A wrong password is counted here; a right one is recorded when the sign-in completes (loginflow).
+    """
     name = name[:64]
-    by_user, by_ip = accounts.recent_failures(conn, name, ip, THROTTLE_WINDOW)
+    verdict = throttle.check(conn, settings, name, ip, now)
+    if verdict.refused:
+        return LoginResult(None, verdict)
     found = accounts.get_user_by_name(conn, name)
     stored = found[1] if found else _DUMMY_HASH
     ok = False
@@ -106,14 +121,12 @@ def login(conn: Connection, name: str, password: str, ip: str) -> User | None:
         ok = bool(_hasher.verify(stored, password[:1024]))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
-    throttled = by_user >= MAX_FAILURES_PER_ACCOUNT or by_ip >= MAX_FAILURES_PER_ADDRESS
-    success = bool(ok and found and not found[0].disabled and not throttled)
-    accounts.record_login(conn, name, ip, success)
-    if success and found:
-        if _hasher.check_needs_rehash(stored):
-            accounts.set_password_hash(conn, found[0].id, hash_password(password))
-        return found[0]
-    return None
+    if not (ok and found and not found[0].disabled):
+        accounts.record_login(conn, name, ip, False, now)
+        return LoginResult(None)
+    if _hasher.check_needs_rehash(stored):
+        accounts.set_password_hash(conn, found[0].id, hash_password(password))
+    return LoginResult(found[0])
 
 
 def _trusted(request: Request) -> tuple[proxies.Network, ...]:

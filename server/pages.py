@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 import time
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server import loginflow, views
 from server.api_hostkeys import trust_offered
-from server.auth import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
+from server.auth import SESSION_COOKIE, Admin, LoginResult, Operator, Viewer, client_ip, login, notice, request_scheme
 from server.auth.policy import public
 from server.services import Services, get_services
 from server.store import accounts
@@ -40,6 +41,9 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     context.setdefault("user", principal.user if principal else None)
     context.setdefault("csrf", principal.csrf if principal else "")
     context["now"] = time.time()
+    if principal is not None and principal.kind == "session" and "failed_sign_ins" not in context:
+        svc: Services = request.app.state.services
+        context["failed_sign_ins"] = notice.banner(svc.reader, principal.name, request.url.path, svc.clock())
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
 
 
@@ -106,27 +110,34 @@ async def login_submit(
     ip = client_ip(request)
     name = username.replace("\x00", "\ufffd").strip()  # PostgreSQL text cannot hold NUL: a refusal, not a 500
 
-    def work() -> tuple[str, str, str] | None:
+    def work() -> tuple[str, str, str] | LoginResult:
+        now = svc.clock()
         with svc.engine.begin() as conn:
-            user = login(conn, name, password, ip)
-            if user is None:
-                accounts.write_audit(conn, None, "login.failed", name[:64], {}, ip)
-                return None
+            result = login(conn, svc.settings, name, password, ip, now)
+            if result.user is None:
+                why = {"throttled": round(result.throttled.wait)} if result.throttled else {}
+                accounts.write_audit(conn, None, "login.throttled" if why else "login.failed", name[:64], why, ip)
+                return result
             previous = request.cookies.get(SESSION_COOKIE)
             if previous:
                 accounts.end_session(conn, accounts.digest(previous))  # never carry a session id across sign-in
-            return loginflow.start_after_password(conn, svc.settings, user, ip, request.headers.get("user-agent"))
+            agent = request.headers.get("user-agent")
+            return loginflow.start_after_password(conn, svc.settings, result.user, ip, agent, now)
 
     session = await run_in_threadpool(work)
-    if session is None:
-        return render(
+    if isinstance(session, LoginResult):
+        refused = session.throttled
+        page = render(
             request,
             "login.html",
-            status=401,
+            status=429 if refused else 401,
             next=_safe_next(next),
             login_csrf=cookie,
-            error="Wrong user name or password (or too many attempts; wait a few minutes).",
+            error=refused.message if refused else "Wrong user name or password.",
         )
+        if refused:
+            page.headers["Retry-After"] = str(math.ceil(refused.wait))
+        return page
     response = RedirectResponse(loginflow.next_url(session[2], _safe_next(next)), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,7 @@ class Services:
     dispatcher: Dispatcher | None = None
     alerting: Alerting | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time  # sign-in throttling reads the time here; tests move it
 
 
 def get_services(request: Request) -> Services:
