@@ -36,7 +36,7 @@ class StepUpRequired(Forbidden):
 
 def is_fresh(principal: Principal, settings: Settings, now: float | None = None) -> bool:
     """True for bearer tokens and for sessions whose last proof is younger than `stepup_minutes`."""
-    if principal.session_id is None:
+    if principal.kind == "token":
         return True
     if principal.verified_at is None:
         return False

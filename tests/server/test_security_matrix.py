@@ -111,17 +111,31 @@ class Matrix:
         self.env = env
         self.client = TestClient(env.app, follow_redirects=False)
         self.ids = {role: env.user(f"m-{role}", role) for role in RANK}
+        # GETs share sessions of their own users: a write may end every session of its user (sign out everywhere).
+        self.reader_ids = {role: env.user(f"r-{role}", role) for role in RANK}
         with env.svc.engine.begin() as conn:
             self.tokens = {role: accounts.new_token(conn, self.ids[role], "matrix") for role in RANK}
+        self.kept: dict[Caller, tuple[str, str]] = {}
+
+    def session(self, caller: Caller, method: str) -> tuple[str, str]:
+        """A session for this caller: shared by its GETs (they change nothing), new for every write."""
+        found = self.kept.get(caller) if method == "GET" else None
+        if found is None:
+            assert caller.role is not None
+            user_id = (self.reader_ids if method == "GET" else self.ids)[caller.role]
+            with self.env.svc.engine.begin() as conn:
+                verified = time.time() if caller.fresh else None
+                found = sessions.create(conn, user_id, "127.0.0.1", "matrix", caller.stage, verified)
+            if method == "GET":
+                self.kept[caller] = found
+        return found
 
     def call(self, caller: Caller, method: str, path: str) -> Response:
         headers: dict[str, str] = {}
         if caller.role is not None and caller.kind == "token":
             headers["Authorization"] = f"Bearer {self.tokens[caller.role]}"
         elif caller.role is not None:
-            with self.env.svc.engine.begin() as conn:
-                verified = time.time() if caller.fresh else None
-                cookie, csrf = sessions.create(conn, self.ids[caller.role], "127.0.0.1", "matrix", caller.stage, verified)
+            cookie, csrf = self.session(caller, method)
             headers["Cookie"] = f"{SESSION_COOKIE}={cookie}"
             if caller.csrf:
                 headers["X-CSRF-Token"] = csrf
