@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from server.settings import Settings
-from server.store import accounts, twofactor
+from server.store import accounts, sessions, twofactor
 from server.store import alerts as alert_store
 from server.store.schema import action_runs, alerts, api_tokens, audit, push_subscriptions, recovery_codes, users
 from tests.server.conftest import AppEnv, bearer, make_app_env, sign_in
@@ -103,12 +103,13 @@ def test_totp_and_recovery_codes_change_only_the_tokens_owner(env: AppEnv, cast:
 
 def test_sessions_are_the_tokens_owners(env: AppEnv, cast: Cast) -> None:
     admin = TestClient(env.app, follow_redirects=False)
-    sign_in(admin, "root")
+    roots = sessions.public_id(accounts.digest(sign_in(admin, "root")))
     viewer = TestClient(env.app, follow_redirects=False)
     sign_in(viewer, "vic")
     vic = bearer(cast.tokens["vic"])
     listed = env.client.get("/api/v1/account/sessions", headers=vic).json()["items"]
-    assert len(listed) == 1
+    assert len(listed) == 1 and listed[0]["id"] != roots
+    assert env.client.delete(f"/api/v1/account/sessions/{roots}", headers=vic).status_code == 404
     ended = env.client.post("/api/v1/account/sessions/end-others", headers=vic)
     assert ended.json() == {"ended": 1}
     assert admin.get("/api/v1/me").status_code == 200  # root's session lives on
