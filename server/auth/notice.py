@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any
 
 from server.store import accounts
 from server.store.accounts import FailedSignIns
+
+if TYPE_CHECKING:  # the auth room speaks no SQL: the engine is only a type here
+    from sqlalchemy import Engine
 
 # The home page shows the banner this long after the sign-in; the account page shows it for the whole session.
 HOME_PAGE_SECONDS = 24 * 3600.0

@@ -7,13 +7,14 @@ nothing else turns a joined database row into an identity.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING, Literal
 
 from server.store import accounts, sessions
 from server.store.accounts import ROLES, TokenOwner, User
 from server.store.sessions import SessionInfo
+
+if TYPE_CHECKING:  # the auth room speaks no SQL: the connection is only a type here
+    from sqlalchemy import Connection
 
 AuthKind = Literal["session", "token"]
 

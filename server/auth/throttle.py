@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING
 
 from server.settings import Settings
 from server.store import accounts
 from server.store.accounts import Tally
+
+if TYPE_CHECKING:  # the auth room speaks no SQL: the connection is only a type here
+    from sqlalchemy import Connection
 
 
 @dataclass(frozen=True, slots=True)
