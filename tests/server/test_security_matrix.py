@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from httpx import Response
 from starlette.routing import Mount, Route
 
-from server.auth import SESSION_COOKIE
-from server.auth.policy import Policy, policies_of
+from server.auth import SESSION_COOKIE, Admin, Viewer
+from server.auth.policy import Policy, policies_of, public
 from server.store import accounts, sessions
 from tests.server.conftest import AppEnv
 
@@ -194,3 +195,27 @@ def test_every_route_answers_every_caller_as_its_policy_says(app_env: AppEnv, ro
                     problems.append(f"{method} {route.path} as {caller.label}: {got}, declared {want}")
     assert not problems, f"{len(problems)} of {cells} cells differ from the declared policy:\n" + "\n".join(problems)
     assert cells > 1000
+
+
+def test_a_route_is_seen_without_a_policy_and_with_one() -> None:
+    router = APIRouter()
+
+    @router.get("/forgotten")
+    def forgotten() -> None: ...
+
+    @router.get("/mine")
+    def mine(_p: Viewer) -> None: ...
+
+    @router.delete("/theirs")
+    def theirs(_p: Admin) -> None: ...
+
+    @router.get("/open", dependencies=[public("a test")])
+    def open_route() -> None: ...
+
+    found = {r.path: policies_of(r) for r in router.routes if isinstance(r, APIRoute)}
+    assert found == {
+        "/forgotten": set(),
+        "/mine": {Policy("viewer")},
+        "/theirs": {Policy("admin")},
+        "/open": {Policy(None, csrf=False, why="a test")},
+    }
