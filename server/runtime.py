@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -43,6 +45,7 @@ class Services:
     traps: TrapReceiver | None = None  # the trap receiver while the pipeline runs
     file_rules: list[Rule] = field(default_factory=list)  # the rules file as last read
     file_rules_loaded: bool = False
+    clock: Callable[[], float] = time.time  # sign-in throttling reads the time here; tests move it
 
 
 def get_services(request: Request) -> Services:

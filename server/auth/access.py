@@ -14,19 +14,21 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from server.auth import proxies
+from server.auth import principal, proxies, throttle
+from server.auth.policy import Policy, declare
+from server.auth.principal import Principal
+from server.config.settings import Settings
 from server.runtime import Services, get_services
-from server.store import accounts, sessions
+from server.store import accounts
 from server.store.accounts import ROLES, User
 from server.store.db import Connection, DBAPIError
 from server.store.space import is_full_error
 
+__all__ = ["Principal"]
+
 SESSION_COOKIE = "pn_session"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 10
-THROTTLE_WINDOW = 900.0
-MAX_FAILURES_PER_ACCOUNT = 10
-MAX_FAILURES_PER_ADDRESS = 30
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so both paths cost the same.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -87,10 +89,23 @@ def generate_password() -> str:
     return secrets.token_urlsafe(15)
 
 
-def login(conn: Connection, name: str, password: str, ip: str) -> User | None:
-    """Check a password with throttling; the same answer whether or not the user exists."""
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """The password step: the user when it was right, or why not (`throttled`: refused before checking)."""
+
+    user: User | None
+    throttled: throttle.Verdict | None = None
+
+
+def login(conn: Connection, settings: Settings, name: str, password: str, ip: str, now: float) -> LoginResult:
+    """Check a password with throttling; the same answer whether or not the user exists.
+
+    A wrong password is counted here; a right one is recorded when the sign-in completes (loginflow).
+    """
     name = name[:64]
-    by_user, by_ip = accounts.recent_failures(conn, name, ip, THROTTLE_WINDOW)
+    verdict = throttle.check(conn, settings, name, ip, now)
+    if verdict.refused:
+        return LoginResult(None, verdict)
     found = accounts.get_user_by_name(conn, name)
     stored = found[1] if found else _DUMMY_HASH
     ok = False
@@ -98,26 +113,12 @@ def login(conn: Connection, name: str, password: str, ip: str) -> User | None:
         ok = bool(_hasher.verify(stored, password[:1024]))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
-    throttled = by_user >= MAX_FAILURES_PER_ACCOUNT or by_ip >= MAX_FAILURES_PER_ADDRESS
-    success = bool(ok and found and not found[0].disabled and not throttled)
-    accounts.record_login(conn, name, ip, success)
-    if success and found:
-        if _hasher.check_needs_rehash(stored):
-            accounts.set_password_hash(conn, found[0].id, hash_password(password))
-        return found[0]
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling, and how (a session carries a CSRF token; a bearer token needs none)."""
-
-    user: User
-    session_id: str | None = None
-    csrf: str | None = None
-    stage: str = "full"
-    verified_at: float | None = None
-    token_hash: str | None = None  # the digest of the bearer token, for a caller who came with one
+    if not (ok and found and not found[0].disabled):
+        accounts.record_login(conn, name, ip, False, now)
+        return LoginResult(None)
+    if _hasher.check_needs_rehash(stored):
+        accounts.set_password_hash(conn, found[0].id, hash_password(password))
+    return LoginResult(found[0])
 
 
 def _trusted(request: Request) -> tuple[proxies.Network, ...]:
@@ -138,38 +139,34 @@ def request_scheme(request: Request) -> str:
 
 
 def _lookup(request: Request, svc: Services) -> Principal | None:
+    s = svc.settings
     storage = svc.storage
+
+    def find(conn: Connection, seen: dict[str, float] | None) -> Principal | None:
+        """The caller from this connection; `seen` (touches kept in memory) means read only."""
+        return principal.resolve(
+            conn,
+            request.headers.get("authorization", ""),
+            request.cookies.get(SESSION_COOKIE),
+            s.session_idle_minutes * 60,
+            s.session_max_hours * 3600,
+            seen,
+        )
+
     if storage is not None and storage.full:  # read only: the session or token touch is kept in memory
         with svc.reader.connect() as conn:
-            principal = _find(request, svc, conn, storage.session_touches)
-        if principal is not None:
-            storage.defer(principal.session_id, principal.token_hash, time.time())
-        return principal
+            found = find(conn, storage.session_touches)
+        if found is not None:
+            storage.defer(found.session_id, found.token_hash, time.time())
+        return found
     try:
         with svc.engine.begin() as conn:
-            return _find(request, svc, conn, None)
+            return find(conn, None)
     except DBAPIError as exc:
         if storage is None or not is_full_error(exc):
             raise
         storage.hit(exc)
         return _lookup(request, svc)
-
-
-def _find(request: Request, svc: Services, conn: Connection, seen: dict[str, float] | None) -> Principal | None:
-    """The caller from this connection; `seen` (touches kept in memory) means read only."""
-    header = request.headers.get("authorization", "")
-    touch = seen is None
-    if header[:7].lower() == "bearer ":
-        token = header[7:].strip()
-        user = accounts.find_token(conn, token, touch)
-        return Principal(user, token_hash=accounts.digest(token)) if user else None
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        s = svc.settings
-        found = sessions.load(conn, cookie, s.session_idle_minutes * 60, s.session_max_hours * 3600, touch, seen)
-        if found:
-            return Principal(found.user, found.id, found.csrf, found.stage, found.verified_at)
-    return None
 
 
 async def current_principal(request: Request, svc: Services, stages: tuple[str, ...] = ("full",)) -> Principal:
@@ -180,14 +177,14 @@ async def current_principal(request: Request, svc: Services, stages: tuple[str, 
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal) and cached.stage in stages:
         return cached
-    principal = await run_in_threadpool(_lookup, request, svc)
-    if principal is None:
+    found = await run_in_threadpool(_lookup, request, svc)
+    if found is None:
         raise NotAuthenticated()
-    if principal.stage not in stages:
-        raise SecondFactorPending(principal.stage)
-    if principal.stage == "full":
-        request.state.principal = principal  # pages show a half-session as not signed in
-    return principal
+    if found.stage not in stages:
+        raise SecondFactorPending(found.stage)
+    if found.stage == "full":
+        request.state.principal = found  # pages show a half-session as not signed in
+    return found
 
 
 async def check_csrf(request: Request, principal: Principal) -> None:
@@ -208,9 +205,10 @@ async def check_csrf(request: Request, principal: Principal) -> None:
 def require(role: str) -> object:
     """A dependency: the caller must be signed in with at least `role` (and pass CSRF on writes)."""
 
+    @declare(Policy(role))
     async def dependency(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
         principal = await current_principal(request, svc)
-        if not principal.user.can(role):
+        if not principal.can(role):
             raise Forbidden(f"this needs the {role} role")
         await check_csrf(request, principal)
         return principal

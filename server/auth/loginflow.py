@@ -8,10 +8,7 @@ from urllib.parse import quote
 from fastapi import Request, Response
 
 from server.auth.access import (
-    MAX_FAILURES_PER_ACCOUNT,
-    MAX_FAILURES_PER_ADDRESS,
     SESSION_COOKIE,
-    THROTTLE_WINDOW,
     Principal,
     request_scheme,
 )
@@ -24,19 +21,13 @@ from server.store.db import Connection
 MAX_CODE_FAILURES = 5  # wrong codes on one half-session before the password must be typed again
 
 
-def throttled(conn: Connection, name: str, ip: str) -> bool:
-    """True when this account or address failed too often recently (same limits as the password step)."""
-    by_user, by_ip = accounts.recent_failures(conn, name, ip, THROTTLE_WINDOW)
-    return by_user >= MAX_FAILURES_PER_ACCOUNT or by_ip >= MAX_FAILURES_PER_ADDRESS
+def start_after_password(
+    conn: Connection, settings: Settings, user: User, ip: str, agent: str | None, now: float | None = None
+) -> tuple[str, str, str]:
+    """The session to hand out after a right password: (cookie value, CSRF token, stage).
 
-
-def address_throttled(conn: Connection, ip: str) -> bool:
-    """True when this address failed too often recently."""
-    return accounts.recent_failures(conn, "", ip, THROTTLE_WINDOW)[1] >= MAX_FAILURES_PER_ADDRESS
-
-
-def start_after_password(conn: Connection, settings: Settings, user: User, ip: str, agent: str | None) -> tuple[str, str, str]:
-    """The session to hand out after a right password: (cookie value, CSRF token, stage)."""
+    Only a finished sign-in is recorded as one (throttling and the owner's failed-attempts notice rely on it).
+    """
     have = twofactor.factors(conn, user.id)
     if have.any:
         stage = sessions.SECOND_FACTOR
@@ -46,7 +37,7 @@ def start_after_password(conn: Connection, settings: Settings, user: User, ip: s
         accounts.write_audit(conn, user, "login.password", user.name, {"next": "2fa enrolment"}, ip)
     else:
         stage = sessions.FULL
-        accounts.write_audit(conn, user, "login", user.name, {"method": "password"}, ip)
+        _signed_in(conn, user, "password", ip, now)
     verified = None if stage == sessions.SECOND_FACTOR else time.time()
     token, csrf = sessions.create(conn, user.id, ip, agent, stage=stage, verified_at=verified)
     return token, csrf, stage
@@ -61,25 +52,35 @@ def next_url(stage: str, target: str) -> str:
     return target
 
 
-def finish_sign_in(conn: Connection, half: Principal, method: str, ip: str, agent: str | None) -> tuple[str, str]:
+def _signed_in(conn: Connection, user: User, method: str, ip: str, now: float | None) -> None:
+    """Record a completed sign-in; the audit entry says how many failures came before it."""
+    before = accounts.failed_sign_ins(conn, user.name).since_last
+    accounts.record_login(conn, user.name, ip, True, now)
+    detail: dict[str, object] = {"method": method}
+    if before:
+        detail["failed_before"] = before
+    accounts.write_audit(conn, user, "login", user.name, detail, ip)
+
+
+def finish_sign_in(
+    conn: Connection, half: Principal, method: str, ip: str, agent: str | None, now: float | None = None
+) -> tuple[str, str]:
     """Swap a half-session for a new full session (new id: nothing from before the proof is reused)."""
     if half.session_id is not None:
         sessions.end(conn, half.session_id)
-    accounts.record_login(conn, half.user.name, ip, True)
-    accounts.write_audit(conn, half.user, "login", half.user.name, {"method": method}, ip)
+    _signed_in(conn, half.user, method, ip, now)
     return sessions.create(conn, half.user.id, ip, agent, stage=sessions.FULL, verified_at=time.time())
 
 
-def passkey_sign_in(conn: Connection, user: User, ip: str, agent: str | None) -> tuple[str, str]:
+def passkey_sign_in(conn: Connection, user: User, ip: str, agent: str | None, now: float | None = None) -> tuple[str, str]:
     """A passkey with user verification is both factors at once: straight to a full session."""
-    accounts.record_login(conn, user.name, ip, True)
-    accounts.write_audit(conn, user, "login", user.name, {"method": "passkey"}, ip)
+    _signed_in(conn, user, "passkey", ip, now)
     return sessions.create(conn, user.id, ip, agent, stage=sessions.FULL, verified_at=time.time())
 
 
-def second_factor_failed(conn: Connection, half: Principal, ip: str, method: str) -> bool:
+def second_factor_failed(conn: Connection, half: Principal, ip: str, method: str, now: float | None = None) -> bool:
     """Count a wrong code (throttling and audit); True when the half-session was ended because of it."""
-    accounts.record_login(conn, half.user.name, ip, False)
+    accounts.record_login(conn, half.user.name, ip, False, now)
     accounts.write_audit(conn, half.user, "login.2fa_failed", half.user.name, {"method": method}, ip)
     if half.session_id is None:
         return True
@@ -105,3 +106,15 @@ def set_session_cookie(response: Response, request: Request, svc: Services, toke
         max_age=svc.settings.session_max_hours * 3600,
         path="/",
     )
+
+
+def stepup_failed(conn: Connection, settings: Settings, p: Principal, ip: str, method: str) -> bool:
+    """Count a wrong step-up proof on this session only (never the account); True when it signed the session out."""
+    accounts.write_audit(conn, p.user, "stepup.failed", p.user.name, {"method": method}, ip)
+    if p.session_id is None:
+        return False
+    if sessions.add_failure(conn, p.session_id) < settings.stepup_max_failures:
+        return False
+    sessions.end(conn, p.session_id)
+    accounts.write_audit(conn, p.user, "session.end", p.user.name, {"why": "too many wrong step-up proofs"}, ip)
+    return True

@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from server.auth.access import Forbidden, Principal, SecondFactorPending, check_csrf, current_principal
+from server.auth.policy import Policy, declare
 from server.config.settings import Settings
 from server.runtime import Services, get_services
 
@@ -35,13 +36,14 @@ class StepUpRequired(Forbidden):
 
 def is_fresh(principal: Principal, settings: Settings, now: float | None = None) -> bool:
     """True for bearer tokens and for sessions whose last proof is younger than `stepup_minutes`."""
-    if principal.session_id is None:
+    if principal.kind == "token":
         return True
     if principal.verified_at is None:
         return False
     return (now or time.time()) - principal.verified_at < settings.stepup_minutes * 60
 
 
+@declare(Policy("viewer", fresh=True))
 async def require_fresh_2fa(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
     """A dependency: signed in (CSRF-checked on writes) and recently re-verified, else StepUpRequired."""
     principal = await current_principal(request, svc)
@@ -54,9 +56,10 @@ async def require_fresh_2fa(request: Request, svc: Annotated[Services, Depends(g
 def fresh(role: str) -> object:
     """A dependency: at least `role`, CSRF on writes, and a fresh second factor."""
 
+    @declare(Policy(role, fresh=True))
     async def dependency(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
         principal = await current_principal(request, svc)
-        if not principal.user.can(role):
+        if not principal.can(role):
             raise Forbidden(f"this needs the {role} role")
         await check_csrf(request, principal)
         if not is_fresh(principal, svc.settings):
@@ -112,6 +115,7 @@ def install_handlers(app: FastAPI) -> None:
         return RedirectResponse(page + "?next=" + quote(_return_to(request), safe="/"), status_code=303)
 
 
+@declare(Policy("viewer", fresh=True, stages=("full", "enrol")))
 async def _fresh_or_enrolling(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
     principal = await current_principal(request, svc, stages=("full", "enrol"))
     await check_csrf(request, principal)

@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     require_2fa_roles: list[str] = Field(default_factory=list, description="Roles that must set up 2FA at next sign-in.")
     stepup_minutes: int = Field(default=10, ge=1, le=24 * 60, description="How long a second factor counts as fresh.")
     trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Forwarded-For is believed.")
+    signin_free_failures: int = Field(default=5, ge=1, le=100, description="Failures per account and address before delays.")
+    signin_delay_seconds: float = Field(default=2.0, gt=0, le=3600, description="First delay; it doubles per further failure.")
+    signin_max_delay_seconds: float = Field(default=900.0, gt=0, le=86400, description="Longest delay between attempts.")
+    signin_account_failures: int = Field(
+        default=20, ge=1, le=10000, description="Failures for an account (all addresses) before new addresses wait too."
+    )
+    signin_address_failures: int = Field(default=30, ge=1, le=10000, description="Failures from one address (all accounts).")
+    signin_window_minutes: int = Field(default=60, ge=1, le=24 * 60, description="Failures older than this are forgotten.")
+    stepup_max_failures: int = Field(default=5, ge=1, le=100, description="Wrong step-up proofs that sign a session out.")
     poll_concurrency: int = Field(default=200, ge=1, le=5000, description="Checks in flight at once.")
     default_interval: int = Field(default=60, ge=5, le=86400)
     snmp_timeout: float = Field(default=2.0, gt=0, le=60)

@@ -96,19 +96,35 @@ def new_token(conn: Connection, user_id: int, name: str) -> str:
     return token
 
 
-def find_token(conn: Connection, token: str, touch: bool = True) -> User | None:
-    """The user behind a bearer token, or None (touch=False: read only, the disk is full)."""
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """A valid bearer token: its own row id and the user it acts for (two different ids, never mixed)."""
+
+    token_id: int
+    user: User
+
+
+def find_token(conn: Connection, token: str, touch: bool = True) -> TokenOwner | None:
+    """The token and its owner, or None (revoked, unknown, or its user disabled); touch=False: read only (disk full)."""
     row = conn.execute(
-        select(api_tokens.c.id, api_tokens.c.last_used, users)
+        # Every column labelled: a bare users.* beside api_tokens.id made `row.id` the token's id.
+        select(
+            api_tokens.c.id.label("token_id"),
+            api_tokens.c.last_used.label("last_used"),
+            users.c.id.label("user_id"),
+            users.c.name.label("user_name"),
+            users.c.role.label("user_role"),
+            users.c.disabled.label("user_disabled"),
+        )
         .join(users, users.c.id == api_tokens.c.user_id)
         .where(api_tokens.c.token_hash == digest(token), api_tokens.c.revoked.is_(False))
     ).first()
-    if row is None or row.disabled:
+    if row is None or row.user_disabled:
         return None
     now = time.time()
     if touch and (row.last_used is None or now - row.last_used > 60):
-        conn.execute(update(api_tokens).where(api_tokens.c.id == row[0]).values(last_used=now))
-    return User(row.id, row.name, row.role, bool(row.disabled))
+        conn.execute(update(api_tokens).where(api_tokens.c.id == row.token_id).values(last_used=now))
+    return TokenOwner(int(row.token_id), User(int(row.user_id), row.user_name, row.user_role, bool(row.user_disabled)))
 
 
 def touch_tokens(conn: Connection, used: Mapping[str, float]) -> None:
@@ -129,18 +145,81 @@ def token_alive(conn: Connection, token_hash: str) -> bool:
     return row is not None and not row.disabled
 
 
-def record_login(conn: Connection, username: str, ip: str, ok: bool) -> None:
-    """Remember a login attempt (for throttling and the audit trail)."""
-    conn.execute(insert(login_attempts).values(ts=time.time(), username=username[:64], ip=ip[:64], ok=ok))
+def record_login(conn: Connection, username: str, ip: str, ok: bool, now: float | None = None) -> None:
+    """Remember a sign-in attempt: a wrong password or code (ok=False) or a completed sign-in (ok=True)."""
+    ts = time.time() if now is None else now
+    conn.execute(insert(login_attempts).values(ts=ts, username=username[:64], ip=ip[:64], ok=ok))
 
 
-def recent_failures(conn: Connection, username: str, ip: str, window: float) -> tuple[int, int]:
-    """Failed logins in the window: (for this account, from this address)."""
-    since = time.time() - window
-    base = select(func.count()).select_from(login_attempts).where(login_attempts.c.ts >= since, login_attempts.c.ok.is_(False))
-    by_user = conn.execute(base.where(login_attempts.c.username == username[:64])).scalar() or 0
-    by_ip = conn.execute(base.where(login_attempts.c.ip == ip[:64])).scalar() or 0
-    return int(by_user), int(by_ip)
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Failed attempts of one kind in the window, and when the last one was."""
+
+    count: int = 0
+    last: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FailureStats:
+    """What sign-in throttling looks at for one attempt."""
+
+    pair: Tally  # this account from this address
+    account: Tally  # this account from every address
+    address: Tally  # this address, every account
+    known_address: bool  # this account has completed a sign-in from this address before
+
+
+def _tally(conn: Connection, since: float, *where: Any) -> Tally:
+    la = login_attempts
+    row = conn.execute(
+        select(func.count(), func.max(la.c.ts)).where(la.c.ts >= since, la.c.ok.is_(False), *where)
+    ).first()
+    return Tally(int(row[0] or 0), float(row[1] or 0.0)) if row else Tally()
+
+
+def failure_stats(conn: Connection, username: str, ip: str, since: float) -> FailureStats:
+    """Failed sign-ins since `since` for this account and address, and whether the address is one the account uses."""
+    la, name, addr = login_attempts, username[:64], ip[:64]
+    known = conn.execute(select(la.c.id).where(la.c.username == name, la.c.ip == addr, la.c.ok.is_(True)).limit(1)).first()
+    return FailureStats(
+        pair=_tally(conn, since, la.c.username == name, la.c.ip == addr),
+        account=_tally(conn, since, la.c.username == name),
+        address=_tally(conn, since, la.c.ip == addr),
+        known_address=known is not None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FailedSignIns:
+    """Wrong passwords or codes for an account: before its latest completed sign-in (since the one before), and since."""
+
+    before_last: int
+    since_last: int
+    last_at: float | None
+    last_ip: str | None
+    last_sign_in_at: float | None
+
+
+def failed_sign_ins(conn: Connection, username: str) -> FailedSignIns:
+    """What the account's owner is told when they sign in (row ids order the attempts, whatever the clocks say)."""
+    la, name = login_attempts, username[:64]
+    mine = la.c.username == name
+    oks = list(conn.execute(select(la.c.id, la.c.ts).where(mine, la.c.ok.is_(True)).order_by(la.c.id.desc()).limit(2)))
+    latest = oks[0].id if oks else None
+    previous = oks[1].id if len(oks) > 1 else 0
+    failed = select(func.count()).select_from(la).where(la.c.username == name, la.c.ok.is_(False))
+    before = 0 if latest is None else conn.execute(failed.where(la.c.id > previous, la.c.id < latest)).scalar() or 0
+    since = conn.execute(failed.where(la.c.id > (latest or 0))).scalar() or 0
+    last = conn.execute(
+        select(la.c.ts, la.c.ip).where(mine, la.c.ok.is_(False), la.c.id > previous).order_by(la.c.id.desc()).limit(1)
+    ).first()
+    return FailedSignIns(
+        before_last=int(before),
+        since_last=int(since),
+        last_at=float(last.ts) if last else None,
+        last_ip=str(last.ip) if last else None,
+        last_sign_in_at=float(oks[0].ts) if oks else None,
+    )
 
 
 def write_audit(

@@ -186,6 +186,8 @@ login_attempts = Table(
     Column("ip", String(64), nullable=False),
     Column("ok", Boolean, nullable=False),
     Index("ix_login_attempts_ts", "ts"),
+    Index("ix_login_attempts_username", "username", "id"),  # 0010: throttling and the owner's notice, per attempt
+    Index("ix_login_attempts_ip_ts", "ip", "ts"),
 )
 
 meta = Table(

@@ -166,11 +166,11 @@ def list_for_user(conn: Connection, user_id: int, current: str | None = None) ->
 
 
 def mark_verified(conn: Connection, session_id: str, when: float | None = None) -> None:
-    """Remember that the holder just proved who they are (for step-up)."""
-    conn.execute(update(sessions).where(sessions.c.id == session_id).values(verified_at=when or time.time()))
+    """Remember that the holder just proved who they are (for step-up); earlier wrong proofs stop counting."""
+    conn.execute(update(sessions).where(sessions.c.id == session_id).values(verified_at=when or time.time(), failures=0))
 
 
 def add_failure(conn: Connection, session_id: str) -> int:
-    """Count a wrong second-factor code on a half-session; returns the new count."""
+    """Count a wrong code on a half-session, or a wrong step-up proof on a full one; returns the new count."""
     conn.execute(update(sessions).where(sessions.c.id == session_id).values(failures=sessions.c.failures + 1))
     return int(conn.execute(select(sessions.c.failures).where(sessions.c.id == session_id)).scalar() or 0)

@@ -6,6 +6,7 @@ import resource
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,11 @@ def write(directory: Path, name: str, text: str) -> Path:
 
 
 def login_works(data_dir: Path, name: str, password: str) -> bool:
-    engine = make_engine(Settings(data_dir=data_dir).db_url)
+    settings = Settings(data_dir=data_dir)
+    engine = make_engine(settings.db_url)
     try:
         with engine.begin() as conn:
-            return auth.login(conn, name, password, "127.0.0.1") is not None
+            return auth.login(conn, settings, name, password, "127.0.0.1", time.time()).user is not None
     finally:
         engine.dispose()
 

@@ -169,7 +169,9 @@ def _alive(app_env: AppEnv, session_id: str | None = None, token: str | None = N
     with app_env.svc.engine.connect() as conn:
         found = accounts.get_user_by_name(conn, "ida")
     assert found is not None
-    who = Principal(found[0], session_id, token_hash=accounts.digest(token) if token else None)
+    user = found[0]
+    kind = "token" if token else "session"
+    who = Principal(user.id, user.name, user.role, kind, session_id, token_hash=accounts.digest(token) if token else None)
     return asyncio.run(session_alive(app_env.svc, who))
 
 

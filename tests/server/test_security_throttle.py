@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,26 +41,138 @@ def test_unknown_users_and_wrong_passwords_get_the_same_answer(app_env: AppEnv) 
     assert wrong[1] == ghost[1] == disabled[1]
 
 
-def test_an_account_is_throttled_after_ten_failures_with_the_same_answer(app_env: AppEnv) -> None:
+@dataclass
+class Clock:
+    """The time sign-in throttling reads (Services.clock); tests move it instead of sleeping."""
+
+    now: float
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(app_env: AppEnv) -> Clock:
+    state = Clock(time.time())
+    app_env.svc.clock = state
+    return state
+
+
+def _from(env: AppEnv, address: str) -> TestClient:
+    return TestClient(env.app, follow_redirects=False, client=(address, 40000))
+
+
+def _audit(env: AppEnv, target: str) -> list[str]:
+    with env.svc.reader.connect() as conn:
+        return list(conn.execute(select(audit.c.action).where(audit.c.target == target).order_by(audit.c.id)).scalars())
+
+
+def test_twelve_wrong_passwords_from_one_address_do_not_keep_the_owner_out(app_env: AppEnv, clock: Clock) -> None:
     app_env.user("tina", "viewer")
-    failures = [_attempt(app_env.client, "tina", f"guess {n}") for n in range(10)]
-    assert {f[0] for f in failures} == {401}
-    locked = _attempt(app_env.client, "tina", PASSWORD)
-    assert locked == failures[0]  # the right password now gets exactly the wrong-password answer
-    ghosts = [_attempt(app_env.client, "ghost", f"guess {n}") for n in range(10)]
-    assert ghosts[-1] == _attempt(app_env.client, "ghost", PASSWORD)
-    with app_env.svc.reader.connect() as conn:
-        actions = list(conn.execute(select(audit.c.action).where(audit.c.target == "tina")).scalars())
-    assert actions.count("login.failed") == 11
+    usual, attacker = _from(app_env, "198.51.100.7"), _from(app_env, "203.0.113.66")
+    assert _attempt(usual, "tina", PASSWORD)[0] == 303  # tina's usual address
+    answers = [_attempt(attacker, "tina", f"guess {n}")[0] for n in range(12)]  # all within the same second
+    assert answers == [401] * 5 + [429] * 7
+    assert _attempt(attacker, "tina", PASSWORD)[0] == 429  # the attacker gets no answer about the password either
+    assert _attempt(_from(app_env, "198.51.100.7"), "tina", PASSWORD)[0] == 303
+    assert _attempt(_from(app_env, "192.0.2.200"), "tina", PASSWORD)[0] == 303  # a new address of hers, too
+    assert _audit(app_env, "tina").count("login.failed") == 5
+    assert _audit(app_env, "tina").count("login.throttled") == 8
 
 
-def test_an_address_is_throttled_across_accounts(app_env: AppEnv) -> None:
+def test_delays_grow_with_each_failure_and_then_expire(app_env: AppEnv, clock: Clock) -> None:
+    app_env.user("ulf", "viewer")
+    client = _from(app_env, "203.0.113.5")
+    for n in range(5):
+        assert _attempt(client, "ulf", f"guess {n}")[0] == 401
+    waits = []
+    for n in range(4):
+        refused = client.post("/login", data={"username": "ulf", "password": PASSWORD, "csrf_token": _token(client)})
+        assert refused.status_code == 429 and "try again in" in refused.text
+        waits.append(int(refused.headers["retry-after"]))
+        clock.now += waits[-1]
+        assert _attempt(client, "ulf", f"late guess {n}")[0] == 401  # one guess per wait
+    assert waits == [2, 4, 8, 16]
+    clock.now += 60 * 60 + 1  # past signin_window_minutes: forgotten
+    assert _attempt(client, "ulf", PASSWORD)[0] == 303
+
+
+def test_the_delays_follow_the_settings(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", signin_free_failures=2, signin_delay_seconds=10, signin_max_delay_seconds=15)
+    for env in make_app_env(settings):
+        state = Clock(time.time())
+        env.svc.clock = state
+        client = _from(env, "203.0.113.9")
+        assert [_attempt(client, "vi", "x")[0] for _ in range(3)] == [401, 401, 429]
+        state.now += 10
+        assert _attempt(client, "vi", "x")[0] == 401
+        refused = client.post("/login", data={"username": "vi", "password": "x", "csrf_token": _token(client)})
+        assert refused.headers["retry-after"] == "15"  # 20 s, capped
+
+
+def test_an_address_spraying_many_accounts_waits(app_env: AppEnv, clock: Clock) -> None:
     app_env.user("ulla", "viewer")
-    for n in range(30):
-        _attempt(app_env.client, f"spray{n}", "Winter2024!")
-    assert _attempt(app_env.client, "ulla", PASSWORD)[0] == 401
-    elsewhere = TestClient(app_env.app, follow_redirects=False, client=("192.0.2.77", 40000))
-    assert _attempt(elsewhere, "ulla", PASSWORD)[0] == 303
+    sprayer = _from(app_env, "203.0.113.30")
+    assert [_attempt(sprayer, f"spray{n}", "Winter2024!")[0] for n in range(30)] == [401] * 30
+    assert _attempt(sprayer, "ulla", PASSWORD)[0] == 429
+    assert _attempt(_from(app_env, "192.0.2.77"), "ulla", PASSWORD)[0] == 303
+
+
+def test_guessing_from_many_addresses_slows_new_addresses_but_not_the_owners(app_env: AppEnv, clock: Clock) -> None:
+    app_env.user("vera", "viewer")
+    assert _attempt(_from(app_env, "198.51.100.8"), "vera", PASSWORD)[0] == 303
+    for n in range(20):
+        assert _attempt(_from(app_env, f"203.0.113.{100 + n}"), "vera", "guess")[0] == 401
+    assert _attempt(_from(app_env, "192.0.2.99"), "vera", PASSWORD)[0] == 429  # never signed in from there
+    assert _attempt(_from(app_env, "198.51.100.8"), "vera", PASSWORD)[0] == 303  # her usual address
+    clock.now += 2
+    assert _attempt(_from(app_env, "192.0.2.99"), "vera", PASSWORD)[0] == 303
+
+
+def test_the_owner_is_told_of_failed_attempts_at_the_next_sign_in(app_env: AppEnv, clock: Clock) -> None:
+    app_env.user("wim", "viewer")
+    owner = _from(app_env, "198.51.100.9")
+    assert _attempt(owner, "wim", PASSWORD)[0] == 303
+    assert 'id="failed-sign-ins"' not in owner.get("/").text
+    attacker = _from(app_env, "203.0.113.44")
+    for n in range(3):
+        _attempt(attacker, "wim", f"guess {n}")
+    assert owner.get("/api/v1/account").json()["failed_sign_ins"]["since_last_sign_in"] == 3
+    owner = _from(app_env, "198.51.100.9")
+    assert _attempt(owner, "wim", PASSWORD)[0] == 303
+    home = owner.get("/")
+    assert 'id="failed-sign-ins"' in home.text and "3 failed sign-in attempts" in home.text and "203.0.113.44" in home.text
+    told = owner.get("/api/v1/account").json()["failed_sign_ins"]
+    assert told["before_last_sign_in"] == 3 and told["since_last_sign_in"] == 0 and told["last_failed_ip"] == "203.0.113.44"
+    assert "login" in _audit(app_env, "wim")
+    again = _from(app_env, "198.51.100.9")
+    assert _attempt(again, "wim", PASSWORD)[0] == 303
+    assert 'id="failed-sign-ins"' not in again.get("/").text  # told once per sign-in that had failures before it
+
+
+def test_wrong_step_up_proofs_end_that_session_only(app_env: AppEnv, clock: Clock) -> None:
+    app_env.user("xia", "viewer")
+    phone = _from(app_env, "198.51.100.10")
+    assert _attempt(phone, "xia", PASSWORD)[0] == 303
+    token = _page_csrf(phone)
+    for _ in range(4):
+        wrong = phone.post("/api/v1/account/verify", json={"password": "not it at all"}, headers={"X-CSRF-Token": token})
+        assert wrong.status_code == 403
+    last = phone.post("/api/v1/account/verify", json={"password": "not it at all"}, headers={"X-CSRF-Token": token})
+    assert last.status_code == 401 and "signed out" in last.text
+    assert phone.get("/api/v1/me").status_code == 401
+    with app_env.svc.reader.connect() as conn:
+        failures = conn.exec_driver_sql("SELECT count(*) FROM login_attempts WHERE ok = false").scalar()
+    assert failures == 0  # the account's sign-in counts are untouched: nobody is slowed down by this
+    assert _attempt(phone, "xia", PASSWORD)[0] == 303
+
+
+def _token(client: TestClient) -> str:
+    return form_csrf(client.get("/login").text)
+
+
+def _page_csrf(client: TestClient) -> str:
+    return form_csrf(client.get("/account").text)
 
 
 @pytest.fixture

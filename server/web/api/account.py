@@ -10,8 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from server.auth import loginflow, passkeys, totp
+from server.auth import loginflow, notice, passkeys, throttle, totp
 from server.auth.access import SESSION_COOKIE, Principal, UserError, Viewer, client_ip
+from server.auth.policy import Policy, declare
+from server.auth.principal import from_session
 from server.auth.stepup import Fresh, FreshOrEnrolling, is_fresh, same_site_path
 from server.runtime import Services, get_services
 from server.services import users as usermgmt
@@ -91,6 +93,7 @@ def account(svc: SvcDep, p: Viewer) -> dict[str, Any]:
         "recovery_codes_left": have.recovery_left,
         "fresh": is_fresh(p, svc.settings),
         "stepup_minutes": svc.settings.stepup_minutes,
+        "failed_sign_ins": notice.as_json(notice.failed_sign_ins(svc.reader, p.name)),
     }
 
 
@@ -146,20 +149,20 @@ def verify(svc: SvcDep, p: Viewer, request: Request, body: Verify) -> dict[str, 
     session_id = _session_only(p)
     ip = client_ip(request)
     with svc.engine.begin() as conn:
-        if loginflow.throttled(conn, p.user.name, ip):
-            raise HTTPException(429, "too many attempts; wait a few minutes")
         have = twofactor.factors(conn, p.user.id)
         method = None
         if have.any and body.code:
             method = totp.verify_code(conn, svc.box, p.user.id, body.code)
         elif not have.any and body.password:
             method = "password" if usermgmt.password_matches(conn, p.user.id, body.password) else None
+        ended = False
         if method is None:
-            accounts.record_login(conn, p.user.name, ip, False)
-            accounts.write_audit(conn, p.user, "stepup.failed", p.user.name, {}, ip)
+            ended = loginflow.stepup_failed(conn, svc.settings, p, ip, "code" if have.any else "password")
         else:
             sessions.mark_verified(conn, session_id)
             accounts.write_audit(conn, p.user, "stepup", p.user.name, {"method": method}, ip)
+    if ended:
+        raise HTTPException(401, "too many wrong proofs: this session was signed out; sign in again")
     if method is None:
         raise HTTPException(403, "that did not match" + ("" if have.any else "; give your password"))
     return {"verified": method}
@@ -172,7 +175,7 @@ def _finish_enrolment(svc: Services, request: Request, response: Response, p: Pr
     if p.stage != sessions.ENROL:
         return
     with svc.engine.begin() as conn:
-        token, _ = loginflow.finish_sign_in(conn, p, "enrolment", client_ip(request), _agent(request))
+        token, _ = loginflow.finish_sign_in(conn, p, "enrolment", client_ip(request), _agent(request), svc.clock())
     loginflow.set_session_cookie(response, request, svc, token)
 
 
@@ -272,6 +275,7 @@ def remove_passkey(svc: SvcDep, p: Fresh, request: Request, passkey_id: int) -> 
 # ---------------------------------------------------------------- passkey sign-in, second factor and step-up
 
 
+@declare(Policy(None, csrf=False, why="passkey ceremonies: the sign-in form's token, or the session's CSRF token"))
 async def _ceremony(request: Request, svc: SvcDep) -> tuple[str, str, Principal | None]:
     """(purpose, binding, principal) from the caller's cookies; the X-CSRF-Token header must match."""
     sent = request.headers.get("x-csrf-token", "")
@@ -287,7 +291,7 @@ async def _ceremony(request: Request, svc: SvcDep) -> tuple[str, str, Principal 
         if found is not None and found.stage in (sessions.FULL, sessions.SECOND_FACTOR):
             if not sent or not hmac.compare_digest(sent.encode(), found.csrf.encode()):
                 raise HTTPException(403, "missing or wrong CSRF token; reload the page")
-            principal = Principal(found.user, found.id, found.csrf, found.stage, found.verified_at)
+            principal = from_session(found)
             return ("stepup" if found.stage == sessions.FULL else "second"), found.id, principal
     login_cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not login_cookie or not sent or not hmac.compare_digest(sent.encode(), login_cookie.encode()):
@@ -321,26 +325,34 @@ async def passkey_answer(
     target = same_site_path(body.next)
 
     def work() -> tuple[str | None, str | None]:
+        now = svc.clock()
         with svc.engine.begin() as conn:
             # A passkey sign-in names no account up front: only the address is throttled, so nobody can lock a user out.
             name = principal.user.name if principal else ""
-            if loginflow.throttled(conn, name, ip) if principal else loginflow.address_throttled(conn, ip):
-                return None, "too many attempts; wait a few minutes"
+            if purpose != "stepup":  # step-up failures count against the session only (below)
+                verdict = throttle.check(conn, svc.settings, name, ip, now) if principal else throttle.check_address(
+                    conn, svc.settings, ip, now
+                )
+                if verdict.refused:
+                    return None, verdict.message
             try:
                 expected = principal.user if principal else None
                 credential = _checked(body.credential)
                 user = passkeys.authenticate(conn, request, svc.settings, purpose, binding, credential, expected)
             except passkeys.PasskeyError as exc:
-                accounts.record_login(conn, name, ip, False)
                 who = principal.user if principal else None
+                if purpose == "stepup" and principal is not None:
+                    loginflow.stepup_failed(conn, svc.settings, principal, ip, "passkey")
+                else:
+                    accounts.record_login(conn, name, ip, False, now)
                 accounts.write_audit(conn, who, "login.passkey_failed", name, {"why": str(exc)}, ip)
                 return None, str(exc)
             if purpose == "login":
-                return loginflow.passkey_sign_in(conn, user, ip, _agent(request))[0], None
+                return loginflow.passkey_sign_in(conn, user, ip, _agent(request), now)[0], None
             if principal is None:
                 return None, "sign in again"
             if purpose == "second":
-                return loginflow.finish_sign_in(conn, principal, "passkey", ip, _agent(request))[0], None
+                return loginflow.finish_sign_in(conn, principal, "passkey", ip, _agent(request), now)[0], None
             sessions.mark_verified(conn, binding)
             accounts.write_audit(conn, user, "stepup", user.name, {"method": "passkey"}, ip)
             return None, None

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, text
 
 from server.auth.access import Admin, Operator, UserError, Viewer, client_ip, create_user
+from server.auth.policy import public
 from server.auth.stepup import FreshAdmin, StepUpRequired, is_fresh
 from server.config.inventory import DeviceSpec, error_list, timeout_problems
 from server.notify.channel_alarm import channel_alarm
@@ -37,7 +38,7 @@ def _secret_keys(svc: Services, device_id: int) -> set[str]:
     return set(split_secrets(row.spec)[1]) if row else set()
 
 
-@router.get("/healthz", tags=["meta"])
+@router.get("/healthz", tags=["meta"], dependencies=[public("health probes: answers only ok")])
 def healthz(svc: SvcDep) -> dict[str, Any]:
     """Liveness, database reachability, storage (free space, full), the writer's errors and backlogs, and failing
     notification channels (no sign-in needed)."""

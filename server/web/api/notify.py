@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.auth.access import Admin, Operator, Viewer, client_ip
+from server.auth.policy import public
 from server.config.inventory import NAME_RE
 from server.config.yamlsrc import ConfigError
 from server.notify import ops
@@ -206,7 +207,7 @@ def test_subscription(svc: SvcDep, p: Viewer, sub_id: int) -> dict[str, Any]:
     return {"message_id": _run(ops.test_push, svc, runtime(svc), p.user, sub_id)}
 
 
-@router.post("/api/v1/push/action")
+@router.post("/api/v1/push/action", dependencies=[public("a notification button: its single-use signed token")])
 def push_action(svc: SvcDep, request: Request, body: PushAction) -> dict[str, Any]:
     """Acknowledge or snooze (1 h) from a notification: no session; a single-use, short-lived token from the push."""
     return dict(_run(ops.push_action, svc, client_ip(request), body.token, body.action))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -134,18 +135,19 @@ def verify_submit(
     with svc.engine.begin() as conn:
         have = twofactor.factors(conn, p.user.id)
         method = None
-        if not loginflow.throttled(conn, p.user.name, ip):
-            if have.any and code:
-                method = totp.verify_code(conn, svc.box, p.user.id, code)
-            elif not have.any and password:
-                method = "password" if usermgmt.password_matches(conn, p.user.id, password) else None
+        if have.any and code:
+            method = totp.verify_code(conn, svc.box, p.user.id, code)
+        elif not have.any and password:
+            method = "password" if usermgmt.password_matches(conn, p.user.id, password) else None
+        ended = False
         if method is None:
-            accounts.record_login(conn, p.user.name, ip, False)
-            accounts.write_audit(conn, p.user, "stepup.failed", p.user.name, {}, ip)
+            ended = loginflow.stepup_failed(conn, svc.settings, p, ip, "code" if have.any else "password")
         elif p.session_id is not None:
             sessions.mark_verified(conn, p.session_id)
             accounts.write_audit(conn, p.user, "stepup", p.user.name, {"method": method}, ip)
+    if ended:
+        return RedirectResponse("/login?next=" + quote(target, safe="/"), status_code=303)
     if method is None:
-        error = "That did not match (or too many attempts; wait a few minutes)."
+        error = f"That did not match ({svc.settings.stepup_max_failures} wrong tries sign this session out)."
         return render(request, "account_verify.html", status=403, factors=have, next=target, error=error)
     return RedirectResponse(target, status_code=303)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 import time
 from datetime import UTC, datetime, tzinfo
@@ -19,8 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 import web
 from server import logsafe
-from server.auth import loginflow
-from server.auth.access import SESSION_COOKIE, Admin, Operator, Viewer, client_ip, login, request_scheme
+from server.auth import loginflow, notice
+from server.auth.access import SESSION_COOKIE, Admin, LoginResult, Operator, Viewer, client_ip, login, request_scheme
+from server.auth.policy import public
 from server.runtime import Services, get_services
 from server.services.hostkeys import trust_offered
 from server.store import accounts, prefs
@@ -58,6 +60,9 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     context["now"] = time.time()
     context["zone"], context["tz_set"] = user_zone(request)
     context["tz"] = getattr(context["zone"], "key", "UTC")
+    if principal is not None and principal.kind == "session" and "failed_sign_ins" not in context:
+        svc: Services = request.app.state.services
+        context["failed_sign_ins"] = notice.banner(svc.reader, principal.name, request.url.path, svc.clock())
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
 
 
@@ -92,7 +97,7 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-@router.get("/sw.js")
+@router.get("/sw.js", dependencies=[public("the service worker script: static")])
 def service_worker() -> Response:
     """The service worker, from the root so its scope is the whole app."""
     from fastapi.responses import FileResponse
@@ -101,7 +106,7 @@ def service_worker() -> Response:
     return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/login", response_class=HTMLResponse)
+@router.get("/login", response_class=HTMLResponse, dependencies=[public("the sign-in form")])
 def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
     """The sign-in form (a double-submit cookie protects it against login CSRF)."""
     token = secrets.token_urlsafe(24)
@@ -115,7 +120,9 @@ def _secure(request: Request) -> bool:
     return svc.settings.secure_cookies or request_scheme(request) == "https"
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post(
+    "/login", response_class=HTMLResponse, dependencies=[public("sign-in: its double-submit form token, throttled")]
+)
 async def login_submit(
     request: Request,
     svc: SvcDep,
@@ -138,27 +145,34 @@ async def login_submit(
     ip = client_ip(request)
     name = username.replace("\x00", "\ufffd").strip()  # PostgreSQL text cannot hold NUL: a refusal, not a 500
 
-    def work() -> tuple[str, str, str] | None:
+    def work() -> tuple[str, str, str] | LoginResult:
+        now = svc.clock()
         with svc.engine.begin() as conn:
-            user = login(conn, name, password, ip)
-            if user is None:
-                accounts.write_audit(conn, None, "login.failed", name[:64], {}, ip)
-                return None
+            result = login(conn, svc.settings, name, password, ip, now)
+            if result.user is None:
+                why = {"throttled": round(result.throttled.wait)} if result.throttled else {}
+                accounts.write_audit(conn, None, "login.throttled" if why else "login.failed", name[:64], why, ip)
+                return result
             previous = request.cookies.get(SESSION_COOKIE)
             if previous:
                 accounts.end_session(conn, accounts.digest(previous))  # never carry a session id across sign-in
-            return loginflow.start_after_password(conn, svc.settings, user, ip, request.headers.get("user-agent"))
+            agent = request.headers.get("user-agent")
+            return loginflow.start_after_password(conn, svc.settings, result.user, ip, agent, now)
 
     session = await run_in_threadpool(work)
-    if session is None:
-        return render(
+    if isinstance(session, LoginResult):
+        refused = session.throttled
+        page = render(
             request,
             "login.html",
-            status=401,
+            status=429 if refused else 401,
             next=_safe_next(next),
             login_csrf=cookie,
-            error="Wrong user name or password (or too many attempts; wait a few minutes).",
+            error=refused.message if refused else "Wrong user name or password.",
         )
+        if refused:
+            page.headers["Retry-After"] = str(math.ceil(refused.wait))
+        return page
     response = RedirectResponse(loginflow.next_url(session[2], _safe_next(next)), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

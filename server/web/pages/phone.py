@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 import web
 from server.auth.access import Viewer
+from server.auth.policy import public
 from server.notify.channel_alarm import channel_alarm
 from server.notify.runtime import silent_label
 from server.runtime import Services, get_services
@@ -252,7 +253,7 @@ def settings_page(request: Request, p: Viewer) -> Response:
     return render(request, "settings.html", groups=groups)
 
 
-@router.get("/manifest.webmanifest")
+@router.get("/manifest.webmanifest", dependencies=[public("the web app manifest: static, no user data")])
 def manifest() -> Response:
     """The web app manifest (public: the browser fetches it without cookies)."""
     return FileResponse(
@@ -262,7 +263,7 @@ def manifest() -> Response:
     )
 
 
-@router.get("/offline", response_class=HTMLResponse)
+@router.get("/offline", response_class=HTMLResponse, dependencies=[public("the offline fallback page: no user data")])
 def offline_page(request: Request) -> Response:
     """What the service worker shows for a page that was never saved while online (public: it holds no data)."""
     return render(request, "offline.html", user=None)

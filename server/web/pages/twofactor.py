@@ -8,8 +8,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server.auth import loginflow, totp
+from server.auth import loginflow, throttle, totp
 from server.auth.access import Principal, check_csrf, client_ip, current_principal
+from server.auth.policy import Policy, declare
 from server.auth.stepup import Fresh, FreshOrEnrolling, same_site_path
 from server.runtime import Services, get_services
 from server.store import accounts, sessions, twofactor
@@ -19,6 +20,7 @@ router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 
 
+@declare(Policy("viewer", stages=("2fa",)))
 async def _half(request: Request, svc: SvcDep) -> Principal:
     principal = await current_principal(request, svc, stages=(sessions.SECOND_FACTOR,))
     await check_csrf(request, principal)
@@ -63,17 +65,20 @@ def second_step_submit(
     target = same_site_path(next)
     ip = client_ip(request)
     agent = request.headers.get("user-agent")
+    now = svc.clock()
     with svc.engine.begin() as conn:
         have = twofactor.factors(conn, p.user.id)
-        method = None if loginflow.throttled(conn, p.user.name, ip) else totp.verify_code(conn, svc.box, p.user.id, code)
+        verdict = throttle.check(conn, svc.settings, p.user.name, ip, now)
+        method = None if verdict.refused else totp.verify_code(conn, svc.box, p.user.id, code)
+        ended = False
         if method is not None:
-            token, _ = loginflow.finish_sign_in(conn, p, method, ip, agent)
-        else:
-            ended = loginflow.second_factor_failed(conn, p, ip, "code")
+            token, _ = loginflow.finish_sign_in(conn, p, method, ip, agent, now)
+        elif not verdict.refused:
+            ended = loginflow.second_factor_failed(conn, p, ip, "code", now)
     if method is None:
         if ended:
             return RedirectResponse("/login?next=" + quote(target, safe="/"), status_code=303)
-        error = "That code did not match (or too many attempts; wait a few minutes)."
+        error = verdict.message if verdict.refused else "That code did not match."
         return render(
             request,
             "account_login2fa.html",
@@ -145,7 +150,7 @@ def totp_confirm(request: Request, svc: SvcDep, p: FreshOrEnrolling, code: Annot
             sessions.end_for_user(conn, p.user.id, keep=p.session_id)
             accounts.write_audit(conn, p.user, "2fa.totp_enabled", p.user.name, {}, ip)
             if p.stage == sessions.ENROL:
-                token, csrf = loginflow.finish_sign_in(conn, p, "enrolment", ip, request.headers.get("user-agent"))
+                token, csrf = loginflow.finish_sign_in(conn, p, "enrolment", ip, request.headers.get("user-agent"), svc.clock())
     if codes is None:
         return RedirectResponse("/account/totp?error=code", status_code=303)
     user = p.user if token is not None or p.stage == "full" else None
