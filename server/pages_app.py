@@ -22,6 +22,7 @@ from server.notify.runtime import silent_label
 from server.pages import TEMPLATES, render, render_error
 from server.services import Services, get_services
 from server.store import hostkeys
+from server.web.pages import triage
 
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
@@ -128,8 +129,16 @@ def overview_page(
 
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
-def device_page(request: Request, svc: SvcDep, _p: Viewer, device_id: int, range_: RangeQuery = "24h") -> Response:
-    """One device: state, open alerts, actions, key graphs, resources, interfaces, checks, facts, recent changes."""
+def device_page(
+    request: Request,
+    svc: SvcDep,
+    _p: Viewer,
+    device_id: int,
+    range_: RangeQuery = "24h",
+    q: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    """One device: state, open alerts, what is wrong in its tables (the rest collapsed, `q` filters them), actions,
+    key graphs, checks, facts, recent changes."""
     started = time.perf_counter()
     with svc.reader.connect() as conn:
         detail = views.device_detail(conn, device_id)
@@ -139,8 +148,26 @@ def device_page(request: Request, svc: SvcDep, _p: Viewer, device_id: int, range
         alerts = views_app.device_alerts(conn, device_id)
         offered = offered_key(conn, device_id)
         keys = hostkeys.list_keys(conn, device_id)
+    q = triage.clean_query(q)
+    uptime = detail["facts"].get("uptime_seconds")
+    tables = {
+        "interfaces": triage.interfaces(detail["interfaces"], alerts, uptime if isinstance(uptime, int | float) else None, q),
+        "storage": triage.usage(
+            [s for s in detail["resources"]["storage"] if s.get("type") in ("fixed", "ram", "virtual")], "descr", q
+        ),
+        "filesystems": triage.usage(detail["resources"]["filesystems"], "mount", q),
+    }
     response = render(
-        request, "device.html", d=detail, graphs=graphs, range=range_, alerts=alerts, offered=offered, host_keys=keys
+        request,
+        "device.html",
+        d=detail,
+        graphs=graphs,
+        range=range_,
+        alerts=alerts,
+        offered=offered,
+        host_keys=keys,
+        t=tables,
+        q=q,
     )
     return _timed(response, started)
 
@@ -220,6 +247,7 @@ def interface_page(
         heading=f"Interface {name[:64]}",
         facts=facts,
         more=False,
+        if_index=if_index if iface else None,
         range_base=f"/devices/{device_id}/interfaces/{if_index}",
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from server.actions.plan import DeviceInfo, effective_kind
 from server.secretbox import SecretBox
 from server.store.alerts import record_event
 from server.store.devices import load_device
-from server.store.schema import action_runs, alerts, device_status
+from server.store.schema import action_runs, alert_states, alerts, device_status, devices
 
 FINAL = ("succeeded", "failed", "timed_out", "capped", "error", "interrupted")
 
@@ -21,18 +22,43 @@ def device_info(conn: Connection, box: SecretBox, device_id: int) -> DeviceInfo 
     row = load_device(conn, box, device_id)
     if row is None:
         return None
-    query = select(device_status.c.facts, device_status.c.state).where(device_status.c.device_id == device_id)
+    query = select(device_status.c.facts, device_status.c.state, device_status.c.tables).where(
+        device_status.c.device_id == device_id
+    )
     status = conn.execute(query).first()
     facts = dict(status.facts or {}) if status is not None else {}
-    return DeviceInfo(row, effective_kind(row, facts), facts, status.state if status is not None else "unknown")
+    tables = dict(status.tables or {}) if status is not None else {}
+    parent = None
+    if row.parent_id is not None:
+        parent = conn.execute(select(devices.c.name).where(devices.c.id == row.parent_id)).scalar()
+    state = status.state if status is not None else "unknown"
+    return DeviceInfo(row, effective_kind(row, facts), facts, state, tables, str(parent) if parent else None)
 
 
 def alert_brief(conn: Connection, alert_id: int) -> dict[str, Any] | None:
-    """An alert's id, device, rule, title and status, or None."""
+    """An alert's id, device, rule, title, status, labels (a dict) and flapping flag, or None."""
     row = conn.execute(
-        select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.title, alerts.c.status).where(alerts.c.id == alert_id)
+        select(
+            alerts.c.id,
+            alerts.c.device_id,
+            alerts.c.rule,
+            alerts.c.title,
+            alerts.c.status,
+            alerts.c.labels,
+            alerts.c.flapping,
+            alerts.c.resolved_at,
+        ).where(alerts.c.id == alert_id)
     ).first()
-    return dict(row._mapping) if row is not None else None
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["key"] = str(out.pop("labels") or "")
+    try:
+        labels = json.loads(out["key"]) if out["key"] else {}
+    except ValueError:
+        labels = {}
+    out["labels"] = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+    return out
 
 
 def firing_titles(conn: Connection, device_id: int) -> list[str]:
@@ -120,3 +146,49 @@ def interrupt_unfinished(conn: Connection) -> int:
         .values(verification="unverified", verification_detail="the server stopped during verification", verified_at=now)
     )
     return int(done or 0)
+
+
+def newer_open_alert(conn: Connection, alert: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A later open alert of the same rule, device and labels (the problem came back as a new episode), or None."""
+    if alert is None:
+        return None
+    row = conn.execute(
+        select(alerts.c.id, alerts.c.title)
+        .where(
+            alerts.c.rule == alert["rule"],
+            alerts.c.device_id == alert["device_id"],
+            alerts.c.labels == alert["key"],
+            alerts.c.id > alert["id"],
+            alerts.c.status != "resolved",
+        )
+        .order_by(alerts.c.id)
+        .limit(1)
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def reopen_alert(conn: Connection, alert_id: int, now: float, text: str) -> None:
+    """A fix that failed again inside its stability window: the alert it answered is open again.
+
+    When the engine already fired the problem again as a new episode, that alert is folded into this one (resolved
+    with a note saying where it continues) and the label set's state points back here, so one alert tells the story.
+    """
+    alert = alert_brief(conn, alert_id)
+    if alert is None:
+        return
+    again = newer_open_alert(conn, alert)
+    if alert["status"] == "resolved":
+        conn.execute(
+            update(alerts)
+            .where(alerts.c.id == alert_id)
+            .values(status="firing", resolved_at=None, acked_at=None, acked_by=None, updated_at=now)
+        )
+        record_event(conn, alert_id, "reopened", None, text)
+        if again is not None:
+            conn.execute(
+                update(alerts).where(alerts.c.id == again["id"]).values(status="resolved", resolved_at=now, updated_at=now)
+            )
+            record_event(conn, again["id"], "merged", None, f"continues as alert #{alert_id} (reopened: the fix did not hold)")
+            conn.execute(update(alert_states).where(alert_states.c.alert_id == again["id"]).values(alert_id=alert_id))
+    else:
+        record_event(conn, alert_id, "action", None, text)

@@ -157,7 +157,10 @@
         if (!fresh || fresh.innerHTML === old.innerHTML) continue;
         if (old.querySelector(".readout:not([hidden])")) continue; // a graph is being read: the next refresh takes it
         const node = document.importNode(fresh, true);
+        const opened = $$("details", old).map((el) => el.open); // keep what the reader expanded
+        $$("details", node).forEach((el, n) => { if (opened[n]) el.open = true; });
         old.replaceWith(node);
+        applyFilter();
         enhance(node);
       }
       if (focusForm) $(`form[action="${CSS.escape(focusForm)}"] button`)?.focus();
@@ -314,4 +317,14 @@
     }
   }
   enhance(document);
+
+  // ---- table filter: the ?q= form filters on the server; typing filters at once here ----
+  function applyFilter() {
+    const box = $("[data-filter-rows]");
+    if (!box) return;
+    const want = box.value.trim().toLowerCase();
+    for (const row of $$("[data-filter]")) row.hidden = Boolean(want) && !row.dataset.filter.includes(want);
+    if (want) for (const d of $$("details.more-rows")) d.open = true;
+  }
+  $("[data-filter-rows]")?.addEventListener("input", applyFilter);
 })();
