@@ -168,7 +168,7 @@ def test_an_action_opened_from_the_alert_arrives_with_its_port_and_rows_carry_th
     assert 'name="confirm"' not in confirm
     # The device page starts with the port that is wrong, and its row carries its actions, port filled in.
     device_page = env.client.get(f"/devices/{device}").text
-    problems = device_page.split("Needs attention", 1)[1].split("</ul>", 1)[0]
+    problems = device_page.split("Ports that need attention", 1)[1].split("</ul>", 1)[0]
     assert f">{VETH[0]}</strong>" in problems and ">down</span>" in problems and ">lo</strong>" not in problems
     assert f'href="/devices/{device}/actions/port-enable?param_ifindex={a}"' in problems
     assert re.search(r"<details class=\"more-rows\"><summary>\d+ more ports without problems</summary>", device_page)

@@ -118,8 +118,10 @@ def test_ack_and_snooze_from_the_list_in_one_tap(site: tuple[LiveServer, Fleet],
     page.evaluate("window.__stay = 1")
     row.locator("form[action$='/ack'] button").tap()
     wait_for(lambda: _alert(server, alert_id)["acked_by"] == "op-user", what="the acknowledgement")
-    # The list is re-read in place: the acknowledged alert moves below the firing ones (off the first 15).
-    expect(page.locator(f"#alert-{alert_id} form[action$='/ack']")).to_have_count(0)
+    # Answered in place (the row stays put while the confirmation and its Undo are up), then the list is re-read
+    # in place: the acknowledged alert moves below the firing ones (off the first 15).
+    expect(page.locator("#flash")).to_be_visible()
+    expect(page.locator(f"#alert-{alert_id} form[action$='/ack']")).to_have_count(0, timeout=15_000)
     assert page.evaluate("window.__stay") == 1, "acknowledged without a page reload"
     assert page.locator(f"#alert-{alert_id}").count() <= 1, "no duplicated rows"
     other = page.locator(".arow").filter(has=page.locator("form[action$='/snooze']")).nth(1)
@@ -135,7 +137,7 @@ def test_ack_and_snooze_from_the_list_in_one_tap(site: tuple[LiveServer, Fleet],
     third = page.locator(".arow").filter(has=page.locator("form[action$='/ack']")).first
     third_id = int((third.get_attribute("id") or "").removeprefix("alert-"))
     third.locator("form[action$='/ack'] button").click()
-    page.wait_for_url(server.url + "/")
+    page.wait_for_url(f"{server.url}/?done=ack&alert={third_id}#alert-{third_id}")
     assert _alert(server, third_id)["acked_by"] == "op-user"
     assert fleet.alerts
     context.close()

@@ -123,14 +123,15 @@
     const button = form.querySelector("button");
     if (button) button.disabled = true;
     try {
-      const result = await post(form.action, data);
-      if (result === "login") { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); return; }
+      const r = await fetch(form.action, { method: "POST", body: data, credentials: "same-origin", headers: { "Content-Type": "application/x-www-form-urlencoded" } });
+      if (new URL(r.url).pathname === "/login") { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); return; }
       form.closest(".arow")?.classList.add("sent");
-      refresh();
+      if (r.ok && !form.classList.contains("undo")) showFlash(await r.text()); // answered in place, with Undo
+      else { hideFlash(); refresh(); }
     } catch {
       const stamp = new Date().toLocaleString();
       const said = data.get("note");
-      data.set("note", `${said ? said + " — " : ""}${form.dataset.queue === "ack" ? "Acknowledged" : "Snoozed"} offline on the phone at ${stamp}; sent when the connection came back.`);
+      data.set("note", `${said ? said + " — " : ""}${{ ack: "Acknowledged", snooze: "Snoozed", unsnooze: "Snooze ended", undo: "Undone" }[form.dataset.queue] || "Done"} offline on the phone at ${stamp}; sent when the connection came back.`);
       const q = load();
       if (q.some((x) => x.url === form.getAttribute("action") && x.user === me)) return showQueue();
       q.push({ id: `${Date.now()}-${Math.random()}`, user: me, url: form.getAttribute("action"), body: data.toString(), kind: form.dataset.queue, title: form.dataset.title || "", at: Date.now() });
@@ -139,11 +140,39 @@
     }
   });
 
+  // ---- the answer to an ack/snooze tap: announced, visible where the thumb is, with Undo for a few seconds ----
+  const FLASH_MS = 8000;
+  let holdUntil = 0; // rows stay where they are while the answer is up (the list re-sorts afterwards)
+  let flashTimer = 0;
+  function showFlash(pageText) {
+    const box = $("#flash");
+    const fresh = new DOMParser().parseFromString(pageText, "text/html").querySelector("#flash");
+    if (!box || !fresh || fresh.hidden) { refresh(); return; }
+    const undo = fresh.querySelector("form.undo");
+    if (undo) undo.dataset.queue = "undo";
+    box.replaceChildren(...Array.from(fresh.childNodes).map((n) => document.importNode(n, true)));
+    box.hidden = false;
+    holdUntil = Date.now() + FLASH_MS;
+    clearTimeout(flashTimer);
+    flashTimer = setTimeout(() => { hideFlash(); refresh(); }, FLASH_MS);
+  }
+  function hideFlash() {
+    const box = $("#flash");
+    if (box) { box.hidden = true; box.replaceChildren(); }
+    holdUntil = 0;
+  }
+  if ($("#flash:not([hidden])")) { // reached after a tap without JS enhancement (e.g. a reload): let it go after a while
+    const undo = $("#flash form.undo");
+    if (undo) undo.dataset.queue = "undo";
+    flashTimer = setTimeout(() => { $("#flash form.undo")?.remove(); }, FLASH_MS);
+  }
+
   // ---- region refresh: re-read this page and swap the parts marked data-region ----
   let busy = false;
   let again = false;
   async function refresh() {
     if (!$("[data-region]")) return;
+    if (Date.now() < holdUntil) { setTimeout(refresh, holdUntil - Date.now() + 50); return; }
     if (busy) { again = true; return; }
     busy = true;
     try {
