@@ -105,6 +105,7 @@ def alert_action(
             prev = store.get_alert(conn, alert_id).get("snoozed_until")
         except store.AlertNotFound:
             return render_error(request, 404, "No such alert.")
+    kw: dict[str, str | int]
     if action == "unsnooze":
         doing, kw = "snooze", {"minutes": 0}
     elif action == "undo":
