@@ -38,7 +38,8 @@ def check_target(spec: ParamSpec, raw: object, choices: Sequence[Choice] | None)
     found = find(choices, raw)
     if found is None:
         names = ", ".join(c.name for c in choices[:10]) + (" …" if len(choices) > 10 else "")
-        raise ParamError(f"the device has no {spec.type} {shown(raw)} (it has {names})")
+        said = shown(raw) if isinstance(raw, str) else str(raw)[:40]
+        raise ParamError(f"the device has no {spec.type} {said} (it has {names})")
     return found.value
 
 
