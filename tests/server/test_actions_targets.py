@@ -31,6 +31,14 @@ actions:
     snmp:
       - set: {oid: "1.3.6.1.2.1.2.2.1.7.{ifindex}", type: integer, value: 1}
     verify: {repoll: true, delay: 1, within: 60, hold: 2 min}
+  - id: port-enable-held-long
+    title: Enable a port (held 10 min)
+    applies_to: {kinds: [switch]}
+    params:
+      - {name: ifindex, type: interface, title: Port}
+    snmp:
+      - set: {oid: "1.3.6.1.2.1.2.2.1.7.{ifindex}", type: integer, value: 1}
+    verify: {repoll: true, delay: 1, within: 60, hold: 10 min}
   - id: port-down
     title: Port down
     applies_to: {kinds: [switch]}
@@ -198,7 +206,8 @@ def test_a_fix_that_fails_again_inside_the_window_reopens_the_alert(env: ActionE
     alert = _down_alert(env, switch, device)
     pace = manager(env.svc).pace = FakePace()
     pace.on_hold = [lambda: switch._nsenter("ip", "link", "set", VETH[1], "down")]  # the cable goes bad again
-    r = env.run("port-enable", device, params={"ifindex": VETH[1]}, alert=alert["id"], confirm="sw-ns")
+    # A long window (11 checks a fake minute apart, about a real second each): snmpd's ifTable cache has time to see it.
+    r = env.run("port-enable-held-long", device, params={"ifindex": VETH[1]}, alert=alert["id"], confirm="sw-ns")
     run = env.wait(r.json()["id"])
     assert run["verification"] == "regressed", run
     assert re.match(r"fixed, then failed again at \d\d:\d\d:\d\d UTC \(after \d+ (s|min)\)", run["verification_detail"])

@@ -181,6 +181,7 @@ def test_the_device_page_shows_graphs_you_can_touch_to_read(
     page.click("nav.ranges >> text=7d")
     page.wait_for_url("**range=7d**")
     assert page.locator("svg.spark").count() == 3
+    page.click("#interfaces details.more-rows > summary")  # ports without problems sit behind a count
     page.click("text=Gi1/0/1")
     page.wait_for_url("**/interfaces/1**")
     assert page.locator("figure.graph").count() >= 3
@@ -294,7 +295,8 @@ def test_artifacts_are_where_the_readme_says(site: tuple[LiveServer, Fleet], chr
     readme = (Path(__file__).resolve().parent.parent.parent / "README.md").read_text()
     shown = set(re.findall(r"docs/screenshots/([a-z0-9-]+)\.png", readme))
     assert shown == {"iphone-13-overview", "iphone-13-device-graph-touch", "iphone-13-live-device-down",
-                     "pixel-7-offline-queued", "iphone-13-overview-dark"}  # fmt: skip
+                     "pixel-7-offline-queued", "iphone-13-overview-dark", "pixel-7-ack-undo-light",
+                     "iphone-13-switch-48-light", "pixel-7-slow-4g-verified"}  # fmt: skip
     assert {f.stem for f in DOCS.glob("*.png")} == shown, "docs/screenshots holds the README's screenshots, nothing stale"
     for name in shown:
         png = (DOCS / f"{name}.png").read_bytes()
