@@ -59,10 +59,11 @@ INTERFACES: Final = Profile(
         "hc_out_octets": _IFX + "10",
         "high_speed": _IFX + "15",
         "alias": _IFX + "18",
+        "ip_if_index": "1.3.6.1.2.1.4.20.1.2",  # IP-MIB ipAdEntIfIndex: which port holds which address
     },
     binary=frozenset({"phys_address"}),
     probes=(_IF + "2", _IF + "8", _IFX + "1"),  # the real columns: many agents omit ifIndex itself
-    static=frozenset({"descr", "type", "mtu", "speed", "phys_address", "name", "alias", "high_speed"}),
+    static=frozenset({"descr", "type", "mtu", "speed", "phys_address", "name", "alias", "high_speed", "ip_if_index"}),
     rows=("oper_status", "descr"),
     refresh_on=frozenset({"last_change"}),  # a link flap can renegotiate the speed
 )

@@ -203,6 +203,9 @@ def _interfaces(out: _Out, columns: Columns) -> None:
         if admin is not None:
             out.add("if_admin_up", 1 if admin == 1 else 0, labels)
     out.reading.tables["interfaces"] = rows
+    addresses = [{"address": addr, "if_index": _int(v)} for addr, v in _col(columns, "ip_if_index").items() if _int(v)]
+    if addresses:
+        out.reading.tables["ip_addresses"] = addresses[:256]
 
 
 def _storage_rows(columns: Columns) -> list[dict[str, Any]]:

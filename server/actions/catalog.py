@@ -49,10 +49,11 @@ class _Strict(BaseModel):
 
 
 class ParamSpec(_Strict):
-    """One typed parameter: an enum of choices, an integer range, or a string matched whole by a pattern."""
+    """One typed parameter: an enum of choices, an integer range, a string matched whole by a pattern, or a thing
+    the device has (interface, storage, filesystem, service), chosen from the device's last poll."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
-    type: Literal["enum", "integer", "string"]
+    type: Literal["enum", "integer", "string", "interface", "storage", "filesystem", "service"]
     title: str = Field(default="", max_length=80)
     description: str = Field(default="", max_length=500)
     choices: list[Choice] | None = Field(default=None, min_length=1, max_length=200)
@@ -65,7 +66,7 @@ class ParamSpec(_Strict):
     @model_validator(mode="after")
     def _shape(self) -> ParamSpec:
         given = {k for k in ("choices", "min", "max", "pattern") if getattr(self, k) is not None}
-        wanted = {"enum": {"choices"}, "integer": {"min", "max"}, "string": {"pattern"}}[self.type]
+        wanted = {"enum": {"choices"}, "integer": {"min", "max"}, "string": {"pattern"}}.get(self.type, set())
         if given != wanted:
             extra, missing = sorted(given - wanted), sorted(wanted - given)
             parts = ([f"needs {', '.join(missing)}"] if missing else []) + ([f"takes no {', '.join(extra)}"] if extra else [])
@@ -81,6 +82,8 @@ class ParamSpec(_Strict):
                 raise ValueError("pattern must not use (?m) or (?s): it is matched against the whole value")
         if self.choices is not None and len(set(self.choices)) != len(self.choices):
             raise ValueError("choices repeat")
+        if self.default is not None and self.is_target:
+            raise ValueError(f"a {self.type} parameter has no default: it is chosen from what the device has")
         if self.default is not None:
             from server.actions.params import ParamError, check_value
 
@@ -94,6 +97,11 @@ class ParamSpec(_Strict):
     def label(self) -> str:
         """What a form shows."""
         return self.title or self.name.replace("_", " ")
+
+    @property
+    def is_target(self) -> bool:
+        """Names a thing on the device: chosen from a list, never typed."""
+        return self.type not in ("enum", "integer", "string")
 
 
 class AppliesTo(_Strict):
@@ -139,13 +147,52 @@ class SnmpStep(_Strict):
         return self
 
 
+_HOLD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(polls?|checks?|s|sec|seconds?|m|min|minutes?)\s*$")
+
+
+class Hold(_Strict):
+    """How long a fix must hold before it counts as verified: this many checks and this many seconds."""
+
+    polls: int = Field(default=1, ge=1, le=20)
+    seconds: float = Field(default=0, ge=0, le=1800)
+
+
+def _hold(value: Any) -> Any:
+    """`hold:` in words (2 polls, 120s, 2 min) or a number of seconds, as a Hold."""
+    if isinstance(value, dict | Hold):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("hold is a number of polls ('2 polls') or a time ('120s', '2 min')")
+    if isinstance(value, int | float):
+        return {"seconds": value}
+    found = _HOLD.match(value)
+    if found is None:
+        raise ValueError(f"hold {value!r}: write '2 polls', '120s' or '2 min'")
+    number, unit = float(found.group(1)), found.group(2)
+    if unit.startswith(("poll", "check")):
+        return {"polls": max(1, int(number))}
+    return {"seconds": number * (60 if unit.startswith("m") else 1)}
+
+
 class VerifySpec(_Strict):
-    """How to prove the fix worked: an SSH check command (exit 0 = fixed) and/or a re-poll of device and alert."""
+    """How to prove the fix worked: an SSH check command (exit 0 = fixed) and/or a re-poll of device and alert,
+    and how long the fix must hold (re-checked until it has: `hold: 2 polls` or `hold: 120s`)."""
 
     ssh: Command | None = None
     repoll: bool = True
     delay: float = Field(default=0, ge=0, le=600)
     within: float = Field(default=30, ge=0, le=1800)
+    hold: Annotated[Hold, BeforeValidator(_hold)] = Field(default_factory=Hold)
+
+    @property
+    def hold_polls(self) -> int:
+        """Checks in a row that must find it fixed."""
+        return self.hold.polls
+
+    @property
+    def hold_seconds(self) -> float:
+        """Seconds it must stay fixed."""
+        return self.hold.seconds
 
 
 class ActionSpec(_Strict):
@@ -200,7 +247,8 @@ class ActionSpec(_Strict):
             if where.startswith("snmp oid") or where.startswith("snmp integer"):
                 for name in found:
                     p = types[name]
-                    if p.type == "string" or (p.type == "enum" and not all(c.isdigit() for c in p.choices or [])):
+                    numeric = p.type in ("integer", "interface", "storage")
+                    if not numeric and not (p.type == "enum" and all(c.isdigit() for c in p.choices or [])):
                         raise ValueError(f"{where}: {name} must be an integer (or an enum of numbers) to go into an OID")
             used |= set(found)
         unused = sorted(set(names) - used)

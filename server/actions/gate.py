@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from server.actions.catalog import ActionSpec, Catalog
 from server.actions.params import ParamError, check_params, shown
-from server.actions.plan import Plan, build_plan, why_not
+from server.actions.plan import Plan, build_plan, targets_of, why_not
+from server.actions.targets import Choice
 from server.actions.template import ParamValue
 from server.auth.access import Principal
 from server.auth.stepup import StepUpRequired, is_fresh
@@ -56,6 +57,17 @@ class Prepared:
     reason: str
     alert_id: int | None
     alert_title: str | None
+    chosen: dict[str, Choice]  # parameter -> the thing on the device it names
+
+    @property
+    def dangerous_targets(self) -> list[Choice]:
+        """Chosen things that are dangerous to touch (the management port, the uplink)."""
+        return [c for c in self.chosen.values() if c.danger]
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """A dangerous action, or a dangerous target: the device name must be typed."""
+        return self.action.dangerous or bool(self.dangerous_targets)
 
 
 def clean_reason(text: str) -> str:
@@ -91,18 +103,28 @@ def _plan(action: ActionSpec, device: DeviceInfo, body: RunRequest, alert: dict[
             f"the SSH host key of {device.row.name} changed since it was pinned: nothing runs there until an admin "
             "reviews the key on the device page",
         )
+    targets = targets_of(device, action)
     try:
-        values = check_params(action, body.params)
-        plan = build_plan(action, values)
+        values = check_params(action, body.params, targets)
+        chosen: dict[str, Choice] = {}
+        for name, options in targets.items():
+            for c in options:
+                if c.value == values.get(name):
+                    chosen[name] = c
+        plan = build_plan(action, values, chosen)
     except (ParamError, ValueError) as exc:
         raise Refused(422, f"parameters refused: {exc}") from None
     reason = clean_reason(body.reason)
+    risky = [c for c in chosen.values() if c.danger]
+    if risky and run and body.confirm != device.row.name:
+        what = "; ".join(f"{c.name}: {c.danger}" for c in risky)
+        raise Refused(422, f"{what}. Type the device name {device.row.name} to confirm")
     if action.dangerous and run:
         if body.confirm != device.row.name:
             raise Refused(422, f"{action.title} is dangerous: type the device name {device.row.name} to confirm")
         if len(reason) < REASON_MIN:
             raise Refused(422, f"{action.title} is dangerous: say why you run it (a reason of at least {REASON_MIN} characters)")
-    return Prepared(action, device, values, plan, reason, body.alert, alert["title"] if alert else None)
+    return Prepared(action, device, values, plan, reason, body.alert, alert["title"] if alert else None, chosen)
 
 
 async def check(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agents.userregex import cached_user_regex
@@ -11,6 +11,7 @@ from server.actions.template import ParamValue
 
 if TYPE_CHECKING:
     from server.actions.catalog import ActionSpec, ParamSpec
+    from server.actions.targets import Choice
 
 MAX_PARAMS = 20
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -29,8 +30,24 @@ def shown(value: object, limit: int = 40) -> str:
     return out + (f"… ({len(text)} characters)" if len(text) > limit else "")
 
 
-def check_value(spec: ParamSpec, raw: object) -> ParamValue:
+def check_target(spec: ParamSpec, raw: object, choices: Sequence[Choice] | None) -> ParamValue:
+    """The value of the thing on the device that raw names (by value or by name), or ParamError."""
+    from server.actions.targets import find
+
+    if not choices:
+        raise ParamError(f"no {spec.type} of the device is known yet (poll it first)")
+    found = find(choices, raw)
+    if found is None:
+        names = ", ".join(c.name for c in choices[:10]) + (" …" if len(choices) > 10 else "")
+        said = shown(raw) if isinstance(raw, str) else str(raw)[:40]
+        raise ParamError(f"the device has no {spec.type} {said} (it has {names})")
+    return found.value
+
+
+def check_value(spec: ParamSpec, raw: object, choices: Sequence[Choice] | None = None) -> ParamValue:
     """The validated value of one parameter, or ParamError."""
+    if spec.is_target:
+        return check_target(spec, raw, choices)
     if spec.type == "integer":
         if isinstance(raw, bool) or not isinstance(raw, int | str):
             raise ParamError("must be a whole number")
@@ -63,8 +80,11 @@ def check_value(spec: ParamSpec, raw: object) -> ParamValue:
     return raw
 
 
-def check_params(action: ActionSpec, raw: Mapping[str, Any]) -> dict[str, ParamValue]:
-    """Every parameter of the action, validated (defaults filled in); ParamError lists every problem."""
+def check_params(
+    action: ActionSpec, raw: Mapping[str, Any], targets: Mapping[str, Sequence[Choice]] | None = None
+) -> dict[str, ParamValue]:
+    """Every parameter of the action, validated (defaults filled in; things on the device from `targets`, by
+    parameter name); ParamError lists every problem."""
     problems: list[str] = []
     if len(raw) > MAX_PARAMS:
         raise ParamError(f"too many parameters ({len(raw)})")
@@ -81,7 +101,7 @@ def check_params(action: ActionSpec, raw: Mapping[str, Any]) -> dict[str, ParamV
                 continue
             value = spec.default
         try:
-            values[spec.name] = check_value(spec, value)
+            values[spec.name] = check_value(spec, value, (targets or {}).get(spec.name))
         except ParamError as exc:
             problems.append(f"{spec.name}: {exc}")
     if problems:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from agents.base import Target
 from server.actions.catalog import ActionSpec
-from server.actions.template import ParamValue, render, render_oid
+from server.actions.targets import Choice, DeviceView, choices_for, from_labels
+from server.actions.template import ParamValue, placeholders, render, render_oid
 from server.config.settings import Settings
 from server.polling.jobs import jobs_for, snmp_target
 from server.store.devices import DeviceRow
@@ -19,6 +21,7 @@ class SetStep:
     """One SNMP SET of concrete varbinds: (oid, type, value, read back afterwards)."""
 
     varbinds: tuple[tuple[str, str, int | str, bool], ...]
+    names: tuple[str, ...] = ()  # per varbind: what it does in words ("Gi1/0/17: admin status → down"), or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +50,10 @@ class Plan:
             if isinstance(step, WaitStep):
                 lines.append(f"wait {step.seconds:g} s")
             else:
-                for oid, kind, value, _read_back in step.varbinds:
+                for n, (oid, kind, value, _read_back) in enumerate(step.varbinds):
                     shown = str(value) if kind == "integer" else repr(value)
-                    lines.append(f"SET {oid} {kind.upper()} {shown}")
+                    said = step.names[n] if n < len(step.names) else ""
+                    lines.append(f"SET {oid} {kind.upper()} {shown}" + (f"  ({said})" if said else ""))
         return "\n".join(lines)
 
     @property
@@ -58,8 +62,27 @@ class Plan:
         return hashlib.sha256(self.text.encode()).hexdigest()[:20]
 
 
-def build_plan(action: ActionSpec, values: dict[str, ParamValue]) -> Plan:
-    """Fill the action's templates with validated values (shell-quoted for SSH); ValueError if an OID is bad."""
+# Objects whose SETs a preview can say in words: OID prefix -> (what, {value: meaning}).
+KNOWN_OBJECTS: dict[str, tuple[str, dict[int, str]]] = {
+    "1.3.6.1.2.1.2.2.1.7": ("admin status", {1: "up", 2: "down", 3: "testing"}),
+}
+
+
+def _in_words(oid_template: str, value: int | str, chosen: Mapping[str, Choice]) -> str:
+    """'Gi1/0/17: admin status → down' for a SET on a chosen thing, or ''."""
+    names = [chosen[n].name for n in placeholders(oid_template) if n in chosen]
+    if not names:
+        return ""
+    prefix = oid_template.split(".{", 1)[0]
+    what, meanings = KNOWN_OBJECTS.get(prefix, ("set", {}))
+    shown = meanings.get(value, str(value)) if isinstance(value, int) else repr(value)
+    return f"{', '.join(names)}: {what} → {shown}"
+
+
+def build_plan(action: ActionSpec, values: dict[str, ParamValue], chosen: Mapping[str, Choice] | None = None) -> Plan:
+    """Fill the action's templates with validated values (shell-quoted for SSH); ValueError if an OID is bad.
+
+    `chosen` (parameter -> the thing on the device) lets the SNMP preview say what each SET does by name."""
     verify = render(action.verify.ssh, values, quote=True) if action.verify.ssh else None
     if action.ssh is not None:
         return Plan("ssh", command=render(action.ssh, values, quote=True), verify_command=verify)
@@ -68,7 +91,7 @@ def build_plan(action: ActionSpec, values: dict[str, ParamValue]) -> Plan:
         if step.wait is not None:
             steps.append(WaitStep(step.wait))
             continue
-        varbinds = []
+        varbinds, names = [], []
         for vb in step.set or []:
             value: int | str = vb.value
             if isinstance(value, str):
@@ -76,8 +99,39 @@ def build_plan(action: ActionSpec, values: dict[str, ParamValue]) -> Plan:
                 if vb.type == "integer":
                     value = int(value)
             varbinds.append((render_oid(vb.oid, values), vb.type, value, vb.read_back))
-        steps.append(SetStep(tuple(varbinds)))
+            names.append(_in_words(vb.oid, value, chosen or {}))
+        steps.append(SetStep(tuple(varbinds), tuple(names)))
     return Plan("snmp", steps=tuple(steps), verify_command=verify)
+
+
+def device_view(device: DeviceInfo) -> DeviceView:
+    """What target lists need of a device."""
+    ports = device.row.spec.ports
+    return DeviceView(
+        device.row.name,
+        device.row.address,
+        device.parent,
+        device.tables,
+        ports.management if ports else None,
+        ports.uplink if ports else None,
+    )
+
+
+def targets_of(device: DeviceInfo, action: ActionSpec) -> dict[str, list[Choice]]:
+    """For each parameter of the action that names a thing on the device: what the device has."""
+    view = device_view(device)
+    return {p.name: choices_for(p.type, view) for p in action.params if p.is_target}
+
+
+def prefill(action: ActionSpec, targets: Mapping[str, list[Choice]], labels: Mapping[str, str]) -> dict[str, str]:
+    """Parameters filled in from an alert's labels (interface-down names its ifIndex): form values by name."""
+    out: dict[str, str] = {}
+    for p in action.params:
+        if p.is_target:
+            found = from_labels(p.type, targets.get(p.name, []), labels)
+            if found is not None:
+                out[p.name] = str(found.value)
+    return out
 
 
 def why_not(action: ActionSpec, device: DeviceInfo) -> str | None:

@@ -18,12 +18,14 @@ from server.actions.catalog import Catalog, load_catalog
 from server.actions.gate import Prepared
 from server.actions.output import Transcript, excerpt
 from server.actions.plan import SetStep, snmp_write_target, ssh_target
+from server.actions.verify import Pace
 from server.auth.access import Principal
 from server.runtime import Services
 from server.store import accounts
 from server.store import runs as store
 
 log = logging.getLogger("pocketnoc.actions")
+VERDICT_WORDS = {"fixed": "verified", "failing": "not fixed", "regressed": "fixed, then failed again"}
 CONNECT_ALLOWANCE = 60.0  # on top of an action's timeout: connecting and signing in
 
 
@@ -76,6 +78,7 @@ class RunManager:
         self._running: dict[int, set[int]] = {}  # device id -> run ids (any kind)
         self._tasks: set[asyncio.Task[None]] = set()
         self._claims = 0  # claims are negative numbers, run ids positive
+        self.pace = Pace()  # verification's clocks and sleep (tests put a clock they advance here)
 
     def busy(self, device_id: int) -> int | None:
         """The run holding the device exclusively (0 while its claim is being recorded), or None."""
@@ -191,7 +194,7 @@ class RunManager:
                 await asyncio.shield(run_in_threadpool(self._record_end, live))
                 self.release(live.device_id, live.id)
                 live.transcript.touch()
-            verdict, detail = await verify(self.svc, live)
+            verdict, detail = await verify(self.svc, live, self.pace)
         except asyncio.CancelledError:
             verdict, detail = "unverified", "the server stopped before the fix was verified"
             await asyncio.shield(run_in_threadpool(self._record_verdict, live, verdict, detail))
@@ -239,7 +242,7 @@ class RunManager:
             audit = {"run": live.id, "verification": verdict, "detail": detail[:1000]}
             accounts.write_audit(conn, live.user, "action.verified", f"{p.action.id}@{p.device.row.name}", audit, live.ip)
             if p.alert_id is not None:
-                shown = {"fixed": "verified fixed", "failing": "still failing"}.get(verdict, verdict)
+                shown = VERDICT_WORDS.get(verdict, verdict)
                 store.note_on_alert(conn, p.alert_id, live.user.name, f"run #{live.id} {p.action.title}: {live.status}, {shown}")
 
     async def _run_ssh(self, live: LiveRun) -> None:

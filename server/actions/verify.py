@@ -1,9 +1,13 @@
-"""After a run: re-check the device (and the alert) until the problem is gone or time is up."""
+"""After a run: re-check the device until the problem is gone, then keep re-checking until the fix has held for the
+action's stability window; a fix that fails again inside the window reopens the alert and says when it failed."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
@@ -18,13 +22,37 @@ if TYPE_CHECKING:
     from server.actions.runner import LiveRun
 
 PAUSE = 3.0  # seconds between re-checks while the problem persists
+HOLD_STEP_MAX = 60.0  # at most this long between re-checks while a fix is held
 VERIFY_COMMAND_TIMEOUT = 30.0
 VERIFY_OUTPUT_MAX = 16 * 1024
 RAN = ("succeeded", "failed", "timed_out", "capped")
 
 
-async def verify(svc: Services, live: LiveRun) -> tuple[str, str]:
-    """('fixed' | 'failing' | 'unverified' | 'skipped', what was seen)."""
+@dataclass
+class Pace:
+    """Time as verification sees it: a monotonic clock, the wall clock, and sleep (tests advance all three)."""
+
+    now: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+
+
+def held_for(seconds: float) -> str:
+    """'2 min', '45 s', '1 h 5 min'."""
+    s = round(seconds)
+    if s < 90:
+        return f"{s} s"
+    minutes = round(s / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
+
+
+async def verify(svc: Services, live: LiveRun, pace: Pace | None = None) -> tuple[str, str]:
+    """('fixed' | 'failing' | 'regressed' | 'unverified' | 'skipped', what was seen)."""
+    pace = pace or Pace()
     spec = live.prepared.action.verify
     if not spec.repoll and spec.ssh is None:
         return "skipped", "this action does not verify anything (verify: false)"
@@ -32,23 +60,52 @@ async def verify(svc: Services, live: LiveRun) -> tuple[str, str]:
         return "skipped", "nothing ran, so there is nothing to verify"
     live.set_verification("checking", "re-checking the device")
     if spec.delay:
-        await asyncio.sleep(spec.delay)
-    deadline = time.monotonic() + spec.within
-    attempt = 0
+        await pace.sleep(spec.delay)
+    deadline = pace.now() + spec.within
+    step = min(max(float(live.prepared.device.row.interval), PAUSE), HOLD_STEP_MAX)
+    attempt, good_polls = 0, 0
+    fixed_at: float | None = None
     while True:
         attempt += 1
         verdict, detail = await _check_once(svc, live)
-        if verdict in ("fixed", "unverified") or time.monotonic() >= deadline:
-            break
+        now = pace.now()
+        if verdict == "unverified":
+            return verdict, detail
+        if verdict == "fixed":
+            fixed_at = now if fixed_at is None else fixed_at
+            good_polls += 1
+            held = now - fixed_at
+            if good_polls >= spec.hold_polls and held >= spec.hold_seconds:
+                if spec.hold_polls <= 1 and spec.hold_seconds <= 0:
+                    return "fixed", f"verified: {detail}"
+                return "fixed", f"verified — held for {held_for(held)} ({good_polls} checks): {detail}"
+            live.set_verification("checking", f"fixed; holding: {good_polls} of {spec.hold_polls} checks, "
+                                              f"{held_for(held)} of {held_for(spec.hold_seconds)}")  # fmt: skip
+            await pace.sleep(step)
+            continue
+        if verdict == "failing" and fixed_at is not None:
+            when = pace.wall()
+            text = f"fixed, then failed again at {_clock(when)} (after {held_for(now - fixed_at)}): {detail}"
+            await run_in_threadpool(_reopen, svc, live, when, text)
+            return "regressed", text
+        if now >= deadline:
+            if verdict == "pending":
+                return "unverified", detail
+            return "failing", f"not fixed: {detail}"
         live.set_verification("checking", f"check {attempt}: {detail}; checking again")
-        await asyncio.sleep(max(0.0, min(PAUSE, deadline - time.monotonic())))
-    if verdict == "pending":
-        verdict = "unverified"
-    return verdict, detail
+        await pace.sleep(max(0.0, min(PAUSE, deadline - now)))
+
+
+def _reopen(svc: Services, live: LiveRun, when: float, text: str) -> None:
+    p = live.prepared
+    if p.alert_id is None:
+        return
+    with svc.engine.begin() as conn:
+        store.reopen_alert(conn, p.alert_id, when, f"run #{live.id} {p.action.title}: {text}"[:1000])
 
 
 async def _check_once(svc: Services, live: LiveRun) -> tuple[str, str]:
-    """One look: the verify command, then a re-poll and the alert's (or the device's) state."""
+    """One look: the verify command, then a re-poll and the alert's (or the port's, or the device's) state."""
     p = live.prepared
     good: list[str] = []
     bad: list[str] = []
@@ -100,14 +157,31 @@ def _judge(svc: Services, live: LiveRun, good: list[str], bad: list[str]) -> Non
         state, error = store.device_state(conn, live.device_id)
         if p.alert_id is not None:
             alert = store.alert_brief(conn, p.alert_id)
-            if alert is None or alert["status"] == "resolved":
-                good.append(f"alert #{p.alert_id} resolved")
-            elif alert["held"]:  # cleared soon after it fired: it resolves once it has stayed clear (flapping guard)
+            again = store.newer_open_alert(conn, alert) if alert is not None else None
+            if alert is not None and alert["status"] != "resolved" and alert["held"]:
+                # cleared soon after it fired: it resolves once it has stayed clear (flapping guard)
                 good.append(f"alert #{p.alert_id} cleared (it resolves once it has stayed clear)")
+            elif alert is not None and alert["status"] != "resolved":
+                flapping = " and flapping (changing state often)" if alert["flapping"] else ""
+                bad.append(f"alert #{p.alert_id} still firing{flapping}: {alert['title']}")
+            elif again is not None:
+                bad.append(f"it fired again as alert #{again['id']}: {again['title']}")
             else:
-                bad.append(f"alert #{p.alert_id} still firing: {alert['title']}")
+                good.append(f"alert #{p.alert_id} resolved")
             return
         firing = store.firing_titles(conn, live.device_id)
+        ports = store.device_info(conn, svc.box, live.device_id)
+    port_params = {s.name for s in p.action.params if s.type == "interface"}
+    chosen = [c for name, c in p.chosen.items() if name in port_params]
+    if chosen and ports is not None:  # a port action without an alert: judge the port, not the whole switch
+        rows = {r.get("index"): r for r in ports.tables.get("interfaces") or [] if isinstance(r, dict)}
+        for c in chosen:
+            row = rows.get(c.value) or {}
+            if row.get("oper") == "up":
+                good.append(f"{c.name} is up")
+            else:
+                bad.append(f"{c.name} is {row.get('oper') or 'not seen'}")
+        return
     if state != "up":
         bad.append(f"{p.device.row.name} is {state}" + (f" ({error[:200]})" if error else ""))
     else:
@@ -115,3 +189,4 @@ def _judge(svc: Services, live: LiveRun, good: list[str], bad: list[str]) -> Non
     if firing:
         more = f" and {len(firing) - 3} more" if len(firing) > 3 else ""
         bad.append("open alerts: " + "; ".join(firing[:3]) + more)
+

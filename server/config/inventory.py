@@ -284,6 +284,13 @@ class CheckSpec(_Strict):
         return f"{self.type}-{self.port}" if self.type == "tcp" else self.type
 
 
+class PortsSpec(_Strict):
+    """Ports that actions must treat with care: the one pocketnoc manages the device through, and its uplink."""
+
+    management: str | None = Field(default=None, min_length=1, max_length=64)  # when IP-MIB cannot tell
+    uplink: str | None = Field(default=None, min_length=1, max_length=64)  # else: the port whose alias names the parent
+
+
 class DeviceSpec(_Strict):
     """One device of the inventory."""
 
@@ -296,6 +303,7 @@ class DeviceSpec(_Strict):
     snmp: SnmpSpec | None = None
     ssh: SshSpec | None = None
     checks: list[CheckSpec] = Field(default_factory=list, max_length=20)
+    ports: PortsSpec | None = None
     enabled: bool = True
 
     @field_validator("address")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, exists, insert, select, update
@@ -12,7 +13,7 @@ from server.keys.secretbox import SecretBox
 from server.store.alerts import record_event
 from server.store.devices import DeviceRow, load_device
 from server.store.metrics import clean_json, clean_text
-from server.store.schema import action_runs, alert_states, alerts, device_status
+from server.store.schema import action_runs, alert_states, alerts, device_status, devices
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,8 @@ class DeviceInfo:
     kind: str | None
     facts: dict[str, Any]
     state: str
+    tables: dict[str, Any] = field(default_factory=dict)  # the last poll's tables: ports, disks, services
+    parent: str | None = None  # the parent device's name
 
     @property
     def host_key_changed(self) -> bool:
@@ -45,20 +48,46 @@ def device_info(conn: Connection, box: SecretBox, device_id: int) -> DeviceInfo 
     row = load_device(conn, box, device_id)
     if row is None:
         return None
-    query = select(device_status.c.facts, device_status.c.state).where(device_status.c.device_id == device_id)
+    query = select(device_status.c.facts, device_status.c.state, device_status.c.tables).where(
+        device_status.c.device_id == device_id
+    )
     status = conn.execute(query).first()
     facts = dict(status.facts or {}) if status is not None else {}
-    return DeviceInfo(row, effective_kind(row, facts), facts, status.state if status is not None else "unknown")
+    tables = dict(status.tables or {}) if status is not None else {}
+    parent = None
+    if row.parent_id is not None:
+        parent = conn.execute(select(devices.c.name).where(devices.c.id == row.parent_id)).scalar()
+    state = status.state if status is not None else "unknown"
+    return DeviceInfo(row, effective_kind(row, facts), facts, state, tables, str(parent) if parent else None)
 
 
 def alert_brief(conn: Connection, alert_id: int) -> dict[str, Any] | None:
-    """An alert's id, device, rule, title and status, and whether its condition is clear (held open: flapping guard)."""
+    """An alert's id, device, rule, title, status, labels (a dict), flapping flag, and whether its condition is
+    clear (held open by the flapping guard), or None."""
     held = exists().where(alert_states.c.alert_id == alerts.c.id, alert_states.c.status == "held")
     row = conn.execute(
-        select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.title, alerts.c.status, held.label("held"))
-        .where(alerts.c.id == alert_id)
+        select(
+            alerts.c.id,
+            alerts.c.device_id,
+            alerts.c.rule,
+            alerts.c.title,
+            alerts.c.status,
+            alerts.c.labels,
+            alerts.c.flapping,
+            alerts.c.resolved_at,
+            held.label("held"),
+        ).where(alerts.c.id == alert_id)
     ).first()
-    return dict(row._mapping) if row is not None else None
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["key"] = str(out.pop("labels") or "")
+    try:
+        labels = json.loads(out["key"]) if out["key"] else {}
+    except ValueError:
+        labels = {}
+    out["labels"] = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+    return out
 
 
 def firing_titles(conn: Connection, device_id: int) -> list[str]:
@@ -148,3 +177,49 @@ def interrupt_unfinished(conn: Connection) -> int:
         .values(verification="unverified", verification_detail="the server stopped during verification", verified_at=now)
     )
     return int(done or 0)
+
+
+def newer_open_alert(conn: Connection, alert: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A later open alert of the same rule, device and labels (the problem came back as a new episode), or None."""
+    if alert is None:
+        return None
+    row = conn.execute(
+        select(alerts.c.id, alerts.c.title)
+        .where(
+            alerts.c.rule == alert["rule"],
+            alerts.c.device_id == alert["device_id"],
+            alerts.c.labels == alert["key"],
+            alerts.c.id > alert["id"],
+            alerts.c.status != "resolved",
+        )
+        .order_by(alerts.c.id)
+        .limit(1)
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def reopen_alert(conn: Connection, alert_id: int, now: float, text: str) -> None:
+    """A fix that failed again inside its stability window: the alert it answered is open again.
+
+    When the engine already fired the problem again as a new episode, that alert is folded into this one (resolved
+    with a note saying where it continues) and the label set's state points back here, so one alert tells the story.
+    """
+    alert = alert_brief(conn, alert_id)
+    if alert is None:
+        return
+    again = newer_open_alert(conn, alert)
+    if alert["status"] == "resolved":
+        conn.execute(
+            update(alerts)
+            .where(alerts.c.id == alert_id)
+            .values(status="firing", resolved_at=None, acked_at=None, acked_by=None, updated_at=now)
+        )
+        record_event(conn, alert_id, "reopened", None, text)
+        if again is not None:
+            conn.execute(
+                update(alerts).where(alerts.c.id == again["id"]).values(status="resolved", resolved_at=now, updated_at=now)
+            )
+            record_event(conn, again["id"], "merged", None, f"continues as alert #{alert_id} (reopened: the fix did not hold)")
+            conn.execute(update(alert_states).where(alert_states.c.alert_id == again["id"]).values(alert_id=alert_id))
+    else:
+        record_event(conn, alert_id, "action", None, text)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from server.actions.catalog import ActionSpec, AppliesTo, ParamSpec, SnmpStep, Varbind, VerifySpec, load_catalog
 from server.actions.params import ParamError, check_params, shown
 from server.actions.plan import build_plan
+from server.actions.targets import Choice
 from server.actions.template import placeholders, render
 from server.config.settings import Settings
 from server.config.yamlsrc import ConfigError
@@ -137,10 +138,43 @@ def test_the_example_catalog_is_valid_and_useful() -> None:
                    "port-disable", "port-enable", "clear-print-queue"):  # fmt: skip
         assert wanted in ids
     assert catalog.actions["reboot"].dangerous and catalog.actions["port-disable"].dangerous
-    plan = build_plan(catalog.actions["port-bounce"], check_params(catalog.actions["port-bounce"], {"ifindex": 7}))
-    assert plan.text == "SET 1.3.6.1.2.1.2.2.1.7.7 INTEGER 2\nwait 5 s\nSET 1.3.6.1.2.1.2.2.1.7.7 INTEGER 1"
+    bounce = catalog.actions["port-bounce"]
+    assert bounce.params[0].type == "interface" and bounce.verify.hold_seconds == 120  # chosen by name; must hold 2 min
+    ports = {"ifindex": [Choice(7, "Gi1/0/7", "down", "desk 7")]}
+    with pytest.raises(ParamError, match="no interface of the device is known yet"):
+        check_params(bounce, {"ifindex": 7})  # never polled: no number is taken on trust
+    with pytest.raises(ParamError, match="the device has no interface 8"):
+        check_params(bounce, {"ifindex": 8}, ports)
+    values = check_params(bounce, {"ifindex": "Gi1/0/7"}, ports)
+    plan = build_plan(bounce, values, {"ifindex": ports["ifindex"][0]})
+    assert plan.text == (
+        "SET 1.3.6.1.2.1.2.2.1.7.7 INTEGER 2  (Gi1/0/7: admin status → down)\nwait 5 s\n"
+        "SET 1.3.6.1.2.1.2.2.1.7.7 INTEGER 1  (Gi1/0/7: admin status → up)"
+    )
     journal = catalog.actions["journal-tail"]
     assert build_plan(journal, check_params(journal, {"unit": "nginx.service"})).text.endswith("-n 50 -u nginx.service")
+
+
+@pytest.mark.parametrize(
+    ("hold", "polls", "seconds"),
+    [("2 polls", 2, 0), ("1 poll", 1, 0), ("120s", 1, 120), ("2 min", 1, 120), (90, 1, 90), ("3 checks", 3, 0)],
+)
+def test_hold_is_written_in_words(hold: object, polls: int, seconds: float) -> None:
+    spec = VerifySpec.model_validate({"hold": hold})
+    assert (spec.hold_polls, spec.hold_seconds) == (polls, seconds)
+
+
+def test_a_bad_hold_and_a_thing_with_a_default_are_refused(tmp_path: Path) -> None:
+    text = (
+        "actions:\n"
+        "  - {id: a, title: A, ssh: 'true', verify: {hold: soon}}\n"
+        "  - {id: b, title: B, ssh: 'echo {unit}', params: [{name: unit, type: service, default: nginx}]}\n"
+        "  - {id: c, title: C, ssh: 'echo {fs}', params: [{name: fs, type: filesystem, min: 1}]}\n"
+    )
+    problems = _problems(tmp_path, text)
+    assert any(":2:" in p and "hold 'soon'" in p for p in problems), problems
+    assert any(":3:" in p and "no default" in p for p in problems), problems
+    assert any(":4:" in p and "takes no min" in p for p in problems), problems
 
 
 def test_templates_quote_every_value() -> None:

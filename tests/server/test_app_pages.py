@@ -175,9 +175,11 @@ def test_the_device_page_lists_its_open_alerts_with_one_tap_actions(app_env: App
     alert_id = int(re.findall(r'action="/alerts/(\d+)/ack"', html)[0])
     back = f"/devices/{fleet.down[0]}"
     response = client.post(f"/alerts/{alert_id}/ack", data={"csrf_token": csrf, "back": back})
-    assert response.status_code == 303 and response.headers["location"] == back
-    after = client.get(back).text
+    # Back to the same page, at the alert's row, saying what was done (with Undo).
+    assert response.status_code == 303 and response.headers["location"] == f"{back}?done=ack&alert={alert_id}#alert-{alert_id}"
+    after = client.get(response.headers["location"]).text
     assert f'action="/alerts/{alert_id}/ack"' not in after and "ack operator" in after
+    assert f'action="/alerts/{alert_id}/undo"' in after and "Acknowledged: " in after
 
 
 def test_the_alert_page_shows_a_value_only_for_thresholds_in_its_unit_with_coloured_badges(app_env: AppEnv) -> None:

@@ -396,7 +396,9 @@ def test_the_demo_offers_actions_that_really_set_the_simulator(tmp_path: Path) -
             time.sleep(0.5)
         assert snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] == "1"
         run = httpx.get(f"{demo_run.url}/api/v1/runs/{run_id}", headers=bearer(api_token), timeout=30).json()
-        assert (run["action_id"], run["command"]) == ("port-enable", "SET 1.3.6.1.2.1.2.2.1.7.5 INTEGER 1"), run
+        # The command speaks the port's name too (the catalog's port is `type: interface`, chosen by name).
+        named = "SET 1.3.6.1.2.1.2.2.1.7.5 INTEGER 1  (Gi1/0/5: admin status → up)"
+        assert (run["action_id"], run["command"]) == ("port-enable", named), run
         client.close()
     finally:
         demo_run.stop()

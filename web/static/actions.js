@@ -7,7 +7,7 @@
   }
   var out = document.getElementById("run-output");
   var refresh = document.getElementById("run-refresh");
-  var verdicts = { fixed: "verified fixed", failing: "still failing", unverified: "not verified", skipped: "not checked", checking: "checking…" };
+  var verdicts = { fixed: "verified", failing: "not fixed", regressed: "fixed, then failed again", unverified: "not verified", skipped: "not checked", checking: "checking…" };
   var source = new EventSource(run.dataset.stream);
   var replaying = true;
   var failures = 0;

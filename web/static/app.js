@@ -135,14 +135,15 @@
     const button = form.querySelector("button");
     if (button) button.disabled = true;
     try {
-      const result = await post(form.action, data);
-      if (result === "login") { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); return; }
+      const r = await fetch(form.action, { method: "POST", body: data, credentials: "same-origin", headers: { "Content-Type": "application/x-www-form-urlencoded" } });
+      if (new URL(r.url).pathname === "/login") { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); return; }
       form.closest(".arow")?.classList.add("sent");
-      refresh();
+      if (r.ok && !form.classList.contains("undo")) showFlash(await r.text()); // answered in place, with Undo
+      else { hideFlash(); refresh(); }
     } catch {
       const stamp = new Date().toLocaleString();
       const said = data.get("note");
-      data.set("note", `${said ? said + " — " : ""}${form.dataset.queue === "ack" ? "Acknowledged" : "Snoozed"} offline on the phone at ${stamp}; sent when the connection came back.`);
+      data.set("note", `${said ? said + " — " : ""}${{ ack: "Acknowledged", snooze: "Snoozed", unsnooze: "Snooze ended", undo: "Undone" }[form.dataset.queue] || "Done"} offline on the phone at ${stamp}; sent when the connection came back.`);
       const q = load();
       if (q.some((x) => x.url === form.getAttribute("action") && x.user === me)) return showQueue();
       q.push({ id: `${Date.now()}-${Math.random()}`, user: me, url: form.getAttribute("action"), body: data.toString(), kind: form.dataset.queue, title: form.dataset.title || "", at: Date.now() });
@@ -151,11 +152,39 @@
     }
   });
 
+  // ---- the answer to an ack/snooze tap: announced, visible where the thumb is, with Undo for a few seconds ----
+  const FLASH_MS = 8000;
+  let holdUntil = 0; // rows stay where they are while the answer is up (the list re-sorts afterwards)
+  let flashTimer = 0;
+  function showFlash(pageText) {
+    const box = $("#flash");
+    const fresh = new DOMParser().parseFromString(pageText, "text/html").querySelector("#flash");
+    if (!box || !fresh || fresh.hidden) { refresh(); return; }
+    const undo = fresh.querySelector("form.undo");
+    if (undo) undo.dataset.queue = "undo";
+    box.replaceChildren(...Array.from(fresh.childNodes).map((n) => document.importNode(n, true)));
+    box.hidden = false;
+    holdUntil = Date.now() + FLASH_MS;
+    clearTimeout(flashTimer);
+    flashTimer = setTimeout(() => { hideFlash(); refresh(); }, FLASH_MS);
+  }
+  function hideFlash() {
+    const box = $("#flash");
+    if (box) { box.hidden = true; box.replaceChildren(); }
+    holdUntil = 0;
+  }
+  if ($("#flash:not([hidden])")) { // reached after a tap without JS enhancement (e.g. a reload): let it go after a while
+    const undo = $("#flash form.undo");
+    if (undo) undo.dataset.queue = "undo";
+    flashTimer = setTimeout(() => { $("#flash form.undo")?.remove(); }, FLASH_MS);
+  }
+
   // ---- region refresh: re-read this page and swap the parts marked data-region ----
   let busy = false;
   let again = false;
   async function refresh() {
     if (!$("[data-region]")) return;
+    if (Date.now() < holdUntil) { setTimeout(refresh, holdUntil - Date.now() + 50); return; }
     if (busy) { again = true; return; }
     busy = true;
     try {
@@ -169,7 +198,10 @@
         if (!fresh || fresh.innerHTML === old.innerHTML) continue;
         if (old.querySelector(".readout:not([hidden])")) continue; // a graph is being read: the next refresh takes it
         const node = document.importNode(fresh, true);
+        const opened = $$("details", old).map((el) => el.open); // keep what the reader expanded
+        $$("details", node).forEach((el, n) => { if (opened[n]) el.open = true; });
         old.replaceWith(node);
+        applyFilter();
         enhance(node);
       }
       if (focusForm) $(`form[action="${CSS.escape(focusForm)}"] button`)?.focus();
@@ -326,4 +358,14 @@
     }
   }
   enhance(document);
+
+  // ---- table filter: the ?q= form filters on the server; typing filters at once here ----
+  function applyFilter() {
+    const box = $("[data-filter-rows]");
+    if (!box) return;
+    const want = box.value.trim().toLowerCase();
+    for (const row of $$("[data-filter]")) row.hidden = Boolean(want) && !row.dataset.filter.includes(want);
+    if (want) for (const d of $$("details.more-rows")) d.open = true;
+  }
+  $("[data-filter-rows]")?.addEventListener("input", applyFilter);
 })();

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.actions.catalog import ActionSpec, load_catalog
 from server.actions.gate import Prepared, Refused, RunRequest, check, refuse_body
-from server.actions.plan import why_not
+from server.actions.plan import prefill, targets_of, why_not
 from server.actions.runner import LiveRun, RunManager, manager
 from server.auth.access import Admin, Principal, Viewer, client_ip
 from server.config.yamlsrc import ConfigError
@@ -51,14 +51,15 @@ def _device(svc: Services, device_id: int) -> DeviceInfo:
     return info
 
 
-def _rule_of(svc: Services, alert_id: int | None) -> str | None:
+def _labels_of(svc: Services, alert_id: int | None) -> tuple[str, dict[str, str]] | None:
+    """The alert's rule and labels (what fills in an action opened from it)."""
     if alert_id is None:
         return None
     with svc.reader.connect() as conn:
         alert = store.alert_brief(conn, alert_id)
     if alert is None:
         raise HTTPException(404, "no such alert")
-    return str(alert["rule"])
+    return str(alert["rule"]), dict(alert["labels"])
 
 
 @router.get("/api/v1/actions")
@@ -68,13 +69,27 @@ def list_actions(
     device: Annotated[int | None, Query(ge=1)] = None,
     alert: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
-    """The catalog; with ?device=ID only the actions that apply to that device and that your role may run."""
+    """The catalog; with ?device=ID only the actions that apply to that device and that your role may run, each with
+    `choices` (per parameter naming a port, disk, file system or service: what the device has, by name and state,
+    dangerous ones marked) and, with ?alert=ID, `prefill` (the parameters the alert names)."""
     if device is None:
         return {"items": [a.public() for a in manager(svc).catalog.actions.values()]}
-    rule = _rule_of(svc, alert)
+    labels = _labels_of(svc, alert)
+    rule = labels[0] if labels else None
+    info = _device(svc, device)
     items = []
-    for action in offered(svc, p, _device(svc, device), rule):
-        items.append({**action.public(), "suggested": bool(rule and rule in action.applies_to.rules)})
+    for action in offered(svc, p, info, rule):
+        targets = targets_of(info, action)
+        choices = {name: [c.public() for c in found] for name, found in targets.items()}
+        filled = prefill(action, targets, labels[1]) if labels else {}
+        items.append(
+            {
+                **action.public(),
+                "suggested": bool(rule and rule in action.applies_to.rules),
+                "choices": choices,
+                "prefill": filled,
+            }
+        )
     return {"items": items}
 
 
@@ -119,10 +134,11 @@ def _preview(prepared: Prepared) -> dict[str, Any]:
         "kind": a.kind,
         "danger": a.danger,
         "params": dict(prepared.values),
+        "targets": {name: c.public() for name, c in prepared.chosen.items()},
         "command": prepared.plan.text,
         "verify_command": prepared.plan.verify_command,
         "expected": prepared.plan.digest,
-        "needs": {"confirm_name": a.dangerous, "reason": a.dangerous, "fresh_2fa": a.dangerous},
+        "needs": {"confirm_name": prepared.needs_confirmation, "reason": a.dangerous, "fresh_2fa": a.dangerous},
     }
 
 

@@ -20,4 +20,5 @@ class DevicePatch(BaseModel):
     snmp: dict[str, Any] | None = None
     ssh: dict[str, Any] | None = None
     checks: list[dict[str, Any]] | None = None
+    ports: dict[str, str | None] | None = None
     enabled: bool | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.actions.catalog import ActionSpec
 from server.actions.gate import Prepared, Refused, RunRequest, check, refuse_body
+from server.actions.plan import prefill, targets_of
 from server.actions.runner import manager
 from server.auth.access import Principal, Viewer, client_ip
 from server.runtime import Services, get_services
@@ -24,8 +26,9 @@ SvcDep = Annotated[Services, Depends(get_services)]
 PANEL_RUNS = 5
 PARAM_PREFIX = "param_"
 VERDICTS = {
-    "fixed": "verified fixed",
-    "failing": "still failing",
+    "fixed": "verified",
+    "failing": "not fixed",
+    "regressed": "fixed, then failed again",
     "unverified": "not verified",
     "skipped": "not checked",
     "checking": "checking…",
@@ -46,7 +49,12 @@ def action_panel(request: Request, device_id: int, alert_id: int | None = None) 
     actions: list[dict[str, Any]] = []
     if device is not None and isinstance(principal, Principal):
         for a in offered(svc, principal, device, rule):
-            actions.append({"id": a.id, "title": a.title, "description": a.description, "danger": a.danger,
+            query: dict[str, str] = {"alert": str(alert_id)} if alert_id is not None else {}
+            if alert is not None:  # an alert on a port opens the port's actions with that port filled in
+                filled = prefill(a, targets_of(device, a), alert["labels"])
+                query.update({PARAM_PREFIX + k: v for k, v in filled.items()})
+            href = f"/devices/{device_id}/actions/{a.id}" + (f"?{urlencode(query)}" if query else "")
+            actions.append({"id": a.id, "title": a.title, "description": a.description, "danger": a.danger, "href": href,
                             "suggested": bool(rule and rule in a.applies_to.rules)})  # fmt: skip
     if not mgr.catalog.actions:
         note = "No actions are configured (setting actions_file)."
@@ -58,7 +66,26 @@ def action_panel(request: Request, device_id: int, alert_id: int | None = None) 
     return {"device_id": device_id, "alert_id": alert_id, "actions": actions, "runs": runs, "note": note, "history": history}
 
 
+def row_actions(request: Request, device_id: int, kind: str) -> list[dict[str, str]]:
+    """Actions offered on this device that take one thing of `kind` (e.g. interface): what a row of that kind links to."""
+    svc: Services = request.app.state.services
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        return []
+    with svc.reader.connect() as conn:
+        device = store.device_info(conn, svc.box, device_id)
+    if device is None:
+        return []
+    out = []
+    for a in offered(svc, principal, device):
+        wanted = [p for p in a.params if p.type == kind]
+        if len(wanted) == 1 and all(p is wanted[0] or p.default is not None for p in a.params):
+            out.append({"id": a.id, "title": a.title, "param": PARAM_PREFIX + wanted[0].name, "danger": a.danger})
+    return out
+
+
 TEMPLATES.env.globals["action_panel"] = action_panel
+TEMPLATES.env.globals["row_actions"] = row_actions
 TEMPLATES.env.globals["verdict_label"] = lambda v: VERDICTS.get(v or "", v or "")
 TEMPLATES.env.globals["danger_label"] = lambda d: DANGER.get(d, d)
 
@@ -88,6 +115,7 @@ def _confirm(
         alert_id=alert_id,
         alert_title=prepared.alert_title if prepared else None,
         error=error,
+        targets=targets_of(device, action),
     )
 
 

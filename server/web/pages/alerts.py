@@ -16,7 +16,8 @@ from server.polling import pipeline
 from server.runtime import Services, get_services
 from server.store import alerts as store
 from server.web.api.alerts import AlertState, NewSilence, act, create_silence
-from server.web.pages.common import render, render_error, user_zone
+from server.web.pages.alert_flash import Flash, done_url, flash_for, undo_minutes, without_flash
+from server.web.pages.common import TEMPLATES, render, render_error, user_zone
 from server.web.views_phone import alert_value
 
 router = APIRouter(include_in_schema=False)
@@ -26,6 +27,25 @@ SNOOZE_CHOICES = (("15 min", 15), ("1 h", 60), ("4 h", 240), ("24 h", 1440))
 
 def _back(target: str, fallback: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else fallback
+
+
+def alert_flash(request: Request) -> Flash | None:
+    """The confirmation (and Undo) after an ack or snooze tap, when the page was reached from one (called by base.html)."""
+    query = request.query_params
+    if "done" not in query or not query.get("alert", "").isdigit():
+        return None
+    svc: Services = request.app.state.services
+    alert_id = int(query["alert"])
+    with svc.reader.connect() as conn:
+        try:
+            title = str(store.get_alert(conn, alert_id)["title"])
+        except store.AlertNotFound:
+            return None
+    back = without_flash(request.url.path, list(query.multi_items()))
+    return flash_for({k: query.get(k, "") for k in ("done", "alert", "prev")}, {alert_id: title}, back=back)
+
+
+TEMPLATES.env.globals["alert_flash"] = alert_flash
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -69,18 +89,38 @@ def alert_action(
     note: Annotated[str, Form(max_length=2000)] = "",
     minutes: Annotated[int, Form(ge=0, le=7 * 1440)] = 60,
     back: Annotated[str, Form(max_length=500)] = "",
+    of: Annotated[str, Form(max_length=16)] = "",
+    until: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """The forms behind the buttons: ack, unack, snooze, note."""
-    if action not in ("ack", "unack", "snooze", "note"):
+    """The forms behind the buttons: ack, unack, snooze, unsnooze, note, and the Undo of the first three.
+
+    Answers with the page it came from, saying what was done (and offering Undo) next to the alert's row."""
+    if action not in ("ack", "unack", "snooze", "unsnooze", "note", "undo"):
         return render_error(request, 404, "No such action.")
     if action == "note" and not note.strip():
         return render_error(request, 400, "The note is empty.")
+    if action == "undo" and of not in ("ack", "snooze", "unsnooze"):
+        return render_error(request, 400, "Nothing to undo.")
+    prev: float | None = None
+    with svc.reader.connect() as conn:
+        try:
+            prev = store.get_alert(conn, alert_id).get("snoozed_until")
+        except store.AlertNotFound:
+            return render_error(request, 404, "No such alert.")
+    kw: dict[str, str | int]
+    if action == "unsnooze":
+        doing, kw = "snooze", {"minutes": 0}
+    elif action == "undo":
+        doing, kw = ("unack", {}) if of == "ack" else ("snooze", {"minutes": undo_minutes(until)})
+    else:
+        doing, kw = action, {"note": note, "minutes": minutes}
     try:
-        act(svc, p.user, client_ip(request), alert_id, action, note=note, minutes=minutes)
+        act(svc, p.user, client_ip(request), alert_id, doing, **kw)
     except HTTPException as exc:
         if exc.status_code != 409:
             raise
-    return RedirectResponse(_back(back, f"/alerts/{alert_id}"), status_code=303)
+    said = "undone" if action == "undo" else action
+    return RedirectResponse(done_url(_back(back, f"/alerts/{alert_id}"), said, alert_id, prev), status_code=303)
 
 
 @router.get("/silences", response_class=HTMLResponse)

@@ -24,6 +24,7 @@ from server.services.hostkeys import offered_key
 from server.store import hostkeys
 from server.web import views
 from server.web import views_phone as views_app
+from server.web.pages import triage
 from server.web.pages.common import TEMPLATES, render, render_error, user_zone
 
 router = APIRouter(include_in_schema=False)
@@ -134,10 +135,16 @@ def overview_page(
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
 def device_page(
-    request: Request, svc: SvcDep, _p: Viewer, device_id: int, range_: RangeQuery = "24h",
+    request: Request,
+    svc: SvcDep,
+    _p: Viewer,
+    device_id: int,
+    range_: RangeQuery = "24h",
+    q: Annotated[str, Query(max_length=200)] = "",
     done: Annotated[str | None, Query(pattern="^created$")] = None,
-) -> Response:  # fmt: skip
-    """One device: state, open alerts, actions, key graphs, resources, interfaces, checks, facts, recent changes."""
+) -> Response:
+    """One device: state, open alerts, what is wrong in its tables (the rest collapsed, `q` filters them), actions,
+    key graphs, checks, facts, recent changes."""
     started = time.perf_counter()
     with svc.reader.connect() as conn:
         detail = views.device_detail(conn, device_id)
@@ -147,8 +154,26 @@ def device_page(
         alerts = views_app.device_alerts(conn, device_id)
         offered = offered_key(conn, device_id)
         keys = hostkeys.list_keys(conn, device_id)
+    q = triage.clean_query(q)
+    uptime = detail["facts"].get("uptime_seconds")
+    tables = {
+        "interfaces": triage.interfaces(detail["interfaces"], alerts, uptime if isinstance(uptime, int | float) else None, q),
+        "storage": triage.usage(
+            [s for s in detail["resources"]["storage"] if s.get("type") in ("fixed", "ram", "virtual")], "descr", q
+        ),
+        "filesystems": triage.usage(detail["resources"]["filesystems"], "mount", q),
+    }
     response = render(
-        request, "device.html", d=detail, graphs=graphs, range=range_, alerts=alerts, offered=offered, host_keys=keys,
+        request,
+        "device.html",
+        d=detail,
+        graphs=graphs,
+        range=range_,
+        alerts=alerts,
+        offered=offered,
+        host_keys=keys,
+        t=tables,
+        q=q,
         created=done == "created",
     )
     return _timed(response, started)
@@ -229,6 +254,7 @@ def interface_page(
         heading=f"Interface {name[:64]}",
         facts=facts,
         more=False,
+        if_index=if_index if iface else None,
         range_base=f"/devices/{device_id}/interfaces/{if_index}",
     )
 
