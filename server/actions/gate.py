@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
-from starlette.concurrency import run_in_threadpool
 
 from server.actions.catalog import ActionSpec, Catalog
 from server.actions.params import ParamError, check_params, shown
@@ -143,7 +143,7 @@ async def check(
             raise Refused(404, f"no action {shown(action_id, 64)} in the catalog")
         if not principal.user.can(action.role):
             raise Refused(403, f"{action.id} needs the {action.role} role")
-        device, alert = await run_in_threadpool(_load, svc, body.device, body.alert)
+        device, alert = await asyncio.to_thread(_load, svc, body.device, body.alert)
         if device is None:
             raise Refused(404, f"no device with id {body.device}")
         device_label = device.row.name
@@ -160,11 +160,11 @@ async def check(
         why = exc.message if isinstance(exc, Refused) else "a fresh second factor is needed for a dangerous action"
         params = {shown(k, 32): shown(v, 80) for k, v in list(body.params.items())[:20]}
         extra = {"params": params, "reason": shown(body.reason, 200)}
-        await run_in_threadpool(audit_refusal, svc, principal, ip, action_id, device_label, why, status, extra)
+        await asyncio.to_thread(audit_refusal, svc, principal, ip, action_id, device_label, why, status, extra)
         raise
 
 
 async def refuse_body(svc: Services, principal: Principal, ip: str, action_id: str, why: str) -> Refused:
     """Audit a malformed run request (extra fields, wrong types) and return the Refused to raise."""
-    await run_in_threadpool(audit_refusal, svc, principal, ip, action_id, "-", why, 422, {})
+    await asyncio.to_thread(audit_refusal, svc, principal, ip, action_id, "-", why, 422, {})
     return Refused(422, why)

@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from agents.base import CollectError, Target
 from agents.snmp_client import SnmpClient
 from agents.ssh import STDOUT_MAX, CommandResult, HostKeyMismatch, HostKeyUnknown, SshCollector, run_command
@@ -119,7 +117,7 @@ class RunManager:
         """Record the run, audit it, and start it in the background (under a claim from reserve); returns the run id."""
         p, device_id = prepared, prepared.device.row.id
         try:
-            run_id = await run_in_threadpool(self._record_start, p, principal, ip)
+            run_id = await asyncio.to_thread(self._record_start, p, principal, ip)
         except BaseException:
             self.release(device_id, claim)
             raise
@@ -191,19 +189,19 @@ class RunManager:
             finally:
                 live.transcript.close()
                 live.duration = round(time.monotonic() - start, 3)
-                await asyncio.shield(run_in_threadpool(self._record_end, live))
+                await asyncio.shield(asyncio.to_thread(self._record_end, live))
                 self.release(live.device_id, live.id)
                 live.transcript.touch()
             verdict, detail = await verify(self.svc, live, self.pace)
         except asyncio.CancelledError:
             verdict, detail = "unverified", "the server stopped before the fix was verified"
-            await asyncio.shield(run_in_threadpool(self._record_verdict, live, verdict, detail))
+            await asyncio.shield(asyncio.to_thread(self._record_verdict, live, verdict, detail))
             self._done(live, verdict, detail)
             raise
         except Exception as exc:
             log.exception("verifying action run %d crashed", live.id)
             verdict, detail = "unverified", f"verification failed ({exc.__class__.__name__}); see the server log"
-        await run_in_threadpool(self._record_verdict, live, verdict, detail)
+        await asyncio.to_thread(self._record_verdict, live, verdict, detail)
         self._done(live, verdict, detail)
 
     def _done(self, live: LiveRun, verdict: str, detail: str) -> None:

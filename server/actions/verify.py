@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from starlette.concurrency import run_in_threadpool
-
 from agents.base import CollectError
 from agents.ssh import clean_text
 from server.actions.plan import ssh_target
@@ -86,7 +84,7 @@ async def verify(svc: Services, live: LiveRun, pace: Pace | None = None) -> tupl
         if verdict == "failing" and fixed_at is not None:
             when = pace.wall()
             text = f"fixed, then failed again at {_clock(when)} (after {held_for(now - fixed_at)}): {detail}"
-            await run_in_threadpool(_reopen, svc, live, when, text)
+            await asyncio.to_thread(_reopen, svc, live, when, text)
             return "regressed", text
         if now >= deadline:
             if verdict == "pending":
@@ -134,7 +132,7 @@ async def _check_once(svc: Services, live: LiveRun) -> tuple[str, str]:
             if not bad:
                 return "pending", "waiting for the device's checks"
         else:
-            await run_in_threadpool(_judge, svc, live, good, bad)
+            await asyncio.to_thread(_judge, svc, live, good, bad)
     if bad:
         return "failing", "; ".join(bad)
     if not good:
@@ -147,7 +145,7 @@ async def _repoll(svc: Services, device_id: int) -> bool | None:
     if svc.dispatcher is None or svc.writer is None:
         return None
     ran = await svc.dispatcher.run_now(device_id)
-    await run_in_threadpool(svc.writer.flush, 15.0)
+    await asyncio.to_thread(svc.writer.flush, 15.0)
     return ran > 0
 
 

@@ -27,6 +27,7 @@ from server.store.space import is_full_error
 __all__ = ["Principal"]
 
 SESSION_COOKIE = "pn_session"
+LOGIN_CSRF_COOKIE = "pn_login_csrf"  # the sign-in form's double-submit CSRF cookie (pages and passkey sign-in)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 10
 _hasher = PasswordHasher()

@@ -5,31 +5,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import HTTPException
-
 from server.notify import deadman, notices
 from server.notify.channels import ChannelError, build
 from server.notify.routing import Target
 from server.notify.runtime import Notify
 from server.notify.webpush import PushError, check_subscription
 from server.runtime import Services
+from server.services.alerts import act
+from server.services.errors import ServiceError
 from server.store import accounts
 from server.store import notify as store
 from server.store import notify_targets as targets
 from server.store.accounts import User
 from server.store.db import Connection
-from server.web.api.alerts import act
 
 SNOOZE_FROM_PUSH_MINUTES = 60
 
 
-class OpError(Exception):
-    """A request that cannot be done: status code and message."""
+class OpError(ServiceError):
+    """A request that cannot be done: status code and message (a domain error like every service's)."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(message, status)
 
 
 def create_channel(svc: Services, notify: Notify, user: User, ip: str, name: str, url: str, owner: str | None,
@@ -129,8 +126,8 @@ def push_action(svc: Services, ip: str, token: str, action: str) -> dict[str, An
     try:
         minutes = SNOOZE_FROM_PUSH_MINUTES if action == "snooze" else 0
         alert = act(svc, user, ip, int(found.alert_id), action, note="from a push notification", minutes=minutes)
-    except HTTPException as exc:
-        raise OpError(exc.status_code, str(exc.detail)) from None
+    except ServiceError as exc:
+        raise OpError(exc.status, exc.message) from None
     return {"ok": True, "action": action, "alert": {"id": alert["id"], "state": alert["state"]}, "user": user.name}
 
 

@@ -8,9 +8,10 @@ class ServiceError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, detail: object = None) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = message if detail is None else detail  # what the JSON API answers as "detail"
         if status is not None:
             self.status = status
 

@@ -302,3 +302,9 @@ def resolve_event_alert(conn: Connection, rule: str, device_id: int, key: str, n
     if found is not None:
         conn.execute(update(alerts).where(alerts.c.id == found.id).values(status="resolved", resolved_at=now, updated_at=now))
         record_event(conn, found.id, "resolved", None, text, now)
+
+
+def device_id_named(conn: Connection, name: str) -> int | None:
+    """The id of the device with this name, or None."""
+    found = conn.execute(select(devices.c.id).where(devices.c.name == name)).scalar()
+    return None if found is None else int(found)

@@ -234,3 +234,9 @@ def sync_config_devices(conn: Connection, specs: list[DeviceSpec], box: SecretBo
 def count_devices(conn: Connection) -> int:
     """How many devices exist."""
     return int(conn.execute(select(func.count()).select_from(devices)).scalar() or 0)
+
+
+def source_and_name(conn: Connection, device_id: int) -> tuple[str, str] | None:
+    """Where a device is managed ("config" or "api") and its name; None when there is no such device."""
+    row = conn.execute(select(devices.c.source, devices.c.name).where(devices.c.id == device_id)).first()
+    return None if row is None else (str(row.source), str(row.name))

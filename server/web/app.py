@@ -93,7 +93,7 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _refused(request: Request, exc: ServiceError) -> Response:
         if _wants_json(request):
-            return JSONResponse({"detail": exc.message}, status_code=exc.status)
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
         from server.web.pages.common import render_error
 
         return render_error(request, exc.status, exc.message)

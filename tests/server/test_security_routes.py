@@ -282,7 +282,7 @@ def test_patching_a_device_refuses_unknown_top_level_fields(app_env: AppEnv) -> 
 
 def test_the_patch_body_lists_every_inventory_field() -> None:
     from server.config.inventory import DeviceSpec
-    from server.web.api.bodies import DevicePatch
+    from server.services.bodies import DevicePatch
 
     assert set(DevicePatch.model_fields) == set(DeviceSpec.model_fields)
 

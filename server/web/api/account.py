@@ -11,14 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from server.auth import loginflow, notice, passkeys, throttle, totp
-from server.auth.access import SESSION_COOKIE, Principal, UserError, Viewer, client_ip
+from server.auth.access import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, UserError, Viewer, client_ip
 from server.auth.policy import Policy, declare
 from server.auth.principal import from_session
 from server.auth.stepup import Fresh, FreshOrEnrolling, is_fresh, same_site_path
 from server.runtime import Services, get_services
 from server.services import users as usermgmt
 from server.store import accounts, sessions, twofactor
-from server.web.pages.common import LOGIN_CSRF_COOKIE
 
 router = APIRouter(tags=["account"])
 SvcDep = Annotated[Services, Depends(get_services)]

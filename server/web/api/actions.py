@@ -12,13 +12,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from server.actions.catalog import ActionSpec, load_catalog
+from server.actions.catalog import load_catalog
 from server.actions.gate import Prepared, Refused, RunRequest, check, refuse_body
-from server.actions.plan import prefill, targets_of, why_not
+from server.actions.plan import prefill, targets_of
 from server.actions.runner import LiveRun, RunManager, manager
 from server.auth.access import Admin, Principal, Viewer, client_ip
 from server.config.yamlsrc import ConfigError
 from server.runtime import Services, get_services
+from server.services.actions import offered, run_view, start_run
 from server.store import accounts
 from server.store import runs as store
 from server.store.runs import DeviceInfo
@@ -30,17 +31,6 @@ BODY_MAX = 64 * 1024
 HEARTBEAT = 15.0
 SESSION_CHECK_SECONDS = 15.0  # a stream of a session that ended (sign-out, password change, disable...) stops within this
 _RUN_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": RunRequest.model_json_schema()}}}}
-
-
-def offered(svc: Services, principal: Principal, device: DeviceInfo, rule: str | None = None) -> list[ActionSpec]:
-    """The actions that apply to the device and that the caller's role allows (suggested ones first for an alert)."""
-    catalog = manager(svc).catalog
-    if not principal.user.can("operator"):
-        return []
-    found = [a for a in catalog.actions.values() if principal.user.can(a.role) and not why_not(a, device)]
-    if rule:
-        found.sort(key=lambda a: rule not in a.applies_to.rules)
-    return found
 
 
 def _device(svc: Services, device_id: int) -> DeviceInfo:
@@ -153,22 +143,6 @@ async def preview(request: Request, svc: SvcDep, p: Viewer, action_id: str) -> d
     return _preview(prepared)
 
 
-async def start_run(svc: Services, p: Principal, ip: str, action_id: str, body: RunRequest) -> tuple[int, Prepared]:
-    """Check, claim the device, record and start a run; Refused (audited) when it may not run."""
-    mgr = manager(svc)
-    prepared = await check(svc, mgr.catalog, p, ip, action_id, body)
-    claim = mgr.reserve(prepared.device.row.id, exclusive=not prepared.action.concurrent)
-    if claim is None:
-        holder = mgr.busy(prepared.device.row.id)
-        why = f"another action is running on {prepared.device.row.name}" + (f" (run #{holder})" if holder else "")
-        why += "; wait until it ends"
-        from server.actions.gate import audit_refusal
-
-        await run_in_threadpool(audit_refusal, svc, p, ip, action_id, prepared.device.row.name, why, 409, {})
-        raise Refused(409, why)
-    return await mgr.start(prepared, p, ip, claim), prepared
-
-
 @router.post("/api/v1/actions/{action_id}/run", status_code=202, openapi_extra=_RUN_BODY)
 async def run(request: Request, svc: SvcDep, p: Viewer, action_id: str) -> JSONResponse:
     """Start a run (operator or the action's role; dangerous ones need confirm, reason and a fresh second factor)."""
@@ -201,23 +175,6 @@ def reload_catalog(request: Request, svc: SvcDep, p: Admin) -> dict[str, Any]:
         target = str(svc.settings.actions_file or "none")
         accounts.write_audit(conn, p.user, "action.reload", target, {"count": len(catalog.actions)}, client_ip(request))
     return {"actions": len(catalog.actions)}
-
-
-def run_view(svc: Services, run_id: int) -> dict[str, Any] | None:
-    """A run as stored, overlaid with its live state and output while it runs in this process."""
-    live = manager(svc).live.get(run_id)  # first: a run that ends meanwhile is still seen whole
-    with svc.reader.connect() as conn:
-        data = store.get_run(conn, run_id)
-    if data is None:
-        return None
-    if live is not None:
-        output = live.transcript.merged()
-        data.update({k: v for k, v in live.state().items() if k != "finished"})
-        data["output"] = output
-        data["stdout"] = "".join(t for s, t in output if s == "stdout")
-        data["stderr"] = "".join(t for s, t in output if s == "stderr")
-    data["finished"] = live is None or live.finished
-    return data
 
 
 @router.get("/api/v1/runs")

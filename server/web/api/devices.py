@@ -7,23 +7,23 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 
 from server.auth.access import Admin, Operator, UserError, Viewer, client_ip, create_user
 from server.auth.policy import public
-from server.auth.stepup import FreshAdmin, StepUpRequired, is_fresh
-from server.config.inventory import DeviceSpec, error_list, timeout_problems
+from server.auth.stepup import FreshAdmin
+from server.config.inventory import DeviceSpec
 from server.notify.channel_alarm import channel_alarm
-from server.polling import pipeline
 from server.runtime import Services, get_services
+from server.services import devices as devices_service
+from server.services.bodies import DevicePatch
 from server.store import accounts
-from server.store.devices import DeviceConflict, create_device, delete_device, load_device, split_secrets, update_device
+from server.store.devices import load_device, split_secrets
 from server.store.metrics import history, labels_of
 from server.store.notify import outbox_backlog
 from server.store.schema import devices
 from server.web import metrics_export, views
-from server.web.api.bodies import DevicePatch
 from server.web.views import storage_health
 
 router = APIRouter()
@@ -91,23 +91,7 @@ def list_devices(
 @router.post("/api/v1/devices", tags=["devices"], status_code=201)
 def add_device(svc: SvcDep, p: Admin, request: Request, spec: DeviceSpec) -> dict[str, Any]:
     """Add a device; secrets are stored encrypted and never returned."""
-    _refuse_late_timeouts(svc, spec, ("body",))
-    try:
-        with svc.engine.begin() as conn:
-            device_id = create_device(conn, spec, svc.box, svc.settings.default_interval)
-            accounts.write_audit(conn, p.user, "device.create", spec.name, {"address": spec.address}, client_ip(request))
-    except DeviceConflict as exc:
-        raise HTTPException(409, str(exc)) from None
-    pipeline.reschedule(svc)
-    return _detail(svc, device_id)
-
-
-def _refuse_late_timeouts(svc: Services, spec: DeviceSpec, prefix: tuple[str, ...]) -> None:
-    """422 for a timeout that would not end before the check's next turn (as the config file refuses it)."""
-    late = timeout_problems(spec, svc.settings.default_interval)
-    if late:
-        detail = [{"loc": [*prefix, *map(str, loc)], "msg": msg, "type": "value_error"} for loc, msg in late]
-        raise HTTPException(422, detail)
+    return _detail(svc, devices_service.add_device(svc, p, client_ip(request), spec))
 
 
 def _detail(svc: Services, device_id: int) -> dict[str, Any]:
@@ -125,16 +109,6 @@ def get_device(svc: SvcDep, _p: Viewer, device_id: int) -> dict[str, Any]:
     return _detail(svc, device_id)
 
 
-def _managed(svc: Services, device_id: int) -> Any:
-    with svc.reader.connect() as conn:
-        row = conn.execute(select(devices.c.source, devices.c.name).where(devices.c.id == device_id)).first()
-    if row is None:
-        raise HTTPException(404, "no such device")
-    if row.source == "config":
-        raise HTTPException(409, f"{row.name} is managed by the config file; change it there")
-    return row
-
-
 @router.patch("/api/v1/devices/{device_id}", tags=["devices"])
 def patch_device(
     svc: SvcDep, p: Admin, request: Request, device_id: int, body: DevicePatch
@@ -143,49 +117,14 @@ def patch_device(
 
     Changing SNMP or SSH access (credentials, host keys, or the address of a device that has them) needs a fresh
     second factor (step-up), as a password does."""
-    changes = body.model_dump(exclude_unset=True)
-    _managed(svc, device_id)
-    with svc.reader.connect() as conn:
-        row = load_device(conn, svc.box, device_id)
-    if row is None:
-        raise HTTPException(404, "no such device")
-    current = row.spec.model_dump(mode="json", exclude_none=True)
-    merged = {**current, **changes}
-    for section in ("snmp", "ssh"):
-        if isinstance(changes.get(section), dict) and isinstance(current.get(section), dict):
-            merged[section] = {**current[section], **changes[section]}
-            # snmp.write too: setting only its community keeps the rest; `"write": null` removes the block.
-            old, new = current[section].get("write"), changes[section].get("write")
-            if isinstance(old, dict) and isinstance(new, dict):
-                merged[section]["write"] = {**old, **new}
-    try:
-        spec = DeviceSpec.model_validate(merged)
-    except ValidationError as exc:
-        raise HTTPException(422, error_list(exc.errors())) from None
-    _refuse_late_timeouts(svc, spec, ())
-    # Changing a device's credentials or pinned host keys asks for a fresh second factor; so does moving a device
-    # that has credentials: its next poll would send them (an SNMP community in clear) to the new address.
-    moved_with_secrets = spec.address != row.spec.address and (row.spec.snmp is not None or row.spec.ssh is not None)
-    if (spec.snmp != row.spec.snmp or spec.ssh != row.spec.ssh or moved_with_secrets) and not is_fresh(p, svc.settings):
-        raise StepUpRequired()
-    try:
-        with svc.engine.begin() as conn:
-            update_device(conn, device_id, spec, svc.box, svc.settings.default_interval)
-            accounts.write_audit(conn, p.user, "device.update", spec.name, {"fields": sorted(changes)}, client_ip(request))
-    except DeviceConflict as exc:
-        raise HTTPException(409, str(exc)) from None
-    pipeline.reschedule(svc)
+    devices_service.patch_device(svc, p, client_ip(request), device_id, body)
     return _detail(svc, device_id)
 
 
 @router.delete("/api/v1/devices/{device_id}", tags=["devices"], status_code=204)
 def remove_device(svc: SvcDep, p: Admin, request: Request, device_id: int) -> None:
     """Delete a device with its history."""
-    row = _managed(svc, device_id)
-    with svc.engine.begin() as conn:
-        delete_device(conn, device_id)
-        accounts.write_audit(conn, p.user, "device.delete", row.name, {}, client_ip(request))
-    pipeline.reschedule(svc, removed_device=device_id)
+    devices_service.remove_device(svc, p, client_ip(request), device_id)
 
 
 @router.post("/api/v1/devices/{device_id}/poll", tags=["devices"])

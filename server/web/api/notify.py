@@ -10,12 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.auth.access import Admin, Operator, Viewer, client_ip
 from server.auth.policy import public
-from server.config.inventory import NAME_RE
 from server.config.yamlsrc import ConfigError
 from server.notify import ops
-from server.notify.config import CHANNEL_NAME
 from server.notify.runtime import runtime
 from server.runtime import Services, get_services
+from server.services.bodies import NewChannel
 from server.store import accounts
 from server.store import notify as store
 from server.store.notify_targets import list_channels, list_subscriptions
@@ -23,17 +22,6 @@ from server.store.notify_targets import list_channels, list_subscriptions
 router = APIRouter(tags=["notifications"])
 SvcDep = Annotated[Services, Depends(get_services)]
 MessageStatus = Literal["", "pending", "sent", "dead", "gone", "skipped", "grouped", "summarized"]
-
-
-class NewChannel(BaseModel):
-    """A channel: an Apprise URL, an http(s) webhook, or smtp(s):// email."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=CHANNEL_NAME)
-    url: str = Field(min_length=3, max_length=2000)
-    user: str | None = Field(default=None, pattern=NAME_RE)
-    enabled: bool = True
-    allow_unsafe: bool = False
 
 
 class PushKeys(BaseModel):

@@ -16,9 +16,9 @@ from server.actions.plan import prefill, targets_of
 from server.actions.runner import manager
 from server.auth.access import Principal, Viewer, client_ip
 from server.runtime import Services, get_services
+from server.services.actions import offered, run_view, start_run
 from server.store import runs as store
 from server.store.runs import DeviceInfo
-from server.web.api.actions import offered, run_view, start_run
 from server.web.pages.common import TEMPLATES, render, render_error
 
 router = APIRouter(include_in_schema=False)

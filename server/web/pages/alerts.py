@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -14,8 +14,9 @@ from server.notify.channel_alarm import channel_alarm
 from server.notify.runtime import silent_label
 from server.polling import pipeline
 from server.runtime import Services, get_services
+from server.services.alerts import AlertState, NewSilence, act, create_silence
+from server.services.errors import Conflict, ServiceError
 from server.store import alerts as store
-from server.web.api.alerts import AlertState, NewSilence, act, create_silence
 from server.web.pages.alert_flash import Flash, done_url, flash_for, undo_minutes, without_flash
 from server.web.pages.common import TEMPLATES, render, render_error, user_zone
 from server.web.views_phone import alert_value
@@ -116,9 +117,8 @@ def alert_action(
         doing, kw = action, {"note": note, "minutes": minutes}
     try:
         act(svc, p.user, client_ip(request), alert_id, doing, **kw)
-    except HTTPException as exc:
-        if exc.status_code != 409:
-            raise
+    except Conflict:
+        pass  # already in that state (someone else acted first): the page shows the alert as it is
     said = "undone" if action == "undo" else action
     return RedirectResponse(done_url(_back(back, f"/alerts/{alert_id}"), said, alert_id, prev), status_code=303)
 
@@ -163,12 +163,8 @@ def silence_create(
     try:
         body = NewSilence.model_validate(raw)
         create_silence(svc, p.user, client_ip(request), body)
-    except (ValidationError, HTTPException) as exc:
-        message = (
-            "; ".join(error_message(e) for e in exc.errors())
-            if isinstance(exc, ValidationError)
-            else str(exc.detail)
-        )
+    except (ValidationError, ServiceError) as exc:
+        message = "; ".join(error_message(e) for e in exc.errors()) if isinstance(exc, ValidationError) else exc.message
         with svc.reader.connect() as conn:
             items = store.list_silences(conn)
         return render(request, "silences.html", status=400, items=items, error=message, form=raw)

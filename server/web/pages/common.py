@@ -21,7 +21,17 @@ from starlette.concurrency import run_in_threadpool
 import web
 from server import logsafe
 from server.auth import loginflow, notice
-from server.auth.access import SESSION_COOKIE, Admin, LoginResult, Operator, Viewer, client_ip, login, request_scheme
+from server.auth.access import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Admin,
+    LoginResult,
+    Operator,
+    Viewer,
+    client_ip,
+    login,
+    request_scheme,
+)
 from server.auth.policy import public
 from server.runtime import Services, get_services
 from server.services.hostkeys import trust_offered
@@ -47,7 +57,6 @@ def _when(ctx: Context, ts: float | None) -> str:
 
 
 TEMPLATES.env.filters["when"] = _when
-LOGIN_CSRF_COOKIE = "pn_login_csrf"
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 

@@ -7,21 +7,22 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from server.auth.access import Admin, Viewer
+from server.auth.access import Admin, Viewer, client_ip
 from server.config.inventory import DeviceSpec, error_message
 from server.runtime import Services, get_services
+from server.services import alerts as alerts_service
+from server.services import devices as devices_service
+from server.services.bodies import DevicePatch
+from server.services.errors import ServiceError
 from server.store import overview as overview_store
 from server.store.devices import load_device, split_secrets
 from server.web import views
 from server.web import views_phone as views_app
-from server.web.api import alerts as api_alerts
-from server.web.api import devices as api
-from server.web.api.bodies import DevicePatch
 from server.web.pages.common import render, render_error
 
 router = APIRouter(include_in_schema=False)
@@ -131,7 +132,7 @@ def _message(e: Any) -> str:
     return _hinted(error_message(e))
 
 
-def _errors(exc: ValidationError | HTTPException) -> str:
+def _errors(exc: ValidationError | ServiceError) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {_message(e)}" if e["loc"] else _message(e) for e in exc.errors())
     detail = exc.detail
@@ -177,12 +178,12 @@ async def add_device_form(request: Request, svc: SvcDep, p: Admin) -> Response:
     raw = _spec_from_form(form, {})
     try:
         spec = DeviceSpec.model_validate(raw)
-        created = api.add_device(svc, p, request, spec)
-    except (ValidationError, HTTPException) as exc:
+        created = devices_service.add_device(svc, p, client_ip(request), spec)
+    except (ValidationError, ServiceError) as exc:
         echo = {k: _field(form, k) for k in form if "password" not in k and "key" not in k and k != "csrf_token"}
-        status = exc.status_code if isinstance(exc, HTTPException) else 422
+        status = exc.status if isinstance(exc, ServiceError) else 422
         return _list(request, svc, "", 1, status=status, error=_errors(exc), form=echo)
-    return RedirectResponse(f"/devices/{created['id']}?done=created", status_code=303)  # its status, not its form
+    return RedirectResponse(f"/devices/{created}?done=created", status_code=303)  # its status, not its form
 
 
 def _current(svc: Services, device_id: int) -> tuple[dict[str, Any], str] | None:
@@ -257,9 +258,9 @@ async def device_edit_form(request: Request, svc: SvcDep, p: Admin, device_id: i
     form = await request.form()
     try:
         body = DevicePatch.model_validate(_spec_from_form(form, found[0]))
-        api.patch_device(svc, p, request, device_id, body)
-    except (ValidationError, HTTPException) as exc:
-        status = exc.status_code if isinstance(exc, HTTPException) else 422
+        devices_service.patch_device(svc, p, client_ip(request), device_id, body)
+    except (ValidationError, ServiceError) as exc:
+        status = exc.status if isinstance(exc, ServiceError) else 422
         return _edit(request, svc, device_id, status=status, error=_errors(exc))
     return RedirectResponse(f"/admin/devices/{device_id}?done=saved", status_code=303)
 
@@ -271,11 +272,11 @@ async def device_delete_form(request: Request, svc: SvcDep, p: Admin, device_id:
     if _field(form, "confirm") != "yes":
         return _edit(request, svc, device_id, status=400, error="Tick the box to confirm the deletion.")
     try:
-        api.remove_device(svc, p, request, device_id)
-    except HTTPException as exc:
-        if exc.status_code == 404:
+        devices_service.remove_device(svc, p, client_ip(request), device_id)
+    except ServiceError as exc:
+        if exc.status == 404:
             return render_error(request, 404, "No such device.")
-        return _edit(request, svc, device_id, status=exc.status_code, error=_errors(exc))
+        return _edit(request, svc, device_id, status=exc.status, error=_errors(exc))
     return RedirectResponse("/admin/devices?done=deleted", status_code=303)
 
 
@@ -321,7 +322,7 @@ def _rule_view(rule: dict[str, Any]) -> RuleView:
 @router.get("/admin/rules", response_class=HTMLResponse)
 def rules_page(request: Request, svc: SvcDep, p: Viewer) -> Response:
     """The alert rules in force, as GET /api/v1/rules lists them (file or built-in, plus API-added)."""
-    listed = api_alerts.list_rules(svc, p)
+    listed = {"items": alerts_service.list_rules(svc)}
     order = {"critical": 0, "warning": 1, "info": 2}
     items = sorted((_rule_view(r) for r in listed["items"]), key=lambda r: (order.get(r.severity, 9), r.name))
     return render(request, "admin_rules.html", rules=items, file=svc.settings.rules_file)

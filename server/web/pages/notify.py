@@ -14,10 +14,10 @@ from server.config.inventory import error_message
 from server.notify import deadman, ops
 from server.notify.runtime import runtime, silent_label
 from server.runtime import Services, get_services
+from server.services.bodies import NewChannel
 from server.store import accounts
 from server.store import notify as store
 from server.store.notify_targets import list_channels, list_subscriptions
-from server.web.api.notify import NewChannel
 from server.web.pages.common import render, render_error, user_zone
 
 router = APIRouter(include_in_schema=False)
