@@ -71,7 +71,8 @@ class FakePace(Pace):
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[ActionEnv]:
-    yield from make_env(tmp_path, CATALOG, poll=True, down_after_failures=1)
+    # flap_settle_seconds=0: the hold window is what is tested here; a flapping guard would keep the alert open
+    yield from make_env(tmp_path, CATALOG, poll=True, down_after_failures=1, flap_settle_seconds=0)
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ def device_page(
     device_id: int,
     range_: RangeQuery = "24h",
     q: Annotated[str, Query(max_length=200)] = "",
-    done: Annotated[str | None, Query(pattern="^created$")] = None,
+    done: Annotated[str | None, Query(max_length=16)] = None,  # "created" after adding it; an alert action's flash too
 ) -> Response:
     """One device: state, open alerts, what is wrong in its tables (the rest collapsed, `q` filters them), actions,
     key graphs, checks, facts, recent changes."""
