@@ -139,6 +139,15 @@ def request_scheme(request: Request) -> str:
     return proxies.forwarded_scheme(peer, request.headers.get("x-forwarded-proto"), request.url.scheme, _trusted(request))
 
 
+def caller_or_none(request: Request, svc: Services) -> Principal | None:
+    """The signed-in caller if the request carries a valid session or token, else None (never raises: for public routes
+    that show more to people who are signed in)."""
+    try:
+        return _lookup(request, svc)
+    except Exception:  # a database that is down or full must not turn a health probe into a 500
+        return None
+
+
 def _lookup(request: Request, svc: Services) -> Principal | None:
     s = svc.settings
     storage = svc.storage

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 
-from server.auth.access import Admin, Operator, UserError, Viewer, client_ip, create_user
+from server.auth.access import Admin, Operator, UserError, Viewer, caller_or_none, client_ip, create_user
 from server.auth.policy import public
 from server.auth.stepup import FreshAdmin
 from server.config.inventory import DeviceSpec
@@ -39,9 +39,10 @@ def _secret_keys(svc: Services, device_id: int) -> set[str]:
 
 
 @router.get("/healthz", tags=["meta"], dependencies=[public("health probes: answers only ok")])
-def healthz(svc: SvcDep) -> dict[str, Any]:
+def healthz(request: Request, svc: SvcDep) -> dict[str, Any]:
     """Liveness, database reachability, storage (free space, full), the writer's errors and backlogs, and failing
-    notification channels (no sign-in needed)."""
+    notification channels (no sign-in needed). Anonymous callers get states and counts; channel names and error
+    texts only go to signed-in callers."""
     backlog: int | None = None
     alarm = None
     try:
@@ -56,6 +57,10 @@ def healthz(svc: SvcDep) -> dict[str, Any]:
     health["notify"] = {"outbox_backlog": backlog}
     notifications = {"failing_channels": [c.name for c in alarm.channels] if alarm else [],
                      "unannounced": bool(alarm and alarm.unannounced)}
+    if caller_or_none(request, svc) is None:  # an outside probe: no names, no driver texts or file paths
+        notifications["failing_channels"] = len(notifications["failing_channels"])
+        health["storage"]["last_error"] = None
+        health["writer"]["last_error"] = None
     degraded = db != "ok" or health["storage"]["state"] != "ok" or bool(alarm and alarm.degraded)
     return {"status": "degraded" if degraded else "ok", "database": db, "polling": svc.dispatcher is not None,
             "notifications": notifications, **health}
