@@ -90,6 +90,11 @@ def _prepare(conn: Any, job: Job, box: SecretBox, config: NotifyConfig, base_url
     elif row.kind in ("resolve", "flapping") and not store.was_notified(conn, row.target_type, row.target_id, row.alert_id,
                                                                         row.episode):
         return "skipped", "not sent: nothing about this alert reached this target"
+    elif row.kind == "flapping":  # acknowledged, snoozed, silenced or hidden behind a parent: no new buzz
+        alert = alerts.get(row.alert_id)
+        reason = holds.reason(alert) if alert is not None else "the alert is gone"
+        if reason is not None:
+            return "skipped", f"not sent: {reason}"
     elif row.kind == "summary":
         members = store.summary_members(conn, row.id)
         member_alerts = store.alerts_by_id(conn, [m.alert_id for m in members if m.alert_id is not None])

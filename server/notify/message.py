@@ -69,6 +69,7 @@ def alert_payload(kind: str, alert: Any, extra: dict[str, Any] | None = None) ->
         "started_at": float(alert.started_at),
         "resolved_at": float(alert.resolved_at) if alert.resolved_at else None,
         "path": f"/alerts/{int(alert.id)}",
+        **({"flapping": True} if kind in ("trigger", "reminder", "escalate") and getattr(alert, "flapping", False) else {}),
         **(extra or {}),
     }
 
@@ -92,9 +93,10 @@ def heading(payload: dict[str, Any]) -> str:
     if kind in ("summary", "test", "system"):
         return title
     hidden = int(payload.get("dependents_count") or 0)
+    flap = " (flapping)" if payload.get("flapping") else ""  # a trigger sent after the flap began says it itself
     if hidden:
-        return f"{sev} · {title} (+{hidden} behind it)"
-    return f"{sev} · {title}"
+        return f"{sev} · {title}{flap} (+{hidden} behind it)"
+    return f"{sev} · {title}{flap}"
 
 
 def lines(payload: dict[str, Any]) -> list[str]:

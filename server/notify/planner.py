@@ -110,6 +110,8 @@ def _event(ctx: Pass, kind: str, alert: Any, known: dict[int, str]) -> None:
         put({"status": "done", "next_at": None})
         _resolve(ctx, alert, folded.extra())
     elif kind == "flapping":  # once per episode, to those told about it (a trigger not yet sent says it itself)
+        if status == "acked":  # someone is on it: the flap is on the alert page, not another buzz
+            return
         for row in store.notified_targets(ctx.conn, alert.id, alert.episode):
             ctx.grouper.emit("flapping", Target(row.target_type, int(row.target_id), row.user_id), alert)
     elif kind == "acknowledged":

@@ -83,8 +83,9 @@ def _app(tmp_path: Path, peers: list[SnmpdPeer], receiver: Receiver) -> Any:
     channels.write_text(f"channels:\n  - {{name: hook, url: \"json://127.0.0.1:{receiver.port}/hook\"}}\n"
                         "delivery: {poll_seconds: 0.1, burst: 100}\n")
     config = load_config(conf)
+    # flap_settle_seconds=0: an outage of seconds is not a flap here; the flapping guard has its own tests
     return create_app(Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, channels_file=channels,
-                               **config.settings), config)
+                               flap_settle_seconds=0, **config.settings), config)
 
 
 def _poll(client: TestClient, app: Any, names: list[str]) -> None:

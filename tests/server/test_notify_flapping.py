@@ -66,3 +66,32 @@ def test_six_flaps_are_two_messages_and_one_stable_again(tmp_path: Path, receive
         assert len(receiver.items()) == 3
         with env.engine.connect() as conn:
             assert conn.execute(select(alerts.c.status)).scalars().all() == ["resolved"]
+
+
+def test_an_acknowledged_alert_that_starts_flapping_sends_nothing_more(tmp_path: Path, receiver: Receiver) -> None:
+    """Someone is on it: the flap shows on the alert page, the phone does not buzz again."""
+    from server.store import alerts as alert_store
+
+    hook = f'channels:\n  - {{name: hook, url: "json://127.0.0.1:{receiver.port}/hook"}}\n'
+    with notify_app(tmp_path, hook, down_after_failures=1, flap_settle_seconds=SETTLE) as env:
+        with env.engine.begin() as conn:
+            spec = DeviceSpec.model_validate({"name": "edge-rtr", "address": "127.0.0.1",
+                                              "checks": [{"type": "tcp", "port": 9}]})
+            device_id = create_device(conn, spec, env.svc.box, 30)
+        t = time.time()
+        _poll(env, device_id, t, True)
+        t += 30
+        _poll(env, device_id, t, False)
+        receiver.wait_for(1, timeout=30)
+        with env.engine.begin() as conn:
+            alert_id = conn.execute(select(alerts.c.id)).scalar_one()
+            assert alert_store.acknowledge(conn, alert_id, "oncall", "on it")
+        for _flap in range(4):
+            t += 30
+            _poll(env, device_id, t, True)
+            t += 30
+            _poll(env, device_id, t, False)
+        time.sleep(1.0)
+        assert [r.json["title"] for r in receiver.items()] == ["CRITICAL · edge-rtr is unreachable"]
+        with env.engine.connect() as conn:
+            assert conn.execute(select(alerts.c.flapping)).scalars().all() == [True]
