@@ -13,6 +13,7 @@ from server.keys.secretbox import SecretBox
 from server.store.alerts import record_event
 from server.store.devices import DeviceRow, load_device
 from server.store.metrics import clean_json, clean_text
+from server.store.outbox import enqueue
 from server.store.schema import action_runs, alert_states, alerts, device_status, devices
 
 
@@ -202,7 +203,9 @@ def reopen_alert(conn: Connection, alert_id: int, now: float, text: str) -> None
     """A fix that failed again inside its stability window: the alert it answered is open again.
 
     When the engine already fired the problem again as a new episode, that alert is folded into this one (resolved
-    with a note saying where it continues) and the label set's state points back here, so one alert tells the story.
+    with a note saying where it continues: whoever was told about it hears it resolved) and the label set's state
+    points back here, so one alert tells the story. The reopened alert notifies as a fired one does (same dedup key,
+    its track starts again), and the engine resolves it when the problem clears.
     """
     alert = alert_brief(conn, alert_id)
     if alert is None:
@@ -219,7 +222,15 @@ def reopen_alert(conn: Connection, alert_id: int, now: float, text: str) -> None
             conn.execute(
                 update(alerts).where(alerts.c.id == again["id"]).values(status="resolved", resolved_at=now, updated_at=now)
             )
-            record_event(conn, again["id"], "merged", None, f"continues as alert #{alert_id} (reopened: the fix did not hold)")
+            record_event(conn, again["id"], "resolved", None, f"continues as alert #{alert_id} (reopened: the fix did not hold)")
             conn.execute(update(alert_states).where(alert_states.c.alert_id == again["id"]).values(alert_id=alert_id))
+        else:  # the engine has not seen it fail yet: its state for this label set points here, so it resolves this one
+            conn.execute(
+                update(alert_states)
+                .where(alert_states.c.rule == alert["rule"], alert_states.c.device_id == alert["device_id"],
+                       alert_states.c.labels == alert["key"])
+                .values(alert_id=alert_id, status="firing", since=now)
+            )  # fmt: skip
+        enqueue(conn, alert_id, "fired", None, now)
     else:
         record_event(conn, alert_id, "action", None, text)

@@ -55,10 +55,10 @@ def healthz(request: Request, svc: SvcDep) -> dict[str, Any]:
         db = "error"
     health = storage_health(svc)
     health["notify"] = {"outbox_backlog": backlog}
-    notifications = {"failing_channels": [c.name for c in alarm.channels] if alarm else [],
-                     "unannounced": bool(alarm and alarm.unannounced)}
+    failing = [c.name for c in alarm.channels] if alarm else []
+    notifications: dict[str, object] = {"failing_channels": failing, "unannounced": bool(alarm and alarm.unannounced)}
     if caller_or_none(request, svc) is None:  # an outside probe: no names, no driver texts or file paths
-        notifications["failing_channels"] = len(notifications["failing_channels"])
+        notifications["failing_channels"] = len(failing)
         health["storage"]["last_error"] = None
         health["writer"]["last_error"] = None
     degraded = db != "ok" or health["storage"]["state"] != "ok" or bool(alarm and alarm.degraded)
