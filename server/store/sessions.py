@@ -119,10 +119,14 @@ def touch_many(conn: Connection, seen: Mapping[str, float]) -> None:
         conn.execute(update(sessions).where(sessions.c.id == sid, sessions.c.last_seen < ts).values(last_seen=ts))
 
 
-def alive(conn: Connection, session_id: str, idle: float, absolute: float) -> bool:
-    """True while the session (by stored id) exists, is a full session and has not timed out."""
+def alive(conn: Connection, session_id: str, idle: float, absolute: float, seen: Mapping[str, float] | None = None) -> bool:
+    """True while the session (by stored id) exists, is a full session and has not timed out; `seen` holds the
+    touches kept in memory while the disk is full (a user active then is not timed out)."""
     row = conn.execute(_query(session_id)).first()
-    return row is not None and row.stage == FULL and not _expired(row, time.time(), idle, absolute)
+    if row is None or row.stage != FULL:
+        return False
+    last_seen = max(float(row.last_seen), (seen or {}).get(session_id, 0.0))
+    return not _expired(row, time.time(), idle, absolute, last_seen)
 
 
 def end(conn: Connection, session_id: str) -> None:

@@ -19,7 +19,8 @@ def caller_alive_sync(svc: Services, who: Principal) -> bool:
     s = svc.settings
     with svc.reader.connect() as conn:
         if who.session_id is not None:
-            return sessions.alive(conn, who.session_id, s.session_idle_minutes * 60, s.session_max_hours * 3600)
+            touches = svc.storage.session_touches if svc.storage is not None else None  # held while the disk is full
+            return sessions.alive(conn, who.session_id, s.session_idle_minutes * 60, s.session_max_hours * 3600, touches)
         return who.token_hash is not None and accounts.token_alive(conn, who.token_hash)
 
 
