@@ -62,10 +62,15 @@ def device_info(conn: Connection, box: SecretBox, device_id: int) -> DeviceInfo 
     return DeviceInfo(row, effective_kind(row, facts), facts, state, tables, str(parent) if parent else None)
 
 
+def _held() -> Any:
+    """Whether an alert's condition is clear but it is held open by the flapping guard (a correlated EXISTS)."""
+    return exists().where(alert_states.c.alert_id == alerts.c.id, alert_states.c.status == "held")
+
+
 def alert_brief(conn: Connection, alert_id: int) -> dict[str, Any] | None:
     """An alert's id, device, rule, title, status, labels (a dict), flapping flag, and whether its condition is
     clear (held open by the flapping guard), or None."""
-    held = exists().where(alert_states.c.alert_id == alerts.c.id, alert_states.c.status == "held")
+    held = _held()
     row = conn.execute(
         select(
             alerts.c.id,
@@ -93,7 +98,7 @@ def alert_brief(conn: Connection, alert_id: int) -> dict[str, Any] | None:
 
 def firing_titles(conn: Connection, device_id: int) -> list[str]:
     """Titles of the device's firing alerts (not those whose condition cleared and wait to settle)."""
-    held = exists().where(alert_states.c.alert_id == alerts.c.id, alert_states.c.status == "held")
+    held = _held()
     query = (select(alerts.c.title).where(alerts.c.device_id == device_id, alerts.c.status == "firing", ~held)
              .order_by(alerts.c.id))
     return [str(t) for t in conn.execute(query).scalars()]

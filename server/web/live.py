@@ -24,14 +24,13 @@ from server.auth.access import Viewer
 from server.runtime import Services, get_services
 from server.store import overview as overview_store
 from server.store.status import CheckOutcome, Transition
-from server.web.streams import session_alive
+from server.web.streams import SESSION_CHECK_SECONDS, session_alive
 
 log = logging.getLogger("pocketnoc.live")
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 POLL_SECONDS = 3.0  # finds changes the writer did not announce (API acks, other processes)
 MIN_GAP = 0.25  # coalesce bursts of commits into one read
-SESSION_CHECK_SECONDS = 15.0
 QUEUE_SIZE = 64
 RETRY_MS = 2000
 MAX_STREAM_SECONDS = 3600.0  # streams are renewed hourly so nothing lives forever behind a proxy

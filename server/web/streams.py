@@ -9,6 +9,9 @@ from starlette.concurrency import run_in_threadpool
 from server.runtime import Services
 from server.store import accounts, sessions
 
+# A live stream of a session that ended (sign-out, password change, disable...) or a revoked token stops within this.
+SESSION_CHECK_SECONDS = 15.0
+
 if TYPE_CHECKING:
     from server.auth.access import Principal
 

@@ -23,13 +23,12 @@ from server.services.actions import offered, run_view, start_run
 from server.store import accounts
 from server.store import runs as store
 from server.store.runs import DeviceInfo
-from server.web.streams import session_alive
+from server.web.streams import SESSION_CHECK_SECONDS, session_alive
 
 router = APIRouter(tags=["actions"])
 SvcDep = Annotated[Services, Depends(get_services)]
 BODY_MAX = 64 * 1024
 HEARTBEAT = 15.0
-SESSION_CHECK_SECONDS = 15.0  # a stream of a session that ended (sign-out, password change, disable...) stops within this
 _RUN_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": RunRequest.model_json_schema()}}}}
 
 

@@ -18,16 +18,12 @@ from server.services.alerts import AlertState, NewSilence, act, create_silence
 from server.services.errors import Conflict, ServiceError
 from server.store import alerts as store
 from server.web.pages.alert_flash import Flash, done_url, flash_for, undo_minutes, without_flash
-from server.web.pages.common import TEMPLATES, render, render_error, user_zone
+from server.web.pages.common import TEMPLATES, local_path, render, render_error, user_zone
 from server.web.views_phone import alert_value
 
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 SNOOZE_CHOICES = (("15 min", 15), ("1 h", 60), ("4 h", 240), ("24 h", 1440))
-
-
-def _back(target: str, fallback: str) -> str:
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else fallback
 
 
 def alert_flash(request: Request) -> Flash | None:
@@ -120,7 +116,7 @@ def alert_action(
     except Conflict:
         pass  # already in that state (someone else acted first): the page shows the alert as it is
     said = "undone" if action == "undo" else action
-    return RedirectResponse(done_url(_back(back, f"/alerts/{alert_id}"), said, alert_id, prev), status_code=303)
+    return RedirectResponse(done_url(local_path(back, f"/alerts/{alert_id}"), said, alert_id, prev), status_code=303)
 
 
 @router.get("/silences", response_class=HTMLResponse)

@@ -96,13 +96,13 @@ def render_error(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "error.html", status=status, status_code=status, message=message)
 
 
-def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths, so the login form can't redirect elsewhere."""
+def local_path(target: str | None, fallback: str = "/") -> str:
+    """Only same-site relative paths (a form's `next` or `back` can't send anyone elsewhere), else `fallback`."""
     if not target:
-        return "/"
+        return fallback
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
+        return fallback
     return target
 
 
@@ -119,7 +119,7 @@ def service_worker() -> Response:
 def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
     """The sign-in form (a double-submit cookie protects it against login CSRF)."""
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", next=_safe_next(next), login_csrf=token, error=None)
+    response = render(request, "login.html", next=local_path(next), login_csrf=token, error=None)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), max_age=3600)
     return response
 
@@ -147,7 +147,7 @@ async def login_submit(
             request,
             "login.html",
             status=400,
-            next=_safe_next(next),
+            next=local_path(next),
             login_csrf=cookie or "",
             error="Your sign-in form expired. Please try again.",
         )
@@ -175,14 +175,14 @@ async def login_submit(
             request,
             "login.html",
             status=429 if refused else 401,
-            next=_safe_next(next),
+            next=local_path(next),
             login_csrf=cookie,
             error=refused.message if refused else "Wrong user name or password.",
         )
         if refused:
             page.headers["Retry-After"] = str(math.ceil(refused.wait))
         return page
-    response = RedirectResponse(loginflow.next_url(session[2], _safe_next(next)), status_code=303)
+    response = RedirectResponse(loginflow.next_url(session[2], local_path(next)), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         session[0],
