@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     require_2fa_roles: list[str] = Field(default_factory=list, description="Roles that must set up 2FA at next sign-in.")
     stepup_minutes: int = Field(default=10, ge=1, le=24 * 60, description="How long a second factor counts as fresh.")
     trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Forwarded-For is believed.")
+    push_allow_loopback: bool = Field(
+        default=False, description="Accept push endpoints on this host over plain http (a local push service: labs, tests)."
+    )
     signin_free_failures: int = Field(default=5, ge=1, le=100, description="Failures per account and address before delays.")
     signin_delay_seconds: float = Field(default=2.0, gt=0, le=3600, description="First delay; it doubles per further failure.")
     signin_max_delay_seconds: float = Field(default=900.0, gt=0, le=86400, description="Longest delay between attempts.")

@@ -83,7 +83,7 @@ def test_channel(svc: Services, notify: Notify, user: User, ip: str, channel_id:
 def subscribe(svc: Services, user: User, ip: str, endpoint: str, p256dh: str, auth: str, label: str) -> dict[str, Any]:
     """Store this browser's push subscription for the signed-in user."""
     try:
-        service = check_subscription(endpoint, p256dh, auth)
+        service = check_subscription(endpoint, p256dh, auth, svc.settings.push_allow_loopback)
     except PushError as exc:
         raise OpError(422, str(exc)) from None
     with svc.engine.begin() as conn:

@@ -85,21 +85,30 @@ def load_keys(engine: Engine, box: SecretBox, subject: str) -> VapidKeys:
     return VapidKeys(str(box.open(sealed.encode())["pem"]).encode(), subject)
 
 
-def check_subscription(endpoint: str, p256dh: str, auth: str) -> str:
-    """Validate a browser's subscription; returns the push service origin. Plain http only on loopback (tests)."""
+def check_subscription(endpoint: str, p256dh: str, auth: str, allow_loopback: bool = False) -> str:
+    """Validate a browser's subscription; returns the push service origin.
+
+    Browsers' push services are public https servers: an endpoint on this host, a private network or plain http is
+    refused (else a subscription would make the server call internal services), unless `allow_loopback` (a local push
+    service in a lab or the tests) lets http on this host through.
+    """
     try:
         target = parse_target(endpoint)
     except UnsafeTarget as exc:
         raise PushError(f"endpoint refused: {exc}") from None
     parts = urlsplit(endpoint)
     loopback = target.host == "localhost" or (target.ip is not None and target.ip.is_loopback)
-    if parts.scheme.lower() != "https" and not loopback:
+    if loopback and allow_loopback:
+        pass
+    elif parts.scheme.lower() != "https":
         raise PushError("push endpoints must be https")
-    if target.ip is not None and not loopback:
+    elif loopback:
+        raise PushError("endpoint refused: a push service is not on this host")
+    elif target.ip is not None:
         from agents.safety import check_address
 
         try:
-            check_address(target.ip)
+            check_address(target.ip, allow_private=False)
         except UnsafeTarget as exc:
             raise PushError(f"endpoint refused: {exc}") from None
     try:
@@ -150,5 +159,6 @@ async def send(keys: VapidKeys, sub: dict[str, Any], payload: dict[str, Any], tt
     except httpx.TimeoutException:
         return Outcome(False, "timeout", f"no answer within {time_limit:.0f}s")
     except httpx.HTTPError as exc:
-        return Outcome(False, "connect", str(exc)[:300] or type(exc).__name__)
-    return classify_http(response.status_code, response.headers.get("retry-after"), response.text[:300], gone_codes=GONE)
+        return Outcome(False, "connect", type(exc).__name__)  # not the exception text: no probing through errors
+    # Only the status is kept: a push service's answer body is not ours to show (and an endpoint is user input).
+    return classify_http(response.status_code, response.headers.get("retry-after"), "", gone_codes=GONE)

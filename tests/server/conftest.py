@@ -40,6 +40,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("POCKETNOC_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("POCKETNOC_PUSH_ALLOW_LOOPBACK", "true")  # the suite's Web Push service listens on 127.0.0.1
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,26 @@ def test_the_settings_page_lists_tests_and_removes_only_your_devices(tmp_path: P
         assert "pocketnoc test notification" in sent, "the per-user view shows what was sent"
         mine_api = env.client.get("/api/v1/notify/mine", headers=bearer(pat)).json()["items"]
         assert [m["kind"] for m in mine_api] == ["test"] and mine_api[0]["deliveries"][0]["status"] == "HTTP 201"
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:18777/admin/delete-everything?x=1",  # plain http on this host
+        "https://127.0.0.1:8080/api/v1/devices",  # this host over https
+        "https://localhost/push",
+        "http://[::1]:9000/x",
+        "https://10.1.2.3/push",  # a private network
+        "https://192.168.1.1/push",
+        "http://push.example.net/x",  # not https
+    ],
+)
+def test_a_subscription_cannot_point_the_server_at_internal_services(endpoint: str) -> None:
+    """A viewer's push subscription is a URL the server POSTs to: only public https push services are accepted."""
+    from server.notify.webpush import PushError, check_subscription
+
+    key = base64.urlsafe_b64encode(b"\x04" + b"\x01" * 64).decode().rstrip("=")
+    auth = base64.urlsafe_b64encode(b"\x02" * 16).decode().rstrip("=")
+    with pytest.raises(PushError):
+        check_subscription(endpoint, key, auth)
+    assert check_subscription("https://fcm.googleapis.com/fcm/send/abc", key, auth) == "https://fcm.googleapis.com"

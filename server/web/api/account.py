@@ -180,7 +180,10 @@ def _finish_enrolment(svc: Services, request: Request, response: Response, p: Pr
 
 @router.post("/api/v1/account/totp")
 def begin_totp(svc: SvcDep, p: FreshOrEnrolling) -> dict[str, str]:
-    """Start setting up an authenticator app: the secret and otpauth:// link (confirm with a code next)."""
+    """Start setting up an authenticator app: the secret and otpauth:// link (confirm with a code next).
+
+    A browser session only: a stolen API token must not be able to put a second factor on its owner (a lock-out)."""
+    _session_only(p)
     with svc.engine.begin() as conn:
         secret = totp.begin_enrolment(conn, svc.box, p.user.id)
     return {"secret": secret, "uri": totp.provisioning_uri(secret, p.user.name)}
@@ -188,7 +191,8 @@ def begin_totp(svc: SvcDep, p: FreshOrEnrolling) -> dict[str, str]:
 
 @router.post("/api/v1/account/totp/confirm")
 def confirm_totp(svc: SvcDep, p: FreshOrEnrolling, request: Request, response: Response, body: Code) -> dict[str, Any]:
-    """Finish the setup with a code from the app; answers ten recovery codes, shown only now."""
+    """Finish the setup with a code from the app; answers ten recovery codes, shown only now (browser session only)."""
+    _session_only(p)
     ip = client_ip(request)
     with svc.engine.begin() as conn:
         codes = totp.confirm_enrolment(conn, svc.box, p.user.id, body.code)
@@ -203,7 +207,8 @@ def confirm_totp(svc: SvcDep, p: FreshOrEnrolling, request: Request, response: R
 
 @router.delete("/api/v1/account/totp", status_code=204)
 def remove_totp(svc: SvcDep, p: Fresh, request: Request) -> None:
-    """Remove the authenticator app; your other sessions end."""
+    """Remove the authenticator app; your other sessions end (browser session only)."""
+    _session_only(p)
     with svc.engine.begin() as conn:
         if not twofactor.factors(conn, p.user.id).totp:
             raise HTTPException(404, "no authenticator app is set up")
@@ -214,7 +219,8 @@ def remove_totp(svc: SvcDep, p: Fresh, request: Request) -> None:
 
 @router.post("/api/v1/account/recovery-codes")
 def new_recovery_codes(svc: SvcDep, p: Fresh, request: Request) -> dict[str, Any]:
-    """Replace your recovery codes with ten new ones (the old ones stop working)."""
+    """Replace your recovery codes with ten new ones (the old ones stop working; browser session only)."""
+    _session_only(p)
     with svc.engine.begin() as conn:
         if not twofactor.factors(conn, p.user.id).any:
             raise HTTPException(409, "set up an authenticator app or a passkey first")
