@@ -9,6 +9,9 @@ from typing import Any
 
 NEAR_FULL_PCT = 90.0
 RECENT_CHANGE_S = 15 * 60  # a port that changed state this recently is shown with the problems
+ERRORS_PER_S = 0.1  # errors at least this often (one every 10 s) make a port a problem; a rare one is noise
+DISCARDS_PER_S = 1.0  # discards are normal in bursts of congestion: only a steady stream is a problem
+_RANK = {"flapping": 0, "down": 0, "alert": 0, "errors": 1, "discards": 2}  # alerting ports first, then errors ...
 FILTER_MAX = 64
 
 
@@ -44,7 +47,8 @@ def _matches(item: Mapping[str, Any], query: str, keys: Iterable[str]) -> bool:
 
 def _split(rows: list[Row], query: str, keys: tuple[str, ...]) -> Triage:
     kept = [r for r in rows if _matches(r.item, query, keys)]
-    return Triage([r for r in kept if r.why], [r for r in kept if not r.why], len(rows), query)
+    problems = sorted((r for r in kept if r.why), key=lambda r: min(_RANK.get(w, 3) for w in r.why))  # stable
+    return Triage(problems, [r for r in kept if not r.why], len(rows), query)
 
 
 def interfaces(
@@ -61,9 +65,9 @@ def interfaces(
     rows = []
     for item in items:
         why = list(dict.fromkeys(flagged.get(str(item.get("index")), [])))
-        if (item.get("in_errors_rate") or 0) + (item.get("out_errors_rate") or 0) > 0:
+        if (item.get("in_errors_rate") or 0) + (item.get("out_errors_rate") or 0) >= ERRORS_PER_S:
             why.append("errors")
-        if (item.get("in_discards_rate") or 0) + (item.get("out_discards_rate") or 0) > 0:
+        if (item.get("in_discards_rate") or 0) + (item.get("out_discards_rate") or 0) >= DISCARDS_PER_S:
             why.append("discards")
         changed = item.get("last_change_s")
         if (
