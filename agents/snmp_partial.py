@@ -16,6 +16,9 @@ from agents.base import Target, Unreachable
 from agents.snmp_client import SnmpClient, WalkResult
 from agents.snmp_values import Value
 
+# A down device is only asked once more, briefly: its poll stays near one timeout, so it keeps its interval.
+PROBE_SHARE: Final = 1 / 3
+PROBE_MIN_SECONDS: Final = 0.5
 # Var-binds per GETBULK when a column is walked on its own after silence, then the last resort.
 SMALL_BUDGET: Final = 8
 TINY_BUDGET: Final = 1
@@ -34,7 +37,8 @@ async def get_split(
     Returns the values by name and the names that stayed silent on their own.
     """
     first = {n: o for n, o in oids.items() if n in vital} or dict(list(oids.items())[:1])
-    got = await client.get(target, list(first.values()))  # Unreachable here is the true verdict
+    probe = dataclasses.replace(target, timeout=max(PROBE_MIN_SECONDS, target.timeout * PROBE_SHARE), retries=0)
+    got = await client.get(probe, list(first.values()))  # Unreachable here is the true verdict (a small request, quickly)
     values: dict[str, Value] = {n: got.get(o) for n, o in first.items()}
     rest = [(n, o) for n, o in oids.items() if n not in first]
     answers = await asyncio.gather(*(client.get(target, [o]) for _n, o in rest), return_exceptions=True)
