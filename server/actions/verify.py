@@ -77,8 +77,11 @@ async def verify(svc: Services, live: LiveRun, pace: Pace | None = None) -> tupl
                 if spec.hold_polls <= 1 and spec.hold_seconds <= 0:
                     return "fixed", f"verified: {detail}"
                 return "fixed", f"verified — held for {held_for(held)} ({good_polls} checks): {detail}"
-            live.set_verification("checking", f"fixed; holding: {good_polls} of {spec.hold_polls} checks, "
-                                              f"{held_for(held)} of {held_for(spec.hold_seconds)}")  # fmt: skip
+            if spec.hold_seconds > 0:  # say only the measure the action asked for (not "2 of 1 checks")
+                progress = f"{held_for(held)} of {held_for(spec.hold_seconds)} ({good_polls} checks so far)"
+            else:
+                progress = f"{good_polls} of {spec.hold_polls} checks"
+            live.set_verification("checking", f"fixed; holding: {progress}")
             await pace.sleep(step)
             continue
         if verdict == "failing" and fixed_at is not None:
