@@ -269,6 +269,8 @@ class CheckSpec(_Strict):
             raise ValueError("an http check needs a url")
         if self.url and not re.match(r"^https?://", self.url, re.IGNORECASE):
             raise ValueError("url must start with http:// or https://")
+        if self.url and any(ord(c) < 32 or ord(c) == 127 for c in self.url):
+            raise ValueError("url must not contain control characters (the poller would refuse it)")
         if self.body_regex:
             try:
                 compile_user_regex(self.body_regex)

@@ -439,3 +439,14 @@ def test_every_inventory_field_is_in_the_example_inventory() -> None:
     for model, keys in shown.items():
         missing = _field_names(model) - keys
         assert not missing, f"{model.__name__} fields missing from config/inventory.example.yaml: {sorted(missing)}"
+
+
+def test_an_http_check_url_with_control_characters_is_refused_when_it_is_given() -> None:
+    """The poller refuses such a URL; so does the inventory, at once, instead of a device that is then always down."""
+    from pydantic import ValidationError
+
+    from server.config.inventory import DeviceSpec
+
+    with pytest.raises(ValidationError, match="control characters"):
+        DeviceSpec.model_validate({"name": "web", "address": "127.0.0.1",
+                                   "checks": [{"type": "http", "url": "http://127.0.0.1/\x1b[2J"}]})
