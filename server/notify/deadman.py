@@ -16,35 +16,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Connection, Engine, func, select
 
 from agents.safety import UnsafeTarget, parse_target
 from server.notify import http
 from server.notify.channels import checked_host
 from server.notify.config import NotifyConfig
+from server.store import overview
+from server.store.db import Connection, Engine
 from server.store.notify_targets import meta_get, meta_put
-from server.store.schema import device_status, devices
 
 log = logging.getLogger("pocketnoc.notify")
 META_KEY = "deadman_heartbeat"
 
 
-def last_update(conn: Connection) -> tuple[float | None, int]:
-    """The newest poll result of enabled devices, and how many enabled devices there are."""
-    row = conn.execute(
-        select(func.max(device_status.c.last_polled), func.count(devices.c.id))
-        .select_from(devices)
-        .outerjoin(device_status, device_status.c.device_id == devices.c.id)
-        .where(devices.c.enabled.is_(True))
-    ).first()
-    if row is None:
-        return None, 0
-    return (float(row[0]) if row[0] is not None else None), int(row[1] or 0)
-
-
 def silent_since(conn: Connection, now: float, silent_after: float, started: float | None = None) -> float | None:
     """Since when monitoring has written nothing (None while it works or there is nothing to monitor)."""
-    last, count = last_update(conn)
+    last, count = overview.last_update(conn)
     if count == 0:
         return None
     reference = last if last is not None else started
@@ -55,7 +42,7 @@ def silent_since(conn: Connection, now: float, silent_after: float, started: flo
 
 def status(conn: Connection, config: NotifyConfig, now: float, started: float | None = None) -> dict[str, Any]:
     """What the status API and pages show."""
-    last, count = last_update(conn)
+    last, count = overview.last_update(conn)
     beat = meta_get(conn, META_KEY)
     return {
         "last_update": last,

@@ -6,23 +6,23 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection, func, select, update
 
 from server.auth.access import UserError, check_password, create_user, hash_password
 from server.store import accounts, sessions, twofactor
+from server.store import users as user_rows
 from server.store.accounts import ROLES, User
-from server.store.schema import users
+from server.store.db import Connection
 
 _hasher = PasswordHasher()
 
 
 def password_matches(conn: Connection, user_id: int, password: str) -> bool:
     """Check a user's current password (for step-up and password changes)."""
-    stored = conn.execute(select(users.c.password_hash).where(users.c.id == user_id)).scalar()
+    stored = user_rows.password_hash(conn, user_id)
     if not stored:
         return False
     try:
-        return bool(_hasher.verify(str(stored), password[:1024]))
+        return bool(_hasher.verify(stored, password[:1024]))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -49,11 +49,6 @@ def add_user(conn: Connection, actor: User | None, ip: str, name: str, role: str
     return user_id
 
 
-def _enabled_admins(conn: Connection) -> int:
-    query = select(func.count()).select_from(users).where(users.c.role == "admin", users.c.disabled.is_(False))
-    return int(conn.execute(query).scalar() or 0)
-
-
 def _target(conn: Connection, user_id: int) -> User:
     found = accounts.get_user(conn, user_id)
     if found is None:
@@ -70,9 +65,9 @@ def set_role(conn: Connection, actor: User, ip: str, user_id: int, role: str) ->
         return target
     if target.id == actor.id:
         raise UserError("you cannot change your own role; ask another admin")
-    if target.role == "admin" and not target.disabled and _enabled_admins(conn) <= 1:
+    if target.role == "admin" and not target.disabled and user_rows.enabled_admins(conn) <= 1:
         raise UserError("this is the last admin; make another admin first")
-    conn.execute(update(users).where(users.c.id == user_id).values(role=role))
+    user_rows.set_role(conn, user_id, role)
     sessions.end_for_user(conn, user_id)
     accounts.write_audit(conn, actor, "user.role", target.name, {"from": target.role, "to": role}, ip)
     return User(target.id, target.name, role, target.disabled)
@@ -85,9 +80,9 @@ def set_disabled(conn: Connection, actor: User, ip: str, user_id: int, disabled:
         return target
     if disabled and target.id == actor.id:
         raise UserError("you cannot disable yourself")
-    if disabled and target.role == "admin" and _enabled_admins(conn) <= 1:
+    if disabled and target.role == "admin" and user_rows.enabled_admins(conn) <= 1:
         raise UserError("this is the last admin; make another admin first")
-    conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+    user_rows.set_disabled(conn, user_id, disabled)
     ended = sessions.end_for_user(conn, user_id) if disabled else 0
     accounts.write_audit(conn, actor, "user.disable" if disabled else "user.enable", target.name, {"sessions_ended": ended}, ip)
     return User(target.id, target.name, target.role, disabled)

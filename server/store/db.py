@@ -13,7 +13,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 # Rooms above the store name connections, engines and database errors by these, never by importing SQLAlchemy.
 __all__ = [
-    "Connection", "DBAPIError", "DataError", "Engine", "IntegrityError", "OperationalError", "conninfo", "make_engine", "migrate",
+    "Connection", "DBAPIError", "DataError", "Engine", "IntegrityError", "OperationalError",
+    "conninfo", "make_engine", "migrate", "ping",
 ]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -85,3 +86,8 @@ def conninfo(url: str, application_name: str | None = None) -> str:
     if application_name:
         parsed = parsed.update_query_dict({"application_name": application_name})
     return parsed.render_as_string(hide_password=False)
+
+
+def ping(conn: Connection) -> None:
+    """A round trip to the database (raises when it does not answer)."""
+    conn.execute(text("SELECT 1"))

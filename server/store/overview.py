@@ -241,3 +241,16 @@ def latest_metrics(conn: Connection) -> list[DeviceMetrics]:
         )
     )
     return [DeviceMetrics(name, state, metrics or {}) for name, state, metrics in rows]
+
+
+def last_update(conn: Connection) -> tuple[float | None, int]:
+    """The newest poll result of enabled devices, and how many enabled devices there are."""
+    row = conn.execute(
+        select(func.max(device_status.c.last_polled), func.count(devices.c.id))
+        .select_from(devices)
+        .outerjoin(device_status, device_status.c.device_id == devices.c.id)
+        .where(devices.c.enabled.is_(True))
+    ).first()
+    if row is None:
+        return None, 0
+    return (float(row[0]) if row[0] is not None else None), int(row[1] or 0)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Connection, select
-
 from server.runtime import Services
+from server.store import device_views
+from server.store.db import Connection
 from server.store.dependents import OUTAGE, behind_outages
 from server.store.device_state import SEVERITY_ORDER
 from server.store.devices import public_spec
 from server.store.metrics import clean_json, labels_of
-from server.store.schema import device_status, devices, state_events
 from server.store.space import FULL_MESSAGE, human
 
 RESOURCE_METRICS = (
@@ -59,32 +58,11 @@ def _summary(r: Any, parents: dict[int, str]) -> dict[str, Any]:
     }
 
 
-def _base_query() -> Any:
-    return select(
-        devices.c.id,
-        devices.c.name,
-        devices.c.address,
-        devices.c.kind,
-        devices.c.tags,
-        devices.c.parent_id,
-        devices.c.source,
-        devices.c.enabled,
-        devices.c.interval,
-        device_status.c.state,
-        device_status.c.state_since,
-        device_status.c.last_polled,
-        device_status.c.last_ok,
-        device_status.c.last_error,
-        device_status.c.poll_ms,
-        device_status.c.facts,
-    ).join(device_status, device_status.c.device_id == devices.c.id)
-
-
 def device_list(
     conn: Connection, q: str = "", tag: str = "", state: str = "", limit: int = 500, offset: int = 0
 ) -> dict[str, Any]:
     """Devices, problems first, filtered by free text, tag and state."""
-    rows = list(conn.execute(_base_query()))
+    rows = device_views.summaries(conn)
     parents = {r.id: r.name for r in rows}
     behind = behind_outages(conn)
     items = [{**_summary(r, parents), "behind": behind.get(r.id)} for r in rows]
@@ -167,18 +145,12 @@ def _resources(tables: dict[str, Any], latest: list[dict[str, Any]]) -> dict[str
 
 def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None = None) -> dict[str, Any] | None:
     """Everything about one device: summary, facts, interfaces, resources, latest metrics, checks, events."""
-    query = (
-        _base_query()
-        .add_columns(device_status.c.tables, device_status.c.checks, device_status.c.metrics, devices.c.spec)
-        .where(devices.c.id == device_id)
-    )
-    r = conn.execute(query).first()
+    r = device_views.detail(conn, device_id)
     if r is None:
         return None
     parents = {}
     if r.parent_id:
-        name = conn.execute(select(devices.c.name).where(devices.c.id == r.parent_id)).scalar()
-        parents = {r.parent_id: str(name)}
+        parents = {r.parent_id: str(device_views.name_of(conn, r.parent_id))}
     detail = _summary(r, parents)
     detail["behind"] = behind_outages(conn).get(r.id) if r.state in OUTAGE else None
     latest = _latest(r.metrics or {})
@@ -191,15 +163,10 @@ def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None
         metrics=latest,
         checks=[{"name": k, **v} for k, v in sorted((r.checks or {}).items())],
         spec=public_spec(r.spec or {}, secret_keys or set()),
-        children=[
-            {"id": c.id, "name": c.name}
-            for c in conn.execute(select(devices.c.id, devices.c.name).where(devices.c.parent_id == device_id))
-        ],
+        children=[{"id": i, "name": n} for i, n in device_views.children(conn, device_id)],
         events=[
             {"ts": e.ts, "old": e.old_state, "new": e.new_state, "reason": e.reason}
-            for e in conn.execute(
-                select(state_events).where(state_events.c.device_id == device_id).order_by(state_events.c.id.desc()).limit(20)
-            )
+            for e in device_views.recent_changes(conn, device_id)
         ],
     )
     return clean_json(detail)  # type: ignore[no-any-return]

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, text
 
 from server.auth.access import Admin, Operator, UserError, Viewer, caller_or_none, client_ip, create_user
 from server.auth.policy import public
@@ -18,11 +17,11 @@ from server.notify.channel_alarm import channel_alarm
 from server.runtime import Services, get_services
 from server.services import devices as devices_service
 from server.services.bodies import DevicePatch
-from server.store import accounts
+from server.store import accounts, device_views
+from server.store.db import ping
 from server.store.devices import load_device, split_secrets
 from server.store.metrics import history, labels_of
 from server.store.notify import outbox_backlog
-from server.store.schema import devices
 from server.web import metrics_export, views
 from server.web.views import storage_health
 
@@ -47,7 +46,7 @@ def healthz(request: Request, svc: SvcDep) -> dict[str, Any]:
     alarm = None
     try:
         with svc.reader.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            ping(conn)
             backlog = outbox_backlog(conn)
             alarm = channel_alarm(conn)
         db = "ok"
@@ -159,7 +158,7 @@ def device_history(
     """Points of a metric over a range (raw, then 5-minute and hourly rollups for longer ranges)."""
     now = time.time()
     with svc.reader.connect() as conn:
-        if conn.execute(select(devices.c.id).where(devices.c.id == device_id)).first() is None:
+        if not device_views.exists(conn, device_id):
             raise HTTPException(404, "no such device")
         points = history(conn, device_id, metric, now - RANGES[range_], now, svc.settings.raw_retention_hours)
     if ifIndex is not None:
