@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import time
-from typing import Any
-
-from sqlalchemy import Connection, delete, insert, select, update
+from typing import Any, Literal, NamedTuple
 
 from agents.traps import Trap
-from server.store.alerts import fire_event_alert, record_event, resolve_event_alert
+from server.store import traps as stored_traps
+from server.store.alerts import fire_event_alert, resolve_alert, resolve_event_alert, stale_firing
+from server.store.db import Connection
 from server.store.metrics import clean_text, labels_key
-from server.store.schema import alerts, devices, traps
 
 TRAP_ALERT_TTL = 1800.0  # a one-off trap alert resolves by itself after this long without a repeat
 TRAP_RETENTION = 7 * 86400
@@ -47,13 +46,23 @@ class AddressMap:
         now = time.monotonic()
         if now - self.loaded >= self.ttl:
             fresh: dict[str, tuple[int, str]] = {}
-            for device_id, name, address in conn.execute(select(devices.c.id, devices.c.name, devices.c.address)):
+            for device_id, name, address in stored_traps.device_addresses(conn):
                 fresh.setdefault(_normal(address), (device_id, name))
             self.map, self.loaded = fresh, now
         return self.map
 
 
-Action = tuple[str, str, int, str, str, str, float, str]  # kind, rule, device, key, severity, title, ts, text
+class Action(NamedTuple):
+    """What a trap does to an alert: fire or resolve the alert of (rule, device, label key)."""
+
+    kind: Literal["fire", "resolve"]
+    rule: str
+    device_id: int
+    key: str
+    severity: str
+    title: str
+    ts: float
+    text: str
 
 
 def storable_trap(trap: Trap) -> Trap:
@@ -69,11 +78,11 @@ def _action(trap: Trap, device_id: int, device_name: str) -> Action:
     if trap.name in ("linkDown", "linkUp"):
         key = labels_key({"ifIndex": str(trap.if_index)}) if trap.if_index is not None else ""
         label = f"interface {trap.if_index}" if trap.if_index is not None else "an interface"
-        kind = "fire" if trap.name == "linkDown" else "resolve"
-        return kind, "link-down-trap", device_id, key, "warning", f"{device_name}: {label} went down (trap)", trap.ts, text
+        return Action("fire" if trap.name == "linkDown" else "resolve", "link-down-trap", device_id, key, "warning",
+                      f"{device_name}: {label} went down (trap)", trap.ts, text)
     title = TRAP_TITLES.get(trap.name, "{device}: trap " + trap.name).replace("{device}", device_name)
     key = labels_key({"trap": trap.name})
-    return "fire", "trap", device_id, key, TRAP_SEVERITY.get(trap.name, "info"), title, trap.ts, text
+    return Action("fire", "trap", device_id, key, TRAP_SEVERITY.get(trap.name, "info"), title, trap.ts, text)
 
 
 def apply_traps(conn: Connection, batch: list[Trap], addresses: AddressMap) -> None:
@@ -84,7 +93,7 @@ def apply_traps(conn: Connection, batch: list[Trap], addresses: AddressMap) -> N
     """
     by_address = addresses.get(conn)
     rows = []
-    runs: dict[tuple[str, int, str], list[list[Any]]] = {}
+    runs: dict[tuple[str, int, str], list[list[Any]]] = {}  # (rule, device, key) -> [[action, count], ...]
     for raw in batch:
         trap = storable_trap(raw)
         device = by_address.get(_normal(trap.source))
@@ -101,8 +110,8 @@ def apply_traps(conn: Connection, batch: list[Trap], addresses: AddressMap) -> N
         if device is None:
             continue  # unknown sources are recorded (and rate-limited by the receiver), never alerted on
         action = _action(trap, *device)
-        seq = runs.setdefault((action[1], action[2], action[3]), [])
-        if seq and seq[-1][0][0] == action[0]:
+        seq = runs.setdefault((action.rule, action.device_id, action.key), [])
+        if seq and seq[-1][0].kind == action.kind:
             seq[-1][1] += 1  # the same change again: count it
         else:
             seq.append([action, 1])
@@ -114,27 +123,12 @@ def apply_traps(conn: Connection, batch: list[Trap], addresses: AddressMap) -> N
                 fire_event_alert(conn, rule, device_id, key, severity, title, ts, text)
             else:
                 resolve_event_alert(conn, rule, device_id, key, ts, text)
-    if rows:
-        conn.execute(insert(traps), rows)
+    stored_traps.record(conn, rows)
 
 
 def expire_traps(conn: Connection, now: float | None = None) -> None:
     """Resolve one-off trap alerts nobody repeated, and forget old traps."""
     now = time.time() if now is None else now
-    stale = conn.execute(
-        select(alerts.c.id).where(
-            alerts.c.rule == "trap", alerts.c.status == "firing", alerts.c.updated_at < now - TRAP_ALERT_TTL
-        )
-    ).scalars()
-    for alert_id in list(stale):
-        conn.execute(update(alerts).where(alerts.c.id == alert_id).values(status="resolved", resolved_at=now, updated_at=now))
-        record_event(conn, alert_id, "resolved", None, "no repeat for 30 minutes", now)
-    conn.execute(delete(traps).where(traps.c.ts < now - TRAP_RETENTION))
-
-
-def recent_traps(conn: Connection, device_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Newest traps first (unknown sources included when no device is given)."""
-    query = select(traps).order_by(traps.c.id.desc()).limit(limit)
-    if device_id is not None:
-        query = query.where(traps.c.device_id == device_id)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    for alert_id in stale_firing(conn, "trap", now - TRAP_ALERT_TTL):
+        resolve_alert(conn, alert_id, now, "no repeat for 30 minutes")
+    stored_traps.prune(conn, now - TRAP_RETENTION)

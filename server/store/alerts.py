@@ -300,8 +300,19 @@ def resolve_event_alert(conn: Connection, rule: str, device_id: int, key: str, n
     """Close the open event alert of that key, if any."""
     found = _open_alert(conn, rule, device_id, key)
     if found is not None:
-        conn.execute(update(alerts).where(alerts.c.id == found.id).values(status="resolved", resolved_at=now, updated_at=now))
-        record_event(conn, found.id, "resolved", None, text, now)
+        resolve_alert(conn, int(found.id), now, text)
+
+
+def resolve_alert(conn: Connection, alert_id: int, now: float, text: str) -> None:
+    """Resolve one alert by id, with its history entry (and so its notifications)."""
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(status="resolved", resolved_at=now, updated_at=now))
+    record_event(conn, alert_id, "resolved", None, text, now)
+
+
+def stale_firing(conn: Connection, rule: str, before: float) -> list[int]:
+    """Ids of firing alerts of a rule not updated since `before` (one-off event alerts nobody repeated)."""
+    query = select(alerts.c.id).where(alerts.c.rule == rule, alerts.c.status == "firing", alerts.c.updated_at < before)
+    return [int(i) for i in conn.execute(query).scalars()]
 
 
 def device_id_named(conn: Connection, name: str) -> int | None:

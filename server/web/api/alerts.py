@@ -15,6 +15,7 @@ from server.services import alerts as service
 from server.services.alerts import MAX_SNOOZE, AlertState, NewSilence, act, create_silence
 from server.store import accounts
 from server.store import alerts as store
+from server.store import traps as stored_traps
 
 router = APIRouter(tags=["alerts"])
 SvcDep = Annotated[Services, Depends(get_services)]
@@ -143,9 +144,7 @@ def list_traps(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Recent SNMP traps, newest first (traps from unknown sources too, unless a device is given)."""
-    from server.alerts.traps import recent_traps
-
     with svc.reader.connect() as conn:
-        items = recent_traps(conn, device, limit)
+        items = stored_traps.recent(conn, device, limit)
     receiver = svc.traps
     return {"items": items, "receiver": receiver.counters() if receiver is not None else None}
