@@ -8,16 +8,14 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-
 from server.alerts.engine import DEFAULT_FLAP, Event, Flap, KeyState, Observation, applies, armed, candidates, step
 from server.alerts.rules import DEFAULT_RULES, Rule
 from server.alerts.titles import render_title
 from server.config.settings import Settings
-from server.store.alerts import record_event
+from server.store import alert_states
+from server.store import alerts as alert_store
+from server.store.db import Connection
 from server.store.metrics import labels_key, labels_of
-from server.store.schema import alert_states, alerts, devices
 from server.store.status import CheckOutcome, Transition
 
 log = logging.getLogger("pocketnoc.alerts")
@@ -77,16 +75,8 @@ class Alerting:
         ids = list(status)
         if not ids:
             return
-        info = {
-            d.id: d
-            for d in conn.execute(
-                select(devices.c.id, devices.c.name, devices.c.kind, devices.c.tags).where(devices.c.id.in_(ids))
-            )
-        }
-        prev: dict[tuple[str, int, str], Any] = {
-            (r.rule, r.device_id, r.labels): r
-            for r in conn.execute(select(alert_states).where(alert_states.c.device_id.in_(ids)))
-        }
+        info = alert_states.devices_by_id(conn, ids)
+        prev = alert_states.load(conn, ids)
         graph = _Graph(conn) if transitions or any(r.status != "ok" for r in prev.values()) else None
         state_updates: list[dict[str, Any]] = []
         for device_id, st in status.items():
@@ -115,20 +105,7 @@ class Alerting:
                     if new.status == "ok" and not new.flapping:
                         alert_id = None
                     _save_state(conn, row, rule.name, device_id, key, new, alert_id, state_updates)
-        if state_updates:
-            conn.execute(
-                update(alert_states)
-                .where(alert_states.c.id == bindparam("b_id"))
-                .values(
-                    status=bindparam("v_status"),
-                    since=bindparam("v_since"),
-                    value=bindparam("v_value"),
-                    alert_id=bindparam("v_alert"),
-                    changes=bindparam("v_changes"),
-                    flapping=bindparam("v_flapping"),
-                ),
-                state_updates,
-            )
+        alert_states.update_many(conn, state_updates)
         if transitions:
             apply_dependencies(conn, graph or _Graph(conn), now)
 
@@ -154,59 +131,26 @@ class Alerting:
         }
         if event.kind == "fire":
             title = render_title(rule.title, title_values)
-            episode = 1 + int(
-                conn.execute(
-                    select(alerts.c.episode)
-                    .where(alerts.c.rule == rule.name, alerts.c.device_id == obs.device_id, alerts.c.labels == key)
-                    .order_by(alerts.c.id.desc())
-                    .limit(1)
-                ).scalar()
-                or 0
-            )
             blocker = graph.blocked_by(obs.device_id)
-            new_id = int(
-                conn.execute(
-                    insert(alerts).values(
-                        rule=rule.name,
-                        device_id=obs.device_id,
-                        labels=key,
-                        severity=rule.severity,
-                        title=title,
-                        status="firing",
-                        started_at=now,
-                        last_value=event.value,
-                        episode=episode,
-                        suppressed_by=blocker,
-                        flapping=False,
-                        hidden=0,
-                        updated_at=now,
-                    )
-                ).inserted_primary_key[0]  # type: ignore[index]
-            )
-            _event(conn, new_id, now, "fired", None, title + (f" (hidden by the outage of device {blocker})" if blocker else ""))
+            text = title + (f" (hidden by the outage of device {blocker})" if blocker else "")
+            new_id = alert_store.open_alert(conn, rule.name, obs.device_id, key, rule.severity, title, now, text,
+                                            value=event.value, suppressed_by=blocker)
             log.info("alert %d fired: %s", new_id, title)  # device text in the title is escaped (logsafe)
             return new_id
         if alert_id is None:
             return None
         if event.kind == "resolve":
-            conn.execute(
-                update(alerts)
-                .where(alerts.c.id == alert_id)
-                .values(status="resolved", resolved_at=now, updated_at=now, last_value=event.value)
-            )
-            _event(conn, alert_id, now, "resolved", None, "the condition cleared")
+            alert_store.resolve_alert(conn, alert_id, now, "the condition cleared", value=event.value)
             return None
         if event.kind == "hold":
-            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(last_value=event.value, updated_at=now))
+            alert_store.touch_alert(conn, alert_id, now, event.value)
             _event(conn, alert_id, now, "cleared", None, "the condition cleared; kept open until it has stayed clear")
             return alert_id
         if event.kind == "flap_start":
-            conn.execute(
-                update(alerts).where(alerts.c.id == alert_id).values(flapping=True, updated_at=now, last_value=event.value)
-            )
+            alert_store.touch_alert(conn, alert_id, now, event.value, flapping=True)
             _event(conn, alert_id, now, "flapping", None, "failing again soon after it cleared: one alert until it settles")
             return alert_id
-        conn.execute(update(alerts).where(alerts.c.id == alert_id).values(last_value=event.value, updated_at=now))
+        alert_store.touch_alert(conn, alert_id, now, event.value)
         return alert_id
 
 
@@ -237,34 +181,20 @@ def _save_state(
         "flapping": new.flapping,
     }
     if row is None:
-        conn.execute(_upsert_state(conn, {"rule": rule, "device_id": device_id, "labels": key, **values}))
+        alert_states.upsert(conn, {"rule": rule, "device_id": device_id, "labels": key, **values})
     else:
         updates.append({"b_id": row.id, **{f"v_{k}": v for k, v in values.items() if k != "alert_id"}, "v_alert": alert_id})
 
 
-def _upsert_state(conn: Connection, values: dict[str, Any]) -> Any:
-    """INSERT … ON CONFLICT on the state's unique key, so two writers can never fail on the same new key."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(alert_states).values(**values)
-    changed = {k: stmt.excluded[k] for k in values if k not in ("rule", "device_id", "labels")}
-    return stmt.on_conflict_do_update(index_elements=["rule", "device_id", "labels"], set_=changed)
-
-
 def _event(conn: Connection, alert_id: int, ts: float, kind: str, user: str | None, text: str) -> None:
-    record_event(conn, alert_id, kind, user, text, ts)
+    alert_store.record_event(conn, alert_id, kind, user, text, ts)
 
 
 class _Graph:
     """Parents and states of all devices, to tell which outage hides which alerts."""
 
     def __init__(self, conn: Connection) -> None:
-        from server.store.schema import device_status
-
-        rows = conn.execute(
-            select(devices.c.id, devices.c.parent_id, device_status.c.state).join(
-                device_status, device_status.c.device_id == devices.c.id
-            )
-        )
+        rows = alert_states.device_graph(conn)
         self.parent: dict[int, int | None] = {}
         self.state: dict[int, str] = {}
         for device_id, parent_id, state in rows:
@@ -286,25 +216,15 @@ class _Graph:
 
 def apply_dependencies(conn: Connection, graph: _Graph, now: float) -> None:
     """Hide alerts behind an ancestor's outage, unhide them when it ends, and count what each outage hides."""
-    open_alerts = list(
-        conn.execute(
-            select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.suppressed_by)
-            .where(alerts.c.status == "firing")
-            .order_by(alerts.c.id)  # one order for every writer: concurrent updates queue instead of deadlocking
-        )
-    )
+    open_alerts = alert_store.open_for_dependencies(conn)
     hidden: dict[int, int] = {}
     for alert in open_alerts:
         blocker = graph.blocked_by(alert.device_id)
         if blocker != alert.suppressed_by:
-            conn.execute(update(alerts).where(alerts.c.id == alert.id).values(suppressed_by=blocker, updated_at=now))
-            text = f"hidden by the outage of device {blocker}" if blocker else "no longer hidden: the upstream outage ended"
-            _event(conn, alert.id, now, "suppressed" if blocker else "unsuppressed", None, text)
+            alert_store.set_suppressed(conn, alert.id, blocker, now)
         if blocker is not None:
             hidden[blocker] = hidden.get(blocker, 0) + 1
     for alert in open_alerts:
         if alert.rule == "device-down" or alert.device_id in hidden:
             count = hidden.get(alert.device_id, 0)
-            conn.execute(
-                update(alerts).where(alerts.c.id == alert.id, alerts.c.hidden != count).values(hidden=count, updated_at=now)
-            )
+            alert_store.set_hidden_count(conn, alert.id, count, now)

@@ -267,6 +267,16 @@ def fire_event_alert(
         conn.execute(update(alerts).where(alerts.c.id == found.id).values(updated_at=now))
         record_event(conn, found.id, "repeated", None, text, now)
         return False
+    open_alert(conn, rule, device_id, key, severity, title[:300], now, text)
+    return True
+
+
+def open_alert(
+    conn: Connection, rule: str, device_id: int, key: str, severity: str, title: str, now: float, text: str,
+    value: float | None = None, suppressed_by: int | None = None,
+) -> int:
+    """The one way an alert opens (rules, traps, host keys, worker health): the next episode of its (rule, device,
+    labels), firing, with its "fired" history entry (and so its notifications); returns its id."""
     episode = 1 + int(
         conn.execute(
             select(alerts.c.episode)
@@ -278,22 +288,21 @@ def fire_event_alert(
     )
     result = conn.execute(
         insert(alerts).values(
-            rule=rule,
-            device_id=device_id,
-            labels=key,
-            severity=severity,
-            title=title[:300],
-            status="firing",
-            started_at=now,
-            episode=episode,
-            flapping=False,
-            hidden=0,
-            updated_at=now,
+            rule=rule, device_id=device_id, labels=key, severity=severity, title=title, status="firing", started_at=now,
+            last_value=value, episode=episode, suppressed_by=suppressed_by, flapping=False, hidden=0, updated_at=now,
         )
-    )
+    )  # fmt: skip
     alert_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     record_event(conn, alert_id, "fired", None, text, now)
-    return True
+    return alert_id
+
+
+def touch_alert(conn: Connection, alert_id: int, now: float, value: float | None = None, flapping: bool | None = None) -> None:
+    """An open alert seen again: its latest value (and whether it flaps)."""
+    values: dict[str, Any] = {"last_value": value, "updated_at": now}
+    if flapping is not None:
+        values["flapping"] = flapping
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
 
 
 def resolve_event_alert(conn: Connection, rule: str, device_id: int, key: str, now: float, text: str) -> None:
@@ -303,10 +312,31 @@ def resolve_event_alert(conn: Connection, rule: str, device_id: int, key: str, n
         resolve_alert(conn, int(found.id), now, text)
 
 
-def resolve_alert(conn: Connection, alert_id: int, now: float, text: str) -> None:
+def resolve_alert(conn: Connection, alert_id: int, now: float, text: str, value: float | None = None) -> None:
     """Resolve one alert by id, with its history entry (and so its notifications)."""
-    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(status="resolved", resolved_at=now, updated_at=now))
+    values: dict[str, Any] = {"status": "resolved", "resolved_at": now, "updated_at": now}
+    if value is not None:
+        values["last_value"] = value
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
     record_event(conn, alert_id, "resolved", None, text, now)
+
+
+def open_for_dependencies(conn: Connection) -> list[Any]:
+    """Firing alerts (id, device_id, rule, suppressed_by), in one order for every writer (updates queue, no deadlock)."""
+    query = select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.suppressed_by)
+    return list(conn.execute(query.where(alerts.c.status == "firing").order_by(alerts.c.id)))
+
+
+def set_suppressed(conn: Connection, alert_id: int, blocker: int | None, now: float) -> None:
+    """Hide an alert behind the outage of `blocker` (or show it again), with its history entry."""
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(suppressed_by=blocker, updated_at=now))
+    text = f"hidden by the outage of device {blocker}" if blocker else "no longer hidden: the upstream outage ended"
+    record_event(conn, alert_id, "suppressed" if blocker else "unsuppressed", None, text, now)
+
+
+def set_hidden_count(conn: Connection, alert_id: int, count: int, now: float) -> None:
+    """How many alerts an outage's own alert hides."""
+    conn.execute(update(alerts).where(alerts.c.id == alert_id, alerts.c.hidden != count).values(hidden=count, updated_at=now))
 
 
 def stale_firing(conn: Connection, rule: str, before: float) -> list[int]:

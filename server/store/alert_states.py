@@ -1,0 +1,63 @@
+"""The alert engine's memory per (rule, device, labels): status, since, value, recent changes, flapping, its alert.
+
+Read and written in the writer's transaction by server.alerts.writer_hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from server.store.schema import alert_states, device_status, devices
+
+StateKey = tuple[str, int, str]  # rule, device id, labels key
+
+
+def devices_by_id(conn: Connection, ids: list[int]) -> dict[int, Any]:
+    """(id, name, kind, tags) of these devices."""
+    query = select(devices.c.id, devices.c.name, devices.c.kind, devices.c.tags).where(devices.c.id.in_(ids))
+    return {d.id: d for d in conn.execute(query)}
+
+
+def load(conn: Connection, ids: list[int]) -> dict[StateKey, Any]:
+    """The stored states of these devices' keys."""
+    rows = conn.execute(select(alert_states).where(alert_states.c.device_id.in_(ids)))
+    return {(r.rule, r.device_id, r.labels): r for r in rows}
+
+
+def update_many(conn: Connection, updates: list[dict[str, Any]]) -> None:
+    """Write changed states in one statement; each dict has b_id and v_status, v_since, v_value, v_alert,
+    v_changes, v_flapping."""
+    if not updates:
+        return
+    conn.execute(
+        update(alert_states)
+        .where(alert_states.c.id == bindparam("b_id"))
+        .values(
+            status=bindparam("v_status"),
+            since=bindparam("v_since"),
+            value=bindparam("v_value"),
+            alert_id=bindparam("v_alert"),
+            changes=bindparam("v_changes"),
+            flapping=bindparam("v_flapping"),
+        ),
+        updates,
+    )
+
+
+def upsert(conn: Connection, values: dict[str, Any]) -> None:
+    """INSERT … ON CONFLICT on the state's unique key, so two writers can never fail on the same new key."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(alert_states).values(**values)
+    changed = {k: stmt.excluded[k] for k in values if k not in ("rule", "device_id", "labels")}
+    conn.execute(stmt.on_conflict_do_update(index_elements=["rule", "device_id", "labels"], set_=changed))
+
+
+def device_graph(conn: Connection) -> list[tuple[int, int | None, str]]:
+    """(id, parent id, state) of every polled device: who sits behind whom, and who is in an outage."""
+    query = select(devices.c.id, devices.c.parent_id, device_status.c.state).join(
+        device_status, device_status.c.device_id == devices.c.id
+    )
+    return [(int(i), p, str(s)) for i, p, s in conn.execute(query)]
