@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from server.config.settings import Settings
 from server.runtime import Services
 from server.store import accounts
 from server.web.app import create_app
-from tests.peers.sshd import SshdPeer, start_sshd
+from tests.peers.sshd import SshdPeer
 from tests.server.conftest import PASSWORD, bearer
 
 HOME = Path("/var/lib/pnoc-test")  # the sshd peer's test account (tests/peers/sshd.py)
@@ -86,14 +85,6 @@ def scratch_dir() -> Path:
     path.mkdir(mode=0o755)
     os.chown(path, entry.pw_uid, entry.pw_gid)
     return path
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPeer]:
-    """One real sshd per test module (runs act on per-test scratch dirs, so tests stay independent)."""
-    peer = start_sshd(tmp_path_factory.mktemp("sshd"))
-    yield peer
-    peer.stop()
 
 
 def make_env(tmp_path: Path, catalog: str, poll: bool = True, **settings: Any) -> Iterator[ActionEnv]:

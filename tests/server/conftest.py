@@ -7,11 +7,13 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import pyotp
 import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
@@ -19,12 +21,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from server.auth import access as auth
+from server.auth import totp
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 from server.runtime import Services
 from server.store import accounts
 from server.store.db import make_engine, migrate
 from server.web.app import create_app
+from tests.peers.sshd import SshdPeer, start_sshd
 
 # Trust auth on loopback; `make test` starts this server, so an unreachable one is a failure.
 PG_HOST = os.environ.get("PGHOST_TEST", "127.0.0.1")
@@ -242,3 +246,35 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], fragment: str) 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert fragment in lines[0], result.stderr
+
+
+# ---------------------------------------------------------------- shared peers and clocks (fixtures live here, not in helpers)
+
+
+@dataclass
+class TotpClock:
+    """The time TOTP codes are checked against; `advance()` moves it one 30 s step, so no test sleeps."""
+
+    now: float
+
+    def advance(self, steps: int = 1) -> None:
+        self.now += totp.STEP * steps
+
+    def code(self, secret: str, offset: int = 0) -> str:
+        return pyotp.TOTP(secret).at(self.now + offset * totp.STEP)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPeer]:
+    """One real sshd per test module (runs act on per-test scratch dirs, so tests stay independent)."""
+    peer = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> TotpClock:
+    """TOTP codes are checked against this clock (aligned to the middle of a step); tests advance it, never sleep."""
+    state = TotpClock(now=(time.time() // totp.STEP) * totp.STEP + 15)
+    monkeypatch.setattr(totp, "clock", lambda: state.now)
+    return state

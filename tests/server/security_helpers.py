@@ -5,40 +5,15 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass
 
 import httpx
-import pyotp
-import pytest
 from fastapi.testclient import TestClient
 
 from server.auth import access as auth
-from server.auth import totp
-from tests.server.conftest import PASSWORD, AppEnv, form_csrf
+from tests.server.conftest import PASSWORD, AppEnv, TotpClock, form_csrf
 
 SECRET_RE = re.compile(r'<code class="secret">([A-Z2-7 ]+)</code>')
 CODES_RE = re.compile(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>")
-
-
-@dataclass
-class TotpClock:
-    """The time TOTP codes are checked against; `advance()` moves it one 30 s step, so no test sleeps."""
-
-    now: float
-
-    def advance(self, steps: int = 1) -> None:
-        self.now += totp.STEP * steps
-
-    def code(self, secret: str, offset: int = 0) -> str:
-        return pyotp.TOTP(secret).at(self.now + offset * totp.STEP)
-
-
-@pytest.fixture(name="clock")
-def clock_fixture(monkeypatch: pytest.MonkeyPatch) -> TotpClock:
-    """Codes are checked against this clock (aligned to the middle of a step)."""
-    state = TotpClock(now=(time.time() // totp.STEP) * totp.STEP + 15)
-    monkeypatch.setattr(totp, "clock", lambda: state.now)
-    return state
 
 
 def login_password(client: TestClient, name: str, password: str = PASSWORD, next_url: str = "/") -> str:

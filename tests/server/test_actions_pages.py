@@ -19,7 +19,7 @@ from server.store.devices import create_device
 from server.store.metrics import labels_key
 from server.store.schema import alerts, sessions
 from tests.peers.sshd import SshdPeer
-from tests.server.actions_helpers import ActionEnv, make_env, scratch_dir, ssh_device, sshd  # noqa: F401 - fixture
+from tests.server.actions_helpers import ActionEnv, make_env, scratch_dir, ssh_device
 from tests.server.app_browser import phone, playwright_browser, shot
 from tests.server.app_browser import sign_in as browser_sign_in
 from tests.server.app_fleet import serve
@@ -61,7 +61,7 @@ def env(tmp_path: Path) -> Iterator[ActionEnv]:
 
 
 @pytest.fixture
-def device(env: ActionEnv, sshd: SshdPeer) -> int:  # noqa: F811 - the sshd fixture
+def device(env: ActionEnv, sshd: SshdPeer) -> int:
     return env.add_device(ssh_device(sshd))
 
 
@@ -195,7 +195,7 @@ def test_viewers_see_no_buttons_and_cannot_post(env: ActionEnv, device: int) -> 
 
 
 @pytest.mark.browser
-def test_with_javascript_the_output_streams_live(tmp_path: Path, sshd: SshdPeer) -> None:  # noqa: F811
+def test_with_javascript_the_output_streams_live(tmp_path: Path, sshd: SshdPeer) -> None:
     scratch = scratch_dir()
     (tmp_path / "actions.yaml").write_text(CATALOG.replace("{base}", str(scratch)))
     settings = Settings(data_dir=tmp_path / "data", actions_file=tmp_path / "actions.yaml")

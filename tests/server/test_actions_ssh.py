@@ -18,7 +18,7 @@ from server.config.settings import Settings
 from server.store.devices import create_device
 from server.web.api import actions as api_actions
 from tests.peers.sshd import SshdPeer
-from tests.server.actions_helpers import ActionEnv, make_env, scratch_dir, ssh_device, sshd  # noqa: F401 - fixture
+from tests.server.actions_helpers import ActionEnv, make_env, scratch_dir, ssh_device
 from tests.server.app_browser import session_cookie
 from tests.server.app_fleet import serve
 from tests.server.conftest import PASSWORD, form_csrf
@@ -107,7 +107,7 @@ def env(tmp_path: Path) -> Iterator[ActionEnv]:
 
 
 @pytest.fixture
-def device(env: ActionEnv, sshd: SshdPeer) -> int:  # noqa: F811 - the sshd fixture
+def device(env: ActionEnv, sshd: SshdPeer) -> int:
     return env.add_device(ssh_device(sshd))
 
 
@@ -312,7 +312,7 @@ def test_one_run_at_a_time_per_device_unless_the_action_allows_more(env: ActionE
     assert env.audit("action.refused")[0]["detail"]["status"] == 409
 
 
-def test_a_changed_host_key_refuses_before_signing_in(env: ActionEnv, device: int, sshd: SshdPeer, tmp_path: Path) -> None:  # noqa: F811
+def test_a_changed_host_key_refuses_before_signing_in(env: ActionEnv, device: int, sshd: SshdPeer, tmp_path: Path) -> None:
     from tests.peers.sshd import _keygen
 
     other = _keygen(tmp_path / "other_host_key", "ed25519")
@@ -326,7 +326,7 @@ def test_a_changed_host_key_refuses_before_signing_in(env: ActionEnv, device: in
     assert finished[0]["detail"]["status"] == "error" and "host key" in finished[0]["detail"]["error"]
 
 
-def test_a_host_key_never_pinned_refuses_before_signing_in(env: ActionEnv, sshd: SshdPeer) -> None:  # noqa: F811
+def test_a_host_key_never_pinned_refuses_before_signing_in(env: ActionEnv, sshd: SshdPeer) -> None:
     device = env.add_device(ssh_device(sshd, name="web-02", ssh={"host_key": []}))
     accepted = sshd.count("Accepted")
     run = env.wait(env.run("touch-file", device, params={"name": "u.txt"}).json()["id"])
@@ -385,7 +385,7 @@ def test_preview_shows_the_exact_command_without_running(env: ActionEnv, device:
     assert env.client.get("/api/v1/runs", headers=env.headers()).json()["items"][0]["id"] == fresh.json()["id"]
 
 
-def test_the_run_stream_ends_when_the_session_ends(tmp_path: Path, sshd: SshdPeer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_the_run_stream_ends_when_the_session_ends(tmp_path: Path, sshd: SshdPeer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real server: a password change on another device ends the open output stream of a running action."""
     monkeypatch.setattr(api_actions, "SESSION_CHECK_SECONDS", 0.5)
     scratch = scratch_dir()
@@ -416,7 +416,7 @@ def test_the_run_stream_ends_when_the_session_ends(tmp_path: Path, sshd: SshdPee
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def test_the_shipped_example_actions_really_run(tmp_path: Path, sshd: SshdPeer) -> None:  # noqa: F811
+def test_the_shipped_example_actions_really_run(tmp_path: Path, sshd: SshdPeer) -> None:
     """The read-only actions of config/actions.example.yaml, unchanged, against the real sshd."""
     example = Path(__file__).resolve().parents[2] / "config" / "actions.example.yaml"
     for env in make_env(tmp_path, example.read_text(), poll=False):

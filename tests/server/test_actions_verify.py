@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.peers.sshd import SshdPeer
-from tests.server.actions_helpers import ActionEnv, make_env, ssh_device, sshd  # noqa: F401 - fixture
+from tests.server.actions_helpers import ActionEnv, make_env, ssh_device
 
 CATALOG = """
 actions:
@@ -37,7 +37,7 @@ def env(tmp_path: Path) -> Iterator[ActionEnv]:
 
 
 @pytest.fixture
-def device(env: ActionEnv, sshd: SshdPeer) -> int:  # noqa: F811 - the sshd fixture
+def device(env: ActionEnv, sshd: SshdPeer) -> int:
     check = {"name": "health", "command": f"test -f {env.scratch}/healthy"}
     return env.add_device(ssh_device(sshd, ssh={"commands": [check]}))
 
@@ -101,7 +101,7 @@ def test_a_device_run_checks_the_device_state_and_its_alerts(env: ActionEnv, dev
     assert broken["verification"] == "failing" and "open alerts" in broken["verification_detail"]
 
 
-def test_the_alert_of_another_device_is_refused(env: ActionEnv, device: int, sshd: SshdPeer) -> None:  # noqa: F811
+def test_the_alert_of_another_device_is_refused(env: ActionEnv, device: int, sshd: SshdPeer) -> None:
     _poll(env, device)
     alert = _alert(env, device)
     other = env.add_device(ssh_device(sshd, name="web-02"))

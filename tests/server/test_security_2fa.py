@@ -16,7 +16,6 @@ from server.store.schema import users
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, make_app_env, sign_in
 from tests.server.security_helpers import (
     TotpClock,
-    clock_fixture,  # noqa: F401 - the `clock` fixture
     login_password,
     second_step,
     session_cookie,

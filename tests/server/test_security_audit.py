@@ -21,7 +21,6 @@ from server.store.schema import alerts, audit
 from tests.server.conftest import AppEnv, bearer, form_csrf, sign_in
 from tests.server.security_helpers import (
     TotpClock,
-    clock_fixture,  # noqa: F401 - the `clock` fixture
     user_with_totp,
 )
 

@@ -19,8 +19,7 @@ from server.config.settings import Settings
 from server.store import accounts, sessions, twofactor
 from server.store import alerts as alert_store
 from server.store.schema import action_runs, alerts, api_tokens, audit, push_subscriptions, recovery_codes, users
-from tests.server.conftest import AppEnv, bearer, make_app_env, sign_in
-from tests.server.security_helpers import TotpClock, clock_fixture  # noqa: F401 - the `clock` fixture
+from tests.server.conftest import AppEnv, TotpClock, bearer, make_app_env, sign_in
 
 CATALOG = """
 actions:

@@ -33,7 +33,6 @@ from tests.server.app_fleet import free_port, stop_process, wait_healthy
 from tests.server.conftest import POCKETNOC, AppEnv, assert_clean_error, bearer, run_cli, sign_in
 from tests.server.security_helpers import (
     TotpClock,
-    clock_fixture,  # noqa: F401 - the `clock` fixture
     enrol_totp,
 )
 

@@ -25,7 +25,6 @@ from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, sign_in
 from tests.server.security_helpers import (
     SseReader,
     TotpClock,
-    clock_fixture,  # noqa: F401 - the `clock` fixture
     login_password,
     session_cookie,
     user_with_totp,

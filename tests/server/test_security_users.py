@@ -8,7 +8,6 @@ from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, sign_in
 from tests.server.security_helpers import (
     SECRET_RE,
     TotpClock,
-    clock_fixture,  # noqa: F401 - the `clock` fixture
     login_password,
     second_step,
     user_with_totp,
