@@ -6,7 +6,8 @@ DATA   ?= .data
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 SIM_PORT ?= 1161
-APT_PACKAGES := snmpd snmp openssh-server chromium iputils-ping fonts-dejavu-core iproute2 procps
+APT_PACKAGES := snmpd snmp openssh-server chromium iputils-ping fonts-dejavu-core iproute2 procps \
+	samba samba-ad-provision winbind krb5-user slapd ldap-utils monitoring-plugins-basic
 # `docker-compose config` validates docker-compose.yml without an engine; its recommended docker.io engine is not wanted.
 LEAN_PACKAGES := docker-compose
 # Node.js and npm (Lighthouse budgets) are often installed from elsewhere than Debian (e.g. nodesource's
@@ -44,7 +45,9 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@# Debian starts snmpd and sshd as system services on install; tests run their own.
-	-@systemctl disable --now snmpd ssh >/dev/null 2>&1 || true
+	-@systemctl disable --now snmpd ssh samba-ad-dc smbd nmbd winbind slapd >/dev/null 2>&1 || true
+	@# Without systemd (containers) the packages' init scripts may have started them anyway.
+	-@for s in samba-ad-dc smbd nmbd winbind slapd; do service $$s stop >/dev/null 2>&1 || true; done
 
 postgres:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
