@@ -123,7 +123,11 @@ def test_ack_and_snooze_answer_in_place_with_undo(
     shot(page, f"pixel-7-ack-undo-{scheme}", docs=scheme == "light")
     flash.get_by_role("button", name="Undo").tap()
     wait_for(lambda: _alert(server, alert_id)["acked_by"] is None, what="the undo")
-    expect(flash).to_be_hidden()
+    # The Undo is answered in place too: visible, announced, and nothing more to undo.
+    expect(flash).to_be_visible()
+    expect(flash).to_contain_text(f"Undone: {title}")
+    expect(flash.get_by_role("button", name="Undo")).to_have_count(0)
+    assert _in_first_screen(page, "#flash")
     # Snooze, then wake it: both answered in place, each with Undo.
     snoozable = page.locator(f"#alert-{alert_id} form[action$='/snooze'] button")
     expect(snoozable).to_have_attribute("aria-label", f"Snooze {title} for 1 hour")
@@ -132,6 +136,7 @@ def test_ack_and_snooze_answer_in_place_with_undo(
     wait_for(lambda: _alert(server, alert_id)["snoozed_until"], what="the snooze")
     flash.get_by_role("button", name="Undo").tap()
     wait_for(lambda: _alert(server, alert_id)["snoozed_until"] is None, what="the snooze undone")
+    expect(flash).to_contain_text(f"Undone: {title}")
     context.close()
 
 

@@ -138,7 +138,7 @@
       const r = await fetch(form.action, { method: "POST", body: data, credentials: "same-origin", headers: { "Content-Type": "application/x-www-form-urlencoded" } });
       if (new URL(r.url).pathname === "/login") { location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search); return; }
       form.closest(".arow")?.classList.add("sent");
-      if (r.ok && !form.classList.contains("undo")) showFlash(await r.text()); // answered in place, with Undo
+      if (r.ok) showFlash(await r.text()); // answered in place: with Undo, or "Undone" after an Undo
       else { hideFlash(); refresh(); }
     } catch {
       const stamp = new Date().toLocaleString();
