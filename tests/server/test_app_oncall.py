@@ -188,6 +188,8 @@ def test_a_48_port_switch_shows_its_problems_on_the_first_screen(
     names = [problems.nth(i).locator("strong").inner_text() for i in range(3)]
     assert sorted(names) == sorted([f"Gi1/0/{n}" for n in (*PROBLEM_PORTS, ERROR_PORT)]), names
     assert _in_first_screen(page, "#interfaces ul.problems > li:last-child"), "the problem ports fit the first screen"
+    box, first = (page.locator(s).bounding_box() or {} for s in ("#row-filter", "#interfaces ul.problems"))
+    assert box["y"] + box["height"] <= first["y"], "the filter comes before the ports, where the eye lands first"
     summary = page.locator("#interfaces details.more-rows > summary")
     expect(summary).to_have_text("45 more ports without problems")
     expect(page.locator("#interfaces details.more-rows")).not_to_have_attribute("open", "")
