@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,6 +22,22 @@ def check_tz(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {value!r}") from None
     return value
+
+
+@cache
+def zone_names() -> tuple[str, ...]:
+    """Every zone name the system knows, sorted (for a list to choose from)."""
+    return tuple(sorted(available_timezones() | {"UTC"}))
+
+
+@cache
+def _by_folded() -> dict[str, str]:
+    return {name.casefold(): name for name in zone_names()}
+
+
+def canonical_tz(value: str) -> str | None:
+    """The zone's proper name, whatever the case it was typed in ("europe/paris" → "Europe/Paris"), or None."""
+    return _by_folded().get(value.strip().casefold())
 
 
 class Weekly(BaseModel):

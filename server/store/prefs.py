@@ -27,3 +27,8 @@ def set_tz(conn: Connection, user_id: int, tz: str, auto: bool) -> None:
     """Store a user's time zone (validated by the caller)."""
     conn.execute(delete(user_prefs).where(user_prefs.c.user_id == user_id))
     conn.execute(insert(user_prefs).values(user_id=user_id, tz=tz, tz_auto=auto, updated_at=time.time()))
+
+
+def clear_tz(conn: Connection, user_id: int) -> None:
+    """Forget a user's time zone: the browser's is taken again on the next page."""
+    conn.execute(delete(user_prefs).where(user_prefs.c.user_id == user_id))

@@ -104,3 +104,24 @@ def test_the_browser_sets_its_zone_on_the_first_visit(browser_env: tuple[str, ob
         assert (" EDT" in text or " EST" in text) and " UTC" not in text.split("History")[0], text[:600]
         assert page.get_attribute("body", "data-tz") == "America/New_York"
         context.close()
+
+
+def test_the_zone_is_found_in_any_case_kept_on_error_chosen_from_a_list_or_the_browsers_again(app_env: AppEnv) -> None:
+    app_env.user("kim", "operator")
+    form_sign_in(app_env.client, "kim")
+    account = app_env.client.get("/account").text
+    assert 'list="tz-names"' in account and '<option value="Europe/Paris">' in account  # a list to choose from
+    csrf = form_csrf(account)
+    saved = app_env.client.post("/account/timezone", data={"csrf_token": csrf, "tz": " europe/paris "})
+    assert saved.status_code == 303
+    with app_env.svc.reader.connect() as conn:
+        user_id = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'kim'").scalar_one()
+        assert prefs.get_tz(conn, user_id) == prefs.TimeZonePref("Europe/Paris", False)
+    bad = app_env.client.post("/account/timezone", data={"csrf_token": csrf, "tz": "Europe/Pariss"})
+    assert bad.status_code == 422 and 'value="Europe/Pariss"' in bad.text  # what was typed stays, to correct it
+    assert "Use this browser's time zone" in bad.text
+    back = app_env.client.post("/account/timezone", data={"csrf_token": csrf, "browser": "1"})
+    assert back.status_code == 303 and back.headers["location"] == "/account?done=tz-browser"
+    with app_env.svc.reader.connect() as conn:
+        assert prefs.get_tz(conn, user_id) is None
+    assert "data-tz-unset" in app_env.client.get("/").text  # the page asks the browser for its zone again

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from server.auth import loginflow, totp
 from server.auth.access import Principal, UserError, Viewer, client_ip
 from server.auth.stepup import Fresh, is_fresh, same_site_path
-from server.config.timezones import check_tz
+from server.config.timezones import canonical_tz, zone_names
 from server.runtime import Services, get_services
 from server.services import users as usermgmt
 from server.store import accounts, prefs, sessions, twofactor
@@ -27,29 +27,37 @@ def account_page(request: Request, svc: SvcDep, p: Viewer, done: Annotated[str, 
     return _account(request, svc, p, done)
 
 
-def _account(request: Request, svc: Services, p: Principal, done: str, tz_error: str = "") -> Response:
+def _account(request: Request, svc: Services, p: Principal, done: str, tz_error: str = "", tz_typed: str = "") -> Response:
     with svc.reader.connect() as conn:
         have = twofactor.factors(conn, p.user.id)
         mine = sessions.list_for_user(conn, p.user.id, p.session_id)
         keys = twofactor.list_passkeys(conn, p.user.id)
         tz_pref = prefs.get_tz(conn, p.user.id)
     return render(request, "account.html", status=422 if tz_error else 200, factors=have, sessions=mine, passkeys=keys,
-                  fresh=is_fresh(p, svc.settings), done=done, tz_pref=tz_pref, tz_error=tz_error)  # fmt: skip
+                  fresh=is_fresh(p, svc.settings), done=done, tz_pref=tz_pref, tz_error=tz_error, tz_typed=tz_typed,
+                  zone_names=zone_names())  # fmt: skip
 
 
 @router.post("/account/timezone")
 def timezone_form(
     request: Request, svc: SvcDep, p: Viewer, tz: Annotated[str, Form(max_length=64)] = "",
-    auto: Annotated[str, Form(max_length=1)] = "",
+    auto: Annotated[str, Form(max_length=1)] = "", browser: Annotated[str, Form(max_length=1)] = "",
 ) -> Response:  # fmt: skip
-    """Your time zone for the times pages show: chosen here, or (auto) the browser's on a first visit."""
-    tz = tz.strip()
-    try:
-        check_tz(tz)
-    except ValueError:
+    """Your time zone for the times pages show: chosen here (any case), the browser's (on a first visit, or asked
+    for again with `browser`)."""
+    if browser and not auto:
+        with svc.engine.begin() as conn:
+            prefs.clear_tz(conn, p.user.id)
+            accounts.write_audit(conn, p.user, "account.timezone", p.user.name, {"tz": "browser"}, client_ip(request))
+        return RedirectResponse("/account?done=tz-browser", status_code=303)
+    typed = tz.strip()
+    found = canonical_tz(typed)
+    if found is None:
         if not auto:
-            return _account(request, svc, p, "", f"Unknown time zone {tz[:64]!r}: use a name such as Europe/Berlin.")
-        tz = "UTC"  # a browser zone this system does not know: UTC, stored, so the browser is not asked again
+            why = f"Unknown time zone {typed[:64]!r}: choose one from the list, or type a name such as Europe/Berlin."
+            return _account(request, svc, p, "", why, typed[:64])
+        found = "UTC"  # a browser zone this system does not know: UTC, stored, so the browser is not asked again
+    tz = found
     with svc.engine.begin() as conn:
         if auto and prefs.get_tz(conn, p.user.id) is not None:
             return Response(status_code=204)  # a choice (or an earlier visit) stands: the browser never overrides it
