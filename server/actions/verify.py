@@ -45,7 +45,8 @@ def held_for(seconds: float) -> str:
 
 
 def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
+    """ISO UTC, as the API speaks; pages show it in each reader's time zone (the `local_times` filter)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def verify(svc: Services, live: LiveRun, pace: Pace | None = None) -> tuple[str, str]:

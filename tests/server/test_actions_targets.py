@@ -9,14 +9,17 @@ import html
 import re
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from server.actions.runner import manager
 from server.actions.targets import DeviceView, interfaces
 from server.actions.verify import HOLD_STEP_MAX, Pace
+from server.store import prefs
 from tests.peers.snmpd_netns import VETH, NetnsSnmpd, netns_available, start_netns_snmpd
 from tests.server.actions_helpers import ActionEnv, make_env
 from tests.server.conftest import sign_in
@@ -211,7 +214,14 @@ def test_a_fix_that_fails_again_inside_the_window_reopens_the_alert(env: ActionE
     r = env.run("port-enable-held-long", device, params={"ifindex": VETH[1]}, alert=alert["id"], confirm="sw-ns")
     run = env.wait(r.json()["id"])
     assert run["verification"] == "regressed", run
-    assert re.match(r"fixed, then failed again at \d\d:\d\d:\d\d UTC \(after \d+ (s|min)\)", run["verification_detail"])
+    found = re.match(r"fixed, then failed again at (\S+Z) \(after \d+ (s|min)\)", run["verification_detail"])
+    assert found, run["verification_detail"]  # ISO UTC in the API
+    with env.svc.engine.begin() as conn:  # pages say it in the reader's own time zone
+        user_id = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'operator'").scalar_one()
+        prefs.set_tz(conn, user_id, "Asia/Kathmandu", auto=False)
+    local = datetime.fromisoformat(found[1]).astimezone(ZoneInfo("Asia/Kathmandu")).strftime("%Y-%m-%d %H:%M:%S +0545")
+    run_page = html.unescape(env.client.get(f"/runs/{run['id']}", headers=env.headers()).text)
+    assert f"failed again at {local} (after" in run_page and found[1] not in run_page
     state = env.client.get(f"/api/v1/alerts/{alert['id']}", headers=env.headers()).json()
     assert state["status"] == "firing", state
     assert any(e["kind"] == "reopened" and f"run #{run['id']}" in e["text"] for e in state["events"]), state["events"]
@@ -220,6 +230,7 @@ def test_a_fix_that_fails_again_inside_the_window_reopens_the_alert(env: ActionE
     assert [x["id"] for x in open_] == [alert["id"]], open_  # one alert tells the story, not a new one beside it
     page = env.client.get(f"/alerts/{alert['id']}", headers=env.headers()).text
     assert "fixed, then failed again" in page
+    assert f"failed again at {local} (after" in html.unescape(page) and found[1] not in page
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,14 @@
     refresh.hidden = true;
   }
 
+  var zone = document.body.dataset.tz || undefined;
+  function localTimes(text) { // ISO UTC moments in the text, in the reader's time zone (as the page renders them)
+    return String(text || "").replace(/\b(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z\b/g, function (iso) {
+      var d = new Date(iso);
+      return isNaN(d) ? iso : d.toLocaleString("sv-SE", { timeZone: zone, timeZoneName: "short" });
+    });
+  }
+
   function set(id, value) {
     var el = document.getElementById(id);
     if (el) {
@@ -51,7 +59,7 @@
     if (verdict) {
       verdict.className = "badge v-" + (s.verification || "none");
     }
-    set("run-verification-detail", s.verification_detail || "");
+    set("run-verification-detail", localTimes(s.verification_detail));
     var error = set("run-error", s.error || "");
     if (error) {
       error.hidden = !s.error;

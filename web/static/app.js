@@ -141,7 +141,7 @@
       if (r.ok) showFlash(await r.text()); // answered in place: with Undo, or "Undone" after an Undo
       else { hideFlash(); refresh(); }
     } catch {
-      const stamp = new Date().toLocaleString();
+      const stamp = new Date().toISOString().slice(0, 19) + "Z"; // ISO UTC: each reader's page shows it in their zone
       const said = data.get("note");
       data.set("note", `${said ? said + " — " : ""}${{ ack: "Acknowledged", snooze: "Snoozed", unsnooze: "Snooze ended", undo: "Undone" }[form.dataset.queue] || "Done"} offline on the phone at ${stamp}; sent when the connection came back.`);
       const q = load();

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
 import secrets
 import time
 from datetime import UTC, datetime, tzinfo
@@ -56,7 +57,27 @@ def _when(ctx: Context, ts: float | None) -> str:
     return datetime.fromtimestamp(ts, zone if isinstance(zone, tzinfo) else UTC).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+_ISO_UTC = re.compile(r"\b(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z\b")
+
+
+@pass_context
+def _local_times(ctx: Context, text: str | None) -> str:
+    """Stored text with its ISO UTC moments (e.g. "failed again at 2026-12-06T22:30:05Z") in the user's time zone."""
+    if not text:
+        return ""
+
+    def local(m: re.Match[str]) -> str:
+        try:
+            moment = datetime.fromisoformat(m[1]).replace(tzinfo=UTC)
+        except ValueError:
+            return m[0]
+        return _when(ctx, moment.timestamp())
+
+    return _ISO_UTC.sub(local, str(text))  # plain text out: escaped once more on output (JSON reads the same)
+
+
 TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.filters["local_times"] = _local_times
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 
