@@ -17,7 +17,7 @@ from server.actions.template import ParamValue
 from server.auth.access import Principal
 from server.auth.stepup import StepUpRequired, is_fresh
 from server.runtime import Services
-from server.store import accounts
+from server.store import accounts, device_views
 from server.store import runs as store
 from server.store.runs import DeviceInfo
 
@@ -82,6 +82,11 @@ def audit_refusal(
     detail = {"action": shown(action_id, 64), "device": device, "why": why[:500], "status": status, **extra}
     with svc.engine.begin() as conn:
         accounts.write_audit(conn, principal.user, "action.refused", f"{action_id[:64]}@{device}"[:256], detail, ip)
+
+
+def _name_of(svc: Services, device_id: int) -> str | None:
+    with svc.reader.connect() as conn:
+        return device_views.name_of(conn, device_id)
 
 
 def _load(svc: Services, device_id: int, alert_id: int | None) -> tuple[DeviceInfo | None, dict[str, Any] | None]:
@@ -160,6 +165,9 @@ async def check(
         why = exc.message if isinstance(exc, Refused) else "a fresh second factor is needed for a dangerous action"
         params = {shown(k, 32): shown(v, 80) for k, v in list(body.params.items())[:20]}
         extra = {"params": params, "reason": shown(body.reason, 200)}
+        if device_label == f"device {body.device}":  # refused before the device was looked at: name it in the log
+            named = await asyncio.to_thread(_name_of, svc, body.device)
+            device_label = named or device_label
         await asyncio.to_thread(audit_refusal, svc, principal, ip, action_id, device_label, why, status, extra)
         raise
 

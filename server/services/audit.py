@@ -81,9 +81,36 @@ def export_jsonl(engine: Engine) -> Iterator[str]:
     yield "".join(chunk)
 
 
+def _text(value: Any, limit: int = 200) -> str:
+    return " ".join(str(value or "").split())[:limit]
+
+
+def said(item: dict[str, Any]) -> str:
+    """An action entry in words: who did (or was refused) what, where, and why ("" for entries read as they are)."""
+    d, who = item["detail"] if isinstance(item["detail"], dict) else {}, item["user"] or "someone"
+    what, _, where = str(item["target"]).partition("@")
+    where = f" on {where}" if where and where != "-" else ""
+    match item["action"]:
+        case "action.refused":
+            status = {403: "not allowed", 404: "not found", 409: "conflict", 422: "not accepted"}.get(d.get("status"), "")
+            because = _text(d.get("why"), 300) or "no reason recorded"
+            return f"{who} was refused {what}{where}: {because}" + (f" ({status})" if status else "")
+        case "action.run":
+            reason = f"; reason: {_text(d.get('reason'))}" if d.get("reason") else ""
+            alert = f" for alert #{d['alert']}" if d.get("alert") else ""
+            return f"{who} ran {what}{where} (run #{d.get('run')}){alert}{reason}"
+        case "action.finished":
+            return f"run #{d.get('run')} of {what}{where} by {who} ended: {_text(d.get('status'), 40)}"
+        case "action.verified":
+            return f"run #{d.get('run')} of {what}{where} by {who}: {_text(d.get('detail'), 300)}"
+    return ""
+
+
 def page(engine: Engine, limit: int, before: int | None) -> dict[str, Any]:
-    """Newest entries first, `limit` at a time; `next_before` pages further back."""
+    """Newest entries first, `limit` at a time, action entries also in words; `next_before` pages further back."""
     with engine.connect() as conn:
         items = [entry(r) for r in store.newest(conn, limit, before)]
         total = store.count(conn)
+    for item in items:
+        item["said"] = said(item)
     return {"items": items, "total": total, "next_before": items[-1]["id"] if len(items) == limit else None}

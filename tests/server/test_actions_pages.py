@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import time
@@ -192,6 +193,9 @@ def test_viewers_see_no_buttons_and_cannot_post(env: ActionEnv, device: int) -> 
     assert env.audit("action.refused")[0]["username"] == "viewer"
     no_csrf = _signed_in(env, "operator").post(f"/devices/{device}/actions/touch-file/run", data={"param_name": "x"})
     assert no_csrf.status_code == 403 and not (env.scratch / "x").exists()
+    # The audit log says it in words: who, what, where and why.
+    audit = html.unescape(_signed_in(env, "admin").get("/admin/audit").text)
+    assert "viewer was refused touch-file on web-01: viewers cannot run actions; ask an operator (not allowed)" in audit
 
 
 @pytest.mark.browser
