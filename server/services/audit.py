@@ -81,6 +81,9 @@ def export_jsonl(engine: Engine) -> Iterator[str]:
     yield "".join(chunk)
 
 
+REFUSAL_WORDS = {403: "not allowed", 404: "not found", 409: "conflict", 422: "not accepted"}
+
+
 def _text(value: Any, limit: int = 200) -> str:
     return " ".join(str(value or "").split())[:limit]
 
@@ -92,7 +95,7 @@ def said(item: dict[str, Any]) -> str:
     where = f" on {where}" if where and where != "-" else ""
     match item["action"]:
         case "action.refused":
-            status = {403: "not allowed", 404: "not found", 409: "conflict", 422: "not accepted"}.get(d.get("status"), "")
+            status = REFUSAL_WORDS.get(int(d.get("status") or 0), "")
             because = _text(d.get("why"), 300) or "no reason recorded"
             return f"{who} was refused {what}{where}: {because}" + (f" ({status})" if status else "")
         case "action.run":

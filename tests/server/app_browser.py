@@ -90,3 +90,16 @@ def wait_for(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def axe(page: Page) -> list[str]:
+    """axe-core's WCAG 2 A/AA and best-practice violations on the page as it is now (Lighthouse's own axe build;
+    the context needs bypass_csp=True to inject it)."""
+    from tests.server import app_lighthouse
+
+    page.evaluate((app_lighthouse.lighthouse().parent.parent / "axe-core" / "axe.min.js").read_text())
+    found: list[str] = page.evaluate(
+        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'best-practice']})"
+        ".then(r => r.violations.map(v => v.id + ': ' + v.nodes.map(n => n.html.slice(0, 80)).join(' | ')))"
+    )
+    return found

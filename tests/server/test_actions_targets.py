@@ -23,6 +23,7 @@ from server.store import prefs
 from tests.peers.snmpd_netns import VETH, NetnsSnmpd, netns_available, start_netns_snmpd
 from tests.server.actions_helpers import ActionEnv, make_env
 from tests.server.conftest import sign_in
+from tests.server.oncall_helpers import LAB_ACTIONS
 
 CATALOG = """
 actions:
@@ -42,15 +43,7 @@ actions:
     snmp:
       - set: {oid: "1.3.6.1.2.1.2.2.1.7.{ifindex}", type: integer, value: 1}
     verify: {repoll: true, delay: 1, within: 60, hold: 10 min}
-  - id: port-down
-    title: Port down
-    applies_to: {kinds: [switch]}
-    params:
-      - {name: ifindex, type: interface}
-    snmp:
-      - set: {oid: "1.3.6.1.2.1.2.2.1.7.{ifindex}", type: integer, value: 2}
-    verify: false
-"""
+""" + LAB_ACTIONS  # port-down, port-up
 
 
 class FakePace(Pace):

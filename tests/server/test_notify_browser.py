@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, CDPSession, Page, Worker, sync_playwright
+from playwright.sync_api import BrowserContext, Page, sync_playwright
 from sqlalchemy import func, select
 
 from server.auth import access as auth
@@ -22,29 +20,9 @@ from tests.peers.webpush_service import PushService, start_push_service
 from tests.server.app_fleet import BROWSER_ARGS, CHROMIUM, serve
 from tests.server.conftest import PASSWORD
 from tests.server.notify_helpers import FAST, add_device, fire, wait_until
+from tests.server.push_browser import FAKE_PUSH_MANAGER, notifications, registration_id, service_worker, wait_for_notification
 
 pytestmark = pytest.mark.browser
-# PushManager backed by a subscription at the local push service; it remembers the applicationServerKey it was given.
-FAKE_PUSH_MANAGER = """(() => {
-  const sub = SUBSCRIPTION;
-  const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/[+]/g, "-").replace(/[/]/g, "_")
-    .replace(/=+$/, "");
-  const current = () => {
-    const key = localStorage.getItem("pn-fake-key");
-    if (!key) return null;
-    return {endpoint: sub.endpoint, options: {applicationServerKey: Uint8Array.from(atob(key.replace(/-/g, "+")
-      .replace(/_/g, "/") + "==".slice(0, (4 - key.length % 4) % 4)), (c) => c.charCodeAt(0)).buffer},
-      toJSON: () => ({endpoint: sub.endpoint, expirationTime: null, keys: sub.keys}),
-      unsubscribe: async () => { localStorage.removeItem("pn-fake-key"); return true; }};
-  };
-  PushManager.prototype.subscribe = async function (options) {
-    localStorage.setItem("pn-fake-key", b64(options.applicationServerKey));
-    return current();
-  };
-  PushManager.prototype.getSubscription = async function () { return current(); };
-})();"""
-
-
 @dataclass
 class Served:
     """The app (worker running) served by uvicorn; reached as http://localhost:PORT, a secure context."""
@@ -80,54 +58,6 @@ def browser() -> Iterator[tuple[BrowserContext, Page]]:
         chromium.close()
 
 
-def _service_worker(context: BrowserContext, page: Page) -> Worker:
-    state = page.evaluate("navigator.serviceWorker.ready.then(r => r.active.state)")
-    assert state in ("activating", "activated")
-    return wait_until(lambda: context.service_workers[0] if context.service_workers else None, what="the service worker")
-
-
-def _registration_id(cdp: CDPSession, page: Page, scope: str) -> str:
-    found: dict[str, str] = {}
-    seen: list[Any] = []
-
-    def on_update(event: dict[str, Any]) -> None:
-        for reg in event.get("registrations", []):
-            seen.append(reg)
-            if reg.get("scopeURL") == scope and not reg.get("isDeleted"):
-                found["id"] = reg["registrationId"]
-
-    cdp.on("ServiceWorker.workerRegistrationUpdated", on_update)
-    cdp.send("ServiceWorker.enable")
-    deadline = time.monotonic() + 30
-    while "id" not in found:
-        assert time.monotonic() < deadline, f"no registration for {scope}: {seen}"
-        page.wait_for_timeout(50)  # the sync API delivers CDP events only while it waits
-    return found["id"]
-
-
-def _wait_for_notification(page: Page, worker: Worker, tag: str, deliver: Callable[[], Any]) -> dict[str, Any]:
-    """Deliver a push and wait for its notification. A delivery can fall between a service worker that Chromium
-    stopped and the one it starts (seen on a loaded machine): delivered again after 10 s (the tag makes it one)."""
-    deadline = time.monotonic() + 40
-    again = time.monotonic() + 10
-    deliver()
-    while True:
-        found = [n for n in _notifications(worker) if n["tag"] == tag]
-        if found:
-            return found[0]
-        assert time.monotonic() < deadline, f"no notification tagged {tag}: {_notifications(worker)}"
-        if time.monotonic() > again:
-            deliver()
-            again = time.monotonic() + 10
-        page.wait_for_timeout(100)
-
-
-def _notifications(worker: Worker) -> list[dict[str, Any]]:
-    return list(worker.evaluate(
-        "self.registration.getNotifications().then(ns => ns.map(n => ({title: n.title, body: n.body, tag: n.tag,"
-        " actions: n.actions.map(a => a.action), data: n.data})))"))
-
-
 def _sign_in(page: Page, url: str) -> None:
     page.goto(url + "/login")
     page.fill("input[name=username]", "pat")
@@ -146,7 +76,7 @@ def test_acknowledge_from_a_pushed_notification(served: Served, browser: tuple[B
     page.add_init_script(script=FAKE_PUSH_MANAGER.replace("SUBSCRIPTION", json.dumps(subscription)))
     page.goto(served.url + "/notify")
     page.wait_for_selector("[data-push-on]:not([hidden])")  # push.js ran and registered /sw.js
-    worker = _service_worker(context, page)
+    worker = service_worker(context, page)
     page.fill("[data-push-label]", "pixel 7")
     page.click("[data-push-on]")  # permission, VAPID key, subscribe, POST to the server, back to the page
     page.wait_for_url(served.url + "/notify?done=subscribed")
@@ -165,10 +95,10 @@ def test_acknowledge_from_a_pushed_notification(served: Served, browser: tuple[B
     pushed = served.push.wait_for(1)[0]
     assert pushed.error == "" and pushed.payload["alert_id"] == alert_id
     cdp = context.new_cdp_session(page)
-    registration = _registration_id(cdp, page, served.url + "/")
+    registration = registration_id(cdp, page, served.url + "/")
     cdp.send("ServiceWorker.deliverPushMessage",
              {"origin": served.url, "registrationId": registration, "data": json.dumps(pushed.payload)})
-    shown = wait_until(lambda: _notifications(worker), what="the notification")
+    shown = wait_until(lambda: notifications(worker), what="the notification")
     assert shown[0]["title"] == "CRITICAL · core-sw1 is <b>down</b>" and shown[0]["actions"] == ["ack", "snooze"]
     assert shown[0]["tag"] == f"pocketnoc-{alert_id}-1" and shown[0]["data"]["url"] == f"/alerts/{alert_id}"
 
@@ -184,7 +114,7 @@ def test_acknowledge_from_a_pushed_notification(served: Served, browser: tuple[B
             return conn.execute(select(alerts.c.acked_by).where(alerts.c.id == alert_id)).scalar()
 
     assert wait_until(acked_by, what="the acknowledgement") == "pat"
-    confirmed = wait_until(lambda: [n for n in _notifications(worker) if n["title"] == "Acknowledged"], what="the confirmation")
+    confirmed = wait_until(lambda: [n for n in notifications(worker) if n["title"] == "Acknowledged"], what="the confirmation")
     assert confirmed[0]["actions"] == []
 
     # The same notification's token cannot be replayed.
@@ -200,7 +130,7 @@ def test_acknowledge_from_a_pushed_notification(served: Served, browser: tuple[B
     other = fire(served.svc.engine, add_device(served.svc.engine, "edge-1"), "edge-1 is down")
     second = served.push.wait_for(1, lambda p: p.payload["alert_id"] == other)[0]
     push = {"origin": served.url, "registrationId": registration, "data": json.dumps(second.payload)}
-    _wait_for_notification(page, worker, f"pocketnoc-{other}-1", lambda: cdp.send("ServiceWorker.deliverPushMessage", push))
+    wait_for_notification(page, worker, f"pocketnoc-{other}-1", lambda: cdp.send("ServiceWorker.deliverPushMessage", push))
     worker.evaluate(f"""self.registration.getNotifications({{tag: "pocketnoc-{other}-1"}}).then(ns => {{
         self.dispatchEvent(new NotificationEvent("notificationclick", {{notification: ns[0], action: ""}}));
     }})""")
