@@ -164,9 +164,11 @@
     if (undo) undo.dataset.queue = "undo";
     box.replaceChildren(...Array.from(fresh.childNodes).map((n) => document.importNode(n, true)));
     box.hidden = false;
-    holdUntil = Date.now() + FLASH_MS;
     clearTimeout(flashTimer);
     flashTimer = setTimeout(() => { hideFlash(); refresh(); }, FLASH_MS);
+    // A list keeps its rows in place while the answer is up; an alert's own page shows its new state at once
+    // (no "Acknowledge" button left under "Acknowledged: …").
+    if ($("[data-alert]")) { holdUntil = 0; refresh(); } else holdUntil = Date.now() + FLASH_MS;
   }
   function hideFlash() {
     const box = $("#flash");
