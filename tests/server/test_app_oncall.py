@@ -155,6 +155,9 @@ def test_without_javascript_the_answer_and_undo_are_plain_pages(
     page.wait_for_url(f"{server.url}/?done=ack&alert={alert_id}#alert-{alert_id}")
     assert _alert(server, alert_id)["acked_by"] == "op-user"
     expect(page.locator("#flash")).to_contain_text(f"Acknowledged: {title}")
+    assert page.locator("#flash").get_attribute("role") == "alert", "announced when the page loads"
+    undo = page.locator("#flash form.undo")
+    assert undo.evaluate("f => getComputedStyle(f).animationDelay") == "8s", "Undo for a few seconds, then gone"
     page.locator("#flash").get_by_role("button", name="Undo").click()
     page.wait_for_url(f"{server.url}/?done=undone&alert={alert_id}#alert-{alert_id}")
     assert _alert(server, alert_id)["acked_by"] is None
