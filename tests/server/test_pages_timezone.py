@@ -125,3 +125,12 @@ def test_the_zone_is_found_in_any_case_kept_on_error_chosen_from_a_list_or_the_b
     with app_env.svc.reader.connect() as conn:
         assert prefs.get_tz(conn, user_id) is None
     assert "data-tz-unset" in app_env.client.get("/").text  # the page asks the browser for its zone again
+
+
+def test_moments_inside_stored_text_are_shown_in_the_readers_zone() -> None:
+    from server.web.pages.common import TEMPLATES
+
+    shown = TEMPLATES.env.from_string("{{ t|local_times }}").render(
+        zone=ZoneInfo("Asia/Kathmandu"), t="failed again at 2026-05-28T20:26:40Z; TLS until 2027-01-01T00:00:00+00:00 <b>"
+    )
+    assert shown == "failed again at 2026-05-29 02:11:40 +0545; TLS until 2027-01-01 05:45:00 +0545 &lt;b&gt;"

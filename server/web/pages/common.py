@@ -57,12 +57,13 @@ def _when(ctx: Context, ts: float | None) -> str:
     return datetime.fromtimestamp(ts, zone if isinstance(zone, tzinfo) else UTC).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-_ISO_UTC = re.compile(r"\b(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z\b")
+_ISO_UTC = re.compile(r"\b(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:Z\b|\+00:00)")
 
 
 @pass_context
 def _local_times(ctx: Context, text: str | None) -> str:
-    """Stored text with its ISO UTC moments (e.g. "failed again at 2026-12-06T22:30:05Z") in the user's time zone."""
+    """Stored text with its ISO UTC moments ("failed again at 2026-12-06T22:30:05Z", a certificate's
+    "2027-01-01T00:00:00+00:00") in the user's time zone."""
     if not text:
         return ""
 
