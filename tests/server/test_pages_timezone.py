@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import update
 
 from server.auth import access as auth
@@ -99,6 +100,7 @@ def test_the_browser_sets_its_zone_on_the_first_visit(browser_env: tuple[str, ob
                 break
             page.wait_for_timeout(100)
         assert pref == prefs.TimeZonePref("America/New_York", True)
+        expect(page.locator("body")).to_have_attribute("data-tz", "America/New_York")  # the reload came (else a goto races it)
         page.goto(f"{url}/alerts/{alert_id}")
         text = page.inner_text("main")
         assert (" EDT" in text or " EST" in text) and " UTC" not in text.split("History")[0], text[:600]
