@@ -91,7 +91,7 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
     def get_single_node(self) -> yaml.Node | None:
-        node: yaml.Node | None = super().get_single_node()  # type: ignore[no-untyped-call]
+        node: yaml.Node | None = super().get_single_node()
         if node is not None:
             _refuse_alias_bombs(node)
         return node
