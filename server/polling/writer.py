@@ -244,5 +244,6 @@ class Writer:
                 rollup(conn)
                 expire(conn, s.raw_retention_hours, s.rollup_5m_retention_days, s.rollup_1h_retention_days)
                 expire_traps(conn)
+                accounts.prune_login_attempts(conn)
         except Exception:
             log.exception("rollup/retention failed; will retry")
