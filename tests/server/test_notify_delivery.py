@@ -7,12 +7,14 @@ import http.server
 import itertools
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests.adapters
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
@@ -389,6 +391,18 @@ def test_an_apprise_redirect_to_a_refused_address_is_not_followed() -> None:
         allowed = AppriseChannel(f"json://127.0.0.1:{port}/hook", allow_unsafe=True)._send_sync(NOTE, 5.0)
     assert refused.status == "refused" and refused.permanent and "unspecified" in refused.detail, refused
     assert allowed.status != "refused" and not allowed.permanent, allowed  # followed, then no answer: a retry
+
+
+def test_watching_an_apprise_send_patches_nothing_and_stays_on_its_thread() -> None:
+    """requests is not patched; the address check applies to the sending thread only, during its send."""
+    assert requests.adapters.HTTPAdapter.send.__module__ == "requests.adapters"
+    assert requests.adapters.HTTPAdapter.send.__qualname__ == "HTTPAdapter.send"
+    location = f"http://0.0.0.0:{_closed_port()}/latest/meta-data"
+    with _redirecting(200, location) as port:
+        assert AppriseChannel(f"json://127.0.0.1:{port}/hook")._send_sync(NOTE, 5.0).status == "refused"
+        with socket.create_connection(("0.0.0.0", port), timeout=5):  # outside a send nothing is refused
+            pass
+    assert sys.getprofile() is None
 
 
 def test_a_changed_secrets_key_keeps_messages_for_after_the_restart(tmp_path: Path, receiver: Receiver) -> None:
