@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pyotp
@@ -29,6 +30,11 @@ from server.store import accounts
 from server.store.db import make_engine, migrate
 from server.web.app import create_app
 from tests.peers.sshd import SshdPeer, start_sshd
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Page
+
+    from tests.server.push_browser import Served as PushServed
 
 # Trust auth on loopback; `make test` starts this server, so an unreachable one is a failure.
 PG_HOST = os.environ.get("PGHOST_TEST", "127.0.0.1")
@@ -270,6 +276,24 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPeer]:
     peer = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield peer
     peer.stop()
+
+
+@pytest.fixture
+def push_served(tmp_path: Path) -> Iterator[PushServed]:
+    """The app (worker running) served by uvicorn with a local Web Push service; user pat (operator)."""
+    from tests.server.push_browser import serve_with_push  # imports app_fleet, which imports this module
+
+    with serve_with_push(tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
+def push_browser() -> Iterator[tuple[BrowserContext, Page]]:
+    """Headless Chromium at a Pixel 7's viewport: its context and a page."""
+    from tests.server.push_browser import phone_browser
+
+    with phone_browser() as opened:
+        yield opened
 
 
 @pytest.fixture
