@@ -34,6 +34,7 @@ from tests.peers.sshd import SshdPeer, start_sshd
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
 
+    from tests.peers.snmpd_netns import NetnsSnmpd
     from tests.server.push_browser import Served as PushServed
 
 # Trust auth on loopback; `make test` starts this server, so an unreachable one is a failure.
@@ -294,6 +295,14 @@ def push_browser() -> Iterator[tuple[BrowserContext, Page]]:
 
     with phone_browser() as opened:
         yield opened
+
+
+@pytest.fixture
+def netns_switch(tmp_path: Path) -> Iterator[NetnsSnmpd]:
+    """snmpd in its own network namespace with a veth pair (pn0, pn1): port SETs really change interfaces."""
+    from tests.server.netns_helpers import running_switch  # imports actions_helpers, which imports this module
+
+    yield from running_switch(tmp_path)
 
 
 @pytest.fixture

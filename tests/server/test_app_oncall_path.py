@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Playwright, expect
 
 from server.config.settings import Settings
 from server.store import accounts
-from tests.peers.snmpd_netns import VETH, NetnsSnmpd, netns_available, start_netns_snmpd
+from tests.peers.snmpd_netns import VETH, NetnsSnmpd
 from tests.server.actions_helpers import password_hash
 from tests.server.app_browser import ARTIFACTS, phone, playwright_browser, shot, sign_in
 from tests.server.app_fleet import LiveServer, serve
@@ -49,16 +49,6 @@ actions:
     verify: false
 """
 SLOW_4G = {"offline": False, "latency": 562.5, "downloadThroughput": 180_000, "uploadThroughput": 84_375}
-
-
-@pytest.fixture
-def switch(tmp_path: Path) -> Iterator[NetnsSnmpd]:
-    why = netns_available()
-    if why:
-        pytest.skip(why)
-    peer = start_netns_snmpd(tmp_path)
-    yield peer
-    peer.stop()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +89,7 @@ class Api:
 
 
 def test_from_the_alert_to_a_verified_port_fix_in_three_taps_on_a_throttled_phone(
-    tmp_path: Path, switch: NetnsSnmpd, chromium: tuple[Playwright, Browser]
+    tmp_path: Path, netns_switch: NetnsSnmpd, chromium: tuple[Playwright, Browser]
 ) -> None:
     catalog = tmp_path / "actions.yaml"
     catalog.write_text(CATALOG)
@@ -107,7 +97,7 @@ def test_from_the_alert_to_a_verified_port_fix_in_three_taps_on_a_throttled_phon
     with serve(settings, poll=True) as server:
         server.user("op-user", "operator")
         api = Api(server)
-        snmp = {"port": switch.port, "version": "2c", "community": "public", "write": {"community": "private"}}
+        snmp = {"port": netns_switch.port, "version": "2c", "community": "public", "write": {"community": "private"}}
         device = api("POST", "/api/v1/devices", json={"name": "sw-ns", "address": "127.0.0.1", "kind": "switch",
                                                       "interval": 5, "snmp": snmp})["id"]  # fmt: skip
         api("POST", f"/api/v1/devices/{device}/poll")
@@ -141,7 +131,7 @@ def test_from_the_alert_to_a_verified_port_fix_in_three_taps_on_a_throttled_phon
         # In this lab the link is down because its far end (pn1) is shut; the veth pair cannot be fixed from pn0
         # alone, so the far end comes back as the run starts (as a technician re-seating the cable would): what is
         # measured is the phone path and pocketnoc's re-poll, alert resolution and two-check hold, all for real.
-        switch._nsenter("ip", "link", "set", VETH[1], "up")
+        netns_switch._nsenter("ip", "link", "set", VETH[1], "up")
         expect(page.locator("#run-verification")).to_have_text("verified", timeout=120_000)
         assert taps <= 4
         verified = time.monotonic()
