@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -31,20 +32,34 @@ PATTERN_WORDS: dict[str, str] = {
 }
 
 
-def error_message(err: Any) -> str:
+class FieldError(TypedDict):
+    """One invalid field as a 422 body lists it."""
+
+    loc: list[str]
+    msg: str
+    type: str | None
+
+
+def error_message(err: Mapping[str, object]) -> str:
     """A pydantic error's message for people: a known pattern in words, without pydantic's 'Value error, ' prefix."""
     if err.get("type") == "string_pattern_mismatch":
-        words = PATTERN_WORDS.get(str((err.get("ctx") or {}).get("pattern")))
+        ctx = err.get("ctx")
+        words = PATTERN_WORDS.get(str(ctx.get("pattern"))) if isinstance(ctx, Mapping) else None
         if words is not None:
             return words
     return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
-def error_list(errors: Any) -> list[dict[str, Any]]:
+def error_list(errors: Iterable[Mapping[str, object]]) -> list[FieldError]:
     """Pydantic errors as an API 422 body lists them: structured `loc`, a message for people, the error type."""
-    return [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": error_message(e)[:300], "type": e.get("type")} for e in errors
-    ]
+    found: list[FieldError] = []
+    for e in errors:
+        loc = e.get("loc", ())
+        parts = [str(p) for p in loc] if isinstance(loc, list | tuple) else []
+        kind = e.get("type")
+        found.append({"loc": parts, "msg": error_message(e)[:300], "type": kind if isinstance(kind, str) else None})
+    return found
+
 
 DeviceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
 Tag = Annotated[str, StringConstraints(pattern=TAG_RE)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ class Settings(BaseSettings):
         return self.secret_key_file or (self.data_dir / "secret.key")
 
 
-def build_settings(file_values: dict[str, Any] | None = None, **overrides: Any) -> Settings:
+def build_settings(file_values: Mapping[str, object] | None = None, **overrides: object) -> Settings:
     """Merge config-file values under env vars, then explicit overrides (command-line flags) on top."""
     values: dict[str, Any] = dict(file_values or {})
     env_names = {f"POCKETNOC_{name.upper()}" for name in Settings.model_fields}

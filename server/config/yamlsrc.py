@@ -227,7 +227,7 @@ def validation_problems(path: Path, tree: Any, exc: ValidationError, prefix: tup
 
 def load_model(
     path: Path, model: type[M], shape: str, cross_checks: Callable[[LineDict, list[str]], list[str]] | None = None
-) -> tuple[M | None, Any]:
+) -> tuple[M | None, LineDict | None]:
     """One YAML file validated as `model`: (the model, or None for an empty file; the line-aware tree).
 
     `shape` says what the file must be ("an actions file is a mapping with 'actions:'") when it is not a mapping.
@@ -251,7 +251,7 @@ def load_model(
     return parsed, tree
 
 
-def line_of(node: Any, loc: Sequence[Any]) -> int:
+def line_of(node: object, loc: Sequence[object]) -> int:
     """The line of the deepest node of `loc` that exists in the parsed YAML tree."""
     line = getattr(node, "line", 0)
     for part in loc:
@@ -266,7 +266,7 @@ def line_of(node: Any, loc: Sequence[Any]) -> int:
     return line
 
 
-def repeated(items: Any, key: str) -> list[tuple[str, int, int]]:
+def repeated(items: object, key: str) -> list[tuple[str, int, int]]:
     """(name, line, first line) for each list item whose `key` repeats an earlier item's — read from the raw YAML,
     so the check runs even when items fail validation."""
     if not isinstance(items, LineList):

@@ -19,6 +19,7 @@ import web
 from server.actions import runner as actions_runner
 from server.auth import stepup
 from server.auth.access import Forbidden, NotAuthenticated, request_scheme
+from server.config.inventory import FieldError, error_list
 from server.config.loader import LoadedConfig
 from server.config.settings import Settings
 from server.keys.rotation import check_key
@@ -45,7 +46,7 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path == "/metrics"
 
 
-def _not_json_body(request: Request, errors: list[dict[str, Any]]) -> bool:
+def _not_json_body(request: Request, errors: list[FieldError]) -> bool:
     """A refused body that was not sent as JSON (no or another Content-Type): 415 says what to do, not 'valid dictionary'."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     json_like = kind == "application/json" or kind.endswith("+json")
@@ -100,8 +101,6 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        from server.config.inventory import error_list
-
         errors = error_list(exc.errors())  # patterns in words, not the raw regex; `loc` kept for programs
         if _wants_json(request) and _not_json_body(request, errors):
             return JSONResponse({"detail": "send JSON with Content-Type: application/json"}, status_code=415)
