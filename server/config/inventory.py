@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from agents import nagios
 from agents.userregex import RegexError, compile_user_regex
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -206,7 +207,9 @@ class SshSpec(_Strict):
 
 
 BUILTIN_CHECKS = ("ping", "tcp", "http")
-PluginOption = Annotated[str, Field(max_length=1024)] | int | float | bool
+_Word = Annotated[str, Field(max_length=1024)]
+# A list of strings is a nagios check's arguments: a typed list, never a shell line.
+PluginOption = _Word | int | float | bool | Annotated[list[_Word], Field(max_length=64)]
 
 
 def _plugin_kinds() -> list[str]:
@@ -263,6 +266,8 @@ class CheckSpec(_Strict):
     def _shape(self) -> CheckSpec:
         if self.options and not self.is_plugin:
             raise ValueError(f"options are for plug-in check types, not {self.type}")
+        if self.type == "nagios" and (problem := nagios.option_problem(self.options)) is not None:
+            raise ValueError(problem)
         if self.type == "tcp" and self.port is None:
             raise ValueError("a tcp check needs a port")
         if self.type == "http" and not self.url:
@@ -325,6 +330,8 @@ class DeviceSpec(_Strict):
         names = [c.check_name for c in self.checks]
         if len(names) != len(set(names)):
             raise ValueError("check names must be unique per device (give each a 'name')")
+        if self.ssh is None and any(c.type == "nagios" and c.options.get("via") == "ssh" for c in self.checks):
+            raise ValueError("a nagios check with via: ssh needs the device's ssh block (login and pinned host key)")
         return self
 
 

@@ -1,0 +1,137 @@
+"""Nagios plug-in checks end to end: inventory -> poller -> writer -> state, metrics and the device page.
+
+Debian's monitoring-plugins run here and on the test sshd (over the pinned SSH login); a hostile plug-in
+(in a temp plug-in directory the settings allow) floods, hangs and misprints without losing anything.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from server.config.inventory import DeviceSpec
+from server.config.settings import Settings
+from tests.peers.sshd import SshdPeer
+from tests.server.conftest import AppEnv, bearer, make_app_env, sign_in
+
+PLUGINS = "/usr/lib/nagios/plugins"
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path) -> Path:
+    found = tmp_path / "plugins"
+    found.mkdir()
+    hang = found / "hang"
+    hang.write_text("#!/bin/sh\necho 'never says'\nexec sleep 300\n")
+    flood = found / "flood"
+    flood.write_text("#!/bin/sh\necho \"SPAM WARNING - <b>loud</b> | 'big one'=42%;40;90 bad=x\"\nhead -c 20000000 /dev/zero\n")
+    for path in (hang, flood):
+        path.chmod(stat.S_IRWXU)
+    return found
+
+
+@pytest.fixture
+def env(tmp_path: Path, plugin_dir: Path) -> Iterator[AppEnv]:
+    settings = Settings(
+        data_dir=tmp_path / "data", writer_batch_seconds=0.05, down_after_failures=1, plugin_dirs=[PLUGINS, str(plugin_dir)]
+    )
+    yield from make_app_env(settings, poll=True)
+
+
+def _check(name: str, command: str, args: list[str], **extra: Any) -> dict[str, Any]:
+    return {"type": "nagios", "name": name, "timeout": 5, "interval": 60, "options": {"command": command, "args": args, **extra}}
+
+
+def _create_and_poll(env: AppEnv, name: str, checks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """Add the device through the API, poll it now (the real poller and writer), return its API view."""
+    headers = bearer(env.token(f"admin-{name}", "admin"))
+    spec = {"name": name, "address": "127.0.0.1", "interval": 3600, "checks": checks, **extra}
+    created = env.client.post("/api/v1/devices", json=spec, headers=headers)
+    assert created.status_code == 201, created.text
+    device_id = created.json()["id"]
+    r = env.client.post(f"/api/v1/devices/{device_id}/poll", headers=headers)
+    assert r.status_code == 200, r.text
+    device = dict(env.client.get(f"/api/v1/devices/{device_id}", headers=headers).json())
+    checks_now = device["checks"]
+    device["by_check"] = {c["name"]: c for c in checks_now} if isinstance(checks_now, list) else checks_now
+    return device
+
+
+def _page(env: AppEnv, device: dict[str, Any]) -> str:
+    env.user("viewer", "viewer")
+    sign_in(env.client, "viewer")
+    page = env.client.get(f"/devices/{device['id']}")
+    assert page.status_code == 200
+    return page.text
+
+
+def test_local_plugins_give_state_metrics_and_graphs(env: AppEnv, plugin_dir: Path) -> None:
+    checks = [
+        _check("load", f"{PLUGINS}/check_load", ["-w", "500,500,500", "-c", "900,900,900"]),
+        _check("disk-root", f"{PLUGINS}/check_disk", ["-w", "0%", "-c", "0%", "-p", "/"]),
+    ]
+    device = _create_and_poll(env, "noc-host", checks)
+    assert device["state"] == "up", device["last_error"]
+    checks = device["by_check"]
+    assert checks["load"]["facts"]["plugin_state"] == "ok"
+    metrics = {(m["metric"], m["labels"].get("perf"), m["labels"].get("check")) for m in device["metrics"]}
+    assert ("plugin_value", "load1", "load") in metrics and ("plugin_bytes", "/", "disk-root") in metrics
+    page = _page(env, device)
+    assert "LOAD OK - total load average" in page and "DISK OK" in page
+    assert "Plug-in value · load · load1" in page and "Plug-in size · disk-root · /" in page
+
+
+def test_hostile_plugins_are_unknown_or_warning_and_nothing_is_lost(env: AppEnv, plugin_dir: Path) -> None:
+    checks = [
+        {**_check("hang", str(plugin_dir / "hang"), []), "timeout": 1},
+        _check("flood", str(plugin_dir / "flood"), []),
+        _check("outside", "/usr/bin/id", []),
+        _check("dummy", f"{PLUGINS}/check_dummy", ["0", "fine"]),
+    ]
+    device = _create_and_poll(env, "hostile", checks)
+    assert device["state"] == "degraded"
+    checks = device["by_check"]
+    assert checks["hang"]["error"] == "UNKNOWN: timed out after 1 s"
+    assert checks["flood"]["error"] == "SPAM WARNING - <b>loud</b>"
+    assert any("20000" in n for n in checks["flood"]["facts"]["plugin_notes"])
+    assert "not inside an allowed plug-in directory" in checks["outside"]["error"]
+    assert checks["dummy"]["ok"]
+    flood = [m for m in device["metrics"] if m["labels"].get("check") == "flood"]
+    assert [(m["metric"], m["labels"]["perf"], m["value"]) for m in flood] == [("plugin_pct", "big one", 42.0)]
+    page = _page(env, device)
+    assert "&lt;b&gt;loud&lt;/b&gt;" in page and "<b>loud</b>" not in page
+
+
+def test_plugins_run_over_ssh_with_the_pinned_key(env: AppEnv, sshd: SshdPeer) -> None:
+    ssh = {"port": sshd.port, "user": sshd.user, "key_file": sshd.key_path, "host_key": sshd.host_key_line, "timeout": 10}
+    checks = [
+        _check("remote-load", f"{PLUGINS}/check_load", ["-w", "500,500,500", "-c", "900,900,900"], via="ssh"),
+        # A shell would run the $(...) and the ;: quoted, it is check_dummy's text, nothing more.
+        _check("remote-dummy", f"{PLUGINS}/check_dummy", ["2", "it's; $(id) `id`"], via="ssh"),
+        _check("remote-missing", f"{PLUGINS}/check_not_installed", [], via="ssh"),
+    ]
+    device = _create_and_poll(env, "remote", checks, ssh=ssh)
+    checks = device["by_check"]
+    assert checks["remote-load"]["ok"], checks["remote-load"]
+    assert checks["remote-dummy"]["error"] == "CRITICAL: it's; $(id) `id`"
+    assert checks["remote-missing"]["error"].startswith("UNKNOWN: the plug-in was not found (exit 127)")
+    assert any(m["metric"] == "plugin_value" and m["labels"].get("check") == "remote-load" for m in device["metrics"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"command": "check_load"}, "normalised absolute path"),
+        ({"command": f"{PLUGINS}/check_load", "args": ["-w", 5]}, "string"),
+        ({"command": f"{PLUGINS}/check_load", "plugin_dirs": ["/"]}, "unknown nagios option(s): plugin_dirs"),
+        ({"command": f"{PLUGINS}/check_load", "via": "ssh"}, "needs the device's ssh block"),
+    ],
+)
+def test_bad_nagios_checks_are_config_errors(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        DeviceSpec.model_validate({"name": "x", "address": "127.0.0.1", "checks": [{"type": "nagios", "options": options}]})
