@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from agents.snmp_families import FamilyError, load_families_cached
 from server import logsafe
+from server.cli import importer as cli_importer
 from server.cli import scaleout as cli_scaleout
 from server.cli import security as cli_security
 from server.config.loader import LoadedConfig, load_config
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_security.add_user_parsers(user, _common)
     cli_security.add_parsers(sub, _common)
     cli_scaleout.add_parsers(sub, _common)
+    cli_importer.add_parsers(sub, _common)
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True, metavar="ACTION")
     p = token.add_parser("create", help="create an API token acting as user NAME; prints it as the last line")
     p.add_argument("name", help="the user the token acts as")
@@ -360,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "import":  # needs no settings, database or key: it only writes files to review
+        return cli_importer.cmd_import(args)
     try:
         if args.command == "check-config":
             path = args.path or args.config

@@ -207,6 +207,7 @@ class SshSpec(_Strict):
 
 
 BUILTIN_CHECKS = ("ping", "tcp", "http")
+OWN_PLUGIN_CHECKS = ("nagios",)  # built-in collectors loaded through the plug-in door, configured by options
 _Word = Annotated[str, Field(max_length=1024)]
 # A list of strings is a nagios check's arguments: a typed list, never a shell line.
 PluginOption = _Word | int | float | bool | Annotated[list[_Word], Field(max_length=64)]
@@ -218,7 +219,7 @@ def _plugin_kinds() -> list[str]:
     from agents.base import REGISTRY
 
     builtin.load()
-    return sorted(k for k in REGISTRY if k not in (*BUILTIN_CHECKS, "snmp", "ssh"))
+    return sorted(k for k in REGISTRY if k not in (*BUILTIN_CHECKS, *OWN_PLUGIN_CHECKS, "snmp", "ssh"))
 
 
 class CheckSpec(_Strict):
@@ -249,12 +250,12 @@ class CheckSpec(_Strict):
     @field_validator("type")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        if value in BUILTIN_CHECKS:
+        if value in BUILTIN_CHECKS or value in OWN_PLUGIN_CHECKS:
             return value
         plugins = _plugin_kinds()
         if value not in plugins:
             extra = f", or a plug-in's kind ({', '.join(plugins)})" if plugins else " (no check plug-in is installed)"
-            raise ValueError(f"unknown check type {value!r}: one of ping, tcp, http{extra}")
+            raise ValueError(f"unknown check type {value!r}: one of ping, tcp, http, nagios{extra}")
         return value
 
     @property

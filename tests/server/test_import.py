@@ -1,0 +1,129 @@
+"""`pocketnoc import`: Uptime Kuma backups and LibreNMS device lists become config files that pass check-config."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from server.cli.main import main
+from tests.server.conftest import assert_clean_error, run_cli
+
+SAMPLES = Path(__file__).parent / "imports"
+KUMA = SAMPLES / "uptime-kuma-backup.json"
+LIBRENMS = SAMPLES / "librenms-devices.json"
+SECRETS = (
+    "AAH-kuma-test-token", "secret", "s3cret-smtp-pass", "ntfy-pass-xyz", "AbCgotifyTok3n", "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
+    "pd-integration-key", "db-secret", "n0c-r3ad", "auth-key-123", "priv-key-456",
+)  # fmt: skip
+
+
+def _yaml(path: Path) -> dict[str, object]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_uptime_kuma_backup_becomes_devices_checks_and_channels(tmp_path: Path) -> None:
+    out = tmp_path / "kuma"
+    result = run_cli("import", "uptime-kuma", KUMA, "--out", out)
+    assert result.returncode == 0, result.stderr
+    for secret in SECRETS:
+        assert secret not in result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "imported: 6 devices, 8 checks, 8 channels"
+    skipped = "\n".join(line for line in lines if line.startswith("not imported: "))
+    for fragment in ("'PagerDuty' (PagerDuty): no Apprise channel", "'Broken Telegram' (telegram): its settings are incomplete",
+                     "'Resolver' (dns): pocketnoc has no dns check", "'Docker nginx' (docker)", "'Postgres' (postgres)",
+                     "'Maintenance page' (http): upside-down", "'Bad host' (ping): no usable host name"):  # fmt: skip
+        assert fragment in skipped
+    assert "\x1b" not in result.stdout
+    for name in ("pocketnoc.yaml", "inventory.yaml", "channels.yaml"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600
+    devices = {d["name"]: d for d in _yaml(out / "inventory.yaml")["devices"]}  # type: ignore[attr-defined]
+    www = devices["www.example.net"]
+    assert {"Production", "prod", "notify-ops-telegram", "notify-slack-noc"} <= set(www["tags"])
+    login = next(c for c in www["checks"] if c["name"] == "Website-login-page")
+    assert login["type"] == "http" and login["body_regex"] == r"Sign in \(SSO\)"
+    api = devices["api.example.net"]["checks"][0]
+    assert api["method"] == "HEAD" and api["verify_tls"] is False and 301 in api["expected_status"]
+    assert api["interval"] == 30 and api["timeout"] == 24
+    assert [(c["type"], c["port"]) for c in devices["mail.example.net"]["checks"]] == [("tcp", 25), ("tcp", 993)]
+    assert devices["intranet.example.net"]["enabled"] is False
+    channels = {c["name"]: c["url"] for c in _yaml(out / "channels.yaml")["channels"]}  # type: ignore[attr-defined]
+    assert channels["ops-telegram"].startswith("tgram://") and channels["noc-discord"].startswith("discord://")
+    mail = channels["mail-on-call"]
+    assert mail.startswith("smtp://alerts%40example.net:") and "from=alerts%40example.net" in mail
+    assert channels["ntfy-phones"].startswith("ntfys://") and channels["pushover"].startswith("pover://")
+    assert channels["itsm-webhook"].startswith("https://itsm.example.net/")
+    check = run_cli("check-config", out / "pocketnoc.yaml")
+    assert check.returncode == 0, check.stderr
+    assert "OK (6 devices)" in check.stdout
+
+
+def test_librenms_device_list_becomes_snmp_devices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "librenms"
+    assert main(["import", "librenms", str(LIBRENMS), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    for secret in SECRETS:
+        assert secret not in printed.out + printed.err
+    assert printed.out.splitlines()[0] == "imported: 7 devices, 0 checks, 0 channels"
+    assert "'fw1.example.net': SNMPv3 user missing or a key shorter than 8" in printed.out
+    assert "'ups1.example.net': no SNMP community" in printed.out
+    assert "'weird\\x07host': no usable host name" in printed.out and "\x07" not in printed.out
+    assert not (out / "channels.yaml").exists()
+    devices = {d["name"]: d for d in _yaml(out / "inventory.yaml")["devices"]}  # type: ignore[attr-defined]
+    assert devices["core-sw1"]["snmp"] == {"version": "2c", "port": 161, "community": "n0c-r3ad"}
+    assert devices["core-sw1"]["kind"] == "cisco-ios" and devices["core-sw1"]["tags"] == ["HQ-Rack-1"]
+    rtr = devices["edge-rtr1"]
+    assert rtr["address"] == "192.0.2.1" and rtr["kind"] == "mikrotik-routeros"
+    assert rtr["snmp"] == {"version": "3", "port": 161, "user": "librenms", "auth_protocol": "sha", "auth_key": "auth-key-123",
+                           "priv_protocol": "aes128", "priv_key": "priv-key-456"}  # fmt: skip
+    assert "snmp" not in devices["fw1"] and devices["old-switch"]["enabled"] is False
+    assert main(["check-config", str(out / "pocketnoc.yaml")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "content", "message"),
+    [
+        ("uptime-kuma", b"<html>not json</html>", "is not JSON: Expecting value at line 1, column 1"),
+        ("uptime-kuma", b"\xff\xfe\x00binary", "is not UTF-8 text"),
+        ("uptime-kuma", b'[{"id": 1}]', "not an Uptime Kuma backup: expected an object with monitorList"),
+        ("uptime-kuma", b'{"monitorList": {"1": {}}}', "monitorList is not a list"),
+        ("librenms", b'{"status": "error", "message": "Unauthenticated."}', "not a LibreNMS device list"),
+        ("librenms", b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / "export.json"
+    path.write_bytes(content)
+    assert main(["import", source, str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_huge_missing_and_existing_are_refused_without_a_traceback(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as f:
+        f.truncate(40 * 1024 * 1024)  # sparse: nothing is written, only at most 32 MiB + 1 byte is read
+    assert_clean_error(run_cli("import", "uptime-kuma", huge, "--out", tmp_path / "o"), "at most 33554432 are read")
+    assert_clean_error(run_cli("import", "librenms", tmp_path / "nope.json", "--out", tmp_path / "o"), "cannot read")
+    out = tmp_path / "twice"
+    first = run_cli("import", "librenms", LIBRENMS, "--out", out)
+    assert first.returncode == 0, first.stderr
+    assert_clean_error(run_cli("import", "librenms", LIBRENMS, "--out", out), "exists; choose another --out directory")
+    assert run_cli("import", "librenms", LIBRENMS, "--out", out, "--force").returncode == 0
+
+
+def test_samples_are_what_the_tools_export() -> None:
+    kuma = json.loads(KUMA.read_text())
+    assert {"version", "notificationList", "monitorList"} <= set(kuma)
+    assert all(isinstance(n["config"], str) for n in kuma["notificationList"])  # a JSON string inside, as Kuma writes it
+    librenms = json.loads(LIBRENMS.read_text())
+    assert librenms["status"] == "ok" and librenms["count"] == len(librenms["devices"])
