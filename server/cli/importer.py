@@ -9,13 +9,8 @@ from pathlib import Path
 
 from server.config.loader import load_config
 from server.config.yamlsrc import ConfigError
-from server.imports import kuma, librenms
 from server.imports.common import Imported, ImportError_, read_file, write_files
-
-SOURCES: dict[str, tuple[str, Callable[[object], Imported]]] = {
-    "uptime-kuma": ("Uptime Kuma backup", kuma.convert),
-    "librenms": ("LibreNMS device list", librenms.convert),
-}
+from server.imports.sources import SOURCES
 
 
 def add_parsers(

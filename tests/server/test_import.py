@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from server.cli.main import main
-from tests.server.conftest import assert_clean_error, run_cli
+from tests.server.conftest import AppEnv, assert_clean_error, form_csrf, run_cli, sign_in
 
 SAMPLES = Path(__file__).parent / "imports"
 KUMA = SAMPLES / "uptime-kuma-backup.json"
 LIBRENMS = SAMPLES / "librenms-devices.json"
 SECRETS = (
-    "AAH-kuma-test-token", "secret", "s3cret-smtp-pass", "ntfy-pass-xyz", "AbCgotifyTok3n", "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
+    "AAH-kuma-test-token", "webhook-secret-123", "0123456789-_secret", "s3cret-smtp-pass", "ntfy-pass-xyz", "AbCgotifyTok3n", "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
     "pd-integration-key", "db-secret", "n0c-r3ad", "auth-key-123", "priv-key-456",
 )  # fmt: skip
 
@@ -127,3 +127,30 @@ def test_samples_are_what_the_tools_export() -> None:
     assert all(isinstance(n["config"], str) for n in kuma["notificationList"])  # a JSON string inside, as Kuma writes it
     librenms = json.loads(LIBRENMS.read_text())
     assert librenms["status"] == "ok" and librenms["count"] == len(librenms["devices"])
+
+
+def test_admin_page_shows_the_yaml_to_review_with_secrets_hidden(app_env: AppEnv) -> None:
+    client = app_env.client
+    app_env.user("boss", "admin")
+    sign_in(client, "boss")
+    page = client.get("/admin/import")
+    assert page.status_code == 200 and 'enctype="multipart/form-data"' in page.text
+    csrf = form_csrf(page.text)
+    files = {"file": ("kuma.json", KUMA.read_bytes(), "application/json")}
+    shown = client.post("/admin/import", data={"source": "uptime-kuma", "csrf_token": csrf}, files=files)
+    assert shown.status_code == 200, shown.text
+    assert "Would import 6 devices, 8 checks, 8 channels" in shown.text
+    assert "not imported: monitor &#39;Resolver&#39; (dns)" in shown.text
+    assert "url: https://api.example.net/health" in shown.text and "notify-ops-telegram" in shown.text
+    for secret in SECRETS:
+        assert secret not in shown.text
+    libre = {"file": ("devices.json", LIBRENMS.read_bytes(), "application/json")}
+    hidden = client.post("/admin/import", data={"source": "librenms", "csrf_token": csrf}, files=libre)
+    assert "community: &#39;&lt;hidden: run pocketnoc import" in hidden.text and "n0c-r3ad" not in hidden.text
+    bad = client.post("/admin/import", data={"source": "librenms", "csrf_token": csrf},
+                      files={"file": ("x.json", b"{nope", "application/json")})
+    assert bad.status_code == 422 and "is not JSON" in bad.text
+    forged = client.post("/admin/import", data={"source": "librenms"}, files=libre)
+    assert forged.status_code == 403
+    entries = client.get("/admin/audit").text
+    assert "import.preview" in entries
