@@ -16,7 +16,8 @@ SAMPLES = Path(__file__).parent / "imports"
 KUMA = SAMPLES / "uptime-kuma-backup.json"
 LIBRENMS = SAMPLES / "librenms-devices.json"
 SECRETS = (
-    "AAH-kuma-test-token", "webhook-secret-123", "0123456789-_secret", "s3cret-smtp-pass", "ntfy-pass-xyz", "AbCgotifyTok3n", "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
+    "AAH-kuma-test-token", "webhook-secret-123", "0123456789-_secret", "s3cret-smtp-pass", "ntfy-pass-xyz",
+    "AbCgotifyTok3n", "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
     "pd-integration-key", "db-secret", "n0c-r3ad", "auth-key-123", "priv-key-456",
 )  # fmt: skip
 
