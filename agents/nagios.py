@@ -41,6 +41,7 @@ class Run:
     stderr: bytes
     total_bytes: int
     timed_out: bool = False
+    stopped: str | None = None  # why it was stopped before it exited, other than the timeout
 
 
 def option_problem(options: Mapping[str, object]) -> str | None:
@@ -137,6 +138,8 @@ def _result(run: Run, limit: float, started: float) -> Reading:
     status_text = parsed.text
     if run.timed_out:
         status_text = f"timed out after {limit:g} s"
+    elif run.stopped is not None:
+        status_text = run.stopped
     elif (why := exit_problem(run.exit_code)) is not None:
         stderr = clean_text(run.stderr, 300).strip().split("\n")[0]
         status_text = why + (f": {stderr}" if stderr else (f": {parsed.text}" if parsed.text else ""))
@@ -198,12 +201,13 @@ class NagiosCollector:
         if self._ssh is None:
             self._ssh = SshCollector()
         # SSH runs every command through the remote user's shell: quote each word so it stays one argument.
+        # At the timeout the SSH layer asks sshd to KILL the command's process group (children included).
         line = " ".join(shlex.quote(word) for word in (command, *args))
         result = await self._ssh.run_command(target, line, timeout=limit, max_bytes=KEEP_BYTES)
         size = len(result.stdout) + (1 if result.truncated else 0)
         exit_code = None if result.timed_out else result.exit_code
         if result.truncated and result.exit_code is None and not result.timed_out:
-            return Run(None, result.stdout, b"output over 64 KiB; the remote plug-in was stopped", size)
+            return Run(None, result.stdout, result.stderr, size, stopped="output over 64 KiB; the remote plug-in was stopped")
         return Run(exit_code, result.stdout, result.stderr, size, result.timed_out)
 
     async def close(self) -> None:

@@ -6,7 +6,9 @@ Debian's monitoring-plugins run here and on the test sshd (over the pinned SSH l
 
 from __future__ import annotations
 
-import stat
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,16 +25,24 @@ PLUGINS = "/usr/lib/nagios/plugins"
 
 
 @pytest.fixture
-def plugin_dir(tmp_path: Path) -> Path:
-    found = tmp_path / "plugins"
-    found.mkdir()
-    hang = found / "hang"
-    hang.write_text("#!/bin/sh\necho 'never says'\nexec sleep 300\n")
-    flood = found / "flood"
-    flood.write_text("#!/bin/sh\necho \"SPAM WARNING - <b>loud</b> | 'big one'=42%;40;90 bad=x\"\nhead -c 20000000 /dev/zero\n")
-    for path in (hang, flood):
-        path.chmod(stat.S_IRWXU)
-    return found
+def plugin_dir() -> Iterator[Path]:
+    """Hostile plug-ins in a directory the sshd test user can reach too (pytest's tmp dirs are 0700)."""
+    found = Path(tempfile.mkdtemp(prefix="pnoc-plugins-"))
+    found.chmod(0o755)
+    run = found / "run"
+    run.mkdir()
+    run.chmod(0o1777)
+    scripts = {
+        "hang": "echo 'never says'\nexec sleep 300\n",
+        "remote-hang": f"sleep 300 &\necho $! > {run / 'remote.pid'}\nwait\n",
+        "flood": "echo \"SPAM WARNING - <b>loud</b> | 'big one'=42%;40;90 bad=x\"\nhead -c 20000000 /dev/zero\n",
+    }
+    for name, body in scripts.items():
+        path = found / name
+        path.write_text("#!/bin/sh\n" + body)
+        path.chmod(0o755)
+    yield found
+    shutil.rmtree(found, ignore_errors=True)
 
 
 @pytest.fixture
@@ -107,13 +117,15 @@ def test_hostile_plugins_are_unknown_or_warning_and_nothing_is_lost(env: AppEnv,
     assert "&lt;b&gt;loud&lt;/b&gt;" in page and "<b>loud</b>" not in page
 
 
-def test_plugins_run_over_ssh_with_the_pinned_key(env: AppEnv, sshd: SshdPeer) -> None:
+def test_plugins_run_over_ssh_with_the_pinned_key(env: AppEnv, sshd: SshdPeer, plugin_dir: Path) -> None:
     ssh = {"port": sshd.port, "user": sshd.user, "key_file": sshd.key_path, "host_key": sshd.host_key_line, "timeout": 10}
     checks = [
         _check("remote-load", f"{PLUGINS}/check_load", ["-w", "500,500,500", "-c", "900,900,900"], via="ssh"),
         # A shell would run the $(...) and the ;: quoted, it is check_dummy's text, nothing more.
         _check("remote-dummy", f"{PLUGINS}/check_dummy", ["2", "it's; $(id) `id`"], via="ssh"),
         _check("remote-missing", f"{PLUGINS}/check_not_installed", [], via="ssh"),
+        {**_check("remote-hang", str(plugin_dir / "remote-hang"), [], via="ssh"), "timeout": 1},
+        _check("remote-flood", str(plugin_dir / "flood"), [], via="ssh"),
     ]
     device = _create_and_poll(env, "remote", checks, ssh=ssh)
     checks = device["by_check"]
@@ -121,6 +133,15 @@ def test_plugins_run_over_ssh_with_the_pinned_key(env: AppEnv, sshd: SshdPeer) -
     assert checks["remote-dummy"]["error"] == "CRITICAL: it's; $(id) `id`"
     assert checks["remote-missing"]["error"].startswith("UNKNOWN: the plug-in was not found (exit 127)")
     assert any(m["metric"] == "plugin_value" and m["labels"].get("check") == "remote-load" for m in device["metrics"])
+    assert checks["remote-hang"]["error"] == "UNKNOWN: timed out after 1 s"
+    assert checks["remote-flood"]["error"] == "UNKNOWN: output over 64 KiB; the remote plug-in was stopped"
+    pid = int((plugin_dir / "run" / "remote.pid").read_text())
+    for _ in range(20):  # sshd kills the plug-in's process group, its children too, when pocketnoc gives up
+        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the remote plug-in's child was left running")
 
 
 @pytest.mark.parametrize(
