@@ -18,8 +18,9 @@ from pydantic import ValidationError
 
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
+from server.store.devices import load_device
 from tests.peers.sshd import SshdPeer
-from tests.server.conftest import AppEnv, bearer, make_app_env, sign_in
+from tests.server.conftest import AppEnv, bearer, form_csrf, make_app_env, sign_in
 
 PLUGINS = "/usr/lib/nagios/plugins"
 
@@ -156,3 +157,21 @@ def test_plugins_run_over_ssh_with_the_pinned_key(env: AppEnv, sshd: SshdPeer, p
 def test_bad_nagios_checks_are_config_errors(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         DeviceSpec.model_validate({"name": "x", "address": "127.0.0.1", "checks": [{"type": "nagios", "options": options}]})
+
+
+def test_editing_a_device_in_the_admin_form_keeps_its_plugin_checks(env: AppEnv) -> None:
+    checks = [{"type": "ping"}, _check("load", f"{PLUGINS}/check_load", ["-w", "500,500,500", "-c", "900,900,900"])]
+    device = _create_and_poll(env, "keeper", checks)
+    env.user("boss", "admin")
+    sign_in(env.client, "boss")
+    page = env.client.get(f"/admin/devices/{device['id']}")
+    assert "Kept as they are" in page.text and "load (nagios)" in page.text
+    form = {"csrf_token": form_csrf(page.text), "name": "keeper", "address": "127.0.0.1", "tags": "lab", "enabled": "on",
+            "snmp_version": "none", "ping": "1"}
+    saved = env.client.post(f"/admin/devices/{device['id']}", data=form)
+    assert saved.status_code == 303, saved.text
+    with env.svc.reader.connect() as conn:
+        stored = load_device(conn, env.svc.box, device["id"])
+    assert stored is not None and stored.spec.tags == ["lab"]
+    kept = [c for c in stored.spec.checks if c.type == "nagios"]
+    assert len(kept) == 1 and kept[0].options["args"] == ["-w", "500,500,500", "-c", "900,900,900"]
