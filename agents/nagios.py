@@ -52,7 +52,7 @@ def option_problem(options: Mapping[str, object]) -> str | None:
     if not command.startswith("/") or posixpath.normpath(command) != command or "\x00" in command:
         return f"options.command must be a normalised absolute path (no '..'), not {command[:80]!r}"
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        return "options.args must be a list of strings (quote numbers: '5')"
+        return "options.args must be a list of strings: quote numbers, e.g. ['-w', '5']"
     if len(args) > MAX_ARGS or any("\x00" in a or "\n" in a for a in args):
         return f"options.args: at most {MAX_ARGS} arguments, without NUL or newline"
     if via not in ("local", "ssh"):

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from server.cli.main import main
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.store.devices import load_device
@@ -36,6 +37,8 @@ def plugin_dir() -> Iterator[Path]:
     scripts = {
         "hang": "echo 'never says'\nexec sleep 300\n",
         "remote-hang": f"sleep 300 &\necho $! > {run / 'remote.pid'}\nwait\n",
+        "counter": f"n=$(cat {run / 'count'} 2>/dev/null || echo 0)\nn=$((n + 100))\necho $n > {run / 'count'}\n"
+                   "echo \"REQUESTS OK | requests=${n}c\"\n",
         "flood": "echo \"SPAM WARNING - <b>loud</b> | 'big one'=42%;40;90 bad=x\"\nhead -c 20000000 /dev/zero\n",
     }
     for name, body in scripts.items():
@@ -175,3 +178,30 @@ def test_editing_a_device_in_the_admin_form_keeps_its_plugin_checks(env: AppEnv)
     assert stored is not None and stored.spec.tags == ["lab"]
     kept = [c for c in stored.spec.checks if c.type == "nagios"]
     assert len(kept) == 1 and kept[0].options["args"] == ["-w", "500,500,500", "-c", "900,900,900"]
+
+
+def test_counter_perfdata_becomes_a_rate_on_the_second_run(env: AppEnv, plugin_dir: Path) -> None:
+    device = _create_and_poll(env, "counting", [_check("requests", str(plugin_dir / "counter"), [])])
+    assert not [m for m in device["metrics"] if m["metric"].startswith("plugin_count")]  # a counter's first sight
+    headers = bearer(env.token("admin-counting"))
+    assert env.client.post(f"/api/v1/devices/{device['id']}/poll", headers=headers).status_code == 200
+    again = env.client.get(f"/api/v1/devices/{device['id']}", headers=headers).json()
+    (rate,) = [m for m in again["metrics"] if m["metric"] == "plugin_count_rate"]
+    assert rate["labels"] == {"check": "requests", "perf": "requests"} and rate["value"] > 0
+
+
+def test_check_config_says_in_one_line_what_is_wrong_with_a_nagios_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "devices:\n  - name: host\n    address: 192.0.2.5\n    checks:\n"
+        "      - {type: nagios, name: load, options: {command: /usr/lib/nagios/plugins/check_load, args: ['-w', '5']}}\n"
+    )
+    assert main(["check-config", str(good)]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("args: ['-w', '5']", "args: [-w, 5]"))
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    why = "options.args must be a list of strings: quote numbers, e.g. ['-w', '5']"
+    assert err == [f"{bad}:5: devices.0.checks.0.options: {why}"]
