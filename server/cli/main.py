@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from agents.snmp_families import FamilyError, load_families_cached
 from server import logsafe
 from server.cli import accounts as cli_accounts
+from server.cli import importer as cli_importer
 from server.cli import scaleout as cli_scaleout
 from server.cli import security as cli_security
 from server.cli.common import fail as _fail
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_accounts.add_parsers(sub, _common)
     cli_security.add_parsers(sub, _common)
     cli_scaleout.add_parsers(sub, _common)
+    cli_importer.add_parsers(sub, _common)
     return parser
 
 
@@ -247,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "import":  # needs no settings, database or key: it only writes files to review
+        return cli_importer.cmd_import(args)
     try:
         if args.command == "check-config":
             path = args.path or args.config

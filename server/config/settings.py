@@ -81,6 +81,10 @@ class Settings(BaseSettings):
         default=1024 * 1024, ge=1024, le=1024**3, description="Largest request body (JSON or form); larger: 413."
     )
     max_json_depth: int = Field(default=64, ge=8, le=512, description="Deepest JSON nesting in a request body; deeper: 400.")
+    plugin_dirs: list[str] = Field(
+        default_factory=lambda: ["/usr/lib/nagios/plugins", "/usr/lib/monitoring-plugins"],
+        description="Directories a nagios check's command must be in (here and on SSH servers).",
+    )
     trap_host: str = Field(default="0.0.0.0", description="Address the SNMP trap receiver listens on.")  # noqa: S104
     trap_port: int | None = Field(default=None, ge=1, le=65535, description="Trap receiver port (162); unset = off.")
     trap_communities: list[str] = Field(default_factory=list, description="Communities accepted in v1/v2c traps.")

@@ -246,10 +246,11 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     app.include_router(api_workers.router)
     app.include_router(pages_workers.router)
     from server.web import live
+    from server.web.pages import imports as pages_imports
     from server.web.pages import inventory as pages_inventory
     from server.web.pages import phone as pages_app
 
-    for module in (pages_app, pages_inventory, live):
+    for module in (pages_app, pages_inventory, pages_imports, live):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     return app

@@ -69,6 +69,7 @@ FORM_ROLES = {
     "/admin/devices": "admin",
     "/admin/devices/{device_id}": "admin",
     "/admin/devices/{device_id}/delete": "admin",
+    "/admin/import": "admin",
     "/notify/channels": "admin",
     "/notify/channels/{channel_id}/test": "operator",
     "/notify/channels/{channel_id}/delete": "admin",
