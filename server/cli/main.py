@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from agents.snmp_families import FamilyError, load_families_cached
 from server import logsafe
+from server.cli import discovery as cli_discovery
 from server.cli import scaleout as cli_scaleout
 from server.cli import security as cli_security
 from server.config.loader import LoadedConfig, load_config
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_security.add_user_parsers(user, _common)
     cli_security.add_parsers(sub, _common)
     cli_scaleout.add_parsers(sub, _common)
+    cli_discovery.add_parsers(sub, _common)
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True, metavar="ACTION")
     p = token.add_parser("create", help="create an API token acting as user NAME; prints it as the last line")
     p.add_argument("name", help="the user the token acts as")
@@ -385,6 +387,8 @@ def _main(argv: list[str] | None) -> int:
         return 0
     if args.command == "secrets":
         return cli_security.cmd_secrets(args, settings)
+    if args.command == "discover":
+        return cli_discovery.cmd_discover(args, settings)
     if args.command == "worker":
         return cli_scaleout.cmd_worker(args, settings)
     if args.command == "migrate-data":
