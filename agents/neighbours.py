@@ -145,13 +145,12 @@ def parse_lldp(rem: Columns, man: Mapping[str, Value], local: Columns, ifnames: 
     rows = sorted(set(col["sys_name"]) | set(col["chassis"]) | set(col["port_id"]), key=_index_key)
     for row in rows:
         parts = row.split(".")
-        if len(parts) < 3:
-            continue
-        local_num = parts[1]
+        # timeMark.localPortNum.remIndex; some agents (older RouterOS) index by remIndex alone: the port is unknown.
+        local = (ports.get(parts[-2]) or f"port {parts[-2]}") if len(parts) >= 3 else "port not given"
         out.append(
             Neighbour(
                 protocol="lldp",
-                local_port=ports.get(local_num) or f"port {local_num}",
+                local_port=local,
                 remote_name=safe(col["sys_name"].get(row)),
                 remote_port=_remote_port(col["port_id"].get(row), col["port_subtype"].get(row), col["port_descr"].get(row)),
                 remote_address=addresses.get(row, ""),

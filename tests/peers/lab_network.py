@@ -2,7 +2,7 @@
 
     core-sw1 127.0.77.1  Cisco IOS, routes; LLDP: dist-sw1 on Gi1/0/1, db1 on Gi1/0/2; CDP: ap1 on Gi1/0/3
     dist-sw1 127.0.77.2  switch; LLDP: core-sw1 on its port 48 (uplink), a hostile name (escape, bell, 300
-                         characters) on port 1, and a printer at 10.9.9.9 - outside every range, never probed
+                         characters) on port 1, and a printer at 127.0.78.1 - outside the range, never probed
     ap1      127.0.77.3  a wireless access point, no LLDP
     db1      127.0.77.9  net-snmp snmpd answering SNMPv3 only (its community is not the one discovery tries)
 
@@ -38,6 +38,7 @@ HOSTILE = "\x1b[31mEVIL\x07\u202e" + "A" * 300
 V3 = V3User("mon", "SHA", "authpass123", "AES", "privpass123")
 SNMPSIM_HOSTS = ("127.0.77.1", "127.0.77.2", "127.0.77.3")
 DB_HOST = "127.0.77.9"
+OUTSIDE = "127.0.78.1"  # a neighbour outside the lab range: discovery must never send it anything
 
 
 def _hex(text: str) -> str:
@@ -96,7 +97,7 @@ def dist_sw1() -> list[Record]:
         *local_ports({1: "ge-0/0/0", 2: "ge-0/0/1", 48: "ge-0/0/47"}),
         *lldp_neighbour(48, 1, "core-sw1", "Gi1/0/1", "127.0.77.1", "02000000a001"),
         *lldp_neighbour(1, 2, HOSTILE, "\x1bport", None, "02000000dead"),
-        *lldp_neighbour(2, 3, "printer1", "1", "10.9.9.9", "02000000a0ff"),
+        *lldp_neighbour(2, 3, "printer1", "1", OUTSIDE, "02000000a0ff"),
         ("1.3.6.1.2.1.17.1.4.1.2.1", INTEGER, 1),
         ("1.3.6.1.2.1.17.4.3.1.2.2.0.0.0.160.255", INTEGER, 1),
     ]
