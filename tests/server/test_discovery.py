@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from server.store import devices
 from tests.peers.lab_network import DB_HOST, OUTSIDE, LabNetwork, lab_network
-from tests.server.conftest import AppEnv, bearer, form_csrf, sign_in
+from tests.server.conftest import AppEnv, assert_clean_error, bearer, form_csrf, run_cli, sign_in
 
 AUTH_KEY, PRIV_KEY, COMMUNITY = "authpass123", "privpass123", "public"
 
@@ -145,22 +145,24 @@ def test_the_pages_start_a_run_and_show_neighbours_and_the_map(app_env: AppEnv, 
     assert {n["name"] for n in data["nodes"]} == set(names) and len(data["lines"]) == 1
 
 
-@pytest.mark.parametrize(
-    ("change", "status", "fragment"),
-    [
-        ({"ranges": ["0.0.0.0/0"]}, 422, "/0 range"),
-        ({"ranges": ["10.0.0.0/12"]}, 422, "confirm"),
-        ({"ranges": ["127.0.77.0/28 oops"]}, 422, "not a CIDR range"),
-        ({"ranges": [], "seed": "no-such-device"}, 422, "neither an address nor a device"),
-        ({"snmp": []}, 422, "at least 1"),
-        ({"rate": 1e9}, 422, "less than or equal"),
-    ],
-)
-def test_bad_runs_are_clear_errors(app_env: AppEnv, lab: LabNetwork, change: dict[str, Any], status: int, fragment: str) -> None:
+BAD_RUNS = [
+    ({"ranges": ["0.0.0.0/0"]}, "/0 range"),
+    ({"ranges": ["10.0.0.0/12"]}, "confirm"),
+    ({"ranges": ["127.0.77.0/28 oops"]}, "not a CIDR range"),
+    ({"ranges": [], "seed": "no-such-device"}, "neither an address nor a device"),
+    ({"snmp": []}, "at least 1"),
+    ({"rate": 1e9}, "less than or equal"),
+    ({"snmp": [{"version": "3", "user": "mon", "auth_protocol": "sha", "auth_key": "short"}]}, "at least 8 characters"),
+]
+
+
+def test_bad_runs_are_clear_errors(app_env: AppEnv, lab: LabNetwork) -> None:
     admin = bearer(app_env.token("ada", "admin"))
-    answer = app_env.client.post("/api/v1/discovery/runs", headers=admin, json={**run_body(lab), **change})
-    assert answer.status_code == status and fragment in answer.text, answer.text
-    assert AUTH_KEY not in answer.text and PRIV_KEY not in answer.text
+    for change, fragment in BAD_RUNS:
+        answer = app_env.client.post("/api/v1/discovery/runs", headers=admin, json={**run_body(lab), **change})
+        assert answer.status_code == 422 and fragment in answer.text, answer.text
+        assert AUTH_KEY not in answer.text and PRIV_KEY not in answer.text and "\"short\"" not in answer.text
+    assert app_env.client.get("/api/v1/discovery/runs", headers=admin).json()["items"] == []
 
 
 def test_only_admins_discover_and_viewers_see_the_map(app_env: AppEnv, lab: LabNetwork) -> None:
@@ -193,3 +195,17 @@ def test_a_run_never_sends_anything_outside_its_ranges(app_env: AppEnv, lab: Lab
     finally:
         udp.close()
         tcp.close()
+
+
+def test_the_cli_runs_and_approves(tmp_path: Path, lab: LabNetwork) -> None:
+    creds = tmp_path / "creds.yaml"
+    creds.write_text(f"snmp:\n  - {{version: 2c, community: {COMMUNITY}, port: {lab.port}}}\n")
+    data = ["--data-dir", str(tmp_path / "data")]
+    bad = run_cli("discover", "run", "--range", "0.0.0.0/0", "--credentials", creds, *data)
+    assert_clean_error(bad, "/0 range is the whole Internet")
+    ran = run_cli("discover", "run", "--range", "127.0.77.0/29", "--seed", "127.0.77.1", "--credentials", creds, *data)
+    assert ran.returncode == 0, ran.stderr
+    assert "run 1: done" in ran.stdout and "core-sw1" in ran.stdout and COMMUNITY not in ran.stdout + ran.stderr
+    approved = run_cli("discover", "approve", "1", "--all", *data)
+    assert approved.returncode == 0, approved.stderr
+    assert "added core-sw1 (127.0.77.1)" in approved.stdout and "added ap1.lab.test (127.0.77.3) behind core-sw1" in approved.stdout
