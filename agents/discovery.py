@@ -19,9 +19,9 @@ from agents.base import CollectError, SnmpCredentials, Target
 from agents.discovery_scope import Network, TokenBucket, addresses, in_scope
 from agents.neighbours import Neighbour, read_neighbours, safe
 from agents.net_ping import ping
-from agents.profiles import DETECT_PROBES, DETECT_SCALARS, OPTIONAL_PROFILES, PROFILES, DeviceFacts, choose_profiles
+from agents.profiles import DETECT_SCALARS, choose_profiles
 from agents.snmp_client import SnmpClient
-from agents.snmp_families import Family, family_kind, load_families_cached, match_family
+from agents.snmp_families import Family, detection_probes, facts_of, family_kind, family_of, load_families_cached
 from agents.snmp_hardware import read_hardware
 from agents.snmp_values import Value
 
@@ -144,26 +144,15 @@ class Sweeper:
             return
 
     async def _detect(self, found: Found, target: Target, values: dict[str, Value]) -> None:
-        probes = {oid: name for name in OPTIONAL_PROFILES for oid in PROFILES[name].probes}
-        probes.update({oid: name for name, oid in DETECT_PROBES.items()})
-        probes.update({oid: f"probe:{oid}" for family in self.families for oid in family.probes})
+        probes = detection_probes(self.families)
         await self.bucket.take()
         try:
             hits = await self.client.get_next(target, list(probes))
         except CollectError:
             hits = {}
         answered = frozenset(probes[oid] for oid, hit in hits.items() if hit is not None)
-        facts = DeviceFacts(
-            sys_object_id=str(values.get("sys_object_id") or ""),
-            sys_descr=str(values.get("sys_descr") or ""),
-            sys_services=_int(values.get("sys_services")),
-            if_number=_int(values.get("if_number")),
-            bridge_ports=_int(values.get("bridge_ports")),
-            ip_forwarding=_int(values.get("ip_forwarding")),
-            answered=answered,
-        )
-        probed = frozenset(n.removeprefix("probe:") for n in answered if n.startswith("probe:"))
-        family = match_family(self.families, facts.sys_object_id, facts.sys_descr, probed)
+        facts = facts_of(values, answered)
+        family = family_of(self.families, facts)
         found.kind = family_kind(family, facts)
         found.family = family.name if family else ""
         found.profiles = list(choose_profiles(answered))
@@ -249,10 +238,6 @@ class Sweeper:
 
     async def close(self) -> None:
         await self.client.close()
-
-
-def _int(value: Value) -> int | None:
-    return value if isinstance(value, int) else None
 
 
 def v3_first(credentials: Sequence[SnmpCredentials]) -> tuple[SnmpCredentials, ...]:

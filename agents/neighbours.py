@@ -146,11 +146,11 @@ def parse_lldp(rem: Columns, man: Mapping[str, Value], local: Columns, ifnames: 
     for row in rows:
         parts = row.split(".")
         # timeMark.localPortNum.remIndex; some agents (older RouterOS) index by remIndex alone: the port is unknown.
-        local = (ports.get(parts[-2]) or f"port {parts[-2]}") if len(parts) >= 3 else "port not given"
+        port = (ports.get(parts[-2]) or f"port {parts[-2]}") if len(parts) >= 3 else "port not given"
         out.append(
             Neighbour(
                 protocol="lldp",
-                local_port=local,
+                local_port=port,
                 remote_name=safe(col["sys_name"].get(row)),
                 remote_port=_remote_port(col["port_id"].get(row), col["port_subtype"].get(row), col["port_descr"].get(row)),
                 remote_address=addresses.get(row, ""),

@@ -62,7 +62,7 @@ def test_the_map_puts_parents_above_children_in_rows_of_three() -> None:
     nodes += [MapNode(i, f"sw{i}", f"10.0.0.{i}", "switch", 1, "down" if i == 6 else "up") for i in range(2, 7)]
     m = layout(nodes, resolve_links(nodes, [(2, "sw3", ""), (2, "core", "")]))
     at = {n.name: n for n in m.nodes}
-    assert m.width == WIDTH and all(0 <= n.x and n.x + BOX_W <= WIDTH for n in m.nodes)
+    assert m.width == WIDTH and all(n.x >= 0 and n.x + BOX_W <= WIDTH for n in m.nodes)
     assert at["core"].y < at["sw2"].y < at["sw5"].y  # five children: a row of three, then two
     assert at["sw6"].y == at["sw2"].y  # the one with a problem comes first
     assert m.problems == 1 and sum(1 for line in m.lines if line.dashed) == 1  # sw2-sw3; sw2-core is a parent link
