@@ -43,6 +43,7 @@ class SweepOptions:
     tcp_ports: tuple[int, ...] = DEFAULT_PORTS
     icmp: bool = True
     timeout: float = 1.0
+    retries: int = 1
     neighbours: bool = True
     fdb: bool = False  # the forwarding table can be thousands of rows: only when asked
 
@@ -121,7 +122,7 @@ class Sweeper:
             sock.close()
 
     def _target(self, address: str, creds: SnmpCredentials) -> Target:
-        return Target(address, self.options.snmp_port, snmp=creds, timeout=self.options.timeout, retries=0)
+        return Target(address, self.options.snmp_port, snmp=creds, timeout=self.options.timeout, retries=self.options.retries)
 
     async def _snmp_get(self, target: Target, oids: list[str]) -> dict[str, Value] | None:
         await self.bucket.take()
@@ -172,17 +173,15 @@ class Sweeper:
             found.neighbours = await read_neighbours(self.client, target, fdb=self.options.fdb)
 
     async def probe(self, address: str) -> Found | None:
-        """Probe one address (in scope, or nothing is sent): ICMP, then TCP ports, then SNMP on what answered."""
+        """Probe one address (in scope, or nothing is sent): TCP ports, ICMP if they were silent, then SNMP on what answered."""
         if not in_scope(address, self.options.networks) or address in self.result.found:
             return None
         async with self._gate:
-            alive = ""
-            if self.options.icmp and await self._icmp(address):
-                alive = "icmp"
             states = [(port, await self._tcp(address, port)) for port in self.options.tcp_ports]
             open_ports = [port for port, state in states if state == "open"]
-            if not alive and any(state for _p, state in states):
-                alive = f"tcp/{next(p for p, s in states if s)}"
+            alive = next((f"tcp/{p}" for p, s in states if s), "")
+            if not alive and self.options.icmp and await self._icmp(address):  # a refused connect already proves the host
+                alive = "icmp"
             if not alive:
                 return None
             found = Found(address, alive, open_ports)

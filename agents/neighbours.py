@@ -217,18 +217,23 @@ async def read_neighbours(client: SnmpClient, target: Target, fdb: bool = True) 
         except CollectError:
             return {}
 
-    rem = await walk(list(LLDP.values()), BINARY)
-    man = (await walk([_LLDP_MAN])).get(_LLDP_MAN) or {}
-    cdp = await walk(list(CDP.values()), BINARY)
+    # One GETNEXT says which tables the agent has; only those are walked (most devices have one or none).
+    probes = [LLDP["sys_name"], LLDP["chassis"], CDP["device_id"], *(FDB.values() if fdb else ())]
+    try:
+        has = {oid for oid, hit in (await client.get_next(target, probes)).items() if hit is not None}
+    except CollectError:
+        return []
+    if not has:
+        return []
     names = await walk(list(IF_NAME.values()))
     out: list[Neighbour] = []
-    if any(rem.values()):
+    if has & {LLDP["sys_name"], LLDP["chassis"]}:
+        rem = await walk(list(LLDP.values()), BINARY)
+        man = (await walk([_LLDP_MAN])).get(_LLDP_MAN) or {}
         out += parse_lldp(rem, man, await walk(list(LLDP_LOCAL.values())), names)
-    if any(cdp.values()):
-        out += parse_cdp(cdp, names)
-    if fdb:
-        table = await walk(list(FDB.values()))
-        if any(table.values()):
-            ports = (await walk([BRIDGE_PORT_IFINDEX])).get(BRIDGE_PORT_IFINDEX) or {}
-            out += parse_fdb(table, ports, names)
+    if CDP["device_id"] in has:
+        out += parse_cdp(await walk(list(CDP.values()), BINARY), names)
+    if has & set(FDB.values()):
+        ports = (await walk([BRIDGE_PORT_IFINDEX])).get(BRIDGE_PORT_IFINDEX) or {}
+        out += parse_fdb(await walk(list(FDB.values())), ports, names)
     return out
