@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents.base import SnmpCredentials
+from agents.base import CollectError, SnmpCredentials
 from agents.discovery import Found, Sweeper, SweepOptions, v3_first
 from agents.discovery_scope import RangeError, TokenBucket, in_scope, parse_ranges
 from server.config.inventory import DeviceSpec, SnmpSpec, error_list
@@ -259,3 +259,34 @@ def neighbours(svc: Services, device_id: int) -> list[dict[str, Any]]:
     """A device's neighbours per port (as last read at discovery)."""
     with svc.reader.connect() as conn:
         return store.neighbours_of(conn, device_id)
+
+
+async def refresh_neighbours(svc: Services, user: User | None, ip: str | None, device_id: int) -> int:
+    """Read a device's LLDP/CDP neighbours now (its own SNMP credentials) and store them; returns how many."""
+    from agents.neighbours import read_neighbours
+    from agents.snmp_client import SnmpClient
+    from server.polling.jobs import snmp_target
+    from server.store.devices import load_device
+
+    with svc.reader.connect() as conn:
+        row = load_device(conn, svc.box, device_id)
+    if row is None:
+        raise NotFound("no such device")
+    if row.spec.snmp is None:
+        raise Conflict(f"{row.name} has no SNMP access: neighbours are read over SNMP")
+    client = SnmpClient()
+    try:
+        found = await read_neighbours(client, snmp_target(row, svc.settings, row.spec.snmp, row.spec.snmp), fdb=False)
+    except CollectError as exc:
+        raise ServiceError(f"{row.name} did not answer: {type(exc).__name__}", status=502) from None
+    finally:
+        await client.close()
+    rows = [n.public() for n in found]
+
+    def save() -> None:
+        with svc.engine.begin() as conn:
+            store.replace_neighbours(conn, device_id, rows, time.time())
+            accounts.write_audit(conn, user, "device.neighbours", row.name, {"count": len(rows)}, ip)
+
+    await asyncio.to_thread(save)
+    return len(rows)

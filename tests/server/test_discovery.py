@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from server.services import discovery
 from server.store import devices
 from tests.peers.lab_network import DB_HOST, OUTSIDE, LabNetwork, lab_network
 from tests.server.conftest import AppEnv, assert_clean_error, bearer, form_csrf, run_cli, sign_in
@@ -212,3 +213,24 @@ def test_the_cli_runs_and_approves(tmp_path: Path, lab: LabNetwork) -> None:
     assert approved.returncode == 0, approved.stderr
     assert "added core-sw1 (127.0.77.1)" in approved.stdout
     assert "added ap1.lab.test (127.0.77.3) behind core-sw1" in approved.stdout
+
+
+def test_neighbours_are_read_on_demand_and_reruns_come_due(app_env: AppEnv, lab: LabNetwork) -> None:
+    admin = bearer(app_env.token("ada", "admin"))
+    body = {"name": "core", "address": "127.0.77.1", "snmp": {"version": "2c", "community": COMMUNITY, "port": lab.port}}
+    device = app_env.client.post("/api/v1/devices", headers=admin, json=body).json()["id"]
+    read = app_env.client.post(f"/api/v1/devices/{device}/neighbours/refresh", headers=admin)
+    assert read.status_code == 200 and read.json()["count"] == 3, read.text
+    assert {n["protocol"] for n in read.json()["items"]} == {"lldp", "cdp"}
+    bare = app_env.client.post("/api/v1/devices", headers=admin, json={"name": "bare", "address": "127.0.77.5"}).json()["id"]
+    assert app_env.client.post(f"/api/v1/devices/{bare}/neighbours/refresh", headers=admin).status_code == 409
+
+    started = app_env.client.post("/api/v1/discovery/runs", headers=admin,
+                                  json=run_body(lab, ranges=["127.0.77.1/32"], seed=None, every=15))
+    view = wait_done(app_env.client, admin, started.json()["id"])
+    assert view["next_at"] == pytest.approx(view["finished_at"] + 900)
+    assert discovery.due(app_env.svc, view["next_at"] - 1) == []
+    assert discovery.due(app_env.svc, view["next_at"] + 1) == [view["id"]]
+    again = discovery.rerun(app_env.svc, None, None, view["id"])
+    assert discovery.due(app_env.svc, view["next_at"] + 1) == []  # the schedule moves to the new run
+    assert discovery.run_view(app_env.svc, again)["previous_id"] == view["id"]

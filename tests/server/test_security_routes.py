@@ -77,6 +77,7 @@ FORM_ROLES = {
     "/discovery": "admin",
     "/discovery/runs/{run_id}/approve": "admin",
     "/discovery/runs/{run_id}/rerun": "admin",
+    "/devices/{device_id}/neighbours": "operator",
 }
 # Form routes any signed-in user may post: their own account, their own push devices, actions (role per action).
 FORM_OWN_SCOPE = ("/account", "/logout", "/notify/devices/", "/devices/{device_id}/actions/")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from server.auth.access import Admin, Viewer, client_ip
+from server.auth.access import Admin, Operator, Viewer, client_ip
 from server.runtime import Services, get_services
 from server.services import discovery
 from server.services.discovery_bodies import ApproveRequest, DiscoveryRequest
@@ -64,6 +64,13 @@ async def rerun(request: Request, svc: SvcDep, p: Admin, run_id: int) -> JSONRes
 def neighbours(svc: SvcDep, _p: Viewer, device_id: int) -> dict[str, Any]:
     """A device's neighbours per port (LLDP, CDP, forwarding table), each with the device it names when known."""
     return {"items": discovery.neighbours(svc, device_id)}
+
+
+@router.post("/api/v1/devices/{device_id}/neighbours/refresh")
+async def refresh_neighbours(request: Request, svc: SvcDep, p: Operator, device_id: int) -> dict[str, Any]:
+    """Read the device's LLDP/CDP neighbours now, with its own SNMP credentials (operator, audited)."""
+    count = await discovery.refresh_neighbours(svc, p.user, client_ip(request), device_id)
+    return {"items": await run_in_threadpool(discovery.neighbours, svc, device_id), "count": count}
 
 
 @router.get("/api/v1/topology")

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from server.auth.access import Admin, Viewer, client_ip
+from server.auth.access import Admin, Operator, Viewer, client_ip
 from server.config.inventory import error_list
 from server.runtime import Services, get_services
 from server.services import discovery
@@ -86,8 +86,11 @@ def run_page(request: Request, svc: SvcDep, _p: Admin, run_id: int, approved: in
     """A run: progress while it runs, then what is new, changed and gone, to approve all or some."""
     run = discovery.run_view(svc, run_id)
     items = run["items"]
+    rerun = run["previous_id"] is not None  # a re-run leads with what is new or changed; the rest is folded away
     groups = {
-        "snmp": [f for f in items if f["change"] != "gone" and f["facts"].get("credential") is not None],
+        "snmp": [f for f in items if f["change"] in (("new", "changed") if rerun else ("new", "changed", "same"))
+                 and f["facts"].get("credential") is not None],
+        "same": [f for f in items if rerun and f["change"] == "same" and f["facts"].get("credential") is not None],
         "plain": [f for f in items if f["change"] != "gone" and f["facts"].get("credential") is None],
         "gone": [f for f in items if f["change"] == "gone"],
     }
@@ -110,6 +113,13 @@ async def rerun_page(request: Request, svc: SvcDep, p: Admin, run_id: int) -> Re
     new_id = await run_in_threadpool(discovery.rerun, svc, p.user, client_ip(request), run_id)
     discovery.launch(svc, new_id)
     return RedirectResponse(f"/discovery/runs/{new_id}", status_code=303)
+
+
+@router.post("/devices/{device_id}/neighbours")
+async def refresh_neighbours_page(request: Request, svc: SvcDep, p: Operator, device_id: int) -> Response:
+    """The device page's "Read neighbours now" button (operator, CSRF-checked, audited)."""
+    await discovery.refresh_neighbours(svc, p.user, client_ip(request), device_id)
+    return RedirectResponse(f"/devices/{device_id}#neighbours", status_code=303)
 
 
 @router.get("/map", response_class=HTMLResponse)
