@@ -191,10 +191,10 @@ class Sweeper:
 
     async def run(self, progress: Progress | None = None) -> SweepResult:
         """Sweep the ranges (if asked), probe the seed, then follow neighbours (inside the ranges only)."""
-        todo = list(addresses(self.options.networks)) if self.options.sweep else []
-        if self.options.seed:
-            todo.insert(0, self.options.seed)
-        self.result.addresses = len(todo)
+        todo = addresses(self.options.networks) if self.options.sweep else iter(())
+        hosts = (n.num_addresses - (2 if n.version == 4 and n.num_addresses > 2 else 0) for n in self.options.networks)
+        total = sum(hosts) if self.options.sweep else 0
+        self.result.addresses = total + (1 if self.options.seed else 0)
         done = 0
 
         async def one(address: str) -> None:
@@ -206,10 +206,15 @@ class Sweeper:
                 if maybe is not None:
                     await maybe
 
+        async def worker() -> None:  # a fixed pool pulls from one iterator: a /12 never holds a million coroutines
+            for address in todo:
+                if address != self.options.seed:
+                    await one(address)
+
         if self.options.seed:
             await one(self.options.seed)
-            todo = todo[1:]
-        await asyncio.gather(*(one(a) for a in todo if a != self.options.seed))
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        self.result.addresses = done
         await self._follow()
         self.result.probes = self.bucket.sent
         return self.result
