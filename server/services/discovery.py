@@ -127,7 +127,9 @@ async def execute(svc: Services, run_id: int, clock: Callable[[], float] = time.
                                 result.addresses, clock())
     except Exception as exc:  # a run never takes the server down; what went wrong is shown on the run
         log.warning("discovery run %s failed: %s", run_id, type(exc).__name__)
-        await asyncio.to_thread(_update, svc, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:500],
+        # A validation error would quote its input, which holds the credentials: name the problem only.
+        why = "its stored request is no longer valid" if isinstance(exc, ValidationError) else str(exc)
+        await asyncio.to_thread(_update, svc, run_id, status="failed", error=f"{type(exc).__name__}: {why}"[:500],
                                 finished_at=clock())
 
 

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from server.cli.discovery import cmd_discover
+from server.cli.main import build_parser
+from server.config.settings import Settings
 from server.services import discovery
 from server.store import devices
 from tests.peers.lab_network import DB_HOST, OUTSIDE, LabNetwork, lab_network
@@ -200,19 +203,26 @@ def test_a_run_never_sends_anything_outside_its_ranges(app_env: AppEnv, lab: Lab
         tcp.close()
 
 
-def test_the_cli_runs_and_approves(tmp_path: Path, lab: LabNetwork) -> None:
+def test_the_cli_runs_and_approves(tmp_path: Path, lab: LabNetwork, capsys: pytest.CaptureFixture[str]) -> None:
     creds = tmp_path / "creds.yaml"
     creds.write_text(f"snmp:\n  - {{version: 2c, community: {COMMUNITY}, port: {lab.port}}}\n")
     data = ["--data-dir", str(tmp_path / "data")]
-    bad = run_cli("discover", "run", "--range", "0.0.0.0/0", "--credentials", creds, *data)
+    bad = run_cli("discover", "run", "--range", "0.0.0.0/0", "--credentials", creds, *data)  # the installed command
     assert_clean_error(bad, "/0 range is the whole Internet")
-    ran = run_cli("discover", "run", "--range", "127.0.77.0/29", "--seed", "127.0.77.1", "--credentials", creds, *data)
-    assert ran.returncode == 0, ran.stderr
-    assert "run 1: done" in ran.stdout and "core-sw1" in ran.stdout and COMMUNITY not in ran.stdout + ran.stderr
-    approved = run_cli("discover", "approve", "1", "--all", *data)
-    assert approved.returncode == 0, approved.stderr
-    assert "added core-sw1 (127.0.77.1)" in approved.stdout
-    assert "added ap1.lab.test (127.0.77.3) behind core-sw1" in approved.stdout
+    settings = Settings(data_dir=tmp_path / "data")
+
+    def cli(*argv: str) -> tuple[int, str]:  # the rest in this process: the same code, without a Python start each
+        code = cmd_discover(build_parser().parse_args(["discover", *argv, *data]), settings)
+        out = capsys.readouterr()
+        assert COMMUNITY not in out.out + out.err
+        return code, out.out + out.err
+
+    assert cli("run", "--range", "127.0.77.0/29")[1].strip().endswith("credentials are never taken from the command line")
+    code, out = cli("run", "--range", "127.0.77.0/29", "--seed", "127.0.77.1", "--credentials", str(creds))
+    assert code == 0 and "run 1: done" in out and "core-sw1" in out, out
+    code, out = cli("approve", "1", "--all")
+    assert code == 0, out
+    assert "added core-sw1 (127.0.77.1)" in out and "added ap1.lab.test (127.0.77.3) behind core-sw1" in out
 
 
 def test_neighbours_are_read_on_demand_and_reruns_come_due(app_env: AppEnv, lab: LabNetwork) -> None:
