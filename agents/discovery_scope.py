@@ -17,6 +17,10 @@ MAX_ADDRESSES: Final = 2**20  # never more than this in one run, confirmed or no
 MAX_RANGES: Final = 64
 DEFAULT_RATE: Final = 300.0  # probes per second
 DEFAULT_BURST: Final = 50
+# Never a device's address: "this network", multicast, reserved and broadcast.
+NOT_DEVICES: Final = tuple(
+    ipaddress.ip_network(n) for n in ("0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4", "::/128", "ff00::/8")
+)
 
 
 class RangeError(ValueError):
@@ -36,12 +40,16 @@ def parse_ranges(texts: Sequence[str], confirm_large: bool = False) -> tuple[Net
     for raw in texts:
         text = str(raw).strip()
         try:
+            if "." not in text and ":" not in text:  # "167772161" would parse as 10.0.0.1: only the usual notations
+                raise ValueError(text)
             net = ipaddress.ip_network(text, strict=False)
         except ValueError:
             shown = text[:60].encode("unicode_escape").decode("ascii")
             raise RangeError(f"{shown!r} is not a CIDR range (like 192.0.2.0/24) or an address") from None
         if net.prefixlen == 0:
             raise RangeError(f"{text}: a /0 range is the whole Internet; give a range of your own network")
+        if any(net.overlaps(bad) for bad in NOT_DEVICES if bad.version == net.version):
+            raise RangeError(f"{text}: overlaps addresses no device has (0.0.0.0/8, multicast, reserved or broadcast)")
         size = net.num_addresses
         if net.version == 6 and net.prefixlen < 112:
             raise RangeError(f"{text}: an IPv6 range wider than a /112 cannot be swept; name devices or use a seed")

@@ -279,8 +279,8 @@ async def refresh_neighbours(svc: Services, user: User | None, ip: str | None, d
     client = SnmpClient()
     try:
         found = await read_neighbours(client, snmp_target(row, svc.settings, row.spec.snmp, row.spec.snmp), fdb=False)
-    except CollectError as exc:
-        raise ServiceError(f"{row.name} did not answer: {type(exc).__name__}", status=502) from None
+    except CollectError:
+        raise Conflict(f"{row.name} did not answer over SNMP; its neighbours are unchanged") from None
     finally:
         await client.close()
     rows = [n.public() for n in found]

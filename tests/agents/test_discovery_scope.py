@@ -19,6 +19,10 @@ from agents.discovery_scope import NeedsConfirmation, RangeError, TokenBucket, a
         ("192.0.2.0/24; rm -rf /", "not a CIDR range"),
         ("\x1b[31m10.0.0.0/8", "\\x1b"),
         ("2001:db8::/64", "wider than a /112"),
+        ("167772161", "not a CIDR range"),
+        ("0.0.0.1", "no device has"),
+        ("239.1.1.0/24", "no device has"),
+        ("ff02::1", "no device has"),
     ],
 )
 def test_bad_ranges_are_clear_errors(text: str, fragment: str) -> None:
