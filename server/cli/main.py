@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from agents.snmp_families import FamilyError, load_families_cached
 from server import logsafe
 from server.cli import accounts as cli_accounts
+from server.cli import discovery as cli_discovery
 from server.cli import importer as cli_importer
 from server.cli import scaleout as cli_scaleout
 from server.cli import security as cli_security
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_security.add_parsers(sub, _common)
     cli_scaleout.add_parsers(sub, _common)
     cli_importer.add_parsers(sub, _common)
+    cli_discovery.add_parsers(sub, _common)
     return parser
 
 
@@ -276,6 +278,8 @@ def _main(argv: list[str] | None) -> int:
         return 0
     if args.command == "secrets":
         return cli_security.cmd_secrets(args, settings)
+    if args.command == "discover":
+        return cli_discovery.cmd_discover(args, settings)
     if args.command == "worker":
         return cli_scaleout.cmd_worker(args, settings)
     if args.command == "migrate-data":

@@ -74,3 +74,4 @@ __all__ = [
 ]
 
 # Feature table modules register here, one import line each (`from server.store import tables_<feature>` with noqa F401).
+from server.store import tables_discovery  # noqa: F401

@@ -27,6 +27,7 @@ from server.keys.secretbox import KEY_CHANGED, SecretBox, SecretsUnavailable
 from server.logsafe import CONTROL_IN_JSON, visible_data
 from server.polling import pipeline
 from server.runtime import Services
+from server.services import discovery_schedule
 from server.services.errors import ServiceError
 from server.store import filemodes
 from server.store.db import DBAPIError, make_engine, migrate
@@ -162,14 +163,17 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
             svc.storage.make_reserve()
         check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
         actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
+        discovery_schedule.install(svc)
         if config is not None:
             pipeline.sync_inventory(svc, config)
         if poll:
             pipeline.start(svc)
             await pipeline.start_traps(svc)
+            discovery_schedule.start(svc)
         try:
             yield
         finally:
+            await discovery_schedule.stop(svc)
             await actions_runner.shutdown(svc)
             await pipeline.stop(svc)
             engine.dispose()
@@ -245,6 +249,11 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
 
     app.include_router(api_workers.router)
     app.include_router(pages_workers.router)
+    from server.web.api import discovery as api_discovery
+    from server.web.pages import discovery as pages_discovery
+
+    app.include_router(api_discovery.router)
+    app.include_router(pages_discovery.router)
     from server.web import live
     from server.web.pages import imports as pages_imports
     from server.web.pages import inventory as pages_inventory

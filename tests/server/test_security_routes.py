@@ -75,6 +75,10 @@ FORM_ROLES = {
     "/notify/channels/{channel_id}/delete": "admin",
     "/notify/messages/{message_id}/{action}": "admin",
     "/workers/{worker_id}/forget": "admin",
+    "/discovery": "admin",
+    "/discovery/runs/{run_id}/approve": "admin",
+    "/discovery/runs/{run_id}/rerun": "admin",
+    "/devices/{device_id}/neighbours": "operator",
 }
 # Form routes any signed-in user may post: their own account, their own push devices, actions (role per action).
 FORM_OWN_SCOPE = ("/account", "/logout", "/notify/devices/", "/devices/{device_id}/actions/")
