@@ -555,3 +555,6 @@ check_handoff = Table(
     Column("state", JSON, nullable=False),  # last raw counters, failure streak, back-off: what the next worker needs
     Column("ts", Float, nullable=False),
 )
+
+# Tables of later features live in their own modules; importing them here puts them in `metadata`.
+from server.store import tables_grants  # noqa: E402,F401
