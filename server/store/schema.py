@@ -557,4 +557,4 @@ check_handoff = Table(
 )
 
 # Tables of later features live in their own modules; importing them here puts them in `metadata`.
-from server.store import tables_grants  # noqa: E402,F401
+from server.store import tables_directories, tables_grants  # noqa: E402,F401
