@@ -83,7 +83,7 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
                 if key in values:
                     problems.append(f"{path}:{values.key_lines[key]}: settings.{key} cannot be set in a file")
             # file paths are relative to the config file
-            for key in ("rules_file", "secret_key_file", "actions_file", "channels_file"):
+            for key in ("rules_file", "secret_key_file", "actions_file", "channels_file", "directories_file"):
                 if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
                     values[key] = str((path.parent / values[key]).resolve())
             config.settings.update(values)

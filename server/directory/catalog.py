@@ -11,21 +11,17 @@ from dataclasses import dataclass
 
 from server.directory.account import Person
 
-WORDS = (
-    "acorn", "amber", "anchor", "apple", "arrow", "aspen", "autumn", "badge", "basil", "beacon", "berry", "birch",
-    "bison", "blaze", "bloom", "bolt", "breeze", "brick", "brook", "cabin", "cactus", "canal", "candle", "canyon",
-    "cargo", "cedar", "chalk", "cherry", "cider", "cliff", "clover", "cobalt", "comet", "copper", "coral", "cotton",
-    "crane", "creek", "crystal", "daisy", "delta", "desert", "dingo", "dolphin", "dune", "eagle", "echo", "ember",
-    "falcon", "fern", "fiddle", "flint", "forest", "fossil", "galaxy", "garnet", "geyser", "ginger", "glacier",
-    "granite", "grove", "harbor", "hazel", "heron", "hollow", "honey", "island", "ivory", "jasper", "juniper",
-    "kayak", "kettle", "kiwi", "lagoon", "lantern", "lemon", "lilac", "linen", "lotus", "lunar", "maple", "marble",
-    "meadow", "mesa", "meteor", "mint", "mosaic", "nectar", "nutmeg", "oak", "oasis", "olive", "onyx", "orbit",
-    "orchid", "otter", "palm", "panda", "pebble", "pepper", "pine", "planet", "plum", "polar", "pony", "prairie",
-    "quartz", "quill", "radar", "raven", "reef", "ridge", "river", "robin", "saffron", "sage", "salmon", "satin",
-    "sierra", "silver", "sparrow", "spruce", "stone", "summit", "sunny", "tango", "thistle", "thunder", "tiger",
-    "timber", "topaz", "tulip", "tundra", "turtle", "valley", "velvet", "violet", "walnut", "willow", "winter",
-    "zephyr",
-)
+_WORD_LIST = """
+acorn amber anchor apple arrow aspen autumn badge basil beacon berry birch bison blaze bloom bolt breeze brick brook
+cabin cactus canal candle canyon cargo cedar chalk cherry cider cliff clover cobalt comet copper coral cotton crane
+creek crystal daisy delta desert dingo dolphin dune eagle echo ember falcon fern fiddle flint forest fossil galaxy
+garnet geyser ginger glacier granite grove harbor hazel heron hollow honey island ivory jasper juniper kayak kettle
+kiwi lagoon lantern lemon lilac linen lotus lunar maple marble meadow mesa meteor mint mosaic nectar nutmeg oak
+oasis olive onyx orbit orchid otter palm panda pebble pepper pine planet plum polar pony prairie quartz quill radar
+raven reef ridge river robin saffron sage salmon satin sierra silver sparrow spruce stone summit sunny tango thistle
+thunder tiger timber topaz tulip tundra turtle valley velvet violet walnut willow winter zephyr
+"""
+WORDS = tuple(_WORD_LIST.split())  # short words anyone can spell on the phone
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +48,7 @@ CATALOG: dict[str, DirAction] = {
 
 
 def passphrase() -> str:
-    """A temporary password to read out on the phone: five words and a number (~47 bits; AD complexity holds)."""
+    """A temporary password to read out on the phone: five words and a number (~45 bits; AD complexity holds)."""
     words = [secrets.choice(WORDS) for _ in range(5)]
     return "-".join([words[0].capitalize(), *words[1:], str(secrets.randbelow(900) + 100)])
 

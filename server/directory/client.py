@@ -102,8 +102,8 @@ class Client:
             if self.ep.security == "starttls" and not conn.start_tls(read_server_info=False):
                 raise DirectoryError(f"{where} refused StartTLS: {words(conn.result.get('message', ''))}")
             return conn, bool(conn.bind())
-        except LDAPException as exc:
-            conn.unbind()
+        except (LDAPException, OSError) as exc:
+            _close(conn)
             raise DirectoryError(f"cannot reach {where}: {exc}") from None
 
     @contextmanager
@@ -111,21 +111,21 @@ class Client:
         """Bind as the service account for the length of a `with` block."""
         conn, ok = self._open(self.ep.bind_dn, self.ep.password)
         if not ok:
-            conn.unbind()
+            _close(conn)
             raise DirectoryError(f"directory {self.ep.name} refused pocketnoc's bind account: {words(conn.result['message'])}")
         self.conn = conn
         try:
             yield self
-        except LDAPException as exc:
+        except (LDAPException, OSError) as exc:
             raise DirectoryError(f"directory {self.ep.name}: {exc}") from None
         finally:
-            conn.unbind()
+            _close(conn)
 
     def try_bind(self, dn: str, password: str) -> str | None:
         """Bind as a person: None when it works, else the directory's reason (a lab check; nothing stays bound)."""
         conn, ok = self._open(dn, password)
         reason = None if ok else words(conn.result.get("message") or conn.result.get("description", ""))
-        conn.unbind()
+        _close(conn)
         return reason
 
     def _search(self, base: str, query: str, attrs: list[str], scope: str = SUBTREE, limit: int = 0) -> list[tuple[str, Raw]]:
@@ -236,6 +236,14 @@ class Client:
             ok = self.conn.extend.standard.modify_password(user=dn, new_password=password)
         if not ok:
             raise Refused(words(self.conn.result.get("message") or self.conn.result.get("description", "refused")))
+
+
+def _close(conn: Connection) -> None:
+    """Unbind, whatever state the socket is in (a failed TLS handshake leaves it closed)."""
+    try:
+        conn.unbind()
+    except (LDAPException, OSError):
+        pass
 
 
 def _text(value: bytes | str) -> str:

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.peers import process
+
 SAMBA = "/usr/sbin/samba"
 SAMBA_TOOL = "/usr/bin/samba-tool"
 REALM = "POCKET.TEST"
@@ -71,13 +73,7 @@ class SambaDC:
 
     def stop(self) -> None:
         """Stop samba and remove its directory."""
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
+        process.stop(self._proc, 15)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

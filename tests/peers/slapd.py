@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -15,10 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests.peers import process
+from tests.peers.smtp import make_certificate
+from tests.peers.sshd import free_port
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -43,36 +39,11 @@ class Slapd:
 
     def stop(self) -> None:
         """Stop slapd and remove its files."""
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
+        process.stop(self._proc)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _certificate(base: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pocketnoc test slapd")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                    x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    (base / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (base / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption()))
-    return base / "cert.pem"
-
-
-def _conf(base: Path, root_password: str) -> str:
+def _conf(base: Path, root_password: str, cert: Path, key: Path) -> str:
     return f"""include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/nis.schema
@@ -82,8 +53,8 @@ moduleload back_mdb
 moduleload ppolicy
 pidfile {base}/slapd.pid
 argsfile {base}/slapd.args
-TLSCertificateFile {base}/cert.pem
-TLSCertificateKeyFile {base}/key.pem
+TLSCertificateFile {cert}
+TLSCertificateKeyFile {key}
 database mdb
 maxsize 16777216
 suffix "{SUFFIX}"
@@ -115,28 +86,22 @@ def _ldif() -> str:
     return "\n\n".join(entries) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start_slapd() -> Slapd:
     """Make the database, start slapd, set every password with the Password Modify operation (hashed by slapd)."""
     from ldap3 import Connection, Server, Tls
 
     base = Path(tempfile.mkdtemp(prefix="pocketnoc-slapd-"))
     (base / "db").mkdir()
-    ca = _certificate(base)
+    ca, key = make_certificate(base)
     root_password = secrets.token_urlsafe(16)
     conf = base / "slapd.conf"
-    conf.write_text(_conf(base, root_password))
+    conf.write_text(_conf(base, root_password, ca, key))
     (base / "data.ldif").write_text(_ldif())
     loaded = subprocess.run([SLAPADD, "-f", str(conf), "-l", str(base / "data.ldif")], capture_output=True, text=True,
                             timeout=60, check=False)
     if loaded.returncode != 0:
         raise RuntimeError(f"slapadd failed: {loaded.stderr[-2000:]}")
-    port = _free_port()
+    port = free_port()
     log = (base / "slapd.log").open("wb")
     proc = subprocess.Popen([SLAPD, "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/", "-d", "0"],
                             stdout=log, stderr=subprocess.STDOUT)

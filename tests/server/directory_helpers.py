@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from server.config.settings import Settings
 from server.directory.client import Client
 from server.services import directories
 from server.store import accounts, grants
 from tests.peers import samba_dc, slapd
 from tests.peers.samba_dc import SambaDC
 from tests.peers.slapd import Slapd
-from tests.server.conftest import AppEnv
+from tests.server.conftest import AppEnv, bearer, make_app_env
 
 VPN = f"CN=VPN Users,{samba_dc.USERS}"
 WIFI = f"CN=Wifi Guests,{samba_dc.USERS}"
@@ -64,3 +66,17 @@ def audit_of(env: AppEnv, prefix: str = "directory.") -> list[dict[str, Any]]:
     """Directory audit entries, newest first."""
     with env.svc.reader.connect() as conn:
         return [e for e in accounts.read_audit(conn, 200) if str(e["action"]).startswith(prefix)]
+
+
+def directory_app(settings: Settings, tmp_path: Path, *entries: dict[str, Any]) -> Iterator[AppEnv]:
+    """An app (its own data dir under tmp_path) whose directories file holds these entries."""
+    path = write_directories(tmp_path / "directories.yaml", *entries)
+    yield from make_app_env(settings.model_copy(update={"directories_file": path}))
+
+
+def act(env: AppEnv, token: str, name: str, login: str, action: str, **body: object) -> tuple[int, dict[str, Any]]:
+    """POST a confirmed catalog action through the API: (status, answer)."""
+    url = f"/api/v1/directories/{name}/people/{login}/actions/{action}"
+    response = env.client.post(url, json={"confirm": True, **body}, headers=bearer(token))
+    answer: dict[str, Any] = response.json()
+    return response.status_code, answer

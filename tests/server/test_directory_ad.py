@@ -11,8 +11,8 @@ import pytest
 
 from server.config.settings import Settings
 from tests.peers.samba_dc import USERS, SambaDC
-from tests.server.conftest import DIRECTORY_PASSWORD, AppEnv, bearer, make_app_env
-from tests.server.directory_helpers import VPN, WIFI, ad_entry, audit_of, client_of, granted, write_directories
+from tests.server.conftest import DIRECTORY_PASSWORD, AppEnv, bearer
+from tests.server.directory_helpers import VPN, WIFI, act, ad_entry, audit_of, client_of, directory_app, granted
 
 API = "/api/v1/directories/corp"
 
@@ -20,13 +20,8 @@ API = "/api/v1/directories/corp"
 @pytest.fixture
 def corp(samba_dc: SambaDC, settings: Settings, tmp_path: Path) -> Iterator[AppEnv]:
     """An app whose directories file names the Samba DC as `corp`."""
-    path = write_directories(tmp_path / "directories.yaml", ad_entry(samba_dc))
-    yield from make_app_env(settings.model_copy(update={"directories_file": path}))
+    yield from directory_app(settings, tmp_path, ad_entry(samba_dc))
 
-
-def _act(env: AppEnv, token: str, login: str, action: str, **body: object) -> tuple[int, dict[str, object]]:
-    response = env.client.post(f"{API}/people/{login}/actions/{action}", json={"confirm": True, **body}, headers=bearer(token))
-    return response.status_code, response.json()
 
 
 def test_a_locked_out_person_is_seen_and_unlocked(corp: AppEnv) -> None:
@@ -45,11 +40,11 @@ def test_a_locked_out_person_is_seen_and_unlocked(corp: AppEnv) -> None:
     page = corp.client.get("/directory/corp/people/jbloggs", headers=bearer(token))
     assert page.status_code == 200 and "locked</span> since" in page.text and "badPwdCount 3" in page.text
 
-    status, done = _act(corp, token, "jbloggs", "unlock")
+    status, done = act(corp, token, "corp", "jbloggs", "unlock")
     assert status == 200, done
     assert done["took"] is True and done["result"] == "unlocked — badPwdCount 0"
     assert ldap.try_bind(dn, DIRECTORY_PASSWORD) is None  # the person can sign in again
-    again = _act(corp, token, "jbloggs", "unlock")
+    again = act(corp, token, "corp", "jbloggs", "unlock")
     assert again[0] == 409 and "not locked" in str(again[1]["detail"])
     entry = audit_of(corp, "directory.unlock")[1]  # the newest is the refused second try
     assert entry["target"] == "corp:jbloggs" and entry["detail"]["outcome"] == "took" and entry["username"] == "olga"
@@ -59,17 +54,17 @@ def test_password_resets_bind_and_policy_refusals_are_shown_in_words(corp: AppEn
     token = granted(corp, "olga")
     ldap = client_of(corp, "corp")
     dn = f"CN=asmith,{USERS}"
-    status, done = _act(corp, token, "asmith", "reset-password")
+    status, done = act(corp, token, "corp", "asmith", "reset-password")
     assert status == 200 and done["took"] is True, done
     assert done["result"] == "password set — must change at next logon"
     generated = str(done["password"])
     assert len(generated.split("-")) == 6
     assert "773" in (ldap.try_bind(dn, generated) or "")  # AD: right password, must change it first
 
-    status, refused = _act(corp, token, "asmith", "reset-password", password="short", must_change=False)
+    status, refused = act(corp, token, "corp", "asmith", "reset-password", password="short", must_change=False)
     assert status == 422 and "the password is too short" in str(refused["detail"])
     typed = "Typed-Pass-" + generated[-3:] + "x!"
-    status, done = _act(corp, token, "asmith", "reset-password", password=typed, must_change=False)
+    status, done = act(corp, token, "corp", "asmith", "reset-password", password=typed, must_change=False)
     assert status == 200 and done["took"] is True and "password" not in done
     assert ldap.try_bind(dn, typed) is None
     log = audit_of(corp, "directory.reset-password")
@@ -81,20 +76,20 @@ def test_disable_enable_and_allow_listed_groups(corp: AppEnv) -> None:
     token = granted(corp, "olga")
     ldap = client_of(corp, "corp")
     dn = f"CN=bjones,{USERS}"
-    status, done = _act(corp, token, "bjones", "disable")
+    status, done = act(corp, token, "corp", "bjones", "disable")
     assert (status, done["took"], done["result"]) == (200, True, "disabled")
     assert "533" in (ldap.try_bind(dn, DIRECTORY_PASSWORD) or "")  # AD: account disabled
-    status, done = _act(corp, token, "bjones", "enable")
+    status, done = act(corp, token, "corp", "bjones", "enable")
     assert (status, done["result"]) == (200, "enabled")
     assert ldap.try_bind(dn, DIRECTORY_PASSWORD) is None
 
-    status, done = _act(corp, token, "bjones", "group-add", group=WIFI)
+    status, done = act(corp, token, "corp", "bjones", "group-add", group=WIFI)
     assert status == 200 and done["result"] == "now a member of CN=Wifi Guests,CN=Users,DC=pocket,DC=test"
-    status, done = _act(corp, token, "bjones", "group-remove", group=VPN)
+    status, done = act(corp, token, "corp", "bjones", "group-remove", group=VPN)
     assert status == 200 and done["took"] is True
     groups = {g["name"] for g in done["person"]["groups"]}  # type: ignore[index]
     assert "Wifi Guests" in groups and "VPN Users" not in groups
-    status, refused = _act(corp, token, "bjones", "group-add", group=f"CN=Domain Admins,{USERS}")
+    status, refused = act(corp, token, "corp", "bjones", "group-add", group=f"CN=Domain Admins,{USERS}")
     assert status == 409 and "allow-list" in str(refused["detail"])
 
 
@@ -110,7 +105,7 @@ def test_protected_accounts_cannot_be_touched(corp: AppEnv) -> None:
         person = corp.client.get(f"{API}/people/{login}", headers=bearer(token)).json()
         assert why in str(person["protected"]), (login, person["protected"])
         assert not any(a["available"] for a in person["actions"])
-        status, refused = _act(corp, token, login, "reset-password")
+        status, refused = act(corp, token, "corp", login, "reset-password")
         assert status == 403 and "protected" in str(refused["detail"]), login
     assert all(e["detail"]["outcome"] == "refused" for e in audit_of(corp, "directory.reset-password"))
 
@@ -133,7 +128,7 @@ def test_search_is_literal_bounded_and_only_for_the_grant(corp: AppEnv) -> None:
     for who in (viewer, plain_operator):
         assert corp.client.get(f"{API}/people", params={"q": "jo"}, headers=bearer(who)).status_code == 403
         assert corp.client.get("/directory/corp/people/jbloggs", headers=bearer(who)).status_code == 403
-        assert _act(corp, who, "jbloggs", "unlock")[0] == 403
+        assert act(corp, who, "corp", "jbloggs", "unlock")[0] == 403
     assert "/directory" not in corp.client.get("/", headers=bearer(viewer)).text
 
 
