@@ -40,8 +40,8 @@ def run(count: int = 200) -> dict[str, Any]:
             path = write_directories(Path(tmp) / "directories.yaml", ad_entry(dc, search_limit=20))
             settings = Settings(data_dir=Path(tmp) / "data", directories_file=path)
             with serve(settings) as live:
+                live.user("bench", "operator")
                 with live.svc.engine.begin() as conn:
-                    live.user("bench", "operator")
                     found = accounts.get_user_by_name(conn, "bench")
                     assert found is not None
                     grants.add(conn, found[0].id, ["directory"], "bench")
