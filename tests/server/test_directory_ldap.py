@@ -14,8 +14,9 @@ from server.config.settings import Settings
 from server.config.yamlsrc import ConfigError
 from server.directory.config import DirectoriesConfig, DirectorySpec, load_directories
 from tests.peers.slapd import GROUPS_OU, PEOPLE_OU, Slapd
-from tests.server.conftest import AppEnv, bearer, make_app_env
+from tests.server.conftest import AppEnv, TotpClock, bearer, form_csrf, make_app_env
 from tests.server.directory_helpers import act, audit_of, client_of, directory_app, granted, ldap_entry, write_directories
+from tests.server.security_helpers import user_with_totp
 
 API = "/api/v1/directories/lab"
 
@@ -112,3 +113,31 @@ def test_the_example_file_explains_every_setting() -> None:
     config = DirectoriesConfig.model_validate(yaml.safe_load(text))
     assert [d.name for d in config.directories] == ["corp", "lab"]
     assert [f for f in DirectorySpec.model_fields if f"{f}:" not in text] == []
+
+
+def test_admins_add_a_directory_on_the_pages_and_its_password_stays_sealed(lab: AppEnv, slapd_peer: Slapd,
+                                                                            clock: TotpClock) -> None:
+    client, _, _ = user_with_totp(lab, "root", "admin", clock)
+    page = client.get("/admin/directories")
+    assert page.status_code == 200 and "from the file" in page.text
+    form = {**{k: str(v) for k, v in ldap_entry(slapd_peer).items() if isinstance(v, str | int)},
+            "name": "lab2", "base_dns": "\n".join(ldap_entry(slapd_peer)["base_dns"]), "verify": "on",
+            "csrf_token": form_csrf(page.text)}
+    assert client.post("/admin/directories", data=form).status_code == 303
+    listed = client.get("/admin/directories").text
+    assert "made here" in listed and "stored (sealed)" in listed and slapd_peer.bind_password not in listed
+    edit = client.get("/admin/directories/lab2").text
+    assert slapd_peer.bind_password not in edit and 'placeholder="stored; leave empty to keep it"' in edit
+    kept = client.post("/admin/directories", data={**form, "bind_password": "", "search_limit": "5"})
+    assert kept.status_code == 303  # an empty password keeps the stored one
+    token = granted(lab, "olga")
+    found = lab.client.get("/api/v1/directories/lab2/people", params={"q": "carol"}, headers=bearer(token)).json()
+    assert [p["login"] for p in found["items"]] == ["carol"]
+    clash = client.post("/admin/directories", data={**form, "name": "lab"})
+    assert clash.status_code == 409 and "directories file" in clash.text
+    plain = client.post("/admin/directories", data={**form, "security": "plain"})
+    assert plain.status_code == 422 and "in the clear" in plain.text
+    removed = client.post("/admin/directories/lab2/delete", data={"csrf_token": form_csrf(page.text)})
+    assert removed.status_code == 303
+    assert [e["action"] for e in audit_of(lab, "directory.")][:3] == ["directory.delete", "directory.search", "directory.config"]
+    assert lab.client.get("/admin/directories", headers=bearer(lab.token("vic", "viewer"))).status_code == 403
