@@ -67,7 +67,8 @@ def test_when_actions_apply() -> None:
     assert why_not(CATALOG["unlock"], locked, groups) is None
     assert why_not(CATALOG["enable"], locked, groups) == "the account is enabled"
     assert why_not(CATALOG["group-add"], locked, groups, "cn=vpn,dc=t") == "already a member"
-    assert why_not(CATALOG["group-add"], locked, groups, "CN=Domain Admins,DC=t") == "that group is not on this directory's allow-list"
+    not_allowed = why_not(CATALOG["group-add"], locked, groups, "CN=Domain Admins,DC=t")
+    assert not_allowed == "that group is not on this directory's allow-list"
     assert why_not(CATALOG["group-remove"], locked, groups, "CN=VPN,DC=t") is None
     assert why_not(CATALOG["group-add"], locked, []) == "no groups are allowed for this directory (setting groups)"
     ldap = Person("uid=x", "x", "X", None, "ldap", locked=None)
