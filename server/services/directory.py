@@ -164,7 +164,7 @@ def act(svc: Services, user: accounts.User, ip: str, name: str, login: str, req:
     if req.action == "reset-password":
         detail.update(generated=req.password is None, must_change=req.must_change)
     started = directories.now()
-    secret = None
+    secret, note = None, None
     try:
         with client.session() as c:
             before, protected = _read(spec, c, login)
@@ -178,7 +178,7 @@ def act(svc: Services, user: accounts.User, ip: str, name: str, login: str, req:
                 _audit(svc, user, ip, f"directory.{req.action}", target, {**detail, "outcome": "refused", "why": refusal})
                 raise ServiceError(refusal, 403 if protected else 409)
             try:
-                secret = _change(spec, c, before, req)
+                secret, note = _change(spec, c, before, req)
             except Refused as exc:
                 _audit(svc, user, ip, f"directory.{req.action}", target, {**detail, "outcome": "directory refused",
                                                                           "why": exc.args[0]})
@@ -187,14 +187,17 @@ def act(svc: Services, user: accounts.User, ip: str, name: str, login: str, req:
     except DirectoryError as exc:
         raise Unreachable(str(exc)) from None
     took, summary = verdict(req.action, after, req.group, req.action == "reset-password" and req.must_change, started)
+    if note:
+        summary += f" (the directory refused 'must change at next logon': {note})"
     _audit(svc, user, ip, f"directory.{req.action}", target, {**detail, "outcome": "took" if took else "did not take",
                                                               "result": summary})
     shown = secret if req.password is None else None
     return Outcome(req.action, after.login, took, summary, _view(spec, after, protected), shown)
 
 
-def _change(spec: DirectorySpec, c: Client, person: Person, req: ActionRequest) -> str | None:
-    """Make the change in the directory; returns the new password for a reset (never logged or audited)."""
+def _change(spec: DirectorySpec, c: Client, person: Person, req: ActionRequest) -> tuple[str | None, str | None]:
+    """Make the change in the directory: (the new password of a reset, never logged or audited; why the directory
+    refused the "must change" flag after the password itself was set — the password is shown all the same)."""
     dn, ad = person.dn, spec.kind == "active-directory"
     if req.action == "unlock":
         c.replace(dn, "lockoutTime", "0") if ad else c.clear_lockout(dn)
@@ -208,12 +211,15 @@ def _change(spec: DirectorySpec, c: Client, person: Person, req: ActionRequest) 
     else:
         password = req.password or passphrase()
         c.set_password(dn, password)
-        if req.must_change:
-            c.replace(dn, "pwdLastSet", "0") if ad else c.replace(dn, "pwdReset", "TRUE", relax=True)
-        elif ad:
-            c.replace(dn, "pwdLastSet", "-1")  # "now": a typed password counts from this moment
-        return password
-    return None
+        try:
+            if req.must_change:
+                c.replace(dn, "pwdLastSet", "0") if ad else c.replace(dn, "pwdReset", "TRUE", relax=True)
+            elif ad:
+                c.replace(dn, "pwdLastSet", "-1")  # "now": a typed password counts from this moment
+        except Refused as exc:
+            return password, str(exc)
+        return password, None
+    return None, None
 
 
 def person_json(view: PersonView) -> dict[str, Any]:

@@ -22,6 +22,7 @@ SUFFIX = "dc=pocket,dc=lab"
 PEOPLE_OU = f"ou=people,{SUFFIX}"
 GROUPS_OU = f"ou=groups,{SUFFIX}"
 BIND_DN = f"cn=pocketnoc,ou=services,{SUFFIX}"
+LIMITED_DN = f"cn=helpdesk,ou=services,{SUFFIX}"  # may set passwords, nothing else (pwdReset is refused to it)
 PEOPLE = {"carol": "Carol Jones", "dave": "Dave Brown", "root2": "Root Two"}  # root2 is in the protected 'wheel'
 GROUPS = {"vpn": ["carol"], "wheel": ["root2"], "wifi": ["dave"]}
 
@@ -64,7 +65,8 @@ directory {base}/db
 overlay ppolicy
 ppolicy_default "cn=default,ou=policies,{SUFFIX}"
 ppolicy_use_lockout
-access to attrs=userPassword by dn.exact="{BIND_DN}" manage by self write by anonymous auth by * none
+access to attrs=userPassword by dn.exact="{BIND_DN}" manage by dn.exact="{LIMITED_DN}" write by self write
+  by anonymous auth by * none
 access to * by dn.exact="{BIND_DN}" manage by * read
 """
 
@@ -76,6 +78,7 @@ def _ldif() -> str:
     entries.append(f"dn: cn=default,ou=policies,{SUFFIX}\nobjectClass: device\nobjectClass: pwdPolicy\ncn: default\n"
                    "pwdAttribute: userPassword\npwdLockout: TRUE\npwdMaxFailure: 3\npwdLockoutDuration: 0\npwdMustChange: FALSE")
     entries.append(f"dn: {BIND_DN}\nobjectClass: person\ncn: pocketnoc\nsn: service")
+    entries.append(f"dn: {LIMITED_DN}\nobjectClass: person\ncn: helpdesk\nsn: service")
     for login, name in PEOPLE.items():
         first, last = name.split(" ", 1)
         entries.append(f"dn: uid={login},{PEOPLE_OU}\nobjectClass: inetOrgPerson\nuid: {login}\ncn: {name}\n"
@@ -123,6 +126,7 @@ def start_slapd() -> Slapd:
     bind_password = "svc-" + secrets.token_urlsafe(12)
     people_password = "pw-" + secrets.token_urlsafe(12)
     conn.extend.standard.modify_password(user=BIND_DN, new_password=bind_password)
+    conn.extend.standard.modify_password(user=LIMITED_DN, new_password=bind_password)
     for login in PEOPLE:
         conn.extend.standard.modify_password(user=f"uid={login},{PEOPLE_OU}", new_password=people_password)
     conn.unbind()

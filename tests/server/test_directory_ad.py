@@ -120,6 +120,7 @@ def test_search_is_literal_bounded_and_only_for_the_grant(corp: AppEnv) -> None:
     bounded = corp.client.get(f"{API}/people", params={"q": "Ja"}, headers=bearer(token)).json()["items"]
     assert len(bounded) == 2  # Jane, Janet and Jack match; search_limit is 2
     assert corp.client.get(f"{API}/people", params={"q": "x" * 65}, headers=bearer(token)).status_code == 422
+    assert corp.client.get(f"{API}/people/*)(", headers=bearer(token)).status_code == 404  # a login taken literally too
     page = corp.client.get("/directory/corp", params={"q": "*)("}, headers=bearer(token))
     assert page.status_code == 200 and "*)( Star Person" in page.text and 'href="/directory/corp/people/starp"' in page.text
 

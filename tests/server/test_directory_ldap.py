@@ -13,7 +13,7 @@ import yaml
 from server.config.settings import Settings
 from server.config.yamlsrc import ConfigError
 from server.directory.config import DirectoriesConfig, DirectorySpec, load_directories
-from tests.peers.slapd import GROUPS_OU, PEOPLE_OU, Slapd
+from tests.peers.slapd import GROUPS_OU, LIMITED_DN, PEOPLE_OU, Slapd
 from tests.server.conftest import AppEnv, TotpClock, bearer, form_csrf, make_app_env
 from tests.server.directory_helpers import act, audit_of, client_of, directory_app, granted, ldap_entry, write_directories
 from tests.server.security_helpers import user_with_totp
@@ -141,3 +141,16 @@ def test_admins_add_a_directory_on_the_pages_and_its_password_stays_sealed(lab: 
     assert removed.status_code == 303
     assert [e["action"] for e in audit_of(lab, "directory.")][:3] == ["directory.delete", "directory.search", "directory.config"]
     assert lab.client.get("/admin/directories", headers=bearer(lab.token("vic", "viewer"))).status_code == 403
+
+
+def test_a_refused_must_change_flag_still_shows_the_new_password(slapd_peer: Slapd, settings: Settings,
+                                                                  tmp_path: Path) -> None:
+    entry = ldap_entry(slapd_peer, name="lab", bind_dn=LIMITED_DN)  # may set passwords, not ppolicy's pwdReset
+    for env in directory_app(settings, tmp_path, entry):
+        token = granted(env, "olga")
+        status, done = act(env, token, "lab", "dave", "reset-password", must_change=True)
+        assert status == 200, done
+        assert done["result"].startswith("password set, but not marked 'must change' (the directory refused")
+        assert done["took"] is False and done["password"]  # the password did change: it is shown, not lost
+        assert client_of(env, "lab").try_bind(f"uid=dave,{PEOPLE_OU}", done["password"]) is None
+        assert audit_of(env, "directory.reset-password")[0]["detail"]["outcome"] == "did not take"
