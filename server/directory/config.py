@@ -19,11 +19,10 @@ Security = Literal["ldaps", "starttls", "plain"]
 DN = Field(min_length=3, max_length=1024)
 
 
-class DirectorySpec(BaseModel):
-    """One directory: where it is, how pocketnoc binds, where people live, and what may be touched."""
+class DirectorySettings(BaseModel):
+    """A directory's settings but its name and bind password (what the admin API takes beside the password)."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=LOWER_NAME_RE)
     kind: Kind
     host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_-]+$")
     port: int | None = Field(default=None, ge=1, le=65535)  # default: 636 for ldaps, 389 otherwise
@@ -33,14 +32,20 @@ class DirectorySpec(BaseModel):
     verify: bool = True  # check the certificate and its name; false only for a lab, with a warning
     tls_name: str | None = Field(default=None, max_length=253)  # name the certificate must carry (default: host)
     bind_dn: str = DN
-    bind_password: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)
-    bind_password_file: Path | None = None  # read at start; the file's first line
     base_dns: list[str] = Field(min_length=1, max_length=20)
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     search_limit: int = Field(default=20, ge=1, le=100)  # the most people one search shows
     groups: list[str] = Field(default_factory=list, max_length=200)  # group DNs operators may add people to
     protected_groups: list[str] = Field(default_factory=list, max_length=50)  # members cannot be touched
     deny: list[str] = Field(default_factory=list, max_length=1000)  # logins or DNs that cannot be touched
+
+
+class DirectorySpec(DirectorySettings):
+    """One directory: where it is, how pocketnoc binds, where people live, and what may be touched."""
+
+    name: str = Field(pattern=LOWER_NAME_RE)
+    bind_password: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)
+    bind_password_file: Path | None = None  # read at start; the file's first line (the file only, not the API)
 
     @model_validator(mode="after")
     def _safe(self) -> DirectorySpec:

@@ -124,6 +124,8 @@ def save_admin(conn: Connection, svc: Services, actor: accounts.User, ip: str, v
     found = rows.get_row(conn, name)
     if found is not None and found.source == "file":
         raise Conflict(f"directory {name} comes from the directories file; change it there")
+    if values.get("bind_password_file"):
+        raise ServiceError("bind_password_file is for the directories file; send bind_password", 422)
     password = values.get("bind_password") or None
     if password is None and found is None:
         raise ServiceError("a new directory needs its bind password", 422)

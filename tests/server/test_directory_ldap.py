@@ -154,3 +154,15 @@ def test_a_refused_must_change_flag_still_shows_the_new_password(slapd_peer: Sla
         assert done["took"] is False and done["password"]  # the password did change: it is shown, not lost
         assert client_of(env, "lab").try_bind(f"uid=dave,{PEOPLE_OU}", done["password"]) is None
         assert audit_of(env, "directory.reset-password")[0]["detail"]["outcome"] == "did not take"
+
+
+def test_the_admin_api_takes_a_password_but_never_a_server_path(lab: AppEnv, slapd_peer: Slapd) -> None:
+    admin = lab.token("root", "admin")
+    body = {k: v for k, v in ldap_entry(slapd_peer).items() if k != "name"}
+    made = lab.client.put("/api/v1/admin/directories/lab3", json=body, headers=bearer(admin))
+    assert made.status_code == 200 and made.json()["bind_password_set"] is True
+    assert slapd_peer.bind_password not in made.text
+    for bad in ({**body, "owner": "me"}, {**body, "bind_password_file": "/etc/shadow"}):
+        assert lab.client.put("/api/v1/admin/directories/lab3", json=bad, headers=bearer(admin)).status_code == 422
+    assert lab.client.delete("/api/v1/admin/directories/lab3", headers=bearer(admin)).status_code == 204
+    assert lab.client.delete("/api/v1/admin/directories/lab", headers=bearer(admin)).status_code == 409  # the file's

@@ -74,6 +74,10 @@ FORM_ROLES = {
     "/notify/channels/{channel_id}/delete": "admin",
     "/notify/messages/{message_id}/{action}": "admin",
     "/workers/{worker_id}/forget": "admin",
+    "/admin/users/{user_id}/grants": "admin",
+    "/admin/directories": "admin",
+    "/admin/directories/{name}/delete": "admin",
+    "/directory/{name}/people/{login}/do/{action}": "operator",  # and the directory grant (the matrix checks it)
 }
 # Form routes any signed-in user may post: their own account, their own push devices, actions (role per action).
 FORM_OWN_SCOPE = ("/account", "/logout", "/notify/devices/", "/devices/{device_id}/actions/")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.auth.access import Admin, client_ip
 from server.auth.grants import DirectoryUser, FreshDirectoryUser
 from server.auth.stepup import FreshAdmin
+from server.directory.config import DirectorySettings
 from server.runtime import Services, get_services
 from server.services import directories
 from server.services import directory as service
@@ -34,10 +35,11 @@ class ActionBody(BaseModel):
     must_change: bool = True  # reset-password: "must change at next logon"
 
 
-class DirectoryBody(BaseModel):
-    """A directory made on the admin pages or API (the same settings as directories.yaml)."""
+class DirectoryBody(DirectorySettings):
+    """A directory made through the API: the settings of directories.yaml; `bind_password` omitted keeps the stored one
+    (a password file is for the directories file only: the API never makes the server read a path it names)."""
 
-    model_config = ConfigDict(extra="allow")  # checked field by field by the directory settings model
+    bind_password: str | None = Field(default=None, min_length=1, max_length=1024)
 
 
 @router.get("/api/v1/directories")
@@ -86,7 +88,7 @@ def admin_list(svc: SvcDep, _p: Admin) -> dict[str, Any]:
 @router.put("/api/v1/admin/directories/{name}")
 def admin_save(svc: SvcDep, p: FreshAdmin, request: Request, name: Name, body: DirectoryBody) -> dict[str, Any]:
     """Create or change a directory (not one from the file); omit `bind_password` to keep the stored one."""
-    values = {**(body.model_extra or {}), "name": name}
+    values = {**body.model_dump(mode="json", exclude_unset=True), "name": name}
     with svc.engine.begin() as conn:
         directories.save_admin(conn, svc, p.user, client_ip(request), values)
         found = rows.get_row(conn, name)
