@@ -23,7 +23,7 @@ PEOPLE_OU = f"ou=people,{SUFFIX}"
 GROUPS_OU = f"ou=groups,{SUFFIX}"
 BIND_DN = f"cn=pocketnoc,ou=services,{SUFFIX}"
 LIMITED_DN = f"cn=helpdesk,ou=services,{SUFFIX}"  # may set passwords, nothing else (pwdReset is refused to it)
-PEOPLE = {"carol": "Carol Jones", "dave": "Dave Brown", "root2": "Root Two"}  # root2 is in the protected 'wheel'
+PEOPLE = {"carol": "Carol Jones", "dave": "Dave Brown", "erin": "Erin Gray", "root2": "Root Two"}  # root2: in protected wheel
 GROUPS = {"vpn": ["carol"], "wheel": ["root2"], "wifi": ["dave"]}
 
 

@@ -148,11 +148,11 @@ def test_a_refused_must_change_flag_still_shows_the_new_password(slapd_peer: Sla
     entry = ldap_entry(slapd_peer, name="lab", bind_dn=LIMITED_DN)  # may set passwords, not ppolicy's pwdReset
     for env in directory_app(settings, tmp_path, entry):
         token = granted(env, "olga")
-        status, done = act(env, token, "lab", "dave", "reset-password", must_change=True)
+        status, done = act(env, token, "lab", "erin", "reset-password", must_change=True)
         assert status == 200, done
         assert done["result"].startswith("password set, but not marked 'must change' (the directory refused")
         assert done["took"] is False and done["password"]  # the password did change: it is shown, not lost
-        assert client_of(env, "lab").try_bind(f"uid=dave,{PEOPLE_OU}", done["password"]) is None
+        assert client_of(env, "lab").try_bind(f"uid=erin,{PEOPLE_OU}", done["password"]) is None
         assert audit_of(env, "directory.reset-password")[0]["detail"]["outcome"] == "did not take"
 
 
