@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     flap_settle_seconds: float = Field(default=180.0, ge=0, le=86400, description="Calm this long: flapping is stable again.")
     actions_file: Path | None = Field(default=None, description="Remediation action catalog YAML; unset = no actions.")
     channels_file: Path | None = Field(default=None, description="Notifications YAML (channels, routes, escalations).")
+    directories_file: Path | None = Field(default=None, description="Directory accounts YAML (AD / LDAP); unset = none.")
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, le=1024**3, description="Largest request body (JSON or form); larger: 413."
     )

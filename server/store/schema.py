@@ -74,4 +74,8 @@ __all__ = [
 ]
 
 # Feature table modules register here, one import line each (`from server.store import tables_<feature>` with noqa F401).
-from server.store import tables_discovery  # noqa: F401
+from server.store import (  # noqa: F401
+    tables_directories,
+    tables_discovery,
+    tables_grants,
+)

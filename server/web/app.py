@@ -27,7 +27,7 @@ from server.keys.secretbox import KEY_CHANGED, SecretBox, SecretsUnavailable
 from server.logsafe import CONTROL_IN_JSON, visible_data
 from server.polling import pipeline
 from server.runtime import Services
-from server.services import discovery_schedule
+from server.services import directories, discovery_schedule
 from server.services.errors import ServiceError
 from server.store import filemodes
 from server.store.db import DBAPIError, make_engine, migrate
@@ -164,6 +164,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
         actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
         discovery_schedule.install(svc)
+        directories.sync_file(svc)  # so does an invalid directories file
         if config is not None:
             pipeline.sync_inventory(svc, config)
         if poll:
@@ -254,6 +255,12 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
 
     app.include_router(api_discovery.router)
     app.include_router(pages_discovery.router)
+    from server.web.api import directory as api_directory
+    from server.web.pages import directory as pages_directory
+    from server.web.pages import directory_admin as pages_directory_admin
+
+    for module in (api_directory, pages_directory, pages_directory_admin):
+        app.include_router(module.router)
     from server.web import live
     from server.web.pages import imports as pages_imports
     from server.web.pages import inventory as pages_inventory

@@ -29,6 +29,8 @@ from server.runtime import Services
 from server.store import accounts
 from server.store.db import make_engine, migrate
 from server.web.app import create_app
+from tests.peers.samba_dc import SambaDC, populate, start_samba_dc
+from tests.peers.slapd import Slapd, start_slapd
 from tests.peers.sshd import SshdPeer, start_sshd
 
 if TYPE_CHECKING:
@@ -311,3 +313,25 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> TotpClock:
     state = TotpClock(now=(time.time() // totp.STEP) * totp.STEP + 15)
     monkeypatch.setattr(totp, "clock", lambda: state.now)
     return state
+
+
+DIRECTORY_PASSWORD = "Start-" + secrets.token_urlsafe(9) + "-4x"  # every test person's first password (AD complexity)
+
+
+@pytest.fixture(scope="session")
+def samba_dc() -> Iterator[SambaDC]:
+    """One real Samba AD DC per test session (provisioning takes tens of seconds): people, groups, a bind account."""
+    dc = start_samba_dc()
+    try:
+        dc.bind_password = populate(dc, DIRECTORY_PASSWORD)
+        yield dc
+    finally:
+        dc.stop()
+
+
+@pytest.fixture(scope="session")
+def slapd_peer() -> Iterator[Slapd]:
+    """One real OpenLDAP slapd per test session: StartTLS, ppolicy lock-out after 3 bad binds, a few people."""
+    peer = start_slapd()
+    yield peer
+    peer.stop()

@@ -79,6 +79,10 @@ FORM_ROLES = {
     "/discovery/runs/{run_id}/approve": "admin",
     "/discovery/runs/{run_id}/rerun": "admin",
     "/devices/{device_id}/neighbours": "operator",
+    "/admin/users/{user_id}/grants": "admin",
+    "/admin/directories": "admin",
+    "/admin/directories/{name}/delete": "admin",
+    "/directory/{name}/people/{login}/do/{action}": "operator",  # and the directory grant (the matrix checks it)
 }
 # Form routes any signed-in user may post: their own account, their own push devices, actions (role per action).
 FORM_OWN_SCOPE = ("/account", "/logout", "/notify/devices/", "/devices/{device_id}/actions/")
