@@ -239,7 +239,7 @@ def write_audit(
     user: User | None,
     action: str,
     target: str = "",
-    detail: dict[str, Any] | None = None,
+    detail: Mapping[str, object] | None = None,
     ip: str | None = None,
 ) -> None:
     """Append an audit entry (and one escaped line to the log: values cannot forge extra log lines)."""
@@ -250,7 +250,7 @@ def write_audit(
             username=user.name if user else None,
             action=action,
             target=target[:256],
-            detail=detail or {},
+            detail=dict(detail or {}),
             ip=(ip or "")[:64],
         )
     )
