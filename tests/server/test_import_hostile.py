@@ -13,26 +13,36 @@ from tests.server.conftest import AppEnv, form_csrf, sign_in
 
 BIG = "9" * 4000  # under Python's 4300-digit limit: parses, but is too large for a float
 HUGE = "9" * 5000  # over it: json.loads itself refuses it with a ValueError
-GOOD = {"type": "http", "name": "fine", "url": "https://ok.example/health"}
+GOOD: dict[str, object] = {"type": "http", "name": "fine", "url": "https://ok.example/health"}
 
 
-def kuma(*monitors: str, notifications: str = "") -> bytes:
-    return ('{"monitorList": [%s], "notificationList": [%s]}' % (", ".join(monitors), notifications)).encode()
+def kuma(*monitors: object, notifications: object = (), raw: str = "") -> bytes:
+    """A backup of these monitors and notifications; the text RAW replaces the string "RAW" (a number JSON cannot dump)."""
+    text = json.dumps({"monitorList": [GOOD, *monitors], "notificationList": list(notifications)})  # type: ignore[call-overload]
+    return text.replace('"RAW"', raw).replace('\\"RAW\\"', raw).encode()
+
+
+def http(name: str, **extra: object) -> dict[str, object]:
+    return {"type": "http", "name": name, "url": f"https://{name}.example/", **extra}
 
 
 HOSTILE = [
-    ("too long a number", kuma(json.dumps(GOOD), '{"type": "http", "name": "n", "url": "https://a.example/", "timeout": %s}' % HUGE)),
-    ("a timeout too big for a float", kuma(json.dumps(GOOD), '{"type": "http", "name": "t", "url": "https://a.example/", "timeout": %s}' % BIG)),
-    ("a broken URL", kuma(json.dumps(GOOD), '{"type": "http", "name": "u", "url": "http://[::1/"}')),
-    ("a list as parent and id", kuma(json.dumps(GOOD), '{"type": "http", "name": "p", "url": "https://b.example/", "parent": [1], "id": [2]}')),
-    ("a notification id that is not ASCII", kuma(json.dumps({**GOOD, "notificationIDList": {"\u00b2": True}}))),
-    ("a notification config with a huge number", kuma(json.dumps(GOOD), notifications='{"name": "n", "config": "{\\"type\\": \\"ntfy\\", \\"x\\": %s}"}' % HUGE)),
-    ("a broken ntfy server URL", kuma(json.dumps(GOOD), notifications='{"name": "n", "config": {"type": "ntfy", "ntfyserverurl": "http://[::1", "ntfytopic": "x"}}')),
+    ("too long a number", kuma(http("n", timeout="RAW"), raw=HUGE)),
+    ("a timeout too big for a float", kuma(http("t", timeout="RAW"), raw=BIG)),
+    ("a broken URL", kuma({"type": "http", "name": "u", "url": "http://[::1/"})),
+    ("a list as parent and id", kuma(http("p", parent=[1], id=[2]))),
+    ("a notification id that is not ASCII", kuma(http("a", notificationIDList={"\u00b2": True}))),
+    ("a notification config with a huge number",
+     kuma(notifications=[{"name": "n", "config": json.dumps({"type": "ntfy", "x": "RAW"})}], raw=HUGE)),
+    ("a broken ntfy server URL",
+     kuma(notifications=[{"name": "n", "config": {"type": "ntfy", "ntfyserverurl": "http://[::1", "ntfytopic": "x"}}])),
 ]
 
 
 @pytest.mark.parametrize(("case", "content"), HOSTILE, ids=[c for c, _ in HOSTILE])
-def test_a_hostile_backup_never_crashes_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, content: bytes) -> None:
+def test_a_hostile_backup_never_crashes_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, content: bytes
+) -> None:
     path = tmp_path / "kuma.json"
     path.write_bytes(content)
     code = main(["import", "uptime-kuma", str(path), "--out", str(tmp_path / "out")])
@@ -55,6 +65,6 @@ def test_the_admin_preview_survives_hostile_files_and_hides_url_credentials(app_
         assert answer.status_code in (200, 422), (case, answer.status_code)
     secret = {"type": "http", "name": "api", "url": "https://admin:hunter2@api.example.net/health"}
     shown = client.post("/admin/import", data={"source": "uptime-kuma", "csrf_token": csrf},
-                        files={"file": ("k.json", kuma(json.dumps(secret)), "application/json")})
+                        files={"file": ("k.json", kuma(secret), "application/json")})
     assert shown.status_code == 200 and "api.example.net/health" in shown.text
     assert "hunter2" not in shown.text
