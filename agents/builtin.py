@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agents import plugins
 
-BUILTIN = ("agents.snmp", "agents.ssh", "agents.net")
+BUILTIN = ("agents.snmp", "agents.ssh", "agents.net", "agents.nagios")
 
 
 def load() -> list[plugins.Loaded]:

@@ -9,7 +9,6 @@ from typing import Final
 
 from agents.base import CollectError, Reading, SnmpCredentials, Target, Unreachable, register
 from agents.profiles import (
-    DETECT_PROBES,
     DETECT_SCALARS,
     HC_FIELDS,
     IFX_FIELDS,
@@ -17,13 +16,12 @@ from agents.profiles import (
     OPTIONAL_PROFILES,
     PROFILES,
     SYSTEM,
-    DeviceFacts,
     choose_profiles,
     detect_kind,
     resolve_override,
 )
 from agents.snmp_client import MAX_BYTES, MAX_ROWS, SnmpClient, WalkResult
-from agents.snmp_families import Family, family_kind, load_families_cached, match_family
+from agents.snmp_families import Family, detection_probes, facts_of, family_kind, family_of, load_families_cached
 from agents.snmp_hardware import read_hardware
 from agents.snmp_partial import get_split, next_split, walk_split
 from agents.snmp_readings import build_reading
@@ -261,28 +259,17 @@ class SnmpCollector:
     ) -> _Plan:
         answered: frozenset[str] = frozenset()
         if forced is None:
-            probes = {oid: name for name in OPTIONAL_PROFILES for oid in PROFILES[name].probes}
-            probes.update({oid: name for name, oid in DETECT_PROBES.items()})
-            probes.update({oid: f"probe:{oid}" for family in self.families for oid in family.probes})
+            probes = detection_probes(self.families)
             try:
                 found = await self.client.get_next(target, list(probes))
             except Unreachable:  # one probe the agent chokes on must not hide the others
                 found = await next_split(self.client, target, list(probes))
             answered = frozenset(probes[oid] for oid, hit in found.items() if hit is not None)
-        facts = DeviceFacts(
-            sys_object_id=str(scalars.get("sys_object_id") or ""),
-            sys_descr=str(scalars.get("sys_descr") or ""),
-            sys_services=_as_int(scalars.get("sys_services")),
-            if_number=_as_int(scalars.get("if_number")),
-            bridge_ports=_as_int(scalars.get("bridge_ports")),
-            ip_forwarding=_as_int(scalars.get("ip_forwarding")),
-            answered=answered,
-        )
+        facts = facts_of(scalars, answered)
         if forced is not None:
             kind = forced[0] or detect_kind(facts)
             return _plan_for(kind, forced[1], profile, scalars)
-        probed = frozenset(name.removeprefix("probe:") for name in answered if name.startswith("probe:"))
-        family = match_family(self.families, facts.sys_object_id, facts.sys_descr, probed)
+        family = family_of(self.families, facts)
         profiles = choose_profiles(answered)
         extra = family.profile() if family is not None else None
         if extra is not None:

@@ -18,7 +18,7 @@ from typing import Final
 
 import yaml
 
-from agents.profiles import DeviceFacts, Profile, detect_kind
+from agents.profiles import DETECT_PROBES, OPTIONAL_PROFILES, PROFILES, DeviceFacts, Profile, detect_kind
 
 BUILTIN_DIR: Final = Path(__file__).parent / "families"
 ENV_DIR: Final = "POCKETNOC_FAMILIES_DIR"
@@ -277,6 +277,38 @@ def _cached(env: str) -> tuple[Family, ...]:
 def load_families_cached() -> tuple[Family, ...]:
     """load_families() once per POCKETNOC_FAMILIES_DIR value (collectors are created per worker and per test)."""
     return _cached(os.environ.get(ENV_DIR, ""))
+
+
+def detection_probes(families: Iterable[Family]) -> dict[str, str]:
+    """Subtrees asked once (GETNEXT) to tell kinds apart: OID -> profile name, DETECT_PROBES name or "probe:OID"."""
+    probes = {oid: name for name in OPTIONAL_PROFILES for oid in PROFILES[name].probes}
+    probes.update({oid: name for name, oid in DETECT_PROBES.items()})
+    probes.update({oid: f"probe:{oid}" for family in families for oid in family.probes})
+    return probes
+
+
+def facts_of(scalars: Mapping[str, object], answered: frozenset[str]) -> DeviceFacts:
+    """What detection looks at, from the system and detection scalars read and the probes that answered."""
+
+    def number(name: str) -> int | None:
+        value = scalars.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return DeviceFacts(
+        sys_object_id=str(scalars.get("sys_object_id") or ""),
+        sys_descr=str(scalars.get("sys_descr") or ""),
+        sys_services=number("sys_services"),
+        if_number=number("if_number"),
+        bridge_ports=number("bridge_ports"),
+        ip_forwarding=number("ip_forwarding"),
+        answered=answered,
+    )
+
+
+def family_of(families: Iterable[Family], facts: DeviceFacts) -> Family | None:
+    """The family that matches the facts (its probe matches count the "probe:OID" names that answered)."""
+    probed = frozenset(name.removeprefix("probe:") for name in facts.answered if name.startswith("probe:"))
+    return match_family(families, facts.sys_object_id, facts.sys_descr, probed)
 
 
 def family_kind(family: Family | None, facts: DeviceFacts) -> str:

@@ -71,7 +71,7 @@ class Fleet:
                    "-p", str(conf.parent / "snmpd.pid")]
             self.procs.append(subprocess.Popen(cmd, env=tool_env(), stdin=subprocess.DEVNULL,
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + ready_timeout
+        deadline = time.monotonic() + ready_timeout + 0.5 * len(groups)  # 200 agents at 20,000 devices start slower
         for index, group in enumerate(groups):
             for address in {group[0], group[-1]}:
                 while not self.answers(address):

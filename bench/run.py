@@ -19,6 +19,7 @@ from bench import notify as notify_bench
 from bench import oncall as oncall_bench
 from bench import pages as pages_bench
 from bench.fleet import Fleet
+from bench.neighbour import Neighbour
 from bench.report import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +64,13 @@ class Bench:
     def worker(self, mode: str, args: dict[str, Any], timeout: float, in_ns: bool = True) -> dict[str, Any]:
         """Run `python -m bench.worker MODE ARGS` (inside the namespace when there is one); its JSON result."""
         prefix = self.ns.prefix() if (in_ns and self.ns is not None) else []
-        cmd = [*prefix, sys.executable, "-m", "bench.worker", mode, json.dumps(args)]
-        log = self.log_dir / f"{mode}-{int(time.time() * 1000)}.log"
+        stamp = int(time.time() * 1000)
+        # The arguments go in a file: 10,000 addresses in one argv string pass the kernel's 128 KB per-argument
+        # limit (E2BIG, "Argument list too long" from `ip netns exec`).
+        args_file = self.log_dir / f"{mode}-{stamp}.args.json"
+        args_file.write_text(json.dumps(args))
+        cmd = [*prefix, sys.executable, "-m", "bench.worker", mode, f"@{args_file}"]
+        log = self.log_dir / f"{mode}-{stamp}.log"
         with log.open("wb") as err:
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
             try:
@@ -144,22 +150,30 @@ class Bench:
                                                           "memory": True}, rounds_timeout)
         self._scale(p["scale"])
 
-    def _scale(self, points: list[tuple[int, int]]) -> None:
-        """(d): the real dispatcher keeping an interval for N devices, for each (N, interval)."""
+    def _scale(self, points: list[tuple[int, int]], repeat: int = 1, neighbour: bool = False) -> None:
+        """(d): the real dispatcher keeping an interval for N devices, for each (N, interval), `repeat` times each,
+        beside a busy neighbour process when asked."""
         assert self.fleet is not None
         port, addrs = self.fleet.port, self.fleet.addresses()
         self.results["scale"] = []
         for devices, interval in points:
-            warmup, windows = interval + 5.0, 2
-            self.say(f"(d) {devices} devices every {interval}s: {warmup:.0f}s warm-up + {windows} intervals")
-            args = {"addresses": addrs[:devices], "port": port, "interval": interval, "warmup": warmup,
-                    "windows": windows, "agent_pids": [proc.pid for proc in self.fleet.procs]}
-            try:
-                self.results["scale"].append(self.worker("scale", args, warmup + windows * interval + 600))
-            except RuntimeError as exc:
-                self.results["scale"].append({"devices": devices, "interval_s": interval, "error": str(exc)[-500:]})
+            for run in range(repeat):
+                warmup, windows = interval + 5.0, 2
+                self.say(f"(d) {devices} devices every {interval}s, run {run + 1}/{repeat}"
+                         f"{' beside a busy neighbour' if neighbour else ''}: {warmup:.0f}s warm-up + {windows} intervals")
+                args = {"addresses": addrs[:devices], "port": port, "interval": interval, "warmup": warmup,
+                        "windows": windows, "agent_pids": [proc.pid for proc in self.fleet.procs]}
+                load = machine.loadavg()
+                with Neighbour(neighbour) as busy:
+                    try:
+                        row = self.worker("scale", args, warmup + windows * interval + 600)
+                    except RuntimeError as exc:
+                        row = {"devices": devices, "interval_s": interval, "error": str(exc)[-500:]}
+                row.update(run=run + 1, load_before=load, neighbour=busy.kind, neighbour_cpu_util=busy.cpu_util)
+                self.results["scale"].append(row)
+                self.checkpoint()
 
-    def scale_only(self, points: list[int], interval: int) -> None:
+    def scale_only(self, points: list[int], interval: int, repeat: int = 1, neighbour: bool = False) -> None:
         """Only (c) once (CPU per poll, memory per device) and (d) at the given device counts."""
         assert self.fleet is not None
         port, addrs = self.fleet.port, self.fleet.addresses()
@@ -170,7 +184,7 @@ class Bench:
         self.say("(c) memory by allocation site (tracemalloc)")
         self.results["memory"] = self.worker("pipeline", {"addresses": ac[:40], "port": port, "rounds": 2,
                                                           "memory": True}, 900.0)
-        self._scale([(devices, interval) for devices in points])
+        self._scale([(devices, interval) for devices in points], repeat, neighbour)
 
     def teardown_agents(self) -> None:
         """Stop snmpd and delete the namespace (killing anything of ours still inside)."""
@@ -238,7 +252,7 @@ def _report(results: dict[str, Any]) -> str:
             + oncall_bench.section(results.get("oncall")))
 
 
-def _scale_only(points: list[int], interval: int) -> None:
+def _scale_only(points: list[int], interval: int, repeat: int = 1, neighbour: bool = False) -> None:
     from bench.report import _memory, _scale
 
     signal.signal(signal.SIGTERM, _on_term)
@@ -247,7 +261,7 @@ def _scale_only(points: list[int], interval: int) -> None:
     bench.results["machine"] = machine.facts()
     try:
         bench.setup_agents(max(points))
-        bench.scale_only(points, interval)
+        bench.scale_only(points, interval, repeat, neighbour)
     except (KeyboardInterrupt, Interrupted):
         bench.say("interrupted: cleaned up")
         sys.exit(130)
@@ -284,9 +298,13 @@ def main() -> None:
                         help="only the SNMP scale runs at these device counts (e.g. 1000,5000) plus (c) once; "
                              "prints their tables and leaves the report alone")
     parser.add_argument("--scale-interval", type=int, default=60, help="poll interval of --scale-only (seconds)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each --scale-only point (spread over runs)")
+    parser.add_argument("--neighbour", action="store_true",
+                        help="keep one core busy (a Python busy loop) during each --scale-only run")
     opts = parser.parse_args()
     if opts.scale_only:
-        _scale_only([int(n) for n in opts.scale_only.split(",") if n.strip()], opts.scale_interval)
+        _scale_only([int(n) for n in opts.scale_only.split(",") if n.strip()], opts.scale_interval, opts.repeat,
+                    opts.neighbour)
         return
     if opts.render:
         saved = json.loads(Path(opts.render).read_text())

@@ -19,6 +19,7 @@ from bench import oids
 from bench.common import Stopwatch, quantile, status_mb
 from bench.profiling import Profile, machine_jiffies, sched_wait, thread_cpu, tree_cpu
 from bench.sampler import Sampler
+from bench.scale_probe import ScaleProbe, due_histogram
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
@@ -199,12 +200,18 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
         try:
             assert svc.poller is not None and svc.writer is not None and svc.dispatcher is not None
             poller, writer = svc.poller, svc.writer
-            svc.dispatcher.scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)  # type: ignore[attr-defined]
+            scheduler = getattr(svc.dispatcher, "scheduler", None)
+            if scheduler is not None:  # APScheduler's own misfire events (the older dispatcher)
+                scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+            probe = ScaleProbe(poller, writer)
+            probe.start()
             await asyncio.sleep(warmup)
+            window_from = probe.mark()
             warm = {"ok": poller.stats.ok, "failed": poller.stats.failed, "rss_mb": status_mb("VmRSS")}
             poller.stats.lags = deque(maxlen=10_000_000)
             missed.update(missed=0, max_instances=0)
             ok0, failed0, rows0 = poller.stats.ok, poller.stats.failed, writer.rows
+            skipped0, missed0 = poller.stats.skipped_overlap, _missed(svc.dispatcher)
             agents0, wait0, (busy0, all0) = tree_cpu(agent_pids), sched_wait(), machine_jiffies()
             sampler = Sampler()
             sampler.start()
@@ -215,7 +222,12 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
                 in_flight.append(poller.stats.in_flight)
             cpu, wall = watch.stop()
             sampler.stop()
+            probe.stop()
+            probed = {**probe.report(window_from), "due": due_histogram(dispatch_offsets(svc.dispatcher, interval))}
             waited, (busy1, all1) = sched_wait() - wait0, machine_jiffies()
+            if scheduler is None:  # the due-time dispatcher counts them itself
+                missed.update(missed=_missed(svc.dispatcher) - missed0,
+                              max_instances=poller.stats.skipped_overlap - skipped0)
             agents_cpu = tree_cpu(agent_pids) - agents0
             lags = list(poller.stats.lags)
             ok, failed = poller.stats.ok - ok0, poller.stats.failed - failed0
@@ -265,4 +277,20 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
             "plan": plan,
             **extra,
             "shutdown_s": shutdown,
+            "probe": probed,
         }
+
+
+def _missed(dispatcher: object) -> int:
+    """Turns the dispatcher passed over because the process was more than an interval behind."""
+    due = getattr(dispatcher, "due", None)
+    return int(getattr(due, "missed", 0))
+
+
+def dispatch_offsets(dispatcher: object, interval: int) -> list[float]:
+    """Each check's due second within the interval, as the dispatcher spread them."""
+    offsets = getattr(dispatcher, "due_offsets", None)
+    if callable(offsets):
+        return list(offsets())
+    starts: dict[str, float] = getattr(dispatcher, "_starts", {})
+    return [start % interval for start in starts.values()]

@@ -1,4 +1,4 @@
-"""One measurement in its own process (inside the bench namespace): `python -m bench.worker MODE JSON`."""
+"""One measurement in its own process (inside the bench namespace): `python -m bench.worker MODE @ARGS.json`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
+
+
+def _args(text: str) -> Any:
+    """JSON arguments inline, or `@path` to a file holding them (large device lists pass no argv limit)."""
+    return json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
 
 
 def main() -> None:
     """Run the named measurement with JSON arguments and print its result as one JSON line."""
-    mode, args = sys.argv[1], json.loads(sys.argv[2])
+    mode, args = sys.argv[1], _args(sys.argv[2])
     if args.get("switch_interval"):  # what-if experiments: how long a thread may hold the GIL
         sys.setswitchinterval(float(args["switch_interval"]))
     result: Any

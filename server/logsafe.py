@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, TypeVar, overload
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 # C0/C1 controls, DEL, Unicode line/paragraph separators and bidi embeddings/overrides/isolates: anything that
 # could start a fake log line, move a terminal's cursor or reorder what a reader sees.
@@ -31,7 +34,11 @@ def visible(text: object, multiline: bool = False, limit: int | None = None) -> 
     return _UNSAFE.sub(_replacement, value) if _UNSAFE.search(value) else value
 
 
-def visible_data(value: Any, multiline: bool = True) -> Any:
+@overload
+def visible_data(value: dict[_K, _V], multiline: bool = True) -> dict[_K, _V]: ...
+@overload
+def visible_data(value: object, multiline: bool = True) -> object: ...
+def visible_data(value: object, multiline: bool = True) -> object:
     """`visible` applied to every string (keys included) of JSON-like data; other values are returned as they are."""
     if isinstance(value, str):
         return visible(value, multiline)
@@ -42,7 +49,7 @@ def visible_data(value: Any, multiline: bool = True) -> Any:
     return value
 
 
-def finalize(value: Any) -> Any:
+def finalize(value: object) -> object:
     """Jinja's finalize hook: every plain string a template prints is made visible (Markup, already HTML, is not)."""
     return visible(value, multiline=True) if type(value) is str else value
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from server.polling.dispatch import Dispatcher
     from server.polling.poller import Poller
     from server.polling.writer import Writer
+    from server.services.directories import Directories
     from server.web.live import Broker
 
 
@@ -43,6 +44,7 @@ class Services:
     runs: RunManager | None = None  # the action runs of this app (actions.runner.manager())
     live: Broker | None = None  # the SSE broker (web.live.broker())
     traps: TrapReceiver | None = None  # the trap receiver while the pipeline runs
+    directories: Directories | None = None  # directory accounts' state (services.directories.runtime())
     file_rules: list[Rule] = field(default_factory=list)  # the rules file as last read
     file_rules_loaded: bool = False
     clock: Callable[[], float] = time.time  # sign-in throttling reads the time here; tests move it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,7 @@ def clean_reason(text: str) -> str:
 
 
 def audit_refusal(
-    svc: Services, principal: Principal, ip: str, action_id: str, device: str, why: str, status: int, extra: dict[str, Any]
+    svc: Services, principal: Principal, ip: str, action_id: str, device: str, why: str, status: int, extra: Mapping[str, object]
 ) -> None:
     """One audit entry for a refused attempt (blocking: call from a thread)."""
     detail = {"action": shown(action_id, 64), "device": device, "why": why[:500], "status": status, **extra}

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from server.store.accounts import write_audit
 from server.store.alerts import fire_event_alert, resolve_event_alert
 from server.store.db import Connection
 from server.store.hostkeys import device_name
-from server.store.status import CheckOutcome, Transition
+from server.store.status import CheckOutcome, StatusMap, Transition
 
 HOST_KEY_RULE = "ssh-host-key-changed"
 
 
 def host_key_hook(
-    conn: Connection, _transitions: list[Transition], outcomes: list[CheckOutcome], _status: dict[int, dict[str, Any]]
+    conn: Connection, _transitions: list[Transition], outcomes: list[CheckOutcome], _status: StatusMap
 ) -> None:
     """A changed SSH host key raises a critical alert (and an audit entry); a good login later clears it."""
     for o in outcomes:

@@ -16,7 +16,7 @@ from server.store import alert_states
 from server.store import alerts as alert_store
 from server.store.db import Connection
 from server.store.metrics import labels_key, labels_of
-from server.store.status import CheckOutcome, Transition
+from server.store.status import CheckOutcome, DeviceStatus, StatusMap, Transition
 
 log = logging.getLogger("pocketnoc.alerts")
 OUTAGE_STATES = frozenset({"down", "unreachable"})
@@ -46,13 +46,13 @@ class Alerting:
             names |= {c.name for c in rule.clauses} | {c.name for c in rule.clear_clauses or ()}
         self.needed = names - {"state"}
 
-    def observation(self, device: Any, st: dict[str, Any]) -> Observation:
+    def observation(self, device: Any, st: DeviceStatus) -> Observation:
         """A device's data for the rules: state, the metrics rules use, and check_up per check."""
         metrics: dict[str, dict[str, tuple[dict[str, str], float]]] = {}
         cache = self._labels
         if len(cache) > LABEL_CACHE_MAX:
             cache.clear()
-        for rows in (st.get("metrics") or {}).values():
+        for rows in st.metrics.values():
             for metric, lbl, value in rows:
                 if metric in self.needed:
                     labels = cache.get(lbl)
@@ -60,15 +60,15 @@ class Alerting:
                         labels = cache[lbl] = labels_of(lbl)
                     metrics.setdefault(metric, {})[lbl] = (labels, float(value))
         if "check_up" in self.needed:
-            for name, check in (st.get("checks") or {}).items():
+            for name, check in st.checks.items():
                 labels = {"check": name, "kind": str(check.get("kind"))}
                 failing = not check.get("ok") and int(check.get("fails") or 0) >= self.threshold
                 metrics.setdefault("check_up", {})[labels_key(labels)] = (labels, 0.0 if failing else 1.0)
-        kind = device.kind or (st.get("facts") or {}).get("kind")
-        return Observation(device.id, device.name, st["state"], kind, frozenset(device.tags or ()), metrics)
+        kind = device.kind or st.facts.get("kind")
+        return Observation(device.id, device.name, st.state, kind, frozenset(device.tags or ()), metrics)
 
     def hook(
-        self, conn: Connection, transitions: list[Transition], _outcomes: list[CheckOutcome], status: dict[int, dict[str, Any]]
+        self, conn: Connection, transitions: list[Transition], _outcomes: list[CheckOutcome], status: StatusMap
     ) -> None:
         """Evaluate the rules for the devices in this batch and record what changed."""
         now = max((o.ts for o in _outcomes), default=time.time())  # evaluate at observation time

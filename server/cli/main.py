@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import getpass
 import logging
 import os
 import resource
@@ -19,13 +18,17 @@ from pydantic import ValidationError
 
 from agents.snmp_families import FamilyError, load_families_cached
 from server import logsafe
+from server.cli import accounts as cli_accounts
+from server.cli import discovery as cli_discovery
+from server.cli import importer as cli_importer
 from server.cli import scaleout as cli_scaleout
 from server.cli import security as cli_security
+from server.cli.common import fail as _fail
+from server.cli.common import open_engine as _engine
 from server.config.loader import LoadedConfig, load_config
 from server.config.settings import Settings, build_settings
 from server.config.yamlsrc import ConfigError
 from server.store import filemodes
-from server.store.db import Engine
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -66,37 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     _common(p)
-    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = user.add_parser("add", help="add a user (password from stdin, else generated and printed once)")
-    p.add_argument("name")
-    p.add_argument("--role", choices=("viewer", "operator", "admin"), default="viewer")
-    p.add_argument("--generate", action="store_true", help="generate a password even if stdin has one")
-    _common(p)
-    p = user.add_parser("passwd", help="set a user's password (from stdin, else generated); ends their sessions")
-    p.add_argument("name")
-    p.add_argument("--generate", action="store_true")
-    _common(p)
-    p = user.add_parser("list", help="list users")
-    _common(p)
-    cli_security.add_user_parsers(user, _common)
+    cli_accounts.add_parsers(sub, _common)
     cli_security.add_parsers(sub, _common)
     cli_scaleout.add_parsers(sub, _common)
-    token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = token.add_parser("create", help="create an API token acting as user NAME; prints it as the last line")
-    p.add_argument("name", help="the user the token acts as")
-    p.add_argument("--label", default=None, help="what the token is for (default: cli)")
-    _common(p)
-    p = token.add_parser("list", help="list tokens (never their values)")
-    _common(p)
-    p = token.add_parser("revoke", help="revoke a token by id")
-    p.add_argument("id", type=int)
-    _common(p)
+    cli_importer.add_parsers(sub, _common)
+    cli_discovery.add_parsers(sub, _common)
     return parser
-
-
-def _fail(message: str, code: int = 1) -> int:
-    print(f"pocketnoc: {message}", file=sys.stderr)
-    return code
 
 
 def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Settings]:
@@ -117,93 +95,6 @@ def _load(args: argparse.Namespace) -> tuple[LoadedConfig, Settings]:
     except ValidationError as exc:
         raise ConfigError([f"{path or 'settings'}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from None
     return config, settings
-
-
-def _engine(settings: Settings) -> Engine:
-    from server.store import filemodes
-    from server.store.db import make_engine, migrate
-
-    filemodes.prepare(settings.data_dir, settings.db_url)
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    return engine
-
-
-def _read_password(generate: bool) -> tuple[str, bool]:
-    from server.auth.access import generate_password
-
-    if generate:
-        return generate_password(), True
-    if sys.stdin is None or sys.stdin.closed:
-        return generate_password(), True
-    if sys.stdin.isatty():
-        first = getpass.getpass("Password (empty to generate): ")
-        if not first:
-            return generate_password(), True
-        if getpass.getpass("Again: ") != first:
-            raise ValueError("the passwords differ")
-        return first, False
-    line = sys.stdin.readline().rstrip("\r\n")
-    return (line, False) if line else (generate_password(), True)
-
-
-def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
-    """user add / passwd / list."""
-    from server.auth import access as auth
-    from server.store import accounts
-
-    engine = _engine(settings)
-    with engine.begin() as conn:
-        if args.action == "list":
-            for u in accounts.list_users(conn):
-                print("\t".join([u.name, u.role] + (["disabled"] if u.disabled else [])))
-            return 0
-        try:
-            password, generated = _read_password(args.generate)
-            if args.action == "add":
-                auth.create_user(conn, args.name, args.role, password)
-                accounts.write_audit(conn, None, "user.create", args.name, {"role": args.role, "via": "cli"})
-                print(f"user {args.name} ({args.role}) created")
-            else:
-                found = accounts.get_user_by_name(conn, args.name)
-                if not found:
-                    return _fail(f"no user {args.name!r}")
-                auth.check_password(password)
-                accounts.set_password_hash(conn, found[0].id, auth.hash_password(password))
-                accounts.write_audit(conn, None, "user.password", args.name, {"via": "cli"})
-                print(f"password of {args.name} changed; their sessions ended")
-        except (auth.UserError, ValueError) as exc:
-            return _fail(str(exc))
-    if generated:
-        print(f"password: {password}")
-    return 0
-
-
-def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    """token create / list / revoke."""
-    from server.store import accounts, tokens
-
-    engine = _engine(settings)
-    with engine.begin() as conn:
-        if args.action == "list":
-            print("ID\tUSER\tLABEL\tSTATE")
-            for r in tokens.list_tokens(conn):
-                print(f"{r.id}\t{r.user}\t{r.name}\t{'revoked' if r.revoked else 'active'}")
-            return 0
-        if args.action == "revoke":
-            if not tokens.revoke(conn, args.id):
-                return _fail(f"no token {args.id}")
-            accounts.write_audit(conn, None, "token.revoke", str(args.id), {"via": "cli"})
-            return 0
-        found = accounts.get_user_by_name(conn, args.name)
-        if not found:
-            return _fail(f"no user {args.name!r}; create one with: pocketnoc user add {args.name} --role viewer")
-        label = (args.label or "cli")[:64]
-        value = accounts.new_token(conn, found[0].id, label)
-        accounts.write_audit(conn, None, "token.create", args.name, {"label": label, "via": "cli"})
-    print(f"token for {args.name} ({found[0].role}), shown once:")
-    print(value)
-    return 0
 
 
 def _command() -> str:
@@ -360,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "import":  # needs no settings, database or key: it only writes files to review
+        return cli_importer.cmd_import(args)
     try:
         if args.command == "check-config":
             path = args.path or args.config
@@ -385,16 +278,14 @@ def _main(argv: list[str] | None) -> int:
         return 0
     if args.command == "secrets":
         return cli_security.cmd_secrets(args, settings)
+    if args.command == "discover":
+        return cli_discovery.cmd_discover(args, settings)
     if args.command == "worker":
         return cli_scaleout.cmd_worker(args, settings)
     if args.command == "migrate-data":
         return cli_scaleout.cmd_migrate_data(args, settings)
-    if args.command == "user" and args.action == "reset-2fa":
-        return cli_security.cmd_reset_2fa(args, settings)
-    if args.command == "user":
-        return cmd_user(args, settings)
-    if args.command == "token":
-        return cmd_token(args, settings)
+    if args.command in ("user", "token"):
+        return cli_accounts.cmd_accounts(args, settings)
     if args.command == "demo":
         return cmd_demo(settings, config, args.sim_port)
     return _serve(settings, config, [])

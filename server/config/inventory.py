@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from agents import nagios
 from agents.userregex import RegexError, compile_user_regex
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -31,20 +33,34 @@ PATTERN_WORDS: dict[str, str] = {
 }
 
 
-def error_message(err: Any) -> str:
+class FieldError(TypedDict):
+    """One invalid field as a 422 body lists it."""
+
+    loc: list[str]
+    msg: str
+    type: str | None
+
+
+def error_message(err: Mapping[str, object]) -> str:
     """A pydantic error's message for people: a known pattern in words, without pydantic's 'Value error, ' prefix."""
     if err.get("type") == "string_pattern_mismatch":
-        words = PATTERN_WORDS.get(str((err.get("ctx") or {}).get("pattern")))
+        ctx = err.get("ctx")
+        words = PATTERN_WORDS.get(str(ctx.get("pattern"))) if isinstance(ctx, Mapping) else None
         if words is not None:
             return words
     return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
-def error_list(errors: Any) -> list[dict[str, Any]]:
+def error_list(errors: Iterable[Mapping[str, object]]) -> list[FieldError]:
     """Pydantic errors as an API 422 body lists them: structured `loc`, a message for people, the error type."""
-    return [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": error_message(e)[:300], "type": e.get("type")} for e in errors
-    ]
+    found: list[FieldError] = []
+    for e in errors:
+        loc = e.get("loc", ())
+        parts = [str(p) for p in loc] if isinstance(loc, list | tuple) else []
+        kind = e.get("type")
+        found.append({"loc": parts, "msg": error_message(e)[:300], "type": kind if isinstance(kind, str) else None})
+    return found
+
 
 DeviceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
 Tag = Annotated[str, StringConstraints(pattern=TAG_RE)]
@@ -206,7 +222,10 @@ class SshSpec(_Strict):
 
 
 BUILTIN_CHECKS = ("ping", "tcp", "http")
-PluginOption = Annotated[str, Field(max_length=1024)] | int | float | bool
+OWN_PLUGIN_CHECKS = ("nagios",)  # built-in collectors loaded through the plug-in door, configured by options
+_Word = Annotated[str, Field(max_length=1024)]
+# A list of strings is a nagios check's arguments: a typed list, never a shell line.
+PluginOption = _Word | int | float | bool | Annotated[list[_Word], Field(max_length=64)]
 
 
 def _plugin_kinds() -> list[str]:
@@ -215,7 +234,7 @@ def _plugin_kinds() -> list[str]:
     from agents.base import REGISTRY
 
     builtin.load()
-    return sorted(k for k in REGISTRY if k not in (*BUILTIN_CHECKS, "snmp", "ssh"))
+    return sorted(k for k in REGISTRY if k not in (*BUILTIN_CHECKS, *OWN_PLUGIN_CHECKS, "snmp", "ssh"))
 
 
 class CheckSpec(_Strict):
@@ -243,15 +262,23 @@ class CheckSpec(_Strict):
     def _status(cls, value: Any) -> Any:
         return [value] if isinstance(value, int) else value
 
+    @field_validator("options", mode="before")
+    @classmethod
+    def _nagios_options(cls, value: Any, info: ValidationInfo) -> Any:
+        # Before the generic option types: one sentence (quote the 5 in [-w, 5]) instead of five union errors.
+        if info.data.get("type") == "nagios" and (problem := nagios.option_problem(value if isinstance(value, dict) else {})):
+            raise ValueError(problem)
+        return value
+
     @field_validator("type")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        if value in BUILTIN_CHECKS:
+        if value in BUILTIN_CHECKS or value in OWN_PLUGIN_CHECKS:
             return value
         plugins = _plugin_kinds()
         if value not in plugins:
             extra = f", or a plug-in's kind ({', '.join(plugins)})" if plugins else " (no check plug-in is installed)"
-            raise ValueError(f"unknown check type {value!r}: one of ping, tcp, http{extra}")
+            raise ValueError(f"unknown check type {value!r}: one of ping, tcp, http, nagios{extra}")
         return value
 
     @property
@@ -325,6 +352,8 @@ class DeviceSpec(_Strict):
         names = [c.check_name for c in self.checks]
         if len(names) != len(set(names)):
             raise ValueError("check names must be unique per device (give each a 'name')")
+        if self.ssh is None and any(c.type == "nagios" and c.options.get("via") == "ssh" for c in self.checks):
+            raise ValueError("a nagios check with via: ssh needs the device's ssh block (login and pinned host key)")
         return self
 
 

@@ -83,7 +83,7 @@ def _load_file(path: Path, allowed: set[str], config: LoadedConfig, problems: li
                 if key in values:
                     problems.append(f"{path}:{values.key_lines[key]}: settings.{key} cannot be set in a file")
             # file paths are relative to the config file
-            for key in ("rules_file", "secret_key_file", "actions_file", "channels_file"):
+            for key in ("rules_file", "secret_key_file", "actions_file", "channels_file", "directories_file"):
                 if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
                     values[key] = str((path.parent / values[key]).resolve())
             config.settings.update(values)
@@ -159,12 +159,14 @@ def load_config(path: Path | None) -> LoadedConfig:
     # The files the settings name are checked the same way the server reads them at start.
     from server.actions.catalog import load_catalog
     from server.alerts.rules import load_rules
+    from server.directory.config import load_directories
     from server.notify.config import load_notify_config
 
     loaders: tuple[tuple[str, Callable[[Path], object]], ...] = (
         ("rules_file", load_rules),
         ("actions_file", load_catalog),
         ("channels_file", load_notify_config),
+        ("directories_file", load_directories),
     )
     for key, loader in loaders:
         named = config.settings.get(key)

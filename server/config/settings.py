@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,15 @@ class Settings(BaseSettings):
     flap_settle_seconds: float = Field(default=180.0, ge=0, le=86400, description="Calm this long: flapping is stable again.")
     actions_file: Path | None = Field(default=None, description="Remediation action catalog YAML; unset = no actions.")
     channels_file: Path | None = Field(default=None, description="Notifications YAML (channels, routes, escalations).")
+    directories_file: Path | None = Field(default=None, description="Directory accounts YAML (AD / LDAP); unset = none.")
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, le=1024**3, description="Largest request body (JSON or form); larger: 413."
     )
     max_json_depth: int = Field(default=64, ge=8, le=512, description="Deepest JSON nesting in a request body; deeper: 400.")
+    plugin_dirs: list[str] = Field(
+        default_factory=lambda: ["/usr/lib/nagios/plugins", "/usr/lib/monitoring-plugins"],
+        description="Directories a nagios check's command must be in (here and on SSH servers).",
+    )
     trap_host: str = Field(default="0.0.0.0", description="Address the SNMP trap receiver listens on.")  # noqa: S104
     trap_port: int | None = Field(default=None, ge=1, le=65535, description="Trap receiver port (162); unset = off.")
     trap_communities: list[str] = Field(default_factory=list, description="Communities accepted in v1/v2c traps.")
@@ -131,7 +137,7 @@ class Settings(BaseSettings):
         return self.secret_key_file or (self.data_dir / "secret.key")
 
 
-def build_settings(file_values: dict[str, Any] | None = None, **overrides: Any) -> Settings:
+def build_settings(file_values: Mapping[str, object] | None = None, **overrides: object) -> Settings:
     """Merge config-file values under env vars, then explicit overrides (command-line flags) on top."""
     values: dict[str, Any] = dict(file_values or {})
     env_names = {f"POCKETNOC_{name.upper()}" for name in Settings.model_fields}

@@ -3,7 +3,8 @@ where every value came from, so errors name file and line, and the rules every s
 
 - A config file must be a regular file (not a device, pipe or directory) of at most MAX_CONFIG_BYTES, counted
   while reading (a file's st_size can lie: /dev/zero has none).
-- YAML may nest at most MAX_YAML_DEPTH levels (deeper gives file:line, not a RecursionError).
+- YAML may nest at most MAX_YAML_DEPTH levels (deeper gives file:line, not a RecursionError), and aliases may
+  add at most MAX_ALIAS_VALUES values to what the file spells out (a "billion laughs" file is refused, not expanded).
 - `include:` names only files in the including file's directory or below it (see include_target).
 - Messages never echo the file's contents: values are never shown, and keys only when they look like
   config keys (lowercase words), so a stray secret in a file does not end up on a terminal or in a log.
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
 MAX_YAML_DEPTH = 64
+MAX_ALIAS_VALUES = 100_000
 _SHOWABLE_KEY = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
@@ -87,6 +89,39 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def get_single_node(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().get_single_node()
+        if node is not None:
+            _refuse_alias_bombs(node)
+        return node
+
+
+def _refuse_alias_bombs(root: yaml.Node) -> None:
+    """ComposerError when aliases make the document more than MAX_ALIAS_VALUES values larger than it is written."""
+    sizes: dict[int, int] = {}  # node -> its values with every alias expanded; each node is counted once (memo)
+    nodes: dict[int, yaml.Node] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = 1  # a recursive alias counts as one value here; the constructor refuses it with its line
+        nodes[key] = node
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        sizes[key] = 1 + sum(size(child) for child in children)
+        return sizes[key]
+
+    if size(root) - len(sizes) <= MAX_ALIAS_VALUES:
+        return
+    culprit = min((n for k, n in nodes.items() if sizes[k] > MAX_ALIAS_VALUES), key=lambda n: sizes[id(n)])
+    raise yaml.composer.ComposerError(
+        None, None, f"aliases expand this value to more than {MAX_ALIAS_VALUES} values", culprit.start_mark
+    )
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -192,7 +227,7 @@ def validation_problems(path: Path, tree: Any, exc: ValidationError, prefix: tup
 
 def load_model(
     path: Path, model: type[M], shape: str, cross_checks: Callable[[LineDict, list[str]], list[str]] | None = None
-) -> tuple[M | None, Any]:
+) -> tuple[M | None, LineDict | None]:
     """One YAML file validated as `model`: (the model, or None for an empty file; the line-aware tree).
 
     `shape` says what the file must be ("an actions file is a mapping with 'actions:'") when it is not a mapping.
@@ -216,7 +251,7 @@ def load_model(
     return parsed, tree
 
 
-def line_of(node: Any, loc: Sequence[Any]) -> int:
+def line_of(node: object, loc: Sequence[object]) -> int:
     """The line of the deepest node of `loc` that exists in the parsed YAML tree."""
     line = getattr(node, "line", 0)
     for part in loc:
@@ -231,7 +266,7 @@ def line_of(node: Any, loc: Sequence[Any]) -> int:
     return line
 
 
-def repeated(items: Any, key: str) -> list[tuple[str, int, int]]:
+def repeated(items: object, key: str) -> list[tuple[str, int, int]]:
     """(name, line, first line) for each list item whose `key` repeats an earlier item's — read from the raw YAML,
     so the check runs even when items fail validation."""
     if not isinstance(items, LineList):

@@ -1,24 +1,24 @@
-"""The dispatcher interface and its in-process implementation on APScheduler 3.x."""
+"""The dispatcher interface and its in-process implementation: a due-time heap and a fixed pool of workers."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import math
 import time
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Protocol
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from server.polling.jobs import CheckJob
 from server.polling.poller import Poller
+from server.polling.schedule import DueQueue, Turn
 
 log = logging.getLogger("pocketnoc.dispatch")
 OVERLAP_LOG_EVERY = 3600.0  # seconds between log lines about one check overrunning its interval
+# The scheduling task wakes at least this often (a check added by `sync` waits at most this long past its due time)
+# and at most once per TICK_MIN: turns due within it are handed out together, a few ms early or late.
+TICK_MAX = 0.25
+TICK_MIN = 0.02
 
 
 class Dispatcher(Protocol):
@@ -40,34 +40,83 @@ def spread_offset(key: str, interval: int) -> float:
 
 
 class InProcessDispatcher:
-    """One APScheduler interval job per check; coalesced, never overlapping, late runs still run."""
+    """Each check due on its own fixed phase of its interval (`schedule.phase`); `poll_concurrency` worker tasks
+    take the due turns in order, so the work in flight and the memory held are bounded however far behind the
+    process falls: at most one queued turn per check (a check whose last turn has not started or finished when the
+    next comes skips that turn and counts it), never a task per turn.
+    """
 
-    def __init__(self, poller: Poller) -> None:
+    def __init__(self, poller: Poller, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, workers: int | None = None) -> None:
         self.poller = poller
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.jobs: dict[str, CheckJob] = {}
-        self._starts: dict[str, float] = {}
+        self.due = DueQueue()
+        self.clock = clock
+        self._sleep = sleep
+        self.workers = workers or poller.settings.poll_concurrency
+        self._ready: asyncio.Queue[Turn] = asyncio.Queue()
+        self._queued: set[str] = set()  # checks with a turn waiting in _ready
+        self._tasks: list[asyncio.Task[None]] = []
         self._overlap_logged: dict[str, float] = {}
 
-    def start(self) -> None:
-        """Start the scheduler on the running event loop."""
-        self.scheduler.start()
+    @property
+    def jobs(self) -> dict[str, CheckJob]:
+        """The scheduled checks by key."""
+        return self.due.jobs
+
+    @property
+    def queued(self) -> int:
+        """Turns due and waiting for a worker."""
+        return self._ready.qsize()
+
+    def start(self, ticking: bool = True) -> None:
+        """Start the workers and (unless a test drives `tick` itself) the scheduling task on the running loop."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._work(), name=f"pocketnoc-poll-{n}") for n in range(self.workers)]
+        if ticking:
+            self._tasks.append(loop.create_task(self._run(), name="pocketnoc-schedule"))
 
     async def stop(self) -> None:
-        """Stop scheduling (running checks finish on their own timeouts)."""
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        """Stop scheduling and cancel the checks in flight (quietly: shutdown is not an error)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _fire(self, key: str) -> None:
-        job = self.jobs.get(key)
-        if job is None:
-            return
-        start = self._starts[key]
-        due = start + math.floor((time.time() - start) / job.interval) * job.interval
-        if self.poller.running(key):  # still running from its last turn: the poller skips and counts it
-            self._note_overlap(job)
-        with contextlib.suppress(asyncio.CancelledError):  # shutdown cancels checks in flight: not an error
-            await self.poller.run_check(job, due=due)
+    def sync(self, jobs: list[CheckJob]) -> None:
+        """Make the scheduled set equal `jobs`: new checks are due at their next phase, kept ones keep their turn."""
+        self.due.sync(jobs, self.clock())
+
+    def tick(self, now: float) -> int:
+        """Hand every turn due by `now` to the workers; returns how many were queued."""
+        queued = 0
+        for turn in self.due.pop_due(now):
+            key = turn.job.key
+            if key in self._queued or self.poller.running(key):
+                self.poller.stats.skipped_overlap += 1
+                self._note_overlap(turn.job)
+                continue
+            self._queued.add(key)
+            self._ready.put_nowait(turn)
+            queued += 1
+        return queued
+
+    async def _run(self) -> None:
+        while True:
+            self.tick(self.clock())
+            upcoming = self.due.next_at()
+            wait = TICK_MAX if upcoming is None else upcoming - self.clock()
+            await self._sleep(min(TICK_MAX, max(TICK_MIN, wait)))
+
+    async def _work(self) -> None:
+        while True:
+            turn = await self._ready.get()
+            self._queued.discard(turn.job.key)
+            if self.jobs.get(turn.job.key) is None:
+                continue  # removed while it waited
+            try:
+                await self.poller.run_check(turn.job, due=turn.due)
+            except Exception:  # the poller turns every failure into an outcome; a worker must outlive a bug anyway
+                log.exception("check %s of %s crashed the poller", turn.job.check, turn.job.device)
 
     def _note_overlap(self, job: CheckJob) -> None:
         """Log a check that overran its interval at most once an hour (the count is on /metrics every time)."""
@@ -78,34 +127,9 @@ class InProcessDispatcher:
                         "counted in pocketnoc_poller_checks_total{result=\"skipped_overlap\"}, logged at most hourly",
                         job.device, job.check, job.interval)
 
-    def sync(self, jobs: list[CheckJob]) -> None:
-        """Make the scheduled set equal `jobs`: add new, replace changed, remove gone ones."""
-        wanted = {job.key: job for job in jobs}
-        for key in list(self.jobs):
-            if key not in wanted:
-                self.scheduler.remove_job(key)
-                del self.jobs[key]
-                self._starts.pop(key, None)
-        now = time.time()
-        for key, job in wanted.items():
-            old = self.jobs.get(key)
-            if old == job:
-                continue
-            start = now + spread_offset(key, job.interval)
-            self.jobs[key] = job
-            self._starts[key] = start
-            self.scheduler.add_job(
-                self._fire,
-                IntervalTrigger(seconds=job.interval, start_date=datetime.fromtimestamp(start, UTC), timezone=UTC),
-                args=[key],
-                id=key,
-                replace_existing=True,
-                coalesce=True,
-                # 2, not 1: a turn that finds the check still running reaches the poller, which skips and counts
-                # it (APScheduler itself would log a WARNING at every tick); the poller never overlaps a check.
-                max_instances=2,
-                misfire_grace_time=max(1, job.interval),
-            )
+    def due_offsets(self) -> list[float]:
+        """Each check's phase within its interval (the benchmark's due-per-second histogram)."""
+        return self.due.offsets()
 
     async def run_now(self, device_id: int) -> int:
         """Poll every check of one device immediately (from the UI's 'poll now'); returns how many ran."""

@@ -44,6 +44,20 @@ def snmp_target(row: DeviceRow, settings: Settings, s: SnmpSpec, creds: SnmpSpec
     return Target(row.address, s.port, row.name, snmp=snmp, timeout=s.timeout or settings.snmp_timeout, retries=retries)
 
 
+def ssh_credentials(row: DeviceRow) -> SshCredentials | None:
+    """The device's SSH login with its pinned (and enrolled) host keys, if it has an ssh block."""
+    h = row.spec.ssh
+    if h is None:
+        return None
+    return SshCredentials(
+        user=h.user,
+        password=h.password,
+        key_file=h.key_file,
+        key_passphrase=h.key_passphrase,
+        host_keys=tuple(dict.fromkeys([*h.host_key, *row.enrolled_keys])),
+    )
+
+
 def jobs_for(row: DeviceRow, settings: Settings) -> list[CheckJob]:
     """The checks a device has: SNMP, SSH and ping/TCP/HTTP; a bare address gets a ping."""
     spec = row.spec
@@ -56,15 +70,9 @@ def jobs_for(row: DeviceRow, settings: Settings) -> list[CheckJob]:
 
     if spec.snmp:
         add("snmp", "snmp", snmp_target(row, settings, spec.snmp, spec.snmp))
-    if spec.ssh:
+    creds_ssh = ssh_credentials(row)
+    if spec.ssh and creds_ssh:
         h = spec.ssh
-        creds_ssh = SshCredentials(
-            user=h.user,
-            password=h.password,
-            key_file=h.key_file,
-            key_passphrase=h.key_passphrase,
-            host_keys=tuple(dict.fromkeys([*h.host_key, *row.enrolled_keys])),
-        )
         commands = [c.model_dump() for c in h.commands]
         add(
             "ssh",
@@ -75,6 +83,12 @@ def jobs_for(row: DeviceRow, settings: Settings) -> list[CheckJob]:
         options = c.model_dump(exclude={"type", "name", "interval", "options"}, exclude_none=True)
         if c.is_plugin:
             options = {"timeout": c.timeout, **({"port": c.port} if c.port else {}), **c.options}
+        if c.type == "nagios":  # the allowed plug-in directories come from the settings, never the inventory
+            options["plugin_dirs"] = list(settings.plugin_dirs)
+            if c.options.get("via") == "ssh" and spec.ssh and creds_ssh:
+                target = Target(row.address, spec.ssh.port, row.name, ssh=creds_ssh, timeout=c.timeout, options=options)
+                add(c.check_name, c.type, target, c.interval)
+                continue
         if not c.expected_status:
             options.pop("expected_status", None)
         address, port = row.address, c.port or 0

@@ -13,7 +13,7 @@ from server.polling.jobs import CheckJob
 from server.polling.pipeline import all_jobs
 from server.runtime import Services
 from server.store.db import Connection
-from server.store.status import CheckOutcome, Transition
+from server.store.status import CheckOutcome, StatusMap, Transition
 from server.store.workers import inventory_fingerprint, record_runs, save_handoff
 
 WINDOW = 60.0  # seconds of history behind checks per minute and lag
@@ -107,7 +107,7 @@ class RunLog:
             self._handoff[(device_id, check)] = state
 
     def hook(
-        self, conn: Connection, _transitions: list[Transition], outcomes: list[CheckOutcome], status: dict[int, dict[str, Any]]
+        self, conn: Connection, _transitions: list[Transition], outcomes: list[CheckOutcome], status: StatusMap
     ) -> None:
         """Runs in the writer's transaction (after the outcomes are applied); `committed` forgets what it wrote."""
         rows = []

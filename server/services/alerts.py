@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from server.alerts.rules import Rule
-from server.config.inventory import TAG_RE, error_list
+from server.config.inventory import TAG_RE, FieldError, error_list
 from server.config.timezones import Weekly
 from server.polling import pipeline
 from server.runtime import Services
@@ -126,7 +126,7 @@ class RuleInvalid(ServiceError):
 
     status = 422
 
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
+    def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("the rule is not valid", detail=errors)
         self.errors = errors
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import ValidationError
 
 from server.auth.access import Principal
 from server.auth.stepup import StepUpRequired, is_fresh
-from server.config.inventory import DeviceSpec, error_list, timeout_problems
+from server.config.inventory import DeviceSpec, FieldError, error_list, timeout_problems
 from server.polling import pipeline
 from server.runtime import Services
 from server.services.bodies import DevicePatch
@@ -22,7 +20,7 @@ class DeviceInvalid(ServiceError):
 
     status = 422
 
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
+    def __init__(self, errors: list[FieldError]) -> None:
         text = "; ".join(f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}" for e in errors)
         super().__init__(text, detail=errors)
         self.errors = errors

@@ -16,6 +16,8 @@ from server.logsafe import escape
 from server.store.schema import api_tokens, audit, login_attempts, sessions, users
 
 ROLES = ("viewer", "operator", "admin")
+FAILED_LOGIN_KEEP = 90 * 86400.0  # wrong passwords and codes are forgotten after 90 days
+SIGN_IN_KEEP = 400 * 86400.0  # completed sign-ins too (known addresses), but each account's newest stays
 TOKEN_PREFIX = "pnt_"  # noqa: S105 - a prefix, not a secret
 audit_log = logging.getLogger("pocketnoc.audit")
 
@@ -151,6 +153,16 @@ def record_login(conn: Connection, username: str, ip: str, ok: bool, now: float 
     conn.execute(insert(login_attempts).values(ts=ts, username=username[:64], ip=ip[:64], ok=ok))
 
 
+def prune_login_attempts(conn: Connection, now: float | None = None) -> int:
+    """Forget sign-in attempts past their keep time (each account's newest completed sign-in stays); returns rows gone."""
+    now = time.time() if now is None else now
+    la = login_attempts
+    newest = select(func.max(la.c.id)).where(la.c.ok.is_(True)).group_by(la.c.username).scalar_subquery()
+    failed = conn.execute(delete(la).where(la.c.ok.is_(False), la.c.ts < now - FAILED_LOGIN_KEEP))
+    done = conn.execute(delete(la).where(la.c.ok.is_(True), la.c.ts < now - SIGN_IN_KEEP, la.c.id.not_in(newest)))
+    return int(failed.rowcount or 0) + int(done.rowcount or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Tally:
     """Failed attempts of one kind in the window, and when the last one was."""
@@ -227,7 +239,7 @@ def write_audit(
     user: User | None,
     action: str,
     target: str = "",
-    detail: dict[str, Any] | None = None,
+    detail: Mapping[str, object] | None = None,
     ip: str | None = None,
 ) -> None:
     """Append an audit entry (and one escaped line to the log: values cannot forge extra log lines)."""
@@ -238,7 +250,7 @@ def write_audit(
             username=user.name if user else None,
             action=action,
             target=target[:256],
-            detail=detail or {},
+            detail=dict(detail or {}),
             ip=(ip or "")[:64],
         )
     )

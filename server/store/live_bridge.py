@@ -12,19 +12,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, text
 
-from server.store.status import CheckOutcome, Transition
+from server.store.status import CheckOutcome, StatusMap, Transition
 
 log = logging.getLogger("pocketnoc.live")
 CHANNEL = "pocketnoc_live"
 
 
 def notify_hook(
-    conn: Connection, _transitions: list[Transition], _outcomes: list[CheckOutcome], _status: dict[int, dict[str, Any]]
+    conn: Connection, _transitions: list[Transition], _outcomes: list[CheckOutcome], _status: StatusMap
 ) -> None:
     """A writer hook: announce the batch; PostgreSQL delivers it at commit, and never for a rolled-back one."""
     if conn.dialect.name == "postgresql":

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from server.keys.secretbox import SecretBox
 from server.store import meta
@@ -24,11 +25,38 @@ def _digest(value: str) -> str:
 # ---------------------------------------------------------------- channels
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelRow:
+    """A notify_channels row: the URL sealed in `secret`, its masked form in `display`."""
+
+    id: int
+    name: str
+    kind: str
+    secret: bytes
+    display: str
+    user_id: int | None
+    enabled: bool
+    allow_unsafe: bool
+    source: str
+    status: str
+    failures: int
+    broken_since: float | None
+    last_ok: float | None
+    last_attempt: float | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+
+def _channel(row: Row[Any]) -> ChannelRow:
+    return ChannelRow(**row._mapping)
+
+
 # What a viewer sees of a channel: its name, kind and health, never where it points or what it last answered.
 VIEWER_FIELDS = ("id", "name", "kind", "enabled", "status", "failures", "broken_since", "last_ok", "last_attempt")
 
 
-def channel_view(row: Any, owner: str | None = None, full: bool = True) -> dict[str, Any]:
+def channel_view(row: ChannelRow, owner: str | None = None, full: bool = True) -> dict[str, object]:
     """A channel as the API shows it: never the URL; its masked form only when `full` (operators and admins)."""
     view = {
         "id": row.id,
@@ -53,7 +81,7 @@ def list_channels(conn: Connection, full: bool = True) -> list[dict[str, Any]]:
     """All channels, masked (`full=False`: a viewer's view, name, kind and health only)."""
     names = dict(conn.execute(select(users.c.id, users.c.name)).all())
     rows = conn.execute(select(notify_channels).order_by(notify_channels.c.name))
-    return [channel_view(r, names.get(r.user_id), full) for r in rows]
+    return [channel_view(_channel(r), names.get(r.user_id), full) for r in rows]
 
 
 def set_display(conn: Connection, channel_id: int, display: str) -> None:
@@ -61,15 +89,15 @@ def set_display(conn: Connection, channel_id: int, display: str) -> None:
     conn.execute(update(notify_channels).where(notify_channels.c.id == channel_id).values(display=display[:300]))
 
 
-def channel_rows(conn: Connection, ids: list[int] | None = None) -> list[Any]:
+def channel_rows(conn: Connection, ids: list[int] | None = None) -> list[ChannelRow]:
     """Channel rows (with sealed URLs), all or by id."""
     query = select(notify_channels)
     if ids is not None:
         query = query.where(notify_channels.c.id.in_(ids))
-    return list(conn.execute(query))
+    return [_channel(r) for r in conn.execute(query)]
 
 
-def channel_url(box: SecretBox, row: Any) -> str:
+def channel_url(box: SecretBox, row: ChannelRow) -> str:
     """The real URL of a channel (decrypted)."""
     return str(box.open(row.secret).get("url", ""))
 
@@ -90,15 +118,18 @@ def save_channel(conn: Connection, box: SecretBox, values: dict[str, Any], now: 
     return channel_id
 
 
-def delete_channel(conn: Connection, channel_id: int) -> Any:
+def delete_channel(conn: Connection, channel_id: int) -> ChannelRow | None:
     """Remove a channel; returns the removed row (None when there was none)."""
     row = conn.execute(select(notify_channels).where(notify_channels.c.id == channel_id)).first()
-    if row is not None:
-        conn.execute(delete(notify_channels).where(notify_channels.c.id == channel_id))
-    return row
+    if row is None:
+        return None
+    conn.execute(delete(notify_channels).where(notify_channels.c.id == channel_id))
+    return _channel(row)
 
 
-def mark_channel(conn: Connection, row: Any, ok: bool, detail: str, now: float, broken_after: int, count: int = 1) -> str | None:
+def mark_channel(
+    conn: Connection, row: ChannelRow, ok: bool, detail: str, now: float, broken_after: int, count: int = 1
+) -> str | None:
     """Count channel attempts (`count` failures, or a success); returns "broken" or "recovered" on a change of health."""
     if ok:
         conn.execute(update(notify_channels).where(notify_channels.c.id == row.id).values(

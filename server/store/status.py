@@ -47,8 +47,29 @@ DEVICE_FACT_KINDS = frozenset({"snmp", "ssh"})
 STATUS_COLUMNS = (
     "state", "state_since", "last_polled", "last_ok", "last_error", "failures", "poll_ms", "facts", "checks", "metrics"
 )
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    """A device's status row (device_status, plus whether the device is enabled) as a batch of outcomes leaves it."""
+
+    state: State
+    state_since: float
+    enabled: bool = True
+    last_polled: float | None = None
+    last_ok: float | None = None
+    last_error: str | None = None
+    failures: int = 0
+    poll_ms: float | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # check name -> CheckStatus as stored
+    metrics: dict[str, list[Any]] = field(default_factory=dict)  # check name -> [(metric, labels key, value), ...]
+
+
+StatusMap = dict[int, DeviceStatus]  # device id -> its status after the batch
 # A hook sees the transaction, the transitions, the outcomes and the devices' status after them.
-Hook = Callable[[Connection, list[Transition], list[CheckOutcome], dict[int, dict[str, Any]]], None]
+Hook = Callable[[Connection, list[Transition], list[CheckOutcome], StatusMap], None]
 
 
 def make_storable(o: CheckOutcome) -> None:
@@ -99,27 +120,28 @@ def apply_outcomes(
             .with_for_update(of=device_status)
         )
     }
-    status: dict[int, dict[str, Any]] = {}
-    for device_id, row in rows.items():
-        status[device_id] = {
-            "state": row.state,
-            "state_since": row.state_since,
-            "last_polled": row.last_polled,
-            "last_ok": row.last_ok,
-            "last_error": row.last_error,
-            "failures": row.failures,
-            "poll_ms": row.poll_ms,
-            "facts": dict(row.facts or {}),
-            "tables": dict(row.tables or {}),
-            "checks": dict(row.checks or {}),
-            "metrics": dict(row.metrics or {}),
-            "enabled": row.enabled,
-        }
+    status: StatusMap = {
+        device_id: DeviceStatus(
+            state=row.state,
+            state_since=row.state_since,
+            enabled=row.enabled,
+            last_polled=row.last_polled,
+            last_ok=row.last_ok,
+            last_error=row.last_error,
+            failures=row.failures,
+            poll_ms=row.poll_ms,
+            facts=dict(row.facts or {}),
+            tables=dict(row.tables or {}),
+            checks=dict(row.checks or {}),
+            metrics=dict(row.metrics or {}),
+        )
+        for device_id, row in rows.items()
+    }
     sample_rows: list[SampleRow] = []
     tables_changed: set[int] = set()
     for o in outcomes:
         st = status.get(o.device_id)
-        same_tables = bool(o.tables) and st is not None and _same_tables(o, st["tables"])
+        same_tables = bool(o.tables) and st is not None and _same_tables(o, st.tables)
         if same_tables:  # unchanged (an interface table rarely changes): nothing to clean, nothing to rewrite
             if o.error:
                 o.error = clean_text(o.error)
@@ -130,9 +152,9 @@ def apply_outcomes(
             make_storable(o)
         if st is None:  # device deleted while its poll was in flight
             continue
-        previous = st["checks"].get(o.check) or {}
+        previous = st.checks.get(o.check) or {}
         fails = 0 if o.ok else int(previous.get("fails") or 0) + 1
-        st["checks"][o.check] = {
+        st.checks[o.check] = {
             "kind": o.kind,
             "ok": o.ok,
             "answered": o.answered,
@@ -142,33 +164,33 @@ def apply_outcomes(
             "ms": round(o.duration_ms, 1),
             "since": previous.get("since") if previous.get("ok") == o.ok else o.ts,
         }
-        st["last_polled"] = o.ts
-        st["poll_ms"] = round(o.duration_ms, 1)
+        st.last_polled = o.ts
+        st.poll_ms = round(o.duration_ms, 1)
         if o.ok:
-            st["last_ok"] = o.ts
+            st.last_ok = o.ts
         if o.facts and o.kind in DEVICE_FACT_KINDS:
-            st["facts"].update(o.facts)
+            st.facts.update(o.facts)
         elif o.facts:  # facts of ping/TCP/HTTP checks belong to the check, not the device
-            st["checks"][o.check]["facts"] = {k: v for k, v in o.facts.items() if v is not None}
+            st.checks[o.check]["facts"] = {k: v for k, v in o.facts.items() if v is not None}
         if o.tables and not same_tables:
-            st["tables"].update(o.tables)
+            st.tables.update(o.tables)
             tables_changed.add(o.device_id)
         if o.ok or o.samples:
-            st["metrics"][o.check] = o.samples  # (metric, labels, value) tuples: JSON arrays once stored
-        st["failures"] = sum(int(c.get("fails") or 0) > 0 for c in st["checks"].values())
-        errors = [f"{name}: {c['error']}" for name, c in sorted(st["checks"].items()) if not c.get("ok") and c.get("error")]
-        st["last_error"] = "; ".join(errors)[:2000] or None
+            st.metrics[o.check] = o.samples  # (metric, labels, value) tuples: JSON arrays once stored
+        st.failures = sum(int(c.get("fails") or 0) > 0 for c in st.checks.values())
+        errors = [f"{name}: {c['error']}" for name, c in sorted(st.checks.items()) if not c.get("ok") and c.get("error")]
+        st.last_error = "; ".join(errors)[:2000] or None
         ts = int(o.ts)
         sample_rows.extend((o.device_id, m, lbl, ts, v) for m, lbl, v in o.samples)
     transitions: list[Transition] = []
     latest_ts = {o.device_id: o.ts for o in outcomes}
     for device_id, st in status.items():
-        checks = {name: CheckStatus.from_dict(c) for name, c in st["checks"].items()}
-        new, reason = decide_state(checks, st["state"], threshold, st["enabled"])
-        if new != st["state"]:
+        checks = {name: CheckStatus.from_dict(c) for name, c in st.checks.items()}
+        new, reason = decide_state(checks, st.state, threshold, st.enabled)
+        if new != st.state:
             when = latest_ts[device_id]
-            transitions.append(Transition(device_id, when, st["state"], new, reason))
-            st["state"], st["state_since"] = new, when
+            transitions.append(Transition(device_id, when, st.state, new, reason))
+            st.state, st.state_since = new, when
     if transitions:
         conn.execute(
             insert(state_events),
@@ -187,7 +209,7 @@ def apply_outcomes(
             update(device_status)
             .where(device_status.c.device_id == bindparam("b_id"))
             .values({c: bindparam(f"v_{c}") for c in columns}),
-            [{"b_id": device_id, **{f"v_{c}": status[device_id][c] for c in columns}} for device_id in ids_now],
+            [{"b_id": device_id, **{f"v_{c}": getattr(status[device_id], c) for c in columns}} for device_id in ids_now],
         )
     if held is None:
         write_samples(conn, cache, sample_rows)

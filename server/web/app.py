@@ -19,6 +19,7 @@ import web
 from server.actions import runner as actions_runner
 from server.auth import stepup
 from server.auth.access import Forbidden, NotAuthenticated, request_scheme
+from server.config.inventory import FieldError, error_list
 from server.config.loader import LoadedConfig
 from server.config.settings import Settings
 from server.keys.rotation import check_key
@@ -26,6 +27,7 @@ from server.keys.secretbox import KEY_CHANGED, SecretBox, SecretsUnavailable
 from server.logsafe import CONTROL_IN_JSON, visible_data
 from server.polling import pipeline
 from server.runtime import Services
+from server.services import directories, discovery_schedule
 from server.services.errors import ServiceError
 from server.store import filemodes
 from server.store.db import DBAPIError, make_engine, migrate
@@ -45,7 +47,7 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path == "/metrics"
 
 
-def _not_json_body(request: Request, errors: list[dict[str, Any]]) -> bool:
+def _not_json_body(request: Request, errors: list[FieldError]) -> bool:
     """A refused body that was not sent as JSON (no or another Content-Type): 415 says what to do, not 'valid dictionary'."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     json_like = kind == "application/json" or kind.endswith("+json")
@@ -100,8 +102,6 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        from server.config.inventory import error_list
-
         errors = error_list(exc.errors())  # patterns in words, not the raw regex; `loc` kept for programs
         if _wants_json(request) and _not_json_body(request, errors):
             return JSONResponse({"detail": "send JSON with Content-Type: application/json"}, status_code=415)
@@ -163,14 +163,18 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
             svc.storage.make_reserve()
         check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
         actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
+        discovery_schedule.install(svc)
+        directories.sync_file(svc)  # so does an invalid directories file
         if config is not None:
             pipeline.sync_inventory(svc, config)
         if poll:
             pipeline.start(svc)
             await pipeline.start_traps(svc)
+            discovery_schedule.start(svc)
         try:
             yield
         finally:
+            await discovery_schedule.stop(svc)
             await actions_runner.shutdown(svc)
             await pipeline.stop(svc)
             engine.dispose()
@@ -246,11 +250,23 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
 
     app.include_router(api_workers.router)
     app.include_router(pages_workers.router)
+    from server.web.api import discovery as api_discovery
+    from server.web.pages import discovery as pages_discovery
+
+    app.include_router(api_discovery.router)
+    app.include_router(pages_discovery.router)
+    from server.web.api import directory as api_directory
+    from server.web.pages import directory as pages_directory
+    from server.web.pages import directory_admin as pages_directory_admin
+
+    for module in (api_directory, pages_directory, pages_directory_admin):
+        app.include_router(module.router)
     from server.web import live
+    from server.web.pages import imports as pages_imports
     from server.web.pages import inventory as pages_inventory
     from server.web.pages import phone as pages_app
 
-    for module in (pages_app, pages_inventory, live):
+    for module in (pages_app, pages_inventory, pages_imports, live):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     return app

@@ -230,6 +230,11 @@ GRAPHS = (
     ("tcp_connect_ms", "TCP connect (ms)"),
     ("http_latency_ms", "HTTP latency (ms)"),
     ("tls_cert_days_left", "TLS days left"),
+    ("plugin_pct", "Plug-in %"),
+    ("plugin_ms", "Plug-in time (ms)"),
+    ("plugin_bytes", "Plug-in size"),
+    ("plugin_count_rate", "Plug-in rate"),
+    ("plugin_value", "Plug-in value"),
 )
 RANGE_SECONDS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 

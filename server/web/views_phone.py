@@ -189,7 +189,7 @@ def key_graphs(conn: Connection, detail: dict[str, Any], range_: str, raw_hours:
     for m in detail["metrics"]:
         labels = m["labels"]
         key = (m["metric"], labels_key(labels))
-        if m["metric"] not in order or (labels and set(labels) != {"check"}) or key in seen:
+        if m["metric"] not in order or (labels and set(labels) - {"check", "perf"}) or key in seen:
             continue
         seen.add(key)
         chosen.append(m)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pyotp
@@ -28,7 +29,15 @@ from server.runtime import Services
 from server.store import accounts
 from server.store.db import make_engine, migrate
 from server.web.app import create_app
+from tests.peers.samba_dc import SambaDC, populate, start_samba_dc
+from tests.peers.slapd import Slapd, start_slapd
 from tests.peers.sshd import SshdPeer, start_sshd
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Page
+
+    from tests.peers.snmpd_netns import NetnsSnmpd
+    from tests.server.push_browser import Served as PushServed
 
 # Trust auth on loopback; `make test` starts this server, so an unreachable one is a failure.
 PG_HOST = os.environ.get("PGHOST_TEST", "127.0.0.1")
@@ -273,8 +282,56 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPeer]:
 
 
 @pytest.fixture
+def push_served(tmp_path: Path) -> Iterator[PushServed]:
+    """The app (worker running) served by uvicorn with a local Web Push service; user pat (operator)."""
+    from tests.server.push_browser import serve_with_push  # imports app_fleet, which imports this module
+
+    with serve_with_push(tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
+def push_browser() -> Iterator[tuple[BrowserContext, Page]]:
+    """Headless Chromium at a Pixel 7's viewport: its context and a page."""
+    from tests.server.push_browser import phone_browser
+
+    with phone_browser() as opened:
+        yield opened
+
+
+@pytest.fixture
+def netns_switch(tmp_path: Path) -> Iterator[NetnsSnmpd]:
+    """snmpd in its own network namespace with a veth pair (pn0, pn1): port SETs really change interfaces."""
+    from tests.server.netns_helpers import running_switch  # imports actions_helpers, which imports this module
+
+    yield from running_switch(tmp_path)
+
+
+@pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> TotpClock:
     """TOTP codes are checked against this clock (aligned to the middle of a step); tests advance it, never sleep."""
     state = TotpClock(now=(time.time() // totp.STEP) * totp.STEP + 15)
     monkeypatch.setattr(totp, "clock", lambda: state.now)
     return state
+
+
+DIRECTORY_PASSWORD = "Start-" + secrets.token_urlsafe(9) + "-4x"  # every test person's first password (AD complexity)
+
+
+@pytest.fixture(scope="session")
+def samba_dc() -> Iterator[SambaDC]:
+    """One real Samba AD DC per test session (provisioning takes tens of seconds): people, groups, a bind account."""
+    dc = start_samba_dc()
+    try:
+        dc.bind_password = populate(dc, DIRECTORY_PASSWORD)
+        yield dc
+    finally:
+        dc.stop()
+
+
+@pytest.fixture(scope="session")
+def slapd_peer() -> Iterator[Slapd]:
+    """One real OpenLDAP slapd per test session: StartTLS, ppolicy lock-out after 3 bad binds, a few people."""
+    peer = start_slapd()
+    yield peer
+    peer.stop()

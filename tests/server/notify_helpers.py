@@ -50,6 +50,23 @@ class NotifyEnv:
             user_id = auth.create_user(conn, name, role, "correct horse battery")
             return accounts.new_token(conn, user_id, "test")
 
+    def settle(self, ahead: float = 120.0, passes: int = 3) -> None:
+        """Let what the worker would do in the next `ahead` seconds happen now: its clock jumps ahead and it makes
+        `passes` passes, woken at once. Then "nothing more was sent" is checked without waiting in real time."""
+        worker = self.svc.notify.worker
+        assert worker is not None, "the notify worker is not running"
+        base = worker.clock
+        worker.clock = lambda: base() + ahead
+        start, deadline = worker.loops, time.monotonic() + 30
+        while worker.loops < start + passes:
+            assert time.monotonic() < deadline, "the notify worker made no passes"
+            worker.kick()
+            time.sleep(0.02)
+        for _ in range(100):  # sends started by the last pass finish (they run beside the worker's passes)
+            if not worker._inflight:
+                break
+            time.sleep(0.02)
+
 
 @contextmanager
 def notify_app(tmp_path: Path, channels_yaml: str = "", **settings: Any) -> Iterator[NotifyEnv]:

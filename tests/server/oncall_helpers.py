@@ -14,6 +14,7 @@ from server.store import accounts
 from tests.peers.snmpd_netns import VETH, NetnsSnmpd
 from tests.server.actions_helpers import password_hash
 from tests.server.app_fleet import LiveServer
+from tests.server.netns_helpers import poll_until_port
 
 SLOW_4G = {"offline": False, "latency": 562.5, "downloadThroughput": 180_000, "uploadThroughput": 84_375}
 CPU_SLOWDOWN = 4
@@ -95,10 +96,14 @@ class Api:
         with server.svc.engine.begin() as conn:
             user_id = accounts.insert_user(conn, "api-op", password_hash(), "admin")
             token = accounts.new_token(conn, user_id, "test")
-        self.client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        self.client = httpx.Client(base_url=server.url, timeout=30)
+        self._token = token
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
 
     def __call__(self, method: str, path: str, **kw: Any) -> Any:
-        r = self.client.request(method, path, **kw)
+        r = self.client.request(method, path, headers=self.headers(), **kw)
         assert r.status_code < 300, (path, r.text)
         return r.json()
 
@@ -108,16 +113,6 @@ class Api:
         while not self("GET", f"/api/v1/runs/{run_id}")["finished"]:
             assert time.monotonic() < deadline
             time.sleep(0.2)
-
-    def poll_until(self, device: int, name: str, oper: str) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            self("POST", f"/api/v1/devices/{device}/poll")
-            ports = self("GET", f"/api/v1/devices/{device}")["interfaces"]
-            if any(p["name"] == name and p["oper"] == oper for p in ports):
-                return
-            assert time.monotonic() < deadline, ports
-            time.sleep(0.5)
 
 
 def arm_switch(api: Api, switch: NetnsSnmpd) -> int:
@@ -129,11 +124,11 @@ def arm_switch(api: Api, switch: NetnsSnmpd) -> int:
     api("POST", f"/api/v1/devices/{device}/poll")
     for port in VETH:
         api.run("port-up", device, port)
-    api.poll_until(device, VETH[0], "up")
+    poll_until_port(api, device, VETH[0], "up")
     return device
 
 
 def far_end_down(api: Api, device: int) -> None:
     """The far end of the port shuts: pn0 loses its link and the next poll sees it down (the alert fires)."""
     api.run("port-down", device, VETH[1])
-    api.poll_until(device, VETH[0], "down")
+    poll_until_port(api, device, VETH[0], "down")

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from tests.peers.snmpd import DEFAULT_USERS, SnmpdPeer, start_snmpd
-from tests.peers.snmpd_netns import VETH, NetnsSnmpd, netns_available, start_netns_snmpd
+from tests.peers.snmpd_netns import VETH, NetnsSnmpd
 from tests.server.actions_helpers import ActionEnv, make_env
+from tests.server.netns_helpers import poll_until_port
 
 CATALOG = """
 actions:
@@ -83,16 +84,6 @@ def env(tmp_path: Path) -> Iterator[ActionEnv]:
 def snmpd(tmp_path: Path) -> Iterator[SnmpdPeer]:
     # No sysContact line: a configured sysContact is read-only in net-snmp.
     peer = start_snmpd(tmp_path, sys_contact=None, extra_lines=WRITER)
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture
-def switch(tmp_path: Path) -> Iterator[NetnsSnmpd]:
-    why = netns_available()
-    if why:
-        pytest.skip(why)
-    peer = start_netns_snmpd(tmp_path)
     yield peer
     peer.stop()
 
@@ -197,35 +188,35 @@ def test_patching_one_write_credential_keeps_the_rest_of_the_block(env: ActionEn
     assert refused.status_code == 422 and "no SNMP write credentials" in refused.json()["detail"]
 
 
-def test_port_disable_and_enable_really_change_the_interface(env: ActionEnv, switch: NetnsSnmpd) -> None:
-    port = switch.if_index(VETH[0])
+def test_port_disable_and_enable_really_change_the_interface(env: ActionEnv, netns_switch: NetnsSnmpd) -> None:
+    port = netns_switch.if_index(VETH[0])
     device = _device(
-        env, "sw-ns", switch.port, {"version": "2c", "community": "public", "write": {"community": "private"}}, "switch"
+        env, "sw-ns", netns_switch.port, {"version": "2c", "community": "public", "write": {"community": "private"}}, "switch"
     )
-    assert not switch.admin_up(VETH[0])
+    assert not netns_switch.admin_up(VETH[0])
     run = env.wait(env.run("port-up", device, params={"ifindex": port}).json()["id"])
     assert run["status"] == "succeeded", run
     assert f"read back 1.3.6.1.2.1.2.2.1.7.{port} = 1" in run["stdout"]
-    assert switch.admin_up(VETH[0])
-    assert switch.snmpget(f"1.3.6.1.2.1.2.2.1.7.{port}") == "1"
+    assert netns_switch.admin_up(VETH[0])
+    assert netns_switch.snmpget(f"1.3.6.1.2.1.2.2.1.7.{port}") == "1"
     r = env.run("port-disable", device, role="admin", params={"ifindex": port}, confirm="sw-ns", reason="loop on port")
     assert r.status_code == 202, r.text
     assert env.wait(r.json()["id"])["status"] == "succeeded"
-    assert not switch.admin_up(VETH[0])
+    assert not netns_switch.admin_up(VETH[0])
 
 
-def test_port_bounce_goes_down_then_up(env: ActionEnv, switch: NetnsSnmpd) -> None:
-    port = switch.if_index(VETH[0])
+def test_port_bounce_goes_down_then_up(env: ActionEnv, netns_switch: NetnsSnmpd) -> None:
+    port = netns_switch.if_index(VETH[0])
     device = _device(
-        env, "sw-ns", switch.port, {"version": "2c", "community": "public", "write": {"community": "private"}}, "switch"
+        env, "sw-ns", netns_switch.port, {"version": "2c", "community": "public", "write": {"community": "private"}}, "switch"
     )
     env.wait(env.run("port-up", device, params={"ifindex": port}).json()["id"])
-    assert switch.admin_up(VETH[0])
+    assert netns_switch.admin_up(VETH[0])
     run_id = env.run("port-bounce", device, params={"ifindex": port}).json()["id"]
     seen: list[bool] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        state = switch.admin_up(VETH[0])
+        state = netns_switch.admin_up(VETH[0])
         if not seen or seen[-1] != state:
             seen.append(state)
         if seen[-2:] == [False, True]:
@@ -237,29 +228,17 @@ def test_port_bounce_goes_down_then_up(env: ActionEnv, switch: NetnsSnmpd) -> No
     assert run["stdout"].count("SET 1.3.6.1.2.1.2.2.1.7.") == 2
 
 
-def _poll_until_port(env: ActionEnv, device: int, index: int, oper: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        r = env.client.post(f"/api/v1/devices/{device}/poll", headers=env.headers())
-        assert r.status_code == 200, r.text
-        ports = env.client.get(f"/api/v1/devices/{device}", headers=env.headers()).json()["interfaces"]
-        if any(p["index"] == index and p["oper"] == oper for p in ports):
-            return
-        assert time.monotonic() < deadline, f"port {index} never read {oper}: {ports}"
-        time.sleep(0.5)
-
-
-def test_enabling_the_peer_port_clears_the_interface_alert(env: ActionEnv, switch: NetnsSnmpd) -> None:
-    a, b = switch.if_index(VETH[0]), switch.if_index(VETH[1])
+def test_enabling_the_peer_port_clears_the_interface_alert(env: ActionEnv, netns_switch: NetnsSnmpd) -> None:
+    a, b = netns_switch.if_index(VETH[0]), netns_switch.if_index(VETH[1])
     device = _device(
-        env, "sw-ns", switch.port, {"version": "2c", "community": "public", "write": {"community": "private"}}, "switch"
+        env, "sw-ns", netns_switch.port, {"version": "2c", "community": "public", "write": {"community": "private"}}, "switch"
     )
     for port in (a, b):  # both ends up: pn0 has carrier, and a poll sees it up (interface-down watches it from now)
         env.wait(env.run("port-up", device, params={"ifindex": port}).json()["id"])
-    _poll_until_port(env, device, a, "up")  # snmpd caches its ifTable for a few seconds
+    poll_until_port(env, device, a, "up")  # snmpd caches its ifTable for a few seconds
     assert not env.client.get(f"/api/v1/alerts?device={device}", headers=env.headers()).json()["items"]
     env.wait(env.run("port-down", device, params={"ifindex": b}).json()["id"])  # the peer goes down: no carrier
-    _poll_until_port(env, device, a, "down")
+    poll_until_port(env, device, a, "down")
     alerts = env.client.get(f"/api/v1/alerts?device={device}", headers=env.headers()).json()["items"]
     down = [x for x in alerts if x["rule"] == "interface-down"]
     assert down, alerts

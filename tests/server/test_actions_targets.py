@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +19,10 @@ from server.actions.runner import manager
 from server.actions.targets import DeviceView, interfaces
 from server.actions.verify import HOLD_STEP_MAX, Pace
 from server.store import prefs
-from tests.peers.snmpd_netns import VETH, NetnsSnmpd, netns_available, start_netns_snmpd
+from tests.peers.snmpd_netns import VETH, NetnsSnmpd
 from tests.server.actions_helpers import ActionEnv, make_env
 from tests.server.conftest import sign_in
+from tests.server.netns_helpers import poll_until_port
 from tests.server.oncall_helpers import LAB_ACTIONS
 
 CATALOG = """
@@ -71,16 +71,6 @@ def env(tmp_path: Path) -> Iterator[ActionEnv]:
     yield from make_env(tmp_path, CATALOG, poll=True, down_after_failures=1, flap_settle_seconds=0)
 
 
-@pytest.fixture
-def switch(tmp_path: Path) -> Iterator[NetnsSnmpd]:
-    why = netns_available()
-    if why:
-        pytest.skip(why)
-    peer = start_netns_snmpd(tmp_path)
-    yield peer
-    peer.stop()
-
-
 def _switch(env: ActionEnv, switch: NetnsSnmpd) -> int:
     manager(env.svc).pace = FakePace()  # no test waits out a stability window in real time
     env.add_device({"name": "core", "address": "127.0.0.1", "kind": "switch", "interval": 3600})
@@ -91,18 +81,6 @@ def _switch(env: ActionEnv, switch: NetnsSnmpd) -> int:
     return device
 
 
-def _poll_until(env: ActionEnv, device: int, index: int, oper: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        r = env.client.post(f"/api/v1/devices/{device}/poll", headers=env.headers())
-        assert r.status_code == 200, r.text
-        ports = env.client.get(f"/api/v1/devices/{device}", headers=env.headers()).json()["interfaces"]
-        if any(p["index"] == index and p["oper"] == oper for p in ports):
-            return
-        assert time.monotonic() < deadline, f"port {index} never read {oper}: {ports}"
-        time.sleep(0.5)
-
-
 def _down_alert(env: ActionEnv, switch: NetnsSnmpd, device: int) -> dict[str, Any]:
     """Both ends up (armed), then the peer end down: pn0 loses carrier and interface-down fires for it."""
     a, b = switch.if_index(VETH[0]), switch.if_index(VETH[1])
@@ -110,9 +88,9 @@ def _down_alert(env: ActionEnv, switch: NetnsSnmpd, device: int) -> dict[str, An
         r = env.run("port-enable", device, params={"ifindex": port}, confirm="sw-ns")
         assert r.status_code == 202, r.text
         env.wait(r.json()["id"])
-    _poll_until(env, device, a, "up")
+    poll_until_port(env, device, a, "up")
     env.wait(env.run("port-down", device, params={"ifindex": b}, confirm="sw-ns").json()["id"])
-    _poll_until(env, device, a, "down")
+    poll_until_port(env, device, a, "down")
     found = [x for x in env.client.get(f"/api/v1/alerts?device={device}", headers=env.headers()).json()["items"]
              if x["rule"] == "interface-down"]  # fmt: skip
     assert found and found[0]["labels"]["ifIndex"] == str(a), found
@@ -120,10 +98,10 @@ def _down_alert(env: ActionEnv, switch: NetnsSnmpd, device: int) -> dict[str, An
 
 
 def test_ports_are_chosen_by_name_and_the_management_port_and_uplink_need_the_name_typed(
-    env: ActionEnv, switch: NetnsSnmpd
+    env: ActionEnv, netns_switch: NetnsSnmpd
 ) -> None:
-    device = _switch(env, switch)
-    a, b = switch.if_index(VETH[0]), switch.if_index(VETH[1])
+    device = _switch(env, netns_switch)
+    a, b = netns_switch.if_index(VETH[0]), netns_switch.if_index(VETH[1])
     offered = env.client.get(f"/api/v1/actions?device={device}", headers=env.headers()).json()["items"]
     choices = {c["name"]: c for c in next(x for x in offered if x["id"] == "port-enable")["choices"]["ifindex"]}
     assert set(choices) >= {"lo", VETH[0], VETH[1]}, choices
@@ -151,15 +129,15 @@ def test_ports_are_chosen_by_name_and_the_management_port_and_uplink_need_the_na
     r = env.run("port-down", device, params={"ifindex": "lo"})
     assert r.status_code == 422 and "manages sw-ns through this port" in r.json()["detail"]
     assert env.audit("action.refused")[-1]["detail"]["status"] == 422
-    assert switch.admin_up("lo")  # nothing was sent
+    assert netns_switch.admin_up("lo")  # nothing was sent
 
 
 def test_an_action_opened_from_the_alert_arrives_with_its_port_and_rows_carry_their_actions(
-    env: ActionEnv, switch: NetnsSnmpd
+    env: ActionEnv, netns_switch: NetnsSnmpd
 ) -> None:
-    device = _switch(env, switch)
-    alert = _down_alert(env, switch, device)
-    a = switch.if_index(VETH[0])
+    device = _switch(env, netns_switch)
+    alert = _down_alert(env, netns_switch, device)
+    a = netns_switch.if_index(VETH[0])
     prefilled = env.client.get(f"/api/v1/actions?device={device}&alert={alert['id']}", headers=env.headers()).json()
     assert prefilled["items"][0]["id"] == "port-enable" and prefilled["items"][0]["prefill"] == {"ifindex": str(a)}
     env.client.cookies.clear()
@@ -185,9 +163,9 @@ def test_an_action_opened_from_the_alert_arrives_with_its_port_and_rows_carry_th
     assert f'href="/devices/{device}/actions/port-enable?param_ifindex={a}"' in iface
 
 
-def test_a_fix_counts_once_it_held_for_the_stability_window(env: ActionEnv, switch: NetnsSnmpd) -> None:
-    device = _switch(env, switch)
-    alert = _down_alert(env, switch, device)
+def test_a_fix_counts_once_it_held_for_the_stability_window(env: ActionEnv, netns_switch: NetnsSnmpd) -> None:
+    device = _switch(env, netns_switch)
+    alert = _down_alert(env, netns_switch, device)
     pace = manager(env.svc).pace = FakePace()
     run = env.wait(env.run("port-enable", device, params={"ifindex": VETH[1]}, alert=alert["id"], confirm="sw-ns").json()["id"])
     assert run["verification"] == "fixed", run["verification_detail"]
@@ -198,11 +176,11 @@ def test_a_fix_counts_once_it_held_for_the_stability_window(env: ActionEnv, swit
     assert "verified — held for 2 min" in html.unescape(page)
 
 
-def test_a_fix_that_fails_again_inside_the_window_reopens_the_alert(env: ActionEnv, switch: NetnsSnmpd) -> None:
-    device = _switch(env, switch)
-    alert = _down_alert(env, switch, device)
+def test_a_fix_that_fails_again_inside_the_window_reopens_the_alert(env: ActionEnv, netns_switch: NetnsSnmpd) -> None:
+    device = _switch(env, netns_switch)
+    alert = _down_alert(env, netns_switch, device)
     pace = manager(env.svc).pace = FakePace()
-    pace.on_hold = [lambda: switch._nsenter("ip", "link", "set", VETH[1], "down")]  # the cable goes bad again
+    pace.on_hold = [lambda: netns_switch._nsenter("ip", "link", "set", VETH[1], "down")]  # the cable goes bad again
     # A long window (11 checks a fake minute apart, about a real second each): snmpd's ifTable cache has time to see it.
     r = env.run("port-enable-held-long", device, params={"ifindex": VETH[1]}, alert=alert["id"], confirm="sw-ns")
     run = env.wait(r.json()["id"])

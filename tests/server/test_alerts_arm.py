@@ -17,7 +17,7 @@ from server.keys.secretbox import SecretBox
 from server.store.devices import create_device
 from server.store.metrics import labels_key
 from server.store.schema import alert_states, alerts, rollups, samples, series
-from server.store.status import CheckOutcome
+from server.store.status import CheckOutcome, DeviceStatus
 
 NO_WAIT = Flap(settle=0)  # a port back up resolves at once (flapping is not what these tests are about)
 MIGRATION = Path(__file__).resolve().parents[2] / "server" / "migrations" / "versions" / "0009_arm_seen_ports.py"
@@ -30,7 +30,7 @@ def _port(n: int) -> str:
 def _poll(engine: Engine, alerting: Alerting, device_id: int, ts: float, oper: dict[int, int]) -> None:
     rows = [["if_oper_up", _port(n), float(up)] for n, up in oper.items()]
     rows += [["if_admin_up", _port(n), 1.0] for n in oper]
-    status = {device_id: {"state": "up", "facts": {}, "metrics": {"snmp": rows}, "checks": {}}}
+    status = {device_id: DeviceStatus(state="up", state_since=ts, metrics={"snmp": rows})}
     with engine.begin() as conn:
         alerting.hook(conn, [], [CheckOutcome(device_id, "snmp", "snmp", ts, True, True, 1.0)], status)
 

@@ -47,7 +47,7 @@ def _switch(server: LiveServer) -> int:
             update(device_status)
             .where(device_status.c.device_id == device_id)
             .values(state="up", state_since=now - 3600, last_polled=now - 5, tables={"interfaces": _ports()},
-                    facts={"kind": "switch", "uptime_seconds": 86400.0},
+                    facts={"kind": "switch", "uptime_seconds": 86400.0, "sys_object_id": "1.3.6.1.4.1.9.1.2134"},
                     metrics={"snmp": [["if_in_errors_rate", errors, 2.5]]})
         )  # fmt: skip
         for n in PROBLEM_PORTS:
@@ -191,6 +191,7 @@ def test_a_48_port_switch_shows_its_problems_on_the_first_screen(
     names = [problems.nth(i).locator("strong").inner_text() for i in range(3)]
     assert sorted(names) == sorted([f"Gi1/0/{n}" for n in (*PROBLEM_PORTS, ERROR_PORT)]), names
     assert _in_first_screen(page, "#interfaces ul.problems > li:last-child"), "the problem ports fit the first screen"
+    expect(page.locator("#neighbours h2")).to_contain_text("Neighbours")  # the card is there, below the ports
     box, first = (page.locator(s).bounding_box() or {} for s in ("#row-filter", "#interfaces ul.problems"))
     assert box["y"] + box["height"] <= first["y"], "the filter comes before the ports, where the eye lands first"
     summary = page.locator("#interfaces details.more-rows > summary")

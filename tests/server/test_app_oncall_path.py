@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
 
 from server.config.settings import Settings
-from tests.peers.snmpd_netns import VETH, NetnsSnmpd, netns_available, start_netns_snmpd
+from tests.peers.snmpd_netns import VETH, NetnsSnmpd
 from tests.server.app_browser import ARTIFACTS, axe, controlled, phone, playwright_browser, shot, sign_in, wait_for
 from tests.server.app_fleet import LiveServer, serve
 from tests.server.oncall_helpers import LAB_ACTIONS, PORT_BOUNCE, Api, arm_switch, far_end_down, throttle
@@ -33,16 +33,6 @@ actions:
       - set: {oid: "1.3.6.1.2.1.2.2.1.7.{ifindex}", type: integer, value: 1}
     verify: {repoll: true, within: 60, hold: 2 polls}
 """ + PORT_BOUNCE + LAB_ACTIONS
-
-
-@pytest.fixture
-def switch(tmp_path: Path) -> Iterator[NetnsSnmpd]:
-    why = netns_available()
-    if why:
-        pytest.skip(why)
-    peer = start_netns_snmpd(tmp_path)
-    yield peer
-    peer.stop()
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +56,9 @@ def _port_down(tmp_path: Path, switch: NetnsSnmpd, user: str, role: str) -> Iter
 
 
 def test_from_the_alert_to_a_verified_port_fix_in_three_taps_on_a_throttled_phone(
-    tmp_path: Path, switch: NetnsSnmpd, chromium: tuple[Playwright, Browser]
+    tmp_path: Path, netns_switch: NetnsSnmpd, chromium: tuple[Playwright, Browser]
 ) -> None:
-    with _port_down(tmp_path, switch, "op-user", "operator") as (server, _api, alert):
+    with _port_down(tmp_path, netns_switch, "op-user", "operator") as (server, _api, alert):
         p, browser = chromium
         context = phone(p, browser, "Pixel 7")
         page = context.new_page()
@@ -91,7 +81,7 @@ def test_from_the_alert_to_a_verified_port_fix_in_three_taps_on_a_throttled_phon
         # In this lab the link is down because its far end (pn1) is shut; the veth pair cannot be fixed from pn0
         # alone, so the far end comes back as the run starts (as a technician re-seating the cable would): what is
         # measured is the phone path and pocketnoc's re-poll, alert resolution and two-check hold, all for real.
-        switch._nsenter("ip", "link", "set", VETH[1], "up")
+        netns_switch._nsenter("ip", "link", "set", VETH[1], "up")
         expect(page.locator("#run-verification")).to_have_text("verified", timeout=120_000)
         assert taps <= 4
         verified = time.monotonic()
@@ -113,9 +103,9 @@ def _clean(page: Page, where: str, scheme: str) -> None:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_a_new_oncall_admin_walks_from_sign_in_to_a_verified_fix(
-    tmp_path: Path, switch: NetnsSnmpd, chromium: tuple[Playwright, Browser], scheme: str
+    tmp_path: Path, netns_switch: NetnsSnmpd, chromium: tuple[Playwright, Browser], scheme: str
 ) -> None:
-    with _port_down(tmp_path, switch, "new-admin", "admin") as (server, api, alert):
+    with _port_down(tmp_path, netns_switch, "new-admin", "admin") as (server, api, alert):
         _p, browser = chromium
         context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
                                       has_touch=True, color_scheme=scheme, bypass_csp=True)  # fmt: skip
@@ -153,7 +143,7 @@ def test_a_new_oncall_admin_walks_from_sign_in_to_a_verified_fix(
         _clean(page, "action confirmation", scheme)
         page.get_by_role("button", name="Run on sw-ns").tap()
         page.wait_for_url(f"{server.url}/runs/*")
-        switch._nsenter("ip", "link", "set", VETH[1], "up")  # the far end comes back (a re-seated cable)
+        netns_switch._nsenter("ip", "link", "set", VETH[1], "up")  # the far end comes back (a re-seated cable)
         expect(page.locator("#run-verification")).to_have_text("verified", timeout=120_000)
         _clean(page, "run page, verified", scheme)
         lines = page.evaluate("(t => t.getClientRects().length)(document.querySelector('#run time'))")

@@ -7,12 +7,14 @@ import http.server
 import itertools
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests.adapters
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
@@ -123,7 +125,7 @@ def test_a_permanent_400_is_dead_lettered_once_and_visible(tmp_path: Path, recei
         admin = env.user("root", "admin")
         fire(env.engine, add_device(env.engine))
         dead = wait_until(lambda: messages(env.engine, status="dead"), what="a dead letter")[0]
-        time.sleep(2.0)  # back-off is 0.2 s in these tests: a retry storm would show up by now
+        env.settle()  # two minutes later for the worker: a retry storm would show up by now
         assert len(receiver.items()) == 1 and dead.attempts == 1
         assert [r.status for r in receipts(env.engine, dead.id)] == ["apprise error=400"]
         listed = env.client.get("/api/v1/notify/messages", params={"status": "dead"}, headers=bearer(admin)).json()["items"]
@@ -278,9 +280,9 @@ escalations:
         escalated = receiver.items(lambda r: r.path == "/second")[0].json
         assert escalated["kind"] == "escalate" and escalated["title"].endswith("(escalated)")
         assert env.client.post(f"/api/v1/alerts/{alert_id}/ack", headers=bearer(operator)).status_code == 200
-        time.sleep(1.0)
+        env.settle(ahead=1.0)  # what was due at the acknowledgement went out
         count = len(receiver.items(lambda r: r.path == "/second"))
-        time.sleep(2.0)
+        env.settle()  # two minutes later for the worker: a step every 1.2 s would have sent many more
         assert len(receiver.items(lambda r: r.path == "/second")) == count <= 3, "no more steps after the acknowledgement"
 
 
@@ -300,7 +302,7 @@ def test_dead_man_heartbeat_stops_and_the_app_says_silent_since(tmp_path: Path, 
             conn.execute(update(device_status).where(device_status.c.device_id == device).values(last_polled=old))
         time.sleep(1.0)
         beats = len(receiver.items())
-        time.sleep(1.5)
+        time.sleep(1.0)  # three heartbeat intervals
         assert len(receiver.items()) == beats, "no heartbeat while monitoring is silent"
         status = env.client.get("/api/v1/notify/status", headers=bearer(token)).json()["monitoring"]
         assert status["silent_since"] == pytest.approx(old) and status["heartbeat"]["status"] == "withheld"
@@ -324,7 +326,7 @@ def test_a_mass_outage_reaches_a_channel_as_a_few_messages_and_one_summary(tmp_p
         for i, device in enumerate(ids):
             fire(env.engine, device, f"access-{i:02d} is down")
         got = receiver.wait_for(4, timeout=30)
-        time.sleep(2.0)  # anything more would have arrived by now
+        env.settle(ahead=5.0)  # anything more would have arrived by now (a storm window is a minute: not passed)
         got = receiver.items()
         titles = [r.json["title"] for r in got]
         assert len(got) == 4 and titles[-1] == "47 alerts firing", titles
@@ -389,6 +391,18 @@ def test_an_apprise_redirect_to_a_refused_address_is_not_followed() -> None:
         allowed = AppriseChannel(f"json://127.0.0.1:{port}/hook", allow_unsafe=True)._send_sync(NOTE, 5.0)
     assert refused.status == "refused" and refused.permanent and "unspecified" in refused.detail, refused
     assert allowed.status != "refused" and not allowed.permanent, allowed  # followed, then no answer: a retry
+
+
+def test_watching_an_apprise_send_patches_nothing_and_stays_on_its_thread() -> None:
+    """requests is not patched; the address check applies to the sending thread only, during its send."""
+    assert requests.adapters.HTTPAdapter.send.__module__ == "requests.adapters"
+    assert requests.adapters.HTTPAdapter.send.__qualname__ == "HTTPAdapter.send"
+    location = f"http://0.0.0.0:{_closed_port()}/latest/meta-data"
+    with _redirecting(200, location) as port:
+        assert AppriseChannel(f"json://127.0.0.1:{port}/hook")._send_sync(NOTE, 5.0).status == "refused"
+        with socket.create_connection(("0.0.0.0", port), timeout=5):  # outside a send nothing is refused
+            pass
+    assert sys.getprofile() is None
 
 
 def test_a_changed_secrets_key_keeps_messages_for_after_the_restart(tmp_path: Path, receiver: Receiver) -> None:

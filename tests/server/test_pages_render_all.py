@@ -144,7 +144,7 @@ def test_every_page_renders_without_python_internals(everything: tuple[TestClien
     assert {r.name for r in DEFAULT_RULES}, "built-in rules are in force (no rules_file)"
     pages = [
         "/", "/?q=web", "/alerts", "/alerts?state=all", f"/alerts/{ids['alert']}", f"/alerts/{ids['alert']}/runs",
-        "/silences", "/settings", "/workers", "/notify", "/notify/channels", "/admin/devices", "/admin/rules",
+        "/silences", "/settings", "/workers", "/notify", "/notify/channels", "/admin/devices", "/admin/rules", "/admin/import",
         "/admin/users", "/admin/audit", "/account", "/account/password", "/account/totp", "/account/recovery",
         "/account/passkeys", "/account/verify", "/account/enrol", "/offline", "/login/2fa",
     ]  # fmt: skip

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -118,19 +117,28 @@ def test_spread_offsets_are_stable_and_cover_the_interval() -> None:
 
 async def test_dispatcher_runs_each_check_on_its_interval_and_syncs_changes(snmpd: SnmpdPeer) -> None:
     poller, got = _poller()
-    dispatcher = InProcessDispatcher(poller)
-    dispatcher.start()
+    now = [1_800_000_000.0]  # injected clock: the test moves it
+    dispatcher = InProcessDispatcher(poller, clock=lambda: now[0])
+    dispatcher.start(ticking=False)
+
+    async def advance(seconds: float) -> None:
+        for _ in range(int(seconds * 10)):
+            now[0] += 0.1
+            if dispatcher.tick(now[0]):
+                while poller.stats.in_flight or dispatcher.queued:
+                    await asyncio.sleep(0.01)
+
     try:
         jobs = [_job(i, snmpd.port, interval=5) for i in range(1, 4)]
         dispatcher.sync(jobs)
         assert set(dispatcher.jobs) == {j.key for j in jobs}
-        await asyncio.sleep(11)
+        await advance(11)
         per_device = {i: sum(o.device_id == i for o in got) for i in range(1, 4)}
         assert all(2 <= n <= 3 for n in per_device.values()), per_device  # once per 5 s, no duplicates
         assert max(poller.stats.lags) < 1.0
         dispatcher.sync(jobs[:1])  # two devices removed
         before = len(got)
-        await asyncio.sleep(6)
+        await advance(6)
         assert {o.device_id for o in got[before:]} <= {1}
         assert await dispatcher.run_now(1) == 1
     finally:
@@ -142,40 +150,45 @@ async def test_stopping_with_a_check_in_flight_logs_no_error(caplog: pytest.LogC
     """Ctrl-C while a device is being polled: the check is cancelled quietly, not an ERROR with a traceback."""
     poller, _ = _poller()
     dispatcher = InProcessDispatcher(poller)
-    dispatcher.start()
+    dispatcher.start(ticking=False)
     async with hostile_agent("silent") as agent:
         job = _job(1, agent.port, timeout=5.0)
         dispatcher.sync([job])
-        dispatcher.scheduler.modify_job(job.key, next_run_time=datetime.now(UTC))
+        due = dispatcher.due.next_at()
+        assert due is not None and dispatcher.tick(due) == 1
         deadline = time.monotonic() + 10
         while job.key not in poller._running and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert job.key in poller._running, "the check never started"
         with caplog.at_level(logging.WARNING):
             await dispatcher.stop()
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.1)
         await poller.close()
+    assert job.key not in poller._running
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
 
 
 async def test_a_check_overrunning_its_interval_is_counted_and_logged_once_not_every_tick(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A turn that finds the check still running is skipped and counted; one log line an hour, no APScheduler WARNING."""
+    """A turn that finds the check still running is skipped and counted; one log line an hour."""
     poller, _ = _poller()
     dispatcher = InProcessDispatcher(poller)
-    dispatcher.start()
+    dispatcher.start(ticking=False)
     try:
         async with hostile_agent("silent") as agent:
-            job = _job(1, agent.port, interval=1, timeout=4.0)  # snmp retries 0: the check takes ~4-5 s, turns every 1 s
+            job = _job(1, agent.port, interval=1, timeout=4.0)  # snmp retries 0: the check takes ~4 s, turns every 1 s
             with caplog.at_level(logging.INFO):
                 dispatcher.sync([job])
-                dispatcher.scheduler.modify_job(job.key, next_run_time=datetime.now(UTC))
-                await asyncio.sleep(4.5)
-        assert poller.stats.skipped_overlap >= 2, poller.stats
+                due = dispatcher.due.next_at()
+                assert due is not None and dispatcher.tick(due) == 1
+                while job.key not in poller._running:
+                    await asyncio.sleep(0.01)
+                for k in range(1, 4):  # three more turns come while it still runs
+                    assert dispatcher.tick(due + k) == 0
+        assert poller.stats.skipped_overlap == 3, poller.stats
         overran = [r for r in caplog.records if "was still running at its next turn" in r.getMessage()]
         assert len(overran) == 1 and overran[0].levelno == logging.WARNING and "d1" in overran[0].getMessage()
-        assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
     finally:
         await dispatcher.stop()
         await poller.close()

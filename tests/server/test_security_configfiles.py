@@ -13,7 +13,7 @@ import pytest
 from server.actions.catalog import load_catalog
 from server.alerts.rules import load_rules
 from server.config.loader import load_config
-from server.config.yamlsrc import MAX_CONFIG_BYTES, ConfigError
+from server.config.yamlsrc import MAX_CONFIG_BYTES, ConfigError, load_yaml
 from server.notify.config import load_notify_config
 from tests.server.conftest import run_cli
 
@@ -103,6 +103,25 @@ def test_yaml_nested_20000_deep_is_a_file_line_error_not_a_traceback(tmp_path: P
     path = write(tmp_path / f"{kind}.yaml", f"# nested\nkey:\n  {deep}\n")
     [problem] = problems_of(LOADERS[kind], path)
     assert problem == f"{path}:3: nested deeper than 64 levels"
+
+
+BILLION_LAUGHS = "devices: []\nlol: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n" for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize("kind", sorted(LOADERS))
+def test_billion_laughs_is_refused_at_file_line_not_expanded(tmp_path: Path, kind: str) -> None:
+    path = write(tmp_path / f"{kind}.yaml", BILLION_LAUGHS)
+    started = time.monotonic()
+    [problem] = problems_of(LOADERS[kind], path)
+    assert problem == f"{path}:7: aliases expand this value to more than 100000 values"  # f: 9**5 * 10 values
+    assert time.monotonic() - started < 5
+
+
+def test_a_few_aliases_still_work(tmp_path: Path) -> None:
+    path = write(tmp_path / "rules.yaml", "x: &x [1, 2]\ny: *x\nz: [*x, *x]\n")
+    assert load_yaml(path) == {"x": [1, 2], "y": [1, 2], "z": [[1, 2], [1, 2]]}
 
 
 def test_check_config_reports_deep_nesting_in_one_line(tmp_path: Path) -> None:

@@ -69,11 +69,20 @@ FORM_ROLES = {
     "/admin/devices": "admin",
     "/admin/devices/{device_id}": "admin",
     "/admin/devices/{device_id}/delete": "admin",
+    "/admin/import": "admin",
     "/notify/channels": "admin",
     "/notify/channels/{channel_id}/test": "operator",
     "/notify/channels/{channel_id}/delete": "admin",
     "/notify/messages/{message_id}/{action}": "admin",
     "/workers/{worker_id}/forget": "admin",
+    "/discovery": "admin",
+    "/discovery/runs/{run_id}/approve": "admin",
+    "/discovery/runs/{run_id}/rerun": "admin",
+    "/devices/{device_id}/neighbours": "operator",
+    "/admin/users/{user_id}/grants": "admin",
+    "/admin/directories": "admin",
+    "/admin/directories/{name}/delete": "admin",
+    "/directory/{name}/people/{login}/do/{action}": "operator",  # and the directory grant (the matrix checks it)
 }
 # Form routes any signed-in user may post: their own account, their own push devices, actions (role per action).
 FORM_OWN_SCOPE = ("/account", "/logout", "/notify/devices/", "/devices/{device_id}/actions/")

@@ -15,9 +15,10 @@ from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 from server.polling.writer import Writer
+from server.store import accounts
 from server.store.devices import create_device, delete_device
 from server.store.metrics import labels_key
-from server.store.schema import device_status, meta, rollups, samples, series, state_events
+from server.store.schema import device_status, login_attempts, meta, rollups, samples, series, state_events
 from server.store.status import CheckOutcome, Transition
 
 IF1 = labels_key({"ifIndex": "1", "ifName": "eth0"})
@@ -227,6 +228,24 @@ def test_maintain_rolls_up_and_expires(engine: Engine, box: SecretBox, writer: W
         }
     assert raw == [50.0], "raw samples past retention are gone"
     assert by_resolution == {300: (0.0, 2.0, 3), 3600: (0.0, 2.0, 3)}
+
+
+def test_maintain_forgets_old_sign_in_attempts_but_each_accounts_newest_sign_in(engine: Engine, writer: Writer) -> None:
+    now, day = time.time(), 86400.0
+    with engine.begin() as conn:
+        for username, ago, ok in [
+            ("ada", 91, False), ("ada", 89, False), ("ada", 500, True), ("ada", 450, True), ("ada", 10, True),
+            ("bob", 800, True), ("bob", 700, True), ("eve", 1000, False),
+        ]:
+            accounts.record_login(conn, username, "192.0.2.9", ok, now - ago * day)
+    writer.maintain()
+    with engine.connect() as conn:
+        kept = conn.execute(select(login_attempts.c.username, login_attempts.c.ts, login_attempts.c.ok)).all()
+    assert sorted((u, round((now - ts) / day), ok) for u, ts, ok in kept) == [
+        ("ada", 10, True), ("ada", 89, False), ("bob", 700, True),  # bob's newest sign-in stays: he is a known address
+    ]
+    with engine.begin() as conn:
+        assert accounts.failure_stats(conn, "bob", "192.0.2.9", now - day).known_address
 
 
 HOSTILE = "<script>alert(1)</script>{{7*7}}\x1b[31m\x00\ud800" + "x" * 65_536

@@ -1,8 +1,12 @@
 """Every other service through Apprise URLs (ntfy, Telegram, Slack, Teams, Discord, Pushover, Gotify, Matrix, json:// ...).
 
-Apprise answers only yes or no. The HTTP answers its plugins get are observed per sending thread (every plugin
-talks HTTP through requests), so permanent 4xx answers are dead-lettered rather than retried and a 429/503's
-Retry-After is honoured, as for our own webhooks; a plugin's log line ("error=400") is the fallback.
+Apprise answers only yes or no, and its plugins call `requests` themselves (no session can be handed in). So a
+send is watched on its own thread only, and nothing of requests or Apprise is patched:
+- every connection the sending thread opens, redirect hops included, is checked against the outbound-address
+  policy when it connects (a Python audit hook on `socket.connect`, inert on every other thread);
+- the HTTP answers its plugin gets are read by a profile function set on the sending thread for that send alone,
+  so permanent 4xx answers are dead-lettered rather than retried and a 429/503's Retry-After is honoured, as for
+  our own webhooks; a plugin's log line ("error=400") is the fallback.
 """
 
 from __future__ import annotations
@@ -11,14 +15,18 @@ import asyncio
 import ipaddress
 import logging
 import re
+import sys
 import threading
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from types import FrameType
 from typing import Any
 
 import apprise
 import requests.adapters
 
-from agents.safety import UnsafeTarget, check_address, check_host_name, check_target, normalise_ip
+from agents.safety import UnsafeTarget, check_address, check_host_name, normalise_ip
 from server.notify.channels import ChannelError, checked_host, register
 from server.notify.masking import mask
 from server.notify.message import Note, clean
@@ -68,40 +76,70 @@ class _ThreadLog(logging.Handler):
 
 _CAPTURE = _ThreadLog()
 logging.getLogger("apprise").addHandler(_CAPTURE)
-_ANSWERS = threading.local()  # .seen: per HTTP request while this thread sends, (status, Retry-After) or None
 _NO_ANSWER: tuple[int, str | None] | None = None
+_ADAPTER_SEND = requests.adapters.HTTPAdapter.send.__code__  # one call per HTTP request, each redirect hop too
 
 
-def _observe_answers() -> None:
-    """Wrap requests' adapter send once: a sending thread sees, per request (each redirect hop is one), the status and
-    Retry-After of its answer — or that it got none (connection refused, timeout). Nothing else changes."""
-    original = requests.adapters.HTTPAdapter.send
-    if getattr(original, "pocketnoc_observed", False):
+@dataclass
+class _Watch:
+    """What one send on this thread saw: per HTTP request (status, Retry-After) or no answer; a refused address."""
+
+    guard: bool  # check every address this thread connects to (off when an admin allowed unsafe targets)
+    answers: list[tuple[int, str | None] | None] = field(default_factory=list)
+    refused: str | None = None
+    slots: dict[int, int] = field(default_factory=dict)  # id(frame of HTTPAdapter.send) -> its index in answers
+
+
+_SENDING = threading.local()  # .watch: the _Watch of the Apprise send running on this thread, else None
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Refuse a connection of a watched send to an address the policy refuses (any hop, any protocol)."""
+    if event != "socket.connect":
         return
-
-    def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        guard = getattr(_ANSWERS, "guard", None)
-        if guard is not None:  # every request, redirect hops included: a 307 to a metadata address is refused here
-            try:
-                check_target(str(request.url), allow_link_local=False)
-            except UnsafeTarget as exc:
-                if not str(exc).startswith("cannot resolve"):  # a DNS failure is the request's own (transient) failure
-                    _ANSWERS.refused = str(exc)[:300]
-                    raise requests.exceptions.ConnectionError(f"refused by policy: {exc}") from None
-        seen = getattr(_ANSWERS, "seen", None)
-        if seen is None or len(seen) >= 20:
-            return original(self, request, *args, **kwargs)
-        seen.append(_NO_ANSWER)
-        slot = len(seen) - 1
-        response = original(self, request, *args, **kwargs)  # raises on no answer: the slot stays "no answer"
-        seen[slot] = (int(response.status_code), response.headers.get("Retry-After"))
-        return response
-
-    send.pocketnoc_observed = True  # type: ignore[attr-defined]
-    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+    watch: _Watch | None = getattr(_SENDING, "watch", None)
+    address = args[1] if len(args) > 1 else None
+    if watch is None or not watch.guard or not isinstance(address, tuple) or not isinstance(address[0], str):
+        return
+    try:
+        check_address(address[0], allow_link_local=False)
+    except UnsafeTarget as exc:
+        watch.refused = str(exc)[:300]
+        raise ConnectionRefusedError(f"refused by policy: {exc}") from None  # an OSError: requests' own error path
 
 
-_observe_answers()
+sys.addaudithook(_audit)
+
+
+def _profile(frame: FrameType, event: str, arg: object) -> None:
+    """On a watched send's thread: note each HTTPAdapter.send and the answer it returns (none when it raised)."""
+    if frame.f_code is not _ADAPTER_SEND or event not in ("call", "return"):
+        return
+    watch: _Watch | None = getattr(_SENDING, "watch", None)
+    if watch is None:
+        return
+    if event == "call":
+        if len(watch.answers) < 20:
+            watch.slots[id(frame)] = len(watch.answers)
+            watch.answers.append(_NO_ANSWER)
+        return
+    slot = watch.slots.pop(id(frame), None)
+    if slot is not None and isinstance(arg, requests.Response):
+        watch.answers[slot] = (int(arg.status_code), arg.headers.get("Retry-After"))
+
+
+@contextmanager
+def _watched(guard: bool) -> Iterator[_Watch]:
+    """Watch the Apprise send run inside on this thread; the previous profile function comes back after."""
+    watch = _Watch(guard)
+    previous = sys.getprofile()
+    _SENDING.watch = watch
+    sys.setprofile(_profile)
+    try:
+        yield watch
+    finally:
+        sys.setprofile(previous)
+        _SENDING.watch = None
 
 
 def _strict_ip(host: str) -> Any:
@@ -163,21 +201,16 @@ class AppriseChannel:
         elif note.severity == "warning":
             kind = apprise.NotifyType.WARNING
         buffer = _CAPTURE.start()
-        answers: list[tuple[int, str | None] | None] = []
-        _ANSWERS.seen = answers
-        _ANSWERS.guard = None if self.allow_unsafe else True
-        _ANSWERS.refused = None
         try:
-            ok = bool(plugin.notify(body=note.text, title=note.heading, notify_type=kind))
+            with _watched(guard=not self.allow_unsafe) as watch:
+                ok = bool(plugin.notify(body=note.text, title=note.heading, notify_type=kind))
         except Exception as exc:  # a plugin bug is a failed attempt, not a crashed worker
             return Outcome(False, "apprise", clean(f"{type(exc).__name__}: {exc}"))
         finally:
-            _ANSWERS.seen = _ANSWERS.guard = None
             _CAPTURE.stop()
-        refused = getattr(_ANSWERS, "refused", None)
-        if refused:  # a request (a redirect hop) went to an address the policy refuses: not worth retrying
-            _ANSWERS.refused = None
-            return Outcome(False, "refused", f"{refused} (an admin may set allow_unsafe)", permanent=True)
+        if watch.refused:  # a connection (a redirect hop) went to an address the policy refuses: not worth retrying
+            return Outcome(False, "refused", f"{watch.refused} (an admin may set allow_unsafe)", permanent=True)
+        answers = watch.answers
         if ok:
             return Outcome(True, "apprise ok")
         detail = clean(" | ".join(buffer)) or "the service refused or did not answer"

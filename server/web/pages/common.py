@@ -33,6 +33,7 @@ from server.auth.access import (
     login,
     request_scheme,
 )
+from server.auth.grants import effective
 from server.auth.policy import public
 from server.runtime import Services, get_services
 from server.services.hostkeys import trust_offered
@@ -88,6 +89,7 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     principal = getattr(request.state, "principal", None)
     context.setdefault("user", principal.user if principal else None)
     context.setdefault("csrf", principal.csrf if principal else "")
+    context.setdefault("grants", effective(principal.role, principal.grants) if principal else [])
     context["now"] = time.time()
     context["zone"], context["tz_set"] = user_zone(request)
     context["tz"] = getattr(context["zone"], "key", "UTC")

@@ -29,6 +29,7 @@ router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 PAGE_SIZE = 50
 FIELD_CAP = 4096
+FORM_KINDS = ("ping", "tcp", "http")  # the check kinds the form edits
 V3_FIELDS = ("user", "auth_protocol", "auth_key", "priv_protocol", "priv_key")
 
 
@@ -58,7 +59,7 @@ def _checks(form: FormData, current: list[dict[str, Any]]) -> list[dict[str, Any
             out.append(kept("tcp", "port", _int(port)))
     for url in _field(form, "http_urls").split():
         out.append(kept("http", "url", url))
-    return out
+    return out + [c for c in current if c.get("type") not in FORM_KINDS]  # plug-in checks: not on the form, kept
 
 
 def _snmp(form: FormData, current: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -238,6 +239,7 @@ def _flat(spec: dict[str, Any]) -> dict[str, Any]:
         "ping": any(c.get("type") == "ping" for c in checks),
         "tcp_ports": ", ".join(str(c.get("port")) for c in checks if c.get("type") == "tcp"),
         "http_urls": "\n".join(str(c.get("url")) for c in checks if c.get("type") == "http"),
+        "other_checks": [f"{c.get('name') or c['type']} ({c['type']})" for c in checks if c.get("type") not in FORM_KINDS],
     }
 
 

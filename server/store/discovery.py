@@ -1,0 +1,145 @@
+"""Discovery runs, their proposals, and device neighbours: typed rows in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from server.store.schema import device_status, devices
+from server.store.tables_discovery import device_neighbours, discovery_found, discovery_runs
+
+RUN_FIELDS = ("id", "created_at", "started_by", "status", "ranges", "seed", "options", "previous_id", "addresses",
+              "done", "probes", "error", "finished_at", "next_at")
+
+
+@dataclass(frozen=True, slots=True)
+class MapNode:
+    """A device as the topology map needs it."""
+
+    id: int
+    name: str
+    address: str
+    kind: str | None
+    parent_id: int | None
+    state: str
+
+
+def create_run(conn: Connection, *, started_by: str, ranges: list[str], seed: str | None, options: dict[str, Any],
+               secrets: bytes, previous_id: int | None, now: float) -> int:
+    """Record a new run (status running); returns its id."""
+    result = conn.execute(
+        insert(discovery_runs).values(
+            created_at=now, started_by=started_by, status="running", ranges=ranges, seed=seed, options=options,
+            secrets=secrets, previous_id=previous_id, addresses=0, done=0, probes=0,
+        )
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def update_run(conn: Connection, run_id: int, **values: Any) -> None:
+    """Change a run's progress, status, counters or schedule."""
+    conn.execute(update(discovery_runs).where(discovery_runs.c.id == run_id).values(**values))
+
+
+def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
+    """One run without its sealed credentials."""
+    row = conn.execute(select(*(discovery_runs.c[f] for f in RUN_FIELDS)).where(discovery_runs.c.id == run_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def run_secrets(conn: Connection, run_id: int) -> bytes | None:
+    """The sealed credentials of a run (the caller opens them; they are never shown)."""
+    return conn.execute(select(discovery_runs.c.secrets).where(discovery_runs.c.id == run_id)).scalar()
+
+
+def list_runs(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
+    """Runs, newest first."""
+    query = select(*(discovery_runs.c[f] for f in RUN_FIELDS)).order_by(discovery_runs.c.id.desc()).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def due_runs(conn: Connection, now: float) -> list[int]:
+    """Finished runs whose scheduled re-run is due."""
+    query = select(discovery_runs.c.id).where(
+        discovery_runs.c.next_at.is_not(None), discovery_runs.c.next_at <= now, discovery_runs.c.status != "running"
+    )
+    return [int(r) for r in conn.execute(query).scalars()]
+
+
+def interrupt_unfinished(conn: Connection, now: float) -> int:
+    """Mark runs a stop left running as interrupted."""
+    result = conn.execute(
+        update(discovery_runs).where(discovery_runs.c.status == "running")
+        .values(status="interrupted", finished_at=now, error="the server stopped during the run")
+    )
+    return int(result.rowcount)
+
+
+def save_found(conn: Connection, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
+    """Store a run's proposals (one per address)."""
+    values = [{**r, "run_id": run_id} for r in rows]
+    if values:
+        conn.execute(insert(discovery_found), values)
+
+
+def list_found(conn: Connection, run_id: int) -> list[dict[str, Any]]:
+    """A run's proposals in address order (numerically for IPv4)."""
+    rows = [dict(r._mapping) for r in conn.execute(select(discovery_found).where(discovery_found.c.run_id == run_id))]
+    return sorted(rows, key=lambda r: _address_key(str(r["address"])))
+
+
+def _address_key(address: str) -> tuple[int, ...]:
+    parts = address.split(".")
+    return tuple(int(p) for p in parts) if len(parts) == 4 and all(p.isdigit() for p in parts) else (1 << 16, len(address))
+
+
+def mark_found(conn: Connection, found_id: int, status: str, device_id: int | None) -> None:
+    """Record what became of one proposal."""
+    conn.execute(update(discovery_found).where(discovery_found.c.id == found_id).values(status=status, device_id=device_id))
+
+
+def device_index(conn: Connection) -> dict[str, tuple[int, str]]:
+    """Existing devices by address and by lower-case name -> (id, name), to tell known devices from new ones."""
+    out: dict[str, tuple[int, str]] = {}
+    for row in conn.execute(select(devices.c.id, devices.c.name, devices.c.address)):
+        out[str(row.address)] = (int(row.id), str(row.name))
+        out.setdefault("name:" + str(row.name).lower(), (int(row.id), str(row.name)))
+    return out
+
+
+def replace_neighbours(conn: Connection, device_id: int, rows: Sequence[dict[str, str]], now: float) -> None:
+    """Replace a device's neighbours with what was just read."""
+    conn.execute(delete(device_neighbours).where(device_neighbours.c.device_id == device_id))
+    if rows:
+        conn.execute(insert(device_neighbours), [{**r, "device_id": device_id, "seen_at": now} for r in rows])
+
+
+def neighbours_of(conn: Connection, device_id: int) -> list[dict[str, Any]]:
+    """A device's neighbours, by port, each with the id of the device it names when that is known."""
+    index = device_index(conn)
+    query = select(device_neighbours).where(device_neighbours.c.device_id == device_id).order_by(device_neighbours.c.id)
+    out = []
+    for row in conn.execute(query):
+        data = dict(row._mapping)
+        known = index.get(str(data["remote_address"])) or index.get("name:" + str(data["remote_name"]).lower())
+        data["remote_device_id"] = known[0] if known else None
+        out.append(data)
+    return out
+
+
+def map_nodes(conn: Connection) -> list[MapNode]:
+    """Every device with its parent and state, for the topology map."""
+    query = select(devices.c.id, devices.c.name, devices.c.address, devices.c.kind, devices.c.parent_id,
+                   device_status.c.state).select_from(devices.outerjoin(device_status)).order_by(devices.c.name)
+    return [MapNode(int(r.id), str(r.name), str(r.address), r.kind, r.parent_id, str(r.state or "unknown"))
+            for r in conn.execute(query)]
+
+
+def neighbour_links(conn: Connection) -> list[tuple[int, str, str]]:
+    """(device id, remote name, remote address) of every LLDP/CDP neighbour, for links beside the parent tree."""
+    query = select(device_neighbours.c.device_id, device_neighbours.c.remote_name, device_neighbours.c.remote_address
+                   ).where(device_neighbours.c.protocol != "fdb")
+    return [(int(r.device_id), str(r.remote_name), str(r.remote_address)) for r in conn.execute(query)]
