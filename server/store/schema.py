@@ -555,3 +555,6 @@ check_handoff = Table(
     Column("state", JSON, nullable=False),  # last raw counters, failure streak, back-off: what the next worker needs
     Column("ts", Float, nullable=False),
 )
+
+# Feature tables live in their own modules; imported here so every user of the schema (migrations, key rotation) sees them.
+from server.store import tables_terminal  # noqa: E402,F401

@@ -22,6 +22,7 @@ SEALED_COLUMNS: list[tuple[str, str]] = [
     ("users", "totp_pending"),
     ("notify_channels", "secret"),
     ("push_subscriptions", "secret"),
+    ("terminal_chunks", "data"),
 ]
 # Keys of the `meta` table whose values are sealed tokens (text).
 SEALED_META: list[str] = [CANARY_KEY, "vapid_private_key"]

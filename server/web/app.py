@@ -172,6 +172,8 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
             yield
         finally:
             await actions_runner.shutdown(svc)
+            if svc.terminals is not None:
+                await svc.terminals.shutdown()  # every open terminal is ended, recorded and audited
             await pipeline.stop(svc)
             engine.dispose()
             if reader is not engine:
@@ -246,11 +248,12 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
 
     app.include_router(api_workers.router)
     app.include_router(pages_workers.router)
-    from server.web import live
+    from server.web import live, terminal_ws
     from server.web.pages import inventory as pages_inventory
     from server.web.pages import phone as pages_app
+    from server.web.pages import terminal as pages_terminal
 
-    for module in (pages_app, pages_inventory, live):
+    for module in (pages_app, pages_inventory, live, pages_terminal, terminal_ws):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     return app

@@ -74,6 +74,8 @@ FORM_ROLES = {
     "/notify/channels/{channel_id}/delete": "admin",
     "/notify/messages/{message_id}/{action}": "admin",
     "/workers/{worker_id}/forget": "admin",
+    "/devices/{device_id}/terminal": "operator",
+    "/terminal/{session_id}/end": "admin",
 }
 # Form routes any signed-in user may post: their own account, their own push devices, actions (role per action).
 FORM_OWN_SCOPE = ("/account", "/logout", "/notify/devices/", "/devices/{device_id}/actions/")
