@@ -42,6 +42,7 @@ class TermEnv:
     def client_for(self, name: str) -> TestClient:
         """A new client on the same app, signed in as `name` through the form."""
         c = TestClient(self.client.app, follow_redirects=False)
+        c.portal = self.client.portal  # one event loop for every client, as under uvicorn (sessions outlive a socket)
         sign_in(c, name)
         return c
 
@@ -64,7 +65,7 @@ class TermEnv:
         """The recording's lines, parsed (every line must be valid JSON)."""
         with self.svc.reader.connect() as conn:
             text = "".join(store.recording(conn, self.svc.box, session_id))
-        return [json.loads(line) for line in text.splitlines()]
+        return [json.loads(line) for line in text.split("\n") if line]
 
     @property
     def terminals(self) -> Any:

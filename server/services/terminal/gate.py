@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from agents.base import Target
 from server.actions.plan import ssh_target
@@ -16,6 +17,7 @@ from server.runtime import Services
 from server.services.errors import ServiceError
 from server.store import accounts
 from server.store import runs as devices_store
+from server.store.runs import DeviceInfo
 
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 REASON_MIN = 4
@@ -27,9 +29,10 @@ def has_grant(principal: Principal, name: str) -> bool:
 
 
 class TerminalRefused(ServiceError):
-    """A terminal that may not be opened (or opened no more): the message says why."""
+    """A terminal that may not be opened (or opened no more): the message says why; `device` names it when known."""
 
     status = 403
+    device: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +55,23 @@ def _why_not(svc: Services, principal: Principal, device_id: int, alert_id: int 
     """The device name and the allowed target, or raise TerminalRefused (StepUpRequired is raised by the caller)."""
     if not principal.can("operator"):
         raise TerminalRefused("viewers cannot open a terminal")
-    if not has_grant(principal, "terminal"):
-        raise TerminalRefused("opening a terminal needs the terminal permission; an admin can grant it on the users page")
     with svc.reader.connect() as conn:
         device = devices_store.device_info(conn, svc.box, device_id)
         alert = devices_store.alert_brief(conn, alert_id) if alert_id is not None else None
     if device is None:
         raise TerminalRefused(f"no device with id {device_id}", 404)
     name = device.row.name
+    try:
+        if not has_grant(principal, "terminal"):
+            raise TerminalRefused("opening a terminal needs the terminal permission; an admin can grant it on the users page")
+        return _device_checks(svc, device, name, alert_id, alert)
+    except TerminalRefused as exc:
+        exc.device = name
+        raise
+
+
+def _device_checks(svc: Services, device: DeviceInfo, name: str, alert_id: int | None, alert: dict[str, Any] | None) -> Allowed:
+    device_id = device.row.id
     if alert_id is not None and (alert is None or alert["device_id"] != device_id):
         raise TerminalRefused(f"alert {alert_id} is not an alert of {name}", 404)
     try:
@@ -103,7 +115,7 @@ def check(
         return Allowed(allowed.device_id, allowed.device_name, allowed.target, why, alert_id)
     except TerminalRefused as exc:
         if audit:
-            audit_refusal(svc, principal, ip, label, exc.message, exc.status)
+            audit_refusal(svc, principal, ip, exc.device or label, exc.message, exc.status)
         raise
     except StepUpRequired:
         if audit:

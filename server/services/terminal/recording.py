@@ -47,7 +47,7 @@ class Recorder:
             "env": {"TERM": "xterm-256color"},
             "pocketnoc": {"user": h.user, "device": h.device, "reason": h.reason},
         }  # fmt: skip
-        self._add(json.dumps(first, ensure_ascii=False))
+        self._add(json.dumps(first))  # ASCII only: no U+2028 or NEL that a reader might take for a line break
 
     @property
     def full(self) -> bool:
@@ -62,7 +62,7 @@ class Recorder:
 
     def _event(self, at: float, kind: str, text: str) -> None:
         if text:
-            self._add(json.dumps([round(max(at - self.header.started, 0.0), 6), kind, text], ensure_ascii=False))
+            self._add(json.dumps([round(max(at - self.header.started, 0.0), 6), kind, text]))
 
     def output(self, at: float, data: bytes) -> None:
         """Bytes the server sent."""
