@@ -26,6 +26,7 @@ class Policy:
     fresh: bool = False  # sessions also need a recent second-factor proof (step-up)
     stages: tuple[str, ...] = ("full",)  # session stages let in ("2fa": the second sign-in step)
     csrf: bool = True  # session callers echo their CSRF token on writes
+    grant: str | None = None  # a named permission (server.auth.grants) the caller must also hold
     why: str = ""
 
 

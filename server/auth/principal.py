@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from server.store import accounts, sessions
+from server.store import accounts, grants, sessions
 from server.store.accounts import ROLES, TokenOwner, User
 from server.store.sessions import SessionInfo
 
@@ -33,6 +33,7 @@ class Principal:
     csrf: str | None = None  # sessions echo this on writes; bearer tokens need none
     stage: str = sessions.FULL
     verified_at: float | None = None
+    grants: frozenset[str] = frozenset()  # named permissions stored for the account (server.auth.grants decides)
 
     @property
     def user(self) -> User:
@@ -44,8 +45,8 @@ class Principal:
         return ROLES.index(self.role) >= ROLES.index(role)
 
 
-def from_session(found: SessionInfo) -> Principal:
-    """The principal of a live session."""
+def from_session(found: SessionInfo, held: frozenset[str] = frozenset()) -> Principal:
+    """The principal of a live session (`held`: the account's stored grants)."""
     user = found.user
     return Principal(
         user_id=user.id,
@@ -56,11 +57,12 @@ def from_session(found: SessionInfo) -> Principal:
         csrf=found.csrf,
         stage=found.stage,
         verified_at=found.verified_at,
+        grants=held,
     )
 
 
-def from_token(found: TokenOwner, token_hash: str) -> Principal:
-    """The principal of a valid bearer token: the token's owner, never the token's own row id."""
+def from_token(found: TokenOwner, token_hash: str, held: frozenset[str] = frozenset()) -> Principal:
+    """The principal of a valid bearer token: the token's owner (and the owner's grants, never more)."""
     return Principal(
         user_id=found.user.id,
         name=found.user.name,
@@ -68,6 +70,7 @@ def from_token(found: TokenOwner, token_hash: str) -> Principal:
         kind="token",
         token_id=found.token_id,
         token_hash=token_hash,
+        grants=held,
     )
 
 
@@ -83,8 +86,8 @@ def resolve(
     if authorization[:7].lower() == "bearer ":
         token = authorization[7:].strip()
         owner = accounts.find_token(conn, token, touch)
-        return from_token(owner, accounts.digest(token)) if owner else None
+        return from_token(owner, accounts.digest(token), grants.of_user(conn, owner.user.id)) if owner else None
     if cookie:
         found = sessions.load(conn, cookie, idle, absolute, touch, seen)
-        return from_session(found) if found else None
+        return from_session(found, grants.of_user(conn, found.user.id)) if found else None
     return None

@@ -8,7 +8,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from server.auth.access import UserError, check_password, create_user, hash_password
-from server.store import accounts, sessions, twofactor
+from server.auth.grants import GRANT_ROLE, GRANTS, effective
+from server.store import accounts, grants, sessions, twofactor
 from server.store import users as user_rows
 from server.store.accounts import ROLES, User
 from server.store.db import Connection
@@ -35,6 +36,7 @@ def describe(conn: Connection, user: User) -> dict[str, Any]:
         "name": user.name,
         "role": user.role,
         "disabled": user.disabled,
+        "grants": effective(user.role, grants.of_user(conn, user.id)),
         "totp": have.totp,
         "passkeys": have.passkeys,
         "recovery_codes_left": have.recovery_left,
@@ -69,7 +71,13 @@ def set_role(conn: Connection, actor: User, ip: str, user_id: int, role: str) ->
         raise UserError("this is the last admin; make another admin first")
     user_rows.set_role(conn, user_id, role)
     sessions.end_for_user(conn, user_id)
-    accounts.write_audit(conn, actor, "user.role", target.name, {"from": target.role, "to": role}, ip)
+    detail: dict[str, Any] = {"from": target.role, "to": role}
+    if role == "viewer":  # viewers hold no grants: demotion drops them (a later promotion starts from none)
+        dropped = sorted(grants.of_user(conn, user_id))
+        grants.remove(conn, user_id)
+        if dropped:
+            detail["grants_dropped"] = dropped
+    accounts.write_audit(conn, actor, "user.role", target.name, detail, ip)
     return User(target.id, target.name, role, target.disabled)
 
 
@@ -86,6 +94,27 @@ def set_disabled(conn: Connection, actor: User, ip: str, user_id: int, disabled:
     ended = sessions.end_for_user(conn, user_id) if disabled else 0
     accounts.write_audit(conn, actor, "user.disable" if disabled else "user.enable", target.name, {"sessions_ended": ended}, ip)
     return User(target.id, target.name, target.role, disabled)
+
+
+def set_grants(conn: Connection, actor: User, ip: str, user_id: int, wanted: list[str]) -> User:
+    """Make a user's stored grants exactly `wanted`: each one added is audited as user.grant, each one taken as
+    user.revoke. Viewers cannot hold any; admins hold every one whatever is stored."""
+    target = _target(conn, user_id)
+    unknown = sorted(set(wanted) - set(GRANTS))
+    if unknown:
+        raise UserError(f"unknown permission {unknown[0]!r}; the permissions are {', '.join(GRANTS)}")
+    now = grants.of_user(conn, user_id)
+    added, taken = sorted(set(wanted) - now), sorted(now - set(wanted))
+    if added and target.role != GRANT_ROLE:
+        what = "an admin and holds them all" if target.role == "admin" else "a viewer"
+        raise UserError(f"permissions are granted to operators; {target.name} is {what}")
+    grants.add(conn, user_id, added, actor.name)
+    grants.remove(conn, user_id, taken)
+    for name in added:
+        accounts.write_audit(conn, actor, "user.grant", target.name, {"grant": name}, ip)
+    for name in taken:
+        accounts.write_audit(conn, actor, "user.revoke", target.name, {"grant": name}, ip)
+    return target
 
 
 def reset_2fa(conn: Connection, actor: User, ip: str, user_id: int, keep_session: str | None = None) -> User:

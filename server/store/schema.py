@@ -556,5 +556,5 @@ check_handoff = Table(
     Column("ts", Float, nullable=False),
 )
 
-# Feature tables live in their own modules; imported here so every user of the schema (migrations, key rotation) sees them.
-from server.store import tables_terminal  # noqa: E402,F401
+# Tables of later features live in their own modules; importing them here puts them in `metadata`.
+from server.store import tables_grants, tables_terminal  # noqa: E402,F401

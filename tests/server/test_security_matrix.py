@@ -20,8 +20,9 @@ from httpx import Response
 from starlette.routing import Mount, Route
 
 from server.auth.access import SESSION_COOKIE, Admin, Viewer
+from server.auth.grants import GRANTS
 from server.auth.policy import Policy, policies_of, public
-from server.store import accounts, sessions
+from server.store import accounts, grants, sessions
 from tests.server.conftest import AppEnv
 
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
@@ -31,6 +32,7 @@ FRAMEWORK = {("Route", "/api/v1/openapi.json"), ("Mount", "/static")}
 # WebSocket routes guard themselves (no dependency declares them): each names the tests that check its guard.
 SOCKETS = {"/terminal/ws": "tests/server/test_terminal_ws.py: same origin, a session cookie and a one-time ticket"}
 ROLE_REFUSAL = re.compile(r"this needs the \w+ role")
+GRANT_REFUSAL = re.compile(r"this needs the \w+ permission")
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,20 @@ class Caller:
     stage: str = sessions.FULL
     fresh: bool = True
     csrf: bool = True
+    grants: bool = False  # holds every named permission (server.auth.grants); only operators store them
+
+    @property
+    def account(self) -> str:
+        """Which test account this caller signs in as."""
+        assert self.role is not None
+        return self.role + ("-granted" if self.grants else "")
 
 
 CALLERS = [
     Caller("anonymous"),
     *(Caller(f"{role} {kind}", role, kind) for role in RANK for kind in ("session", "token")),
+    Caller("operator session with every grant", "operator", grants=True),
+    Caller("operator token with every grant", "operator", "token", grants=True),
     Caller("admin session without CSRF", "admin", csrf=False),
     Caller("admin session, last proof stale", "admin", fresh=False),
     Caller("viewer half-session (2FA due)", "viewer", stage=sessions.SECOND_FACTOR, fresh=False),
@@ -78,6 +89,8 @@ def expected(policy: Policy, caller: Caller, method: str) -> str:
     assert policy.role is not None
     if RANK[caller.role] < RANK[policy.role]:
         return "role"
+    if policy.grant is not None and caller.role != "admin" and not caller.grants:
+        return "grant"
     if caller.kind == "session" and policy.csrf and method in WRITES and not caller.csrf:
         return "csrf"
     if caller.kind == "session" and policy.fresh and not caller.fresh:
@@ -102,6 +115,8 @@ def observed(response: Response) -> str:
         return "csrf"
     if status == 403 and ROLE_REFUSAL.search(text):
         return "role"
+    if status == 403 and GRANT_REFUSAL.search(text):
+        return "grant"
     if status >= 500 and status != 503:  # 503: polling is not running in this app
         return f"error {status}"
     return "allowed"
@@ -113,11 +128,14 @@ class Matrix:
     def __init__(self, env: AppEnv) -> None:
         self.env = env
         self.client = TestClient(env.app, follow_redirects=False)
-        self.ids = {role: env.user(f"m-{role}", role) for role in RANK}
+        accounts_ = {**{role: role for role in RANK}, "operator-granted": "operator"}
+        self.ids = {key: env.user(f"m-{key}", role) for key, role in accounts_.items()}
         # GETs share sessions of their own users: a write may end every session of its user (sign out everywhere).
-        self.reader_ids = {role: env.user(f"r-{role}", role) for role in RANK}
+        self.reader_ids = {key: env.user(f"r-{key}", role) for key, role in accounts_.items()}
         with env.svc.engine.begin() as conn:
-            self.tokens = {role: accounts.new_token(conn, self.ids[role], "matrix") for role in RANK}
+            self.tokens = {key: accounts.new_token(conn, self.ids[key], "matrix") for key in accounts_}
+            for user_id in (self.ids["operator-granted"], self.reader_ids["operator-granted"]):
+                grants.add(conn, user_id, GRANTS, "matrix")
         self.kept: dict[Caller, tuple[str, str]] = {}
 
     def session(self, caller: Caller, method: str) -> tuple[str, str]:
@@ -125,7 +143,7 @@ class Matrix:
         found = self.kept.get(caller) if method == "GET" else None
         if found is None:
             assert caller.role is not None
-            user_id = (self.reader_ids if method == "GET" else self.ids)[caller.role]
+            user_id = (self.reader_ids if method == "GET" else self.ids)[caller.account]
             with self.env.svc.engine.begin() as conn:
                 verified = time.time() if caller.fresh else None
                 found = sessions.create(conn, user_id, "127.0.0.1", "matrix", caller.stage, verified)
@@ -136,7 +154,7 @@ class Matrix:
     def call(self, caller: Caller, method: str, path: str) -> Response:
         headers: dict[str, str] = {}
         if caller.role is not None and caller.kind == "token":
-            headers["Authorization"] = f"Bearer {self.tokens[caller.role]}"
+            headers["Authorization"] = f"Bearer {self.tokens[caller.account]}"
         elif caller.role is not None:
             cookie, csrf = self.session(caller, method)
             headers["Cookie"] = f"{SESSION_COOKIE}={cookie}"

@@ -27,6 +27,7 @@ def test_admins_manage_users_through_the_api(app_env: AppEnv) -> None:
         "name": "nia",
         "role": "viewer",
         "disabled": False,
+        "grants": [],
         "totp": False,
         "passkeys": 0,
         "recovery_codes_left": 0,

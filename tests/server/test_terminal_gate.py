@@ -15,7 +15,7 @@ from server.store import accounts, sessions
 from tests.peers.sshd import SshdPeer
 from tests.server.actions_helpers import ssh_device
 from tests.server.conftest import bearer, form_csrf
-from tests.server.terminal_helpers import ORIGIN, TermEnv, make_term_env, read_control
+from tests.server.terminal_helpers import ORIGIN, TermEnv, make_term_env, read_control, read_until
 
 
 @pytest.fixture
@@ -47,6 +47,21 @@ def test_an_operator_without_the_terminal_grant_is_refused_and_audited(env: Term
     assert refused[0]["username"] == "operator" and refused[0]["target"] == "web-01"
     assert "terminal permission" in refused[0]["detail"]["why"]
     assert not env.audit("terminal.open")
+
+
+def test_an_operator_granted_the_terminal_opens_one(env: TermEnv) -> None:
+    with env.svc.reader.connect() as conn:
+        found = accounts.get_user_by_name(conn, "operator")
+        assert found is not None
+    r = env.client.patch(f"/api/v1/users/{found[0].id}", json={"grants": ["terminal"]}, headers=bearer(env.admin_token))
+    assert r.status_code == 200, r.text
+    c = env.client_for("operator")
+    assert f'href="/devices/{env.device}/terminal"' in c.get(f"/devices/{env.device}").text
+    with c.websocket_connect(f"/terminal/ws?ticket={env.ticket(c)}", headers=ORIGIN) as ws:
+        read_control(ws, "ready")
+        ws.send_bytes(b"id -un\n")
+        read_until(ws, b"pnoc-test")
+    assert env.audit("terminal.open")[0]["username"] == "operator"
 
 
 def test_a_stale_second_factor_asks_for_step_up_first(env: TermEnv) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from agents.base import Target
 from server.actions.plan import ssh_target
+from server.auth.grants import has_grant
 from server.auth.principal import Principal
 from server.auth.stepup import StepUpRequired, is_fresh
 from server.runtime import Services
@@ -21,11 +22,6 @@ from server.store.runs import DeviceInfo
 
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 REASON_MIN = 4
-
-
-def has_grant(principal: Principal, name: str) -> bool:
-    """Placeholder until server.auth.grants lands: only admins hold the terminal grant."""
-    return principal.role == "admin" and bool(name)
 
 
 class TerminalRefused(ServiceError):

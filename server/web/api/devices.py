@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.auth.access import Admin, Operator, UserError, Viewer, caller_or_none, client_ip, create_user
+from server.auth.grants import effective
 from server.auth.policy import public
 from server.auth.stepup import FreshAdmin
 from server.config.inventory import DeviceSpec
@@ -17,7 +18,7 @@ from server.notify.channel_alarm import channel_alarm
 from server.runtime import Services, get_services
 from server.services import devices as devices_service
 from server.services.bodies import DevicePatch
-from server.store import accounts, device_views
+from server.store import accounts, device_views, grants
 from server.store.db import ping
 from server.store.devices import load_device, split_secrets
 from server.store.metrics import history, labels_of
@@ -73,8 +74,8 @@ def metrics(svc: SvcDep, _p: Viewer) -> PlainTextResponse:
 
 @router.get("/api/v1/me", tags=["users"])
 def me(p: Viewer) -> dict[str, Any]:
-    """Who am I."""
-    return {"id": p.user.id, "name": p.user.name, "role": p.user.role}
+    """Who am I, and which named permissions (grants) I hold."""
+    return {"id": p.user.id, "name": p.user.name, "role": p.user.role, "grants": effective(p.role, p.grants)}
 
 
 @router.get("/api/v1/devices", tags=["devices"])
@@ -186,8 +187,13 @@ class NewUser(BaseModel):
 def list_users(svc: SvcDep, _p: Admin) -> dict[str, Any]:
     """All users (never their password hashes)."""
     with svc.reader.connect() as conn:
+        held = grants.by_user(conn)
         return {
-            "items": [{"id": u.id, "name": u.name, "role": u.role, "disabled": u.disabled} for u in accounts.list_users(conn)]
+            "items": [
+                {"id": u.id, "name": u.name, "role": u.role, "disabled": u.disabled,
+                 "grants": effective(u.role, held.get(u.id, frozenset()))}
+                for u in accounts.list_users(conn)
+            ]
         }
 
 

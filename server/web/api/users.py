@@ -25,6 +25,7 @@ class UserChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["viewer", "operator", "admin"] | None = None
     disabled: bool | None = None
+    grants: list[Literal["directory", "terminal"]] | None = None  # the operator's permissions, exactly (server.auth.grants)
 
 
 def _describe(svc: Services, user_id: int) -> dict[str, Any]:
@@ -43,7 +44,8 @@ def get_user(svc: SvcDep, _p: Admin, user_id: int) -> dict[str, Any]:
 
 @router.patch("/api/v1/users/{user_id}", tags=["users"])
 def change_user(svc: SvcDep, p: FreshAdmin, request: Request, user_id: int, body: UserChange) -> dict[str, Any]:
-    """Change the role and/or disable or enable; the user's sessions end. Nobody demotes or disables themselves."""
+    """Change the role, disable or enable (the user's sessions end; nobody demotes or disables themselves), and/or set
+    an operator's grants (`directory`, `terminal`; viewers hold none, admins all)."""
     ip = client_ip(request)
     try:
         with svc.engine.begin() as conn:
@@ -51,7 +53,9 @@ def change_user(svc: SvcDep, p: FreshAdmin, request: Request, user_id: int, body
                 usermgmt.set_role(conn, p.user, ip, user_id, body.role)
             if body.disabled is not None:
                 usermgmt.set_disabled(conn, p.user, ip, user_id, body.disabled)
-            if body.role is None and body.disabled is None and accounts.get_user(conn, user_id) is None:
+            if body.grants is not None:
+                usermgmt.set_grants(conn, p.user, ip, user_id, list(body.grants))
+            if body == UserChange() and accounts.get_user(conn, user_id) is None:
                 raise LookupError(user_id)
     except LookupError:
         raise HTTPException(404, "no such user") from None

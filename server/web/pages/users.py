@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from server.auth.access import Admin, UserError, client_ip, generate_password
+from server.auth.grants import LABELS
 from server.auth.stepup import FreshAdmin
 from server.runtime import Services, get_services
 from server.services import audit as auditlog
@@ -58,7 +59,7 @@ def _user_page(request: Request, svc: Services, user_id: int, status: int = 200,
         person = usermgmt.describe(conn, found) if found else None
     if person is None:
         return render(request, "error.html", status=404, status_code=404, message="No such user.")
-    return render(request, "admin_user.html", status=status, person=person, error=error)
+    return render(request, "admin_user.html", status=status, person=person, error=error, grant_labels=LABELS)
 
 
 @router.get("/admin/users/{user_id}", response_class=HTMLResponse)
@@ -67,12 +68,17 @@ def user_page(request: Request, svc: SvcDep, _p: FreshAdmin, user_id: int) -> Re
     return _user_page(request, svc, user_id)
 
 
-def _change(request: Request, svc: Services, user_id: int, job: str, p_user: accounts.User, role: str = "") -> Response:
+def _change(
+    request: Request, svc: Services, user_id: int, job: str, p_user: accounts.User, role: str = "",
+    grants: list[str] | None = None,
+) -> Response:
     ip = client_ip(request)
     try:
         with svc.engine.begin() as conn:
             if job == "role":
                 usermgmt.set_role(conn, p_user, ip, user_id, role)
+            elif job == "grants":
+                usermgmt.set_grants(conn, p_user, ip, user_id, grants or [])
             elif job in ("disable", "enable"):
                 usermgmt.set_disabled(conn, p_user, ip, user_id, job == "disable")
             else:
@@ -88,6 +94,14 @@ def _change(request: Request, svc: Services, user_id: int, job: str, p_user: acc
 def role_form(request: Request, svc: SvcDep, p: FreshAdmin, user_id: int, role: ROLE_FIELD = "viewer") -> Response:
     """Change a user's role (their sessions end, so the new role applies at once)."""
     return _change(request, svc, user_id, "role", p.user, role)
+
+
+@router.post("/admin/users/{user_id}/grants")
+def grants_form(
+    request: Request, svc: SvcDep, p: FreshAdmin, user_id: int, grant: Annotated[list[str], Form(max_length=8)] = []  # noqa: B006
+) -> Response:
+    """Set an operator's permissions (directory accounts, terminal): the boxes ticked are what they hold."""
+    return _change(request, svc, user_id, "grants", p.user, grants=grant)
 
 
 @router.post("/admin/users/{user_id}/disable")
