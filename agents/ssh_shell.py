@@ -53,6 +53,20 @@ class Shell:
         finally:
             self._sink(None)
 
+    def try_write(self, data: bytes) -> int:
+        """Send what the server's window takes now without blocking (keystrokes); returns how many bytes went."""
+        if len(data) > 1024 or not self._lock.acquire(blocking=False):
+            return 0
+        try:
+            # Only when nothing could make send() wait: window room, and no key exchange in progress.
+            if self._channel.closed or not self._channel.send_ready() or not self._transport.clear_to_send.is_set():
+                return 0
+            return int(self._channel.send(data))
+        except (OSError, EOFError, paramiko.SSHException, TimeoutError):
+            return 0
+        finally:
+            self._lock.release()
+
     def write(self, data: bytes) -> None:
         """Send keystrokes (blocks while the server's window is full)."""
         with self._lock:

@@ -231,8 +231,10 @@ class TerminalManager:
         live.last_input = self.clock()
         live.bytes_in += len(data)
         live.recorder.input(live.last_input, data)
+        sent = live.shell.try_write(data)  # a keystroke goes at once while the window has room: no thread hop
         try:
-            await asyncio.to_thread(live.shell.write, data)
+            if sent < len(data):
+                await asyncio.to_thread(live.shell.write, data[sent:])
         except CollectError:
             await self.end(live, "shell exited")
             return
