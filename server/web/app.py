@@ -27,6 +27,7 @@ from server.logsafe import CONTROL_IN_JSON, visible_data
 from server.polling import pipeline
 from server.runtime import Services
 from server.services.errors import ServiceError
+from server.services.terminal.manager import manager as terminal_manager
 from server.store import filemodes
 from server.store.db import DBAPIError, make_engine, migrate
 from server.store.space import FULL_MESSAGE, Storage, is_full_error
@@ -163,6 +164,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
             svc.storage.make_reserve()
         check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
         actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
+        terminal_manager(svc).start()  # recordings past terminal_retention_days are pruned even if no terminal opens
         if config is not None:
             pipeline.sync_inventory(svc, config)
         if poll:

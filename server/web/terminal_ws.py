@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.auth import principal as principals
 from server.auth.access import SESSION_COOKIE
+from server.auth.grants import has_grant
 from server.auth.principal import Principal
 from server.runtime import Services
 from server.services.terminal.gate import TerminalRefused
@@ -74,6 +75,10 @@ async def _start(ws: WebSocket, mgr: TerminalManager, caller: Principal) -> Live
     live = mgr.resumable(q.get("resume", ""), caller)
     if live is None:
         await _refuse(ws, "this terminal session has ended and cannot be resumed", GONE)
+    elif not has_grant(caller, "terminal"):  # revoked since it opened: the session ends
+        await mgr.end(live, "permission revoked")
+        await _refuse(ws, "you no longer hold the terminal permission; the session was ended")
+        return None
     return live
 
 

@@ -49,19 +49,27 @@ def test_an_operator_without_the_terminal_grant_is_refused_and_audited(env: Term
     assert not env.audit("terminal.open")
 
 
-def test_an_operator_granted_the_terminal_opens_one(env: TermEnv) -> None:
+def _grant(env: TermEnv, name: str, grants: list[str]) -> None:
     with env.svc.reader.connect() as conn:
-        found = accounts.get_user_by_name(conn, "operator")
+        found = accounts.get_user_by_name(conn, name)
         assert found is not None
-    r = env.client.patch(f"/api/v1/users/{found[0].id}", json={"grants": ["terminal"]}, headers=bearer(env.admin_token))
+    r = env.client.patch(f"/api/v1/users/{found[0].id}", json={"grants": grants}, headers=bearer(env.admin_token))
     assert r.status_code == 200, r.text
+
+
+def test_an_operator_granted_the_terminal_opens_one_and_a_revocation_ends_it(env: TermEnv) -> None:
+    _grant(env, "operator", ["terminal"])
     c = env.client_for("operator")
     assert f'href="/devices/{env.device}/terminal"' in c.get(f"/devices/{env.device}").text
     with c.websocket_connect(f"/terminal/ws?ticket={env.ticket(c)}", headers=ORIGIN) as ws:
-        read_control(ws, "ready")
+        ready = read_control(ws, "ready")
         ws.send_bytes(b"id -un\n")
         read_until(ws, b"pnoc-test")
     assert env.audit("terminal.open")[0]["username"] == "operator"
+    _grant(env, "operator", [])  # revoked while the connection was down: the resume is refused and the session ends
+    with c.websocket_connect(f"/terminal/ws?resume={ready['resume']}", headers=ORIGIN) as ws:
+        assert "no longer hold" in read_control(ws, "error")["message"]
+    assert env.audit("terminal.close")[0]["detail"]["reason"] == "permission revoked"
 
 
 def test_a_stale_second_factor_asks_for_step_up_first(env: TermEnv) -> None:

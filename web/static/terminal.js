@@ -17,7 +17,7 @@
   if (fit) term.loadAddon(fit);
   term.open(document.getElementById("term"));
   if (fit) fit.fit();
-  var ws = null, resume = null, graceUntil = 0, finished = false, mods = {ctrl: false, alt: false};
+  var ws = null, resume = null, graceUntil = 0, graceMs = 0, finished = false, mods = {ctrl: false, alt: false};
   var encoder = new TextEncoder();
   window.pnTerminal = term;  // for tests and the curious: the page's terminal
 
@@ -35,7 +35,7 @@
       if (typeof ev.data !== "string") { term.write(new Uint8Array(ev.data)); return; }
       var msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (msg.t === "ready") {
-        resume = msg.resume; graceUntil = 0; say("connected", "ok");
+        resume = msg.resume; graceUntil = 0; graceMs = Math.max(0, (msg.grace || 0) * 1000 - 2000); say("connected", "ok");
         page.dataset.session = msg.session;
         sendResize();
         term.focus();
@@ -48,7 +48,7 @@
     ws.onclose = function () {
       if (finished) return;
       if (!resume) { say("could not connect", "err"); finished = true; return; }
-      if (!graceUntil) graceUntil = Date.now() + 55000;
+      if (!graceUntil) graceUntil = Date.now() + graceMs;
       if (Date.now() > graceUntil) { say("connection lost", "err"); finished = true; return; }
       say("reconnecting…", "warn");
       setTimeout(function () { connect("resume=" + encodeURIComponent(resume)); }, 1000);

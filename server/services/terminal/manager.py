@@ -338,6 +338,10 @@ class TerminalManager:
             except Exception:
                 log.exception("terminal sweep failed")
 
+    def start(self) -> None:
+        """Begin sweeping (limits and retention) now, not only once the first terminal opens."""
+        self._ensure_sweeper()
+
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
