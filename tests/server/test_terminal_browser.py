@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
@@ -50,6 +50,15 @@ def _rows(page: Page, where: str = "#term") -> str:
     return str(page.locator(f"{where} .xterm-rows").inner_text())
 
 
+def _phone_as(server: Server, browser: Chromium, user: str, model: str = "Pixel 7") -> tuple[BrowserContext, Page, str]:
+    """A phone signed in as `user`: its context, a page, and the server's URL."""
+    p, b = browser
+    context = phone(p, b, model)
+    page = context.new_page()
+    sign_in(page, server[0].url, user)
+    return context, page, server[0].url
+
+
 def _open(page: Page, url: str, device: int, reason: str) -> None:
     page.goto(f"{url}/devices/{device}")
     page.get_by_role("link", name="Open a terminal").click()
@@ -58,12 +67,9 @@ def _open(page: Page, url: str, device: int, reason: str) -> None:
 
 
 def test_type_a_command_see_it_and_replay_it(server: Server, browser: Chromium) -> None:
-    live, ids = server
-    p, b = browser
-    context = phone(p, b, "Pixel 7")
-    page = context.new_page()
-    sign_in(page, live.url, "admin")
-    _open(page, live.url, ids["web-01"], "checking the disk from my phone")
+    ids = server[1]
+    context, page, url = _phone_as(server, browser, "admin")
+    _open(page, url, ids["web-01"], "checking the disk from my phone")
     expect(page.locator("#term-state")).to_have_text("connected", timeout=30_000)
     page.locator("#term").click()
     page.keyboard.type("echo browser-$((3*4))")
@@ -89,7 +95,7 @@ def test_type_a_command_see_it_and_replay_it(server: Server, browser: Chromium) 
     expect(page.locator("#term-state")).to_have_text("ended: user", timeout=15_000)
     session = page.locator("#term-page").get_attribute("data-session")
     # Replay from the audit: the admin's list of sessions, then the player.
-    page.goto(f"{live.url}/admin/audit")
+    page.goto(f"{url}/admin/audit")
     page.get_by_role("link", name=f"replay #{session}").first.click()
     expect(page.locator("#replay")).to_have_attribute("data-ready", "1", timeout=15_000)
     page.get_by_role("button", name="Skip to end").click()
@@ -100,14 +106,11 @@ def test_type_a_command_see_it_and_replay_it(server: Server, browser: Chromium) 
 
 
 def test_refused_without_the_grant(server: Server, browser: Chromium) -> None:
-    live, ids = server
-    p, b = browser
-    context = phone(p, b, "iPhone 13")
-    page = context.new_page()
-    sign_in(page, live.url, "olga")
-    page.goto(f"{live.url}/devices/{ids['web-01']}")
+    ids = server[1]
+    context, page, url = _phone_as(server, browser, "olga", "iPhone 13")
+    page.goto(f"{url}/devices/{ids['web-01']}")
     expect(page.locator("#h-terminal + p")).to_contain_text("terminal permission")
-    page.goto(f"{live.url}/devices/{ids['web-01']}/terminal")
+    page.goto(f"{url}/devices/{ids['web-01']}/terminal")
     expect(page.locator(".err")).to_contain_text("terminal permission")
     expect(page.get_by_role("button", name="Open the terminal")).to_be_visible()
     page.fill("input[name=reason]", "trying anyway")
@@ -134,12 +137,8 @@ def test_a_stale_second_factor_goes_to_step_up(server: Server, browser: Chromium
 
 
 def test_a_changed_host_key_is_refused(server: Server, browser: Chromium) -> None:
-    live, ids = server
-    p, b = browser
-    context = phone(p, b, "Pixel 7")
-    page = context.new_page()
-    sign_in(page, live.url, "admin")
-    _open(page, live.url, ids["impostor"], "is this the right server?")
+    context, page, url = _phone_as(server, browser, "admin")
+    _open(page, url, server[1]["impostor"], "is this the right server?")
     expect(page.locator("#term-state")).to_contain_text("host key mismatch", timeout=30_000)
     expect(page.locator("#term .xterm-rows")).to_contain_text("host key mismatch")
     context.close()
