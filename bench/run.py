@@ -17,6 +17,7 @@ from typing import Any
 from bench import machine, netns
 from bench import notify as notify_bench
 from bench import pages as pages_bench
+from bench import terminal as terminal_bench
 from bench.fleet import Fleet
 from bench.neighbour import Neighbour
 from bench.report import render
@@ -249,7 +250,8 @@ def _report(results: dict[str, Any]) -> str:
     from bench import alerts as alerts_bench
 
     return (render(results) + _scaleout_section(results) + alerts_bench.section(results.get("alerts"))
-            + notify_bench.section(results.get("notify")) + pages_bench.section(results.get("pages")))
+            + notify_bench.section(results.get("notify")) + pages_bench.section(results.get("pages"))
+            + terminal_bench.section(results.get("terminal")))
 
 
 def _scale_only(points: list[int], interval: int, repeat: int = 1, neighbour: bool = False,
@@ -291,6 +293,7 @@ def main() -> None:
     parser.add_argument("--skip-alerts", action="store_true", help="skip trap-to-alert latency and rule cost")
     parser.add_argument("--skip-notify", action="store_true", help="skip the notification benchmark")
     parser.add_argument("--skip-pages", action="store_true", help="skip the phone page budgets")
+    parser.add_argument("--skip-terminal", action="store_true", help="skip the browser terminal's echo and load figures")
     parser.add_argument("--render", metavar="RESULTS_JSON", help="only re-render a report from saved figures")
     parser.add_argument("--merge", metavar="RESULTS_JSON",
                         help="start from saved figures and replace only the parts run now (use with --skip-*)")
@@ -357,6 +360,9 @@ def main() -> None:
         if not opts.skip_pages:
             bench.say("phone pages: first-load bytes, render time, Lighthouse, installability")
             bench.results["pages"] = pages_bench.run(quick=opts.quick)
+        if not opts.skip_terminal:
+            bench.say("terminal: keystroke echo, 20 sessions beside polling")
+            bench.results["terminal"] = terminal_bench.run(quick=opts.quick)
     except (KeyboardInterrupt, Interrupted):
         bench.say("interrupted: cleaned up, no report written")
         sys.exit(130)
