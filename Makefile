@@ -14,7 +14,7 @@ LEAN_PACKAGES := docker-compose
 # nodejs bundles npm, and Debian's npm then conflicts with it): install them only when the commands are missing.
 NODE_PACKAGES := nodejs npm
 
-.PHONY: run test lint bench venv deps-test system-deps postgres clean
+.PHONY: run test lint bench venv deps-test system-deps postgres clean vendor
 
 $(BIN)/pocketnoc: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,17 @@ test: deps-test postgres lint
 
 bench: deps-test
 	$(BIN)/python -m bench.run
+
+## make vendor: refresh the committed xterm.js files from npm at the versions web/package-lock.json records (run and
+## test never need it: the files are in the repository, so no network is needed at run time).
+XTERM := web/node_modules/@xterm
+vendor:
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+	cp $(XTERM)/xterm/lib/xterm.js $(XTERM)/xterm/css/xterm.css $(XTERM)/addon-fit/lib/addon-fit.js web/static/vendor/xterm/
+	cp $(XTERM)/xterm/LICENSE web/static/vendor/xterm/LICENSE
+	cp $(XTERM)/addon-fit/LICENSE web/static/vendor/xterm/LICENSE.addon-fit
+	cd web/static/vendor/xterm && sha256sum xterm.js xterm.css addon-fit.js > SHA256SUMS
+	rm -rf web/node_modules
 
 clean:
 	rm -rf $(VENV) $(DATA) build *.egg-info

@@ -18,6 +18,7 @@ from bench import machine, netns
 from bench import notify as notify_bench
 from bench import oncall as oncall_bench
 from bench import pages as pages_bench
+from bench import terminal as terminal_bench
 from bench.fleet import Fleet
 from bench.neighbour import Neighbour
 from bench.report import render
@@ -150,7 +151,8 @@ class Bench:
                                                           "memory": True}, rounds_timeout)
         self._scale(p["scale"])
 
-    def _scale(self, points: list[tuple[int, int]], repeat: int = 1, neighbour: bool = False) -> None:
+    def _scale(self, points: list[tuple[int, int]], repeat: int = 1, neighbour: bool = False,
+               warmup_intervals: int = 1) -> None:
         """(d): the real dispatcher keeping an interval for N devices, for each (N, interval), `repeat` times each,
         beside a busy neighbour process when asked."""
         assert self.fleet is not None
@@ -158,7 +160,7 @@ class Bench:
         self.results["scale"] = []
         for devices, interval in points:
             for run in range(repeat):
-                warmup, windows = interval + 5.0, 2
+                warmup, windows = warmup_intervals * interval + 5.0, 2
                 self.say(f"(d) {devices} devices every {interval}s, run {run + 1}/{repeat}"
                          f"{' beside a busy neighbour' if neighbour else ''}: {warmup:.0f}s warm-up + {windows} intervals")
                 args = {"addresses": addrs[:devices], "port": port, "interval": interval, "warmup": warmup,
@@ -173,7 +175,8 @@ class Bench:
                 self.results["scale"].append(row)
                 self.checkpoint()
 
-    def scale_only(self, points: list[int], interval: int, repeat: int = 1, neighbour: bool = False) -> None:
+    def scale_only(self, points: list[int], interval: int, repeat: int = 1, neighbour: bool = False,
+                   warmup_intervals: int = 1) -> None:
         """Only (c) once (CPU per poll, memory per device) and (d) at the given device counts."""
         assert self.fleet is not None
         port, addrs = self.fleet.port, self.fleet.addresses()
@@ -184,7 +187,7 @@ class Bench:
         self.say("(c) memory by allocation site (tracemalloc)")
         self.results["memory"] = self.worker("pipeline", {"addresses": ac[:40], "port": port, "rounds": 2,
                                                           "memory": True}, 900.0)
-        self._scale([(devices, interval) for devices in points], repeat, neighbour)
+        self._scale([(devices, interval) for devices in points], repeat, neighbour, warmup_intervals)
 
     def teardown_agents(self) -> None:
         """Stop snmpd and delete the namespace (killing anything of ours still inside)."""
@@ -249,10 +252,12 @@ def _report(results: dict[str, Any]) -> str:
 
     return (render(results) + _scaleout_section(results) + alerts_bench.section(results.get("alerts"))
             + notify_bench.section(results.get("notify")) + pages_bench.section(results.get("pages"))
-            + oncall_bench.section(results.get("oncall")))
+            + oncall_bench.section(results.get("oncall"))
+            + terminal_bench.section(results.get("terminal")))
 
 
-def _scale_only(points: list[int], interval: int, repeat: int = 1, neighbour: bool = False) -> None:
+def _scale_only(points: list[int], interval: int, repeat: int = 1, neighbour: bool = False,
+                warmup_intervals: int = 1) -> None:
     from bench.report import _memory, _scale
 
     signal.signal(signal.SIGTERM, _on_term)
@@ -261,7 +266,7 @@ def _scale_only(points: list[int], interval: int, repeat: int = 1, neighbour: bo
     bench.results["machine"] = machine.facts()
     try:
         bench.setup_agents(max(points))
-        bench.scale_only(points, interval, repeat, neighbour)
+        bench.scale_only(points, interval, repeat, neighbour, warmup_intervals)
     except (KeyboardInterrupt, Interrupted):
         bench.say("interrupted: cleaned up")
         sys.exit(130)
@@ -291,6 +296,7 @@ def main() -> None:
     parser.add_argument("--skip-notify", action="store_true", help="skip the notification benchmark")
     parser.add_argument("--skip-pages", action="store_true", help="skip the phone page budgets")
     parser.add_argument("--skip-oncall", action="store_true", help="skip the on-call path, push to verified")
+    parser.add_argument("--skip-terminal", action="store_true", help="skip the browser terminal's echo and load figures")
     parser.add_argument("--render", metavar="RESULTS_JSON", help="only re-render a report from saved figures")
     parser.add_argument("--merge", metavar="RESULTS_JSON",
                         help="start from saved figures and replace only the parts run now (use with --skip-*)")
@@ -301,10 +307,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each --scale-only point (spread over runs)")
     parser.add_argument("--neighbour", action="store_true",
                         help="keep one core busy (a Python busy loop) during each --scale-only run")
+    parser.add_argument("--warmup-intervals", type=int, default=1,
+                        help="intervals (+5 s) before --scale-only measures: the first poll of a device costs more")
     opts = parser.parse_args()
     if opts.scale_only:
         _scale_only([int(n) for n in opts.scale_only.split(",") if n.strip()], opts.scale_interval, opts.repeat,
-                    opts.neighbour)
+                    opts.neighbour, opts.warmup_intervals)
         return
     if opts.render:
         saved = json.loads(Path(opts.render).read_text())
@@ -358,6 +366,9 @@ def main() -> None:
         if not opts.skip_oncall:
             bench.say("on-call path: push to verified on a throttled phone")
             bench.results["oncall"] = oncall_bench.run(runs=1 if opts.quick else 3)
+        if not opts.skip_terminal:
+            bench.say("terminal: keystroke echo, 20 sessions beside polling")
+            bench.results["terminal"] = terminal_bench.run(quick=opts.quick)
     except (KeyboardInterrupt, Interrupted):
         bench.say("interrupted: cleaned up, no report written")
         sys.exit(130)

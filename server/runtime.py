@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from server.polling.poller import Poller
     from server.polling.writer import Writer
     from server.services.directories import Directories
+    from server.services.terminal.manager import TerminalManager
     from server.web.live import Broker
 
 
@@ -42,6 +43,7 @@ class Services:
     storage: Storage | None = None  # free space, the reserve, and whether writes fail for lack of it
     notify: Notify | None = None  # made on first use by notify.runtime.runtime()
     runs: RunManager | None = None  # the action runs of this app (actions.runner.manager())
+    terminals: TerminalManager | None = None  # the browser terminals of this app (services.terminal.manager.manager())
     live: Broker | None = None  # the SSE broker (web.live.broker())
     traps: TrapReceiver | None = None  # the trap receiver while the pipeline runs
     directories: Directories | None = None  # directory accounts' state (services.directories.runtime())

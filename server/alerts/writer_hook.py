@@ -79,6 +79,7 @@ class Alerting:
         prev = alert_states.load(conn, ids)
         graph = _Graph(conn) if transitions or any(r.status != "ok" for r in prev.values()) else None
         state_updates: list[dict[str, Any]] = []
+        new_states: list[dict[str, Any]] = []
         for device_id, st in status.items():
             device = info.get(device_id)
             if device is None:
@@ -104,8 +105,9 @@ class Alerting:
                         alert_id = self._record(conn, rule, obs, labels, key, values, event, alert_id, now, graph)
                     if new.status == "ok" and not new.flapping:
                         alert_id = None
-                    _save_state(conn, row, rule.name, device_id, key, new, alert_id, state_updates)
+                    _save_state(row, rule.name, device_id, key, new, alert_id, state_updates, new_states)
         alert_states.update_many(conn, state_updates)
+        alert_states.upsert_many(conn, new_states)
         if transitions:
             apply_dependencies(conn, graph or _Graph(conn), now)
 
@@ -163,7 +165,6 @@ def _key_state(row: Any) -> KeyState | None:
 
 
 def _save_state(
-    conn: Connection,
     row: Any,
     rule: str,
     device_id: int,
@@ -171,6 +172,7 @@ def _save_state(
     new: KeyState,
     alert_id: int | None,
     updates: list[dict[str, Any]],
+    inserts: list[dict[str, Any]],
 ) -> None:
     values = {
         "status": HELD if new.status == "firing" and new.held_open else new.status,
@@ -181,7 +183,7 @@ def _save_state(
         "flapping": new.flapping,
     }
     if row is None:
-        alert_states.upsert(conn, {"rule": rule, "device_id": device_id, "labels": key, **values})
+        inserts.append({"rule": rule, "device_id": device_id, "labels": key, **values})
     else:
         updates.append({"b_id": row.id, **{f"v_{k}": v for k, v in values.items() if k != "alert_id"}, "v_alert": alert_id})
 

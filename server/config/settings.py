@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     trap_port: int | None = Field(default=None, ge=1, le=65535, description="Trap receiver port (162); unset = off.")
     trap_communities: list[str] = Field(default_factory=list, description="Communities accepted in v1/v2c traps.")
     trap_v3_users: list[TrapUser] = Field(default_factory=list, description="SNMPv3 users accepted in traps and informs.")
+    terminal_idle_minutes: float = Field(default=15, gt=0, le=24 * 60, description="No keystrokes this long: a terminal ends.")
+    terminal_max_minutes: float = Field(default=120, gt=0, le=24 * 60, description="Longest a terminal session may last.")
+    terminal_resume_seconds: float = Field(default=60, ge=0, le=3600, description="A dropped terminal is kept to resume.")
+    terminal_retention_days: int = Field(default=90, ge=1, le=3650, description="How long terminal recordings are kept.")
+    terminal_max_sessions: int = Field(default=32, ge=1, le=1000, description="Terminal sessions open at once on this server.")
 
     @field_validator("log_level")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -57,6 +58,8 @@ class InProcessDispatcher:
         self._queued: set[str] = set()  # checks with a turn waiting in _ready
         self._tasks: list[asyncio.Task[None]] = []
         self._overlap_logged: dict[str, float] = {}
+        # `sync` also comes from API handlers on the server's thread pool; the heap is shared with the loop's tick.
+        self._lock = threading.Lock()
 
     @property
     def jobs(self) -> dict[str, CheckJob]:
@@ -84,12 +87,15 @@ class InProcessDispatcher:
 
     def sync(self, jobs: list[CheckJob]) -> None:
         """Make the scheduled set equal `jobs`: new checks are due at their next phase, kept ones keep their turn."""
-        self.due.sync(jobs, self.clock())
+        with self._lock:
+            self.due.sync(jobs, self.clock())
 
     def tick(self, now: float) -> int:
         """Hand every turn due by `now` to the workers; returns how many were queued."""
         queued = 0
-        for turn in self.due.pop_due(now):
+        with self._lock:
+            turns = self.due.pop_due(now)
+        for turn in turns:
             key = turn.job.key
             if key in self._queued or self.poller.running(key):
                 self.poller.stats.skipped_overlap += 1
@@ -103,7 +109,8 @@ class InProcessDispatcher:
     async def _run(self) -> None:
         while True:
             self.tick(self.clock())
-            upcoming = self.due.next_at()
+            with self._lock:
+                upcoming = self.due.next_at()
             wait = TICK_MAX if upcoming is None else upcoming - self.clock()
             await self._sleep(min(TICK_MAX, max(TICK_MIN, wait)))
 
@@ -129,12 +136,15 @@ class InProcessDispatcher:
 
     def due_offsets(self) -> list[float]:
         """Each check's phase within its interval (the benchmark's due-per-second histogram)."""
-        return self.due.offsets()
+        with self._lock:
+            return self.due.offsets()
 
     async def run_now(self, device_id: int) -> int:
         """Poll every check of one device immediately (from the UI's 'poll now'); returns how many ran."""
         ran = 0
-        for job in [j for j in self.jobs.values() if j.device_id == device_id]:
+        with self._lock:
+            jobs = [j for j in self.jobs.values() if j.device_id == device_id]
+        for job in jobs:
             if await self.poller.run_check(job, force=True) is not None:
                 ran += 1
         return ran

@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from agents.traps import Trap
@@ -69,6 +70,7 @@ class Writer:
         self.rows = 0
         self.errors = 0
         self.max_backlog = MAX_BACKLOG
+        self.batch_seconds: deque[float] = deque(maxlen=1000)  # how long recent commits took (/metrics)
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -219,7 +221,9 @@ class Writer:
         while not stopping:
             batch, stopping = self._take_batch()
             if batch:
+                started = time.monotonic()
                 transitions = self._commit(batch)
+                self.batch_seconds.append(time.monotonic() - started)
                 self.batches += 1
                 outcomes = [o for o in batch if isinstance(o, CheckOutcome)]
                 self.rows += sum(len(o.samples) for o in outcomes)

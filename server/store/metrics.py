@@ -147,27 +147,31 @@ class SeriesCache:
         known = self._ids.get(device_id)
         return None if known is None else known.get((metric, labels))
 
-    def _load(self, conn: Connection, device_id: int) -> None:
-        query = select(series.c.metric, series.c.labels, series.c.id).where(series.c.device_id == device_id)
-        index: dict[tuple[str, str], int] = {}
-        ids = array("q")
-        for metric, labels, series_id in sorted(tuple(row) for row in conn.execute(query)):  # one order for every device
-            index[series_key(metric, labels)] = len(ids)
-            ids.append(series_id)
-        self._ids[device_id] = _DeviceSeries(shared_index(index), ids)
+    def _load(self, conn: Connection, device_ids: set[int]) -> None:
+        """Read these devices' series ids: one query for the lot (a first poll of many devices comes in one batch)."""
+        found: dict[int, list[tuple[str, str, int]]] = {d: [] for d in device_ids}
+        query = select(series.c.device_id, series.c.metric, series.c.labels, series.c.id).where(
+            series.c.device_id.in_(sorted(device_ids)))
+        for device_id, metric, labels, series_id in conn.execute(query):
+            found[device_id].append((metric, labels, series_id))
+        for device_id, rows in found.items():
+            index: dict[tuple[str, str], int] = {}
+            ids = array("q")
+            for metric, labels, series_id in sorted(rows):  # one order for every device
+                index[series_key(metric, labels)] = len(ids)
+                ids.append(series_id)
+            self._ids[device_id] = _DeviceSeries(shared_index(index), ids)
 
     def resolve(self, conn: Connection, keys: Iterable[tuple[int, str, str]]) -> dict[tuple[int, str, str], int]:
         """Ids for all keys, creating the missing series in this transaction."""
         wanted = set(keys)
         missing = [k for k in wanted if self.get(*k) is None]
         if missing:
-            for device_id in {k[0] for k in missing}:
-                self._load(conn, device_id)
+            self._load(conn, {k[0] for k in missing})
             new = [k for k in missing if self.get(*k) is None]
             if new:
                 insert_ignore(conn, series, [{"device_id": d, "metric": m, "labels": lbl} for d, m, lbl in new])
-                for device_id in {k[0] for k in new}:
-                    self._load(conn, device_id)
+                self._load(conn, {k[0] for k in new})
         out: dict[tuple[int, str, str], int] = {}
         for k in wanted:
             found = self.get(*k)

@@ -78,4 +78,5 @@ from server.store import (  # noqa: F401
     tables_directories,
     tables_discovery,
     tables_grants,
+    tables_terminal,
 )

@@ -24,6 +24,7 @@ SEALED_COLUMNS: list[tuple[str, str]] = [
     ("push_subscriptions", "secret"),
     ("discovery_runs", "secrets"),  # the credentials a discovery run tries
     ("directories", "secret"),
+    ("terminal_chunks", "data"),
 ]
 # Keys of the `meta` table whose values are sealed tokens (text).
 SEALED_META: list[str] = [CANARY_KEY, "vapid_private_key"]

@@ -29,6 +29,7 @@ from server.polling import pipeline
 from server.runtime import Services
 from server.services import directories, discovery_schedule
 from server.services.errors import ServiceError
+from server.services.terminal.manager import manager as terminal_manager
 from server.store import filemodes
 from server.store.db import DBAPIError, make_engine, migrate
 from server.store.space import FULL_MESSAGE, Storage, is_full_error
@@ -165,6 +166,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
         discovery_schedule.install(svc)
         directories.sync_file(svc)  # so does an invalid directories file
+        terminal_manager(svc).start()  # recordings past terminal_retention_days are pruned even if no terminal opens
         if config is not None:
             pipeline.sync_inventory(svc, config)
         if poll:
@@ -176,6 +178,8 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         finally:
             await discovery_schedule.stop(svc)
             await actions_runner.shutdown(svc)
+            if svc.terminals is not None:
+                await svc.terminals.shutdown()  # every open terminal is ended, recorded and audited
             await pipeline.stop(svc)
             engine.dispose()
             if reader is not engine:
@@ -261,12 +265,13 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
 
     for module in (api_directory, pages_directory, pages_directory_admin):
         app.include_router(module.router)
-    from server.web import live
+    from server.web import live, terminal_ws
     from server.web.pages import imports as pages_imports
     from server.web.pages import inventory as pages_inventory
     from server.web.pages import phone as pages_app
+    from server.web.pages import terminal as pages_terminal
 
-    for module in (pages_app, pages_inventory, pages_imports, live):
+    for module in (pages_app, pages_inventory, pages_imports, live, pages_terminal, terminal_ws):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from server.polling.dispatch import InProcessDispatcher
 from server.runtime import Services
 from server.store.device_state import STATES
 from server.store.metrics import labels_of
@@ -59,8 +60,21 @@ def render(svc: Services) -> str:
             f'pocketnoc_poller_start_lag_seconds{{quantile="0.5"}} {st.lag_quantile(0.5):.3f}',
             f'pocketnoc_poller_start_lag_seconds{{quantile="0.99"}} {st.lag_quantile(0.99):.3f}',
         ]
-    if writer is not None:
+    dispatcher = svc.dispatcher
+    if isinstance(dispatcher, InProcessDispatcher):
         lines += [
+            "# TYPE pocketnoc_dispatch_queued gauge",
+            f"pocketnoc_dispatch_queued {dispatcher.queued}",
+            "# TYPE pocketnoc_dispatch_missed_turns_total counter",
+            f"pocketnoc_dispatch_missed_turns_total {dispatcher.due.missed}",
+        ]
+    if writer is not None:
+        recent = sorted(writer.batch_seconds)
+        lines += [
+            "# TYPE pocketnoc_writer_batch_seconds gauge",
+            f'pocketnoc_writer_batch_seconds{{quantile="0.99"}} '
+            f"{recent[int(0.99 * (len(recent) - 1))] if recent else 0.0:.3f}",
+            f'pocketnoc_writer_batch_seconds{{quantile="1"}} {recent[-1] if recent else 0.0:.3f}',
             "# TYPE pocketnoc_writer_batches_total counter",
             f"pocketnoc_writer_batches_total {writer.batches}",
             "# TYPE pocketnoc_writer_samples_total counter",

@@ -179,3 +179,6 @@ def test_the_pollers_own_figures(polling_env: AppEnv) -> None:
     assert exposition.value("pocketnoc_poller_waited_for_writer_total") == 0
     assert exposition.types["pocketnoc_writer_backlog"] == "gauge"
     assert exposition.types["pocketnoc_writer_batches_total"] == "counter"
+    assert exposition.value("pocketnoc_dispatch_queued") == 0  # due turns waiting for a worker
+    assert exposition.value("pocketnoc_dispatch_missed_turns_total") == 0
+    assert exposition.value("pocketnoc_writer_batch_seconds", quantile="0.99") >= 0

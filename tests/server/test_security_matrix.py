@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi import APIRouter
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.testclient import TestClient
 from httpx import Response
 from starlette.routing import Mount, Route
@@ -29,6 +29,8 @@ RANK = {"viewer": 0, "operator": 1, "admin": 2}
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 # Not APIRoutes, so they cannot carry a gate: the OpenAPI document (no data) and the static files.
 FRAMEWORK = {("Route", "/api/v1/openapi.json"), ("Mount", "/static")}
+# WebSocket routes guard themselves (no dependency declares them): each names the tests that check its guard.
+SOCKETS = {"/terminal/ws": "tests/server/test_terminal_ws.py: same origin, a session cookie and a one-time ticket"}
 ROLE_REFUSAL = re.compile(r"this needs the \w+ role")
 GRANT_REFUSAL = re.compile(r"this needs the \w+ permission")
 
@@ -171,6 +173,8 @@ def routes(app_env: AppEnv) -> list[APIRoute]:
     for route in _walk(app_env.app.routes):
         if isinstance(route, APIRoute):
             found.append(route)
+        elif isinstance(route, APIWebSocketRoute):
+            assert route.path in SOCKETS, f"a WebSocket route without a guard named in SOCKETS: {route.path}"
         else:
             assert isinstance(route, Route | Mount) and (type(route).__name__, route.path) in FRAMEWORK, route
     return found

@@ -83,6 +83,8 @@ FORM_ROLES = {
     "/admin/directories": "admin",
     "/admin/directories/{name}/delete": "admin",
     "/directory/{name}/people/{login}/do/{action}": "operator",  # and the directory grant (the matrix checks it)
+    "/devices/{device_id}/terminal": "operator",
+    "/terminal/{session_id}/end": "admin",
 }
 # Form routes any signed-in user may post: their own account, their own push devices, actions (role per action).
 FORM_OWN_SCOPE = ("/account", "/logout", "/notify/devices/", "/devices/{device_id}/actions/")
