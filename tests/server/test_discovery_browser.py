@@ -53,6 +53,8 @@ def test_run_approve_and_the_map_on_a_phone(tmp_path: Path, lab: LabNetwork) -> 
                 page.wait_for_timeout(200)
                 page.click("#run-refresh a")
             expect(page.locator("#h-found")).to_contain_text("Answered SNMP")
+            marker = page.eval_on_selector("details.card > summary.strong", "e => getComputedStyle(e, '::before').content")
+            assert marker not in ("none", "normal", '""'), "a folded section must look tappable"  # flex hid the triangle
             known = page.locator(".proposal .badge:has(a)")
             expect(known).to_contain_text("known")
             box = known.bounding_box()  # a badge, not a 56 px tall list link squeezed into a circle
