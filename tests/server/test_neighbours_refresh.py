@@ -1,5 +1,6 @@
 """Reading neighbours now from a device that does not answer SNMP is a 409 and keeps what was read before
-(a silent agent is not "no neighbours")."""
+(a silent agent is not "no neighbours"); a run that found only monitored devices offers no add buttons.
+No SNMP peer: nothing listens on UDP port 9, and a refused TCP connect on it is the "answer" a run records."""
 
 from __future__ import annotations
 
@@ -22,3 +23,19 @@ def test_a_silent_device_keeps_its_neighbours(app_env: AppEnv) -> None:
     assert answer.status_code == 409 and "did not answer" in answer.text, answer.text
     kept = app_env.client.get(f"/api/v1/devices/{device}/neighbours", headers=admin).json()["items"]
     assert [n["remote_name"] for n in kept] == ["core-sw1"]
+
+
+def test_a_run_with_nothing_to_add_offers_no_add_buttons(app_env: AppEnv) -> None:
+    """Every address already monitored: the run page says so instead of offering buttons that can only fail."""
+    admin = bearer(app_env.token("ada", "admin"))
+    for n in (250, 251):
+        app_env.client.post("/api/v1/devices", headers=admin, json={"name": f"d{n}", "address": f"127.0.77.{n}"})
+    body = {"ranges": ["127.0.77.250/31"], "snmp": [{"version": "2c", "community": "x", "port": 9}], "icmp": False,
+            "ports": [9], "timeout": 0.2}  # a refused connect on port 9 is an answer
+    run = app_env.client.post("/api/v1/discovery/runs", headers=admin, json=body).json()["id"]
+    for _ in range(50):
+        if app_env.client.get(f"/api/v1/discovery/runs/{run}", headers=admin).json()["status"] != "running":
+            break
+        time.sleep(0.1)
+    page = app_env.client.get(f"/discovery/runs/{run}", headers=admin).text
+    assert "d250" in page and "Add the ticked devices" not in page and "Nothing to add: every device found" in page
