@@ -17,6 +17,7 @@ MAX_ADDRESSES: Final = 2**20  # never more than this in one run, confirmed or no
 MAX_RANGES: Final = 64
 DEFAULT_RATE: Final = 300.0  # probes per second
 DEFAULT_BURST: Final = 50
+MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")  # IPv4-mapped: a dual-stack socket sends these as IPv4
 # Never a device's address: "this network", multicast, reserved and broadcast.
 NOT_DEVICES: Final = tuple(
     ipaddress.ip_network(n) for n in ("0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4", "::/128", "ff00::/8")
@@ -48,11 +49,14 @@ def parse_ranges(texts: Sequence[str], confirm_large: bool = False) -> tuple[Net
             raise RangeError(f"{shown!r} is not a CIDR range (like 192.0.2.0/24) or an address") from None
         if net.prefixlen == 0:
             raise RangeError(f"{text}: a /0 range is the whole Internet; give a range of your own network")
+        if net.version == 6 and net.prefixlen < 112:
+            raise RangeError(f"{text}: an IPv6 range wider than a /112 cannot be swept; name devices or use a seed")
+        if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(MAPPED):  # else its IPv4 checks are bypassed
+            v4 = ipaddress.ip_network(f"{ipaddress.IPv4Address(int(net.network_address) & 0xFFFFFFFF)}/{net.prefixlen - 96}")
+            raise RangeError(f"{text}: an IPv4-mapped range; write it as IPv4 ({v4})")
         if any(net.overlaps(bad) for bad in NOT_DEVICES if bad.version == net.version):
             raise RangeError(f"{text}: overlaps addresses no device has (0.0.0.0/8, multicast, reserved or broadcast)")
         size = net.num_addresses
-        if net.version == 6 and net.prefixlen < 112:
-            raise RangeError(f"{text}: an IPv6 range wider than a /112 cannot be swept; name devices or use a seed")
         if size > LARGE_ADDRESSES and not confirm_large:
             raise NeedsConfirmation(f"{text} holds {size:,} addresses (more than a /{LARGE_PREFIX}); confirm to sweep it")
         total += size

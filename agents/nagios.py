@@ -28,6 +28,9 @@ STDERR_KEEP = 8 * 1024
 MAX_ARGS = 64
 DEFAULT_DIRS = ("/usr/lib/nagios/plugins", "/usr/lib/monitoring-plugins")
 _ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "LANG": "C"}
+# Plug-ins whose job is to run another command (negate, urlize) or that run one from their options (check_by_ssh's
+# -o ProxyCommand=, -F config): allowing them would make "inside plugin_dirs" allow any command at all.
+RUNS_OTHERS = frozenset({"negate", "urlize", "check_by_ssh"})
 _SET_BY_SERVER = ("timeout", "port", "plugin_dirs")  # options the poller adds to what the inventory says
 _DRAIN_AFTER_KILL = 1.0  # seconds to wait for the pipes once the process group is killed
 
@@ -51,6 +54,9 @@ def option_problem(options: Mapping[str, object]) -> str | None:
         return "a nagios check needs options.command, the plug-in's absolute path"
     if not command.startswith("/") or posixpath.normpath(command) != command or "\x00" in command:
         return f"options.command must be a normalised absolute path (no '..'), not {command[:80]!r}"
+    if posixpath.basename(command) in RUNS_OTHERS:
+        name = posixpath.basename(command)
+        return f"{name} runs other commands, so it cannot be a nagios check here; run the plug-in it wraps directly"
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         return "options.args must be a list of strings: quote numbers, e.g. ['-w', '5']"
     if len(args) > MAX_ARGS or any("\x00" in a or "\n" in a for a in args):

@@ -52,6 +52,8 @@ def load_json(data: bytes, what: str) -> Any:
         raise ImportError_(f"the {what} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except RecursionError:
         raise ImportError_(f"the {what} nests too deeply to be an export") from None
+    except ValueError:  # a number of more than 4,300 digits: Python refuses to convert it
+        raise ImportError_(f"the {what} holds a number too long to be an export's") from None
 
 
 def read_file(path: Path, what: str) -> Any:

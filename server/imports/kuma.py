@@ -96,7 +96,7 @@ def _config(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(config, str):
         try:
             config = json.loads(config)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # not JSON, or a number too long for Python
             config = None
     return config if isinstance(config, dict) else {}
 
@@ -113,8 +113,12 @@ def _channels(result: Imported, notifications: list[Any]) -> dict[int, str]:
         config = _config(raw)
         label, kind = raw.get("name") or config.get("name") or f"notification {raw.get('id')}", str(config.get("type") or "")
         make = CHANNELS.get(kind)
-        url = make(config) if make is not None else None
         what = f"notification {label!r} ({shown(kind, 30) or 'no type'})"
+        try:
+            url = make(config) if make is not None else None
+        except ValueError:  # a malformed server URL
+            result.skip(what, "a malformed URL in its settings")
+            continue
         if make is None:
             result.skip(what, "no Apprise channel for this type in the importer; add it by hand")
             continue
@@ -195,7 +199,7 @@ def convert(data: Any) -> Imported:
     result = Imported()
     channel_of = _channels(result, items(data.get("notificationList") or [], "notificationList"))
     monitors = [m for m in items(data["monitorList"], "monitorList") if isinstance(m, dict)]
-    groups = {m.get("id"): m for m in monitors if m.get("type") == "group"}
+    groups = {m["id"]: m for m in monitors if m.get("type") == "group" and isinstance(m.get("id"), int | str)}
     devices: dict[str, dict[str, Any]] = {}
     device_names: set[str] = set()
     for m in monitors:
@@ -209,7 +213,11 @@ def convert(data: Any) -> Imported:
         if m.get("upsideDown"):
             result.skip(what, "upside-down mode (down means ok) has no pocketnoc equivalent; not imported")
             continue
-        host, check = _check(m, kind, result)
+        try:
+            host, check = _check(m, kind, result)
+        except (ValueError, OverflowError):  # a malformed URL, a timeout too big for a float
+            result.skip(what, "a malformed URL or number in it; not imported")
+            continue
         try:
             address = validate_address(host or "")
         except ValueError:
@@ -230,7 +238,7 @@ def convert(data: Any) -> Imported:
         device["checks"].append(check)
         device["enabled"] = device["enabled"] or bool(m.get("active", True))
         tags = device["tags"]
-        parent = groups.get(m.get("parent"))
+        parent = groups.get(m["parent"]) if isinstance(m.get("parent"), int | str) else None
         if parent is not None:
             tags.append(safe_name(parent.get("name"), set(), "group")[:32].strip("-._") or "group")
         for tag in m.get("tags") or []:
@@ -238,7 +246,8 @@ def convert(data: Any) -> Imported:
                 tags.append(safe_name(tag["name"], set(), "tag")[:32].strip("-._") or "tag")
         chosen = m.get("notificationIDList") or {}
         for key, on in (chosen.items() if isinstance(chosen, dict) else []):
-            channel = channel_of.get(int(key)) if str(key).isdigit() and on else None
+            digits = str(key).isascii() and str(key).isdigit() and len(str(key)) < 12  # not '\u00b2', not 5,000 digits
+            channel = channel_of.get(int(key)) if digits and on else None
             if channel is not None:
                 tags.append(f"notify-{channel}"[:32].strip("-._"))
     for device in devices.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from typing import NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 from server.auth.access import Principal
 from server.imports.common import Imported, ImportError_, dump, load_json
@@ -25,6 +26,18 @@ class Preview(NamedTuple):
     lines: list[str]
 
 
+def _without_password(url: str) -> str:
+    """An HTTP check's URL with the password of its user info (https://user:pass@host/) hidden."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return HIDDEN
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:hidden@{host}"))
+
+
 def _masked(result: Imported) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     devices = copy.deepcopy(result.devices)
     for device in devices:
@@ -33,6 +46,9 @@ def _masked(result: Imported) -> tuple[list[dict[str, object]], list[dict[str, o
             for key in SECRET_KEYS:
                 if key in snmp:
                     snmp[key] = HIDDEN
+        for check in device.get("checks") or []:
+            if isinstance(check, dict) and isinstance(check.get("url"), str):
+                check["url"] = _without_password(check["url"])
     channels = [{**c, "url": HIDDEN} for c in result.channels]
     return devices, channels
 

@@ -23,6 +23,11 @@ from agents.discovery_scope import NeedsConfirmation, RangeError, TokenBucket, a
         ("0.0.0.1", "no device has"),
         ("239.1.1.0/24", "no device has"),
         ("ff02::1", "no device has"),
+        ("::/64", "wider than a /112"),  # the width is the problem, not the unspecified address :: inside it
+        ("::ffff:224.0.0.0/120", "write it as IPv4"),  # IPv4-mapped: sent as IPv4 multicast by a dual-stack socket
+        ("::ffff:0.0.0.0/126", "write it as IPv4"),
+        ("::ffff:255.255.255.255", "write it as IPv4"),
+        ("::ffff:127.0.77.0/120", "127.0.77.0/24"),
     ],
 )
 def test_bad_ranges_are_clear_errors(text: str, fragment: str) -> None:

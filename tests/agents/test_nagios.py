@@ -105,6 +105,24 @@ def test_options_are_checked_before_anything_runs() -> None:
         collect("/bin/sh", ["-c", "echo hi"])
 
 
+@pytest.mark.parametrize(
+    ("wrapper", "args"),
+    [
+        ("negate", ["/bin/sh", "-c", "touch {mark}"]),  # runs its first argument: any command on the host
+        ("urlize", ["http://x", "/bin/sh", "-c", "touch {mark}"]),  # the same, its output wrapped in a link
+        ("check_by_ssh", ["-H", "127.0.0.1", "-o", "ProxyCommand=touch {mark}", "-C", "true"]),  # ssh -o runs locally
+    ],
+)
+def test_plugins_that_run_other_commands_are_refused(wrapper: str, args: list[str], tmp_path: Path) -> None:
+    """A command-running wrapper shipped in the plug-in directory would make the directory rule meaningless."""
+    mark = tmp_path / "ran"
+    argv = [a.format(mark=mark) for a in args]
+    assert "runs other commands" in str(option_problem({"command": f"{PLUGINS}/{wrapper}", "args": argv}))
+    with pytest.raises(CollectError, match="runs other commands"):
+        collect(f"{PLUGINS}/{wrapper}", argv)
+    assert not mark.exists()
+
+
 # ---------------------------------------------------------------- Debian's monitoring-plugins-basic, run for real
 
 
