@@ -170,7 +170,10 @@ class Sweeper:
         found.serial = safe(hardware.get("hw_serial"))
         if self.options.neighbours:
             await self.bucket.take()
-            found.neighbours = await read_neighbours(self.client, target, fdb=self.options.fdb)
+            try:
+                found.neighbours = await read_neighbours(self.client, target, fdb=self.options.fdb)
+            except CollectError:
+                found.neighbours = []
 
     async def probe(self, address: str) -> Found | None:
         """Probe one address (in scope, or nothing is sent): TCP ports, ICMP if they were silent, then SNMP on what answered."""

@@ -210,7 +210,10 @@ def _index_key(index: str) -> tuple[int, ...]:
 
 
 async def read_neighbours(client: SnmpClient, target: Target, fdb: bool = True) -> list[Neighbour]:
-    """Walk LLDP, CDP (and the forwarding table) on one device; tables the agent lacks just give no rows."""
+    """Walk LLDP, CDP (and the forwarding table) on one device; tables the agent lacks just give no rows.
+
+    Raises CollectError when the agent does not answer at all (the caller keeps what it read before).
+    """
     async def walk(oids: list[str], binary: frozenset[str] = frozenset()) -> Columns:
         try:
             return await client.walk_columns(target, oids, max_rows=FDB_MAX * 2, binary=binary)
@@ -218,11 +221,9 @@ async def read_neighbours(client: SnmpClient, target: Target, fdb: bool = True) 
             return {}
 
     # One GETNEXT says which tables the agent has; only those are walked (most devices have one or none).
+    # An agent that does not answer it raises CollectError: silence is not "no neighbours".
     probes = [LLDP["sys_name"], LLDP["chassis"], CDP["device_id"], *(FDB.values() if fdb else ())]
-    try:
-        has = {oid for oid, hit in (await client.get_next(target, probes)).items() if hit is not None}
-    except CollectError:
-        return []
+    has = {oid for oid, hit in (await client.get_next(target, probes)).items() if hit is not None}
     if not has:
         return []
     names = await walk(list(IF_NAME.values()))

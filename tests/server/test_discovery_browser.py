@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
+from server.store import devices
 from tests.peers.lab_network import LabNetwork, lab_network
 from tests.server.app_browser import phone, playwright_browser, shot
 from tests.server.app_browser import sign_in as browser_sign_in
@@ -32,6 +34,8 @@ def no_sideways_scroll(page: Page) -> None:
 def test_run_approve_and_the_map_on_a_phone(tmp_path: Path, lab: LabNetwork) -> None:
     with serve(Settings(data_dir=tmp_path / "data")) as live:
         live.user("ada", "admin")
+        with live.svc.engine.begin() as conn:  # already monitored: its proposal says so, with a link, and no tick box
+            devices.create_device(conn, DeviceSpec(name="ap-known", address="127.0.77.3"), live.svc.box, 60)
         for p, browser in playwright_browser():
             page = phone(p, browser, "Pixel 7", **SMALL).new_page()
             browser_sign_in(page, live.url, "ada")
@@ -49,6 +53,12 @@ def test_run_approve_and_the_map_on_a_phone(tmp_path: Path, lab: LabNetwork) -> 
                 page.wait_for_timeout(200)
                 page.click("#run-refresh a")
             expect(page.locator("#h-found")).to_contain_text("Answered SNMP")
+            marker = page.eval_on_selector("details.card > summary.strong", "e => getComputedStyle(e, '::before').content")
+            assert marker not in ("none", "normal", '""'), "a folded section must look tappable"  # flex hid the triangle
+            known = page.locator(".proposal .badge:has(a)")
+            expect(known).to_contain_text("known")
+            box = known.bounding_box()  # a badge, not a 56 px tall list link squeezed into a circle
+            assert box is not None and box["height"] < 30, box
             page.get_by_label("Add core-sw1").check()
             page.get_by_label("Add dist-sw1.lab.test").check()
             no_sideways_scroll(page)
