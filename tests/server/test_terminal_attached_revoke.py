@@ -13,15 +13,7 @@ import pytest
 from server.store import accounts
 from tests.peers.sshd import SshdPeer
 from tests.server.conftest import bearer, form_csrf
-from tests.server.terminal_helpers import ORIGIN, TermEnv, make_term_env, read_control, read_until
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+from tests.server.terminal_helpers import ORIGIN, Clock, TermEnv, make_term_env, read_control, read_until
 
 
 @pytest.fixture
@@ -39,11 +31,14 @@ def _patch(env: TermEnv, name: str, body: dict[str, object]) -> None:
 
 @pytest.mark.parametrize(
     ("change", "reason"),
-    [({"grants": []}, "permission revoked"), ({"role": "viewer"}, "signed out"),
-     ({"disabled": True}, "signed out"), (None, "signed out")],
+    [
+        ({"grants": []}, "permission revoked"),
+        ({"role": "viewer"}, "signed out"),
+        ({"disabled": True}, "signed out"),
+        (None, "signed out"),
+    ],
 )
-def test_a_connected_terminal_ends_when_its_user_loses_it(env: TermEnv, change: dict[str, object] | None,
-                                                         reason: str) -> None:
+def test_a_connected_terminal_ends_when_its_user_loses_it(env: TermEnv, change: dict[str, object] | None, reason: str) -> None:
     clock = Clock()
     env.terminals.clock = clock
     _patch(env, "operator", {"grants": ["terminal"]})
