@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,16 @@ from tests.server.conftest import bearer, form_csrf, sign_in
 
 TICKET = re.compile(r'data-ticket="([^"]+)"')
 ORIGIN = {"origin": "http://testserver"}
+
+
+class Clock:
+    """The terminal manager's clock; tests move it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass

@@ -12,17 +12,7 @@ import pytest
 from server.store import terminal as store
 from tests.peers.sshd import SshdPeer
 from tests.server.conftest import form_csrf
-from tests.server.terminal_helpers import ORIGIN, TermEnv, make_term_env, read_control, read_until
-
-
-class Clock:
-    """The terminal manager's clock; tests move it instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+from tests.server.terminal_helpers import ORIGIN, Clock, TermEnv, make_term_env, read_control, read_until
 
 
 @pytest.fixture

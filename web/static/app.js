@@ -185,7 +185,10 @@
   let busy = false;
   let again = false;
   async function refresh() {
-    if (!$("[data-region]")) return;
+    if (!$("[data-region]")) { // nothing live on this page: back online, it is not "the last known state" any more
+      if (!body.dataset.cached) hideStale();
+      return;
+    }
     if (Date.now() < holdUntil) { setTimeout(refresh, holdUntil - Date.now() + 50); return; }
     if (busy) { again = true; return; }
     busy = true;

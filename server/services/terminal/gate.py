@@ -11,12 +11,13 @@ from typing import Any
 
 from agents.base import Target
 from server.actions.plan import ssh_target
-from server.auth.grants import has_grant
+from server.auth.grants import has_grant, holds
 from server.auth.principal import Principal
 from server.auth.stepup import StepUpRequired, is_fresh
 from server.runtime import Services
 from server.services.errors import ServiceError
-from server.store import accounts
+from server.store import accounts, sessions
+from server.store import grants as grants_store
 from server.store import runs as devices_store
 from server.store.runs import DeviceInfo
 
@@ -117,6 +118,23 @@ def check(
         if audit:
             audit_refusal(svc, principal, ip, label, "a fresh second factor is needed to open a terminal", 403)
         raise
+
+
+def still_held(svc: Services, principal: Principal) -> str | None:
+    """None while whoever opened a terminal may keep it open; else why it ends: "signed out" (the session ended, timed
+    out, or the user was disabled) or "permission revoked" (the grant taken back, or the user demoted)."""
+    s = svc.settings
+    with svc.reader.connect() as conn:
+        if principal.session_id is not None:
+            touches = svc.storage.session_touches if svc.storage is not None else None
+            if not sessions.alive(conn, principal.session_id, s.session_idle_minutes * 60, s.session_max_hours * 3600,
+                                  touches):  # fmt: skip
+                return "signed out"
+        user = accounts.get_user(conn, principal.user_id)
+        if user is None or user.disabled:
+            return "signed out"
+        stored = grants_store.of_user(conn, user.id)
+    return None if holds(user.role, stored, "terminal") else "permission revoked"
 
 
 def may_offer(svc: Services, principal: Principal, device_id: int) -> str | None:

@@ -20,7 +20,7 @@ from agents.base import CollectError
 from agents.ssh_shell import Shell, clamp_size, open_shell
 from server.auth.principal import Principal
 from server.runtime import Services
-from server.services.terminal.gate import Allowed, TerminalRefused, audit_refusal
+from server.services.terminal.gate import Allowed, TerminalRefused, audit_refusal, still_held
 from server.services.terminal.recording import Header, Recorder
 from server.store import accounts
 from server.store import terminal as store
@@ -34,6 +34,7 @@ INPUT_BURST = 256 * 1024
 FLUSH_SECONDS = 5.0  # a recording's waiting lines are stored at least this often
 SWEEP_SECONDS = 0.5
 PRUNE_SECONDS = 3600.0
+ACCESS_CHECK_SECONDS = 15.0  # a connected session of a user who lost it (signed out, revoked) ends within this
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class TerminalManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
+        self._checked_at = 0.0
 
     # ------------------------------------------------------------------ tickets and opening
 
@@ -213,7 +215,10 @@ class TerminalManager:
         """The detached session this resume token belongs to, if it is the caller's and not ended."""
         for live in self.live.values():
             if live.ended is None and secrets.compare_digest(live.resume_token, token):
-                return live if live.principal.user_id == principal.user_id else None
+                if live.principal.user_id != principal.user_id:
+                    return None
+                live.principal = principal  # resumed from another of the user's sessions: that one holds it now
+                return live
         return None
 
     # ------------------------------------------------------------------ input
@@ -316,9 +321,20 @@ class TerminalManager:
                 await self.end(live, "connection lost")
             else:
                 await self._maybe_flush(live)
+        if now - self._checked_at >= ACCESS_CHECK_SECONDS:
+            self._checked_at = now
+            await self._end_lost_access()
         if now - self._pruned_at >= PRUNE_SECONDS:
             self._pruned_at = now
             await asyncio.to_thread(self._prune, now)
+
+    async def _end_lost_access(self) -> None:
+        """End sessions, connected or not, whose user signed out, was disabled or demoted, or lost the grant."""
+        for live in list(self.live.values()):
+            if live.ended is None:
+                why = await asyncio.to_thread(still_held, self.svc, live.principal)
+                if why is not None:
+                    await self.end(live, why)
 
     def _prune(self, now: float) -> None:
         with self.svc.engine.begin() as conn:
