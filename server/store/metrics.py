@@ -14,7 +14,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.logsafe import CONTROL_IN_JSON, visible
-from server.store import meta
+from server.store import meta, partitions
 from server.store.schema import rollups, samples, series
 
 LABEL_VALUE_CAP = 128
@@ -279,6 +279,7 @@ def rollup(conn: Connection, now: float | None = None) -> dict[int, int]:
 def expire(conn: Connection, raw_hours: int, days_5m: int, days_1h: int, now: float | None = None) -> int:
     """Delete raw samples and rollups past their retention; returns rows removed."""
     now = time.time() if now is None else now
+    partitions.maintain(conn, now, raw_hours)  # PostgreSQL: whole days dropped, the next days made ready
     removed = conn.execute(delete(samples).where(samples.c.ts < int(now - raw_hours * 3600))).rowcount or 0
     for resolution, days in ((300, days_5m), (3600, days_1h)):
         cutoff = int(now - days * 86400)
