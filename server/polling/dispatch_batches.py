@@ -40,6 +40,7 @@ RUN_NOW_TIMEOUT = 30.0
 # the commit of the first results and make a killed worker's retry bigger.
 BATCH_SIZE = 100
 LOOKAHEAD = 2.0  # seconds of due checks gathered into one batch (at most half an interval)
+SHARES_EVERY = 5.0  # how often the shares on the workers page are rewritten when nothing changed
 ORPHAN_PASSES = 2  # passes without a connection before a worker counts as killed (not a reconnect after a restart)
 
 
@@ -67,6 +68,8 @@ class BatchRouter:
     _orphan: dict[str, int] = field(default_factory=dict)
     _fenced: set[str] = field(default_factory=set)
     _was_connected: set[str] = field(default_factory=set)
+    _shares_due: float = 0.0
+    _routes_seen: object = None
 
     def owner_of(self, device_id: int, pool: str | None) -> str | None:
         """The live worker that polls this device now (None: no live worker in its pool)."""
@@ -108,7 +111,12 @@ class BatchRouter:
             if changed:
                 self.owners.clear()
                 log.info("workers live: %s", ", ".join(sorted(live)) or "none")
-            store.save_shares(conn, self._shares(routes, jobs), db_now(conn))
+            if routes is not self._routes_seen:  # the inventory or the sites changed: a device may be in another pool
+                self.owners.clear()
+                changed, self._routes_seen = True, routes
+            if changed or time.monotonic() >= self._shares_due:
+                self._shares_due = time.monotonic() + SHARES_EVERY
+                store.save_shares(conn, self._shares(routes, jobs), db_now(conn))
 
     def _shares(self, routes: dict[int, str | None], jobs: dict[str, CheckJob]) -> list[dict[str, object]]:
         devices: dict[str, set[int]] = {}

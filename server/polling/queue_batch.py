@@ -1,10 +1,11 @@
 """A queue worker runs a batch: the checks of its shard due within a couple of seconds, each at its own due time.
 
 One round trip takes the batch's check locks and one loads the hand-off state of the checks whose last
-slot ran elsewhere; the outcomes go to the writer together when the last check ends, so the batch's
-results are committed in one transaction (with their run-log rows, which refuse a slot applied
-before); then the locks are freed. A check still running here or on another worker is skipped for
-this slot, and so is a slot older than one interval (a later one is queued already).
+slot ran elsewhere; each check's lock is freed when its poll ends (the frees of checks ending together
+go in one query); the outcomes go to the writer together when the last check ends, so the batch's
+results are committed in one transaction, with their run-log rows, which refuse a slot applied before.
+A check still running here or on another worker is skipped for this slot, and so is a slot older than
+one interval (a later one is queued already).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class BatchRunner:
     writer: Writer | None = None
     waiter: CommitWaiter = field(default_factory=CommitWaiter)
     stats: BatchStats = field(default_factory=BatchStats)
+    skip_logged: dict[str, float] = field(default_factory=dict)
 
     async def _job(self, key: str) -> CheckJob | None:
         job = self.inventory.jobs.get(key)
@@ -80,19 +82,32 @@ class BatchRunner:
             return
         await asyncio.sleep(max(0.0, min(d for _, _, d in items) - time.time()))
         session, locked = await self.locks.acquire_many([job.key for job, _, _ in items])
-        self.stats.skipped += sum(1 for job, _, _ in items if job.key not in locked)
         run = [item for item in items if item[0].key in locked]
+        moved = [item for item in items if item[0].key not in self.locks.held]  # running on another worker
+        for job, slot, _ in items:
+            if job.key not in locked and job.key in self.locks.held:  # still running here: skipped, as in-process
+                self._note_skip(job, slot)
         try:
             await self._import_states(poller, run)
             outcomes: list[CheckOutcome] = []
             token = CURRENT_BATCH.set(outcomes)  # the checks' tasks copy this context: their outcomes land here
             try:
-                await asyncio.gather(*(self._one(poller, job, slot, due) for job, slot, due in run))
+                await asyncio.gather(*(self._one(poller, job, slot, due, session) for job, slot, due in run),
+                                     *(self._after_other(poller, job, slot, due) for job, slot, due in moved))
             finally:
                 CURRENT_BATCH.reset(token)
             await self._commit(outcomes)
         finally:
-            await self.locks.release_many(locked, session)
+            await self.locks.release_many(locked, session)  # those not freed yet (an error, a cancel)
+
+    def _note_skip(self, job: CheckJob, slot: int) -> None:
+        """Count it; say so once per check per ten minutes (a check slower than its interval skips every other slot)."""
+        self.stats.skipped += 1
+        now = time.monotonic()
+        if now - self.skip_logged.get(job.key, -3600.0) >= 600:
+            self.skip_logged[job.key] = now
+            log.info("check %s of %s still runs (here or on another worker): slot %s skipped (more are not logged for "
+                     "10 min)", job.check, job.device, slot)  # fmt: skip
 
     async def _import_states(self, poller: Poller, run: list[tuple[CheckJob, int, float]]) -> None:
         """Checks whose previous slot did not run here take over what the last worker left (one query)."""
@@ -105,11 +120,29 @@ class BatchRunner:
             if state:
                 poller.import_state(job, state)
 
-    async def _one(self, poller: Poller, job: CheckJob, slot: int, due: float) -> None:
+    async def _after_other(self, poller: Poller, job: CheckJob, slot: int, due: float) -> None:
+        """The check runs on another worker (its device just moved here, or a retried batch runs it): wait for that
+        run to end, up to half an interval, then run this slot late rather than skip it."""
+        deadline, pause = due + job.interval / 2, 0.25
+        while time.time() + pause < deadline:
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 2.0)
+            session, got = await self.locks.acquire_many([job.key])
+            if job.key in got:
+                await self._one(poller, job, slot, due, session)
+                return
+            if job.key in self.locks.held:
+                break  # a later slot runs it here now
+        self._note_skip(job, slot)
+
+    async def _one(self, poller: Poller, job: CheckJob, slot: int, due: float, session: int) -> None:
         await asyncio.sleep(max(0.0, due - time.time()))
         CURRENT_SLOT.set((slot, due))
         self.last_slot[job.key] = slot
-        outcome = await poller.run_check(job, due=due)
+        try:
+            outcome = await poller.run_check(job, due=due)
+        finally:  # its poll is over: the next slot may run (here or elsewhere) before this batch's commit
+            self.locks.release_soon(job.key, session)
         if outcome is None:
             return
         self.runlog.hand_off(job.device_id, job.check, poller.export_state(job))

@@ -12,6 +12,7 @@ LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('pocketnoc-check:' || %
 UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('pocketnoc-check:' || %s, 0))"
 # A batch's checks in one round trip each way.
 LOCK_MANY_SQL = "SELECT k FROM unnest(%s::text[]) AS k WHERE pg_try_advisory_lock(hashtextextended('pocketnoc-check:' || k, 0))"
+RELEASE_DELAY = 0.05
 UNLOCK_MANY_SQL = "SELECT count(pg_advisory_unlock(hashtextextended('pocketnoc-check:' || k, 0))) FROM unnest(%s::text[]) AS k"
 
 
@@ -32,6 +33,8 @@ class CheckLocks:
         self._generation = 0
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._mutex = asyncio.Lock()
+        self._to_release: dict[int, set[str]] = {}
+        self._releaser: asyncio.Task[None] | None = None
 
     async def _query(self, sql: str, key: str) -> bool:
         rows = await self._rows(sql, (key,))
@@ -106,6 +109,19 @@ class CheckLocks:
                 await self._rows(UNLOCK_MANY_SQL, (mine,))
             except psycopg.Error:
                 pass  # the session is gone, and its locks with it
+
+    def release_soon(self, key: str, generation: int) -> None:
+        """Free a check's lock as soon as its poll ended: gathered with the others ending within RELEASE_DELAY, one query."""
+        self._to_release.setdefault(generation, set()).add(key)
+        if self._releaser is None or self._releaser.done():
+            self._releaser = asyncio.get_running_loop().create_task(self._release_pending())
+
+    async def _release_pending(self) -> None:
+        while self._to_release:  # keys added while a release query runs are freed by the next round
+            await asyncio.sleep(RELEASE_DELAY)
+            pending, self._to_release = self._to_release, {}
+            for generation, keys in pending.items():
+                await self.release_many(keys, generation)
 
     async def close(self) -> None:
         """Close the lock connection (frees every lock)."""
