@@ -37,7 +37,7 @@ def old_install(pg_server: PgServer) -> Iterator[Engine]:
         conn.execute(text("INSERT INTO series (id, device_id, metric, labels) VALUES (1, 1, 'cpu', ''), (2, 1, 'mem', '')"))
         conn.execute(
             text("INSERT INTO samples (series_id, ts, value) SELECT s, :now - g * 600, g FROM generate_series(0, 1007) g, "
-                 "(VALUES (1), (2)) v(s)"),  # fmt: skip
+                 "(VALUES (1), (2)) v(s)"),
             {"now": now},
         )  # every 10 minutes for 7 days, two series
     yield engine
@@ -65,7 +65,8 @@ def test_the_migration_moves_every_sample_into_day_partitions_and_retention_drop
         assert conn.execute(text("SELECT count(*) FROM samples_default")).scalar() == 0
         # Each day's rows are in that day's table; the series' foreign key still cascades.
         for name, (lo, hi) in days.items():
-            bad = conn.execute(text(f"SELECT count(*) FROM {name} WHERE ts < :lo OR ts >= :hi"), {"lo": lo, "hi": hi})
+            query = "SELECT count(*) FROM " + name + " WHERE ts < :lo OR ts >= :hi"  # noqa: S608 - our partition names
+            bad = conn.execute(text(query), {"lo": lo, "hi": hi})
             assert bad.scalar() == 0
         # Rollups read the partitions like the plain table.
         assert rollup(conn, now)[300] > 0
@@ -88,7 +89,7 @@ def test_the_migration_moves_every_sample_into_day_partitions_and_retention_drop
         made = partitions.ensure_days(conn, far, far)
         assert made == [partitions.day_name(far // DAY * DAY)]
         assert conn.execute(text("SELECT count(*) FROM samples_default")).scalar() == 0
-        assert conn.execute(text(f"SELECT value FROM {made[0]}")).scalar() == 42
+        assert conn.execute(text("SELECT value FROM " + made[0])).scalar() == 42  # noqa: S608 - a partition name
 
         conn.execute(text("DELETE FROM series WHERE id = 2"))  # cascades into every partition
         assert conn.execute(text("SELECT count(*) FROM samples WHERE series_id = 2")).scalar() == 0

@@ -118,8 +118,9 @@ def test_every_check_runs_once_per_interval_and_a_killed_worker_loses_one_slot_a
     assert victim_runs[victim.slot] in survivors  # in flight when killed: run again by another worker
     # A device stays on its worker while it lives (its counters stay warm): once all three were live and until the
     # kill, never handed over.
+    settled, cut = ready + INTERVAL, killed_at - INTERVAL
     before = [(a, b) for key, items in runs.items() for a, b in itertools.pairwise(items)
-              if b[0] == a[0] + 1 and ready + INTERVAL < due_of(*key, a[0]) and due_of(*key, b[0]) < killed_at - INTERVAL]  # fmt: skip
+              if b[0] == a[0] + 1 and settled < due_of(*key, a[0]) and due_of(*key, b[0]) < cut]  # fmt: skip
     assert len(before) > 10 and all(a[1] == b[1] for a, b in before), [p for p in before if p[0][1] != p[1][1]]
     unrated = [(r.device_id, r.started) for r in later if int(r.started) not in rated.get(r.device_id, set())]
     assert len(later) > 30 and not unrated, unrated  # every poll after the first had the previous counters, from any worker
