@@ -64,7 +64,7 @@ class BatchRouter:
     stats: RouterStats = field(default_factory=RouterStats)
     pools: dict[str | None, Weights] = field(default_factory=dict)
     live: dict[str, WorkerSeen] = field(default_factory=dict)
-    owners: dict[int, str | None] = field(default_factory=dict)
+    owners: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)  # device -> (pool, owner)
     _orphan: dict[str, int] = field(default_factory=dict)
     _fenced: set[str] = field(default_factory=set)
     _was_connected: set[str] = field(default_factory=set)
@@ -73,10 +73,12 @@ class BatchRouter:
 
     def owner_of(self, device_id: int, pool: str | None) -> str | None:
         """The live worker that polls this device now (None: no live worker in its pool)."""
-        if device_id not in self.owners:
+        cached = self.owners.get(device_id)
+        if cached is None or cached[0] != pool:  # unknown, or its device changed pools (e.g. its site got workers)
             weights = self.pools.get(pool)
-            self.owners[device_id] = owner(device_id, weights.weights) if weights else None
-        return self.owners[device_id]
+            cached = (pool, owner(device_id, weights.weights) if weights else None)
+            self.owners[device_id] = cached
+        return cached[1]
 
     def judge(self, routes: dict[int, str | None], jobs: dict[str, CheckJob]) -> None:
         """Blocking (run in a thread): who is live, fence the dead, shed or regain weight, store the shares."""

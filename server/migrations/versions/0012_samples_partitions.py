@@ -19,24 +19,15 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-CREATE = """
-CREATE TABLE samples (
+COLUMNS = """
     series_id integer NOT NULL,
     ts bigint NOT NULL,
     value double precision NOT NULL,
     CONSTRAINT pk_samples PRIMARY KEY (series_id, ts),
     CONSTRAINT fk_samples_series_id_series FOREIGN KEY (series_id) REFERENCES series(id) ON DELETE CASCADE
-) PARTITION BY RANGE (ts)
 """
-PLAIN = """
-CREATE TABLE samples (
-    series_id integer NOT NULL,
-    ts bigint NOT NULL,
-    value double precision NOT NULL,
-    CONSTRAINT pk_samples PRIMARY KEY (series_id, ts),
-    CONSTRAINT fk_samples_series_id_series FOREIGN KEY (series_id) REFERENCES series(id) ON DELETE CASCADE
-)
-"""
+CREATE = f"CREATE TABLE samples ({COLUMNS}) PARTITION BY RANGE (ts)"
+PLAIN = f"CREATE TABLE samples ({COLUMNS})"
 
 
 def upgrade() -> None:
