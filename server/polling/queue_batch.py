@@ -83,17 +83,14 @@ class BatchRunner:
         await asyncio.sleep(max(0.0, min(d for _, _, d in items) - time.time()))
         session, locked = await self.locks.acquire_many([job.key for job, _, _ in items])
         run = [item for item in items if item[0].key in locked]
-        moved = [item for item in items if item[0].key not in self.locks.held]  # running on another worker
-        for job, slot, _ in items:
-            if job.key not in locked and job.key in self.locks.held:  # still running here: skipped, as in-process
-                self._note_skip(job, slot)
+        later = [item for item in items if item[0].key not in locked]  # running now, here or elsewhere
         try:
             await self._import_states(poller, run)
             outcomes: list[CheckOutcome] = []
             token = CURRENT_BATCH.set(outcomes)  # the checks' tasks copy this context: their outcomes land here
             try:
                 await asyncio.gather(*(self._one(poller, job, slot, due, session) for job, slot, due in run),
-                                     *(self._after_other(poller, job, slot, due) for job, slot, due in moved))
+                                     *(self._later(poller, job, slot, due) for job, slot, due in later))
             finally:
                 CURRENT_BATCH.reset(token)
             await self._commit(outcomes)
@@ -120,19 +117,21 @@ class BatchRunner:
             if state:
                 poller.import_state(job, state)
 
-    async def _after_other(self, poller: Poller, job: CheckJob, slot: int, due: float) -> None:
-        """The check runs on another worker (its device just moved here, or a retried batch runs it): wait for that
-        run to end, up to half an interval, then run this slot late rather than skip it."""
+    async def _later(self, poller: Poller, job: CheckJob, slot: int, due: float) -> None:
+        """A check that was running when its batch came: decided at its own due time. Still running here: this slot is
+        skipped, as in-process. Running on another worker (its device just moved, or a retried batch runs it): wait
+        for that run to end, up to half an interval, and run this slot late rather than skip it."""
+        await asyncio.sleep(max(0.0, due - time.time()))
         deadline, pause = due + job.interval / 2, 0.25
-        while time.time() + pause < deadline:
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 2.0)
+        while job.key not in self.locks.held:
             session, got = await self.locks.acquire_many([job.key])
             if job.key in got:
                 await self._one(poller, job, slot, due, session)
                 return
-            if job.key in self.locks.held:
-                break  # a later slot runs it here now
+            if time.time() + pause >= deadline:
+                break
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 2.0)
         self._note_skip(job, slot)
 
     async def _one(self, poller: Poller, job: CheckJob, slot: int, due: float, session: int) -> None:

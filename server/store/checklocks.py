@@ -33,7 +33,7 @@ class CheckLocks:
         self._generation = 0
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._mutex = asyncio.Lock()
-        self._to_release: dict[int, set[str]] = {}
+        self._to_release: dict[int, list[str]] = {}
         self._releaser: asyncio.Task[None] | None = None
 
     async def _query(self, sql: str, key: str) -> bool:
@@ -111,8 +111,12 @@ class CheckLocks:
                 pass  # the session is gone, and its locks with it
 
     def release_soon(self, key: str, generation: int) -> None:
-        """Free a check's lock as soon as its poll ended: gathered with the others ending within RELEASE_DELAY, one query."""
-        self._to_release.setdefault(generation, set()).add(key)
+        """Free a check's lock as its poll ends: at once here (a next run on this worker may lock it again: session
+        locks count), in PostgreSQL with the others ending within RELEASE_DELAY, in one query."""
+        if self.held.get(key) != generation:
+            return
+        del self.held[key]
+        self._to_release.setdefault(generation, []).append(key)
         if self._releaser is None or self._releaser.done():
             self._releaser = asyncio.get_running_loop().create_task(self._release_pending())
 
@@ -121,7 +125,12 @@ class CheckLocks:
             await asyncio.sleep(RELEASE_DELAY)
             pending, self._to_release = self._to_release, {}
             for generation, keys in pending.items():
-                await self.release_many(keys, generation)
+                if generation != self._generation:
+                    continue  # taken on a session that is gone, and its locks with it
+                try:
+                    await self._rows(UNLOCK_MANY_SQL, (keys,))  # one unlock per release: a key locked twice is listed twice
+                except psycopg.Error:
+                    pass
 
     async def close(self) -> None:
         """Close the lock connection (frees every lock)."""

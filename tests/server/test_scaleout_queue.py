@@ -70,8 +70,9 @@ def test_every_check_runs_once_per_interval_and_a_killed_worker_loses_one_slot_a
         dead = [r.id for r in c.rows("SELECT id FROM devices WHERE name LIKE 'dead%'")]
         checks = {(r.id, "snmp") for r in c.rows("SELECT id FROM devices")}
 
-        # Wait for two full intervals, then catch a worker in the middle of a (slow) poll and SIGKILL it.
-        time.sleep(2 * INTERVAL)
+        # Wait for four full intervals (the shards settle, then stay), then catch a worker in the middle of a (slow) poll
+        # and SIGKILL it.
+        time.sleep(4 * INTERVAL)
         victim = c.wait_for(lambda: c.rows(VICTIM_SQL, dead=dead, within=2.0), 30, "a dead-device poll in flight")[0]
         c.kill(victim.name)
         killed_at = time.time()
