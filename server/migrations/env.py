@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from server.store.schema import metadata
+from server.store.tables_shards import worker_shards  # noqa: F401 - its tables are part of the schema
 
 config = context.config
 

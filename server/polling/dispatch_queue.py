@@ -1,24 +1,24 @@
-"""The queue dispatcher (`scheduler: queue`): one leader defers each check once per interval into Procrastinate.
+"""The queue dispatcher (`scheduler: queue`): one leader queues each check once per interval, in batches per worker.
 
 Every serve process runs one; the one holding the "scheduler" lease (a row in PostgreSQL) is the
-leader. For each check it defers one Procrastinate job per interval slot (slot = interval number
-since the epoch, shifted by the check's stable spread offset, on the database's clock):
+leader. Each check has interval slots (slot = interval number since the epoch, shifted by the
+check's stable spread offset, on the database's clock). The leader gathers the checks falling due in
+the next LOOKAHEAD seconds, groups them by the worker that owns their device (rendezvous hashing over
+the live workers of the device's pool, dispatch_batches) and queues one Procrastinate job per batch
+in that worker's own queue (`worker-NAME`); the worker starts each check at its due time.
 
-- `defer_periodic_job(periodic_id=check@interval, defer_timestamp=slot)` is unique in the database,
-  so a slot is queued at most once even if two processes both believe they lead;
-- `queueing_lock=check` refuses a second waiting job of a check, so a backlog coalesces instead of
-  piling up (the slot is skipped and counted);
-- no Procrastinate `lock`: its fetch query then checks every waiting job's lock, which costs O(queue)
-  per fetch and made a saturated queue collapse (measured). Instead a worker takes a PostgreSQL
-  session lock per check while it polls it (store.checklocks.CheckLocks): a check never runs twice at
-  once on any workers; a slot that finds its check still running elsewhere is skipped, as
-  in-process; a worker killed mid-poll frees its locks the moment its connection closes.
-- every second the leader removes the jobs left in "doing" by dead workers: those with no
-  connection to PostgreSQL left (a worker's queue connections carry its instance as
-  application_name) and those whose heartbeat stopped (3 heartbeats, e.g. a cut cable).
+- no Procrastinate `lock`: a worker takes a PostgreSQL session lock per check while it polls it
+  (store.checklocks.CheckLocks), so a check never runs twice at once on any workers; a slot that
+  finds its check still running elsewhere is skipped; a killed worker's locks go with its connection.
+- a (device, check, slot) is applied at most once: the run log refuses a second one in the results'
+  transaction, so a batch retried after its worker died, or queued again by a new leader, is harmless;
+- the leader records up to which due time it has queued everything, and a new leader goes on from there;
+- every second the leader judges the workers: a dead one's devices move to the others and its queued
+  and running batches are queued again for them (dispatch_batches).
 
-Jobs go to the queue of the device's site (a `site-NAME` tag, once a worker started with
-`--site NAME` has registered) or to the default queue. `pocketnoc worker` processes run them.
+A device of a site (a `site-NAME` tag, once a worker started with `--site NAME` has registered) is
+owned by that site's workers only; while its pool has no live worker nothing is queued for it (counted,
+and the pool's 'nobody polls' alert fires). 'Poll now' queues one job per check in the pool's queue.
 """
 
 from __future__ import annotations
@@ -33,20 +33,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import procrastinate
-from procrastinate import exceptions as pq_exceptions
 from procrastinate import jobs as pq_jobs
 
 from server.polling.dispatch import spread_offset
+from server.polling.dispatch_batches import LOOKAHEAD, TASK, BatchRouter, run_now
 from server.polling.jobs import CheckJob
 from server.runtime import Services
 from server.store import leases
+from server.store import shards as shard_store
 from server.store import workers as store
 from server.store.db import conninfo
 from server.store.leases import holder_name
 from server.store.live_bridge import LiveBridge, notify_hook
 
 log = logging.getLogger("pocketnoc.queue")
-TASK = "pocketnoc.check"
 DEFAULT_QUEUE = "checks"
 LEASE = "scheduler"
 TICK = 0.25
@@ -54,15 +54,11 @@ MIN_SLEEP = 0.1  # at most 10 wake-ups a second however many checks: deferrals s
 REFRESH_EVERY = 2.0
 HOUSEKEEPING_EVERY = 5.0
 REAP_EVERY = 1.0
-DEFER_CONCURRENCY = 8
-RUN_NOW_TIMEOUT = 30.0
 
 
 def site_queue(site: str | None) -> str:
     """The Procrastinate queue of a site's workers (or the default queue)."""
     return f"site-{site}" if site else DEFAULT_QUEUE
-
-
 
 
 def make_app(url: str, max_size: int = 4, application_name: str | None = None) -> procrastinate.App:
@@ -80,9 +76,8 @@ def slot_of(now: float, offset: float, interval: int) -> int:
 class QueueStats:
     """What the leader did (shown on the workers page)."""
 
-    deferred: int = 0
-    already: int = 0  # the slot was queued by another leader
-    coalesced: int = 0  # the previous job still waited: this slot skipped
+    deferred: int = 0  # checks queued
+    already: int = 0  # slots a previous leader had queued (skipped on taking over)
     errors: int = 0
     reaped: int = 0
 
@@ -103,6 +98,7 @@ class QueueDispatcher:
         self.routes: dict[int, str | None] = {}
         self.known_sites: set[str] = set()
         self.stats = QueueStats()
+        self.router = BatchRouter(svc, self.app)
         self.leader = False
         self.leader_since = 0.0
         self._pending: list[CheckJob] | None = None
@@ -157,27 +153,8 @@ class QueueDispatcher:
             await asyncio.wait_for(self._opened.wait(), 10)
         except TimeoutError:
             return 0
-        ids = []
-        for job in [j for j in self.jobs.values() if j.device_id == device_id]:
-            pjob = pq_jobs.Job(
-                queue=site_queue(self.routes.get(job.device_id)),
-                lock=None,  # the worker waits for a run of the check in flight (CheckLocks)
-                queueing_lock=None,
-                task_name=TASK,
-                priority=10,
-                task_kwargs={"device_id": job.device_id, "check": job.check, "due": None, "force": True},
-            )
-            done = await self.app.job_manager.defer_job_async(pjob)
-            if done.id is not None:
-                ids.append(int(done.id))
-        deadline = time.monotonic() + RUN_NOW_TIMEOUT
-        states: dict[int, str] = {}
-        while ids and time.monotonic() < deadline:
-            states = await asyncio.to_thread(self._job_states, ids)
-            if not any(s in ("todo", "doing") for s in states.values()):
-                break
-            await asyncio.sleep(0.2)
-        return sum(1 for i in ids if states.get(i, "gone") in ("gone", "succeeded"))
+        jobs = [j for j in self.jobs.values() if j.device_id == device_id]
+        return await run_now(self.app, jobs, site_queue(self.routes.get(device_id)), self._job_states)
 
     # ------------------------------------------------------------ the loop
 
@@ -226,10 +203,10 @@ class QueueDispatcher:
             self._apply(self._pending)
         if not self.leader:
             return
-        await self._defer_due(self.now())
-        if mono >= self._next["reap"]:  # a dead worker's jobs: not "doing" for long
+        if mono >= self._next["reap"]:  # who is live (before queueing: a new leader knows its workers first)
             self._next["reap"] = mono + REAP_EVERY
             await self._reap()
+        await self._defer_due(self.now())
         if mono >= self._next["house"]:
             self._next["house"] = mono + HOUSEKEEPING_EVERY
             await self._housekeeping()
@@ -296,53 +273,58 @@ class QueueDispatcher:
         self._last_job = {k: v for k, v in self._last_job.items() if k in wanted}
 
     def _heap_from_now(self) -> None:
-        """A new leader covers the current slot of every check (already-queued slots are refused by the database)."""
+        """A new leader goes on where the last one stopped: the current slot of every check it had not queued yet."""
         self._heap, self._gen, self._last_job = [], {}, {}
+        with self.svc.reader.connect() as conn:
+            until = shard_store.deferred_until(conn)
         self._apply(list(self.jobs.values()))
+        for i, (due, key, gen) in enumerate(self._heap):
+            job = self.jobs[key]
+            if due <= until:
+                self._heap[i] = (due + job.interval, key, gen)
+                self.stats.already += 1
+        heapq.heapify(self._heap)
 
     async def _defer_due(self, now: float) -> None:
-        batch: list[tuple[CheckJob, int]] = []
-        while self._heap and self._heap[0][0] <= now:
-            _due, key, gen = heapq.heappop(self._heap)
+        """Queue, in batches per worker, every check falling due before now + LOOKAHEAD (once the first is due)."""
+        if not self._heap or self._heap[0][0] > now:
+            return
+        items: list[tuple[CheckJob, int, float]] = []
+        later: list[tuple[float, str, int]] = []
+        while self._heap and self._heap[0][0] <= now + LOOKAHEAD:
+            entry = heapq.heappop(self._heap)
+            due, key, gen = entry
             job = self.jobs.get(key)
             if job is None or self._gen.get(key) != gen:
                 continue
+            if due > now + job.interval / 2:  # a short interval: gather less than LOOKAHEAD
+                later.append(entry)
+                continue
             offset = spread_offset(key, job.interval)
-            slot = slot_of(now, offset, job.interval)  # a late leader skips to the current slot
-            batch.append((job, slot))
+            slot = max(round((due - offset) / job.interval), slot_of(now, offset, job.interval))  # a late leader skips
+            items.append((job, slot, offset + slot * job.interval))
             heapq.heappush(self._heap, (offset + (slot + 1) * job.interval, key, gen))
-        for start in range(0, len(batch), DEFER_CONCURRENCY):
-            await asyncio.gather(*(self._defer(job, slot) for job, slot in batch[start : start + DEFER_CONCURRENCY]))
+        for entry in later:
+            heapq.heappush(self._heap, entry)
+        await self._send(items)
 
-    async def _defer(self, job: CheckJob, slot: int) -> None:
-        offset = spread_offset(job.key, job.interval)
-        pjob = pq_jobs.Job(
-            queue=site_queue(self.routes.get(job.device_id)),
-            lock=None,
-            queueing_lock=job.key,
-            task_name=TASK,
-            task_kwargs={
-                "device_id": job.device_id,
-                "check": job.check,
-                "due": offset + slot * job.interval,
-                "timestamp": slot,
-            },
-        )
-        try:
-            found = await self.app.job_manager.defer_periodic_job(
-                pjob, periodic_id=f"{job.key}@{job.interval}", defer_timestamp=slot
-            )
-        except pq_exceptions.AlreadyEnqueued:
-            self.stats.coalesced += 1
+    async def _send(self, items: list[tuple[CheckJob, int, float]]) -> None:
+        if not items:
             return
+        before = self.router.stats.checks
+        try:
+            await self.router.send(self.router.batches(items, self.routes))
         except Exception:
             self.stats.errors += 1
-            log.exception("queueing %s %s failed", job.device, job.check)
+            log.exception("queueing %d checks failed", len(items))
             return
-        if found is None:
-            self.stats.already += 1
-        else:
-            self.stats.deferred += 1
+        self.stats.deferred += self.router.stats.checks - before
+        await asyncio.to_thread(self._mark, max(due for _, _, due in items))
+
+    def _mark(self, until: float) -> None:
+        with self.svc.engine.begin() as conn:
+            if until > shard_store.deferred_until(conn):
+                shard_store.set_deferred_until(conn, until)
 
     async def _housekeeping(self) -> None:
         """Leader chores: prune dead workers and old rows, raise or clear 'silent' alerts."""
@@ -358,7 +340,17 @@ class QueueDispatcher:
             await asyncio.to_thread(self._prune_runs)
 
     async def _reap(self) -> None:
-        """Drop the jobs in "doing" of dead workers: no connection left (killed), or no heartbeat for 3 beats."""
+        """Judge the workers; queue a dead one's batches again for the others; drop its 'poll now' jobs."""
+        await asyncio.to_thread(self.router.judge, self.routes, self.jobs)
+        now, again = self.now(), []
+        for device_id, check, slot, due in await asyncio.to_thread(self.router.take_dead):
+            job = self.jobs.get(f"{device_id}:{check}")
+            if job is not None and float(due) > now - job.interval:  # older ones: the next slot is queued already
+                again.append((job, int(slot), float(due)))
+        if again:
+            self.router.stats.rerouted += len(again)
+            log.info("%d checks of a dead worker's batches queued again for the others", len(again))
+            await self._send(again)
         manager = self.app.job_manager
         stall = 3 * self.settings.worker_heartbeat_seconds
         ids = {job.id for job in await manager.get_stalled_jobs(seconds_since_heartbeat=stall) if job.task_name == TASK}
@@ -392,7 +384,11 @@ class QueueDispatcher:
             "holder": self.holder,
             "checks": len(self.jobs),
             "deferred": self.stats.deferred,
-            "coalesced": self.stats.coalesced,
+            "batches": self.router.stats.batches,
+            "rerouted": self.router.stats.rerouted,
+            "unowned": self.router.stats.unowned,
+            "live": sorted(self.router.live),
+            "fenced": self.router.stats.fenced,
             "already": self.stats.already,
             "errors": self.stats.errors,
             "reaped": self.stats.reaped,

@@ -24,10 +24,12 @@ from server.alerts.writer_hook import Alerting, flap_of
 from server.config.settings import Settings
 from server.keys.rotation import check_key
 from server.keys.secretbox import SecretBox
-from server.polling.dispatch_queue import TASK, make_app, site_queue
+from server.polling.dispatch_batches import BATCH_TASK, TASK
+from server.polling.dispatch_queue import make_app, site_queue
 from server.polling.jobs import CheckJob
 from server.polling.pipeline import build_pipeline, load_rules
 from server.polling.poller import Poller
+from server.polling.queue_batch import BatchRunner
 from server.polling.queue_worker_state import CURRENT_SLOT, Inventory, RunLog, WorkerFigures
 from server.polling.writer import Writer
 from server.runtime import Services
@@ -36,6 +38,7 @@ from server.store import workers as store
 from server.store.checklocks import CheckLocks
 from server.store.db import conninfo, make_engine, migrate
 from server.store.live_bridge import notify_hook
+from server.store.shards import with_app_name, worker_queue
 from server.store.space import Storage
 
 log = logging.getLogger("pocketnoc.worker")
@@ -57,7 +60,8 @@ class CheckWorker:
     def __init__(self, settings: Settings, options: WorkerOptions) -> None:
         self.settings = settings
         self.options = options
-        self.engine = make_engine(settings.db_url, pool_size=4)  # writer, heartbeat, refreshes: few connections
+        app_name = store.worker_app_name(options.instance)  # on every connection: the leader can end them (fencing)
+        self.engine = make_engine(with_app_name(settings.db_url, app_name), pool_size=4)  # writer, heartbeat, refreshes
         self.box = SecretBox.from_file(settings.key_file, create=False)  # a worker never invents a key
         self.svc = Services(settings=settings, engine=self.engine, reader=self.engine, box=self.box)
         self.runlog = RunLog(options.name)
@@ -72,11 +76,13 @@ class CheckWorker:
         self.alerting: Alerting | None = None
         self.queue_worker: Worker | None = None
         self.stopped_by: signal.Signals | None = None  # the signal that ended run(), if one did
-        app_name = store.worker_app_name(options.instance)
         self.app = make_app(settings.db_url, max_size=6, application_name=app_name)
         self.locks = CheckLocks(conninfo(settings.db_url, app_name), keepalive=settings.worker_heartbeat_seconds)
         self._skip_logged: dict[str, float] = {}
         self.app.task(name=TASK)(self.run_check)
+        self.batches = BatchRunner(self.inventory, self.locks, self.runlog, self.figures, self.app.connector,
+                                   lambda: self.clock_offset, self._last_slot)  # fmt: skip
+        self.app.task(name=BATCH_TASK)(self.batches.run)
 
     def prepare(self) -> None:
         """Blocking start-up: schema, key check, rules, inventory, registration."""
@@ -199,12 +205,15 @@ class CheckWorker:
                                alerting=self.alerting, storage=Storage(None, 0))
         self.writer, self.poller = parts.writer, parts.poller
         self.writer.listeners.append(self.runlog.committed)
-        queue = site_queue(self.options.site)
+        self.writer.claim = self.runlog.claim  # a slot is applied once, whichever worker ran it and however often
+        self.writer.listeners.append(self.batches.waiter.committed)
+        self.batches.poller, self.batches.writer = self.poller, self.writer
+        queue = site_queue(self.options.site)  # the pool's queue: 'poll now' jobs
         hb = self.settings.worker_heartbeat_seconds
         log.info("worker %s polls queue %s (%d checks known)", self.options.name, queue, len(self.inventory.jobs))
         self.queue_worker = Worker(
             app=self.app,
-            queues=[queue],
+            queues=[worker_queue(self.options.name), queue],
             name=self.options.name,
             concurrency=self.options.concurrency,
             delete_jobs="successful",

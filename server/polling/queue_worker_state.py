@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -13,12 +15,16 @@ from server.polling.jobs import CheckJob
 from server.polling.pipeline import all_jobs
 from server.runtime import Services
 from server.store.db import Connection
+from server.store.shards import claim_runs
 from server.store.status import CheckOutcome, StatusMap, Transition
-from server.store.workers import inventory_fingerprint, record_runs, save_handoff
+from server.store.workers import inventory_fingerprint, save_handoff
 
 WINDOW = 60.0  # seconds of history behind checks per minute and lag
 # (slot, due) of the queue job the running task is for; read where its outcome is handed to the writer.
 CURRENT_SLOT: ContextVar[tuple[int | None, float | None]] = ContextVar("pocketnoc_slot", default=(None, None))
+# The outcomes of the batch being run: they go to the writer together when the batch ends (one transaction).
+CURRENT_BATCH: ContextVar[list[CheckOutcome] | None] = ContextVar("pocketnoc_batch", default=None)
+log = logging.getLogger("pocketnoc.worker")
 
 
 class Inventory:
@@ -89,6 +95,7 @@ class RunLog:
         self._expected: dict[tuple[int, str, float], tuple[int | None, float | None]] = {}
         self._handoff: dict[tuple[int, str], dict[str, object]] = {}
         self._written: dict[tuple[int, str], dict[str, object]] = {}
+        self.refused = 0  # results of slots applied already (by this or another worker)
 
     def sink(self, submit: Callable[[CheckOutcome], None]) -> Callable[[CheckOutcome], None]:
         """Wrap the writer's submit: tag each outcome with the slot of the task that produced it."""
@@ -97,7 +104,11 @@ class RunLog:
             slot, due = CURRENT_SLOT.get()
             with self._lock:
                 self._expected[(outcome.device_id, outcome.check, outcome.ts)] = (slot, due)
-            submit(outcome)
+            batch = CURRENT_BATCH.get()
+            if batch is None:
+                submit(outcome)
+            else:
+                batch.append(outcome)
 
         return tagged
 
@@ -106,31 +117,30 @@ class RunLog:
         with self._lock:
             self._handoff[(device_id, check)] = state
 
-    def hook(
-        self, conn: Connection, _transitions: list[Transition], outcomes: list[CheckOutcome], status: StatusMap
-    ) -> None:
-        """Runs in the writer's transaction (after the outcomes are applied); `committed` forgets what it wrote."""
-        rows = []
+    def claim(self, conn: Connection, outcomes: list[CheckOutcome]) -> list[CheckOutcome]:
+        """In the writer's transaction, before anything is applied: log the runs; a (device, check, slot) that is in the
+        log already (a retried batch, a slot queued twice) is refused, so its outcome is not applied a second time."""
+        rows, slots = [], []
         with self._lock:
             for o in outcomes:
-                if o.device_id not in status:  # deleted meanwhile
-                    continue
                 slot, due = self._expected.get((o.device_id, o.check, o.ts), (None, None))
-                rows.append(
-                    {
-                        "worker": self.worker,
-                        "device_id": o.device_id,
-                        "check_name": o.check,
-                        "slot": slot,
-                        "due": due,
-                        "started": o.ts,
-                        "lag": None if due is None else max(0.0, o.ts - due),
-                        "ms": round(o.duration_ms, 1),
-                        "ok": o.ok,
-                    }
-                )
+                slots.append(slot)
+                rows.append({"worker": self.worker, "device_id": o.device_id, "check_name": o.check, "slot": slot,
+                             "due": due, "started": o.ts, "lag": None if due is None else max(0.0, o.ts - due),
+                             "ms": round(o.duration_ms, 1), "ok": o.ok})  # fmt: skip
+        won = claim_runs(conn, rows)
+        applied = [o for o, slot in zip(outcomes, slots, strict=True) if slot is None or (o.device_id, o.check, slot) in won]
+        if len(applied) < len(outcomes):
+            self.refused += len(outcomes) - len(applied)
+            log.info("%d results not applied: their slots were applied already", len(outcomes) - len(applied))
+        return applied
+
+    def hook(
+        self, conn: Connection, _transitions: list[Transition], _outcomes: list[CheckOutcome], _status: StatusMap
+    ) -> None:
+        """Runs in the writer's transaction (after the outcomes are applied): the hand-offs; `committed` forgets them."""
+        with self._lock:
             self._written = dict(self._handoff)
-        record_runs(conn, rows)
         now = time.time()
         save_handoff(conn, [{"device_id": d, "check_name": c, "state": s, "ts": now} for (d, c), s in self._written.items()])
 
@@ -143,3 +153,40 @@ class RunLog:
                 if self._handoff.get(key) is state:
                     del self._handoff[key]
             self._written = {}
+
+
+class CommitWaiter:
+    """A writer listener: lets a batch wait until all of its outcomes are committed (the writer is a thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[None], list[int]]] = {}
+
+    def expect(self, outcomes: list[CheckOutcome]) -> asyncio.Future[None]:
+        """A future done once every one of these outcomes is committed (call before submitting them)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        left = [len(outcomes)]
+        with self._lock:
+            for o in outcomes:
+                self._waiting[id(o)] = (loop, future, left)
+        if not outcomes:
+            future.set_result(None)
+        return future
+
+    def committed(self, _transitions: list[Transition], outcomes: list[CheckOutcome]) -> None:
+        """Called on the writer thread after each commit."""
+        with self._lock:
+            for o in outcomes:
+                item = self._waiting.pop(id(o), None)
+                if item is None:
+                    continue
+                loop, future, left = item
+                left[0] -= 1
+                if left[0] == 0:
+                    loop.call_soon_threadsafe(_finish, future)
+
+
+def _finish(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

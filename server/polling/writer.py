@@ -13,7 +13,7 @@ from agents.traps import Trap
 from server.alerts.traps import AddressMap, apply_traps, expire_traps
 from server.config.settings import Settings
 from server.store import accounts, sessions
-from server.store.db import Engine
+from server.store.db import Connection, Engine
 from server.store.metrics import SeriesCache, expire, rollup, write_samples
 from server.store.space import Storage, is_full_error
 from server.store.status import CheckOutcome, Hook, SampleRow, Transition, apply_outcomes
@@ -56,6 +56,8 @@ class Writer:
         self.settings = settings
         self.hooks: list[Hook] = list(hooks or [])
         self.listeners: list[Listener] = []
+        # Queue workers: in the batch's transaction, before anything is applied, keep only the outcomes not applied yet.
+        self.claim: Callable[[Connection, list[CheckOutcome]], list[CheckOutcome]] | None = None
         self.cache = SeriesCache()
         self.addresses = AddressMap()
         self._queue: queue.Queue[CheckOutcome | Trap | None] = queue.Queue()
@@ -158,8 +160,9 @@ class Writer:
                     if trap_batch:
                         apply_traps(conn, trap_batch, self.addresses)
                     transitions: list[Transition] = []
-                    if outcomes:
-                        transitions = apply_outcomes(conn, outcomes, self.cache, self.settings.down_after_failures,
+                    applied = outcomes if self.claim is None or not outcomes else self.claim(conn, outcomes)
+                    if applied:
+                        transitions = apply_outcomes(conn, applied, self.cache, self.settings.down_after_failures,
                                                      self.hooks, held)
                 if held:
                     self._hold(held)  # only once committed: a retried batch must not hold its samples twice

@@ -10,6 +10,10 @@ import psycopg
 
 LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('pocketnoc-check:' || %s, 0))"
 UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('pocketnoc-check:' || %s, 0))"
+# A batch's checks in one round trip each way.
+LOCK_MANY_SQL = "SELECT k FROM unnest(%s::text[]) AS k WHERE pg_try_advisory_lock(hashtextextended('pocketnoc-check:' || k, 0))"
+RELEASE_DELAY = 0.05
+UNLOCK_MANY_SQL = "SELECT count(pg_advisory_unlock(hashtextextended('pocketnoc-check:' || k, 0))) FROM unnest(%s::text[]) AS k"
 
 
 class CheckLocks:
@@ -29,8 +33,14 @@ class CheckLocks:
         self._generation = 0
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._mutex = asyncio.Lock()
+        self._to_release: dict[int, list[str]] = {}
+        self._releaser: asyncio.Task[None] | None = None
 
     async def _query(self, sql: str, key: str) -> bool:
+        rows = await self._rows(sql, (key,))
+        return bool(rows and rows[0][0])
+
+    async def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         async with self._mutex:
             if self._conn is None or self._conn.closed:
                 self.held.clear()  # a new session holds nothing
@@ -43,14 +53,13 @@ class CheckLocks:
                 )
                 self._conn = conn
             try:
-                cur = await self._conn.execute(sql, (key,))
-                row = await cur.fetchone()
+                cur = await self._conn.execute(sql, params)
+                return list(await cur.fetchall())
             except psycopg.OperationalError:
                 await self._conn.close()
                 self._conn = None
                 self.held.clear()
                 raise
-            return bool(row and row[0])
 
     async def acquire(self, key: str, wait: float = 0.0) -> int | None:
         """Take the check's lock: the session generation it was taken on (give it to release), or None if the check
@@ -77,6 +86,51 @@ class CheckLocks:
             await self._query(UNLOCK_SQL, key)
         except psycopg.Error:
             pass  # the session is gone, and its locks with it
+
+    async def acquire_many(self, keys: list[str]) -> tuple[int, set[str]]:
+        """Take the locks of a batch's checks at once, without waiting: (session generation, the keys taken).
+        A key held here already (an earlier batch still runs it) or elsewhere is not taken."""
+        want = [k for k in dict.fromkeys(keys) if k not in self.held]
+        if not want:
+            return self._generation, set()
+        got = {str(r[0]) for r in await self._rows(LOCK_MANY_SQL, (want,))}
+        for key in got:
+            self.held[key] = self._generation
+        self.skipped += len(want) - len(got)
+        return self._generation, got
+
+    async def release_many(self, keys: set[str], generation: int) -> None:
+        """Free the locks of a batch taken on session `generation` (those lost with an older session are not ours)."""
+        mine = [k for k in keys if self.held.get(k) == generation]
+        for key in mine:
+            del self.held[key]
+        if mine and generation == self._generation:
+            try:
+                await self._rows(UNLOCK_MANY_SQL, (mine,))
+            except psycopg.Error:
+                pass  # the session is gone, and its locks with it
+
+    def release_soon(self, key: str, generation: int) -> None:
+        """Free a check's lock as its poll ends: at once here (a next run on this worker may lock it again: session
+        locks count), in PostgreSQL with the others ending within RELEASE_DELAY, in one query."""
+        if self.held.get(key) != generation:
+            return
+        del self.held[key]
+        self._to_release.setdefault(generation, []).append(key)
+        if self._releaser is None or self._releaser.done():
+            self._releaser = asyncio.get_running_loop().create_task(self._release_pending())
+
+    async def _release_pending(self) -> None:
+        while self._to_release:  # keys added while a release query runs are freed by the next round
+            await asyncio.sleep(RELEASE_DELAY)
+            pending, self._to_release = self._to_release, {}
+            for generation, keys in pending.items():
+                if generation != self._generation:
+                    continue  # taken on a session that is gone, and its locks with it
+                try:
+                    await self._rows(UNLOCK_MANY_SQL, (keys,))  # one unlock per release: a key locked twice is listed twice
+                except psycopg.Error:
+                    pass
 
     async def close(self) -> None:
         """Close the lock connection (frees every lock)."""

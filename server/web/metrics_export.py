@@ -7,9 +7,11 @@ from collections.abc import Mapping
 
 from server.polling.dispatch import InProcessDispatcher
 from server.runtime import Services
+from server.store import shards
 from server.store.device_state import STATES
 from server.store.metrics import labels_of
 from server.store.overview import latest_metrics
+from server.store.workers import list_workers
 
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -84,4 +86,43 @@ def render(svc: Services) -> str:
             "# TYPE pocketnoc_writer_backlog gauge",
             f"pocketnoc_writer_backlog {writer.backlog}",
         ]
+    if svc.settings.scheduler == "queue":
+        lines += _worker_lines(svc)
     return "\n".join(lines) + "\n"
+
+
+WORKER_GAUGES = (
+    ("up", "1 while the worker reports (heartbeat within the silence limit)."),
+    ("shard_devices", "Devices the scheduling leader assigns to the worker."),
+    ("shard_weight", "The worker's weight in its pool (below 1 while it sheds devices because it fell behind)."),
+    ("checks_per_minute", "Checks the worker finished over the last minute."),
+    ("in_flight", "Checks running on the worker now."),
+    ("load", "Checks in flight over the worker's concurrency."),
+    ("start_lag_p95_seconds", "95th percentile of the worker's poll start lag over the last minute."),
+)
+
+
+def _worker_lines(svc: Services) -> list[str]:
+    """Each queue worker's shard, load and lag (from its heartbeat row and the leader's assignment)."""
+    with svc.reader.connect() as conn:
+        rows = list_workers(conn, svc.settings.worker_silent_seconds)
+        share = shards.shares(conn)
+    values: dict[str, list[str]] = {key: [] for key, _ in WORKER_GAUGES}
+    for w in rows:
+        labels = _labels({"worker": w["name"], "site": w["site"] or "default"})
+        mine = share.get(w["name"]) or {}
+        figures = {
+            "up": int(w["state"] == "running"),
+            "shard_devices": mine.get("devices", 0),
+            "shard_weight": mine.get("weight", 0.0),
+            "checks_per_minute": w["checks_per_min"],
+            "in_flight": w["in_flight"],
+            "load": round(w["in_flight"] / w["concurrency"], 3) if w["concurrency"] else 0.0,
+            "start_lag_p95_seconds": w["lag_p95"] if w["lag_p95"] is not None else "NaN",
+        }
+        for key, value in figures.items():
+            values[key].append(f"pocketnoc_worker_{key}{labels} {value}")
+    out: list[str] = []
+    for key, text in WORKER_GAUGES:
+        out += [f"# HELP pocketnoc_worker_{key} {text}", f"# TYPE pocketnoc_worker_{key} gauge", *values[key]]
+    return out

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from server.runtime import Services
-from server.store import leases
+from server.store import leases, shards
 from server.store import workers as store
 from server.web.views import age
 
@@ -32,6 +32,14 @@ def _in_process(svc: Services) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _share(row: dict[str, Any] | None) -> dict[str, Any]:
+    """A worker's shard as the scheduling leader assigned it: devices and checks, its weight, whether it sheds."""
+    if row is None:
+        return {"devices": None, "checks": None, "weight": None, "behind": False}
+    return {"devices": row["devices"], "checks": row["checks"], "weight": round(float(row["weight"]), 2),
+            "behind": bool(row["behind"])}  # fmt: skip
+
+
 def workers_view(svc: Services) -> dict[str, Any]:
     """What the workers page and GET /api/v1/workers show."""
     s = svc.settings
@@ -54,7 +62,9 @@ def workers_view(svc: Services) -> dict[str, Any]:
         pools = store.device_pools(conn, sites)
         out["queue"] = store.queue_figures(conn)
         lease = leases.current(conn, "scheduler")
-    out["items"] = [{k: w[k] for k in WORKER_FIELDS} | {"seen": age(now - w["age"], now)} for w in rows]
+        share = shards.shares(conn)
+    out["items"] = [{k: w[k] for k in WORKER_FIELDS} | {"seen": age(now - w["age"], now)} | _share(share.get(w["name"]))
+                    for w in rows]  # fmt: skip
     if lease is not None and lease.live:
         out["leader"] = {"holder": lease.holder, "fence": lease.fence, "expires_in": round(lease.expires_at - lease.now, 1)}
     for pool in sorted(set(pools) | sites | {store.DEFAULT_POOL}):

@@ -90,8 +90,8 @@ class Cluster:
             self._engine = make_engine(self.url)
         return self._engine
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POCKETNOC_")}
+    def _spawn(self, name: str, *args: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POCKETNOC_")} | (env_extra or {})
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
             [str(POCKETNOC), *args, "--config", str(self.config), "--data-dir", str(self.root / "data")],
@@ -122,10 +122,10 @@ class Cluster:
             raise AssertionError(f"{name} did not answer /healthz:\n{self.log(name)}")
         return port
 
-    def worker(self, name: str, site: str | None = None, wait: bool = True) -> None:
-        """Start a worker; waits until it registered."""
+    def worker(self, name: str, site: str | None = None, wait: bool = True, database_url: str | None = None) -> None:
+        """Start a worker (on another URL of the database, e.g. through a proxy); waits until it registered."""
         args = ["worker", "--name", name] + (["--site", site] if site else [])
-        self._spawn(name, *args)
+        self._spawn(name, *args, env_extra={"POCKETNOC_DATABASE_URL": database_url} if database_url else None)
         if wait:
             self.wait_for(
                 lambda: self.scalar("SELECT count(*) FROM workers WHERE name = :n AND status = 'running'", n=name),

@@ -1,7 +1,7 @@
 """Scaled-out polling end to end: serve + three `pocketnoc worker` processes on PostgreSQL, devices on snmpsim.
 
-Every scheduled check runs exactly once per interval slot, spread over the workers; a worker
-SIGKILLed in the middle of a poll loses that one slot and nothing after it.
+Every scheduled check runs exactly once per interval slot, each device on one worker while it lives; a
+worker SIGKILLed in the middle of a batch loses nothing: its batch runs again on the others within the interval.
 """
 
 from __future__ import annotations
@@ -37,12 +37,17 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpsimPeer]:
 RATES_SQL = """
 SELECT DISTINCT s.device_id, p.ts FROM samples p JOIN series s ON s.id = p.series_id WHERE right(s.metric, 4) = '_bps'
 """
+# A check of a running batch that has started (due) and is likely still polling (a dead device's poll lasts its timeout).
 VICTIM_SQL = """
-SELECT w.name, (j.args->>'device_id')::int AS device_id, j.args->>'check' AS check_name, (j.args->>'timestamp')::bigint AS slot
-FROM procrastinate_jobs j JOIN workers w ON w.queue_worker_id = j.worker_id
-WHERE j.status = 'doing' AND w.status = 'running' AND (j.args->>'device_id')::int = ANY(:dead)
+SELECT w.name, (c->>0)::int AS device_id, c->>1 AS check_name, (c->>2)::bigint AS slot
+FROM procrastinate_jobs j JOIN workers w ON j.queue_name = 'worker-' || w.name, jsonb_array_elements(j.args->'checks') c
+WHERE j.status = 'doing' AND w.status = 'running' AND (c->>0)::int = ANY(:dead)
+  AND (c->>3)::float BETWEEN extract(epoch FROM now()) - :within AND extract(epoch FROM now()) - 0.3
 """
-IN_FLIGHT = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' AND (args->>'device_id')::int = :d"
+IN_FLIGHT = """
+SELECT count(*) FROM procrastinate_jobs j, jsonb_array_elements(j.args->'checks') c
+WHERE j.status = 'doing' AND (c->>0)::int = :d AND (c->>3)::float < extract(epoch FROM now()) - 0.3
+"""
 RUNS_SQL = (
     "SELECT d.name, r.worker, r.slot, r.started, r.ms FROM check_runs r JOIN devices d ON d.id = r.device_id ORDER BY r.started"
 )
@@ -65,27 +70,19 @@ def test_every_check_runs_once_per_interval_and_a_killed_worker_loses_one_slot_a
         dead = [r.id for r in c.rows("SELECT id FROM devices WHERE name LIKE 'dead%'")]
         checks = {(r.id, "snmp") for r in c.rows("SELECT id FROM devices")}
 
-        # Wait for two full intervals, then catch a worker in the middle of a (slow) poll and SIGKILL it.
-        time.sleep(2 * INTERVAL)
-        victim = c.wait_for(lambda: c.rows(VICTIM_SQL, dead=dead), 30, "a dead-device poll in flight")[0]
+        # Wait for four full intervals (the shards settle, then stay), then catch a worker in the middle of a (slow) poll
+        # and SIGKILL it.
+        time.sleep(4 * INTERVAL)
+        victim = c.wait_for(lambda: c.rows(VICTIM_SQL, dead=dead, within=2.0), 30, "a dead-device poll in flight")[0]
         c.kill(victim.name)
         killed_at = time.time()
         survivors = {"w1", "w2", "w3"} - {victim.name}
 
-        # Four more intervals: the others go on; the leader reaps the dead worker's job and raises an alert.
+        # Four more intervals: the others go on (the dead worker's batch among them); the leader raises an alert.
         time.sleep(4 * INTERVAL)
-        c.wait_for(
-            lambda: (
-                not c.scalar(
-                    "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' "
-                    "AND (args->>'timestamp')::bigint = :s AND (args->>'device_id')::int = :d",
-                    s=victim.slot,
-                    d=victim.device_id,
-                )
-            ),
-            20,
-            "the stuck job reaped",
-        )
+        queue = f"worker-{victim.name}"
+        c.wait_for(lambda: not c.scalar("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = :q", q=queue),
+                   20, "the dead worker's queue emptied")  # fmt: skip
         c.wait_for(
             lambda: c.scalar(
                 "SELECT count(*) FROM alerts WHERE rule = 'worker-silent' AND status = 'firing' AND labels = :l",
@@ -101,6 +98,7 @@ def test_every_check_runs_once_per_interval_and_a_killed_worker_loses_one_slot_a
         for r in c.rows(RATES_SQL):
             rated.setdefault(r.device_id, set()).add(int(r.ts))
         later = c.rows("SELECT device_id, started FROM check_runs WHERE ok AND due > :t", t=ready + INTERVAL)
+        moved = {r.device_id for r in c.rows("SELECT DISTINCT device_id FROM check_runs WHERE worker = :w", w=victim.name)}
 
     assert set(runs) == checks
     per_worker: dict[str, int] = {}
@@ -108,18 +106,24 @@ def test_every_check_runs_once_per_interval_and_a_killed_worker_loses_one_slot_a
         slots = [slot for slot, _, _ in items]
         assert len(slots) == len(set(slots)), f"{key} ran a slot twice: {slots}"
         wanted = expected_slots(*key, ready + INTERVAL, until)  # the first slot may still overlap the start-up backlog
-        missing = wanted - set(slots)
-        assert len(missing) <= 1, f"{key} missed {sorted(missing)} (wanted {sorted(wanted)})"
-        for slot in missing:  # only what the killed worker held when it died
-            assert killed_at - INTERVAL - 1 <= due_of(*key, slot) <= killed_at + 1, (key, slot, killed_at)
+        missing = sorted(wanted - set(slots))
+        # Never unpolled for two intervals. The killed worker's devices: their batch ran again at once, so the next
+        # slot may find it still running (skipped); the others keep every slot but one on a loaded machine (a slow
+        # snmpsim answer running into the next slot).
+        assert not any(s + 1 in missing for s in missing), f"{key} unpolled for two intervals: {missing}"
+        assert key[0] in moved or len(missing) <= 1, f"{key} missed {missing} (wanted {sorted(wanted)})"
         for slot, worker, _ in items:
             if due_of(*key, slot) > killed_at + 1:
                 assert worker in survivors
             per_worker[worker] = per_worker.get(worker, 0) + 1
-    assert victim.slot not in {s for s, _, _ in runs[(victim.device_id, "snmp")]}  # in flight when killed: lost
-    assert victim.slot + 1 in {s for s, _, _ in runs[(victim.device_id, "snmp")]}  # ... and the next one ran elsewhere
-    handed = sum(a[1] != b[1] for items in runs.values() for a, b in itertools.pairwise(items) if b[0] == a[0] + 1)
-    assert handed >= 10, "consecutive slots of a check should often run on different workers"
+    victim_runs = {s: w for s, w, _ in runs[(victim.device_id, "snmp")]}
+    assert victim_runs[victim.slot] in survivors  # in flight when killed: run again by another worker
+    # A device stays on its worker while it lives (its counters stay warm): once all three were live and until the
+    # kill, never handed over.
+    settled, cut = ready + INTERVAL, killed_at - INTERVAL
+    before = [(a, b) for key, items in runs.items() for a, b in itertools.pairwise(items)
+              if b[0] == a[0] + 1 and settled < due_of(*key, a[0]) and due_of(*key, b[0]) < cut]  # fmt: skip
+    assert len(before) > 10 and all(a[1] == b[1] for a, b in before), [p for p in before if p[0][1] != p[1][1]]
     unrated = [(r.device_id, r.started) for r in later if int(r.started) not in rated.get(r.device_id, set())]
     assert len(later) > 30 and not unrated, unrated  # every poll after the first had the previous counters, from any worker
     assert set(per_worker) == {"w1", "w2", "w3"}, per_worker  # every worker took a share
@@ -130,7 +134,7 @@ def test_a_check_slower_than_its_interval_never_runs_twice_at_once_even_when_its
     tmp_path: Path, pg_url: str, sim: SnmpsimPeer
 ) -> None:
     # Nothing answers: each poll lasts its whole time limit (the interval), so every next slot is due while the
-    # previous one is still in flight, and often taken by the other, idle worker: only the check's lock keeps them apart.
+    # previous one is still in flight: it is skipped, on the same worker, and after the kill on the one taking over.
     # Slow heartbeats: a killed worker's locks must be freed at once, not after 3 missed beats.
     dead_port = free_udp_port()
     # (A timeout must be shorter than the interval; its retries are not: 4 tries of 4.5 s outlast the 5 s interval.)
@@ -152,12 +156,12 @@ def test_a_check_slower_than_its_interval_never_runs_twice_at_once_even_when_its
         time.sleep(INTERVAL)
         before = c.rows(RUNS_SQL)
 
-        # SIGKILL a worker in the middle of a slow poll: its job holds the check's lock until the leader frees it.
-        victim = c.wait_for(lambda: c.rows(VICTIM_SQL, dead=slow), 30, "a slow poll in flight")[0]
+        # SIGKILL a worker in the middle of a slow poll: its lock goes with its connection, its batch to the survivor.
+        victim = c.wait_for(lambda: c.rows(VICTIM_SQL, dead=slow, within=3.0), 30, "a slow poll in flight")[0]
         c.kill(victim.name)
         killed_at = time.time()
         survivor = ({"w1", "w2"} - {victim.name}).pop()
-        time.sleep(3 * INTERVAL)
+        time.sleep(3 * INTERVAL + 3)  # a batch commits when its last check ends: up to 2 s after a lone check would
         until = time.time() - INTERVAL
         rows = c.rows(RUNS_SQL)
         sw = c.scalar("SELECT id FROM devices WHERE name = 'sw'")
@@ -181,12 +185,12 @@ def test_a_check_slower_than_its_interval_never_runs_twice_at_once_even_when_its
         # its lock went with the connection, not after 3 missed heartbeats.
         soon = INTERVAL + 2 if name == f"slow{slow.index(victim.device_id)}" else 2 * INTERVAL + 2
         assert after[0].started <= killed_at + soon, (name, after[0].started - killed_at)
-    # The other worker took slots of checks still in flight, and declined to poll them a second time.
-    assert "still runs on another worker: slot" in worker_logs
+    # Slots of checks still in flight were declined, not polled a second time.
+    assert "still runs (here or on another worker): slot" in worker_logs
     assert {r.worker for r in before if r.name in slow_names} == {"w1", "w2"}
     assert any(r.slot is None for r in runs["slow0"])  # the forced poll ran, after the one in flight
     victim_runs = runs[f"slow{slow.index(victim.device_id)}"]
-    assert victim.slot not in {r.slot for r in victim_runs}  # in flight when killed: that slot is lost, and only that one
-    assert "removed queue job" in serve_log  # its jobs do not stay "doing" either
+    assert [r.worker for r in victim_runs if r.slot == victim.slot] == [survivor]  # in flight when killed: run again
+    assert "queued again for the others" in serve_log
     sw_slots = {r.slot for r in runs["sw"]}
     assert len(expected_slots(sw, "snmp", ready + INTERVAL, until) - sw_slots) <= 1, sorted(sw_slots)
