@@ -359,8 +359,10 @@ class TerminalManager:
         self._ensure_sweeper()
 
     def _ensure_sweeper(self) -> None:
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        loop = asyncio.get_running_loop()
+        # An app whose lifespan is entered again (a test client per test) runs on a new loop: sweep on that one.
+        if self._sweeper is None or self._sweeper.done() or self._sweeper.get_loop() is not loop:
+            self._sweeper = loop.create_task(self._sweep_forever())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -371,10 +373,12 @@ class TerminalManager:
         """End every session (the server stops)."""
         for live in list(self.live.values()):
             await self.end(live, "server stopped")
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            if sweeper.get_loop() is asyncio.get_running_loop():  # one of an earlier loop is only cancelled
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
 
 
 def manager(svc: Services) -> TerminalManager:
