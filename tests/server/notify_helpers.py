@@ -57,15 +57,30 @@ class NotifyEnv:
         assert worker is not None, "the notify worker is not running"
         base = worker.clock
         worker.clock = lambda: base() + ahead
-        start, deadline = worker.loops, time.monotonic() + 30
-        while worker.loops < start + passes:
-            assert time.monotonic() < deadline, "the notify worker made no passes"
-            worker.kick()
-            time.sleep(0.02)
-        for _ in range(100):  # sends started by the last pass finish (they run beside the worker's passes)
-            if not worker._inflight:
-                break
-            time.sleep(0.02)
+        self.passes(passes)
+
+    def passes(self, passes: int = 3) -> None:
+        """The worker makes `passes` passes at its clock's present time, woken at once; sends and probes they
+        started finish and are recorded (however slowly the machine runs: nothing depends on real time)."""
+        worker = self.svc.notify.worker
+        assert worker is not None, "the notify worker is not running"
+        deadline = time.monotonic() + 30
+
+        def run(count: int) -> None:
+            start = worker.loops
+            while worker.loops < start + count:
+                assert time.monotonic() < deadline, "the notify worker made no passes"
+                worker.kick()
+                time.sleep(0.01)
+
+        run(passes)
+        while worker._inflight or worker._probes or worker._results:  # started sends and probes finish, are recorded
+            assert time.monotonic() < deadline, "a send or probe of the notify worker did not finish"
+            if not worker._inflight and not worker._probes:
+                run(1)
+            else:
+                time.sleep(0.01)
+        run(1)  # what a finished send or probe released is claimed in a pass of its own
 
 
 @contextmanager
