@@ -125,7 +125,8 @@ class BatchRunner:
         deadline, pause = due + job.interval / 2, 0.25
         while job.key not in self.locks.held:
             session, got = await self.locks.acquire_many([job.key])
-            if job.key in got:
+            if job.key in got:  # its device moved here while its last run went on elsewhere: take that run's state
+                await self._import_states(poller, [(job, slot, due)])
                 await self._one(poller, job, slot, due, session)
                 return
             if time.time() + pause >= deadline:
