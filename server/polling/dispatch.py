@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 import time
@@ -32,12 +31,6 @@ class Dispatcher(Protocol):
     def sync(self, jobs: list[CheckJob]) -> None: ...
 
     async def run_now(self, device_id: int) -> int: ...
-
-
-def spread_offset(key: str, interval: int) -> float:
-    """A stable offset in [0, interval) so checks spread evenly instead of firing together."""
-    digest = hashlib.sha256(key.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 * interval
 
 
 class InProcessDispatcher:

@@ -35,9 +35,9 @@ from typing import Any
 import procrastinate
 from procrastinate import jobs as pq_jobs
 
-from server.polling.dispatch import spread_offset
 from server.polling.dispatch_batches import LOOKAHEAD, TASK, BatchRouter, run_now
 from server.polling.jobs import CheckJob
+from server.polling.schedule import phase
 from server.runtime import Services
 from server.store import leases
 from server.store import shards as shard_store
@@ -268,7 +268,7 @@ class QueueDispatcher:
                 continue
             self._gen[key] = (gen or 0) + 1
             self._last_job[key] = job
-            offset = spread_offset(key, job.interval)
+            offset = phase(job)
             heapq.heappush(self._heap, (offset + slot_of(now, offset, job.interval) * job.interval, key, self._gen[key]))
         self._last_job = {k: v for k, v in self._last_job.items() if k in wanted}
 
@@ -300,7 +300,7 @@ class QueueDispatcher:
             if due > now + job.interval / 2:  # a short interval: gather less than LOOKAHEAD
                 later.append(entry)
                 continue
-            offset = spread_offset(key, job.interval)
+            offset = phase(job)
             slot = max(round((due - offset) / job.interval), slot_of(now, offset, job.interval))  # a late leader skips
             items.append((job, slot, offset + slot * job.interval))
             heapq.heappush(self._heap, (offset + (slot + 1) * job.interval, key, gen))

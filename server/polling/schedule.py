@@ -18,13 +18,18 @@ GOLDEN = 0.6180339887498949
 
 
 def phase(job: CheckJob) -> float:
-    """This check's offset in [0, interval): due at phase, phase + interval, ... (seconds since the epoch).
+    """This check's offset in [0, interval): due at phase, phase + interval, ... (seconds since the epoch)."""
+    return phase_of(job.device_id, job.check, job.interval)
+
+
+def phase_of(device_id: int, check: str, interval: int) -> float:
+    """The phase of a device's check, one rule for the in-process heap and the queue's slots.
 
     Deterministic (the same after a restart or a re-schedule) and evenly spread over the device ids of one check
     name; each check name is shifted by a hash so a device's SNMP and TCP checks do not fire together.
     """
-    shift = int.from_bytes(hashlib.sha256(job.check.encode()).digest()[:8], "big") / 2**64
-    return ((job.device_id * GOLDEN + shift) % 1.0) * job.interval
+    shift = int.from_bytes(hashlib.sha256(check.encode()).digest()[:8], "big") / 2**64
+    return ((device_id * GOLDEN + shift) % 1.0) * interval
 
 
 def next_due(job: CheckJob, after: float) -> float:

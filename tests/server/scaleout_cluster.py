@@ -22,8 +22,8 @@ import yaml
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, text
 
-from server.polling.dispatch import spread_offset
 from server.polling.dispatch_queue import slot_of
+from server.polling.schedule import phase_of
 from server.store.db import make_engine
 from tests.server.conftest import POCKETNOC
 
@@ -209,10 +209,10 @@ def cluster(root: Path, url: str, devices: list[dict[str, Any]], **extra: Any) -
 
 def expected_slots(device_id: int, check: str, since: float, until: float) -> set[int]:
     """Slots of one check whose due time falls in [since, until] (the scheduler's own arithmetic)."""
-    offset = spread_offset(f"{device_id}:{check}", INTERVAL)
+    offset = phase_of(device_id, check, INTERVAL)
     return set(range(slot_of(since, offset, INTERVAL) + 1, slot_of(until, offset, INTERVAL) + 1))
 
 
 def due_of(device_id: int, check: str, slot: int) -> float:
     """When a slot of a check is due."""
-    return spread_offset(f"{device_id}:{check}", INTERVAL) + slot * INTERVAL
+    return phase_of(device_id, check, INTERVAL) + slot * INTERVAL

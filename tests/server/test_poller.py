@@ -12,9 +12,10 @@ import pytest
 
 from agents.base import SnmpCredentials, Target
 from server.config.settings import Settings
-from server.polling.dispatch import InProcessDispatcher, spread_offset
+from server.polling.dispatch import InProcessDispatcher
 from server.polling.jobs import CheckJob
 from server.polling.poller import Poller
+from server.polling.schedule import phase_of
 from server.store.status import CheckOutcome
 from tests.peers.hostile_agent import hostile_agent
 from tests.peers.snmpd import SnmpdPeer, start_snmpd
@@ -108,8 +109,8 @@ async def test_wrong_credentials_answered_false_but_not_crashing(snmpd: SnmpdPee
 
 
 def test_spread_offsets_are_stable_and_cover_the_interval() -> None:
-    offsets = [spread_offset(f"{i}:snmp", 60) for i in range(2000)]
-    assert offsets == [spread_offset(f"{i}:snmp", 60) for i in range(2000)]
+    offsets = [phase_of(i, "snmp", 60) for i in range(2000)]
+    assert offsets == [phase_of(i, "snmp", 60) for i in range(2000)]
     assert all(0 <= o < 60 for o in offsets)
     per_bucket = [sum(1 for o in offsets if b * 6 <= o < (b + 1) * 6) for b in range(10)]
     assert min(per_bucket) > 150  # roughly even: no thundering herd at the top of the minute
