@@ -139,13 +139,15 @@ class BatchRunner:
         await asyncio.sleep(max(0.0, due - time.time()))
         CURRENT_SLOT.set((slot, due))
         self.last_slot[job.key] = slot
+        handoff = None
         try:
             outcome = await poller.run_check(job, due=due)
-        finally:  # its poll is over: the next slot may run (here or elsewhere) before this batch's commit
-            self.locks.release_soon(job.key, session)
+            if outcome is not None:
+                handoff = (job.device_id, job.check, poller.export_state(job))
+        finally:  # its poll is over: the next slot may run (here or elsewhere) before this batch's commit, and finds
+            self.locks.release_soon(job.key, session, handoff)  # the counters stored before the lock is freed
         if outcome is None:
             return
-        self.runlog.hand_off(job.device_id, job.check, poller.export_state(job))
         self.figures.add(outcome.ok, max(0.0, outcome.ts - due))
 
     async def _commit(self, outcomes: list[CheckOutcome]) -> None:

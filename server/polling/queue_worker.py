@@ -35,7 +35,7 @@ from server.polling.writer import Writer
 from server.runtime import Services
 from server.store import filemodes
 from server.store import workers as store
-from server.store.checklocks import CheckLocks
+from server.store.checklocks import CheckLocks, Handoff
 from server.store.db import conninfo, make_engine, migrate
 from server.store.live_bridge import notify_hook
 from server.store.shards import with_app_name, worker_queue
@@ -115,10 +115,11 @@ class CheckWorker:
                 if key not in self.locks.held:
                     self._note_skip(job.device, check, timestamp)
                 return
+            handoff: list[Handoff] = []
             try:
-                await self._run_locked(job, key, due, timestamp, force)
-            finally:
-                await self.locks.release(key, session)
+                await self._run_locked(job, key, due, timestamp, force, handoff)
+            finally:  # the counters are stored before the lock is freed: the next run, on any worker, finds them
+                await self.locks.release(key, session, handoff[0] if handoff else None)
         except Exception:  # a failed job would only be retried late; the next slot comes anyway
             log.exception("check %s of device %s failed in the worker", check, device_id)
 
@@ -130,8 +131,10 @@ class CheckWorker:
             log.info("check %s of %s still runs on another worker: slot %s skipped (more are not logged for 10 min)",
                      check, device, slot)  # fmt: skip
 
-    async def _run_locked(self, job: CheckJob, key: str, due: float | None, timestamp: int | None, force: bool) -> None:
-        """Run one slot of a check whose lock this worker holds."""
+    async def _run_locked(
+        self, job: CheckJob, key: str, due: float | None, timestamp: int | None, force: bool, handoff: list[Handoff]
+    ) -> None:
+        """Run one slot of a check whose lock this worker holds; what the next run needs goes into `handoff`."""
         poller, writer = self.poller, self.writer
         if poller is None or writer is None:
             return
@@ -147,7 +150,7 @@ class CheckWorker:
         outcome = await poller.run_check(job, due=local_due, force=force)
         if outcome is None:
             return
-        self.runlog.hand_off(device_id, check, poller.export_state(job))
+        handoff.append((device_id, check, poller.export_state(job)))
         self.figures.add(outcome.ok, None if local_due is None else max(0.0, outcome.ts - local_due))
         if force:  # 'poll now' waits until the result is stored
             await asyncio.to_thread(writer.flush, 10.0)
@@ -201,7 +204,7 @@ class CheckWorker:
         """Start everything, work until SIGTERM/SIGINT, then stop cleanly."""
         await asyncio.to_thread(self.prepare)
         # The database's disk is the server's, not this host's: a full one is known from the writes (PostgreSQL 53100).
-        parts = build_pipeline("worker", self.svc, hooks=[self.runlog.hook, notify_hook], submit=self.runlog.sink,
+        parts = build_pipeline("worker", self.svc, hooks=[notify_hook], submit=self.runlog.sink,
                                alerting=self.alerting, storage=Storage(None, 0))
         self.writer, self.poller = parts.writer, parts.poller
         self.writer.listeners.append(self.runlog.committed)

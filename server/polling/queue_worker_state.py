@@ -16,8 +16,8 @@ from server.polling.pipeline import all_jobs
 from server.runtime import Services
 from server.store.db import Connection
 from server.store.shards import claim_runs
-from server.store.status import CheckOutcome, StatusMap, Transition
-from server.store.workers import inventory_fingerprint, save_handoff
+from server.store.status import CheckOutcome, Transition
+from server.store.workers import inventory_fingerprint
 
 WINDOW = 60.0  # seconds of history behind checks per minute and lag
 # (slot, due) of the queue job the running task is for; read where its outcome is handed to the writer.
@@ -87,14 +87,13 @@ class WorkerFigures:
 
 
 class RunLog:
-    """A writer hook: stores each run (which worker, which slot, lag) and each check's hand-off state with the outcome."""
+    """Logs each run (which worker, which slot, lag) in the writer's transaction. (A check's hand-off state is stored by
+    the worker holding its lock, before it frees it: server.store.checklocks.)"""
 
     def __init__(self, worker: str) -> None:
         self.worker = worker
         self._lock = threading.Lock()
         self._expected: dict[tuple[int, str, float], tuple[int | None, float | None]] = {}
-        self._handoff: dict[tuple[int, str], dict[str, object]] = {}
-        self._written: dict[tuple[int, str], dict[str, object]] = {}
         self.refused = 0  # results of slots applied already (by this or another worker)
 
     def sink(self, submit: Callable[[CheckOutcome], None]) -> Callable[[CheckOutcome], None]:
@@ -111,11 +110,6 @@ class RunLog:
                 batch.append(outcome)
 
         return tagged
-
-    def hand_off(self, device_id: int, check: str, state: dict[str, object]) -> None:
-        """Queue a check's state for storing with the next batch."""
-        with self._lock:
-            self._handoff[(device_id, check)] = state
 
     def claim(self, conn: Connection, outcomes: list[CheckOutcome]) -> list[CheckOutcome]:
         """In the writer's transaction, before anything is applied: log the runs; a (device, check, slot) that is in the
@@ -135,24 +129,11 @@ class RunLog:
             log.info("%d results not applied: their slots were applied already", len(outcomes) - len(applied))
         return applied
 
-    def hook(
-        self, conn: Connection, _transitions: list[Transition], _outcomes: list[CheckOutcome], _status: StatusMap
-    ) -> None:
-        """Runs in the writer's transaction (after the outcomes are applied): the hand-offs; `committed` forgets them."""
-        with self._lock:
-            self._written = dict(self._handoff)
-        now = time.time()
-        save_handoff(conn, [{"device_id": d, "check_name": c, "state": s, "ts": now} for (d, c), s in self._written.items()])
-
     def committed(self, _transitions: list[Transition], outcomes: list[CheckOutcome]) -> None:
-        """A writer listener: the batch is in the database, so its slots and hand-offs are done (a retried batch keeps them)."""
+        """A writer listener: the batch is in the database, so its slots are done (a retried batch keeps them)."""
         with self._lock:
             for o in outcomes:
                 self._expected.pop((o.device_id, o.check, o.ts), None)
-            for key, state in self._written.items():
-                if self._handoff.get(key) is state:
-                    del self._handoff[key]
-            self._written = {}
 
 
 class CommitWaiter:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Json
+
+log = logging.getLogger("pocketnoc.worker")
 
 LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('pocketnoc-check:' || %s, 0))"
 UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('pocketnoc-check:' || %s, 0))"
@@ -14,6 +18,16 @@ UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('pocketnoc-check:' || %
 LOCK_MANY_SQL = "SELECT k FROM unnest(%s::text[]) AS k WHERE pg_try_advisory_lock(hashtextextended('pocketnoc-check:' || k, 0))"
 RELEASE_DELAY = 0.05
 UNLOCK_MANY_SQL = "SELECT count(pg_advisory_unlock(hashtextextended('pocketnoc-check:' || k, 0))) FROM unnest(%s::text[]) AS k"
+# What a check's next run needs (its counters, failure streak), stored before its lock is freed, so whichever worker
+# takes the lock next finds it. Devices deleted meanwhile are skipped.
+SAVE_HANDOFF_SQL = """
+INSERT INTO check_handoff (device_id, check_name, state, ts)
+SELECT k.device_id, k.check_name, k.state, extract(epoch FROM now())
+FROM unnest(%s::int[], %s::text[], %s::json[]) AS k(device_id, check_name, state) JOIN devices d ON d.id = k.device_id
+ON CONFLICT (device_id, check_name) DO UPDATE SET state = excluded.state, ts = excluded.ts
+"""
+
+Handoff = tuple[int, str, dict[str, object]]  # (device_id, check, state)
 
 
 class CheckLocks:
@@ -34,6 +48,7 @@ class CheckLocks:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._mutex = asyncio.Lock()
         self._to_release: dict[int, list[str]] = {}
+        self._to_save: dict[int, dict[tuple[int, str], dict[str, object]]] = {}
         self._releaser: asyncio.Task[None] | None = None
 
     async def _query(self, sql: str, key: str) -> bool:
@@ -61,6 +76,13 @@ class CheckLocks:
                 self.held.clear()
                 raise
 
+    async def _rows_none(self, sql: str, params: tuple[object, ...]) -> None:
+        """Run a statement that returns no rows, on the lock session (only while it is the session that holds them)."""
+        async with self._mutex:
+            if self._conn is None or self._conn.closed:
+                raise psycopg.OperationalError("the lock session is gone")
+            await self._conn.execute(sql, params)
+
     async def acquire(self, key: str, wait: float = 0.0) -> int | None:
         """Take the check's lock: the session generation it was taken on (give it to release), or None if the check
         runs here or elsewhere (after waiting up to `wait` seconds for it)."""
@@ -75,17 +97,34 @@ class CheckLocks:
                 return None
             await asyncio.sleep(0.2)
 
-    async def release(self, key: str, generation: int | None = None) -> None:
-        """Free the check's lock taken on session `generation` (None: whichever holds it). A lock lost with its
-        session is not ours to free, even if a later run took the same key on the new session."""
+    async def release(self, key: str, generation: int | None = None, handoff: Handoff | None = None) -> None:
+        """Free the check's lock taken on session `generation` (None: whichever holds it), storing its hand-off first.
+        A lock lost with its session is not ours to free, even if a later run took the same key on the new session
+        (nor is the hand-off ours to store: that run's owner stores its own)."""
         taken = self.held.get(key)
         if taken is None or (generation is not None and taken != generation):
             return
-        del self.held[key]
         try:
-            await self._query(UNLOCK_SQL, key)
-        except psycopg.Error:
-            pass  # the session is gone, and its locks with it
+            if handoff is not None:
+                await self._save_handoffs(taken, {(handoff[0], handoff[1]): handoff[2]})
+        finally:
+            del self.held[key]
+            try:
+                await self._query(UNLOCK_SQL, key)
+            except psycopg.Error:
+                pass  # the session is gone, and its locks with it
+
+    async def _save_handoffs(self, generation: int, states: dict[tuple[int, str], dict[str, object]]) -> None:
+        """Store hand-offs on the lock session while it still holds their locks (a lost session: the locks went with
+        it and another worker may run the check already, so its state is not written over)."""
+        if not states or generation != self._generation:
+            return
+        keys = list(states)
+        try:
+            await self._rows_none(SAVE_HANDOFF_SQL, ([d for d, _ in keys], [c for _, c in keys],
+                                                     [Json(states[k]) for k in keys]))  # fmt: skip
+        except psycopg.Error as exc:
+            log.warning("hand-off of %d checks not stored (their next run elsewhere starts cold): %s", len(keys), exc)
 
     async def acquire_many(self, keys: list[str]) -> tuple[int, set[str]]:
         """Take the locks of a batch's checks at once, without waiting: (session generation, the keys taken).
@@ -110,13 +149,16 @@ class CheckLocks:
             except psycopg.Error:
                 pass  # the session is gone, and its locks with it
 
-    def release_soon(self, key: str, generation: int) -> None:
+    def release_soon(self, key: str, generation: int, handoff: Handoff | None = None) -> None:
         """Free a check's lock as its poll ends: at once here (a next run on this worker may lock it again: session
-        locks count), in PostgreSQL with the others ending within RELEASE_DELAY, in one query."""
+        locks count), in PostgreSQL with the others ending within RELEASE_DELAY, in one query, after their hand-offs
+        are stored (one more)."""
         if self.held.get(key) != generation:
             return
         del self.held[key]
         self._to_release.setdefault(generation, []).append(key)
+        if handoff is not None:
+            self._to_save.setdefault(generation, {})[(handoff[0], handoff[1])] = handoff[2]
         if self._releaser is None or self._releaser.done():
             self._releaser = asyncio.get_running_loop().create_task(self._release_pending())
 
@@ -124,9 +166,11 @@ class CheckLocks:
         while self._to_release:  # keys added while a release query runs are freed by the next round
             await asyncio.sleep(RELEASE_DELAY)
             pending, self._to_release = self._to_release, {}
+            saves, self._to_save = self._to_save, {}
             for generation, keys in pending.items():
                 if generation != self._generation:
                     continue  # taken on a session that is gone, and its locks with it
+                await self._save_handoffs(generation, saves.get(generation, {}))
                 try:
                     await self._rows(UNLOCK_MANY_SQL, (keys,))  # one unlock per release: a key locked twice is listed twice
                 except psycopg.Error:

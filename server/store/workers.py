@@ -7,12 +7,11 @@ from typing import Any
 
 from procrastinate.exceptions import NoResult
 from sqlalchemy import Connection, delete, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from server.store.alerts import resolve_event_alert
 from server.store.leases import db_now
 from server.store.metrics import labels_key
-from server.store.schema import alert_rules, alerts, check_handoff, check_runs, devices, host_keys, workers
+from server.store.schema import alert_rules, alerts, check_runs, devices, host_keys, workers
 
 SITE_TAG = "site-"
 DEFAULT_POOL = "default"  # the pool of devices no site worker claims
@@ -158,25 +157,6 @@ async def load_handoff_async(connector: Any, device_id: int, check: str) -> dict
         return None
     state = row.get("state")
     return state if isinstance(state, dict) else None
-
-
-def save_handoff(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Upsert (device_id, check_name, state, ts) rows, skipping devices deleted meanwhile."""
-    if not rows:
-        return
-    alive = set(conn.execute(select(devices.c.id).where(devices.c.id.in_({r["device_id"] for r in rows}))).scalars())
-    rows = [r for r in rows if r["device_id"] in alive]
-    if not rows:
-        return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(check_handoff)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[check_handoff.c.device_id, check_handoff.c.check_name],
-            set_={"state": stmt.excluded.state, "ts": stmt.excluded.ts},
-        ),
-        rows,
-    )
 
 
 def queue_figures(conn: Connection) -> dict[str, Any]:

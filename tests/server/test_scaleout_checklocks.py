@@ -27,3 +27,33 @@ async def test_a_release_from_a_lost_session_does_not_free_the_new_sessions_lock
     finally:
         await mine.close()
         await other.close()
+
+
+async def test_the_next_holder_of_a_check_finds_the_counters_its_last_run_left(pg_url: str) -> None:
+    """The hand-off is stored before the lock is freed, not at the batch's later commit: a worker that takes the check
+    the moment it is free starts warm (its first poll has rates), whichever worker ran it last."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        device_id = admin.execute(
+            "INSERT INTO devices (name, address, tags, interval, enabled, spec, source, created_at, updated_at) "
+            "VALUES ('sw1', '127.0.0.1', '[]', 60, true, '{}', 'api', 0, 0) RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+    mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
+    try:
+        state = {"rates": {"if_in_octets|ifIndex=1": [123456789, 1.5]}, "streak": 0}
+        for slot in range(3):  # several frees in a row, each taken at once by the other worker
+            session, got = await mine.acquire_many([f"{device_id}:snmp", "999999:snmp"])
+            assert got == {f"{device_id}:snmp", "999999:snmp"}
+            state["slot"] = slot
+            mine.release_soon(f"{device_id}:snmp", session, (device_id, "snmp", dict(state)))
+            mine.release_soon("999999:snmp", session, (999999, "snmp", {"slot": slot}))  # a device deleted meanwhile
+            taken = await other.acquire(f"{device_id}:snmp", wait=5.0)
+            assert taken is not None
+            with psycopg.connect(pg_url, autocommit=True) as reader:
+                rows = reader.execute("SELECT device_id, state FROM check_handoff").fetchall()
+            assert rows == [(device_id, state)]  # stored before the lock was free; the deleted device's skipped
+            await other.release(f"{device_id}:snmp", taken)
+            assert await other.acquire("999999:snmp", wait=5.0) is not None  # its lock freed all the same
+            await other.release("999999:snmp")
+    finally:
+        await mine.close()
+        await other.close()
