@@ -6,7 +6,6 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -20,7 +19,7 @@ from server.auth.stepup import StepUpRequired, is_fresh
 from server.runtime import Services
 from server.store import accounts, device_views
 from server.store import runs as store
-from server.store.runs import DeviceInfo
+from server.store.runs import AlertBrief, DeviceInfo
 
 REASON_MIN = 4
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -90,15 +89,15 @@ def _name_of(svc: Services, device_id: int) -> str | None:
         return device_views.name_of(conn, device_id)
 
 
-def _load(svc: Services, device_id: int, alert_id: int | None) -> tuple[DeviceInfo | None, dict[str, Any] | None]:
+def _load(svc: Services, device_id: int, alert_id: int | None) -> tuple[DeviceInfo | None, AlertBrief | None]:
     with svc.reader.connect() as conn:
         info = store.device_info(conn, svc.box, device_id)
         alert = store.alert_brief(conn, alert_id) if alert_id is not None else None
     return info, alert
 
 
-def _plan(action: ActionSpec, device: DeviceInfo, body: RunRequest, alert: dict[str, Any] | None, run: bool) -> Prepared:
-    if body.alert is not None and (alert is None or alert["device_id"] != device.row.id):
+def _plan(action: ActionSpec, device: DeviceInfo, body: RunRequest, alert: AlertBrief | None, run: bool) -> Prepared:
+    if body.alert is not None and (alert is None or alert.device_id != device.row.id):
         raise Refused(404, f"alert {body.alert} is not an alert of {device.row.name}")
     problem = why_not(action, device)
     if problem:
@@ -130,7 +129,7 @@ def _plan(action: ActionSpec, device: DeviceInfo, body: RunRequest, alert: dict[
             raise Refused(422, f"{action.title} is dangerous: type the device name {device.row.name} to confirm")
         if len(reason) < REASON_MIN:
             raise Refused(422, f"{action.title} is dangerous: say why you run it (a reason of at least {REASON_MIN} characters)")
-    return Prepared(action, device, values, plan, reason, body.alert, alert["title"] if alert else None, chosen)
+    return Prepared(action, device, values, plan, reason, body.alert, alert.title if alert else None, chosen)
 
 
 async def check(

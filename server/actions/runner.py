@@ -211,7 +211,7 @@ class RunManager:
 
     def _record_end(self, live: LiveRun) -> None:
         output = live.transcript.merged()
-        values = {
+        values: store.RunEnd = {
             "status": live.status,
             "exit_code": live.exit_code,
             "error": live.error,

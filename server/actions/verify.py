@@ -160,14 +160,14 @@ def _judge(svc: Services, live: LiveRun, good: list[str], bad: list[str]) -> Non
         if p.alert_id is not None:
             alert = store.alert_brief(conn, p.alert_id)
             again = store.newer_open_alert(conn, alert) if alert is not None else None
-            if alert is not None and alert["status"] != "resolved" and alert["held"]:
+            if alert is not None and alert.status != "resolved" and alert.held:
                 # cleared soon after it fired: it resolves once it has stayed clear (flapping guard)
                 good.append(f"alert #{p.alert_id} cleared (it resolves once it has stayed clear)")
-            elif alert is not None and alert["status"] != "resolved":
-                flapping = " and flapping (changing state often)" if alert["flapping"] else ""
-                bad.append(f"alert #{p.alert_id} still firing{flapping}: {alert['title']}")
+            elif alert is not None and alert.status != "resolved":
+                flapping = " and flapping (changing state often)" if alert.flapping else ""
+                bad.append(f"alert #{p.alert_id} still firing{flapping}: {alert.title}")
             elif again is not None:
-                bad.append(f"it fired again as alert #{again['id']}: {again['title']}")
+                bad.append(f"it fired again as alert #{again.id}: {again.title}")
             else:
                 good.append(f"alert #{p.alert_id} resolved")
             return
@@ -176,7 +176,8 @@ def _judge(svc: Services, live: LiveRun, good: list[str], bad: list[str]) -> Non
     port_params = {s.name for s in p.action.params if s.type == "interface"}
     chosen = [c for name, c in p.chosen.items() if name in port_params]
     if chosen and ports is not None:  # a port action without an alert: judge the port, not the whole switch
-        rows = {r.get("index"): r for r in ports.tables.get("interfaces") or [] if isinstance(r, dict)}
+        found = ports.tables.get("interfaces")
+        rows = {r.get("index"): r for r in found if isinstance(r, dict)} if isinstance(found, list) else {}
         for c in chosen:
             row = rows.get(c.value) or {}
             if row.get("oper") == "up":

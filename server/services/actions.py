@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from server.actions.catalog import ActionSpec
 from server.actions.gate import Prepared, Refused, RunRequest, audit_refusal, check
@@ -12,7 +11,13 @@ from server.actions.runner import manager
 from server.auth.access import Principal
 from server.runtime import Services
 from server.store import runs as store
-from server.store.runs import DeviceInfo
+from server.store.runs import DeviceInfo, RunDetail
+
+
+class RunView(RunDetail):
+    """A run as shown: as stored, or as it stands while it runs in this process (`finished`: nothing more changes)."""
+
+    finished: bool
 
 
 def offered(svc: Services, principal: Principal, device: DeviceInfo, rule: str | None = None) -> list[ActionSpec]:
@@ -40,7 +45,7 @@ async def start_run(svc: Services, p: Principal, ip: str, action_id: str, body: 
     return await mgr.start(prepared, p, ip, claim), prepared
 
 
-def run_view(svc: Services, run_id: int) -> dict[str, Any] | None:
+def run_view(svc: Services, run_id: int) -> RunView | None:
     """A run as stored, overlaid with its live state and output while it runs in this process."""
     live = manager(svc).live.get(run_id)  # first: a run that ends meanwhile is still seen whole
     with svc.reader.connect() as conn:
@@ -49,9 +54,19 @@ def run_view(svc: Services, run_id: int) -> dict[str, Any] | None:
         return None
     if live is not None:
         output = live.transcript.merged()
-        data.update({k: v for k, v in live.state().items() if k != "finished"})
-        data["output"] = output
-        data["stdout"] = "".join(t for s, t in output if s == "stdout")
-        data["stderr"] = "".join(t for s, t in output if s == "stderr")
-    data["finished"] = live is None or live.finished
-    return data
+        data.update(
+            {
+                "id": live.id,
+                "status": live.status,
+                "exit_code": live.exit_code,
+                "error": live.error,
+                "duration": live.duration,
+                "truncated": live.transcript.capped or live.status == "capped",
+                "verification": live.verification,
+                "verification_detail": live.verification_detail,
+                "output": output,
+                "stdout": "".join(t for s, t in output if s == "stdout"),
+                "stderr": "".join(t for s, t in output if s == "stderr"),
+            }
+        )  # the fields LiveRun.state() shows
+    return RunView(**data, finished=live is None or live.finished)

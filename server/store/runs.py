@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NamedTuple, TypedDict
 
-from sqlalchemy import Connection, exists, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, exists, insert, select, update
 
 from server.keys.secretbox import SecretBox
 from server.store.alerts import record_event
 from server.store.devices import DeviceRow, load_device
+from server.store.jsontypes import JsonObject
 from server.store.metrics import clean_json, clean_text
 from server.store.outbox import enqueue
 from server.store.schema import action_runs, alert_states, alerts, device_status, devices
@@ -23,9 +24,9 @@ class DeviceInfo:
 
     row: DeviceRow
     kind: str | None
-    facts: dict[str, Any]
+    facts: JsonObject
     state: str
-    tables: dict[str, Any] = field(default_factory=dict)  # the last poll's tables: ports, disks, services
+    tables: JsonObject = field(default_factory=dict)  # the last poll's tables: ports, disks, services
     parent: str | None = None  # the parent device's name
 
     @property
@@ -34,7 +35,7 @@ class DeviceInfo:
         return self.facts.get("ssh_host_key_problem") == "changed"
 
 
-def effective_kind(row: DeviceRow, facts: dict[str, Any]) -> str | None:
+def effective_kind(row: DeviceRow, facts: JsonObject) -> str | None:
     """The configured kind, else the SNMP-detected one, else 'linux' when SSH saw a Linux kernel."""
     if row.kind:
         return row.kind
@@ -62,12 +63,100 @@ def device_info(conn: Connection, box: SecretBox, device_id: int) -> DeviceInfo 
     return DeviceInfo(row, effective_kind(row, facts), facts, state, tables, str(parent) if parent else None)
 
 
-def _held() -> Any:
+@dataclass(frozen=True, slots=True)
+class AlertBrief:
+    """What actions need of an alert: its rule, device and labels (`key` is their stored text), and its state."""
+
+    id: int
+    device_id: int
+    rule: str
+    title: str
+    status: str
+    key: str
+    labels: dict[str, str]
+    flapping: bool
+    resolved_at: float | None
+    held: bool  # its condition is clear but the flapping guard holds it open
+
+
+class AlertRef(NamedTuple):
+    """An alert named by id and title."""
+
+    id: int
+    title: str
+
+
+class NewRun(TypedDict):
+    """A run as it starts: what, where, for whom, why and exactly what runs."""
+
+    action_id: str
+    title: str
+    kind: str
+    danger: str
+    device_id: int
+    device_name: str
+    alert_id: int | None
+    user_id: int
+    username: str
+    reason: str
+    params: JsonObject
+    command: str
+
+
+class RunEnd(TypedDict):
+    """How a run ended (output as [[stream, text], ...])."""
+
+    status: str
+    exit_code: int | None
+    error: str | None
+    output: list[list[str]]
+    truncated: bool
+    finished_at: float
+    duration: float | None
+
+
+class RunSummary(TypedDict):
+    """A run as listed (every column but its output)."""
+
+    id: int
+    action_id: str
+    title: str
+    kind: str
+    danger: str
+    device_id: int | None
+    device_name: str
+    alert_id: int | None
+    user_id: int | None
+    username: str
+    reason: str
+    params: JsonObject
+    command: str
+    status: str
+    exit_code: int | None
+    error: str | None
+    truncated: bool
+    started_at: float
+    finished_at: float | None
+    duration: float | None
+    verification: str | None
+    verification_detail: str | None
+    verified_at: float | None
+
+
+class RunDetail(RunSummary):
+    """A run with its output: merged chunks, and each stream's text."""
+
+    output: list[list[str]]
+    stdout: str
+    stderr: str
+
+
+def _held() -> ColumnElement[bool]:
     """Whether an alert's condition is clear but it is held open by the flapping guard (a correlated EXISTS)."""
     return exists().where(alert_states.c.alert_id == alerts.c.id, alert_states.c.status == "held")
 
 
-def alert_brief(conn: Connection, alert_id: int) -> dict[str, Any] | None:
+def alert_brief(conn: Connection, alert_id: int) -> AlertBrief | None:
     """An alert's id, device, rule, title, status, labels (a dict), flapping flag, and whether its condition is
     clear (held open by the flapping guard), or None."""
     held = _held()
@@ -86,14 +175,23 @@ def alert_brief(conn: Connection, alert_id: int) -> dict[str, Any] | None:
     ).first()
     if row is None:
         return None
-    out = dict(row._mapping)
-    out["key"] = str(out.pop("labels") or "")
+    key = str(row.labels or "")
     try:
-        labels = json.loads(out["key"]) if out["key"] else {}
+        labels = json.loads(key) if key else {}
     except ValueError:
         labels = {}
-    out["labels"] = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-    return out
+    return AlertBrief(
+        id=row.id,
+        device_id=row.device_id,
+        rule=row.rule,
+        title=row.title,
+        status=row.status,
+        key=key,
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+        flapping=bool(row.flapping),
+        resolved_at=row.resolved_at,
+        held=bool(row.held),
+    )
 
 
 def firing_titles(conn: Connection, device_id: int) -> list[str]:
@@ -112,7 +210,7 @@ def device_state(conn: Connection, device_id: int) -> tuple[str, str | None]:
     return (str(row.state), row.last_error) if row is not None else ("unknown", None)
 
 
-def create_run(conn: Connection, values: dict[str, Any]) -> int:
+def create_run(conn: Connection, values: NewRun) -> int:
     """Insert a run (status running) and return its id."""
     result = conn.execute(
         insert(action_runs).values(status="running", output=[], truncated=False, started_at=time.time(), **values)
@@ -120,9 +218,11 @@ def create_run(conn: Connection, values: dict[str, Any]) -> int:
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def finish_run(conn: Connection, run_id: int, values: dict[str, Any]) -> None:
+def finish_run(conn: Connection, run_id: int, values: RunEnd) -> None:
     """Record how a run ended (status, exit code, output, duration); device text is stored made visible."""
-    conn.execute(update(action_runs).where(action_runs.c.id == run_id).values(**clean_json(values)))
+    cleaned = clean_json(dict(values))
+    if isinstance(cleaned, dict):
+        conn.execute(update(action_runs).where(action_runs.c.id == run_id).values(**cleaned))
 
 
 def set_verification(conn: Connection, run_id: int, verdict: str, detail: str) -> None:
@@ -140,15 +240,29 @@ def note_on_alert(conn: Connection, alert_id: int, user: str, text: str) -> None
         record_event(conn, alert_id, "action", user, text)
 
 
-def _view(row: Any) -> dict[str, Any]:
-    data = dict(row._mapping)
-    output = data.get("output") or []
-    data["stdout"] = "".join(text for stream, text in output if stream == "stdout")
-    data["stderr"] = "".join(text for stream, text in output if stream == "stderr")
-    return data
+def _summary(row: Row[tuple[object, ...]]) -> RunSummary:
+    m = row._mapping
+    return RunSummary(
+        id=m["id"], action_id=m["action_id"], title=m["title"], kind=m["kind"], danger=m["danger"],
+        device_id=m["device_id"], device_name=m["device_name"], alert_id=m["alert_id"], user_id=m["user_id"],
+        username=m["username"], reason=m["reason"], params=m["params"], command=m["command"], status=m["status"],
+        exit_code=m["exit_code"], error=m["error"], truncated=m["truncated"], started_at=m["started_at"],
+        finished_at=m["finished_at"], duration=m["duration"], verification=m["verification"],
+        verification_detail=m["verification_detail"], verified_at=m["verified_at"],
+    )  # fmt: skip
 
 
-def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
+def _view(row: Row[tuple[object, ...]]) -> RunDetail:
+    output: list[list[str]] = row._mapping["output"] or []
+    return RunDetail(
+        **_summary(row),
+        output=row._mapping["output"],
+        stdout="".join(text for stream, text in output if stream == "stdout"),
+        stderr="".join(text for stream, text in output if stream == "stderr"),
+    )
+
+
+def get_run(conn: Connection, run_id: int) -> RunDetail | None:
     """One run with its output, or None."""
     row = conn.execute(select(action_runs).where(action_runs.c.id == run_id)).first()
     return _view(row) if row is not None else None
@@ -156,7 +270,7 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
 
 def list_runs(
     conn: Connection, device_id: int | None = None, alert_id: int | None = None, limit: int = 50, before: int | None = None
-) -> list[dict[str, Any]]:
+) -> list[RunSummary]:
     """Runs newest first (without output), for one device, one alert, or all."""
     columns = [c for c in action_runs.c if c.name != "output"]
     query = select(*columns).order_by(action_runs.c.id.desc()).limit(limit)
@@ -166,7 +280,7 @@ def list_runs(
         query = query.where(action_runs.c.alert_id == alert_id)
     if before is not None:
         query = query.where(action_runs.c.id < before)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [_summary(r) for r in conn.execute(query)]
 
 
 def interrupt_unfinished(conn: Connection) -> int:
@@ -185,23 +299,23 @@ def interrupt_unfinished(conn: Connection) -> int:
     return int(done or 0)
 
 
-def newer_open_alert(conn: Connection, alert: dict[str, Any] | None) -> dict[str, Any] | None:
+def newer_open_alert(conn: Connection, alert: AlertBrief | None) -> AlertRef | None:
     """A later open alert of the same rule, device and labels (the problem came back as a new episode), or None."""
     if alert is None:
         return None
     row = conn.execute(
         select(alerts.c.id, alerts.c.title)
         .where(
-            alerts.c.rule == alert["rule"],
-            alerts.c.device_id == alert["device_id"],
-            alerts.c.labels == alert["key"],
-            alerts.c.id > alert["id"],
+            alerts.c.rule == alert.rule,
+            alerts.c.device_id == alert.device_id,
+            alerts.c.labels == alert.key,
+            alerts.c.id > alert.id,
             alerts.c.status != "resolved",
         )
         .order_by(alerts.c.id)
         .limit(1)
     ).first()
-    return dict(row._mapping) if row is not None else None
+    return AlertRef(row.id, row.title) if row is not None else None
 
 
 def reopen_alert(conn: Connection, alert_id: int, now: float, text: str) -> None:
@@ -216,7 +330,7 @@ def reopen_alert(conn: Connection, alert_id: int, now: float, text: str) -> None
     if alert is None:
         return
     again = newer_open_alert(conn, alert)
-    if alert["status"] == "resolved":
+    if alert.status == "resolved":
         conn.execute(
             update(alerts)
             .where(alerts.c.id == alert_id)
@@ -225,15 +339,15 @@ def reopen_alert(conn: Connection, alert_id: int, now: float, text: str) -> None
         record_event(conn, alert_id, "reopened", None, text)
         if again is not None:
             conn.execute(
-                update(alerts).where(alerts.c.id == again["id"]).values(status="resolved", resolved_at=now, updated_at=now)
+                update(alerts).where(alerts.c.id == again.id).values(status="resolved", resolved_at=now, updated_at=now)
             )
-            record_event(conn, again["id"], "resolved", None, f"continues as alert #{alert_id} (reopened: the fix did not hold)")
-            conn.execute(update(alert_states).where(alert_states.c.alert_id == again["id"]).values(alert_id=alert_id))
+            record_event(conn, again.id, "resolved", None, f"continues as alert #{alert_id} (reopened: the fix did not hold)")
+            conn.execute(update(alert_states).where(alert_states.c.alert_id == again.id).values(alert_id=alert_id))
         else:  # the engine has not seen it fail yet: its state for this label set points here, so it resolves this one
             conn.execute(
                 update(alert_states)
-                .where(alert_states.c.rule == alert["rule"], alert_states.c.device_id == alert["device_id"],
-                       alert_states.c.labels == alert["key"])
+                .where(alert_states.c.rule == alert.rule, alert_states.c.device_id == alert.device_id,
+                       alert_states.c.labels == alert.key)
                 .values(alert_id=alert_id, status="firing", since=now)
             )  # fmt: skip
         enqueue(conn, alert_id, "fired", None, now)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from agents.base import Target
 from server.actions.plan import ssh_target
@@ -19,7 +18,7 @@ from server.services.errors import ServiceError
 from server.store import accounts, sessions
 from server.store import grants as grants_store
 from server.store import runs as devices_store
-from server.store.runs import DeviceInfo
+from server.store.runs import AlertBrief, DeviceInfo
 
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 REASON_MIN = 4
@@ -67,9 +66,9 @@ def _why_not(svc: Services, principal: Principal, device_id: int, alert_id: int 
         raise
 
 
-def _device_checks(svc: Services, device: DeviceInfo, name: str, alert_id: int | None, alert: dict[str, Any] | None) -> Allowed:
+def _device_checks(svc: Services, device: DeviceInfo, name: str, alert_id: int | None, alert: AlertBrief | None) -> Allowed:
     device_id = device.row.id
-    if alert_id is not None and (alert is None or alert["device_id"] != device_id):
+    if alert_id is not None and (alert is None or alert.device_id != device_id):
         raise TerminalRefused(f"alert {alert_id} is not an alert of {name}", 404)
     try:
         target = ssh_target(device.row, svc.settings)

@@ -48,7 +48,7 @@ def _labels_of(svc: Services, alert_id: int | None) -> tuple[str, dict[str, str]
         alert = store.alert_brief(conn, alert_id)
     if alert is None:
         raise HTTPException(404, "no such alert")
-    return str(alert["rule"]), dict(alert["labels"])
+    return alert.rule, dict(alert.labels)
 
 
 @router.get("/api/v1/actions")
@@ -197,7 +197,7 @@ def get_run(svc: SvcDep, _p: Viewer, run_id: int) -> dict[str, Any]:
     data = run_view(svc, run_id)
     if data is None:
         raise HTTPException(404, "no such run")
-    return data
+    return dict(data)
 
 
 def _event(kind: str, data: Any) -> str:

@@ -45,13 +45,13 @@ def action_panel(request: Request, device_id: int, alert_id: int | None = None) 
         device = store.device_info(conn, svc.box, device_id)
         alert = store.alert_brief(conn, alert_id) if alert_id is not None else None
         runs = store.list_runs(conn, None if alert_id is not None else device_id, alert_id, PANEL_RUNS)
-    rule = str(alert["rule"]) if alert else None
+    rule = alert.rule if alert else None
     actions: list[dict[str, Any]] = []
     if device is not None and isinstance(principal, Principal):
         for a in offered(svc, principal, device, rule):
             query: dict[str, str] = {"alert": str(alert_id)} if alert_id is not None else {}
             if alert is not None:  # an alert on a port opens the port's actions with that port filled in
-                filled = prefill(a, targets_of(device, a), alert["labels"])
+                filled = prefill(a, targets_of(device, a), alert.labels)
                 query.update({PARAM_PREFIX + k: v for k, v in filled.items()})
             href = f"/devices/{device_id}/actions/{a.id}" + (f"?{urlencode(query)}" if query else "")
             actions.append({"id": a.id, "title": a.title, "description": a.description, "danger": a.danger, "href": href,
