@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -18,6 +18,14 @@ from server.store import accounts
 from server.store import alerts as store
 from server.store import rules as stored_rules
 from server.store.accounts import User
+from server.store.alerts import AlertDetail
+from server.store.jsontypes import JsonObject
+
+
+class CreatedSilence(store.NewSilence):
+    """A maintenance window as created, with its id."""
+
+    id: int
 
 AlertState = Literal["open", "firing", "acknowledged", "snoozed", "silenced", "suppressed", "resolved", "all"]
 AlertAction = Literal["ack", "unack", "snooze", "note"]
@@ -55,20 +63,25 @@ class NewSilence(BaseModel):
         return self
 
 
-def act(svc: Services, user: User, ip: str, alert_id: int, action: str, **kw: Any) -> dict[str, Any]:
+def act(
+    svc: Services, user: User, ip: str, alert_id: int, action: str, note: str | None = None, minutes: int | None = None
+) -> AlertDetail:
     """Apply ack/unack/snooze/note and audit it; Conflict when the alert is not in a state that allows it."""
-    if action == "note" and not str(kw.get("note", "")).strip():
+    if action == "note" and not (note or "").strip():
         raise ServiceError("the note is empty", 422)
+    kw: JsonObject = {k: v for k, v in (("note", note), ("minutes", minutes)) if v is not None}  # as given, for the audit
     with svc.engine.begin() as conn:
         try:
             if action == "ack":
-                done = store.acknowledge(conn, alert_id, user.name, kw.get("note", ""))
+                done = store.acknowledge(conn, alert_id, user.name, note or "")
             elif action == "unack":
                 done = store.unacknowledge(conn, alert_id, user.name)
             elif action == "snooze":
-                done = store.snooze(conn, alert_id, user.name, kw["minutes"] * 60, kw.get("note", ""))
+                if minutes is None:
+                    raise ServiceError("snoozing needs minutes", 422)
+                done = store.snooze(conn, alert_id, user.name, minutes * 60, note or "")
             else:
-                store.add_note(conn, alert_id, user.name, kw["note"])
+                store.add_note(conn, alert_id, user.name, note or "")
                 done = True
         except store.AlertNotFound:
             raise NotFound("no such alert") from None
@@ -78,7 +91,7 @@ def act(svc: Services, user: User, ip: str, alert_id: int, action: str, **kw: An
         return store.get_alert(conn, alert_id)
 
 
-def create_silence(svc: Services, user: User, ip: str, body: NewSilence) -> dict[str, Any]:
+def create_silence(svc: Services, user: User, ip: str, body: NewSilence) -> CreatedSilence:
     """Validate the scope and store the window."""
     now = time.time()
     starts = body.starts_at or now
@@ -91,7 +104,7 @@ def create_silence(svc: Services, user: User, ip: str, body: NewSilence) -> dict
             device_id = store.device_id_named(conn, body.device)
             if device_id is None:
                 raise ServiceError(f"no device named {body.device!r}", 422)
-        values = {
+        values: store.NewSilence = {
             "comment": body.comment,
             "device_id": device_id,
             "tag": body.tag,
@@ -113,7 +126,7 @@ def remove_silence(svc: Services, user: User, ip: str, silence_id: int) -> None:
         accounts.write_audit(conn, user, "silence.delete", str(silence_id), {}, ip)
 
 
-def list_rules(svc: Services) -> list[dict[str, Any]]:
+def list_rules(svc: Services) -> list[JsonObject]:
     """The rules in force (file or built-in defaults, plus rules added through the API), each with its source."""
     rules = svc.alerting.rules if svc.alerting else pipeline.load_rules(svc, reread_file=False)
     with svc.reader.connect() as conn:
@@ -131,7 +144,7 @@ class RuleInvalid(ServiceError):
         self.errors = errors
 
 
-def add_rule(svc: Services, user: User, ip: str, body: dict[str, Any]) -> dict[str, Any]:
+def add_rule(svc: Services, user: User, ip: str, body: JsonObject) -> JsonObject:
     """Add a rule (same fields as rules.yaml); names of file or built-in rules are taken."""
     try:
         rule = Rule.model_validate(body)

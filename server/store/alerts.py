@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from server.store.jsontypes import JsonObject
 from server.store.metrics import labels_of
 from server.store.outbox import enqueue
 from server.store.schema import alert_events, alerts, devices, silences
@@ -21,9 +22,102 @@ class AlertNotFound(Exception):
     """No alert with that id."""
 
 
-def silence_active(s: dict[str, Any], now: float) -> bool:
+class NewSilence(TypedDict):
+    """A maintenance window as stored: by device, tag or everything; `recurrence` as Recurrence dumps it."""
+
+    comment: str
+    device_id: int | None
+    tag: str | None
+    everything: bool
+    starts_at: float
+    ends_at: float | None
+    recurrence: JsonObject | None
+
+
+class Silence(NewSilence):
+    """A stored maintenance window."""
+
+    id: int
+    created_by: str | None
+    created_at: float
+
+
+class SilenceView(Silence):
+    """A maintenance window as listed: whether it is in force, and its device's name."""
+
+    active: bool
+    device: str | None
+
+
+class DeviceRef(TypedDict):
+    """A device named by id and name."""
+
+    id: int
+    name: str | None
+
+
+class AlertEvent(TypedDict):
+    """One entry of an alert's history."""
+
+    ts: float
+    kind: str
+    user: str | None
+    text: str
+
+
+class AlertView(TypedDict):
+    """An alert as the API and the pages show it (`state` is what people see; `status` is firing or resolved)."""
+
+    id: int
+    rule: str
+    device: DeviceRef
+    labels: dict[str, str]
+    severity: str
+    title: str
+    state: str
+    status: str
+    started_at: float
+    resolved_at: float | None
+    last_value: float | None
+    episode: int
+    acked_by: str | None
+    acked_at: float | None
+    snoozed_until: float | None
+    suppressed_by: DeviceRef | None
+    flapping: bool
+    silenced: bool
+    hidden: int
+
+
+class AlertDetail(AlertView):
+    """An alert with its history."""
+
+    events: list[AlertEvent]
+
+
+class AlertList(TypedDict):
+    """A page of alerts, the total that matched, and (for open alerts) the count per state."""
+
+    items: list[AlertView]
+    total: int
+    limit: int
+    offset: int
+    counts: dict[str, int]
+
+
+class OpenAlert(NamedTuple):
+    """A firing alert as outage dependencies see it."""
+
+    id: int
+    device_id: int
+    rule: str
+    suppressed_by: int | None
+
+
+def silence_active(s: Silence, now: float) -> bool:
     """Is this silence in force now (one-off window, or a recurring window within its bounds)?"""
-    if now < s["starts_at"] or (s.get("ends_at") is not None and now >= s["ends_at"]):
+    ends = s.get("ends_at")
+    if now < s["starts_at"] or (ends is not None and now >= ends):
         return False
     rec = s.get("recurrence")
     if not rec:
@@ -34,29 +128,41 @@ def silence_active(s: dict[str, Any], now: float) -> bool:
         zone = ZoneInfo("UTC")
     local = datetime.fromtimestamp(now, UTC).astimezone(zone)
     hour, minute = (int(x) for x in str(rec.get("start", "00:00")).split(":"))
+    days = rec.get("days", list(range(7)))
+    length = rec.get("minutes", 60)
+    minutes = int(length) if isinstance(length, int | float | str) else 60
     for back in (0, 1, 2, 3, 4, 5, 6, 7):
         day = local - timedelta(days=back)
-        if day.weekday() not in rec.get("days", list(range(7))):
+        if not isinstance(days, list) or day.weekday() not in days:
             continue
         start = day.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        if start <= local < start + timedelta(minutes=int(rec.get("minutes", 60))):
+        if start <= local < start + timedelta(minutes=minutes):
             return True
     return False
 
 
-def silence_matches(s: dict[str, Any], device_id: int, tags: list[str]) -> bool:
+def silence_matches(s: Silence, device_id: int, tags: list[str]) -> bool:
     """Does this silence cover that device?"""
     if s.get("everything"):
         return True
     if s.get("device_id") is not None and s["device_id"] == device_id:
         return True
-    return bool(s.get("tag")) and s["tag"] in tags
+    tag = s.get("tag")
+    return bool(tag) and tag in tags
 
 
-def active_silences(conn: Connection, now: float | None = None) -> list[dict[str, Any]]:
+def _silence(row: Any) -> Silence:
+    return Silence(
+        id=row.id, comment=row.comment, device_id=row.device_id, tag=row.tag, everything=row.everything,
+        starts_at=row.starts_at, ends_at=row.ends_at, recurrence=row.recurrence, created_by=row.created_by,
+        created_at=row.created_at,
+    )  # fmt: skip
+
+
+def active_silences(conn: Connection, now: float | None = None) -> list[Silence]:
     """Silences in force now."""
     now = time.time() if now is None else now
-    rows = [dict(r._mapping) for r in conn.execute(select(silences))]
+    rows = [_silence(r) for r in conn.execute(select(silences))]
     return [s for s in rows if silence_active(s, now)]
 
 
@@ -85,7 +191,7 @@ def _query() -> Any:
     )
 
 
-def _view(row: Any, active: list[dict[str, Any]], now: float) -> dict[str, Any]:
+def _view(row: Any, active: list[Silence], now: float) -> AlertView:
     tags = list(row.device_tags or [])
     silenced = row.status == "firing" and any(silence_matches(s, row.device_id, tags) for s in active)
     title = row.title
@@ -116,7 +222,7 @@ def _view(row: Any, active: list[dict[str, Any]], now: float) -> dict[str, Any]:
 
 def list_alerts(
     conn: Connection, state: str = "open", severity: str = "", device_id: int | None = None, limit: int = 200, offset: int = 0
-) -> dict[str, Any]:
+) -> AlertList:
     """Alerts filtered by state (open, firing, acknowledged, snoozed, silenced, suppressed, resolved, all)."""
     now = time.time()
     query = _query()
@@ -148,18 +254,17 @@ def list_alerts(
     return {"items": items, "total": total, "limit": limit, "offset": offset, "counts": counts}
 
 
-def get_alert(conn: Connection, alert_id: int) -> dict[str, Any]:
+def get_alert(conn: Connection, alert_id: int) -> AlertDetail:
     """One alert with its history (who did what, when)."""
     row = conn.execute(_query().where(alerts.c.id == alert_id)).first()
     if row is None:
         raise AlertNotFound(alert_id)
     now = time.time()
-    view = _view(row, active_silences(conn, now), now)
-    view["events"] = [
-        {"ts": e.ts, "kind": e.kind, "user": e.username, "text": e.text}
+    events = [
+        AlertEvent(ts=e.ts, kind=e.kind, user=e.username, text=e.text)
         for e in conn.execute(select(alert_events).where(alert_events.c.alert_id == alert_id).order_by(alert_events.c.id))
     ]
-    return view
+    return AlertDetail(**_view(row, active_silences(conn, now), now), events=events)
 
 
 def _open_row(conn: Connection, alert_id: int) -> Any:
@@ -225,20 +330,19 @@ def add_note(conn: Connection, alert_id: int, user: str, text: str) -> None:
     _log(conn, alert_id, "note", user, text)
 
 
-def list_silences(conn: Connection) -> list[dict[str, Any]]:
+def list_silences(conn: Connection) -> list[SilenceView]:
     """All silences, with whether each is in force now."""
     now = time.time()
-    names = dict(conn.execute(select(devices.c.id, devices.c.name)).all())
+    names: dict[int, str] = {int(i): str(n) for i, n in conn.execute(select(devices.c.id, devices.c.name))}
     out = []
     for r in conn.execute(select(silences).order_by(silences.c.id.desc())):
-        s = dict(r._mapping)
-        s["active"] = silence_active(s, now)
-        s["device"] = names.get(s["device_id"]) if s["device_id"] else None
-        out.append(s)
+        s = _silence(r)
+        device = names.get(s["device_id"]) if s["device_id"] else None
+        out.append(SilenceView(**s, active=silence_active(s, now), device=device))
     return out
 
 
-def create_silence(conn: Connection, values: dict[str, Any], user: str) -> int:
+def create_silence(conn: Connection, values: NewSilence, user: str) -> int:
     """Add a maintenance window."""
     result = conn.execute(insert(silences).values(**values, created_by=user, created_at=time.time()))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -321,10 +425,11 @@ def resolve_alert(conn: Connection, alert_id: int, now: float, text: str, value:
     record_event(conn, alert_id, "resolved", None, text, now)
 
 
-def open_for_dependencies(conn: Connection) -> list[Any]:
+def open_for_dependencies(conn: Connection) -> list[OpenAlert]:
     """Firing alerts (id, device_id, rule, suppressed_by), in one order for every writer (updates queue, no deadlock)."""
     query = select(alerts.c.id, alerts.c.device_id, alerts.c.rule, alerts.c.suppressed_by)
-    return list(conn.execute(query.where(alerts.c.status == "firing").order_by(alerts.c.id)))
+    rows = conn.execute(query.where(alerts.c.status == "firing").order_by(alerts.c.id))
+    return [OpenAlert(r.id, r.device_id, r.rule, r.suppressed_by) for r in rows]
 
 
 def set_suppressed(conn: Connection, alert_id: int, blocker: int | None, now: float) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from server.config.inventory import DeviceSpec
 from server.keys.secretbox import SecretBox
 from server.store import hostkeys
+from server.store.jsontypes import JsonObject, JsonValue
 from server.store.schema import device_status, devices
 
 # Dotted fields sit in a sub-section ("write.community" is snmp.write.community).
@@ -42,9 +43,9 @@ class DeviceRow:
     enrolled_keys: tuple[str, ...] = ()
 
 
-def _container(data: dict[str, Any], path: list[str]) -> dict[str, Any] | None:
+def _container(data: JsonObject, path: list[str]) -> JsonObject | None:
     """The dict at `path` inside data, or None when a part is missing."""
-    node: Any = data
+    node: JsonObject | JsonValue = data
     for part in path:
         node = node.get(part) if isinstance(node, dict) else None
     return node if isinstance(node, dict) else None
@@ -60,10 +61,10 @@ def _secret_paths() -> list[tuple[str, list[str], str]]:
     return out
 
 
-def split_secrets(spec: DeviceSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_secrets(spec: DeviceSpec) -> tuple[JsonObject, JsonObject]:
     """The spec as JSON without secrets, and the secrets alone ("snmp.community": ..., "snmp.write.community": ...)."""
-    public = spec.model_dump(mode="json", exclude_none=True)
-    secrets: dict[str, Any] = {}
+    public: JsonObject = spec.model_dump(mode="json", exclude_none=True)
+    secrets: JsonObject = {}
     for key, path, name in _secret_paths():
         part = _container(public, path)
         if part is not None and name in part:
@@ -82,7 +83,7 @@ def join_secrets(public: dict[str, Any], secrets: dict[str, Any]) -> DeviceSpec:
     return DeviceSpec.model_validate(data)
 
 
-def public_spec(public: dict[str, Any], secret_keys: set[str]) -> dict[str, Any]:
+def public_spec(public: JsonObject, secret_keys: set[str]) -> JsonObject:
     """The spec for API output: secrets shown only as '<field>_set': true."""
     out = copy.deepcopy(public)
     for key, path, name in _secret_paths():

@@ -7,14 +7,15 @@ import math
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
 from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.logsafe import CONTROL_IN_JSON, visible
 from server.store import meta, partitions
+from server.store.jsontypes import JsonValue
 from server.store.schema import rollups, samples, series
 
 LABEL_VALUE_CAP = 128
@@ -27,7 +28,20 @@ def clean_text(value: str) -> str:
     return visible(value.encode("utf-8", "replace").decode("utf-8"), multiline=True)
 
 
-def _scrub(value: Any) -> Any:
+R = TypeVar("R", bound=Mapping[str, object])
+
+
+class HistoryPoint(TypedDict):
+    """One point of a metric's history: raw (ts, value) or a rollup (its average, with min and max)."""
+
+    labels: str
+    ts: float
+    value: float
+    min: NotRequired[float]
+    max: NotRequired[float]
+
+
+def _scrub(value: object) -> JsonValue:
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, float) and not math.isfinite(value):
@@ -39,14 +53,20 @@ def _scrub(value: Any) -> Any:
     return value if value is None or isinstance(value, int | float) else clean_text(str(value))
 
 
-def clean_json(value: Any) -> Any:
+def clean_json(value: object) -> JsonValue:
     """JSON both databases accept, UTF-8 responses can carry and terminals can show (walked only when needed)."""
     try:
         dumped = json.dumps(value, allow_nan=False, ensure_ascii=False)
         dumped.encode("utf-8")
     except (TypeError, ValueError):  # NaN/inf, lone surrogates (UnicodeEncodeError), odd types
         return _scrub(value)
-    return _scrub(value) if CONTROL_IN_JSON.search(dumped) else value
+    return _scrub(value) if CONTROL_IN_JSON.search(dumped) else cast(JsonValue, value)  # json.dumps took it as it is
+
+
+def clean_record(value: R) -> R:
+    """clean_json for a record (a TypedDict of JSON values): the same keys and nesting come back, their text made
+    visible; a non-finite number reads as None (so such fields are typed `float | None`)."""
+    return cast(R, clean_json(value))
 
 
 def labels_key(labels: dict[str, str]) -> str:
@@ -317,7 +337,7 @@ def expire(conn: Connection, raw_hours: int, days_5m: int, days_1h: int, now: fl
 
 def history(
     conn: Connection, device_id: int, metric: str, since: float, until: float, raw_hours: int, labels: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[HistoryPoint]:
     """Points of one metric (all its label sets unless `labels` is given), from the finest source that covers `since`."""
     where = [series.c.device_id == device_id, series.c.metric == metric]
     if labels is not None:
@@ -326,7 +346,7 @@ def history(
     if not ids:
         return []
     span = time.time() - since
-    out: list[dict[str, Any]] = []
+    out: list[HistoryPoint] = []
     span -= 300  # the caller's "now" is a moment earlier than ours: don't fall off a boundary
     if span <= raw_hours * 3600:
         query = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from sqlalchemy import JSON, Connection, Integer, Text, bindparam, case, cast, func, literal, select, type_coerce
 from sqlalchemy.exc import DBAPIError
@@ -14,6 +14,57 @@ from server.store.schema import alert_events, alerts, device_status, devices, ro
 
 ERROR_CHARS = 300  # a row shows one line of the last error: never load a 64 KB one for it
 LIVE_BATCH = 500
+
+
+class DeviceSummary(TypedDict):
+    """A device as a list row shows it (the JSON device list and the pages)."""
+
+    id: int
+    name: str
+    address: str
+    kind: str | None
+    state: str
+    state_since: float | None
+    tags: list[str]
+    parent: str | None
+    last_polled: float | None
+    last_ok: float | None
+    last_error: str | None
+    poll_ms: float | None
+    sys_name: str | None
+    source: str
+    enabled: bool
+
+
+class DeviceListRow(DeviceSummary):
+    """A list row, with the ancestor whose outage makes the device unreachable (None when there is none)."""
+
+    behind: str | None
+
+
+class DeviceChange(TypedDict):
+    """A device's new state (live updates)."""
+
+    id: int
+    state: str
+
+
+class AlertChange(TypedDict):
+    """An alert that changed (live updates): its device, what happened and its severity."""
+
+    id: int
+    device: int
+    kind: str
+    severity: str
+
+
+class LiveChanges(TypedDict):
+    """Changes after a cursor, the cursor to ask from next, and whether more wait."""
+
+    devices: list[DeviceChange]
+    alerts: list[AlertChange]
+    cursor: tuple[int, int]
+    more: bool
 
 
 def _fact(conn: Connection, key: str) -> Any:
@@ -69,10 +120,10 @@ def _query(conn: Connection, state: str, whole_facts: bool) -> Any:
     return query
 
 
-def device_rows(conn: Connection, state: str = "", limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+def device_rows(conn: Connection, state: str = "", limit: int | None = None, offset: int = 0) -> list[DeviceListRow]:
     """Devices as list rows, problems first then by name (the few facts a row shows are picked out by the database)."""
     # No limit: SQLite reads LIMIT -1 as "all", PostgreSQL LIMIT NULL.
-    params: dict[str, Any] = {"limit": limit if limit is not None else -1 if conn.dialect.name == "sqlite" else None}
+    params: dict[str, int | str | None] = {"limit": limit if limit is not None else -1 if conn.dialect.name == "sqlite" else None}
     params["offset"] = offset
     if state:
         params["state"] = state
@@ -85,24 +136,24 @@ def device_rows(conn: Connection, state: str = "", limit: int | None = None, off
         rows = [(r, r.facts if isinstance(r.facts, dict) else {}) for r in conn.execute(_query(conn, state, True), params)]
     behind = behind_outages(conn) if any(r.state in OUTAGE for r, _f in rows) else {}
     return [
-        {
-            "id": r.id,
-            "name": r.name,
-            "address": r.address,
-            "kind": r.kind or _text(facts.get("kind")),
-            "state": r.state,
-            "state_since": r.state_since,
-            "tags": [str(t) for t in (r.tags or []) if isinstance(t, str)],
-            "parent": r.parent,
-            "last_polled": r.last_polled,
-            "last_ok": r.last_ok,
-            "last_error": r.last_error,
-            "poll_ms": r.poll_ms,
-            "sys_name": _text(facts.get("sys_name")) or _text(facts.get("hostname")),
-            "source": r.source,
-            "enabled": bool(r.enabled),
-            "behind": behind.get(r.id),  # unreachable because this ancestor is down
-        }
+        DeviceListRow(
+            id=r.id,
+            name=r.name,
+            address=r.address,
+            kind=r.kind or _text(facts.get("kind")),
+            state=r.state,
+            state_since=r.state_since,
+            tags=[str(t) for t in (r.tags or []) if isinstance(t, str)],
+            parent=r.parent,
+            last_polled=r.last_polled,
+            last_ok=r.last_ok,
+            last_error=r.last_error,
+            poll_ms=r.poll_ms,
+            sys_name=_text(facts.get("sys_name")) or _text(facts.get("hostname")),
+            source=r.source,
+            enabled=bool(r.enabled),
+            behind=behind.get(r.id),  # unreachable because this ancestor is down
+        )
         for r, facts in rows
     ]
 
@@ -126,7 +177,7 @@ def all_tags(conn: Connection) -> list[str]:
     return sorted(found)
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     return value[:ERROR_CHARS] if isinstance(value, str) and value else None
 
 
@@ -137,7 +188,7 @@ def live_cursor(conn: Connection) -> tuple[int, int]:
     return int(state or 0), int(alert or 0)
 
 
-def changes_since(conn: Connection, cursor: tuple[int, int]) -> dict[str, Any]:
+def changes_since(conn: Connection, cursor: tuple[int, int]) -> LiveChanges:
     """Device transitions and alert events after `cursor`, and the cursor to ask from next time."""
     state_after, alert_after = cursor
     transitions = list(
@@ -160,11 +211,11 @@ def changes_since(conn: Connection, cursor: tuple[int, int]) -> dict[str, Any]:
     device_states: dict[int, str] = {}
     for t in transitions:
         device_states[t.device_id] = t.new_state
-    alert_changes: dict[int, dict[str, Any]] = {}
+    alert_changes: dict[int, AlertChange] = {}
     for e in events:
         alert_changes[e.alert_id] = {"id": e.alert_id, "device": e.device_id, "kind": e.kind, "severity": e.severity}
     return {
-        "devices": [{"id": k, "state": v} for k, v in device_states.items()],
+        "devices": [DeviceChange(id=k, state=v) for k, v in device_states.items()],
         "alerts": list(alert_changes.values()),
         "cursor": (
             transitions[-1].id if transitions else state_after,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection, delete, insert, select
 
+from server.store.jsontypes import JsonObject
 from server.store.schema import alert_rules
 
 
-def definitions(conn: Connection) -> list[dict[str, Any]]:
+def definitions(conn: Connection) -> list[JsonObject]:
     """Every API-added rule's definition, oldest first."""
     return [dict(d) for d in conn.execute(select(alert_rules.c.definition).order_by(alert_rules.c.id)).scalars()]
 
@@ -19,7 +18,7 @@ def names(conn: Connection) -> set[str]:
     return set(conn.execute(select(alert_rules.c.name)).scalars())
 
 
-def add(conn: Connection, name: str, definition: dict[str, Any], created_by: str, now: float) -> None:
+def add(conn: Connection, name: str, definition: JsonObject, created_by: str, now: float) -> None:
     """Store an API rule."""
     conn.execute(insert(alert_rules).values(name=name, definition=definition, created_by=created_by, updated_at=now))
 

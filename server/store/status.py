@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from server.store.device_state import CheckStatus, State, decide_state
-from server.store.metrics import SeriesCache, clean_json, clean_text, write_samples
+from server.store.metrics import SeriesCache, clean_record, clean_text, write_samples
 from server.store.schema import device_status, devices, state_events
 
 
@@ -77,9 +77,9 @@ def make_storable(o: CheckOutcome) -> None:
     if o.error:
         o.error = clean_text(o.error)
     if o.facts:
-        o.facts = clean_json(o.facts)
+        o.facts = clean_record(o.facts)
     if o.tables:
-        o.tables = clean_json(o.tables)
+        o.tables = clean_record(o.tables)
     _clean_samples(o)
 
 
@@ -146,7 +146,7 @@ def apply_outcomes(
             if o.error:
                 o.error = clean_text(o.error)
             if o.facts:
-                o.facts = clean_json(o.facts)
+                o.facts = clean_record(o.facts)
             _clean_samples(o)
         else:
             make_storable(o)

@@ -83,8 +83,8 @@ class Broker:
         with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
             loop.call_soon_threadsafe(wake.set)
 
-    async def _read(self) -> dict[str, Any] | None:
-        def work() -> dict[str, Any] | None:
+    async def _read(self) -> overview_store.LiveChanges | None:
+        def work() -> overview_store.LiveChanges | None:
             with self.svc.reader.connect() as conn:
                 if self.cursor is None:
                     self.cursor = overview_store.live_cursor(conn)

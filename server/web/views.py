@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TypedDict
 
 from server.runtime import Services
 from server.store import device_views
 from server.store.db import Connection
 from server.store.dependents import OUTAGE, behind_outages
 from server.store.device_state import SEVERITY_ORDER
+from server.store.device_views import DeviceStatusRow
 from server.store.devices import public_spec
-from server.store.metrics import clean_json, labels_of
+from server.store.jsontypes import JsonObject, JsonValue
+from server.store.metrics import clean_record, labels_of
+from server.store.overview import DeviceListRow, DeviceSummary
 from server.store.space import FULL_MESSAGE, human
 
 RESOURCE_METRICS = (
@@ -37,35 +40,124 @@ RESOURCE_METRICS = (
 UPS_BATTERY = {1: "unknown", 2: "normal", 3: "low", 4: "depleted"}
 
 
-def _summary(r: Any, parents: dict[int, str]) -> dict[str, Any]:
+class DeviceList(TypedDict):
+    """A page of the device list, the number that matched, the count per state and every tag."""
+
+    items: list[DeviceListRow]
+    total: int
+    limit: int
+    offset: int
+    counts: dict[str, int]
+    tags: list[str]
+
+
+class LatestMetric(TypedDict):
+    """A device's latest value of one metric series, by the check that measured it."""
+
+    check: str
+    metric: str
+    labels: dict[str, str]
+    value: float | None
+
+
+class DeviceRef(TypedDict):
+    """A device named by id and name."""
+
+    id: int
+    name: str
+
+
+class StateEvent(TypedDict):
+    """One state change as a device's page lists it."""
+
+    ts: float
+    old: str
+    new: str
+    reason: str | None
+
+
+class DeviceDetail(DeviceListRow):
+    """Everything about one device (the JSON API and its pages): facts, interfaces, resources, metrics, checks ..."""
+
+    interval: int
+    facts: JsonObject
+    interfaces: list[JsonObject]
+    resources: JsonObject
+    metrics: list[LatestMetric]
+    checks: list[JsonObject]
+    spec: JsonObject
+    children: list[DeviceRef]
+    events: list[StateEvent]
+
+
+class StorageState(TypedDict):
+    """Free space on the data directory and whether writes stopped for lack of it."""
+
+    state: str
+    message: str | None
+    free_bytes: int | None
+    free: str | None
+    reserve_bytes: int | None
+    since: float | None
+    errors: int
+    last_error: str | None
+
+
+class WriterState(TypedDict):
+    """The sample writer: what waits, what failed, what is held in memory while the disk is full."""
+
+    backlog: int | None
+    errors: int
+    last_error: str | None
+    held_samples: int
+    dropped_samples: int
+
+
+class StorageHealth(TypedDict):
+    """Storage and writer figures (/healthz, the overview banner)."""
+
+    storage: StorageState
+    writer: WriterState
+
+
+def _text(value: JsonValue) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def rows_of(value: JsonValue) -> list[JsonObject]:
+    """The rows of a table value (a list of objects; anything else in it is skipped)."""
+    return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
+def _summary(r: DeviceStatusRow, parents: dict[int, str]) -> DeviceSummary:
     facts = r.facts or {}
-    return {
-        "id": r.id,
-        "name": r.name,
-        "address": r.address,
-        "kind": r.kind or facts.get("kind"),
-        "state": r.state,
-        "state_since": r.state_since,
-        "tags": list(r.tags or []),
-        "parent": parents.get(r.parent_id) if r.parent_id else None,
-        "last_polled": r.last_polled,
-        "last_ok": r.last_ok,
-        "last_error": r.last_error,
-        "poll_ms": r.poll_ms,
-        "sys_name": facts.get("sys_name") or facts.get("hostname"),
-        "source": r.source,
-        "enabled": bool(r.enabled),
-    }
+    return DeviceSummary(
+        id=r.id,
+        name=r.name,
+        address=r.address,
+        kind=r.kind or _text(facts.get("kind")),
+        state=r.state,
+        state_since=r.state_since,
+        tags=list(r.tags or []),
+        parent=parents.get(r.parent_id) if r.parent_id else None,
+        last_polled=r.last_polled,
+        last_ok=r.last_ok,
+        last_error=r.last_error,
+        poll_ms=r.poll_ms,
+        sys_name=_text(facts.get("sys_name") or facts.get("hostname")),
+        source=r.source,
+        enabled=bool(r.enabled),
+    )
 
 
 def device_list(
     conn: Connection, q: str = "", tag: str = "", state: str = "", limit: int = 500, offset: int = 0
-) -> dict[str, Any]:
+) -> DeviceList:
     """Devices, problems first, filtered by free text, tag and state."""
     rows = device_views.summaries(conn)
     parents = {r.id: r.name for r in rows}
     behind = behind_outages(conn)
-    items = [{**_summary(r, parents), "behind": behind.get(r.id)} for r in rows]
+    items = [DeviceListRow(**_summary(r, parents), behind=behind.get(r.id)) for r in rows]
     needle = q.strip().lower()
     if needle:
         items = [
@@ -80,42 +172,35 @@ def device_list(
         items = [d for d in items if tag in d["tags"]]
     if state:
         items = [d for d in items if d["state"] == state]
-    items.sort(key=lambda d: (SEVERITY_ORDER.get(d["state"], 9), d["name"]))
+    order: dict[str, int] = {str(k): v for k, v in SEVERITY_ORDER.items()}
+    items.sort(key=lambda d: (order.get(d["state"], 9), d["name"]))
     counts: dict[str, int] = {}
     for d in items:
         counts[d["state"]] = counts.get(d["state"], 0) + 1
     tags = sorted({t for r in rows for t in (r.tags or [])})
     # Stored device text may predate cleaning on write: never let it break a page or a JSON answer.
-    return clean_json(  # type: ignore[no-any-return]
-        {
-            "items": items[offset : offset + limit],
-            "total": len(items),
-            "limit": limit,
-            "offset": offset,
-            "counts": counts,
-            "tags": tags,
-        }
+    return clean_record(
+        DeviceList(items=items[offset : offset + limit], total=len(items), limit=limit, offset=offset, counts=counts, tags=tags)
     )
 
 
-def _latest(metrics: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+def _latest(metrics: dict[str, list[list[JsonValue]]]) -> list[LatestMetric]:
     out = []
     for check, rows in sorted(metrics.items()):
         for metric, labels, value in rows:
-            out.append({"check": check, "metric": metric, "labels": labels_of(labels), "value": value})
+            number = value if isinstance(value, int | float) else None
+            out.append(LatestMetric(check=check, metric=str(metric), labels=labels_of(str(labels)), value=number))
     return out
 
 
-def _interfaces(tables: dict[str, Any], latest: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_index: dict[str, dict[str, float]] = {}
+def _interfaces(tables: JsonObject, latest: list[LatestMetric]) -> list[JsonObject]:
+    by_index: dict[str, dict[str, float | None]] = {}
     for m in latest:
         index = m["labels"].get("ifIndex")
         if index is not None and m["metric"].startswith("if_"):
             by_index.setdefault(str(index), {})[m["metric"]] = m["value"]
-    out = []
-    for row in tables.get("interfaces") or []:
-        if not isinstance(row, dict):
-            continue
+    out: list[JsonObject] = []
+    for row in rows_of(tables.get("interfaces")):
         rates = by_index.get(str(row.get("index")), {})
         out.append(
             {
@@ -131,19 +216,20 @@ def _interfaces(tables: dict[str, Any], latest: list[dict[str, Any]]) -> list[di
     return out
 
 
-def _resources(tables: dict[str, Any], latest: list[dict[str, Any]]) -> dict[str, Any]:
-    res: dict[str, Any] = {}
+def _resources(tables: JsonObject, latest: list[LatestMetric]) -> JsonObject:
+    res: JsonObject = {}
     for m in latest:
         if m["metric"] in RESOURCE_METRICS and not m["labels"]:
             res[m["metric"]] = m["value"]
     if "ups_battery_status" in res:
-        res["ups_battery"] = UPS_BATTERY.get(int(res["ups_battery_status"]), "unknown")
+        status = res["ups_battery_status"]
+        res["ups_battery"] = UPS_BATTERY.get(int(status), "unknown") if isinstance(status, int | float) else "unknown"
     for name in ("storage", "filesystems", "supplies", "failed_units", "commands", "sensors"):
-        res[name] = [r for r in tables.get(name) or [] if isinstance(r, dict)]
+        res[name] = list(rows_of(tables.get(name)))
     return res
 
 
-def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None = None) -> dict[str, Any] | None:
+def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None = None) -> DeviceDetail | None:
     """Everything about one device: summary, facts, interfaces, resources, latest metrics, checks, events."""
     r = device_views.detail(conn, device_id)
     if r is None:
@@ -151,11 +237,11 @@ def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None
     parents = {}
     if r.parent_id:
         parents = {r.parent_id: str(device_views.name_of(conn, r.parent_id))}
-    detail = _summary(r, parents)
-    detail["behind"] = behind_outages(conn).get(r.id) if r.state in OUTAGE else None
     latest = _latest(r.metrics or {})
     tables = r.tables or {}
-    detail.update(
+    detail = DeviceDetail(
+        **_summary(r, parents),
+        behind=behind_outages(conn).get(r.id) if r.state in OUTAGE else None,
         interval=r.interval,
         facts=r.facts or {},
         interfaces=_interfaces(tables, latest),
@@ -163,13 +249,13 @@ def device_detail(conn: Connection, device_id: int, secret_keys: set[str] | None
         metrics=latest,
         checks=[{"name": k, **v} for k, v in sorted((r.checks or {}).items())],
         spec=public_spec(r.spec or {}, secret_keys or set()),
-        children=[{"id": i, "name": n} for i, n in device_views.children(conn, device_id)],
+        children=[DeviceRef(id=i, name=n) for i, n in device_views.children(conn, device_id)],
         events=[
-            {"ts": e.ts, "old": e.old_state, "new": e.new_state, "reason": e.reason}
+            StateEvent(ts=e.ts, old=e.old_state, new=e.new_state, reason=e.reason)
             for e in device_views.recent_changes(conn, device_id)
         ],
     )
-    return clean_json(detail)  # type: ignore[no-any-return]
+    return clean_record(detail)
 
 
 def age(ts: float | None, now: float | None = None) -> str:
@@ -239,15 +325,15 @@ GRAPHS = (
 RANGE_SECONDS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 
 
-def storage_health(svc: Services) -> dict[str, Any]:
+def storage_health(svc: Services) -> StorageHealth:
     """Storage and writer figures for /healthz and the overview banner (free space, full or not, what waits in memory)."""
     status = svc.storage.status() if svc.storage is not None else None
     writer = svc.writer
-    storage: dict[str, Any] = {"state": "full" if status and status.full else "ok", "message": None, "free_bytes": None,
+    storage: StorageState = {"state": "full" if status and status.full else "ok", "message": None, "free_bytes": None,
                                "free": None, "reserve_bytes": None, "since": None, "errors": 0, "last_error": None}
     if status is not None:
-        storage.update(free_bytes=status.free_bytes, free=human(status.free_bytes), reserve_bytes=status.reserve_bytes,
-                       since=status.since, errors=status.errors, last_error=status.last_error)
+        storage.update({"free_bytes": status.free_bytes, "free": human(status.free_bytes), "reserve_bytes": status.reserve_bytes,
+                        "since": status.since, "errors": status.errors, "last_error": status.last_error})
         if status.full:
             storage["message"] = f"{FULL_MESSAGE} ({human(status.free_bytes)} free)"
     return {

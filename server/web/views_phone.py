@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TypedDict
 
 from server.alerts.rules import Rule
 from server.store import alerts as alert_store
 from server.store import overview as overview_store
+from server.store.alerts import AlertView
 from server.store.db import Connection
-from server.store.metrics import clean_json, labels_key
+from server.store.metrics import clean_record, labels_key
+from server.store.overview import DeviceListRow
 from server.web import views
 from server.web.charts import sparkline
+from server.web.views import DeviceDetail, LatestMetric
 
 PAGE_SIZE = 30  # a phone screenful or three; search and the pager reach the rest
 OVERVIEW_ALERTS = 10
@@ -61,6 +64,50 @@ def fmt_value(value: float | None, unit: str = "") -> str:
 THRESHOLD_OPS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
 
 
+class Overview(TypedDict):
+    """The phone overview: one page of devices, counts by state and severity, the first open alerts."""
+
+    devices: list[DeviceListRow]
+    matched: int
+    total: int
+    page: int
+    pages: int
+    first: int
+    last: int
+    totals: dict[str, int]
+    problems: int
+    tags: list[str]
+    alerts: list[AlertView]
+    alerts_open: int
+    alert_states: dict[str, int]
+    severity: dict[str, int]
+
+
+class Graph(TypedDict):
+    """One metric series drawn over a range: SVG sparkline, latest value, min and max (as text), where it starts."""
+
+    title: str
+    metric: str
+    labels: dict[str, str]
+    unit: str
+    now: str
+    min: str | None
+    max: str | None
+    points: int
+    started: float | None
+    svg: str
+
+
+class MetricEntry(TypedDict):
+    """A metric a device reports: its title and unit, how many series, the latest value of the first (as text)."""
+
+    metric: str
+    title: str
+    series: int
+    unit: str
+    now: str
+
+
 def alert_value(rule: Rule | None, value: float | None) -> dict[str, str] | None:
     """An alert's last value where it means something: the metric of a threshold rule, in its unit, with the threshold.
 
@@ -78,7 +125,7 @@ def alert_value(rule: Rule | None, value: float | None) -> dict[str, str] | None
     }
 
 
-def _matches(d: dict[str, Any], needle: str) -> bool:
+def _matches(d: DeviceListRow, needle: str) -> bool:
     return (
         needle in d["name"].lower()
         or needle in d["address"].lower()
@@ -87,7 +134,7 @@ def _matches(d: dict[str, Any], needle: str) -> bool:
     )
 
 
-def overview(conn: Connection, q: str = "", tag: str = "", state: str = "", page: int = 1) -> dict[str, Any]:
+def overview(conn: Connection, q: str = "", tag: str = "", state: str = "", page: int = 1) -> Overview:
     """What the overview shows: counts by state and severity, open alerts, one page of devices (problems first)."""
     counts = overview_store.state_counts(conn)
     totals = {s: counts.get(s, 0) for s in DEVICE_STATES} | counts
@@ -110,27 +157,27 @@ def overview(conn: Connection, q: str = "", tag: str = "", state: str = "", page
     severity = {s: 0 for s in SEVERITIES}
     for a in visible:
         severity[a["severity"]] = severity.get(a["severity"], 0) + 1
-    return clean_json(  # type: ignore[no-any-return]
-        {
-            "devices": shown,
-            "matched": matched,
-            "total": sum(counts.values()),
-            "page": page,
-            "pages": pages,
-            "first": start + 1 if shown else 0,
-            "last": start + len(shown),
-            "totals": totals,
-            "problems": sum(totals.get(s, 0) for s in PROBLEM_STATES),
-            "tags": overview_store.all_tags(conn),
-            "alerts": visible[:OVERVIEW_ALERTS],
-            "alerts_open": len(visible),
-            "alert_states": open_alerts["counts"],
-            "severity": severity,
-        }
+    return clean_record(
+        Overview(
+            devices=shown,
+            matched=matched,
+            total=sum(counts.values()),
+            page=page,
+            pages=pages,
+            first=start + 1 if shown else 0,
+            last=start + len(shown),
+            totals=totals,
+            problems=sum(totals.get(s, 0) for s in PROBLEM_STATES),
+            tags=overview_store.all_tags(conn),
+            alerts=visible[:OVERVIEW_ALERTS],
+            alerts_open=len(visible),
+            alert_states=open_alerts["counts"],
+            severity=severity,
+        )
     )
 
 
-def device_alerts(conn: Connection, device_id: int) -> list[dict[str, Any]]:
+def device_alerts(conn: Connection, device_id: int) -> list[AlertView]:
     """Open alerts of one device, firing first (suppressed ones too: the page says what hides them)."""
     return list(alert_store.list_alerts(conn, "open", device_id=device_id, limit=100)["items"])
 
@@ -142,8 +189,8 @@ def _series_title(metric: str, labels: dict[str, str]) -> str:
 
 
 def _graphs(
-    conn: Connection, device_id: int, chosen: list[dict[str, Any]], since: float, until: float, raw_hours: int
-) -> list[dict[str, Any]]:
+    conn: Connection, device_id: int, chosen: list[LatestMetric], since: float, until: float, raw_hours: int
+) -> list[Graph]:
     """A graph (SVG sparkline, latest value, min and max over the range) for each chosen metric series."""
     keys = [(m["metric"], labels_key(m["labels"])) for m in chosen]
     points = overview_store.series_points(conn, device_id, keys, since, until, raw_hours, GRAPH_POINTS)
@@ -160,18 +207,18 @@ def _graphs(
         line, low, high = points[key]
         started = line[0][0] if key in starts and line else None
         out.append(
-            {
-                "title": title,
-                "metric": m["metric"],
-                "labels": m["labels"],
-                "unit": unit,
-                "now": fmt_value(m["value"], unit),
-                "min": fmt_value(low, unit) if low is not None else None,
-                "max": fmt_value(high, unit) if high is not None else None,
-                "points": len(line),
-                "started": started,
-                "svg": sparkline(line, started or since, until, title, unit),
-            }
+            Graph(
+                title=title,
+                metric=m["metric"],
+                labels=m["labels"],
+                unit=unit,
+                now=fmt_value(m["value"], unit),
+                min=fmt_value(low, unit) if low is not None else None,
+                max=fmt_value(high, unit) if high is not None else None,
+                points=len(line),
+                started=started,
+                svg=sparkline(line, started or since, until, title, unit),
+            )
         )
     return out
 
@@ -181,7 +228,7 @@ def _window(range_: str) -> tuple[float, float]:
     return until - views.RANGE_SECONDS.get(range_, 86400), until
 
 
-def key_graphs(conn: Connection, detail: dict[str, Any], range_: str, raw_hours: int) -> list[dict[str, Any]]:
+def key_graphs(conn: Connection, detail: DeviceDetail, range_: str, raw_hours: int) -> list[Graph]:
     """Graphs of the device's key metrics (CPU, memory, latency of each check ...) over a range."""
     order = [metric for metric, _ in views.GRAPHS]
     seen: set[tuple[str, str]] = set()
@@ -198,11 +245,11 @@ def key_graphs(conn: Connection, detail: dict[str, Any], range_: str, raw_hours:
 
 
 def metric_graphs(
-    conn: Connection, detail: dict[str, Any], metrics: list[str], range_: str, raw_hours: int, label: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
+    conn: Connection, detail: DeviceDetail, metrics: list[str], range_: str, raw_hours: int, label: dict[str, str] | None = None
+) -> list[Graph]:
     """Graphs of the named metrics, one per label set (those matching `label` only), at most MAX_SERIES."""
     seen: set[tuple[str, str]] = set()
-    chosen: list[dict[str, Any]] = []
+    chosen: list[LatestMetric] = []
     for name in metrics:
         for m in detail["metrics"]:
             if m["metric"] != name or (label and any(m["labels"].get(k) != v for k, v in label.items())):
@@ -215,15 +262,15 @@ def metric_graphs(
     return _graphs(conn, detail["id"], chosen, *_window(range_), raw_hours)
 
 
-def metric_index(detail: dict[str, Any]) -> list[dict[str, Any]]:
+def metric_index(detail: DeviceDetail) -> list[MetricEntry]:
     """Every metric the device reports: name, title, unit, how many series, the latest value of the first."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, MetricEntry] = {}
     for m in detail["metrics"]:
-        entry = found.setdefault(
-            m["metric"],
-            {"metric": m["metric"], "title": TITLES.get(m["metric"], m["metric"]), "series": 0, "unit": unit_of(m["metric"])},
+        if m["metric"] in found:
+            found[m["metric"]]["series"] += 1
+            continue
+        unit = unit_of(m["metric"])
+        found[m["metric"]] = MetricEntry(
+            metric=m["metric"], title=TITLES.get(m["metric"], m["metric"]), series=1, unit=unit, now=fmt_value(m["value"], unit)
         )
-        entry["series"] += 1
-        if entry["series"] == 1:
-            entry["now"] = fmt_value(m["value"], entry["unit"])
     return sorted(found.values(), key=lambda e: (str(e["title"]).lower(), e["metric"]))

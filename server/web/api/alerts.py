@@ -48,7 +48,7 @@ def list_alerts(
 ) -> dict[str, Any]:
     """Alerts: open ones first (firing, then acknowledged, snoozed, silenced, suppressed), by severity."""
     with svc.reader.connect() as conn:
-        return store.list_alerts(conn, state, severity, device, limit, offset)
+        return dict(store.list_alerts(conn, state, severity, device, limit, offset))
 
 
 @router.get("/api/v1/alerts/{alert_id}")
@@ -56,7 +56,7 @@ def get_alert(svc: SvcDep, _p: Viewer, alert_id: int) -> dict[str, Any]:
     """One alert and its history."""
     with svc.reader.connect() as conn:
         try:
-            return store.get_alert(conn, alert_id)
+            return dict(store.get_alert(conn, alert_id))
         except store.AlertNotFound:
             raise HTTPException(404, "no such alert") from None
 
@@ -64,25 +64,25 @@ def get_alert(svc: SvcDep, _p: Viewer, alert_id: int) -> dict[str, Any]:
 @router.post("/api/v1/alerts/{alert_id}/ack")
 def ack(svc: SvcDep, p: Operator, request: Request, alert_id: int, body: Note | None = None) -> dict[str, Any]:
     """Acknowledge (stops escalation; the alert still resolves by itself)."""
-    return act(svc, p.user, client_ip(request), alert_id, "ack", note=(body.note if body else ""))
+    return dict(act(svc, p.user, client_ip(request), alert_id, "ack", note=(body.note if body else "")))
 
 
 @router.post("/api/v1/alerts/{alert_id}/unack")
 def unack(svc: SvcDep, p: Operator, request: Request, alert_id: int) -> dict[str, Any]:
     """Take an acknowledgement back."""
-    return act(svc, p.user, client_ip(request), alert_id, "unack")
+    return dict(act(svc, p.user, client_ip(request), alert_id, "unack"))
 
 
 @router.post("/api/v1/alerts/{alert_id}/snooze")
 def snooze(svc: SvcDep, p: Operator, request: Request, alert_id: int, body: Snooze) -> dict[str, Any]:
     """Snooze for a number of minutes (0 ends the snooze)."""
-    return act(svc, p.user, client_ip(request), alert_id, "snooze", minutes=body.minutes, note=body.note)
+    return dict(act(svc, p.user, client_ip(request), alert_id, "snooze", minutes=body.minutes, note=body.note))
 
 
 @router.post("/api/v1/alerts/{alert_id}/notes")
 def note(svc: SvcDep, p: Operator, request: Request, alert_id: int, body: Note) -> dict[str, Any]:
     """Add a note."""
-    return act(svc, p.user, client_ip(request), alert_id, "note", note=body.note)
+    return dict(act(svc, p.user, client_ip(request), alert_id, "note", note=body.note))
 
 
 @router.get("/api/v1/silences", tags=["silences"])
@@ -95,7 +95,7 @@ def list_silences(svc: SvcDep, _p: Viewer) -> dict[str, Any]:
 @router.post("/api/v1/silences", tags=["silences"], status_code=201)
 def add_silence(svc: SvcDep, p: Operator, request: Request, body: NewSilence) -> dict[str, Any]:
     """Silence alerts (polling goes on) for a device, a tag or everything, once or every week."""
-    return create_silence(svc, p.user, client_ip(request), body)
+    return dict(create_silence(svc, p.user, client_ip(request), body))
 
 
 @router.delete("/api/v1/silences/{silence_id}", tags=["silences"], status_code=204)

@@ -54,7 +54,6 @@ def healthz(request: Request, svc: SvcDep) -> dict[str, Any]:
     except Exception:
         db = "error"
     health = storage_health(svc)
-    health["notify"] = {"outbox_backlog": backlog}
     failing = [c.name for c in alarm.channels] if alarm else []
     notifications: dict[str, object] = {"failing_channels": failing, "unannounced": bool(alarm and alarm.unannounced)}
     if caller_or_none(request, svc) is None:  # an outside probe: no names, no driver texts or file paths
@@ -63,7 +62,7 @@ def healthz(request: Request, svc: SvcDep) -> dict[str, Any]:
         health["writer"]["last_error"] = None
     degraded = db != "ok" or health["storage"]["state"] != "ok" or bool(alarm and alarm.degraded)
     return {"status": "degraded" if degraded else "ok", "database": db, "polling": svc.dispatcher is not None,
-            "notifications": notifications, **health}
+            "notifications": notifications, **health, "notify": {"outbox_backlog": backlog}}
 
 
 @router.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
@@ -90,7 +89,7 @@ def list_devices(
 ) -> dict[str, Any]:
     """Devices, problems first; filter by text, tag and state."""
     with svc.reader.connect() as conn:
-        return views.device_list(conn, q, tag, state, limit, offset)
+        return dict(views.device_list(conn, q, tag, state, limit, offset))
 
 
 @router.post("/api/v1/devices", tags=["devices"], status_code=201)
@@ -105,7 +104,7 @@ def _detail(svc: Services, device_id: int) -> dict[str, Any]:
         found = views.device_detail(conn, device_id, keys)
     if found is None:
         raise HTTPException(404, "no such device")
-    return found
+    return dict(found)
 
 
 @router.get("/api/v1/devices/{device_id}", tags=["devices"])

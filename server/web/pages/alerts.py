@@ -104,15 +104,16 @@ def alert_action(
             prev = store.get_alert(conn, alert_id).get("snoozed_until")
         except store.AlertNotFound:
             return render_error(request, 404, "No such alert.")
-    kw: dict[str, str | int]
+    said_note: str | None = None
+    for_minutes: int | None
     if action == "unsnooze":
-        doing, kw = "snooze", {"minutes": 0}
+        doing, for_minutes = "snooze", 0
     elif action == "undo":
-        doing, kw = ("unack", {}) if of == "ack" else ("snooze", {"minutes": undo_minutes(until)})
+        doing, for_minutes = ("unack", None) if of == "ack" else ("snooze", undo_minutes(until))
     else:
-        doing, kw = action, {"note": note, "minutes": minutes}
+        doing, said_note, for_minutes = action, note, minutes
     try:
-        act(svc, p.user, client_ip(request), alert_id, doing, **kw)
+        act(svc, p.user, client_ip(request), alert_id, doing, note=said_note, minutes=for_minutes)
     except Conflict:
         pass  # already in that state (someone else acted first): the page shows the alert as it is
     said = "undone" if action == "undo" else action

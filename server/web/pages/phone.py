@@ -6,7 +6,7 @@ import hashlib
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -159,9 +159,11 @@ def device_page(
     tables = {
         "interfaces": triage.interfaces(detail["interfaces"], alerts, uptime if isinstance(uptime, int | float) else None, q),
         "storage": triage.usage(
-            [s for s in detail["resources"]["storage"] if s.get("type") in ("fixed", "ram", "virtual")], "descr", q
+            [s for s in views.rows_of(detail["resources"].get("storage")) if s.get("type") in ("fixed", "ram", "virtual")],
+            "descr",
+            q,
         ),
-        "filesystems": triage.usage(detail["resources"]["filesystems"], "mount", q),
+        "filesystems": triage.usage(views.rows_of(detail["resources"].get("filesystems")), "mount", q),
     }
     response = render(
         request,
@@ -179,7 +181,7 @@ def device_page(
     return _timed(response, started)
 
 
-def _detail_or_404(svc: Services, device_id: int) -> dict[str, Any] | None:
+def _detail_or_404(svc: Services, device_id: int) -> views.DeviceDetail | None:
     with svc.reader.connect() as conn:
         return views.device_detail(conn, device_id)
 
@@ -243,7 +245,8 @@ def interface_page(
     name = str(iface.get("name") or if_index) if iface else if_index
     facts = None
     if iface:
-        parts = [str(iface.get("oper") or "?"), views.human_bps(iface.get("speed_bps")) if iface.get("speed_bps") else ""]
+        speed = iface.get("speed_bps")
+        parts = [str(iface.get("oper") or "?"), views.human_bps(speed) if isinstance(speed, int | float) and speed else ""]
         facts = " · ".join(p for p in [*parts, str(iface.get("alias") or "")[:80]] if p)
     return render(
         request,
