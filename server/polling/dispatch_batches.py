@@ -120,7 +120,7 @@ class BatchRouter:
                 self._shares_due = time.monotonic() + SHARES_EVERY
                 store.save_shares(conn, self._shares(routes, jobs), db_now(conn))
 
-    def _shares(self, routes: dict[int, str | None], jobs: dict[str, CheckJob]) -> list[dict[str, object]]:
+    def _shares(self, routes: dict[int, str | None], jobs: dict[str, CheckJob]) -> list[store.WorkerShare]:
         devices: dict[str, set[int]] = {}
         checks: dict[str, int] = {}
         for job in jobs.values():
@@ -128,7 +128,7 @@ class BatchRouter:
             if name is not None:
                 devices.setdefault(name, set()).add(job.device_id)
                 checks[name] = checks.get(name, 0) + 1
-        out: list[dict[str, object]] = []
+        out: list[store.WorkerShare] = []
         for name, w in self.live.items():
             weights = self.pools.get(w.site)
             out.append({"name": name, "site": w.site, "devices": len(devices.get(name, ())), "checks": checks.get(name, 0),

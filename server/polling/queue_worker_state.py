@@ -17,7 +17,7 @@ from server.runtime import Services
 from server.store.db import Connection
 from server.store.shards import claim_runs
 from server.store.status import CheckOutcome, Transition
-from server.store.workers import inventory_fingerprint
+from server.store.workers import RunLogRow, WorkerStats, inventory_fingerprint
 
 WINDOW = 60.0  # seconds of history behind checks per minute and lag
 # (slot, due) of the queue job the running task is for; read where its outcome is handed to the writer.
@@ -66,7 +66,7 @@ class WorkerFigures:
         self.total += 1
         self.recent.append((time.monotonic(), ok, lag))
 
-    def snapshot(self, in_flight: int) -> dict[str, Any]:
+    def snapshot(self, in_flight: int) -> WorkerStats:
         """Columns of the worker's heartbeat row."""
         horizon = time.monotonic() - WINDOW
         while self.recent and self.recent[0][0] < horizon:
@@ -114,7 +114,8 @@ class RunLog:
     def claim(self, conn: Connection, outcomes: list[CheckOutcome]) -> list[CheckOutcome]:
         """In the writer's transaction, before anything is applied: log the runs; a (device, check, slot) that is in the
         log already (a retried batch, a slot queued twice) is refused, so its outcome is not applied a second time."""
-        rows, slots = [], []
+        rows: list[RunLogRow] = []
+        slots = []
         with self._lock:
             for o in outcomes:
                 slot, due = self._expected.get((o.device_id, o.check, o.ts), (None, None))

@@ -5,18 +5,37 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
+from procrastinate.connector import BaseConnector
 from sqlalchemy import Connection, make_url, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.store import meta
+from server.store.jsontypes import JsonValue
 from server.store.schema import check_runs, devices
 from server.store.tables_shards import worker_shards
-from server.store.workers import APP_NAME_PREFIX
+from server.store.workers import APP_NAME_PREFIX, RunLogRow
 
 DEFERRED_UNTIL = "queue_deferred_until"
 WORKER_QUEUE = "worker-"  # + the worker's name: the queue of the batches of its shard
+
+
+class WorkerShare(TypedDict):
+    """A worker's share as the leader assigns it: devices and checks, its weight, whether it sheds for being behind."""
+
+    name: str
+    site: str | None
+    devices: int
+    checks: int
+    weight: float
+    behind: bool
+
+
+class StoredShare(WorkerShare):
+    """A worker's share as stored, with when the leader wrote it."""
+
+    updated_at: float
 
 
 def worker_queue(name: str) -> str:
@@ -66,10 +85,11 @@ RETURNING args
 """
 
 
-def take_orphan_batches(conn: Connection, task: str, live_queues: list[str]) -> list[list[Any]]:
-    """Remove the batches (waiting or running) of every worker queue but the live workers'; returns their checks."""
+def take_orphan_batches(conn: Connection, task: str, live_queues: list[str]) -> list[list[JsonValue]]:
+    """Remove the batches (waiting or running) of every worker queue but the live workers'; returns their checks
+    (each as the batch job carried it: a JSON array)."""
     rows = conn.execute(text(TAKE_SQL), {"task": task, "prefix": WORKER_QUEUE + "%", "live": live_queues})
-    out: list[list[Any]] = []
+    out: list[list[JsonValue]] = []
     for (args,) in rows:
         data = args if isinstance(args, dict) else json.loads(args)
         out.extend(list(c) for c in data.get("checks") or [])
@@ -86,19 +106,23 @@ def set_deferred_until(conn: Connection, until: float) -> None:
     meta.put(conn, DEFERRED_UNTIL, repr(float(until)))
 
 
-def save_shares(conn: Connection, rows: list[dict[str, Any]], now: float) -> None:
+def save_shares(conn: Connection, rows: list[WorkerShare], now: float) -> None:
     """Replace the workers' shares (name, site, devices, checks, weight, behind)."""
     conn.execute(worker_shards.delete())
     if rows:
         conn.execute(worker_shards.insert(), [{**r, "updated_at": now} for r in rows])
 
 
-def shares(conn: Connection) -> dict[str, dict[str, Any]]:
+def shares(conn: Connection) -> dict[str, StoredShare]:
     """Each worker's share by name."""
-    return {str(r.name): dict(r._mapping) for r in conn.execute(select(worker_shards))}
+    return {
+        str(r.name): StoredShare(name=r.name, site=r.site, devices=r.devices, checks=r.checks, weight=r.weight,
+                                 behind=r.behind, updated_at=r.updated_at)
+        for r in conn.execute(select(worker_shards))
+    }  # fmt: skip
 
 
-def claim_runs(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[int, str, int | None]]:
+def claim_runs(conn: Connection, rows: list[RunLogRow]) -> set[tuple[int, str, int | None]]:
     """Insert run-log rows; a (device, check, slot) already in the log is refused. Returns the ones inserted, i.e.
     whose outcomes this transaction may apply ('poll now' runs have no slot and are always inserted)."""
     if not rows:
@@ -124,7 +148,9 @@ JOIN unnest(%(ids)s::int[], %(checks)s::text[]) AS k(device_id, check_name)
 """
 
 
-async def load_handoffs_async(connector: Any, keys: list[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
+async def load_handoffs_async(
+    connector: BaseConnector, keys: list[tuple[int, str]]
+) -> dict[tuple[int, str], dict[str, object]]:
     """What the last worker to run each of these checks left for the next one (one query on the queue's async pool)."""
     if not keys:
         return {}

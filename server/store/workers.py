@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import NotRequired, TypedDict
 
+from procrastinate.connector import BaseConnector
 from procrastinate.exceptions import NoResult
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 
@@ -19,6 +20,64 @@ DEFAULT_POOL = "default"  # the pool of devices no site worker claims
 
 class WorkerNameTaken(Exception):
     """Another live worker already runs under this name."""
+
+
+class WorkerStats(TypedDict):
+    """A worker's figures as its heartbeat stores them (and the id the queue gave its process, once known)."""
+
+    checks_total: int
+    checks_per_min: float
+    failed_per_min: float
+    lag_p50: float | None
+    lag_p95: float | None
+    in_flight: int
+    queue_worker_id: NotRequired[int]
+
+
+class WorkerRow(TypedDict):
+    """A worker's row, its age by the database clock and its state (running, silent or stopped)."""
+
+    id: int
+    name: str
+    site: str | None
+    host: str
+    pid: int | None
+    instance: str
+    status: str
+    started_at: float
+    last_seen: float
+    checks_total: int
+    checks_per_min: float
+    failed_per_min: float
+    lag_p50: float | None
+    lag_p95: float | None
+    in_flight: int
+    concurrency: int
+    queue_worker_id: int | None
+    age: float
+    state: str
+
+
+class QueueFigures(TypedDict, total=False):
+    """Jobs waiting and running in the queue and the oldest wait (empty off PostgreSQL)."""
+
+    waiting: int
+    running: int
+    oldest_wait: float
+
+
+class RunLogRow(TypedDict):
+    """One check run in the run log (slot None: a 'poll now' run)."""
+
+    worker: str
+    device_id: int
+    check_name: str
+    slot: int | None
+    due: float | None
+    started: float
+    lag: float | None
+    ms: float
+    ok: bool
 
 
 def device_site(tags: Iterable[str], known_sites: set[str]) -> str | None:
@@ -59,7 +118,7 @@ def register(
     return int(row.id)
 
 
-def heartbeat(conn: Connection, worker_id: int, instance: str, stats: dict[str, Any]) -> float | None:
+def heartbeat(conn: Connection, worker_id: int, instance: str, stats: WorkerStats) -> float | None:
     """Store a worker's figures; returns the database's now, or None if its row was forgotten or taken over."""
     now = db_now(conn)
     done = conn.execute(
@@ -91,15 +150,21 @@ def forget(conn: Connection, worker_id: int, now: float) -> str | None:
     return str(name)
 
 
-def list_workers(conn: Connection, silent_after: float) -> list[dict[str, Any]]:
+def list_workers(conn: Connection, silent_after: float) -> list[WorkerRow]:
     """Every worker with its age (database clock) and state: running, silent or stopped."""
     now = db_now(conn)
     out = []
-    for row in conn.execute(select(workers).order_by(workers.c.site.is_not(None), workers.c.site, workers.c.name)):
-        item = dict(row._mapping)
-        item["age"] = max(0.0, now - float(row.last_seen))
-        item["state"] = row.status if row.status != "running" or item["age"] <= silent_after else "silent"
-        out.append(item)
+    for r in conn.execute(select(workers).order_by(workers.c.site.is_not(None), workers.c.site, workers.c.name)):
+        age = max(0.0, now - float(r.last_seen))
+        out.append(
+            WorkerRow(
+                id=r.id, name=r.name, site=r.site, host=r.host, pid=r.pid, instance=r.instance, status=r.status,
+                started_at=r.started_at, last_seen=r.last_seen, checks_total=r.checks_total, checks_per_min=r.checks_per_min,
+                failed_per_min=r.failed_per_min, lag_p50=r.lag_p50, lag_p95=r.lag_p95, in_flight=r.in_flight,
+                concurrency=r.concurrency, queue_worker_id=r.queue_worker_id, age=age,
+                state=r.status if r.status != "running" or age <= silent_after else "silent",
+            )
+        )  # fmt: skip
     return out
 
 
@@ -122,7 +187,7 @@ def device_routes(conn: Connection, sites: set[str]) -> dict[int, str | None]:
     return {int(i): device_site(tags or (), sites) for i, tags in conn.execute(select(devices.c.id, devices.c.tags))}
 
 
-def inventory_fingerprint(conn: Connection) -> tuple[Any, ...]:
+def inventory_fingerprint(conn: Connection) -> tuple[object, ...]:
     """Changes whenever a device, an enrolled host key, an API rule or a site is added, changed or removed."""
     return (
         *conn.execute(select(func.count(), func.max(devices.c.updated_at), func.sum(devices.c.id))).one(),
@@ -135,7 +200,7 @@ def inventory_fingerprint(conn: Connection) -> tuple[Any, ...]:
 # ---------------------------------------------------------------- run log and hand-off
 
 
-def record_runs(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def record_runs(conn: Connection, rows: list[RunLogRow]) -> None:
     """Append check runs (worker, device_id, check_name, slot, due, started, lag, ms, ok)."""
     if rows:
         conn.execute(insert(check_runs), rows)
@@ -149,7 +214,7 @@ def prune_runs(conn: Connection, before: float) -> int:
 HANDOFF_SQL = "SELECT state FROM check_handoff WHERE device_id = %(device_id)s AND check_name = %(check)s"
 
 
-async def load_handoff_async(connector: Any, device_id: int, check: str) -> dict[str, Any] | None:
+async def load_handoff_async(connector: BaseConnector, device_id: int, check: str) -> dict[str, object] | None:
     """What the last worker to run this check left for the next one (on the queue's async pool: no thread hop)."""
     try:
         row = await connector.execute_query_one_async(query=HANDOFF_SQL, device_id=device_id, check=check)
@@ -159,7 +224,7 @@ async def load_handoff_async(connector: Any, device_id: int, check: str) -> dict
     return state if isinstance(state, dict) else None
 
 
-def queue_figures(conn: Connection) -> dict[str, Any]:
+def queue_figures(conn: Connection) -> QueueFigures:
     """Jobs waiting and running in the queue, and how long the oldest has waited (PostgreSQL only)."""
     if conn.dialect.name != "postgresql":
         return {}

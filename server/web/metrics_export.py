@@ -110,11 +110,11 @@ def _worker_lines(svc: Services) -> list[str]:
     values: dict[str, list[str]] = {key: [] for key, _ in WORKER_GAUGES}
     for w in rows:
         labels = _labels({"worker": w["name"], "site": w["site"] or "default"})
-        mine = share.get(w["name"]) or {}
+        mine = share.get(w["name"])
         figures = {
             "up": int(w["state"] == "running"),
-            "shard_devices": mine.get("devices", 0),
-            "shard_weight": mine.get("weight", 0.0),
+            "shard_devices": mine["devices"] if mine else 0,
+            "shard_weight": mine["weight"] if mine else 0.0,
             "checks_per_minute": w["checks_per_min"],
             "in_flight": w["in_flight"],
             "load": round(w["in_flight"] / w["concurrency"], 3) if w["concurrency"] else 0.0,

@@ -18,7 +18,7 @@ SvcDep = Annotated[Services, Depends(get_services)]
 @router.get("/api/v1/workers")
 def list_workers(svc: SvcDep, _p: Viewer) -> dict[str, Any]:
     """Workers with their health, sites, the scheduler leader and the queue (scheduler: queue)."""
-    return workers_view(svc)
+    return dict(workers_view(svc))
 
 
 @router.delete("/api/v1/workers/{worker_id}", status_code=204)
