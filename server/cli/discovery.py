@@ -12,9 +12,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.config.settings import Settings
+
+if TYPE_CHECKING:
+    from server.services.discovery import DiscoveryRunView
 
 ACTIONS = ("run", "list", "show", "approve", "rerun", "due")
 
@@ -71,7 +74,7 @@ def _body(args: argparse.Namespace) -> Any:
     return DiscoveryRequest.model_validate(data)
 
 
-def _print_run(view: dict[str, Any], as_json: bool) -> None:
+def _print_run(view: DiscoveryRunView, as_json: bool) -> None:
     if as_json:
         print(json.dumps(view, default=str))
         return

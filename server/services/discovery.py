@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pydantic import ValidationError
 
@@ -26,9 +26,26 @@ from server.store import accounts
 from server.store import discovery as store
 from server.store.accounts import User
 from server.store.devices import DeviceConflict, create_device
+from server.store.discovery import DiscoveryRun, FoundRow, NeighbourRow, RunProgress
 
 log = logging.getLogger(__name__)
 _TASKS: set[asyncio.Task[None]] = set()  # running sweeps of this process (kept referenced until they end)
+
+
+class DiscoveryRunView(DiscoveryRun):
+    """A run with its proposals, and how many are new, changed, the same and gone."""
+
+    items: list[FoundRow]
+    counts: dict[str, int]
+
+
+class Added(TypedDict):
+    """A device added from a proposal."""
+
+    id: int
+    name: str
+    address: str
+    parent: str | None
 
 
 class DiscoveryInvalid(ServiceError):
@@ -133,12 +150,12 @@ async def execute(svc: Services, run_id: int, clock: Callable[[], float] = time.
                                 finished_at=clock())
 
 
-def _update(svc: Services, run_id: int, **values: Any) -> None:
+def _update(svc: Services, run_id: int, **values: Unpack[RunProgress]) -> None:
     with svc.engine.begin() as conn:
         store.update_run(conn, run_id, **values)
 
 
-def _finish(svc: Services, run_id: int, run: dict[str, Any], body: DiscoveryRequest, found: list[Found], probes: int,
+def _finish(svc: Services, run_id: int, run: DiscoveryRun, body: DiscoveryRequest, found: list[Found], probes: int,
             total: int, now: float) -> None:
     """Store the proposals (diffed against the previous run) and known devices' neighbours; schedule a re-run."""
     with svc.engine.begin() as conn:
@@ -147,7 +164,7 @@ def _finish(svc: Services, run_id: int, run: dict[str, Any], body: DiscoveryRequ
         rows = proposals(found, known, previous, run["seed"])
         store.save_found(conn, run_id, rows)
         for row in rows:
-            if row["status"] == "known" and row["neighbours"]:
+            if row["status"] == "known" and row["neighbours"] and row["device_id"] is not None:
                 store.replace_neighbours(conn, row["device_id"], row["neighbours"], now)
         next_at = now + body.every * 60 if body.every else None
         store.update_run(conn, run_id, status="done", probes=probes, addresses=total, done=total, finished_at=now,
@@ -181,7 +198,7 @@ def due(svc: Services, now: float) -> list[int]:
         return store.due_runs(conn, now)
 
 
-def run_view(svc: Services, run_id: int) -> dict[str, Any]:
+def run_view(svc: Services, run_id: int) -> DiscoveryRunView:
     """A run and its proposals (facts, parent, neighbours), grouped by what changed."""
     with svc.reader.connect() as conn:
         run = store.get_run(conn, run_id)
@@ -189,15 +206,15 @@ def run_view(svc: Services, run_id: int) -> dict[str, Any]:
             raise NotFound("no such discovery run")
         found = store.list_found(conn, run_id)
     counts = {k: sum(1 for f in found if f["change"] == k) for k in ("new", "changed", "same", "gone")}
-    return {**run, "items": found, "counts": counts}
+    return DiscoveryRunView(**run, items=found, counts=counts)
 
 
-def list_runs(svc: Services, limit: int = 50) -> list[dict[str, Any]]:
+def list_runs(svc: Services, limit: int = 50) -> list[DiscoveryRun]:
     with svc.reader.connect() as conn:
         return store.list_runs(conn, limit)
 
 
-def approve(svc: Services, user: User | None, ip: str | None, run_id: int, body: ApproveRequest) -> list[dict[str, Any]]:
+def approve(svc: Services, user: User | None, ip: str | None, run_id: int, body: ApproveRequest) -> list[Added]:
     """Add the chosen proposals as devices (parents first), with the credential that answered; audited."""
     request = request_of(svc, run_id)
     creds = ordered(request.snmp)
@@ -211,7 +228,7 @@ def approve(svc: Services, user: User | None, ip: str | None, run_id: int, body:
         raise DiscoveryInvalid("nothing to approve: choose proposals that are still proposed")
     names = {f["name"] for f in chosen}
     chosen.sort(key=lambda f: _depth(f, {c["name"]: c for c in chosen}))
-    added: list[dict[str, Any]] = []
+    added: list[Added] = []
     with svc.engine.begin() as conn:
         known = store.device_index(conn)
         for f in chosen:
@@ -224,7 +241,7 @@ def approve(svc: Services, user: User | None, ip: str | None, run_id: int, body:
             store.mark_found(conn, f["id"], "approved", device_id)
             if f["neighbours"]:
                 store.replace_neighbours(conn, device_id, f["neighbours"], time.time())
-            added.append({"id": device_id, "name": spec.name, "address": spec.address, "parent": parent})
+            added.append(Added(id=device_id, name=spec.name, address=spec.address, parent=parent))
         detail = {"run": run_id, "devices": [a["name"] for a in added][:200], "count": len(added)}
         accounts.write_audit(conn, user, "discovery.approve", f"run {run_id}", detail, ip)
     from server.polling import pipeline
@@ -233,23 +250,24 @@ def approve(svc: Services, user: User | None, ip: str | None, run_id: int, body:
     return added
 
 
-def _depth(f: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> int:
+def _depth(f: FoundRow, by_name: dict[str, FoundRow]) -> int:
     depth, seen = 0, set()
-    while f.get("parent") in by_name and f["name"] not in seen:
+    while (parent := f.get("parent")) is not None and parent in by_name and f["name"] not in seen:
         seen.add(f["name"])
-        f, depth = by_name[f["parent"]], depth + 1
+        f, depth = by_name[parent], depth + 1
     return depth
 
 
 def _spec(
-    f: dict[str, Any], creds: list[SnmpSpec], request: DiscoveryRequest, parent: str | None, tags: list[str]
+    f: FoundRow, creds: list[SnmpSpec], request: DiscoveryRequest, parent: str | None, tags: list[str]
 ) -> DeviceSpec:
     facts = f["facts"]
     data: dict[str, Any] = {"name": f["name"], "address": f["address"], "parent": parent, "tags": ["discovered", *tags]}
     position = facts.get("credential")
     if isinstance(position, int) and 0 <= position < len(creds):
         data["snmp"] = creds[position].model_dump(mode="json", exclude_none=True)
-    if request.ssh is not None and 22 in (facts.get("open_ports") or []):
+    ports = facts.get("open_ports")
+    if request.ssh is not None and isinstance(ports, list) and 22 in ports:
         data["ssh"] = request.ssh.model_dump(mode="json", exclude_none=True)  # its host key is offered on first contact
     try:
         return DeviceSpec.model_validate(data)
@@ -257,7 +275,7 @@ def _spec(
         raise DiscoveryInvalid("; ".join(f"{f['name']}: {e['msg']}" for e in error_list(exc.errors()))) from None
 
 
-def neighbours(svc: Services, device_id: int) -> list[dict[str, Any]]:
+def neighbours(svc: Services, device_id: int) -> list[NeighbourRow]:
     """A device's neighbours per port (as last read at discovery)."""
     with svc.reader.connect() as conn:
         return store.neighbours_of(conn, device_id)

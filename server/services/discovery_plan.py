@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any, Final
 
 from agents.discovery import Found
+from server.store.discovery import NewFound
 
 COMPARED: Final = ("sys_name", "sys_object_id", "kind", "family", "model", "serial", "if_count")
 _BAD_NAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
@@ -96,11 +97,11 @@ def proposals(
     known: Mapping[str, tuple[int, str]],
     previous: Sequence[Mapping[str, Any]],
     seed: str | None,
-) -> list[dict[str, Any]]:
+) -> list[NewFound]:
     """Rows for discovery_found: new / changed / same against the previous run, plus what is gone since."""
     taken = {key.removeprefix("name:") for key in known if key.startswith("name:")}
     before = {str(r["address"]): r for r in previous if r.get("change") != "gone"}
-    rows: list[dict[str, Any]] = []
+    rows: list[NewFound] = []
     names: dict[str, str] = {}
     for f in found:
         if f.address in known:

@@ -4,15 +4,84 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict, Unpack
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Row, delete, insert, select, update
 
+from server.store.jsontypes import JsonObject
 from server.store.schema import device_status, devices
 from server.store.tables_discovery import device_neighbours, discovery_found, discovery_runs
 
 RUN_FIELDS = ("id", "created_at", "started_by", "status", "ranges", "seed", "options", "previous_id", "addresses",
               "done", "probes", "error", "finished_at", "next_at")
+
+
+class DiscoveryRun(TypedDict):
+    """A discovery run without its sealed credentials: scope, options (no secrets), progress, outcome, schedule."""
+
+    id: int
+    created_at: float
+    started_by: str
+    status: str
+    ranges: list[str]
+    seed: str | None
+    options: JsonObject
+    previous_id: int | None
+    addresses: int
+    done: int
+    probes: int
+    error: str | None
+    finished_at: float | None
+    next_at: float | None
+
+
+class RunProgress(TypedDict, total=False):
+    """What a run's progress, end or schedule changes."""
+
+    status: str
+    error: str | None
+    addresses: int
+    done: int
+    probes: int
+    finished_at: float
+    next_at: float | None
+
+
+class NewFound(TypedDict):
+    """A proposal of a run: the address, its proposed name and parent, what changed, its facts and neighbours."""
+
+    address: str
+    name: str
+    change: str  # new, changed, same, gone
+    changed: list[str]
+    status: str  # proposed, approved, known, gone
+    device_id: int | None
+    facts: JsonObject
+    parent: str | None
+    neighbours: list[dict[str, str]]
+
+
+class FoundRow(NewFound):
+    """A stored proposal."""
+
+    id: int
+    run_id: int
+
+
+class NeighbourRow(TypedDict):
+    """A neighbour of a device on one port, with the id of the device it names when that is known."""
+
+    id: int
+    device_id: int
+    protocol: str
+    local_port: str
+    remote_name: str
+    remote_port: str
+    remote_address: str
+    remote_chassis: str
+    remote_descr: str
+    seen_at: float
+    remote_device_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +96,7 @@ class MapNode:
     state: str
 
 
-def create_run(conn: Connection, *, started_by: str, ranges: list[str], seed: str | None, options: dict[str, Any],
+def create_run(conn: Connection, *, started_by: str, ranges: list[str], seed: str | None, options: JsonObject,
                secrets: bytes, previous_id: int | None, now: float) -> int:
     """Record a new run (status running); returns its id."""
     result = conn.execute(
@@ -39,15 +108,24 @@ def create_run(conn: Connection, *, started_by: str, ranges: list[str], seed: st
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def update_run(conn: Connection, run_id: int, **values: Any) -> None:
+def update_run(conn: Connection, run_id: int, **values: Unpack[RunProgress]) -> None:
     """Change a run's progress, status, counters or schedule."""
     conn.execute(update(discovery_runs).where(discovery_runs.c.id == run_id).values(**values))
 
 
-def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
+def _run(r: Row[tuple[object, ...]]) -> DiscoveryRun:
+    m = r._mapping
+    return DiscoveryRun(
+        id=m["id"], created_at=m["created_at"], started_by=m["started_by"], status=m["status"], ranges=m["ranges"],
+        seed=m["seed"], options=m["options"], previous_id=m["previous_id"], addresses=m["addresses"], done=m["done"],
+        probes=m["probes"], error=m["error"], finished_at=m["finished_at"], next_at=m["next_at"],
+    )  # fmt: skip
+
+
+def get_run(conn: Connection, run_id: int) -> DiscoveryRun | None:
     """One run without its sealed credentials."""
     row = conn.execute(select(*(discovery_runs.c[f] for f in RUN_FIELDS)).where(discovery_runs.c.id == run_id)).first()
-    return dict(row._mapping) if row else None
+    return _run(row) if row else None
 
 
 def run_secrets(conn: Connection, run_id: int) -> bytes | None:
@@ -55,10 +133,10 @@ def run_secrets(conn: Connection, run_id: int) -> bytes | None:
     return conn.execute(select(discovery_runs.c.secrets).where(discovery_runs.c.id == run_id)).scalar()
 
 
-def list_runs(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
+def list_runs(conn: Connection, limit: int = 50) -> list[DiscoveryRun]:
     """Runs, newest first."""
     query = select(*(discovery_runs.c[f] for f in RUN_FIELDS)).order_by(discovery_runs.c.id.desc()).limit(limit)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [_run(r) for r in conn.execute(query)]
 
 
 def due_runs(conn: Connection, now: float) -> list[int]:
@@ -78,16 +156,22 @@ def interrupt_unfinished(conn: Connection, now: float) -> int:
     return int(result.rowcount)
 
 
-def save_found(conn: Connection, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
+def save_found(conn: Connection, run_id: int, rows: Iterable[NewFound]) -> None:
     """Store a run's proposals (one per address)."""
     values = [{**r, "run_id": run_id} for r in rows]
     if values:
         conn.execute(insert(discovery_found), values)
 
 
-def list_found(conn: Connection, run_id: int) -> list[dict[str, Any]]:
+def list_found(conn: Connection, run_id: int) -> list[FoundRow]:
     """A run's proposals in address order (numerically for IPv4)."""
-    rows = [dict(r._mapping) for r in conn.execute(select(discovery_found).where(discovery_found.c.run_id == run_id))]
+    rows = [
+        FoundRow(
+            id=r.id, run_id=r.run_id, address=r.address, name=r.name, change=r.change, changed=r.changed, status=r.status,
+            device_id=r.device_id, facts=r.facts, parent=r.parent, neighbours=r.neighbours,
+        )
+        for r in conn.execute(select(discovery_found).where(discovery_found.c.run_id == run_id))
+    ]  # fmt: skip
     return sorted(rows, key=lambda r: _address_key(str(r["address"])))
 
 
@@ -117,16 +201,20 @@ def replace_neighbours(conn: Connection, device_id: int, rows: Sequence[dict[str
         conn.execute(insert(device_neighbours), [{**r, "device_id": device_id, "seen_at": now} for r in rows])
 
 
-def neighbours_of(conn: Connection, device_id: int) -> list[dict[str, Any]]:
+def neighbours_of(conn: Connection, device_id: int) -> list[NeighbourRow]:
     """A device's neighbours, by port, each with the id of the device it names when that is known."""
     index = device_index(conn)
     query = select(device_neighbours).where(device_neighbours.c.device_id == device_id).order_by(device_neighbours.c.id)
     out = []
-    for row in conn.execute(query):
-        data = dict(row._mapping)
-        known = index.get(str(data["remote_address"])) or index.get("name:" + str(data["remote_name"]).lower())
-        data["remote_device_id"] = known[0] if known else None
-        out.append(data)
+    for r in conn.execute(query):
+        known = index.get(str(r.remote_address)) or index.get("name:" + str(r.remote_name).lower())
+        out.append(
+            NeighbourRow(
+                id=r.id, device_id=r.device_id, protocol=r.protocol, local_port=r.local_port, remote_name=r.remote_name,
+                remote_port=r.remote_port, remote_address=r.remote_address, remote_chassis=r.remote_chassis,
+                remote_descr=r.remote_descr, seen_at=r.seen_at, remote_device_id=known[0] if known else None,
+            )
+        )  # fmt: skip
     return out
 
 

@@ -43,7 +43,7 @@ def list_runs(svc: SvcDep, _p: Admin, limit: Annotated[int, Query(ge=1, le=200)]
 @router.get("/api/v1/discovery/runs/{run_id}")
 def get_run(svc: SvcDep, _p: Admin, run_id: int) -> dict[str, Any]:
     """A run with its proposals: each `change` (new, changed, same, gone), `status`, `facts`, proposed `parent`, neighbours."""
-    return discovery.run_view(svc, run_id)
+    return dict(discovery.run_view(svc, run_id))
 
 
 @router.post("/api/v1/discovery/runs/{run_id}/approve")

@@ -16,6 +16,7 @@ from server.services import discovery
 from server.services.discovery_bodies import ApproveRequest, DiscoveryRequest
 from server.services.errors import ServiceError
 from server.services.topology import map_data
+from server.store.discovery import NeighbourRow
 from server.web.pages.common import TEMPLATES, render
 from server.web.views_topology import layout, resolve_links
 
@@ -129,7 +130,7 @@ def map_page(request: Request, svc: SvcDep, _p: Viewer) -> Response:
     return render(request, "map.html", m=layout(nodes, resolve_links(nodes, raw)))
 
 
-def device_neighbours(request: Request, device_id: int) -> list[dict[str, Any]]:
+def device_neighbours(request: Request, device_id: int) -> list[NeighbourRow]:
     """The neighbours shown on a device's page (its template calls this)."""
     svc: Services = request.app.state.services
     return discovery.neighbours(svc, device_id)
