@@ -92,7 +92,7 @@ def apply_traps(conn: Connection, batch: list[Trap], addresses: AddressMap) -> N
     write per alert, not one per trap); every trap is still recorded.
     """
     by_address = addresses.get(conn)
-    rows = []
+    rows: list[stored_traps.NewTrap] = []
     runs: dict[tuple[str, int, str], list[list[Any]]] = {}  # (rule, device, key) -> [[action, count], ...]
     for raw in batch:
         trap = storable_trap(raw)

@@ -6,14 +6,14 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
 
-from server.alerts.engine import DEFAULT_FLAP, Event, Flap, KeyState, Observation, applies, armed, candidates, step
+from server.alerts.engine import DEFAULT_FLAP, Event, Flap, KeyState, Observation, Status, applies, armed, candidates, step
 from server.alerts.rules import DEFAULT_RULES, Rule
 from server.alerts.titles import render_title
 from server.config.settings import Settings
 from server.store import alert_states
 from server.store import alerts as alert_store
+from server.store.alert_states import NewState, RuleDevice, StateUpdate, StoredState
 from server.store.db import Connection
 from server.store.metrics import labels_key, labels_of
 from server.store.status import CheckOutcome, DeviceStatus, StatusMap, Transition
@@ -46,7 +46,7 @@ class Alerting:
             names |= {c.name for c in rule.clauses} | {c.name for c in rule.clear_clauses or ()}
         self.needed = names - {"state"}
 
-    def observation(self, device: Any, st: DeviceStatus) -> Observation:
+    def observation(self, device: RuleDevice, st: DeviceStatus) -> Observation:
         """A device's data for the rules: state, the metrics rules use, and check_up per check."""
         metrics: dict[str, dict[str, tuple[dict[str, str], float]]] = {}
         cache = self._labels
@@ -78,8 +78,8 @@ class Alerting:
         info = alert_states.devices_by_id(conn, ids)
         prev = alert_states.load(conn, ids)
         graph = _Graph(conn) if transitions or any(r.status != "ok" for r in prev.values()) else None
-        state_updates: list[dict[str, Any]] = []
-        new_states: list[dict[str, Any]] = []
+        state_updates: list[StateUpdate] = []
+        new_states: list[NewState] = []
         for device_id, st in status.items():
             device = info.get(device_id)
             if device is None:
@@ -156,36 +156,34 @@ class Alerting:
         return alert_id
 
 
-def _key_state(row: Any) -> KeyState | None:
+_STATUS: dict[str, Status] = {"ok": "ok", "pending": "pending", "firing": "firing", HELD: "firing"}
+
+
+def _key_state(row: StoredState | None) -> KeyState | None:
     if row is None:
         return None
     changes = row.changes if isinstance(row.changes, list) else json.loads(row.changes or "[]")
     held = row.status == HELD  # stored for a firing alert held open by flapping (its condition is clear)
-    return KeyState("firing" if held else row.status, row.since, row.value, tuple(changes), bool(row.flapping), held)
+    return KeyState(_STATUS.get(row.status, "ok"), row.since, row.value, tuple(changes), bool(row.flapping), held)
 
 
 def _save_state(
-    row: Any,
+    row: StoredState | None,
     rule: str,
     device_id: int,
     key: str,
     new: KeyState,
     alert_id: int | None,
-    updates: list[dict[str, Any]],
-    inserts: list[dict[str, Any]],
+    updates: list[StateUpdate],
+    inserts: list[NewState],
 ) -> None:
-    values = {
-        "status": HELD if new.status == "firing" and new.held_open else new.status,
-        "since": new.since,
-        "value": new.value,
-        "alert_id": alert_id,
-        "changes": list(new.changes),
-        "flapping": new.flapping,
-    }
+    status = HELD if new.status == "firing" and new.held_open else new.status
     if row is None:
-        inserts.append({"rule": rule, "device_id": device_id, "labels": key, **values})
+        inserts.append(NewState(rule=rule, device_id=device_id, labels=key, status=status, since=new.since, value=new.value,
+                                alert_id=alert_id, changes=list(new.changes), flapping=new.flapping))
     else:
-        updates.append({"b_id": row.id, **{f"v_{k}": v for k, v in values.items() if k != "alert_id"}, "v_alert": alert_id})
+        updates.append(StateUpdate(b_id=row.id, v_status=status, v_since=new.since, v_value=new.value,
+                                   v_changes=list(new.changes), v_flapping=new.flapping, v_alert=alert_id))  # fmt: skip
 
 
 def _event(conn: Connection, alert_id: int, ts: float, kind: str, user: str | None, text: str) -> None:

@@ -5,7 +5,7 @@ Read and written in the writer's transaction by server.alerts.writer_hook.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,19 +15,69 @@ from server.store.schema import alert_states, device_status, devices
 StateKey = tuple[str, int, str]  # rule, device id, labels key
 
 
-def devices_by_id(conn: Connection, ids: list[int]) -> dict[int, Any]:
+class RuleDevice(NamedTuple):
+    """A device as the rules see it: id, name, kind, tags."""
+
+    id: int
+    name: str
+    kind: str | None
+    tags: list[str] | None
+
+
+class StoredState(NamedTuple):
+    """The engine's memory of one key (a row of alert_states, in its column order)."""
+
+    id: int
+    rule: str
+    device_id: int
+    labels: str
+    status: str
+    since: float
+    value: float | None
+    alert_id: int | None
+    changes: list[float] | str | None  # recent fire/resolve times (JSON text on a driver that does not decode it)
+    flapping: bool
+
+
+class NewState(TypedDict):
+    """A key's state to insert (or to upsert over a row another writer added first)."""
+
+    rule: str
+    device_id: int
+    labels: str
+    status: str
+    since: float
+    value: float | None
+    alert_id: int | None
+    changes: list[float]
+    flapping: bool
+
+
+class StateUpdate(TypedDict):
+    """A changed state of a stored key (b_ bound to the row id, v_ to the new values)."""
+
+    b_id: int
+    v_status: str
+    v_since: float
+    v_value: float | None
+    v_alert: int | None
+    v_changes: list[float]
+    v_flapping: bool
+
+
+def devices_by_id(conn: Connection, ids: list[int]) -> dict[int, RuleDevice]:
     """(id, name, kind, tags) of these devices."""
     query = select(devices.c.id, devices.c.name, devices.c.kind, devices.c.tags).where(devices.c.id.in_(ids))
-    return {d.id: d for d in conn.execute(query)}
+    return {d.id: RuleDevice._make(d) for d in conn.execute(query)}
 
 
-def load(conn: Connection, ids: list[int]) -> dict[StateKey, Any]:
+def load(conn: Connection, ids: list[int]) -> dict[StateKey, StoredState]:
     """The stored states of these devices' keys."""
     rows = conn.execute(select(alert_states).where(alert_states.c.device_id.in_(ids)))
-    return {(r.rule, r.device_id, r.labels): r for r in rows}
+    return {(r.rule, r.device_id, r.labels): StoredState._make(r) for r in rows}
 
 
-def update_many(conn: Connection, updates: list[dict[str, Any]]) -> None:
+def update_many(conn: Connection, updates: list[StateUpdate]) -> None:
     """Write changed states in one statement; each dict has b_id and v_status, v_since, v_value, v_alert,
     v_changes, v_flapping."""
     if not updates:
@@ -52,7 +102,7 @@ STATE_COLUMNS = ("status", "since", "value", "alert_id", "changes", "flapping")
 _UPSERTS: dict[str, Any] = {}  # one statement per dialect, built once (building it costs more than running it)
 
 
-def upsert_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def upsert_many(conn: Connection, rows: list[NewState]) -> None:
     """INSERT … ON CONFLICT on the state's unique key for many new keys in one statement (executemany), so two
     writers can never fail on the same new key. Each dict has KEY_COLUMNS and STATE_COLUMNS.
 
