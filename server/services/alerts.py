@@ -18,11 +18,12 @@ from server.store import accounts
 from server.store import alerts as store
 from server.store import rules as stored_rules
 from server.store.accounts import User
-from server.store.alerts import AlertDetail
+from server.store.alert_records import AlertDetail
+from server.store.alert_records import NewSilence as StoredSilence
 from server.store.jsontypes import JsonObject
 
 
-class CreatedSilence(store.NewSilence):
+class CreatedSilence(StoredSilence):
     """A maintenance window as created, with its id."""
 
     id: int
@@ -104,7 +105,7 @@ def create_silence(svc: Services, user: User, ip: str, body: NewSilence) -> Crea
             device_id = store.device_id_named(conn, body.device)
             if device_id is None:
                 raise ServiceError(f"no device named {body.device!r}", 422)
-        values: store.NewSilence = {
+        values: StoredSilence = {
             "comment": body.comment,
             "device_id": device_id,
             "tag": body.tag,

@@ -8,7 +8,7 @@ from typing import TypedDict
 from server.alerts.rules import Rule
 from server.store import alerts as alert_store
 from server.store import overview as overview_store
-from server.store.alerts import AlertView
+from server.store.alert_records import AlertView
 from server.store.db import Connection
 from server.store.metrics import clean_record, labels_key
 from server.store.overview import DeviceListRow
