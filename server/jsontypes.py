@@ -1,0 +1,8 @@
+"""JSON-shaped values, named once: what a JSON column holds, or a JSON API answer carries, when no record fits."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+JsonValue: TypeAlias = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
+JsonObject: TypeAlias = dict[str, JsonValue]
