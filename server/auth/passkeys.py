@@ -26,10 +26,10 @@ from webauthn.helpers.structs import (
 
 from server.auth.access import request_scheme
 from server.config.settings import Settings
-from server.jsontypes import JsonObject
 from server.store import accounts, twofactor
 from server.store.accounts import User
 from server.store.db import Connection
+from server.store.jsontypes import JsonObject
 
 RP_NAME = "pocketnoc"
 TIMEOUT_MS = 120_000

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from agents.ssh_parsers import clean_text
-from server.jsontypes import JsonValue
+from server.store.jsontypes import JsonValue
 
 MAX_BYTES = 32 * 1024 * 1024  # a large Uptime Kuma backup with heartbeats is a few MB; this is far past it
 MAX_ITEMS = 20_000

@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from agents.safety import UnsafeTarget, parse_target
-from server.jsontypes import JsonValue
 from server.notify import http
 from server.notify.channels import checked_host
 from server.notify.config import NotifyConfig
 from server.store import overview
 from server.store.db import Connection, Engine
+from server.store.jsontypes import JsonValue
 from server.store.notify_targets import meta_get, meta_put
 
 log = logging.getLogger("pocketnoc.notify")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import TypedDict
 
-from server.jsontypes import JsonObject
 from server.notify import deadman, notices
 from server.notify.channels import ChannelError, build
 from server.notify.routing import Target
@@ -19,6 +18,7 @@ from server.store import notify as store
 from server.store import notify_targets as targets
 from server.store.accounts import User
 from server.store.db import Connection
+from server.store.jsontypes import JsonObject
 from server.store.notify_records import MessageView
 from server.store.notify_targets import ChannelValues, SubscriptionView
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
-from server.jsontypes import JsonObject
 from server.logsafe import escape
 from server.store import audit as store
 from server.store.audit import AuditRow
 from server.store.db import Engine
+from server.store.jsontypes import JsonObject
 
 COLUMNS = ("id", "time", "user", "action", "target", "ip", "detail")
 BATCH = 500

@@ -13,13 +13,13 @@ from pydantic import ValidationError
 
 from server.directory.client import Client, Endpoint
 from server.directory.config import DirectorySpec, bind_password, load_directories
-from server.jsontypes import JsonObject, JsonValue
 from server.runtime import Services
 from server.services.errors import Conflict, NotFound, ServiceError
 from server.store import accounts
 from server.store import directories as rows
 from server.store.db import Connection
 from server.store.directories import DirectoryRow
+from server.store.jsontypes import JsonObject, JsonValue
 
 log = logging.getLogger("pocketnoc.directory")
 SEARCH_BURST = 10.0  # searches a person may make at once (typing fast)

@@ -12,8 +12,8 @@ from typing import Any, TypedDict
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
-from server.jsontypes import JsonObject
 from server.logsafe import escape
+from server.store.jsontypes import JsonObject
 from server.store.schema import api_tokens, audit, login_attempts, sessions, users
 
 ROLES = ("viewer", "operator", "admin")

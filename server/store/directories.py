@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from server.jsontypes import JsonObject
+from server.store.jsontypes import JsonObject
 from server.store.tables_directories import directories
 
 

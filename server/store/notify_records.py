@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, TypedDict
 
-from server.jsontypes import JsonObject, JsonValue
+from server.store.jsontypes import JsonObject, JsonValue
 
 
 @dataclass(frozen=True, slots=True)

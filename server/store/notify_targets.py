@@ -9,9 +9,9 @@ from typing import Any, NamedTuple, TypedDict
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
-from server.jsontypes import JsonObject
 from server.keys.secretbox import SecretBox
 from server.store import meta
+from server.store.jsontypes import JsonObject
 from server.store.schema import notify_channels, notify_tokens, push_subscriptions, users
 
 
