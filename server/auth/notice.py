@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from server.store import accounts
 from server.store.accounts import FailedSignIns
@@ -20,7 +20,17 @@ def failed_sign_ins(reader: Engine, name: str) -> FailedSignIns:
         return accounts.failed_sign_ins(conn, name)
 
 
-def as_json(found: FailedSignIns) -> dict[str, Any]:
+class FailedSignInsJson(TypedDict):
+    """The API's view of failed sign-ins."""
+
+    before_last_sign_in: int
+    since_last_sign_in: int
+    last_failed_at: float | None
+    last_failed_ip: str | None
+    last_sign_in_at: float | None
+
+
+def as_json(found: FailedSignIns) -> FailedSignInsJson:
     """The API's view of it."""
     return {
         "before_last_sign_in": found.before_last,

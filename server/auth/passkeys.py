@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -30,6 +29,7 @@ from server.config.settings import Settings
 from server.store import accounts, twofactor
 from server.store.accounts import User
 from server.store.db import Connection
+from server.store.jsontypes import JsonObject
 
 RP_NAME = "pocketnoc"
 TIMEOUT_MS = 120_000
@@ -58,7 +58,14 @@ def _descriptors(conn: Connection, user_id: int) -> list[PublicKeyCredentialDesc
     return out
 
 
-def registration_options(conn: Connection, request: Request, settings: Settings, user: User, binding: str) -> dict[str, Any]:
+def _options(options_json: str) -> JsonObject:
+    result = json.loads(options_json)
+    if not isinstance(result, dict):
+        raise TypeError("WebAuthn options are a JSON object")
+    return result
+
+
+def registration_options(conn: Connection, request: Request, settings: Settings, user: User, binding: str) -> JsonObject:
     """Options for navigator.credentials.create(): a discoverable credential with user verification."""
     rp_id, _ = relying_party(request, settings)
     options = generate_registration_options(
@@ -75,20 +82,25 @@ def registration_options(conn: Connection, request: Request, settings: Settings,
         exclude_credentials=_descriptors(conn, user.id),
     )
     twofactor.save_challenge(conn, options.challenge, "register", binding, user.id)
-    result: dict[str, Any] = json.loads(options_to_json(options))
-    return result
+    return _options(options_to_json(options))
 
 
-def _challenge_of(credential: dict[str, Any]) -> bytes:
+def _response(credential: JsonObject) -> JsonObject:
+    """The credential's "response" object ({} when it is missing or not an object)."""
+    response = credential.get("response")
+    return response if isinstance(response, dict) else {}
+
+
+def _challenge_of(credential: JsonObject) -> bytes:
     try:
-        client_data = base64url_to_bytes(str(credential["response"]["clientDataJSON"]))
+        client_data = base64url_to_bytes(str(_response(credential)["clientDataJSON"]))
         return parse_client_data_json(client_data).challenge
     except (KeyError, TypeError, ValueError, WebAuthnException):
         raise PasskeyError("the passkey answer is malformed") from None
 
 
 def register(
-    conn: Connection, request: Request, settings: Settings, user: User, binding: str, credential: dict[str, Any], name: str
+    conn: Connection, request: Request, settings: Settings, user: User, binding: str, credential: JsonObject, name: str
 ) -> int:
     """Verify the browser's answer to registration_options and store the new passkey."""
     challenge = _challenge_of(credential)
@@ -109,7 +121,7 @@ def register(
     credential_id = bytes_to_base64url(verified.credential_id)
     if twofactor.find_passkey(conn, credential_id) is not None:
         raise PasskeyError("this passkey is registered already")
-    raw = credential.get("response", {}).get("transports") or []
+    raw = _response(credential).get("transports") or []
     transports = [str(t) for t in raw if isinstance(t, str) and t in _TRANSPORTS] if isinstance(raw, list) else []
     return twofactor.add_passkey(
         conn, user.id, credential_id, verified.credential_public_key, verified.sign_count, name or "passkey", transports
@@ -118,7 +130,7 @@ def register(
 
 def authentication_options(
     conn: Connection, request: Request, settings: Settings, purpose: str, binding: str, user: User | None
-) -> dict[str, Any]:
+) -> JsonObject:
     """Options for navigator.credentials.get(); with no user, any passkey of this site may answer (sign-in)."""
     rp_id, _ = relying_party(request, settings)
     options = generate_authentication_options(
@@ -128,12 +140,11 @@ def authentication_options(
         user_verification=UserVerificationRequirement.REQUIRED if purpose == "login" else UserVerificationRequirement.PREFERRED,
     )
     twofactor.save_challenge(conn, options.challenge, purpose, binding, user.id if user else None)
-    result: dict[str, Any] = json.loads(options_to_json(options))
-    return result
+    return _options(options_to_json(options))
 
 
-def _handle_matches(conn: Connection, user_id: int, credential: dict[str, Any]) -> bool:
-    handle = credential.get("response", {}).get("userHandle")
+def _handle_matches(conn: Connection, user_id: int, credential: JsonObject) -> bool:
+    handle = _response(credential).get("userHandle")
     if not handle:
         return True
     try:
@@ -149,7 +160,7 @@ def authenticate(
     settings: Settings,
     purpose: str,
     binding: str,
-    credential: dict[str, Any],
+    credential: JsonObject,
     user: User | None,
 ) -> User:
     """Verify an assertion; returns the passkey's (enabled) user, who must be `user` when one is expected."""

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from agents.ssh_parsers import clean_text
+from server.store.jsontypes import JsonValue
 
 MAX_BYTES = 32 * 1024 * 1024  # a large Uptime Kuma backup with heartbeats is a few MB; this is far past it
 MAX_ITEMS = 20_000
@@ -40,12 +41,13 @@ def shown(text: object, limit: int = 80) -> str:
     return clean_text(str(text), limit).replace("\n", " ")
 
 
-def load_json(data: bytes, what: str) -> Any:
+def load_json(data: bytes, what: str) -> JsonValue:
     """Parse bounded JSON bytes; ImportError_ with one clear line on anything wrong."""
     if len(data) > MAX_BYTES:
         raise ImportError_(f"the {what} is {len(data)} bytes; at most {MAX_BYTES} are read")
     try:
-        return json.loads(data.decode("utf-8-sig"))
+        value: JsonValue = json.loads(data.decode("utf-8-sig"))
+        return value
     except UnicodeDecodeError:
         raise ImportError_(f"the {what} is not UTF-8 text (a JSON file was expected)") from None
     except json.JSONDecodeError as exc:
@@ -56,7 +58,7 @@ def load_json(data: bytes, what: str) -> Any:
         raise ImportError_(f"the {what} holds a number too long to be an export's") from None
 
 
-def read_file(path: Path, what: str) -> Any:
+def read_file(path: Path, what: str) -> JsonValue:
     """Read and parse a file without reading more than MAX_BYTES + 1 bytes of it."""
     try:
         with path.open("rb") as f:

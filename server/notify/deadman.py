@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,6 +23,7 @@ from server.notify.channels import checked_host
 from server.notify.config import NotifyConfig
 from server.store import overview
 from server.store.db import Connection, Engine
+from server.store.jsontypes import JsonValue
 from server.store.notify_targets import meta_get, meta_put
 
 log = logging.getLogger("pocketnoc.notify")
@@ -40,7 +41,18 @@ def silent_since(conn: Connection, now: float, silent_after: float, started: flo
     return reference
 
 
-def status(conn: Connection, config: NotifyConfig, now: float, started: float | None = None) -> dict[str, Any]:
+class MonitoringStatus(TypedDict):
+    """The dead-man state, as the status API and pages show it."""
+
+    last_update: float | None
+    devices: int
+    silent_since: float | None
+    silent_after_seconds: float
+    heartbeat_url_set: bool
+    heartbeat: JsonValue
+
+
+def status(conn: Connection, config: NotifyConfig, now: float, started: float | None = None) -> MonitoringStatus:
     """What the status API and pages show."""
     last, count = overview.last_update(conn)
     beat = meta_get(conn, META_KEY)

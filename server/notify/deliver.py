@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from server.keys.secretbox import SecretBox, SecretsUnavailable
 from server.notify import notices, webpush
@@ -20,6 +19,8 @@ from server.store import channel_queue, deliveries
 from server.store import notify as store
 from server.store import notify_targets as targets
 from server.store.db import Connection, Engine
+from server.store.notify_records import Attempt, Message, NotifyAlert
+from server.store.notify_targets import ChannelRow, PushSubscriptionInfo, SubscriptionRow
 
 log = logging.getLogger("pocketnoc.notify")
 ACTIONABLE = ("trigger", "escalate", "reminder")
@@ -29,11 +30,11 @@ ACTIONABLE = ("trigger", "escalate", "reminder")
 class Job:
     """A claimed message with everything needed to send it outside the transaction."""
 
-    row: Any
+    row: Message
     note: Note | None = None
     channel: Channel | None = None
-    channel_row: Any = None
-    sub: dict[str, Any] | None = None
+    channel_row: ChannelRow | None = None
+    sub: PushSubscriptionInfo | None = None
     token: str | None = None
     can_act: bool = False
     receipt: int | None = None  # the attempt's receipt, written before the send
@@ -78,12 +79,17 @@ def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | 
         return jobs
 
 
-def _prepare(conn: Any, job: Job, box: SecretBox, config: NotifyConfig, base_url: str | None, channels: dict[int, Any],
-             subs: dict[int, Any], alerts: dict[int, Any], holds: store.Holds, now: float) -> tuple[str, str] | None:
+def _alert(alerts: dict[int, NotifyAlert], alert_id: int | None) -> NotifyAlert | None:
+    return alerts.get(alert_id) if alert_id is not None else None
+
+
+def _prepare(conn: Connection, job: Job, box: SecretBox, config: NotifyConfig, base_url: str | None,
+             channels: dict[int, ChannelRow], subs: dict[int, SubscriptionRow], alerts: dict[int, NotifyAlert],
+             holds: store.Holds, now: float) -> tuple[str, str] | None:
     row = job.row
     payload = dict(row.payload or {})
     if row.kind in ACTIONABLE:
-        alert = alerts.get(row.alert_id)
+        alert = _alert(alerts, row.alert_id)
         reason = holds.reason(alert) if alert is not None else "the alert is gone"
         if reason is not None and reason != "resolved":  # a resolve follows a late trigger: both go out, in order
             return "skipped", f"not sent: {reason}"
@@ -91,17 +97,17 @@ def _prepare(conn: Any, job: Job, box: SecretBox, config: NotifyConfig, base_url
                                                                         row.episode):
         return "skipped", "not sent: nothing about this alert reached this target"
     elif row.kind == "flapping":  # acknowledged, snoozed, silenced or hidden behind a parent: no new buzz
-        alert = alerts.get(row.alert_id)
+        alert = _alert(alerts, row.alert_id)
         reason = holds.reason(alert) if alert is not None else "the alert is gone"
         if reason is not None:
             return "skipped", f"not sent: {reason}"
     elif row.kind == "summary":
         members = store.summary_members(conn, row.id)
         member_alerts = store.alerts_by_id(conn, [m.alert_id for m in members if m.alert_id is not None])
-        keep: list[Any] = []
-        drop: list[Any] = []
+        keep: list[Message] = []
+        drop: list[Message] = []
         for m in members:
-            alert = member_alerts.get(m.alert_id)
+            alert = _alert(member_alerts, m.alert_id)
             reason = holds.reason(alert) if alert is not None else "gone"
             (drop if m.kind in ACTIONABLE and reason not in (None, "resolved") else keep).append(m)
         store.set_status(conn, [m.id for m in drop], "skipped", "not sent: held when its summary went out")
@@ -116,15 +122,15 @@ def _prepare(conn: Any, job: Job, box: SecretBox, config: NotifyConfig, base_url
             job.channel_row = found
             job.channel = build(targets.channel_url(box, found), bool(found.allow_unsafe))
         else:
-            found = subs.get(row.target_id)
-            if found is None:
+            sub = subs.get(row.target_id)
+            if sub is None:
                 return "gone", "the device was unsubscribed"
-            job.sub = targets.subscription_keys(box, found)
-            role = targets.user_role(conn, found.user_id)
+            job.sub = targets.subscription_keys(box, sub)
+            role = targets.user_role(conn, sub.user_id)
             job.can_act = role is not None and role[0] in OPERATOR_ROLES and not role[1]
             if job.can_act and row.kind in ACTIONABLE and row.alert_id is not None:
                 ttl = config.delivery.action_token_minutes * 60
-                job.token = targets.issue_token(conn, row.id, found.user_id, row.alert_id, now, ttl)
+                job.token = targets.issue_token(conn, row.id, sub.user_id, row.alert_id, now, ttl)
     except ChannelError as exc:
         return "dead", f"channel URL refused: {exc}"
     except SecretsUnavailable as exc:  # the key changed (a forced rotation): retried after the restart, not lost
@@ -158,7 +164,7 @@ def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], confi
     """Write receipts and next states of finished attempts in one transaction; returns each result."""
     now = time.time() if now is None else now
     d = config.delivery
-    finished: list[tuple[Any, float, str, str, str, float | None, float | None]] = []
+    finished: list[Attempt] = []
     verdicts = []
     for job, outcome, ms in results:
         row = job.row
@@ -176,7 +182,7 @@ def record_many(engine: Engine, results: list[tuple[Job, Outcome, float]], confi
             result = "dead" if expired else "retry"
             next_at = None if expired else now + wait
         verdicts.append(result)
-        finished.append((row, now, result, outcome.status or result, outcome.detail, ms, next_at))
+        finished.append(Attempt(row, now, result, outcome.status or result, outcome.detail, ms, next_at))
     with engine.begin() as conn:
         started = {job.row.id: job.receipt for job, _o, _ms in results if job.receipt is not None}
         counted = store.finish_messages(conn, finished, started)
@@ -203,17 +209,19 @@ def _pace_channels(conn: Connection, results: list[tuple[Job, Outcome, float]], 
             channel_queue.defer(conn, channel_id, now + wait, now)
 
 
-def _health(conn: Any, results: list[tuple[Job, Outcome, float]], now: float, broken_after: int) -> None:
+def _health(conn: Connection, results: list[tuple[Job, Outcome, float]], now: float, broken_after: int) -> None:
     """Channel health and device bookkeeping, once per target per batch."""
     channels: dict[int, list[tuple[Job, Outcome]]] = {}
+    channel_rows: dict[int, ChannelRow] = {}
     devices: dict[int, Outcome] = {}
     for job, outcome, _ms in results:
         if job.channel_row is not None:
             channels.setdefault(job.channel_row.id, []).append((job, outcome))
+            channel_rows.setdefault(job.channel_row.id, job.channel_row)
         elif job.row.target_type == "push" and (job.row.target_id not in devices or not devices[job.row.target_id].gone):
             devices[job.row.target_id] = outcome  # the last attempt counts, but gone stays gone
-    for attempts in channels.values():
-        row = attempts[0][0].channel_row
+    for channel_id, attempts in channels.items():
+        row = channel_rows[channel_id]
         last_ok = max((i for i, (_j, o) in enumerate(attempts) if o.ok), default=-1)
         changes = []
         if last_ok >= 0:

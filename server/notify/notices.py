@@ -9,6 +9,7 @@ from server.notify.message import clean, when
 from server.notify.routing import Directory, Target
 from server.store.db import Connection
 from server.store.notify import add_message
+from server.store.notify_targets import ChannelRow
 
 
 def plain(conn: Connection, kind: str, target: Target, payload: dict[str, Any], key: str, now: float) -> int:
@@ -26,7 +27,7 @@ def test_message(conn: Connection, target: Target, who: str, now: float) -> int:
     return plain(conn, "test", target, payload, f"pocketnoc-test-{secrets.token_hex(6)}", now)
 
 
-def channel_health(conn: Connection, channel: Any, transition: str, detail: str, now: float) -> int:
+def channel_health(conn: Connection, channel: ChannelRow, transition: str, detail: str, now: float) -> int:
     """Tell admins' phones and every other healthy channel that a channel broke (or works again)."""
     directory = Directory(conn)
     broken = transition == "broken"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TypedDict
 
 from server.notify import deadman, notices
 from server.notify.channels import ChannelError, build
@@ -13,13 +13,36 @@ from server.notify.webpush import PushError, check_subscription
 from server.runtime import Services
 from server.services.alerts import act
 from server.services.errors import ServiceError
-from server.store import accounts
+from server.store import accounts, notify_views
 from server.store import notify as store
 from server.store import notify_targets as targets
 from server.store.accounts import User
 from server.store.db import Connection
+from server.store.jsontypes import JsonObject
+from server.store.notify_records import MessageView
+from server.store.notify_targets import ChannelValues, SubscriptionView
 
 SNOOZE_FROM_PUSH_MINUTES = 60
+
+
+class WorkerStatus(TypedDict):
+    """The notification worker's counters."""
+
+    running: bool
+    sent: int
+    failed: int
+    last_loop: float
+
+
+class NotifyStatus(TypedDict):
+    """Health of notifications, as the status API and page show it."""
+
+    monitoring: deadman.MonitoringStatus
+    messages: dict[str, int]
+    outbox_backlog: int
+    broken_channels: list[str]
+    worker: WorkerStatus | None
+    problems: list[str]
 
 
 class OpError(ServiceError):
@@ -30,7 +53,7 @@ class OpError(ServiceError):
 
 
 def create_channel(svc: Services, notify: Notify, user: User, ip: str, name: str, url: str, owner: str | None,
-                   allow_unsafe: bool, enabled: bool = True) -> dict[str, Any]:
+                   allow_unsafe: bool, enabled: bool = True) -> JsonObject:
     """Validate (policy included) and store a channel; the URL is sealed and never shown again."""
     try:
         channel = build(url, allow_unsafe)
@@ -43,8 +66,8 @@ def create_channel(svc: Services, notify: Notify, user: User, ip: str, name: str
             owner_id = targets.user_ids(conn).get(owner)
             if owner_id is None:
                 raise OpError(422, f"no user named {owner!r}")
-        values = {"name": name, "kind": channel.kind, "url": url, "display": channel.display(), "user_id": owner_id,
-                  "enabled": enabled, "allow_unsafe": allow_unsafe, "source": "api"}
+        values: ChannelValues = {"name": name, "kind": channel.kind, "url": url, "display": channel.display(),
+                                 "user_id": owner_id, "enabled": enabled, "allow_unsafe": allow_unsafe, "source": "api"}
         try:
             channel_id = targets.save_channel(conn, svc.box, values, now)
         except targets.TargetError as exc:
@@ -80,7 +103,7 @@ def test_channel(svc: Services, notify: Notify, user: User, ip: str, channel_id:
     return message_id
 
 
-def subscribe(svc: Services, user: User, ip: str, endpoint: str, p256dh: str, auth: str, label: str) -> dict[str, Any]:
+def subscribe(svc: Services, user: User, ip: str, endpoint: str, p256dh: str, auth: str, label: str) -> SubscriptionView:
     """Store this browser's push subscription for the signed-in user."""
     try:
         service = check_subscription(endpoint, p256dh, auth, svc.settings.push_allow_loopback)
@@ -112,7 +135,7 @@ def test_push(svc: Services, notify: Notify, user: User, sub_id: int) -> int:
     return message_id
 
 
-def push_action(svc: Services, ip: str, token: str, action: str) -> dict[str, Any]:
+def push_action(svc: Services, ip: str, token: str, action: str) -> JsonObject:
     """Acknowledge or snooze from a notification: the single-use token stands in for the session."""
     if action not in ("ack", "snooze"):
         raise OpError(422, "action is ack or snooze")
@@ -131,12 +154,12 @@ def push_action(svc: Services, ip: str, token: str, action: str) -> dict[str, An
     return {"ok": True, "action": action, "alert": {"id": alert["id"], "state": alert["state"]}, "user": user.name}
 
 
-def my_messages(conn: Connection, user_id: int, limit: int = 50) -> list[dict[str, Any]]:
+def my_messages(conn: Connection, user_id: int, limit: int = 50) -> list[MessageView]:
     """What was sent to this person (their devices and personal channels)."""
-    return store.list_messages(conn, user_id=user_id, limit=limit)
+    return notify_views.list_messages(conn, user_id=user_id, limit=limit)
 
 
-def status(conn: Connection, notify: Notify) -> dict[str, Any]:
+def status(conn: Connection, notify: Notify) -> NotifyStatus:
     """Health of notifications: dead-man state, message counts, broken channels, worker liveness."""
     now = time.time()
     worker = notify.worker
@@ -145,14 +168,14 @@ def status(conn: Connection, notify: Notify) -> dict[str, Any]:
         "monitoring": deadman.status(conn, notify.config, now, notify.started),
         "messages": store.counts(conn),
         "outbox_backlog": store.outbox_backlog(conn),
-        "broken_channels": [c["name"] for c in channels if c["status"] == "broken"],
+        "broken_channels": [str(c["name"]) for c in channels if c["status"] == "broken"],
         "worker": None if worker is None else {"running": True, "sent": worker.sent, "failed": worker.failed,
                                                "last_loop": worker.last_loop},
         "problems": notify.problems,
     }
 
 
-def routes_view(notify: Notify) -> dict[str, Any]:
+def routes_view(notify: Notify) -> JsonObject:
     """The routing in force (file routes, or the default route)."""
     config = notify.config
     return {

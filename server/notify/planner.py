@@ -18,6 +18,7 @@ from server.notify.routing import Directory, Target, matching_routes
 from server.notify.summaries import Grouper
 from server.store import notify as store
 from server.store.db import Connection
+from server.store.notify_records import NotifyAlert, Track, TrackValues
 
 log = logging.getLogger("pocketnoc.notify")
 BATCH = 500
@@ -83,11 +84,11 @@ def plan(conn: Connection, config: NotifyConfig, now: float) -> int:
     return ctx.grouper.created
 
 
-def _event(ctx: Pass, kind: str, alert: Any, known: dict[int, str]) -> None:
+def _event(ctx: Pass, kind: str, alert: NotifyAlert, known: dict[int, str]) -> None:
     """Apply one outbox row; `known` holds the status of every track seen in this pass."""
     status = known.get(alert.id)
 
-    def put(values: dict[str, Any]) -> None:
+    def put(values: TrackValues) -> None:
         store.put_track(ctx.conn, alert.id, {**values, "updated_at": ctx.now}, status is not None)
         known[alert.id] = str(values.get("status", status))
 
@@ -125,7 +126,7 @@ def _event(ctx: Pass, kind: str, alert: Any, known: dict[int, str]) -> None:
         put({"status": "held", "next_at": ctx.now})
 
 
-def _resolve(ctx: Pass, alert: Any, extra: dict[str, Any]) -> None:
+def _resolve(ctx: Pass, alert: NotifyAlert, extra: dict[str, Any]) -> None:
     """Tell everyone who was told about the alert that it resolved ("stable again" at the end of a flapping episode)."""
     if alert.flapping:
         extra = {**extra, "flapping": True}
@@ -133,7 +134,7 @@ def _resolve(ctx: Pass, alert: Any, extra: dict[str, Any]) -> None:
         ctx.grouper.emit("resolve", Target(row.target_type, int(row.target_id), row.user_id), alert, extra or None)
 
 
-def _track(ctx: Pass, track: Any, alert: Any) -> None:
+def _track(ctx: Pass, track: Track, alert: NotifyAlert | None) -> None:
     now = ctx.now
     if track.status == "closing" and alert is not None and alert.status == "resolved":
         folded, wait = ctx.deps.folded(alert)
@@ -152,7 +153,7 @@ def _track(ctx: Pass, track: Any, alert: Any) -> None:
     plan_ = [dict(e) for e in (track.plan or [])]
     reason = ctx.holds.reason(alert)
     if reason is not None:
-        wait = float(alert.snoozed_until) if reason == "snoozed" else now + ctx.config.delivery.recheck_seconds
+        wait = float(alert.snoozed_until or now) if reason == "snoozed" else now + ctx.config.delivery.recheck_seconds
         store.put_track(ctx.conn, alert.id, {"status": "held", "next_at": max(wait, now + 0.001), "updated_at": now}, True)
         return
     if not track.notified:
@@ -170,5 +171,6 @@ def _track(ctx: Pass, track: Any, alert: Any) -> None:
         for _entry, step, number in escalation.take_due(plan_, ctx.config, now):
             for target in ctx.directory.reach(step.users, step.channels):
                 ctx.grouper.emit("escalate", target, alert, {"step": number})
-    values = {"status": "active", "notified": True, "plan": plan_, "next_at": escalation.next_due(plan_), "updated_at": now}
+    values: TrackValues = {"status": "active", "notified": True, "plan": plan_, "next_at": escalation.next_due(plan_),
+                           "updated_at": now}
     store.put_track(ctx.conn, alert.id, values, True)

@@ -90,8 +90,9 @@ def sync_file_channels(conn: Connection, box: SecretBox, config: NotifyConfig, n
                 problems.append(f"channel {spec.name!r}: no user named {spec.user!r} yet (skipped until there is)")
                 continue
         wanted.add(spec.name)
-        values = {"name": spec.name, "kind": channel.kind, "url": spec.url, "display": channel.display(), "user_id": user_id,
-                  "enabled": spec.enabled, "allow_unsafe": spec.allow_unsafe, "source": "config"}
+        values: targets.ChannelValues = {"name": spec.name, "kind": channel.kind, "url": spec.url, "display": channel.display(),
+                                         "user_id": user_id, "enabled": spec.enabled, "allow_unsafe": spec.allow_unsafe,
+                                         "source": "config"}
         if row is None:
             targets.save_channel(conn, box, values, now)
         elif (targets.channel_url(box, row), row.user_id, bool(row.enabled), bool(row.allow_unsafe)) != (

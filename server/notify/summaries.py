@@ -14,6 +14,7 @@ from server.notify.message import SEVERITY_WORD, alert_payload, clean, dedup_key
 from server.notify.routing import Target
 from server.store.db import Connection
 from server.store.notify import add_message, add_messages, open_summaries, recent_counts
+from server.store.notify_records import Message, NewMessage, NotifyAlert
 
 MAX_SUMMARY_LINES = 15
 
@@ -27,7 +28,7 @@ class Grouper:
         self.now = now
         self._counts: dict[tuple[str, int], int] | None = None
         self._open: dict[tuple[str, int], int] | None = None
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[NewMessage] = []
         self.created = 0
 
     def _load(self) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
@@ -36,12 +37,12 @@ class Grouper:
             self._open = open_summaries(self.conn)
         return self._counts, self._open
 
-    def emit(self, kind: str, target: Target, alert: Any, extra: dict[str, Any] | None = None) -> None:
+    def emit(self, kind: str, target: Target, alert: NotifyAlert, extra: dict[str, Any] | None = None) -> None:
         """Queue a message about an alert for a target (grouped into a summary during a storm); see flush()."""
         counts, open_ = self._load()
         seen = counts.get(target.key, 0)
         counts[target.key] = seen + 1
-        values: dict[str, Any] = {
+        values: NewMessage = {
             "created_at": self.now,
             "next_at": self.now,
             "attempts": 0,
@@ -72,7 +73,8 @@ class Grouper:
                     "payload": {"kind": "summary", "title": "Several alerts", "path": "/alerts"},
                 })
                 open_[target.key] = summary
-            values.update(status="grouped", summary_id=summary)
+            values["status"] = "grouped"
+            values["summary_id"] = summary
         self.created += 1
         self._rows.append(values)
 
@@ -88,7 +90,7 @@ def _behind(payload: dict[str, Any], field: str) -> str:
     return f" (+{count} behind it)" if count else ""
 
 
-def compose(members: list[Any], now: float | None = None) -> dict[str, Any]:
+def compose(members: list[Message], now: float | None = None) -> dict[str, Any]:
     """The payload of a summary from the messages it gathered (firing and resolved alerts, most severe first)."""
     firing: dict[int, Any] = {}
     resolved: dict[int, Any] = {}

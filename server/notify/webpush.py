@@ -26,7 +26,7 @@ from server.notify import http
 from server.notify.channels import checked_host
 from server.notify.outcome import Outcome, classify_http
 from server.store.db import Engine
-from server.store.notify_targets import meta_get, meta_put
+from server.store.notify_targets import PushSubscriptionInfo, meta_get, meta_put
 
 META_KEY = "vapid_private_key"
 GONE = frozenset({404, 410})
@@ -128,7 +128,7 @@ def topic_of(key: str) -> str:
     return _TOPIC.sub("", key)[-32:]
 
 
-def _prepare(keys: VapidKeys, sub: dict[str, Any], data: bytes) -> tuple[bytes, dict[str, str]]:
+def _prepare(keys: VapidKeys, sub: PushSubscriptionInfo, data: bytes) -> tuple[bytes, dict[str, str]]:
     pusher = WebPusher(sub)
     encoded = pusher.encode(data, "aes128gcm")
     parts = urlsplit(sub["endpoint"])
@@ -138,7 +138,7 @@ def _prepare(keys: VapidKeys, sub: dict[str, Any], data: bytes) -> tuple[bytes, 
     return bytes(encoded["body"]), headers
 
 
-async def send(keys: VapidKeys, sub: dict[str, Any], payload: dict[str, Any], ttl: int, urgency: str, topic: str,
+async def send(keys: VapidKeys, sub: PushSubscriptionInfo, payload: dict[str, Any], ttl: int, urgency: str, topic: str,
                time_limit: float) -> Outcome:
     """Encrypt and POST one push message."""
     parts = urlsplit(sub["endpoint"])

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from server.keys.secretbox import SecretBox, SecretsUnavailable
 from server.notify import deadman, deliver, http, planner, probe
@@ -22,6 +21,7 @@ from server.store import notify as store
 from server.store import notify_targets as targets
 from server.store.db import Connection, Engine
 from server.store.leases import holder_name
+from server.store.notify_targets import ChannelRow
 
 log = logging.getLogger("pocketnoc.notify")
 PRUNE_EVERY = 3600.0
@@ -185,11 +185,11 @@ class Worker:
             self._probes.add(task)
             task.add_done_callback(self._probes.discard)
 
-    def _stalled(self, now: float) -> list[Any]:
+    def _stalled(self, now: float) -> list[ChannelRow]:
         with self.engine.connect() as conn:
             return channel_queue.stalled(conn, now)
 
-    async def _probe(self, row: Any, time_limit: float) -> None:
+    async def _probe(self, row: ChannelRow, time_limit: float) -> None:
         try:
             url = targets.channel_url(self.box, row)
         except SecretsUnavailable:

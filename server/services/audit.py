@@ -7,12 +7,13 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from server.logsafe import escape
 from server.store import audit as store
 from server.store.audit import AuditRow
 from server.store.db import Engine
+from server.store.jsontypes import JsonObject
 
 COLUMNS = ("id", "time", "user", "action", "target", "ip", "detail")
 BATCH = 500
@@ -24,7 +25,29 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def entry(row: AuditRow) -> dict[str, Any]:
+class AuditItem(TypedDict):
+    """One audit entry for people and tools; `said`: an action entry in words (the paged view only)."""
+
+    id: int
+    time: str
+    ts: float
+    user: str | None
+    action: str
+    target: str
+    ip: str
+    detail: JsonObject
+    said: NotRequired[str]
+
+
+class AuditPage(TypedDict):
+    """A page of the log, newest first; `next_before` pages further back."""
+
+    items: list[AuditItem]
+    total: int
+    next_before: int | None
+
+
+def entry(row: AuditRow) -> AuditItem:
     """One audit row as a plain dict."""
     return {
         "id": row.id,
@@ -61,7 +84,7 @@ def export_csv(engine: Engine) -> Iterator[str]:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     for n, row in enumerate(_rows(engine), 1):
-        item = entry(row)
+        item: dict[str, object] = dict(entry(row))
         writer.writerow([csv_cell(item[c]) for c in COLUMNS])
         if n % BATCH == 0:
             yield out.getvalue()
@@ -88,14 +111,15 @@ def _text(value: Any, limit: int = 200) -> str:
     return " ".join(str(value or "").split())[:limit]
 
 
-def said(item: dict[str, Any]) -> str:
+def said(item: AuditItem) -> str:
     """An action entry in words: who did (or was refused) what, where, and why ("" for entries read as they are)."""
     d, who = item["detail"] if isinstance(item["detail"], dict) else {}, item["user"] or "someone"
     what, _, where = str(item["target"]).partition("@")
     where = f" on {where}" if where and where != "-" else ""
     match item["action"]:
         case "action.refused":
-            status = REFUSAL_WORDS.get(int(d.get("status") or 0), "")
+            code = d.get("status")  # an int, as actions.gate writes it
+            status = REFUSAL_WORDS.get(code if isinstance(code, int) else 0, "")
             because = _text(d.get("why"), 300) or "no reason recorded"
             return f"{who} was refused {what}{where}: {because}" + (f" ({status})" if status else "")
         case "action.run":
@@ -109,7 +133,7 @@ def said(item: dict[str, Any]) -> str:
     return ""
 
 
-def page(engine: Engine, limit: int, before: int | None) -> dict[str, Any]:
+def page(engine: Engine, limit: int, before: int | None) -> AuditPage:
     """Newest entries first, `limit` at a time, action entries also in words; `next_before` pages further back."""
     with engine.connect() as conn:
         items = [entry(r) for r in store.newest(conn, limit, before)]

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from pydantic import ValidationError
 
@@ -19,6 +19,7 @@ from server.store import accounts
 from server.store import directories as rows
 from server.store.db import Connection
 from server.store.directories import DirectoryRow
+from server.store.jsontypes import JsonObject, JsonValue
 
 log = logging.getLogger("pocketnoc.directory")
 SEARCH_BURST = 10.0  # searches a person may make at once (typing fast)
@@ -77,22 +78,31 @@ def sync_file(svc: Services) -> list[str]:
     return warnings
 
 
-def public_spec(spec: DirectorySpec) -> dict[str, Any]:
+def public_spec(spec: DirectorySpec) -> JsonObject:
     """A directory's settings without its secret (what is stored beside the sealed password and what the API shows)."""
-    return spec.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+    dumped: JsonObject = spec.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+    return dumped
 
 
 def _spec(row: DirectoryRow, password: str) -> DirectorySpec:
     return DirectorySpec.model_validate({**row.spec, "bind_password": password})
 
 
-def names(svc: Services) -> list[dict[str, Any]]:
+class DirectoryName(TypedDict):
+    """A directory as the directory home page and API list it."""
+
+    name: str
+    kind: JsonValue
+    source: str
+
+
+def names(svc: Services) -> list[DirectoryName]:
     """Every directory (name, kind, where it came from), for the directory home page and API."""
     with svc.reader.connect() as conn:
         return [{"name": r.name, "kind": r.spec.get("kind"), "source": r.source} for r in rows.list_rows(conn)]
 
 
-def describe(row: DirectoryRow) -> dict[str, Any]:
+def describe(row: DirectoryRow) -> JsonObject:
     """A directory as admins see it: its settings and whether a bind password is stored (never the password)."""
     return {"name": row.name, "source": row.source, **row.spec, "bind_password_set": row.secret is not None,
             "updated_at": row.updated_at, "updated_by": row.updated_by}
@@ -118,7 +128,7 @@ def endpoint(spec: DirectorySpec, password: str) -> Endpoint:
     )
 
 
-def save_admin(conn: Connection, svc: Services, actor: accounts.User, ip: str, values: dict[str, Any]) -> str:
+def save_admin(conn: Connection, svc: Services, actor: accounts.User, ip: str, values: JsonObject) -> str:
     """Create or change a directory from the admin pages; an empty bind password keeps the stored one. Audited."""
     name = str(values.get("name", ""))
     found = rows.get_row(conn, name)

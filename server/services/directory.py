@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from server.directory import account
 from server.directory.account import Person
@@ -34,6 +34,50 @@ class Unreachable(ServiceError):
     status = 502
 
 
+class ActionChoice(TypedDict):
+    """A catalog action as offered for one person: whether it applies now, why not, the groups it can use."""
+
+    id: str
+    label: str
+    available: bool
+    why: str | None
+    groups: list[str]
+
+
+class PersonBrief(TypedDict):
+    """A search result."""
+
+    login: str
+    name: str
+    email: str | None
+    dn: str
+    enabled: bool | None
+    locked: bool | None
+
+
+class PersonJson(TypedDict):
+    """A person as the API shows them (times as ISO UTC strings)."""
+
+    directory: str
+    dn: str
+    login: str
+    name: str
+    email: str | None
+    kind: str
+    enabled: bool | None
+    locked: bool | None
+    locked_since: str | None
+    bad_passwords: int | None
+    password_set: str | None
+    must_change: bool | None
+    password_expires: str | None
+    password_never_expires: bool
+    last_logon: str | None
+    groups: list[dict[str, str]]
+    protected: str | None
+    actions: list[ActionChoice]
+
+
 @dataclass(frozen=True, slots=True)
 class PersonView:
     """A person as the page and the API show them: the account, whether it is protected, what can be done."""
@@ -41,7 +85,7 @@ class PersonView:
     directory: str
     person: Person
     protected: str | None
-    actions: list[dict[str, Any]]
+    actions: list[ActionChoice]
     groups: list[dict[str, str]]
 
 
@@ -62,7 +106,7 @@ def _audit(svc: Services, user: accounts.User, ip: str, action: str, target: str
         accounts.write_audit(conn, user, action, target, detail, ip)
 
 
-def search(svc: Services, user: accounts.User, ip: str, name: str, text: str) -> list[dict[str, Any]]:
+def search(svc: Services, user: accounts.User, ip: str, name: str, text: str) -> list[PersonBrief]:
     """People whose login, e-mail or name starts with `text` (a literal: `*)(` finds only those characters)."""
     text = text.strip()
     if len(text) < MIN_QUERY:
@@ -81,7 +125,7 @@ def search(svc: Services, user: accounts.User, ip: str, name: str, text: str) ->
     return people
 
 
-def _brief(spec: DirectorySpec, dn: str, raw: Raw) -> dict[str, Any]:
+def _brief(spec: DirectorySpec, dn: str, raw: Raw) -> PersonBrief:
     person = account.from_ad(dn, raw, None) if spec.kind == "active-directory" else account.from_ldap(dn, raw, [])
     return {"login": person.login, "name": person.name, "email": person.email, "dn": dn,
             "enabled": person.enabled, "locked": person.locked}
@@ -120,7 +164,7 @@ def _protection(spec: DirectorySpec, person: Person, in_admins: bool) -> str | N
 
 
 def _view(spec: DirectorySpec, person: Person, protected: str | None) -> PersonView:
-    actions = []
+    actions: list[ActionChoice] = []
     for action in CATALOG.values():
         if person.kind not in action.kinds:
             continue
@@ -222,7 +266,7 @@ def _change(spec: DirectorySpec, c: Client, person: Person, req: ActionRequest) 
     return None, None
 
 
-def person_json(view: PersonView) -> dict[str, Any]:
+def person_json(view: PersonView) -> PersonJson:
     """The JSON of a person (times as ISO UTC strings, as everywhere in the API)."""
     p = view.person
     return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -28,7 +28,21 @@ def password_matches(conn: Connection, user_id: int, password: str) -> bool:
         return False
 
 
-def describe(conn: Connection, user: User) -> dict[str, Any]:
+class UserView(TypedDict):
+    """A user as admins see them (never secrets)."""
+
+    id: int
+    name: str
+    role: str
+    disabled: bool
+    grants: list[str]
+    totp: bool
+    passkeys: int
+    recovery_codes_left: int
+    sessions: int
+
+
+def describe(conn: Connection, user: User) -> UserView:
     """A user as admins see them: role, state and which second factors they have (never secrets)."""
     have = twofactor.factors(conn, user.id)
     return {

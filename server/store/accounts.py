@@ -8,11 +8,12 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from server.logsafe import escape
+from server.store.jsontypes import JsonObject
 from server.store.schema import api_tokens, audit, login_attempts, sessions, users
 
 ROLES = ("viewer", "operator", "admin")
@@ -263,9 +264,23 @@ def write_audit(
     )
 
 
-def read_audit(conn: Connection, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+class AuditEntry(TypedDict):
+    """An audit row as the API shows it (the table's columns, in order)."""
+
+    id: int
+    ts: float
+    user_id: int | None
+    username: str | None
+    action: str
+    target: str | None
+    detail: JsonObject
+    ip: str | None
+
+
+def read_audit(conn: Connection, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
     """Newest audit entries first."""
     query = select(audit).order_by(audit.c.id.desc()).limit(limit)
     if before is not None:
         query = query.where(audit.c.id < before)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [{"id": r.id, "ts": r.ts, "user_id": r.user_id, "username": r.username, "action": r.action, "target": r.target,
+             "detail": r.detail, "ip": r.ip} for r in conn.execute(query)]

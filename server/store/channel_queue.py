@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
-from sqlalchemy import Connection, and_, case, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, exists, func, or_, select, update
 
+from server.store.notify_targets import ChannelRow
 from server.store.schema import notify_channels, notify_messages, push_subscriptions, users
 
 
-def _waiting(channel_id: int, now: float) -> Any:
+class FailingChannelRow(NamedTuple):
+    """An enabled channel that is failing or broken, with how many messages wait for it."""
+
+    id: int
+    name: str
+    status: str
+    broken_since: float | None
+    last_ok: float | None
+    waiting: int
+
+
+def _waiting(channel_id: int, now: float) -> ColumnElement[bool]:
     """Pending messages to this channel that no sender holds right now."""
     m = notify_messages
     return and_(m.c.target_type == "channel", m.c.target_id == channel_id, m.c.status == "pending",
@@ -40,12 +52,13 @@ def failures(conn: Connection, channel_id: int) -> int:
     return int(value or 0)
 
 
-def stalled(conn: Connection, now: float) -> list[Any]:
+def stalled(conn: Connection, now: float) -> list[ChannelRow]:
     """Enabled channels that are failing or broken and have messages waiting for their back-off (probe candidates)."""
     c, m = notify_channels, notify_messages
     waiting = exists().where(m.c.target_type == "channel", m.c.target_id == c.c.id, m.c.status == "pending",
                              m.c.next_at > now)
-    return list(conn.execute(select(c).where(c.c.enabled.is_(True), c.c.status != "ok", waiting).order_by(c.c.id)))
+    query = select(c).where(c.c.enabled.is_(True), c.c.status != "ok", waiting).order_by(c.c.id)
+    return [ChannelRow(**r._mapping) for r in conn.execute(query)]
 
 
 def broken_names(conn: Connection) -> list[str]:
@@ -55,14 +68,15 @@ def broken_names(conn: Connection) -> list[str]:
     return [str(n) for n in conn.execute(query).scalars()]
 
 
-def failing(conn: Connection) -> list[Any]:
+def failing(conn: Connection) -> list[FailingChannelRow]:
     """Enabled channels that are failing or broken (name, status, since, waiting messages), for banners and /healthz."""
     c, m = notify_channels, notify_messages
     waiting = (select(func.count()).select_from(m)
                .where(m.c.target_type == "channel", m.c.target_id == c.c.id, m.c.status == "pending").scalar_subquery())
     query = (select(c.c.id, c.c.name, c.c.status, c.c.broken_since, c.c.last_ok, waiting.label("waiting"))
              .where(c.c.enabled.is_(True), c.c.status != "ok").order_by(c.c.name))
-    return list(conn.execute(query))
+    return [FailingChannelRow(int(r.id), str(r.name), str(r.status), r.broken_since, r.last_ok, int(r.waiting or 0))
+            for r in conn.execute(query)]
 
 
 def other_ways(conn: Connection, failing_ids: list[int]) -> int:

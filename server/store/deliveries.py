@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from server.store.notify_records import Message, Receipt
 from server.store.schema import notify_deliveries, notify_messages
 
 SENDING = "sending"  # a receipt written (committed) before its send; still so if the sender died mid-send
@@ -16,7 +16,7 @@ POSSIBLE_DUPLICATE = "possible duplicate"
 MAY_HAVE_ARRIVED = frozenset({SENDING, UNKNOWN, "ok"})
 
 
-def start_attempts(conn: Connection, rows: Sequence[Any], now: float) -> dict[int, int]:
+def start_attempts(conn: Connection, rows: Sequence[Message], now: float) -> dict[int, int]:
     """Count one attempt per claimed message and write its 'sending' receipt, in the claim's transaction.
 
     Returns each message's receipt id (the result updates it). An earlier receipt still 'sending' is an attempt cut
@@ -46,12 +46,12 @@ _RECEIPT_UPDATE = (
 )
 
 
-def finish_receipts(conn: Connection, results: list[dict[str, Any]]) -> None:
+def finish_receipts(conn: Connection, results: list[dict[str, object]]) -> None:
     """Fill in receipts written before their sends (keys b_id, v_ts, v_result, v_status, v_detail, v_ms)."""
     if results:
         conn.execute(_RECEIPT_UPDATE, results)
 
 
-def possible_duplicate(receipts: Sequence[dict[str, Any]]) -> bool:
+def possible_duplicate(receipts: Sequence[Receipt]) -> bool:
     """Was this message maybe delivered more than once? (an attempt followed one that may have arrived)"""
     return any(r["result"] in MAY_HAVE_ARRIVED for r in receipts[:-1])

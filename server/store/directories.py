@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from server.store.jsontypes import JsonObject
 from server.store.tables_directories import directories
 
 
@@ -18,7 +19,7 @@ class DirectoryRow:
     id: int
     name: str
     source: str
-    spec: dict[str, Any]
+    spec: JsonObject
     secret: bytes | None
     updated_at: float
     updated_by: str | None
@@ -40,9 +41,9 @@ def get_row(conn: Connection, name: str) -> DirectoryRow | None:
     return _row(found) if found else None
 
 
-def save(conn: Connection, name: str, source: str, spec: dict[str, Any], secret: bytes | None, by: str | None) -> None:
+def save(conn: Connection, name: str, source: str, spec: JsonObject, secret: bytes | None, by: str | None) -> None:
     """Insert or replace a directory by name (secret None on an update keeps the stored one)."""
-    values: dict[str, Any] = {"source": source, "spec": spec, "updated_at": time.time(), "updated_by": by}
+    values: dict[str, object] = {"source": source, "spec": spec, "updated_at": time.time(), "updated_by": by}
     if secret is not None:
         values["secret"] = secret
     if get_row(conn, name) is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from sqlalchemy import Connection, delete, insert, select
 
@@ -18,7 +18,17 @@ def enrolled(conn: Connection) -> dict[int, tuple[str, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def list_keys(conn: Connection, device_id: int) -> list[dict[str, Any]]:
+class HostKeyView(TypedDict):
+    """An enrolled key as the API and the phone page show it."""
+
+    id: int
+    key_type: str
+    fingerprint: str
+    added_by: str | None
+    added_at: float
+
+
+def list_keys(conn: Connection, device_id: int) -> list[HostKeyView]:
     """One device's enrolled keys."""
     rows = conn.execute(select(host_keys).where(host_keys.c.device_id == device_id).order_by(host_keys.c.id))
     return [

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, text, update
 
 from server.store import deliveries
 from server.store.alerts import active_silences, silence_matches
+from server.store.notify_records import Attempt, Message, NewMessage, NotifiedTarget, NotifyAlert, OutboxEvent, Track, TrackValues
 from server.store.schema import alerts, devices, notify_deliveries, notify_messages, notify_outbox, notify_tokens, notify_tracks
 
 NOTIFYING_KINDS = ("trigger", "escalate", "reminder")
@@ -27,10 +27,10 @@ def serialise(conn: Connection) -> None:
 # ---------------------------------------------------------------- outbox events
 
 
-def pending_events(conn: Connection, limit: int) -> list[Any]:
+def pending_events(conn: Connection, limit: int) -> list[OutboxEvent]:
     """Unprocessed outbox rows, oldest first."""
     query = select(notify_outbox).where(notify_outbox.c.done_at.is_(None)).order_by(notify_outbox.c.id).limit(limit)
-    return list(conn.execute(query.with_for_update(skip_locked=True)))
+    return [OutboxEvent(**r._mapping) for r in conn.execute(query.with_for_update(skip_locked=True))]
 
 
 def finish_events(conn: Connection, ids: list[int], now: float) -> None:
@@ -48,7 +48,7 @@ def outbox_backlog(conn: Connection) -> int:
 # ---------------------------------------------------------------- alerts as the planner needs them
 
 
-def alerts_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, Any]:
+def alerts_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, NotifyAlert]:
     """Alerts with their device's name and tags."""
     wanted = sorted(set(ids))
     if not wanted:
@@ -58,7 +58,7 @@ def alerts_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, Any]:
         .join(devices, devices.c.id == alerts.c.device_id)
         .where(alerts.c.id.in_(wanted))
     )
-    return {row.id: row for row in conn.execute(query)}
+    return {row.id: NotifyAlert(**row._mapping) for row in conn.execute(query)}
 
 
 class Holds:
@@ -68,7 +68,7 @@ class Holds:
         self.now = now
         self.silences = active_silences(conn, now)
 
-    def reason(self, alert: Any) -> str | None:
+    def reason(self, alert: NotifyAlert) -> str | None:
         """Why this alert must not notify now, or None."""
         if alert.status != "firing":
             return "resolved"
@@ -90,7 +90,7 @@ class Holds:
 _TRACK_UPDATE = update(notify_tracks).where(notify_tracks.c.alert_id == bindparam("b_alert"))
 
 
-def put_track(conn: Connection, alert_id: int, values: dict[str, Any], exists_already: bool) -> None:
+def put_track(conn: Connection, alert_id: int, values: TrackValues, exists_already: bool) -> None:
     """Insert or update a track (parameters, not literals: the statement stays in SQLAlchemy's cache)."""
     if exists_already:
         conn.execute(_TRACK_UPDATE, {"b_alert": alert_id, **values})
@@ -98,15 +98,16 @@ def put_track(conn: Connection, alert_id: int, values: dict[str, Any], exists_al
         conn.execute(insert(notify_tracks), {"alert_id": alert_id, **values})
 
 
-def tracks_by_alert(conn: Connection, ids: Iterable[int]) -> dict[int, Any]:
+def tracks_by_alert(conn: Connection, ids: Iterable[int]) -> dict[int, Track]:
     """Tracks of these alerts."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    return {r.alert_id: r for r in conn.execute(select(notify_tracks).where(notify_tracks.c.alert_id.in_(wanted)))}
+    query = select(notify_tracks).where(notify_tracks.c.alert_id.in_(wanted))
+    return {r.alert_id: Track(**r._mapping) for r in conn.execute(query)}
 
 
-def due_tracks(conn: Connection, now: float, limit: int) -> list[Any]:
+def due_tracks(conn: Connection, now: float, limit: int) -> list[Track]:
     """Tracks whose next step (first notification, escalation, end of a hold) is due."""
     query = (
         select(notify_tracks)
@@ -114,7 +115,7 @@ def due_tracks(conn: Connection, now: float, limit: int) -> list[Any]:
         .order_by(notify_tracks.c.next_at)
         .limit(limit)
     )
-    return list(conn.execute(query))
+    return [Track(**r._mapping) for r in conn.execute(query)]
 
 
 def next_track_due(conn: Connection) -> float | None:
@@ -128,13 +129,13 @@ def next_track_due(conn: Connection) -> float | None:
 # ---------------------------------------------------------------- messages
 
 
-def add_message(conn: Connection, values: dict[str, Any]) -> int:
+def add_message(conn: Connection, values: NewMessage) -> int:
     """Insert a message; returns its id."""
     result = conn.execute(insert(notify_messages), values)
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def add_messages(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def add_messages(conn: Connection, rows: list[NewMessage]) -> None:
     """Insert many messages in one executemany (rows must share their keys)."""
     if rows:
         conn.execute(insert(notify_messages), rows)
@@ -162,7 +163,7 @@ def open_summaries(conn: Connection) -> dict[tuple[str, int], int]:
     return {(r.target_type, int(r.target_id)): int(r.id) for r in rows}
 
 
-def notified_targets(conn: Connection, alert_id: int, episode: int) -> list[Any]:
+def notified_targets(conn: Connection, alert_id: int, episode: int) -> list[NotifiedTarget]:
     """Targets that were sent (or will be sent) a firing message about this incident."""
     m = notify_messages
     rows = conn.execute(
@@ -175,10 +176,10 @@ def notified_targets(conn: Connection, alert_id: int, episode: int) -> list[Any]
         )
         .distinct()
     )
-    return list(rows)
+    return [NotifiedTarget(str(r.target_type), int(r.target_id), r.user_id) for r in rows]
 
 
-def claim_messages(conn: Connection, now: float, limit: int, lease: float) -> list[Any]:
+def claim_messages(conn: Connection, now: float, limit: int, lease: float) -> list[Message]:
     """Lease due messages whose earlier messages to the same target about the same alert are finished (order).
 
     A channel's backlog goes one at a time, oldest first: an earlier pending message that has waited (retried,
@@ -209,7 +210,7 @@ def claim_messages(conn: Connection, now: float, limit: int, lease: float) -> li
         return []
     conn.execute(update(m).where(m.c.id.in_(ids)).values(locked_until=now + lease))
     # The rows as claimed: their locked_until is this claim, which finishing them must still find (a fence).
-    return list(conn.execute(select(m).where(m.c.id.in_(ids)).order_by(m.c.id)))
+    return [Message(**r._mapping) for r in conn.execute(select(m).where(m.c.id.in_(ids)).order_by(m.c.id))]
 
 
 def next_message_due(conn: Connection) -> float | None:
@@ -218,10 +219,11 @@ def next_message_due(conn: Connection) -> float | None:
     return float(value) if value is not None else None
 
 
-def summary_members(conn: Connection, summary_id: int) -> list[Any]:
+def summary_members(conn: Connection, summary_id: int) -> list[Message]:
     """Messages waiting in a summary."""
     m = notify_messages
-    return list(conn.execute(select(m).where(m.c.summary_id == summary_id, m.c.status == "grouped").order_by(m.c.id)))
+    query = select(m).where(m.c.summary_id == summary_id, m.c.status == "grouped").order_by(m.c.id)
+    return [Message(**r._mapping) for r in conn.execute(query)]
 
 
 _MESSAGE_UPDATE = (
@@ -234,11 +236,10 @@ _MESSAGE_UPDATE = (
 _STATUS = {"ok": "sent", "retry": "pending", "dead": "dead", "gone": "gone", "skipped": "skipped"}
 
 
-def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, str, float | None, float | None]],
-                    started: dict[int, int] | None = None) -> set[int]:
+def finish_messages(conn: Connection, items: list[Attempt], started: dict[int, int] | None = None) -> set[int]:
     """Record attempts and the messages' new states (executemany statements).
 
-    Each item: (message row as claimed, now, result, provider status, detail, ms, next_at); result is ok, retry, dead,
+    Each item: the message row as claimed, now, result, provider status, detail, ms, next_at; result is ok, retry, dead,
     gone, skipped. Every attempt gets its receipt; the message's state changes only while the claim it was sent under
     still holds (fencing): a late result from a sender whose lease moved on — its claim expired and the message was
     claimed again — must not overwrite the new sender's (a late "dead" would lose a pending retry; a late "retry"
@@ -260,7 +261,7 @@ def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, st
         {"b_id": started[row.id], "v_ts": now, "v_result": result, "v_status": status[:64], "v_detail": detail[:2000],
          "v_ms": ms} for row, now, result, status, detail, ms, _next in items if row.id in started])
 
-    def params(row: Any, now: float, result: str, status: str, detail: str, next_at: float | None) -> dict[str, Any]:
+    def params(row: Message, now: float, result: str, status: str, detail: str, next_at: float | None) -> dict[str, object]:
         return {"b_id": row.id, "b_lock": row.locked_until, "v_status": _STATUS[result], "v_last_status": status[:64],
                 "v_last_error": None if result == "ok" else detail[:2000],
                 "v_inc": 0 if result == "skipped" or row.id in started else 1,
@@ -278,10 +279,10 @@ def finish_messages(conn: Connection, items: list[tuple[Any, float, str, str, st
     return held
 
 
-def finish_message(conn: Connection, row: Any, now: float, result: str, status: str, detail: str, ms: float | None,
+def finish_message(conn: Connection, row: Message, now: float, result: str, status: str, detail: str, ms: float | None,
                    next_at: float | None = None) -> bool:
     """Record one attempt (see finish_messages); whether its claim still held."""
-    return row.id in finish_messages(conn, [(row, now, result, status, detail, ms, next_at)])
+    return row.id in finish_messages(conn, [Attempt(row, now, result, status, detail, ms, next_at)])
 
 
 def drop_target_messages(conn: Connection, target_type: str, target_id: int, now: float) -> int:
@@ -297,43 +298,6 @@ def drop_target_messages(conn: Connection, target_type: str, target_id: int, now
 
 
 # ---------------------------------------------------------------- views and chores
-
-
-def _with_receipts(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
-    items = [dict(r._mapping) for r in rows]
-    ids = [i["id"] for i in items]
-    receipts: dict[int, list[dict[str, Any]]] = {}
-    if ids:
-        d = notify_deliveries
-        for r in conn.execute(select(d).where(d.c.message_id.in_(ids)).order_by(d.c.id)):
-            receipts.setdefault(r.message_id, []).append(
-                {"ts": r.ts, "result": r.result, "status": r.status, "detail": r.detail, "ms": r.ms}
-            )
-    for item in items:
-        item["deliveries"] = receipts.get(item["id"], [])
-        item["possible_duplicate"] = deliveries.possible_duplicate(item["deliveries"])
-    return items
-
-
-def list_messages(conn: Connection, status: str = "", user_id: int | None = None, alert_id: int | None = None,
-                  limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Messages newest first, each with its delivery receipts."""
-    m = notify_messages
-    query = select(m).order_by(m.c.id.desc()).limit(limit).offset(offset)
-    if status:
-        query = query.where(m.c.status == status)
-    if user_id is not None:
-        query = query.where(m.c.user_id == user_id)
-    if alert_id is not None:
-        query = query.where(m.c.alert_id == alert_id)
-    return _with_receipts(conn, list(conn.execute(query)))
-
-
-def get_message(conn: Connection, message_id: int) -> dict[str, Any] | None:
-    """One message with its receipts."""
-    rows = list(conn.execute(select(notify_messages).where(notify_messages.c.id == message_id)))
-    found = _with_receipts(conn, rows)
-    return found[0] if found else None
 
 
 def requeue(conn: Connection, message_id: int, now: float) -> bool:
@@ -374,7 +338,7 @@ def prune(conn: Connection, now: float, keep_days: float) -> None:
     conn.execute(delete(t).where(or_(t.c.expires_at < now - 86400, and_(t.c.used_at.is_not(None), t.c.used_at < now - 86400))))
 
 
-def was_notified(conn: Connection, target_type: str, target_id: int, alert_id: int, episode: int) -> bool:
+def was_notified(conn: Connection, target_type: str, target_id: int, alert_id: int | None, episode: int | None) -> bool:
     """Did this target get a firing message about this incident (alone or in a summary)?"""
     m = notify_messages
     return conn.execute(

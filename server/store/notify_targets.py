@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from server.keys.secretbox import SecretBox
 from server.store import meta
+from server.store.jsontypes import JsonObject
 from server.store.schema import notify_channels, notify_tokens, push_subscriptions, users
 
 
@@ -56,9 +57,22 @@ def _channel(row: Row[Any]) -> ChannelRow:
 VIEWER_FIELDS = ("id", "name", "kind", "enabled", "status", "failures", "broken_since", "last_ok", "last_attempt")
 
 
-def channel_view(row: ChannelRow, owner: str | None = None, full: bool = True) -> dict[str, object]:
+class ChannelValues(TypedDict):
+    """A channel to store: `url` is sealed, `display` is its masked form."""
+
+    name: str
+    kind: str
+    url: str
+    display: str
+    user_id: int | None
+    enabled: bool
+    allow_unsafe: bool
+    source: str
+
+
+def channel_view(row: ChannelRow, owner: str | None = None, full: bool = True) -> JsonObject:
     """A channel as the API shows it: never the URL; its masked form only when `full` (operators and admins)."""
-    view = {
+    view: JsonObject = {
         "id": row.id,
         "name": row.name,
         "kind": row.kind,
@@ -77,7 +91,7 @@ def channel_view(row: ChannelRow, owner: str | None = None, full: bool = True) -
     return view if full else {key: view[key] for key in VIEWER_FIELDS}
 
 
-def list_channels(conn: Connection, full: bool = True) -> list[dict[str, Any]]:
+def list_channels(conn: Connection, full: bool = True) -> list[JsonObject]:
     """All channels, masked (`full=False`: a viewer's view, name, kind and health only)."""
     names = dict(conn.execute(select(users.c.id, users.c.name)).all())
     rows = conn.execute(select(notify_channels).order_by(notify_channels.c.name))
@@ -102,10 +116,10 @@ def channel_url(box: SecretBox, row: ChannelRow) -> str:
     return str(box.open(row.secret).get("url", ""))
 
 
-def save_channel(conn: Connection, box: SecretBox, values: dict[str, Any], now: float, channel_id: int | None = None) -> int:
+def save_channel(conn: Connection, box: SecretBox, values: ChannelValues, now: float, channel_id: int | None = None) -> int:
     """Create (or replace the URL and settings of) a channel; the URL is sealed."""
-    row = dict(values)
-    row["secret"] = box.seal({"url": row.pop("url")})
+    row: dict[str, object] = {key: value for key, value in values.items() if key != "url"}
+    row["secret"] = box.seal({"url": values["url"]})
     row["updated_at"] = now
     if channel_id is None:
         clash = conn.execute(select(notify_channels.c.id).where(notify_channels.c.name == row["name"])).first()
@@ -150,12 +164,20 @@ def mark_channel(
 # ---------------------------------------------------------------- recipients
 
 
-def recipients(conn: Connection, names: list[str]) -> list[Any]:
+class Recipient(NamedTuple):
+    """An enabled user as routing sees them."""
+
+    id: int
+    name: str
+    role: str
+
+
+def recipients(conn: Connection, names: list[str]) -> list[Recipient]:
     """Enabled users by name ("*" = every enabled user)."""
     query = select(users.c.id, users.c.name, users.c.role).where(users.c.disabled.is_(False))
     if "*" not in names:
         query = query.where(users.c.name.in_(names))
-    return list(conn.execute(query))
+    return [Recipient(int(r.id), str(r.name), str(r.role)) for r in conn.execute(query)]
 
 
 def user_ids(conn: Connection) -> dict[str, int]:
@@ -187,33 +209,75 @@ def add_subscription(conn: Connection, box: SecretBox, user_id: int, sub: dict[s
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def subscription_view(row: Any) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow:
+    """A push_subscriptions row: endpoint and keys sealed in `secret`."""
+
+    id: int
+    user_id: int
+    endpoint_hash: str
+    secret: bytes
+    service: str
+    label: str
+    created_at: float
+    last_ok: float | None
+    last_error: str | None
+    failures: int
+
+
+class SubscriptionView(TypedDict):
+    """A subscribed device as its owner sees it."""
+
+    id: int
+    label: str
+    service: str
+    created_at: float
+    last_ok: float | None
+    last_error: str | None
+    failures: int
+
+
+class PushKeys(TypedDict):
+    """The browser's keys of a push subscription."""
+
+    p256dh: str
+    auth: str
+
+
+class PushSubscriptionInfo(TypedDict):
+    """pywebpush's subscription_info."""
+
+    endpoint: str
+    keys: PushKeys
+
+
+def subscription_view(row: SubscriptionRow) -> SubscriptionView:
     """A subscription as its owner sees it (the endpoint is a capability: never shown)."""
     return {"id": row.id, "label": row.label, "service": row.service, "created_at": row.created_at, "last_ok": row.last_ok,
             "last_error": row.last_error, "failures": row.failures}
 
 
-def list_subscriptions(conn: Connection, user_id: int) -> list[dict[str, Any]]:
+def list_subscriptions(conn: Connection, user_id: int) -> list[SubscriptionView]:
     """One user's subscribed devices."""
     rows = conn.execute(select(push_subscriptions).where(push_subscriptions.c.user_id == user_id)
                         .order_by(push_subscriptions.c.id))
-    return [subscription_view(r) for r in rows]
+    return [subscription_view(SubscriptionRow(**r._mapping)) for r in rows]
 
 
-def subscription_rows(conn: Connection, ids: list[int] | None = None, user_ids: list[int] | None = None) -> list[Any]:
+def subscription_rows(conn: Connection, ids: list[int] | None = None, user_ids: list[int] | None = None) -> list[SubscriptionRow]:
     """Subscription rows (sealed) by id or by user."""
     query = select(push_subscriptions)
     if ids is not None:
         query = query.where(push_subscriptions.c.id.in_(ids))
     if user_ids is not None:
         query = query.where(push_subscriptions.c.user_id.in_(user_ids))
-    return list(conn.execute(query))
+    return [SubscriptionRow(**r._mapping) for r in conn.execute(query)]
 
 
-def subscription_keys(box: SecretBox, row: Any) -> dict[str, Any]:
+def subscription_keys(box: SecretBox, row: SubscriptionRow) -> PushSubscriptionInfo:
     """pywebpush's subscription_info of a stored subscription."""
     data = box.open(row.secret)
-    return {"endpoint": data["endpoint"], "keys": {"p256dh": data["p256dh"], "auth": data["auth"]}}
+    return {"endpoint": str(data["endpoint"]), "keys": {"p256dh": str(data["p256dh"]), "auth": str(data["auth"])}}
 
 
 def delete_subscription(conn: Connection, sub_id: int, user_id: int | None = None) -> bool:
@@ -245,7 +309,20 @@ def issue_token(conn: Connection, message_id: int, user_id: int, alert_id: int, 
     return token
 
 
-def use_token(conn: Connection, token: str, now: float) -> Any:
+@dataclass(frozen=True, slots=True)
+class ActionToken:
+    """A notify_tokens row (spent): whose it was and which alert it acts on."""
+
+    id: str
+    message_id: int
+    user_id: int
+    alert_id: int
+    created_at: float
+    expires_at: float
+    used_at: float | None
+
+
+def use_token(conn: Connection, token: str, now: float) -> ActionToken | None:
     """Spend a token: its row when it was valid and unused (it is used up now), else None."""
     if not token or len(token) > 200:
         return None
@@ -254,7 +331,8 @@ def use_token(conn: Connection, token: str, now: float) -> Any:
     spent = conn.execute(update(t).where(t.c.id == digest, t.c.used_at.is_(None), t.c.expires_at > now).values(used_at=now))
     if spent.rowcount != 1:
         return None
-    return conn.execute(select(t).where(t.c.id == digest)).first()
+    row = conn.execute(select(t).where(t.c.id == digest)).first()
+    return ActionToken(**row._mapping) if row is not None else None
 
 
 # ---------------------------------------------------------------- meta (VAPID key, heartbeat state)

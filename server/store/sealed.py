@@ -7,7 +7,7 @@ wrong key from an empty database.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Column, Connection, Table, insert, select, update
 
@@ -41,15 +41,25 @@ def sealed_columns() -> list[tuple[Table, Column[Any], Column[Any]]]:
     return found
 
 
-def tokens(conn: Connection) -> list[tuple[Table, Column[Any], Column[Any], Any, bytes]]:
-    """(table, primary key, column, row id, sealed token) of every sealed value but the canary."""
+class SealedValue(NamedTuple):
+    """Where one sealed value lives (table, primary key column, column, row id) and the sealed token itself."""
+
+    table: Table
+    pk: Column[object]
+    column: Column[object]
+    row_id: int | str
+    token: bytes
+
+
+def tokens(conn: Connection) -> list[SealedValue]:
+    """Every sealed value but the canary."""
     found = []
     for table, pk, column in sealed_columns():
         for row in conn.execute(select(pk, column).where(column.is_not(None))):
-            found.append((table, pk, column, row[0], bytes(row[1])))
+            found.append(SealedValue(table, pk, column, row[0], bytes(row[1])))
     for row in conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(SEALED_META), meta.c.key != CANARY_KEY)):
         if row.value:
-            found.append((meta, meta.c.key, meta.c.value, row.key, str(row.value).encode()))
+            found.append(SealedValue(meta, meta.c.key, meta.c.value, str(row.key), str(row.value).encode()))
     return found
 
 

@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -151,7 +151,18 @@ def end_by_public_id(conn: Connection, user_id: int, handle: str) -> bool:
     return False
 
 
-def list_for_user(conn: Connection, user_id: int, current: str | None = None) -> list[dict[str, Any]]:
+class SessionView(TypedDict):
+    """A full session as its owner sees it: a public handle, never the session id."""
+
+    id: str
+    created_at: float
+    last_seen: float
+    ip: str
+    user_agent: str
+    current: bool
+
+
+def list_for_user(conn: Connection, user_id: int, current: str | None = None) -> list[SessionView]:
     """A user's full sessions, newest activity first, with public handles."""
     rows = conn.execute(
         select(sessions).where(sessions.c.user_id == user_id, sessions.c.stage == FULL).order_by(sessions.c.last_seen.desc())

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
@@ -127,7 +127,42 @@ def webauthn_handle(conn: Connection, user_id: int) -> bytes:
     return raw
 
 
-def list_passkeys(conn: Connection, user_id: int) -> list[dict[str, Any]]:
+class PasskeyView(TypedDict):
+    """A passkey as its owner sees it (no key material)."""
+
+    id: int
+    name: str
+    created_at: float
+    last_used: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Passkey:
+    """A passkeys row: a registered WebAuthn credential."""
+
+    id: int
+    user_id: int
+    credential_id: str
+    public_key: bytes
+    sign_count: int
+    name: str
+    transports: list[str]
+    created_at: float
+    last_used: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A webauthn_challenges row: a challenge handed out for one ceremony."""
+
+    id: str
+    purpose: str
+    binding: str
+    user_id: int | None
+    created_at: float
+
+
+def list_passkeys(conn: Connection, user_id: int) -> list[PasskeyView]:
     """A user's passkeys (no key material)."""
     rows = conn.execute(select(passkeys).where(passkeys.c.user_id == user_id).order_by(passkeys.c.id))
     return [{"id": r.id, "name": r.name, "created_at": r.created_at, "last_used": r.last_used} for r in rows]
@@ -157,9 +192,10 @@ def add_passkey(
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def find_passkey(conn: Connection, credential_id: str) -> Any:
+def find_passkey(conn: Connection, credential_id: str) -> Passkey | None:
     """The passkey row with this credential id, or None."""
-    return conn.execute(select(passkeys).where(passkeys.c.credential_id == credential_id[:512])).first()
+    row = conn.execute(select(passkeys).where(passkeys.c.credential_id == credential_id[:512])).first()
+    return Passkey(**row._mapping) if row is not None else None
 
 
 def passkey_used(conn: Connection, passkey_id: int, sign_count: int) -> None:
@@ -196,7 +232,7 @@ def save_challenge(conn: Connection, challenge: bytes, purpose: str, binding: st
     )
 
 
-def take_challenge(conn: Connection, challenge: bytes, purpose: str, binding: str) -> Any:
+def take_challenge(conn: Connection, challenge: bytes, purpose: str, binding: str) -> Challenge | None:
     """Use up a challenge: the row if it was ours, unexpired, for this purpose and binding; else None."""
     key = _challenge_key(challenge)
     row = conn.execute(select(webauthn_challenges).where(webauthn_challenges.c.id == key)).first()
@@ -207,4 +243,4 @@ def take_challenge(conn: Connection, challenge: bytes, purpose: str, binding: st
         return None
     if time.time() - row.created_at > CHALLENGE_TTL:
         return None
-    return row
+    return Challenge(**row._mapping)

@@ -60,7 +60,7 @@ def search_people(
 def get_person(svc: SvcDep, p: DirectoryUser, request: Request, name: Name, login: Login) -> dict[str, Any]:
     """One account: enabled, locked out (since when, bad passwords), password set and expiry, last logon, groups,
     whether it is protected, and which actions apply."""
-    return service.person_json(service.person(svc, p.user, client_ip(request), name, login))
+    return dict(service.person_json(service.person(svc, p.user, client_ip(request), name, login)))
 
 
 @router.post("/api/v1/directories/{name}/people/{login}/actions/{action}")

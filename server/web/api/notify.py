@@ -15,7 +15,7 @@ from server.notify import ops
 from server.notify.runtime import runtime
 from server.runtime import Services, get_services
 from server.services.bodies import NewChannel
-from server.store import accounts
+from server.store import accounts, notify_views
 from server.store import notify as store
 from server.store.notify_targets import list_channels, list_subscriptions
 
@@ -94,17 +94,17 @@ def get_messages(
 ) -> dict[str, Any]:
     """Every message with its delivery receipts, newest first (status=dead: the dead letters)."""
     with svc.reader.connect() as conn:
-        return {"items": store.list_messages(conn, status, None, alert, limit, offset), "limit": limit, "offset": offset}
+        return {"items": notify_views.list_messages(conn, status, None, alert, limit, offset), "limit": limit, "offset": offset}
 
 
 @router.get("/api/v1/notify/messages/{message_id}")
 def get_message(svc: SvcDep, p: Viewer, message_id: int) -> dict[str, Any]:
     """One message and its receipts (your own, or any for admins)."""
     with svc.reader.connect() as conn:
-        found = store.get_message(conn, message_id)
+        found = notify_views.get_message(conn, message_id)
     if found is None or (found["user_id"] != p.user.id and not p.user.can("admin")):
         raise HTTPException(404, "no such message")
-    return found
+    return dict(found)
 
 
 @router.post("/api/v1/notify/messages/{message_id}/retry")
@@ -140,7 +140,7 @@ def notify_status(svc: SvcDep, _p: Viewer) -> dict[str, Any]:
     """Dead-man state ('silent since'), message counts, broken channels, worker liveness."""
     notify = runtime(svc)
     with svc.reader.connect() as conn:
-        return ops.status(conn, notify)
+        return dict(ops.status(conn, notify))
 
 
 @router.get("/api/v1/notify/routes")

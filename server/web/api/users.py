@@ -33,7 +33,7 @@ def _describe(svc: Services, user_id: int) -> dict[str, Any]:
         found = accounts.get_user(conn, user_id)
         if found is None:
             raise HTTPException(404, "no such user")
-        return usermgmt.describe(conn, found)
+        return dict(usermgmt.describe(conn, found))
 
 
 @router.get("/api/v1/users/{user_id}", tags=["users"])

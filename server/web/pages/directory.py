@@ -3,7 +3,7 @@ person's page, and each catalog action as confirm page -> stepped-up POST -> res
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -51,7 +51,7 @@ def results(request: Request, svc: SvcDep, p: DirectoryUser, name: Name, q: Quer
     return render(request, "_directory_results.html", status=status, current=name, q=q, people=people, error=error)
 
 
-def _search(svc: Services, user: User, ip: str, name: str, q: str) -> tuple[list[dict[str, Any]] | None, str | None, int]:
+def _search(svc: Services, user: User, ip: str, name: str, q: str) -> tuple[list[service.PersonBrief] | None, str | None, int]:
     if not q.strip():
         return None, None, 200
     try:

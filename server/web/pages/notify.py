@@ -15,7 +15,7 @@ from server.notify import deadman, ops
 from server.notify.runtime import runtime, silent_label
 from server.runtime import Services, get_services
 from server.services.bodies import NewChannel
-from server.store import accounts
+from server.store import accounts, notify_views
 from server.store import notify as store
 from server.store.notify_targets import list_channels, list_subscriptions
 from server.web.pages.common import render, render_error, user_zone
@@ -64,8 +64,8 @@ def _channels(request: Request, svc: Services, admin: bool, status: int = 200, e
     notify = runtime(svc)
     with svc.reader.connect() as conn:
         channels = list_channels(conn, full)
-        dead = store.list_messages(conn, "dead", limit=50) if admin else []
-        recent = store.list_messages(conn, limit=20) if admin else []
+        dead = notify_views.list_messages(conn, "dead", limit=50) if admin else []
+        recent = notify_views.list_messages(conn, limit=20) if admin else []
         health = ops.status(conn, notify)
     silent = deadman.label(health["monitoring"]["silent_since"], zone=user_zone(request)[0])
     return render(request, "notify_channels.html", status=status, channels=channels, dead=dead, recent=recent, health=health,

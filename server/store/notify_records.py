@@ -1,0 +1,167 @@
+"""Typed records of the notification tables, as the store hands them to the notification worker and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, TypedDict
+
+from server.store.jsontypes import JsonObject, JsonValue
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """A notify_outbox row: an alert change that may notify."""
+
+    id: int
+    alert_id: int
+    kind: str
+    username: str | None
+    ts: float
+    done_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyAlert:
+    """An alert row with its device's name and tags: what routing, holds and payloads read."""
+
+    id: int
+    rule: str
+    device_id: int
+    labels: str
+    severity: str
+    title: str
+    status: str
+    started_at: float
+    resolved_at: float | None
+    last_value: float | None
+    episode: int
+    acked_by: str | None
+    acked_at: float | None
+    snoozed_until: float | None
+    suppressed_by: int | None
+    flapping: bool
+    hidden: int
+    updated_at: float
+    device_name: str
+    device_tags: list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """A notify_tracks row: an alert's escalation state."""
+
+    alert_id: int
+    episode: int
+    status: str
+    notified: bool
+    plan: list[dict[str, JsonValue]]
+    next_at: float | None
+    updated_at: float
+
+
+class TrackValues(TypedDict, total=False):
+    """Columns of notify_tracks to write (all but the alert id, which is the key)."""
+
+    episode: int
+    status: str
+    notified: bool
+    plan: list[dict[str, JsonValue]]
+    next_at: float | None
+    updated_at: float
+
+
+class NewMessage(TypedDict, total=False):
+    """Columns of a notify_messages row to insert."""
+
+    created_at: float
+    next_at: float
+    attempts: int
+    status: str
+    kind: str
+    alert_id: int | None
+    episode: int | None
+    dedup_key: str
+    target_type: str
+    target_id: int
+    user_id: int | None
+    summary_id: int | None
+    payload: JsonObject
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A notify_messages row (as claimed: locked_until is the claim, the fence finishing it checks)."""
+
+    id: int
+    created_at: float
+    next_at: float
+    locked_until: float | None
+    attempts: int
+    status: str
+    kind: str
+    alert_id: int | None
+    episode: int | None
+    dedup_key: str
+    target_type: str
+    target_id: int
+    user_id: int | None
+    summary_id: int | None
+    payload: JsonObject
+    sent_at: float | None
+    last_status: str | None
+    last_error: str | None
+
+
+class NotifiedTarget(NamedTuple):
+    """A target that was sent (or will be sent) a firing message about an incident."""
+
+    target_type: str
+    target_id: int
+    user_id: int | None
+
+
+class Attempt(NamedTuple):
+    """One finished send of a claimed message: result is ok, retry, dead, gone or skipped."""
+
+    row: Message
+    now: float
+    result: str
+    status: str
+    detail: str
+    ms: float | None
+    next_at: float | None
+
+
+class Receipt(TypedDict):
+    """A delivery receipt as the API shows it."""
+
+    ts: float
+    result: str
+    status: str | None
+    detail: str | None
+    ms: float | None
+
+
+class MessageView(TypedDict):
+    """A message with its receipts, as the API and pages show it (the row's columns, in table order, then these)."""
+
+    id: int
+    created_at: float
+    next_at: float
+    locked_until: float | None
+    attempts: int
+    status: str
+    kind: str
+    alert_id: int | None
+    episode: int | None
+    dedup_key: str
+    target_type: str
+    target_id: int
+    user_id: int | None
+    summary_id: int | None
+    payload: JsonObject
+    sent_at: float | None
+    last_status: str | None
+    last_error: str | None
+    deliveries: list[Receipt]
+    possible_duplicate: bool
