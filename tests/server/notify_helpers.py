@@ -122,6 +122,14 @@ def fire(engine: Engine, device_id: int, title: str = "core-sw1 is down", severi
                                                           alerts.c.labels == key).order_by(alerts.c.id.desc())).scalar_one())
 
 
+def fire_many(engine: Engine, titles: dict[int, str], rule: str = "device-down") -> None:
+    """Open one alert per device in one transaction, as one writer batch of a mass outage does: the notify worker
+    sees them all at once, however slowly the machine runs."""
+    with engine.begin() as conn:
+        for device_id, title in titles.items():
+            alert_store.fire_event_alert(conn, rule, device_id, "", "critical", title, time.time(), title)
+
+
 def resolve(engine: Engine, device_id: int, rule: str = "device-down", key: str = "") -> None:
     """Resolve the open alert of that rule."""
     with engine.begin() as conn:
