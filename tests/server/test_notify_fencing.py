@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,9 @@ def test_a_slow_send_keeps_its_claim_and_a_send_that_died_is_claimed_again(tmp_p
         worker = _leader(env.svc)
         base = worker.clock
 
+        def at(ahead: float) -> Callable[[], float]:
+            return lambda: base() + ahead
+
         def about(name: str) -> list[Any]:
             return receiver.items(lambda r: r.json is not None and r.json.get("title") == f"CRITICAL · {name} is down")
 
@@ -206,7 +209,7 @@ def test_a_slow_send_keeps_its_claim_and_a_send_that_died_is_claimed_again(tmp_p
         wait_until(lambda: about("slow-1"), timeout=30, what="the slow send to reach the receiver")
         (message,) = messages(env.engine)
         for ahead in (30.0, 60.0, 90.0):  # by the worker's clock the send outlasts its 40 s claim twice over
-            worker.clock = lambda ahead=ahead: base() + ahead
+            worker.clock = at(ahead)
             _turns(worker, 3)
             (row,) = messages(env.engine, id=message.id)
             assert row.locked_until > worker.clock(), "the claim of a send in flight is extended"
@@ -228,7 +231,7 @@ def test_a_slow_send_keeps_its_claim_and_a_send_that_died_is_claimed_again(tmp_p
         receiver.answer(200)
         _turns(worker, 3)
         assert len(receipts(env.engine, died.id)) == 1, "its claim still holds for the rest of its lease"
-        worker.clock = lambda: base() + 90 + 41  # the claim runs out: the message is claimed and sent again
+        worker.clock = at(90 + 41)  # the claim runs out: the message is claimed and sent again
         env.passes(3)
         assert [r.result for r in receipts(env.engine, died.id)] == ["unknown", "ok"]
         assert len(about("dies-1")) == 2 and messages(env.engine, id=died.id)[0].status == "sent"
