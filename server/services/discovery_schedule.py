@@ -35,16 +35,26 @@ def _lead(svc: Services, holder: str) -> int | None:
         return leases.acquire(conn, LEASE, holder, LEASE_SECONDS)
 
 
-def _claim(svc: Services, holder: str, fence: int, run_id: int, now: float) -> float | None:
+def _claim(svc: Services, holder: str | None, fence: int | None, run_id: int, now: float) -> float | None:
     with svc.engine.begin() as conn:
-        if not leases.fenced(conn, LEASE, holder, fence):
+        if holder is not None and fence is not None and not leases.fenced(conn, LEASE, holder, fence):
             return None
         return store.claim_due(conn, run_id, now)
 
 
-def _unclaim(svc: Services, run_id: int, next_at: float) -> None:
-    with svc.engine.begin() as conn:
-        store.update_run(conn, run_id, next_at=next_at)
+def rerun_due(svc: Services, run_id: int, now: float, holder: str | None = None, fence: int | None = None) -> int | None:
+    """Take one due run off the schedule (under the lease's fence, when given) and record its re-run; the new run's
+    id, or None when another process took it first or the lease was lost. If recording fails the schedule is put back
+    (tried again at the next check). The caller launches the run. `pocketnoc discover due` (cron) calls this too."""
+    next_at = _claim(svc, holder, fence, run_id, now)
+    if next_at is None:
+        return None
+    try:
+        return discovery.rerun(svc, None, None, run_id)
+    except Exception:
+        with svc.engine.begin() as conn:
+            store.update_run(conn, run_id, next_at=next_at)
+        raise
 
 
 async def run_due(svc: Services, now: float, holder: str) -> list[int]:
@@ -55,16 +65,10 @@ async def run_due(svc: Services, now: float, holder: str) -> list[int]:
         return []
     started = []
     for run_id in await asyncio.to_thread(discovery.due, svc, now):
-        next_at = await asyncio.to_thread(_claim, svc, holder, fence, run_id, now)
-        if next_at is None:
-            continue  # the lease was lost meanwhile, or the run is no longer due
-        try:
-            new_id = await asyncio.to_thread(discovery.rerun, svc, None, None, run_id)
-        except Exception:
-            await asyncio.to_thread(_unclaim, svc, run_id, next_at)  # tried again at the next check
-            raise
-        discovery.launch(svc, new_id)
-        started.append(new_id)
+        new_id = await asyncio.to_thread(rerun_due, svc, run_id, now, holder, fence)
+        if new_id is not None:
+            discovery.launch(svc, new_id)
+            started.append(new_id)
     return started
 
 

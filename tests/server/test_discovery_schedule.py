@@ -82,6 +82,8 @@ def test_only_the_lease_holder_starts_a_due_rerun(tmp_path: Path, pg_url: str) -
             assert store.due_runs(conn, 4001.0) == [third[0]]
             current = leases.current(conn, discovery_schedule.LEASE)
         assert current is not None and current.holder == "serve-b" and current.fence == fence + 1
+        fourth = discovery_schedule.rerun_due(a.svc, third[0], 4001.0)  # cron's `discover due`: no lease, still once
+        assert fourth is not None and discovery_schedule.rerun_due(b.svc, third[0], 4001.0) is None
 
 
 def test_a_due_run_is_claimed_once(tmp_path: Path, pg_url: str) -> None:
