@@ -9,6 +9,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import pytest
+
+from server.cli.discovery import cmd_discover
+from server.cli.main import build_parser
 from server.config.settings import Settings
 from server.services import discovery, discovery_schedule
 from server.services.discovery_bodies import DiscoveryRequest
@@ -97,3 +101,22 @@ def test_a_due_run_is_claimed_once(tmp_path: Path, pg_url: str) -> None:
             assert store.claim_due(one, run, 101.0) == 100.0
         with b.svc.engine.begin() as two:
             assert store.claim_due(two, run, 101.0) is None
+
+
+def test_cron_discover_due_starts_a_rerun_once(tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    closed = free_port()
+    body = DiscoveryRequest.model_validate({"ranges": ["127.0.0.1/32"], "ports": [closed], "icmp": False, "timeout": 0.1,
+                                            "snmp": [{"version": "2c", "community": "public", "port": closed}]})
+    with two_processes(tmp_path, pg_url) as (a, _b):
+        run = discovery.start(a.svc, None, None, body)
+        with a.svc.engine.begin() as conn:
+            store.update_run(conn, run, status="done", finished_at=1000.0, next_at=2000.0)
+
+        def cron() -> str:
+            args = build_parser().parse_args(["discover", "due", "--data-dir", str(tmp_path / "a")])
+            assert cmd_discover(args, a.svc.settings) == 0
+            return capsys.readouterr().out
+
+        assert f"run {run + 1}: done" in cron()
+        assert cron() == ""  # taken off the schedule: the next cron run starts nothing
+        assert _due(a, 2001.0, "serve-a") == []  # nor does the serve process
