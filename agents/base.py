@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 SampleKind = Literal["gauge", "counter32", "counter64"]
 
@@ -94,6 +94,17 @@ class Collector(Protocol):
     async def collect(self, target: Target, profile: str | None = None) -> Reading: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Borrower(Protocol):
+    """A collector that works through another kind's collector (nagios via ssh: the SSH collector's logged-in
+    connections). Whoever holds both (the poller) lends it that collector, so a host checked by both kinds is logged
+    into once; the borrower never closes what it was lent. Unlent, it makes its own."""
+
+    borrows: tuple[str, ...]
+
+    def lend(self, kind: str, collector: Collector) -> None: ...
 
 
 REGISTRY: dict[str, Callable[[], Collector]] = {}

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agents.base import CollectError, Reading, Sample, Target, register
+from agents.base import CollectError, Collector, Reading, Sample, Target, register
 from agents.nagios_perf import STATES, PluginState, exit_problem, parse_output, state_of_exit, threshold_state
 from agents.ssh import SshCollector
 from agents.ssh_parsers import clean_text
@@ -175,12 +175,20 @@ def _result(run: Run, limit: float, started: float) -> Reading:
 
 
 class NagiosCollector:
-    """Runs one plug-in per collect(); over SSH it keeps a pool of logged-in connections like the SSH collector."""
+    """Runs one plug-in per collect(); over SSH through the SSH collector the poller lends it (its pool of logged-in
+    connections, the same pinned host keys), so a device checked by both is logged into once per interval."""
 
     kind = "nagios"
+    borrows = ("ssh",)
 
     def __init__(self) -> None:
-        self._ssh: SshCollector | None = None  # made on first use
+        self._ssh: SshCollector | None = None  # lent by the poller, else made on first use
+        self._owns_ssh = False
+
+    def lend(self, kind: str, collector: Collector) -> None:
+        """Run remote plug-ins through this SSH collector (the poller's own; closed by the poller, not here)."""
+        if kind == "ssh" and isinstance(collector, SshCollector):
+            self._ssh, self._owns_ssh = collector, False
 
     async def collect(self, target: Target, profile: str | None = None) -> Reading:
         """Check the options, run the plug-in (bounded), and read its state, text and perfdata."""
@@ -205,7 +213,7 @@ class NagiosCollector:
         if target.ssh is None:
             raise CollectError("a nagios check via ssh needs the device's ssh block")
         if self._ssh is None:
-            self._ssh = SshCollector()
+            self._ssh, self._owns_ssh = SshCollector(), True
         # SSH runs every command through the remote user's shell: quote each word so it stays one argument.
         # At the timeout the SSH layer asks sshd to KILL the command's process group (children included).
         line = " ".join(shlex.quote(word) for word in (command, *args))
@@ -217,8 +225,8 @@ class NagiosCollector:
         return Run(exit_code, result.stdout, result.stderr, size, result.timed_out)
 
     async def close(self) -> None:
-        """Close pooled SSH connections."""
-        if self._ssh is not None:
+        """Close the SSH connections of a collector it made (a lent one is its owner's to close)."""
+        if self._ssh is not None and self._owns_ssh:
             await self._ssh.close()
 
 

@@ -98,7 +98,7 @@ def cmd_discover(args: argparse.Namespace, settings: Settings) -> int:
 
     from server.cli.security import key_problem
     from server.config.inventory import error_list
-    from server.services import discovery
+    from server.services import discovery, discovery_schedule
     from server.services.discovery_bodies import ApproveRequest
     from server.services.errors import ServiceError
 
@@ -112,8 +112,11 @@ def cmd_discover(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{r['id']}\t{r['status']}\t{','.join(r['ranges'])}\t{r['probes']} probes")
             return 0
         if args.action == "due":
-            for run_id in discovery.due(svc, time.time()):
-                _run(svc, discovery.rerun(svc, None, None, run_id), args.json)
+            now = time.time()
+            for run_id in discovery.due(svc, now):
+                new_id = discovery_schedule.rerun_due(svc, run_id, now)  # a serve process may have started it
+                if new_id is not None:
+                    _run(svc, new_id, args.json)
             return 0
         if args.action == "run":
             _run(svc, discovery.start(svc, None, None, _body(args)), args.json)

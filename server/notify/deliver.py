@@ -40,6 +40,35 @@ class Job:
     receipt: int | None = None  # the attempt's receipt, written before the send
 
 
+class Renewed:
+    """A claimed message row whose claim was extended while its send ran: `locked_until` is the extension (finishing
+    the message is fenced on it); every other column reads through to the row as claimed."""
+
+    __slots__ = ("_row", "locked_until")
+    _row: Any
+    locked_until: float
+
+    def __init__(self, row: Any, locked_until: float) -> None:
+        self._row = row._row if isinstance(row, Renewed) else row
+        self.locked_until = locked_until
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
+
+
+def renew(engine: Engine, jobs: list[Job], lease: float, now: float) -> int:
+    """Extend the claims of jobs still being sent whose claim runs out within half a lease; returns how many."""
+    due = {int(j.row.id): j for j in jobs if j.row.locked_until is not None and j.row.locked_until - now < lease / 2}
+    if not due:
+        return 0
+    until = now + lease
+    with engine.begin() as conn:
+        extended = deliveries.extend_claims(conn, {i: float(j.row.locked_until) for i, j in due.items()}, until)
+    for message_id in extended:
+        due[message_id].row = Renewed(due[message_id].row, until)
+    return len(extended)
+
+
 def claim(engine: Engine, box: SecretBox, config: NotifyConfig, base_url: str | None, limit: int,
           guard: Callable[[Connection], bool] | None = None, now: float | None = None) -> list[Job]:
     """Lease due messages and prepare them; messages that must not go out are finished here (skipped or dead).

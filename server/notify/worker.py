@@ -53,6 +53,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._sending: dict[int, deliver.Job] = {}  # message id -> job whose send is running (its claim is renewed)
         self._results: list[tuple[deliver.Job, Outcome, float]] = []
         self._stopping = False
         self._last_prune = 0.0
@@ -121,9 +122,12 @@ class Worker:
         config = self.config()
         d = config.delivery
         await self._flush(config)  # receipts of sends already made are recorded even by a process that lost the lease
+        if self._sending:  # a slow send keeps its message: its claim must not run out and be claimed (sent) again
+            await asyncio.to_thread(deliver.renew, self.engine, list(self._sending.values()), d.lease_seconds,
+                                    self.clock())
         self.fence = await asyncio.to_thread(self._hold_lease)
         if self.fence is None:  # another process sends; this one stands by and takes over if that one dies
-            return min(d.poll_seconds, self.lease_seconds / 3)
+            return min(d.poll_seconds, self.lease_seconds / 3, d.lease_seconds / 4)
         created = await asyncio.to_thread(self._plan, config)
         free = d.concurrency - len(self._inflight)
         claimed: list[deliver.Job] = []
@@ -147,7 +151,8 @@ class Worker:
         now = self.clock()
         # A due message that was not claimed waits behind an earlier one to its target: poll, don't spin.
         wait = d.poll_seconds if next_due is None or next_due <= now else min(d.poll_seconds, next_due - now)
-        return max(min(wait, self.lease_seconds / 3), 0.01)  # wake in time to renew the sender lease
+        # wake in time to renew the sender lease and the claims of sends in flight
+        return max(min(wait, self.lease_seconds / 3, d.lease_seconds / 4), 0.01)
 
     def _hold_lease(self) -> int | None:
         with self.engine.begin() as conn:
@@ -209,7 +214,11 @@ class Worker:
 
     async def _deliver(self, job: deliver.Job, config: NotifyConfig, keys: VapidKeys | None) -> None:
         started = time.perf_counter()
-        outcome = await deliver.send(job, config, keys)
+        self._sending[int(job.row.id)] = job
+        try:
+            outcome = await deliver.send(job, config, keys)
+        finally:
+            self._sending.pop(int(job.row.id), None)
         self._results.append((job, outcome, (time.perf_counter() - started) * 1000))
         self._wake.set()  # record it soon: a finished message may unblock the next one to the same target
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents import builtin
-from agents.base import REGISTRY, CollectError, Collector, Reading, Unreachable
+from agents.base import REGISTRY, Borrower, CollectError, Collector, Reading, Unreachable
 from server.config.settings import Settings
 from server.polling.jobs import CheckJob
 from server.polling.rates import RateTracker
@@ -72,7 +72,12 @@ class Poller:
             factory = REGISTRY.get(kind)
             if factory is None:
                 raise CollectError(f"no collector for check kind {kind!r}")
-            self._collectors[kind] = factory()
+            made = factory()
+            if isinstance(made, Borrower):  # nagios via ssh logs in through the SSH collector's pool: one login a host
+                for other in made.borrows:
+                    if other != kind:
+                        made.lend(other, self.collector(other))
+            self._collectors[kind] = made
         return self._collectors[kind]
 
     async def close(self) -> None:

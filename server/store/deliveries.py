@@ -55,3 +55,14 @@ def finish_receipts(conn: Connection, results: list[dict[str, object]]) -> None:
 def possible_duplicate(receipts: Sequence[Receipt]) -> bool:
     """Was this message maybe delivered more than once? (an attempt followed one that may have arrived)"""
     return any(r["result"] in MAY_HAVE_ARRIVED for r in receipts[:-1])
+
+
+def extend_claims(conn: Connection, claims: dict[int, float], until: float) -> set[int]:
+    """Extend the claims of messages whose send is still running (message id -> its claim's locked_until) to `until`,
+    so a slow send is never claimed again and sent twice. Only a claim still held — unchanged since it was taken or
+    last extended — moves (the claim is the fence finishing the message); returns the ids extended. A sender that died
+    extends nothing: its claims run out and the messages are claimed again."""
+    m = notify_messages
+    return {mid for mid, lock in claims.items()
+            if conn.execute(update(m).where(m.c.id == mid, m.c.status == "pending", m.c.locked_until == lock)
+                            .values(locked_until=until)).rowcount == 1}

@@ -147,6 +147,16 @@ def due_runs(conn: Connection, now: float) -> list[int]:
     return [int(r) for r in conn.execute(query).scalars()]
 
 
+def claim_due(conn: Connection, run_id: int, now: float) -> float | None:
+    """Take a due re-run off the schedule; its `next_at` if this call took it, None if it was not due (any more).
+    One conditional UPDATE: of processes racing for the same run, exactly one gets it."""
+    cond = (discovery_runs.c.id == run_id, discovery_runs.c.next_at.is_not(None), discovery_runs.c.next_at <= now)
+    next_at = conn.execute(select(discovery_runs.c.next_at).where(*cond)).scalar()
+    if next_at is None or conn.execute(update(discovery_runs).where(*cond).values(next_at=None)).rowcount != 1:
+        return None
+    return float(next_at)
+
+
 def interrupt_unfinished(conn: Connection, now: float) -> int:
     """Mark runs a stop left running as interrupted."""
     result = conn.execute(

@@ -9,6 +9,8 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,3 +133,29 @@ def start_slapd() -> Slapd:
         conn.extend.standard.modify_password(user=f"uid={login},{PEOPLE_OU}", new_password=people_password)
     conn.unbind()
     return Slapd(port, ca, bind_password, people_password, base, proc)
+
+
+@contextmanager
+def extra_person(peer: Slapd, login: str, name: str) -> Iterator[str]:
+    """One more person (a login with any characters, e.g. "ops/night #2") for the length of a test, added and removed
+    by pocketnoc's bind account, so the session's slapd keeps only its usual people for other tests: yields the DN."""
+    from ldap3 import Connection, Server, Tls
+    from ldap3.utils.dn import escape_rdn
+
+    tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(peer.ca_file))
+    conn = Connection(Server("127.0.0.1", port=peer.port, tls=tls), BIND_DN, peer.bind_password)
+    conn.open()
+    conn.start_tls()
+    if not conn.bind():
+        raise RuntimeError(f"slapd bind failed: {conn.result}")
+    dn = f"cn={escape_rdn(name)},{PEOPLE_OU}"
+    first, last = name.split(" ", 1)
+    attrs = {"uid": login, "cn": name, "givenName": first, "sn": last, "displayName": name, "mail": "extra@pocket.lab"}
+    if not conn.add(dn, ["inetOrgPerson"], attrs):
+        raise RuntimeError(f"slapd add failed: {conn.result}")
+    conn.extend.standard.modify_password(user=dn, new_password=peer.people_password)
+    try:
+        yield dn
+    finally:
+        conn.delete(dn)
+        conn.unbind()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -13,7 +14,7 @@ import yaml
 from server.config.settings import Settings
 from server.config.yamlsrc import ConfigError
 from server.directory.config import DirectoriesConfig, DirectorySpec, load_directories
-from tests.peers.slapd import GROUPS_OU, LIMITED_DN, PEOPLE_OU, Slapd
+from tests.peers.slapd import GROUPS_OU, LIMITED_DN, PEOPLE_OU, Slapd, extra_person
 from tests.server.conftest import AppEnv, TotpClock, bearer, form_csrf, make_app_env
 from tests.server.directory_helpers import act, audit_of, client_of, directory_app, granted, ldap_entry, write_directories
 from tests.server.security_helpers import user_with_totp
@@ -166,3 +167,37 @@ def test_the_admin_api_takes_a_password_but_never_a_server_path(lab: AppEnv, sla
         assert lab.client.put("/api/v1/admin/directories/lab3", json=bad, headers=bearer(admin)).status_code == 422
     assert lab.client.delete("/api/v1/admin/directories/lab3", headers=bearer(admin)).status_code == 204
     assert lab.client.delete("/api/v1/admin/directories/lab", headers=bearer(admin)).status_code == 409  # the file's
+
+
+def test_a_login_with_slash_hash_percent_question_mark_and_spaces(lab: AppEnv, slapd_peer: Slapd) -> None:
+    login = "ops/do/night #2 50%?"  # "/" splits a path, "#" and "?" end it, "%" escapes; "/do/" looks like an action
+    token = granted(lab, "olga")
+    with extra_person(slapd_peer, login, "Nina Night") as dn:
+        found = lab.client.get(f"{API}/people", params={"q": "ops/do"}, headers=bearer(token)).json()["items"]
+        assert [p["login"] for p in found] == [login]
+        encoded = quote(login, safe="")
+        for path in (encoded, "ops/do/night%20%232%2050%25%3F"):  # "/" escaped or not: the same person
+            person = lab.client.get(f"{API}/people/{path}", headers=bearer(token))
+            assert person.status_code == 200, person.text
+            assert (person.json()["login"], person.json()["name"]) == (login, "Nina Night")
+
+        results = lab.client.get("/directory/lab", params={"q": "ops/do"}, headers=bearer(token)).text
+        href = f"/directory/lab/people/{encoded}"
+        assert f'href="{href}"' in results
+        page = lab.client.get(href, headers=bearer(token))
+        assert page.status_code == 200 and "Nina Night" in page.text and "not locked" in page.text
+
+        ldap = client_of(lab, "lab")
+        for _ in range(3):
+            assert ldap.try_bind(dn, "wrong") is not None
+        page = lab.client.get(href, headers=bearer(token)).text
+        assert f'href="{href}/do/unlock"' in page
+        confirm = lab.client.get(f"{href}/do/unlock", headers=bearer(token))
+        assert confirm.status_code == 200 and f'action="{href}/do/unlock"' in confirm.text
+        done = lab.client.post(f"{href}/do/unlock", data={"confirm": "yes"}, headers=bearer(token))
+        assert done.status_code == 200 and "unlocked — badPwdCount 0" in done.text
+        assert ldap.try_bind(dn, slapd_peer.people_password) is None
+        status, answer = act(lab, token, "lab", encoded, "reset-password", password="Typed-pass-43", must_change=False)
+        assert status == 200 and answer["login"] == login and answer["took"] is True, answer
+        assert [e["target"] for e in audit_of(lab, "directory.")][:2] == [f"lab:{login}"] * 2
+    assert lab.client.get(f"{href}/do/bogus", headers=bearer(token)).status_code == 404

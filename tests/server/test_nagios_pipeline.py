@@ -148,6 +148,19 @@ def test_plugins_run_over_ssh_with_the_pinned_key(env: AppEnv, sshd: SshdPeer, p
         pytest.fail("the remote plug-in's child was left running")
 
 
+def test_plugins_over_ssh_share_the_ssh_collectors_login(env: AppEnv, sshd: SshdPeer) -> None:
+    ssh = {"port": sshd.port, "user": sshd.user, "key_file": sshd.key_path, "host_key": sshd.host_key_line, "timeout": 10}
+    checks = [_check("remote-load", f"{PLUGINS}/check_load", ["-w", "500,500,500", "-c", "900,900,900"], via="ssh"),
+              _check("remote-dummy", f"{PLUGINS}/check_dummy", ["0", "fine"], via="ssh")]
+    before = sshd.count("Accepted publickey")
+    device = _create_and_poll(env, "shared", checks, ssh=ssh)  # the SSH collector's own check and two plug-ins
+    assert device["by_check"]["remote-load"]["ok"] and device["by_check"]["remote-dummy"]["ok"], device["by_check"]
+    assert device["facts"].get("kernel") or device["tables"], "the SSH collector's check ran too"
+    headers = bearer(env.token("admin-again", "admin"))
+    assert env.client.post(f"/api/v1/devices/{device['id']}/poll", headers=headers).status_code == 200  # a next interval
+    assert sshd.count("Accepted publickey") - before == 1, "one login for both kinds, kept across intervals"
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

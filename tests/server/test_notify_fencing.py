@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -174,3 +175,63 @@ def test_a_late_dead_never_kills_a_retry_the_new_sender_scheduled(engine: Engine
         (again,) = store.claim_messages(conn, now + 31, 10, 5.0)
         store.finish_message(conn, again, now + 32, "ok", "200", "", 3.0)
     assert _state(engine, message_id) == ("sent", 2)
+
+
+# Sends may outlast the claim: httpx's timeout is per read, SMTP and Apprise wait per socket operation.
+SLOW = ("delivery: {poll_seconds: 0.2, backoff_seconds: 0.2, backoff_max_seconds: 1, timeout_seconds: 30,"
+        " lease_seconds: 40, burst: 1000}\n")
+
+
+def _turns(worker: Worker, count: int) -> None:
+    """`count` passes of the worker, woken at once, without waiting for its sends in flight to end."""
+    start, deadline = worker.loops, time.monotonic() + 30
+    while worker.loops < start + count:
+        assert time.monotonic() < deadline, "the notify worker made no passes"
+        worker.kick()
+        time.sleep(0.01)
+
+
+def test_a_slow_send_keeps_its_claim_and_a_send_that_died_is_claimed_again(tmp_path: Path, receiver: Receiver) -> None:
+    yaml = f"channels:\n  - {{name: hook, url: \"{receiver.url}/hook\"}}\n" + SLOW
+    with notify_app(tmp_path, yaml) as env:
+        worker = _leader(env.svc)
+        base = worker.clock
+
+        def at(ahead: float) -> Callable[[], float]:
+            return lambda: base() + ahead
+
+        def about(name: str) -> list[Any]:
+            return receiver.items(lambda r: r.json is not None and r.json.get("title") == f"CRITICAL · {name} is down")
+
+        receiver.answer(200, delay=120)  # a slow service: it answers when released
+        slow = receiver.behaviour
+        fire(env.engine, add_device(env.engine, "slow-1"), "slow-1 is down")
+        wait_until(lambda: about("slow-1"), timeout=30, what="the slow send to reach the receiver")
+        (message,) = messages(env.engine)
+        for ahead in (30.0, 60.0, 90.0):  # by the worker's clock the send outlasts its 40 s claim twice over
+            worker.clock = at(ahead)
+            _turns(worker, 3)
+            (row,) = messages(env.engine, id=message.id)
+            assert row.locked_until > worker.clock(), "the claim of a send in flight is extended"
+            assert len(receipts(env.engine, message.id)) == 1, "never claimed again while it is being sent"
+        slow.released.set()  # the answer comes at last
+        wait_until(lambda: messages(env.engine, id=message.id, status="sent"), timeout=30, what="the slow send recorded")
+        assert [r.result for r in receipts(env.engine, message.id)] == ["ok"] and len(about("slow-1")) == 1
+        assert messages(env.engine, id=message.id)[0].attempts == 1
+
+        receiver.answer(200, delay=120)
+        fire(env.engine, add_device(env.engine, "dies-1"), "dies-1 is down")
+        wait_until(lambda: about("dies-1"), timeout=30, what="the second send to reach the receiver")
+        (died,) = [m for m in messages(env.engine) if m.id != message.id and m.status == "pending"]
+        loop = worker._loop
+        assert loop is not None
+        for task in list(worker._inflight):  # the send dies without an answer (as in a crash): nobody extends it
+            loop.call_soon_threadsafe(task.cancel)
+        wait_until(lambda: not worker._inflight, timeout=30, what="the send to end")
+        receiver.answer(200)
+        _turns(worker, 3)
+        assert len(receipts(env.engine, died.id)) == 1, "its claim still holds for the rest of its lease"
+        worker.clock = at(90 + 41)  # the claim runs out: the message is claimed and sent again
+        env.passes(3)
+        assert [r.result for r in receipts(env.engine, died.id)] == ["unknown", "ok"]
+        assert len(about("dies-1")) == 2 and messages(env.engine, id=died.id)[0].status == "sent"

@@ -82,7 +82,7 @@ FORM_ROLES = {
     "/admin/users/{user_id}/grants": "admin",
     "/admin/directories": "admin",
     "/admin/directories/{name}/delete": "admin",
-    "/directory/{name}/people/{login}/do/{action}": "operator",  # and the directory grant (the matrix checks it)
+    "/directory/{name}/people/{login:path}/do/{action:dir_action}": "operator",  # and the directory grant (the matrix checks it)
     "/devices/{device_id}/terminal": "operator",
     "/terminal/{session_id}/end": "admin",
 }
@@ -92,9 +92,12 @@ FORM_OWN_SCOPE = ("/account", "/logout", "/notify/devices/", "/devices/{device_i
 FORM_PUBLIC = {"/login", "/login/2fa"}
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 
+# A directory action is one of the catalog's ids (its route's convertor matches nothing else).
+FILLED = {"{action}": "ack", "{action:dir_action}": "unlock"}
+
 
 def _fill(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", lambda m: "ack" if m.group() == "{action}" else "1", path)
+    return re.sub(r"\{[^}]+\}", lambda m: FILLED.get(m.group(), "1"), path)
 
 
 def _walk(routes: list[Any]) -> Iterator[APIRoute]:

@@ -21,6 +21,8 @@ from server.store import directories as rows
 router = APIRouter(tags=["directory"])
 SvcDep = Annotated[Services, Depends(get_services)]
 Name = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+# A login may hold "/" (an OpenLDAP uid can): a `path` parameter. GET of a person and POST of an action never meet:
+# the methods differ, and `action` is one of the catalog's ids.
 Login = Annotated[str, Path(min_length=1, max_length=256)]
 ActionId = Literal["unlock", "reset-password", "enable", "disable", "group-add", "group-remove"]
 
@@ -56,14 +58,14 @@ def search_people(
     return {"items": service.search(svc, p.user, client_ip(request), name, q)}
 
 
-@router.get("/api/v1/directories/{name}/people/{login}")
+@router.get("/api/v1/directories/{name}/people/{login:path}")
 def get_person(svc: SvcDep, p: DirectoryUser, request: Request, name: Name, login: Login) -> dict[str, Any]:
     """One account: enabled, locked out (since when, bad passwords), password set and expiry, last logon, groups,
     whether it is protected, and which actions apply."""
     return dict(service.person_json(service.person(svc, p.user, client_ip(request), name, login)))
 
 
-@router.post("/api/v1/directories/{name}/people/{login}/actions/{action}")
+@router.post("/api/v1/directories/{name}/people/{login:path}/actions/{action}")
 def run_action(
     svc: SvcDep, p: FreshDirectoryUser, request: Request, name: Name, login: Login, action: ActionId, body: ActionBody
 ) -> dict[str, Any]:

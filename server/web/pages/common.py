@@ -9,7 +9,7 @@ import secrets
 import time
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -80,6 +80,16 @@ def _local_times(ctx: Context, text: str | None) -> str:
 
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.filters["local_times"] = _local_times
+
+
+def _segment(value: object) -> str:
+    """One path segment of a link (a directory login "ops/night #2"): every reserved character escaped, "/" too (Jinja's
+    urlencode keeps "/", which splits the segment). A route taking such a segment uses the `path` converter: the
+    server sees "%2F" decoded to "/" again."""
+    return quote(str(value), safe="")
+
+
+TEMPLATES.env.filters["segment"] = _segment
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 

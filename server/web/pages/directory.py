@@ -3,10 +3,12 @@ person's page, and each catalog action as confirm page -> stepped-up POST -> res
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from server.auth.access import client_ip
 from server.auth.grants import DirectoryUser, FreshDirectoryUser
@@ -23,6 +25,23 @@ SvcDep = Annotated[Services, Depends(get_services)]
 Name = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Login = Annotated[str, Path(min_length=1, max_length=256)]
 Query_ = Annotated[str, Query(max_length=200)]
+
+
+class _ActionConvertor(Convertor[str]):
+    """A catalog action's id in a path: `/people/{login:path}/do/{action:dir_action}` matches only a real action, so
+    a login holding "/do/" (an OpenLDAP uid may hold "/") still reaches the person page."""
+
+    regex = "|".join(re.escape(a) for a in CATALOG)
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+# A login may hold "/", so routes take it as a `path`; the /do/{action} routes come before the person page.
+register_url_convertor("dir_action", _ActionConvertor())
 
 
 @router.get("/directory", response_class=HTMLResponse)
@@ -62,14 +81,7 @@ def _search(svc: Services, user: User, ip: str, name: str, q: str) -> tuple[list
         return None, exc.message, exc.status
 
 
-@router.get("/directory/{name}/people/{login}", response_class=HTMLResponse)
-def person_page(request: Request, svc: SvcDep, p: DirectoryUser, name: Name, login: Login) -> Response:
-    """A person: enabled, locked out, password, last logon, groups, and the actions that apply."""
-    view = service.person(svc, p.user, client_ip(request), name, login)
-    return render(request, "directory_person.html", view=view, person=view.person)
-
-
-@router.get("/directory/{name}/people/{login}/do/{action}", response_class=HTMLResponse)
+@router.get("/directory/{name}/people/{login:path}/do/{action:dir_action}", response_class=HTMLResponse)
 def confirm_page(
     request: Request, svc: SvcDep, p: FreshDirectoryUser, name: Name, login: Login, action: str,
     group: Annotated[str, Query(max_length=1024)] = "",
@@ -86,7 +98,7 @@ def confirm_page(
     return render(request, "directory_confirm.html", view=view, person=view.person, action=entry, offer=offer, group=group)
 
 
-@router.post("/directory/{name}/people/{login}/do/{action}", response_class=HTMLResponse)
+@router.post("/directory/{name}/people/{login:path}/do/{action:dir_action}", response_class=HTMLResponse)
 def run_action(
     request: Request, svc: SvcDep, p: FreshDirectoryUser, name: Name, login: Login, action: str,
     confirm: Annotated[str, Form(max_length=8)] = "",
@@ -111,3 +123,14 @@ def run_action(
         view = service.person(svc, p.user, client_ip(request), name, login)
         return render(request, "directory_person.html", status=exc.status, view=view, person=view.person, error=exc.message)
     return render(request, "directory_person.html", view=done.person, person=done.person.person, outcome=done)
+
+
+@router.get("/directory/{name}/people/{login:path}", response_class=HTMLResponse)
+def person_page(request: Request, svc: SvcDep, p: DirectoryUser, name: Name, login: Login) -> Response:
+    """A person: enabled, locked out, password, last logon, groups, and the actions that apply."""
+    return _person(request, svc, p.user, name, login)
+
+
+def _person(request: Request, svc: Services, user: User, name: str, login: str) -> Response:
+    view = service.person(svc, user, client_ip(request), name, login)
+    return render(request, "directory_person.html", view=view, person=view.person)
