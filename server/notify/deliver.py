@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.keys.secretbox import SecretBox, SecretsUnavailable
 from server.notify import notices, webpush
@@ -40,32 +40,18 @@ class Job:
     receipt: int | None = None  # the attempt's receipt, written before the send
 
 
-class Renewed:
-    """A claimed message row whose claim was extended while its send ran: `locked_until` is the extension (finishing
-    the message is fenced on it); every other column reads through to the row as claimed."""
-
-    __slots__ = ("_row", "locked_until")
-    _row: Any
-    locked_until: float
-
-    def __init__(self, row: Any, locked_until: float) -> None:
-        self._row = row._row if isinstance(row, Renewed) else row
-        self.locked_until = locked_until
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._row, name)
-
-
 def renew(engine: Engine, jobs: list[Job], lease: float, now: float) -> int:
     """Extend the claims of jobs still being sent whose claim runs out within half a lease; returns how many."""
-    due = {int(j.row.id): j for j in jobs if j.row.locked_until is not None and j.row.locked_until - now < lease / 2}
+    claims = {j.row.id: j.row.locked_until for j in jobs}
+    due = {i: until for i, until in claims.items() if until is not None and until - now < lease / 2}
     if not due:
         return 0
     until = now + lease
     with engine.begin() as conn:
-        extended = deliveries.extend_claims(conn, {i: float(j.row.locked_until) for i, j in due.items()}, until)
-    for message_id in extended:
-        due[message_id].row = Renewed(due[message_id].row, until)
+        extended = deliveries.extend_claims(conn, due, until)
+    for job in jobs:
+        if job.row.id in extended:  # finishing the message is fenced on the extended claim
+            job.row = replace(job.row, locked_until=until)
     return len(extended)
 
 
