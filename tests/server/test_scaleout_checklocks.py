@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 
-from server.store.checklocks import CheckLocks
+from server.store.checklocks import RELEASE_DELAY, CheckLocks
 
 
 async def test_a_release_from_a_lost_session_does_not_free_the_new_sessions_lock(pg_url: str) -> None:
@@ -54,6 +56,49 @@ async def test_the_next_holder_of_a_check_finds_the_counters_its_last_run_left(p
             await other.release(f"{device_id}:snmp", taken)
             assert await other.acquire("999999:snmp", wait=5.0) is not None  # its lock freed all the same
             await other.release("999999:snmp")
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_batch_ending_after_a_poll_now_took_its_check_does_not_free_the_poll_nows_lock(pg_url: str) -> None:
+    """Issue 18: a batch frees a check's lock as its poll ends, and a 'poll now' waiting on the same worker takes it at
+    once, on the same session; when that batch ends (its other checks done) it must not free the lock a second time,
+    or a slot on another worker runs the check while the 'poll now' still polls it."""
+    mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
+    try:
+        batch, got = await mine.acquire_many(["7:snmp", "8:snmp"])
+        assert got == {"7:snmp", "8:snmp"}
+        mine.release_soon("7:snmp", batch)  # the batch's poll of 7 ends; its poll of 8 goes on
+        poll_now = await mine.acquire("7:snmp", wait=2.0)
+        assert poll_now is not None
+        await asyncio.sleep(RELEASE_DELAY * 4)  # the batch's free of 7 reaches PostgreSQL
+        assert await other.acquire("7:snmp") is None  # the 'poll now' holds it
+        await mine.release_many(got, batch)  # the batch ends: 8 is freed, 7 is not the batch's any more
+        assert await other.acquire("7:snmp") is None, "the 'poll now' lost its lock to the batch's end"
+        assert "7:snmp" in mine.held
+        assert await other.acquire("8:snmp") is not None
+        await mine.release("7:snmp", poll_now)
+        assert await other.acquire("7:snmp") is not None
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_late_slot_taking_a_check_a_batch_just_ended_keeps_it_until_its_own_poll_ends(pg_url: str) -> None:
+    """The same between two batches of one worker: the later batch's slot (run late) takes the check its earlier batch
+    just freed; the earlier batch's end frees its other checks only."""
+    mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
+    try:
+        first, got = await mine.acquire_many(["7:snmp", "8:snmp"])
+        mine.release_soon("7:snmp", first)
+        second, again = await mine.acquire_many(["7:snmp"])  # before the free reaches PostgreSQL: counted twice
+        assert again == {"7:snmp"}
+        await mine.release_many(got, first)
+        await asyncio.sleep(RELEASE_DELAY * 4)
+        assert await other.acquire("7:snmp") is None, "the later slot lost its lock to the earlier batch's end"
+        mine.release_soon("7:snmp", second)
+        assert await other.acquire("7:snmp", wait=2.0) is not None
     finally:
         await mine.close()
         await other.close()
