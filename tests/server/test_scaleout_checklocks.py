@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import psycopg
 import pytest
 
-from server.store.checklocks import RELEASE_DELAY, CheckLocks
+from server.store.checklocks import PING_EVERY, RELEASE_DELAY, CheckLocks, LockLost
 
 
 async def test_a_release_from_a_lost_session_does_not_free_the_new_sessions_lock(pg_url: str) -> None:
@@ -99,6 +100,77 @@ async def test_a_late_slot_taking_a_check_a_batch_just_ended_keeps_it_until_its_
         assert await other.acquire("7:snmp") is None, "the later slot lost its lock to the earlier batch's end"
         mine.release_soon("7:snmp", second)
         assert await other.acquire("7:snmp", wait=2.0) is not None
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_poll_whose_lock_session_is_lost_is_cut_before_it_can_overlap_a_run_elsewhere(pg_url: str) -> None:
+    """PostgreSQL ends the lock session (a fenced worker, a network cut): its locks are free for the other workers at
+    once, so the polls still running under them are cut (LockLost) within PING_EVERY, not left believing they hold."""
+    mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
+    try:
+        hold, got = await mine.acquire_many(["7:snmp", "8:snmp"])
+        assert got == {"7:snmp", "8:snmp"}
+
+        async def poll(seconds: float) -> str:
+            async with mine.guard(hold):
+                await asyncio.sleep(seconds)
+            return "done"
+
+        slow = asyncio.create_task(poll(30.0))
+        await asyncio.sleep(0.1)
+        assert mine._conn is not None
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (mine._conn.info.backend_pid,))
+        cut_by = time.monotonic() + PING_EVERY + 2.0
+        with pytest.raises(LockLost):
+            await asyncio.wait_for(slow, PING_EVERY + 2.0)
+        assert time.monotonic() <= cut_by and not mine.held
+        assert await other.acquire("7:snmp") is not None  # free elsewhere: the poll here is over
+        with pytest.raises(LockLost):  # a poll of the lost session does not start either
+            await poll(0.0)
+        again = await mine.acquire("8:snmp")  # a new session: its polls run
+        assert again is not None and again.generation != hold.generation
+        async with mine.guard(again):
+            await asyncio.sleep(PING_EVERY * 1.5)  # the watcher looks at a live session: nothing is cut
+        mine.release_soon("8:snmp", again)
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_cancel_of_a_guarded_poll_from_outside_stays_a_cancel(pg_url: str) -> None:
+    mine = CheckLocks(pg_url)
+    try:
+        hold = await mine.acquire("7:snmp")
+        assert hold is not None
+
+        async def poll() -> None:
+            async with mine.guard(hold):
+                await asyncio.sleep(30.0)
+
+        task = asyncio.create_task(poll())
+        await asyncio.sleep(0.1)
+        task.cancel()  # e.g. the worker stopping
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not mine.guarded
+    finally:
+        await mine.close()
+
+
+async def test_two_tasks_of_one_worker_taking_a_check_at_once_leave_it_to_one_and_free_the_other_count(
+    pg_url: str,
+) -> None:
+    mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
+    try:
+        (batch, got), single = await asyncio.gather(mine.acquire_many(["7:snmp"]), mine.acquire("7:snmp"))
+        assert (got == {"7:snmp"}) != (single is not None)  # one of them holds it
+        holder = batch if got else single
+        assert holder is not None and mine.held["7:snmp"] is holder
+        mine.release_soon("7:snmp", holder)
+        assert await other.acquire("7:snmp", wait=2.0) is not None  # the count the loser took was freed as well
     finally:
         await mine.close()
         await other.close()
