@@ -81,6 +81,12 @@ class Guard:
                 raise LockLost(f"the lock session {self.hold.generation} was lost during the poll") from exc
 
 
+def _noticed(ping: asyncio.Future[None]) -> None:
+    """A failed look at the lock session was dealt with where it failed (the polls under it are cut)."""
+    if not ping.cancelled():
+        ping.exception()
+
+
 class CheckLocks:
     """A check never runs twice at once across workers: a PostgreSQL session lock per check in flight.
 
@@ -88,11 +94,18 @@ class CheckLocks:
     frees them the moment PostgreSQL sees its connection close; nothing waits for a heartbeat. A
     machine that vanishes (power or network cut) closes nothing: the server's TCP keepalive on this
     connection (about four heartbeats, set per session) ends it and frees the locks.
+
+    The polls running under a lock are guarded (`guard`): the session is looked at every PING_EVERY
+    seconds while they run, and when it is lost (ended by PostgreSQL, by the leader's fencing, or silent
+    for three heartbeats, before the server's keepalive gives up on it) they are cut, so no poll goes on
+    believing it holds a lock another worker may have taken.
     """
 
     def __init__(self, conninfo: str, keepalive: float = 5.0) -> None:
         self.conninfo = conninfo
         self.keepalive = str(max(1, round(keepalive)))
+        self.silent_after = 3.0 * max(1, round(keepalive))  # the server gives up on a silent session after ~4
+        self._abandoned = 0  # a session that went silent: given up here, closed once it answers (or fails)
         self.held: dict[str, Hold] = {}  # check key -> the taking it runs under on this worker
         self.skipped = 0
         self._generation = 0
@@ -112,7 +125,10 @@ class CheckLocks:
 
     def lost(self, hold: Hold) -> bool:
         """Whether the session `hold` was taken on is gone (its locks with it)."""
-        return hold.generation != self._generation or self._conn is None or self._conn.closed
+        return hold.generation != self._generation or not self._usable()
+
+    def _usable(self) -> bool:
+        return self._conn is not None and not self._conn.closed and self._abandoned != self._generation
 
     def guard(self, hold: Hold) -> Guard:
         """Run a poll under `hold`: cut (LockLost) the moment its lock session is seen lost."""
@@ -136,12 +152,21 @@ class CheckLocks:
     async def _watch(self) -> None:
         while self.guarded:
             await asyncio.sleep(PING_EVERY)
-            if not any(hold.generation == self._generation for hold in self.guarded.values()):
+            generation = self._generation
+            if not any(hold.generation == generation for hold in self.guarded.values()):
                 continue  # none of them under the current session (they are being cut)
-            try:
-                await self._rows_none("SELECT 1", ())
-            except psycopg.Error:
-                pass  # noticed in _rows_none: the polls under it are cut
+            ping = asyncio.ensure_future(self._rows_none("SELECT 1", (), session=generation))
+            ping.add_done_callback(_noticed)
+            done, _ = await asyncio.wait({ping}, timeout=self.silent_after)
+            if not done and generation == self._generation:
+                log.warning("the check lock session has not answered for %.0fs: the polls under it are cut (the server "
+                            "frees its locks soon)", self.silent_after)  # fmt: skip
+                self._abandoned = generation
+                self._session_lost()
+                await asyncio.wait({ping})  # it answers (or fails) at last: closed then, and its locks with it
+                async with self._mutex:
+                    if self._conn is not None and self._abandoned == self._generation:
+                        await self._conn.close()
 
     async def _query(self, sql: str, key: str, session: int | None = None) -> bool:
         rows = await self._rows(sql, (key,), session)
@@ -151,11 +176,16 @@ class CheckLocks:
         """Run a query on the lock session, opening a new one if it is gone; with `session`, only on that session
         (an unlock meant for a lost session must not reach a new one, where this worker may hold the key again)."""
         async with self._mutex:
-            if session is not None and (session != self._generation or self._conn is None or self._conn.closed):
+            if session is not None and (session != self._generation or not self._usable()):
                 return []
-            if self._conn is None or self._conn.closed:
+            if self._conn is None or not self._usable():
+                if self._conn is not None:  # given up while silent: closed now that it answers (its locks go)
+                    await self._conn.close()
                 self._session_lost()  # a new session holds nothing
-                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, connect_timeout=10)
+                conn = await psycopg.AsyncConnection.connect(  # the client's keepalive too: a cut link fails a query
+                    self.conninfo, autocommit=True, connect_timeout=10, keepalives=1, keepalives_idle=self.keepalive,
+                    keepalives_interval=self.keepalive, keepalives_count=3,
+                )  # fmt: skip
                 self._generation += 1
                 await conn.execute(
                     "SELECT set_config('tcp_keepalives_idle', %s, false), set_config('tcp_keepalives_interval', %s, false), "
@@ -177,7 +207,7 @@ class CheckLocks:
         async with self._mutex:
             if session is not None and session != self._generation:
                 raise psycopg.OperationalError("the lock session is gone")
-            if self._conn is None or self._conn.closed:
+            if self._conn is None or not self._usable():
                 self._session_lost()
                 raise psycopg.OperationalError("the lock session is gone")
             try:

@@ -7,8 +7,10 @@ import time
 
 import psycopg
 import pytest
+from sqlalchemy import make_url
 
 from server.store.checklocks import PING_EVERY, RELEASE_DELAY, CheckLocks, LockLost
+from tests.peers.tcpproxy import TcpProxy
 
 
 async def test_a_release_from_a_lost_session_does_not_free_the_new_sessions_lock(pg_url: str) -> None:
@@ -174,3 +176,38 @@ async def test_two_tasks_of_one_worker_taking_a_check_at_once_leave_it_to_one_an
     finally:
         await mine.close()
         await other.close()
+
+
+async def test_a_lock_session_silent_for_three_heartbeats_cuts_its_polls_before_the_server_frees_its_locks(
+    pg_url: str,
+) -> None:
+    """A cut link: the server frees the session's locks when its keepalive gives up (about four heartbeats); the polls
+    under them are cut after three, and the session, given up, is closed once the link is back (its locks go then)."""
+    url = make_url(pg_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).start()
+    mine = CheckLocks(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), keepalive=1.0)
+    other = CheckLocks(pg_url)
+    try:
+        hold = await mine.acquire("7:snmp")
+        assert hold is not None
+
+        async def poll() -> None:
+            async with mine.guard(hold):
+                await asyncio.sleep(30.0)
+
+        slow = asyncio.create_task(poll())
+        await asyncio.sleep(0.1)
+        proxy.pause()
+        started = time.monotonic()
+        with pytest.raises(LockLost):
+            await asyncio.wait_for(slow, PING_EVERY + mine.silent_after + 2.0)
+        assert mine.silent_after <= time.monotonic() - started and not mine.held
+        assert await other.acquire("7:snmp") is None  # the server has not let it go yet: nothing ran twice at once
+        proxy.resume()
+        assert await other.acquire("7:snmp", wait=5.0) is not None  # closed once it answered: free elsewhere
+        assert await mine.acquire("8:snmp") is not None  # a new session here
+    finally:
+        proxy.resume()
+        await mine.close()
+        await other.close()
+        proxy.stop()
