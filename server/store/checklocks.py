@@ -62,7 +62,7 @@ class Guard:
         self.task: asyncio.Task[Any] | None = None
 
     async def __aenter__(self) -> Guard:
-        if self.hold.generation != self.locks.generation or self.locks.lost(self.hold):
+        if self.locks.lost(self.hold):
             raise LockLost(f"the lock session {self.hold.generation} is gone")
         self.task = asyncio.current_task()
         if self.task is not None:
@@ -117,11 +117,6 @@ class CheckLocks:
         self.guarded: dict[asyncio.Task[Any], Hold] = {}  # polls running under a lock, and the taking they run under
         self.cut: set[asyncio.Task[Any]] = set()  # those cancelled because their lock session was lost
         self._watcher: asyncio.Task[None] | None = None
-
-    @property
-    def generation(self) -> int:
-        """The current lock session (0: none yet)."""
-        return self._generation
 
     def lost(self, hold: Hold) -> bool:
         """Whether the session `hold` was taken on is gone (its locks with it)."""
