@@ -96,15 +96,15 @@ class CheckLocks:
     connection (about four heartbeats, set per session) ends it and frees the locks.
 
     The polls running under a lock are guarded (`guard`): the session is looked at every PING_EVERY
-    seconds while they run, and when it is lost (ended by PostgreSQL, by the leader's fencing, or silent
-    for three heartbeats, before the server's keepalive gives up on it) they are cut, so no poll goes on
-    believing it holds a lock another worker may have taken.
+    seconds while they run, and when it is lost (ended by PostgreSQL or by the leader's fencing, or silent
+    for two heartbeats: the leader fences a worker silent for three, the server's keepalive gives up after
+    about four) they are cut, so no poll goes on believing it holds a lock another worker may have taken.
     """
 
     def __init__(self, conninfo: str, keepalive: float = 5.0) -> None:
         self.conninfo = conninfo
         self.keepalive = str(max(1, round(keepalive)))
-        self.silent_after = 3.0 * max(1, round(keepalive))  # the server gives up on a silent session after ~4
+        self.silent_after = 2.0 * max(1, round(keepalive))  # before the leader's fence (3) or the keepalive (~4)
         self._abandoned = 0  # a session that went silent: given up here, closed once it answers (or fails)
         self.held: dict[str, Hold] = {}  # check key -> the taking it runs under on this worker
         self.skipped = 0

@@ -178,11 +178,11 @@ async def test_two_tasks_of_one_worker_taking_a_check_at_once_leave_it_to_one_an
         await other.close()
 
 
-async def test_a_lock_session_silent_for_three_heartbeats_cuts_its_polls_before_the_server_frees_its_locks(
+async def test_a_lock_session_silent_for_two_heartbeats_cuts_its_polls_before_the_server_frees_its_locks(
     pg_url: str,
 ) -> None:
     """A cut link: the server frees the session's locks when its keepalive gives up (about four heartbeats); the polls
-    under them are cut after three, and the session, given up, is closed once the link is back (its locks go then)."""
+    under them are cut after two, and the session, given up, is closed once the link is back (its locks go then)."""
     url = make_url(pg_url)
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).start()
     mine = CheckLocks(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), keepalive=1.0)
