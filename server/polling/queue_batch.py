@@ -22,7 +22,7 @@ from server.polling.poller import Poller
 from server.polling.queue_worker_state import CURRENT_BATCH, CURRENT_SLOT, CommitWaiter, Inventory, RunLog, WorkerFigures
 from server.polling.writer import Writer
 from server.store import shards as store
-from server.store.checklocks import CheckLocks
+from server.store.checklocks import CheckLocks, Hold, LockLost
 from server.store.status import CheckOutcome
 
 log = logging.getLogger("pocketnoc.worker")
@@ -88,11 +88,15 @@ class BatchRunner:
             await self._import_states(poller, run)
             outcomes: list[CheckOutcome] = []
             token = CURRENT_BATCH.set(outcomes)  # the checks' tasks copy this context: their outcomes land here
-            try:
-                await asyncio.gather(*(self._one(poller, job, slot, due, session) for job, slot, due in run),
-                                     *(self._later(poller, job, slot, due) for job, slot, due in later))
+            try:  # every check ends before the batch frees what is left of its locks: none is freed under a poll
+                ends = await asyncio.gather(*(self._one(poller, job, slot, due, session) for job, slot, due in run),
+                                            *(self._later(poller, job, slot, due) for job, slot, due in later),
+                                            return_exceptions=True)  # fmt: skip
             finally:
                 CURRENT_BATCH.reset(token)
+            for end in ends:
+                if isinstance(end, BaseException) and not isinstance(end, asyncio.CancelledError):
+                    log.error("a check of a batch failed in the worker", exc_info=end)
             await self._commit(outcomes)
         finally:
             await self.locks.release_many(locked, session)  # those not freed yet (an error, a cancel)
@@ -135,15 +139,20 @@ class BatchRunner:
             pause = min(pause * 1.5, 2.0)
         self._note_skip(job, slot)
 
-    async def _one(self, poller: Poller, job: CheckJob, slot: int, due: float, session: int) -> None:
+    async def _one(self, poller: Poller, job: CheckJob, slot: int, due: float, session: Hold) -> None:
         await asyncio.sleep(max(0.0, due - time.time()))
         CURRENT_SLOT.set((slot, due))
         self.last_slot[job.key] = slot
         handoff = None
         try:
-            outcome = await poller.run_check(job, due=due)
+            async with self.locks.guard(session):  # its lock session lost: the poll is cut (another worker may run it)
+                outcome = await poller.run_check(job, due=due)
             if outcome is not None:
                 handoff = (job.device_id, job.check, poller.export_state(job))
+        except LockLost as exc:
+            log.warning("check %s of %s (slot %s) cut: %s", job.check, job.device, slot, exc)
+            self.last_slot.pop(job.key, None)  # its memory here is not the last run's any more
+            return
         finally:  # its poll is over: the next slot may run (here or elsewhere) before this batch's commit, and finds
             self.locks.release_soon(job.key, session, handoff)  # the counters stored before the lock is freed
         if outcome is None:

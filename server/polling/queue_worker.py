@@ -35,7 +35,7 @@ from server.polling.writer import Writer
 from server.runtime import Services
 from server.store import filemodes
 from server.store import workers as store
-from server.store.checklocks import CheckLocks, Handoff
+from server.store.checklocks import CheckLocks, Handoff, Hold, LockLost
 from server.store.db import conninfo, make_engine, migrate
 from server.store.live_bridge import notify_hook
 from server.store.shards import with_app_name, worker_queue
@@ -117,7 +117,10 @@ class CheckWorker:
                 return
             handoff: list[Handoff] = []
             try:
-                await self._run_locked(job, key, due, timestamp, force, handoff)
+                await self._run_locked(job, key, session, due, timestamp, force, handoff)
+            except LockLost as exc:
+                log.warning("check %s of %s (slot %s) cut: %s", check, job.device, timestamp, exc)
+                self._last_slot.pop(key, None)  # its memory here is not the last run's any more
             finally:  # the counters are stored before the lock is freed: the next run, on any worker, finds them
                 await self.locks.release(key, session, handoff[0] if handoff else None)
         except Exception:  # a failed job would only be retried late; the next slot comes anyway
@@ -132,7 +135,14 @@ class CheckWorker:
                      check, device, slot)  # fmt: skip
 
     async def _run_locked(
-        self, job: CheckJob, key: str, due: float | None, timestamp: int | None, force: bool, handoff: list[Handoff]
+        self,
+        job: CheckJob,
+        key: str,
+        hold: Hold,
+        due: float | None,
+        timestamp: int | None,
+        force: bool,
+        handoff: list[Handoff],
     ) -> None:
         """Run one slot of a check whose lock this worker holds; what the next run needs goes into `handoff`."""
         poller, writer = self.poller, self.writer
@@ -147,7 +157,8 @@ class CheckWorker:
             self._last_slot[key] = timestamp
         local_due = None if due is None else due - self.clock_offset
         CURRENT_SLOT.set((timestamp, local_due))  # this task's context: the writer sink tags the outcome with it
-        outcome = await poller.run_check(job, due=local_due, force=force)
+        async with self.locks.guard(hold):  # its lock session lost: the poll is cut (another worker may run it)
+            outcome = await poller.run_check(job, due=local_due, force=force)
         if outcome is None:
             return
         handoff.append((device_id, check, poller.export_state(job)))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import psycopg
 import pytest
+from sqlalchemy import make_url
 
-from server.store.checklocks import CheckLocks
+from server.store.checklocks import PING_EVERY, RELEASE_DELAY, CheckLocks, LockLost
+from tests.peers.tcpproxy import TcpProxy
 
 
 async def test_a_release_from_a_lost_session_does_not_free_the_new_sessions_lock(pg_url: str) -> None:
@@ -57,3 +62,152 @@ async def test_the_next_holder_of_a_check_finds_the_counters_its_last_run_left(p
     finally:
         await mine.close()
         await other.close()
+
+
+async def test_a_batch_ending_after_a_poll_now_took_its_check_does_not_free_the_poll_nows_lock(pg_url: str) -> None:
+    """Issue 18: a batch frees a check's lock as its poll ends, and a 'poll now' waiting on the same worker takes it at
+    once, on the same session; when that batch ends (its other checks done) it must not free the lock a second time,
+    or a slot on another worker runs the check while the 'poll now' still polls it."""
+    mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
+    try:
+        batch, got = await mine.acquire_many(["7:snmp", "8:snmp"])
+        assert got == {"7:snmp", "8:snmp"}
+        mine.release_soon("7:snmp", batch)  # the batch's poll of 7 ends; its poll of 8 goes on
+        poll_now = await mine.acquire("7:snmp", wait=2.0)
+        assert poll_now is not None
+        await asyncio.sleep(RELEASE_DELAY * 4)  # the batch's free of 7 reaches PostgreSQL
+        assert await other.acquire("7:snmp") is None  # the 'poll now' holds it
+        await mine.release_many(got, batch)  # the batch ends: 8 is freed, 7 is not the batch's any more
+        assert await other.acquire("7:snmp") is None, "the 'poll now' lost its lock to the batch's end"
+        assert "7:snmp" in mine.held
+        assert await other.acquire("8:snmp") is not None
+        await mine.release("7:snmp", poll_now)
+        assert await other.acquire("7:snmp") is not None
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_late_slot_taking_a_check_a_batch_just_ended_keeps_it_until_its_own_poll_ends(pg_url: str) -> None:
+    """The same between two batches of one worker: the later batch's slot (run late) takes the check its earlier batch
+    just freed; the earlier batch's end frees its other checks only."""
+    mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
+    try:
+        first, got = await mine.acquire_many(["7:snmp", "8:snmp"])
+        mine.release_soon("7:snmp", first)
+        second, again = await mine.acquire_many(["7:snmp"])  # before the free reaches PostgreSQL: counted twice
+        assert again == {"7:snmp"}
+        await mine.release_many(got, first)
+        await asyncio.sleep(RELEASE_DELAY * 4)
+        assert await other.acquire("7:snmp") is None, "the later slot lost its lock to the earlier batch's end"
+        mine.release_soon("7:snmp", second)
+        assert await other.acquire("7:snmp", wait=2.0) is not None
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_poll_whose_lock_session_is_lost_is_cut_before_it_can_overlap_a_run_elsewhere(pg_url: str) -> None:
+    """PostgreSQL ends the lock session (a fenced worker, a network cut): its locks are free for the other workers at
+    once, so the polls still running under them are cut (LockLost) within PING_EVERY, not left believing they hold."""
+    mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
+    try:
+        hold, got = await mine.acquire_many(["7:snmp", "8:snmp"])
+        assert got == {"7:snmp", "8:snmp"}
+
+        async def poll(seconds: float) -> str:
+            async with mine.guard(hold):
+                await asyncio.sleep(seconds)
+            return "done"
+
+        slow = asyncio.create_task(poll(30.0))
+        await asyncio.sleep(0.1)
+        assert mine._conn is not None
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (mine._conn.info.backend_pid,))
+        cut_by = time.monotonic() + PING_EVERY + 2.0
+        with pytest.raises(LockLost):
+            await asyncio.wait_for(slow, PING_EVERY + 2.0)
+        assert time.monotonic() <= cut_by and not mine.held
+        assert await other.acquire("7:snmp") is not None  # free elsewhere: the poll here is over
+        with pytest.raises(LockLost):  # a poll of the lost session does not start either
+            await poll(0.0)
+        again = await mine.acquire("8:snmp")  # a new session: its polls run
+        assert again is not None and again.generation != hold.generation
+        async with mine.guard(again):
+            await asyncio.sleep(PING_EVERY * 1.5)  # the watcher looks at a live session: nothing is cut
+        mine.release_soon("8:snmp", again)
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_cancel_of_a_guarded_poll_from_outside_stays_a_cancel(pg_url: str) -> None:
+    mine = CheckLocks(pg_url)
+    try:
+        hold = await mine.acquire("7:snmp")
+        assert hold is not None
+
+        async def poll() -> None:
+            async with mine.guard(hold):
+                await asyncio.sleep(30.0)
+
+        task = asyncio.create_task(poll())
+        await asyncio.sleep(0.1)
+        task.cancel()  # e.g. the worker stopping
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not mine.guarded
+    finally:
+        await mine.close()
+
+
+async def test_two_tasks_of_one_worker_taking_a_check_at_once_leave_it_to_one_and_free_the_other_count(
+    pg_url: str,
+) -> None:
+    mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
+    try:
+        (batch, got), single = await asyncio.gather(mine.acquire_many(["7:snmp"]), mine.acquire("7:snmp"))
+        assert (got == {"7:snmp"}) != (single is not None)  # one of them holds it
+        holder = batch if got else single
+        assert holder is not None and mine.held["7:snmp"] is holder
+        mine.release_soon("7:snmp", holder)
+        assert await other.acquire("7:snmp", wait=2.0) is not None  # the count the loser took was freed as well
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_lock_session_silent_for_two_heartbeats_cuts_its_polls_before_the_server_frees_its_locks(
+    pg_url: str,
+) -> None:
+    """A cut link: the server frees the session's locks when its keepalive gives up (about four heartbeats); the polls
+    under them are cut after two, and the session, given up, is closed once the link is back (its locks go then)."""
+    url = make_url(pg_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).start()
+    mine = CheckLocks(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), keepalive=1.0)
+    other = CheckLocks(pg_url)
+    try:
+        hold = await mine.acquire("7:snmp")
+        assert hold is not None
+
+        async def poll() -> None:
+            async with mine.guard(hold):
+                await asyncio.sleep(30.0)
+
+        slow = asyncio.create_task(poll())
+        await asyncio.sleep(0.1)
+        proxy.pause()
+        started = time.monotonic()
+        with pytest.raises(LockLost):
+            await asyncio.wait_for(slow, PING_EVERY + mine.silent_after + 2.0)
+        assert mine.silent_after <= time.monotonic() - started and not mine.held
+        assert await other.acquire("7:snmp") is None  # the server has not let it go yet: nothing ran twice at once
+        proxy.resume()
+        assert await other.acquire("7:snmp", wait=5.0) is not None  # closed once it answered: free elsewhere
+        assert await mine.acquire("8:snmp") is not None  # a new session here
+    finally:
+        proxy.resume()
+        await mine.close()
+        await other.close()
+        proxy.stop()
