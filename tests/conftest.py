@@ -17,7 +17,22 @@ import pytest
 # Seconds a module takes on one worker of `make test` (pytest --durations, 2 cores, measured under load: only the
 # order matters). Modules not listed are quick and keep xdist's order (most tests first) after these.
 SLOW_MODULES: dict[str, float] = {
+    "tests/server/test_scaleout_faults.py": 270,
+    "tests/server/test_scaleout_queue.py": 210,
+    "tests/server/test_app_budgets.py": 178,
+    "tests/server/test_scaleout_sites.py": 130,
     "tests/server/test_scaleout_failover.py": 117,
+    "tests/server/test_directory_browser.py": 78,  # with the Samba DC's start (~45 s)
+    "tests/server/test_app_live.py": 72,
+    "tests/server/test_app_oncall_path.py": 67,
+    "tests/server/test_app_browser.py": 66,
+    "tests/server/test_app_oncall.py": 41,
+    "tests/server/test_directory_ad.py": 37,
+    "tests/server/test_scaleout_store.py": 29,
+    "tests/server/test_scaleout_shards.py": 18,
+    "tests/server/test_scaleout_migrate_data.py": 11,
+    "tests/server/test_scaleout_partitions.py": 7,
+    "tests/server/test_scaleout_checklocks.py": 6,
 }
 SLOW = 20.0  # a module this slow keeps its worker busy: it is not given the next slow module meanwhile
 # Modules that share a session-scoped peer slow to start: one work unit, so the peer starts on one worker only.
@@ -34,6 +49,7 @@ def module_seconds(scope: str) -> float:
     return SLOW_MODULES.get(scope.split("::", 1)[0], 0.0)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it (-p no:xdist) this is not called
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`--dist loadscope`: slowest modules first, one module at a time per worker (other modes: xdist's own)."""
     if config.getvalue("dist") != "loadscope":
