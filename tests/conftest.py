@@ -19,6 +19,7 @@ import pytest
 SLOW_MODULES: dict[str, float] = {
     "tests/server/test_scaleout_faults.py": 270,
     "tests/server/test_scaleout_queue.py": 210,
+    "tests/server/test_cli.py": 185,  # 34 tests, most starting `pocketnoc` processes
     "tests/server/test_app_budgets.py": 178,
     "tests/server/test_scaleout_sites.py": 130,
     "tests/server/test_scaleout_failover.py": 117,
