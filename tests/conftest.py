@@ -33,6 +33,7 @@ SLOW_MODULES: dict[str, float] = {
     "tests/server/test_terminal_browser.py": 38,
     "tests/server/test_directory_ad.py": 37,
     "tests/server/test_actions_snmp.py": 32,
+    "tests/agents/test_ssh.py": 32,
     "tests/server/test_discovery_browser.py": 31,
     "tests/server/test_scaleout_store.py": 29,
     "tests/server/test_actions_pages.py": 25,
