@@ -66,10 +66,11 @@ lint: deps-test
 
 ## make test: install what the tests need, lint, then run the whole suite against real peers.
 # Most tests wait on their peers (snmpd, sshd, Chromium, timeouts), not on a core: TEST_WORKERS pytest-xdist
-# workers share the machine, each test module on one worker (its module-scoped peers start once).
+# workers share the machine, each test module on one worker (its module-scoped peers start once); tests/conftest.py
+# hands out the slowest modules first. --durations: the slowest tests, to see where the time goes.
 TEST_WORKERS ?= 3
 test: deps-test postgres lint
-	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --durations=30
 
 bench: deps-test
 	$(BIN)/python -m bench.run

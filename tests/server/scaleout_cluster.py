@@ -189,6 +189,27 @@ class Cluster:
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for: {what}\n" + "\n".join(f"--- {n}\n{self.log(n)}" for n in self.procs))
 
+    def wait_slots(self, count: int, *alive: str, check: str = "snmp") -> None:
+        """Wait until every device's check has `count` more slots recorded in check_runs: slots due after now, as
+        many as a sleep of `count` intervals stood for, but over as soon as they are there (and longer on a slow
+        machine, so the test never judges a window with less in it). After `count` + 3 intervals it returns anyway:
+        the test's own assertions then say which slots are missing."""
+        now = time.time()
+        current = {
+            int(r.id): slot_of(now, phase_of(int(r.id), check, INTERVAL), INTERVAL) for r in self.rows("SELECT id FROM devices")
+        }
+        deadline = time.monotonic() + (count + 3) * INTERVAL
+        while time.monotonic() < deadline:
+            for name in alive:
+                self.check_alive(name)
+            recorded = self.runs()
+            if all(
+                sum(slot > after for slot, _, _ in recorded.get((device_id, check), [])) >= count
+                for device_id, after in current.items()
+            ):
+                return
+            time.sleep(0.2)
+
     def runs(self) -> dict[tuple[int, str], list[tuple[int, str, bool]]]:
         """(device, check) -> [(slot, worker, ok)] of the queued runs, in slot order."""
         out: dict[tuple[int, str], list[tuple[int, str, bool]]] = {}

@@ -82,9 +82,9 @@ def test_poll_store_and_show(tmp_path: Path, snmpd: SnmpdPeer) -> None:
             assert device["last_polled"] and device["interfaces"]
             assert any(i["name"] == "lo" for i in device["interfaces"])
             assert device["resources"].get("mem_total_bytes", 0) > 0
-        # A second poll a moment later turns counters into rates.
+        # A second poll a moment later turns counters into rates: in a later second (samples are kept per second).
         device = _device(client, headers, "lab-snmpd")
-        time.sleep(1.1)
+        time.sleep(1 - time.time() % 1)
         client.post(f"/api/v1/devices/{device['id']}/poll", headers=headers)
         device = _device(client, headers, "lab-snmpd")
         lo = next(i for i in device["interfaces"] if i["name"] == "lo")

@@ -92,15 +92,15 @@ def test_postgresql_dropping_every_connection(tmp_path: Path, pg_url: str, peers
         c.worker("w1", wait=False)
         c.worker("w2", wait=False)
         ready = _ready(c, "w1", "w2")
-        time.sleep(2 * INTERVAL)
+        c.wait_slots(2)
         database = make_url(pg_url).database
         for _ in range(2):  # twice, a little apart: a restart is not one clean cut either
             ended = c.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                              "WHERE datname = :d AND pid <> pg_backend_pid()", d=database)  # fmt: skip
             assert ended >= 6  # serve, both workers (queue pools, listeners, locks, writers)
-            time.sleep(1.5)
+            time.sleep(1.5)  # the fault's shape (the second cut while they reconnect), not a wait for something
         c.engine.dispose()  # the test's own pool was ended too
-        time.sleep(4 * INTERVAL)
+        c.wait_slots(4, "serve", "w1", "w2")
         for name in ("serve", "w1", "w2"):
             c.check_alive(name)
         _assert_held(c, receiver, ready + INTERVAL, time.time() - INTERVAL)
@@ -120,7 +120,7 @@ def test_a_worker_cut_off_longer_than_its_heartbeat_limit(
         c.worker("w1", wait=False)
         c.worker("w2", wait=False, database_url=url.set(port=proxy.port).render_as_string(hide_password=False))
         ready = _ready(c, "w1", "w2")
-        time.sleep(2 * INTERVAL)
+        c.wait_slots(2)
         shard = c.scalar("SELECT devices FROM worker_shards WHERE name = 'w2'")
         assert shard and shard < 7
         proxy.pause()
@@ -129,11 +129,11 @@ def test_a_worker_cut_off_longer_than_its_heartbeat_limit(
         # them) and gives its devices and its queued batches to w1.
         c.wait_for(lambda: c.scalar("SELECT devices FROM worker_shards WHERE name = 'w1'") == 7, 20, "w1 takes all")
         assert time.time() - cut_at < 2 * INTERVAL
-        time.sleep(max(0.0, cut_at + CUT_SECONDS - time.time()))
+        time.sleep(max(0.0, cut_at + CUT_SECONDS - time.time()))  # the cut's length (the fault), not a wait
         proxy.resume()
         # Back: w2 reconnects, reports, and its devices come back to it (no one else's move).
         c.wait_for(lambda: c.scalar("SELECT devices FROM worker_shards WHERE name = 'w2'") == shard, 30, "w2 back")
-        time.sleep(2 * INTERVAL)
+        c.wait_slots(2)
         per_worker = _assert_held(c, receiver, ready + INTERVAL, time.time() - INTERVAL)
         assert per_worker.get("w2", 0) > 0
         late = [r for r in c.rows("SELECT worker, started FROM check_runs WHERE worker = 'w2' AND started > :a AND "
@@ -156,7 +156,7 @@ def test_the_leading_serve_process_stopped_then_killed(
         c.worker("w1", wait=False)
         c.worker("w2", wait=False)
         ready = _ready(c, "w1", "w2")
-        time.sleep(2 * INTERVAL)
+        c.wait_slots(2)
 
         def leader() -> str:
             holder = c.scalar("SELECT holder FROM leases WHERE name = 'scheduler' AND expires_at > extract(epoch FROM now())")
@@ -167,11 +167,11 @@ def test_the_leading_serve_process_stopped_then_killed(
         c.kill(first, signal.SIGTERM)  # hands the lease over at once
         second = c.wait_for(leader, 10, "the other one leads")
         assert second != first
-        time.sleep(2 * INTERVAL)
+        c.wait_slots(2)
         c.serve(first)
         c.kill(second)  # SIGKILL: the lease must expire first
         c.wait_for(lambda: leader() == first, 20, "the restarted one leads")
-        time.sleep(2 * INTERVAL)
+        c.wait_slots(2)
         _assert_held(c, receiver, ready + INTERVAL, time.time() - INTERVAL)
     finally:
         c.stop()

@@ -72,14 +72,14 @@ def test_every_check_runs_once_per_interval_and_a_killed_worker_loses_one_slot_a
 
         # Wait for four full intervals (the shards settle, then stay), then catch a worker in the middle of a (slow) poll
         # and SIGKILL it.
-        time.sleep(4 * INTERVAL)
+        c.wait_slots(4)
         victim = c.wait_for(lambda: c.rows(VICTIM_SQL, dead=dead, within=2.0), 30, "a dead-device poll in flight")[0]
         c.kill(victim.name)
         killed_at = time.time()
         survivors = {"w1", "w2", "w3"} - {victim.name}
 
         # Four more intervals: the others go on (the dead worker's batch among them); the leader raises an alert.
-        time.sleep(4 * INTERVAL)
+        c.wait_slots(4)
         queue = f"worker-{victim.name}"
         c.wait_for(lambda: not c.scalar("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = :q", q=queue),
                    20, "the dead worker's queue emptied")  # fmt: skip

@@ -56,7 +56,7 @@ def test_a_site_worker_alone_polls_its_site_and_silence_raises_then_clears_alert
         c.worker("hq-worker")
         c.worker("b-worker", site="b")
         since = time.time() + 2.5  # the scheduler re-reads the known sites every 2 s
-        time.sleep(3 * INTERVAL)
+        c.wait_slots(3)
         names = {r.id: r.name for r in c.rows("SELECT id, name FROM devices")}
         for (device_id, _check), items in c.runs().items():
             late = [worker for slot, worker, _ in items if due_of(device_id, "snmp", slot) > since]
@@ -105,13 +105,13 @@ def test_killing_the_scheduling_serve_process_loses_no_interval(tmp_path: Path, 
         c.worker("w1")
         c.worker("w2")
         ready = time.time()
-        time.sleep(2 * INTERVAL)
+        c.wait_slots(2)
         leader = c.scalar("SELECT holder FROM leases WHERE name = 'scheduler'")
         fence = c.scalar("SELECT fence FROM leases WHERE name = 'scheduler'")
         victim = "serve-a" if str(c.procs["serve-a"].pid) in leader.split(":")[1] else "serve-b"
         c.kill(victim)
         c.wait_for(lambda: c.scalar("SELECT fence FROM leases WHERE name = 'scheduler'") > fence, 20, "a new scheduler")
-        time.sleep(3 * INTERVAL)
+        c.wait_slots(3)
         until = time.time() - INTERVAL
         runs = c.runs()
     assert len(runs) == 6

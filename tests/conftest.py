@@ -1,0 +1,92 @@
+"""How `pytest -n N --dist loadscope` hands the suite's modules to its workers.
+
+Each module runs on one worker (its module-scoped peers start once). xdist's own order is by number of tests, so
+the few slow modules (2 or 3 long tests each: real serve and worker processes, Chromium, a Samba DC) came last and
+one worker ran them one after another while the others had finished. Here the slowest modules go first, and a
+worker takes its next module only when it is down to its last test (xdist gives it one while two remain, so a
+worker busy with a slow module held the next slow one while another worker had nothing to do). Modules sharing a
+session-scoped peer that is slow to start run on one worker, so it starts once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+# Seconds a module takes on one worker of `make test` (pytest --durations, 2 cores, measured under load: only the
+# order matters). Modules not listed are quick and keep xdist's order (most tests first) after these.
+SLOW_MODULES: dict[str, float] = {
+    "tests/server/test_scaleout_faults.py": 270,
+    "tests/server/test_scaleout_queue.py": 210,
+    "tests/server/test_cli.py": 185,  # 34 tests, most starting `pocketnoc` processes
+    "tests/server/test_app_budgets.py": 178,
+    "tests/server/test_scaleout_sites.py": 130,
+    "tests/server/test_scaleout_failover.py": 117,
+    "tests/server/test_directory_browser.py": 78,  # with the Samba DC's start (~45 s)
+    "tests/server/test_app_live.py": 72,
+    "tests/server/test_app_oncall_path.py": 67,
+    "tests/server/test_app_browser.py": 66,
+    "tests/server/test_demo_sim.py": 53,
+    "tests/server/test_actions_ssh.py": 51,
+    "tests/server/test_app_oncall.py": 41,
+    "tests/server/test_terminal_browser.py": 38,
+    "tests/server/test_directory_ad.py": 37,
+    "tests/server/test_actions_snmp.py": 32,
+    "tests/agents/test_ssh.py": 32,
+    "tests/server/test_discovery_browser.py": 31,
+    "tests/server/test_scaleout_store.py": 29,
+    "tests/server/test_actions_pages.py": 25,
+    "tests/server/test_scaleout_shards.py": 18,
+    "tests/server/test_notify_browser.py": 13,
+    "tests/server/test_scaleout_migrate_data.py": 11,
+    "tests/server/test_scaleout_partitions.py": 7,
+    "tests/server/test_scaleout_checklocks.py": 6,
+}
+SLOW = 20.0  # a module this slow keeps its worker busy: it is not given the next slow module meanwhile
+# Modules that share a session-scoped peer slow to start: one work unit, so the peer starts on one worker only.
+SHARED_PEERS: dict[str, str] = {
+    "tests/server/test_directory_ad.py": "samba-dc",
+    "tests/server/test_directory_browser.py": "samba-dc",
+}
+
+
+def module_seconds(scope: str) -> float:
+    """The measured cost of a work unit (a module, or a group of modules sharing a peer)."""
+    if scope in SHARED_PEERS.values():
+        return sum(SLOW_MODULES.get(module, 0.0) for module, group in SHARED_PEERS.items() if group == scope)
+    return SLOW_MODULES.get(scope.split("::", 1)[0], 0.0)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it (-p no:xdist) this is not called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope`: slowest modules first, one module at a time per worker (other modes: xdist's own)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SlowestFirst(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_PEERS.get(module) or str(super()._split_scope(nodeid))
+
+        def _assign_work_unit(self, node: Any, quickest: bool = False) -> None:
+            # Ties keep xdist's order (most tests first): the quickest is the last of the least measured.
+            pick = min(reversed(self.workqueue), key=module_seconds) if quickest else max(self.workqueue, key=module_seconds)
+            self.workqueue.move_to_end(pick, last=False)
+            super()._assign_work_unit(node)
+
+        def _reschedule(self, node: Any) -> None:
+            # A worker runs its last test only once it is told what follows (or to stop): with one test left it is
+            # waiting, and only then does it get another module. If that test is a slow module's, it gets a quick
+            # module to go on with, and the slow ones stay for workers that come free meanwhile.
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            left = [scope for scope, unit in self.assigned_work[node].items() for done in unit.values() if not done]
+            if len(left) <= 1:
+                self._assign_work_unit(node, quickest=bool(left) and module_seconds(left[0]) >= SLOW)
+
+    return SlowestFirst(config, log)
