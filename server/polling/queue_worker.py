@@ -18,6 +18,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+import psycopg
+from procrastinate.exceptions import ConnectorException
 from procrastinate.worker import Worker
 
 from server.alerts.writer_hook import Alerting, flap_of
@@ -225,26 +227,13 @@ class CheckWorker:
         queue = site_queue(self.options.site)  # the pool's queue: 'poll now' jobs
         hb = self.settings.worker_heartbeat_seconds
         log.info("worker %s polls queue %s (%d checks known)", self.options.name, queue, len(self.inventory.jobs))
-        self.queue_worker = Worker(
-            app=self.app,
-            queues=[worker_queue(self.options.name), queue],
-            name=self.options.name,
-            concurrency=self.options.concurrency,
-            delete_jobs="successful",
-            listen_notify=True,
-            fetch_job_polling_interval=1.0,
-            update_heartbeat_interval=hb,
-            stalled_worker_timeout=3 * hb,
-            shutdown_graceful_timeout=30.0,
-            install_signal_handlers=False,
-        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         side = asyncio.create_task(self._side_loop(), name="pocketnoc-worker-heartbeat")
         try:
             async with self.app.open_async():
-                await self.queue_worker.run()  # type: ignore[no-untyped-call]
+                await self._work(queue, hb)
         finally:
             side.cancel()
             try:
@@ -258,6 +247,37 @@ class CheckWorker:
             await asyncio.to_thread(self._mark_stopped)
             self.engine.dispose()
             log.info("worker %s stopped", self.options.name)
+
+    async def _work(self, queue: str, hb: float) -> None:
+        """Take jobs until stopped. A queue connection cut mid-query (PostgreSQL restarting, a network cut) ends
+        Procrastinate's worker loop with an error: this worker starts a new one after a pause (1 s, doubling to 10 s),
+        and its batches in flight run again elsewhere (their jobs are retried), instead of the whole process exiting."""
+        pause = 1.0
+        while self.stopped_by is None:
+            self.queue_worker = Worker(
+                app=self.app,
+                queues=[worker_queue(self.options.name), queue],
+                name=self.options.name,
+                concurrency=self.options.concurrency,
+                delete_jobs="successful",
+                listen_notify=True,
+                fetch_job_polling_interval=1.0,
+                update_heartbeat_interval=hb,
+                stalled_worker_timeout=3 * hb,
+                shutdown_graceful_timeout=30.0,
+                install_signal_handlers=False,
+            )
+            started = time.monotonic()
+            try:
+                await self.queue_worker.run()  # type: ignore[no-untyped-call]
+                return
+            except (ConnectorException, psycopg.OperationalError) as exc:
+                if self.stopped_by is not None:
+                    return
+                why = " ".join(str(exc.__cause__ or exc).split())[:200]  # Procrastinate's own text says only "Database error"
+                log.warning("the queue's connection failed (%s): taking jobs again in %.0f s", why, pause)
+            await asyncio.sleep(pause)
+            pause = 1.0 if time.monotonic() - started > 60 else min(pause * 2, 10.0)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         """SIGTERM/SIGINT: finish the checks in flight (up to 30 s), then stop."""

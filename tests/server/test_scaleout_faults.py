@@ -134,6 +134,9 @@ def test_a_worker_cut_off_longer_than_its_heartbeat_limit(
         # Back: w2 reconnects, reports, and its devices come back to it (no one else's move).
         c.wait_for(lambda: c.scalar("SELECT devices FROM worker_shards WHERE name = 'w2'") == shard, 30, "w2 back")
         c.wait_slots(2)
+        assert c.procs["w2"].poll() is None, "w2 exited after the cut instead of taking jobs again"
+        back = c.scalar("SELECT count(*) FROM check_runs WHERE worker = 'w2' AND started > :t", t=cut_at + CUT_SECONDS)
+        assert back > 0, "w2 polled nothing after the cut"
         per_worker = _assert_held(c, receiver, ready + INTERVAL, time.time() - INTERVAL)
         assert per_worker.get("w2", 0) > 0
         late = [r for r in c.rows("SELECT worker, started FROM check_runs WHERE worker = 'w2' AND started > :a AND "
