@@ -29,7 +29,7 @@ from server.store.metrics import labels_key
 from server.store.schema import alerts, device_status
 from server.web.app import create_app
 from tests.server.app_fleet import add_history
-from tests.server.conftest import bearer, sign_in
+from tests.server.conftest import bearer, make_app_env, sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
 # Checked raw and as Jinja escapes them (`<` -> `&lt;`, `'` -> `&#39;`).
@@ -178,3 +178,17 @@ def test_the_rules_page_shows_clear_expressions_and_label_scopes(everything: tup
     assert not _leaks(html)
     assert "Clears" in html  # the built-in rules with a clear expression show it as text
     assert "labels: kind=http" in html and "team=web" in html
+
+
+def test_the_workers_page_shows_the_embedded_poller(settings: Settings) -> None:
+    """In the default in-process mode the Workers page lists this server as one worker (it has no shard: no shard
+    line), page and API alike. (No devices: nothing is polled.)"""
+    for env in make_app_env(settings, poll=True):
+        assert env.svc.poller is not None
+        token = env.token("admin", "admin")
+        sign_in(env.client, "admin")
+        page = env.client.get("/workers")
+        assert page.status_code == 200, page.text[-500:]
+        assert "this server" in page.text and "shard:" not in page.text and not _leaks(page.text)
+        api = env.client.get("/api/v1/workers", headers=bearer(token)).json()
+        assert [item["name"] for item in api["items"]] == ["this server"]
