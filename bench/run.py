@@ -51,9 +51,10 @@ def _on_term(_sig: int, _frame: Any) -> None:
 class Bench:
     """Owns the namespace, the snmpd fleet and sshd; runs each measurement in a worker process."""
 
-    def __init__(self, plan: dict[str, Any], log_dir: Path) -> None:
+    def __init__(self, plan: dict[str, Any], log_dir: Path, namespace: str = NAMESPACE) -> None:
         self.plan = plan
         self.log_dir = log_dir
+        self.namespace = namespace  # another benchmark beside this one uses its own
         self.ns: netns.Namespace | None = None
         self.fleet: Fleet | None = None
         self.results: dict[str, Any] = {"plan": {k: v for k, v in plan.items()}, "notes": []}
@@ -100,7 +101,7 @@ class Bench:
         """Namespace with 24 veth ports and the snmpd fleet (root-namespace fallback without netns)."""
         work = Path(tempfile.mkdtemp(prefix="pnbench-snmpd-"))
         if netns.available():
-            self.ns = netns.Namespace(NAMESPACE)
+            self.ns = netns.Namespace(self.namespace)
             self.ns.create()
             self.results["agents"] = {"netns": True, "links": self.ns.interfaces(), "port": 161}
             self.fleet = Fleet(work, devices, 161, prefix=self.ns.prefix())
