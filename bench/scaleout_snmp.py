@@ -111,7 +111,8 @@ def _window(case: so.Case, procs: list[tuple[str, int]], port: int, token: str |
     by_proc = {name: s1["cpu"][name] - s0["cpu"][name] for name, _ in procs}
     pg = (s1["pg"]["all"] - s0["pg"]["all"]) - (s1["pg"]["other"] - s0["pg"]["other"])
     row: dict[str, Any] = {
-        "t0": s0["t"], "t1": s1["t"], "seconds": s1["t"] - s0["t"], "cpu_s": sum(by_proc.values()), "cpu_by_proc": by_proc, "pg_cpu_s": pg,
+        "t0": s0["t"], "t1": s1["t"], "seconds": s1["t"] - s0["t"], "cpu_s": sum(by_proc.values()), "cpu_by_proc": by_proc,
+        "pg_cpu_s": pg,
         "agents_cpu_s": a1 - a0, "db_bytes": s1["db_bytes"] - s0["db_bytes"], "wal_bytes": s1["wal_bytes"] - s0["wal_bytes"],
         "samples": s1["samples"] - s0["samples"], "other_backends": s1["pg"]["other_backends"],
         "load1": os.getloadavg()[0],
