@@ -8,11 +8,12 @@ agents from inside; they reach the root namespace's PostgreSQL through its Unix 
 file, the same in every network namespace; 127.0.0.1:5432 inside the namespace is the namespace's own loopback).
 Every case gets a scratch database, the shipped default settings and the same inventory.
 
-Counted per measured window (one interval each): polls done against polls due, poll start lag, CPU of the
-pocketnoc processes and of PostgreSQL (every postgres process plus the postmaster's reaped children, less the
-backends of other databases) from /proc, the scratch database's growth and the WAL written. The queue's polls
-and lags come from its run log (check_runs); the in-process scheduler keeps no run log, so its polls come from
-the /metrics counters and its lag from /metrics scraped every 15 s (quantiles of the last 5,000 polls each).
+Counted per measured window (one interval each): polls done against polls due, poll start lag, CPU from /proc
+of the pocketnoc processes and of PostgreSQL (the backends of the case's database and the server's background
+processes; other databases' backends are left out: other jobs share this server), the scratch database's growth
+and the WAL written. The queue's polls and lags come from its run log (check_runs); the in-process scheduler
+keeps no run log, so its polls come from the /metrics counters and its lag from /metrics scraped every 15 s
+(quantiles of the last 5,000 polls each: p50 the median of the scrapes, p99 the highest).
 
     python -m bench.scaleout_snmp [--devices 10000] [--rounds 3] [--windows 2] [--workers 2] [--interval 60]
 """
@@ -41,13 +42,6 @@ SCRAPE_S = 15.0  # the in-process lag deque holds the last 5,000 polls: 30 s at 
 DRAIN_S = 15.0  # a batch logs its runs when its last poll ends: wait for the window's last batches
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
 def _hwm_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -58,19 +52,19 @@ def _hwm_mb(pid: int) -> float | None:
     return None
 
 
-def pg_cpu(db: str, url: str) -> dict[str, float]:
-    """CPU seconds so far of every postgres process, the postmaster's reaped children (ended backends) included,
-    and of the backends serving other databases (to subtract)."""
+def pg_cpu(db: str, url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL process serving this database or the whole server (the background
+    processes: checkpointer, WAL writer, ...), by pid. Backends of other databases (other jobs' tests) are left out."""
     with psycopg.connect(url) as conn:
-        other = [int(r[0]) for r in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname IS NOT NULL AND datname <> %s", (db,))]
-    pids = so._postgres_pids()
-    total, reaped = so._cpu(pids), 0.0
-    for pid in pids:  # the postmaster is the postgres process whose parent is not one
-        fields = _proc_stat(pid)
-        if fields is not None and int(fields[1]) not in pids:
-            reaped += (int(fields[13]) + int(fields[14])) / so.TICKS
-    return {"all": total + reaped, "other": so._cpu(other), "other_backends": float(len(other))}
+        pids = [int(r[0]) for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE (datname = %s OR datname IS NULL) AND pid <> pg_backend_pid()", (db,))]
+    return {pid: so._cpu([pid]) for pid in pids}
+
+
+def pg_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two pg_cpu readings: processes born in between count whole; ended ones are lost (rare: the
+    pools keep their connections)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def _db_figures(case: so.Case) -> dict[str, float]:
@@ -109,12 +103,12 @@ def _window(case: so.Case, procs: list[tuple[str, int]], port: int, token: str |
                             m.get('pocketnoc_poller_start_lag_seconds{quantile="0.99"}', 0.0)))
     s1, a1 = _snapshot(case, procs, port, token), so._cpu(agent_pids)
     by_proc = {name: s1["cpu"][name] - s0["cpu"][name] for name, _ in procs}
-    pg = (s1["pg"]["all"] - s0["pg"]["all"]) - (s1["pg"]["other"] - s0["pg"]["other"])
+    pg = pg_delta(s0["pg"], s1["pg"])
     row: dict[str, Any] = {
         "t0": s0["t"], "t1": s1["t"], "seconds": s1["t"] - s0["t"], "cpu_s": sum(by_proc.values()), "cpu_by_proc": by_proc,
         "pg_cpu_s": pg,
         "agents_cpu_s": a1 - a0, "db_bytes": s1["db_bytes"] - s0["db_bytes"], "wal_bytes": s1["wal_bytes"] - s0["wal_bytes"],
-        "samples": s1["samples"] - s0["samples"], "other_backends": s1["pg"]["other_backends"],
+        "samples": s1["samples"] - s0["samples"], "pg_processes": len(s1["pg"]),
         "load1": os.getloadavg()[0],
     }  # fmt: skip
     if token is not None:
