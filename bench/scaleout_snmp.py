@@ -72,7 +72,8 @@ def _db_figures(case: so.Case) -> dict[str, float]:
     with psycopg.connect(case.url) as conn:
         row = conn.execute(
             "SELECT pg_database_size(current_database()), pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0'),"
-            " coalesce((SELECT sum(n_tup_ins) FROM pg_stat_user_tables WHERE relname LIKE 'samples%'), 0)").fetchone()
+            " coalesce((SELECT sum(n_tup_ins) FROM pg_stat_user_tables"
+            "           WHERE schemaname = 'public' AND relname LIKE 'samples%'), 0)").fetchone()
     assert row is not None
     return {"db_bytes": float(row[0]), "wal_bytes": float(row[1]), "samples": float(row[2])}
 
@@ -112,9 +113,8 @@ def _window(case: so.Case, procs: list[tuple[str, int]], port: int, token: str |
         "load1": os.getloadavg()[0],
     }  # fmt: skip
     if token is not None:
-        if scrapes:
-            scrapes.append((s1["metrics"].get('pocketnoc_poller_start_lag_seconds{quantile="0.5"}', 0.0),
-                            s1["metrics"].get('pocketnoc_poller_start_lag_seconds{quantile="0.99"}', 0.0)))
+        scrapes.append((s1["metrics"].get('pocketnoc_poller_start_lag_seconds{quantile="0.5"}', 0.0),
+                        s1["metrics"].get('pocketnoc_poller_start_lag_seconds{quantile="0.99"}', 0.0)))
         row["done"] = _done(s1["metrics"]) - _done(s0["metrics"])
         row["lag_p50"] = statistics.median(s[0] for s in scrapes) if scrapes else None
         row["lag_p99"] = max((s[1] for s in scrapes), default=None)
@@ -175,8 +175,8 @@ def summarise(case: dict[str, Any]) -> dict[str, Any]:
     per = max(done, 1)
     return {
         "done": done, "due": due, "done_share": done / due if due else 0.0,
-        "lag_p50": statistics.median(r["lag_p50"] for r in rows if r.get("lag_p50") is not None),
-        "lag_p99": max(r["lag_p99"] for r in rows if r.get("lag_p99") is not None),
+        "lag_p50": statistics.median([r["lag_p50"] for r in rows if r.get("lag_p50") is not None] or [float("nan")]),
+        "lag_p99": max((r["lag_p99"] for r in rows if r.get("lag_p99") is not None), default=float("nan")),
         "cpu_ms": 1000 * sum(r["cpu_s"] for r in rows) / per, "pg_ms": 1000 * sum(r["pg_cpu_s"] for r in rows) / per,
         "total_ms": 1000 * sum(r["cpu_s"] + r["pg_cpu_s"] for r in rows) / per,
         "cpu_util": sum(r["cpu_s"] for r in rows) / sum(r["seconds"] for r in rows),
