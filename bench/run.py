@@ -242,9 +242,9 @@ class Bench:
 
 
 def _scaleout_section(results: dict[str, Any]) -> str:
-    from bench import scaleout
+    from bench import scaleout, scaleout_snmp
 
-    return scaleout.section(results.get("scaleout"))
+    return scaleout.section(results.get("scaleout")) + scaleout_snmp.section(results.get("scaleout_snmp"), heading=True)
 
 
 def _report(results: dict[str, Any]) -> str:
@@ -293,6 +293,8 @@ def main() -> None:
     parser.add_argument("--skip-ssh", action="store_true")
     parser.add_argument("--skip-snmp", action="store_true")
     parser.add_argument("--skip-scaleout", action="store_true", help="skip queue workers on PostgreSQL")
+    parser.add_argument("--skip-scaleout-snmp", action="store_true",
+                        help="skip SNMP devices on serve + queue workers against in-process (about 30 minutes)")
     parser.add_argument("--skip-alerts", action="store_true", help="skip trap-to-alert latency and rule cost")
     parser.add_argument("--skip-notify", action="store_true", help="skip the notification benchmark")
     parser.add_argument("--skip-pages", action="store_true", help="skip the phone page budgets")
@@ -353,6 +355,15 @@ def main() -> None:
             except Exception as exc:  # one failed part must not lose the figures of the others
                 bench.say(f"scale-out failed: {exc}")
                 bench.results["notes"].append(f"the scale-out benchmark failed: {str(exc)[:300]}")
+        if not opts.skip_scaleout_snmp:
+            from bench import scaleout_snmp
+
+            bench.say("scale-out: SNMP devices on serve + queue workers, against in-process")
+            try:
+                bench.results["scaleout_snmp"] = scaleout_snmp.run(**scaleout_snmp.plan(opts.quick))
+            except Exception as exc:  # one failed part must not lose the figures of the others
+                bench.say(f"scale-out with SNMP failed: {exc}")
+                bench.results["notes"].append(f"the SNMP scale-out benchmark failed: {str(exc)[:300]}")
         if not opts.skip_alerts:
             from bench import alerts as alerts_bench
 

@@ -236,13 +236,25 @@ def _rss(case: dict[str, Any]) -> str:
     return ", ".join(f"{name} {mb:.0f}" for name, mb in case["rss_peak_mb"].items() if mb is not None)
 
 
-def section(results: dict[str, Any] | None) -> str:
+def plan(quick: bool) -> dict[str, Any]:
+    """run()'s arguments for bench.run: the issue's size, or a two-minute smoke run."""
+    if quick:
+        return {"devices": 300, "rounds": 1, "windows": 1, "workers": 2, "interval": 15, "warmup": 25.0}
+    return {"devices": 10_000, "rounds": 3, "windows": 2, "workers": 2, "interval": 60, "warmup": 75.0}
+
+
+def section(results: dict[str, Any] | None, heading: bool = False) -> str:
     """The BENCHMARKS.md tables: each case, then mean (min–max) over the rounds and the queue/in-process ratio."""
     cases = [c for c in (results or {}).get("scaleout_snmp", []) if "summary" in c]
     if not cases:
         return ""
     first = cases[0]
     lines = [
+        "",
+        "## Scale-out with SNMP devices: serve + queue workers + PostgreSQL against in-process (`bench/scaleout_snmp.py`)",
+        "",
+    ] if heading else []
+    lines += [
         f"{first['devices']:,} SNMP devices every {first['interval_s']} s; each case {len(first['windows'])} measured "
         f"interval(s) after {first['warmup_s']:.0f} s of warm-up; CPU ms per poll done.",
         "",
