@@ -37,11 +37,23 @@ import yaml
 
 from bench import scaleout as so
 from bench.common import quantile
+from bench.profiling import machine_jiffies
 
 NAMESPACE = "pnsnmpq"
 SOCKET_DIR = "/var/run/postgresql"
 SCRAPE_S = 15.0  # the in-process lag deque holds the last 5,000 polls: 30 s at 10,000 devices per minute
 DRAIN_S = 15.0  # a batch logs its runs when its last poll ends: wait for the window's last batches
+
+
+def _waited(pid: int) -> float:
+    """Seconds the process's threads were runnable but waited for a CPU (the machine's other load)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 def _hwm_mb(pid: int) -> float | None:
@@ -101,7 +113,7 @@ def _snapshot(case: so.Case, procs: list[tuple[str, int]], port: int, token: str
             raise RuntimeError("the in-process server did not answer /metrics three times in 30 s")
         snap["metrics"] = metrics
     snap.update(t=time.time(), cpu={name: so._cpu([pid]) for name, pid in procs}, pg=pg_cpu(case.db, case.url),
-                **_db_figures(case))
+                wait={name: _waited(pid) for name, pid in procs}, machine=machine_jiffies(), **_db_figures(case))
     return snap
 
 
@@ -133,6 +145,9 @@ def _window(case: so.Case, procs: list[tuple[str, int]], port: int, token: str |
         "pg_cpu_s": pg,
         "agents_cpu_s": a1 - a0, "db_bytes": s1["db_bytes"] - s0["db_bytes"], "wal_bytes": s1["wal_bytes"] - s0["wal_bytes"],
         "samples": s1["samples"] - s0["samples"], "pg_processes": len(s1["pg"]),
+        "waited_by_proc": {name: s1["wait"][name] - s0["wait"][name] for name, _ in procs},
+        "machine_busy_cores": (os.cpu_count() or 1) * (s1["machine"][0] - s0["machine"][0])
+        / max(1, s1["machine"][1] - s0["machine"][1]),
         "load1": os.getloadavg()[0],
     }  # fmt: skip
     if token is not None:
