@@ -232,7 +232,8 @@ def summarise(case: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run(devices: int, rounds: int, windows: int, workers: int, interval: int, warmup: float) -> dict[str, Any]:
+def run(devices: int, rounds: int, windows: int, workers: int, interval: int, warmup: float,
+        modes: tuple[str, ...] = ("inprocess", "queue")) -> dict[str, Any]:
     """Namespace and agents (bench.run's), then `rounds` × (in-process, queue), each case in its own process."""
     from bench import machine
     from bench.run import FULL, Bench
@@ -246,7 +247,7 @@ def run(devices: int, rounds: int, windows: int, workers: int, interval: int, wa
         base = {"addresses": bench.fleet.addresses(), "port": bench.fleet.port, "interval": interval, "warmup": warmup,
                 "windows": windows, "workers": workers, "agent_pids": [p.pid for p in bench.fleet.procs]}  # fmt: skip
         for r in range(rounds):
-            for mode in ("inprocess", "queue"):
+            for mode in modes:
                 load = os.getloadavg()[0]
                 bench.say(f"round {r + 1}/{rounds}: {mode}, {devices} devices every {interval} s (load {load:.2f})")
                 try:
@@ -304,15 +305,13 @@ def section(results: dict[str, Any] | None, heading: bool = False) -> str:
         "| PostgreSQL CPU ms/poll | total ms/poll | × in-process | peak RSS MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    base: dict[int, float] = {}
+    base = {c["round"]: c["summary"]["total_ms"] for c in cases if c["mode"] == "inprocess"}
     ratios: list[float] = []
     for c in cases:
         s = c["summary"]
         label = "in-process" if c["mode"] == "inprocess" else f"queue, {c['workers']} workers"
         ratio = ""
-        if c["mode"] == "inprocess":
-            base[c["round"]] = s["total_ms"]
-        elif c["round"] in base:
+        if c["mode"] == "queue" and c["round"] in base:
             ratios.append(s["total_ms"] / base[c["round"]])
             ratio = f"{ratios[-1]:.2f}×"
         lines.append(f"| {c['round']} | {label} | {c['load_before']:.2f} | {s['done']:,.0f} / {s['due']:,.0f} "
@@ -350,6 +349,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--interval", type=int, default=60)
     parser.add_argument("--warmup", type=float, default=None, help="seconds before measuring (default: interval + 15)")
+    parser.add_argument("--queue-first", action="store_true", help="each round: the queue, then in-process")
     parser.add_argument("--render", metavar="RESULTS_JSON", help="only print the tables of saved figures")
     opts = parser.parse_args()
     if opts.render:
@@ -360,7 +360,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _on_term)
     warmup = opts.warmup if opts.warmup is not None else opts.interval + 15.0
     try:
-        results = run(opts.devices, opts.rounds, opts.windows, opts.workers, opts.interval, warmup)
+        modes = ("queue", "inprocess") if opts.queue_first else ("inprocess", "queue")
+        results = run(opts.devices, opts.rounds, opts.windows, opts.workers, opts.interval, warmup, modes)
     except (KeyboardInterrupt, Interrupted):
         print("interrupted: cleaned up", file=sys.stderr)
         sys.exit(130)
