@@ -51,9 +51,10 @@ def _on_term(_sig: int, _frame: Any) -> None:
 class Bench:
     """Owns the namespace, the snmpd fleet and sshd; runs each measurement in a worker process."""
 
-    def __init__(self, plan: dict[str, Any], log_dir: Path) -> None:
+    def __init__(self, plan: dict[str, Any], log_dir: Path, namespace: str = NAMESPACE) -> None:
         self.plan = plan
         self.log_dir = log_dir
+        self.namespace = namespace  # another benchmark beside this one uses its own
         self.ns: netns.Namespace | None = None
         self.fleet: Fleet | None = None
         self.results: dict[str, Any] = {"plan": {k: v for k, v in plan.items()}, "notes": []}
@@ -100,7 +101,7 @@ class Bench:
         """Namespace with 24 veth ports and the snmpd fleet (root-namespace fallback without netns)."""
         work = Path(tempfile.mkdtemp(prefix="pnbench-snmpd-"))
         if netns.available():
-            self.ns = netns.Namespace(NAMESPACE)
+            self.ns = netns.Namespace(self.namespace)
             self.ns.create()
             self.results["agents"] = {"netns": True, "links": self.ns.interfaces(), "port": 161}
             self.fleet = Fleet(work, devices, 161, prefix=self.ns.prefix())
@@ -241,9 +242,9 @@ class Bench:
 
 
 def _scaleout_section(results: dict[str, Any]) -> str:
-    from bench import scaleout
+    from bench import scaleout, scaleout_snmp
 
-    return scaleout.section(results.get("scaleout"))
+    return scaleout.section(results.get("scaleout")) + scaleout_snmp.section(results.get("scaleout_snmp"), heading=True)
 
 
 def _report(results: dict[str, Any]) -> str:
@@ -292,6 +293,8 @@ def main() -> None:
     parser.add_argument("--skip-ssh", action="store_true")
     parser.add_argument("--skip-snmp", action="store_true")
     parser.add_argument("--skip-scaleout", action="store_true", help="skip queue workers on PostgreSQL")
+    parser.add_argument("--skip-scaleout-snmp", action="store_true",
+                        help="skip SNMP devices on serve + queue workers against in-process (about 30 minutes)")
     parser.add_argument("--skip-alerts", action="store_true", help="skip trap-to-alert latency and rule cost")
     parser.add_argument("--skip-notify", action="store_true", help="skip the notification benchmark")
     parser.add_argument("--skip-pages", action="store_true", help="skip the phone page budgets")
@@ -352,6 +355,15 @@ def main() -> None:
             except Exception as exc:  # one failed part must not lose the figures of the others
                 bench.say(f"scale-out failed: {exc}")
                 bench.results["notes"].append(f"the scale-out benchmark failed: {str(exc)[:300]}")
+        if not opts.skip_scaleout_snmp:
+            from bench import scaleout_snmp
+
+            bench.say("scale-out: SNMP devices on serve + queue workers, against in-process")
+            try:
+                bench.results["scaleout_snmp"] = scaleout_snmp.run(**scaleout_snmp.plan(opts.quick))
+            except Exception as exc:  # one failed part must not lose the figures of the others
+                bench.say(f"scale-out with SNMP failed: {exc}")
+                bench.results["notes"].append(f"the SNMP scale-out benchmark failed: {str(exc)[:300]}")
         if not opts.skip_alerts:
             from bench import alerts as alerts_bench
 

@@ -34,9 +34,23 @@ from bench.common import quantile
 
 ROOT = Path(__file__).resolve().parent.parent
 POCKETNOC = Path(sys.executable).parent / "pocketnoc"
-PG = {"host": "127.0.0.1", "port": 5432}
+# TCP on the root namespace's loopback; a process inside a network namespace sets host to the socket directory
+# ("/var/run/postgresql"): the Unix socket is a file, reachable from every network namespace.
+PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432}
 INTERVAL = 5
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def db_url(user: str, db: str) -> str:
+    """The database URL of `db` at PG (TCP, or a Unix socket directory given as host)."""
+    if str(PG["host"]).startswith("/"):
+        return f"postgresql://{user}@/{db}?host={PG['host']}&port={PG['port']}"
+    return f"postgresql://{user}@{PG['host']}:{PG['port']}/{db}"
+
+
+def child_env() -> dict[str, str]:
+    """pocketnoc commands run this tree's code (the venv's console script may point at another checkout)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def _pg_user() -> str:
@@ -98,41 +112,46 @@ def _postgres_pids() -> list[int]:
 class Case:
     """One scratch database, its config, and the pocketnoc processes on it."""
 
-    def __init__(self, user: str, devices: int, target_port: int, scheduler: str) -> None:
+    def __init__(self, user: str, devices: int, target_port: int, scheduler: str,
+                 inventory: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> None:
         self.user = user
         self.db = f"pnbench_scaleout_{secrets.token_hex(4)}"
         self.root = Path(tempfile.mkdtemp(prefix="pnbench-scaleout-"))
         self.procs: list[subprocess.Popen[bytes]] = []
         with psycopg.connect(**PG, user=user, dbname="postgres", autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {self.db}")  # type: ignore[arg-type]
-        self.url = f"postgresql://{user}@{PG['host']}:{PG['port']}/{self.db}"
+            conn.execute(f"CREATE DATABASE {self.db}")
+        self.url = db_url(user, self.db)
         key = self.root / "secret.key"
         key.write_bytes(Fernet.generate_key())
         settings = {"database_url": self.url, "scheduler": scheduler, "secret_key_file": str(key), "log_level": "WARNING",
                     "backoff_max_seconds": 0, "poll_concurrency": 200}  # fmt: skip
-        inventory = [
-            {"name": f"t{i:05d}", "address": "127.0.0.1", "interval": INTERVAL, "checks": [{"type": "tcp", "port": target_port}]}
-            for i in range(devices)
-        ]
+        if inventory is None:
+            tcp = [{"type": "tcp", "port": target_port}]
+            inventory = [{"name": f"t{i:05d}", "address": "127.0.0.1", "interval": INTERVAL, "checks": tcp}
+                         for i in range(devices)]
+        else:  # a caller's own devices run on the shipped defaults, plus its overrides
+            settings = {k: settings[k] for k in ("database_url", "scheduler", "secret_key_file", "log_level")}
+        settings.update(extra or {})
         (self.root / "pn.yaml").write_text(yaml.safe_dump({"settings": settings, "devices": inventory}))
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
         """Run a pocketnoc command on this case; its stdout."""
         cmd = [str(POCKETNOC), *args, "--config", str(self.root / "pn.yaml"), "--data-dir", str(self.root / "data")]
-        return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=300, check=True).stdout
+        return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=300, check=True,
+                              env=child_env()).stdout
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
         """Start a pocketnoc process in the background."""
         cmd = [str(POCKETNOC), *args, "--config", str(self.root / "pn.yaml"), "--data-dir", str(self.root / "data")]
         log = open(self.root / f"{args[0]}-{len(self.procs)}.log", "wb")  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env())
         self.procs.append(proc)
         return proc
 
     def query(self, sql: str, *params: Any) -> Any:
         """One value from the case's database."""
         with psycopg.connect(self.url) as conn:
-            row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(sql, params).fetchone()
         return row[0] if row else None
 
     def close(self) -> None:
@@ -146,14 +165,14 @@ class Case:
             except subprocess.TimeoutExpired:
                 proc.kill()
         with psycopg.connect(**PG, user=self.user, dbname="postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")  # type: ignore[arg-type]
+            conn.execute(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _serve(case: Case) -> tuple[subprocess.Popen[bytes], int]:
+def _serve(case: Case, timeout: float = 120.0) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     proc = case.spawn("serve", "--port", str(port))
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("serve exited: " + (case.root / "serve-0.log").read_text()[-2000:])

@@ -48,6 +48,10 @@ def main() -> None:
         specs = ssh_specs(args)
         result = asyncio.run(measure_scale(specs, args["interval"], args["warmup"], args["windows"],
                                            args["agent_pids"]))
+    elif mode == "scaleout_snmp":
+        from bench.scaleout_snmp import measure as measure_scaleout
+
+        result = measure_scaleout(args)
     elif mode == "cli":
         from bench.snmp_cli import measure as measure_cli
 
