@@ -18,7 +18,6 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-import psycopg
 from procrastinate.exceptions import ConnectorException
 from procrastinate.worker import Worker
 
@@ -271,7 +270,7 @@ class CheckWorker:
             try:
                 await self.queue_worker.run()  # type: ignore[no-untyped-call]
                 return
-            except (ConnectorException, psycopg.OperationalError) as exc:
+            except ConnectorException as exc:  # Procrastinate's wrapper of the database's errors
                 if self.stopped_by is not None:
                     return
                 why = " ".join(str(exc.__cause__ or exc).split())[:200]  # Procrastinate's own text says only "Database error"
