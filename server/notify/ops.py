@@ -120,7 +120,7 @@ def unsubscribe(svc: Services, user: User, ip: str, sub_id: int) -> None:
     """Remove one of the user's own devices."""
     with svc.engine.begin() as conn:
         if not targets.delete_subscription(conn, sub_id, user.id):
-            raise OpError(404, "no such device")
+            raise OpError(404, "no such push subscription of yours")
         store.drop_target_messages(conn, "push", sub_id, time.time())
         accounts.write_audit(conn, user, "push.unsubscribe", str(sub_id), {}, ip)
 
@@ -129,7 +129,7 @@ def test_push(svc: Services, notify: Notify, user: User, sub_id: int) -> int:
     """Queue a test push to one of the user's own devices."""
     with svc.engine.begin() as conn:
         if not any(s["id"] == sub_id for s in targets.list_subscriptions(conn, user.id)):
-            raise OpError(404, "no such device")
+            raise OpError(404, "no such push subscription of yours")
         message_id = notices.test_message(conn, Target("push", sub_id, user.id), user.name, time.time())
     notify.kick()
     return message_id

@@ -108,12 +108,12 @@ def _audit(svc: Services, user: accounts.User, ip: str, action: str, target: str
 
 def search(svc: Services, user: accounts.User, ip: str, name: str, text: str) -> list[PersonBrief]:
     """People whose login, e-mail or name starts with `text` (a literal: `*)(` finds only those characters)."""
+    spec, client = directories.load(svc, name)  # an unknown directory is a 404, whatever the text
     text = text.strip()
     if len(text) < MIN_QUERY:
         return []
     if len(text) > MAX_QUERY:
         raise ServiceError(f"search for at most {MAX_QUERY} characters", 422)
-    spec, client = directories.load(svc, name)
     directories.throttle(svc, user.id)
     try:
         with client.session() as c:

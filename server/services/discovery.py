@@ -25,7 +25,7 @@ from server.services.errors import Conflict, NotFound, ServiceError
 from server.store import accounts
 from server.store import discovery as store
 from server.store.accounts import User
-from server.store.devices import DeviceConflict, create_device
+from server.store.devices import DeviceConflict, create_device, source_and_name
 from server.store.discovery import DiscoveryRun, FoundRow, NeighbourRow, RunProgress
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,8 @@ def _spec(
 def neighbours(svc: Services, device_id: int) -> list[NeighbourRow]:
     """A device's neighbours per port (as last read at discovery)."""
     with svc.reader.connect() as conn:
+        if source_and_name(conn, device_id) is None:
+            raise NotFound("no such device")
         return store.neighbours_of(conn, device_id)
 
 

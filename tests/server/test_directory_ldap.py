@@ -64,6 +64,9 @@ def test_people_on_openldap_lock_unlock_reset_and_groups(lab: AppEnv, slapd_peer
     assert carol["name"] == "Carol Jones" and carol["locked"] is False and carol["bad_passwords"] == 0
     assert [g["name"] for g in carol["groups"]] == ["vpn"] and carol["enabled"] is None  # OpenLDAP has no "disabled"
     assert {a["id"] for a in carol["actions"]} == {"unlock", "reset-password", "group-add", "group-remove"}
+    for q in ("c", "carol"):  # an unknown directory is a 404 whatever the text (a short one found nothing, with 200)
+        nosuch = lab.client.get("/api/v1/directories/nosuch/people", params={"q": q}, headers=bearer(token))
+        assert nosuch.status_code == 404 and "nosuch" in nosuch.text, nosuch.text
 
     dave = f"uid=dave,{PEOPLE_OU}"
     for _ in range(3):

@@ -23,6 +23,9 @@ def test_a_silent_device_keeps_its_neighbours(app_env: AppEnv) -> None:
     assert answer.status_code == 409 and "did not answer" in answer.text, answer.text
     kept = app_env.client.get(f"/api/v1/devices/{device}/neighbours", headers=admin).json()["items"]
     assert [n["remote_name"] for n in kept] == ["core-sw1"]
+    for missing in (device + 1000, 0, -1):  # an unknown device is a 404, as on its other routes, not an empty list
+        gone = app_env.client.get(f"/api/v1/devices/{missing}/neighbours", headers=admin)
+        assert gone.status_code == 404 and "no such device" in gone.text, gone.text
 
 
 def test_a_run_with_nothing_to_add_offers_no_add_buttons(app_env: AppEnv) -> None:
