@@ -133,11 +133,14 @@ class InProcessDispatcher:
             return self.due.offsets()
 
     async def run_now(self, device_id: int) -> int:
-        """Poll every check of one device immediately (from the UI's 'poll now'); returns how many ran."""
+        """Poll every check of one device immediately (from the UI's 'poll now'); returns how many ran. A check whose
+        scheduled turn is running at that moment is waited for (up to its interval) and then polled again: 'poll
+        now' is always a poll started after the request, as on queue workers — never a refusal."""
         ran = 0
         with self._lock:
             jobs = [j for j in self.jobs.values() if j.device_id == device_id]
         for job in jobs:
+            await self.poller.wait_idle(job.key, job.interval + 5)
             if await self.poller.run_check(job, force=True) is not None:
                 ran += 1
         return ran

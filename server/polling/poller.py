@@ -57,6 +57,7 @@ class Poller:
         self.stats = PollerStats()
         self._collectors: dict[str, Collector] = {}
         self._running: set[str] = set()
+        self._idle: dict[str, asyncio.Event] = {}  # waiters for a running check to end (poll now)
         self._streak: dict[str, int] = {}
         self._not_before: dict[str, float] = {}
         self._error_facts: dict[str, tuple[str, ...]] = {}
@@ -134,6 +135,16 @@ class Poller:
         wait = min(job.interval * (2**over), self.settings.backoff_max_seconds)
         self._not_before[job.key] = time.time() + wait - job.interval * 0.5
 
+    async def wait_idle(self, key: str, within: float) -> None:
+        """Wait (up to `within` s) until the check `key` (device_id:check) is not being polled."""
+        if key not in self._running:
+            return
+        idle = self._idle.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(idle.wait(), within)
+        except TimeoutError:
+            pass
+
     async def run_check(self, job: CheckJob, due: float | None = None, force: bool = False) -> CheckOutcome | None:
         """Run one check now (if not already running or backing off) and hand the outcome to the sink."""
         if job.key in self._running:
@@ -161,6 +172,9 @@ class Poller:
             return outcome
         finally:
             self._running.discard(job.key)
+            idle = self._idle.pop(job.key, None)
+            if idle is not None:
+                idle.set()
 
     async def _wait_for_room(self, room: Callable[[], bool]) -> None:
         """Wait until the sink has room again: one waiter polls, the others queue behind it in order."""

@@ -231,3 +231,24 @@ def test_writer_batches_are_bounded(engine: Engine) -> None:
     writer.stop()
     assert sum(sizes) == 3 * MAX_BATCH + 7
     assert max(sizes) <= MAX_BATCH and len(sizes) >= 4
+
+
+async def test_poll_now_while_the_scheduled_turn_runs_waits_for_it_then_polls() -> None:
+    """In-process 'poll now' of a check whose turn is in flight (a silent agent: the poll lasts its 0.5 s timeout)
+    waits for that turn and then polls again — it answered 404 "already running" before, on the phone too."""
+    got: list[CheckOutcome] = []
+    poller = Poller(Settings(data_dir=Path("/nonexistent")), got.append)
+    dispatcher = InProcessDispatcher(poller, clock=lambda: T0, workers=2)
+    async with hostile_agent("silent") as agent:
+        job = _silent(1, agent.port, interval=10, timeout=0.5)
+        dispatcher.sync([job])
+        turn = asyncio.create_task(poller.run_check(job))  # the scheduled turn
+        await asyncio.sleep(0.1)
+        assert poller.running(job.key)
+        assert await dispatcher.run_now(1) == 1
+        assert await turn is not None
+        assert len(got) == 2, got
+        first, now = got
+        assert now.ts >= first.ts + first.duration_ms / 1000 - 0.01, (first, now)  # started once the turn had ended
+        assert poller.stats.skipped_overlap == 0
+    await poller.close()
