@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from agents import builtin
 from agents.base import REGISTRY, Borrower, CollectError, Collector, Reading, Unreachable
 from server.config.settings import Settings
+from server.polling import heap
 from server.polling.jobs import CheckJob
 from server.polling.rates import RateTracker
 from server.store.status import DEVICE_FACT_KINDS, CheckOutcome
@@ -62,6 +63,8 @@ class Poller:
         self._not_before: dict[str, float] = {}
         self._error_facts: dict[str, tuple[str, ...]] = {}
         self._semaphore = asyncio.Semaphore(settings.poll_concurrency)
+        heap.settle()  # the start-up heap leaves the collector's work (see heap.py for what it measured)
+        self._settled = True
 
     def running(self, key: str) -> bool:
         """Whether the check with this key is running now (a turn that finds it so is skipped and counted)."""
@@ -89,6 +92,9 @@ class Poller:
             except Exception:
                 log.exception("closing the %s collector failed", collector.kind)
         self._collectors.clear()
+        if self._settled:
+            self._settled = False
+            heap.release()
 
     def forget(self, device_id: int) -> None:
         """Drop per-device state (rates, back-off) of a removed device."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Mapping
 
@@ -61,6 +62,7 @@ def render(svc: Services) -> str:
             "# TYPE pocketnoc_poller_start_lag_seconds gauge",
             f'pocketnoc_poller_start_lag_seconds{{quantile="0.5"}} {st.lag_quantile(0.5):.3f}',
             f'pocketnoc_poller_start_lag_seconds{{quantile="0.99"}} {st.lag_quantile(0.99):.3f}',
+            *_gc_lines(),
         ]
     dispatcher = svc.dispatcher
     if isinstance(dispatcher, InProcessDispatcher):
@@ -89,6 +91,15 @@ def render(svc: Services) -> str:
     if svc.settings.scheduler == "queue":
         lines += _worker_lines(svc)
     return "\n".join(lines) + "\n"
+
+
+def _gc_lines() -> list[str]:
+    """The process's garbage collector: collections by generation, the heap frozen while a poller runs."""
+    lines = ["# HELP pocketnoc_gc_collections_total Garbage collections by generation (2: full).",
+             "# TYPE pocketnoc_gc_collections_total counter"]
+    lines += [f'pocketnoc_gc_collections_total{{generation="{g}"}} {st["collections"]}' for g, st in enumerate(gc.get_stats())]
+    return [*lines, "# HELP pocketnoc_gc_frozen_objects Objects of the start-up heap the collector no longer walks.",
+                    "# TYPE pocketnoc_gc_frozen_objects gauge", f"pocketnoc_gc_frozen_objects {gc.get_freeze_count()}"]
 
 
 WORKER_GAUGES = (

@@ -182,3 +182,7 @@ def test_the_pollers_own_figures(polling_env: AppEnv) -> None:
     assert exposition.value("pocketnoc_dispatch_queued") == 0  # due turns waiting for a worker
     assert exposition.value("pocketnoc_dispatch_missed_turns_total") == 0
     assert exposition.value("pocketnoc_writer_batch_seconds", quantile="0.99") >= 0
+    # while the poller runs, the start-up heap is frozen: full collections no longer walk it
+    assert exposition.value("pocketnoc_gc_frozen_objects") > 10_000
+    assert exposition.types["pocketnoc_gc_collections_total"] == "counter"
+    assert exposition.value("pocketnoc_gc_collections_total", generation="2") >= 0

@@ -1,0 +1,57 @@
+"""The garbage collector while a poller runs: the start-up heap frozen, full collections rarer.
+
+Measured (BENCHMARKS.md, "Where the CPU goes"): with CPython's defaults a polling process spent about a quarter of
+its CPU in the collector, nearly all of it in full (generation 2) collections, each of which walks every object the
+process has made since it started — imports, the ORM's and the web framework's tables, the SNMP families — although
+none of them ever becomes garbage. A poll makes many short-lived containers (var-binds, rows, outcomes), so the
+young generations fill quickly and a full collection came every few seconds.
+
+So while a poller runs: the heap made before it is moved to the collector's permanent generation (`gc.freeze()`;
+reference counting still frees those objects, only cycles among them wait), and a full collection waits for 100
+collections of the middle generation instead of 10 (CPython's own rule — at most when the objects that survived
+since the last one are a quarter of the old heap — still applies). The young generations are left as they are.
+Undone when the last poller of the process stops, so a process that hosts several (tests) ends as it began.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+FULL_AFTER = 100  # middle-generation collections before a full one (CPython's default: 10)
+
+_lock = threading.Lock()
+_holders = 0
+_saved: tuple[int, int, int] | None = None
+
+
+def settle() -> None:
+    """A poller starts: freeze the heap made so far and make full collections rarer (the first holder does it)."""
+    global _holders, _saved
+    with _lock:
+        _holders += 1
+        if _holders > 1:
+            return
+        young, middle, full = gc.get_threshold()
+        _saved = (young, middle, full)
+        gc.freeze()
+        gc.set_threshold(young, middle, max(full, FULL_AFTER))
+
+
+def release() -> None:
+    """A poller stopped: when it was the last, give the frozen heap back to the collector and restore its settings."""
+    global _holders, _saved
+    with _lock:
+        if _holders == 0:
+            return
+        _holders -= 1
+        if _holders or _saved is None:
+            return
+        gc.set_threshold(*_saved)
+        _saved = None
+        gc.unfreeze()
+
+
+def holders() -> int:
+    """Pollers of this process that hold the settled heap (for tests and /metrics)."""
+    return _holders
