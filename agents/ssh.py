@@ -320,7 +320,7 @@ def _on_fresh_connection(method: Callable[Concatenate[SshCollector, P], Awaitabl
 
 
 run_command = _on_fresh_connection(SshCollector.run_command)
-"""Run exactly `command` on target over a fresh connection (for remediation actions), then close it."""
+run_command.__doc__ = "Run exactly `command` on target over a fresh connection (for remediation actions), then close it."
 
 
 register("ssh", SshCollector)
