@@ -18,26 +18,13 @@ from typing import Final
 
 import yaml
 
-from agents.profiles import DETECT_PROBES, OPTIONAL_PROFILES, PROFILES, DeviceFacts, Profile, detect_kind
+from agents.profiles import DETECT_PROBES, KINDS, OPTIONAL_PROFILES, PROFILES, DeviceFacts, Profile, detect_kind
 
 BUILTIN_DIR: Final = Path(__file__).parent / "families"
 ENV_DIR: Final = "POCKETNOC_FAMILIES_DIR"
-# Kinds a family may give; "network" lets the sysServices/bridge/forwarding rules pick switch or router.
-FAMILY_KINDS: Final = (
-    "network",
-    "switch",
-    "router",
-    "firewall",
-    "wireless",
-    "storage",
-    "hypervisor",
-    "oob",
-    "server",
-    "linux",
-    "windows",
-    "ups",
-    "printer",
-)
+# Kinds a family may give: a device kind (not generic), or "network", which lets the sysServices/bridge/forwarding
+# rules pick switch or router.
+FAMILY_KINDS: Final = ("network", *(kind for kind in KINDS if kind != "generic"))
 _OID: Final = re.compile(r"^1(\.\d+)+$")
 _NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 AGGREGATES: Final = ("avg", "max", "sum")

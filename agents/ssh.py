@@ -6,9 +6,9 @@ import asyncio
 import math
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import paramiko
 
@@ -38,6 +38,8 @@ IDLE_SECONDS = 300.0
 # evicts on nearly every poll). Each paramiko transport holds a thread and a socket, hence a ceiling.
 MAX_CONNECTIONS = 2048
 CHANNELS_PER_COLLECT = 4  # below sshd's default MaxSessions of 10
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _PoolKey = tuple[str, int, SshCredentials]
 
@@ -304,19 +306,21 @@ def _close_when_done(opening: asyncio.Future[paramiko.Transport]) -> None:
         asyncio.get_running_loop().run_in_executor(None, opening.result().close)
 
 
-async def run_command(
-    target: Target,
-    command: str,
-    timeout: float = 30.0,  # noqa: ASYNC109 - the remote command's limit, enforced by its reader
-    max_bytes: int = STDOUT_MAX,
-    on_output: OutputSink | None = None,
-) -> CommandResult:
-    """Run exactly `command` on target over a fresh connection (for remediation actions), then close it."""
-    collector = SshCollector()
-    try:
-        return await collector.run_command(target, command, timeout, max_bytes, on_output)
-    finally:
-        await collector.close()
+def _on_fresh_connection(method: Callable[Concatenate[SshCollector, P], Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """`method` of a collector of its own, closed once the call is done: one connection, opened for it."""
+
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        collector = SshCollector()
+        try:
+            return await method(collector, *args, **kwargs)
+        finally:
+            await collector.close()
+
+    return call
+
+
+run_command = _on_fresh_connection(SshCollector.run_command)
+run_command.__doc__ = "Run exactly `command` on target over a fresh connection (for remediation actions), then close it."
 
 
 register("ssh", SshCollector)

@@ -69,6 +69,16 @@ class Notification:
     varbinds_span: tuple[int, int] = (0, 0)
 
 
+def _last_varbinds(
+    buf: bytes, start: int, stop: int, pdu: str, max_varbinds: int, cap: int
+) -> tuple[list[tuple[str, str]], bool]:
+    """The variable bindings at start, which must be the last field of the PDU ending at stop."""
+    vl_start, vl_stop = expect(buf, start, stop, _SEQ)
+    if vl_stop != stop:
+        raise BerError(f"trailing bytes in {pdu}")
+    return _varbinds(buf, vl_start, vl_stop, max_varbinds, cap)
+
+
 def _varbinds(buf: bytes, start: int, stop: int, max_varbinds: int, cap: int) -> tuple[list[tuple[str, str]], bool]:
     result: list[tuple[str, str]] = []
     pos = start
@@ -113,13 +123,10 @@ def decode_notification(buf: bytes, max_varbinds: int, cap: int) -> Notification
     request_id = integer(buf, r_start, r_stop)
     _s, es_stop = expect(buf, r_stop, p_stop, _INT)
     _s, ei_stop = expect(buf, es_stop, p_stop, _INT)
-    vl_start, vl_stop = expect(buf, ei_stop, p_stop, _SEQ)
-    if vl_stop != p_stop:
-        raise BerError("trailing bytes in PDU")
-    varbinds, truncated = _varbinds(buf, vl_start, vl_stop, max_varbinds, cap)
+    varbinds, truncated = _last_varbinds(buf, ei_stop, p_stop, "PDU", max_varbinds, cap)
     return Notification(
         version, community, tag, request_id, varbinds, truncated,
-        reqid_span=(p_start, r_stop), varbinds_span=(ei_stop, vl_stop),
+        reqid_span=(p_start, r_stop), varbinds_span=(ei_stop, p_stop),
     )  # fmt: skip
 
 
@@ -131,10 +138,7 @@ def _decode_v1(buf: bytes, community: bytes, start: int, stop: int, max_varbinds
     g_start, g_stop = expect(buf, a_stop, stop, _INT)
     s_start, s_stop = expect(buf, g_stop, stop, _INT)
     t_start, t_stop = expect(buf, s_stop, stop, _TICKS)
-    vl_start, vl_stop = expect(buf, t_stop, stop, _SEQ)
-    if vl_stop != stop:
-        raise BerError("trailing bytes in Trap-PDU")
-    varbinds, truncated = _varbinds(buf, vl_start, vl_stop, max_varbinds, cap)
+    varbinds, truncated = _last_varbinds(buf, t_stop, stop, "Trap-PDU", max_varbinds, cap)
     return Notification(
         V1, community, TRAP_V1, 0, varbinds, truncated,
         enterprise=oid_text(buf, e_start, e_stop),

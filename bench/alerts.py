@@ -1,22 +1,20 @@
 """Alert benchmarks: trap received → alert stored latency, and rule evaluation cost per poll cycle.
 
-`python -m bench.alerts [--quick]` prints a JSON result; bench/run.py renders it into BENCHMARKS.md.
+`python -m bench.alerts [--quick]` prints the BENCHMARKS.md section (`--json`: one RESULT line of the figures); bench/run.py
+runs that in a child process and renders the figures into BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from agents.traps import Trap, TrapReceiver
+from bench import common
 from server.alerts.engine import applies, candidates, step
 from server.alerts.rules import DEFAULT_RULES
 from server.alerts.writer_hook import Alerting
@@ -30,7 +28,6 @@ from server.store.metrics import labels_key
 from server.store.status import CheckOutcome
 from tests.peers.traps import blaster, capture, v2c_args
 
-ROOT = Path(__file__).resolve().parent.parent
 MARK_OFFSET_TEXT = "T" * 17
 
 
@@ -179,29 +176,19 @@ def measure(quick: bool = False) -> dict[str, Any]:
 
 def run(quick: bool = False, timeout: float = 900.0) -> dict[str, Any]:
     """Measure in a child process (its threads, sockets and event loop end with it); the figures, or an error."""
-    cmd = [sys.executable, "-m", "bench.alerts"] + (["--quick"] if quick else [])
-    try:
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f}s"}
-    lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
-    return {"error": (done.stderr or done.stdout)[-1500:]}
+    return common.run_module("bench.alerts", quick, timeout)
 
 
 def section(r: dict[str, Any] | None) -> str:
     """The BENCHMARKS.md section."""
-    if not r:
-        return ""
-    out = ["", "## Alerts (`python -m bench.alerts`)", ""]
-    if "error" in r:
-        return "\n".join([*out, f"The alert benchmark failed: `{r['error'][-500:]}`", ""])
+    return common.section("## Alerts (`python -m bench.alerts`)", "alert", r, _lines)
+
+
+def _lines(r: dict[str, Any]) -> list[str]:
     t, rc = r["traps"], r["rules"]
     ok_t = "✓" if t["p99_ms"] < 100 else "✗"
     ok_r = "✓" if rc["share_of_cycle_pct"] < 10 else "✗"
-    out += [
+    return [
         f"- **Trap received → alert stored**: a separate process paced v2c linkDown traps at {t['offered_per_s']:,.0f}/s "
         f"({t['sent']:,} traps) at the real `TrapReceiver`; the real `Writer` committed them to SQLite (WAL) with the trap "
         "alert logic. Time from send (stamped in the datagram) to the end of the committing transaction: "
@@ -215,16 +202,7 @@ def section(r: dict[str, Any] | None) -> str:
         f"The pure engine alone: {rc['pure_cpu_s']:.2f} s.",
         "",
     ]
-    return "\n".join(out)
-
-
-def main() -> None:
-    """Run both measurements and print the result as JSON."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(measure(args.quick)))
 
 
 if __name__ == "__main__":
-    main()
+    common.main(__doc__, measure, section)

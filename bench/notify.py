@@ -1,24 +1,20 @@
 """Notification benchmarks: alert fired -> push received latency, and draining 1,000 queued notifications.
 
-Run alone: `python -m bench.notify [--quick]` (prints the figures as JSON); `bench.run` calls `run()` and appends
-`section()` to BENCHMARKS.md. Everything runs on loopback: the app with its worker (in-process, as `serve` runs it),
-the local Web Push service (verifies VAPID, decrypts) and a local webhook receiver.
+Run alone: `python -m bench.notify [--quick]` (prints the section; `--json`: one RESULT line of the figures);
+`bench.run` calls `run()` and appends `section()` to BENCHMARKS.md. Everything runs on loopback: the app with its worker
+(in-process, as `serve` runs it), the local Web Push service (verifies VAPID, decrypts) and a local webhook receiver.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import common
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -155,27 +151,17 @@ def measure(quick: bool) -> dict[str, Any]:
 
 def run(quick: bool = False, timeout: float = 900.0) -> dict[str, Any]:
     """Measure in a child process (its threads and event loop end with it); the figures, or an error."""
-    cmd = [sys.executable, "-m", "bench.notify", "--json"] + (["--quick"] if quick else [])
-    try:
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f}s"}
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result: dict[str, Any] = json.loads(line[len("RESULT "):])
-            return result
-    return {"error": (done.stderr or done.stdout)[-1500:]}
+    return common.run_module("bench.notify", quick, timeout)
 
 
 def section(r: dict[str, Any] | None) -> str:
     """The BENCHMARKS.md section."""
-    if not r:
-        return ""
-    out = ["", "## Notifications", ""]
-    if "error" in r:
-        return "\n".join([*out, f"The notification benchmark failed: `{r['error'][-500:]}`", ""])
+    return common.section("## Notifications", "notification", r, _lines)
+
+
+def _lines(r: dict[str, Any]) -> list[str]:
     lat, drain, grouped = r["latency"], r["drain"], r["grouped"]
-    out += [
+    return [
         "`python -m bench.notify`: the app with its delivery worker in one process (as `pocketnoc serve` runs it), a local "
         "Web Push service that verifies the VAPID JWT and decrypts every payload, and a local webhook receiver, all on "
         "loopback and on the same 2-core machine. Storm grouping is off for the first two rows so that every alert is "
@@ -196,21 +182,7 @@ def section(r: dict[str, Any] | None) -> str:
         f"({grouped['summaries']} summary) | one grouped notification, not {grouped['alerts']} |",
         "",
     ]
-    return "\n".join(out)
-
-
-def main() -> None:
-    """Measure and print (`--json`: one RESULT line for bench.run)."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    opts = parser.parse_args()
-    results = measure(opts.quick)
-    if opts.json:
-        print("RESULT " + json.dumps(results), flush=True)
-    else:
-        print(section(results))
 
 
 if __name__ == "__main__":
-    main()
+    common.main(__doc__, measure, section)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from server.config.inventory import NAME_RE, TAG_RE
+from server.config.inventory import DeviceName, Tag
 from server.config.yamlsrc import LineDict, load_model, repeated
 
 Severity = Literal["critical", "warning", "info"]
@@ -81,26 +81,10 @@ class Match(BaseModel):
     """Which devices a rule applies to (all given conditions must hold; empty = every device)."""
 
     model_config = ConfigDict(extra="forbid")
-    devices: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
+    devices: list[DeviceName] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("devices")
-    @classmethod
-    def _names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not re.match(NAME_RE, name):
-                raise ValueError(f"{name!r} is not a device name")
-        return value
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: list[str]) -> list[str]:
-        for tag in value:
-            if not re.match(TAG_RE, tag):
-                raise ValueError(f"{tag!r} is not a tag")
-        return value
 
 
 class Rule(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -34,6 +36,7 @@ from server.store.jsontypes import JsonObject
 RP_NAME = "pocketnoc"
 TIMEOUT_MS = 120_000
 _TRANSPORTS = {t.value for t in AuthenticatorTransport}
+T = TypeVar("T")
 
 
 class PasskeyError(ValueError):
@@ -99,6 +102,22 @@ def _challenge_of(credential: JsonObject) -> bytes:
         raise PasskeyError("the passkey answer is malformed") from None
 
 
+def _verify(
+    verify: Callable[..., T],
+    request: Request,
+    settings: Settings,
+    credential: JsonObject,
+    challenge: bytes,
+    **checks: bytes | int | bool,
+) -> T:
+    """`verify` (py_webauthn's registration or authentication check) run against this site, whose failure is a PasskeyError."""
+    rp_id, origin = relying_party(request, settings)
+    try:
+        return verify(credential=credential, expected_challenge=challenge, expected_rp_id=rp_id, expected_origin=origin, **checks)
+    except (WebAuthnException, KeyError, TypeError, ValueError) as exc:
+        raise PasskeyError(f"the passkey could not be verified ({type(exc).__name__})") from None
+
+
 def register(
     conn: Connection, request: Request, settings: Settings, user: User, binding: str, credential: JsonObject, name: str
 ) -> int:
@@ -107,17 +126,7 @@ def register(
     row = twofactor.take_challenge(conn, challenge, "register", binding)
     if row is None or row.user_id != user.id:
         raise PasskeyError("this registration expired or belongs to another sign-in; start again")
-    rp_id, origin = relying_party(request, settings)
-    try:
-        verified = verify_registration_response(
-            credential=credential,
-            expected_challenge=challenge,
-            expected_rp_id=rp_id,
-            expected_origin=origin,
-            require_user_verification=True,
-        )
-    except (WebAuthnException, KeyError, TypeError, ValueError) as exc:
-        raise PasskeyError(f"the passkey could not be verified ({type(exc).__name__})") from None
+    verified = _verify(verify_registration_response, request, settings, credential, challenge, require_user_verification=True)
     credential_id = bytes_to_base64url(verified.credential_id)
     if twofactor.find_passkey(conn, credential_id) is not None:
         raise PasskeyError("this passkey is registered already")
@@ -175,19 +184,12 @@ def authenticate(
         raise PasskeyError("this passkey belongs to another user")
     if not _handle_matches(conn, key.user_id, credential):
         raise PasskeyError("this passkey belongs to another user")
-    rp_id, origin = relying_party(request, settings)
-    try:
-        verified = verify_authentication_response(
-            credential=credential,
-            expected_challenge=challenge,
-            expected_rp_id=rp_id,
-            expected_origin=origin,
-            credential_public_key=bytes(key.public_key),
-            credential_current_sign_count=int(key.sign_count),
-            require_user_verification=purpose == "login",
-        )
-    except (WebAuthnException, KeyError, TypeError, ValueError) as exc:
-        raise PasskeyError(f"the passkey could not be verified ({type(exc).__name__})") from None
+    verified = _verify(
+        verify_authentication_response, request, settings, credential, challenge,
+        credential_public_key=bytes(key.public_key),
+        credential_current_sign_count=int(key.sign_count),
+        require_user_verification=purpose == "login",
+    )  # fmt: skip
     found = accounts.get_user(conn, key.user_id)
     if found is None or found.disabled:
         raise PasskeyError("this passkey cannot sign in")

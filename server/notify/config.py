@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.config.inventory import NAME_RE, TAG_RE
+from server.config.inventory import NAME_RE, Tag
 from server.config.timezones import Weekly
 from server.config.yamlsrc import ConfigError, LineDict, line_of, load_model, repeated
 
@@ -46,17 +45,9 @@ class Match(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     severity: list[Severity] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)  # any of the device's tags
+    tags: list[Tag] = Field(default_factory=list)  # any of the device's tags
     devices: list[str] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=list)
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: list[str]) -> list[str]:
-        for tag in value:
-            if not re.fullmatch(TAG_RE, tag):
-                raise ValueError(f"{tag!r} is not a valid tag")
-        return value
 
     def matches(self, severity: str, tags: list[str], device: str, rule: str) -> bool:
         """Does an alert with these properties match?"""

@@ -12,6 +12,7 @@ from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
 from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
 from server.logsafe import CONTROL_IN_JSON, visible
 from server.store import meta, partitions
@@ -275,34 +276,22 @@ def rollup(conn: Connection, now: float | None = None) -> dict[int, int]:
         if end <= start:
             done[resolution] = 0
             continue
+        # min, max, mean and count per series and bucket: of raw samples, or of the finer rollups (count-weighted).
+        of_source: tuple[ColumnElement[bool], ...] = ()
+        figures: tuple[ColumnElement[Any], ...]
         if source is None:
-            bucket = (samples.c.ts // resolution) * resolution
-            query = (
-                select(
-                    samples.c.series_id,
-                    bucket.label("bucket"),
-                    func.min(samples.c.value),
-                    func.max(samples.c.value),
-                    func.avg(samples.c.value),
-                    func.count(),
-                )
-                .where(samples.c.ts >= start, samples.c.ts < end)
-                .group_by(samples.c.series_id, bucket)
-            )
+            table = samples
+            figures = (func.min(samples.c.value), func.max(samples.c.value), func.avg(samples.c.value), func.count())
         else:
-            bucket = (rollups.c.ts // resolution) * resolution
-            query = (
-                select(
-                    rollups.c.series_id,
-                    bucket.label("bucket"),
-                    func.min(rollups.c.vmin),
-                    func.max(rollups.c.vmax),
-                    func.sum(rollups.c.vavg * rollups.c.n) / func.sum(rollups.c.n),
-                    func.sum(rollups.c.n),
-                )
-                .where(rollups.c.resolution == source, rollups.c.ts >= start, rollups.c.ts < end)
-                .group_by(rollups.c.series_id, bucket)
-            )
+            c = rollups.c
+            table, of_source = rollups, (c.resolution == source,)
+            figures = (func.min(c.vmin), func.max(c.vmax), func.sum(c.vavg * c.n) / func.sum(c.n), func.sum(c.n))
+        bucket = (table.c.ts // resolution) * resolution
+        query = (
+            select(table.c.series_id, bucket.label("bucket"), *figures)
+            .where(*of_source, table.c.ts >= start, table.c.ts < end)
+            .group_by(table.c.series_id, bucket)
+        )
         rows = [
             {
                 "series_id": r[0],

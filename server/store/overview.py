@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, Protocol, TypedDict
 
 from sqlalchemy import JSON, Connection, Integer, Text, bindparam, case, cast, func, literal, select, type_coerce
 from sqlalchemy.exc import DBAPIError
@@ -34,6 +34,54 @@ class DeviceSummary(TypedDict):
     sys_name: str | None
     source: str
     enabled: bool
+
+
+class ListedDevice(Protocol):
+    """A device's columns and status as a list row is made from them (a device_views row, or one of device_rows)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def state_since(self) -> float | None: ...
+    @property
+    def last_polled(self) -> float | None: ...
+    @property
+    def last_ok(self) -> float | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def poll_ms(self) -> float | None: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
+def summary(r: ListedDevice, kind: str | None, tags: list[str], parent: str | None, sys_name: str | None) -> DeviceSummary:
+    """A device as a list row shows it; what its facts and parent give is worked out by the caller."""
+    return DeviceSummary(
+        id=r.id,
+        name=r.name,
+        address=r.address,
+        kind=kind,
+        state=r.state,
+        state_since=r.state_since,
+        tags=tags,
+        parent=parent,
+        last_polled=r.last_polled,
+        last_ok=r.last_ok,
+        last_error=r.last_error,
+        poll_ms=r.poll_ms,
+        sys_name=sys_name,
+        source=r.source,
+        enabled=bool(r.enabled),
+    )
 
 
 class DeviceListRow(DeviceSummary):
@@ -137,21 +185,8 @@ def device_rows(conn: Connection, state: str = "", limit: int | None = None, off
     behind = behind_outages(conn) if any(r.state in OUTAGE for r, _f in rows) else {}
     return [
         DeviceListRow(
-            id=r.id,
-            name=r.name,
-            address=r.address,
-            kind=r.kind or _text(facts.get("kind")),
-            state=r.state,
-            state_since=r.state_since,
-            tags=[str(t) for t in (r.tags or []) if isinstance(t, str)],
-            parent=r.parent,
-            last_polled=r.last_polled,
-            last_ok=r.last_ok,
-            last_error=r.last_error,
-            poll_ms=r.poll_ms,
-            sys_name=_text(facts.get("sys_name")) or _text(facts.get("hostname")),
-            source=r.source,
-            enabled=bool(r.enabled),
+            **summary(r, r.kind or _text(facts.get("kind")), [str(t) for t in (r.tags or []) if isinstance(t, str)], r.parent,
+                      _text(facts.get("sys_name")) or _text(facts.get("hostname"))),
             behind=behind.get(r.id),  # unreachable because this ancestor is down
         )
         for r, facts in rows

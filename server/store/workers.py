@@ -22,8 +22,8 @@ class WorkerNameTaken(Exception):
     """Another live worker already runs under this name."""
 
 
-class WorkerStats(TypedDict):
-    """A worker's figures as its heartbeat stores them (and the id the queue gave its process, once known)."""
+class WorkerFigures(TypedDict):
+    """A worker's own figures, as its heartbeat stores them."""
 
     checks_total: int
     checks_per_min: float
@@ -31,11 +31,16 @@ class WorkerStats(TypedDict):
     lag_p50: float | None
     lag_p95: float | None
     in_flight: int
+
+
+class WorkerStats(WorkerFigures):
+    """A heartbeat: the worker's figures (and the id the queue gave its process, once known)."""
+
     queue_worker_id: NotRequired[int]
 
 
-class WorkerRow(TypedDict):
-    """A worker's row, its age by the database clock and its state (running, silent or stopped)."""
+class WorkerRow(WorkerFigures):
+    """A worker's row (its figures and the rest), its age by the database clock and its state (running, silent or stopped)."""
 
     id: int
     name: str
@@ -46,12 +51,6 @@ class WorkerRow(TypedDict):
     status: str
     started_at: float
     last_seen: float
-    checks_total: int
-    checks_per_min: float
-    failed_per_min: float
-    lag_p50: float | None
-    lag_p95: float | None
-    in_flight: int
     concurrency: int
     queue_worker_id: int | None
     age: float

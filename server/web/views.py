@@ -14,7 +14,7 @@ from server.store.device_views import DeviceStatusRow
 from server.store.devices import public_spec
 from server.store.jsontypes import JsonObject, JsonValue
 from server.store.metrics import clean_record, labels_of
-from server.store.overview import DeviceListRow, DeviceSummary
+from server.store.overview import DeviceListRow, DeviceSummary, summary
 from server.store.space import FULL_MESSAGE, human
 
 RESOURCE_METRICS = (
@@ -131,23 +131,9 @@ def rows_of(value: JsonValue) -> list[JsonObject]:
 
 def _summary(r: DeviceStatusRow, parents: dict[int, str]) -> DeviceSummary:
     facts = r.facts or {}
-    return DeviceSummary(
-        id=r.id,
-        name=r.name,
-        address=r.address,
-        kind=r.kind or _text(facts.get("kind")),
-        state=r.state,
-        state_since=r.state_since,
-        tags=list(r.tags or []),
-        parent=parents.get(r.parent_id) if r.parent_id else None,
-        last_polled=r.last_polled,
-        last_ok=r.last_ok,
-        last_error=r.last_error,
-        poll_ms=r.poll_ms,
-        sys_name=_text(facts.get("sys_name") or facts.get("hostname")),
-        source=r.source,
-        enabled=bool(r.enabled),
-    )
+    parent = parents.get(r.parent_id) if r.parent_id else None
+    return summary(r, r.kind or _text(facts.get("kind")), list(r.tags or []), parent,
+                   _text(facts.get("sys_name") or facts.get("hostname")))  # fmt: skip
 
 
 def device_list(
