@@ -251,7 +251,7 @@ def _tries_while_away(page: Page, port: int, enough: int) -> list[float]:
     """The page's clock stands still, a stand-in answers 503 on the server's port, and the clock is moved on in
     50 ms steps (never while a try is out) until the stand-in was asked `enough` times: when (page time, ms) each
     of those tries began."""
-    page.clock.pause_at(page.evaluate("Date.now()") + 50)
+    page.clock.pause_at(page.evaluate("Date.now()") + 1000)  # a moment ahead: never in its past, however slow the call
     _settled(page)
     stand_in = StandIn(port)
     try:
