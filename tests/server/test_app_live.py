@@ -72,6 +72,7 @@ def test_the_stream_says_hello_announces_changes_and_ends_with_the_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(live_module, "SESSION_CHECK_SECONDS", 1.0)
+    monkeypatch.setattr(live_module, "POLL_SECONDS", 0.5)  # how often the broker looks for changes nobody announced (3 s)
     with serve(Settings(data_dir=tmp_path / "data")) as server:
         fleet = build_fleet(server.svc.engine, server.svc.box, devices=60, alerts=3)
         server.user("op", "operator")
