@@ -17,6 +17,7 @@ from tests.server.app_fleet import BROWSER_ARGS, CHROMIUM, PASSWORD
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "phone"
 DOCS = ROOT / "docs" / "screenshots"
+FLASH_MS = 8000  # web/static/app.js: how long the answer to an ack/snooze tap stays up (a list holds its rows meanwhile)
 
 
 def playwright_browser() -> Iterator[tuple[Playwright, Browser]]:
@@ -67,6 +68,12 @@ def controlled(page: Page, timeout: float = 30.0) -> None:
 def live(page: Page, state: str = "live", timeout: float = 30.0) -> None:
     """Wait until the live indicator says `state` (the CSP forbids eval, so poll instead of wait_for_function)."""
     expect(page.locator("#live .ltext")).to_have_text(state, timeout=timeout * 1000)
+
+
+def answer_times_out(page: Page) -> None:
+    """The answer to a tap stays up FLASH_MS: jump the page's clock past it instead of waiting (the context's clock is
+    installed before its pages open: `context.clock.install()`); its timers fire now (the answer goes, the list is re-read)."""
+    page.clock.fast_forward(FLASH_MS + 100)
 
 
 def shot(page: Page, name: str, docs: bool = False, full_page: bool = False) -> Path:

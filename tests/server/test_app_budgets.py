@@ -102,6 +102,7 @@ def test_server_render_p95_is_under_50_ms(site: tuple[LiveServer, Fleet]) -> Non
     server, fleet = site
     paths = ("/", f"/devices/{fleet.graphed}", f"/alerts/{fleet.alerts[0]}", "/alerts")
     rounds: list[dict[str, dict[str, float]]] = []
+    load = 0.0
     with serve_process(server.svc.settings.data_dir) as url:
         cookie = session_cookie(url, "viewer")
         with httpx.Client(base_url=url, cookies={"pn_session": cookie}, headers={"Accept-Encoding": "gzip"}) as client:
@@ -115,9 +116,11 @@ def test_server_render_p95_is_under_50_ms(site: tuple[LiveServer, Fleet]) -> Non
                         assert client.get(path).status_code == 200
                 took = client.get("/__timings").json()
                 rounds.append({path: _percentiles(took[path]) for path in paths})
+                load = os.getloadavg()[0]  # as the rounds end: it decides whether wall time is held to the budget
                 if all(r["wall_p95_ms"] < RENDER_P95_MS for r in rounds[-1].values()):
                     break
-    load = os.getloadavg()[0]
+                if load >= (os.cpu_count() or 1) and all(r["cpu_p95_ms"] < RENDER_P95_MS for r in rounds[-1].values()):
+                    break  # CPU time within budget, and wall time not held to it at this load: more rounds change nothing
     _record("render", {"load_average": load, "cpus": os.cpu_count(), "rounds": rounds})
     for path in paths:
         cpu = min(r[path]["cpu_p95_ms"] for r in rounds)

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Playwright, expect
+from playwright.sync_api import Browser, Page, Playwright, expect
 from sqlalchemy import select
 
 from server.config.loader import load_config
@@ -72,6 +72,7 @@ def test_the_stream_says_hello_announces_changes_and_ends_with_the_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(live_module, "SESSION_CHECK_SECONDS", 1.0)
+    monkeypatch.setattr(live_module, "POLL_SECONDS", 0.5)  # how often the broker looks for changes nobody announced (3 s)
     with serve(Settings(data_dir=tmp_path / "data")) as server:
         fleet = build_fleet(server.svc.engine, server.svc.box, devices=60, alerts=3)
         server.user("op", "operator")
@@ -184,37 +185,89 @@ def _watch_outage(p: Playwright, browser: Browser, server: LiveServer, snmpd: Sn
     assert seen_after < 80
 
 
-def _attempts_while_away(port: int, seconds: float, enough: int) -> list[float]:
-    """Stand in for the stopped server on its port: answer every request 503, note when /live was asked
-    (until `enough` tries or `seconds`: the back-off may already be long when this starts)."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+# The page's tries to open its live stream, on the page's own clock: when each began, and whether it failed yet.
+TRIES = """(() => {
+  const Native = window.EventSource;
+  const tries = (window.__tries = []);
+  window.EventSource = class extends Native {
+    constructor(url, options) {
+      super(url, options);
+      const mine = { at: Date.now(), failed: false };
+      tries.push(mine);
+      this.addEventListener("error", () => { mine.failed = true; });
+    }
+  };
+})();"""
 
-    def bound() -> bool:
-        try:
-            listener.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
-    wait_for(bound, 10, "the stopped server's port")
-    listener.listen(16)
-    listener.settimeout(0.2)
-    tries: list[float] = []
-    deadline = time.monotonic() + seconds
-    with listener:
-        while time.monotonic() < deadline and len(tries) < enough:
+class StandIn:
+    """Stands in for the stopped server on its port: answers every request 503 and notes each /live it is asked."""
+
+    def __init__(self, port: int) -> None:
+        self.asked: list[float] = []
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+        def bound() -> bool:
             try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                request = conn.recv(4096).decode("latin-1")
-                if request.startswith("GET /live "):
-                    tries.append(time.monotonic())
-                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-    return tries
+                self.listener.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+        wait_for(bound, 10, "the stopped server's port")
+        self.listener.listen(16)
+        self.listener.settimeout(0.2)
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with self.listener:
+            while not self.done.is_set():
+                try:
+                    conn, _ = self.listener.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.settimeout(5)
+                    request = conn.recv(4096).decode("latin-1")
+                    if request.startswith("GET /live "):
+                        self.asked.append(time.monotonic())
+                    conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    def close(self) -> None:
+        """Stop answering and free the port."""
+        self.done.set()
+        self._thread.join(10)
+
+
+def _settled(page: Page) -> None:
+    """Until no try of the page is still under way (its failure, and the pause it then sets, happen at the page's
+    present time: the clock is not moved while a request is out)."""
+    wait_for(lambda: page.evaluate("__tries.every(t => t.failed)"), 30, "the page's try to end")
+
+
+def _tries_while_away(page: Page, port: int, enough: int) -> list[float]:
+    """The page's clock stands still, a stand-in answers 503 on the server's port, and the clock is moved on in
+    50 ms steps (never while a try is out) until the stand-in was asked `enough` times: when (page time, ms) each
+    of those tries began."""
+    page.clock.pause_at(page.evaluate("Date.now()") + 1000)  # a moment ahead: never in its past, however slow the call
+    _settled(page)
+    stand_in = StandIn(port)
+    try:
+        before = page.evaluate("__tries.length")
+        deadline = time.monotonic() + 60
+        while len(stand_in.asked) < enough:
+            assert time.monotonic() < deadline, f"the page stopped trying: {page.evaluate('__tries')}"
+            page.clock.run_for(50)
+            _settled(page)
+        tries: list[float] = [t["at"] for t in page.evaluate("__tries")[before:]]
+        assert len(tries) == len(stand_in.asked), "every try of the page reached the server's port"
+    finally:
+        stand_in.close()
+    page.clock.resume()
+    return [at / 1000 for at in tries]
 
 
 @pytest.mark.browser
@@ -226,6 +279,8 @@ def test_the_indicator_says_reconnecting_while_the_server_is_away_and_live_when_
         server.user("op", "operator")
         for p, browser in playwright_browser():
             context = phone(p, browser, "Pixel 7")
+            context.clock.install()  # the back-off's pauses pass on the page's clock (time flows until paused)
+            context.add_init_script(TRIES)
             page = context.new_page()
             sign_in(page, server.url, "op")
             live(page)
@@ -234,7 +289,7 @@ def test_the_indicator_says_reconnecting_while_the_server_is_away_and_live_when_
             live(page, "reconnecting")
             expect(page.locator("#stale")).to_contain_text("No connection to the server", timeout=30_000)
             shot(page, "pixel-7-reconnecting")
-            tries = _attempts_while_away(port, seconds=90, enough=3)
+            tries = _tries_while_away(page, port, enough=3)
             gaps = [b - a for a, b in itertools.pairwise(tries)]
             assert len(gaps) >= 2, f"the page kept trying: {tries}"
             assert gaps[0] > 1.4, f"no hammering of a server that is away: {gaps}"
@@ -244,7 +299,8 @@ def test_the_indicator_says_reconnecting_while_the_server_is_away_and_live_when_
                     from server.store.alerts import acknowledge
 
                     acknowledge(conn, 1, "someone-else", "while you were away")
-                live(page, timeout=60)  # the retry after the back-off finds the new server
+                page.clock.fast_forward(30_000)  # the longest pause there is: the retry after it finds the new server
+                live(page, timeout=60)
                 expect(page.locator("#stale")).to_be_hidden()
                 expect(page.locator("[data-region=alerts] .arow").filter(has_text="ack someone-else")).to_have_count(1)
                 assert page.evaluate("window.__stay") == 1, "caught up without a reload"

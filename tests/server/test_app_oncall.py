@@ -18,7 +18,7 @@ from server.store.devices import create_device
 from server.store.metrics import labels_key
 from server.store.schema import alerts, device_status
 from tests.server import app_lighthouse
-from tests.server.app_browser import live, phone, playwright_browser, shot, sign_in, wait_for
+from tests.server.app_browser import answer_times_out, live, phone, playwright_browser, shot, sign_in, wait_for
 from tests.server.app_fleet import Fleet, LiveServer, build_fleet, serve
 
 pytestmark = pytest.mark.browser
@@ -99,6 +99,7 @@ def test_ack_and_snooze_answer_in_place_with_undo(
     server, _fleet, _switch_id = site
     p, browser = chromium
     context = phone(p, browser, "Pixel 7", color_scheme=scheme, bypass_csp=True)
+    context.clock.install()  # time flows as usual; the wait for the answer to go is skipped (answer_times_out)
     page = context.new_page()
     sign_in(page, server.url, "op-user")
     live(page)
@@ -128,7 +129,8 @@ def test_ack_and_snooze_answer_in_place_with_undo(
     expect(flash).to_contain_text(f"Undone: {title}")
     expect(flash.get_by_role("button", name="Undo")).to_have_count(0)
     assert _in_first_screen(page, "#flash")
-    # Snooze, then wake it: both answered in place, each with Undo.
+    # Snooze, then wake it: both answered in place, each with Undo. The row's buttons come back when the answer goes.
+    answer_times_out(page)
     snoozable = page.locator(f"#alert-{alert_id} form[action$='/snooze'] button")
     expect(snoozable).to_have_attribute("aria-label", f"Snooze {title} for 1 hour")
     snoozable.tap()

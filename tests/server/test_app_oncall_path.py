@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
 
+from server.actions.runner import manager
 from server.config.settings import Settings
 from tests.peers.snmpd_netns import VETH, NetnsSnmpd
 from tests.server.app_browser import ARTIFACTS, axe, controlled, phone, playwright_browser, shot, sign_in, wait_for
 from tests.server.app_fleet import LiveServer, serve
-from tests.server.oncall_helpers import LAB_ACTIONS, PORT_BOUNCE, Api, arm_switch, far_end_down, throttle
+from tests.server.oncall_helpers import LAB_ACTIONS, PORT_BOUNCE, Api, QuickPace, arm_switch, far_end_down, throttle
 
 pytestmark = pytest.mark.browser
 CATALOG = """
@@ -106,6 +107,9 @@ def test_a_new_oncall_admin_walks_from_sign_in_to_a_verified_fix(
     tmp_path: Path, netns_switch: NetnsSnmpd, chromium: tuple[Playwright, Browser], scheme: str
 ) -> None:
     with _port_down(tmp_path, netns_switch, "new-admin", "admin") as (server, api, alert):
+        # The walk is what is checked here (the throttled test above keeps verification's real pace, and the action
+        # tests check its hold): the waits between its checks pass on its own clock.
+        manager(server.svc).pace = QuickPace()
         _p, browser = chromium
         context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
                                       has_touch=True, color_scheme=scheme, bypass_csp=True)  # fmt: skip
