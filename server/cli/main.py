@@ -159,7 +159,7 @@ def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
 
 def _demo_admin(settings: Settings) -> list[str]:
     """Create the first admin (password shown once) or say how to get in with an existing account."""
-    from server.auth import access as auth
+    from server.auth import passwords as auth
     from server.store import accounts
 
     engine = _engine(settings)

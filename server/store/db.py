@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+
+if TYPE_CHECKING:  # Alembic (~0.3 s to import) loads when a schema is migrated, not with every engine
+    from alembic.config import Config
 
 # Rooms above the store name connections, engines and database errors by these, never by importing SQLAlchemy.
 __all__ = [
@@ -53,6 +54,8 @@ def make_engine(url: str, immediate: bool = True, pool_size: int = 10) -> Engine
 
 def alembic_config(url: str) -> Config:
     """Alembic config pointing at our migrations and the given database."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -61,6 +64,8 @@ def alembic_config(url: str) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision."""
+    from alembic import command
+
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.connect() as conn:
         locked = conn.dialect.name == "postgresql"
