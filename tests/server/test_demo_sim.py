@@ -372,11 +372,16 @@ def test_the_demo_offers_actions_that_really_set_the_simulator(tmp_path: Path) -
     try:
         client = _signed_in(demo_run)
         switch_id, server_id = _device_id(client, "access-sw2"), _device_id(client, "web-01")
-        # The switch's kind is known after its first poll; then its page offers the port actions.
+        api_token = run_cli("token", "create", "admin", "--data-dir", demo_run.data_dir).stdout.splitlines()[-1]
+        # The switch's kind is known after its first poll; then its page offers the port actions. Its first
+        # scheduled turn may be up to an interval (30 s) away: ask for it now, as "Poll now" does (a 404 means the
+        # turn is already running, which serves as well).
+        polled = httpx.post(f"{demo_run.url}/api/v1/devices/{switch_id}/poll", headers=bearer(api_token), timeout=60)
+        assert polled.status_code in (200, 404), polled.text
         deadline = time.monotonic() + 90
         page = client.get(f"/devices/{switch_id}").text
         while "Enable a switch port" not in page and time.monotonic() < deadline:
-            time.sleep(1)
+            time.sleep(0.2)
             page = client.get(f"/devices/{switch_id}").text
         assert "Bounce a switch port" in page and "Enable a switch port" in page, page
         assert "No actions are configured" not in page
@@ -386,14 +391,13 @@ def test_the_demo_offers_actions_that_really_set_the_simulator(tmp_path: Path) -
         # Port 5 of access-sw2 is recorded administratively down; enabling it is a real SNMP SET.
         device = {"address": "127.0.77.4", "snmp": {"port": demo_run.sim_port, "community": "access-sw2"}}
         assert snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] == "2"
-        api_token = run_cli("token", "create", "admin", "--data-dir", demo_run.data_dir).stdout.splitlines()[-1]
         started = httpx.post(f"{demo_run.url}/api/v1/actions/port-enable/run", headers=bearer(api_token),
                              json={"device": switch_id, "params": {"ifindex": 5}}, timeout=30)
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
         deadline = time.monotonic() + 60
         while snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] != "1" and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] == "1"
         run = httpx.get(f"{demo_run.url}/api/v1/runs/{run_id}", headers=bearer(api_token), timeout=30).json()
         # The command speaks the port's name too (the catalog's port is `type: interface`, chosen by name).
