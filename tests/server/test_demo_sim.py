@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +349,22 @@ class RunningDemo:
         self.process.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def running_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], RunningDemo]]:
+    """A running `pocketnoc demo` (a start takes seconds): the one the last test left running, else a new one. The
+    tests that end it (a kill, a closed terminal) take it last; each also passes on its own."""
+    started: list[RunningDemo] = []
+
+    def running() -> RunningDemo:
+        if not started or started[-1].process.poll() is not None:
+            started.append(RunningDemo(tmp_path_factory.mktemp("demo") / "data"))
+        return started[-1]
+
+    yield running
+    for demo_run in started:
+        demo_run.stop()
+
+
 def _signed_in(demo_run: RunningDemo) -> httpx.Client:
     client = httpx.Client(base_url=demo_run.url, timeout=30)
     page = client.get("/login")
@@ -367,10 +384,9 @@ def _device_id(client: httpx.Client, name: str) -> int:
     return int(next(d["id"] for d in items if d["name"] == name))
 
 
-def test_the_demo_offers_actions_that_really_set_the_simulator(tmp_path: Path) -> None:
-    demo_run = RunningDemo(tmp_path / "data")
-    try:
-        client = _signed_in(demo_run)
+def test_the_demo_offers_actions_that_really_set_the_simulator(running_demo: Callable[[], RunningDemo]) -> None:
+    demo_run = running_demo()  # left running: the next test kills it and sees the simulator go with it
+    with contextlib.closing(_signed_in(demo_run)) as client:
         switch_id, server_id = _device_id(client, "access-sw2"), _device_id(client, "web-01")
         api_token = run_cli("token", "create", "admin", "--data-dir", demo_run.data_dir).stdout.splitlines()[-1]
         # The switch's kind is known after its first poll; then its page offers the port actions. Its first
@@ -403,14 +419,10 @@ def test_the_demo_offers_actions_that_really_set_the_simulator(tmp_path: Path) -
         # The command speaks the port's name too (the catalog's port is `type: interface`, chosen by name).
         named = "SET 1.3.6.1.2.1.2.2.1.7.5 INTEGER 1  (Gi1/0/5: admin status → up)"
         assert (run["action_id"], run["command"]) == ("port-enable", named), run
-        client.close()
-    finally:
-        demo_run.stop()
-    assert _wait_gone(demo_run.data_dir, 10) == []
 
 
-def test_a_killed_demo_takes_the_simulator_with_it(tmp_path: Path) -> None:
-    demo_run = RunningDemo(tmp_path / "data")
+def test_a_killed_demo_takes_the_simulator_with_it(running_demo: Callable[[], RunningDemo]) -> None:
+    demo_run = running_demo()
     try:
         assert _snmpsim_pids(demo_run.data_dir), "snmpsim is not running"
         demo_run.process.send_signal(signal.SIGKILL)
