@@ -17,11 +17,15 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agents.base import CollectError, Collector, Reading, Sample, Target, register
 from agents.nagios_perf import STATES, PluginState, exit_problem, parse_output, state_of_exit, threshold_state
-from agents.ssh import SshCollector
 from agents.ssh_parsers import clean_text
+
+if TYPE_CHECKING:  # paramiko (through agents.ssh) is imported when a plug-in first runs over SSH, not by
+    # every command that validates a config (check-config, user, token)
+    from agents.ssh import SshCollector
 
 KEEP_BYTES = 64 * 1024
 STDERR_KEEP = 8 * 1024
@@ -187,6 +191,8 @@ class NagiosCollector:
 
     def lend(self, kind: str, collector: Collector) -> None:
         """Run remote plug-ins through this SSH collector (the poller's own; closed by the poller, not here)."""
+        from agents.ssh import SshCollector
+
         if kind == "ssh" and isinstance(collector, SshCollector):
             self._ssh, self._owns_ssh = collector, False
 
@@ -213,6 +219,8 @@ class NagiosCollector:
         if target.ssh is None:
             raise CollectError("a nagios check via ssh needs the device's ssh block")
         if self._ssh is None:
+            from agents.ssh import SshCollector
+
             self._ssh, self._owns_ssh = SshCollector(), True
         # SSH runs every command through the remote user's shell: quote each word so it stays one argument.
         # At the timeout the SSH layer asks sshd to KILL the command's process group (children included).

@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 import hmac
-import re
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from server.auth import principal, proxies, throttle
+from server.auth.passwords import (
+    MIN_PASSWORD,
+    USERNAME_RE,
+    UserError,
+    check_new_user,
+    check_password,
+    create_user,
+    dummy_hash,
+    generate_password,
+    hash_password,
+    hasher,
+)
 from server.auth.policy import Policy, declare
 from server.auth.principal import Principal
 from server.config.settings import Settings
 from server.runtime import Services, get_services
 from server.store import accounts
-from server.store.accounts import ROLES, User
+from server.store.accounts import User
 from server.store.db import Connection, DBAPIError
 from server.store.space import is_full_error
 
-__all__ = ["Principal"]
+__all__ = [  # the password functions live in server.auth.passwords (no FastAPI: `pocketnoc user` imports them)
+    "MIN_PASSWORD", "USERNAME_RE", "Principal", "UserError", "check_new_user", "check_password", "create_user",
+    "dummy_hash", "generate_password", "hash_password",
+]
 
 SESSION_COOKIE = "pn_session"
 LOGIN_CSRF_COOKIE = "pn_login_csrf"  # the sign-in form's double-submit CSRF cookie (pages and passkey sign-in)
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MIN_PASSWORD = 10
-_hasher = PasswordHasher()
-# Verified against when the user does not exist, so both paths cost the same.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 class NotAuthenticated(Exception):
@@ -49,45 +56,6 @@ class SecondFactorPending(NotAuthenticated):
 
 class Forbidden(Exception):
     """Signed in, but the role or CSRF token does not allow this."""
-
-
-class UserError(ValueError):
-    """A user-management request that cannot be done (bad name, weak password, duplicate)."""
-
-
-def hash_password(password: str) -> str:
-    """Argon2id hash of a password."""
-    return _hasher.hash(password)
-
-
-def check_new_user(name: str, role: str, password: str) -> None:
-    """Validate a new user's name, role and password."""
-    if not USERNAME_RE.match(name):
-        raise UserError("user names are 1-64 letters, digits or . _ @ - and start with a letter or digit")
-    if role not in ROLES:
-        raise UserError(f"role must be one of {', '.join(ROLES)}")
-    check_password(password)
-
-
-def check_password(password: str) -> None:
-    """Refuse short or absurd passwords."""
-    if len(password) < MIN_PASSWORD:
-        raise UserError(f"passwords need at least {MIN_PASSWORD} characters")
-    if len(password) > 1024:
-        raise UserError("password too long")
-
-
-def create_user(conn: Connection, name: str, role: str, password: str) -> int:
-    """Validate and add a user."""
-    check_new_user(name, role, password)
-    if accounts.get_user_by_name(conn, name):
-        raise UserError(f"user {name!r} already exists")
-    return accounts.insert_user(conn, name, hash_password(password), role)
-
-
-def generate_password() -> str:
-    """A strong random password for `user add` without stdin."""
-    return secrets.token_urlsafe(15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,16 +76,16 @@ def login(conn: Connection, settings: Settings, name: str, password: str, ip: st
     if verdict.refused:
         return LoginResult(None, verdict)
     found = accounts.get_user_by_name(conn, name)
-    stored = found[1] if found else _DUMMY_HASH
+    stored = found[1] if found else dummy_hash()
     ok = False
     try:
-        ok = bool(_hasher.verify(stored, password[:1024]))
+        ok = bool(hasher.verify(stored, password[:1024]))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not (ok and found and not found[0].disabled):
         accounts.record_login(conn, name, ip, False, now)
         return LoginResult(None)
-    if _hasher.check_needs_rehash(stored):
+    if hasher.check_needs_rehash(stored):
         accounts.set_password_hash(conn, found[0].id, hash_password(password))
     return LoginResult(found[0])
 

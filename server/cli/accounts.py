@@ -51,7 +51,7 @@ def cmd_accounts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _read_password(generate: bool) -> tuple[str, bool]:
-    from server.auth.access import generate_password
+    from server.auth.passwords import generate_password
 
     if generate:
         return generate_password(), True
@@ -70,7 +70,7 @@ def _read_password(generate: bool) -> tuple[str, bool]:
 
 def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     """user add / passwd / list."""
-    from server.auth import access as auth
+    from server.auth import passwords as auth  # not server.auth.access: that one loads FastAPI
     from server.store import accounts
 
     engine = open_engine(settings)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from server.config.settings import Settings
-from server.store.db import Engine
+
+if TYPE_CHECKING:  # SQLAlchemy and Alembic load when a command opens the database, not for check-config or --help
+    from server.store.db import Engine
 
 
 def fail(message: str, code: int = 1) -> int:

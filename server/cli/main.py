@@ -126,16 +126,16 @@ def port_problem(settings: Settings, command: str) -> str | None:
 
 
 def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
-    import uvicorn
-
-    from server.web.app import create_app
-
     problem = cli_security.key_problem(settings)  # fail closed with one clear line, not a traceback
     if problem:
         return _fail(problem)
     problem = port_problem(settings, "serve")  # before anything is printed, not in a uvicorn traceback after it
     if problem:
         return _fail(problem, EXIT_CONFIG)
+    import uvicorn  # the web app's imports (a second or so) only once it can start
+
+    from server.web.app import create_app
+
     app = create_app(settings, config)
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host  # noqa: S104 - only a label
     url = settings.base_url or f"http://{shown}:{settings.port}/"
@@ -159,7 +159,7 @@ def _serve(settings: Settings, config: LoadedConfig, banner: list[str]) -> int:
 
 def _demo_admin(settings: Settings) -> list[str]:
     """Create the first admin (password shown once) or say how to get in with an existing account."""
-    from server.auth import access as auth
+    from server.auth import passwords as auth
     from server.store import accounts
 
     engine = _engine(settings)

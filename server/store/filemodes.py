@@ -11,8 +11,6 @@ import os
 import stat
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 PRIVATE_UMASK = 0o077
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -26,6 +24,8 @@ def private_umask() -> None:
 
 def sqlite_path(db_url: str) -> Path | None:
     """The database file of an SQLite URL (None for other databases and in-memory ones)."""
+    from sqlalchemy.engine import make_url  # not at import: `pocketnoc check-config` needs no SQLAlchemy
+
     url = make_url(db_url)
     if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
         return None

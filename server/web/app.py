@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import web
 from server.actions import runner as actions_runner
 from server.auth import stepup
-from server.auth.access import Forbidden, NotAuthenticated, request_scheme
+from server.auth.access import Forbidden, NotAuthenticated, dummy_hash, request_scheme
 from server.config.inventory import FieldError, error_list
 from server.config.loader import LoadedConfig
 from server.config.settings import Settings
@@ -163,6 +163,7 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
         if svc.storage is not None:
             svc.storage.make_reserve()
         check_key(engine, svc.box)  # a wrong key fails closed here, before anything reads secrets
+        dummy_hash()  # the first sign-in with an unknown name costs what every other one does
         actions_runner.install(svc)  # an invalid action catalog stops the start, with file:line errors
         discovery_schedule.install(svc)
         directories.sync_file(svc)  # so does an invalid directories file

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
+import functools
 import os
 import pwd
 import secrets
@@ -99,6 +101,33 @@ def _keygen(path: Path, kind: str, passphrase: str = "", bits: int | None = None
     return f"{kind_name} {blob}"
 
 
+_CLIENT_KEYS = ("id_ed25519", "id_rsa", "id_pass")
+
+
+@functools.cache
+def _client_key_pairs() -> tuple[Path, str, tuple[str, ...]]:
+    """The user's key pairs, generated once per test process (an RSA 3072 key takes a second or more on a busy
+    machine): a directory of them, the passphrase of id_pass and the public key lines."""
+    source = Path(tempfile.mkdtemp(prefix="pnoc-sshd-client-"))
+    atexit.register(shutil.rmtree, source, True)
+    passphrase = secrets.token_urlsafe(12)
+    public = (
+        _keygen(source / "id_ed25519", "ed25519"),
+        _keygen(source / "id_rsa", "rsa", bits=3072),
+        _keygen(source / "id_pass", "ed25519", passphrase=passphrase),
+    )
+    return source, passphrase, public
+
+
+def _client_keys(directory: Path) -> tuple[str, list[str]]:
+    """Copies of the process's user key pairs in a server's directory: (passphrase of id_pass, public key lines)."""
+    source, passphrase, public = _client_key_pairs()
+    for name in _CLIENT_KEYS:
+        for suffix in ("", ".pub"):
+            shutil.copy2(source / f"{name}{suffix}", directory / f"{name}{suffix}")
+    return passphrase, list(public)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -147,13 +176,8 @@ def start_sshd(tmp_path: Path, host_key_type: str = "ed25519") -> SshdPeer:
     user, password = ensure_test_user()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     d = Path(tempfile.mkdtemp(prefix="sshd-", dir=tmp_path))
-    host_key_line = _keygen(d / "host_key", host_key_type)
-    passphrase = secrets.token_urlsafe(12)
-    public = [
-        _keygen(d / "id_ed25519", "ed25519"),
-        _keygen(d / "id_rsa", "rsa", bits=3072),
-        _keygen(d / "id_pass", "ed25519", passphrase=passphrase),
-    ]
+    host_key_line = _keygen(d / "host_key", host_key_type)  # each server its own host key
+    passphrase, public = _client_keys(d)
     # sshd reads authorized_keys as the user, who cannot traverse pytest's 0700 tmp dirs.
     shared = Path(tempfile.mkdtemp(prefix="pnoc-sshd-keys-"))
     shared.chmod(0o755)

@@ -48,4 +48,4 @@ def poll_until_port(api: Reaches, device: int, port: int | str, oper: str, timeo
         if any(p[key] == port and p["oper"] == oper for p in ports):
             return
         assert time.monotonic() < deadline, f"port {port} never read {oper}: {ports}"
-        time.sleep(0.5)
+        time.sleep(0.2)

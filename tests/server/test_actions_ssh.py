@@ -80,7 +80,8 @@ actions:
     verify: false
   - id: slow
     title: Slow
-    ssh: "sleep 4; echo slow-done"
+    timeout: 60
+    ssh: "while [ ! -e {base}/release ]; do sleep 0.05; done; echo slow-done"
     verify: false
   - id: wipe-box
     title: Wipe (simulated)
@@ -307,6 +308,7 @@ def test_one_run_at_a_time_per_device_unless_the_action_allows_more(env: ActionE
     parallel = env.run("lines", device, params={"count": 2})  # concurrent: true
     assert parallel.status_code == 202, parallel.text
     assert env.wait(parallel.json()["id"])["stdout"] == "1\n2\n"
+    (env.scratch / "release").touch()  # the first run was held running until here, however slow the machine
     assert env.wait(first.json()["id"])["stdout"] == "slow-done\n"
     assert env.run("slow", device).status_code == 202  # free again
     assert env.audit("action.refused")[0]["detail"]["status"] == 409

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +349,22 @@ class RunningDemo:
         self.process.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def running_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], RunningDemo]]:
+    """A running `pocketnoc demo` (a start takes seconds): the one the last test left running, else a new one. The
+    tests that end it (a kill, a closed terminal) take it last; each also passes on its own."""
+    started: list[RunningDemo] = []
+
+    def running() -> RunningDemo:
+        if not started or started[-1].process.poll() is not None:
+            started.append(RunningDemo(tmp_path_factory.mktemp("demo") / "data"))
+        return started[-1]
+
+    yield running
+    for demo_run in started:
+        demo_run.stop()
+
+
 def _signed_in(demo_run: RunningDemo) -> httpx.Client:
     client = httpx.Client(base_url=demo_run.url, timeout=30)
     page = client.get("/login")
@@ -367,16 +384,20 @@ def _device_id(client: httpx.Client, name: str) -> int:
     return int(next(d["id"] for d in items if d["name"] == name))
 
 
-def test_the_demo_offers_actions_that_really_set_the_simulator(tmp_path: Path) -> None:
-    demo_run = RunningDemo(tmp_path / "data")
-    try:
-        client = _signed_in(demo_run)
+def test_the_demo_offers_actions_that_really_set_the_simulator(running_demo: Callable[[], RunningDemo]) -> None:
+    demo_run = running_demo()  # left running: the next test kills it and sees the simulator go with it
+    with contextlib.closing(_signed_in(demo_run)) as client:
         switch_id, server_id = _device_id(client, "access-sw2"), _device_id(client, "web-01")
-        # The switch's kind is known after its first poll; then its page offers the port actions.
+        api_token = run_cli("token", "create", "admin", "--data-dir", demo_run.data_dir).stdout.splitlines()[-1]
+        # The switch's kind is known after its first poll; then its page offers the port actions. Its first
+        # scheduled turn may be up to an interval (30 s) away: ask for it now, as "Poll now" does (a 404 means the
+        # turn is already running, which serves as well).
+        polled = httpx.post(f"{demo_run.url}/api/v1/devices/{switch_id}/poll", headers=bearer(api_token), timeout=60)
+        assert polled.status_code in (200, 404), polled.text
         deadline = time.monotonic() + 90
         page = client.get(f"/devices/{switch_id}").text
         while "Enable a switch port" not in page and time.monotonic() < deadline:
-            time.sleep(1)
+            time.sleep(0.2)
             page = client.get(f"/devices/{switch_id}").text
         assert "Bounce a switch port" in page and "Enable a switch port" in page, page
         assert "No actions are configured" not in page
@@ -386,27 +407,22 @@ def test_the_demo_offers_actions_that_really_set_the_simulator(tmp_path: Path) -
         # Port 5 of access-sw2 is recorded administratively down; enabling it is a real SNMP SET.
         device = {"address": "127.0.77.4", "snmp": {"port": demo_run.sim_port, "community": "access-sw2"}}
         assert snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] == "2"
-        api_token = run_cli("token", "create", "admin", "--data-dir", demo_run.data_dir).stdout.splitlines()[-1]
         started = httpx.post(f"{demo_run.url}/api/v1/actions/port-enable/run", headers=bearer(api_token),
                              json={"device": switch_id, "params": {"ifindex": 5}}, timeout=30)
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
         deadline = time.monotonic() + 60
         while snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] != "1" and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert snmp_get(device, f"{IF_ADMIN}.5")[f".{IF_ADMIN}.5"] == "1"
         run = httpx.get(f"{demo_run.url}/api/v1/runs/{run_id}", headers=bearer(api_token), timeout=30).json()
         # The command speaks the port's name too (the catalog's port is `type: interface`, chosen by name).
         named = "SET 1.3.6.1.2.1.2.2.1.7.5 INTEGER 1  (Gi1/0/5: admin status → up)"
         assert (run["action_id"], run["command"]) == ("port-enable", named), run
-        client.close()
-    finally:
-        demo_run.stop()
-    assert _wait_gone(demo_run.data_dir, 10) == []
 
 
-def test_a_killed_demo_takes_the_simulator_with_it(tmp_path: Path) -> None:
-    demo_run = RunningDemo(tmp_path / "data")
+def test_a_killed_demo_takes_the_simulator_with_it(running_demo: Callable[[], RunningDemo]) -> None:
+    demo_run = running_demo()
     try:
         assert _snmpsim_pids(demo_run.data_dir), "snmpsim is not running"
         demo_run.process.send_signal(signal.SIGKILL)
