@@ -171,8 +171,10 @@ def test_the_leading_serve_process_stopped_then_killed(
         c.kill(first, signal.SIGTERM)  # hands the lease over at once
         second = c.wait_for(leader, 10, "the other one leads")
         assert second != first
+        c.serve(first, wait=False)  # restarted: it starts (a standby) while the other one leads these slots alone
         c.wait_slots(2)
-        c.serve(first)
+        c.wait_up(first)
+        assert leader() == second
         c.kill(second)  # SIGKILL: the lease must expire first
         c.wait_for(lambda: leader() == first, 20, "the restarted one leads")
         c.wait_slots(2)
