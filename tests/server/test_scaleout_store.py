@@ -20,7 +20,7 @@ from server.polling.writer import Writer
 from server.store import leases
 from server.store import workers as store
 from server.store.db import make_engine
-from server.store.devices import create_device
+from server.store.devices import create_device, sync_config_devices
 from server.store.schema import alert_events, alert_states, alerts, device_status, workers
 from server.store.status import CheckOutcome
 from tests.server.conftest import AppEnv, make_app_env
@@ -275,3 +275,33 @@ def test_a_worker_refuses_sqlite_and_a_missing_key_with_one_line(tmp_path: Path,
     env = {"POCKETNOC_DATABASE_URL": pg_url, "POCKETNOC_SCHEDULER": "queue"}
     assert_clean_error(run_cli("worker", "--data-dir", tmp_path, env=env), "does not exist")  # never invents a key
     assert_clean_error(run_cli("worker", "--site", "no/slash", "--data-dir", tmp_path, env=env), "--site")
+
+
+@pytest.mark.pg
+def test_serve_processes_starting_together_sync_the_config_devices_one_after_the_other(pg_url: str, tmp_path: Path) -> None:
+    # Two serve processes started at once both created the file's devices: one start-up ended in a unique violation.
+    box = SecretBox.from_file(tmp_path / "k")
+    specs = [DeviceSpec.model_validate({"name": f"sw{i}", "address": "192.0.2.7"}) for i in range(3)]
+    engine = make_engine(pg_url)
+    outcome: list[object] = []
+    try:
+        with engine.begin() as first:
+            assert sync_config_devices(first, specs, box, 60)["created"] == 3
+
+            def second() -> None:
+                try:
+                    with engine.begin() as conn:
+                        outcome.append(sync_config_devices(conn, specs, box, 60))
+                except Exception as exc:  # the failure is what is judged
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=second)
+            thread.start()
+            time.sleep(0.3)
+            assert not outcome  # waits for the first one's transaction
+        thread.join(10)
+        assert outcome == [{"created": 0, "updated": 0, "removed": 0}]
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM devices")).scalar() == 3
+    finally:
+        engine.dispose()
