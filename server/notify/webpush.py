@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
-from pywebpush import WebPusher
 
 from agents.safety import UnsafeTarget, parse_target
 from server.keys.secretbox import SecretBox
@@ -129,6 +128,10 @@ def topic_of(key: str) -> str:
 
 
 def _prepare(keys: VapidKeys, sub: PushSubscriptionInfo, data: bytes) -> tuple[bytes, dict[str, str]]:
+    # Imported when a message is sent: pywebpush brings aiohttp (~0.7 s of CPU), which every serve and worker
+    # process paid at start-up, with or without push subscriptions.
+    from pywebpush import WebPusher
+
     pusher = WebPusher(sub)
     encoded = pusher.encode(data, "aes128gcm")
     parts = urlsplit(sub["endpoint"])

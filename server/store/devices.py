@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from server.config.inventory import DeviceSpec
 from server.keys.secretbox import SecretBox
@@ -16,6 +16,7 @@ from server.store.jsontypes import JsonObject, JsonValue
 from server.store.schema import device_status, devices
 
 # Dotted fields sit in a sub-section ("write.community" is snmp.write.community).
+SYNC_LOCK = 0x706E6476  # pg_advisory_xact_lock key of the config sync ("pndv")
 SECRET_FIELDS = {
     "snmp": ("community", "auth_key", "priv_key", "write.community", "write.auth_key", "write.priv_key"),
     "ssh": ("password", "key_passphrase"),
@@ -200,7 +201,12 @@ def _unchanged(conn: Connection, found: Any, spec: DeviceSpec, box: SecretBox, d
 
 
 def sync_config_devices(conn: Connection, specs: list[DeviceSpec], box: SecretBox, default_interval: int) -> dict[str, int]:
-    """Make the config-managed devices match the file: create, update, remove; API devices are left alone."""
+    """Make the config-managed devices match the file: create, update, remove; API devices are left alone.
+
+    Serve processes starting together on one PostgreSQL database sync one after the other (the later one finds the
+    devices the first created), not both inserting the same names (a unique violation that ended one start-up)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SYNC_LOCK})
     existing = {r.name: r for r in conn.execute(select(devices.c.id, devices.c.name, devices.c.source))}
     wanted = {s.name for s in specs}
     counts = {"created": 0, "updated": 0, "removed": 0}

@@ -110,16 +110,7 @@ class Cluster:
         self.ports[name] = port
         self._spawn(name, "serve", "--port", str(port))
         if wait:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                self.check_alive(name)
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                        return port
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            raise AssertionError(f"{name} did not answer /healthz:\n{self.log(name)}")
+            self.wait_up(name)
         return port
 
     def worker(self, name: str, site: str | None = None, wait: bool = True, database_url: str | None = None) -> None:
@@ -127,12 +118,29 @@ class Cluster:
         args = ["worker", "--name", name] + (["--site", site] if site else [])
         self._spawn(name, *args, env_extra={"POCKETNOC_DATABASE_URL": database_url} if database_url else None)
         if wait:
-            self.wait_for(
-                lambda: self.scalar("SELECT count(*) FROM workers WHERE name = :n AND status = 'running'", n=name),
-                60,
-                f"worker {name} registered",
-                name,
-            )
+            self.wait_up(name)
+
+    def wait_up(self, *names: str) -> None:
+        """Wait until each named process is up: a serve process answers /healthz, a worker registered.
+
+        Processes started with wait=False start side by side (each start imports a lot: ~1 s of CPU, several on a
+        busy machine), and a worker needs no serve process to register."""
+        for name in names:
+            if name in self.ports:
+                self.wait_for(lambda n=name: self._healthy(n), 60, f"{name} answers /healthz", name)
+            else:
+                self.wait_for(
+                    lambda n=name: self.scalar("SELECT count(*) FROM workers WHERE name = :n AND status = 'running'", n=n),
+                    60,
+                    f"worker {name} registered",
+                    name,
+                )
+
+    def _healthy(self, name: str) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.ports[name]}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def check_alive(self, name: str) -> None:
         """Fail with the log when a process died by itself."""
@@ -152,16 +160,13 @@ class Cluster:
         proc.wait(timeout=60)
 
     def stop(self) -> None:
-        """SIGTERM everything still running (SIGKILL what does not stop), and close the engine."""
+        """SIGKILL everything still running, and close the engine: the end of a test, when nothing is judged any more
+        (a clean stop waits for the checks in flight, 2-5 s a worker; tests that need one send SIGTERM themselves)."""
         for proc in self.procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)  # a serve process with live streams open waits for them: do not wait long
-            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait(timeout=10)
+        for proc in self.procs.values():
+            proc.wait(timeout=30)
         self.procs.clear()
         if self._engine is not None:
             self._engine.dispose()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,3 +186,12 @@ def test_a_subscription_cannot_point_the_server_at_internal_services(endpoint: s
     with pytest.raises(PushError):
         check_subscription(endpoint, key, auth)
     assert check_subscription("https://fcm.googleapis.com/fcm/send/abc", key, auth) == "https://fcm.googleapis.com"
+
+
+def test_a_worker_or_serve_process_loads_the_push_sender_only_when_it_sends() -> None:
+    # pywebpush brings aiohttp (~0.7 s of CPU): every `pocketnoc serve` and `worker` start paid it, push or not.
+    code = ("import sys, server.polling.queue_worker, server.web.app; "
+            "print(sorted(m for m in ('aiohttp', 'pywebpush') if m in sys.modules))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                          cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -91,7 +91,8 @@ def test_phones_on_both_servers_see_a_worker_result_and_the_sender_fails_over(
     # worker_silent_seconds: no 'nobody polls' alert while the processes start on a busy machine.
     with cluster(tmp_path / "c", pg_url, [dead], channels_file=str(channels), worker_silent_seconds=60) as c:
         receiver.answer(hang=True)  # the first delivery attempt hangs: the message is in flight
-        ports = {name: c.serve(name) for name in ("serve-a", "serve-b")}
+        ports = {name: c.serve(name, wait=False) for name in ("serve-a", "serve-b")}  # side by side
+        c.wait_up(*ports)
         token = _token(c)
         changes: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
         stop = threading.Event()

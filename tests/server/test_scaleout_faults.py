@@ -52,6 +52,7 @@ def _install(tmp_path: Path, pg_url: str, peers: tuple[SnmpsimPeer, Receiver]) -
 
 
 def _ready(c: Cluster, *workers: str) -> float:
+    c.wait_up(*c.ports)  # the serve processes, started side by side with the workers
     for name in workers:
         c.wait_for(lambda n=name: c.scalar("SELECT queue_worker_id FROM workers WHERE name = :n", n=n), 60, f"{name} up", name)
     c.wait_for(lambda: c.scalar("SELECT count(*) FROM worker_shards") == len(workers), 30, "every worker given a shard")
@@ -88,7 +89,7 @@ def test_postgresql_dropping_every_connection(tmp_path: Path, pg_url: str, peers
     c = _install(tmp_path, pg_url, peers)
     receiver = peers[1]
     try:
-        c.serve()
+        c.serve(wait=False)
         c.worker("w1", wait=False)
         c.worker("w2", wait=False)
         ready = _ready(c, "w1", "w2")
@@ -116,7 +117,7 @@ def test_a_worker_cut_off_longer_than_its_heartbeat_limit(
     c = _install(tmp_path, pg_url, peers)
     receiver = peers[1]
     try:
-        c.serve()
+        c.serve(wait=False)
         c.worker("w1", wait=False)
         c.worker("w2", wait=False, database_url=url.set(port=proxy.port).render_as_string(hide_password=False))
         ready = _ready(c, "w1", "w2")
@@ -154,8 +155,8 @@ def test_the_leading_serve_process_stopped_then_killed(
     c = _install(tmp_path, pg_url, peers)
     receiver = peers[1]
     try:
-        c.serve("a")
-        c.serve("b")
+        c.serve("a", wait=False)
+        c.serve("b", wait=False)
         c.worker("w1", wait=False)
         c.worker("w2", wait=False)
         ready = _ready(c, "w1", "w2")
@@ -170,8 +171,10 @@ def test_the_leading_serve_process_stopped_then_killed(
         c.kill(first, signal.SIGTERM)  # hands the lease over at once
         second = c.wait_for(leader, 10, "the other one leads")
         assert second != first
+        c.serve(first, wait=False)  # restarted: it starts (a standby) while the other one leads these slots alone
         c.wait_slots(2)
-        c.serve(first)
+        c.wait_up(first)
+        assert leader() == second
         c.kill(second)  # SIGKILL: the lease must expire first
         c.wait_for(lambda: leader() == first, 20, "the restarted one leads")
         c.wait_slots(2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from server.store import accounts
 from tests.peers.snmpd import free_udp_port
 from tests.peers.snmpsim import SnmpsimPeer, start_snmpsim, switch_records, write_snmprec
 from tests.server.conftest import PASSWORD
-from tests.server.scaleout_cluster import INTERVAL, cluster, device, due_of, expected_slots
+from tests.server.scaleout_cluster import INTERVAL, Cluster, cluster, device, due_of, expected_slots
 
 pytestmark = [pytest.mark.pg, pytest.mark.timeout(240)]  # generous: the machine may be shared
 
@@ -53,15 +53,39 @@ RUNS_SQL = (
 )
 
 
+SLOW_RUNS = "SELECT device_id, worker, started FROM check_runs WHERE device_id = ANY(:ids)"
+
+
+def _slow_settled(c: Cluster, slow: list[int]) -> bool:
+    rows = c.rows(SLOW_RUNS, ids=slow)
+    return {r.device_id for r in rows} == set(slow) and {r.worker for r in rows} == {"w1", "w2"}
+
+
+def _after_kill(c: Cluster, slow: list[int], killed_at: float) -> bool:
+    rows = c.rows(SLOW_RUNS, ids=slow)
+    after = {r.device_id for r in rows if r.started > killed_at}
+    enough = all(sum(r.device_id == d for r in rows) >= 3 for d in slow)
+    logs = "".join((c.root / f"{w}.log").read_text(errors="replace") for w in ("w1", "w2"))
+    return after == set(slow) and enough and "still runs (here or on another worker): slot" in logs
+
+
+def _settle(probe: Callable[[], bool], timeout: float) -> None:
+    """Poll until `probe()` holds or `timeout` passed (the assertions that follow judge what was seen)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not probe():
+        time.sleep(0.2)
+
+
 def test_every_check_runs_once_per_interval_and_a_killed_worker_loses_one_slot_at_most(
     tmp_path: Path, pg_url: str, sim: SnmpsimPeer
 ) -> None:
     dead_port = free_udp_port()  # nothing answers there: each poll of a dead device stays in flight ~3 s
     devices = [device(f"sw{i}", sim.port) for i in range(9)] + [device(f"dead{i}", dead_port, timeout=3.0) for i in range(3)]
     with cluster(tmp_path, pg_url, devices) as c:
-        c.serve()
+        c.serve(wait=False)  # every process starts side by side
         for name in ("w1", "w2", "w3"):
             c.worker(name, wait=False)
+        c.wait_up("serve")
         for name in ("w1", "w2", "w3"):
             c.wait_for(
                 lambda n=name: c.scalar("SELECT queue_worker_id FROM workers WHERE name = :n", n=n), 60, f"{name} up", name
@@ -144,20 +168,22 @@ def test_a_check_slower_than_its_interval_never_runs_twice_at_once_even_when_its
     # (A timeout must be shorter than the interval; its retries are not: 4 tries of 4.5 s outlast the 5 s interval.)
     devices = [device(f"slow{i}", dead_port, timeout=4.5, retries=3) for i in range(6)] + [device("sw", sim.port)]
     with cluster(tmp_path, pg_url, devices, worker_heartbeat_seconds=5, worker_silent_seconds=60) as c:
-        c.serve()
-        c.worker("w1")
-        c.worker("w2")
+        c.serve(wait=False)  # every process starts side by side
+        c.worker("w1", wait=False)
+        c.worker("w2", wait=False)
+        c.wait_up("serve", "w1", "w2")
         ready = time.time()
         slow = [r.id for r in c.rows("SELECT id FROM devices WHERE name LIKE 'slow%' ORDER BY name")]
         with c.engine.begin() as conn:
             token = accounts.new_token(conn, auth.create_user(conn, "op", "operator", PASSWORD), "test")
-        time.sleep(3 * INTERVAL)
+        # The slow checks have settled into their rhythm: each has run (skipping the slot due mid-run) and both workers
+        # have polled some of them (a count of slow runs, not a sleep: they run every other slot).
+        c.wait_for(lambda: _slow_settled(c, slow), 6 * INTERVAL, "every slow check ran, on both workers", "w1", "w2")
         # 'Poll now' of a device whose check is in flight waits for it instead of polling it a second time.
         c.wait_for(lambda: c.scalar(IN_FLIGHT, d=slow[0]), 20, "a slow poll in flight")
         polled = httpx.post(f"http://127.0.0.1:{c.ports['serve']}/api/v1/devices/{slow[0]}/poll",
                             headers={"Authorization": f"Bearer {token}"}, timeout=60)  # fmt: skip
-        assert polled.status_code == 200 and polled.json() == {"ran": 1}, polled.text
-        time.sleep(INTERVAL)
+        assert polled.status_code == 200 and polled.json() == {"ran": 1}, polled.text  # answered once stored
         before = c.rows(RUNS_SQL)
 
         # SIGKILL a worker in the middle of a slow poll: its lock goes with its connection, its batch to the survivor.
@@ -165,7 +191,10 @@ def test_a_check_slower_than_its_interval_never_runs_twice_at_once_even_when_its
         c.kill(victim.name)
         killed_at = time.time()
         survivor = ({"w1", "w2"} - {victim.name}).pop()
-        time.sleep(3 * INTERVAL + 3)  # a batch commits when its last check ends: up to 2 s after a lone check would
+        # Until every slow check has a run after the kill recorded (its first one: a later one starts only after it
+        # ended, and its batch commits within LOOKAHEAD of that) and the skipped slots were logged. Bounded by
+        # the longest the old window waited and more on a slow machine; the assertions below then say what is missing.
+        _settle(lambda: _after_kill(c, slow, killed_at), 4 * INTERVAL + 10)
         until = time.time() - INTERVAL
         rows = c.rows(RUNS_SQL)
         sw = c.scalar("SELECT id FROM devices WHERE name = 'sw'")

@@ -52,9 +52,10 @@ def test_a_site_worker_alone_polls_its_site_and_silence_raises_then_clears_alert
     devices = [device("branch-a", sim.port, tags=["site-b"]), device("branch-b", sim.port, tags=["site-b", "core"])]
     devices += [device(f"hq{i}", sim.port) for i in range(3)]
     with cluster(tmp_path, pg_url, devices) as c:
-        c.serve()
-        c.worker("hq-worker")
-        c.worker("b-worker", site="b")
+        c.serve(wait=False)  # every process starts side by side
+        c.worker("hq-worker", wait=False)
+        c.worker("b-worker", site="b", wait=False)
+        c.wait_up("serve", "hq-worker", "b-worker")
         since = time.time() + 2.5  # the scheduler re-reads the known sites every 2 s
         c.wait_slots(3)
         names = {r.id: r.name for r in c.rows("SELECT id, name FROM devices")}
@@ -99,11 +100,12 @@ def test_a_site_worker_alone_polls_its_site_and_silence_raises_then_clears_alert
 def test_killing_the_scheduling_serve_process_loses_no_interval(tmp_path: Path, pg_url: str, sim: SnmpsimPeer) -> None:
     devices = [device(f"sw{i}", sim.port) for i in range(6)]
     with cluster(tmp_path, pg_url, devices) as c:
-        c.serve("serve-a")
+        c.serve("serve-a", wait=False)  # every process starts side by side; whichever serve process leads is killed
+        c.serve("serve-b", wait=False)
+        c.worker("w1", wait=False)
+        c.worker("w2", wait=False)
+        c.wait_up("serve-a", "serve-b", "w1", "w2")
         c.wait_for(lambda: c.scalar("SELECT holder FROM leases WHERE name = 'scheduler'"), 20, "a scheduler")
-        c.serve("serve-b")
-        c.worker("w1")
-        c.worker("w2")
         ready = time.time()
         c.wait_slots(2)
         leader = c.scalar("SELECT holder FROM leases WHERE name = 'scheduler'")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from server.polling.writer import Writer
 from server.store import leases
 from server.store import workers as store
 from server.store.db import make_engine
-from server.store.devices import create_device
+from server.store.devices import create_device, sync_config_devices
 from server.store.schema import alert_events, alert_states, alerts, device_status, workers
 from server.store.status import CheckOutcome
 from tests.server.conftest import AppEnv, make_app_env
@@ -275,3 +277,47 @@ def test_a_worker_refuses_sqlite_and_a_missing_key_with_one_line(tmp_path: Path,
     env = {"POCKETNOC_DATABASE_URL": pg_url, "POCKETNOC_SCHEDULER": "queue"}
     assert_clean_error(run_cli("worker", "--data-dir", tmp_path, env=env), "does not exist")  # never invents a key
     assert_clean_error(run_cli("worker", "--site", "no/slash", "--data-dir", tmp_path, env=env), "--site")
+
+
+SYNC_AGAIN = """
+import sys
+from pathlib import Path
+from server.config.inventory import DeviceSpec
+from server.keys.secretbox import SecretBox
+from server.store.db import make_engine
+from server.store.devices import sync_config_devices
+specs = [DeviceSpec.model_validate({"name": f"sw{i}", "address": "192.0.2.7"}) for i in range(3)]
+with make_engine(sys.argv[1]).begin() as conn:
+    print(sync_config_devices(conn, specs, SecretBox.from_file(Path(sys.argv[2])), 60))
+"""
+
+
+def _lock_waits(engine: Engine) -> int:
+    """Sessions of this database waiting for a lock (a fresh transaction: pg_stat_activity is read once per one)."""
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND wait_event_type = 'Lock'")).scalar() or 0)  # fmt: skip
+
+
+@pytest.mark.pg
+def test_serve_processes_starting_together_sync_the_config_devices_one_after_the_other(pg_url: str, tmp_path: Path) -> None:
+    # Two serve processes started at once both created the file's devices: one start-up ended in a unique violation.
+    box = SecretBox.from_file(tmp_path / "k")
+    specs = [DeviceSpec.model_validate({"name": f"sw{i}", "address": "192.0.2.7"}) for i in range(3)]
+    engine = make_engine(pg_url)
+    try:
+        with engine.begin() as first:
+            assert sync_config_devices(first, specs, box, 60)["created"] == 3
+            # The other process (a second serve starting) syncs while this transaction is open: it waits for it.
+            other = subprocess.Popen([sys.executable, "-c", SYNC_AGAIN, pg_url, str(tmp_path / "k")], text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+            deadline = time.monotonic() + 30
+            while not _lock_waits(engine):
+                assert other.poll() is None and time.monotonic() < deadline, other.communicate()[0]
+                time.sleep(0.05)
+        out = other.communicate(timeout=60)[0]
+        assert other.returncode == 0 and out.strip() == "{'created': 0, 'updated': 0, 'removed': 0}", out
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM devices")).scalar() == 3
+    finally:
+        engine.dispose()
