@@ -25,7 +25,7 @@ from server.notify import http
 from server.notify.channels import checked_host
 from server.notify.outcome import Outcome, classify_http
 from server.store.db import Engine
-from server.store.notify_targets import PushSubscriptionInfo, meta_get, meta_put
+from server.store.notify_targets import PushSubscriptionInfo, meta_get, meta_get_or_create
 
 META_KEY = "vapid_private_key"
 GONE = frozenset({404, 410})
@@ -74,13 +74,11 @@ def load_keys(engine: Engine, box: SecretBox, subject: str) -> VapidKeys:
     """The stored VAPID key, or a new one made and sealed now (first start)."""
     with engine.begin() as conn:
         sealed = meta_get(conn, META_KEY)
-        if sealed is None:
+        if sealed is None:  # serve processes starting together may each make one: the first one kept is used by all
             fresh = Vapid02()
             fresh.generate_keys()
-            pem = fresh.private_pem()
-            blob = box.seal({"pem": pem.decode()})
-            meta_put(conn, META_KEY, (blob or b"").decode())
-            return VapidKeys(pem, subject)
+            blob = box.seal({"pem": fresh.private_pem().decode()})
+            sealed = meta_get_or_create(conn, META_KEY, (blob or b"").decode())
     return VapidKeys(str(box.open(sealed.encode())["pem"]).encode(), subject)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, insert, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 if TYPE_CHECKING:  # Alembic (~0.3 s to import) loads when a schema is migrated, not with every engine
@@ -52,6 +54,18 @@ def make_engine(url: str, immediate: bool = True, pool_size: int = 10) -> Engine
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def insert_ignore(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows, skipping ones whose key exists (both dialects)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(postgresql.insert(table).on_conflict_do_nothing(), list(rows))
+    elif conn.dialect.name == "sqlite":
+        conn.execute(sqlite.insert(table).on_conflict_do_nothing(), list(rows))
+    else:
+        conn.execute(insert(table).prefix_with("IGNORE"), list(rows))
 
 
 def alembic_config(url: str) -> Config:

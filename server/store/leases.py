@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, text, update
 
-from server.store.metrics import insert_ignore
+from server.store.db import insert_ignore
 from server.store.schema import leases
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
+from server.store.db import insert_ignore
 from server.store.schema import meta
 
 
@@ -14,15 +15,19 @@ def get(conn: Connection, key: str) -> str | None:
 
 
 def put(conn: Connection, key: str, value: str) -> None:
-    """Keep `value` under `key` (insert or replace)."""
-    if conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount == 0:
-        conn.execute(insert(meta).values(key=key, value=value))
+    """Keep `value` under `key` (insert or replace; two processes putting one new key at once both succeed)."""
+    insert_ignore(conn, meta, [{"key": key, "value": value}])
+    conn.execute(update(meta).where(meta.c.key == key).values(value=value))
 
 
 def get_or_create(conn: Connection, key: str, make: str) -> str:
-    """The value under `key`; `make` is kept and returned when there is none yet (call inside a write transaction)."""
+    """The value under `key`; `make` is kept and returned when there is none yet (call inside a write transaction).
+
+    Two processes starting together (serve processes on one PostgreSQL) may both find no value: the insert skips a
+    key the other has just kept, and both return the one value that was kept first.
+    """
     found = get(conn, key)
     if found is None:
-        put(conn, key, make)
-        return make
-    return found
+        insert_ignore(conn, meta, [{"key": key, "value": make}])
+        found = get(conn, key)
+    return make if found is None else found

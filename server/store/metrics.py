@@ -7,15 +7,15 @@ import math
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
-from sqlalchemy import Connection, and_, delete, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, delete, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.logsafe import CONTROL_IN_JSON, visible
 from server.store import meta, partitions
+from server.store.db import insert_ignore
 from server.store.jsontypes import JsonValue
 from server.store.schema import rollups, samples, series
 
@@ -83,18 +83,6 @@ def labels_of(key: str) -> dict[str, str]:
         return {}
     value = json.loads(key)
     return value if isinstance(value, dict) else {}
-
-
-def insert_ignore(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows, skipping ones whose key exists (both dialects)."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        conn.execute(postgresql.insert(table).on_conflict_do_nothing(), list(rows))
-    elif conn.dialect.name == "sqlite":
-        conn.execute(sqlite.insert(table).on_conflict_do_nothing(), list(rows))
-    else:
-        conn.execute(insert(table).prefix_with("IGNORE"), list(rows))
 
 
 PAIR_CACHE_MAX = 200_000

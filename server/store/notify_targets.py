@@ -340,3 +340,4 @@ def use_token(conn: Connection, token: str, now: float) -> ActionToken | None:
 
 meta_get = meta.get
 meta_put = meta.put
+meta_get_or_create = meta.get_or_create
