@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from server.config.inventory import DeviceName, Tag
+from server.config.inventory import DeviceName, RuleName, Tag
 from server.config.yamlsrc import LineDict, load_model, repeated
 
 Severity = Literal["critical", "warning", "info"]
@@ -91,7 +91,7 @@ class Rule(BaseModel):
     """An alert rule: when `expr` holds for `for` seconds it fires; it clears when `clear` holds."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    name: RuleName
     expr: str
     for_: int = Field(default=0, ge=0, le=86400 * 7, alias="for")
     clear: str | None = None

@@ -64,6 +64,8 @@ def error_list(errors: Iterable[Mapping[str, object]]) -> list[FieldError]:
 
 DeviceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
 Tag = Annotated[str, StringConstraints(pattern=TAG_RE)]
+RULE_NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+RuleName = Annotated[str, StringConstraints(pattern=RULE_NAME_RE)]  # an alert rule's name, where rules and routes name it
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.config.inventory import NAME_RE, Tag
+from server.config.inventory import NAME_RE, DeviceName, RuleName, Tag
 from server.config.timezones import Weekly
 from server.config.yamlsrc import ConfigError, LineDict, line_of, load_model, repeated
 
@@ -46,8 +46,8 @@ class Match(BaseModel):
     model_config = ConfigDict(extra="forbid")
     severity: list[Severity] = Field(default_factory=list)
     tags: list[Tag] = Field(default_factory=list)  # any of the device's tags
-    devices: list[str] = Field(default_factory=list)
-    rules: list[str] = Field(default_factory=list)
+    devices: list[DeviceName] = Field(default_factory=list)  # a typo'd name is refused, not a route that never matches
+    rules: list[RuleName] = Field(default_factory=list)
 
     def matches(self, severity: str, tags: list[str], device: str, rule: str) -> bool:
         """Does an alert with these properties match?"""

@@ -57,6 +57,9 @@ def test_the_readme_documents_notifications() -> None:
     ("delivery:\n  lease_seconds: 5\n  timeout_seconds: 10\n", "lease_seconds must be longer than timeout_seconds"),
     ("escalations:\n  - name: e\n    steps:\n      - {after_minutes: 5}\n", "a step needs users or channels"),
     ("routs: []\n", ":1: routs: unknown key"),
+    # a route naming a device or rule that no name could be never matches: refused, not silently accepted
+    ("routes:\n  - name: a\n    match:\n      devices: ['bad name!']\n", ":4: routes.0.match.devices.0:"),
+    ("routes:\n  - name: a\n    match:\n      rules: ['no such rule!']\n", ":4: routes.0.match.rules.0:"),
     ("- a list\n", "the notifications file is a mapping"),
 ])
 def test_config_errors_name_the_file_and_line(tmp_path: Path, text: str, problem: str) -> None:
