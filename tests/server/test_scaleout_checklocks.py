@@ -13,6 +13,20 @@ from server.store.checklocks import PING_EVERY, RELEASE_DELAY, CheckLocks, LockL
 from tests.peers.tcpproxy import TcpProxy
 
 
+async def held_poll(locks: CheckLocks, key: str = "7:snmp") -> asyncio.Task[None]:
+    """Take `key` and start a long poll guarded by its lock (running once this returns)."""
+    hold = await locks.acquire(key)
+    assert hold is not None
+
+    async def poll() -> None:
+        async with locks.guard(hold):
+            await asyncio.sleep(30.0)
+
+    task = asyncio.create_task(poll())
+    await asyncio.sleep(0.1)
+    return task
+
+
 async def test_a_release_from_a_lost_session_does_not_free_the_new_sessions_lock(pg_url: str) -> None:
     mine, other = CheckLocks(pg_url), CheckLocks(pg_url)
     try:
@@ -145,15 +159,7 @@ async def test_a_poll_whose_lock_session_is_lost_is_cut_before_it_can_overlap_a_
 async def test_a_cancel_of_a_guarded_poll_from_outside_stays_a_cancel(pg_url: str) -> None:
     mine = CheckLocks(pg_url)
     try:
-        hold = await mine.acquire("7:snmp")
-        assert hold is not None
-
-        async def poll() -> None:
-            async with mine.guard(hold):
-                await asyncio.sleep(30.0)
-
-        task = asyncio.create_task(poll())
-        await asyncio.sleep(0.1)
+        task = await held_poll(mine)
         task.cancel()  # e.g. the worker stopping
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -188,15 +194,7 @@ async def test_a_lock_session_silent_for_two_heartbeats_cuts_its_polls_before_th
     mine = CheckLocks(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), keepalive=1.0)
     other = CheckLocks(pg_url)
     try:
-        hold = await mine.acquire("7:snmp")
-        assert hold is not None
-
-        async def poll() -> None:
-            async with mine.guard(hold):
-                await asyncio.sleep(30.0)
-
-        slow = asyncio.create_task(poll())
-        await asyncio.sleep(0.1)
+        slow = await held_poll(mine)
         proxy.pause()
         started = time.monotonic()
         with pytest.raises(LockLost):
