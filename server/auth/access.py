@@ -12,18 +12,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from server.auth import principal, proxies, throttle
-from server.auth.passwords import (
-    MIN_PASSWORD,
-    USERNAME_RE,
-    UserError,
-    check_new_user,
-    check_password,
-    create_user,
-    dummy_hash,
-    generate_password,
-    hash_password,
-    hasher,
-)
+from server.auth.passwords import dummy_hash, hash_password, hasher
 from server.auth.policy import Policy, declare
 from server.auth.principal import Principal
 from server.config.settings import Settings
@@ -33,10 +22,7 @@ from server.store.accounts import User
 from server.store.db import Connection, DBAPIError
 from server.store.space import is_full_error
 
-__all__ = [  # the password functions live in server.auth.passwords (no FastAPI: `pocketnoc user` imports them)
-    "MIN_PASSWORD", "USERNAME_RE", "Principal", "UserError", "check_new_user", "check_password", "create_user",
-    "dummy_hash", "generate_password", "hash_password",
-]
+__all__ = ["Principal"]
 
 SESSION_COOKIE = "pn_session"
 LOGIN_CSRF_COOKIE = "pn_login_csrf"  # the sign-in form's double-submit CSRF cookie (pages and passkey sign-in)

@@ -7,8 +7,8 @@ from typing import Any, TypedDict
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from server.auth.access import UserError, check_password, create_user, hash_password
 from server.auth.grants import GRANT_ROLE, GRANTS, effective
+from server.auth.passwords import UserError, check_password, create_user, hash_password
 from server.store import accounts, grants, sessions, twofactor
 from server.store import users as user_rows
 from server.store.accounts import ROLES, User

@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import web
 from server.actions import runner as actions_runner
 from server.auth import stepup
-from server.auth.access import Forbidden, NotAuthenticated, dummy_hash, request_scheme
+from server.auth.access import Forbidden, NotAuthenticated, request_scheme
+from server.auth.passwords import dummy_hash
 from server.config.inventory import FieldError, error_list
 from server.config.loader import LoadedConfig
 from server.config.settings import Settings

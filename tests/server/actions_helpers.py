@@ -73,7 +73,7 @@ class ActionEnv:
 @functools.cache
 def password_hash() -> str:
     """PASSWORD hashed once per test process (argon2 is slow on purpose)."""
-    from server.auth.access import hash_password
+    from server.auth.passwords import hash_password
 
     return hash_password(PASSWORD)
 

@@ -24,7 +24,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, insert, select, update
 
-from server.auth import access as auth
+from server.auth import passwords
 from server.config.inventory import DeviceSpec
 from server.config.loader import LoadedConfig
 from server.config.settings import Settings
@@ -240,7 +240,7 @@ class LiveServer:
     def user(self, name: str, role: str) -> None:
         """Add a user with the test password."""
         with self.svc.engine.begin() as conn:
-            auth.create_user(conn, name, role, PASSWORD)
+            passwords.create_user(conn, name, role, PASSWORD)
 
 
 @contextmanager

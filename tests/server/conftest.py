@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from server.auth import access as auth
-from server.auth import totp
+from server.auth import passwords, totp
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 from server.runtime import Services
@@ -171,7 +171,7 @@ class AppEnv:
 
     def user(self, name: str, role: str, password: str = PASSWORD) -> int:
         with self.svc.engine.begin() as conn:
-            return auth.create_user(conn, name, role, password)
+            return passwords.create_user(conn, name, role, password)
 
     def token(self, name: str, role: str | None = None) -> str:
         """A bearer token for user `name` (created with `role` first when given)."""

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
-from server.auth import access as auth
+from server.auth import passwords
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.runtime import Services
@@ -47,7 +47,7 @@ class NotifyEnv:
     def user(self, name: str, role: str) -> str:
         """Create a user and return a bearer token for it."""
         with self.engine.begin() as conn:
-            user_id = auth.create_user(conn, name, role, "correct horse battery")
+            user_id = passwords.create_user(conn, name, role, "correct horse battery")
             return accounts.new_token(conn, user_id, "test")
 
     def settle(self, ahead: float = 120.0, passes: int = 3) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, CDPSession, Page, Worker, sync_playwright
 
-from server.auth import access as auth
+from server.auth import passwords
 from server.config.settings import Settings
 from server.runtime import Services
 from tests.peers.webpush_service import PushService, start_push_service
@@ -62,7 +62,7 @@ def serve_with_push(tmp_path: Path) -> Iterator[Served]:
     settings = Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, channels_file=tmp_path / "channels.yaml")
     with serve(settings, poll=True) as live:
         with live.svc.engine.begin() as conn:
-            auth.create_user(conn, "pat", "operator", PASSWORD)
+            passwords.create_user(conn, "pat", "operator", PASSWORD)
         push = start_push_service()
         try:
             yield Served(live.url, live.svc, push)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from server.auth import access as auth
+from server.auth import passwords
 from server.config.settings import Settings
 from server.store import accounts
 from server.store.schema import api_tokens, audit, sessions, users
@@ -332,7 +333,7 @@ def test_a_password_change_ends_every_session(app_env: AppEnv) -> None:
     user_id = app_env.user("ada", "admin")
     sign_in(app_env.client, "ada")
     with app_env.svc.engine.begin() as conn:
-        accounts.set_password_hash(conn, user_id, auth.hash_password("a whole new password"))
+        accounts.set_password_hash(conn, user_id, passwords.hash_password("a whole new password"))
     assert app_env.client.get("/api/v1/me").status_code == 401
 
 
@@ -357,13 +358,13 @@ def test_passwords_are_hashed_with_argon2(app_env: AppEnv) -> None:
     ],
 )
 def test_create_user_validates(app_env: AppEnv, name: str, role: str, password: str, fragment: str) -> None:
-    with pytest.raises(auth.UserError, match=fragment), app_env.svc.engine.begin() as conn:
-        auth.create_user(conn, name, role, password)
+    with pytest.raises(passwords.UserError, match=fragment), app_env.svc.engine.begin() as conn:
+        passwords.create_user(conn, name, role, password)
 
 
 def test_duplicate_users_are_refused(app_env: AppEnv) -> None:
     app_env.user("ada", "admin")
-    with pytest.raises(auth.UserError, match="already exists"):
+    with pytest.raises(passwords.UserError, match="already exists"):
         app_env.user("ada", "viewer")
 
 

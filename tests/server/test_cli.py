@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.auth import access as auth
+from server.auth import passwords
 from server.config.settings import Settings
 from server.store.db import make_engine
 from server.web.app import create_app
@@ -59,7 +60,7 @@ def test_user_add_without_stdin_generates_and_prints_a_password(tmp_path: Path) 
     assert lines[0] == "user vera (viewer) created"
     assert lines[-1].startswith("password: ")
     password = lines[-1].removeprefix("password: ")
-    assert len(password) >= auth.MIN_PASSWORD
+    assert len(password) >= passwords.MIN_PASSWORD
     assert login_works(data, "vera", password)
 
 

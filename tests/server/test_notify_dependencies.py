@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 
-from server.auth.access import create_user
+from server.auth.passwords import create_user
 from server.config.loader import load_config
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox

@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, insert, select, update
 
-from server.auth import access as auth
+from server.auth import passwords
 from server.keys.secretbox import SecretBox
 from server.notify import deliver, planner
 from server.notify.config import NotifyConfig
@@ -37,7 +37,7 @@ def _setup(engine: Engine, config: NotifyConfig, users: tuple[str, ...] = ("pat"
     box = SecretBox(Fernet.generate_key())
     with engine.begin() as conn:
         for name in users:
-            user_id = auth.create_user(conn, name, "operator", "correct horse battery")
+            user_id = passwords.create_user(conn, name, "operator", "correct horse battery")
             add_subscription(conn, box, user_id, {"endpoint": f"https://push.example.net/{name}", **KEYS}, "https://push.example.net",
                              name, time.time())
         assert sync_file_channels(conn, box, config, time.time()) == []

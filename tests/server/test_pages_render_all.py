@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from server.alerts.rules import DEFAULT_RULES
-from server.auth import access as auth
+from server.auth import passwords
 from server.config.settings import Settings
 from server.notify.channels import REGISTRY, load_builtins
 from server.notify.runtime import runtime
@@ -64,7 +64,7 @@ def everything(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, int], str
     with TestClient(app, follow_redirects=False) as client:
         env_svc = app.state.services
         with env_svc.engine.begin() as conn:
-            auth.create_user(conn, "admin", "admin", "correct horse battery")
+            passwords.create_user(conn, "admin", "admin", "correct horse battery")
         runtime(env_svc).sync_channels()  # what the notify worker does at start (polling is off here)
         with env_svc.engine.begin() as conn:
             found = accounts.get_user_by_name(conn, "admin")

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import update
 
-from server.auth import access as auth
+from server.auth import passwords
 from server.config.settings import Settings
 from server.store import prefs
 from server.store.schema import alerts
@@ -79,7 +79,7 @@ def browser_env(tmp_path: Path) -> Iterator[tuple[str, object]]:
     settings = Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05)
     with serve(settings) as live:
         with live.svc.engine.begin() as conn:
-            auth.create_user(conn, "pat", "operator", PASSWORD)
+            passwords.create_user(conn, "pat", "operator", PASSWORD)
         yield live.url, live.svc
 
 

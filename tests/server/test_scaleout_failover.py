@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.auth import access as auth
+from server.auth import passwords
 from server.store import accounts
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.snmpd import free_udp_port
@@ -63,7 +63,7 @@ def _went(changes: list[dict[str, Any]], device_id: int, state: str) -> bool:
 def _token(c: Cluster) -> str:
     """A viewer's API token, made straight in the database (quicker than two CLI runs on a busy machine)."""
     with c.engine.begin() as conn:
-        user_id = auth.create_user(conn, "ops", "viewer", PASSWORD)
+        user_id = passwords.create_user(conn, "ops", "viewer", PASSWORD)
         return accounts.new_token(conn, user_id, "phone")
 
 

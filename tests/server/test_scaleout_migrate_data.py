@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func, select, update
 
 from server.alerts.writer_hook import Alerting
-from server.auth import access as auth
+from server.auth import passwords
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
@@ -34,8 +34,8 @@ def _build_sqlite_install(path: Path, box: SecretBox, settings: Settings) -> Eng
     with engine.begin() as conn:
         ids = [create_device(conn, DeviceSpec.model_validate({"name": f"dev{i}", **spec}), box, 60) for i in range(3)]
         conn.execute(update(devices).where(devices.c.id == ids[0]).values(parent_id=ids[2]))  # a parent created later
-        auth.create_user(conn, "alice", "admin", PASSWORD)
-        auth.create_user(conn, "bob", "viewer", PASSWORD)
+        passwords.create_user(conn, "alice", "admin", PASSWORD)
+        passwords.create_user(conn, "bob", "viewer", PASSWORD)
         found = accounts.get_user_by_name(conn, "alice")
         assert found is not None
         token = accounts.new_token(conn, found[0].id, "ops")

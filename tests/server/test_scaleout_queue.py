@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.auth import access as auth
+from server.auth import passwords
 from server.store import accounts
 from tests.peers.snmpd import free_udp_port
 from tests.peers.snmpsim import SnmpsimPeer, start_snmpsim, switch_records, write_snmprec
@@ -175,7 +175,7 @@ def test_a_check_slower_than_its_interval_never_runs_twice_at_once_even_when_its
         ready = time.time()
         slow = [r.id for r in c.rows("SELECT id FROM devices WHERE name LIKE 'slow%' ORDER BY name")]
         with c.engine.begin() as conn:
-            token = accounts.new_token(conn, auth.create_user(conn, "op", "operator", PASSWORD), "test")
+            token = accounts.new_token(conn, passwords.create_user(conn, "op", "operator", PASSWORD), "test")
         # The slow checks have settled into their rhythm: each has run (skipping the slot due mid-run) and both workers
         # have polled some of them (a count of slow runs, not a sleep: they run every other slot).
         c.wait_for(lambda: _slow_settled(c, slow), 6 * INTERVAL, "every slow check ran, on both workers", "w1", "w2")

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.auth import access as auth
+from server.auth import passwords
 from server.store import accounts
 from tests.peers.snmpsim import SnmpsimPeer, start_snmpsim, switch_records, write_snmprec
 from tests.server.conftest import PASSWORD
@@ -43,7 +43,7 @@ def _firing(c: Cluster, rule: str, labels: str) -> list[Any]:
 def _token(c: Cluster) -> str:
     """An operator's API token, made straight in the database."""
     with c.engine.begin() as conn:
-        return accounts.new_token(conn, auth.create_user(conn, "op", "operator", PASSWORD), "test")
+        return accounts.new_token(conn, passwords.create_user(conn, "op", "operator", PASSWORD), "test")
 
 
 def test_a_site_worker_alone_polls_its_site_and_silence_raises_then_clears_alerts(

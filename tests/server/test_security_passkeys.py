@@ -11,6 +11,7 @@ from playwright.sync_api import BrowserContext, Page
 from sqlalchemy import select
 
 from server.auth import access as auth
+from server.auth import passwords
 from server.config.settings import Settings
 from server.runtime import Services
 from server.store.schema import audit, passkeys, sessions
@@ -43,7 +44,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         pytest.fail("chromium is missing (make test installs it)")
     with serve(Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05)) as live:
         with live.svc.engine.begin() as conn:
-            auth.create_user(conn, "pat", "admin", PASSWORD)
+            passwords.create_user(conn, "pat", "admin", PASSWORD)
         yield Served(live.url, live.svc)
 
 

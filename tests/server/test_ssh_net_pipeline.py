@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server.auth.access import create_user
+from server.auth.passwords import create_user
 from server.config.settings import Settings
 from server.store import accounts
 from server.web.app import create_app

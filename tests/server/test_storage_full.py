@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
-from server.auth.access import create_user
+from server.auth.passwords import create_user
 from server.config.loader import load_config
 from server.config.settings import Settings
 from server.store import accounts

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from server.auth.access import create_user
+from server.auth.passwords import create_user
 from server.config.loader import load_config
 from server.config.settings import Settings
 from server.store import accounts

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from server.auth import loginflow, notice, passkeys, throttle, totp
-from server.auth.access import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, UserError, Viewer, client_ip
+from server.auth.access import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, Viewer, client_ip
+from server.auth.passwords import UserError
 from server.auth.policy import Policy, declare
 from server.auth.principal import from_session
 from server.auth.stepup import Fresh, FreshOrEnrolling, is_fresh, same_site_path

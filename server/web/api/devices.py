@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.auth.access import Admin, Operator, UserError, Viewer, caller_or_none, client_ip, create_user
+from server.auth.access import Admin, Operator, Viewer, caller_or_none, client_ip
 from server.auth.grants import effective
+from server.auth.passwords import UserError, create_user
 from server.auth.policy import public
 from server.auth.stepup import FreshAdmin
 from server.config.inventory import DeviceSpec

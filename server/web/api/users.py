@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from server.auth.access import Admin, UserError, client_ip
+from server.auth.access import Admin, client_ip
+from server.auth.passwords import UserError
 from server.auth.stepup import FreshAdmin
 from server.runtime import Services, get_services
 from server.services import audit as auditlog

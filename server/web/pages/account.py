@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from server.auth import loginflow, totp
-from server.auth.access import Principal, UserError, Viewer, client_ip
+from server.auth.access import Principal, Viewer, client_ip
+from server.auth.passwords import UserError
 from server.auth.stepup import Fresh, is_fresh, same_site_path
 from server.config.timezones import canonical_tz, zone_names
 from server.runtime import Services, get_services

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server.auth.access import Admin, UserError, client_ip, generate_password
+from server.auth.access import Admin, client_ip
 from server.auth.grants import LABELS
+from server.auth.passwords import UserError, generate_password
 from server.auth.stepup import FreshAdmin
 from server.runtime import Services, get_services
 from server.services import audit as auditlog
