@@ -10,9 +10,9 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests.adapters
