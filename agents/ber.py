@@ -57,6 +57,15 @@ def expect(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
     return start, stop
 
 
+def expect_each(buf: bytes, pos: int, end: int, *tags: int) -> list[tuple[int, int]]:
+    """Read consecutive TLVs from pos that must carry `tags`, in order; return each value's (start, end)."""
+    spans: list[tuple[int, int]] = []
+    for tag in tags:
+        spans.append(expect(buf, pos, end, tag))
+        pos = spans[-1][1]
+    return spans
+
+
 def integer(buf: bytes, start: int, end: int) -> int:
     """A two's complement INTEGER (also Counter32/64, Gauge32, TimeTicks after their tag)."""
     if not 0 < end - start <= 9:

@@ -23,164 +23,101 @@ class Profile:
     refresh_on: frozenset[str] = frozenset()  # dynamic columns whose change may change static ones
 
 
+def _arcs(entry: str, **arcs: int | str) -> dict[str, str]:
+    """The fields of one MIB subtree, in order: each field's OID is the subtree's plus its arc(s)."""
+    return {name: f"{entry}.{arc}" for name, arc in arcs.items()}
+
+
 SYSTEM: Final = Profile(
     "system",
-    scalars={
-        "sys_descr": "1.3.6.1.2.1.1.1.0",
-        "sys_object_id": "1.3.6.1.2.1.1.2.0",
-        "sys_uptime": "1.3.6.1.2.1.1.3.0",
-        "sys_contact": "1.3.6.1.2.1.1.4.0",
-        "sys_name": "1.3.6.1.2.1.1.5.0",
-        "sys_location": "1.3.6.1.2.1.1.6.0",
-    },
-)
+    scalars=_arcs("1.3.6.1.2.1.1", sys_descr="1.0", sys_object_id="2.0", sys_uptime="3.0", sys_contact="4.0",
+                  sys_name="5.0", sys_location="6.0"),
+)  # fmt: skip
 
-_IF = "1.3.6.1.2.1.2.2.1."
-_IFX = "1.3.6.1.2.1.31.1.1.1."
+_IF = "1.3.6.1.2.1.2.2.1"
+_IF_COLUMNS: Final = _arcs(
+    _IF, descr=2, type=3, mtu=4, speed=5, phys_address=6, admin_status=7, oper_status=8, last_change=9, in_octets=10,
+    in_discards=13, in_errors=14, out_octets=16, out_discards=19, out_errors=20,
+)  # fmt: skip
+_IFX = "1.3.6.1.2.1.31.1.1.1"
+_IFX_COLUMNS: Final = _arcs(_IFX, name=1, hc_in_octets=6, hc_out_octets=10, high_speed=15, alias=18)
 INTERFACES: Final = Profile(
     "if",
-    columns={
-        "descr": _IF + "2",
-        "type": _IF + "3",
-        "mtu": _IF + "4",
-        "speed": _IF + "5",
-        "phys_address": _IF + "6",
-        "admin_status": _IF + "7",
-        "oper_status": _IF + "8",
-        "last_change": _IF + "9",
-        "in_octets": _IF + "10",
-        "in_discards": _IF + "13",
-        "in_errors": _IF + "14",
-        "out_octets": _IF + "16",
-        "out_discards": _IF + "19",
-        "out_errors": _IF + "20",
-        "name": _IFX + "1",
-        "hc_in_octets": _IFX + "6",
-        "hc_out_octets": _IFX + "10",
-        "high_speed": _IFX + "15",
-        "alias": _IFX + "18",
-        "ip_if_index": "1.3.6.1.2.1.4.20.1.2",  # IP-MIB ipAdEntIfIndex: which port holds which address
-    },
+    columns=_IF_COLUMNS | _IFX_COLUMNS | {"ip_if_index": "1.3.6.1.2.1.4.20.1.2"},  # IP-MIB: which port holds which address
     binary=frozenset({"phys_address"}),
-    probes=(_IF + "2", _IF + "8", _IFX + "1"),  # the real columns: many agents omit ifIndex itself
+    probes=(f"{_IF}.2", f"{_IF}.8", f"{_IFX}.1"),  # the real columns: many agents omit ifIndex itself
     static=frozenset({"descr", "type", "mtu", "speed", "phys_address", "name", "alias", "high_speed", "ip_if_index"}),
     rows=("oper_status", "descr"),
     refresh_on=frozenset({"last_change"}),  # a link flap can renegotiate the speed
 )
 # ifXTable columns, and the 32-bit octet columns that HC counters replace once seen.
-IFX_FIELDS: Final = frozenset({"name", "hc_in_octets", "hc_out_octets", "high_speed", "alias"})
+IFX_FIELDS: Final = frozenset(_IFX_COLUMNS)
 OCTETS32_FIELDS: Final = frozenset({"in_octets", "out_octets"})
 HC_FIELDS: Final = frozenset({"hc_in_octets", "hc_out_octets"})
 
+_HR_STORAGE, _HR_PROCESSOR = "1.3.6.1.2.1.25.2.3.1", "1.3.6.1.2.1.25.3.3.1"
 HOST: Final = Profile(
     "host",
     scalars={"hr_system_uptime": "1.3.6.1.2.1.25.1.1.0"},
-    columns={
-        "storage_type": "1.3.6.1.2.1.25.2.3.1.2",
-        "storage_descr": "1.3.6.1.2.1.25.2.3.1.3",
-        "storage_units": "1.3.6.1.2.1.25.2.3.1.4",
-        "storage_size": "1.3.6.1.2.1.25.2.3.1.5",
-        "storage_used": "1.3.6.1.2.1.25.2.3.1.6",
-        "processor_load": "1.3.6.1.2.1.25.3.3.1.2",
-    },
-    probes=("1.3.6.1.2.1.25.2.3.1.2", "1.3.6.1.2.1.25.3.3.1.2"),
+    columns=_arcs(_HR_STORAGE, storage_type=2, storage_descr=3, storage_units=4, storage_size=5, storage_used=6)
+    | _arcs(_HR_PROCESSOR, processor_load=2),
+    probes=(f"{_HR_STORAGE}.2", f"{_HR_PROCESSOR}.2"),
     static=frozenset({"storage_type", "storage_descr", "storage_units"}),
     rows=("storage_used", "storage_descr"),
 )
 
-_UCD = "1.3.6.1.4.1.2021."
+_UCD = "1.3.6.1.4.1.2021"
 UCD: Final = Profile(
     "ucd",
-    scalars={
-        "la_load_1": _UCD + "10.1.3.1",
-        "la_load_5": _UCD + "10.1.3.2",
-        "la_load_15": _UCD + "10.1.3.3",
-        "mem_total_swap": _UCD + "4.3.0",
-        "mem_avail_swap": _UCD + "4.4.0",
-        "mem_total_real": _UCD + "4.5.0",
-        "mem_avail_real": _UCD + "4.6.0",
-        "mem_buffer": _UCD + "4.14.0",
-        "mem_cached": _UCD + "4.15.0",
-        "ss_cpu_idle": _UCD + "11.11.0",
-    },
-    probes=(_UCD + "4.5", _UCD + "10.1.3"),
-)
+    scalars=_arcs(_UCD, la_load_1="10.1.3.1", la_load_5="10.1.3.2", la_load_15="10.1.3.3", mem_total_swap="4.3.0",
+                  mem_avail_swap="4.4.0", mem_total_real="4.5.0", mem_avail_real="4.6.0", mem_buffer="4.14.0",
+                  mem_cached="4.15.0", ss_cpu_idle="11.11.0"),
+    probes=(f"{_UCD}.4.5", f"{_UCD}.10.1.3"),
+)  # fmt: skip
 
-_UPS = "1.3.6.1.2.1.33.1."
+_UPS = "1.3.6.1.2.1.33.1"
 UPS: Final = Profile(
     "ups",
-    scalars={
-        "battery_status": _UPS + "2.1.0",
-        "seconds_on_battery": _UPS + "2.2.0",
-        "minutes_remaining": _UPS + "2.3.0",
-        "charge_remaining": _UPS + "2.4.0",
-        "output_source": _UPS + "4.1.0",
-    },
-    columns={"output_load": _UPS + "4.4.1.5"},
-    probes=(_UPS + "2.1",),
-)
+    scalars=_arcs(_UPS, battery_status="2.1.0", seconds_on_battery="2.2.0", minutes_remaining="2.3.0",
+                  charge_remaining="2.4.0", output_source="4.1.0"),
+    columns={"output_load": f"{_UPS}.4.4.1.5"},
+    probes=(f"{_UPS}.2.1",),
+)  # fmt: skip
 
-_SUPPLY = "1.3.6.1.2.1.43.11.1.1."
+_SUPPLY = "1.3.6.1.2.1.43.11.1.1"
 PRINTER: Final = Profile(
     "printer",
-    columns={
-        "supply_type": _SUPPLY + "5",
-        "supply_descr": _SUPPLY + "6",
-        "supply_max": _SUPPLY + "8",
-        "supply_level": _SUPPLY + "9",
-        "printer_status": "1.3.6.1.2.1.25.3.5.1.1",
-    },
-    probes=("1.3.6.1.2.1.43.11.1.1", "1.3.6.1.2.1.43.5.1.1"),  # Printer-MIB supplies or general
+    columns=_arcs(_SUPPLY, supply_type=5, supply_descr=6, supply_max=8, supply_level=9)
+    | {"printer_status": "1.3.6.1.2.1.25.3.5.1.1"},
+    probes=(_SUPPLY, "1.3.6.1.2.1.43.5.1.1"),  # Printer-MIB supplies or general
     static=frozenset({"supply_type", "supply_descr", "supply_max"}),
     rows=("supply_level", "supply_descr"),
 )
 
-# ENTITY-SENSOR-MIB (RFC 3433) and CISCO-ENTITY-SENSOR-MIB share one row layout; Cisco adds thresholds.
-_ENT_NAME = "1.3.6.1.2.1.47.1.1.1.1.7"  # entPhysicalName, same index as the sensor
-_SENSOR = "1.3.6.1.2.1.99.1.1.1."
-SENSORS: Final = Profile(
-    "sensors",
-    columns={
-        "sensor_type": _SENSOR + "1",
-        "sensor_scale": _SENSOR + "2",
-        "sensor_precision": _SENSOR + "3",
-        "sensor_value": _SENSOR + "4",
-        "sensor_status": _SENSOR + "5",
-        "sensor_entity_name": _ENT_NAME,
-    },
-    probes=(_SENSOR + "4",),
-    static=frozenset({"sensor_type", "sensor_scale", "sensor_precision", "sensor_entity_name"}),
-    rows=("sensor_value", "sensor_type"),
-)
-_CSENSOR, _CTHRESHOLD = "1.3.6.1.4.1.9.9.91.1.1.1.1.", "1.3.6.1.4.1.9.9.91.1.2.1.1."
-CISCO_SENSORS: Final = Profile(
+
+_SENSOR_FIELDS: Final = ("type", "scale", "precision", "value", "status")
+
+
+def _sensor_profile(name: str, prefix: str, entry: str, thresholds: Mapping[str, str] | None = None) -> Profile:
+    """ENTITY-SENSOR-MIB's row (RFC 3433), which CISCO-ENTITY-SENSOR-MIB shares: fields `<prefix>_type`, `_scale`,
+    `_precision`, `_value`, `_status` (columns 1-5) and `_entity_name` (entPhysicalName, same index as the sensor)."""
+    columns = _arcs(entry, **{f"{prefix}_{field}": arc for arc, field in enumerate(_SENSOR_FIELDS, 1)})
+    columns[f"{prefix}_entity_name"] = "1.3.6.1.2.1.47.1.1.1.1.7"
+    static = {f"{prefix}_{field}" for field in ("type", "scale", "precision", "entity_name")}
+    static |= {field for field in thresholds or {} if not field.endswith("_crossed")}  # set, not measured
+    return Profile(name, columns=columns | dict(thresholds or {}), probes=(f"{entry}.4",), static=frozenset(static),
+                   rows=(f"{prefix}_value", f"{prefix}_type"))  # fmt: skip
+
+
+SENSORS: Final = _sensor_profile("sensors", "sensor", "1.3.6.1.2.1.99.1.1.1")
+# Cisco adds thresholds (ciscoEntSensorThresholdTable) to the same row layout.
+CISCO_SENSORS: Final = _sensor_profile(
     "cisco_sensors",
-    columns={
-        "csensor_type": _CSENSOR + "1",
-        "csensor_scale": _CSENSOR + "2",
-        "csensor_precision": _CSENSOR + "3",
-        "csensor_value": _CSENSOR + "4",
-        "csensor_status": _CSENSOR + "5",
-        "csensor_entity_name": _ENT_NAME,
-        "csensor_threshold_severity": _CTHRESHOLD + "2",
-        "csensor_threshold_relation": _CTHRESHOLD + "3",
-        "csensor_threshold_value": _CTHRESHOLD + "4",
-        "csensor_threshold_crossed": _CTHRESHOLD + "5",
-    },
-    probes=(_CSENSOR + "4",),
-    static=frozenset(
-        {
-            "csensor_type",
-            "csensor_scale",
-            "csensor_precision",
-            "csensor_entity_name",
-            "csensor_threshold_severity",
-            "csensor_threshold_relation",
-            "csensor_threshold_value",
-        }
-    ),
-    rows=("csensor_value", "csensor_type"),
-)
+    "csensor",
+    "1.3.6.1.4.1.9.9.91.1.1.1.1",
+    _arcs("1.3.6.1.4.1.9.9.91.1.2.1.1", csensor_threshold_severity=2, csensor_threshold_relation=3,
+          csensor_threshold_value=4, csensor_threshold_crossed=5),
+)  # fmt: skip
 
 PROFILES: Final[dict[str, Profile]] = {p.name: p for p in (SYSTEM, INTERFACES, HOST, UCD, UPS, PRINTER, SENSORS, CISCO_SENSORS)}
 OPTIONAL_PROFILES: Final = ("if", "host", "ucd", "ups", "printer", "sensors", "cisco_sensors")

@@ -177,7 +177,7 @@ class SnmpTransport:
         hint = "wrong SNMPv3 privacy key or protocol" if v3 else "community not accepted"
         return Unreachable(
             f"no SNMP answer from {target.address}:{target.port} after {tries} "
-            f"tr{'y' if tries == 1 else 'ies'} of {target.timeout:g}s (host down, wrong port, or {hint})"
+            f"tr{'y' if tries == 1 else 'ies'} of {round(target.timeout, 2):g}s (host down, wrong port, or {hint})"
         )
 
     async def _exchange_community(

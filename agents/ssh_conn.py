@@ -291,7 +291,10 @@ def execute(
         def expire() -> None:
             if answered.acquire(blocking=False):
                 expired.set()
-                channel.close()
+                try:
+                    channel.close()
+                except (EOFError, OSError):  # the transport died first: nothing left to close
+                    pass
 
         watchdog = threading.Timer(min(timeout, 15.0), expire)
         watchdog.daemon = True

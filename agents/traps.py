@@ -13,6 +13,7 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from pysnmp.carrier.asyncio.dgram import udp, udp6
@@ -33,7 +34,7 @@ from agents.traps_model import (
 )
 from agents.traps_v3 import AUTH, MALFORMED, V3Engine, V3Notification, prepare_users
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "WELL_KNOWN_TRAPS", "TokenBuckets", "Trap", "TrapReceiver"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "WELL_KNOWN_TRAPS", "TokenBuckets", "Trap", "TrapCounters", "TrapReceiver"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,19 @@ class TokenBuckets:
         return len(self._state)
 
 
+@dataclass(slots=True)
+class TrapCounters:
+    """What a receiver counted since it was made (exported on /metrics)."""
+
+    received: int = 0
+    accepted: int = 0
+    dropped_rate: int = 0  # over the per-source or the global rate
+    dropped_malformed: int = 0
+    dropped_auth: int = 0  # unknown community or v3 user, failed v3 authentication or decryption
+    duplicates: int = 0  # inform retransmissions: ACKed again, delivered once
+    callback_errors: int = 0
+
+
 class _Protocol:
     """Routes every datagram to the receiver before pysnmp sees it (pysnmp only gets v3 ones)."""
 
@@ -120,8 +134,7 @@ def _source(address: Any) -> tuple[str, int]:
 class TrapReceiver:
     """Receives SNMP notifications on host:port and calls on_trap(Trap) on the event loop for each one accepted.
 
-    on_trap must not block. Counters: received, accepted, dropped_rate, dropped_malformed, dropped_auth,
-    duplicates (inform retransmissions), callback_errors.
+    on_trap must not block. What it counts is in `counts` (TrapCounters).
     """
 
     def __init__(
@@ -158,13 +171,7 @@ class TrapReceiver:
         self._transport: Any = None
         self._informs: OrderedDict[tuple[str, int, str, int], float] = OrderedDict()
         self.port = port
-        self.received = 0
-        self.accepted = 0
-        self.dropped_rate = 0
-        self.dropped_malformed = 0
-        self.dropped_auth = 0
-        self.duplicates = 0
-        self.callback_errors = 0
+        self.counts = TrapCounters()
         self._bugs = 0
 
     @property
@@ -174,16 +181,7 @@ class TrapReceiver:
 
     def counters(self) -> dict[str, int]:
         """All counters, e.g. for /metrics."""
-        return {
-            "received": self.received,
-            "accepted": self.accepted,
-            "dropped_rate": self.dropped_rate,
-            "dropped_malformed": self.dropped_malformed,
-            "dropped_auth": self.dropped_auth,
-            "duplicates": self.duplicates,
-            "callback_errors": self.callback_errors,
-            "v3_engines_learned": self._v3.learned if self._v3 is not None else 0,
-        }
+        return {**asdict(self.counts), "v3_engines_learned": self._v3.learned if self._v3 is not None else 0}
 
     async def start(self) -> None:
         """Bind the socket and start receiving; OSError if the port is taken, ValueError for a bad v3 user."""
@@ -232,14 +230,14 @@ class TrapReceiver:
     # -- the datagram path (synchronous, on the event loop) --
 
     def _datagram(self, transport: Any, datagram: bytes, address: Any) -> None:
-        self.received += 1
+        self.counts.received += 1
         source, port = _source(address)
         now = time.monotonic()
         cost = V3_COST if b"\x02\x01\x03" in datagram[:8] else 1.0  # peek at the version for the CPU budget
         if not self._per_source.take(source, now) or not self._global.take(None, now, cost):
-            self.dropped_rate += 1
-            if self.dropped_rate % LOG_EVERY == 1:
-                log.warning("trap rate limit: dropped %d so far (latest from %s)", self.dropped_rate, source)
+            self.counts.dropped_rate += 1
+            if self.counts.dropped_rate % LOG_EVERY == 1:
+                log.warning("trap rate limit: dropped %d so far (latest from %s)", self.counts.dropped_rate, source)
             return
         try:
             version = message_version(datagram)
@@ -248,11 +246,11 @@ class TrapReceiver:
             elif version == V3:
                 self._v3_datagram(transport, datagram, address)
             else:
-                self.dropped_malformed += 1
+                self.counts.dropped_malformed += 1
         except BerError:
-            self.dropped_malformed += 1
+            self.counts.dropped_malformed += 1
         except Exception:  # a bug of ours must not stop the receiver, nor flood the log
-            self.dropped_malformed += 1
+            self.counts.dropped_malformed += 1
             self._bugs += 1
             if self._bugs % LOG_EVERY == 1:
                 log.exception("trap from %s could not be processed (%d so far)", source, self._bugs)
@@ -261,7 +259,7 @@ class TrapReceiver:
         note = decode_notification(datagram, self.max_varbinds + 2, self.max_value_bytes)
         community = self._communities.get(note.community)
         if community is None:
-            self.dropped_auth += 1
+            self.counts.dropped_auth += 1
             return
         if note.version == V1:
             trap_oid: str | None = v1_trap_oid(note.enterprise, note.generic, note.specific)
@@ -280,15 +278,15 @@ class TrapReceiver:
 
     def _v3_datagram(self, transport: Any, datagram: bytes, address: Any) -> None:
         if self._v3 is None:
-            self.dropped_auth += 1
+            self.counts.dropped_auth += 1
             return
         verdict = self._v3.check(v3_header(datagram))
         if verdict is None:
             verdict = self._v3.feed(transport, address, datagram)
         if verdict == AUTH:
-            self.dropped_auth += 1
+            self.counts.dropped_auth += 1
         elif verdict == MALFORMED:
-            self.dropped_malformed += 1
+            self.counts.dropped_malformed += 1
         # ACCEPTED was delivered by _v3_received; DISCOVERY was answered with a Report by pysnmp.
 
     def _v3_received(self, note: V3Notification) -> None:
@@ -309,7 +307,7 @@ class TrapReceiver:
             del informs[oldest_key]
         key = (source, port, who, request_id)
         if key in informs:
-            self.duplicates += 1
+            self.counts.duplicates += 1
             return True
         informs[key] = now
         return False
@@ -328,7 +326,7 @@ class TrapReceiver:
         inform: bool,
     ) -> None:
         if not trap_oid:
-            self.dropped_malformed += 1  # a v2 notification must name itself in snmpTrapOID.0
+            self.counts.dropped_malformed += 1  # a v2 notification must name itself in snmpTrapOID.0
             return
         keep = self.max_varbinds - len(extras)
         if len(rest) > keep:
@@ -337,10 +335,10 @@ class TrapReceiver:
             source, port, version, who, trap_oid, uptime, tuple(rest + extras), time.time(),
             trap_name(trap_oid), truncated, inform,
         )  # fmt: skip
-        self.accepted += 1
+        self.counts.accepted += 1
         try:
             self._on_trap(trap)
         except Exception:
-            self.callback_errors += 1
-            if self.callback_errors % LOG_EVERY == 1:
-                log.exception("on_trap failed (%d failures so far)", self.callback_errors)
+            self.counts.callback_errors += 1
+            if self.counts.callback_errors % LOG_EVERY == 1:
+                log.exception("on_trap failed (%d failures so far)", self.counts.callback_errors)

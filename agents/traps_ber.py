@@ -6,7 +6,7 @@ import socket
 from dataclasses import dataclass
 from typing import Final
 
-from agents.ber import BerError, expect, integer, read_tlv, tlv
+from agents.ber import BerError, expect, expect_each, integer, read_tlv, tlv
 from agents.ber import oid_text as _oid_text
 from agents.snmp_values import hexstr
 from agents.traps_model import octets_text
@@ -102,15 +102,19 @@ def message_version(buf: bytes) -> int:
     return integer(buf, v_start, v_stop)
 
 
+def _message(buf: bytes) -> tuple[int, int]:
+    """The value span of the message's outer SEQUENCE, which must be the whole datagram."""
+    start, stop = expect(buf, 0, len(buf), _SEQ)
+    if stop != len(buf):
+        raise BerError("trailing bytes after message")
+    return start, stop
+
+
 def decode_notification(buf: bytes, max_varbinds: int, cap: int) -> Notification:
     """Decode a v1 Trap-PDU or a v2c SNMPv2-Trap/InformRequest message; BerError for anything else."""
-    end = len(buf)
-    msg_start, msg_stop = expect(buf, 0, end, _SEQ)
-    if msg_stop != end:
-        raise BerError("trailing bytes after message")
-    v_start, v_stop = expect(buf, msg_start, msg_stop, _INT)
+    msg_start, msg_stop = _message(buf)
+    (v_start, v_stop), (c_start, c_stop) = expect_each(buf, msg_start, msg_stop, _INT, _OCTETS)
     version = integer(buf, v_start, v_stop)
-    c_start, c_stop = expect(buf, v_stop, msg_stop, _OCTETS)
     tag, p_start, p_stop = read_tlv(buf, c_stop, msg_stop)
     if p_stop != msg_stop:
         raise BerError("trailing bytes after PDU")
@@ -119,13 +123,11 @@ def decode_notification(buf: bytes, max_varbinds: int, cap: int) -> Notification
         return _decode_v1(buf, community, p_start, p_stop, max_varbinds, cap)
     if version != V2C or tag not in (TRAP_V2, INFORM):
         raise BerError(f"not a notification (version {version}, PDU 0x{tag:02x})")
-    r_start, r_stop = expect(buf, p_start, p_stop, _INT)
-    request_id = integer(buf, r_start, r_stop)
-    _s, es_stop = expect(buf, r_stop, p_stop, _INT)
-    _s, ei_stop = expect(buf, es_stop, p_stop, _INT)
+    # request-id, error-status, error-index
+    (r_start, r_stop), _status, (_i, ei_stop) = expect_each(buf, p_start, p_stop, _INT, _INT, _INT)
     varbinds, truncated = _last_varbinds(buf, ei_stop, p_stop, "PDU", max_varbinds, cap)
     return Notification(
-        version, community, tag, request_id, varbinds, truncated,
+        version, community, tag, integer(buf, r_start, r_stop), varbinds, truncated,
         reqid_span=(p_start, r_stop), varbinds_span=(ei_stop, p_stop),
     )  # fmt: skip
 
@@ -135,16 +137,14 @@ def _decode_v1(buf: bytes, community: bytes, start: int, stop: int, max_varbinds
     tag, a_start, a_stop = read_tlv(buf, e_stop, stop)
     if tag != _IPADDR:
         raise BerError("v1 agent-addr is not an IpAddress")
-    g_start, g_stop = expect(buf, a_stop, stop, _INT)
-    s_start, s_stop = expect(buf, g_stop, stop, _INT)
-    t_start, t_stop = expect(buf, s_stop, stop, _TICKS)
+    generic, specific, (t_start, t_stop) = expect_each(buf, a_stop, stop, _INT, _INT, _TICKS)
     varbinds, truncated = _last_varbinds(buf, t_stop, stop, "Trap-PDU", max_varbinds, cap)
     return Notification(
         V1, community, TRAP_V1, 0, varbinds, truncated,
         enterprise=oid_text(buf, e_start, e_stop),
         agent_address=value_text(buf, _IPADDR, a_start, a_stop, cap),
-        generic=integer(buf, g_start, g_stop),
-        specific=integer(buf, s_start, s_stop),
+        generic=integer(buf, *generic),
+        specific=integer(buf, *specific),
         uptime=integer(buf, t_start, t_stop),
     )  # fmt: skip
 
@@ -177,22 +177,14 @@ class V3Header:
 
 def v3_header(buf: bytes) -> V3Header:
     """Read msgFlags, msgSecurityModel, msgAuthoritativeEngineID and msgUserName of a v3 message."""
-    end = len(buf)
-    msg_start, msg_stop = expect(buf, 0, end, _SEQ)
-    if msg_stop != end:
-        raise BerError("trailing bytes after message")
-    _s, v_stop = expect(buf, msg_start, msg_stop, _INT)
-    g_start, g_stop = expect(buf, v_stop, msg_stop, _SEQ)
-    _s, id_stop = expect(buf, g_start, g_stop, _INT)
-    _s, max_stop = expect(buf, id_stop, g_stop, _INT)
-    f_start, f_stop = expect(buf, max_stop, g_stop, _OCTETS)
+    msg_start, msg_stop = _message(buf)
+    # msgVersion, msgGlobalData, msgSecurityParameters (then the scoped PDU, left to pysnmp)
+    _version, (g_start, g_stop), (sp_start, sp_stop) = expect_each(buf, msg_start, msg_stop, _INT, _SEQ, _OCTETS)
+    # msgID, msgMaxSize, msgFlags, then msgSecurityModel
+    _id, _max_size, (f_start, f_stop) = expect_each(buf, g_start, g_stop, _INT, _INT, _OCTETS)
     if f_stop - f_start != 1:
         raise BerError("bad msgFlags")
     m_start, m_stop = expect(buf, f_stop, g_stop, _INT)
-    sp_start, sp_stop = expect(buf, g_stop, msg_stop, _OCTETS)
-    u_start, u_stop = expect(buf, sp_start, sp_stop, _SEQ)
-    e_start, e_stop = expect(buf, u_start, u_stop, _OCTETS)
-    _s, boots_stop = expect(buf, e_stop, u_stop, _INT)
-    _s, time_stop = expect(buf, boots_stop, u_stop, _INT)
-    n_start, n_stop = expect(buf, time_stop, u_stop, _OCTETS)
+    u_start, u_stop = expect(buf, sp_start, sp_stop, _SEQ)  # UsmSecurityParameters
+    (e_start, e_stop), _boots, _time, (n_start, n_stop) = expect_each(buf, u_start, u_stop, _OCTETS, _INT, _INT, _OCTETS)
     return V3Header(buf[f_start], integer(buf, m_start, m_stop), buf[e_start:e_stop], buf[n_start:n_stop])

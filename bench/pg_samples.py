@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
 
 from bench.scaleout import PG, TICKS, _pg_user
+from server.store import diagnostics
 from server.store.db import make_engine, migrate
 from server.store.metrics import SeriesCache, write_samples
 
@@ -37,13 +37,10 @@ def _one(url: str, polls: int, per_poll: int, batch: int, devices: int = 100) ->
     cache = SeriesCache()
     base = int(time.time()) - polls  # one poll a second per device group: days stay in today's partition or two
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO devices (name, address, tags, interval, enabled, spec, source, created_at, updated_at) "
-                          "VALUES (:name, '192.0.2.1', '[]', 60, true, '{}', 'api', 0, 0)"),
-                     [{"name": f"d{i}"} for i in range(devices)])  # fmt: skip
-        ids = [int(i) for i in conn.execute(text("SELECT id FROM devices ORDER BY id")).scalars()]
+        ids = diagnostics.add_quiet_devices(conn, [f"d{i}" for i in range(devices)])
     pg = url.startswith("postgresql")
     with engine.connect() as conn:
-        backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar() or 0) if pg else 0
+        backend = diagnostics.backend_pid(conn)
     cpu0, pg0, t0 = time.process_time(), (_proc_cpu(backend) if backend else 0.0), time.perf_counter()
     for start in range(0, polls, batch):
         rows = []
@@ -51,17 +48,13 @@ def _one(url: str, polls: int, per_poll: int, batch: int, devices: int = 100) ->
             device, ts = ids[p % devices], base + p
             rows += [(device, "if_in_bps", f'{{"if":"{i}"}}', ts, float(p * i)) for i in range(per_poll)]
         with engine.begin() as conn:
-            if backend:
-                conn.execute(text("SELECT 1"))  # the pool hands out the same connection: its backend is measured
+            if backend:  # the pool hands out the same connection: its backend is the one measured
+                assert diagnostics.backend_pid(conn) == backend
             write_samples(conn, cache, rows)
     cpu1, pg1, t1 = time.process_time(), (_proc_cpu(backend) if backend else 0.0), time.perf_counter()
     with engine.connect() as conn:
-        if pg:
-            size = conn.execute(text("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_inherits i JOIN pg_class c "
-                                     "ON c.oid = i.inhrelid WHERE i.inhparent = 'samples'::regclass")).scalar()  # fmt: skip
-        else:
-            size = None
-        count = int(conn.execute(text("SELECT count(*) FROM samples")).scalar() or 0)
+        size = diagnostics.samples_bytes(conn)
+        count = diagnostics.count_samples(conn)
     engine.dispose()
     if not pg:
         size = sum(f.stat().st_size for f in Path(url.removeprefix("sqlite:///")).parent.glob("*.db*"))

@@ -21,8 +21,8 @@ def runs_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| devices | run | load (1 min) before | neighbour (its CPU) | polls done / due | lag p50 | lag p99 | lag max | "
         "CPU (of one core) | CPU ms / poll | waited for a CPU | peak RSS | loop lag p99 / max | writer batch p99 / max "
-        "(outcomes) | GC pauses total / max | due per second (max / mean) |",
-        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "(outcomes) | GC pauses total / max | due per second (max / mean) | start-up over after |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in rows:
         if "error" in s:
@@ -38,9 +38,18 @@ def runs_table(rows: list[dict[str, Any]]) -> list[str]:
             f"{s['rss_peak_mb']:.0f} MB | {p.get('loop_lag_p99_s', 0):.2f} / {p.get('loop_lag_max_s', 0):.2f} s | "
             f"{p.get('writer_batch_p99_s', 0):.2f} / {p.get('writer_batch_max_s', 0):.2f} s "
             f"({p.get('writer_batch_max_outcomes', 0)}) | {p.get('gc_pause_total_s', 0):.1f} / "
-            f"{p.get('gc_pause_max_s', 0):.2f} s | {due.get('max_per_second', 0)} / {due.get('mean_per_second', 0):.0f} |"
+            f"{p.get('gc_pause_max_s', 0):.2f} s | {due.get('max_per_second', 0)} / {due.get('mean_per_second', 0):.0f} | "
+            f"{_settled(s)} |"
         )
     return out
+
+
+def _settled(s: dict[str, Any]) -> str:
+    """When the start-up (three polls a device, recent lag p99 < 5 s) was over, for runs that waited for it."""
+    if not s.get("settle_max_s"):
+        return "not waited for"
+    settled = s.get("settled_s")
+    return f"{settled:.0f} s" if settled is not None else f"not within {s['warmup_s'] + s['settle_max_s']:.0f} s"
 
 
 def _spread(values: list[float], fmt: str) -> str:

@@ -153,7 +153,7 @@ class Bench:
         self._scale(p["scale"])
 
     def _scale(self, points: list[tuple[int, int]], repeat: int = 1, neighbour: bool = False,
-               warmup_intervals: int = 1) -> None:
+               warmup_intervals: int = 1, settle_intervals: int = 0) -> None:
         """(d): the real dispatcher keeping an interval for N devices, for each (N, interval), `repeat` times each,
         beside a busy neighbour process when asked."""
         assert self.fleet is not None
@@ -161,15 +161,17 @@ class Bench:
         self.results["scale"] = []
         for devices, interval in points:
             for run in range(repeat):
-                warmup, windows = warmup_intervals * interval + 5.0, 2
+                warmup, windows, settle = warmup_intervals * interval + 5.0, 2, settle_intervals * interval
                 self.say(f"(d) {devices} devices every {interval}s, run {run + 1}/{repeat}"
-                         f"{' beside a busy neighbour' if neighbour else ''}: {warmup:.0f}s warm-up + {windows} intervals")
+                         f"{' beside a busy neighbour' if neighbour else ''}: {warmup:.0f}s warm-up"
+                         f"{f' (+ up to {settle}s until settled)' if settle else ''} + {windows} intervals")
                 args = {"addresses": addrs[:devices], "port": port, "interval": interval, "warmup": warmup,
-                        "windows": windows, "agent_pids": [proc.pid for proc in self.fleet.procs]}
+                        "settle_max": float(settle), "windows": windows,
+                        "agent_pids": [proc.pid for proc in self.fleet.procs]}
                 load = machine.loadavg()
                 with Neighbour(neighbour) as busy:
                     try:
-                        row = self.worker("scale", args, warmup + windows * interval + 600)
+                        row = self.worker("scale", args, warmup + settle + windows * interval + 600)
                     except RuntimeError as exc:
                         row = {"devices": devices, "interval_s": interval, "error": str(exc)[-500:]}
                 row.update(run=run + 1, load_before=load, neighbour=busy.kind, neighbour_cpu_util=busy.cpu_util)
@@ -177,7 +179,7 @@ class Bench:
                 self.checkpoint()
 
     def scale_only(self, points: list[int], interval: int, repeat: int = 1, neighbour: bool = False,
-                   warmup_intervals: int = 1) -> None:
+                   warmup_intervals: int = 1, settle_intervals: int = 0) -> None:
         """Only (c) once (CPU per poll, memory per device) and (d) at the given device counts."""
         assert self.fleet is not None
         port, addrs = self.fleet.port, self.fleet.addresses()
@@ -188,7 +190,7 @@ class Bench:
         self.say("(c) memory by allocation site (tracemalloc)")
         self.results["memory"] = self.worker("pipeline", {"addresses": ac[:40], "port": port, "rounds": 2,
                                                           "memory": True}, 900.0)
-        self._scale([(devices, interval) for devices in points], repeat, neighbour, warmup_intervals)
+        self._scale([(devices, interval) for devices in points], repeat, neighbour, warmup_intervals, settle_intervals)
 
     def teardown_agents(self) -> None:
         """Stop snmpd and delete the namespace (killing anything of ours still inside)."""
@@ -258,7 +260,7 @@ def _report(results: dict[str, Any]) -> str:
 
 
 def _scale_only(points: list[int], interval: int, repeat: int = 1, neighbour: bool = False,
-                warmup_intervals: int = 1) -> None:
+                warmup_intervals: int = 1, settle_intervals: int = 0) -> None:
     from bench.report import _memory, _scale
 
     signal.signal(signal.SIGTERM, _on_term)
@@ -267,7 +269,7 @@ def _scale_only(points: list[int], interval: int, repeat: int = 1, neighbour: bo
     bench.results["machine"] = machine.facts()
     try:
         bench.setup_agents(max(points))
-        bench.scale_only(points, interval, repeat, neighbour, warmup_intervals)
+        bench.scale_only(points, interval, repeat, neighbour, warmup_intervals, settle_intervals)
     except (KeyboardInterrupt, Interrupted):
         bench.say("interrupted: cleaned up")
         sys.exit(130)
@@ -312,10 +314,13 @@ def main() -> None:
                         help="keep one core busy (a Python busy loop) during each --scale-only run")
     parser.add_argument("--warmup-intervals", type=int, default=1,
                         help="intervals (+5 s) before --scale-only measures: the first poll of a device costs more")
+    parser.add_argument("--settle-intervals", type=int, default=0,
+                        help="after the warm-up, wait up to this many intervals more until the start-up is over "
+                             "(three polls a device, recent lag p99 < 5 s), so the windows measure the steady state")
     opts = parser.parse_args()
     if opts.scale_only:
         _scale_only([int(n) for n in opts.scale_only.split(",") if n.strip()], opts.scale_interval, opts.repeat,
-                    opts.neighbour, opts.warmup_intervals)
+                    opts.neighbour, opts.warmup_intervals, opts.settle_intervals)
         return
     if opts.render:
         saved = json.loads(Path(opts.render).read_text())

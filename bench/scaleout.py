@@ -212,7 +212,8 @@ def queue_case(user: str, devices: int, workers: int, target: int, warmup: float
 
 
 def _metrics(port: int, token: str) -> dict[str, float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", params={"scope": "process"},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=10).text
     out = {}
     for line in text.splitlines():
         if line.startswith(("pocketnoc_poller_checks_total", "pocketnoc_poller_start_lag_seconds")):

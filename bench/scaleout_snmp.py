@@ -31,13 +31,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import yaml
 
 from bench import scaleout as so
 from bench.common import quantile
 from bench.profiling import machine_jiffies
+from bench.settle import done as _done
+from bench.settle import scrape as _scrape
+from bench.settle import settle as _settle
 
 NAMESPACE = "pnsnmpq"
 SOCKET_DIR = "/var/run/postgresql"
@@ -92,18 +94,6 @@ def _db_figures(case: so.Case) -> dict[str, float]:
     return {"db_bytes": float(row[0]), "wal_bytes": float(row[1]), "samples": float(row[2])}
 
 
-def _scrape(port: int, token: str, tries: int = 1) -> dict[str, float] | None:
-    """/metrics, or None when a busy server does not answer within 30 s (`tries` times)."""
-    for _ in range(tries):
-        try:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30).text
-        except httpx.HTTPError:
-            continue
-        return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in text.splitlines())
-                if name.startswith(("pocketnoc_poller_checks_total", "pocketnoc_poller_start_lag_seconds"))}
-    return None
-
-
 def _snapshot(case: so.Case, procs: list[tuple[str, int]], port: int, token: str | None) -> dict[str, Any]:
     """Counters first (a busy in-process server can take seconds to answer), then the clock and CPU right after."""
     snap: dict[str, Any] = {}
@@ -115,10 +105,6 @@ def _snapshot(case: so.Case, procs: list[tuple[str, int]], port: int, token: str
     snap.update(t=time.time(), cpu={name: so._cpu([pid]) for name, pid in procs}, pg=pg_cpu(case.db, case.url),
                 wait={name: _waited(pid) for name, pid in procs}, machine=machine_jiffies(), **_db_figures(case))
     return snap
-
-
-def _done(m: dict[str, float]) -> float:
-    return sum(v for k, v in m.items() if 'result="ok"' in k or 'result="failed"' in k)
 
 
 def _window(case: so.Case, procs: list[tuple[str, int]], port: int, token: str | None, seconds: float,
@@ -195,6 +181,8 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
             procs += [(f"worker{i}", case.spawn("worker", "--name", f"bench-w{i}").pid) for i in range(workers)]
         start_s = time.monotonic() - started
         time.sleep(float(args["warmup"]))
+        settled = _settle(case, port, token, len(specs), interval, float(args.get("settle_max", 0.0)))
+        settled_s = None if settled is None else time.monotonic() - started  # from serve's start
         rows = [_window(case, procs, port, token, interval, args.get("agent_pids", [])) for _ in range(args["windows"])]
         if mode == "queue":
             time.sleep(DRAIN_S)
@@ -204,7 +192,8 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
             row["due"] = len(specs) * row["seconds"] / interval
         exited = [name for (name, _), proc in zip(procs, case.procs, strict=False) if proc.poll() is not None]
         return {"mode": mode, "devices": len(specs), "interval_s": interval, "workers": workers if mode == "queue" else 0,
-                "start_s": start_s, "warmup_s": args["warmup"], "windows": rows, "exited": exited,
+                "start_s": start_s, "warmup_s": args["warmup"], "settle_max_s": args.get("settle_max", 0.0),
+                "settled_s": settled_s, "windows": rows, "exited": exited,
                 "rss_peak_mb": {name: _hwm_mb(pid) for name, pid in procs}}  # fmt: skip
     finally:
         case.close()
@@ -233,7 +222,7 @@ def summarise(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(devices: int, rounds: int, windows: int, workers: int, interval: int, warmup: float,
-        modes: tuple[str, ...] = ("inprocess", "queue")) -> dict[str, Any]:
+        modes: tuple[str, ...] = ("inprocess", "queue"), settle_max: float = 0.0) -> dict[str, Any]:
     """Namespace and agents (bench.run's), then `rounds` × (in-process, queue), each case in its own process."""
     from bench import machine
     from bench.run import FULL, Bench
@@ -245,13 +234,14 @@ def run(devices: int, rounds: int, windows: int, workers: int, interval: int, wa
         bench.setup_agents(devices)
         assert bench.fleet is not None
         base = {"addresses": bench.fleet.addresses(), "port": bench.fleet.port, "interval": interval, "warmup": warmup,
-                "windows": windows, "workers": workers, "agent_pids": [p.pid for p in bench.fleet.procs]}  # fmt: skip
+                "settle_max": settle_max, "windows": windows, "workers": workers,
+                "agent_pids": [p.pid for p in bench.fleet.procs]}  # fmt: skip
         for r in range(rounds):
             for mode in modes:
                 load = os.getloadavg()[0]
                 bench.say(f"round {r + 1}/{rounds}: {mode}, {devices} devices every {interval} s (load {load:.2f})")
                 try:
-                    case = bench.worker("scaleout_snmp", {**base, "mode": mode}, warmup + windows * interval + 1500)
+                    case = bench.worker("scaleout_snmp", {**base, "mode": mode}, warmup + settle_max + windows * interval + 1500)
                     case["summary"] = summarise(case)
                 except RuntimeError as exc:
                     case = {"mode": mode, "error": str(exc)[-800:]}
@@ -286,6 +276,13 @@ def plan(quick: bool) -> dict[str, Any]:
     return {"devices": 10_000, "rounds": 3, "windows": 2, "workers": 2, "interval": 60, "warmup": 75.0}
 
 
+def _steady_after(case: dict[str, Any]) -> str:
+    if not case.get("settle_max_s"):
+        return "not waited for"
+    settled = case.get("settled_s")
+    return f"{settled:.0f} s" if settled is not None else f"not within {case['warmup_s'] + case['settle_max_s']:.0f} s"
+
+
 def section(results: dict[str, Any] | None, heading: bool = False) -> str:
     """The BENCHMARKS.md tables: each case, then mean (min–max) over the rounds and the queue/in-process ratio."""
     cases = [c for c in (results or {}).get("scaleout_snmp", []) if "summary" in c]
@@ -302,8 +299,8 @@ def section(results: dict[str, Any] | None, heading: bool = False) -> str:
         f"interval(s) after {first['warmup_s']:.0f} s of warm-up; CPU ms per poll done.",
         "",
         "| round | scheduler | load avg before | polls done / due | lag p50 | lag p99 | pocketnoc CPU ms/poll "
-        "| PostgreSQL CPU ms/poll | total ms/poll | × in-process | peak RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| PostgreSQL CPU ms/poll | total ms/poll | × in-process | peak RSS MB | steady after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     base = {c["round"]: c["summary"]["total_ms"] for c in cases if c["mode"] == "inprocess"}
     ratios: list[float] = []
@@ -316,7 +313,7 @@ def section(results: dict[str, Any] | None, heading: bool = False) -> str:
             ratio = f"{ratios[-1]:.2f}×"
         lines.append(f"| {c['round']} | {label} | {c['load_before']:.2f} | {s['done']:,.0f} / {s['due']:,.0f} "
                      f"({100 * s['done_share']:.1f} %) | {s['lag_p50']:.2f} s | {s['lag_p99']:.2f} s | {s['cpu_ms']:.2f} | "
-                     f"{s['pg_ms']:.2f} | {s['total_ms']:.2f} | {ratio} | {_rss(c)} |")  # fmt: skip
+                     f"{s['pg_ms']:.2f} | {s['total_ms']:.2f} | {ratio} | {_rss(c)} | {_steady_after(c)} |")  # fmt: skip
     lines += ["", "Mean (min–max) over the rounds:", "",
               "| scheduler | polls done / due | lag p50 | lag p99 | pocketnoc CPU ms/poll | PostgreSQL CPU ms/poll "
               "| total ms/poll | pocketnoc cores | PostgreSQL cores | DB growth B/poll | WAL B/poll | samples/poll |",
@@ -349,7 +346,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--interval", type=int, default=60)
     parser.add_argument("--warmup", type=float, default=None, help="seconds before measuring (default: interval + 15)")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="after the warm-up, wait up to this many seconds more for the steady state")
     parser.add_argument("--queue-first", action="store_true", help="each round: the queue, then in-process")
+    parser.add_argument("--only", choices=("inprocess", "queue"), help="one case a round (e.g. to profile it)")
     parser.add_argument("--render", metavar="RESULTS_JSON", help="only print the tables of saved figures")
     opts = parser.parse_args()
     if opts.render:
@@ -361,7 +361,10 @@ def main() -> None:
     warmup = opts.warmup if opts.warmup is not None else opts.interval + 15.0
     try:
         modes = ("queue", "inprocess") if opts.queue_first else ("inprocess", "queue")
-        results = run(opts.devices, opts.rounds, opts.windows, opts.workers, opts.interval, warmup, modes)
+        if opts.only:
+            modes = (opts.only,)
+        results = run(opts.devices, opts.rounds, opts.windows, opts.workers, opts.interval, warmup, modes,
+                      opts.settle)
     except (KeyboardInterrupt, Interrupted):
         print("interrupted: cleaned up", file=sys.stderr)
         sys.exit(130)

@@ -175,8 +175,12 @@ async def measure_rounds(addresses: list[str], port: int, rounds: int, profile: 
 
 
 async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: float, windows: int,
-                        agent_pids: list[int]) -> dict[str, Any]:
-    """(d): the app's own lifespan (migrate, writer, poller, APScheduler dispatcher) for warm-up + windows."""
+                        agent_pids: list[int], settle_max: float = 0.0) -> dict[str, Any]:
+    """(d): the app's own lifespan (migrate, writer, poller, APScheduler dispatcher) for warm-up + windows.
+
+    With `settle_max`, the warm-up goes on past `warmup` until the start-up is over (see `_settled`), for at most
+    `settle_max` seconds more: the windows then measure the steady state, and `settled_s` says when it came.
+    """
     from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 
     from server.web.app import create_app
@@ -205,7 +209,16 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
                 scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
             probe = ScaleProbe(poller, writer)
             probe.start()
+            started = time.perf_counter()
             await asyncio.sleep(warmup)
+            settled_s: float | None = None
+            while True:
+                if _settled(poller, len(specs), interval):
+                    settled_s = time.perf_counter() - started
+                    break
+                if time.perf_counter() - started >= warmup + settle_max:
+                    break
+                await asyncio.sleep(1)
             window_from = probe.mark()
             warm = {"ok": poller.stats.ok, "failed": poller.stats.failed, "rss_mb": status_mb("VmRSS")}
             poller.stats.lags = deque(maxlen=10_000_000)
@@ -248,6 +261,8 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
             "devices": len(specs),
             "interval_s": interval,
             "warmup_s": warmup,
+            "settle_max_s": settle_max,
+            "settled_s": settled_s,
             "window_s": wall,
             "seed_s": seed_s,
             "polls_due": due,
@@ -279,6 +294,16 @@ async def measure_scale(specs: list[dict[str, Any]], interval: int, warmup: floa
             "shutdown_s": shutdown,
             "probe": probed,
         }
+
+
+def _settled(poller: Any, devices: int, interval: int) -> bool:
+    """The start-up is over: three polls a device done (detection; the second brings the rate series; then a steady
+    one) and the polls of the last five seconds started less than five seconds late (p99)."""
+    stats = poller.stats
+    if stats.ok + stats.failed < 3 * devices:
+        return False
+    recent = list(stats.lags)[-max(1, devices * 5 // interval):]
+    return bool(recent) and quantile(recent, 0.99) < 5.0
 
 
 def _missed(dispatcher: object) -> int:

@@ -36,7 +36,7 @@ def main() -> None:
 
         specs = snmp_specs(args["addresses"], args["port"], args["interval"])
         result = asyncio.run(measure_scale(specs, args["interval"], args["warmup"], args["windows"],
-                                           args["agent_pids"]))
+                                           args["agent_pids"], float(args.get("settle_max", 0.0))))
     elif mode == "ssh_rates":
         from bench.ssh_bench import measure_rates
 

@@ -146,11 +146,10 @@ async def _check_once(svc: Services, live: LiveRun) -> tuple[str, str]:
 
 async def _repoll(svc: Services, device_id: int) -> bool | None:
     """Poll every check of the device now and wait for the result to be stored; None when polling is off here."""
-    if svc.dispatcher is None or svc.writer is None:
-        return None
-    ran = await svc.dispatcher.run_now(device_id)
-    await asyncio.to_thread(svc.writer.flush, 15.0)
-    return ran > 0
+    from server.services.devices import poll_now  # the services room imports the actions room: not at import time
+
+    done = await poll_now(svc, device_id)
+    return None if done is None else done.ran > 0
 
 
 def _judge(svc: Services, live: LiveRun, good: list[str], bad: list[str]) -> None:

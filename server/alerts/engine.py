@@ -103,7 +103,7 @@ def applies(rule: Rule, obs: Observation) -> bool:
     return not (m.kinds and obs.kind not in m.kinds)
 
 
-def _holds(clauses: tuple[Clause, ...], values: Mapping[str, float | str]) -> bool | None:
+def holds(clauses: tuple[Clause, ...], values: Mapping[str, float | str]) -> bool | None:
     """None when a clause has no value (no data), else whether all clauses hold."""
     for clause in clauses:
         if clause.name not in values:
@@ -149,14 +149,14 @@ def armed(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str]) 
     """Row 0: is this key watched? A rule with `arm` ignores a key until arm holds once; its stored state
     (even "ok") then remembers it, across restarts."""
     arm = rule.arm_clauses
-    return arm is None or prev is not None or _holds(arm, values) is True
+    return arm is None or prev is not None or holds(arm, values) is True
 
 
 def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], now: float,
          flap: Flap = DEFAULT_FLAP) -> tuple[KeyState, list[Event]]:
     """Advance one key by one observation (the table in this module's docstring)."""
     state = prev or KeyState(since=now)
-    cond = _holds(rule.clauses, values)
+    cond = holds(rule.clauses, values)
     if cond is None:
         return state, []
     if not cond and state.status == "ok" and not state.changes:
@@ -166,7 +166,7 @@ def step(rule: Rule, prev: KeyState | None, values: Mapping[str, float | str], n
     value = float(raw) if isinstance(raw, int | float) else None
     changes = tuple(t for t in state.changes if now - t <= flap.window)
     if state.status == "firing":
-        clear = _holds(rule.clear_clauses, values) if rule.clear_clauses else (not cond)
+        clear = holds(rule.clear_clauses, values) if rule.clear_clauses else (not cond)
         if state.held_open:
             return _held(state, bool(clear), value, changes, now, flap)
         if clear:

@@ -150,6 +150,18 @@ def _rule(**kw: Any) -> Rule:
     return Rule.model_validate(kw)
 
 
+# Thresholds with hysteresis: a rule fires past one line and clears only back past another, so it does not flap.
+def _above(name: str, metric: str, fire: float, clear: float, title: str, **kw: Any) -> Rule:
+    return _rule(name=name, expr=f"{metric} > {fire:g}", clear=f"{metric} < {clear:g}", title=title, **kw)
+
+
+def _below(name: str, metric: str, fire: float, clear: float, title: str, **kw: Any) -> Rule:
+    return _rule(name=name, expr=f"{metric} < {fire:g}", clear=f"{metric} > {clear:g}", title=title, **kw)
+
+
+_CPU_TITLE = "{device}: CPU at {value:.0f}%"
+_TLS_TITLE = "{device}: TLS certificate ({check}) expires in {value:.0f} days"
+
 DEFAULT_RULES: tuple[Rule, ...] = (
     _rule(name="device-down", expr="state in (down, unreachable)", severity="critical", title="{device} is {state}"),
     _rule(name="device-degraded", expr="state == degraded", severity="warning", for_=60, title="{device} is degraded"),
@@ -160,64 +172,19 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         severity="warning",
         title="{device}: interface {ifName} is down",
     ),
-    _rule(name="cpu-high", expr="cpu_load_pct > 90", clear="cpu_load_pct < 80", for_=300, title="{device}: CPU at {value:.0f}%"),
-    _rule(name="ssh-cpu-high", expr="cpu_pct > 90", clear="cpu_pct < 80", for_=300, title="{device}: CPU at {value:.0f}%"),
-    _rule(
-        name="memory-high",
-        expr="mem_used_pct > 95",
-        clear="mem_used_pct < 90",
-        for_=300,
-        title="{device}: memory at {value:.0f}%",
-    ),
-    _rule(
-        name="disk-full",
-        expr="storage_used_pct > 90",
-        clear="storage_used_pct < 85",
-        title="{device}: {storage} is {value:.0f}% full",
-    ),
-    _rule(name="fs-full", expr="fs_used_pct > 90", clear="fs_used_pct < 85", title="{device}: {mount} is {value:.0f}% full"),
-    _rule(
-        name="inodes-full",
-        expr="fs_inodes_used_pct > 90",
-        clear="fs_inodes_used_pct < 85",
-        title="{device}: {mount} inodes {value:.0f}% used",
-    ),
-    _rule(name="load-high", expr="load5 > 16", clear="load5 < 12", for_=300, title="{device}: load {value:.1f}"),
-    _rule(
-        name="interface-errors",
-        expr="if_in_errors_rate > 1",
-        clear="if_in_errors_rate < 0.1",
-        for_=300,
-        title="{device}: errors on {ifName}",
-    ),
+    _above("cpu-high", "cpu_load_pct", 90, 80, _CPU_TITLE, for_=300),
+    _above("ssh-cpu-high", "cpu_pct", 90, 80, _CPU_TITLE, for_=300),
+    _above("memory-high", "mem_used_pct", 95, 90, "{device}: memory at {value:.0f}%", for_=300),
+    _above("disk-full", "storage_used_pct", 90, 85, "{device}: {storage} is {value:.0f}% full"),
+    _above("fs-full", "fs_used_pct", 90, 85, "{device}: {mount} is {value:.0f}% full"),
+    _above("inodes-full", "fs_inodes_used_pct", 90, 85, "{device}: {mount} inodes {value:.0f}% used"),
+    _above("load-high", "load5", 16, 12, "{device}: load {value:.1f}", for_=300),
+    _above("interface-errors", "if_in_errors_rate", 1, 0.1, "{device}: errors on {ifName}", for_=300),
     _rule(name="ups-on-battery", expr="ups_on_battery == 1", severity="critical", title="{device}: on battery"),
-    _rule(
-        name="ups-charge-low",
-        expr="ups_charge_pct < 50",
-        clear="ups_charge_pct > 60",
-        severity="critical",
-        title="{device}: battery at {value:.0f}%",
-    ),
-    _rule(
-        name="printer-supply-low",
-        expr="printer_supply_pct < 10",
-        clear="printer_supply_pct > 20",
-        severity="info",
-        title="{device}: {supply} at {value:.0f}%",
-    ),
-    _rule(
-        name="tls-expiring",
-        expr="tls_cert_days_left < 14",
-        clear="tls_cert_days_left > 20",
-        title="{device}: TLS certificate ({check}) expires in {value:.0f} days",
-    ),
-    _rule(
-        name="tls-expired",
-        expr="tls_cert_days_left < 2",
-        clear="tls_cert_days_left > 3",
-        severity="critical",
-        title="{device}: TLS certificate ({check}) expires in {value:.0f} days",
-    ),
+    _below("ups-charge-low", "ups_charge_pct", 50, 60, "{device}: battery at {value:.0f}%", severity="critical"),
+    _below("printer-supply-low", "printer_supply_pct", 10, 20, "{device}: {supply} at {value:.0f}%", severity="info"),
+    _below("tls-expiring", "tls_cert_days_left", 14, 20, _TLS_TITLE),
+    _below("tls-expired", "tls_cert_days_left", 2, 3, _TLS_TITLE, severity="critical"),
     _rule(
         name="check-failing",
         expr="check_up == 0",

@@ -43,6 +43,8 @@ class SecondFactorPending(NotAuthenticated):
 class Forbidden(Exception):
     """Signed in, but the role or CSRF token does not allow this."""
 
+    status = 403  # the HTTP status the app answers with (SessionRequired: 409)
+
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:

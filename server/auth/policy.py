@@ -27,6 +27,7 @@ class Policy:
     stages: tuple[str, ...] = ("full",)  # session stages let in ("2fa": the second sign-in step)
     csrf: bool = True  # session callers echo their CSRF token on writes
     grant: str | None = None  # a named permission (server.auth.grants) the caller must also hold
+    session: bool = False  # a browser session only: API tokens are refused (managing one's own second factors)
     why: str = ""
 
 

@@ -34,6 +34,15 @@ class StepUpRequired(Forbidden):
         super().__init__("this change needs a fresh sign-in proof: confirm it is you at " + VERIFY_PAGE)
 
 
+class SessionRequired(Forbidden):
+    """Only a signed-in browser session may do this, never an API token (answered 409)."""
+
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("this needs a signed-in browser session, not an API token")
+
+
 def is_fresh(principal: Principal, settings: Settings, now: float | None = None) -> bool:
     """True for bearer tokens and for sessions whose last proof is younger than `stepup_minutes`."""
     if principal.kind == "token":
@@ -43,14 +52,22 @@ def is_fresh(principal: Principal, settings: Settings, now: float | None = None)
     return (now or time.time()) - principal.verified_at < settings.stepup_minutes * 60
 
 
-@declare(Policy("viewer", fresh=True))
-async def require_fresh_2fa(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
-    """A dependency: signed in (CSRF-checked on writes) and recently re-verified, else StepUpRequired."""
-    principal = await current_principal(request, svc)
+async def _fresh(request: Request, svc: Services, stages: tuple[str, ...] = ("full",), session: bool = False) -> Principal:
+    """Signed in at one of `stages` (CSRF-checked on writes), a browser session when `session`, and recently
+    re-verified (else StepUpRequired)."""
+    principal = await current_principal(request, svc, stages=stages)
     await check_csrf(request, principal)
+    if session and principal.session_id is None:
+        raise SessionRequired()
     if not is_fresh(principal, svc.settings):
         raise StepUpRequired()
     return principal
+
+
+@declare(Policy("viewer", fresh=True))
+async def require_fresh_2fa(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
+    """A dependency: signed in (CSRF-checked on writes) and recently re-verified, else StepUpRequired."""
+    return await _fresh(request, svc)
 
 
 def fresh(role: str) -> object:
@@ -70,6 +87,17 @@ def fresh(role: str) -> object:
 
 
 Fresh = Annotated[Principal, Depends(require_fresh_2fa)]
+
+
+@declare(Policy("viewer", fresh=True, session=True))
+async def require_fresh_session(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
+    """A dependency: require_fresh_2fa, and a browser session: a token (fresh by definition, made for automation)
+    must never add, replace or remove its owner's second factors — that would lock the owner out."""
+    return await _fresh(request, svc, session=True)
+
+
+# An own second factor (TOTP, recovery codes, passkeys) removed or renewed: a fresh browser session.
+FreshSession = Annotated[Principal, Depends(require_fresh_session)]
 FreshOperator = Annotated[Principal, fresh("operator")]
 FreshAdmin = Annotated[Principal, fresh("admin")]
 
@@ -115,14 +143,11 @@ def install_handlers(app: FastAPI) -> None:
         return RedirectResponse(page + "?next=" + quote(_return_to(request), safe="/"), status_code=303)
 
 
-@declare(Policy("viewer", fresh=True, stages=("full", "enrol")))
+@declare(Policy("viewer", fresh=True, stages=("full", "enrol"), session=True))
 async def _fresh_or_enrolling(request: Request, svc: Annotated[Services, Depends(get_services)]) -> Principal:
-    principal = await current_principal(request, svc, stages=("full", "enrol"))
-    await check_csrf(request, principal)
-    if not is_fresh(principal, svc.settings):
-        raise StepUpRequired()
-    return principal
+    return await _fresh(request, svc, ("full", "enrol"), session=True)
 
 
-# Setting up a second factor: allowed to a full session, and to the half-session of a user who must enrol.
+# Setting up a second factor: allowed to a full session, and to the half-session of a user who must enrol; never
+# to an API token.
 FreshOrEnrolling = Annotated[Principal, Depends(_fresh_or_enrolling)]

@@ -47,7 +47,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     name = args.name or (socket.gethostname() + (f"-{site}" if site else ""))
     if not NAME_RE.match(name):
         return _fail("--name: letters, digits and . _ : @ - only (at most 64)")
-    concurrency = args.concurrency or settings.poll_concurrency
+    concurrency = settings.poll_concurrency if args.concurrency is None else args.concurrency
     if not 1 <= concurrency <= 5000:
         return _fail("--concurrency must be between 1 and 5000")
     from server.cli.security import key_problem

@@ -22,7 +22,7 @@ CHECK_TIMEOUT = 5  # seconds, a ping/TCP/HTTP check's default timeout
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 # Each pattern above in words, for people (forms, API 422 bodies, config errors) instead of the raw regex;
-# tests/server/test_config.py checks each sentence against its pattern's edges.
+# tests/server/test_config_errors.py checks each sentence against its pattern's edges.
 PATTERN_WORDS: dict[str, str] = {
     NAME_RE: "a name is 1–64 letters, digits, dot, dash or underscore, starting with a letter or digit",
     TAG_RE: "a tag is 1–32 letters, digits, dot, dash, underscore or colon, starting with a letter or digit",

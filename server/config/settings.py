@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         return [c.strip() for c in value]
 
     @property
+    def worker_dead_seconds(self) -> float:
+        """Three missed heartbeats: the scheduling leader counts the worker dead (its devices go to the others, its
+        sessions are ended), Procrastinate counts its jobs stalled, and the Workers page shows it lost."""
+        return 3 * self.worker_heartbeat_seconds
+
+    @property
     def db_url(self) -> str:
         """The database URL in force."""
         if self.database_url:

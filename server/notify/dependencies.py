@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from server.notify.config import Delivery
@@ -44,14 +45,11 @@ class Dependencies:
         self.conn = conn
         self.delivery = delivery
         self.now = now
-        self._tree: Tree | None = None
 
-    @property
+    @cached_property
     def tree(self) -> Tree:
         """Parents, states and timings of all devices."""
-        if self._tree is None:
-            self._tree = Tree(self.conn)
-        return self._tree
+        return Tree(self.conn)
 
     def _holdoff(self, nodes: list[Node]) -> float:
         configured = self.delivery.dependency_holdoff_seconds

@@ -9,15 +9,14 @@ from server.notify.message import clean, when
 from server.notify.routing import Directory, Target
 from server.store.db import Connection
 from server.store.notify import add_message
+from server.store.notify_records import NewMessage
 from server.store.notify_targets import ChannelRow
 
 
 def plain(conn: Connection, kind: str, target: Target, payload: dict[str, Any], key: str, now: float) -> int:
     """Queue one message that bypasses routing and storm grouping."""
-    return add_message(conn, {
-        "created_at": now, "next_at": now, "attempts": 0, "status": "pending", "kind": kind, "dedup_key": key[:96],
-        "target_type": target.type, "target_id": target.id, "user_id": target.user_id, "payload": payload,
-    })
+    return add_message(conn, NewMessage(created_at=now, next_at=now, kind=kind, dedup_key=key[:96], target_type=target.type,
+                                        target_id=target.id, user_id=target.user_id, payload=payload))
 
 
 def test_message(conn: Connection, target: Target, who: str, now: float) -> int:

@@ -9,6 +9,8 @@ the next escalation step. Suppressed, silenced and snoozed alerts wait; they are
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 from server.notify import escalation
@@ -18,7 +20,7 @@ from server.notify.routing import Directory, Target, matching_routes
 from server.notify.summaries import Grouper
 from server.store import notify as store
 from server.store.db import Connection
-from server.store.notify_records import NotifyAlert, Track, TrackValues
+from server.store.notify_records import NotifyAlert, Track
 
 log = logging.getLogger("pocketnoc.notify")
 BATCH = 500
@@ -33,22 +35,16 @@ class Pass:
         self.now = now
         self.grouper = Grouper(conn, config.delivery, now)
         self.deps = Dependencies(conn, config.delivery, now)
-        self._directory: Directory | None = None
-        self._holds: store.Holds | None = None
 
-    @property
+    @cached_property
     def directory(self) -> Directory:
         """Recipients and channels."""
-        if self._directory is None:
-            self._directory = Directory(self.conn)
-        return self._directory
+        return Directory(self.conn)
 
-    @property
+    @cached_property
     def holds(self) -> store.Holds:
         """Silences and the rest of the may-it-notify test."""
-        if self._holds is None:
-            self._holds = store.Holds(self.conn, self.now)
-        return self._holds
+        return store.Holds(self.conn, self.now)
 
     def route_targets(self, plan: escalation.Plan) -> list[Target]:
         """Everyone the plan's routes reach, each once."""
@@ -88,27 +84,28 @@ def _event(ctx: Pass, kind: str, alert: NotifyAlert, known: dict[int, str]) -> N
     """Apply one outbox row; `known` holds the status of every track seen in this pass."""
     status = known.get(alert.id)
 
-    def put(values: TrackValues) -> None:
-        store.put_track(ctx.conn, alert.id, {**values, "updated_at": ctx.now}, status is not None)
-        known[alert.id] = str(values.get("status", status))
+    def move(to: str, next_at: float | None) -> None:
+        store.move_track(ctx.conn, alert.id, to, next_at, ctx.now)
+        known[alert.id] = to
 
     if kind == "fired":
         routes = matching_routes(ctx.config, alert, ctx.now)
         if routes:
-            put({"episode": alert.episode, "status": "held", "notified": False, "plan": escalation.start_plan(routes),
-                 "next_at": ctx.now})
+            track = Track(alert.id, alert.episode, "held", False, escalation.start_plan(routes), ctx.now, ctx.now)
+            store.put_track(ctx.conn, track, status is not None)
+            known[alert.id] = track.status
         return
     if status is None or status == "done":
         return
     if kind == "resolved":
         if not store.notified_targets(ctx.conn, alert.id, alert.episode):
-            put({"status": "done", "next_at": None})
+            move("done", None)
             return
         folded, wait = ctx.deps.folded(alert)
         if wait is not None:  # dependents get one poll to recover; the resolve then says which did
-            put({"status": "closing", "next_at": wait})
+            move("closing", wait)
             return
-        put({"status": "done", "next_at": None})
+        move("done", None)
         _resolve(ctx, alert, folded.extra())
     elif kind == "flapping":  # once per episode, to those told about it (a trigger not yet sent says it itself)
         if status == "acked":  # someone is on it: the flap is on the alert page, not another buzz
@@ -116,14 +113,14 @@ def _event(ctx: Pass, kind: str, alert: NotifyAlert, known: dict[int, str]) -> N
         for row in store.notified_targets(ctx.conn, alert.id, alert.episode):
             ctx.grouper.emit("flapping", Target(row.target_type, int(row.target_id), row.user_id), alert)
     elif kind == "acknowledged":
-        put({"status": "acked", "next_at": None})
+        move("acked", None)
     elif kind == "snoozed":
         until = float(alert.snoozed_until) if alert.snoozed_until else ctx.now
-        put({"status": "held", "next_at": max(until, ctx.now)})
+        move("held", max(until, ctx.now))
     elif kind == "unsuppressed":  # the parent is back: one poll's grace before anything about this device is sent
-        put({"status": "held", "next_at": ctx.now + ctx.deps.grace(alert.device_id)})
+        move("held", ctx.now + ctx.deps.grace(alert.device_id))
     elif kind in ("unacknowledged", "unsnoozed"):
-        put({"status": "held", "next_at": ctx.now})
+        move("held", ctx.now)
 
 
 def _resolve(ctx: Pass, alert: NotifyAlert, extra: dict[str, Any]) -> None:
@@ -139,27 +136,27 @@ def _track(ctx: Pass, track: Track, alert: NotifyAlert | None) -> None:
     if track.status == "closing" and alert is not None and alert.status == "resolved":
         folded, wait = ctx.deps.folded(alert)
         if wait is not None:
-            store.put_track(ctx.conn, alert.id, {"next_at": wait, "updated_at": now}, True)
+            store.move_track(ctx.conn, alert.id, track.status, wait, now)
             return
-        store.put_track(ctx.conn, alert.id, {"status": "done", "next_at": None, "updated_at": now}, True)
+        store.move_track(ctx.conn, alert.id, "done", None, now)
         _resolve(ctx, alert, folded.extra())
         return
     if alert is None or alert.status != "firing":
-        store.put_track(ctx.conn, track.alert_id, {"status": "done", "next_at": None, "updated_at": now}, True)
+        store.move_track(ctx.conn, track.alert_id, "done", None, now)
         return
     if alert.acked_at:
-        store.put_track(ctx.conn, alert.id, {"status": "acked", "next_at": None, "updated_at": now}, True)
+        store.move_track(ctx.conn, alert.id, "acked", None, now)
         return
     plan_ = [dict(e) for e in (track.plan or [])]
     reason = ctx.holds.reason(alert)
     if reason is not None:
         wait = float(alert.snoozed_until or now) if reason == "snoozed" else now + ctx.config.delivery.recheck_seconds
-        store.put_track(ctx.conn, alert.id, {"status": "held", "next_at": max(wait, now + 0.001), "updated_at": now}, True)
+        store.move_track(ctx.conn, alert.id, "held", max(wait, now + 0.001), now)
         return
     if not track.notified:
         wait = ctx.deps.trigger_wait(alert)
         if wait is not None:  # parents' state (or the dependents an outage hides) not known yet: hold off
-            store.put_track(ctx.conn, alert.id, {"status": "held", "next_at": max(wait, now + 0.001), "updated_at": now}, True)
+            store.move_track(ctx.conn, alert.id, "held", max(wait, now + 0.001), now)
             return
     if not track.notified or track.status == "held":
         kind = "trigger" if not track.notified else "reminder"
@@ -171,6 +168,5 @@ def _track(ctx: Pass, track: Track, alert: NotifyAlert | None) -> None:
         for _entry, step, number in escalation.take_due(plan_, ctx.config, now):
             for target in ctx.directory.reach(step.users, step.channels):
                 ctx.grouper.emit("escalate", target, alert, {"step": number})
-    values: TrackValues = {"status": "active", "notified": True, "plan": plan_, "next_at": escalation.next_due(plan_),
-                           "updated_at": now}
-    store.put_track(ctx.conn, alert.id, values, True)
+    moved = replace(track, status="active", notified=True, plan=plan_, next_at=escalation.next_due(plan_), updated_at=now)
+    store.put_track(ctx.conn, moved, True)

@@ -15,7 +15,7 @@ from server.notify.config import NotifyConfig, load_notify_config
 from server.notify.webpush import VapidKeys, load_keys
 from server.notify.worker import Worker
 from server.store import notify_targets as targets
-from server.store.db import Connection
+from server.store.db import SYNC_CHANNELS, Connection, serialise_sync
 
 if TYPE_CHECKING:
     from server.runtime import Services
@@ -70,6 +70,7 @@ class Notify:
 def sync_file_channels(conn: Connection, box: SecretBox, config: NotifyConfig, now: float) -> list[str]:
     """Upsert the file's channels by name and drop file channels no longer in it; returns the problems found."""
     problems: list[str] = []
+    serialise_sync(conn, SYNC_CHANNELS)  # serve processes starting together: one after the other
     existing = {r.name: r for r in targets.channel_rows(conn)}
     wanted: set[str] = set()
     user_ids = targets.user_ids(conn)

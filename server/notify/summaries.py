@@ -7,6 +7,8 @@ summary ("12 more alerts: ..."), not fifty. Alerts hidden behind a parent's outa
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 from server.notify.config import Delivery
@@ -26,55 +28,50 @@ class Grouper:
         self.conn = conn
         self.delivery = delivery
         self.now = now
-        self._counts: dict[tuple[str, int], int] | None = None
-        self._open: dict[tuple[str, int], int] | None = None
         self._rows: list[NewMessage] = []
         self.created = 0
 
-    def _load(self) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-        if self._counts is None or self._open is None:
-            self._counts = recent_counts(self.conn, self.now - self.delivery.burst_window_seconds)
-            self._open = open_summaries(self.conn)
-        return self._counts, self._open
+    @cached_property
+    def _counts(self) -> dict[tuple[str, int], int]:
+        """Alert messages per target within the burst window (counted on as this pass emits)."""
+        return recent_counts(self.conn, self.now - self.delivery.burst_window_seconds)
+
+    @cached_property
+    def _open(self) -> dict[tuple[str, int], int]:
+        """Summaries not yet taken by a sender, per target (read when a target first passes its burst)."""
+        return open_summaries(self.conn)
 
     def emit(self, kind: str, target: Target, alert: NotifyAlert, extra: dict[str, Any] | None = None) -> None:
         """Queue a message about an alert for a target (grouped into a summary during a storm); see flush()."""
-        counts, open_ = self._load()
-        seen = counts.get(target.key, 0)
-        counts[target.key] = seen + 1
-        values: NewMessage = {
-            "created_at": self.now,
-            "next_at": self.now,
-            "attempts": 0,
-            "status": "pending",
-            "kind": kind,
-            "alert_id": alert.id,
-            "episode": alert.episode,
-            "dedup_key": dedup_key(alert.id, alert.episode),
-            "target_type": target.type,
-            "target_id": target.id,
-            "user_id": target.user_id,
-            "payload": alert_payload(kind, alert, extra),
-            "summary_id": None,
-        }
+        seen = self._counts.get(target.key, 0)
+        self._counts[target.key] = seen + 1
+        values = NewMessage(
+            created_at=self.now,
+            next_at=self.now,
+            kind=kind,
+            alert_id=alert.id,
+            episode=alert.episode,
+            dedup_key=dedup_key(alert.id, alert.episode),
+            target_type=target.type,
+            target_id=target.id,
+            user_id=target.user_id,
+            payload=alert_payload(kind, alert, extra),
+        )
         if seen >= self.delivery.burst:
-            summary = open_.get(target.key)
+            summary = self._open.get(target.key)
             if summary is None:
-                summary = add_message(self.conn, {
-                    "created_at": self.now,
-                    "next_at": self.now + self.delivery.summary_delay_seconds,
-                    "attempts": 0,
-                    "status": "pending",
-                    "kind": "summary",
-                    "dedup_key": f"pocketnoc-summary-{target.type}{target.id}-{int(self.now * 1000)}",
-                    "target_type": target.type,
-                    "target_id": target.id,
-                    "user_id": target.user_id,
-                    "payload": {"kind": "summary", "title": "Several alerts", "path": "/alerts"},
-                })
-                open_[target.key] = summary
-            values["status"] = "grouped"
-            values["summary_id"] = summary
+                summary = add_message(self.conn, NewMessage(
+                    created_at=self.now,
+                    next_at=self.now + self.delivery.summary_delay_seconds,
+                    kind="summary",
+                    dedup_key=f"pocketnoc-summary-{target.type}{target.id}-{int(self.now * 1000)}",
+                    target_type=target.type,
+                    target_id=target.id,
+                    user_id=target.user_id,
+                    payload={"kind": "summary", "title": "Several alerts", "path": "/alerts"},
+                ))
+                self._open[target.key] = summary
+            values = replace(values, status="grouped", summary_id=summary)
         self.created += 1
         self._rows.append(values)
 

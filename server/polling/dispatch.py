@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from server.polling.jobs import CheckJob
+from server.polling.jobs import CheckJob, PollNow
 from server.polling.poller import Poller
 from server.polling.schedule import DueQueue, Turn
 
@@ -30,7 +30,7 @@ class Dispatcher(Protocol):
 
     def sync(self, jobs: list[CheckJob]) -> None: ...
 
-    async def run_now(self, device_id: int) -> int: ...
+    async def run_now(self, device_id: int) -> PollNow: ...
 
 
 class InProcessDispatcher:
@@ -132,15 +132,21 @@ class InProcessDispatcher:
         with self._lock:
             return self.due.offsets()
 
-    async def run_now(self, device_id: int) -> int:
-        """Poll every check of one device immediately (from the UI's 'poll now'); returns how many ran. A check whose
-        scheduled turn is running at that moment is waited for (up to its interval) and then polled again: 'poll
-        now' is always a poll started after the request, as on queue workers — never a refusal."""
+    async def run_now(self, device_id: int) -> PollNow:
+        """Poll every check of one device immediately (from the UI's 'poll now'). A check that is running at that
+        moment (its scheduled turn, or another 'poll now') is waited for, up to its interval, and then polled again:
+        'poll now' is a poll started after the request, as on queue workers. Several asking at once each wait their
+        turn; one still waiting after the interval is not polled (counted out of `ran`)."""
         ran = 0
         with self._lock:
             jobs = [j for j in self.jobs.values() if j.device_id == device_id]
         for job in jobs:
-            await self.poller.wait_idle(job.key, job.interval + 5)
-            if await self.poller.run_check(job, force=True) is not None:
-                ran += 1
-        return ran
+            deadline = time.monotonic() + job.interval + 5
+            while True:  # None: it runs (another request's poll took it as it ended): wait for that one in turn
+                await self.poller.wait_idle(job.key, max(0.0, deadline - time.monotonic()))
+                if await self.poller.run_check(job, force=True) is not None:
+                    ran += 1
+                    break
+                if time.monotonic() >= deadline:
+                    break
+        return PollNow(len(jobs), ran)

@@ -24,7 +24,7 @@ from typing import Any, cast
 import procrastinate
 from procrastinate import jobs as pq_jobs
 
-from server.polling.jobs import CheckJob
+from server.polling.jobs import CheckJob, PollNow
 from server.polling.shards import Weights, owner
 from server.runtime import Services
 from server.store import shards as store
@@ -82,13 +82,13 @@ class BatchRouter:
 
     def judge(self, routes: dict[int, str | None], jobs: dict[str, CheckJob]) -> None:
         """Blocking (run in a thread): who is live, fence the dead, shed or regain weight, store the shares."""
-        hb = self.svc.settings.worker_heartbeat_seconds
+        dead_after = self.svc.settings.worker_dead_seconds
         with self.svc.engine.begin() as conn:
             seen = store.running_workers(conn)
             live: dict[str, WorkerSeen] = {}
             for w in seen:
                 self._orphan[w.instance] = 0 if w.connected else self._orphan.get(w.instance, 0) + 1
-                if w.age > 3 * hb:
+                if w.age > dead_after:
                     if w.instance not in self._fenced:  # cut off: end its sessions so its locks go with them
                         self._fenced.add(w.instance)
                         ended = store.fence_worker(conn, w.instance)
@@ -169,8 +169,10 @@ class BatchRouter:
 
 
 async def run_now(app: procrastinate.App, jobs: list[CheckJob], queue: str,
-                  states_of: Callable[[list[int]], dict[int, str]]) -> int:  # fmt: skip
-    """Queue these checks at once (one job each, on the pool's queue) and wait until they ran; how many did."""
+                  states_of: Callable[[list[int]], dict[int, str]]) -> PollNow:  # fmt: skip
+    """Queue these checks at once (one job each, on the pool's queue) and wait until they ran, up to RUN_NOW_TIMEOUT
+    (a worker waits longer for a check in flight: those running then are `pending`; those no worker took then are
+    cancelled, `untaken`)."""
     ids = []
     for job in jobs:
         pjob = pq_jobs.Job(
@@ -191,4 +193,10 @@ async def run_now(app: procrastinate.App, jobs: list[CheckJob], queue: str,
         if not any(s in ("todo", "doing") for s in states.values()):
             break
         await asyncio.sleep(0.2)
-    return sum(1 for i in ids if states.get(i, "gone") in ("gone", "succeeded"))
+    untaken = 0
+    for i in ids:  # no worker took it (none running for its site?): it is not left to fire whenever one comes
+        if states.get(i) == "todo" and await app.job_manager.cancel_job_by_id_async(i):
+            untaken += 1
+            states[i] = "cancelled"
+    ran = sum(1 for i in ids if states.get(i, "gone") in ("gone", "succeeded"))  # only a success is deleted
+    return PollNow(len(jobs), ran, sum(1 for i in ids if states.get(i) in ("todo", "doing")), untaken)

@@ -36,7 +36,7 @@ import procrastinate
 from procrastinate import jobs as pq_jobs
 
 from server.polling.dispatch_batches import LOOKAHEAD, TASK, BatchRouter, run_now
-from server.polling.jobs import CheckJob
+from server.polling.jobs import CheckJob, PollNow
 from server.polling.schedule import phase
 from server.runtime import Services
 from server.store import leases
@@ -147,13 +147,13 @@ class QueueDispatcher:
         self._pending = list(jobs)
         self.routes = self._load_routes()
 
-    async def run_now(self, device_id: int) -> int:
+    async def run_now(self, device_id: int) -> PollNow:
         """Queue every check of one device at once (on its site's workers) and wait until they ran."""
+        jobs = [j for j in self.jobs.values() if j.device_id == device_id]
         try:
             await asyncio.wait_for(self._opened.wait(), 10)
-        except TimeoutError:
-            return 0
-        jobs = [j for j in self.jobs.values() if j.device_id == device_id]
+        except TimeoutError:  # the queue cannot be reached
+            return PollNow(len(jobs), 0, untaken=len(jobs))
         return await run_now(self.app, jobs, site_queue(self.routes.get(device_id)), self._job_states)
 
     # ------------------------------------------------------------ the loop
@@ -248,12 +248,14 @@ class QueueDispatcher:
         with self.svc.reader.connect() as conn:
             fingerprint = store.inventory_fingerprint(conn)
         if fingerprint != self._fingerprint:
-            changed = self._fingerprint is not None
+            # The first pass loads too: the checks given at start-up were read before this fingerprint, and a device
+            # added in between would otherwise never be scheduled (until the next change of the inventory).
+            first = self._fingerprint is None
             self._fingerprint = fingerprint
-            if changed:
-                self.sync(self.loader())
-                if self.svc.writer is not None:
-                    self.svc.writer.inventory_changed()  # e.g. the trap receiver's address map
+            self.sync(self.loader())
+            if self.svc.writer is not None:
+                self.svc.writer.inventory_changed()  # e.g. the trap receiver's address map
+            if not first:
                 log.info("inventory changed: %d checks scheduled", len(self.jobs))
 
     def _apply(self, jobs: list[CheckJob]) -> None:
@@ -331,7 +333,7 @@ class QueueDispatcher:
         from server.alerts import worker_health
 
         manager = self.app.job_manager
-        await manager.prune_stalled_workers(3 * self.settings.worker_heartbeat_seconds)
+        await manager.prune_stalled_workers(self.settings.worker_dead_seconds)
         armed = time.monotonic() - self.leader_since > self.settings.worker_silent_seconds
         await asyncio.to_thread(worker_health.evaluate, self.svc.engine, self.settings.worker_silent_seconds, armed)
         if time.monotonic() >= self._next["prune"]:
@@ -352,14 +354,16 @@ class QueueDispatcher:
             log.info("%d checks of a dead worker's batches queued again for the others", len(again))
             await self._send(again)
         manager = self.app.job_manager
-        stall = 3 * self.settings.worker_heartbeat_seconds
+        stall = self.settings.worker_dead_seconds
         ids = {job.id for job in await manager.get_stalled_jobs(seconds_since_heartbeat=stall) if job.task_name == TASK}
         ids.update(await asyncio.to_thread(self._orphans))
         for job_id in ids:
             if job_id is None:
                 continue
             try:
-                await manager.finish_job_by_id_async(job_id, status=pq_jobs.Status.FAILED, delete_job=True)
+                # Kept as failed (pruned with the other old jobs): a 'poll now' waiting on it must not read its row's
+                # absence as a success.
+                await manager.finish_job_by_id_async(job_id, status=pq_jobs.Status.FAILED, delete_job=False)
                 self.stats.reaped += 1
                 log.info("removed queue job %s of a dead worker", job_id)
             except Exception:

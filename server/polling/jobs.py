@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from agents.base import SnmpCredentials, SshCredentials, Target
 from server.config.inventory import SnmpSpec, SnmpWriteSpec
 from server.config.settings import Settings
 from server.store.devices import DeviceRow
+
+
+class PollNow(NamedTuple):
+    """What a 'poll now' of one device did: its scheduled checks; how many were polled and stored; how many were
+    still running when the one who asked stopped waiting (a worker waiting for a check in flight: they may be polled
+    and stored later); how many no worker took (cancelled; or the queue could not be reached at all)."""
+
+    checks: int
+    ran: int
+    pending: int = 0
+    untaken: int = 0
+
+    @property
+    def outcome(self) -> str:
+        """The one word for it (the page's ?done=, the API's status): none, pending, untaken, not-polled, partly,
+        polled."""
+        if not self.checks:
+            return "none"
+        if self.pending:
+            return "pending"
+        if not self.ran:
+            return "untaken" if self.untaken else "not-polled"
+        return "polled" if self.ran == self.checks else "partly"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +50,11 @@ class CheckJob:
     def key(self) -> str:
         """Stable id for scheduling and de-duplication."""
         return f"{self.device_id}:{self.check}"
+
+    @property
+    def time_limit(self) -> float:
+        """How long one poll of it may last: its interval, within 5 s to 2 min."""
+        return max(5.0, min(float(self.interval), 120.0))
 
 
 def snmp_target(row: DeviceRow, settings: Settings, s: SnmpSpec, creds: SnmpSpec | SnmpWriteSpec) -> Target:

@@ -46,9 +46,7 @@ class PollerStats:
 class Poller:
     """Turns CheckJobs into CheckOutcomes handed to `sink` (the writer)."""
 
-    def __init__(
-        self, settings: Settings, sink: Callable[[CheckOutcome], None], room: Callable[[], bool] | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, sink: Callable[[CheckOutcome], None], room: Callable[[], bool] | None = None) -> None:
         builtin.load()
         self.settings = settings
         self.sink = sink
@@ -112,6 +110,11 @@ class Poller:
             "not_before": self._not_before.get(job.key),
             "error_facts": list(self._error_facts.get(job.key, ())),
         }
+
+    def memory(self, job: CheckJob) -> tuple[int, float | None, tuple[str, ...]]:
+        """What of a check's memory is not its counters (failure streak, back-off, error facts): cheap to compare."""
+        key = job.key
+        return self._streak.get(key, 0), self._not_before.get(key), self._error_facts.get(key, ())
 
     def import_state(self, job: CheckJob, state: dict[str, object]) -> None:
         """Take over what `export_state` gave in another process (queue workers run each check anywhere)."""
@@ -190,7 +193,7 @@ class Poller:
                 await asyncio.sleep(0.02)
 
     async def _collect(self, job: CheckJob, start: float) -> CheckOutcome:
-        limit = max(5.0, min(float(job.interval), 120.0))
+        limit = job.time_limit
         error: str | None = None
         answered = False
         extra: dict[str, object] | None = None

@@ -19,7 +19,15 @@ from typing import Any
 
 from server.polling.jobs import CheckJob
 from server.polling.poller import Poller
-from server.polling.queue_worker_state import CURRENT_BATCH, CURRENT_SLOT, CommitWaiter, Inventory, RunLog, WorkerFigures
+from server.polling.queue_worker_state import (
+    CURRENT_BATCH,
+    CURRENT_SLOT,
+    CommitWaiter,
+    HandoffPlan,
+    Inventory,
+    RunLog,
+    WorkerFigures,
+)
 from server.polling.writer import Writer
 from server.store import shards as store
 from server.store.checklocks import CheckLocks, Hold, LockLost
@@ -52,8 +60,17 @@ class BatchRunner:
     poller: Poller | None = None
     writer: Writer | None = None
     waiter: CommitWaiter = field(default_factory=CommitWaiter)
+    handoffs: HandoffPlan = field(default_factory=HandoffPlan)
     stats: BatchStats = field(default_factory=BatchStats)
     skip_logged: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.locks.on_unsaved = self._unsaved
+
+    def _unsaved(self, keys: list[str]) -> None:
+        """Hand-offs that were not stored: the next run of each stores its own, not in up to HANDOFF_EVERY slots."""
+        for key in keys:
+            self.handoffs.forget(key)
 
     async def _job(self, key: str) -> CheckJob | None:
         job = self.inventory.jobs.get(key)
@@ -117,6 +134,7 @@ class BatchRunner:
             return
         states = await store.load_handoffs_async(self.connector, [(job.device_id, job.check) for job in cold])
         for job in cold:
+            self.handoffs.forget(job.key)  # this run's memory is stored, whatever was stored here before
             state = states.get((job.device_id, job.check))
             if state:
                 poller.import_state(job, state)
@@ -147,11 +165,12 @@ class BatchRunner:
         try:
             async with self.locks.guard(session):  # its lock session lost: the poll is cut (another worker may run it)
                 outcome = await poller.run_check(job, due=due)
-            if outcome is not None:
+            if outcome is not None and self.handoffs.due(job.key, slot, poller.memory(job)):
                 handoff = (job.device_id, job.check, poller.export_state(job))
         except LockLost as exc:
             log.warning("check %s of %s (slot %s) cut: %s", job.check, job.device, slot, exc)
             self.last_slot.pop(job.key, None)  # its memory here is not the last run's any more
+            self.handoffs.forget(job.key)
             return
         finally:  # its poll is over: the next slot may run (here or elsewhere) before this batch's commit, and finds
             self.locks.release_soon(job.key, session, handoff)  # the counters stored before the lock is freed

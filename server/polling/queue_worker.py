@@ -43,6 +43,11 @@ from server.store.shards import with_app_name, worker_queue
 from server.store.space import Storage
 
 log = logging.getLogger("pocketnoc.worker")
+FORCED_STORE_WAIT = 20.0  # a 'poll now' result not stored by then fails its job (the one who asked stops at 30 s)
+
+
+class NotPolled(Exception):
+    """A 'poll now' could not poll (its check kept running, was deleted, or failed) or store its result: its job fails."""
 
 
 @dataclass
@@ -99,33 +104,48 @@ class CheckWorker:
     async def run_check(
         self, device_id: int, check: str, due: float | None = None, timestamp: int | None = None, force: bool = False
     ) -> None:
-        """The queue task: run one check of one slot (`due` and `timestamp` are on the database's clock)."""
-        if self.poller is None or self.writer is None:
-            return
+        """The queue task: run one check of one slot (`due` and `timestamp` are on the database's clock).
+
+        A 'poll now' (`force`) that could not poll fails its job (NotPolled), so the one who asked hears it did not run."""
+        polled = False
         try:
-            key = f"{device_id}:{check}"
-            job = self.inventory.jobs.get(key)
-            if job is None and self.inventory.miss_allowed():
-                await asyncio.to_thread(self.inventory.refresh, True)
-                job = self.inventory.jobs.get(key)
-            if job is None:
-                return  # deleted or disabled since it was queued
-            # Never twice at once: a slot whose check still runs elsewhere is skipped; 'poll now' waits for that run.
-            session = await self.locks.acquire(key, wait=float(job.interval) + 5 if force else 0.0)
-            if session is None:
-                if key not in self.locks.held:
-                    self._note_skip(job.device, check, timestamp)
-                return
-            handoff: list[Handoff] = []
-            try:
-                await self._run_locked(job, key, session, due, timestamp, force, handoff)
-            except LockLost as exc:
-                log.warning("check %s of %s (slot %s) cut: %s", check, job.device, timestamp, exc)
-                self._last_slot.pop(key, None)  # its memory here is not the last run's any more
-            finally:  # the counters are stored before the lock is freed: the next run, on any worker, finds them
-                await self.locks.release(key, session, handoff[0] if handoff else None)
+            if self.poller is not None and self.writer is not None:  # (both are set before any job is taken)
+                polled = await self._run_check(device_id, check, due, timestamp, force)
         except Exception:  # a failed job would only be retried late; the next slot comes anyway
             log.exception("check %s of device %s failed in the worker", check, device_id)
+        if force and not polled:
+            raise NotPolled(f"'poll now' of check {check} of device {device_id} was not polled and stored (see the log above)")
+
+    async def _run_check(self, device_id: int, check: str, due: float | None, timestamp: int | None, force: bool) -> bool:
+        key = f"{device_id}:{check}"
+        job = self.inventory.jobs.get(key)
+        if job is None and (force or self.inventory.miss_allowed()):  # e.g. a device added a moment ago
+            await asyncio.to_thread(self.inventory.refresh, True)
+            job = self.inventory.jobs.get(key)
+        if job is None:  # deleted or disabled since it was queued
+            if force:
+                log.warning("'poll now' of check %s of device %s: not among this worker's checks (deleted or polling "
+                            "off)", check, device_id)  # fmt: skip
+            return False
+        # Never twice at once: a slot whose check still runs elsewhere is skipped. 'Poll now' waits for that run, and
+        # for one more: a slot that came while it ran may take the lock first when it ends (BatchRunner._later).
+        session = await self.locks.acquire(key, wait=2 * job.time_limit + 5 if force else 0.0)
+        if session is None:
+            if force:
+                log.warning("'poll now' of check %s of %s: it still ran after %.0fs; not polled again", check,
+                            job.device, 2 * job.time_limit + 5)  # fmt: skip
+            elif key not in self.locks.held:
+                self._note_skip(job.device, check, timestamp)
+            return False
+        handoff: list[Handoff] = []
+        try:
+            return await self._run_locked(job, key, session, due, timestamp, force, handoff)
+        except LockLost as exc:
+            log.warning("check %s of %s (slot %s) cut: %s", check, job.device, timestamp, exc)
+            self._last_slot.pop(key, None)  # its memory here is not the last run's any more
+            return False
+        finally:  # the counters are stored before the lock is freed: the next run, on any worker, finds them
+            await self.locks.release(key, session, handoff[0] if handoff else None)
 
     def _note_skip(self, device: str, check: str, slot: int | None) -> None:
         """Say so once per check per ten minutes (a check slower than its interval skips every other slot)."""
@@ -144,11 +164,12 @@ class CheckWorker:
         timestamp: int | None,
         force: bool,
         handoff: list[Handoff],
-    ) -> None:
-        """Run one slot of a check whose lock this worker holds; what the next run needs goes into `handoff`."""
+    ) -> bool:
+        """Run one slot of a check whose lock this worker holds (whether it polled); what the next run needs goes into
+        `handoff`."""
         poller, writer = self.poller, self.writer
         if poller is None or writer is None:
-            return
+            return False
         device_id, check = job.device_id, job.check
         if timestamp is None or self._last_slot.get(key) != timestamp - 1:  # the previous slot ran elsewhere
             state = await store.load_handoff_async(self.app.connector, device_id, check)
@@ -161,11 +182,14 @@ class CheckWorker:
         async with self.locks.guard(hold):  # its lock session lost: the poll is cut (another worker may run it)
             outcome = await poller.run_check(job, due=local_due, force=force)
         if outcome is None:
-            return
+            return False
         handoff.append((device_id, check, poller.export_state(job)))
         self.figures.add(outcome.ok, None if local_due is None else max(0.0, outcome.ts - local_due))
-        if force:  # 'poll now' waits until the result is stored
-            await asyncio.to_thread(writer.flush, 10.0)
+        if force and not await asyncio.to_thread(writer.flush, FORCED_STORE_WAIT):  # 'poll now' waits until it is stored
+            log.warning("'poll now' of check %s of %s: polled, but not stored after %.0fs", check, job.device,
+                        FORCED_STORE_WAIT)  # fmt: skip
+            return False
+        return True
 
     def _heartbeat(self) -> None:
         in_flight = self.poller.stats.in_flight if self.poller else 0
@@ -262,7 +286,7 @@ class CheckWorker:
                 listen_notify=True,
                 fetch_job_polling_interval=1.0,
                 update_heartbeat_interval=hb,
-                stalled_worker_timeout=3 * hb,
+                stalled_worker_timeout=self.settings.worker_dead_seconds,
                 shutdown_graceful_timeout=30.0,
                 install_signal_handlers=False,
             )

@@ -27,6 +27,34 @@ CURRENT_BATCH: ContextVar[list[CheckOutcome] | None] = ContextVar("pocketnoc_bat
 log = logging.getLogger("pocketnoc.worker")
 
 
+# A check's counters are stored for the next worker at most this many of its slots apart. A device stays on its
+# worker while it lives, so what is stored is read only when it moves; the counters found then may be a few slots
+# old, and its first rate there spans those slots (an average over them, as after a back-off in one process).
+HANDOFF_EVERY = 5
+
+
+class HandoffPlan:
+    """When a check's memory is stored for another worker: on its first run here, whenever more than its counters
+    changed (failure streak, back-off, error facts: they decide alerts and waits at once), else every HANDOFF_EVERY
+    slots. Storing it on every poll wrote ~16 KB of counters a poll a device: a fifth of a worker's CPU and more
+    of PostgreSQL's, for something read only when a device moves."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, tuple[int, object]] = {}  # check -> (slot stored, its memory besides counters then)
+
+    def due(self, key: str, slot: int, memory: object) -> bool:
+        """Whether to store this slot's memory (then counted as stored)."""
+        last = self._saved.get(key)
+        if last is not None and last[1] == memory and 0 <= slot - last[0] < HANDOFF_EVERY:
+            return False
+        self._saved[key] = (slot, memory)
+        return True
+
+    def forget(self, key: str) -> None:
+        """Its memory came from elsewhere, or its last store may have been lost: store the next run's."""
+        self._saved.pop(key, None)
+
+
 class Inventory:
     """Every check of every enabled device, re-read when the database says something changed."""
 

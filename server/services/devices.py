@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import ValidationError
 
 from server.auth.access import Principal
 from server.auth.stepup import StepUpRequired, is_fresh
 from server.config.inventory import DeviceSpec, FieldError, error_list, timeout_problems
 from server.polling import pipeline
+from server.polling.jobs import PollNow
 from server.runtime import Services
 from server.services.bodies import DevicePatch
 from server.services.errors import Conflict, NotFound, ServiceError
@@ -104,3 +107,14 @@ def remove_device(svc: Services, p: Principal, ip: str, device_id: int) -> None:
         delete_device(conn, device_id)
         accounts.write_audit(conn, p.user, "device.delete", name, {}, ip)
     pipeline.reschedule(svc, removed_device=device_id)
+
+
+async def poll_now(svc: Services, device_id: int) -> PollNow | None:
+    """'Poll now' of one device, as the API, the page and an action's verification ask it: what was polled and
+    stored (None: this process does not poll). A result polled but not stored within 10 s counts as pending."""
+    if svc.dispatcher is None or svc.writer is None:
+        return None
+    done = await svc.dispatcher.run_now(device_id)
+    if not await asyncio.to_thread(svc.writer.flush, 10.0) and done.ran:
+        return done._replace(ran=0, pending=done.pending + done.ran)
+    return done

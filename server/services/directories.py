@@ -17,7 +17,7 @@ from server.runtime import Services
 from server.services.errors import Conflict, NotFound, ServiceError
 from server.store import accounts
 from server.store import directories as rows
-from server.store.db import Connection
+from server.store.db import SYNC_DIRECTORIES, Connection, serialise_sync
 from server.store.directories import DirectoryRow
 from server.store.jsontypes import JsonObject, JsonValue
 
@@ -61,6 +61,7 @@ def sync_file(svc: Services) -> list[str]:
     config = load_directories(svc.settings.directories_file)
     warnings: list[str] = []
     with svc.engine.begin() as conn:
+        serialise_sync(conn, SYNC_DIRECTORIES)  # serve processes starting together: one after the other
         wanted = {spec.name for spec in config.directories}
         for spec in config.directories:
             found = rows.get_row(conn, spec.name)

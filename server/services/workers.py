@@ -14,7 +14,8 @@ from server.store import workers as store
 def forget_worker(svc: Services, p: Principal, ip: str | None, worker_id: int) -> str:
     """Remove a stopped or silent worker (its alert resolves; a live one would only register again)."""
     with svc.engine.begin() as conn:
-        found = [w for w in store.list_workers(conn, svc.settings.worker_silent_seconds) if w["id"] == worker_id]
+        found = [w for w in store.list_workers(conn, svc.settings.worker_silent_seconds, svc.settings.worker_dead_seconds)
+                 if w["id"] == worker_id]  # fmt: skip
         if not found:
             raise NotFound("no such worker")
         if found[0]["state"] == "running":

@@ -39,12 +39,9 @@ class StoredState(NamedTuple):
     flapping: bool
 
 
-class NewState(TypedDict):
-    """A key's state to insert (or to upsert over a row another writer added first)."""
+class StateValues(TypedDict):
+    """What the engine remembers of a key: the columns of alert_states besides its id and its key (STATE_COLUMNS)."""
 
-    rule: str
-    device_id: int
-    labels: str
     status: str
     since: float
     value: float | None
@@ -53,16 +50,8 @@ class NewState(TypedDict):
     flapping: bool
 
 
-class StateUpdate(TypedDict):
-    """A changed state of a stored key (b_ bound to the row id, v_ to the new values)."""
-
-    b_id: int
-    v_status: str
-    v_since: float
-    v_value: float | None
-    v_alert: int | None
-    v_changes: list[float]
-    v_flapping: bool
+KEY_COLUMNS = ("rule", "device_id", "labels")
+STATE_COLUMNS = tuple(StateValues.__annotations__)
 
 
 def devices_by_id(conn: Connection, ids: list[int]) -> dict[int, RuleDevice]:
@@ -77,34 +66,24 @@ def load(conn: Connection, ids: list[int]) -> dict[StateKey, StoredState]:
     return {(r.rule, r.device_id, r.labels): StoredState._make(r) for r in rows}
 
 
-def update_many(conn: Connection, updates: list[StateUpdate]) -> None:
-    """Write changed states in one statement; each dict has b_id and v_status, v_since, v_value, v_alert,
-    v_changes, v_flapping."""
-    if not updates:
-        return
-    conn.execute(
-        update(alert_states)
-        .where(alert_states.c.id == bindparam("b_id"))
-        .values(
-            status=bindparam("v_status"),
-            since=bindparam("v_since"),
-            value=bindparam("v_value"),
-            alert_id=bindparam("v_alert"),
-            changes=bindparam("v_changes"),
-            flapping=bindparam("v_flapping"),
-        ),
-        updates,
-    )
+# executemany binds each row's id to b_id and its values to v_<column> (a bind may not share a SET column's name)
+_UPDATE = update(alert_states).where(alert_states.c.id == bindparam("b_id")).values(
+    {c: bindparam(f"v_{c}") for c in STATE_COLUMNS}
+)
 
 
-KEY_COLUMNS = ("rule", "device_id", "labels")
-STATE_COLUMNS = ("status", "since", "value", "alert_id", "changes", "flapping")
+def update_many(conn: Connection, updates: list[tuple[int, StateValues]]) -> None:
+    """Write changed states, (row id, new values) each, in one statement."""
+    if updates:
+        conn.execute(_UPDATE, [{"b_id": row_id, **{f"v_{c}": v for c, v in values.items()}} for row_id, values in updates])
+
+
 _UPSERTS: dict[str, Any] = {}  # one statement per dialect, built once (building it costs more than running it)
 
 
-def upsert_many(conn: Connection, rows: list[NewState]) -> None:
-    """INSERT … ON CONFLICT on the state's unique key for many new keys in one statement (executemany), so two
-    writers can never fail on the same new key. Each dict has KEY_COLUMNS and STATE_COLUMNS.
+def upsert_many(conn: Connection, rows: list[tuple[StateKey, StateValues]]) -> None:
+    """INSERT … ON CONFLICT on the state's unique key for many new keys, (key, values) each, in one statement
+    (executemany), so two writers can never fail on the same new key.
 
     One statement per batch, not per key: a device's first poll brings ~25 new keys (one per interface for the
     armed interface rules); built and run one by one they cost ~15 ms a device, most of it in building the
@@ -118,12 +97,18 @@ def upsert_many(conn: Connection, rows: list[NewState]) -> None:
         insert = (postgresql if name == "postgresql" else sqlite).insert(alert_states)
         stmt = _UPSERTS[name] = insert.on_conflict_do_update(
             index_elements=list(KEY_COLUMNS), set_={k: insert.excluded[k] for k in STATE_COLUMNS})
-    conn.execute(stmt, rows)
+    conn.execute(stmt, [{"rule": rule, "device_id": device_id, "labels": labels, **values}
+                        for (rule, device_id, labels), values in rows])
 
 
 def device_graph(conn: Connection) -> list[tuple[int, int | None, str]]:
-    """(id, parent id, state) of every polled device: who sits behind whom, and who is in an outage."""
-    query = select(devices.c.id, devices.c.parent_id, device_status.c.state).join(
-        device_status, device_status.c.device_id == devices.c.id
+    """(id, parent id, state) of the polled devices in a dependency: those behind a parent, and the parents. A device
+    in none has no ancestor to be hidden by nor anyone behind it (a fleet without dependencies reads nothing here;
+    every device's row was read before, on each batch of the writer with an alert open: O(fleet) per batch)."""
+    parents = select(devices.c.parent_id).where(devices.c.parent_id.is_not(None))
+    query = (
+        select(devices.c.id, devices.c.parent_id, device_status.c.state)
+        .join(device_status, device_status.c.device_id == devices.c.id)
+        .where(devices.c.parent_id.is_not(None) | devices.c.id.in_(parents.scalar_subquery()))
     )
     return [(int(i), p, str(s)) for i, p, s in conn.execute(query)]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Json
+
+from server.store.db import json_text
 
 log = logging.getLogger("pocketnoc.worker")
 
@@ -21,10 +23,12 @@ RELEASE_DELAY = 0.05
 UNLOCK_MANY_SQL = "SELECT count(pg_advisory_unlock(hashtextextended('pocketnoc-check:' || k, 0))) FROM unnest(%s::text[]) AS k"
 # What a check's next run needs (its counters, failure streak), stored before its lock is freed, so whichever worker
 # takes the lock next finds it. Devices deleted meanwhile are skipped.
+# One JSON document [[device_id, check, state], ...]: a json[] array parameter was escaped element by element in
+# Python (psycopg's array dumper, a regular expression per element) and cost more than the states themselves.
 SAVE_HANDOFF_SQL = """
 INSERT INTO check_handoff (device_id, check_name, state, ts)
-SELECT k.device_id, k.check_name, k.state, extract(epoch FROM now())
-FROM unnest(%s::int[], %s::text[], %s::json[]) AS k(device_id, check_name, state) JOIN devices d ON d.id = k.device_id
+SELECT d.id, k->>1, k->2, extract(epoch FROM now())
+FROM json_array_elements(%s::json) AS k JOIN devices d ON d.id = (k->>0)::int
 ON CONFLICT (device_id, check_name) DO UPDATE SET state = excluded.state, ts = excluded.ts
 """
 
@@ -117,6 +121,8 @@ class CheckLocks:
         self.guarded: dict[asyncio.Task[Any], Hold] = {}  # polls running under a lock, and the taking they run under
         self.cut: set[asyncio.Task[Any]] = set()  # those cancelled because their lock session was lost
         self._watcher: asyncio.Task[None] | None = None
+        # Told the checks whose hand-off was not stored (a failed write, a lost session): their next run stores its own.
+        self.on_unsaved: Callable[[list[str]], None] = lambda _keys: None
 
     def lost(self, hold: Hold) -> bool:
         """Whether the session `hold` was taken on is gone (its locks with it)."""
@@ -263,14 +269,17 @@ class CheckLocks:
     async def _save_handoffs(self, generation: int, states: dict[tuple[int, str], dict[str, object]]) -> None:
         """Store hand-offs on the lock session while it still holds their locks (a lost session: the locks went with
         it and another worker may run the check already, so its state is not written over)."""
-        if not states or generation != self._generation:
+        if not states:
             return
-        keys = list(states)
+        if generation != self._generation:
+            self.on_unsaved([f"{d}:{c}" for d, c in states])
+            return
+        document = json_text([[d, c, state] for (d, c), state in states.items()])
         try:
-            await self._rows_none(SAVE_HANDOFF_SQL, ([d for d, _ in keys], [c for _, c in keys],
-                                                     [Json(states[k]) for k in keys]), session=generation)  # fmt: skip
+            await self._rows_none(SAVE_HANDOFF_SQL, (document,), session=generation)
         except psycopg.Error as exc:
-            log.warning("hand-off of %d checks not stored (their next run elsewhere starts cold): %s", len(keys), exc)
+            log.warning("hand-off of %d checks not stored (their next run elsewhere starts cold): %s", len(states), exc)
+            self.on_unsaved([f"{d}:{c}" for d, c in states])
 
     async def acquire_many(self, keys: list[str]) -> tuple[Hold, set[str]]:
         """Take the locks of a batch's checks at once, without waiting: (the taking, the keys taken).
@@ -319,6 +328,7 @@ class CheckLocks:
             saves, self._to_save = self._to_save, {}
             for generation, keys in pending.items():
                 if generation != self._generation:
+                    await self._save_handoffs(generation, saves.get(generation, {}))  # not stored: said so
                     continue  # taken on a session that is gone, and its locks with it
                 await self._save_handoffs(generation, saves.get(generation, {}))
                 try:  # one unlock per release: a key locked twice is listed twice

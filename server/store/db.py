@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import json
+import math
 import re
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, insert, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
@@ -26,6 +29,34 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATE_LOCK = 0x706E6D67  # pg_advisory_lock key held while migrating ("pnmg")
 
 
+def json_text(value: object) -> str:
+    """A JSON column's text: orjson (4-5x quicker than json: the writer encodes every device's latest metrics every
+    poll); json for what orjson refuses (keys that are not strings, integers beyond 64 bits). NaN and infinities
+    become null either way (PostgreSQL's json refuses them)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(_finite(value))
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_value(text_or_bytes: str | bytes) -> object:
+    """A JSON column's value: orjson, json for what orjson refuses (NaN or Infinity written by an older release)."""
+    try:
+        return orjson.loads(text_or_bytes)
+    except orjson.JSONDecodeError:
+        return json.loads(text_or_bytes)
+
+
 def make_engine(url: str, immediate: bool = True, pool_size: int = 10) -> Engine:
     """An engine tuned for its dialect: WAL and busy timeout on SQLite, a bounded pool on PostgreSQL.
 
@@ -35,7 +66,8 @@ def make_engine(url: str, immediate: bool = True, pool_size: int = 10) -> Engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               json_serializer=json_text, json_deserializer=json_value)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -53,7 +85,8 @@ def make_engine(url: str, immediate: bool = True, pool_size: int = 10) -> Engine
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                         json_serializer=json_text, json_deserializer=json_value)
 
 
 def insert_ignore(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -66,6 +99,35 @@ def insert_ignore(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) 
         conn.execute(sqlite.insert(table).on_conflict_do_nothing(), list(rows))
     else:
         conn.execute(insert(table).prefix_with("IGNORE"), list(rows))
+
+
+# pg_advisory_xact_lock keys of the start-up syncs from config files: serve processes starting together on one
+# PostgreSQL database sync one after the other (the later finds what the first made) instead of both inserting the
+# same names, a unique violation that ended one start-up.
+SYNC_DEVICES = 0x706E6476  # "pndv"
+SYNC_CHANNELS = 0x706E6368  # "pnch"
+SYNC_DIRECTORIES = 0x706E6472  # "pndr"
+
+
+def serialise_sync(conn: Connection, key: int) -> None:
+    """Take a sync's lock for this transaction (SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def insert_returning(
+    conn: Connection, table: Any, rows: Sequence[dict[str, Any]], columns: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """Insert rows, skipping ones whose key exists, and return `columns` of the rows this insert added (a skipped
+    row is not among them). Elsewhere than SQLite and PostgreSQL: nothing returned, the caller reads them."""
+    if not rows:
+        return []
+    name = conn.dialect.name
+    if name not in ("postgresql", "sqlite"):
+        insert_ignore(conn, table, rows)
+        return []
+    stmt = (postgresql if name == "postgresql" else sqlite).insert(table).on_conflict_do_nothing().returning(*columns)
+    return [tuple(r) for r in conn.execute(stmt, list(rows))]
 
 
 def alembic_config(url: str) -> Config:

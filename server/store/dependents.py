@@ -149,18 +149,25 @@ def notified_alerts(conn: Connection, alert_ids: Iterable[int]) -> set[int]:
 
 
 def behind_outages(conn: Connection) -> dict[int, str]:
-    """Devices in an outage behind an ancestor in an outage -> that (highest) ancestor's name: unreachable because of it."""
+    """Devices in an outage behind an ancestor in an outage -> that (highest) ancestor's name: unreachable because of it.
+
+    Reads the devices in an outage and the parent links of devices that are someone's parent, not the whole
+    inventory (the overview asks on every render while anything is down)."""
     rows = conn.execute(
-        select(devices.c.id, devices.c.name, devices.c.parent_id, device_status.c.state)
+        select(devices.c.id, devices.c.name, devices.c.parent_id)
         .join(device_status, device_status.c.device_id == devices.c.id)
+        .where(device_status.c.state.in_(sorted(OUTAGE)))
     )
-    parent: dict[int, int | None] = {}
     names: dict[int, str] = {}
-    down: set[int] = set()
+    parent: dict[int, int | None] = {}
     for r in rows:
-        parent[r.id], names[r.id] = r.parent_id, str(r.name)
-        if r.state in OUTAGE:
-            down.add(r.id)
+        names[r.id], parent[r.id] = str(r.name), r.parent_id
+    if all(p is None for p in parent.values()):
+        return {}
+    parents = select(devices.c.parent_id).where(devices.c.parent_id.is_not(None))
+    for link in conn.execute(select(devices.c.id, devices.c.parent_id).where(devices.c.id.in_(parents))):
+        parent.setdefault(link.id, link.parent_id)
+    down = set(names)
     out: dict[int, str] = {}
     for device_id in down:
         seen, node, found = {device_id}, parent.get(device_id), None

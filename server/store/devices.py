@@ -7,16 +7,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, text, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from server.config.inventory import DeviceSpec
 from server.keys.secretbox import SecretBox
 from server.store import hostkeys
+from server.store.db import SYNC_DEVICES, serialise_sync
 from server.store.jsontypes import JsonObject, JsonValue
 from server.store.schema import device_status, devices
 
 # Dotted fields sit in a sub-section ("write.community" is snmp.write.community).
-SYNC_LOCK = 0x706E6476  # pg_advisory_xact_lock key of the config sync ("pndv")
 SECRET_FIELDS = {
     "snmp": ("community", "auth_key", "priv_key", "write.community", "write.auth_key", "write.priv_key"),
     "ssh": ("password", "key_passphrase"),
@@ -122,7 +122,7 @@ def load_devices(conn: Connection, box: SecretBox, enabled_only: bool = False) -
 def load_device(conn: Connection, box: SecretBox, device_id: int) -> DeviceRow | None:
     """One device with secrets, or None."""
     record = conn.execute(select(devices).where(devices.c.id == device_id)).first()
-    return _row(record, box, hostkeys.enrolled(conn).get(device_id, ())) if record else None
+    return _row(record, box, hostkeys.enrolled(conn, device_id).get(device_id, ())) if record else None
 
 
 def _parent_id(conn: Connection, spec: DeviceSpec) -> int | None:
@@ -205,8 +205,7 @@ def sync_config_devices(conn: Connection, specs: list[DeviceSpec], box: SecretBo
 
     Serve processes starting together on one PostgreSQL database sync one after the other (the later one finds the
     devices the first created), not both inserting the same names (a unique violation that ended one start-up)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SYNC_LOCK})
+    serialise_sync(conn, SYNC_DEVICES)
     existing = {r.name: r for r in conn.execute(select(devices.c.id, devices.c.name, devices.c.source))}
     wanted = {s.name for s in specs}
     counts = {"created": 0, "updated": 0, "removed": 0}

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
 
 from server.store.jsontypes import JsonObject
 from server.store.schema import device_status, devices
@@ -197,8 +197,12 @@ def mark_found(conn: Connection, found_id: int, status: str, device_id: int | No
 
 def device_index(conn: Connection) -> dict[str, tuple[int, str]]:
     """Existing devices by address and by lower-case name -> (id, name), to tell known devices from new ones."""
+    return _index(conn.execute(select(devices.c.id, devices.c.name, devices.c.address).order_by(devices.c.id)))
+
+
+def _index(rows: Iterable[Row[tuple[object, ...]]]) -> dict[str, tuple[int, str]]:
     out: dict[str, tuple[int, str]] = {}
-    for row in conn.execute(select(devices.c.id, devices.c.name, devices.c.address)):
+    for row in rows:
         out[str(row.address)] = (int(row.id), str(row.name))
         out.setdefault("name:" + str(row.name).lower(), (int(row.id), str(row.name)))
     return out
@@ -211,12 +215,24 @@ def replace_neighbours(conn: Connection, device_id: int, rows: Sequence[dict[str
         conn.execute(insert(device_neighbours), [{**r, "device_id": device_id, "seen_at": now} for r in rows])
 
 
+def _index_of(conn: Connection, addresses: set[str], names: set[str]) -> dict[str, tuple[int, str]]:
+    """device_index, of only the devices with one of these addresses or (lower-case) names."""
+    if not addresses and not names:
+        return {}
+    named = or_(devices.c.address.in_(addresses), func.lower(devices.c.name).in_(names))
+    query = select(devices.c.id, devices.c.name, devices.c.address).where(named).order_by(devices.c.id)
+    return _index(conn.execute(query))
+
+
 def neighbours_of(conn: Connection, device_id: int) -> list[NeighbourRow]:
-    """A device's neighbours, by port, each with the id of the device it names when that is known."""
-    index = device_index(conn)
+    """A device's neighbours, by port, each with the id of the device it names when that is known (the device page
+    shows them: only the devices they name are read, not the whole inventory)."""
     query = select(device_neighbours).where(device_neighbours.c.device_id == device_id).order_by(device_neighbours.c.id)
+    rows = list(conn.execute(query))
+    index = _index_of(conn, {str(r.remote_address) for r in rows if r.remote_address},
+                      {str(r.remote_name).lower() for r in rows if r.remote_name})  # fmt: skip
     out = []
-    for r in conn.execute(query):
+    for r in rows:
         known = index.get(str(r.remote_address)) or index.get("name:" + str(r.remote_name).lower())
         out.append(
             NeighbourRow(

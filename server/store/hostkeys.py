@@ -10,11 +10,14 @@ from sqlalchemy import Connection, delete, insert, select
 from server.store.schema import device_status, devices, host_keys
 
 
-def enrolled(conn: Connection) -> dict[int, tuple[str, ...]]:
-    """Every device's enrolled key lines."""
+def enrolled(conn: Connection, device_id: int | None = None) -> dict[int, tuple[str, ...]]:
+    """Every device's enrolled key lines (or one device's)."""
     out: dict[int, list[str]] = {}
-    for device_id, key_line in conn.execute(select(host_keys.c.device_id, host_keys.c.key_line).order_by(host_keys.c.id)):
-        out.setdefault(device_id, []).append(key_line)
+    query = select(host_keys.c.device_id, host_keys.c.key_line).order_by(host_keys.c.id)
+    if device_id is not None:
+        query = query.where(host_keys.c.device_id == device_id)
+    for owner, key_line in conn.execute(query):
+        out.setdefault(owner, []).append(key_line)
     return {k: tuple(v) for k, v in out.items()}
 
 

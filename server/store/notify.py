@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, text, update
 
 from server.store import deliveries
 from server.store.alerts import active_silences, silence_matches
-from server.store.notify_records import Attempt, Message, NewMessage, NotifiedTarget, NotifyAlert, OutboxEvent, Track, TrackValues
+from server.store.notify_records import Attempt, Message, NewMessage, NotifiedTarget, NotifyAlert, OutboxEvent, Track
 from server.store.schema import alerts, devices, notify_deliveries, notify_messages, notify_outbox, notify_tokens, notify_tracks
 
 NOTIFYING_KINDS = ("trigger", "escalate", "reminder")
@@ -90,12 +91,18 @@ class Holds:
 _TRACK_UPDATE = update(notify_tracks).where(notify_tracks.c.alert_id == bindparam("b_alert"))
 
 
-def put_track(conn: Connection, alert_id: int, values: TrackValues, exists_already: bool) -> None:
-    """Insert or update a track (parameters, not literals: the statement stays in SQLAlchemy's cache)."""
+def put_track(conn: Connection, track: Track, exists_already: bool) -> None:
+    """Insert a track or write all of it (parameters, not literals: the statement stays in SQLAlchemy's cache)."""
+    values = asdict(track)
     if exists_already:
-        conn.execute(_TRACK_UPDATE, {"b_alert": alert_id, **values})
+        conn.execute(_TRACK_UPDATE, {"b_alert": values.pop("alert_id"), **values})
     else:
-        conn.execute(insert(notify_tracks), {"alert_id": alert_id, **values})
+        conn.execute(insert(notify_tracks), values)
+
+
+def move_track(conn: Connection, alert_id: int, status: str, next_at: float | None, now: float) -> None:
+    """Set a track's status and when it is looked at next."""
+    conn.execute(_TRACK_UPDATE, {"b_alert": alert_id, "status": status, "next_at": next_at, "updated_at": now})
 
 
 def tracks_by_alert(conn: Connection, ids: Iterable[int]) -> dict[int, Track]:
@@ -131,14 +138,14 @@ def next_track_due(conn: Connection) -> float | None:
 
 def add_message(conn: Connection, values: NewMessage) -> int:
     """Insert a message; returns its id."""
-    result = conn.execute(insert(notify_messages), values)
+    result = conn.execute(insert(notify_messages), asdict(values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 def add_messages(conn: Connection, rows: list[NewMessage]) -> None:
-    """Insert many messages in one executemany (rows must share their keys)."""
+    """Insert many messages in one executemany."""
     if rows:
-        conn.execute(insert(notify_messages), rows)
+        conn.execute(insert(notify_messages), [asdict(r) for r in rows])
 
 
 def recent_counts(conn: Connection, since: float) -> dict[tuple[str, int], int]:
@@ -321,10 +328,13 @@ def discard(conn: Connection, message_id: int) -> bool:
     )
 
 
-def counts(conn: Connection) -> dict[str, int]:
-    """Messages per status (for the status page and /metrics)."""
+def counts(conn: Connection, kind: str | None = None) -> dict[str, int]:
+    """Messages per status (for the status page and /metrics), of one kind ("trigger", ...) when given."""
     m = notify_messages
-    return {str(s): int(n) for s, n in conn.execute(select(m.c.status, func.count()).group_by(m.c.status))}
+    query = select(m.c.status, func.count()).group_by(m.c.status)
+    if kind is not None:
+        query = query.where(m.c.kind == kind)
+    return {str(s): int(n) for s, n in conn.execute(query)}
 
 
 def prune(conn: Connection, now: float, keep_days: float) -> None:

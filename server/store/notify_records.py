@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, TypedDict
+from typing import NamedTuple, TypeAlias, TypedDict
 
 from server.store.jsontypes import JsonObject, JsonValue
 
@@ -59,54 +59,31 @@ class Track:
     updated_at: float
 
 
-class TrackValues(TypedDict, total=False):
-    """Columns of notify_tracks to write (all but the alert id, which is the key)."""
-
-    episode: int
-    status: str
-    notified: bool
-    plan: list[dict[str, JsonValue]]
-    next_at: float | None
-    updated_at: float
-
-
-class NewMessage(TypedDict, total=False):
-    """Columns of a notify_messages row to insert."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMessage:
+    """A notify_messages row to insert: what to send to whom, and when (a new message waits, unsent)."""
 
     created_at: float
     next_at: float
-    attempts: int
-    status: str
     kind: str
-    alert_id: int | None
-    episode: int | None
     dedup_key: str
     target_type: str
     target_id: int
     user_id: int | None
-    summary_id: int | None
     payload: JsonObject
+    alert_id: int | None = None
+    episode: int | None = None
+    status: str = "pending"
+    attempts: int = 0
+    summary_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message(NewMessage):
     """A notify_messages row (as claimed: locked_until is the claim, the fence finishing it checks)."""
 
     id: int
-    created_at: float
-    next_at: float
     locked_until: float | None
-    attempts: int
-    status: str
-    kind: str
-    alert_id: int | None
-    episode: int | None
-    dedup_key: str
-    target_type: str
-    target_id: int
-    user_id: int | None
-    summary_id: int | None
-    payload: JsonObject
     sent_at: float | None
     last_status: str | None
     last_error: str | None
@@ -142,26 +119,6 @@ class Receipt(TypedDict):
     ms: float | None
 
 
-class MessageView(TypedDict):
-    """A message with its receipts, as the API and pages show it (the row's columns, in table order, then these)."""
-
-    id: int
-    created_at: float
-    next_at: float
-    locked_until: float | None
-    attempts: int
-    status: str
-    kind: str
-    alert_id: int | None
-    episode: int | None
-    dedup_key: str
-    target_type: str
-    target_id: int
-    user_id: int | None
-    summary_id: int | None
-    payload: JsonObject
-    sent_at: float | None
-    last_status: str | None
-    last_error: str | None
-    deliveries: list[Receipt]
-    possible_duplicate: bool
+# A message as the API and pages show it: the row's columns, in table order, then "deliveries" (its Receipts) and
+# "possible_duplicate" (whether an attempt followed one that may have arrived).
+MessageView: TypeAlias = dict[str, object]

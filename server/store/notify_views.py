@@ -7,28 +7,23 @@ from typing import Any
 from sqlalchemy import Connection, Row, select
 
 from server.store import deliveries
-from server.store.notify_records import Message, MessageView, Receipt
+from server.store.notify_records import MessageView, Receipt
 from server.store.schema import notify_deliveries, notify_messages
 
 
 def _with_receipts(conn: Connection, rows: list[Row[Any]]) -> list[MessageView]:
-    messages = [Message(**r._mapping) for r in rows]
     receipts: dict[int, list[Receipt]] = {}
-    if messages:
+    if rows:
         d = notify_deliveries
-        for r in conn.execute(select(d).where(d.c.message_id.in_([m.id for m in messages])).order_by(d.c.id)):
+        for r in conn.execute(select(d).where(d.c.message_id.in_([m.id for m in rows])).order_by(d.c.id)):
             receipts.setdefault(r.message_id, []).append(
                 {"ts": r.ts, "result": r.result, "status": r.status, "detail": r.detail, "ms": r.ms}
             )
-    return [_view(m, receipts.get(m.id, [])) for m in messages]
+    return [_view(m, receipts.get(m.id, [])) for m in rows]
 
 
-def _view(m: Message, receipts: list[Receipt]) -> MessageView:
-    return {"id": m.id, "created_at": m.created_at, "next_at": m.next_at, "locked_until": m.locked_until,
-            "attempts": m.attempts, "status": m.status, "kind": m.kind, "alert_id": m.alert_id, "episode": m.episode,
-            "dedup_key": m.dedup_key, "target_type": m.target_type, "target_id": m.target_id, "user_id": m.user_id,
-            "summary_id": m.summary_id, "payload": m.payload, "sent_at": m.sent_at, "last_status": m.last_status,
-            "last_error": m.last_error, "deliveries": receipts, "possible_duplicate": deliveries.possible_duplicate(receipts)}
+def _view(row: Row[Any], receipts: list[Receipt]) -> MessageView:
+    return {**row._mapping, "deliveries": receipts, "possible_duplicate": deliveries.possible_duplicate(receipts)}
 
 
 def list_messages(conn: Connection, status: str = "", user_id: int | None = None, alert_id: int | None = None,

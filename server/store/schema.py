@@ -2,7 +2,9 @@
 
 The tables live in `server/store/tables_<area>.py`; this module re-exports them, so `from server.store.schema
 import devices` keeps working. A new feature puts its tables in its own `tables_<feature>.py` (registered on
-`metadata`) and adds one import line at the end of this module, so the migrations and `metadata` see them.
+`metadata`; `server/store/columns.py` builds the id-keyed table and the column shapes tables share) and adds one
+import line at the end of this module, so the migrations and `metadata` see them (tests/server/test_store_migrate.py
+fails when a table differs from what the migrations make).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from server.store.schema import meta, metadata
 
 CANARY_KEY = "secret_key_check"
 # Every (table, column) sealed with the secret box: add one here when a table starts keeping sealed secrets
-# (tests/server/test_security_secrets.py fails on a sealed-looking column missing here).
+# (tests/server/test_security_keyrotation.py fails on a sealed-looking column missing here).
 SEALED_COLUMNS: list[tuple[str, str]] = [
     ("devices", "secrets"),
     ("users", "totp_secret"),

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, LargeBinary, String, Table
 
+from server.store.columns import at, by, flag, id_table, json_dict, json_list, ref, unique_name
 from server.store.metadata import metadata
 
-users = Table(
+users = id_table(
     "users",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
+    unique_name(),
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
-    Column("disabled", Boolean, nullable=False, default=False),
-    Column("created_at", Float, nullable=False),
-    Column("password_changed_at", Float, nullable=False),
+    flag("disabled"),
+    at("created_at"),
+    at("password_changed_at"),
     # Two-factor state (0004): TOTP secrets are sealed with the secret box like device secrets.
     Column("totp_secret", LargeBinary),
     Column("totp_pending", LargeBinary),  # an enrolment not yet confirmed with a code
@@ -28,10 +27,10 @@ users = Table(
 user_prefs = Table(
     "user_prefs",
     metadata,
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    ref("user_id", "users", primary_key=True),
     Column("tz", String(64), nullable=False),
     Column("tz_auto", Boolean, nullable=False),  # true: taken from the browser on first visit, not chosen
-    Column("updated_at", Float, nullable=False),
+    at("updated_at"),
 )
 
 
@@ -39,54 +38,48 @@ sessions = Table(
     "sessions",
     metadata,
     Column("id", String(64), primary_key=True),  # sha256 of the cookie value
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    ref("user_id", "users"),
     Column("csrf", String(64), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("last_seen", Float, nullable=False),
+    at("created_at"),
+    at("last_seen"),
     Column("ip", String(64)),
     Column("user_agent", String(256)),
     # "full", or a half-session: "2fa" (password ok, second factor due) or "enrol" (must set up 2FA).
     Column("stage", String(8), nullable=False, default="full", server_default="full"),
-    Column("verified_at", Float),  # last fresh sign-in proof (second factor, or password without 2FA)
+    at("verified_at", nullable=True),  # last fresh sign-in proof (second factor, or password without 2FA)
     Column("failures", Integer, nullable=False, default=0, server_default="0"),  # wrong codes on a half-session
     Index("ix_sessions_user", "user_id"),
 )
 
 
-api_tokens = Table(
+api_tokens = id_table(
     "api_tokens",
-    metadata,
-    Column("id", Integer, primary_key=True),
     Column("name", String(64), nullable=False),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    ref("user_id", "users"),
     Column("token_hash", String(64), nullable=False, unique=True),
-    Column("created_at", Float, nullable=False),
-    Column("last_used", Float),
-    Column("revoked", Boolean, nullable=False, default=False),
+    at("created_at"),
+    at("last_used", nullable=True),
+    flag("revoked"),
 )
 
 
-audit = Table(
+audit = id_table(
     "audit",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("ts", Float, nullable=False),
+    at("ts"),
     Column("user_id", Integer),
-    Column("username", String(64)),
+    by("username"),
     Column("action", String(64), nullable=False),
     Column("target", String(256)),
-    Column("detail", JSON, nullable=False, default=dict),
+    json_dict("detail"),
     Column("ip", String(64)),
     Index("ix_audit_ts", "ts"),
 )
 
 
-login_attempts = Table(
+login_attempts = id_table(
     "login_attempts",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("ts", Float, nullable=False),
-    Column("username", String(64), nullable=False),
+    at("ts"),
+    by("username", nullable=False),
     Column("ip", String(64), nullable=False),
     Column("ok", Boolean, nullable=False),
     Index("ix_login_attempts_ts", "ts"),
@@ -95,30 +88,26 @@ login_attempts = Table(
 )
 
 
-recovery_codes = Table(
+recovery_codes = id_table(
     "recovery_codes",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    ref("user_id", "users"),
     Column("code_hash", String(255), nullable=False),  # argon2id; the code itself is shown once
-    Column("created_at", Float, nullable=False),
-    Column("used_at", Float),
+    at("created_at"),
+    at("used_at", nullable=True),
     Index("ix_recovery_codes_user", "user_id"),
 )
 
 
-passkeys = Table(
+passkeys = id_table(
     "passkeys",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    ref("user_id", "users"),
     Column("credential_id", String(512), nullable=False, unique=True),  # base64url
     Column("public_key", LargeBinary, nullable=False),  # COSE key; public, not a secret
     Column("sign_count", BigInteger, nullable=False, default=0),
     Column("name", String(64), nullable=False),
-    Column("transports", JSON, nullable=False, default=list),
-    Column("created_at", Float, nullable=False),
-    Column("last_used", Float),
+    json_list("transports"),
+    at("created_at"),
+    at("last_used", nullable=True),
     Index("ix_passkeys_user", "user_id"),
 )
 
@@ -129,6 +118,6 @@ webauthn_challenges = Table(
     Column("id", String(64), primary_key=True),  # sha256 of the challenge
     Column("purpose", String(16), nullable=False),  # register, login, second, stepup
     Column("binding", String(64), nullable=False),  # session id or login-form digest it belongs to
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE")),
-    Column("created_at", Float, nullable=False),
+    ref("user_id", "users", nullable=True),
+    at("created_at"),
 )

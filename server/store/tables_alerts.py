@@ -2,103 +2,91 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Float, Index, Integer, String, Text, UniqueConstraint
 
-from server.store.metadata import metadata
+from server.store.columns import at, by, counter, flag, id_table, json_list, ref, unique_name
 
-alert_states = Table(
+alert_states = id_table(
     "alert_states",
-    metadata,
-    Column("id", Integer, primary_key=True),
     Column("rule", String(64), nullable=False),
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    ref("device_id", "devices"),
     Column("labels", Text, nullable=False, default=""),
     Column("status", String(16), nullable=False),  # ok, pending, firing, held (open only because it flaps)
-    Column("since", Float, nullable=False),
+    at("since"),
     Column("value", Float),
     Column("alert_id", Integer),
-    Column("changes", JSON, nullable=False, default=list),  # recent fire/resolve times, for flap detection
-    Column("flapping", Boolean, nullable=False, default=False),
+    json_list("changes"),  # recent fire/resolve times, for flap detection
+    flag("flapping"),
     UniqueConstraint("rule", "device_id", "labels", name="uq_alert_states_key"),
     Index("ix_alert_states_device", "device_id"),
 )
 
 
-alerts = Table(
+alerts = id_table(
     "alerts",
-    metadata,
-    Column("id", Integer, primary_key=True),
     Column("rule", String(64), nullable=False),
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    ref("device_id", "devices"),
     Column("labels", Text, nullable=False, default=""),
     Column("severity", String(16), nullable=False),
     Column("title", Text, nullable=False),
     Column("status", String(16), nullable=False),  # firing, resolved
-    Column("started_at", Float, nullable=False),
-    Column("resolved_at", Float),
+    at("started_at"),
+    at("resolved_at", nullable=True),
     Column("last_value", Float),
     Column("episode", Integer, nullable=False, default=1),
-    Column("acked_by", String(64)),
-    Column("acked_at", Float),
+    by("acked_by"),
+    at("acked_at", nullable=True),
     Column("snoozed_until", Float),
     Column("suppressed_by", Integer),  # id of the ancestor device whose outage hides this alert
-    Column("flapping", Boolean, nullable=False, default=False),
-    Column("hidden", Integer, nullable=False, default=0),  # dependent alerts this outage hides
-    Column("updated_at", Float, nullable=False),
+    flag("flapping"),
+    counter("hidden"),  # dependent alerts this outage hides
+    at("updated_at"),
     Index("ix_alerts_status", "status", "device_id"),
     Index("ix_alerts_device", "device_id", "id"),
 )
 
 
-alert_events = Table(
+alert_events = id_table(
     "alert_events",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
-    Column("ts", Float, nullable=False),
+    ref("alert_id", "alerts"),
+    at("ts"),
     Column("kind", String(32), nullable=False),
-    Column("username", String(64)),
+    by("username"),
     Column("text", Text),
     Index("ix_alert_events_alert", "alert_id", "id"),
 )
 
 
-silences = Table(
+silences = id_table(
     "silences",
-    metadata,
-    Column("id", Integer, primary_key=True),
     Column("comment", Text, nullable=False, default=""),
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE")),
+    ref("device_id", "devices", nullable=True),
     Column("tag", String(32)),
-    Column("everything", Boolean, nullable=False, default=False),
-    Column("starts_at", Float, nullable=False),
-    Column("ends_at", Float),
+    flag("everything"),
+    at("starts_at"),
+    at("ends_at", nullable=True),
     Column("recurrence", JSON),  # {"days": [0-6], "start": "HH:MM", "minutes": N, "tz": "Europe/Berlin"}
-    Column("created_by", String(64)),
-    Column("created_at", Float, nullable=False),
+    by("created_by"),
+    at("created_at"),
 )
 
 
-alert_rules = Table(
+alert_rules = id_table(
     "alert_rules",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
+    unique_name(),
     Column("definition", JSON, nullable=False),
-    Column("created_by", String(64)),
-    Column("updated_at", Float, nullable=False),
+    by("created_by"),
+    at("updated_at"),
 )
 
 
-traps = Table(
+traps = id_table(
     "traps",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("ts", Float, nullable=False),
+    at("ts"),
     Column("source", String(64), nullable=False),
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="SET NULL")),
+    ref("device_id", "devices", "SET NULL", nullable=True),
     Column("name", String(64)),
     Column("oid", String(256), nullable=False),
-    Column("varbinds", JSON, nullable=False, default=list),
+    json_list("varbinds"),
     Index("ix_traps_ts", "ts"),
 )

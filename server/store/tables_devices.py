@@ -2,68 +2,52 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-)
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
 
+from server.store.columns import at, by, counter, flag, id_table, json_dict, json_list, ref, unique_name
 from server.store.metadata import metadata
 
-devices = Table(
+devices = id_table(
     "devices",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
+    unique_name(),
     Column("address", String(253), nullable=False),
     Column("kind", String(32)),
-    Column("tags", JSON, nullable=False, default=list),
-    Column("parent_id", Integer, ForeignKey("devices.id", ondelete="SET NULL")),
+    json_list("tags"),
+    ref("parent_id", "devices", "SET NULL", nullable=True),
     Column("interval", Integer, nullable=False),
-    Column("enabled", Boolean, nullable=False, default=True),
+    flag("enabled", True),
     # Non-secret access settings (SNMP version/port/user/protocols, SSH port/user/host keys, checks).
-    Column("spec", JSON, nullable=False, default=dict),
+    json_dict("spec"),
     # Encrypted JSON of secrets (communities, keys, passwords); never leaves the server.
     Column("secrets", LargeBinary),
     Column("source", String(16), nullable=False, default="api"),  # "config" or "api"
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
+    at("created_at"),
+    at("updated_at"),
 )
 
 
 device_status = Table(
     "device_status",
     metadata,
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    ref("device_id", "devices", primary_key=True),
     Column("state", String(16), nullable=False, default="unknown"),
-    Column("state_since", Float, nullable=False),
-    Column("last_polled", Float),
-    Column("last_ok", Float),
+    at("state_since"),
+    at("last_polled", nullable=True),
+    at("last_ok", nullable=True),
     Column("last_error", Text),
-    Column("failures", Integer, nullable=False, default=0),
+    counter("failures"),
     Column("poll_ms", Float),
-    Column("facts", JSON, nullable=False, default=dict),
-    Column("tables", JSON, nullable=False, default=dict),
-    Column("checks", JSON, nullable=False, default=dict),  # check name -> CheckStatus dict
-    Column("metrics", JSON, nullable=False, default=dict),  # check name -> [[metric, labels, value]]
+    json_dict("facts"),
+    json_dict("tables"),
+    json_dict("checks"),  # check name -> CheckStatus dict
+    json_dict("metrics"),  # check name -> [[metric, labels, value]]
 )
 
 
-state_events = Table(
+state_events = id_table(
     "state_events",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
-    Column("ts", Float, nullable=False),
+    ref("device_id", "devices"),
+    at("ts"),
     Column("old_state", String(16), nullable=False),
     Column("new_state", String(16), nullable=False),
     Column("reason", Text),
@@ -71,15 +55,13 @@ state_events = Table(
 )
 
 
-host_keys = Table(
+host_keys = id_table(
     "host_keys",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    ref("device_id", "devices"),
     Column("key_line", Text, nullable=False),  # "ssh-ed25519 AAAA..."
     Column("fingerprint", String(128), nullable=False),
-    Column("added_by", String(64)),
-    Column("added_at", Float, nullable=False),
+    by("added_by"),
+    at("added_at"),
     UniqueConstraint("device_id", "key_line", name="uq_host_keys_device_key"),
 )
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, Integer, LargeBinary, String, Table
+from sqlalchemy import JSON, Column, LargeBinary, String
 
-from server.store.schema import metadata
+from server.store.columns import at, by, id_table, unique_name
 
-directories = Table(
+directories = id_table(
     "directories",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
+    unique_name(),
     Column("source", String(8), nullable=False),  # file (directories.yaml, read-only in the pages) | admin
     Column("spec", JSON, nullable=False),  # every setting but the bind password
     Column("secret", LargeBinary),  # sealed {"bind_password": ...}; never returned by the API
-    Column("updated_at", Float, nullable=False),
-    Column("updated_by", String(64)),
+    at("updated_at"),
+    by("updated_by"),
 )

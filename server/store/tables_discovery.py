@@ -2,52 +2,46 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, String, Text, UniqueConstraint
 
-from server.store.schema import metadata
+from server.store.columns import at, by, counter, id_table, ref
 
-discovery_runs = Table(
+discovery_runs = id_table(
     "discovery_runs",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("created_at", Float, nullable=False),
-    Column("started_by", String(64), nullable=False),
+    at("created_at"),
+    by("started_by", nullable=False),
     Column("status", String(16), nullable=False),  # running, done, failed, interrupted
     Column("ranges", JSON, nullable=False),
     Column("seed", String(253)),
     Column("options", JSON, nullable=False),  # ports, rate, sweep, fdb, every (no secrets)
     Column("secrets", LargeBinary),  # sealed: the SNMP (and SSH) credentials to try, in order
-    Column("previous_id", Integer, ForeignKey("discovery_runs.id", ondelete="SET NULL")),
-    Column("addresses", Integer, nullable=False, default=0),
-    Column("done", Integer, nullable=False, default=0),
-    Column("probes", Integer, nullable=False, default=0),
+    ref("previous_id", "discovery_runs", "SET NULL", nullable=True),
+    counter("addresses"),
+    counter("done"),
+    counter("probes"),
     Column("error", Text),
-    Column("finished_at", Float),
-    Column("next_at", Float),  # when a scheduled re-run is due
+    at("finished_at", nullable=True),
+    at("next_at", nullable=True),  # when a scheduled re-run is due
 )
 
-discovery_found = Table(
+discovery_found = id_table(
     "discovery_found",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("run_id", Integer, ForeignKey("discovery_runs.id", ondelete="CASCADE"), nullable=False),
+    ref("run_id", "discovery_runs"),
     Column("address", String(64), nullable=False),
     Column("name", String(64), nullable=False),  # the proposed device name (from sysName, else the address)
     Column("change", String(16), nullable=False),  # new, changed, same, gone
     Column("changed", JSON, nullable=False),  # which fields changed since the previous run
     Column("status", String(16), nullable=False),  # proposed, approved, known (already a device), gone
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="SET NULL")),
+    ref("device_id", "devices", "SET NULL", nullable=True),
     Column("facts", JSON, nullable=False),  # sys_name, descr, object id, kind, family, profiles, model, serial, ...
     Column("parent", String(64)),  # the proposed parent's name (uplink neighbour towards the poller)
     Column("neighbours", JSON, nullable=False),
     UniqueConstraint("run_id", "address", name="uq_discovery_found_run_address"),
 )
 
-device_neighbours = Table(
+device_neighbours = id_table(
     "device_neighbours",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    ref("device_id", "devices"),
     Column("protocol", String(8), nullable=False),
     Column("local_port", String(128), nullable=False),
     Column("remote_name", String(128), nullable=False),
@@ -55,6 +49,6 @@ device_neighbours = Table(
     Column("remote_address", String(64), nullable=False),
     Column("remote_chassis", String(128), nullable=False),
     Column("remote_descr", Text, nullable=False),
-    Column("seen_at", Float, nullable=False),
+    at("seen_at"),
     Index("ix_device_neighbours_device", "device_id"),
 )

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, ForeignKey, Integer, String, Table
+from sqlalchemy import Column, String, Table
 
+from server.store.columns import at, by, ref
 from server.store.schema import metadata
 
 user_grants = Table(
     "user_grants",
     metadata,
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    ref("user_id", "users", primary_key=True),
     Column("name", String(32), primary_key=True),
-    Column("granted_at", Float, nullable=False),
-    Column("granted_by", String(64)),  # the admin's name, for the users page (the audit log has the full story)
+    at("granted_at"),
+    by("granted_by"),  # the admin's name, for the users page (the audit log has the full story)
 )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Float, Integer, String, Table, Text, UniqueConstraint
 
+from server.store.columns import id_table, ref
 from server.store.metadata import metadata
 
-series = Table(
+series = id_table(
     "series",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    ref("device_id", "devices"),
     Column("metric", String(64), nullable=False),
     Column("labels", Text, nullable=False, default=""),  # canonical JSON of the label dict
     UniqueConstraint("device_id", "metric", "labels", name="uq_series_key"),
@@ -20,7 +19,7 @@ series = Table(
 samples = Table(
     "samples",
     metadata,
-    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
+    ref("series_id", "series", primary_key=True),
     Column("ts", BigInteger, primary_key=True),
     Column("value", Float, nullable=False),
 )
@@ -29,7 +28,7 @@ samples = Table(
 rollups = Table(
     "rollups",
     metadata,
-    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
+    ref("series_id", "series", primary_key=True),
     Column("resolution", Integer, primary_key=True),  # seconds: 300 or 3600
     Column("ts", BigInteger, primary_key=True),
     Column("vmin", Float, nullable=False),

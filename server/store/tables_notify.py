@@ -2,84 +2,77 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, String, Table, Text
 
+from server.store.columns import at, by, counter, flag, id_table, json_dict, json_list, ref, unique_name
 from server.store.metadata import metadata
 
 # One row per alert change that may notify, written by store.alerts.record_event in the alert's transaction.
-notify_outbox = Table(
+notify_outbox = id_table(
     "notify_outbox",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    ref("alert_id", "alerts"),
     Column("kind", String(32), nullable=False),
-    Column("username", String(64)),
-    Column("ts", Float, nullable=False),
-    Column("done_at", Float),
+    by("username"),
+    at("ts"),
+    at("done_at", nullable=True),
     Index("ix_notify_outbox_pending", "done_at", "id"),
 )
 
 
-notify_channels = Table(
+notify_channels = id_table(
     "notify_channels",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
+    unique_name(),
     Column("kind", String(16), nullable=False),  # webhook, email, apprise
     Column("secret", LargeBinary, nullable=False),  # sealed {"url": ...}: channel URLs carry tokens
     Column("display", String(300), nullable=False),  # the URL with secrets masked
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE")),  # personal channel of a user
-    Column("enabled", Boolean, nullable=False, default=True),
-    Column("allow_unsafe", Boolean, nullable=False, default=False),
+    ref("user_id", "users", nullable=True),  # personal channel of a user
+    flag("enabled", True),
+    flag("allow_unsafe"),
     Column("source", String(16), nullable=False, default="api"),  # "config" or "api"
     Column("status", String(16), nullable=False, default="ok"),  # ok, failing, broken
-    Column("failures", Integer, nullable=False, default=0),  # consecutive failed attempts
-    Column("broken_since", Float),
-    Column("last_ok", Float),
-    Column("last_attempt", Float),
+    counter("failures"),  # consecutive failed attempts
+    at("broken_since", nullable=True),
+    at("last_ok", nullable=True),
+    at("last_attempt", nullable=True),
     Column("last_error", Text),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
+    at("created_at"),
+    at("updated_at"),
 )
 
 
-push_subscriptions = Table(
+push_subscriptions = id_table(
     "push_subscriptions",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    ref("user_id", "users"),
     Column("endpoint_hash", String(64), nullable=False, unique=True),
     Column("secret", LargeBinary, nullable=False),  # sealed {"endpoint", "p256dh", "auth"}
     Column("service", String(200), nullable=False),  # origin of the push service, for the device list
     Column("label", String(100), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("last_ok", Float),
+    at("created_at"),
+    at("last_ok", nullable=True),
     Column("last_error", Text),
-    Column("failures", Integer, nullable=False, default=0),
+    counter("failures"),
     Index("ix_push_subscriptions_user", "user_id"),
 )
 
 
-notify_messages = Table(
+notify_messages = id_table(
     "notify_messages",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("created_at", Float, nullable=False),
-    Column("next_at", Float, nullable=False),
+    at("created_at"),
+    at("next_at"),
     Column("locked_until", Float),  # lease of the worker sending it
-    Column("attempts", Integer, nullable=False, default=0),
+    counter("attempts"),
     # pending, sent, dead, gone, skipped, grouped (waits in a summary), summarized
     Column("status", String(16), nullable=False),
     Column("kind", String(16), nullable=False),  # trigger, escalate, reminder, resolve, summary, test, system
-    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE")),
+    ref("alert_id", "alerts", nullable=True),
     Column("episode", Integer),
     Column("dedup_key", String(96), nullable=False),
     Column("target_type", String(8), nullable=False),  # channel, push
     Column("target_id", Integer, nullable=False),
     Column("user_id", Integer),  # the person it is for, when it is for a person
     Column("summary_id", Integer),  # the summary a grouped message waits in
-    Column("payload", JSON, nullable=False, default=dict),
-    Column("sent_at", Float),
+    json_dict("payload"),
+    at("sent_at", nullable=True),
     Column("last_status", String(64)),
     Column("last_error", Text),
     Index("ix_notify_messages_due", "status", "next_at"),
@@ -89,12 +82,10 @@ notify_messages = Table(
 )
 
 
-notify_deliveries = Table(
+notify_deliveries = id_table(
     "notify_deliveries",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("message_id", Integer, ForeignKey("notify_messages.id", ondelete="CASCADE"), nullable=False),
-    Column("ts", Float, nullable=False),
+    ref("message_id", "notify_messages"),
+    at("ts"),
     Column("result", String(16), nullable=False),  # ok, retry, dead, gone, skipped
     Column("status", String(64)),  # provider status: "HTTP 201", "SMTP 250", "apprise error=400"
     Column("detail", Text),
@@ -107,13 +98,13 @@ notify_deliveries = Table(
 notify_tracks = Table(
     "notify_tracks",
     metadata,
-    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
+    ref("alert_id", "alerts", primary_key=True),
     Column("episode", Integer, nullable=False),
     Column("status", String(8), nullable=False),  # held, active, closing, acked, done
-    Column("notified", Boolean, nullable=False, default=False),
-    Column("plan", JSON, nullable=False, default=list),  # [{"route", "escalation", "step", "loop", "next_at"}]
-    Column("next_at", Float),
-    Column("updated_at", Float, nullable=False),
+    flag("notified"),
+    json_list("plan"),  # [{"route", "escalation", "step", "loop", "next_at"}]
+    at("next_at", nullable=True),
+    at("updated_at"),
     Index("ix_notify_tracks_due", "status", "next_at"),
 )
 
@@ -124,10 +115,10 @@ notify_tokens = Table(
     metadata,
     Column("id", String(64), primary_key=True),  # sha256 of the token
     Column("message_id", Integer, nullable=False),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("expires_at", Float, nullable=False),
-    Column("used_at", Float),
+    ref("user_id", "users"),
+    ref("alert_id", "alerts"),
+    at("created_at"),
+    at("expires_at"),
+    at("used_at", nullable=True),
     Index("ix_notify_tokens_message", "message_id"),
 )

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, String, Table
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Table
 
+from server.store.columns import at, by, counter, id_table, ref, unique_name
 from server.store.metadata import metadata
 
-workers = Table(
+workers = id_table(
     "workers",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
+    unique_name(),
     Column("site", String(32)),  # None: the central pool
     Column("host", String(128), nullable=False, default=""),
     Column("pid", Integer),
     Column("instance", String(32), nullable=False),  # random per process start: tells a restart from a name clash
     Column("status", String(16), nullable=False),  # running, stopped
-    Column("started_at", Float, nullable=False),
-    Column("last_seen", Float, nullable=False),  # database clock, so hosts' clocks never matter
+    at("started_at"),
+    at("last_seen"),  # database clock, so hosts' clocks never matter
     Column("checks_total", BigInteger, nullable=False, default=0),
     Column("checks_per_min", Float, nullable=False, default=0),
     Column("failed_per_min", Float, nullable=False, default=0),
     Column("lag_p50", Float),
     Column("lag_p95", Float),
-    Column("in_flight", Integer, nullable=False, default=0),
-    Column("concurrency", Integer, nullable=False, default=0),
+    counter("in_flight"),
+    counter("concurrency"),
     Column("queue_worker_id", BigInteger),  # the id Procrastinate gave this process (ties running jobs to it)
 )
 
@@ -36,7 +35,7 @@ leases = Table(
     Column("holder", String(128)),
     Column("fence", BigInteger, nullable=False, default=0),  # +1 at every change of holder
     Column("expires_at", Float, nullable=False, default=0),  # database clock
-    Column("acquired_at", Float),
+    at("acquired_at", nullable=True),
 )
 
 
@@ -44,12 +43,12 @@ check_runs = Table(
     "check_runs",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("worker", String(64), nullable=False),
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    by("worker", nullable=False),
+    ref("device_id", "devices"),
     Column("check_name", String(64), nullable=False),
     Column("slot", BigInteger),  # interval number since the epoch; None for 'poll now'
-    Column("due", Float),
-    Column("started", Float, nullable=False),
+    at("due", nullable=True),
+    at("started"),
     Column("lag", Float),
     Column("ms", Float),
     Column("ok", Boolean, nullable=False),
@@ -61,8 +60,8 @@ check_runs = Table(
 check_handoff = Table(
     "check_handoff",
     metadata,
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    ref("device_id", "devices", primary_key=True),
     Column("check_name", String(64), primary_key=True),
     Column("state", JSON, nullable=False),  # last raw counters, failure streak, back-off: what the next worker needs
-    Column("ts", Float, nullable=False),
+    at("ts"),
 )

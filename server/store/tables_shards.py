@@ -5,8 +5,9 @@ Also one index on check_runs: a (device, check, slot) is applied at most once, w
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table
+from sqlalchemy import Column, Float, Index, String, Table
 
+from server.store.columns import at, counter, flag
 from server.store.schema import check_runs, metadata
 
 worker_shards = Table(
@@ -14,11 +15,11 @@ worker_shards = Table(
     metadata,
     Column("name", String(64), primary_key=True),  # the worker's name (rendezvous hashing is over names)
     Column("site", String(32)),
-    Column("devices", Integer, nullable=False, default=0),  # devices assigned to it now
-    Column("checks", Integer, nullable=False, default=0),
+    counter("devices"),  # devices assigned to it now
+    counter("checks"),
     Column("weight", Float, nullable=False, default=1.0),  # < 1 while it sheds devices because it fell behind
-    Column("behind", Boolean, nullable=False, default=False),
-    Column("updated_at", Float, nullable=False),
+    flag("behind"),
+    at("updated_at"),
 )
 
 ix_check_runs_slot = Index(

@@ -2,36 +2,32 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, LargeBinary, String, Table
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, String
 
-from server.store.schema import metadata
+from server.store.columns import at, by, counter, id_table, ref
 
-terminal_sessions = Table(
+terminal_sessions = id_table(
     "terminal_sessions",
-    metadata,
-    Column("id", Integer, primary_key=True),
     Column("user_id", Integer, nullable=True),
-    Column("username", String(64), nullable=False),
+    by("username", nullable=False),
     Column("device_id", Integer, nullable=True),
     Column("device_name", String(128), nullable=False),
     Column("reason", String(500), nullable=False),
     Column("alert_id", Integer, nullable=True),
     Column("ip", String(64), nullable=True),
-    Column("started_at", Float, nullable=False),
+    at("started_at"),
     Column("ended_at", Float, nullable=True),
     Column("end_reason", String(32), nullable=True),
     Column("cols", Integer, nullable=False),
     Column("rows", Integer, nullable=False),
-    Column("bytes_in", Integer, nullable=False, default=0),
-    Column("bytes_out", Integer, nullable=False, default=0),
+    counter("bytes_in"),
+    counter("bytes_out"),
 )
 Index("ix_terminal_sessions_started_at", terminal_sessions.c.started_at)
 
-terminal_chunks = Table(
+terminal_chunks = id_table(
     "terminal_chunks",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("session_id", Integer, ForeignKey("terminal_sessions.id", ondelete="CASCADE"), nullable=False),
+    ref("session_id", "terminal_sessions"),
     Column("seq", Integer, nullable=False),
     # Sealed {"lines": "..."}: whole asciicast lines only, so a recording read at any moment is valid JSON lines.
     Column("data", LargeBinary, nullable=False),

@@ -149,8 +149,10 @@ def forget(conn: Connection, worker_id: int, now: float) -> str | None:
     return str(name)
 
 
-def list_workers(conn: Connection, silent_after: float) -> list[WorkerRow]:
-    """Every worker with its age (database clock) and state: running, silent or stopped."""
+def list_workers(conn: Connection, silent_after: float, lost_after: float | None = None) -> list[WorkerRow]:
+    """Every worker with its age (database clock) and state: running, silent or stopped; with `lost_after` (three
+    heartbeats: when the scheduling leader counts a worker dead and gives its devices to the others), a running one
+    whose heartbeat is older than that and not yet `silent_after` is lost."""
     now = db_now(conn)
     out = []
     for r in conn.execute(select(workers).order_by(workers.c.site.is_not(None), workers.c.site, workers.c.name)):
@@ -161,10 +163,18 @@ def list_workers(conn: Connection, silent_after: float) -> list[WorkerRow]:
                 started_at=r.started_at, last_seen=r.last_seen, checks_total=r.checks_total, checks_per_min=r.checks_per_min,
                 failed_per_min=r.failed_per_min, lag_p50=r.lag_p50, lag_p95=r.lag_p95, in_flight=r.in_flight,
                 concurrency=r.concurrency, queue_worker_id=r.queue_worker_id, age=age,
-                state=r.status if r.status != "running" or age <= silent_after else "silent",
+                state=_state(r.status, age, silent_after, lost_after),
             )
         )  # fmt: skip
     return out
+
+
+def _state(status: str, age: float, silent_after: float, lost_after: float | None) -> str:
+    if status != "running":
+        return status
+    if age > silent_after:
+        return "silent"
+    return "lost" if lost_after is not None and age > lost_after else "running"
 
 
 def known_sites(conn: Connection) -> set[str]:

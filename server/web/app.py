@@ -70,11 +70,12 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        status = exc.status
         if _wants_json(request):
-            return JSONResponse({"detail": str(exc)}, status_code=403)
+            return JSONResponse({"detail": str(exc)}, status_code=status)
         from server.web.pages.common import render_error
 
-        return render_error(request, 403, str(exc))
+        return render_error(request, status, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

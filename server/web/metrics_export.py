@@ -26,9 +26,19 @@ def _labels(pairs: Mapping[str, object]) -> str:
     return "{" + inner + "}"
 
 
-def render(svc: Services) -> str:
-    """The whole exposition text."""
-    lines = [
+def render(svc: Services, devices: bool = True) -> str:
+    """The whole exposition text; without `devices`, only the process's own figures (poller, writer, dispatcher,
+    workers): a scrape that costs nothing at any fleet size (the device part is every device's latest samples,
+    ~2 million lines at 10,000 24-port switches)."""
+    lines: list[str] = []
+    if devices:
+        _devices(svc, lines)
+    _process(svc, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _devices(svc: Services, lines: list[str]) -> None:
+    lines += [
         "# HELP pocketnoc_device_state 1 for the device's current state.",
         "# TYPE pocketnoc_device_state gauge",
     ]
@@ -39,6 +49,8 @@ def render(svc: Services) -> str:
                 lines.append(f"pocketnoc_device_state{_labels({'device': name, 'state': s})} {int(s == state)}")
             for check, samples in metrics.items():
                 for metric, labels, value in samples:
+                    if not isinstance(value, int | float):  # a non-finite number is stored as null: no sample
+                        continue
                     key = "pocketnoc_" + _NAME_BAD.sub("_", metric)
                     own = {("exported_" + k if k in ("device", "check") else k): v for k, v in labels_of(labels).items()}
                     labelset = {"device": name, "check": check, **own}
@@ -46,6 +58,9 @@ def render(svc: Services) -> str:
     for key in sorted(metric_lines):
         lines.append(f"# TYPE {key} gauge")
         lines.extend(metric_lines[key])
+
+
+def _process(svc: Services, lines: list[str]) -> None:
     poller, writer = svc.poller, svc.writer
     if poller is not None:
         st = poller.stats
@@ -90,7 +105,6 @@ def render(svc: Services) -> str:
         ]
     if svc.settings.scheduler == "queue":
         lines += _worker_lines(svc)
-    return "\n".join(lines) + "\n"
 
 
 def _gc_lines() -> list[str]:
@@ -116,7 +130,7 @@ WORKER_GAUGES = (
 def _worker_lines(svc: Services) -> list[str]:
     """Each queue worker's shard, load and lag (from its heartbeat row and the leader's assignment)."""
     with svc.reader.connect() as conn:
-        rows = list_workers(conn, svc.settings.worker_silent_seconds)
+        rows = list_workers(conn, svc.settings.worker_silent_seconds, svc.settings.worker_dead_seconds)
         share = shards.shares(conn)
     values: dict[str, list[str]] = {key: [] for key, _ in WORKER_GAUGES}
     for w in rows:

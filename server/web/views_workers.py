@@ -123,7 +123,7 @@ def workers_view(svc: Services) -> WorkersView:
         return out
     now = time.time()
     with svc.reader.connect() as conn:
-        rows = store.list_workers(conn, silent)
+        rows = store.list_workers(conn, silent, s.worker_dead_seconds)
         sites = store.known_sites(conn)
         pools = store.device_pools(conn, sites)
         out["queue"] = store.queue_figures(conn)

@@ -1,5 +1,7 @@
 """net-snmp snmpd inside its own network namespace with a veth pair, so SETs of ifAdminStatus really take
-ports down and up without touching this machine's interfaces; a UDP relay brings it to 127.0.0.1:<port>."""
+ports down and up without touching this machine's interfaces; a UDP relay brings it to 127.0.0.1:<port>.
+The tests' switch does not cache its ifTable (a port reads as the kernel has it at the moment of the request); the
+on-call benchmark's keeps snmpd's default 3 s cache, as a real agent has one."""
 
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ from tests.peers.snmpd import SNMPD, SNMPGET, free_udp_port
 CLONE_NEWNET = 0x40000000
 INNER_PORT = 1161
 VETH = ("pn0", "pn1")
+SNMPSET = shutil.which("snmpset") or "/usr/bin/snmpset"
+# NET-SNMP-AGENT-MIB::nsCacheTimeout of the ifTable (its index is the table's OID): snmpd caches the ifTable (and the
+# ifXTable with it) for 3 s by default, so a port's change shows up to 3 s late. It is writable, and 0 means "reload
+# every request": the tests' switch answers what the kernel says now, and they wait for state, not for a cache.
+IFTABLE_CACHE_TIMEOUT = "1.3.6.1.4.1.8072.1.5.3.1.2.1.3.6.1.2.1.2.2"
 
 
 def netns_available() -> str | None:
@@ -69,6 +76,7 @@ class NetnsSnmpd:
     port: int
     community: str = "public"
     rw_community: str = "private"
+    iftable_cache: bool = True  # False: the ifTable is read afresh for every request (nsCacheTimeout 0)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _outer: socket.socket | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -94,6 +102,13 @@ class NetnsSnmpd:
         """One value through the relay with the net-snmp CLI."""
         env = {**os.environ, "MIBS": "", "MIBDIRS": "/nonexistent"}
         cmd = [SNMPGET, "-v2c", "-c", self.community, "-t", "1", "-r", "2", "-Oqv", f"127.0.0.1:{self.port}", oid]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+
+    def snmpset_int(self, oid: str, value: int) -> str:
+        """SET one INTEGER through the relay with the net-snmp CLI (the write community)."""
+        env = {**os.environ, "MIBS": "", "MIBDIRS": "/nonexistent"}
+        cmd = [SNMPSET, "-v2c", "-c", self.rw_community, "-t", "1", "-r", "2", "-Oqv", f"127.0.0.1:{self.port}", oid, "i",
+               str(value)]  # fmt: skip
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=20, check=True).stdout.strip()
 
     def _relay(self) -> None:
@@ -159,6 +174,8 @@ class NetnsSnmpd:
                 raise RuntimeError(f"snmpd in the namespace exited with {self.proc.returncode}")
             with contextlib.suppress(subprocess.SubprocessError):
                 if self.snmpget("1.3.6.1.2.1.1.5.0"):
+                    if not self.iftable_cache:
+                        assert self.snmpset_int(IFTABLE_CACHE_TIMEOUT, 0) == "0", "snmpd kept its ifTable cache"
                     return self
             time.sleep(0.2)
         self.stop()
@@ -180,8 +197,9 @@ class NetnsSnmpd:
                 self.proc.wait(timeout=5)
 
 
-def start_netns_snmpd(tmp_path: Path) -> NetnsSnmpd:
-    """snmpd with a veth pair (pn0, pn1, both down) in a fresh network namespace, relayed to 127.0.0.1."""
+def start_netns_snmpd(tmp_path: Path, iftable_cache: bool = True) -> NetnsSnmpd:
+    """snmpd with a veth pair (pn0, pn1, both down) in a fresh network namespace, relayed to 127.0.0.1 (its ifTable
+    cached as snmpd does by default, or read afresh for every request)."""
     workdir = tmp_path / "snmpd-netns"
     workdir.mkdir(parents=True, exist_ok=True)
-    return NetnsSnmpd(workdir, free_udp_port()).start()
+    return NetnsSnmpd(workdir, free_udp_port(), iftable_cache=iftable_cache).start()

@@ -24,6 +24,83 @@ from tests.server.conftest import PASSWORD, bearer
 
 HOME = Path("/var/lib/pnoc-test")  # the sshd peer's test account (tests/peers/sshd.py)
 RUN_TIMEOUT = 90.0
+# The catalog of tests/server/test_actions_ssh*.py: one action per effect, cap, kill and refusal they check.
+SSH_CATALOG = """
+actions:
+  - id: touch-file
+    title: Create a file
+    applies_to: {kinds: [linux]}
+    danger: low
+    params:
+      - {name: name, type: string, pattern: "[a-z0-9._-]{1,32}"}
+    ssh: "cd {base} && touch {name} && ls"
+    verify: false
+  - id: remove-file
+    title: Remove a file
+    applies_to: {kinds: [linux]}
+    params:
+      - {name: name, type: enum, choices: [a.txt, b.txt]}
+    ssh: "rm -v {base}/{name}"
+    verify: false
+  - id: clear-temp
+    title: Clear the temp dir
+    applies_to: {kinds: [linux]}
+    ssh: "find {base}/tmp -mindepth 1 -delete; ls -A {base}/tmp | wc -l"
+    verify: false
+  - id: echo-text
+    title: Echo text
+    danger: low
+    params:
+      - {name: text, type: string, pattern: "[ -~]{1,200}", max_length: 200}
+    ssh: "printf '%s\\\\n' {text}; printf 'err line\\\\n' >&2"
+    verify: false
+  - id: lines
+    title: Show lines
+    danger: low
+    concurrent: true
+    params:
+      - {name: count, type: integer, min: 1, max: 500, default: 50}
+    ssh: "seq 1 {count}"
+    verify: false
+  - id: never-ends
+    title: Never ends
+    timeout: 2
+    ssh: "sleep 987.{marker}; echo never"
+    params:
+      - {name: marker, type: integer, min: 1, max: 999999}
+    verify: false
+  - id: prints-forever
+    title: Prints forever
+    max_output: 4096
+    ssh: "yes pocketnoc-flood"
+    verify: false
+  - id: hostile-output
+    title: Hostile output
+    danger: low
+    ssh: 'printf "\\033[31mred\\033[0m <b>bold</b> \\033]0;t\\007 bell\\007 cr\\rover\\n\\377\\376 not utf8\\n"'
+    verify: false
+  - id: slow
+    title: Slow
+    timeout: 60
+    ssh: "while [ ! -e {base}/release ]; do sleep 0.05; done; echo slow-done"
+    verify: false
+  - id: wipe-box
+    title: Wipe (simulated)
+    role: admin
+    danger: high
+    ssh: "echo wiped > {base}/wiped"
+    verify: false
+  - id: switch-only
+    title: Switch only
+    applies_to: {kinds: [switch]}
+    ssh: "true"
+    verify: false
+  - id: web-tagged
+    title: Web only
+    applies_to: {tags: [web]}
+    ssh: "true"
+    verify: false
+"""
 
 
 @dataclass

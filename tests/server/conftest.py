@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -9,9 +10,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pyotp
@@ -23,20 +25,23 @@ from sqlalchemy import Engine
 
 from server.auth import access as auth
 from server.auth import passwords, totp
+from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 from server.runtime import Services
 from server.store import accounts
 from server.store.db import make_engine, migrate
+from server.store.devices import create_device
 from server.web.app import create_app
+from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.samba_dc import SambaDC, populate, start_samba_dc
 from tests.peers.slapd import Slapd, start_slapd
-from tests.peers.sshd import SshdPeer, start_sshd
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
 
     from tests.peers.snmpd_netns import NetnsSnmpd
+    from tests.server.api_helpers import Api
     from tests.server.push_browser import Served as PushServed
 
 # Trust auth on loopback; `make test` starts this server, so an unreachable one is a failure.
@@ -47,13 +52,25 @@ PASSWORD = "correct horse battery"
 RUN_ID = secrets.token_hex(4)
 
 
+def _without_shell_env(patch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("POCKETNOC_"):
+            patch.delenv(name)
+    patch.setenv("POCKETNOC_PUSH_ALLOW_LOOPBACK", "true")  # the suite's Web Push service listens on 127.0.0.1
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """POCKETNOC_* variables of the calling shell must not leak into Settings built by a test."""
-    for name in list(os.environ):
-        if name.startswith("POCKETNOC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("POCKETNOC_PUSH_ALLOW_LOOPBACK", "true")  # the suite's Web Push service listens on 127.0.0.1
+    _without_shell_env(monkeypatch)
+
+
+@contextmanager
+def clean_env() -> Iterator[pytest.MonkeyPatch]:
+    """_clean_env for a module-scoped fixture (it is set up before any test's autouse fixtures)."""
+    with pytest.MonkeyPatch.context() as patch:
+        _without_shell_env(patch)
+        yield patch
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -158,6 +175,17 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05)
 
 
+def spec(name: str, **fields: Any) -> DeviceSpec:
+    """A device spec at 192.0.2.10 with these fields."""
+    return DeviceSpec.model_validate({"name": name, "address": "192.0.2.10", **fields})
+
+
+def add(engine: Engine, box: SecretBox, *specs: DeviceSpec, source: str = "api") -> list[int]:
+    """Create these devices in the store; their ids."""
+    with engine.begin() as conn:
+        return [create_device(conn, s, box, 60, source=source) for s in specs]
+
+
 # ---------------------------------------------------------------- apps and users
 
 
@@ -170,8 +198,14 @@ class AppEnv:
     svc: Services
 
     def user(self, name: str, role: str, password: str = PASSWORD) -> int:
+        """Add a user as passwords.create_user does; PASSWORD's argon2 hash is made once per test process."""
         with self.svc.engine.begin() as conn:
-            return passwords.create_user(conn, name, role, password)
+            if password != PASSWORD:
+                return passwords.create_user(conn, name, role, password)
+            passwords.check_new_user(name, role, password)
+            if accounts.get_user_by_name(conn, name):
+                raise passwords.UserError(f"user {name!r} already exists")
+            return accounts.insert_user(conn, name, _password_hash(), role)
 
     def token(self, name: str, role: str | None = None) -> str:
         """A bearer token for user `name` (created with `role` first when given)."""
@@ -181,6 +215,12 @@ class AppEnv:
             found = accounts.get_user_by_name(conn, name)
             assert found is not None
             return accounts.new_token(conn, found[0].id, "test")
+
+
+@functools.cache
+def _password_hash() -> str:
+    """PASSWORD hashed once per test process (argon2 is slow on purpose; sign-ins still verify it for real)."""
+    return passwords.hash_password(PASSWORD)
 
 
 def make_app_env(settings: Settings, poll: bool = False) -> Iterator[AppEnv]:
@@ -194,6 +234,16 @@ def make_app_env(settings: Settings, poll: bool = False) -> Iterator[AppEnv]:
 def app_env(settings: Settings) -> Iterator[AppEnv]:
     """An app on a temp SQLite data dir."""
     yield from make_app_env(settings)
+
+
+@pytest.fixture
+def api(app_env: AppEnv) -> Iterator[Api]:
+    """An admin's API client on app_env; no answer it saw may show a device secret (tests/server/api_helpers.py)."""
+    from tests.server.api_helpers import Api  # imports this module
+
+    client = Api(app_env, app_env.token("ada", "admin"))
+    yield client
+    client.assert_no_secrets()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -273,10 +323,10 @@ class TotpClock:
         return pyotp.TOTP(secret).at(self.now + offset * totp.STEP)
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdPeer]:
-    """One real sshd per test module (runs act on per-test scratch dirs, so tests stay independent)."""
-    peer = start_sshd(tmp_path_factory.mktemp("sshd"))
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local HTTP receiver for webhook, ntfy and Apprise json:// channels."""
+    peer = start_receiver()
     yield peer
     peer.stop()
 

@@ -16,11 +16,12 @@ from tests.peers.snmpd_netns import NetnsSnmpd, netns_available, start_netns_snm
 
 
 def running_switch(tmp_path: Path) -> Iterator[NetnsSnmpd]:
-    """snmpd with a veth pair (pn0, pn1) in a fresh network namespace, stopped after the yield; a skip where none can be made."""
+    """snmpd with a veth pair (pn0, pn1) in a fresh network namespace, stopped after the yield; a skip where none can be
+    made. Its ifTable is not cached: tests wait for a port's state, never for snmpd's cache to expire."""
     why = netns_available()
     if why:
         pytest.skip(why)
-    peer = start_netns_snmpd(tmp_path)
+    peer = start_netns_snmpd(tmp_path, iftable_cache=False)
     try:
         yield peer
     finally:
@@ -37,8 +38,8 @@ class Reaches(Protocol):
 
 
 def poll_until_port(api: Reaches, device: int, port: int | str, oper: str, timeout: float = 30.0) -> None:
-    """Poll the device now, again and again, until `port` (an ifIndex, or a name) reads `oper` (snmpd caches its
-    ifTable a few seconds)."""
+    """Poll the device now, again and again, until `port` (an ifIndex, or a name) reads `oper` (a veth end takes a
+    moment to lose or gain its carrier after the other end changes)."""
     key = "index" if isinstance(port, int) else "name"
     deadline = time.monotonic() + timeout
     while True:

@@ -93,14 +93,17 @@ def _throttle_workers(cdp: CDPSession) -> None:
 
 class QuickPace(Pace):
     """Verification's clock with its waits (the delay, the pauses between checks, the hold between two checks) cut
-    to at most 1 s of real time each (snmpd's cached ifTable still gets a real moment): its clocks jump the rest."""
+    to at most REAL_PAUSE of real time each (the switch's snmpd does not cache its ifTable: the next check reads the
+    port as it is): its clocks jump the rest."""
+
+    REAL_PAUSE = 0.25
 
     def __init__(self) -> None:
         self.ahead = 0.0
         super().__init__(now=lambda: time.monotonic() + self.ahead, wall=lambda: time.time() + self.ahead, sleep=self._sleep)
 
     async def _sleep(self, seconds: float) -> None:
-        real = min(seconds, 1.0)
+        real = min(seconds, self.REAL_PAUSE)
         self.ahead += seconds - real
         await asyncio.sleep(real)
 

@@ -1,4 +1,5 @@
-"""Helpers for the security tests: a TOTP clock that can be moved forward, 2FA enrolment and sign-in through the pages."""
+"""Helpers for the security tests: a TOTP clock that can be moved forward, 2FA enrolment and sign-in through the pages,
+devices whose secrets must never leak."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ from tests.server.conftest import PASSWORD, AppEnv, TotpClock, form_csrf
 
 SECRET_RE = re.compile(r'<code class="secret">([A-Z2-7 ]+)</code>')
 CODES_RE = re.compile(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>")
+# Device secrets that must never leave the server (tests/server/test_security_secrets.py, test_security_keyrotation.py).
+COMMUNITY = "c0mm-S3CRET-v2"
+AUTH_KEY = "auth-S3CRET-key"
+PRIV_KEY = "priv-S3CRET-key"
+SSH_PASSWORD = "ssh-S3CRET-pass"
+WRITE_COMMUNITY = "wr1te-S3CRET-v2"
+WRITE_AUTH_KEY = "wauth-S3CRET-key"
+KEY_PASSPHRASE = "keypass-S3CRET"
+SECRETS = (COMMUNITY, AUTH_KEY, PRIV_KEY, SSH_PASSWORD, WRITE_COMMUNITY, WRITE_AUTH_KEY, KEY_PASSPHRASE)
 
 
 def login_password(client: TestClient, name: str, password: str = PASSWORD, next_url: str = "/") -> str:
@@ -95,3 +105,55 @@ class SseReader:
         while name not in self.events:
             assert time.monotonic() < deadline and not self.ended.is_set(), f"no {name} event: {self.events}"
             time.sleep(0.05)
+
+
+def secret_devices(port: int, closed_port: int) -> list[dict[str, object]]:
+    """Devices carrying every secret above: v2c, v3 (and a wrong v3 key), SSH password and key passphrase."""
+    return [
+        {
+            "name": "v2c",
+            "address": "127.0.0.1",
+            "snmp": {"version": "2c", "port": port, "community": COMMUNITY, "write": {"community": WRITE_COMMUNITY}},
+        },
+        {
+            "name": "v3",
+            "address": "127.0.0.1",
+            "snmp": {
+                "version": "3",
+                "port": port,
+                "user": "secmon",
+                "auth_protocol": "sha",
+                "auth_key": AUTH_KEY,
+                "priv_protocol": "aes128",
+                "priv_key": PRIV_KEY,
+                "write": {"user": "secwriter", "auth_protocol": "sha", "auth_key": WRITE_AUTH_KEY},
+            },
+        },
+        {
+            "name": "v3-wrong",
+            "address": "127.0.0.1",
+            "snmp": {"version": "3", "port": port, "user": "secmon", "auth_protocol": "sha", "auth_key": AUTH_KEY + "x"},
+        },
+        {"name": "ssh", "address": "127.0.0.1", "ssh": {"port": closed_port, "user": "mon", "password": SSH_PASSWORD}},
+        {
+            "name": "ssh-key",
+            "address": "127.0.0.1",
+            "ssh": {"port": closed_port, "user": "mon", "key_file": "/nonexistent/id_ed25519", "key_passphrase": KEY_PASSPHRASE},
+        },
+    ]
+
+
+def assert_absent(where: str, text: str | bytes) -> None:
+    """None of the device secrets is in `text`."""
+    data = text.encode() if isinstance(text, str) else text
+    for secret in SECRETS:
+        assert secret.encode() not in data, f"{secret} leaked into {where}"
+
+
+def closed_tcp_port() -> int:
+    """A loopback TCP port nothing listens on (the SSH devices' secrets are never sent anywhere)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

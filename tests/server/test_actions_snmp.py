@@ -235,7 +235,7 @@ def test_enabling_the_peer_port_clears_the_interface_alert(env: ActionEnv, netns
     )
     for port in (a, b):  # both ends up: pn0 has carrier, and a poll sees it up (interface-down watches it from now)
         env.wait(env.run("port-up", device, params={"ifindex": port}).json()["id"])
-    poll_until_port(env, device, a, "up")  # snmpd caches its ifTable for a few seconds
+    poll_until_port(env, device, a, "up")
     assert not env.client.get(f"/api/v1/alerts?device={device}", headers=env.headers()).json()["items"]
     env.wait(env.run("port-down", device, params={"ifindex": b}).json()["id"])  # the peer goes down: no carrier
     poll_until_port(env, device, a, "down")

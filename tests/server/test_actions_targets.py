@@ -44,10 +44,12 @@ actions:
       - set: {oid: "1.3.6.1.2.1.2.2.1.7.{ifindex}", type: integer, value: 1}
     verify: {repoll: true, delay: 1, within: 60, hold: 10 min}
 """ + LAB_ACTIONS  # port-down, port-up
+REAL_PAUSE = 0.05  # seconds of real time a verification wait takes (the fake clock jumps the whole wait)
 
 
 class FakePace(Pace):
-    """Verification's clock: sleeping advances it at once (with a real pause of at most 1 s, for snmpd's cache)."""
+    """Verification's clock: sleeping advances it at once, with a real pause of at most REAL_PAUSE (the switch's
+    snmpd does not cache its ifTable, so the next check reads the port as the kernel has it)."""
 
     def __init__(self) -> None:
         self.t = 1000.0
@@ -62,7 +64,7 @@ class FakePace(Pace):
         self.wall_t += seconds
         if seconds == HOLD_STEP_MAX and self.on_hold:
             self.on_hold.pop(0)()
-        await asyncio.sleep(min(seconds, 1.0))
+        await asyncio.sleep(min(seconds, REAL_PAUSE))
 
 
 @pytest.fixture
@@ -181,7 +183,7 @@ def test_a_fix_that_fails_again_inside_the_window_reopens_the_alert(env: ActionE
     alert = _down_alert(env, netns_switch, device)
     pace = manager(env.svc).pace = FakePace()
     pace.on_hold = [lambda: netns_switch._nsenter("ip", "link", "set", VETH[1], "down")]  # the cable goes bad again
-    # A long window (11 checks a fake minute apart, about a real second each): snmpd's ifTable cache has time to see it.
+    # A long window (11 checks a fake minute apart): the cable goes bad at the first wait, and a later check sees it.
     r = env.run("port-enable-held-long", device, params={"ifindex": VETH[1]}, alert=alert["id"], confirm="sw-ns")
     run = env.wait(r.json()["id"])
     assert run["verification"] == "regressed", run

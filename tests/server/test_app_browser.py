@@ -192,6 +192,28 @@ def test_the_device_page_shows_graphs_you_can_touch_to_read(
     context.close()
 
 
+def test_poll_now_says_what_it_did_once_on_a_phone(site: tuple[LiveServer, Fleet], chromium: tuple[Playwright, Browser]) -> None:
+    """This server does not poll (as a serve process beside queue workers that is not leading may not): the tap says
+    so on the phone's first screen, and a reload of the page does not say it again."""
+    server, fleet = site
+    p, browser = chromium
+    context = phone(p, browser, "Pixel 7")
+    page = context.new_page()
+    sign_in(page, server.url, "op-user")
+    page.goto(f"{server.url}/devices/{fleet.graphed}")
+    page.click("button:text('Poll now')")
+    said = page.locator("[data-poll-said]")
+    said.wait_for(state="visible")
+    assert said.inner_text().startswith("Not polled: this server process does not poll")
+    box = said.bounding_box()
+    assert box and box["y"] + box["height"] < (page.viewport_size or {"height": 0})["height"], "on the first screen"
+    page.wait_for_function("!location.search.includes('done=')")  # the address no longer carries it
+    assert page.url == f"{server.url}/devices/{fleet.graphed}"
+    page.reload()
+    assert page.locator("[data-poll-said]").count() == 0
+    context.close()
+
+
 def test_dark_mode_follows_the_system(site: tuple[LiveServer, Fleet], chromium: tuple[Playwright, Browser]) -> None:
     server, fleet = site
     p, browser = chromium

@@ -182,6 +182,19 @@ def test_the_device_page_lists_its_open_alerts_with_one_tap_actions(app_env: App
     assert f'action="/alerts/{alert_id}/undo"' in after and "Acknowledged: " in after
 
 
+def test_a_crafted_link_does_not_say_an_alert_was_handled(app_env: AppEnv) -> None:
+    fleet = build_fleet(app_env.svc.engine, app_env.svc.box, devices=10, alerts=3)
+    client = signed_in(app_env, "operator")
+    html = client.get(f"/devices/{fleet.down[0]}").text
+    alert_id = int(re.findall(r'action="/alerts/(\d+)/ack"', html)[0])
+    for path in ("/", f"/alerts/{alert_id}", f"/devices/{fleet.down[0]}"):
+        for action, words in (("ack", "Acknowledged: "), ("snooze", "Snoozed: ")):
+            page = client.get(f"{path}?done={action}&alert={alert_id}").text  # firing, neither acked nor snoozed
+            assert words not in page and f'action="/alerts/{alert_id}/undo"' not in page, (path, action)
+    client.post(f"/alerts/{alert_id}/ack", data={"csrf_token": form_csrf(html), "back": "/"})
+    assert "Acknowledged: " in client.get(f"/?done=ack&alert={alert_id}").text  # and once it is, it says so
+
+
 def test_the_alert_page_shows_a_value_only_for_thresholds_in_its_unit_with_coloured_badges(app_env: AppEnv) -> None:
     fleet = build_fleet(app_env.svc.engine, app_env.svc.box, devices=10, alerts=4)
     memory, battery, port, gone = fleet.alerts

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, update
 from server.config.inventory import DeviceSpec
 from server.keys.secretbox import SecretBox
 from server.store import alerts as alert_store
-from server.store import overview
+from server.store import dependents, overview
 from server.store.devices import create_device
 from server.store.metrics import labels_key
 from server.store.schema import device_status
@@ -17,9 +17,9 @@ from server.store.status import Transition
 from tests.server.app_fleet import build_fleet
 
 
-def _device(engine: Engine, box: SecretBox, name: str, tags: list[str], **status: object) -> int:
+def _device(engine: Engine, box: SecretBox, name: str, tags: list[str], parent: str | None = None, **status: object) -> int:
     with engine.begin() as conn:
-        device_id = create_device(conn, DeviceSpec(name=name, address="192.0.2.1", tags=tags), box, 60)
+        device_id = create_device(conn, DeviceSpec(name=name, address="192.0.2.1", tags=tags, parent=parent), box, 60)
         if status:
             conn.execute(update(device_status).where(device_status.c.device_id == device_id).values(**status))
     return device_id
@@ -40,6 +40,23 @@ def test_rows_come_problems_first_then_by_name_with_hostile_facts_read_safely(en
         assert [r["name"] for r in overview.device_rows(conn, "up", limit=1, offset=1)] == ["b-up"]
         assert overview.state_counts(conn) == {"up": 2, "down": 1, "unreachable": 1}
         assert overview.all_tags(conn) == ["core", "site-a", "z"]
+
+
+def test_a_device_in_an_outage_is_shown_behind_its_highest_ancestor_in_an_outage(engine: Engine, box: SecretBox) -> None:
+    _device(engine, box, "core", [], state="down")
+    _device(engine, box, "dist", [], parent="core", state="up")  # up in between: the access switch is still behind core
+    access = _device(engine, box, "access", [], parent="dist", state="unreachable")
+    _device(engine, box, "edge", [], state="down")  # no parent: behind nothing
+    leaf = _device(engine, box, "leaf", [], parent="edge", state="unreachable")
+    _device(engine, box, "fine", [], parent="edge", state="up")  # not in an outage: not listed
+    with engine.connect() as conn:
+        assert dependents.behind_outages(conn) == {access: "core", leaf: "edge"}
+        rows = {r["name"]: r["behind"] for r in overview.device_rows(conn)}
+        assert rows == {"core": None, "edge": None, "access": "core", "leaf": "edge", "dist": None, "fine": None}
+    with engine.begin() as conn:  # the outages end: nothing is behind anything (and no ancestor is read)
+        conn.execute(update(device_status).where(device_status.c.state != "up").values(state="up"))
+    with engine.connect() as conn:
+        assert dependents.behind_outages(conn) == {}
 
 
 def test_the_live_cursor_finds_new_transitions_and_alert_events(engine: Engine, box: SecretBox) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, Playwright, expect
 
 from server.config.settings import Settings
 from server.store import accounts, grants
@@ -33,12 +33,18 @@ def served(samba_dc: SambaDC, tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[tuple[Playwright, Browser]]:
+    """One browser for the module (each test has a context of its own)."""
+    yield from playwright_browser()
+
+
 @pytest.fixture
-def page() -> Iterator[Page]:
-    for p, browser in playwright_browser():
-        context = phone(p, browser, "iPhone 13")
-        yield context.new_page()
-        context.close()
+def page(chromium: tuple[Playwright, Browser]) -> Iterator[Page]:
+    p, browser = chromium
+    context = phone(p, browser, "iPhone 13")
+    yield context.new_page()
+    context.close()
 
 
 def test_search_open_and_unlock_on_a_phone(served: LiveServer, samba_dc: SambaDC, page: Page) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ import pytest
 from agents.base import SnmpCredentials, Target
 from server.config.settings import Settings
 from server.polling.dispatch import InProcessDispatcher
-from server.polling.jobs import CheckJob
+from server.polling.jobs import CheckJob, PollNow
 from server.polling.poller import Poller
 from server.polling.schedule import DueQueue, phase
 from server.polling.writer import MAX_BATCH, Writer
@@ -213,7 +214,7 @@ async def test_each_check_runs_once_per_interval_across_a_reschedule() -> None:
         per_device = Counter(o.device_id for o in got)
         assert set(per_device.values()) == {3}, per_device
         assert all(o.ok for o in got)
-        assert await dispatcher.run_now(1) == 1
+        assert (await dispatcher.run_now(1)).ran == 1
     finally:
         await dispatcher.stop()
         await poller.close()
@@ -245,10 +246,36 @@ async def test_poll_now_while_the_scheduled_turn_runs_waits_for_it_then_polls() 
         turn = asyncio.create_task(poller.run_check(job))  # the scheduled turn
         await asyncio.sleep(0.1)
         assert poller.running(job.key)
-        assert await dispatcher.run_now(1) == 1
+        assert (await dispatcher.run_now(1)).ran == 1
         assert await turn is not None
         assert len(got) == 2, got
         first, now = got
         assert now.ts >= first.ts + first.duration_ms / 1000 - 0.01, (first, now)  # started once the turn had ended
         assert poller.stats.skipped_overlap == 0
     await poller.close()
+
+
+async def test_several_poll_nows_at_once_each_get_a_poll_started_after_they_asked() -> None:
+    """Four 'poll now' of one device at once (taps on two phones, the API): each waits for the poll before it and then
+    polls; none is told 'not polled' while the others poll (a trial saw two of four refused)."""
+    got: list[CheckOutcome] = []
+    poller = Poller(Settings(data_dir=Path("/nonexistent")), got.append)
+    dispatcher = InProcessDispatcher(poller, clock=lambda: T0, workers=2)
+    async with hostile_agent("silent") as agent:
+        dispatcher.sync([_silent(1, agent.port, interval=10, timeout=0.3)])
+        asked = time.time()
+        done = await asyncio.gather(*(dispatcher.run_now(1) for _ in range(4)))
+        assert [d.ran for d in done] == [1, 1, 1, 1] and all(d.checks == 1 and not d.pending for d in done), done
+        assert len(got) == 4 and all(o.ts >= asked for o in got)
+        for a, b in itertools.pairwise(sorted(got, key=lambda o: o.ts)):  # one after another, never two at once
+            assert b.ts >= a.ts + a.duration_ms / 1000 - 0.01, (a, b)
+        assert (await dispatcher.run_now(99)).checks == 0  # no such device: nothing to poll
+    await poller.close()
+
+
+def test_a_poll_nows_outcome_is_one_word_for_the_page_and_the_api() -> None:
+    assert PollNow(0, 0).outcome == "none"  # nothing scheduled: 404, "polling is off"
+    assert PollNow(2, 1, pending=1).outcome == "pending"  # a worker still runs one: 202
+    assert PollNow(1, 0, untaken=1).outcome == "untaken"  # no worker took it: 503
+    assert PollNow(1, 0).outcome == "not-polled"  # still running, or could not run: 409
+    assert PollNow(3, 2).outcome == "partly" and PollNow(3, 3).outcome == "polled"  # 200

@@ -22,10 +22,12 @@ def test_pollers_freeze_the_heap_and_the_last_one_gives_it_back(tmp_path: Path) 
         assert frozen > 10_000  # the imports and tables made before the poller
         assert gc.get_threshold() == (heap.YOUNG, before[1], heap.FULL_AFTER)
         second = Poller(settings, lambda outcome: None)  # a second poller in the process changes nothing more
-        assert gc.get_freeze_count() == frozen and heap.holders() == 2
+        # Not frozen again (that would add the first poller's objects); a frozen object may still die (a thread's
+        # leftovers freed by another test's teardown), so the count may only have fallen, by a few.
+        assert frozen - 1000 < gc.get_freeze_count() <= frozen and heap.holders() == 2
         await first.close()
         await first.close()  # closing twice releases once
-        assert heap.holders() == 1 and gc.get_freeze_count() == frozen
+        assert heap.holders() == 1 and frozen - 1000 < gc.get_freeze_count() <= frozen
         await second.close()
 
     asyncio.run(scenario())

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
@@ -157,11 +157,19 @@ def test_device_states_and_latest_metrics(app_env: AppEnv) -> None:
 
 
 def test_stored_non_finite_values_stay_parseable(app_env: AppEnv) -> None:
+    # Stored now, a non-finite number becomes JSON null (valid JSON, which PostgreSQL's json needs): no sample.
     add_device(app_env, "odd", "up", {"snmp": [["weird", "", math.inf], ["huge", "", 1e308], ["tiny", "", -5e-324]]})
+    # Stored by an older release, as json.dumps wrote it: an Infinity token, still read and exported.
+    legacy = add_device(app_env, "legacy", "up", {})
+    with app_env.svc.engine.begin() as conn:
+        conn.execute(text("UPDATE device_status SET metrics = :m WHERE device_id = :d"),
+                     {"m": '{"snmp": [["weird", "", Infinity], ["nan", "", NaN]]}', "d": legacy})
     exposition = parse(app_env.client.get("/metrics", headers=bearer(app_env.token("prom", "viewer"))).text)
     assert exposition.value("pocketnoc_huge", device="odd", check="snmp") == 1e308
     assert exposition.value("pocketnoc_tiny", device="odd", check="snmp") == -5e-324
-    assert math.isinf(exposition.value("pocketnoc_weird", device="odd", check="snmp"))
+    assert {"device": "odd", "check": "snmp"} not in exposition.of("pocketnoc_weird")
+    assert math.isinf(exposition.value("pocketnoc_weird", device="legacy", check="snmp"))
+    assert math.isnan(exposition.value("pocketnoc_nan", device="legacy", check="snmp"))
 
 
 @pytest.fixture
@@ -186,3 +194,16 @@ def test_the_pollers_own_figures(polling_env: AppEnv) -> None:
     assert exposition.value("pocketnoc_gc_frozen_objects") > 10_000
     assert exposition.types["pocketnoc_gc_collections_total"] == "counter"
     assert exposition.value("pocketnoc_gc_collections_total", generation="2") >= 0
+
+
+def test_the_process_scope_leaves_the_devices_out(polling_env: AppEnv) -> None:
+    add_device(polling_env, "core-sw1", "up", {"snmp": [["cpu_load_pct", "", 7.0]]})
+    token = polling_env.token("prom", "viewer")
+    whole = parse(polling_env.client.get("/metrics", headers=bearer(token)).text)
+    response = polling_env.client.get("/metrics?scope=process", headers=bearer(token))
+    assert response.status_code == 200
+    own = parse(response.text)
+    assert whole.value("pocketnoc_cpu_load_pct", device="core-sw1", check="snmp") == 7.0
+    assert not any(name in ("pocketnoc_device_state", "pocketnoc_cpu_load_pct") for name, _ in own.samples)
+    assert own.value("pocketnoc_poller_checks_total", result="ok") == whole.value("pocketnoc_poller_checks_total", result="ok")
+    assert polling_env.client.get("/metrics?scope=everything", headers=bearer(token)).status_code == 422

@@ -78,7 +78,7 @@ def test_sigkill_mid_delivery_sends_again_and_shows_the_possible_duplicate(tmp_p
     (tmp_path / "channels.yaml").write_text(f"""
 channels:
   - {{name: hook, url: "json://127.0.0.1:{receiver.port}/hook"}}
-delivery: {{poll_seconds: 0.2, backoff_seconds: 0.2, backoff_max_seconds: 1, timeout_seconds: 8, lease_seconds: 10}}
+delivery: {{poll_seconds: 0.2, backoff_seconds: 0.2, backoff_max_seconds: 1, timeout_seconds: 3, lease_seconds: 5}}
 """)
     config = tmp_path / "pocketnoc.yaml"
     config.write_text(f"""
@@ -86,6 +86,7 @@ settings:
   channels_file: channels.yaml
   down_after_failures: 1
   writer_batch_seconds: 0.05
+  lease_seconds: 2  # the killed process's sender lease runs out this soon: the restarted one sends without waiting 15 s
 devices:
   - name: dead-box
     address: 127.0.0.1

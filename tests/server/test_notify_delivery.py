@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import itertools
 import json
-import socket
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests.adapters
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
 from server.keys.secretbox import SecretBox
-from server.notify.channels.apprise_channel import AppriseChannel
-from server.notify.message import Note
 from server.notify.runtime import Notify
-from server.store.schema import device_status, devices, notify_channels, notify_messages
+from server.store.schema import notify_channels, notify_messages
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.smtp import PASSWORD, USER, SmtpPeer
 from tests.server.conftest import form_csrf, sign_in
-from tests.server.notify_helpers import add_device, bearer, fire, fire_many, messages, notify_app, receipts, resolve, wait_until
+from tests.server.notify_helpers import add_device, bearer, fire, messages, notify_app, receipts, resolve, wait_until
 
 HOSTILE = 'core-sw1 "}{ <script>alert(1)</script> \x1b[2J\u202egnp.exe\x00 ✓ & </li>'
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    peer = start_receiver()
-    yield peer
-    peer.stop()
 
 
 def test_json_ntfy_and_webhook_carry_the_dedup_key_and_survive_hostile_text(tmp_path: Path, receiver: Receiver) -> None:
@@ -272,151 +256,6 @@ def test_channel_urls_are_sealed_and_never_returned_whole(tmp_path: Path, receiv
         assert got.json["title"] == "pocketnoc test notification" and got.headers["x-api-key"] == "k3y-zyxw"
         audit = env.client.get("/api/v1/audit", headers=bearer(admin)).text
         assert "channel.create" in audit and "s3cr3t-pass" not in audit
-
-
-def test_escalation_reaches_the_next_step_until_acknowledged(tmp_path: Path, receiver: Receiver) -> None:
-    yaml = f"""
-channels:
-  - {{name: first, url: "{receiver.url}/first"}}
-  - {{name: second, url: "{receiver.url}/second"}}
-routes:
-  - {{name: all, channels: [first], escalation: up}}
-escalations:
-  - name: up
-    loops: 3
-    steps:
-      - {{after_minutes: 0.02, channels: [second]}}
-"""
-    with notify_app(tmp_path, yaml) as env:
-        operator = env.user("op", "operator")
-        alert_id = fire(env.engine, add_device(env.engine))
-        receiver.wait_for(1, lambda r: r.path == "/first")
-        receiver.wait_for(2, lambda r: r.path == "/second", timeout=30)
-        escalated = receiver.items(lambda r: r.path == "/second")[0].json
-        assert escalated["kind"] == "escalate" and escalated["title"].endswith("(escalated)")
-        assert env.client.post(f"/api/v1/alerts/{alert_id}/ack", headers=bearer(operator)).status_code == 200
-        env.settle(ahead=1.0)  # what was due at the acknowledgement went out
-        count = len(receiver.items(lambda r: r.path == "/second"))
-        env.settle()  # two minutes later for the worker: a step every 1.2 s would have sent many more
-        assert len(receiver.items(lambda r: r.path == "/second")) == count <= 3, "no more steps after the acknowledgement"
-
-
-def test_dead_man_heartbeat_stops_and_the_app_says_silent_since(tmp_path: Path, receiver: Receiver) -> None:
-    yaml = f"deadman: {{url: \"{receiver.url}/beat\", interval_seconds: 0.3, silent_after_seconds: 5}}\n"
-    with notify_app(tmp_path, yaml) as env:
-        token = env.user("pat", "viewer")
-        device = add_device(env.engine)
-        with env.engine.begin() as conn:  # an enabled device that was just polled: monitoring works
-            conn.execute(update(devices).values(enabled=True))
-            conn.execute(update(device_status).values(last_polled=time.time()))
-        receiver.wait_for(2, lambda r: r.path == "/beat" and r.method == "GET")
-        status = env.client.get("/api/v1/notify/status", headers=bearer(token)).json()["monitoring"]
-        assert status["silent_since"] is None and status["heartbeat"]["ok"] is True
-        old = time.time() - 3600
-        with env.engine.begin() as conn:
-            conn.execute(update(device_status).where(device_status.c.device_id == device).values(last_polled=old))
-        time.sleep(1.0)
-        beats = len(receiver.items())
-        time.sleep(1.0)  # three heartbeat intervals
-        assert len(receiver.items()) == beats, "no heartbeat while monitoring is silent"
-        status = env.client.get("/api/v1/notify/status", headers=bearer(token)).json()["monitoring"]
-        assert status["silent_since"] == pytest.approx(old) and status["heartbeat"]["status"] == "withheld"
-        sign_in(env.client, "pat", "correct horse battery")
-        since = time.strftime("%H:%M UTC", time.gmtime(old))
-        if time.gmtime(old).tm_yday != time.gmtime().tm_yday:
-            since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(old))
-        for path in ("/", "/alerts", "/notify"):  # the overview and alert list say so too, not only the notify page
-            page = env.client.get(path)
-            assert page.status_code == 200 and f"Monitoring has been silent since {since}" in page.text, path
-        with env.engine.begin() as conn:  # results come in again: the banner goes, heartbeats resume
-            conn.execute(update(device_status).values(last_polled=time.time()))
-        assert "Monitoring has been silent" not in env.client.get("/").text
-        receiver.wait_for(beats + 1, lambda r: r.path == "/beat", timeout=30)
-
-
-def test_a_mass_outage_reaches_a_channel_as_a_few_messages_and_one_summary(tmp_path: Path, receiver: Receiver) -> None:
-    yaml = f"channels:\n  - {{name: hook, url: \"json://127.0.0.1:{receiver.port}/x\"}}\n"
-    with notify_app(tmp_path, yaml) as env:  # default storm control: burst 3 per minute, then one summary
-        ids = [add_device(env.engine, f"access-{i:02d}") for i in range(50)]
-        fire_many(env.engine, {device: f"access-{i:02d} is down" for i, device in enumerate(ids)})  # one poll batch
-        got = receiver.wait_for(4, timeout=30)
-        env.settle(ahead=5.0)  # anything more would have arrived by now (a storm window is a minute: not passed)
-        got = receiver.items()
-        titles = [r.json["title"] for r in got]
-        assert len(got) == 4 and titles[-1] == "47 alerts firing", titles
-        summary = got[-1].json["message"]
-        assert "access-03 is down" in summary and "… and 33 more" in summary
-        assert len(messages(env.engine, status="summarized")) == 47
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _redirecting(final: str | int, location: str) -> Iterator[int]:
-    """A local HTTP service answering POST /hook with 307 to `location`, and `final` at /final; its port."""
-
-    class Hop(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.path == "/hook":
-                self.send_response(307)
-                self.send_header("Location", location)
-            else:
-                self.send_response(int(final))
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hop)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-NOTE = Note("trigger", "sw1 is down", "sw1 is down", "<p>sw1 is down</p>", "critical", "a1-e1", "", {})
-
-
-@pytest.mark.parametrize("final", ["no answer", 400, 503])
-def test_an_apprise_send_is_judged_by_its_last_request_not_a_redirect_before_it(final: str | int) -> None:
-    """A redirect followed by a connection failure is a retry, not a dead letter; the last answer decides."""
-    location = f"http://127.0.0.1:{_closed_port()}/gone" if final == "no answer" else "/final"
-    with _redirecting(final, location) as port:
-        outcome = AppriseChannel(f"json://127.0.0.1:{port}/hook", allow_unsafe=True)._send_sync(NOTE, 5.0)
-    assert not outcome.ok
-    assert outcome.permanent is (final == 400), outcome  # only a refusal of the last request is permanent
-    if final != "no answer":
-        assert outcome.status == f"apprise error={final}"
-
-
-def test_an_apprise_redirect_to_a_refused_address_is_not_followed() -> None:
-    """The first host is checked before sending; a redirect hop to an address the policy refuses is refused too."""
-    location = f"http://0.0.0.0:{_closed_port()}/latest/meta-data"  # refused: the unspecified address
-    with _redirecting(200, location) as port:
-        refused = AppriseChannel(f"json://127.0.0.1:{port}/hook")._send_sync(NOTE, 5.0)
-        allowed = AppriseChannel(f"json://127.0.0.1:{port}/hook", allow_unsafe=True)._send_sync(NOTE, 5.0)
-    assert refused.status == "refused" and refused.permanent and "unspecified" in refused.detail, refused
-    assert allowed.status != "refused" and not allowed.permanent, allowed  # followed, then no answer: a retry
-
-
-def test_watching_an_apprise_send_patches_nothing_and_stays_on_its_thread() -> None:
-    """requests is not patched; the address check applies to the sending thread only, during its send."""
-    assert requests.adapters.HTTPAdapter.send.__module__ == "requests.adapters"
-    assert requests.adapters.HTTPAdapter.send.__qualname__ == "HTTPAdapter.send"
-    location = f"http://0.0.0.0:{_closed_port()}/latest/meta-data"
-    with _redirecting(200, location) as port:
-        assert AppriseChannel(f"json://127.0.0.1:{port}/hook")._send_sync(NOTE, 5.0).status == "refused"
-        with socket.create_connection(("0.0.0.0", port), timeout=5):  # outside a send nothing is refused
-            pass
-    assert sys.getprofile() is None
 
 
 def test_a_changed_secrets_key_keeps_messages_for_after_the_restart(tmp_path: Path, receiver: Receiver) -> None:

@@ -18,6 +18,7 @@ from server.runtime import Services
 from server.store import leases
 from server.store import notify as store
 from server.store.db import make_engine
+from server.store.notify_records import NewMessage
 from server.store.schema import leases as leases_table
 from server.store.schema import notify_deliveries, notify_messages
 from tests.peers.receiver import Receiver, start_receiver
@@ -127,10 +128,8 @@ def test_losing_the_lease_mid_send_records_the_result_and_the_new_sender_takes_o
 
 def _message(engine: Engine, now: float) -> int:
     with engine.begin() as conn:
-        return store.add_message(conn, {
-            "created_at": now, "next_at": now, "attempts": 0, "status": "pending", "kind": "test",
-            "dedup_key": "fence-1", "target_type": "channel", "target_id": 1, "payload": {},
-        })
+        return store.add_message(conn, NewMessage(created_at=now, next_at=now, kind="test", dedup_key="fence-1",
+                                                  target_type="channel", target_id=1, user_id=None, payload={}))
 
 
 def _state(engine: Engine, message_id: int) -> tuple[str, int]:

@@ -141,7 +141,7 @@ async def test_dispatcher_runs_each_check_on_its_interval_and_syncs_changes(snmp
         before = len(got)
         await advance(6)
         assert {o.device_id for o in got[before:]} <= {1}
-        assert await dispatcher.run_now(1) == 1
+        assert (await dispatcher.run_now(1)).ran == 1
     finally:
         await dispatcher.stop()
         await poller.close()

@@ -7,9 +7,16 @@ import time
 
 import psycopg
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 
+from agents.base import Target
+from server.polling import dispatch_batches
+from server.polling.dispatch_queue import make_app
+from server.polling.jobs import CheckJob, PollNow
+from server.polling.queue_worker_state import HANDOFF_EVERY, HandoffPlan
+from server.store import workers as workers_store
 from server.store.checklocks import PING_EVERY, RELEASE_DELAY, CheckLocks, LockLost
+from server.store.db import Engine, make_engine
 from tests.peers.tcpproxy import TcpProxy
 
 
@@ -209,3 +216,77 @@ async def test_a_lock_session_silent_for_two_heartbeats_cuts_its_polls_before_th
         await mine.close()
         await other.close()
         proxy.stop()
+
+
+def test_a_checks_memory_is_stored_on_its_first_run_when_more_than_counters_change_and_every_few_slots() -> None:
+    plan = HandoffPlan()
+    quiet = (0, None, ())
+    assert plan.due("7:snmp", 100, quiet)  # its first run here: the next worker must find something
+    assert [plan.due("7:snmp", s, quiet) for s in range(101, 101 + HANDOFF_EVERY)] == [False] * (HANDOFF_EVERY - 1) + [True]
+    failing = (1, None, ("timeout",))
+    assert plan.due("7:snmp", 106, failing)  # a failure streak decides alerts and back-off at once: stored at once
+    assert not plan.due("7:snmp", 107, failing)
+    assert plan.due("7:snmp", 108, (2, 1234.0, ("timeout",)))
+    assert plan.due("7:snmp", 109, quiet)  # recovered: stored at once too
+    plan.forget("7:snmp")  # its memory came from another worker (or a lock was lost): the next run's is stored
+    assert plan.due("7:snmp", 110, quiet)
+    assert plan.due("7:snmp", 90, quiet)  # an older slot than the one stored (a clock step): stored, not trusted
+    assert plan.due("8:snmp", 110, quiet) and not plan.due("8:snmp", 111, quiet)  # each check its own
+
+
+async def test_a_hand_off_that_was_not_stored_is_said_so_and_the_next_run_stores_its_own(pg_url: str) -> None:
+    """A worker stores a check's memory only every few slots (HandoffPlan): one whose store failed must not count as
+    stored, or a device moving before the next store would start from memory older than that."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        device_id = admin.execute(
+            "INSERT INTO devices (name, address, tags, interval, enabled, spec, source, created_at, updated_at) "
+            "VALUES ('sw1', '127.0.0.1', '[]', 60, true, '{}', 'api', 0, 0) RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+    key = f"{device_id}:snmp"
+    locks = CheckLocks(pg_url)
+    plan = HandoffPlan()
+    lost: list[str] = []
+    locks.on_unsaved = lambda keys: (lost.extend(keys), [plan.forget(k) for k in keys])
+    try:
+        session, got = await locks.acquire_many([key])
+        assert got == {key} and plan.due(key, 1, (0, None, ()))
+        assert locks._conn is not None
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # PostgreSQL cuts the lock session before the store
+            admin.execute("SELECT pg_terminate_backend(%s)", (locks._conn.info.backend_pid,))
+        locks.release_soon(key, session, (device_id, "snmp", {"slot": 1}))
+        deadline = time.monotonic() + 5
+        while not lost and time.monotonic() < deadline:
+            await asyncio.sleep(RELEASE_DELAY)
+        assert lost == [key]
+        with psycopg.connect(pg_url, autocommit=True) as reader:
+            assert reader.execute("SELECT count(*) FROM check_handoff").fetchone() == (0,)
+        assert plan.due(key, 2, (0, None, ()))  # not counted as stored: the next slot stores its memory
+    finally:
+        await locks.close()
+
+
+async def test_a_poll_now_no_worker_took_is_cancelled_and_said_so_not_left_to_fire_later(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 'poll now' for a site with no worker running: when the one who asked stops waiting (RUN_NOW_TIMEOUT) its job
+    is cancelled and counted `untaken` (the API answers 503, the page asks whether the site's workers run), not
+    reported as pending, nor left queued to fire whenever a worker comes."""
+    monkeypatch.setattr(dispatch_batches, "RUN_NOW_TIMEOUT", 1.0)
+    job = CheckJob(7, "sw1", "snmp", "snmp", 60, Target("127.0.0.1", 161, "sw1"))
+    app = make_app(pg_url)
+    engine = make_engine(pg_url)
+    try:
+        async with app.open_async():  # no worker takes the queue: the job stays waiting
+            done = await dispatch_batches.run_now(app, [job], "site-nowhere", lambda ids: _states(engine, ids))
+        assert done == PollNow(checks=1, ran=0, pending=0, untaken=1)
+        with engine.connect() as conn:
+            left = conn.execute(text("SELECT status::text FROM procrastinate_jobs WHERE queue_name = 'site-nowhere'"))
+            assert [r[0] for r in left] == ["cancelled"]
+    finally:
+        engine.dispose()
+
+
+def _states(engine: Engine, ids: list[int]) -> dict[int, str]:
+    with engine.connect() as conn:
+        return workers_store.job_states(conn, ids)
+

@@ -69,7 +69,10 @@ def test_a_worker_that_falls_behind_sheds_a_third_of_its_devices_to_the_others_a
 
 @pytest.fixture
 def pg_env(pg_url: str, tmp_path: Path) -> Iterator[AppEnv]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=pg_url, scheduler="queue", worker_silent_seconds=30)
+    # The test's worker beats once: long beats and a long silence keep it live however late the leader's first pass is
+    # on a loaded machine (with 5 s beats it was fenced after 15 s, before a slow start's first pass, and shown silent).
+    settings = Settings(data_dir=tmp_path / "data", database_url=pg_url, scheduler="queue", worker_heartbeat_seconds=60,
+                        worker_silent_seconds=600)  # fmt: skip
     yield from make_app_env(settings, poll=True)  # the queue leader runs: it assigns the shards
 
 
@@ -79,12 +82,12 @@ def test_the_page_and_metrics_show_each_workers_shard_load_and_lag(pg_env: AppEn
     with engine.begin() as conn:
         for i in range(3):
             create_device(conn, DeviceSpec.model_validate({"name": f"d{i}", "address": "192.0.2.7"}), pg_env.svc.box, 60)
-        worker = store.register(conn, "w-busy", None, "host-1", 41, "inst1", 100, stale_after=30)
+        worker = store.register(conn, "w-busy", None, "host-1", 41, "inst1", 100, stale_after=600)
         store.heartbeat(conn, worker, "inst1", {"checks_per_min": 120.0, "failed_per_min": 0.0, "lag_p50": 0.2,
                                                 "lag_p95": 0.9, "in_flight": 25, "checks_total": 900})  # fmt: skip
     # The leader counts a worker live while it holds a connection of its own (a SIGKILLed one has none).
     with psycopg.connect(conninfo(pg_url, store.worker_app_name("inst1"))) as _session:
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with engine.connect() as conn:
                 if conn.execute(text("SELECT devices FROM worker_shards WHERE name = 'w-busy'")).scalar() == 3:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from server.auth import passwords
 from server.store import accounts
@@ -73,9 +74,24 @@ def test_a_site_worker_alone_polls_its_site_and_silence_raises_then_clears_alert
         port = c.ports["serve"]
         polled = httpx.post(f"http://127.0.0.1:{port}/api/v1/devices/{branch}/poll", headers={"Authorization": f"Bearer {token}"},
                             timeout=60)  # fmt: skip
-        assert polled.status_code == 200 and polled.json() == {"ran": 1}, polled.text
+        assert polled.status_code == 200 and polled.json() == {"ran": 1, "checks": 1}, polled.text
         forced = c.rows("SELECT worker FROM check_runs WHERE device_id = :d AND slot IS NULL", d=branch)
         assert [r.worker for r in forced] == ["b-worker"]
+        # A check that keeps running (here: its lock held from outside) past the run in flight and one more: 'poll now'
+        # says it did not poll, instead of answering as if it had.
+        other = c.scalar("SELECT id FROM devices WHERE name = 'branch-b'")
+        with c.engine.connect() as held:
+            key = {"k": f"{other}:snmp"}
+            held.execute(text("SELECT pg_advisory_lock(hashtextextended('pocketnoc-check:' || :k, 0))"), key)
+            asked = time.time()
+            refused = httpx.post(f"http://127.0.0.1:{port}/api/v1/devices/{other}/poll",
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=60)  # fmt: skip
+            waited = time.time() - asked
+            held.execute(text("SELECT pg_advisory_unlock(hashtextextended('pocketnoc-check:' || :k, 0))"), key)
+        assert refused.status_code == 409 and "still running" in refused.json()["detail"], refused.text
+        assert 2 * INTERVAL + 5 <= waited < 30, waited  # the run in flight and one more (an interval each), a margin
+        assert not c.scalar("SELECT count(*) FROM check_runs WHERE device_id = :d AND slot IS NULL", d=other)
+        assert "was not polled and stored" in (c.root / "b-worker.log").read_text(errors="replace")
         assert (c.root / "data" / "worker-b-worker.alive").exists()  # what the container health check reads
 
         # The branch's only worker dies: its devices stay with the site (never polled from HQ) and alerts say so.

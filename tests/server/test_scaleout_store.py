@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Connection, Engine, select, text, update
 
 from server.alerts import worker_health
 from server.alerts.writer_hook import Alerting
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
+from server.notify.config import NotifyConfig
+from server.notify.runtime import sync_file_channels
 from server.polling.writer import Writer
 from server.store import leases
 from server.store import workers as store
@@ -279,19 +279,6 @@ def test_a_worker_refuses_sqlite_and_a_missing_key_with_one_line(tmp_path: Path,
     assert_clean_error(run_cli("worker", "--site", "no/slash", "--data-dir", tmp_path, env=env), "--site")
 
 
-SYNC_AGAIN = """
-import sys
-from pathlib import Path
-from server.config.inventory import DeviceSpec
-from server.keys.secretbox import SecretBox
-from server.store.db import make_engine
-from server.store.devices import sync_config_devices
-specs = [DeviceSpec.model_validate({"name": f"sw{i}", "address": "192.0.2.7"}) for i in range(3)]
-with make_engine(sys.argv[1]).begin() as conn:
-    print(sync_config_devices(conn, specs, SecretBox.from_file(Path(sys.argv[2])), 60))
-"""
-
-
 def _lock_waits(engine: Engine) -> int:
     """Sessions of this database waiting for a lock (a fresh transaction: pg_stat_activity is read once per one)."""
     with engine.connect() as conn:
@@ -299,25 +286,78 @@ def _lock_waits(engine: Engine) -> int:
                                      "AND wait_event_type = 'Lock'")).scalar() or 0)  # fmt: skip
 
 
-@pytest.mark.pg
-def test_serve_processes_starting_together_sync_the_config_devices_one_after_the_other(pg_url: str, tmp_path: Path) -> None:
-    # Two serve processes started at once both created the file's devices: one start-up ended in a unique violation.
-    box = SecretBox.from_file(tmp_path / "k")
+def _sync_devices(conn: Connection, box: SecretBox) -> int:
     specs = [DeviceSpec.model_validate({"name": f"sw{i}", "address": "192.0.2.7"}) for i in range(3)]
+    sync_config_devices(conn, specs, box, 60)
+    return int(conn.execute(text("SELECT count(*) FROM devices")).scalar() or 0)
+
+
+def _sync_channels(conn: Connection, box: SecretBox) -> int:
+    config = NotifyConfig.model_validate({"channels": [{"name": "hook", "url": "json://127.0.0.1:9/hook"}]})
+    assert sync_file_channels(conn, box, config, time.time()) == []
+    return int(conn.execute(text("SELECT count(*) FROM notify_channels")).scalar() or 0)
+
+
+@pytest.mark.pg
+@pytest.mark.parametrize("sync", [_sync_devices, _sync_channels], ids=["devices", "channels"])
+def test_serve_processes_starting_together_sync_the_config_files_one_after_the_other(
+    pg_url: str, tmp_path: Path, sync: Callable[[Connection, SecretBox], int]
+) -> None:
+    # Two serve processes started at once both created the file's devices (and, later seen, its notification
+    # channels): one start-up ended in a unique violation.
+    box = SecretBox.from_file(tmp_path / "k")
     engine = make_engine(pg_url)
+    second: list[int | BaseException] = []
+
+    def other_process() -> None:
+        try:
+            with engine.begin() as conn:
+                second.append(sync(conn, box))
+        except BaseException as exc:
+            second.append(exc)
+
     try:
         with engine.begin() as first:
-            assert sync_config_devices(first, specs, box, 60)["created"] == 3
+            made = sync(first, box)
+            assert made > 0
             # The other process (a second serve starting) syncs while this transaction is open: it waits for it.
-            other = subprocess.Popen([sys.executable, "-c", SYNC_AGAIN, pg_url, str(tmp_path / "k")], text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+            thread = threading.Thread(target=other_process)
+            thread.start()
             deadline = time.monotonic() + 30
             while not _lock_waits(engine):
-                assert other.poll() is None and time.monotonic() < deadline, other.communicate()[0]
+                assert not second and time.monotonic() < deadline, second
                 time.sleep(0.05)
-        out = other.communicate(timeout=60)[0]
-        assert other.returncode == 0 and out.strip() == "{'created': 0, 'updated': 0, 'removed': 0}", out
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM devices")).scalar() == 3
+        thread.join(60)
+        assert second == [made]  # it found what the first made: nothing created twice, no unique violation
     finally:
         engine.dispose()
+
+
+@pytest.mark.pg
+def test_a_worker_dead_to_the_leader_is_lost_on_the_page_and_metrics_at_once_and_can_be_forgotten(pg_env: AppEnv) -> None:
+    # A trial: 26 s after a kill -9 the leader had moved the worker's devices, but the page said "2 of 2 reporting",
+    # the worker "running", /metrics up 1, and Forget was refused (409) until worker_silent_seconds.
+    from tests.server.conftest import form_csrf, sign_in
+
+    beats = 3 * pg_env.svc.settings.worker_heartbeat_seconds
+    with pg_env.svc.engine.begin() as conn:
+        store.register(conn, "alive", None, "h1", 1, "i1", 5, stale_after=30)
+        gone = store.register(conn, "gone", None, "<i>h2</i>", 2, "i2", 5, stale_after=30)
+        store.heartbeat(conn, gone, "i2", {"checks_per_min": 13.0})
+        conn.execute(update(workers).where(workers.c.id == gone).values(last_seen=workers.c.last_seen - beats - 1))
+    pg_env.user("ada", "admin")
+    sign_in(pg_env.client, "ada")
+    page = pg_env.client.get("/workers").text
+    row = re.search(r'<li class="row wk-(\w+)"><span class="main"><strong class="name">gone</strong>.*?</li>', page, re.S)
+    assert row and row.group(1) == "lost" and "lost: not reporting" in row.group(0)
+    assert "Its devices went to the other workers of its pool" in row.group(
+        0
+    ) and "on &lt;i&gt;h2&lt;/i&gt; (pid 2)" in row.group(0)
+    assert "last report: 13 checks/min" in row.group(0) and "1 of 2 workers reporting" in page
+    metrics = pg_env.client.get("/metrics", headers={"Authorization": f"Bearer {pg_env.token('m', 'viewer')}"}).text
+    assert 'pocketnoc_worker_up{worker="gone",site="default"} 0' in metrics.splitlines()
+    assert 'pocketnoc_worker_up{worker="alive",site="default"} 1' in metrics.splitlines()
+    with pg_env.svc.engine.connect() as conn:  # not yet silent: no alert before worker_silent_seconds
+        assert store.list_workers(conn, 30)[1]["state"] == "running"  # the alerts judge by silence alone
+    done = pg_env.client.post(f"/workers/{gone}/forget", data={"csrf_token": form_csrf(page)})
+    assert done.status_code == 303

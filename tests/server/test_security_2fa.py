@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from server.auth import totp
 from server.config.settings import Settings
+from server.store import twofactor
 from server.store.devices import load_device
+from server.store.schema import recovery_codes, users
 from server.store.schema import sessions as sessions_table
-from server.store.schema import users
-from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, make_app_env, sign_in
+from tests.server.conftest import PASSWORD, AppEnv, bearer, clean_env, form_csrf, make_app_env, sign_in
 from tests.server.security_helpers import (
     TotpClock,
     login_password,
@@ -21,6 +25,52 @@ from tests.server.security_helpers import (
     session_cookie,
     user_with_totp,
 )
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """One TOTP enrolment made through the pages: its sealed secret, the secret, the recovery codes and their hashes."""
+
+    sealed: bytes
+    secret: str
+    codes: list[str]
+    hashes: list[str]
+    key_file: Path
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory: pytest.TempPathFactory) -> Enrolled:
+    """Enrol once per module (ten argon2 hashes of recovery codes take seconds); the apps of this module's tests share
+    its key file, so `totp_user` can give a new user this enrolment as it is stored."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("enrolled") / "data", writer_batch_seconds=0.05)
+    with clean_env() as patch:
+        state = TotpClock(now=(time.time() // totp.STEP) * totp.STEP + 15)
+        patch.setattr(totp, "clock", lambda: state.now)
+        for env in make_app_env(settings):
+            _, secret, codes = user_with_totp(env, "template", "viewer", state)
+            with env.svc.reader.connect() as conn:
+                sealed = conn.execute(select(users.c.totp_secret).where(users.c.name == "template")).scalar_one()
+                hashes = conn.execute(select(recovery_codes.c.code_hash).order_by(recovery_codes.c.id)).scalars().all()
+    return Enrolled(bytes(sealed), secret, codes, list(hashes), settings.key_file)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, enrolled: Enrolled) -> Settings:
+    """The suite's settings (tests/server/conftest.py), with the key file the module's enrolment was sealed with."""
+    return Settings(data_dir=tmp_path / "data", writer_batch_seconds=0.05, secret_key_file=enrolled.key_file)
+
+
+def totp_user(env: AppEnv, name: str, role: str, clock: TotpClock, enrolled: Enrolled) -> tuple[TestClient, str, list[str]]:
+    """As user_with_totp (a new user with TOTP, signed in on a client of their own: client, secret, recovery codes),
+    the enrolment stored as the pages store it (the first test enrols through the pages) instead of made again."""
+    user_id = env.user(name, role)
+    client = TestClient(env.app, follow_redirects=False)
+    assert login_password(client, name) == "/"
+    with env.svc.engine.begin() as conn:
+        twofactor.confirm_totp(conn, user_id, enrolled.sealed, int(clock.now // totp.STEP))  # the confirming code's step
+        twofactor.replace_recovery_codes(conn, user_id, enrolled.hashes)
+    clock.advance()
+    return client, enrolled.secret, list(enrolled.codes)
 
 
 def test_totp_enrolment_stores_the_secret_sealed_and_codes_hashed(app_env: AppEnv, clock: TotpClock) -> None:
@@ -35,8 +85,8 @@ def test_totp_enrolment_stores_the_secret_sealed_and_codes_hashed(app_env: AppEn
     assert not {c.replace("-", "") for c in codes} & {h for h in stored}
 
 
-def test_sign_in_with_totp_needs_the_second_step(app_env: AppEnv, clock: TotpClock) -> None:
-    first, secret, _ = user_with_totp(app_env, "ben", "viewer", clock)
+def test_sign_in_with_totp_needs_the_second_step(app_env: AppEnv, clock: TotpClock, enrolled: Enrolled) -> None:
+    first, secret, _ = totp_user(app_env, "ben", "viewer", clock, enrolled)
     client = TestClient(app_env.app, follow_redirects=False)
     assert login_password(client, "ben", next_url="/devices/1") == "/login/2fa?next=/devices/1"
     half = session_cookie(client)
@@ -54,8 +104,8 @@ def test_sign_in_with_totp_needs_the_second_step(app_env: AppEnv, clock: TotpClo
     assert first.get("/account").status_code == 200
 
 
-def test_a_totp_code_works_only_once(app_env: AppEnv, clock: TotpClock) -> None:
-    _, secret, _ = user_with_totp(app_env, "cid", "viewer", clock)
+def test_a_totp_code_works_only_once(app_env: AppEnv, clock: TotpClock, enrolled: Enrolled) -> None:
+    _, secret, _ = totp_user(app_env, "cid", "viewer", clock, enrolled)
     code = clock.code(secret)
     one = TestClient(app_env.app, follow_redirects=False)
     login_password(one, "cid")
@@ -68,8 +118,8 @@ def test_a_totp_code_works_only_once(app_env: AppEnv, clock: TotpClock) -> None:
     assert second_step(two, clock.code(secret)) == 303
 
 
-def test_recovery_codes_work_once_each(app_env: AppEnv, clock: TotpClock) -> None:
-    _, _, codes = user_with_totp(app_env, "dia", "viewer", clock)
+def test_recovery_codes_work_once_each(app_env: AppEnv, clock: TotpClock, enrolled: Enrolled) -> None:
+    _, _, codes = totp_user(app_env, "dia", "viewer", clock, enrolled)
     one = TestClient(app_env.app, follow_redirects=False)
     login_password(one, "dia")
     assert second_step(one, codes[0].upper()) == 303  # case does not matter
@@ -82,8 +132,10 @@ def test_recovery_codes_work_once_each(app_env: AppEnv, clock: TotpClock) -> Non
     assert used == 2
 
 
-def test_wrong_codes_end_the_half_session_and_slow_down_that_address(app_env: AppEnv, clock: TotpClock) -> None:
-    _, secret, _ = user_with_totp(app_env, "eve", "viewer", clock)
+def test_wrong_codes_end_the_half_session_and_slow_down_that_address(
+    app_env: AppEnv, clock: TotpClock, enrolled: Enrolled
+) -> None:
+    _, secret, _ = totp_user(app_env, "eve", "viewer", clock, enrolled)
     client = TestClient(app_env.app, follow_redirects=False)
     login_password(client, "eve")
     for _ in range(4):
@@ -104,16 +156,16 @@ def test_wrong_codes_end_the_half_session_and_slow_down_that_address(app_env: Ap
     assert second_step(elsewhere, clock.code(secret)) == 303
 
 
-def test_the_second_step_checks_csrf(app_env: AppEnv, clock: TotpClock) -> None:
-    _, secret, _ = user_with_totp(app_env, "fay", "viewer", clock)
+def test_the_second_step_checks_csrf(app_env: AppEnv, clock: TotpClock, enrolled: Enrolled) -> None:
+    _, secret, _ = totp_user(app_env, "fay", "viewer", clock, enrolled)
     client = TestClient(app_env.app, follow_redirects=False)
     login_password(client, "fay")
     response = client.post("/login/2fa", data={"code": clock.code(secret), "csrf_token": "forged", "next": "/"})
     assert response.status_code == 403
 
 
-def test_a_half_session_expires_quickly(app_env: AppEnv, clock: TotpClock) -> None:
-    _, secret, _ = user_with_totp(app_env, "gus", "viewer", clock)
+def test_a_half_session_expires_quickly(app_env: AppEnv, clock: TotpClock, enrolled: Enrolled) -> None:
+    _, secret, _ = totp_user(app_env, "gus", "viewer", clock, enrolled)
     client = TestClient(app_env.app, follow_redirects=False)
     login_password(client, "gus")
     with app_env.svc.engine.begin() as conn:
@@ -161,8 +213,8 @@ def test_required_roles_must_enrol_at_next_sign_in(enforcing: AppEnv, clock: Tot
     assert client.get("/").status_code == 200  # now a full session
 
 
-def test_step_up_asks_again_after_stepup_minutes(app_env: AppEnv, clock: TotpClock) -> None:
-    client, secret, _ = user_with_totp(app_env, "hal", "admin", clock)
+def test_step_up_asks_again_after_stepup_minutes(app_env: AppEnv, clock: TotpClock, enrolled: Enrolled) -> None:
+    client, secret, _ = totp_user(app_env, "hal", "admin", clock, enrolled)
     assert client.get("/admin/users").status_code == 200
     with app_env.svc.engine.begin() as conn:
         conn.execute(sessions_table.update().values(verified_at=sessions_table.c.verified_at - 11 * 60))
@@ -208,11 +260,11 @@ def test_bearer_tokens_need_no_step_up(app_env: AppEnv) -> None:
     assert created.status_code == 201
 
 
-def test_changing_device_credentials_asks_for_step_up(app_env: AppEnv, clock: TotpClock) -> None:
+def test_changing_device_credentials_asks_for_step_up(app_env: AppEnv, clock: TotpClock, enrolled: Enrolled) -> None:
     admin_token = bearer(app_env.token("root", "admin"))
     spec = {"name": "sw9", "address": "192.0.2.9", "snmp": {"community": "old-community"}}
     device = app_env.client.post("/api/v1/devices", json=spec, headers=admin_token).json()["id"]
-    client, secret, _ = user_with_totp(app_env, "kai", "admin", clock)
+    client, secret, _ = totp_user(app_env, "kai", "admin", clock, enrolled)
     csrf = {"X-CSRF-Token": form_csrf(client.get("/account").text)}
     with app_env.svc.engine.begin() as conn:
         conn.execute(sessions_table.update().values(verified_at=sessions_table.c.verified_at - 11 * 60))

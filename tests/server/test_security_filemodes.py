@@ -15,7 +15,7 @@ import pytest
 from server.config.settings import Settings
 from tests.server.app_fleet import free_port
 from tests.server.conftest import POCKETNOC, make_app_env, run_cli
-from tests.server.test_demo_sim import RunningDemo
+from tests.server.demo_helpers import RunningDemo
 
 
 def mode(path: Path) -> int:

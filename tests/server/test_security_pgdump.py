@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from server.config.settings import Settings
 from server.web.app import create_app
 from tests.server.conftest import AppEnv, bearer
-from tests.server.test_security_secrets import _absent, _closed_tcp_port, _devices
+from tests.server.security_helpers import assert_absent, closed_tcp_port, secret_devices
 
 
 @pytest.mark.skipif(shutil.which("pg_dump") is None, reason="pg_dump is not installed")
@@ -22,7 +22,7 @@ def test_a_pg_dump_reveals_no_secret(tmp_path: Path, pg_url: str) -> None:
     with TestClient(app, follow_redirects=False) as client:
         env = AppEnv(app, client, app.state.services)
         token = env.token("root", "admin")
-        for device in _devices(_closed_tcp_port(), _closed_tcp_port()):
+        for device in secret_devices(closed_tcp_port(), closed_tcp_port()):
             created = client.post("/api/v1/devices", json=device, headers=bearer(token))
             assert created.status_code == 201, created.text
         channel = client.post(
@@ -33,5 +33,5 @@ def test_a_pg_dump_reveals_no_secret(tmp_path: Path, pg_url: str) -> None:
         assert channel.status_code == 201, channel.text
     dump = subprocess.run(["pg_dump", "--no-owner", pg_url], capture_output=True, check=True, timeout=120).stdout
     assert b"CREATE TABLE public.devices" in dump and b"v2c" in dump  # the dump really holds the inventory
-    _absent("the PostgreSQL dump", dump)
+    assert_absent("the PostgreSQL dump", dump)
     assert b"hook-S3CRET-path" not in dump

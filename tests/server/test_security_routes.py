@@ -307,7 +307,12 @@ def test_another_users_passkey_is_not_found(app_env: AppEnv) -> None:
     with app_env.svc.engine.begin() as conn:
         other = conn.execute(select(metadata.tables["users"].c.id).where(metadata.tables["users"].c.name == "pk2")).scalar()
         key_id = twofactor.add_passkey(conn, int(other), "cred-of-pk2", b"\x01", 0, "their phone", [])
-    assert app_env.client.delete(f"/api/v1/account/passkeys/{key_id}", headers=bearer(mine)).status_code == 404
+    # A token never removes a passkey (its own neither: 409); a browser session finds only its own passkeys.
+    assert app_env.client.delete(f"/api/v1/account/passkeys/{key_id}", headers=bearer(mine)).status_code == 409
+    browser = TestClient(app_env.app, follow_redirects=False)
+    sign_in(browser, "pk1")
+    page = browser.get("/account/passkeys")
+    assert browser.post(f"/account/passkeys/{key_id}/remove", data={"csrf_token": form_csrf(page.text)}).status_code == 404
     with app_env.svc.reader.connect() as conn:
         assert twofactor.list_passkeys(conn, int(other))
 

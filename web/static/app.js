@@ -373,4 +373,11 @@
     if (want) for (const d of $$("details.more-rows")) d.open = true;
   }
   $("[data-filter-rows]")?.addEventListener("input", applyFilter);
+
+  // ---- 'Poll now' said what it did: a reload or a shared link must not say it again ----
+  const polled = new URL(location.href);
+  if (/^\/devices\/\d+$/.test(polled.pathname) && polled.searchParams.has("done") && $("[data-poll-said]")) {
+    polled.searchParams.delete("done");
+    history.replaceState(history.state, "", polled.pathname + polled.search + polled.hash);
+  }
 })();

@@ -15,7 +15,7 @@ from server.auth.access import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, Vie
 from server.auth.passwords import UserError
 from server.auth.policy import Policy, declare
 from server.auth.principal import from_session
-from server.auth.stepup import Fresh, FreshOrEnrolling, is_fresh, same_site_path
+from server.auth.stepup import Fresh, FreshOrEnrolling, FreshSession, SessionRequired, is_fresh, same_site_path
 from server.runtime import Services, get_services
 from server.services import users as usermgmt
 from server.store import accounts, sessions, twofactor
@@ -75,7 +75,7 @@ def _checked(credential: dict[str, Any]) -> dict[str, Any]:
 
 def _session_only(p: Principal) -> str:
     if p.session_id is None:
-        raise HTTPException(409, "this needs a signed-in browser session, not an API token")
+        raise SessionRequired()
     return p.session_id
 
 
@@ -184,7 +184,6 @@ def begin_totp(svc: SvcDep, p: FreshOrEnrolling) -> dict[str, str]:
     """Start setting up an authenticator app: the secret and otpauth:// link (confirm with a code next).
 
     A browser session only: a stolen API token must not be able to put a second factor on its owner (a lock-out)."""
-    _session_only(p)
     with svc.engine.begin() as conn:
         secret = totp.begin_enrolment(conn, svc.box, p.user.id)
     return {"secret": secret, "uri": totp.provisioning_uri(secret, p.user.name)}
@@ -193,7 +192,6 @@ def begin_totp(svc: SvcDep, p: FreshOrEnrolling) -> dict[str, str]:
 @router.post("/api/v1/account/totp/confirm")
 def confirm_totp(svc: SvcDep, p: FreshOrEnrolling, request: Request, response: Response, body: Code) -> dict[str, Any]:
     """Finish the setup with a code from the app; answers ten recovery codes, shown only now (browser session only)."""
-    _session_only(p)
     ip = client_ip(request)
     with svc.engine.begin() as conn:
         codes = totp.confirm_enrolment(conn, svc.box, p.user.id, body.code)
@@ -207,9 +205,8 @@ def confirm_totp(svc: SvcDep, p: FreshOrEnrolling, request: Request, response: R
 
 
 @router.delete("/api/v1/account/totp", status_code=204)
-def remove_totp(svc: SvcDep, p: Fresh, request: Request) -> None:
+def remove_totp(svc: SvcDep, p: FreshSession, request: Request) -> None:
     """Remove the authenticator app; your other sessions end (browser session only)."""
-    _session_only(p)
     with svc.engine.begin() as conn:
         if not twofactor.factors(conn, p.user.id).totp:
             raise HTTPException(404, "no authenticator app is set up")
@@ -219,9 +216,8 @@ def remove_totp(svc: SvcDep, p: Fresh, request: Request) -> None:
 
 
 @router.post("/api/v1/account/recovery-codes")
-def new_recovery_codes(svc: SvcDep, p: Fresh, request: Request) -> dict[str, Any]:
+def new_recovery_codes(svc: SvcDep, p: FreshSession, request: Request) -> dict[str, Any]:
     """Replace your recovery codes with ten new ones (the old ones stop working; browser session only)."""
-    _session_only(p)
     with svc.engine.begin() as conn:
         if not twofactor.factors(conn, p.user.id).any:
             raise HTTPException(409, "set up an authenticator app or a passkey first")
@@ -267,7 +263,7 @@ def add_passkey(svc: SvcDep, p: FreshOrEnrolling, request: Request, response: Re
 
 
 @router.delete("/api/v1/account/passkeys/{passkey_id}", status_code=204)
-def remove_passkey(svc: SvcDep, p: Fresh, request: Request, passkey_id: int) -> None:
+def remove_passkey(svc: SvcDep, p: FreshSession, request: Request, passkey_id: int) -> None:
     """Remove one of your passkeys (another user's passkey is not found); your other sessions end."""
     with svc.engine.begin() as conn:
         name = twofactor.remove_passkey(conn, p.user.id, passkey_id)

@@ -23,6 +23,7 @@ from server.services.actions import offered, run_view, start_run
 from server.store import accounts
 from server.store import runs as store
 from server.store.runs import DeviceInfo
+from server.web.fields import RowId
 from server.web.streams import SESSION_CHECK_SECONDS, session_alive
 
 router = APIRouter(tags=["actions"])
@@ -52,12 +53,7 @@ def _labels_of(svc: Services, alert_id: int | None) -> tuple[str, dict[str, str]
 
 
 @router.get("/api/v1/actions")
-def list_actions(
-    svc: SvcDep,
-    p: Viewer,
-    device: Annotated[int | None, Query(ge=1)] = None,
-    alert: Annotated[int | None, Query(ge=1)] = None,
-) -> dict[str, Any]:
+def list_actions(svc: SvcDep, p: Viewer, device: RowId = None, alert: RowId = None) -> dict[str, Any]:
     """The catalog; with ?device=ID only the actions that apply to that device and that your role may run, each with
     `choices` (per parameter naming a port, disk, file system or service: what the device has, by name and state,
     dangerous ones marked) and, with ?alert=ID, `prefill` (the parameters the alert names)."""
@@ -180,10 +176,10 @@ def reload_catalog(request: Request, svc: SvcDep, p: Admin) -> dict[str, Any]:
 def list_runs(
     svc: SvcDep,
     _p: Viewer,
-    device: Annotated[int | None, Query(ge=1)] = None,
-    alert: Annotated[int | None, Query(ge=1)] = None,
+    device: RowId = None,
+    alert: RowId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: RowId = None,
 ) -> dict[str, Any]:
     """Run history, newest first, for a device, an alert, or everything; page with `before`."""
     with svc.reader.connect() as conn:

@@ -6,7 +6,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.auth.access import Admin, Operator, Viewer, caller_or_none, client_ip
@@ -67,9 +67,11 @@ def healthz(request: Request, svc: SvcDep) -> dict[str, Any]:
 
 
 @router.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
-def metrics(svc: SvcDep, _p: Viewer) -> PlainTextResponse:
-    """Prometheus text format: device states, latest metrics, the poller's own figures."""
-    return PlainTextResponse(metrics_export.render(svc), media_type="text/plain; version=0.0.4; charset=utf-8")
+def metrics(svc: SvcDep, _p: Viewer, scope: Literal["all", "process"] = "all") -> PlainTextResponse:
+    """Prometheus text format: device states, latest metrics, the poller's own figures (`scope=process`: only the
+    process's own figures, cheap at any fleet size)."""
+    text = metrics_export.render(svc, devices=scope == "all")
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @router.get("/api/v1/me", tags=["users"])
@@ -132,19 +134,28 @@ def remove_device(svc: SvcDep, p: Admin, request: Request, device_id: int) -> No
     devices_service.remove_device(svc, p, client_ip(request), device_id)
 
 
-@router.post("/api/v1/devices/{device_id}/poll", tags=["devices"])
-async def poll_device(svc: SvcDep, _p: Operator, device_id: int) -> dict[str, Any]:
-    """Run every check of the device now and wait until the result is stored."""
-    if svc.dispatcher is None or svc.writer is None:
+@router.post("/api/v1/devices/{device_id}/poll", tags=["devices"], response_model=None)
+async def poll_device(svc: SvcDep, _p: Operator, device_id: int) -> JSONResponse | dict[str, int]:
+    """Run every check of the device now and wait until the result is stored: 200 {"ran", "checks"} (fewer ran than
+    there are checks: the others were still running). 202 {"ran", "pending"} when a worker still waits for a check in
+    flight after 30 s (or a result is not stored yet): it may be polled and stored later. 409 when its checks were
+    still running, or the poll could not run, and none was polled; 404 when the device has no checks scheduled
+    (unknown, or polling is off for it); 503 when no worker took it (none running for its site?) or this process
+    does not poll."""
+    done = await devices_service.poll_now(svc, device_id)
+    if done is None:
         raise HTTPException(503, "polling is not running in this process")
-    ran = await svc.dispatcher.run_now(device_id)
-    if ran == 0:
-        raise HTTPException(404, "no checks scheduled for that device (unknown, disabled, or already running)")
-    writer = svc.writer
-    from starlette.concurrency import run_in_threadpool
-
-    await run_in_threadpool(writer.flush, 10.0)
-    return {"ran": ran}
+    match done.outcome:
+        case "none":
+            raise HTTPException(404, "no checks scheduled for that device (unknown, or polling is off for it)")
+        case "pending":
+            return JSONResponse({"ran": done.ran, "pending": done.pending}, status_code=202)
+        case "untaken":
+            raise HTTPException(503, "no worker took it within 30 s: are the workers of its site running? (see Workers)")
+        case "not-polled":
+            raise HTTPException(409, "not polled: its checks are still running, or the poll could not run (see the "
+                                     "log); try again in a moment")  # fmt: skip
+    return {"ran": done.ran, "checks": done.checks}
 
 
 @router.get("/api/v1/devices/{device_id}/history", tags=["devices"])

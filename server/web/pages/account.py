@@ -16,6 +16,7 @@ from server.config.timezones import canonical_tz, zone_names
 from server.runtime import Services, get_services
 from server.services import users as usermgmt
 from server.store import accounts, prefs, sessions, twofactor
+from server.web.fields import Code, Link, Password
 from server.web.pages.common import render
 
 router = APIRouter(include_in_schema=False)
@@ -99,12 +100,7 @@ def password_page(request: Request, p: Fresh) -> Response:
 
 @router.post("/account/password", response_class=HTMLResponse)
 def password_submit(
-    request: Request,
-    svc: SvcDep,
-    p: Fresh,
-    current: Annotated[str, Form(max_length=1024)] = "",
-    new: Annotated[str, Form(max_length=1024)] = "",
-    again: Annotated[str, Form(max_length=1024)] = "",
+    request: Request, svc: SvcDep, p: Fresh, current: Password = "", new: Password = "", again: Password = ""
 ) -> Response:
     """Change the password: every session ends; this browser gets a new one."""
     if new != again:
@@ -131,12 +127,7 @@ def verify_page(request: Request, svc: SvcDep, p: Viewer, next: Annotated[str, Q
 
 @router.post("/account/verify", response_class=HTMLResponse)
 def verify_submit(
-    request: Request,
-    svc: SvcDep,
-    p: Viewer,
-    code: Annotated[str, Form(max_length=64)] = "",
-    password: Annotated[str, Form(max_length=1024)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "/account",
+    request: Request, svc: SvcDep, p: Viewer, code: Code = "", password: Password = "", next: Link = "/account"
 ) -> Response:
     """Check the code (or password); on success this session is fresh for `stepup_minutes`."""
     target = same_site_path(next, "/account")

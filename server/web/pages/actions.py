@@ -36,13 +36,22 @@ VERDICTS = {
 DANGER = {"low": "low risk", "medium": "changes the device", "high": "dangerous"}
 
 
+def _device_of(request: Request, svc: Services, device_id: int) -> DeviceInfo | None:
+    """The device with its secrets, read once per page however many parts of it (panel, rows) ask."""
+    cache: dict[int, DeviceInfo | None] = getattr(request.state, "action_devices", None) or {}
+    request.state.action_devices = cache
+    if device_id not in cache:
+        cache[device_id] = _device(svc, device_id)
+    return cache[device_id]
+
+
 def action_panel(request: Request, device_id: int, alert_id: int | None = None) -> dict[str, Any]:
     """What the Actions section of a device or alert page shows (called from _actions.html while rendering)."""
     svc: Services = request.app.state.services
     principal = getattr(request.state, "principal", None)
     mgr = manager(svc)
+    device = _device_of(request, svc, device_id)
     with svc.reader.connect() as conn:
-        device = store.device_info(conn, svc.box, device_id)
         alert = store.alert_brief(conn, alert_id) if alert_id is not None else None
         runs = store.list_runs(conn, None if alert_id is not None else device_id, alert_id, PANEL_RUNS)
     rule = alert.rule if alert else None
@@ -70,10 +79,9 @@ def row_actions(request: Request, device_id: int, kind: str) -> list[dict[str, s
     """Actions offered on this device that take one thing of `kind` (e.g. interface): what a row of that kind links to."""
     svc: Services = request.app.state.services
     principal = getattr(request.state, "principal", None)
-    if not isinstance(principal, Principal):
+    if not isinstance(principal, Principal) or not principal.user.can("operator"):  # a viewer is offered none
         return []
-    with svc.reader.connect() as conn:
-        device = store.device_info(conn, svc.box, device_id)
+    device = _device_of(request, svc, device_id)
     if device is None:
         return []
     out = []

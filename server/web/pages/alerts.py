@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -35,11 +36,20 @@ def alert_flash(request: Request) -> Flash | None:
     alert_id = int(query["alert"])
     with svc.reader.connect() as conn:
         try:
-            title = str(store.get_alert(conn, alert_id)["title"])
+            alert = store.get_alert(conn, alert_id)
         except store.AlertNotFound:
             return None
+    if not _shows(query.get("done", ""), alert.get("acked_by"), alert.get("snoozed_until")):
+        return None  # a crafted link must not say an alert was handled when it was not
+    title = str(alert["title"])
     back = without_flash(request.url.path, list(query.multi_items()))
     return flash_for({k: query.get(k, "") for k in ("done", "alert", "prev")}, {alert_id: title}, back=back)
+
+
+def _shows(action: str, acked_by: object, snoozed_until: object) -> bool:
+    """The confirmation only where the alert is as it says (acknowledged, snoozed, ...)."""
+    snoozed = isinstance(snoozed_until, int | float) and snoozed_until > time.time()
+    return {"ack": bool(acked_by), "unack": not acked_by, "snooze": snoozed, "unsnooze": not snoozed}.get(action, True)
 
 
 TEMPLATES.env.globals["alert_flash"] = alert_flash

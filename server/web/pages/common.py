@@ -36,9 +36,11 @@ from server.auth.access import (
 from server.auth.grants import effective
 from server.auth.policy import public
 from server.runtime import Services, get_services
+from server.services import devices as devices_service
 from server.services.hostkeys import trust_offered
 from server.store import accounts, prefs
 from server.web import views
+from server.web.fields import Link, LoginText, Password
 
 TEMPLATES = Jinja2Templates(directory=str(web.ROOT / "templates"))
 TEMPLATES.env.autoescape = True
@@ -90,6 +92,8 @@ def _segment(value: object) -> str:
 
 
 TEMPLATES.env.filters["segment"] = _segment
+_MACROS = TEMPLATES.env.get_template("_macros.html").module  # the building blocks every template may call
+TEMPLATES.env.globals.update({name: getattr(_MACROS, name) for name in ("card", "post_buttons", "event_list")})
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 
@@ -169,10 +173,10 @@ def _secure(request: Request) -> bool:
 async def login_submit(
     request: Request,
     svc: SvcDep,
-    username: Annotated[str, Form(max_length=200)] = "",
-    password: Annotated[str, Form(max_length=1024)] = "",
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "/",
+    username: LoginText = "",
+    password: Password = "",
+    csrf_token: LoginText = "",
+    next: Link = "/",
 ) -> Response:
     """Check the password, start a fresh session, go where the user was heading."""
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
@@ -256,8 +260,23 @@ def trust_key_form(
 
 @router.post("/devices/{device_id}/poll")
 async def poll_now(svc: SvcDep, _p: Operator, device_id: int) -> Response:
-    """'Poll now' from the device page."""
-    if svc.dispatcher is not None and svc.writer is not None:
-        await svc.dispatcher.run_now(device_id)
-        await run_in_threadpool(svc.writer.flush, 10.0)
-    return RedirectResponse(f"/devices/{device_id}", status_code=303)
+    """'Poll now' from the device page; the page then says whether it polled (a check still running is not polled
+    again, and a process that does not poll cannot)."""
+    done = await devices_service.poll_now(svc, device_id)
+    return RedirectResponse(f"/devices/{device_id}?done={done.outcome if done else 'no-polling'}", status_code=303)
+
+
+# What the device page says after 'Poll now' (its ?done=: PollNow.outcome, or no-polling).
+POLL_WORDS = {
+    "polled": ("ok", "Polled just now: what follows is the result."),
+    "partly": ("warn", "Partly polled: some of its checks were still running and were not polled again. What follows is "
+                       "the newest result of each."),
+    "not-polled": ("warn", "Not polled: its checks are still running, or the poll could not run. What follows is the "
+                           "last result; try again in a moment."),
+    "pending": ("warn", "Still polling: a check was running, and it is polled after it. What follows is the last "
+                        "result; a new one shows here once it is stored."),
+    "untaken": ("warn", "Not polled: no worker took it. Are the workers of its site running? (Settings → Workers)"),
+    "none": ("warn", "Not polled: polling is off for this device (or it has no checks)."),
+    "no-polling": ("warn", "Not polled: this server process does not poll. What follows is the last result."),
+}
+

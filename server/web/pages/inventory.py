@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,6 +22,7 @@ from server.store import overview as overview_store
 from server.store.devices import load_device, split_secrets
 from server.web import views
 from server.web import views_phone as views_app
+from server.web.fields import ListQuery
 from server.web.pages.common import render, render_error
 
 router = APIRouter(include_in_schema=False)
@@ -142,7 +142,8 @@ def _errors(exc: ValidationError | ServiceError) -> str:
     return str(detail)
 
 
-def _list(request: Request, svc: Services, q: str, page: int, status: int = 200, **extra: Any) -> Response:
+def _list(request: Request, svc: Services, query: ListQuery, status: int = 200, **extra: Any) -> Response:
+    q = query.search
     with svc.reader.connect() as conn:
         rows = overview_store.device_rows(conn)
     needle = q.strip().lower()
@@ -150,9 +151,9 @@ def _list(request: Request, svc: Services, q: str, page: int, status: int = 200,
         rows = [d for d in rows if needle in d["name"].lower() or needle in d["address"].lower()]
     rows.sort(key=lambda d: d["name"])
     pages = max(1, -(-len(rows) // PAGE_SIZE))
-    page = min(max(page, 1), pages)
+    page = min(query.page, pages)
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    links = {n: "/admin/devices?" + urlencode({**({"q": q} if q else {}), "page": n}) for n in (page - 1, page + 1)}
+    links = {n: query.link("/admin/devices", n) for n in (page - 1, page + 1)}
     return render(
         request, "admin_devices.html", status=status, devices=shown, total=len(rows), q=q, page=page, pages=pages,
         links=links, form=extra.pop("form", {}), error=extra.pop("error", None), **extra,
@@ -161,15 +162,10 @@ def _list(request: Request, svc: Services, q: str, page: int, status: int = 200,
 
 @router.get("/admin/devices", response_class=HTMLResponse)
 def inventory_page(
-    request: Request,
-    svc: SvcDep,
-    _p: Admin,
-    q: str = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    done: Annotated[str, Query(max_length=80)] = "",
+    request: Request, svc: SvcDep, _p: Admin, f: Annotated[ListQuery, Query()], done: Annotated[str, Query(max_length=80)] = ""
 ) -> Response:
     """Every device (config-managed ones read-only) and a form to add one."""
-    return _list(request, svc, q[:200], page, done=done)  # a too-long search is cut, not an error page
+    return _list(request, svc, f, done=done)
 
 
 @router.post("/admin/devices", response_class=HTMLResponse)
@@ -183,7 +179,7 @@ async def add_device_form(request: Request, svc: SvcDep, p: Admin) -> Response:
     except (ValidationError, ServiceError) as exc:
         echo = {k: _field(form, k) for k in form if "password" not in k and "key" not in k and k != "csrf_token"}
         status = exc.status if isinstance(exc, ServiceError) else 422
-        return _list(request, svc, "", 1, status=status, error=_errors(exc), form=echo)
+        return _list(request, svc, ListQuery(), status=status, error=_errors(exc), form=echo)
     return RedirectResponse(f"/devices/{created}?done=created", status_code=303)  # its status, not its form
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -18,6 +18,7 @@ from server.services.bodies import NewChannel
 from server.store import accounts, notify_views
 from server.store import notify as store
 from server.store.notify_targets import list_channels, list_subscriptions
+from server.web.fields import Flag, Link, Name
 from server.web.pages.common import render, render_error, user_zone
 
 router = APIRouter(include_in_schema=False)
@@ -75,13 +76,7 @@ def _channels(request: Request, svc: Services, admin: bool, status: int = 200, e
 
 @router.post("/notify/channels")
 def channel_create(
-    request: Request,
-    svc: SvcDep,
-    p: Admin,
-    name: Annotated[str, Form(max_length=64)] = "",
-    url: Annotated[str, Form(max_length=2000)] = "",
-    owner: Annotated[str, Form(max_length=64)] = "",
-    allow_unsafe: Annotated[str, Form(max_length=8)] = "",
+    request: Request, svc: SvcDep, p: Admin, name: Name = "", url: Link = "", owner: Name = "", allow_unsafe: Flag = ""
 ) -> Response:
     """Add a channel from the form."""
     form = {"name": name, "owner": owner}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from pydantic import Field
 from starlette.routing import Match
 
 import web
@@ -24,13 +24,13 @@ from server.services.hostkeys import offered_key
 from server.store import hostkeys
 from server.web import views
 from server.web import views_phone as views_app
+from server.web.fields import SEARCH_MAX, ListQuery
 from server.web.pages import triage
-from server.web.pages.common import TEMPLATES, render, render_error, user_zone
+from server.web.pages.common import POLL_WORDS, TEMPLATES, render, render_error, user_zone
 
 router = APIRouter(include_in_schema=False)
 SvcDep = Annotated[Services, Depends(get_services)]
 STATIC = web.ROOT / "static"
-SEARCH_MAX = 200  # characters of a search; longer text is cut, not refused
 RangeQuery = Annotated[str, Query(alias="range", pattern="^(1h|24h|7d|30d)$")]
 INTERFACE_METRICS = (
     "if_in_bps",
@@ -104,32 +104,25 @@ def _timed(response: Response, started: float) -> Response:
     return response
 
 
+class OverviewQuery(ListQuery):
+    """The overview's filters besides the search: a tag, a state."""
+
+    tag: str = Field(default="", max_length=64)
+    state: str = Field(default="", max_length=16)
+
+
 @router.get("/", response_class=HTMLResponse)
-def overview_page(
-    request: Request,
-    svc: SvcDep,
-    _p: Viewer,
-    q: str = "",
-    tag: Annotated[str, Query(max_length=64)] = "",
-    state: Annotated[str, Query(max_length=16)] = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-) -> Response:
+def overview_page(request: Request, svc: SvcDep, _p: Viewer, f: Annotated[OverviewQuery, Query()]) -> Response:
     """Counts by state and severity, open alerts (one-tap ack/snooze), devices problems first, search."""
     started = time.perf_counter()
-    q_cut = len(q) > SEARCH_MAX  # a too-long search is cut (and said so next to the box), never an error page
-    q = q[:SEARCH_MAX]
     with svc.reader.connect() as conn:
-        data = views_app.overview(conn, q, tag, state, page)
+        data = views_app.overview(conn, f.search, f.tag, f.state, f.page)
         silent_since = silent_label(svc, conn, user_zone(request)[0])
         failing = channel_alarm(conn).channels
     storage_full = views.storage_health(svc)["storage"]["message"] or ""
-
-    def page_url(number: int) -> str:
-        params = {k: v for k, v in (("q", q), ("tag", tag), ("state", state)) if v}
-        return "/?" + urlencode({**params, "page": number})
-
-    response = render(request, "devices.html", o=data, q=q, tag=tag, state=state, page_url=page_url, silent_since=silent_since,
-                      storage_full=storage_full, q_cut=q_cut, search_max=SEARCH_MAX, failing_channels=failing)
+    response = render(request, "devices.html", o=data, q=f.search, tag=f.tag, state=f.state, page_url=partial(f.link, "/"),
+                      silent_since=silent_since, storage_full=storage_full, q_cut=f.cut, search_max=SEARCH_MAX,
+                      failing_channels=failing)
     return _timed(response, started)
 
 
@@ -177,6 +170,7 @@ def device_page(
         t=tables,
         q=q,
         created=done == "created",
+        polled=POLL_WORDS.get(done or ""),
     )
     return _timed(response, started)
 

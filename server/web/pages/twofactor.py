@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from server.auth import loginflow, throttle, totp
 from server.auth.access import Principal, check_csrf, client_ip, current_principal
 from server.auth.policy import Policy, declare
-from server.auth.stepup import Fresh, FreshOrEnrolling, same_site_path
+from server.auth.stepup import FreshOrEnrolling, FreshSession, same_site_path
 from server.runtime import Services, get_services
 from server.store import accounts, sessions, twofactor
+from server.web.fields import Code, Link
 from server.web.pages.common import render
 
 router = APIRouter(include_in_schema=False)
@@ -54,13 +55,7 @@ def second_step_page(
 
 
 @router.post("/login/2fa", response_class=HTMLResponse)
-def second_step_submit(
-    request: Request,
-    svc: SvcDep,
-    p: HalfSession,
-    code: Annotated[str, Form(max_length=64)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "/",
-) -> Response:
+def second_step_submit(request: Request, svc: SvcDep, p: HalfSession, code: Code = "", next: Link = "/") -> Response:
     """Check the code; a right one swaps the half-session for a new full session."""
     target = same_site_path(next)
     ip = client_ip(request)
@@ -140,7 +135,7 @@ def totp_start(svc: SvcDep, p: FreshOrEnrolling) -> Response:
 
 
 @router.post("/account/totp/confirm", response_class=HTMLResponse)
-def totp_confirm(request: Request, svc: SvcDep, p: FreshOrEnrolling, code: Annotated[str, Form(max_length=64)] = "") -> Response:
+def totp_confirm(request: Request, svc: SvcDep, p: FreshOrEnrolling, code: Code = "") -> Response:
     """Confirm with a code from the app; shows the recovery codes once."""
     ip = client_ip(request)
     token, csrf = None, p.csrf
@@ -161,7 +156,7 @@ def totp_confirm(request: Request, svc: SvcDep, p: FreshOrEnrolling, code: Annot
 
 
 @router.post("/account/totp/remove")
-def totp_remove(request: Request, svc: SvcDep, p: Fresh) -> Response:
+def totp_remove(request: Request, svc: SvcDep, p: FreshSession) -> Response:
     """Remove the authenticator app; your other sessions end."""
     with svc.engine.begin() as conn:
         if twofactor.factors(conn, p.user.id).totp:
@@ -175,7 +170,7 @@ def totp_remove(request: Request, svc: SvcDep, p: Fresh) -> Response:
 
 
 @router.get("/account/recovery", response_class=HTMLResponse)
-def recovery_page(request: Request, svc: SvcDep, p: Fresh) -> Response:
+def recovery_page(request: Request, svc: SvcDep, p: FreshSession) -> Response:
     """How many recovery codes are left, and a button for new ones."""
     with svc.reader.connect() as conn:
         have = twofactor.factors(conn, p.user.id)
@@ -183,7 +178,7 @@ def recovery_page(request: Request, svc: SvcDep, p: Fresh) -> Response:
 
 
 @router.post("/account/recovery", response_class=HTMLResponse)
-def recovery_new(request: Request, svc: SvcDep, p: Fresh) -> Response:
+def recovery_new(request: Request, svc: SvcDep, p: FreshSession) -> Response:
     """Ten new recovery codes, shown once; the old ones stop working."""
     with svc.engine.begin() as conn:
         if not twofactor.factors(conn, p.user.id).any:
@@ -202,7 +197,7 @@ def passkeys_page(request: Request, svc: SvcDep, p: FreshOrEnrolling) -> Respons
 
 
 @router.post("/account/passkeys/{passkey_id}/remove")
-def passkey_remove(request: Request, svc: SvcDep, p: Fresh, passkey_id: int) -> Response:
+def passkey_remove(request: Request, svc: SvcDep, p: FreshSession, passkey_id: int) -> Response:
     """Remove one of your passkeys (another user's is not found); your other sessions end."""
     with svc.engine.begin() as conn:
         name = twofactor.remove_passkey(conn, p.user.id, passkey_id)

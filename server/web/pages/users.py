@@ -15,6 +15,7 @@ from server.runtime import Services, get_services
 from server.services import audit as auditlog
 from server.services import users as usermgmt
 from server.store import accounts
+from server.web.fields import Name, Password, RowId
 from server.web.pages.common import render
 
 router = APIRouter(include_in_schema=False)
@@ -36,12 +37,7 @@ def users_page(request: Request, svc: SvcDep, _p: FreshAdmin) -> Response:
 
 @router.post("/admin/users", response_class=HTMLResponse)
 def create_user_form(
-    request: Request,
-    svc: SvcDep,
-    p: FreshAdmin,
-    name: Annotated[str, Form(max_length=64)] = "",
-    role: ROLE_FIELD = "viewer",
-    password: Annotated[str, Form(max_length=1024)] = "",
+    request: Request, svc: SvcDep, p: FreshAdmin, name: Name = "", role: ROLE_FIELD = "viewer", password: Password = ""
 ) -> Response:
     """Add a user; with no password given, a random one is made and shown once."""
     generated = not password
@@ -128,7 +124,7 @@ def audit_page(
     request: Request,
     svc: SvcDep,
     _p: Admin,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: RowId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """The audit log, newest first, a page at a time; CSV and JSON Lines export links."""
