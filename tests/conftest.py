@@ -25,7 +25,6 @@ SLOW_MODULES: dict[str, float] = {  # seconds of each module's tests in a whole 
     "tests/server/test_scaleout_sites.py": 64,
     "tests/server/test_directory_browser.py": 53,  # 8 s of tests + the Samba DC's start (~45 s, in the session fixture)
     "tests/server/test_cli.py": 60,
-    "tests/server/test_app_budgets.py": 50,
     "tests/server/test_app_browser.py": 34,
     "tests/server/test_app_live.py": 34,
     "tests/server/test_app_oncall_path.py": 32,

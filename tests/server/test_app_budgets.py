@@ -18,7 +18,7 @@ from tests.server import app_lighthouse
 from tests.server.app_browser import ARTIFACTS, controlled, live, phone, playwright_browser, session_cookie, sign_in
 from tests.server.app_fleet import BROWSER_ARGS, CHROMIUM, PHONES, Fleet, LiveServer, build_fleet, serve, serve_process
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.quiet]  # quiet: see the Makefile's test target
 FIRST_LOAD_BYTES = 60 * 1024
 RENDER_P95_MS = 50.0
 RENDER_ROUNDS = 5
