@@ -20,8 +20,9 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
-from server.store.db import Connection, Engine
+from server.store.db import Connection, Engine, json_text
 from server.store.schema import metadata
 
 Db = Engine | Connection
@@ -95,15 +96,15 @@ def run(db: Db, sql: str, **params: Any) -> int:
 def insert(db: Db, table: str, returning: str | None = None, **values: Any) -> Any:
     """Insert one row; with `returning`, that column of the new row (e.g. its id).
 
-    Dicts and lists go in as JSON text. Columns not given get the schema's own default (`server.store.schema`), as a
-    store insert would.
+    Dicts and lists go in as JSON text, encoded as the store encodes it (NaN and infinities become null). Columns not
+    given get the schema's own default (`server.store.schema`), as a store insert would.
     """
     names = [table, *values, *([returning] if returning else [])]
     bad = [n for n in names if not _IDENTIFIER.fullmatch(n)]
     if bad:
         raise ValueError(f"not a plain SQL name: {bad}")
     values = {**_defaults(table, set(values)), **values}
-    values = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in values.items()}  # JSON columns
+    values = {k: json_text(v) if isinstance(v, dict | list) else v for k, v in values.items()}  # as the store encodes JSON
     columns = ", ".join(values)
     placeholders = ", ".join(f":{name}" for name in values)
     sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608 - names checked above, values bound
@@ -127,7 +128,8 @@ def _defaults(table: str, given: set[str]) -> dict[str, Any]:
 
 
 def update(db: Db, table: str, where: str, values: dict[str, Any], **params: Any) -> int:
-    """Set columns of the rows `where` picks (SQL with `:name` parameters); dicts and lists go in as JSON text.
+    """Set columns of the rows `where` picks (SQL with `:name` parameters); dicts and lists go in as
+    JSON text, encoded as the store encodes it.
 
     `update(engine, "sessions", "user_id = :u", {"created_at": 0.0}, u=7)`; how many rows changed.
     """
@@ -135,7 +137,7 @@ def update(db: Db, table: str, where: str, values: dict[str, Any], **params: Any
     if bad:
         raise ValueError(f"not a plain SQL name: {bad}")
     assignments = ", ".join(f"{name} = :set_{name}" for name in values)
-    bound = {f"set_{k}": json.dumps(v) if isinstance(v, dict | list) else v for k, v in values.items()}
+    bound = {f"set_{k}": json_text(v) if isinstance(v, dict | list) else v for k, v in values.items()}
     return run(db, f"UPDATE {table} SET {assignments} WHERE {where}", **bound, **params)  # noqa: S608 - names checked
 
 
@@ -160,7 +162,7 @@ def records(db: Db, table: str, where: str = "", order: str = "id", **params: An
     `where` is SQL with `:name` parameters (`records(engine, "notify_messages", "status = :s", s="sent")`).
     """
     row_type, columns = _record_type(table)
-    for name in (table, *order.replace(" DESC", "").split(", ")):
+    for name in (table, *(order.replace(" DESC", "").split(", ") if order else ())):
         if not _IDENTIFIER.fullmatch(name):
             raise ValueError(f"not a plain SQL name: {name!r}")
     names = ", ".join(name for name, _ in columns)
@@ -181,3 +183,10 @@ def records(db: Db, table: str, where: str = "", order: str = "id", **params: An
 def json_of(value: Any) -> Any:
     """A JSON column's value as Python: SQLite hands back text, psycopg has decoded it already."""
     return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def url_via(url: str, host: str, port: int) -> str:
+    """The database URL with another host and port (a proxy's in front of PostgreSQL), its user, password and query kept."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    return parts._replace(netloc=f"{user}@{host}:{port}" if user else f"{host}:{port}").geturl()
