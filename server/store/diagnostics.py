@@ -1,11 +1,14 @@
-"""What the benchmarks (bench/) measure and seed, as store functions: the backend's pid, sizes, counts, scratch devices."""
+"""What the benchmarks (bench/) and tests measure and seed, as store functions: the backend's pid, sizes, counts,
+scratch devices, the statements an engine sends."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, Engine, event, func, insert, select, text
 
 from server.config.inventory import DeviceSpec
 from server.store.partitions import PARENT, is_partitioned
@@ -48,3 +51,18 @@ def add_quiet_devices(conn: Connection, names: Sequence[str], state: str = "up",
         conn.execute(insert(device_status).values(device_id=ids[-1], state=state, state_since=now, facts={}, tables={},
                                                   checks={}, metrics={}))  # fmt: skip
     return ids
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """Every SQL statement the engine sends while the block runs, in order (how many writes a poll costs, what is read)."""
+    seen: list[str] = []
+
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", _seen)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", _seen)

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import Engine, insert, select, update
 
 from server.auth import passwords
 from server.config.inventory import DeviceSpec
@@ -31,12 +30,12 @@ from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 from server.runtime import Services
 from server.store.alerts import fire_event_alert
+from server.store.db import Engine
 from server.store.devices import create_device
 from server.store.metrics import SeriesCache, labels_key, rollup, write_samples
-from server.store.schema import alerts as alert_table
-from server.store.schema import device_status, state_events
 from server.web.app import create_app
 from server.web.live import StreamingServer
+from tests import sql
 from tests.server.conftest import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
@@ -114,7 +113,7 @@ def build_fleet(engine: Engine, box: SecretBox, devices: int = 1000, alerts: int
             }
             if state != "up":
                 values["last_error"] = "snmp: no SNMP answer after 2 tries of 2s (host down, wrong port, or bad community)"
-            conn.execute(update(device_status).where(device_status.c.device_id == device_id).values(**values))
+            sql.update(conn, "device_status", "device_id = :d", values, d=device_id)
         down = [d for i, d in enumerate(ids) if _state(i) in ("down", "unreachable")]
         for n in range(alerts):
             device_id = down[n % len(down)] if n < len(down) else ids[(n * 37) % len(ids)]
@@ -124,7 +123,7 @@ def build_fleet(engine: Engine, box: SecretBox, devices: int = 1000, alerts: int
             name = names[device_id]  # as the built-in rules word them
             title = f"{name} is {_state(ids.index(device_id))}" if n < len(down) else f"{name}: interface Gi1/0/{n} is down"
             fire_event_alert(conn, rule, device_id, key, severity, title, now - 60 * n - 5, "fixture")
-        alert_ids = [int(r.id) for r in conn.execute(select(alert_table.c.id).order_by(alert_table.c.id))]
+        alert_ids = [int(i) for i in sql.scalars(conn, "SELECT id FROM alerts ORDER BY id")]
     graphed = ids[0]
     add_history(engine, graphed, now)
     return Fleet(devices=devices, alerts=alert_ids, graphed=graphed, down=down)
@@ -159,28 +158,27 @@ def add_history(engine: Engine, device_id: int, now: float, hours: int = 24, ste
     with engine.begin() as conn:
         write_samples(conn, cache, rows)
         rollup(conn, now)  # what the writer's maintenance does every few minutes: 7 and 30 day graphs read these
-        conn.execute(
-            update(device_status)
-            .where(device_status.c.device_id == device_id)
-            .values(
-                metrics=latest,
-                tables={
+        sql.update(
+            conn,
+            "device_status",
+            "device_id = :d",
+            {
+                "metrics": latest,
+                "tables": {
                     "interfaces": _interfaces(8),
                     "storage": [{"descr": "/", "type": "fixed", "used_pct": 71.0, "size_bytes": 64 * 2**30}],
                 },
-                checks={
+                "checks": {
                     "snmp": {"ok": True, "answered": True, "fails": 0, "kind": "snmp", "ts": now - 20, "ms": 14.0},
                     "ping": {"ok": True, "answered": True, "fails": 0, "kind": "ping", "ts": now - 20, "ms": 3.0},
                 },
-                facts=FACTS,
-            )
+                "facts": FACTS,
+            },
+            d=device_id,
         )
         for hours_ago, old, new in ((20, "up", "down"), (19.5, "down", "up")):
-            conn.execute(
-                insert(state_events).values(
-                    device_id=device_id, ts=now - hours_ago * 3600, old_state=old, new_state=new, reason="fixture"
-                )
-            )
+            sql.insert(conn, "state_events", device_id=device_id, ts=now - hours_ago * 3600, old_state=old, new_state=new,
+                       reason="fixture")
 
 
 def free_port() -> int:

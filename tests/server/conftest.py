@@ -21,7 +21,6 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 
 from server.auth import access as auth
 from server.auth import passwords, totp
@@ -30,7 +29,7 @@ from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 from server.runtime import Services
 from server.store import accounts
-from server.store.db import make_engine, migrate
+from server.store.db import Engine, make_engine, migrate
 from server.store.devices import create_device
 from server.web.app import create_app
 from tests.peers.receiver import Receiver, start_receiver

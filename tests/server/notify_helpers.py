@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, select
 
 from server.auth import passwords
 from server.config.inventory import DeviceSpec
@@ -18,8 +17,9 @@ from server.config.settings import Settings
 from server.runtime import Services
 from server.store import accounts
 from server.store import alerts as alert_store
-from server.store.schema import alerts, device_status, devices, notify_deliveries, notify_messages
+from server.store.db import Engine
 from server.web.app import create_app
+from tests import sql
 
 T = TypeVar("T")
 FAST = """
@@ -103,13 +103,13 @@ def add_device(engine: Engine, name: str = "core-sw1", tags: list[str] | None = 
                state: str = "up") -> int:
     """A device row (disabled, so nothing polls it) with a status row."""
     now = time.time()
+    spec = DeviceSpec(name=name, address="192.0.2.10", tags=tags or []).model_dump(mode="json", exclude_none=True)
     with engine.begin() as conn:
-        device_id = int(conn.execute(insert(devices).values(
-            name=name, address="192.0.2.10", tags=tags or [], parent_id=parent, interval=60, enabled=False,
-            spec=DeviceSpec(name=name, address="192.0.2.10", tags=tags or []).model_dump(mode="json", exclude_none=True),
-            source="api", created_at=now, updated_at=now)).inserted_primary_key[0])  # type: ignore[index]
-        conn.execute(insert(device_status).values(device_id=device_id, state=state, state_since=now, facts={}, tables={},
-                                                  checks={}, metrics={}))
+        device_id = int(sql.insert(conn, "devices", returning="id", name=name, address="192.0.2.10", tags=tags or [],
+                                   parent_id=parent, interval=60, enabled=False, spec=spec, source="api", created_at=now,
+                                   updated_at=now))
+        sql.insert(conn, "device_status", device_id=device_id, state=state, state_since=now, facts={}, tables={},
+                   checks={}, metrics={})
     return device_id
 
 
@@ -118,8 +118,8 @@ def fire(engine: Engine, device_id: int, title: str = "core-sw1 is down", severi
     """Open an alert through the store (record_event writes the outbox row in the same transaction)."""
     with engine.begin() as conn:
         alert_store.fire_event_alert(conn, rule, device_id, key, severity, title, time.time(), title)
-        return int(conn.execute(select(alerts.c.id).where(alerts.c.device_id == device_id, alerts.c.rule == rule,
-                                                          alerts.c.labels == key).order_by(alerts.c.id.desc())).scalar_one())
+        return int(sql.one(conn, "SELECT id FROM alerts WHERE device_id = :d AND rule = :r AND labels = :k ORDER BY id DESC"
+                           " LIMIT 1", d=device_id, r=rule, k=key)[0])
 
 
 def fire_many(engine: Engine, titles: dict[int, str], rule: str = "device-down") -> None:
@@ -138,18 +138,13 @@ def resolve(engine: Engine, device_id: int, rule: str = "device-down", key: str 
 
 def messages(engine: Engine, **where: Any) -> list[Any]:
     """Message rows, oldest first, filtered by column values."""
-    query = select(notify_messages).order_by(notify_messages.c.id)
-    for column, value in where.items():
-        query = query.where(notify_messages.c[column] == value)
-    with engine.connect() as conn:
-        return list(conn.execute(query))
+    condition = " AND ".join(f"{column} = :{column}" for column in where)
+    return sql.records(engine, "notify_messages", condition, **where)
 
 
 def receipts(engine: Engine, message_id: int) -> list[Any]:
     """Delivery receipts of a message."""
-    with engine.connect() as conn:
-        return list(conn.execute(select(notify_deliveries).where(notify_deliveries.c.message_id == message_id)
-                                 .order_by(notify_deliveries.c.id)))
+    return sql.records(engine, "notify_deliveries", "message_id = :m", m=message_id)
 
 
 def wait_until(check: Callable[[], T], timeout: float = 60, what: str = "condition") -> T:

@@ -20,12 +20,13 @@ from typing import Any
 import httpx
 import yaml
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, text
 
 from server.polling.dispatch_queue import slot_of
 from server.polling.schedule import phase_of
-from server.store.db import make_engine
+from server.store.db import Engine, make_engine
 from tests.server.conftest import POCKETNOC
+from tests.sql import rows as sql_rows
+from tests.sql import scalar as sql_scalar
 
 INTERVAL = 5
 TEST_SETTINGS = {
@@ -172,15 +173,13 @@ class Cluster:
             self._engine.dispose()
             self._engine = None
 
-    def rows(self, sql: str, **params: Any) -> list[Any]:
+    def rows(self, query: str, **params: Any) -> list[Any]:
         """Rows of a query on the cluster's database."""
-        with self.engine.connect() as conn:
-            return list(conn.execute(text(sql), params))
+        return sql_rows(self.engine, query, **params)
 
-    def scalar(self, sql: str, **params: Any) -> Any:
+    def scalar(self, query: str, **params: Any) -> Any:
         """One value of a query."""
-        with self.engine.connect() as conn:
-            return conn.execute(text(sql), params).scalar()
+        return sql_scalar(self.engine, query, **params)
 
     def wait_for(self, probe: Any, timeout: float, what: str, *alive: str) -> Any:
         """Poll `probe()` until it is truthy; fail after `timeout` seconds with what was awaited."""

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
 
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.store import alerts as alerts_store
 from server.store.devices import create_device
 from server.store.metrics import labels_key
-from server.store.schema import alerts, sessions
+from tests import sql
 from tests.peers.sshd import SshdPeer
 from tests.server.actions_helpers import ActionEnv, make_env, scratch_dir, ssh_device
 from tests.server.app_browser import phone, playwright_browser, shot
@@ -100,7 +99,7 @@ def test_the_device_page_offers_actions_and_runs_in_two_taps(env: ActionEnv, dev
 def test_the_alert_page_offers_actions_and_keeps_the_alert_history(env: ActionEnv, device: int) -> None:
     with env.svc.engine.begin() as conn:
         alerts_store.fire_event_alert(conn, "trap", device, labels_key({"k": "v"}), "warning", "disk full", time.time(), "t")
-        alert_id = int(conn.execute(select(alerts.c.id)).scalar_one())
+        alert_id = int(sql.one(conn, "SELECT id FROM alerts")[0])
     client = _signed_in(env, "operator")
     page = client.get(f"/alerts/{alert_id}")
     assert page.status_code == 200 and 'id="actions"' in page.text
@@ -169,15 +168,14 @@ def test_a_dangerous_action_asks_for_the_name_a_reason_and_a_fresh_second_factor
     base = {"csrf_token": form_csrf(confirm.text), "expected": re.search(r'name="expected" value="(\w+)"', confirm.text)[1]}  # type: ignore[index]
     r = client.post(f"/devices/{device}/actions/wipe-box/run", data={**base, "confirm": "web-1", "reason": "broken disk"})
     assert r.status_code == 422 and "type the device name web-01" in r.text
-    with env.svc.engine.begin() as conn:  # the last proof of identity is an hour old
-        conn.execute(update(sessions).values(verified_at=time.time() - 3600))
+    # the last proof of identity is an hour old
+    sql.run(env.svc.engine, "UPDATE sessions SET verified_at = :t", t=time.time() - 3600)
     r = client.post(f"/devices/{device}/actions/wipe-box/run", data={**base, "confirm": "web-01", "reason": "broken disk"})
     assert r.status_code == 303 and r.headers["location"].startswith("/account/verify")
     assert not (env.scratch / "wiped").exists()
     whys = [e["detail"]["why"] for e in env.audit("action.refused")]
     assert any("fresh second factor" in w for w in whys) and any("type the device name" in w for w in whys)
-    with env.svc.engine.begin() as conn:
-        conn.execute(update(sessions).values(verified_at=time.time()))
+    sql.run(env.svc.engine, "UPDATE sessions SET verified_at = :t", t=time.time())
     r = client.post(f"/devices/{device}/actions/wipe-box/run", data={**base, "confirm": "web-01", "reason": "broken disk"})
     assert r.status_code == 303 and r.headers["location"].startswith("/runs/")
     env.wait(int(r.headers["location"].rsplit("/", 1)[1]))

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests import sql
 from tests.peers.snmpd import DEFAULT_USERS, SnmpdPeer, start_snmpd
 from tests.peers.snmpd_netns import VETH, NetnsSnmpd
 from tests.server.actions_helpers import ActionEnv, make_env
@@ -109,9 +110,7 @@ def test_a_set_uses_the_write_community_and_is_read_back(env: ActionEnv, snmpd: 
     spec = env.client.get(f"/api/v1/devices/{device}", headers=env.headers("admin")).json()["spec"]["snmp"]
     assert spec["write"] == {"context": "", "community_set": True, "auth_key_set": False, "priv_key_set": False}
     with env.svc.reader.connect() as conn:
-        from sqlalchemy import text
-
-        raw = conn.execute(text("SELECT spec, secrets FROM devices WHERE id = :id"), {"id": device}).one()
+        raw = sql.one(conn, "SELECT spec, secrets FROM devices WHERE id = :id", id=device)
     assert b"private" not in (raw.secrets or b"") and "private" not in str(raw.spec)
 
 

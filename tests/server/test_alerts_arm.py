@@ -8,16 +8,16 @@ from pathlib import Path
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Engine, insert, select
 
 from server.alerts.engine import Flap
 from server.alerts.writer_hook import Alerting
 from server.config.inventory import DeviceSpec
 from server.keys.secretbox import SecretBox
+from server.store.db import Engine
 from server.store.devices import create_device
 from server.store.metrics import labels_key
-from server.store.schema import alert_states, alerts, rollups, samples, series
 from server.store.status import CheckOutcome, DeviceStatus
+from tests import sql
 
 NO_WAIT = Flap(settle=0)  # a port back up resolves at once (flapping is not what these tests are about)
 MIGRATION = Path(__file__).resolve().parents[2] / "server" / "migrations" / "versions" / "0009_arm_seen_ports.py"
@@ -36,8 +36,7 @@ def _poll(engine: Engine, alerting: Alerting, device_id: int, ts: float, oper: d
 
 
 def _firing(engine: Engine) -> set[str]:
-    with engine.connect() as conn:
-        return {r.labels for r in conn.execute(select(alerts).where(alerts.c.rule == "interface-down"))}
+    return set(sql.scalars(engine, "SELECT labels FROM alerts WHERE rule = :r", r="interface-down"))
 
 
 def _device(engine: Engine, box: SecretBox) -> int:
@@ -55,8 +54,7 @@ def test_a_port_never_up_makes_no_alert_and_a_port_seen_up_does(engine: Engine, 
     alerting = Alerting(flap=NO_WAIT)  # a restart: the memory is in the database
     _poll(engine, alerting, device, now + 120, {1: 1, 2: 0})
     _poll(engine, alerting, device, now + 180, {1: 0, 2: 0})
-    with engine.connect() as conn:
-        episodes = [r.episode for r in conn.execute(select(alerts).where(alerts.c.labels == _port(1)))]
+    episodes = sql.scalars(engine, "SELECT episode FROM alerts WHERE labels = :labels", labels=_port(1))
     assert episodes == [1, 2] and _firing(engine) == {_port(1)}  # port 2 never, across the restart too
 
 
@@ -66,17 +64,13 @@ def test_the_upgrade_arms_ports_the_history_shows_up(engine: Engine, box: Secret
     with engine.begin() as conn:
         ids = {}
         for n in (1, 2, 3, 4):
-            ids[n] = conn.execute(
-                insert(series).values(device_id=device, metric="if_oper_up", labels=_port(n))
-            ).inserted_primary_key[0]  # type: ignore[index]
-        conn.execute(insert(samples), [
-            {"series_id": ids[1], "ts": int(now) - 60, "value": 1.0},  # up in raw history
-            {"series_id": ids[2], "ts": int(now) - 60, "value": 0.0},  # never up
-        ])
-        conn.execute(insert(rollups).values(series_id=ids[3], resolution=3600, ts=int(now) - 86400, vmin=0, vmax=1, vavg=0.5,
-                                            n=60))  # up days ago, only in the rollups
-        conn.execute(insert(alert_states).values(rule="interface-down", device_id=device, labels=_port(4), status="firing",
-                                                 since=now, changes=[now], flapping=False))
+            ids[n] = sql.insert(conn, "series", returning="id", device_id=device, metric="if_oper_up", labels=_port(n))
+        sql.insert(conn, "samples", series_id=ids[1], ts=int(now) - 60, value=1.0)  # up in raw history
+        sql.insert(conn, "samples", series_id=ids[2], ts=int(now) - 60, value=0.0)  # never up
+        sql.insert(conn, "rollups", series_id=ids[3], resolution=3600, ts=int(now) - 86400, vmin=0, vmax=1, vavg=0.5,
+                   n=60)  # up days ago, only in the rollups
+        sql.insert(conn, "alert_states", rule="interface-down", device_id=device, labels=_port(4), status="firing", since=now,
+                   changes=[now], flapping=False)
     spec = importlib.util.spec_from_file_location("migration_0009", MIGRATION)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -84,8 +78,7 @@ def test_the_upgrade_arms_ports_the_history_shows_up(engine: Engine, box: Secret
     for _ in range(2):  # idempotent: a second run adds nothing
         with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
             module.upgrade()
-    with engine.connect() as conn:
-        rows = {r.labels: r.status for r in conn.execute(select(alert_states).where(alert_states.c.device_id == device))}
-    assert rows == {_port(1): "ok", _port(3): "ok", _port(4): "firing"}
+    rows = sql.rows(engine, "SELECT labels, status FROM alert_states WHERE device_id = :d", d=device)
+    assert {r.labels: r.status for r in rows} == {_port(1): "ok", _port(3): "ok", _port(4): "firing"}
     _poll(engine, Alerting(), device, now + 60, {1: 0, 2: 0, 3: 0})
     assert _firing(engine) == {_port(1), _port(3)}

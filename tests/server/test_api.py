@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from server.config.loader import load_config
 from server.config.settings import Settings
 from server.store.devices import load_device
-from server.store.schema import device_status
+from tests import sql
 from tests.server.api_helpers import AUTH_KEY, COMMUNITY, PRIV_KEY, SSH_PASSWORD, Api
 from tests.server.conftest import AppEnv
 
@@ -203,7 +202,7 @@ def test_device_list_filters_sorts_and_pages(api: Api) -> None:
         ids[name] = api("POST", "/api/v1/devices", json={"name": name, "address": "192.0.2.1", "tags": tags}).json()["id"]
     with api.env.svc.engine.begin() as conn:
         for name, state in (("a-up", "up"), ("b-down", "down"), ("c-degraded", "degraded")):
-            conn.execute(update(device_status).where(device_status.c.device_id == ids[name]).values(state=state))
+            sql.update(conn, "device_status", "device_id = :d", {"state": state}, d=ids[name])
     listed = api("GET", "/api/v1/devices").json()
     assert [d["name"] for d in listed["items"]] == ["b-down", "c-degraded", "d-unknown", "a-up"]
     assert listed["counts"] == {"down": 1, "degraded": 1, "unknown": 1, "up": 1}

@@ -7,10 +7,9 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from server.store.metrics import SeriesCache, labels_key, write_samples
-from server.store.schema import device_status
+from tests import sql
 from tests.server.api_helpers import Api
 from tests.server.conftest import AppEnv
 
@@ -152,12 +151,9 @@ def test_pattern_errors_are_worded_for_people_with_a_structured_loc(
 
 def test_stored_bad_text_never_breaks_json_answers(api: Api) -> None:
     device_id = api("POST", "/api/v1/devices", json={"name": "sw1", "address": "192.0.2.1"}).json()["id"]
-    with api.env.svc.engine.begin() as conn:
-        conn.execute(
-            update(device_status)
-            .where(device_status.c.device_id == device_id)
-            .values(facts={"sys_descr": "a\ud800b", "sys_name": "n\udfff", "load": float("nan")}, state="down")
-        )
+    facts = {"sys_descr": "a\ud800b", "sys_name": "n\udfff", "load": float("nan")}
+    # sql.update encodes JSON as the store does (NaN becomes null; lone surrogates are kept as escapes)
+    sql.update(api.env.svc.engine, "device_status", "device_id = :d", {"facts": facts, "state": "down"}, d=device_id)
     detail = api("GET", f"/api/v1/devices/{device_id}")
     assert detail.status_code == 200
     assert detail.json()["facts"] == {"sys_descr": "a?b", "sys_name": "n?", "load": None}

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
-from sqlalchemy import select
 
 from server.config.settings import Settings
-from server.store.schema import alerts
+from tests import sql
 from tests.server import app_lighthouse
 from tests.server.app_browser import DOCS, answer_times_out, live, phone, playwright_browser, shot, sign_in, wait_for
 from tests.server.app_fleet import PHONES, Fleet, LiveServer, build_fleet, serve
@@ -39,9 +38,9 @@ def chromium() -> Iterator[tuple[Playwright, Browser]]:
 
 def _alert(server: LiveServer, alert_id: int) -> dict[str, object]:
     with server.svc.reader.connect() as conn:
-        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
-    assert row is not None
-    return dict(row._mapping)
+        found = sql.records(conn, "alerts", "id = :id", id=alert_id)
+    assert found
+    return dict(found[0]._asdict())
 
 
 def _no_sideways_scroll(page: Page) -> None:

@@ -15,12 +15,11 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
-from sqlalchemy import select
 
 from server.config.loader import load_config
 from server.config.settings import Settings
-from server.store.schema import devices
 from server.web import live as live_module
+from tests import sql
 from tests.peers.snmpd import SnmpdPeer, start_snmpd
 from tests.server.app_browser import live, phone, playwright_browser, session_cookie, shot, sign_in, wait_for
 from tests.server.app_fleet import LiveServer, build_fleet, free_port, serve
@@ -123,10 +122,8 @@ def _config(tmp_path: Path, snmpd: SnmpdPeer) -> Any:
 
 
 def _state(server: LiveServer, device_id: int) -> str:
-    from server.store.schema import device_status
-
     with server.svc.reader.connect() as conn:
-        return str(conn.execute(select(device_status.c.state).where(device_status.c.device_id == device_id)).scalar())
+        return str(sql.scalar(conn, "SELECT state FROM device_status WHERE device_id = :d", d=device_id))
 
 
 @pytest.mark.browser
@@ -136,7 +133,7 @@ def test_a_device_going_down_on_a_real_snmpd_appears_without_a_reload(tmp_path: 
     with serve(Settings(data_dir=tmp_path / "data", flap_settle_seconds=0, **config.settings), config, poll=True) as server:
         server.user("op", "operator")
         with server.svc.reader.connect() as conn:
-            device_id = int(conn.execute(select(devices.c.id).where(devices.c.name == "lab-switch")).scalar_one())
+            device_id = int(sql.one(conn, "SELECT id FROM devices WHERE name = :name", name="lab-switch").id)
         wait_for(lambda: _state(server, device_id) == "up", 60, "the first successful poll")
         for p, browser in playwright_browser():
             _watch_outage(p, browser, server, snmpd, device_id)

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
 
 from server.config.settings import Settings
-from server.store.schema import alert_events, alerts
+from tests import sql
 from tests.server.app_browser import controlled, live, phone, playwright_browser, shot, sign_in, wait_for
 from tests.server.app_fleet import build_fleet, serve
 
@@ -65,7 +64,7 @@ def test_offline_shows_the_last_state_with_its_age_and_replays_a_queued_ack(tmp_
             expect(page.locator(f"#alert-{alert_id}")).to_have_class(re.compile("queued"))
             shot(page, "pixel-7-offline-queued", docs=True)
             with server.svc.reader.connect() as conn:
-                assert conn.execute(select(alerts.c.acked_by).where(alerts.c.id == alert_id)).scalar() is None
+                assert sql.scalar(conn, "SELECT acked_by FROM alerts WHERE id = :id", id=alert_id) is None
 
             context.set_offline(False)
             expect(page.locator("#queue")).to_contain_text(f"Sent 1 action made offline (ack “{title}”)", timeout=60_000)
@@ -73,10 +72,10 @@ def test_offline_shows_the_last_state_with_its_age_and_replays_a_queued_ack(tmp_
             expect(page.locator("#stale")).to_be_hidden()
             shot(page, "pixel-7-back-online")
             with server.svc.reader.connect() as conn:
-                acked_by = conn.execute(select(alerts.c.acked_by).where(alerts.c.id == alert_id)).scalar()
-                note = conn.execute(
-                    select(alert_events.c.text).where(alert_events.c.alert_id == alert_id, alert_events.c.kind == "acknowledged")
-                ).scalar()
+                acked_by = sql.scalar(conn, "SELECT acked_by FROM alerts WHERE id = :id", id=alert_id)
+                note = sql.scalar(
+                    conn, "SELECT text FROM alert_events WHERE alert_id = :id AND kind = :kind", id=alert_id, kind="acknowledged"
+                )
             assert acked_by == "op"
             assert note and "offline on the phone" in note
             assert page.evaluate("localStorage.getItem('pn-queue')") == "[]"

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
-from sqlalchemy import select, update
 
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.store.alerts import fire_event_alert
 from server.store.devices import create_device
 from server.store.metrics import labels_key
-from server.store.schema import alerts, device_status
+from tests import sql
 from tests.server import app_lighthouse
 from tests.server.app_browser import answer_times_out, live, phone, playwright_browser, shot, sign_in, wait_for
 from tests.server.app_fleet import Fleet, LiveServer, build_fleet, serve
@@ -43,13 +42,10 @@ def _switch(server: LiveServer) -> int:
         spec = DeviceSpec(name="access-sw48", address="10.9.9.48", kind="switch", snmp={"version": "2c", "community": "public"})  # type: ignore[arg-type]
         device_id = create_device(conn, spec, server.svc.box, 60)
         errors = labels_key({"ifIndex": str(ERROR_PORT), "ifName": f"Gi1/0/{ERROR_PORT}"})
-        conn.execute(
-            update(device_status)
-            .where(device_status.c.device_id == device_id)
-            .values(state="up", state_since=now - 3600, last_polled=now - 5, tables={"interfaces": _ports()},
-                    facts={"kind": "switch", "uptime_seconds": 86400.0, "sys_object_id": "1.3.6.1.4.1.9.1.2134"},
-                    metrics={"snmp": [["if_in_errors_rate", errors, 2.5]]})
-        )  # fmt: skip
+        status = {"state": "up", "state_since": now - 3600, "last_polled": now - 5, "tables": {"interfaces": _ports()},
+                  "facts": {"kind": "switch", "uptime_seconds": 86400.0, "sys_object_id": "1.3.6.1.4.1.9.1.2134"},
+                  "metrics": {"snmp": [["if_in_errors_rate", errors, 2.5]]}}  # fmt: skip
+        sql.update(conn, "device_status", "device_id = :d", status, d=device_id)
         for n in PROBLEM_PORTS:
             key = labels_key({"ifIndex": str(n), "ifName": f"Gi1/0/{n}"})
             fire_event_alert(conn, "interface-down", device_id, key, "warning", f"access-sw48: interface Gi1/0/{n} is down",
@@ -74,9 +70,9 @@ def chromium() -> Iterator[tuple[Playwright, Browser]]:
 
 def _alert(server: LiveServer, alert_id: int) -> dict[str, Any]:
     with server.svc.reader.connect() as conn:
-        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
-    assert row is not None
-    return dict(row._mapping)
+        found = sql.records(conn, "alerts", "id = :id", id=alert_id)
+    assert found
+    return dict(found[0]._asdict())
 
 
 def _axe(page: Page) -> list[str]:

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from server.config.loader import load_config
 from server.config.settings import Settings
 from server.store.devices import load_device
-from server.store.schema import alerts as alert_table
-from server.store.schema import audit, devices
+from tests import sql
 from tests.server.app_fleet import add_history, build_fleet
 from tests.server.conftest import AppEnv, form_csrf, make_app_env, sign_in
 
@@ -201,7 +199,7 @@ def test_the_alert_page_shows_a_value_only_for_thresholds_in_its_unit_with_colou
     with app_env.svc.engine.begin() as conn:
         for alert_id, rule, value in ((memory, "memory-high", 96.42), (battery, "ups-on-battery", 1.0),
                                       (port, "interface-down", 0.0), (gone, "no-such-rule", 7.0)):
-            conn.execute(alert_table.update().where(alert_table.c.id == alert_id).values(rule=rule, last_value=value))
+            sql.update(conn, "alerts", "id = :id", {"rule": rule, "last_value": value}, id=alert_id)
     client = signed_in(app_env, "viewer")
     html = client.get(f"/alerts/{memory}").text
     assert "<dt>Memory %</dt>" in html
@@ -283,7 +281,7 @@ def test_the_inventory_pages_add_edit_and_delete_through_the_api_logic(app_env: 
     edit_url = f"/admin/devices/{device_id}"
     with app_env.svc.reader.connect() as conn:
         row = load_device(conn, app_env.svc.box, device_id)
-        actions = [r.action for r in conn.execute(select(audit.c.action))]
+        actions = sql.scalars(conn, "SELECT action FROM audit")
     assert row is not None and row.spec.snmp and row.spec.snmp.community == "s3cret-Community"
     assert [c.check_name for c in row.spec.checks] == ["ping", "tcp-22", "tcp-443", "http"]
     assert row.spec.tags == ["edge", "site-a"] and row.interval == 120
@@ -311,8 +309,8 @@ def test_the_inventory_pages_add_edit_and_delete_through_the_api_logic(app_env: 
     deleted = client.post(f"{edit_url}/delete", data={"csrf_token": csrf, "confirm": "yes"})
     assert deleted.status_code == 303 and deleted.headers["location"] == "/admin/devices?done=deleted"
     with app_env.svc.reader.connect() as conn:
-        assert conn.execute(select(devices.c.id).where(devices.c.id == device_id)).first() is None
-        assert "device.delete" in [r.action for r in conn.execute(select(audit.c.action))]
+        assert not sql.rows(conn, "SELECT id FROM devices WHERE id = :id", id=device_id)
+        assert "device.delete" in sql.scalars(conn, "SELECT action FROM audit")
 
 
 def test_the_add_form_defaults_to_a_ping_only_device_and_words_its_errors(app_env: AppEnv) -> None:
@@ -352,7 +350,7 @@ def test_config_managed_devices_are_read_only_and_only_admins_manage_the_invento
         env = AppEnv(app, client, app.state.services)
         signed_in(env, "admin")
         with env.svc.reader.connect() as conn:
-            device_id = int(conn.execute(select(devices.c.id)).scalar_one())
+            device_id = int(sql.one(conn, "SELECT id FROM devices").id)
         page = client.get(f"/admin/devices/{device_id}").text
         assert "comes from the configuration file" in page and f'action="/admin/devices/{device_id}"' not in page
         csrf = form_csrf(page)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Engine, update
-
 from server.config.inventory import DeviceSpec
 from server.keys.secretbox import SecretBox
 from server.store import alerts as alert_store
 from server.store import dependents, overview
+from server.store.db import Engine
 from server.store.devices import create_device
 from server.store.metrics import labels_key
-from server.store.schema import device_status
 from server.store.status import Transition
+from tests import sql
 from tests.server.app_fleet import build_fleet
 
 
@@ -21,7 +20,7 @@ def _device(engine: Engine, box: SecretBox, name: str, tags: list[str], parent: 
     with engine.begin() as conn:
         device_id = create_device(conn, DeviceSpec(name=name, address="192.0.2.1", tags=tags, parent=parent), box, 60)
         if status:
-            conn.execute(update(device_status).where(device_status.c.device_id == device_id).values(**status))
+            sql.update(conn, "device_status", "device_id = :d", status, d=device_id)
     return device_id
 
 
@@ -54,7 +53,7 @@ def test_a_device_in_an_outage_is_shown_behind_its_highest_ancestor_in_an_outage
         rows = {r["name"]: r["behind"] for r in overview.device_rows(conn)}
         assert rows == {"core": None, "edge": None, "access": "core", "leaf": "edge", "dist": None, "fine": None}
     with engine.begin() as conn:  # the outages end: nothing is behind anything (and no ancestor is read)
-        conn.execute(update(device_status).where(device_status.c.state != "up").values(state="up"))
+        sql.update(conn, "device_status", "state != 'up'", {"state": "up"})
     with engine.connect() as conn:
         assert dependents.behind_outages(conn) == {}
 
@@ -66,11 +65,8 @@ def test_the_live_cursor_finds_new_transitions_and_alert_events(engine: Engine, 
         assert overview.changes_since(conn, cursor)["devices"] == []
     with engine.begin() as conn:
         assert alert_store.acknowledge(conn, fleet.alerts[1], "pat", "on it")
-        from server.store.schema import state_events
-
         t = Transition(fleet.graphed, time.time(), "up", "down", "test")
-        values = {"device_id": t.device_id, "ts": t.ts, "old_state": t.old, "new_state": t.new, "reason": t.reason}
-        conn.execute(state_events.insert().values(**values))
+        sql.insert(conn, "state_events", device_id=t.device_id, ts=t.ts, old_state=t.old, new_state=t.new, reason=t.reason)
     with engine.connect() as conn:
         found = overview.changes_since(conn, cursor)
         assert found["devices"] == [{"id": fleet.graphed, "state": "down"}]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select, update
 
 from server.auth import passwords
 from server.store import accounts
-from server.store.schema import api_tokens, users
+from tests import sql
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, sign_in
 
 
@@ -91,8 +90,7 @@ def test_bearer_tokens_work_and_are_stored_as_digests(app_env: AppEnv) -> None:
         response = app_env.client.get("/api/v1/me", headers={"Authorization": header})
         assert response.status_code == 200
         assert response.json()["name"] == "ada" and response.json()["role"] == "admin"
-    with app_env.svc.engine.connect() as conn:
-        stored = conn.execute(select(api_tokens.c.token_hash, api_tokens.c.last_used)).one()
+    stored = sql.one(app_env.svc.engine, "SELECT token_hash, last_used FROM api_tokens")
     assert stored.token_hash == accounts.digest(token) and token not in stored.token_hash
     assert stored.last_used is not None
 
@@ -106,16 +104,14 @@ def test_bad_authorization_headers_are_refused(app_env: AppEnv, header: str) -> 
 def test_a_revoked_token_stops_working(app_env: AppEnv) -> None:
     token = app_env.token("ada", "admin")
     assert app_env.client.get("/api/v1/me", headers=bearer(token)).status_code == 200
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(update(api_tokens).values(revoked=True))
+    sql.run(app_env.svc.engine, "UPDATE api_tokens SET revoked = true")
     assert app_env.client.get("/api/v1/me", headers=bearer(token)).status_code == 401
 
 
 def test_a_disabled_user_is_locked_out_everywhere(app_env: AppEnv) -> None:
     token = app_env.token("ada", "admin")
     sign_in(app_env.client, "ada")
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(update(users).values(disabled=True))
+    sql.run(app_env.svc.engine, "UPDATE users SET disabled = true")
     assert app_env.client.get("/api/v1/me", headers=bearer(token)).status_code == 401
     assert app_env.client.get("/api/v1/me").status_code == 401
     page = app_env.client.get("/login")
@@ -130,8 +126,7 @@ def test_a_disabled_user_is_locked_out_everywhere(app_env: AppEnv) -> None:
 
 def test_passwords_are_hashed_with_argon2(app_env: AppEnv) -> None:
     app_env.user("ada", "admin")
-    with app_env.svc.engine.connect() as conn:
-        stored = conn.execute(select(users.c.password_hash)).scalar()
+    stored = sql.scalar(app_env.svc.engine, "SELECT password_hash FROM users")
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
 
 

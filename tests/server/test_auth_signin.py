@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
 
 from server.auth import access as auth
 from server.auth import passwords
 from server.config.settings import Settings
 from server.store import accounts
-from server.store.schema import audit, sessions
+from tests import sql
 from tests.server.conftest import PASSWORD, AppEnv, bearer, clean_env, form_csrf, make_app_env, sign_in
 
 
@@ -58,8 +57,8 @@ def test_sign_in_starts_a_hardened_session(app_env: AppEnv) -> None:
     value = app_env.client.cookies.get(auth.SESSION_COOKIE)
     assert value
     with app_env.svc.engine.connect() as conn:
-        stored = conn.execute(select(sessions.c.id)).scalars().all()
-        actions = conn.execute(select(audit.c.action)).scalars().all()
+        stored = sql.scalars(conn, "SELECT id FROM sessions")
+        actions = sql.scalars(conn, "SELECT action FROM audit")
     assert stored == [accounts.digest(value)], "sessions are kept only as digests"
     assert "login" in actions
     me = app_env.client.get("/api/v1/me")
@@ -124,8 +123,7 @@ def test_an_account_from_one_address_waits_after_five_failures(app_env: AppEnv) 
     assert auth.SESSION_COOKIE not in app_env.client.cookies
     other = app_env.client.post("/login", data={"username": "bob", "password": PASSWORD, "csrf_token": token})
     assert other.status_code == 303, "another account from the same address is not slowed down"
-    with app_env.svc.engine.connect() as conn:
-        failed = conn.execute(select(audit.c.target).where(audit.c.action == "login.failed")).scalars().all()
+    failed = sql.scalars(app_env.svc.engine, "SELECT target FROM audit WHERE action = 'login.failed'")
     assert failed.count("ada") == app_env.svc.settings.signin_free_failures
 
 
@@ -212,20 +210,17 @@ def test_sign_out_needs_csrf_and_ends_the_session(app_env: AppEnv) -> None:
     response = app_env.client.post("/logout", data={"csrf_token": csrf})
     assert response.status_code == 303 and response.headers["location"] == "/login"
     assert replay(app_env, cookie) == 401, "the old cookie must be dead on the server, not just deleted in the browser"
-    with app_env.svc.engine.connect() as conn:
-        assert conn.execute(select(sessions)).first() is None
+    assert sql.rows(app_env.svc.engine, "SELECT * FROM sessions") == []
 
 
 def test_idle_and_old_sessions_expire(app_env: AppEnv) -> None:
     app_env.user("ada", "admin")
     cookie = sign_in(app_env.client, "ada")
     s = app_env.svc.settings
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(update(sessions).values(last_seen=time.time() - s.session_idle_minutes * 60 - 5))
+    sql.run(app_env.svc.engine, "UPDATE sessions SET last_seen = :t", t=time.time() - s.session_idle_minutes * 60 - 5)
     assert app_env.client.get("/api/v1/me").status_code == 401
     cookie = sign_in(app_env.client, "ada")
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(update(sessions).values(created_at=time.time() - s.session_max_hours * 3600 - 5))
+    sql.run(app_env.svc.engine, "UPDATE sessions SET created_at = :t", t=time.time() - s.session_max_hours * 3600 - 5)
     assert replay(app_env, cookie) == 401
 
 

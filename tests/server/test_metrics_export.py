@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
 
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.store.device_state import STATES
 from server.store.devices import create_device
 from server.store.metrics import labels_key
-from server.store.schema import device_status
+from tests import sql
 from tests.server.conftest import AppEnv, bearer, make_app_env
 
 NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -95,9 +94,8 @@ def parse(text: str) -> Exposition:
 def add_device(env: AppEnv, name: str, state: str, metrics: dict[str, list[list[object]]]) -> int:
     with env.svc.engine.begin() as conn:
         device_id = create_device(conn, DeviceSpec(name=name, address="192.0.2.1"), env.svc.box, 60)
-        conn.execute(
-            update(device_status).where(device_status.c.device_id == device_id).values(state=state, metrics=metrics)
-        )
+        # sql.update encodes JSON as the store does: a non-finite number becomes null
+        sql.update(conn, "device_status", "device_id = :d", {"state": state, "metrics": metrics}, d=device_id)
     return device_id
 
 
@@ -161,9 +159,8 @@ def test_stored_non_finite_values_stay_parseable(app_env: AppEnv) -> None:
     add_device(app_env, "odd", "up", {"snmp": [["weird", "", math.inf], ["huge", "", 1e308], ["tiny", "", -5e-324]]})
     # Stored by an older release, as json.dumps wrote it: an Infinity token, still read and exported.
     legacy = add_device(app_env, "legacy", "up", {})
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(text("UPDATE device_status SET metrics = :m WHERE device_id = :d"),
-                     {"m": '{"snmp": [["weird", "", Infinity], ["nan", "", NaN]]}', "d": legacy})
+    sql.run(app_env.svc.engine, "UPDATE device_status SET metrics = :m WHERE device_id = :d",
+            m='{"snmp": [["weird", "", Infinity], ["nan", "", NaN]]}', d=legacy)
     exposition = parse(app_env.client.get("/metrics", headers=bearer(app_env.token("prom", "viewer"))).text)
     assert exposition.value("pocketnoc_huge", device="odd", check="snmp") == 1e308
     assert exposition.value("pocketnoc_tiny", device="odd", check="snmp") == -5e-324

@@ -6,10 +6,9 @@ import json
 
 import pytest
 from playwright.sync_api import BrowserContext, Page
-from sqlalchemy import func, select
 
 from server.notify.runtime import runtime
-from server.store.schema import alerts, push_subscriptions
+from tests import sql
 from tests.server.notify_helpers import add_device, fire, wait_until
 from tests.server.push_browser import (
     FAKE_PUSH_MANAGER,
@@ -42,7 +41,7 @@ def test_acknowledge_from_a_pushed_notification(push_served: Served, push_browse
     assert page.locator(".notify-device strong").all_inner_texts() == ["pixel 7"], "the device list shows it"
     with push_served.svc.engine.connect() as conn:
         key = runtime(push_served.svc).keys().public_key
-        assert conn.execute(select(func.count()).select_from(push_subscriptions)).scalar() == 1
+        assert sql.scalar(conn, "SELECT count(*) FROM push_subscriptions") == 1
     assert page.evaluate("localStorage.getItem('pn-fake-key')") == key, "subscribed with the server's VAPID key"
     page.wait_for_selector("[data-push-off]:not([hidden])")
     assert "Notifications are on for this device." in page.content()
@@ -69,7 +68,7 @@ def test_acknowledge_from_a_pushed_notification(push_served: Served, push_browse
 
     def acked_by() -> str | None:
         with push_served.svc.engine.connect() as conn:
-            return conn.execute(select(alerts.c.acked_by).where(alerts.c.id == alert_id)).scalar()
+            return sql.scalar(conn, "SELECT acked_by FROM alerts WHERE id = :id", id=alert_id)
 
     assert wait_until(acked_by, what="the acknowledgement") == "pat"
     confirmed = wait_until(lambda: [n for n in notifications(worker) if n["title"] == "Acknowledged"], what="the confirmation")

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from server.store.db import make_engine
-from server.store.schema import alerts, notify_messages
+from tests import sql
 from tests.peers.receiver import Receiver, start_receiver
 from tests.server.conftest import POCKETNOC, run_cli
 from tests.server.notify_helpers import wait_until
@@ -104,8 +103,8 @@ devices:
         engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'pocketnoc.db'}")
         try:
             with engine.connect() as conn:
-                assert conn.execute(select(alerts.c.status)).scalars().all() == ["firing"]
-                assert conn.execute(select(notify_messages.c.status)).scalars().all() == ["pending"]
+                assert sql.scalars(conn, "SELECT status FROM alerts") == ["firing"]
+                assert sql.scalars(conn, "SELECT status FROM notify_messages") == ["pending"]
             receiver.answer(200)
             server.start()
             delivered = receiver.wait_for(1, lambda r: r.status == 200, timeout=60)
@@ -116,7 +115,7 @@ devices:
 
             def sent() -> list[str]:
                 with engine.connect() as conn:
-                    return list(conn.execute(select(notify_messages.c.status)).scalars())
+                    return sql.scalars(conn, "SELECT status FROM notify_messages")
 
             assert wait_until(lambda: sent() == ["sent"], what="the message recorded as sent")
 

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import select, update
 
 from server.keys.secretbox import SecretBox
 from server.notify.runtime import Notify
-from server.store.schema import notify_channels, notify_messages
+from tests import sql
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.smtp import PASSWORD, USER, SmtpPeer
 from tests.server.conftest import form_csrf, sign_in
@@ -214,7 +213,7 @@ def test_a_failing_channel_is_marked_broken_and_announced_through_the_others(tmp
             receiver.answer(200)
             other.wait_for(1, lambda r: r.json["title"] == "Notification channel flaky is working again", timeout=30)
             with env.engine.connect() as conn:
-                assert conn.execute(select(notify_channels.c.status).where(notify_channels.c.name == "flaky")).scalar() == "ok"
+                assert sql.scalar(conn, "SELECT status FROM notify_channels WHERE name = :name", name="flaky") == "ok"
     finally:
         other.stop()
 
@@ -248,7 +247,7 @@ def test_channel_urls_are_sealed_and_never_returned_whole(tmp_path: Path, receiv
         for text in (created.text, listed):
             assert "s3cr3t-pass" not in text and "k3y-zyxw" not in text
         with env.engine.connect() as conn:
-            row = conn.execute(select(notify_channels)).one()
+            row = sql.one(conn, "SELECT id, secret, display FROM notify_channels")
         assert b"s3cr3t" not in bytes(row.secret) and "s3cr3t" not in row.display
         test = env.client.post(f"/api/v1/channels/{row.id}/test", headers=bearer(admin))
         assert test.status_code == 202
@@ -274,7 +273,7 @@ def test_a_changed_secrets_key_keeps_messages_for_after_the_restart(tmp_path: Pa
         assert {r.result for r in receipts(env.engine, held.id)} == {"retry"}
         notify.worker.box = good  # restarted with the new key
         with env.engine.begin() as conn:  # due now, instead of after its back-off
-            conn.execute(update(notify_messages).where(notify_messages.c.id == held.id).values(next_at=time.time()))
+            sql.run(conn, "UPDATE notify_messages SET next_at = :now WHERE id = :id", now=time.time(), id=held.id)
         notify.worker.kick()
         receiver.wait_for(1, timeout=30)
         wait_until(lambda: messages(env.engine, id=held.id)[0].status == "sent", what="sent after the restart")

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, update
 
 from server.auth.passwords import create_user
 from server.config.loader import load_config
@@ -22,8 +21,9 @@ from server.notify import planner, runtime
 from server.notify.config import NotifyConfig
 from server.notify.runtime import sync_file_channels
 from server.store import accounts
-from server.store.schema import alerts, device_status, devices
+from server.store.db import Engine
 from server.web.app import create_app
+from tests import sql
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.snmpd import SnmpdPeer, start_snmpd
 from tests.server.conftest import PASSWORD, sign_in
@@ -186,19 +186,19 @@ def test_a_parent_waits_for_a_dependent_going_down_then_names_it(engine: Engine)
     parent = add_device(engine, "core-sw", state="unreachable")
     child = add_device(engine, "access-1", parent=parent)
     with engine.begin() as conn:
-        conn.execute(update(devices).values(enabled=True))
-        conn.execute(update(device_status).where(device_status.c.device_id == child)
-                     .values(checks={"snmp": {"ok": False, "answered": False, "fails": 1}}))
+        sql.run(conn, "UPDATE devices SET enabled = :enabled", enabled=True)
+        failing = {"snmp": {"ok": False, "answered": False, "fails": 1}}
+        sql.update(conn, "device_status", "device_id = :child", {"checks": failing}, child=child)
     fire(engine, parent, "core-sw is unreachable")
     now = time.time()
     with engine.begin() as conn:
         planner.plan(conn, config, now)
     assert messages(engine) == [], "the parent's message went out before its failing dependent was settled"
     with engine.begin() as conn:
-        conn.execute(update(device_status).where(device_status.c.device_id == child).values(state="unreachable"))
+        sql.run(conn, "UPDATE device_status SET state = :state WHERE device_id = :child", state="unreachable", child=child)
     child_alert = fire(engine, child, "access-1 is unreachable")
     with engine.begin() as conn:
-        conn.execute(update(alerts).where(alerts.c.id == child_alert).values(suppressed_by=parent))
+        sql.run(conn, "UPDATE alerts SET suppressed_by = :parent WHERE id = :id", parent=parent, id=child_alert)
         planner.plan(conn, config, now + 1.5)
     sent = messages(engine)
     assert [m.payload["device"] for m in sent] == ["core-sw"]

@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
 
-from server.store.schema import device_status, devices
+from tests import sql
 from tests.peers.receiver import Receiver
 from tests.server.conftest import sign_in
 from tests.server.notify_helpers import add_device, bearer, fire, fire_many, messages, notify_app
@@ -47,14 +46,14 @@ def test_dead_man_heartbeat_stops_and_the_app_says_silent_since(tmp_path: Path, 
         token = env.user("pat", "viewer")
         device = add_device(env.engine)
         with env.engine.begin() as conn:  # an enabled device that was just polled: monitoring works
-            conn.execute(update(devices).values(enabled=True))
-            conn.execute(update(device_status).values(last_polled=time.time()))
+            sql.run(conn, "UPDATE devices SET enabled = :enabled", enabled=True)
+            sql.run(conn, "UPDATE device_status SET last_polled = :now", now=time.time())
         receiver.wait_for(2, lambda r: r.path == "/beat" and r.method == "GET")
         status = env.client.get("/api/v1/notify/status", headers=bearer(token)).json()["monitoring"]
         assert status["silent_since"] is None and status["heartbeat"]["ok"] is True
         old = time.time() - 3600
         with env.engine.begin() as conn:
-            conn.execute(update(device_status).where(device_status.c.device_id == device).values(last_polled=old))
+            sql.run(conn, "UPDATE device_status SET last_polled = :old WHERE device_id = :device", old=old, device=device)
         time.sleep(1.0)
         beats = len(receiver.items())
         time.sleep(1.0)  # three heartbeat intervals
@@ -69,7 +68,7 @@ def test_dead_man_heartbeat_stops_and_the_app_says_silent_since(tmp_path: Path, 
             page = env.client.get(path)
             assert page.status_code == 200 and f"Monitoring has been silent since {since}" in page.text, path
         with env.engine.begin() as conn:  # results come in again: the banner goes, heartbeats resume
-            conn.execute(update(device_status).values(last_polled=time.time()))
+            sql.run(conn, "UPDATE device_status SET last_polled = :now", now=time.time())
         assert "Monitoring has been silent" not in env.client.get("/").text
         receiver.wait_for(beats + 1, lambda r: r.path == "/beat", timeout=30)
 

@@ -10,17 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
 
 from server.notify.runtime import Notify
 from server.notify.worker import SENDER_LEASE, Worker
 from server.runtime import Services
 from server.store import leases
 from server.store import notify as store
-from server.store.db import make_engine
+from server.store.db import Engine, make_engine
 from server.store.notify_records import NewMessage
-from server.store.schema import leases as leases_table
-from server.store.schema import notify_deliveries, notify_messages
+from tests import sql
 from tests.peers.receiver import Receiver, start_receiver
 from tests.server.notify_helpers import add_device, fire, messages, notify_app, receipts, wait_until
 
@@ -71,7 +69,7 @@ def _leader(svc: Services) -> Worker:
 def _hand_over(svc: Services, to: Worker) -> None:
     """The leader stalls past its lease and `to` takes the sender lease over (fence + 1), in one transaction."""
     with svc.engine.begin() as conn:
-        conn.execute(update(leases_table).where(leases_table.c.name == SENDER_LEASE).values(expires_at=0.0))
+        sql.run(conn, "UPDATE leases SET expires_at = :expires_at WHERE name = :name", expires_at=0.0, name=SENDER_LEASE)
         assert leases.acquire(conn, SENDER_LEASE, to.holder, to.lease_seconds) is not None
 
 
@@ -134,7 +132,7 @@ def _message(engine: Engine, now: float) -> int:
 
 def _state(engine: Engine, message_id: int) -> tuple[str, int]:
     with engine.connect() as conn:
-        row = conn.execute(select(notify_messages).where(notify_messages.c.id == message_id)).one()
+        row = sql.one(conn, "SELECT status, attempts FROM notify_messages WHERE id = :id", id=message_id)
         return row.status, row.attempts
 
 
@@ -155,7 +153,7 @@ def test_a_late_result_from_an_expired_claim_never_overwrites_the_new_claim(engi
                                         next_at=now + 60 if late == "retry" else None)
     assert _state(engine, message_id) == ("sent", 1), "a late result must not reopen or kill a delivered message"
     with engine.connect() as conn:
-        results = [r.result for r in conn.execute(select(notify_deliveries).order_by(notify_deliveries.c.id))]
+        results = sql.scalars(conn, "SELECT result FROM notify_deliveries ORDER BY id")
     assert results == ["ok", late]  # both attempts are on record
 
 

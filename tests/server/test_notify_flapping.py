@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from server.config.inventory import DeviceSpec
 from server.polling.writer import Writer
 from server.store.devices import create_device
-from server.store.schema import alerts
 from server.store.status import CheckOutcome
+from tests import sql
 from tests.peers.receiver import Receiver, start_receiver
 from tests.server.notify_helpers import NotifyEnv, notify_app
 
@@ -57,7 +56,8 @@ def test_six_flaps_are_two_messages_and_one_stable_again(tmp_path: Path, receive
 
         _poll(env, device_id, t + SETTLE - 1, True)  # not settled yet: still one open alert, nothing sent
         with env.engine.connect() as conn:
-            assert conn.execute(select(alerts.c.status, alerts.c.flapping)).all() == [("firing", True)]
+            found = sql.rows(conn, "SELECT status, flapping FROM alerts")
+            assert [(r.status, bool(r.flapping)) for r in found] == [("firing", True)]
         _poll(env, device_id, t + SETTLE, True)  # up for the settle time: stable again
         arrived = receiver.wait_for(3, timeout=30)
         assert arrived[2].json["title"] == "Stable again · edge-rtr is unreachable"
@@ -65,7 +65,7 @@ def test_six_flaps_are_two_messages_and_one_stable_again(tmp_path: Path, receive
         time.sleep(0.5)
         assert len(receiver.items()) == 3
         with env.engine.connect() as conn:
-            assert conn.execute(select(alerts.c.status)).scalars().all() == ["resolved"]
+            assert sql.scalars(conn, "SELECT status FROM alerts") == ["resolved"]
 
 
 def test_an_acknowledged_alert_that_starts_flapping_sends_nothing_more(tmp_path: Path, receiver: Receiver) -> None:
@@ -84,7 +84,7 @@ def test_an_acknowledged_alert_that_starts_flapping_sends_nothing_more(tmp_path:
         _poll(env, device_id, t, False)
         receiver.wait_for(1, timeout=30)
         with env.engine.begin() as conn:
-            alert_id = conn.execute(select(alerts.c.id)).scalar_one()
+            alert_id = sql.one(conn, "SELECT id FROM alerts")[0]
             assert alert_store.acknowledge(conn, alert_id, "oncall", "on it")
         for _flap in range(4):
             t += 30
@@ -94,4 +94,4 @@ def test_an_acknowledged_alert_that_starts_flapping_sends_nothing_more(tmp_path:
         time.sleep(1.0)
         assert [r.json["title"] for r in receiver.items()] == ["CRITICAL · edge-rtr is unreachable"]
         with env.engine.connect() as conn:
-            assert conn.execute(select(alerts.c.flapping)).scalars().all() == [True]
+            assert [bool(f) for f in sql.scalars(conn, "SELECT flapping FROM alerts")] == [True]

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, insert, select, update
 
 from server.auth import passwords
 from server.keys.secretbox import SecretBox
@@ -17,8 +16,9 @@ from server.notify.config import NotifyConfig
 from server.notify.runtime import sync_file_channels
 from server.store import alerts as alert_store
 from server.store import notify as nstore
+from server.store.db import Engine
 from server.store.notify_targets import add_subscription
-from server.store.schema import alerts, notify_outbox, silences
+from tests import sql
 from tests.server.notify_helpers import add_device, fire, messages, resolve
 
 KEYS = {"p256dh": "B" + "A" * 86, "auth": "A" * 22}
@@ -53,17 +53,17 @@ def test_the_outbox_row_is_written_in_the_alert_transaction(engine: Engine) -> N
     device = add_device(engine)
     with pytest.raises(RuntimeError), engine.begin() as conn:
         alert_store.fire_event_alert(conn, "device-down", device, "", "critical", "down", time.time(), "down")
-        assert conn.execute(select(notify_outbox.c.kind)).scalars().all() == ["fired"]
+        assert sql.scalars(conn, "SELECT kind FROM notify_outbox") == ["fired"]
         raise RuntimeError("the alert change fails after record_event")
     with engine.connect() as conn:
-        assert conn.execute(select(notify_outbox)).all() == []
-        assert conn.execute(select(alerts)).all() == []
+        assert sql.rows(conn, "SELECT * FROM notify_outbox") == []
+        assert sql.rows(conn, "SELECT * FROM alerts") == []
     alert_id = fire(engine, device)
     with engine.begin() as conn:
         alert_store.add_note(conn, alert_id, "pat", "a note does not notify")
         alert_store.acknowledge(conn, alert_id, "pat")
     with engine.connect() as conn:
-        kinds = conn.execute(select(notify_outbox.c.kind).order_by(notify_outbox.c.id)).scalars().all()
+        kinds = sql.scalars(conn, "SELECT kind FROM notify_outbox ORDER BY id")
     assert kinds == ["fired", "acknowledged"]
 
 
@@ -82,7 +82,7 @@ def test_a_fired_alert_reaches_routes_once_and_the_resolve_goes_to_whoever_was_n
     e = ("edge-1", "trigger", "pocketnoc-2-1")
     assert sorted(sent) == sorted([("push", *c), ("channel", *c), ("channel", *c), ("channel", *e), ("channel", *e)])
     with engine.begin() as conn:
-        conn.execute(update(nstore.notify_messages).values(status="sent"))
+        sql.run(conn, "UPDATE notify_messages SET status = :status", status="sent")
     resolve(engine, core)
     _plan(engine, config)
     resolves = messages(engine, kind="resolve")
@@ -99,10 +99,10 @@ def test_held_alerts_are_not_notified_until_the_hold_ends(engine: Engine, hold: 
     now = time.time()
     with engine.begin() as conn:
         if hold == "suppressed":
-            conn.execute(update(alerts).values(suppressed_by=device))
+            sql.run(conn, "UPDATE alerts SET suppressed_by = :device", device=device)
         elif hold == "silenced":
-            conn.execute(insert(silences).values(comment="", device_id=device, everything=False, starts_at=now - 1,
-                                                 ends_at=now + 3600, created_at=now))
+            sql.insert(conn, "silences", comment="", device_id=device, everything=False, starts_at=now - 1, ends_at=now + 3600,
+                       created_at=now)
         elif hold == "snoozed":
             alert_store.snooze(conn, alert_id, "pat", 3600)
         else:
@@ -112,10 +112,10 @@ def test_held_alerts_are_not_notified_until_the_hold_ends(engine: Engine, hold: 
     assert messages(engine) == []
     with engine.begin() as conn:
         if hold == "suppressed":
-            conn.execute(update(alerts).values(suppressed_by=None))
+            sql.run(conn, "UPDATE alerts SET suppressed_by = NULL")
             alert_store.record_event(conn, alert_id, "unsuppressed", None, "outage over")
         elif hold == "silenced":
-            conn.execute(silences.delete())
+            sql.run(conn, "DELETE FROM silences")
         elif hold == "snoozed":
             alert_store.snooze(conn, alert_id, "pat", 0)
         else:
@@ -198,10 +198,10 @@ def test_claims_lease_messages_and_keep_trigger_before_resolve(engine: Engine) -
     _plan(engine, config)
     with engine.begin() as conn:  # pretend the trigger reached the target earlier, so the resolve is for someone
         later = time.time() + 3600
-        conn.execute(update(nstore.notify_messages).where(nstore.notify_messages.c.kind == "trigger").values(next_at=later))
+        sql.run(conn, "UPDATE notify_messages SET next_at = :later WHERE kind = :kind", later=later, kind="trigger")
     assert deliver.claim(engine, box, config, None, 10) == [], "the resolve waits behind its trigger"
     with engine.begin() as conn:
-        conn.execute(update(nstore.notify_messages).where(nstore.notify_messages.c.kind == "trigger").values(next_at=0))
+        sql.run(conn, "UPDATE notify_messages SET next_at = :next_at WHERE kind = :kind", next_at=0, kind="trigger")
     assert [j.row.kind for j in deliver.claim(engine, box, config, None, 10)] == ["trigger"]
 
 

@@ -8,9 +8,8 @@ import time
 
 import pytest
 from playwright.sync_api import BrowserContext, Page
-from sqlalchemy import func, select
 
-from server.store.schema import push_subscriptions
+from tests import sql
 from tests.server.push_browser import FAKE_PUSH_MANAGER, Served, sign_in_page
 
 pytestmark = pytest.mark.browser
@@ -38,7 +37,7 @@ def _failure(page: Page) -> str:
 
 def _subscriptions(push_served: Served) -> int:
     with push_served.svc.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(push_subscriptions)).scalar_one())
+        return int(sql.one(conn, "SELECT count(*) FROM push_subscriptions")[0])
 
 
 def test_permission_denied_says_so_and_try_again_works_once_allowed(

@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
 
 from server.notify.webpush import META_KEY
-from server.store.schema import alerts, audit, meta, notify_tokens, push_subscriptions
+from tests import sql
 from tests.peers.webpush_service import PushService, start_push_service
 from tests.server.conftest import form_csrf, sign_in
 from tests.server.notify_helpers import add_device, bearer, fire, messages, notify_app, receipts, wait_until
@@ -38,7 +37,7 @@ def _subscribe(env: object, token: str, service: PushService, label: str = "pixe
 def test_vapid_keys_are_made_once_kept_sealed_and_signed_for_the_push_service(tmp_path: Path, push: PushService) -> None:
     with notify_app(tmp_path, "push: {subject: \"mailto:noc@example.net\"}\n") as env:
         with env.engine.connect() as conn:  # made on first start, before anyone asked for it
-            stored = conn.execute(select(meta.c.value).where(meta.c.key == META_KEY)).scalar_one()
+            stored = sql.one(conn, "SELECT value FROM meta WHERE key = :key", key=META_KEY)[0]
         token = env.user("pat", "operator")
         key = env.client.get("/api/v1/push/key", headers=bearer(token)).json()["public_key"]
         assert "PRIVATE KEY" not in stored and key not in stored
@@ -68,8 +67,8 @@ def test_acknowledge_from_the_notification_works_once_as_that_user(tmp_path: Pat
         assert done.status_code == 200, done.text
         assert done.json()["alert"]["state"] == "acknowledged" and done.json()["user"] == "pat"
         with env.engine.connect() as conn:
-            assert conn.execute(select(alerts.c.acked_by).where(alerts.c.id == alert_id)).scalar() == "pat"
-            assert conn.execute(select(audit.c.username).where(audit.c.action == "alert.ack")).scalar() == "pat"
+            assert sql.scalar(conn, "SELECT acked_by FROM alerts WHERE id = :id", id=alert_id) == "pat"
+            assert sql.scalar(conn, "SELECT username FROM audit WHERE action = :action", action="alert.ack") == "pat"
         replay = env.client.post("/api/v1/push/action", json={"token": action_token, "action": "snooze"})
         assert replay.status_code == 403, "a token works once"
         forged = env.client.post("/api/v1/push/action", json={"token": "x" * 43, "action": "ack"})
@@ -86,10 +85,11 @@ def test_snooze_from_the_notification_and_expired_tokens(tmp_path: Path, push: P
         snoozed = env.client.post("/api/v1/push/action", json={"token": pushed[first], "action": "snooze"})
         assert snoozed.status_code == 200 and snoozed.json()["alert"]["state"] == "snoozed"
         with env.engine.connect() as conn:
-            until = conn.execute(select(alerts.c.snoozed_until).where(alerts.c.id == first)).scalar()
+            until = sql.scalar(conn, "SELECT snoozed_until FROM alerts WHERE id = :id", id=first)
         assert until == pytest.approx(time.time() + 3600, abs=60)
         with env.engine.begin() as conn:
-            conn.execute(update(notify_tokens).where(notify_tokens.c.alert_id == second).values(expires_at=time.time() - 1))
+            sql.run(conn, "UPDATE notify_tokens SET expires_at = :expires_at WHERE alert_id = :alert_id",
+                    expires_at=time.time() - 1, alert_id=second)
         late = env.client.post("/api/v1/push/action", json={"token": pushed[second], "action": "ack"})
         assert late.status_code == 403
 
@@ -102,7 +102,7 @@ def test_viewers_get_no_action_buttons(tmp_path: Path, push: PushService) -> Non
         payload = push.wait_for(1)[0].payload
         assert payload["actions"] == [] and payload["token"] is None
         with env.engine.connect() as conn:
-            assert conn.execute(select(notify_tokens)).all() == []
+            assert sql.rows(conn, "SELECT * FROM notify_tokens") == []
 
 
 def test_a_gone_subscription_is_removed_and_retry_after_is_honoured(tmp_path: Path, push: PushService) -> None:
@@ -158,7 +158,7 @@ def test_the_settings_page_lists_tests_and_removes_only_your_devices(tmp_path: P
         assert env.client.post(f"/notify/devices/{mine['id']}/delete", data={"csrf_token": "nope"}).status_code == 403
         assert env.client.post(f"/notify/devices/{mine['id']}/delete", data={"csrf_token": csrf}).status_code == 303
         with env.engine.connect() as conn:
-            assert conn.execute(select(push_subscriptions.c.label)).scalars().all() == ["sam's iphone"]
+            assert sql.scalars(conn, "SELECT label FROM push_subscriptions") == ["sam's iphone"]
         sent = env.client.get("/notify").text
         assert "pocketnoc test notification" in sent, "the per-user view shows what was sent"
         mine_api = env.client.get("/api/v1/notify/mine", headers=bearer(pat)).json()["items"]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, update
 
 from server.config.inventory import DeviceSpec
 from server.store.devices import create_device
-from server.store.schema import device_status, devices, state_events
+from tests import sql
 from tests.server.conftest import AppEnv, sign_in
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)", re.IGNORECASE)
@@ -32,7 +32,7 @@ def add_device(env: AppEnv, name: str, tags: list[str] | None = None, **status: 
     with env.svc.engine.begin() as conn:
         device_id = create_device(conn, DeviceSpec(name=name, address="192.0.2.1", tags=tags or []), env.svc.box, 60)
         if status:
-            conn.execute(update(device_status).where(device_status.c.device_id == device_id).values(**status))
+            sql.update(conn, "device_status", "device_id = :d", status, d=device_id)
     return device_id
 
 
@@ -94,9 +94,8 @@ def test_hostile_facts_are_escaped_on_the_device_page(app_env: AppEnv) -> None:
         checks={"snmp": {"ok": False, "answered": True, "fails": 3, "error": "<script>alert(1)</script>", "ts": now, "ms": 1.0}},
         metrics={"snmp": [["cpu_load_pct", "", 12.0], ["if_in_bps", '{"ifIndex":"1"}', 1000.0]]},
     )
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(insert(state_events).values(device_id=device_id, ts=now, old_state="up", new_state="down",
-                                                 reason="<script>alert(1)</script>"))
+    sql.insert(app_env.svc.engine, "state_events", device_id=device_id, ts=now, old_state="up", new_state="down",
+               reason="<script>alert(1)</script>")
     response = client.get(f"/devices/{device_id}")
     assert response.status_code == 200
     html = response.text
@@ -113,8 +112,7 @@ def test_hostile_facts_are_escaped_on_the_device_page(app_env: AppEnv) -> None:
 def test_hostile_facts_are_escaped_in_the_device_list(app_env: AppEnv) -> None:
     client = signed_in(app_env, "viewer")
     add_device(app_env, "victim", state="down", last_error="<script>alert(1)</script>" + BIG, facts=HOSTILE_FACTS)
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(update(devices).values(tags=['"><script>alert(1)</script>', "ok"]))
+    sql.run(app_env.svc.engine, "UPDATE devices SET tags = :tags", tags=json.dumps(['"><script>alert(1)</script>', "ok"]))
     response = client.get("/")
     assert response.status_code == 200
     assert_safe(response.text)

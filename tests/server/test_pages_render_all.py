@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from server.alerts.rules import DEFAULT_RULES
 from server.auth import passwords
@@ -26,8 +25,8 @@ from server.store import alerts as alerts_store
 from server.store import notify_targets as store_targets
 from server.store import runs as actions_store
 from server.store.metrics import labels_key
-from server.store.schema import alerts, device_status
 from server.web.app import create_app
+from tests import sql
 from tests.server.app_fleet import add_history
 from tests.server.conftest import bearer, make_app_env, sign_in
 
@@ -98,7 +97,7 @@ def everything(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, int], str
                                           "access-sw2: interface Gi1/0/2 is down", now - 60, "fixture")  # fmt: skip
             alerts_store.fire_event_alert(conn, "device-down", ids["printer"], "", "critical", "printer-1 is down",
                                           now - 30, "fixture")  # fmt: skip
-            ids["alert"] = int(conn.execute(select(alerts.c.id).order_by(alerts.c.id)).scalars().first() or 0)
+            ids["alert"] = int(sql.scalar(conn, "SELECT id FROM alerts ORDER BY id") or 0)
             # One finished run of each action kind (SSH and SNMP), in each ending: the run pages render them all.
             runs = (("restart-service", "ssh", "web-01", "linux", "succeeded", "fixed", {"unit": "nginx"}),
                     ("port-bounce", "snmp", "access-sw2", "switch", "failed", "failing", {"port": 2}),
@@ -115,7 +114,7 @@ def everything(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, int], str
                 if verdict:
                     actions_store.set_verification(conn, run_id, verdict, "re-polled")
                 ids[f"run-{action_id}"] = run_id
-            assert conn.execute(select(device_status.c.device_id)).first()
+            assert sql.rows(conn, "SELECT device_id FROM device_status")
         with env_svc.engine.begin() as conn:  # a phone subscribed to Web Push: the push "channel" of every user
             admin_id = accounts.get_user_by_name(conn, "admin")
             assert admin_id is not None

@@ -11,12 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import update
 
 from server.auth import passwords
 from server.config.settings import Settings
 from server.store import prefs
-from server.store.schema import alerts
+from tests import sql
 from tests.server.app_browser import playwright_browser, sign_in
 from tests.server.app_fleet import serve
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf
@@ -29,8 +28,7 @@ MOMENT = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
 def _fire_at(env: AppEnv) -> int:
     device = add_device(env.svc.engine, "core-sw1")
     alert_id = fire(env.svc.engine, device)
-    with env.svc.engine.begin() as conn:
-        conn.execute(update(alerts).where(alerts.c.id == alert_id).values(started_at=MOMENT))
+    sql.update(env.svc.engine, "alerts", "id = :id", {"started_at": MOMENT}, id=alert_id)
     return alert_id
 
 

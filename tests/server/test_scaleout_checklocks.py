@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from sqlalchemy import make_url, text
 
 from agents.base import Target
 from server.polling import dispatch_batches
@@ -17,6 +17,7 @@ from server.polling.queue_worker_state import HANDOFF_EVERY, HandoffPlan
 from server.store import workers as workers_store
 from server.store.checklocks import PING_EVERY, RELEASE_DELAY, CheckLocks, LockLost
 from server.store.db import Engine, make_engine
+from tests import sql
 from tests.peers.tcpproxy import TcpProxy
 
 
@@ -196,9 +197,9 @@ async def test_a_lock_session_silent_for_two_heartbeats_cuts_its_polls_before_th
 ) -> None:
     """A cut link: the server frees the session's locks when its keepalive gives up (about four heartbeats); the polls
     under them are cut after two, and the session, given up, is closed once the link is back (its locks go then)."""
-    url = make_url(pg_url)
-    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).start()
-    mine = CheckLocks(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), keepalive=1.0)
+    url = urlsplit(pg_url)
+    proxy = TcpProxy((url.hostname or "127.0.0.1", url.port or 5432)).start()
+    mine = CheckLocks(sql.url_via(pg_url, "127.0.0.1", proxy.port), keepalive=1.0)
     other = CheckLocks(pg_url)
     try:
         slow = await held_poll(mine)
@@ -279,9 +280,8 @@ async def test_a_poll_now_no_worker_took_is_cancelled_and_said_so_not_left_to_fi
         async with app.open_async():  # no worker takes the queue: the job stays waiting
             done = await dispatch_batches.run_now(app, [job], "site-nowhere", lambda ids: _states(engine, ids))
         assert done == PollNow(checks=1, ran=0, pending=0, untaken=1)
-        with engine.connect() as conn:
-            left = conn.execute(text("SELECT status::text FROM procrastinate_jobs WHERE queue_name = 'site-nowhere'"))
-            assert [r[0] for r in left] == ["cancelled"]
+        left = sql.rows(engine, "SELECT status::text FROM procrastinate_jobs WHERE queue_name = 'site-nowhere'")
+        assert [r[0] for r in left] == ["cancelled"]
     finally:
         engine.dispose()
 
@@ -289,4 +289,3 @@ async def test_a_poll_now_no_worker_took_is_cancelled_and_said_so_not_left_to_fi
 def _states(engine: Engine, ids: list[int]) -> dict[int, str]:
     with engine.connect() as conn:
         return workers_store.job_states(conn, ids)
-

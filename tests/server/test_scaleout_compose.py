@@ -285,9 +285,9 @@ def test_a_real_postgresql_with_the_generated_secrets_takes_pocketnoc_only_over_
     import time
 
     import psycopg
-    from sqlalchemy import text
 
     from server.store.db import make_engine
+    from tests import sql
 
     if os.geteuid() != 0:
         pytest.skip("needs root to run PostgreSQL as its own user")
@@ -332,7 +332,7 @@ def test_a_real_postgresql_with_the_generated_secrets_takes_pocketnoc_only_over_
         try:
             engine = make_engine(url)
             with engine.connect() as conn:
-                assert conn.execute(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).scalar() is True
+                assert sql.scalar(conn, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
             engine.dispose()
             with pytest.raises(psycopg.OperationalError, match=r"no encryption|pg_hba\.conf"):
                 psycopg.connect(f"host=127.0.0.1 port={port} dbname=postgres user=pocketnoc sslmode=disable", connect_timeout=10)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, func, select, update
 
 from server.alerts.writer_hook import Alerting
 from server.auth import passwords
@@ -16,14 +15,18 @@ from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 from server.polling.writer import Writer
 from server.store import accounts
-from server.store.db import make_engine, migrate
+from server.store.db import Engine, make_engine, migrate
 from server.store.devices import create_device, load_devices
-from server.store.schema import alert_events, alerts, api_tokens, audit, devices, samples, series, users
 from server.store.status import CheckOutcome
+from tests import sql
 from tests.server.conftest import PASSWORD, assert_clean_error, bearer, make_app_env, run_cli, sign_in
 
 pytestmark = pytest.mark.pg
-TABLES = (devices, series, samples, alerts, alert_events, users, api_tokens, audit)
+# What must come over unchanged.
+DEVICES = "SELECT id, name, parent_id FROM devices"
+SAMPLES = "SELECT series_id, ts, value FROM samples"
+ALERTS = "SELECT id, rule, status, title FROM alerts"
+TABLES = ("devices", "series", "samples", "alerts", "alert_events", "users", "api_tokens", "audit")
 
 
 def _build_sqlite_install(path: Path, box: SecretBox, settings: Settings) -> Engine:
@@ -33,7 +36,7 @@ def _build_sqlite_install(path: Path, box: SecretBox, settings: Settings) -> Eng
     spec = {"address": "192.0.2.10", "snmp": {"version": "2c", "community": "s3cret-community"}, "tags": ["site-b"]}
     with engine.begin() as conn:
         ids = [create_device(conn, DeviceSpec.model_validate({"name": f"dev{i}", **spec}), box, 60) for i in range(3)]
-        conn.execute(update(devices).where(devices.c.id == ids[0]).values(parent_id=ids[2]))  # a parent created later
+        sql.run(conn, "UPDATE devices SET parent_id = :parent WHERE id = :id", parent=ids[2], id=ids[0])  # a parent created later
         passwords.create_user(conn, "alice", "admin", PASSWORD)
         passwords.create_user(conn, "bob", "viewer", PASSWORD)
         found = accounts.get_user_by_name(conn, "alice")
@@ -58,7 +61,7 @@ def _build_sqlite_install(path: Path, box: SecretBox, settings: Settings) -> Eng
 
 def _counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar() or 0) for t in TABLES}
+        return {t: int(sql.scalar(conn, f"SELECT count(*) FROM {t}") or 0) for t in TABLES}  # noqa: S608 - our table names
 
 
 def test_migrate_data_moves_every_device_sample_alert_and_user(tmp_path: Path, pg_url: str) -> None:
@@ -69,9 +72,9 @@ def test_migrate_data_moves_every_device_sample_alert_and_user(tmp_path: Path, p
     source = _build_sqlite_install(tmp_path / "old.db", box, settings)
     before = _counts(source)
     with source.connect() as conn:
-        old_devices = {r.name: (r.id, r.parent_id) for r in conn.execute(select(devices))}
-        old_samples = sorted(tuple(r) for r in conn.execute(select(samples)))
-        old_alerts = sorted((r.id, r.rule, r.status, r.title) for r in conn.execute(select(alerts)))
+        old_devices = {r.name: (r.id, r.parent_id) for r in sql.rows(conn, DEVICES)}
+        old_samples = sorted(tuple(r) for r in sql.rows(conn, SAMPLES))
+        old_alerts = sorted((r.id, r.rule, r.status, r.title) for r in sql.rows(conn, ALERTS))
     source.dispose()
     assert before["samples"] >= 90 and before["alerts"] >= 3 and before["users"] == 2
 
@@ -84,9 +87,9 @@ def test_migrate_data_moves_every_device_sample_alert_and_user(tmp_path: Path, p
     try:
         assert _counts(target) == before
         with target.connect() as conn:
-            assert {r.name: (r.id, r.parent_id) for r in conn.execute(select(devices))} == old_devices
-            assert sorted(tuple(r) for r in conn.execute(select(samples))) == old_samples
-            assert sorted((r.id, r.rule, r.status, r.title) for r in conn.execute(select(alerts))) == old_alerts
+            assert {r.name: (r.id, r.parent_id) for r in sql.rows(conn, DEVICES)} == old_devices
+            assert sorted(tuple(r) for r in sql.rows(conn, SAMPLES)) == old_samples
+            assert sorted((r.id, r.rule, r.status, r.title) for r in sql.rows(conn, ALERTS)) == old_alerts
             rows = load_devices(conn, box)  # secrets still open with the install's key
         assert {r.spec.snmp.community for r in rows if r.spec.snmp} == {"s3cret-community"}
         with target.begin() as conn:  # sequences moved past the copied ids

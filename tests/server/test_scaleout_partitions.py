@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, text
 
 from server.store import partitions
-from server.store.db import alembic_config, make_engine, migrate
+from server.store.db import Connection, Engine, alembic_config, make_engine, migrate
 from server.store.metrics import expire, rollup
+from tests import sql
 from tests.server.conftest import PgServer
 
 pytestmark = pytest.mark.pg
@@ -32,21 +32,22 @@ def old_install(pg_server: PgServer) -> Iterator[Engine]:
         conn.commit()
     now = int(time.time())
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO devices (id, name, address, tags, interval, enabled, spec, source, created_at, "
-                          "updated_at) VALUES (1, 'sw', '192.0.2.1', '[]', 60, true, '{}', 'api', 0, 0)"))  # fmt: skip
-        conn.execute(text("INSERT INTO series (id, device_id, metric, labels) VALUES (1, 1, 'cpu', ''), (2, 1, 'mem', '')"))
-        conn.execute(
-            text("INSERT INTO samples (series_id, ts, value) SELECT s, :now - g * 600, g FROM generate_series(0, 1007) g, "
-                 "(VALUES (1), (2)) v(s)"),
-            {"now": now},
+        sql.run(conn, "INSERT INTO devices (id, name, address, tags, interval, enabled, spec, source, created_at, "
+                      "updated_at) VALUES (1, 'sw', '192.0.2.1', '[]', 60, true, '{}', 'api', 0, 0)")  # fmt: skip
+        sql.run(conn, "INSERT INTO series (id, device_id, metric, labels) VALUES (1, 1, 'cpu', ''), (2, 1, 'mem', '')")
+        sql.run(
+            conn,
+            "INSERT INTO samples (series_id, ts, value) SELECT s, :now - g * 600, g FROM generate_series(0, 1007) g, "
+            "(VALUES (1), (2)) v(s)",
+            now=now,
         )  # every 10 minutes for 7 days, two series
     yield engine
     engine.dispose()
     pg_server.drop(name)
 
 
-def _samples(conn: object) -> list[tuple[int, int, float]]:
-    return [tuple(r) for r in conn.execute(text("SELECT series_id, ts, value FROM samples ORDER BY 1, 2"))]  # type: ignore[attr-defined]
+def _samples(conn: Connection) -> list[tuple[int, int, float]]:
+    return [tuple(r) for r in sql.rows(conn, "SELECT series_id, ts, value FROM samples ORDER BY 1, 2")]
 
 
 def test_the_migration_moves_every_sample_into_day_partitions_and_retention_drops_whole_days(old_install: Engine) -> None:
@@ -62,12 +63,11 @@ def test_the_migration_moves_every_sample_into_day_partitions_and_retention_drop
         days = partitions.day_partitions(conn)
         first = min(ts for _, ts, _ in before) // DAY * DAY
         assert sorted(lo for lo, _ in days.values()) == list(range(first, int(now) // DAY * DAY + 3 * DAY, DAY))
-        assert conn.execute(text("SELECT count(*) FROM samples_default")).scalar() == 0
+        assert sql.scalar(conn, "SELECT count(*) FROM samples_default") == 0
         # Each day's rows are in that day's table; the series' foreign key still cascades.
         for name, (lo, hi) in days.items():
             query = "SELECT count(*) FROM " + name + " WHERE ts < :lo OR ts >= :hi"  # noqa: S608 - our partition names
-            bad = conn.execute(text(query), {"lo": lo, "hi": hi})
-            assert bad.scalar() == 0
+            assert sql.scalar(conn, query, lo=lo, hi=hi) == 0
         # Rollups read the partitions like the plain table.
         assert rollup(conn, now)[300] > 0
 
@@ -87,15 +87,15 @@ def test_the_migration_moves_every_sample_into_day_partitions_and_retention_drop
         # A sample of a day that has no partition yet (e.g. a server down for days) lands in the default partition,
         # and moves into its own day when maintenance makes it.
         far = int(now) + 10 * DAY
-        conn.execute(text("INSERT INTO samples (series_id, ts, value) VALUES (1, :ts, 42)"), {"ts": far})
-        assert conn.execute(text("SELECT count(*) FROM samples_default")).scalar() == 1
+        sql.run(conn, "INSERT INTO samples (series_id, ts, value) VALUES (1, :ts, 42)", ts=far)
+        assert sql.scalar(conn, "SELECT count(*) FROM samples_default") == 1
         made = partitions.ensure_days(conn, far, far)
         assert made == [partitions.day_name(far // DAY * DAY)]
-        assert conn.execute(text("SELECT count(*) FROM samples_default")).scalar() == 0
-        assert conn.execute(text("SELECT value FROM " + made[0])).scalar() == 42  # noqa: S608 - a partition name
+        assert sql.scalar(conn, "SELECT count(*) FROM samples_default") == 0
+        assert sql.scalar(conn, "SELECT value FROM " + made[0]) == 42  # noqa: S608 - a partition name
 
-        conn.execute(text("DELETE FROM series WHERE id = 2"))  # cascades into every partition
-        assert conn.execute(text("SELECT count(*) FROM samples WHERE series_id = 2")).scalar() == 0
+        sql.run(conn, "DELETE FROM series WHERE id = 2")  # cascades into every partition
+        assert sql.scalar(conn, "SELECT count(*) FROM samples WHERE series_id = 2") == 0
 
 
 def test_sqlite_keeps_one_plain_samples_table(tmp_path: object) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import text
 
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
@@ -19,6 +18,7 @@ from server.polling.shards import BEHIND_LAG, HOLD_SECONDS, Weights, assign
 from server.store import workers as store
 from server.store.db import conninfo
 from server.store.devices import create_device
+from tests import sql
 from tests.server.conftest import AppEnv, make_app_env, sign_in
 
 DEVICES = list(range(1, 3001))
@@ -89,9 +89,8 @@ def test_the_page_and_metrics_show_each_workers_shard_load_and_lag(pg_env: AppEn
     with psycopg.connect(conninfo(pg_url, store.worker_app_name("inst1"))) as _session:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                if conn.execute(text("SELECT devices FROM worker_shards WHERE name = 'w-busy'")).scalar() == 3:
-                    break
+            if sql.scalar(engine, "SELECT devices FROM worker_shards WHERE name = 'w-busy'") == 3:
+                break
             time.sleep(0.2)
         pg_env.user("val", "viewer")
         sign_in(pg_env.client, "val")

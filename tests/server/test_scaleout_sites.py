@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from server.auth import passwords
 from server.store import accounts
+from tests import sql
 from tests.peers.snmpsim import SnmpsimPeer, start_snmpsim, switch_records, write_snmprec
 from tests.server.conftest import PASSWORD
 from tests.server.scaleout_cluster import INTERVAL, Cluster, cluster, device, due_of, expected_slots
@@ -81,13 +81,13 @@ def test_a_site_worker_alone_polls_its_site_and_silence_raises_then_clears_alert
         # says it did not poll, instead of answering as if it had.
         other = c.scalar("SELECT id FROM devices WHERE name = 'branch-b'")
         with c.engine.connect() as held:
-            key = {"k": f"{other}:snmp"}
-            held.execute(text("SELECT pg_advisory_lock(hashtextextended('pocketnoc-check:' || :k, 0))"), key)
+            key = f"{other}:snmp"
+            sql.scalar(held, "SELECT pg_advisory_lock(hashtextextended('pocketnoc-check:' || :k, 0))", k=key)
             asked = time.time()
             refused = httpx.post(f"http://127.0.0.1:{port}/api/v1/devices/{other}/poll",
                                  headers={"Authorization": f"Bearer {token}"}, timeout=60)  # fmt: skip
             waited = time.time() - asked
-            held.execute(text("SELECT pg_advisory_unlock(hashtextextended('pocketnoc-check:' || :k, 0))"), key)
+            sql.scalar(held, "SELECT pg_advisory_unlock(hashtextextended('pocketnoc-check:' || :k, 0))", k=key)
         assert refused.status_code == 409 and "still running" in refused.json()["detail"], refused.text
         assert 2 * INTERVAL + 5 <= waited < 30, waited  # the run in flight and one more (an interval each), a margin
         assert not c.scalar("SELECT count(*) FROM check_runs WHERE device_id = :d AND slot IS NULL", d=other)

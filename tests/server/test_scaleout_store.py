@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, select, text, update
 
 from server.alerts import worker_health
 from server.alerts.writer_hook import Alerting
@@ -21,10 +20,10 @@ from server.notify.runtime import sync_file_channels
 from server.polling.writer import Writer
 from server.store import leases
 from server.store import workers as store
-from server.store.db import make_engine
+from server.store.db import Connection, Engine, make_engine
 from server.store.devices import create_device, sync_config_devices
-from server.store.schema import alert_events, alert_states, alerts, device_status, workers
 from server.store.status import CheckOutcome
+from tests import sql
 from tests.server.conftest import AppEnv, make_app_env
 
 
@@ -100,11 +99,9 @@ def test_two_writers_on_one_device_lose_no_check_and_raise_one_alert(pg_url: str
         for w in writers:
             w.stop()
     with engines[0].connect() as conn:
-        checks = conn.execute(
-            select(device_status.c.checks, device_status.c.state).where(device_status.c.device_id == device_id)
-        ).one()
-        firing = conn.execute(select(alerts.c.id).where(alerts.c.device_id == device_id, alerts.c.status == "firing")).all()
-        states = conn.execute(select(alert_states.c.rule).where(alert_states.c.device_id == device_id)).all()
+        (checks,) = sql.records(conn, "device_status", "device_id = :d", order="device_id", d=device_id)
+        firing = sql.rows(conn, "SELECT id FROM alerts WHERE device_id = :d AND status = 'firing'", d=device_id)
+        states = sql.rows(conn, "SELECT rule FROM alert_states WHERE device_id = :d", d=device_id)
     for e in engines:
         e.dispose()
     assert set(checks.checks) == {"a", "b"}  # neither writer overwrote the other's check
@@ -135,15 +132,15 @@ def test_worker_health_raises_and_clears_silent_alerts_once(pg_env: AppEnv) -> N
             store.register(conn, "wb", "b", "elsewhere", 12, "other", 5, stale_after=30)
     worker_health.evaluate(engine, 30, armed=True)
     with engine.connect() as conn:
-        assert not conn.execute(select(alerts).where(alerts.c.rule.like("%-silent"))).all()
+        assert not sql.rows(conn, "SELECT * FROM alerts WHERE rule LIKE '%-silent'")
     with engine.begin() as conn:  # wb stops reporting
-        conn.execute(update(workers).where(workers.c.id == b).values(last_seen=workers.c.last_seen - 100))
+        sql.run(conn, "UPDATE workers SET last_seen = last_seen - 100 WHERE id = :id", id=b)
     for _ in range(3):  # evaluated every few seconds: one alert each, no repeats
         worker_health.evaluate(engine, 30, armed=True)
     with engine.connect() as conn:
-        rows = conn.execute(select(alerts.c.rule, alerts.c.labels, alerts.c.status, alerts.c.device_id)).all()
-        events = conn.execute(select(alert_events.c.kind)).scalars().all()
-        branch1 = conn.execute(text("SELECT id FROM devices WHERE name = 'branch1'")).scalar()
+        rows = sql.rows(conn, "SELECT rule, labels, status, device_id FROM alerts")
+        events = sql.scalars(conn, "SELECT kind FROM alert_events")
+        branch1 = sql.scalar(conn, "SELECT id FROM devices WHERE name = 'branch1'")
     assert sorted((r.rule, r.labels, r.status) for r in rows) == [
         ("site-silent", '{"site":"b"}', "firing"),
         ("worker-silent", '{"worker":"wb"}', "firing"),
@@ -159,7 +156,7 @@ def test_worker_health_raises_and_clears_silent_alerts_once(pg_env: AppEnv) -> N
         store.heartbeat(conn, b, "i1", {"checks_per_min": 12.0})
     worker_health.evaluate(engine, 30, armed=True)
     with engine.connect() as conn:
-        assert {r.status for r in conn.execute(select(alerts.c.status))} == {"resolved"}
+        assert {r.status for r in sql.rows(conn, "SELECT status FROM alerts")} == {"resolved"}
 
 
 @pytest.mark.pg
@@ -169,7 +166,7 @@ def test_an_admin_forgets_a_dead_worker_on_the_page(pg_env: AppEnv) -> None:
     with pg_env.svc.engine.begin() as conn:
         live = store.register(conn, "alive", None, "h", 1, "i1", 5, stale_after=30)
         dead = store.register(conn, "gone", None, "h", 2, "i2", 5, stale_after=30)
-        conn.execute(update(workers).where(workers.c.id == dead).values(last_seen=workers.c.last_seen - 100))
+        sql.run(conn, "UPDATE workers SET last_seen = last_seen - 100 WHERE id = :id", id=dead)
     pg_env.user("ada", "admin")
     sign_in(pg_env.client, "ada")
     page = pg_env.client.get("/workers")
@@ -180,8 +177,8 @@ def test_an_admin_forgets_a_dead_worker_on_the_page(pg_env: AppEnv) -> None:
     done = pg_env.client.post(f"/workers/{dead}/forget", data={"csrf_token": form_csrf(page.text)})
     assert done.status_code == 303
     with pg_env.svc.engine.connect() as conn:
-        assert conn.execute(select(workers.c.name)).scalars().all() == ["alive"]
-        assert conn.execute(text("SELECT count(*) FROM audit WHERE action = 'worker.forget' AND target = 'gone'")).scalar() == 1
+        assert sql.scalars(conn, "SELECT name FROM workers") == ["alive"]
+        assert sql.scalar(conn, "SELECT count(*) FROM audit WHERE action = 'worker.forget' AND target = 'gone'") == 1
     viewer = pg_env.token("vic", "viewer")
     assert pg_env.client.delete(f"/api/v1/workers/{live}", headers={"Authorization": f"Bearer {viewer}"}).status_code == 403
 
@@ -199,7 +196,7 @@ def test_the_page_shows_each_workers_heartbeat_checks_per_minute_and_lag(pg_env:
         quiet = store.register(conn, "<b>quiet</b>", "b", "host-2", 42, "i2", 50, stale_after=30)
         store.heartbeat(conn, busy, "i1", {"checks_per_min": 120.0, "failed_per_min": 3.0, "lag_p50": 0.25, "lag_p95": 1.5,
                                            "in_flight": 7, "checks_total": 900})  # fmt: skip
-        conn.execute(update(workers).where(workers.c.id == quiet).values(last_seen=workers.c.last_seen - 300))
+        sql.run(conn, "UPDATE workers SET last_seen = last_seen - 300 WHERE id = :id", id=quiet)
     pg_env.user("val", "viewer")
     sign_in(pg_env.client, "val")
     page = pg_env.client.get("/workers")
@@ -254,7 +251,7 @@ def test_one_of_two_servers_leads_and_queues_nothing_for_a_pool_without_a_live_w
         assert leaders[0].stats.deferred == 0 and leaders[0].router.stats.unowned >= 2
         assert leaders[0].router.live == {}
     with engine.connect() as conn:
-        queued = conn.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar()
+        queued = sql.scalar(conn, "SELECT count(*) FROM procrastinate_jobs")
     engine.dispose()
     assert queued == 0  # no backlog that would only be stale when a worker comes
 
@@ -281,21 +278,20 @@ def test_a_worker_refuses_sqlite_and_a_missing_key_with_one_line(tmp_path: Path,
 
 def _lock_waits(engine: Engine) -> int:
     """Sessions of this database waiting for a lock (a fresh transaction: pg_stat_activity is read once per one)."""
-    with engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                     "AND wait_event_type = 'Lock'")).scalar() or 0)  # fmt: skip
+    return int(sql.scalar(engine, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND wait_event_type = 'Lock'") or 0)  # fmt: skip
 
 
 def _sync_devices(conn: Connection, box: SecretBox) -> int:
     specs = [DeviceSpec.model_validate({"name": f"sw{i}", "address": "192.0.2.7"}) for i in range(3)]
     sync_config_devices(conn, specs, box, 60)
-    return int(conn.execute(text("SELECT count(*) FROM devices")).scalar() or 0)
+    return int(sql.scalar(conn, "SELECT count(*) FROM devices") or 0)
 
 
 def _sync_channels(conn: Connection, box: SecretBox) -> int:
     config = NotifyConfig.model_validate({"channels": [{"name": "hook", "url": "json://127.0.0.1:9/hook"}]})
     assert sync_file_channels(conn, box, config, time.time()) == []
-    return int(conn.execute(text("SELECT count(*) FROM notify_channels")).scalar() or 0)
+    return int(sql.scalar(conn, "SELECT count(*) FROM notify_channels") or 0)
 
 
 @pytest.mark.pg
@@ -344,7 +340,7 @@ def test_a_worker_dead_to_the_leader_is_lost_on_the_page_and_metrics_at_once_and
         store.register(conn, "alive", None, "h1", 1, "i1", 5, stale_after=30)
         gone = store.register(conn, "gone", None, "<i>h2</i>", 2, "i2", 5, stale_after=30)
         store.heartbeat(conn, gone, "i2", {"checks_per_min": 13.0})
-        conn.execute(update(workers).where(workers.c.id == gone).values(last_seen=workers.c.last_seen - beats - 1))
+        sql.run(conn, "UPDATE workers SET last_seen = last_seen - :back WHERE id = :id", back=beats + 1, id=gone)
     pg_env.user("ada", "admin")
     sign_in(pg_env.client, "ada")
     page = pg_env.client.get("/workers").text

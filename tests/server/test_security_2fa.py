@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from server.auth import totp
 from server.config.settings import Settings
 from server.store import twofactor
 from server.store.devices import load_device
-from server.store.schema import recovery_codes, users
-from server.store.schema import sessions as sessions_table
+from tests import sql
 from tests.server.conftest import PASSWORD, AppEnv, bearer, clean_env, form_csrf, make_app_env, sign_in
 from tests.server.security_helpers import (
     TotpClock,
@@ -49,8 +47,8 @@ def enrolled(tmp_path_factory: pytest.TempPathFactory) -> Enrolled:
         for env in make_app_env(settings):
             _, secret, codes = user_with_totp(env, "template", "viewer", state)
             with env.svc.reader.connect() as conn:
-                sealed = conn.execute(select(users.c.totp_secret).where(users.c.name == "template")).scalar_one()
-                hashes = conn.execute(select(recovery_codes.c.code_hash).order_by(recovery_codes.c.id)).scalars().all()
+                sealed = sql.one(conn, "SELECT totp_secret FROM users WHERE name = 'template'")[0]
+                hashes = sql.scalars(conn, "SELECT code_hash FROM recovery_codes ORDER BY id")
     return Enrolled(bytes(sealed), secret, codes, list(hashes), settings.key_file)
 
 
@@ -76,8 +74,8 @@ def totp_user(env: AppEnv, name: str, role: str, clock: TotpClock, enrolled: Enr
 def test_totp_enrolment_stores_the_secret_sealed_and_codes_hashed(app_env: AppEnv, clock: TotpClock) -> None:
     _, secret, codes = user_with_totp(app_env, "ana", "operator", clock)
     with app_env.svc.reader.connect() as conn:
-        row = conn.execute(select(users.c.totp_secret, users.c.totp_pending).where(users.c.name == "ana")).one()
-        stored = conn.exec_driver_sql("SELECT code_hash FROM recovery_codes").scalars().all()
+        row = sql.one(conn, "SELECT totp_secret, totp_pending FROM users WHERE name = 'ana'")
+        stored = sql.scalars(conn, "SELECT code_hash FROM recovery_codes")
     assert row.totp_pending is None
     assert secret.encode() not in bytes(row.totp_secret)
     assert len(stored) == 10
@@ -99,7 +97,7 @@ def test_sign_in_with_totp_needs_the_second_step(app_env: AppEnv, clock: TotpClo
     assert session_cookie(client) != half  # a new session id after the second factor
     assert client.get("/account").status_code == 200
     with app_env.svc.reader.connect() as conn:
-        stages = conn.execute(select(sessions_table.c.stage)).scalars().all()
+        stages = sql.scalars(conn, "SELECT stage FROM sessions")
     assert sorted(stages) == ["full", "full"]  # the half-session is gone
     assert first.get("/account").status_code == 200
 
@@ -128,7 +126,7 @@ def test_recovery_codes_work_once_each(app_env: AppEnv, clock: TotpClock, enroll
     assert second_step(two, codes[0]) == 401
     assert second_step(two, codes[1].replace("-", "")) == 303
     with app_env.svc.reader.connect() as conn:
-        used = conn.exec_driver_sql("SELECT count(*) FROM recovery_codes WHERE used_at IS NOT NULL").scalar()
+        used = sql.scalar(conn, "SELECT count(*) FROM recovery_codes WHERE used_at IS NOT NULL")
     assert used == 2
 
 
@@ -145,7 +143,7 @@ def test_wrong_codes_end_the_half_session_and_slow_down_that_address(
     assert last.status_code == 303 and last.headers["location"].startswith("/login")
     assert client.get("/login/2fa").status_code == 303  # that half-session is over
     with app_env.svc.reader.connect() as conn:
-        failures = conn.exec_driver_sql("SELECT count(*) FROM login_attempts WHERE ok = false AND username = 'eve'").scalar()
+        failures = sql.scalar(conn, "SELECT count(*) FROM login_attempts WHERE ok = false AND username = 'eve'")
     assert failures == 5
     # Five failures from this address slow this address down for eve (growing delays), not eve herself:
     page = client.get("/login")
@@ -168,10 +166,7 @@ def test_a_half_session_expires_quickly(app_env: AppEnv, clock: TotpClock, enrol
     _, secret, _ = totp_user(app_env, "gus", "viewer", clock, enrolled)
     client = TestClient(app_env.app, follow_redirects=False)
     login_password(client, "gus")
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(
-            sessions_table.update().where(sessions_table.c.stage == "2fa").values(created_at=sessions_table.c.created_at - 301)
-        )
+    sql.run(app_env.svc.engine, "UPDATE sessions SET created_at = created_at - 301 WHERE stage = '2fa'")
     assert client.get("/login/2fa").status_code == 303
     assert second_step_status_without_page(client, clock.code(secret)) == 303
 
@@ -216,8 +211,7 @@ def test_required_roles_must_enrol_at_next_sign_in(enforcing: AppEnv, clock: Tot
 def test_step_up_asks_again_after_stepup_minutes(app_env: AppEnv, clock: TotpClock, enrolled: Enrolled) -> None:
     client, secret, _ = totp_user(app_env, "hal", "admin", clock, enrolled)
     assert client.get("/admin/users").status_code == 200
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(sessions_table.update().values(verified_at=sessions_table.c.verified_at - 11 * 60))
+    sql.run(app_env.svc.engine, "UPDATE sessions SET verified_at = verified_at - :ago", ago=11 * 60)
     stale = client.get("/admin/users")
     assert stale.status_code == 303 and stale.headers["location"] == "/account/verify?next=/admin/users"
     api = client.post(
@@ -239,8 +233,7 @@ def test_step_up_asks_again_after_stepup_minutes(app_env: AppEnv, clock: TotpClo
 def test_step_up_without_2fa_takes_the_password(app_env: AppEnv) -> None:
     app_env.user("ivy", "admin")
     sign_in(app_env.client, "ivy")
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(sessions_table.update().values(verified_at=sessions_table.c.verified_at - 3600))
+    sql.run(app_env.svc.engine, "UPDATE sessions SET verified_at = verified_at - :ago", ago=3600)
     assert app_env.client.get("/account/password").status_code == 303
     page = app_env.client.get("/account/verify")
     assert 'name="password"' in page.text
@@ -266,8 +259,7 @@ def test_changing_device_credentials_asks_for_step_up(app_env: AppEnv, clock: To
     device = app_env.client.post("/api/v1/devices", json=spec, headers=admin_token).json()["id"]
     client, secret, _ = totp_user(app_env, "kai", "admin", clock, enrolled)
     csrf = {"X-CSRF-Token": form_csrf(client.get("/account").text)}
-    with app_env.svc.engine.begin() as conn:
-        conn.execute(sessions_table.update().values(verified_at=sessions_table.c.verified_at - 11 * 60))
+    sql.run(app_env.svc.engine, "UPDATE sessions SET verified_at = verified_at - :ago", ago=11 * 60)
     url = f"/api/v1/devices/{device}"
     # Tags are not credentials: no step-up.
     assert client.patch(url, json={"tags": ["core"]}, headers=csrf).status_code == 200

@@ -9,15 +9,14 @@ import json
 import logging
 
 import pytest
-from sqlalchemy import Engine, insert, select, text
-from sqlalchemy.exc import DBAPIError
 
 from server import logsafe
 from server.services import audit as auditlog
 from server.store import accounts
 from server.store import alerts as alerts_store
+from server.store.db import DBAPIError, Engine
 from server.store.metrics import labels_key
-from server.store.schema import alerts, audit
+from tests import sql
 from tests.server.conftest import AppEnv, bearer, form_csrf, sign_in
 from tests.server.security_helpers import (
     TotpClock,
@@ -27,8 +26,8 @@ from tests.server.security_helpers import (
 
 def _actions(env: AppEnv) -> list[tuple[str, str | None, str, str]]:
     with env.svc.reader.connect() as conn:
-        rows = conn.execute(select(audit.c.action, audit.c.username, audit.c.target, audit.c.ip).order_by(audit.c.id))
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        rows = sql.rows(conn, "SELECT action, username, target, ip FROM audit ORDER BY id")
+        return [tuple(r) for r in rows]
 
 
 def test_sign_ins_2fa_and_user_changes_are_audited_with_who_when_where(app_env: AppEnv, clock: TotpClock) -> None:
@@ -56,15 +55,15 @@ def test_the_audit_log_is_append_only_in_the_database(engine: Engine) -> None:
         accounts.write_audit(conn, None, "test.entry", "x")
     for statement in ("UPDATE audit SET action = 'forged'", "DELETE FROM audit"):
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
-            conn.execute(text(statement))
+            sql.run(conn, statement)
     with engine.connect() as conn:
-        assert conn.execute(select(audit.c.action)).scalars().all() == ["test.entry"]
+        assert sql.scalars(conn, "SELECT action FROM audit") == ["test.entry"]
 
 
 def test_admins_page_through_the_audit_log(app_env: AppEnv) -> None:
     with app_env.svc.engine.begin() as conn:
         for n in range(120):
-            conn.execute(insert(audit).values(ts=1_700_000_000 + n, action=f"test.{n}", target="<b>t</b>", detail={}))
+            sql.insert(conn, "audit", ts=1_700_000_000 + n, action=f"test.{n}", target="<b>t</b>", detail={})
     app_env.user("adm", "admin")
     app_env.user("viv", "viewer")
     sign_in(app_env.client, "viv")
@@ -81,7 +80,7 @@ def test_exports_are_escaped_against_forging(app_env: AppEnv) -> None:
     nasty = 'eve\nlogin,admin,ok\r\n=HYPERLINK("http://x")'
     with app_env.svc.engine.begin() as conn:
         accounts.write_audit(conn, None, "login.failed", nasty, {"why": "a\nb"}, "192.0.2.1")
-        conn.execute(insert(audit).values(ts=1.0, username="=cmd|' /C calc'!A0", action="+x", target="-1", detail={}))
+        sql.insert(conn, "audit", ts=1.0, username="=cmd|' /C calc'!A0", action="+x", target="-1", detail={})
     token = app_env.token("exp", "admin")
     viewer = app_env.token("peek", "viewer")
     assert app_env.client.get("/api/v1/audit/export?format=csv", headers=bearer(viewer)).status_code == 403
@@ -123,7 +122,7 @@ def test_alert_work_silences_and_config_changes_are_audited(app_env: AppEnv) -> 
     with app_env.svc.engine.begin() as conn:
         for key in ("a", "b"):
             alerts_store.fire_event_alert(conn, "trap", device, labels_key({"k": key}), "warning", "link down", 1.0, "t")
-        first, second = conn.execute(select(alerts.c.id).order_by(alerts.c.id)).scalars().all()
+        first, second = sql.scalars(conn, "SELECT id FROM alerts ORDER BY id")
     app_env.user("opal", "operator")
     sign_in(app_env.client, "opal")
     page = app_env.client.get(f"/alerts/{first}")
@@ -141,7 +140,7 @@ def test_alert_work_silences_and_config_changes_are_audited(app_env: AppEnv) -> 
     assert app_env.client.delete(f"/api/v1/silences/{silence_id}", headers=operator).status_code == 204
     assert app_env.client.delete(f"/api/v1/devices/{device}", headers=admin).status_code == 204
     with app_env.svc.reader.connect() as conn:
-        rows = conn.execute(select(audit).order_by(audit.c.id)).all()
+        rows = sql.records(conn, "audit")
     seen = {(r.action, r.username, r.target) for r in rows}
     for entry in (
         ("device.create", "root", "sw1"),

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
 
 from server.notify.channels import build
 from server.store.notify_targets import VIEWER_FIELDS
-from server.store.schema import notify_channels
+from tests import sql
 from tests.peers.receiver import Receiver, start_receiver
 from tests.server.conftest import sign_in
 from tests.server.notify_helpers import bearer, notify_app, wait_until
@@ -94,10 +93,10 @@ def test_a_channel_stored_under_the_old_rule_is_masked_again_at_start(tmp_path: 
         assert env.client.post("/api/v1/channels", json={"name": "n", "url": "ntfy://oldtopicsecret"},
                                headers=bearer(admin)).status_code == 201
         with env.engine.begin() as conn:
-            conn.execute(update(notify_channels).values(display="ntfy://oldtopicsecret/"))
+            sql.run(conn, "UPDATE notify_channels SET display = :display", display="ntfy://oldtopicsecret/")
     with notify_app(tmp_path) as env:
         with env.engine.connect() as conn:
-            assert conn.execute(select(notify_channels.c.display)).scalar() == build("ntfy://oldtopicsecret").display()
+            assert sql.scalar(conn, "SELECT display FROM notify_channels") == build("ntfy://oldtopicsecret").display()
         assert "oldtopicsecret" not in env.client.get("/api/v1/channels", headers=bearer(admin)).text
 
 

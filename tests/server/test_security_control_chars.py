@@ -12,11 +12,10 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import update
 
 from server.config.settings import Settings
 from server.logsafe import visible
-from server.store.schema import device_status
+from tests import sql
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.snmpd import SnmpdPeer, free_udp_port, start_snmpd
 from tests.peers.traps import send, v2c_args
@@ -150,8 +149,8 @@ def test_text_stored_raw_before_the_fix_is_still_shown_escaped(settings: Setting
         assert created.status_code == 201, created.text
         device_id = created.json()["id"]
         with env.svc.engine.begin() as conn:  # a row written by an older pocketnoc, ESC and all
-            conn.execute(update(device_status).where(device_status.c.device_id == device_id)
-                         .values(facts={"sys_location": LOCATION, "sys_descr": "line 1\n\tline 2\u202e"}))
+            raw = {"sys_location": LOCATION, "sys_descr": "line 1\n\tline 2\u202e"}
+            sql.update(conn, "device_status", "device_id = :d", {"facts": raw}, d=device_id)
         answer = env.client.get(f"/api/v1/devices/{device_id}", headers=bearer(token))
         _clean("API", answer.content)
         facts = answer.json()["facts"]

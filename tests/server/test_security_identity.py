@@ -13,12 +13,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from server.config.settings import Settings
 from server.store import accounts, sessions, twofactor
 from server.store import alerts as alert_store
-from server.store.schema import action_runs, alerts, api_tokens, audit, push_subscriptions, recovery_codes, users
+from tests import sql
 from tests.server.conftest import AppEnv, TotpClock, bearer, make_app_env, sign_in
 
 CATALOG = """
@@ -56,19 +55,19 @@ def cast(env: AppEnv) -> Cast:
     with env.svc.engine.begin() as conn:
         for name in ("vic", "decoy", "opal"):  # token ids 1, 2, 3: vic's is root's id, opal's is vic's id
             tokens[name] = accounts.new_token(conn, ids[name], "test")
-        token_ids = dict(conn.execute(select(api_tokens.c.user_id, api_tokens.c.id)).all())
+        token_ids = dict(sql.rows(conn, "SELECT user_id, id FROM api_tokens"))
     assert token_ids[ids["vic"]] == ids["root"] and token_ids[ids["opal"]] == ids["vic"]
     return Cast(ids, tokens)
 
 
 def _audit_ids(env: AppEnv) -> list[tuple[str, int | None, str]]:
     with env.svc.reader.connect() as conn:
-        return [tuple(r) for r in conn.execute(select(audit.c.username, audit.c.user_id, audit.c.action))]  # type: ignore[misc]
+        return [tuple(r) for r in sql.rows(conn, "SELECT username, user_id, action FROM audit")]
 
 
 def _user_column(env: AppEnv, name: str, column: str) -> object:
     with env.svc.reader.connect() as conn:
-        return conn.execute(select(users.c[column]).where(users.c.name == name)).scalar()
+        return sql.scalar(conn, f"SELECT {column} FROM users WHERE name = :name", name=name)  # noqa: S608 - a column name the test gives
 
 
 def test_me_and_account_name_the_tokens_owner(env: AppEnv, cast: Cast) -> None:
@@ -90,7 +89,7 @@ def test_second_factors_are_never_managed_with_an_api_token(env: AppEnv, cast: C
     for who in ("vic", "root"):
         assert _user_column(env, who, "totp_pending") is None and _user_column(env, who, "totp_secret") is None
     with env.svc.reader.connect() as conn:
-        assert not conn.execute(select(recovery_codes.c.user_id)).scalars().all()
+        assert not sql.scalars(conn, "SELECT user_id FROM recovery_codes")
 
 
 def test_sessions_are_the_tokens_owners(env: AppEnv, cast: Cast) -> None:
@@ -138,7 +137,7 @@ def _device_and_alert(env: AppEnv, cast: Cast) -> tuple[int, int]:
     device = int(created.json()["id"])
     with env.svc.engine.begin() as conn:
         alert_store.fire_event_alert(conn, "device-down", device, "", "critical", "down", time.time(), "down")
-        alert_id = int(conn.execute(select(alerts.c.id)).scalar_one())
+        alert_id = int(sql.one(conn, "SELECT id FROM alerts").id)
     return device, alert_id
 
 
@@ -149,7 +148,7 @@ def test_push_subscription_and_push_action_record_the_tokens_owner(env: AppEnv, 
     made = env.client.post("/api/v1/push/subscriptions", json={**_subscription(), "label": "opal's phone"}, headers=opal)
     assert made.status_code == 201, made.text
     with env.svc.reader.connect() as conn:
-        owner = conn.execute(select(push_subscriptions.c.user_id)).scalar_one()
+        owner = sql.one(conn, "SELECT user_id FROM push_subscriptions").user_id
     assert owner == cast.ids["opal"]
     assert [s["label"] for s in env.client.get("/api/v1/push/subscriptions", headers=opal).json()["items"]] == ["opal's phone"]
     _, alert_id = _device_and_alert(env, cast)
@@ -159,7 +158,7 @@ def test_push_subscription_and_push_action_record_the_tokens_owner(env: AppEnv, 
     assert acked.status_code == 200, acked.text
     assert acked.json()["user"] == "opal"
     with env.svc.reader.connect() as conn:
-        assert conn.execute(select(alerts.c.acked_by).where(alerts.c.id == alert_id)).scalar() == "opal"
+        assert sql.scalar(conn, "SELECT acked_by FROM alerts WHERE id = :id", id=alert_id) == "opal"
     entries = [(n, u) for n, u, a in _audit_ids(env) if a.startswith(("push.", "alert."))]
     assert entries and all(entry == ("opal", cast.ids["opal"]) for entry in entries), entries
 
@@ -169,7 +168,7 @@ def test_action_runs_and_their_audit_carry_the_tokens_owner(env: AppEnv, cast: C
     run = env.client.post("/api/v1/actions/set-location/run", json={"device": device}, headers=bearer(cast.tokens["opal"]))
     assert run.status_code in (200, 201, 202), run.text
     with env.svc.reader.connect() as conn:
-        rows = conn.execute(select(action_runs.c.user_id, action_runs.c.username)).all()
+        rows = sql.rows(conn, "SELECT user_id, username FROM action_runs")
     assert [tuple(r) for r in rows] == [(cast.ids["opal"], "opal")]
     entries = [(n, u) for n, u, a in _audit_ids(env) if a == "action.run"]
     assert entries == [("opal", cast.ids["opal"])]

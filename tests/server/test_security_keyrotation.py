@@ -17,16 +17,16 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
 from server.auth import totp
 from server.config.settings import Settings
 from server.keys import rotation as keyrotation
 from server.keys.secretbox import SecretBox
-from server.store import keylock, sealed
+from server.store import diagnostics, keylock, sealed
 from server.store.db import make_engine
 from server.store.devices import load_devices
 from server.web.app import create_app
+from tests import sql
 from tests.server.app_fleet import free_port, stop_process, wait_healthy
 from tests.server.conftest import POCKETNOC, AppEnv, assert_clean_error, bearer, clean_env, run_cli, sign_in
 from tests.server.security_helpers import (
@@ -148,13 +148,11 @@ def test_a_wrong_or_broken_key_fails_closed_with_one_clear_line(tmp_path: Path, 
 
 
 def test_every_sealed_column_is_rotated() -> None:
-    from sqlalchemy import LargeBinary
-
     from server.store.schema import metadata
 
     registered = set(sealed.SEALED_COLUMNS)
     public = {("passkeys", "public_key")}  # a COSE public key: nothing to hide
-    binary = {(t.name, c.name) for t in metadata.sorted_tables for c in t.columns if isinstance(c.type, LargeBinary)}
+    binary = {(t.name, c.name) for t in metadata.sorted_tables for c in t.columns if c.type.__visit_name__ == "large_binary"}
     assert binary - public <= registered, (
         f"sealed columns missing from sealed.SEALED_COLUMNS: {binary - public - registered}"
     )
@@ -185,8 +183,7 @@ def test_a_worker_refuses_a_wrong_or_missing_key_like_serve(tmp_path: Path, pg_u
     assert_clean_error(garbage, "POCKETNOC_SECRET_KEY is not a valid key")
     engine = make_engine(pg_url)
     try:
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM workers")).scalar_one() == 0  # none registered itself
+        assert sql.scalar(engine, "SELECT count(*) FROM workers") == 0  # none registered itself
     finally:
         engine.dispose()
 
@@ -211,8 +208,7 @@ def test_rotate_refuses_while_the_server_runs_and_force_gets_a_clear_503(tmp_pat
     key = settings.key_file.read_bytes()
     token = run_cli("token", "create", "root", "--data-dir", settings.data_dir).stdout.splitlines()[-1]
     engine = make_engine(settings.db_url)
-    with engine.connect() as conn:
-        device_id = conn.execute(text("SELECT min(id) FROM devices")).scalar_one()
+    device_id = sql.scalar(engine, "SELECT min(id) FROM devices")
     engine.dispose()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -257,11 +253,12 @@ def test_rotate_refuses_while_a_worker_uses_the_postgresql_database(tmp_path: Pa
             while not holders and time.monotonic() < deadline:  # the worker holds the in-use lock once its key is good
                 assert worker.poll() is None, (data.parent / "worker.log").read_text()
                 time.sleep(0.2)
-                with engine.connect() as conn:
-                    holders = conn.execute(text(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key AND granted"
-                            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                    ), {"key": keylock.ADVISORY_LOCK}).scalar_one()
+                holders = sql.scalar(
+                    engine,
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key AND granted"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    key=keylock.ADVISORY_LOCK,
+                )
             assert holders == 1
             refused = run_cli("secrets", "rotate", "--data-dir", data, env=env)
             assert_clean_error(refused, "is using this database")
@@ -277,19 +274,19 @@ def test_rotate_refuses_while_a_worker_uses_the_postgresql_database(tmp_path: Pa
 def test_a_lost_lock_session_is_taken_again(pg_url: str) -> None:
     """PostgreSQL cut the session holding the in-use lock (a restart, a timeout, a NAT): the holder takes it again."""
     engine = make_engine(pg_url)
-    count = text("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                 "WHERE l.locktype = 'advisory' AND l.objid = :key AND l.granted AND d.datname = current_database()")
+    count = ("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+             "WHERE l.locktype = 'advisory' AND l.objid = :key AND l.granted AND d.datname = current_database()")
     try:
         keylock.hold_key(pg_url)
         held = keylock._HELD[pg_url]
         with engine.connect() as conn:
-            assert conn.execute(count, {"key": keylock.ADVISORY_LOCK}).scalar_one() == 1
-            pid = held[1].execute(text("SELECT pg_backend_pid()")).scalar_one()
+            assert sql.scalar(conn, count, key=keylock.ADVISORY_LOCK) == 1
+            pid = diagnostics.backend_pid(held[1])
             held[1].commit()
-            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            sql.scalar(conn, "SELECT pg_terminate_backend(:pid)", pid=pid)
             conn.commit()
             deadline = time.monotonic() + 10
-            while conn.execute(count, {"key": keylock.ADVISORY_LOCK}).scalar_one() != 0:
+            while sql.scalar(conn, count, key=keylock.ADVISORY_LOCK) != 0:
                 assert time.monotonic() < deadline
                 conn.commit()
                 time.sleep(0.1)
@@ -298,9 +295,8 @@ def test_a_lost_lock_session_is_taken_again(pg_url: str) -> None:
         keeper.start()
         deadline = time.monotonic() + 20
         while True:
-            with engine.connect() as conn:
-                if conn.execute(count, {"key": keylock.ADVISORY_LOCK}).scalar_one() == 1:
-                    break
+            if sql.scalar(engine, count, key=keylock.ADVISORY_LOCK) == 1:
+                break
             assert time.monotonic() < deadline, "the lock was not taken again"
             time.sleep(0.2)
     finally:

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Page
-from sqlalchemy import select
 
 from server.auth import access as auth
 from server.auth import passwords
 from server.config.settings import Settings
 from server.runtime import Services
-from server.store.schema import audit, passkeys, sessions
+from tests import sql
 from tests.server.app_browser import phone, playwright_browser
 from tests.server.app_fleet import CHROMIUM, serve
 from tests.server.conftest import PASSWORD
@@ -74,10 +73,9 @@ def _sign_out(page: Page) -> None:
 
 
 def _last_login_method(svc: Services) -> str:
-    with svc.reader.connect() as conn:
-        row = conn.execute(select(audit.c.detail).where(audit.c.action == "login").order_by(audit.c.id.desc())).first()
-    assert row is not None
-    return str(row.detail.get("method"))
+    found = sql.rows(svc.reader, "SELECT detail FROM audit WHERE action = 'login' ORDER BY id DESC LIMIT 1")
+    assert found
+    return str(sql.json_of(found[0].detail).get("method"))
 
 
 def test_passkey_registration_sign_in_second_step_and_step_up(served: Served, browser_page: tuple[BrowserContext, Page]) -> None:
@@ -90,8 +88,7 @@ def test_passkey_registration_sign_in_second_step_and_step_up(served: Served, br
     page.click("[data-passkey=create]")
     page.wait_for_selector("text=shown only this once")
     assert page.locator("[data-passkey-status] code").count() == 10
-    with served.svc.reader.connect() as conn:
-        assert conn.execute(select(passkeys.c.name)).scalars().all() == ["pixel"]
+    assert sql.scalars(served.svc.reader, "SELECT name FROM passkeys") == ["pixel"]
 
     # One tap: "Sign in with a passkey" on the login page, no user name or password.
     _sign_out(page)
@@ -109,8 +106,7 @@ def test_passkey_registration_sign_in_second_step_and_step_up(served: Served, br
     assert _last_login_method(served.svc) == "passkey"
 
     # Step-up: a stale proof sends user management to "Confirm it's you"; the passkey confirms it.
-    with served.svc.engine.begin() as conn:
-        conn.execute(sessions.update().values(verified_at=sessions.c.verified_at - 3600))
+    sql.run(served.svc.engine, "UPDATE sessions SET verified_at = verified_at - 3600")
     page.goto(served.url + "/admin/users")
     page.wait_for_url("**/account/verify**")
     page.click("text=Confirm with a passkey")

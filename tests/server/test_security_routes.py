@@ -12,10 +12,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from server.store import twofactor
 from server.store.schema import metadata
+from tests import sql
 from tests.server.conftest import AppEnv, bearer, form_csrf, make_app_env, sign_in
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
@@ -219,8 +219,9 @@ def _snapshot(env: AppEnv) -> dict[str, list[tuple[Any, ...]]]:
             if table.name == "meta":
                 continue  # the server's own lazily made keys (e.g. the Web Push key), not user-visible state
             skip = volatile.get(table.name, set())
-            columns = [c for c in table.columns if c.name not in skip]
-            shot[table.name] = sorted(map(tuple, conn.execute(select(*columns))), key=repr)
+            columns = ", ".join(c.name for c in table.columns if c.name not in skip)
+            query = f"SELECT {columns} FROM {table.name}"  # noqa: S608 - names from the schema
+            shot[table.name] = sorted(map(tuple, sql.rows(conn, query)), key=repr)
     return shot
 
 
@@ -305,7 +306,7 @@ def test_another_users_passkey_is_not_found(app_env: AppEnv) -> None:
     mine = app_env.token("pk1", "viewer")
     app_env.user("pk2", "viewer")
     with app_env.svc.engine.begin() as conn:
-        other = conn.execute(select(metadata.tables["users"].c.id).where(metadata.tables["users"].c.name == "pk2")).scalar()
+        other = sql.scalar(conn, "SELECT id FROM users WHERE name = :name", name="pk2")
         key_id = twofactor.add_passkey(conn, int(other), "cred-of-pk2", b"\x01", 0, "their phone", [])
     # A token never removes a passkey (its own neither: 409); a browser session finds only its own passkeys.
     assert app_env.client.delete(f"/api/v1/account/passkeys/{key_id}", headers=bearer(mine)).status_code == 409

@@ -8,17 +8,14 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from server.auth import access as auth
 from server.auth.access import Principal
 from server.config.settings import Settings
 from server.store import accounts
-from server.store.schema import api_tokens
-from server.store.schema import sessions as sessions_table
-from server.store.schema import users as users_table
 from server.web import live as live_module
 from server.web.streams import session_alive
+from tests import sql
 from tests.server.app_browser import session_cookie as browser_cookie
 from tests.server.app_fleet import serve
 from tests.server.conftest import PASSWORD, AppEnv, bearer, form_csrf, sign_in
@@ -33,7 +30,7 @@ from tests.server.security_helpers import (
 
 def _stored_ids(env: AppEnv) -> set[str]:
     with env.svc.reader.connect() as conn:
-        return set(conn.execute(select(sessions_table.c.id)).scalars())
+        return set(sql.scalars(conn, "SELECT id FROM sessions"))
 
 
 def _second_client(env: AppEnv, name: str) -> TestClient:
@@ -181,7 +178,7 @@ def test_session_alive_follows_the_session(app_env: AppEnv) -> None:
     assert _alive(app_env, sid)
     assert not _alive(app_env)  # neither a session nor a token: nothing to stay alive on
     with app_env.svc.engine.begin() as conn:
-        conn.execute(sessions_table.update().values(created_at=sessions_table.c.created_at - 8 * 86400))
+        sql.run(conn, "UPDATE sessions SET created_at = created_at - :seconds", seconds=8 * 86400)
     assert not _alive(app_env, sid)  # past the absolute timeout
     sign_in(app_env.client, "ida")
     sid = accounts.digest(str(session_cookie(app_env.client)))
@@ -195,13 +192,13 @@ def test_a_bearer_token_stream_ends_when_its_user_is_disabled_or_the_token_revok
     token = app_env.token("ida")
     assert _alive(app_env, token=token)
     with app_env.svc.engine.begin() as conn:
-        conn.execute(users_table.update().where(users_table.c.name == "ida").values(disabled=True))
+        sql.update(conn, "users", "name = :name", {"disabled": True}, name="ida")
     assert not _alive(app_env, token=token)
     with app_env.svc.engine.begin() as conn:
-        conn.execute(users_table.update().where(users_table.c.name == "ida").values(disabled=False))
+        sql.update(conn, "users", "name = :name", {"disabled": False}, name="ida")
     assert _alive(app_env, token=token)
     with app_env.svc.engine.begin() as conn:
-        conn.execute(api_tokens.update().values(revoked=True))
+        sql.run(conn, "UPDATE api_tokens SET revoked = :revoked", revoked=True)
     assert not _alive(app_env, token=token)
 
 
@@ -209,7 +206,7 @@ def test_idle_sessions_end(app_env: AppEnv) -> None:
     app_env.user("jo", "viewer")
     sign_in(app_env.client, "jo")
     with app_env.svc.engine.begin() as conn:
-        conn.execute(sessions_table.update().values(last_seen=sessions_table.c.last_seen - 13 * 3600))
+        sql.run(conn, "UPDATE sessions SET last_seen = last_seen - :seconds", seconds=13 * 3600)
     assert app_env.client.get("/api/v1/me").status_code == 401
     assert not _stored_ids(app_env)
 
@@ -265,7 +262,7 @@ def test_a_busy_session_still_ends_at_the_absolute_timeout(app_env: AppEnv) -> N
     assert app_env.client.get("/api/v1/me").status_code == 200
     hours = app_env.svc.settings.session_max_hours
     with app_env.svc.engine.begin() as conn:  # in use a minute ago, but signed in longer ago than session_max_hours
-        conn.execute(sessions_table.update().values(created_at=sessions_table.c.created_at - hours * 3600 - 60))
+        sql.run(conn, "UPDATE sessions SET created_at = created_at - :seconds", seconds=hours * 3600 + 60)
     assert app_env.client.get("/api/v1/me").status_code == 401
     assert app_env.client.get("/").headers["location"].startswith("/login")
     assert not _stored_ids(app_env)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from server.auth.proxies import client_address, forwarded_scheme, parse_networks
 from server.config.settings import Settings
-from server.store.schema import audit
+from tests import sql
 from tests.server.conftest import PASSWORD, AppEnv, form_csrf, make_app_env
 
 TOKEN = re.compile(r'(value|data-csrf)="[A-Za-z0-9_-]{20,}"')
@@ -32,8 +31,7 @@ def _attempt(client: TestClient, name: str, password: str, headers: dict[str, st
 def test_unknown_users_and_wrong_passwords_get_the_same_answer(app_env: AppEnv) -> None:
     app_env.user("real", "viewer")
     app_env.user("off", "viewer")
-    with app_env.svc.engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE users SET disabled = true WHERE name = 'off'")
+    sql.run(app_env.svc.engine, "UPDATE users SET disabled = true WHERE name = 'off'")
     wrong = _attempt(app_env.client, "real", "not the password")
     ghost = _attempt(app_env.client, "nobody", "not the password")
     disabled = _attempt(app_env.client, "off", PASSWORD)
@@ -63,8 +61,7 @@ def _from(env: AppEnv, address: str) -> TestClient:
 
 
 def _audit(env: AppEnv, target: str) -> list[str]:
-    with env.svc.reader.connect() as conn:
-        return list(conn.execute(select(audit.c.action).where(audit.c.target == target).order_by(audit.c.id)).scalars())
+    return sql.scalars(env.svc.reader, "SELECT action FROM audit WHERE target = :target ORDER BY id", target=target)
 
 
 def test_twelve_wrong_passwords_from_one_address_do_not_keep_the_owner_out(app_env: AppEnv, clock: Clock) -> None:
@@ -161,8 +158,7 @@ def test_wrong_step_up_proofs_end_that_session_only(app_env: AppEnv, clock: Cloc
     last = phone.post("/api/v1/account/verify", json={"password": "not it at all"}, headers={"X-CSRF-Token": token})
     assert last.status_code == 401 and "signed out" in last.text
     assert phone.get("/api/v1/me").status_code == 401
-    with app_env.svc.reader.connect() as conn:
-        failures = conn.exec_driver_sql("SELECT count(*) FROM login_attempts WHERE ok = false").scalar()
+    failures = sql.scalar(app_env.svc.reader, "SELECT count(*) FROM login_attempts WHERE ok = false")
     assert failures == 0  # the account's sign-in counts are untouched: nobody is slowed down by this
     assert _attempt(phone, "xia", PASSWORD)[0] == 303
 
@@ -183,8 +179,7 @@ def proxied(tmp_path: Path) -> Iterator[AppEnv]:
 
 
 def _last_login_ip(env: AppEnv) -> str:
-    with env.svc.reader.connect() as conn:
-        return str(conn.exec_driver_sql("SELECT ip FROM login_attempts ORDER BY id DESC LIMIT 1").scalar())
+    return str(sql.scalar(env.svc.reader, "SELECT ip FROM login_attempts ORDER BY id DESC LIMIT 1"))
 
 
 def test_forwarded_for_counts_only_from_trusted_proxies(proxied: AppEnv, app_env: AppEnv) -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
 
 from server.auth.policy import policies_of
-from server.store.schema import audit, recovery_codes, users
+from tests import sql
 from tests.server.conftest import AppEnv, bearer
 from tests.server.security_helpers import TotpClock, user_with_totp
 
@@ -28,9 +27,9 @@ def _walk(routes: list[Any]) -> list[APIRoute]:
 
 def _second_factors(env: AppEnv, name: str) -> tuple[object, object, int, int]:
     with env.svc.reader.connect() as conn:
-        row = conn.execute(select(users.c.id, users.c.totp_secret, users.c.totp_pending).where(users.c.name == name)).one()
-        codes = conn.execute(select(func.count()).select_from(recovery_codes).where(recovery_codes.c.user_id == row.id)).scalar()
-        audited = conn.execute(select(func.count()).select_from(audit)).scalar()
+        row = sql.one(conn, "SELECT id, totp_secret, totp_pending FROM users WHERE name = :name", name=name)
+        codes = sql.scalar(conn, "SELECT count(*) FROM recovery_codes WHERE user_id = :u", u=row.id)
+        audited = sql.scalar(conn, "SELECT count(*) FROM audit")
     return row.totp_secret, row.totp_pending, int(codes or 0), int(audited or 0)
 
 

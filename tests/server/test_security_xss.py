@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select, update
 
 from server.config.settings import Settings
 from server.store import alerts as alerts_store
 from server.store import twofactor
 from server.store.metrics import labels_key
-from server.store.schema import action_runs, alerts, device_status, devices, state_events, users
 from server.web.app import create_app
+from tests import sql
 from tests.peers.hostile_agent import hostile_agent
 from tests.server.conftest import AppEnv, bearer, sign_in
 
@@ -132,22 +131,24 @@ def test_every_stored_device_string_is_escaped(app_env: AppEnv) -> None:
         }
     }
     with app_env.svc.engine.begin() as conn:
-        conn.execute(
-            update(device_status)
-            .where(device_status.c.device_id == child["id"])
-            .values(
-                state="down",
-                facts=_poison(facts),
-                tables=_poison(tables),
-                checks=_poison(checks),
-                last_error=PAYLOAD,
-                metrics={"snmp": [["cpu_pct", {}, 5.0]]},
-            )
+        sql.update(
+            conn,
+            "device_status",
+            "device_id = :d",
+            {
+                "state": "down",
+                "facts": _poison(facts),
+                "tables": _poison(tables),
+                "checks": _poison(checks),
+                "last_error": PAYLOAD,
+                "metrics": {"snmp": [["cpu_pct", {}, 5.0]]},
+            },
+            d=child["id"],
         )
-        conn.execute(insert(state_events).values(device_id=child["id"], ts=1.0, old_state="up", new_state="down", reason=PAYLOAD))
+        sql.insert(conn, "state_events", device_id=child["id"], ts=1.0, old_state="up", new_state="down", reason=PAYLOAD)
         # Names that predate validation (or came in another way) are text too, template syntax included.
-        conn.execute(update(devices).where(devices.c.id == parent["id"]).values(name="{{7*7}}<b>", tags=["{{7*7}}"]))
-        conn.execute(update(users).where(users.c.name == "root").values(name="{{7*7}}<i>basement"))
+        sql.update(conn, "devices", "id = :d", {"name": "{{7*7}}<b>", "tags": ["{{7*7}}"]}, d=parent["id"])
+        sql.update(conn, "users", "name = :n", {"name": "{{7*7}}<i>basement"}, n="root")
     app_env.user("adm", "admin")
     sign_in(app_env.client, "adm")
     for url in ("/", f"/devices/{child['id']}", f"/devices/{parent['id']}", "/admin/audit", "/account"):
@@ -170,7 +171,7 @@ def test_template_syntax_is_refused_in_new_names(app_env: AppEnv) -> None:
         )
         assert user.status_code == 422
     with app_env.svc.reader.connect() as conn:
-        assert conn.execute(select(users.c.name).where(users.c.name.like("%{%"))).first() is None
+        assert not sql.rows(conn, "SELECT name FROM users WHERE name LIKE :pattern", pattern="%{%")
 
 
 def test_alert_silence_and_run_pages_escape_stored_text(app_env: AppEnv) -> None:
@@ -180,40 +181,41 @@ def test_alert_silence_and_run_pages_escape_stored_text(app_env: AppEnv) -> None
     device = app_env.client.post("/api/v1/devices", json={"name": "d1", "address": "192.0.2.3"}, headers=bearer(token)).json()
     now = time.time()
     with app_env.svc.engine.begin() as conn:
-        conn.execute(update(devices).where(devices.c.id == device["id"]).values(name="{{7*7}}<b>dev"))
+        sql.update(conn, "devices", "id = :d", {"name": "{{7*7}}<b>dev"}, d=device["id"])
         key = labels_key({"trap": PAYLOAD, "interface": PAYLOAD})
         alerts_store.fire_event_alert(conn, "trap", device["id"], key, "critical", PAYLOAD, now, PAYLOAD)
-        alert_id = int(conn.execute(select(alerts.c.id)).scalar_one())
+        alert_id = int(sql.one(conn, "SELECT id FROM alerts").id)
         alerts_store.acknowledge(conn, alert_id, "{{7*7}}<i>basement", PAYLOAD)
         alerts_store.add_note(conn, alert_id, "root", PAYLOAD)
         window = {"comment": PAYLOAD, "tag": "t<b>", "starts_at": now - 60, "ends_at": now + 3600}
         alerts_store.create_silence(conn, window, PAYLOAD[:64])
-        run_id = conn.execute(
-            insert(action_runs).values(
-                action_id="restart-service",
-                title="Restart",
-                kind="ssh",
-                danger="low",
-                device_id=device["id"],
-                device_name="{{7*7}}<b>dev",
-                alert_id=alert_id,
-                username="{{7*7}}<i>basement",
-                reason=PAYLOAD,
-                params={"unit": PAYLOAD},
-                command=PAYLOAD,
-                status="failed",
-                exit_code=1,
-                error=PAYLOAD,
-                output=[["stdout", PAYLOAD], ["stderr", PAYLOAD]],
-                truncated=False,
-                started_at=now,
-                finished_at=now + 1,
-                duration=1.0,
-                verification="failing",
-                verification_detail=PAYLOAD,
-                verified_at=now + 2,
-            )
-        ).inserted_primary_key[0]
+        run_id = sql.insert(
+            conn,
+            "action_runs",
+            returning="id",
+            action_id="restart-service",
+            title="Restart",
+            kind="ssh",
+            danger="low",
+            device_id=device["id"],
+            device_name="{{7*7}}<b>dev",
+            alert_id=alert_id,
+            username="{{7*7}}<i>basement",
+            reason=PAYLOAD,
+            params={"unit": PAYLOAD},
+            command=PAYLOAD,
+            status="failed",
+            exit_code=1,
+            error=PAYLOAD,
+            output=[["stdout", PAYLOAD], ["stderr", PAYLOAD]],
+            truncated=False,
+            started_at=now,
+            finished_at=now + 1,
+            duration=1.0,
+            verification="failing",
+            verification_detail=PAYLOAD,
+            verified_at=now + 2,
+        )
     app_env.user("adm", "admin")
     sign_in(app_env.client, "adm")
     urls = ["/alerts", f"/alerts/{alert_id}", "/silences", f"/runs/{run_id}", f"/devices/{device['id']}/runs"]

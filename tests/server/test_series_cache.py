@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import Engine, event, select
-
 from server.config.inventory import DeviceSpec
 from server.keys.secretbox import SecretBox
-from server.store.db import json_text, json_value
+from server.store.db import Engine, json_text, json_value
 from server.store.devices import create_device
+from server.store.diagnostics import statements
 from server.store.metrics import SeriesCache, write_samples
-from server.store.schema import samples, series
+from tests import sql
 
 
 def _device(engine: Engine, box: SecretBox, name: str) -> int:
@@ -20,20 +19,12 @@ def _device(engine: Engine, box: SecretBox, name: str) -> int:
 
 
 def _stored(engine: Engine) -> dict[tuple[int, str, str], int]:
-    with engine.connect() as conn:
-        return {(r.device_id, r.metric, r.labels): r.id for r in conn.execute(select(series))}
+    return {(r.device_id, r.metric, r.labels): r.id for r in sql.rows(engine, "SELECT id, device_id, metric, labels FROM series")}
 
 
-def _series_reads(engine: Engine) -> list[str]:
-    """SELECTs of the series table this engine runs from now on."""
-    seen: list[str] = []
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _seen(_conn: object, _cur: object, statement: str, *_args: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and " series" in statement:
-            seen.append(statement)
-
-    return seen
+def _series_reads(seen: list[str]) -> list[str]:
+    """SELECTs of the series table among the statements an engine sent."""
+    return [statement for statement in seen if statement.lstrip().upper().startswith("SELECT") and " series" in statement]
 
 
 def test_new_series_of_a_known_device_take_their_ids_from_the_insert(engine: Engine, box: SecretBox) -> None:
@@ -41,8 +32,7 @@ def test_new_series_of_a_known_device_take_their_ids_from_the_insert(engine: Eng
     cache = SeriesCache()
     with engine.begin() as conn:  # first poll: both devices read (none stored yet) and their series created
         write_samples(conn, cache, [(first, "if_in_octets", '{"ifIndex":"1"}', 60, 1.0), (second, "cpu_load_pct", "", 60, 2.0)])
-    reads = _series_reads(engine)
-    with engine.begin() as conn:  # second poll brings rate series: inserted, their ids returned, nothing read again
+    with statements(engine) as seen, engine.begin() as conn:  # second poll brings rate series: inserted, ids returned, none read
         written = write_samples(conn, cache, [
             (first, "if_in_octets", '{"ifIndex":"1"}', 120, 1.5),
             (first, "if_in_bps", '{"ifIndex":"1"}', 120, 8.0),
@@ -50,13 +40,12 @@ def test_new_series_of_a_known_device_take_their_ids_from_the_insert(engine: Eng
             (second, "cpu_load_pct", "", 120, 3.0),
         ])
     assert written == 4
-    assert reads == []
+    assert _series_reads(seen) == []
     stored = _stored(engine)
     assert len(stored) == 4
     for key, series_id in stored.items():
         assert cache.get(*key) == series_id
-    with engine.connect() as conn:
-        rows = {(r.series_id, r.ts): r.value for r in conn.execute(select(samples))}
+    rows = {(r.series_id, r.ts): r.value for r in sql.rows(engine, "SELECT series_id, ts, value FROM samples")}
     assert rows[(stored[(first, "if_in_bps", '{"ifIndex":"1"}')], 120)] == 8.0
     assert rows[(stored[(second, "cpu_load_pct", "")], 120)] == 3.0
 
@@ -74,8 +63,7 @@ def test_a_series_another_writer_created_first_is_found_not_duplicated(engine: E
     assert len(stored) == 2
     assert mine.get(device, "mem_used_pct", "") == stored[(device, "mem_used_pct", "")]
     mem = stored[(device, "mem_used_pct", "")]
-    with engine.connect() as conn:
-        values = sorted(r.value for r in conn.execute(select(samples).where(samples.c.series_id == mem)))
+    values = sorted(sql.scalars(engine, "SELECT value FROM samples WHERE series_id = :s", s=mem))
     assert values == [40.0, 41.0]
 
 

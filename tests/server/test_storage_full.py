@@ -13,15 +13,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text, update
 
 from server.auth.passwords import create_user
 from server.config.loader import load_config
 from server.config.settings import Settings
 from server.store import accounts
-from server.store.schema import api_tokens, samples, series, sessions
 from server.store.space import RESERVE_NAME
 from server.web.app import create_app
+from tests import sql
 from tests.peers.receiver import Receiver, start_receiver
 from tests.peers.snmpd import SnmpdPeer, start_snmpd
 from tests.server.conftest import PASSWORD, sign_in
@@ -91,8 +90,8 @@ def _poll(client: TestClient, app: Any) -> None:
 def _stored(app: Any) -> set[tuple[int, str, str, int]]:
     """Every stored sample's key: device, metric, labels, second."""
     with app.state.services.reader.connect() as conn:
-        rows = conn.execute(select(series.c.device_id, series.c.metric, series.c.labels, samples.c.ts)
-                            .join(series, series.c.id == samples.c.series_id))
+        rows = sql.rows(conn, "SELECT series.device_id, series.metric, series.labels, samples.ts FROM samples"
+                              " JOIN series ON series.id = samples.series_id")
         return {(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows}
 
 
@@ -122,8 +121,8 @@ def test_a_full_disk_keeps_pages_api_and_alerts_working_and_writes_everything_la
         stored = _stored(app)
         assert stored
         with svc.engine.begin() as conn:  # a minute has passed: the next request touches its session and token
-            conn.execute(update(sessions).values(last_seen=sessions.c.last_seen - 120))
-            conn.execute(update(api_tokens).values(last_used=time.time() - 120))
+            sql.run(conn, "UPDATE sessions SET last_seen = last_seen - 120")
+            sql.run(conn, "UPDATE api_tokens SET last_used = :t", t=time.time() - 120)
         filler = _fill(small_disk)
 
         # Full: pages and the API answer, read-only; /healthz says so; polling goes on in memory.
@@ -175,5 +174,5 @@ def test_a_full_disk_keeps_pages_api_and_alerts_working_and_writes_everything_la
         assert client.get("/healthz").json()["status"] == "ok"
         assert (small_disk / RESERVE_NAME).exists()
         with svc.reader.connect() as conn:
-            assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
-            assert conn.execute(select(api_tokens.c.last_used)).scalar_one() > time.time() - 60  # the deferred touch
+            assert sql.scalar(conn, "PRAGMA integrity_check") == "ok"
+            assert sql.one(conn, "SELECT last_used FROM api_tokens")[0] > time.time() - 60  # the deferred touch

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, func, insert, select
 
 from server.config.inventory import DeviceSpec
 from server.keys.secretbox import SecretBox, SecretsUnavailable
+from server.store.db import Engine
 from server.store.devices import (
     DeviceConflict,
     count_devices,
@@ -24,7 +24,7 @@ from server.store.devices import (
     update_device,
 )
 from server.store.metrics import SeriesCache, write_samples
-from server.store.schema import device_status, devices, samples, series, state_events
+from tests import sql
 from tests.server.conftest import add, spec
 
 COMMUNITY = "c0mmunity-Zq81-secret"
@@ -51,8 +51,7 @@ def v3_spec(name: str = "r1") -> DeviceSpec:
 
 
 def rows_by_name(engine: Engine) -> dict[str, Any]:
-    with engine.connect() as conn:
-        return {r.name: r for r in conn.execute(select(devices))}
+    return {r.name: r for r in sql.records(engine, "devices")}
 
 
 # ---------------------------------------------------------------- devices
@@ -62,7 +61,7 @@ def test_create_device_stores_the_row_and_an_unknown_status(engine: Engine, box:
     (device_id,) = add(engine, box, spec("sw1", tags=["b", "a"], interval=30, kind="switch"))
     with engine.connect() as conn:
         row = load_device(conn, box, device_id)
-        status = conn.execute(select(device_status).where(device_status.c.device_id == device_id)).one()
+        (status,) = sql.records(conn, "device_status", "device_id = :d", order="device_id", d=device_id)
     assert row is not None
     fields = (row.name, row.address, row.tags, row.interval, row.kind, row.source)
     assert fields == ("sw1", "192.0.2.10", ["a", "b"], 30, "switch", "api")
@@ -117,14 +116,14 @@ def test_delete_device_removes_its_history_and_orphans_its_children(engine: Engi
     cache = SeriesCache()
     with engine.begin() as conn:
         write_samples(conn, cache, [(parent, "cpu_load_pct", "", 1_000, 5.0)])
-        conn.execute(insert(state_events).values(device_id=parent, ts=1.0, old_state="unknown", new_state="up", reason=""))
+        sql.insert(conn, "state_events", device_id=parent, ts=1.0, old_state="unknown", new_state="up", reason="")
     with engine.begin() as conn:
         assert delete_device(conn, parent)
         assert not delete_device(conn, parent)
     with engine.connect() as conn:
-        for table in (series, samples, state_events):
-            assert conn.execute(select(func.count()).select_from(table)).scalar() == 0, table.name
-        assert conn.execute(select(device_status.c.device_id)).scalars().all() == [child]
+        for table in ("series", "samples", "state_events"):
+            assert sql.scalar(conn, f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608 - a name of the list above
+        assert sql.scalars(conn, "SELECT device_id FROM device_status") == [child]
         row = load_device(conn, box, child)
     assert row is not None and row.parent_id is None
 
@@ -135,7 +134,7 @@ def test_delete_device_removes_its_history_and_orphans_its_children(engine: Engi
 def test_secrets_are_sealed_and_never_stored_in_clear(engine: Engine, box: SecretBox, db_url: str) -> None:
     first, second = add(engine, box, secret_spec("sw1"), v3_spec("r1"))
     with engine.connect() as conn:
-        raw = {r.id: r for r in conn.execute(select(devices.c.id, devices.c.secrets, devices.c.spec))}
+        raw = {r.id: r for r in sql.records(conn, "devices")}
         loaded = {r.id: r.spec for r in load_devices(conn, box)}
     for device_id in (first, second):
         blob = bytes(raw[device_id].secrets)
@@ -171,7 +170,7 @@ def test_a_different_key_fails_closed(engine: Engine, box: SecretBox) -> None:
 def test_a_device_without_secrets_has_no_secret_blob(engine: Engine, box: SecretBox) -> None:
     (device_id,) = add(engine, box, spec("plain", checks=[{"type": "ping"}]))
     with engine.connect() as conn:
-        assert conn.execute(select(devices.c.secrets).where(devices.c.id == device_id)).scalar() is None
+        assert sql.scalar(conn, "SELECT secrets FROM devices WHERE id = :id", id=device_id) is None
         row = load_device(conn, SecretBox(Fernet.generate_key()), device_id)
     assert row is not None and row.spec.checks[0].type == "ping"
 
@@ -238,8 +237,7 @@ def test_sync_keeps_ids_and_history_of_unchanged_devices(engine: Engine, box: Se
         write_samples(conn, SeriesCache(), [(before["a"], "cpu_load_pct", "", 1, 1.0)])
         assert sync_config_devices(conn, [spec("a"), spec("b")], box, 60) == {"created": 0, "updated": 0, "removed": 0}
     assert {n: r.id for n, r in rows_by_name(engine).items()} == before
-    with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(samples)).scalar() == 1
+    assert sql.scalar(engine, "SELECT count(*) FROM samples") == 1
 
 
 def test_sync_refuses_a_parent_loop(engine: Engine, box: SecretBox) -> None:
@@ -253,7 +251,7 @@ def test_sync_seals_config_secrets_too(engine: Engine, box: SecretBox) -> None:
     with engine.begin() as conn:
         sync_config_devices(conn, [secret_spec("cfg")], box, 60)
     with engine.connect() as conn:
-        blob = conn.execute(select(devices.c.secrets)).scalar()
+        blob = sql.scalar(conn, "SELECT secrets FROM devices")
         (row,) = load_devices(conn, box)
     assert blob and COMMUNITY.encode() not in bytes(blob)
     assert row.spec.snmp is not None and row.spec.snmp.community == COMMUNITY

@@ -7,18 +7,18 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
 
 from server.keys.secretbox import SecretBox
 from server.notify.webpush import load_keys
 from server.store import meta
-from server.store.db import make_engine, migrate
+from server.store.db import Engine, make_engine, migrate
+from tests import sql
 
 
 def _lock_waits(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                     "AND wait_event_type = 'Lock'")).scalar() or 0)  # fmt: skip
+    waiting = sql.scalar(engine, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock'")  # fmt: skip
+    return int(waiting or 0)
 
 
 @pytest.mark.pg

@@ -6,9 +6,9 @@ import time
 from collections import defaultdict
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select
 
 from server.keys.secretbox import SecretBox
+from server.store.db import Engine
 from server.store.metrics import (
     LABEL_VALUE_CAP,
     SeriesCache,
@@ -19,7 +19,7 @@ from server.store.metrics import (
     rollup,
     write_samples,
 )
-from server.store.schema import meta, rollups, samples, series
+from tests import sql
 from tests.server.conftest import add, spec
 
 # ---------------------------------------------------------------- samples, rollups, retention
@@ -43,8 +43,8 @@ def test_write_samples_creates_series_once(engine: Engine, box: SecretBox) -> No
     with engine.begin() as conn:
         write_samples(conn, fresh, [(device_id, "if_in_bps", if1, 160, 2.5), (device_id, "if_in_bps", if1, 160, 99.0)])
     with engine.connect() as conn:
-        ids = {(r.metric, r.labels): r.id for r in conn.execute(select(series))}
-        points = conn.execute(select(samples.c.series_id, samples.c.ts, samples.c.value).order_by(samples.c.ts)).all()
+        ids = {(r.metric, r.labels): r.id for r in sql.rows(conn, "SELECT * FROM series")}
+        points = sql.rows(conn, "SELECT series_id, ts, value FROM samples ORDER BY ts")
     assert set(ids) == {("if_in_bps", if1), ("cpu_load_pct", "")}
     by_series = defaultdict(list)
     for sid, ts, value in points:
@@ -67,11 +67,11 @@ def test_devices_with_the_same_series_keep_their_own_ids(engine: Engine, box: Se
         assert write_samples(conn, fresh, [(a, "cpu_load_pct", "", 160, 1.0), (b, "cpu_load_pct", "", 160, 2.0)]) == 2
         assert write_samples(conn, cache, [(b, "new_metric", "", 160, 3.0)]) == 1  # b grows a series, a keeps its map
     assert cache._ids[a].index is not cache._ids[b].index
-    with engine.connect() as conn:
-        stored = conn.execute(
-            select(series.c.device_id, series.c.metric, series.c.labels, samples.c.ts, samples.c.value)
-            .join(samples, samples.c.series_id == series.c.id)
-        ).all()
+    stored = sql.rows(
+        engine,
+        "SELECT series.device_id, series.metric, series.labels, samples.ts, samples.value"
+        " FROM series JOIN samples ON samples.series_id = series.id",
+    )
     got = {(r.device_id, r.metric, r.labels, r.ts): r.value for r in stored}
     assert len(got) == 2 * len(keys) + 3
     for i, (m, lbl) in enumerate(keys):
@@ -102,13 +102,10 @@ def _expected(points: list[tuple[int, float]], size: int) -> Buckets:
 
 
 def _rollup_rows(engine: Engine, resolution: int) -> Buckets:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(rollups.c.ts, rollups.c.vmin, rollups.c.vmax, rollups.c.vavg, rollups.c.n)
-            .where(rollups.c.resolution == resolution)
-            .order_by(rollups.c.ts)
-        )
-        return {int(r.ts): (r.vmin, r.vmax, r.vavg, int(r.n)) for r in rows}
+    rows = sql.rows(
+        engine, "SELECT ts, vmin, vmax, vavg, n FROM rollups WHERE resolution = :resolution ORDER BY ts", resolution=resolution
+    )
+    return {int(r.ts): (r.vmin, r.vmax, r.vavg, int(r.n)) for r in rows}
 
 
 def _assert_rollups(actual: Buckets, expected: Buckets) -> None:
@@ -134,7 +131,7 @@ def test_rollups_aggregate_known_values_and_are_idempotent(engine: Engine, box: 
 
     with engine.begin() as conn:
         assert rollup(conn, now=now) == {300: 0, 3600: 0}
-        conn.execute(delete(meta))  # forget the high-water marks: re-running must not duplicate or change rows
+        sql.run(conn, "DELETE FROM meta")  # forget the high-water marks: re-running must not duplicate or change rows
         rollup(conn, now=now)
     _assert_rollups(_rollup_rows(engine, 300), expected_5m)
     _assert_rollups(_rollup_rows(engine, 3600), expected_1h)
@@ -165,11 +162,12 @@ def test_expire_removes_what_is_past_retention(engine: Engine, box: SecretBox) -
             {"series_id": sid, "resolution": res, "ts": int(now - days * 86400), "vmin": 0, "vmax": 0, "vavg": 0, "n": 1}
             for res, days in ((300, 29), (300, 31), (3600, 399), (3600, 401))
         ]
-        conn.execute(insert(rollups), old_rows)
+        for row in old_rows:
+            sql.insert(conn, "rollups", **row)
         assert expire(conn, raw_hours=48, days_5m=30, days_1h=400, now=now) == 4
     with engine.connect() as conn:
-        left = sorted(conn.execute(select(samples.c.value)).scalars())
-        kept = sorted((r.resolution, int(now - r.ts) // 86400) for r in conn.execute(select(rollups)))
+        left = sorted(sql.scalars(conn, "SELECT value FROM samples"))
+        kept = sorted((r.resolution, int(now - r.ts) // 86400) for r in sql.rows(conn, "SELECT * FROM rollups"))
     assert left == [1.0, 47.0]
     assert kept == [(300, 29), (3600, 399)]
 
@@ -183,15 +181,9 @@ def test_history_reads_raw_then_5m_then_1h(engine: Engine, box: SecretBox) -> No
         write_samples(conn, cache, [(device_id, "if_in_bps", lbl, now - s, float(s)) for s in (60, 120) for lbl in (if1, if2)])
         ids = cache.resolve(conn, [(device_id, "if_in_bps", if1), (device_id, "if_in_bps", if2)])
         sid = ids[(device_id, "if_in_bps", if1)]
-        conn.execute(
-            insert(rollups),
-            [
-                {"series_id": sid, "resolution": 300, "ts": now // 300 * 300 - 3 * 86400,
-                 "vmin": 1, "vmax": 9, "vavg": 5, "n": 5},
-                {"series_id": sid, "resolution": 3600, "ts": now // 3600 * 3600 - 60 * 86400,
-                 "vmin": 2, "vmax": 8, "vavg": 4, "n": 60},
-            ],
-        )
+        sql.insert(conn, "rollups", series_id=sid, resolution=300, ts=now // 300 * 300 - 3 * 86400, vmin=1, vmax=9, vavg=5, n=5)
+        sql.insert(conn, "rollups", series_id=sid, resolution=3600, ts=now // 3600 * 3600 - 60 * 86400, vmin=2, vmax=8, vavg=4,
+                   n=60)
     with engine.connect() as conn:
         raw = history(conn, device_id, "if_in_bps", now - 3600, now, raw_hours=48)
         one = history(conn, device_id, "if_in_bps", now - 3600, now, raw_hours=48, labels=if1)

@@ -11,17 +11,16 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
 
 from server.store.db import alembic_config, make_engine, migrate, newest_revisions
 from server.store.schema import metadata
+from tests import sql
 
 
 def _stamped(url: str) -> frozenset[str]:
     engine = make_engine(url)
     try:
-        with engine.connect() as conn:
-            return frozenset(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        return frozenset(sql.scalars(engine, "SELECT version_num FROM alembic_version"))
     finally:
         engine.dispose()
 
@@ -50,8 +49,7 @@ def test_a_database_behind_the_newest_schema_is_migrated(tmp_path: Path) -> None
         assert _stamped(url) == {"0003"}
         migrate(engine)
         assert _stamped(url) == newest_revisions()
-        with engine.connect() as conn:  # a table of a later migration exists now
-            assert conn.execute(text("SELECT count(*) FROM terminal_sessions")).scalar() == 0
+        assert sql.scalar(engine, "SELECT count(*) FROM terminal_sessions") == 0  # a table of a later migration exists now
     finally:
         engine.dispose()
 

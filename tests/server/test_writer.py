@@ -9,17 +9,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, event, func, insert, select
 
 from server.config.inventory import DeviceSpec
 from server.config.settings import Settings
 from server.keys.secretbox import SecretBox
 from server.polling.writer import Writer
 from server.store import accounts
+from server.store.db import Connection, Engine
 from server.store.devices import create_device, delete_device
+from server.store.diagnostics import statements
 from server.store.metrics import labels_key
-from server.store.schema import device_status, login_attempts, meta, rollups, samples, series, state_events
 from server.store.status import CheckOutcome, Transition
+from tests import sql
 
 IF1 = labels_key({"ifIndex": "1", "ifName": "eth0"})
 
@@ -52,14 +53,13 @@ def commit(writer: Writer, *outcomes: CheckOutcome) -> None:
 
 
 def status_of(engine: Engine, device_id: int) -> Any:
-    with engine.connect() as conn:
-        return conn.execute(select(device_status).where(device_status.c.device_id == device_id)).one()
+    (status,) = sql.records(engine, "device_status", "device_id = :d", order="device_id", d=device_id)
+    return status
 
 
 def events_of(engine: Engine, device_id: int) -> list[tuple[str, str]]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(state_events).where(state_events.c.device_id == device_id).order_by(state_events.c.id))
-        return [(r.old_state, r.new_state) for r in rows]
+    rows = sql.rows(engine, "SELECT old_state, new_state FROM state_events WHERE device_id = :d ORDER BY id", d=device_id)
+    return [(r.old_state, r.new_state) for r in rows]
 
 
 def test_an_ok_poll_stores_status_facts_tables_and_samples(engine: Engine, box: SecretBox, writer: Writer) -> None:
@@ -86,13 +86,12 @@ def test_an_ok_poll_stores_status_facts_tables_and_samples(engine: Engine, box: 
     }
     assert st.metrics == {"snmp": [["if_in_bps", IF1, 8000.0], ["cpu_load_pct", "", 7.0]]}
     assert events_of(engine, device_id) == [("unknown", "up")]
-    with engine.connect() as conn:
-        stored = conn.execute(
-            select(series.c.metric, series.c.labels, samples.c.ts, samples.c.value)
-            .join(samples, samples.c.series_id == series.c.id)
-            .where(series.c.device_id == device_id)
-            .order_by(series.c.metric)
-        ).all()
+    stored = sql.rows(
+        engine,
+        "SELECT series.metric, series.labels, samples.ts, samples.value FROM series "
+        "JOIN samples ON samples.series_id = series.id WHERE series.device_id = :d ORDER BY series.metric",
+        d=device_id,
+    )
     assert [tuple(r) for r in stored] == [("cpu_load_pct", "", int(ts), 7.0), ("if_in_bps", IF1, int(ts), 8000.0)]
     assert writer.rows == 2 and writer.errors == 0
 
@@ -126,8 +125,7 @@ def test_soft_failure_then_hard_failure_then_recovery(engine: Engine, box: Secre
     st = status_of(engine, device_id)
     assert (st.state, st.failures, st.last_error, st.last_ok) == ("up", 0, None, t + 180)
     assert events_of(engine, device_id) == [("unknown", "up"), ("up", "unreachable"), ("unreachable", "up")]
-    with engine.connect() as conn:
-        reasons = conn.execute(select(state_events.c.reason).order_by(state_events.c.id)).scalars().all()
+    reasons = sql.scalars(engine, "SELECT reason FROM state_events ORDER BY id")
     assert reasons[1] == "snmp: no answer"
 
 
@@ -160,8 +158,7 @@ def test_outcomes_of_a_deleted_device_are_dropped(engine: Engine, box: SecretBox
     commit(writer, outcome(gone, samples=[("m", "", 1.0)]), outcome(kept, samples=[("m", "", 2.0)]))
     assert writer.errors == 0
     assert status_of(engine, kept).state == "up"
-    with engine.connect() as conn:
-        assert conn.execute(select(series.c.device_id)).scalars().all() == [kept]
+    assert sql.scalars(engine, "SELECT device_id FROM series") == [kept]
 
 
 def test_hooks_run_in_the_transaction_and_listeners_after_it(engine: Engine, box: SecretBox, settings: Settings) -> None:
@@ -170,7 +167,7 @@ def test_hooks_run_in_the_transaction_and_listeners_after_it(engine: Engine, box
 
     def hook(conn: Connection, transitions: list[Transition], outcomes: list[CheckOutcome], *_status: Any) -> None:
         for t in transitions:
-            conn.execute(insert(meta).values(key=f"hook-{t.device_id}-{t.new}", value=str(len(outcomes))))
+            sql.insert(conn, "meta", key=f"hook-{t.device_id}-{t.new}", value=str(len(outcomes)))
 
     w = Writer(engine, settings, hooks=[hook])
     w.listeners.append(lambda transitions, _batch: seen.append(transitions))
@@ -181,8 +178,7 @@ def test_hooks_run_in_the_transaction_and_listeners_after_it(engine: Engine, box
         commit(w, outcome(device_id, ok=False, answered=True, error="x"))
     finally:
         w.stop()
-    with engine.connect() as conn:
-        assert conn.execute(select(meta.c.value).where(meta.c.key == f"hook-{device_id}-up")).scalar() == "1"
+    assert sql.scalar(engine, "SELECT value FROM meta WHERE key = :k", k=f"hook-{device_id}-up") == "1"
     assert [[(t.old, t.new) for t in batch] for batch in seen] == [[("unknown", "up")], []]
     assert w.errors == 0
 
@@ -195,8 +191,8 @@ def test_stop_commits_what_is_queued(engine: Engine, box: SecretBox, settings: S
         w.submit(outcome(device_id, samples=[("cpu_load_pct", "", 1.0)]))
     w.stop(timeout=60)
     with engine.connect() as conn:
-        states = conn.execute(select(device_status.c.state)).scalars().all()
-        assert conn.execute(select(func.count()).select_from(samples)).scalar() == 20
+        states = sql.scalars(conn, "SELECT state FROM device_status")
+        assert sql.scalar(conn, "SELECT count(*) FROM samples") == 20
     assert states == ["up"] * 20
 
 
@@ -209,8 +205,7 @@ def test_many_outcomes_are_batched_into_few_transactions(engine: Engine, box: Se
     assert writer.flush(120)
     assert writer.batches < 500
     assert writer.rows == 500
-    with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(samples)).scalar() == 500
+    assert sql.scalar(engine, "SELECT count(*) FROM samples") == 500
 
 
 def test_maintain_rolls_up_and_expires(engine: Engine, box: SecretBox, writer: Writer, settings: Settings) -> None:
@@ -221,10 +216,10 @@ def test_maintain_rolls_up_and_expires(engine: Engine, box: SecretBox, writer: W
     commit(writer, outcome(device_id, samples=[("cpu_load_pct", "", 50.0)]))
     writer.maintain()
     with engine.connect() as conn:
-        raw = conn.execute(select(samples.c.value)).scalars().all()
+        raw = sql.scalars(conn, "SELECT value FROM samples")
         by_resolution = {
             r.resolution: (r.vmin, r.vmax, r.n)
-            for r in conn.execute(select(rollups).where(rollups.c.ts <= int(old) + 180))
+            for r in sql.rows(conn, "SELECT resolution, vmin, vmax, n FROM rollups WHERE ts <= :ts", ts=int(old) + 180)
         }
     assert raw == [50.0], "raw samples past retention are gone"
     assert by_resolution == {300: (0.0, 2.0, 3), 3600: (0.0, 2.0, 3)}
@@ -239,9 +234,8 @@ def test_maintain_forgets_old_sign_in_attempts_but_each_accounts_newest_sign_in(
         ]:
             accounts.record_login(conn, username, "192.0.2.9", ok, now - ago * day)
     writer.maintain()
-    with engine.connect() as conn:
-        kept = conn.execute(select(login_attempts.c.username, login_attempts.c.ts, login_attempts.c.ok)).all()
-    assert sorted((u, round((now - ts) / day), ok) for u, ts, ok in kept) == [
+    kept = sql.rows(engine, "SELECT username, ts, ok FROM login_attempts")
+    assert sorted((u, round((now - ts) / day), bool(ok)) for u, ts, ok in kept) == [
         ("ada", 10, True), ("ada", 89, False), ("bob", 700, True),  # bob's newest sign-in stays: he is a known address
     ]
     with engine.begin() as conn:
@@ -272,35 +266,29 @@ def test_hostile_outcomes_never_stop_the_writer(engine: Engine, box: SecretBox, 
     assert "<script>alert(1)</script>" in st.facts["sys_descr"]
     assert "\x00" not in (st.last_error or "")
     assert status_of(engine, good).state == "up"
-    with engine.connect() as conn:
-        values = conn.execute(select(samples.c.value)).scalars().all()
+    values = sql.scalars(engine, "SELECT value FROM samples")
     assert all(math.isfinite(v) for v in values)
 
 
 def test_an_unchanged_table_is_not_rewritten_and_a_changed_one_is(engine: Engine, box: SecretBox, writer: Writer) -> None:
     (device_id,) = add_devices(engine, box, "sw1")
-    updates: list[str] = []
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE DEVICE_STATUS"):
-            updates.append(statement)
+    def updates(seen: list[str]) -> list[str]:
+        return [s for s in seen if s.lstrip().upper().startswith("UPDATE DEVICE_STATUS")]
 
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements(engine) as seen:
         ports = [{"index": 1, "name": "eth0", "oper": "up"}]
         for ts in (1_800_000_000.0, 1_800_000_060.0):
             commit(writer, outcome(device_id, ts=ts, facts={"uptime_seconds": ts}, tables={"interfaces": list(ports)},
                                    samples=[("cpu_load_pct", "", 5.0)]))
-        assert ["tables" in u for u in updates] == [True, False]  # the same table again: not rewritten
+        assert ["tables" in u for u in updates(seen)] == [True, False]  # the same table again: not rewritten
         st = status_of(engine, device_id)
         assert st.tables == {"interfaces": ports} and st.facts == {"uptime_seconds": 1_800_000_060.0}
         assert st.last_polled == 1_800_000_060.0 and st.metrics == {"snmp": [["cpu_load_pct", "", 5.0]]}
         down = [{"index": 1, "name": "eth0", "oper": "down"}]
         commit(writer, outcome(device_id, ts=1_800_000_120.0, tables={"interfaces": down}))
-        assert "tables" in updates[-1]
+        assert "tables" in updates(seen)[-1]
         assert status_of(engine, device_id).tables == {"interfaces": down}
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
 
 def test_the_backlog_is_bounded_and_nothing_is_dropped(engine: Engine, box: SecretBox, settings: Settings) -> None:
@@ -324,5 +312,4 @@ def test_the_backlog_is_bounded_and_nothing_is_dropped(engine: Engine, box: Secr
     finally:
         gate.set()
         w.stop(timeout=60)
-    with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(samples)).scalar() == 30
+    assert sql.scalar(engine, "SELECT count(*) FROM samples") == 30
