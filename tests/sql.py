@@ -6,9 +6,12 @@ comes from the store (`server.store.db.Engine` or a `Connection` a test already 
 call's transaction); the SQL is the test's and the driver runs it. So the house's rule holds for the tests as well:
 only `server/store/` speaks SQLAlchemy (`lint-imports` checks `tests` and `bench` too).
 
-Parameters are written `:name` whatever the database (`:dead`, not `::int`, is a parameter); lists go to
-PostgreSQL as arrays (`= ANY(:ids)`). What comes back is each driver's own: on SQLite a boolean is 0 or 1 and JSON
-is text, on PostgreSQL they are bool and decoded values; `json_of` reads JSON from either.
+Parameters are written `:name` whatever the database (`:dead`, not `::int`, is a parameter; write no `:word` inside
+an SQL string literal or comment: it would be taken for one); lists go to PostgreSQL as arrays (`= ANY(:ids)`).
+The helpers' own arguments are positional, so a parameter may be called `db` or `table` (not `order`, the
+keyword of `records`, nor `returning`, that of `insert`). What comes back is each driver's own: on SQLite a boolean
+is 0 or 1 and JSON is text, on PostgreSQL they are bool and decoded values; `records` decodes them as the store
+reads them, `json_of` reads JSON from either.
 """
 
 from __future__ import annotations
@@ -63,37 +66,37 @@ def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> Any:
     return conn.exec_driver_sql(statement, values)  # type: ignore[arg-type]  # a tuple for qmark, a dict for pyformat
 
 
-def rows(db: Db, sql: str, **params: Any) -> list[Any]:
+def rows(db: Db, sql: str, /, **params: Any) -> list[Any]:
     """Every row of a query; a row's columns are attributes (`r.name`) and positions (`r[0]`)."""
     with _connection(db) as conn:
         return list(_execute(conn, sql, params))
 
 
-def one(db: Db, sql: str, **params: Any) -> Any:
+def one(db: Db, sql: str, /, **params: Any) -> Any:
     """The one row of a query (an error when there is none or more)."""
     with _connection(db) as conn:
         return _execute(conn, sql, params).one()
 
 
-def scalar(db: Db, sql: str, **params: Any) -> Any:
+def scalar(db: Db, sql: str, /, **params: Any) -> Any:
     """The first column of the first row, or None when there is no row."""
     with _connection(db) as conn:
         return _execute(conn, sql, params).scalar()
 
 
-def scalars(db: Db, sql: str, **params: Any) -> list[Any]:
+def scalars(db: Db, sql: str, /, **params: Any) -> list[Any]:
     """The first column of every row."""
     with _connection(db) as conn:
         return list(_execute(conn, sql, params).scalars())
 
 
-def run(db: Db, sql: str, **params: Any) -> int:
+def run(db: Db, sql: str, /, **params: Any) -> int:
     """Run a statement that changes rows (committed at once when given an Engine); how many rows it changed."""
     with _connection(db) as conn:
         return int(_execute(conn, sql, params).rowcount)
 
 
-def insert(db: Db, table: str, returning: str | None = None, **values: Any) -> Any:
+def insert(db: Db, table: str, /, returning: str | None = None, **values: Any) -> Any:
     """Insert one row; with `returning`, that column of the new row (e.g. its id).
 
     Dicts and lists go in as JSON text, encoded as the store encodes it (NaN and infinities become null). Columns not
@@ -127,7 +130,7 @@ def _defaults(table: str, given: set[str]) -> dict[str, Any]:
     return out
 
 
-def update(db: Db, table: str, where: str, values: dict[str, Any], **params: Any) -> int:
+def update(db: Db, table: str, where: str, values: dict[str, Any], /, **params: Any) -> int:
     """Set columns of the rows `where` picks (SQL with `:name` parameters); dicts and lists go in as
     JSON text, encoded as the store encodes it.
 
@@ -156,7 +159,7 @@ def _record_type(table: str) -> tuple[Any, tuple[tuple[str, type | None], ...]]:
     return collections.namedtuple(f"{table}_row", [name for name, _ in columns]), columns  # type: ignore[misc]
 
 
-def records(db: Db, table: str, where: str = "", order: str = "id", **params: Any) -> list[Any]:
+def records(db: Db, table: str, where: str = "", /, order: str = "id", **params: Any) -> list[Any]:
     """Whole rows of one table as the store reads them: JSON columns decoded, flags as bool (on SQLite too).
 
     `where` is SQL with `:name` parameters (`records(engine, "notify_messages", "status = :s", s="sent")`).
@@ -168,20 +171,24 @@ def records(db: Db, table: str, where: str = "", order: str = "id", **params: An
     names = ", ".join(name for name, _ in columns)
     query = f"SELECT {names} FROM {table}" + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else "")  # noqa: S608 - names checked, values bound
     out = []
-    for row in rows(db, query, **params):
+    with _connection(db) as conn:
+        found = list(_execute(conn, query, params))
+        text_json = conn.dialect.name == "sqlite"  # psycopg decodes JSON itself (a bare JSON string stays a string)
+    for row in found:
         values = []
         for (_, kind), value in zip(columns, row, strict=True):
             if value is not None and kind is bool:
                 value = bool(value)
-            elif value is not None and kind is dict:
-                value = json_of(value)
+            elif value is not None and kind is dict and text_json:
+                value = json.loads(value)
             values.append(value)
         out.append(row_type(*values))
     return out
 
 
 def json_of(value: Any) -> Any:
-    """A JSON column's value as Python: SQLite hands back text, psycopg has decoded it already."""
+    """A JSON column's value read with `rows`/`scalar` as Python: SQLite hands back text, psycopg has decoded it
+    already. (A JSON column holding a bare string is ambiguous here: read it with `records`.)"""
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
@@ -189,4 +196,5 @@ def url_via(url: str, host: str, port: int) -> str:
     """The database URL with another host and port (a proxy's in front of PostgreSQL), its user, password and query kept."""
     parts = urlsplit(url)
     user = parts.netloc.rpartition("@")[0]
-    return parts._replace(netloc=f"{user}@{host}:{port}" if user else f"{host}:{port}").geturl()
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return parts._replace(netloc=f"{user}@{address}" if user else address).geturl()

@@ -7,12 +7,10 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from server.auth import principal, proxies, throttle
-from server.auth.passwords import dummy_hash, hash_password, hasher
+from server.auth import passwords, principal, proxies, throttle
 from server.auth.policy import Policy, declare
 from server.auth.principal import Principal
 from server.config.settings import Settings
@@ -64,17 +62,13 @@ def login(conn: Connection, settings: Settings, name: str, password: str, ip: st
     if verdict.refused:
         return LoginResult(None, verdict)
     found = accounts.get_user_by_name(conn, name)
-    stored = found[1] if found else dummy_hash()
-    ok = False
-    try:
-        ok = bool(hasher.verify(stored, password[:1024]))
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        ok = False
+    stored = found[1] if found else passwords.dummy_hash()
+    ok = passwords.matches(stored, password)
     if not (ok and found and not found[0].disabled):
         accounts.record_login(conn, name, ip, False, now)
         return LoginResult(None)
-    if hasher.check_needs_rehash(stored):
-        accounts.set_password_hash(conn, found[0].id, hash_password(password))
+    if passwords.hasher.check_needs_rehash(stored):
+        accounts.set_password_hash(conn, found[0].id, passwords.hash_password(password))
     return LoginResult(found[0])
 
 

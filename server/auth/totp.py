@@ -9,9 +9,8 @@ import time
 
 import pyotp
 import segno
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from server.auth import passwords
 from server.keys.secretbox import SecretBox
 from server.store import twofactor
 from server.store.db import Connection
@@ -23,7 +22,6 @@ WINDOW = 1  # one step either side: phones' clocks drift
 RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off paper
 _RECOVERY_RE = re.compile(r"^[a-z0-9]{5}-?[a-z0-9]{5}$")
-_hasher = PasswordHasher()
 
 
 def clock() -> float:
@@ -93,14 +91,7 @@ def hash_recovery(code: str) -> str:
     normal = _normal_recovery(code)
     if normal is None:
         raise ValueError("not a recovery code")
-    return _hasher.hash(normal)
-
-
-def _recovery_matches(stored: str, normal: str) -> bool:
-    try:
-        return bool(_hasher.verify(stored, normal))
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    return passwords.hash_password(normal)
 
 
 # ---------------------------------------------------------------- with the database
@@ -120,7 +111,7 @@ def verify_code(conn: Connection, box: SecretBox, user_id: int, code: str) -> st
     if normal is None:
         return None
     for code_id, stored in twofactor.unused_recovery_codes(conn, user_id):
-        if _recovery_matches(stored, normal) and twofactor.use_recovery_code(conn, code_id):
+        if passwords.matches(stored, normal) and twofactor.use_recovery_code(conn, code_id):
             return "recovery"
     return None
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
+from server.auth import passwords
 from server.auth.grants import GRANT_ROLE, GRANTS, effective
 from server.auth.passwords import UserError, check_password, create_user, hash_password
 from server.store import accounts, grants, sessions, twofactor
@@ -14,18 +12,11 @@ from server.store import users as user_rows
 from server.store.accounts import ROLES, User
 from server.store.db import Connection
 
-_hasher = PasswordHasher()
-
 
 def password_matches(conn: Connection, user_id: int, password: str) -> bool:
     """Check a user's current password (for step-up and password changes)."""
     stored = user_rows.password_hash(conn, user_id)
-    if not stored:
-        return False
-    try:
-        return bool(_hasher.verify(stored, password[:1024]))
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    return passwords.matches(stored, password) if stored else False
 
 
 class UserView(TypedDict):

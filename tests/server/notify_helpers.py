@@ -118,8 +118,8 @@ def fire(engine: Engine, device_id: int, title: str = "core-sw1 is down", severi
     """Open an alert through the store (record_event writes the outbox row in the same transaction)."""
     with engine.begin() as conn:
         alert_store.fire_event_alert(conn, rule, device_id, key, severity, title, time.time(), title)
-        return int(sql.one(conn, "SELECT id FROM alerts WHERE device_id = :d AND rule = :r AND labels = :k ORDER BY id DESC"
-                           " LIMIT 1", d=device_id, r=rule, k=key)[0])
+        return int(sql.one(conn, "SELECT id FROM alerts WHERE device_id = :d AND rule = :r AND labels = :k",
+                           d=device_id, r=rule, k=key)[0])
 
 
 def fire_many(engine: Engine, titles: dict[int, str], rule: str = "device-down") -> None:
@@ -138,7 +138,8 @@ def resolve(engine: Engine, device_id: int, rule: str = "device-down", key: str 
 
 def messages(engine: Engine, **where: Any) -> list[Any]:
     """Message rows, oldest first, filtered by column values."""
-    condition = " AND ".join(f"{column} = :{column}" for column in where)
+    condition = " AND ".join(f"{column} IS NULL" if value is None else f"{column} = :{column}" for column, value in where.items())
+    where = {column: value for column, value in where.items() if value is not None}
     return sql.records(engine, "notify_messages", condition, **where)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -122,6 +124,14 @@ def test_a_disabled_user_is_locked_out_everywhere(app_env: AppEnv) -> None:
 
 
 # ---------------------------------------------------------------- users and passwords
+
+
+def test_the_product_hashes_passwords_at_rfc_9106s_cost() -> None:
+    """The test processes hash at a low cost (tests/conftest.py); the product, in a process of its own, at
+    argon2-cffi's defaults: RFC 9106's second recommended option (t=3, m=64 MiB, p=4)."""
+    code = "from server.auth import passwords; print(passwords.hash_password('a long enough password'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), done.stdout
 
 
 def test_passwords_are_hashed_with_argon2(app_env: AppEnv) -> None:
