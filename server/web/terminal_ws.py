@@ -85,7 +85,7 @@ async def _start(ws: WebSocket, mgr: TerminalManager, caller: Principal) -> Live
 async def _send_output(ws: WebSocket, mgr: TerminalManager, live: Live, queue: asyncio.Queue[bytes]) -> None:
     while True:
         data = await mgr.next_output(live, queue)
-        if live.ended is not None and (not data or queue.empty()):
+        if live.closed and (not data or queue.empty()):  # told only once the end is stored
             if data:
                 await ws.send_bytes(data)
             await ws.send_text(json.dumps({"t": "end", "reason": live.ended}))

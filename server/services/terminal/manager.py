@@ -66,6 +66,7 @@ class Live:
     backlog: bytearray = field(default_factory=bytearray)
     detached_at: float | None = None
     ended: str | None = None  # why it ended, once it has
+    closed: bool = False  # its end is stored (recording, audit): only then is the browser told it ended
     bytes_in: int = 0
     bytes_out: int = 0
     flushed_at: float = 0.0
@@ -274,18 +275,21 @@ class TerminalManager:
         if live.ended is not None:
             return
         live.ended = reason
+        now = self.clock()  # when it ended, however long closing the shell then takes
         async with live.cond:
             live.cond.notify_all()
-        if live.shell is not None:
-            await asyncio.to_thread(live.shell.close)
-            await asyncio.to_thread(live.shell.join, 2.0)
-        now = self.clock()
-        live.recorder.close(now)
-        await self._maybe_flush(live, force=True)
-        await asyncio.to_thread(self._record_close, live, reason, now, by)
-        if live.queue is not None:
-            live.queue.put_nowait(b"")  # wakes the browser's sender, which then sees `ended`
-        self.live.pop(live.id, None)
+        try:
+            if live.shell is not None:
+                await asyncio.to_thread(live.shell.close)
+                await asyncio.to_thread(live.shell.join, 2.0)
+            live.recorder.close(now)
+            await self._maybe_flush(live, force=True)
+            await asyncio.to_thread(self._record_close, live, reason, now, by)
+        finally:
+            live.closed = True
+            if live.queue is not None:
+                live.queue.put_nowait(b"")  # wakes the browser's sender, which then says the session ended
+            self.live.pop(live.id, None)
 
     def _record_close(self, live: Live, reason: str, now: float, by: Principal | None) -> None:
         detail: dict[str, object] = {"session": live.id, "reason": reason, "seconds": round(now - live.started, 1),
