@@ -19,10 +19,11 @@ from argon2 import PasswordHasher
 from server.auth import passwords
 from tests.peers.sshd import SshdPeer, start_sshd
 
-# Argon2id at a test's cost inside the test processes (t=1, m=8 MiB, p=1: ~3 ms of CPU a hash against ~190 ms): the
-# suite hashes and verifies thousands of passwords and recovery codes, and the product's cost made them about a fifth
-# of its CPU. The same library and code paths: every sign-in still verifies a real Argon2id hash. Processes the tests
-# start (serve, worker, the CLI) keep the product's cost; tests/server/test_auth.py checks it in one of them.
+# Argon2id at a test's cost inside the test processes (t=1, m=8 MiB, p=1: ~5 ms of CPU a hash against ~190 ms): the
+# suite hashes and verifies thousands of passwords and recovery codes (six sign-in-heavy modules took 107 s of CPU at
+# the product's cost, 60 s at this one). The same library and code paths: every sign-in still verifies a real Argon2id
+# hash. Processes the tests start (serve, worker, the CLI) keep the product's cost; tests/server/test_auth.py checks
+# it in one of them.
 passwords.hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 
 # Seconds a module takes on one worker of `make test` (pytest --durations, 2 cores, measured under load: only the
