@@ -131,10 +131,14 @@ def reset_2fa(conn: Connection, actor: User, ip: str, user_id: int, keep_session
     return target
 
 
+class WrongPassword(UserError):
+    """The current password given to change it was wrong (the caller counts it as a wrong step-up proof)."""
+
+
 def change_password(conn: Connection, user: User, ip: str, current: str, new: str) -> None:
     """Change one's own password (the current one must be right); ends the user's sessions on every device."""
     if not password_matches(conn, user.id, current):
-        raise UserError("the current password is wrong")
+        raise WrongPassword("the current password is wrong")
     check_password(new)
     if current == new:
         raise UserError("the new password is the same as the old one")

@@ -89,15 +89,44 @@ def test_a_password_change_ends_every_session_but_gives_this_browser_a_new_one(a
 
 
 def test_the_api_password_change_checks_the_current_password(app_env: AppEnv) -> None:
+    """A token never changes its owner's password (a stolen one could guess the current password without limit, then
+    lock the owner out); a session's wrong current passwords count as wrong step-up proofs, audited, and sign it out."""
     token = app_env.token("dan", "viewer")
-    wrong = app_env.client.post(
-        "/api/v1/account/password", json={"current": "nope", "new": "0123456789ab"}, headers=bearer(token)
+    by_token = app_env.client.post(
+        "/api/v1/account/password", json={"current": PASSWORD, "new": "0123456789ab"}, headers=bearer(token)
     )
-    assert wrong.status_code == 422
+    assert by_token.status_code == 409
+    sign_in(app_env.client, "dan")
+    csrf = {"X-CSRF-Token": form_csrf(app_env.client.get("/account").text)}
     extra = app_env.client.post(
-        "/api/v1/account/password", json={"current": PASSWORD, "new": "0123456789ab", "role": "admin"}, headers=bearer(token)
+        "/api/v1/account/password", json={"current": PASSWORD, "new": "0123456789ab", "role": "admin"}, headers=csrf
     )
     assert extra.status_code == 422
+    tries = app_env.svc.settings.stepup_max_failures
+    for _ in range(tries - 1):
+        wrong = app_env.client.post("/api/v1/account/password", json={"current": "nope", "new": "0123456789ab"}, headers=csrf)
+        assert wrong.status_code == 422 and "current password is wrong" in wrong.text
+    last = app_env.client.post("/api/v1/account/password", json={"current": "nope", "new": "0123456789ab"}, headers=csrf)
+    assert last.status_code == 401 and "signed out" in last.text
+    assert app_env.client.get("/api/v1/me").status_code == 401
+    failed = sql.scalars(app_env.svc.engine, "SELECT detail FROM audit WHERE action = 'stepup.failed' AND target = 'dan'")
+    assert len(failed) == tries and all(sql.json_of(d) == {"method": "current password"} for d in failed)
+    assert login_password(TestClient(app_env.app, follow_redirects=False), "dan", PASSWORD) == "/"  # unchanged
+
+
+def test_the_password_page_counts_wrong_current_passwords(app_env: AppEnv) -> None:
+    app_env.user("fay", "viewer")
+    sign_in(app_env.client, "fay")
+    form = {"current": "nope", "new": "a brand new secret", "again": "a brand new secret"}
+    tries = app_env.svc.settings.stepup_max_failures
+    for n in range(tries):
+        page = app_env.client.get("/account/password")
+        assert page.status_code == 200
+        answer = app_env.client.post("/account/password", data={**form, "csrf_token": form_csrf(page.text)})
+        if n < tries - 1:
+            assert answer.status_code == 422 and f"{tries} wrong tries sign this session out" in answer.text
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+    assert app_env.client.get("/api/v1/me").status_code == 401
 
 
 def test_removing_2fa_and_admin_reset_end_sessions_everywhere(app_env: AppEnv, clock: TotpClock) -> None:

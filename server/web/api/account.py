@@ -15,7 +15,7 @@ from server.auth.access import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, Vie
 from server.auth.passwords import UserError
 from server.auth.policy import Policy, declare
 from server.auth.principal import from_session
-from server.auth.stepup import Fresh, FreshOrEnrolling, FreshSession, SessionRequired, is_fresh, same_site_path
+from server.auth.stepup import FreshOrEnrolling, FreshSession, SessionRequired, is_fresh, same_site_path
 from server.runtime import Services, get_services
 from server.services import users as usermgmt
 from server.store import accounts, sessions, twofactor
@@ -123,8 +123,11 @@ def end_other_sessions(svc: SvcDep, p: Viewer, request: Request) -> dict[str, in
 
 
 @router.post("/api/v1/account/password")
-def change_password(svc: SvcDep, p: Fresh, request: Request, response: Response, body: PasswordChange) -> dict[str, Any]:
-    """Change your password: every session of yours ends; this browser gets a new one."""
+def change_password(
+    svc: SvcDep, p: FreshSession, request: Request, response: Response, body: PasswordChange
+) -> dict[str, Any]:
+    """Change your password: every session of yours ends; this browser gets a new one. A browser session only (a
+    token cannot change its owner's password); a wrong current password counts as a wrong step-up proof."""
     ip = client_ip(request)
 
     def work() -> tuple[str, str] | None:
@@ -136,6 +139,12 @@ def change_password(svc: SvcDep, p: Fresh, request: Request, response: Response,
 
     try:
         fresh = work()
+    except usermgmt.WrongPassword as exc:
+        with svc.engine.begin() as conn:
+            ended = loginflow.stepup_failed(conn, svc.settings, p, ip, "current password")
+        if ended:
+            raise HTTPException(401, "too many wrong proofs: this session was signed out; sign in again") from None
+        raise HTTPException(422, str(exc)) from None
     except UserError as exc:
         raise HTTPException(422, str(exc)) from None
     if fresh is not None:

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from server.auth import loginflow, totp
 from server.auth.access import Principal, Viewer, client_ip
 from server.auth.passwords import UserError
-from server.auth.stepup import Fresh, is_fresh, same_site_path
+from server.auth.stepup import FreshSession, is_fresh, same_site_path
 from server.config.timezones import canonical_tz, zone_names
 from server.runtime import Services, get_services
 from server.services import users as usermgmt
@@ -93,16 +93,17 @@ def end_others_form(request: Request, svc: SvcDep, p: Viewer) -> Response:
 
 
 @router.get("/account/password", response_class=HTMLResponse)
-def password_page(request: Request, p: Fresh) -> Response:
+def password_page(request: Request, p: FreshSession) -> Response:
     """The password form."""
     return render(request, "account_password.html", error=None)
 
 
 @router.post("/account/password", response_class=HTMLResponse)
 def password_submit(
-    request: Request, svc: SvcDep, p: Fresh, current: Password = "", new: Password = "", again: Password = ""
+    request: Request, svc: SvcDep, p: FreshSession, current: Password = "", new: Password = "", again: Password = ""
 ) -> Response:
-    """Change the password: every session ends; this browser gets a new one."""
+    """Change the password: every session ends; this browser gets a new one. A wrong current password counts as a
+    wrong step-up proof (enough of them sign this session out)."""
     if new != again:
         return render(request, "account_password.html", status=422, error="The two new passwords differ.")
     ip = client_ip(request)
@@ -110,6 +111,13 @@ def password_submit(
         with svc.engine.begin() as conn:
             usermgmt.change_password(conn, p.user, ip, current, new)
             token, _ = sessions.create(conn, p.user.id, ip, request.headers.get("user-agent"), verified_at=p.verified_at)
+    except usermgmt.WrongPassword:
+        with svc.engine.begin() as conn:
+            ended = loginflow.stepup_failed(conn, svc.settings, p, ip, "current password")
+        if ended:
+            return RedirectResponse("/login?next=/account/password", status_code=303)
+        error = f"The current password is wrong ({svc.settings.stepup_max_failures} wrong tries sign this session out)."
+        return render(request, "account_password.html", status=422, error=error)
     except UserError as exc:
         return render(request, "account_password.html", status=422, error=str(exc))
     response = RedirectResponse("/account?done=password", status_code=303)
