@@ -149,6 +149,7 @@ async def test_callback_errors_are_caught_and_logged_once(start: Start, caplog: 
     assert len([r for r in caplog.records if r.name == "agents.traps"]) == 1
 
 
+@pytest.mark.quiet  # a speed budget: measured alone, after the rest of the suite (see the Makefile's test target)
 async def test_receive_to_callback_latency_at_1000_per_second(start: Start, record_property: Any) -> None:
     latencies: list[float] = []
     mark_oid = f"{ENTERPRISE}.9.1"
