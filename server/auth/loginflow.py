@@ -108,6 +108,13 @@ def set_session_cookie(response: Response, request: Request, svc: Services, toke
     )
 
 
+def wrong_current_password(svc: Services, p: Principal, ip: str) -> bool:
+    """A password change given a wrong current password: a wrong step-up proof (its own transaction, as the change's
+    was rolled back); True when it signed the session out."""
+    with svc.engine.begin() as conn:
+        return stepup_failed(conn, svc.settings, p, ip, "current password")
+
+
 def stepup_failed(conn: Connection, settings: Settings, p: Principal, ip: str, method: str) -> bool:
     """Count a wrong step-up proof on this session only (never the account); True when it signed the session out."""
     accounts.write_audit(conn, p.user, "stepup.failed", p.user.name, {"method": method}, ip)

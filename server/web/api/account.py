@@ -140,9 +140,7 @@ def change_password(
     try:
         fresh = work()
     except usermgmt.WrongPassword as exc:
-        with svc.engine.begin() as conn:
-            ended = loginflow.stepup_failed(conn, svc.settings, p, ip, "current password")
-        if ended:
+        if loginflow.wrong_current_password(svc, p, ip):
             raise HTTPException(401, "too many wrong proofs: this session was signed out; sign in again") from None
         raise HTTPException(422, str(exc)) from None
     except UserError as exc:

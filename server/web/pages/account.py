@@ -112,9 +112,7 @@ def password_submit(
             usermgmt.change_password(conn, p.user, ip, current, new)
             token, _ = sessions.create(conn, p.user.id, ip, request.headers.get("user-agent"), verified_at=p.verified_at)
     except usermgmt.WrongPassword:
-        with svc.engine.begin() as conn:
-            ended = loginflow.stepup_failed(conn, svc.settings, p, ip, "current password")
-        if ended:
+        if loginflow.wrong_current_password(svc, p, ip):
             return RedirectResponse("/login?next=/account/password", status_code=303)
         error = f"The current password is wrong ({svc.settings.stepup_max_failures} wrong tries sign this session out)."
         return render(request, "account_password.html", status=422, error=error)
