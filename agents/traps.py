@@ -41,13 +41,13 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST: Final = "0.0.0.0"  # noqa: S104 - a trap receiver listens on every interface by default
 DEFAULT_PORT: Final = 162
 # A v3 datagram costs this many global tokens: pysnmp's USM path takes ~2.2 ms, our v2c path ~0.03 ms.
-V3_COST: Final = 20.0
+V3_COST = 20.0
 # Informs seen recently, so a retransmission (our ACK was lost) is ACKed again but delivered once.
-INFORM_MEMORY_SECONDS: Final = 60.0
-INFORM_MEMORY_MAX: Final = 8192
-MAX_SOURCES: Final = 65_536
+INFORM_MEMORY_SECONDS = 60.0
+INFORM_MEMORY_MAX = 8192
+MAX_SOURCES = 65_536
 # Log the 1st, then every Nth repeat of a recurring problem (callback failures, drops).
-LOG_EVERY: Final = 1000
+LOG_EVERY = 1000
 
 
 class TokenBuckets:

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.demo.snmprec import (
-    COUNTER32,
-    DOWN,
-    GAUGE32,
-    INTEGER,
-    LOOPBACK,
-    TICKS,
-    Port,
-    Recording,
-    interfaces,
-    rng,
-    system,
-)
+from server.demo.snmprec import COUNTER32, DOWN, GAUGE32, INTEGER, TICKS, IfType, Port, Recording, interfaces, rng, system
 
 UPS = "1.3.6.1.2.1.33.1"
 _ON_BATTERY_ALARM = f"{UPS}.6.3.2"
@@ -104,7 +92,7 @@ def printer(rec: Recording, name: str, *, location: str, model: str, supplies: l
                     descr="HP ETHERNET MULTI-ENVIRONMENT,ROM none,JETDIRECT,JD153,EEPROM JSI24090012,"
                           "CIDATE 05/22/2023")
     interfaces(rec, name, [Port(1, "NIC", "HP ETHERNET MULTI-ENVIRONMENT", 100, rate_in=400, rate_out=300),
-                           Port(2, "lo0", "lo0", 0, kind=LOOPBACK, oper=DOWN)], uptime)
+                           Port(2, "lo0", "lo0", 0, kind=IfType.LOOPBACK, oper=DOWN)], uptime)
     low = [supply for supply in supplies if supply.kind == _TONER and supply.level <= 10]
     rec.number(f"{HR_DEVICE}.1.1", INTEGER, 1)
     rec.oid(f"{HR_DEVICE}.2.1", _PRINTER_TYPE)

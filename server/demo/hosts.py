@@ -5,21 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from server.demo.snmprec import (
-    COUNTER32,
-    DOWN,
-    GAUGE32,
-    INTEGER,
-    LOOPBACK,
-    OCTETS,
-    TICKS,
-    TUNNEL,
-    Port,
-    Recording,
-    interfaces,
-    rng,
-    system,
-)
+from server.demo.snmprec import COUNTER32, DOWN, GAUGE32, INTEGER, OCTETS, TICKS, IfType, Port, Recording, interfaces, rng, system
 
 HR = "1.3.6.1.2.1.25"
 HR_STORAGE = f"{HR}.2.3.1"
@@ -135,7 +121,7 @@ def linux_host(rec: Recording, name: str, *, location: str, cores: int, ram_gb: 
         descr=f"Linux {name} 6.1.0-18-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01) x86_64",
     )
     ports = [
-        Port(1, "lo", "lo", 10, kind=LOOPBACK, mtu=65536, rate_in=2e4, rate_out=2e4),
+        Port(1, "lo", "lo", 10, kind=IfType.LOOPBACK, mtu=65536, rate_in=2e4, rate_out=2e4),
         Port(2, "ens18", "ens18", 1000, rate_in=nic_rate, rate_out=nic_rate * seed.uniform(0.5, 4)),
     ]
     if docker:
@@ -171,11 +157,11 @@ def windows_host(rec: Recording, name: str, *, location: str, object_id: str, co
     )
     # Windows pads ifDescr with a trailing NUL, which collectors must strip.
     ports = [
-        Port(1, "loopback_0", "Software Loopback Interface 1\x00", 1073, kind=LOOPBACK, mtu=1500),
+        Port(1, "loopback_0", "Software Loopback Interface 1\x00", 1073, kind=IfType.LOOPBACK, mtu=1500),
         Port(2, "ethernet_32768", "Microsoft Kernel Debug Network Adapter\x00", 0, oper=DOWN),
         Port(3, "ethernet_32769", "Intel(R) 82574L Gigabit Network Connection\x00", 1000,
              rate_in=nic_rate, rate_out=nic_rate * seed.uniform(1, 5)),
-        Port(4, "tunnel_32512", "Microsoft ISATAP Adapter\x00", 0, kind=TUNNEL, admin=DOWN, oper=DOWN,
+        Port(4, "tunnel_32512", "Microsoft ISATAP Adapter\x00", 0, kind=IfType.TUNNEL, admin=DOWN, oper=DOWN,
              mtu=1280),
         Port(5, "ppp_32768", "WAN Miniport (IP)\x00", 0, kind=23, oper=DOWN),
     ]

@@ -5,20 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from server.demo.snmprec import (
-    DOWN,
-    GAUGE32,
-    INTEGER,
-    LAG,
-    LOOPBACK,
-    PROP_VIRTUAL,
-    TUNNEL,
-    Port,
-    Recording,
-    interfaces,
-    rng,
-    system,
-)
+from server.demo.snmprec import DOWN, GAUGE32, INTEGER, IfType, Port, Recording, interfaces, rng, system
 
 _CISCO_TAIL = (
     "\r\nTechnical Support: http://www.cisco.com/techsupport\r\n"
@@ -143,10 +130,10 @@ def core_switch(rec: Recording, name: str, *, location: str, links: dict[int, tu
         rate = seed.uniform(2.5e7, 6e7) if n == 1 else seed.uniform(4e6, 2.5e7)
         ports.append(Port(48 + n, f"Te1/1/{n}", f"TenGigabitEthernet1/1/{n}", 10_000, alias=alias,
                           rate_in=rate, rate_out=rate * seed.uniform(0.4, 1.5)))
-    ports.append(Port(53, "Po1", "Port-channel1", 2000, alias="lacp access-sw4", kind=LAG,
+    ports.append(Port(53, "Po1", "Port-channel1", 2000, alias="lacp access-sw4", kind=IfType.LAG,
                       rate_in=seed.uniform(2e6, 1e7), rate_out=seed.uniform(2e6, 1e7)))
     for n, (vlan, alias) in enumerate(((1, ""), (10, "users"), (20, "servers"), (99, "mgmt")), start=54):
-        ports.append(Port(n, f"Vl{vlan}", f"Vlan{vlan}", 1000, alias=alias, kind=PROP_VIRTUAL,
+        ports.append(Port(n, f"Vl{vlan}", f"Vlan{vlan}", 1000, alias=alias, kind=IfType.PROP_VIRTUAL,
                           oper=DOWN if vlan == 1 else 1, rate_in=seed.uniform(1e4, 1e6) if vlan > 1 else 0,
                           rate_out=seed.uniform(1e4, 1e6) if vlan > 1 else 0))
     interfaces(rec, name, ports, uptime)
@@ -170,8 +157,8 @@ def cisco_router(rec: Recording, name: str, *, location: str, wan: str, lan: str
         Port(3, "Gi0/0/2", "GigabitEthernet0/0/2", 1000, alias="spare", admin=DOWN, oper=DOWN),
         Port(4, "Gi0", "GigabitEthernet0", 1000, alias="oob mgmt", oper=DOWN),
         Port(5, "Nu0", "Null0", 10_000, kind=1, mtu=1500),
-        Port(6, "Lo0", "Loopback0", 8000, kind=LOOPBACK, mtu=1514),
-        Port(7, "Tu1", "Tunnel1", 0, alias=f"vpn {vpn_peer}", kind=TUNNEL, mtu=1400,
+        Port(6, "Lo0", "Loopback0", 8000, kind=IfType.LOOPBACK, mtu=1514),
+        Port(7, "Tu1", "Tunnel1", 0, alias=f"vpn {vpn_peer}", kind=IfType.TUNNEL, mtu=1400,
              rate_in=seed.uniform(1e5, 6e5), rate_out=seed.uniform(1e5, 6e5)),
     ]
     interfaces(rec, name, ports, uptime)
@@ -189,8 +176,8 @@ def mikrotik_router(rec: Recording, name: str, *, location: str, wan: str, vpn_p
     ports.append(Port(2, "ether2", "ether2", 1000, alias="lan", rate_in=wan_rate / 4, rate_out=wan_rate))
     ports += [Port(n, f"ether{n}", f"ether{n}", 1000, oper=DOWN) for n in range(3, 11)]
     ports.append(Port(11, "sfp-sfpplus1", "sfp-sfpplus1", 10_000, oper=DOWN))
-    ports.append(Port(12, "bridge", "bridge", 0, kind=PROP_VIRTUAL, rate_in=wan_rate / 4, rate_out=wan_rate))
-    ports.append(Port(13, "wg-hq", "wg-hq", 0, alias=f"vpn {vpn_peer}", kind=TUNNEL, mtu=1420,
+    ports.append(Port(12, "bridge", "bridge", 0, kind=IfType.PROP_VIRTUAL, rate_in=wan_rate / 4, rate_out=wan_rate))
+    ports.append(Port(13, "wg-hq", "wg-hq", 0, alias=f"vpn {vpn_peer}", kind=IfType.TUNNEL, mtu=1420,
                       rate_in=seed.uniform(5e4, 3e5), rate_out=seed.uniform(5e4, 3e5)))
     interfaces(rec, name, ports, uptime)
     rec.number(_IP_FORWARDING, INTEGER, 1)

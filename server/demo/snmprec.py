@@ -6,6 +6,7 @@ import random
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
 # The variation module name: sim.py installs simvar.py under this name for snmpsim to load.
@@ -22,8 +23,19 @@ IF_NUMBER = "1.3.6.1.2.1.2.1.0"
 IF_TABLE = "1.3.6.1.2.1.2.2.1"
 IFX_TABLE = "1.3.6.1.2.1.31.1.1.1"
 
-# ifType values (IANAifType-MIB).
-ETHERNET, LOOPBACK, TUNNEL, PROP_VIRTUAL, LAG, L2VLAN = 6, 24, 131, 53, 161, 135
+
+
+class IfType(IntEnum):
+    """The ifType values the demo devices use (IANAifType-MIB)."""
+
+    ETHERNET = 6
+    LOOPBACK = 24
+    PROP_VIRTUAL = 53
+    TUNNEL = 131
+    L2VLAN = 135
+    LAG = 161
+
+
 UP, DOWN = 1, 2
 
 
@@ -128,7 +140,7 @@ class Port:
     descr: str
     speed_mbps: int
     alias: str = ""
-    kind: int = ETHERNET
+    kind: int = IfType.ETHERNET
     admin: int = UP
     oper: int = UP
     rate_in: float = 0.0
@@ -159,7 +171,7 @@ def _port(rec: Recording, seed: random.Random, port: Port, uptime: int) -> None:
     rec.number(f"{t}.3.{i}", INTEGER, port.kind)
     rec.number(f"{t}.4.{i}", INTEGER, port.mtu)
     rec.number(f"{t}.5.{i}", GAUGE32, min(port.speed_mbps * 1_000_000, 2**32 - 1))
-    rec.octets(f"{t}.6.{i}", b"" if port.kind in (LOOPBACK, TUNNEL) else _mac(seed))
+    rec.octets(f"{t}.6.{i}", b"" if port.kind in (IfType.LOOPBACK, IfType.TUNNEL) else _mac(seed))
     rec.writable(f"{t}.7.{i}", INTEGER, port.admin, choices=(UP, DOWN, 3))  # the port-* actions write it
     if port.flap_period:
         flap = f"period={port.flap_period:.6g},uptime={uptime}"
@@ -202,9 +214,9 @@ def _port(rec: Recording, seed: random.Random, port: Port, uptime: int) -> None:
     rec.number(f"{t}.21.{i}", GAUGE32, 0)
     rec.oid(f"{t}.22.{i}", "0.0")
     rec.text(f"{x}.1.{i}", port.name)
-    rec.number(f"{x}.14.{i}", INTEGER, 1 if port.kind == ETHERNET else 2)
+    rec.number(f"{x}.14.{i}", INTEGER, 1 if port.kind == IfType.ETHERNET else 2)
     rec.number(f"{x}.15.{i}", GAUGE32, port.speed_mbps)
     rec.number(f"{x}.16.{i}", INTEGER, 2)
-    rec.number(f"{x}.17.{i}", INTEGER, 1 if port.kind == ETHERNET else 2)
+    rec.number(f"{x}.17.{i}", INTEGER, 1 if port.kind == IfType.ETHERNET else 2)
     rec.text(f"{x}.18.{i}", port.alias)
     rec.number(f"{x}.19.{i}", TICKS, 0)

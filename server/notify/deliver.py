@@ -31,12 +31,14 @@ class Job:
     """A claimed message with everything needed to send it outside the transaction."""
 
     row: Message
+    # what goes out, and through which channel
     note: Note | None = None
     channel: Channel | None = None
     channel_row: ChannelRow | None = None
+    # whether the message may carry action buttons; a push subscription and its action token when it does
+    can_act: bool = False
     sub: PushSubscriptionInfo | None = None
     token: str | None = None
-    can_act: bool = False
     receipt: int | None = None  # the attempt's receipt, written before the send
 
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from server.notify.config import Delivery
-from server.store.db import Connection
+from server.notify.passes import PassPart
 from server.store.dependents import OUTAGE, Node, Tree, behind, hidden_by
 
 RECHECK = 1.0  # seconds between looks while waiting for dependents to settle
@@ -38,13 +37,8 @@ class Folded:
                 "still_down": self.still_down[:NAMED], "still_down_count": len(self.still_down)}
 
 
-class Dependencies:
+class Dependencies(PassPart):
     """The dependency rules for one planning pass (the device tree is read on first use)."""
-
-    def __init__(self, conn: Connection, delivery: Delivery, now: float) -> None:
-        self.conn = conn
-        self.delivery = delivery
-        self.now = now
 
     @cached_property
     def tree(self) -> Tree:

@@ -33,8 +33,16 @@ class Pass:
         self.conn = conn
         self.config = config
         self.now = now
-        self.grouper = Grouper(conn, config.delivery, now)
-        self.deps = Dependencies(conn, config.delivery, now)
+
+    @cached_property
+    def grouper(self) -> Grouper:
+        """Creates this pass's messages, grouped per target once a target has had its burst."""
+        return Grouper(self.conn, self.config.delivery, self.now)
+
+    @cached_property
+    def deps(self) -> Dependencies:
+        """Which alerts are behind an outage of a device they depend on."""
+        return Dependencies(self.conn, self.config.delivery, self.now)
 
     @cached_property
     def directory(self) -> Directory:

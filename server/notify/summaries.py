@@ -13,6 +13,7 @@ from typing import Any
 
 from server.notify.config import Delivery
 from server.notify.message import SEVERITY_WORD, alert_payload, clean, dedup_key
+from server.notify.passes import PassPart
 from server.notify.routing import Target
 from server.store.db import Connection
 from server.store.notify import add_message, add_messages, open_summaries, recent_counts
@@ -21,13 +22,11 @@ from server.store.notify_records import Message, NewMessage, NotifyAlert
 MAX_SUMMARY_LINES = 15
 
 
-class Grouper:
+class Grouper(PassPart):
     """Creates messages for one planning pass, grouping them per target once a target has had its burst."""
 
     def __init__(self, conn: Connection, delivery: Delivery, now: float) -> None:
-        self.conn = conn
-        self.delivery = delivery
-        self.now = now
+        super().__init__(conn, delivery, now)
         self._rows: list[NewMessage] = []
         self.created = 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, text, update
 
@@ -54,8 +54,9 @@ def alerts_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, NotifyAlert]
     wanted = sorted(set(ids))
     if not wanted:
         return {}
+    columns = [alerts.c[f.name] for f in fields(NotifyAlert) if f.name in alerts.c]
     query = (
-        select(alerts, devices.c.name.label("device_name"), devices.c.tags.label("device_tags"))
+        select(*columns, devices.c.name.label("device_name"), devices.c.tags.label("device_tags"))
         .join(devices, devices.c.id == alerts.c.device_id)
         .where(alerts.c.id.in_(wanted))
     )

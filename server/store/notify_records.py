@@ -22,28 +22,23 @@ class OutboxEvent:
 
 @dataclass(frozen=True, slots=True)
 class NotifyAlert:
-    """An alert row with its device's name and tags: what routing, holds and payloads read."""
+    """What routing, holds and payloads read of an alert: its state, its times, its device's name and tags."""
 
     id: int
     rule: str
-    device_id: int
-    labels: str
     severity: str
     title: str
     status: str
+    episode: int
+    device_id: int
+    device_name: str
+    device_tags: list[str] | None
     started_at: float
     resolved_at: float | None
-    last_value: float | None
-    episode: int
-    acked_by: str | None
     acked_at: float | None
     snoozed_until: float | None
     suppressed_by: int | None
     flapping: bool
-    hidden: int
-    updated_at: float
-    device_name: str
-    device_tags: list[str] | None
 
 
 @dataclass(frozen=True, slots=True)

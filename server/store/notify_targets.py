@@ -309,8 +309,7 @@ def issue_token(conn: Connection, message_id: int, user_id: int, alert_id: int, 
     return token
 
 
-@dataclass(frozen=True, slots=True)
-class ActionToken:
+class ActionToken(NamedTuple):
     """A notify_tokens row (spent): whose it was and which alert it acts on."""
 
     id: str

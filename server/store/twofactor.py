@@ -7,13 +7,11 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from server.store.schema import passkeys, recovery_codes, users, webauthn_challenges
-
-CHALLENGE_TTL = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,17 +149,6 @@ class Passkey:
     last_used: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """A webauthn_challenges row: a challenge handed out for one ceremony."""
-
-    id: str
-    purpose: str
-    binding: str
-    user_id: int | None
-    created_at: float
-
-
 def list_passkeys(conn: Connection, user_id: int) -> list[PasskeyView]:
     """A user's passkeys (no key material)."""
     rows = conn.execute(select(passkeys).where(passkeys.c.user_id == user_id).order_by(passkeys.c.id))
@@ -215,6 +202,19 @@ def remove_passkey(conn: Connection, user_id: int, passkey_id: int) -> str | Non
 
 
 # ---------------------------------------------------------------- WebAuthn challenges
+
+
+class Challenge(NamedTuple):
+    """A webauthn_challenges row: a challenge handed out for one ceremony."""
+
+    id: str
+    purpose: str
+    binding: str
+    user_id: int | None
+    created_at: float
+
+
+CHALLENGE_TTL = 300.0
 
 
 def _challenge_key(challenge: bytes) -> str:

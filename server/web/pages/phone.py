@@ -40,42 +40,6 @@ INTERFACE_METRICS = (
     "if_in_discards_rate",
     "if_out_discards_rate",
 )
-# The settings hub: (path, title, what it is for, role needed); a link shows only when its page exists.
-HUB: tuple[tuple[str, str, tuple[tuple[str, str, str, str], ...]], ...] = (
-    (
-        "you",
-        "You",
-        (
-            ("/account", "Account", "your role, where you are signed in", "viewer"),
-            ("/account/password", "Password", "change your password", "viewer"),
-            ("/account/totp", "Authenticator app", "two-factor codes", "viewer"),
-            ("/account/passkeys", "Passkeys", "sign in with a fingerprint or a security key", "viewer"),
-            ("/account/recovery", "Recovery codes", "for when the phone is lost", "viewer"),
-            ("/notify", "Notifications", "push to this phone, what was sent to you", "viewer"),
-        ),
-    ),
-    (
-        "monitoring",
-        "Monitoring",
-        (
-            ("/admin/rules", "Alert rules", "what raises an alert, how severe", "viewer"),
-            ("/notify/channels", "Channels", "e-mail, webhooks, ntfy, push: health and routes", "viewer"),
-            ("/silences", "Maintenance windows", "silence alerts during planned work", "viewer"),
-            ("/workers", "Workers", "polling workers: heartbeats and lag", "viewer"),
-        ),
-    ),
-    (
-        "admin",
-        "Administration",
-        (
-            ("/admin/devices", "Inventory", "add, change and remove devices", "admin"),
-            ("/admin/users", "Users", "people, roles, second factors", "admin"),
-            ("/admin/audit", "Audit log", "who changed what", "admin"),
-        ),
-    ),
-)
-
-
 @lru_cache(maxsize=64)
 def _version(name: str, mtime_ns: int) -> str:
     return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:10]
@@ -205,17 +169,9 @@ def graph_page(
     with svc.reader.connect() as conn:
         graphs = views_app.metric_graphs(conn, detail, [metric], range_, svc.settings.raw_retention_hours)
     series = sum(1 for m in detail["metrics"] if m["metric"] == metric)
-    return render(
-        request,
-        "graph.html",
-        d=detail,
-        graphs=graphs,
-        range=range_,
-        heading=views_app.TITLES.get(metric, metric),
-        facts=None,
-        more=series > len(graphs),
-        range_base=f"/devices/{device_id}/graph?metric={metric}",
-    )
+    base = f"/devices/{device_id}/graph?metric={metric}"
+    return render(request, "graph.html", d=detail, graphs=graphs, range=range_, range_base=base,
+                  heading=views_app.TITLES.get(metric, metric), facts=None, more=series > len(graphs))
 
 
 @router.get("/devices/{device_id}/interfaces/{if_index}", response_class=HTMLResponse)
@@ -242,18 +198,9 @@ def interface_page(
         speed = iface.get("speed_bps")
         parts = [str(iface.get("oper") or "?"), views.human_bps(speed) if isinstance(speed, int | float) and speed else ""]
         facts = " · ".join(p for p in [*parts, str(iface.get("alias") or "")[:80]] if p)
-    return render(
-        request,
-        "graph.html",
-        d=detail,
-        graphs=graphs,
-        range=range_,
-        heading=f"Interface {name[:64]}",
-        facts=facts,
-        more=False,
-        if_index=if_index if iface else None,
-        range_base=f"/devices/{device_id}/interfaces/{if_index}",
-    )
+    base = f"/devices/{device_id}/interfaces/{if_index}"
+    return render(request, "graph.html", d=detail, graphs=graphs, range=range_, range_base=base,
+                  heading=f"Interface {name[:64]}", facts=facts, more=False, if_index=if_index if iface else None)
 
 
 def _page_exists(request: Request, path: str) -> bool:
@@ -264,16 +211,13 @@ def _page_exists(request: Request, path: str) -> bool:
 
 @router.get("/settings", response_class=HTMLResponse)
 def settings_page(request: Request, p: Viewer) -> Response:
-    """One place that reaches every settings page the signed-in user may open."""
-    groups = []
-    for key, title, links in HUB:
-        shown: list[dict[str, str]] = []
-        for path, name, what, role in links:
-            if p.user.can(role) and _page_exists(request, path):
-                shown.append({"href": path, "title": name, "what": what})
-        if shown:
-            groups.append({"key": key, "title": title, "links": shown})
-    return render(request, "settings.html", groups=groups)
+    """One place that reaches every settings page the signed-in user may open (the template lists them)."""
+
+    def shown(links: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+        """The links this user may follow to a page that exists."""
+        return [link for link in links if p.user.can(link[3]) and _page_exists(request, link[0])]
+
+    return render(request, "settings.html", shown=shown)
 
 
 @router.get("/manifest.webmanifest", dependencies=[public("the web app manifest: static, no user data")])
