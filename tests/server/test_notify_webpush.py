@@ -119,7 +119,8 @@ def test_a_gone_subscription_is_removed_and_retry_after_is_honoured(tmp_path: Pa
         ok = wait_until(lambda: [p for p in push.items() if p.status == 201], timeout=30)
         refused = [p for p in push.items() if p.status == 429]
         assert ok[0].ts - refused[0].ts >= 1.9
-        sent = messages(env.engine, status="sent")[0]
+        # The push service answers before the sender records the answer: wait for the record.
+        sent = wait_until(lambda: messages(env.engine, status="sent"), what="the message recorded as sent")[0]
         assert [r.status for r in receipts(env.engine, sent.id)] == ["HTTP 429", "HTTP 201"]
 
 
