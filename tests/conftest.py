@@ -10,10 +10,15 @@ session-scoped peer that is slow to start run on one worker, so it starts once.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from argon2 import PasswordHasher
 
 from server.auth import passwords
@@ -25,6 +30,51 @@ from tests.peers.sshd import SshdPeer, start_sshd
 # hash. Processes the tests start (serve, worker, the CLI) keep the product's cost; tests/server/test_auth.py checks
 # it in one of them.
 passwords.hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+
+# A new SQLite database is given the schema by copying one this process migrated (the SQLite backup API), not by
+# running every Alembic migration again: that was a third of the CPU of the in-process app tests (each test's app
+# migrates its own new data dir). The product's migrate() still decides and still runs: only Alembic's upgrade of an
+# empty SQLite database is a copy of what that same upgrade produced once. PostgreSQL tests copy a migrated template
+# database the same way (tests/peers/postgres.py). Tests marked `real_migrations` run Alembic itself, as do the
+# processes the tests start (serve, worker, the CLI).
+_alembic_upgrade = command.upgrade
+
+
+@functools.cache
+def _migrated_sqlite() -> Path:
+    """A SQLite database at the newest schema, made once per test process by Alembic itself."""
+    from server.store.db import make_engine, migrate
+
+    path = Path(tempfile.mkdtemp(prefix="pocketnoc-schema-")) / "schema.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade, command.upgrade = command.upgrade, _alembic_upgrade
+    try:
+        migrate(engine)
+    finally:
+        command.upgrade = upgrade
+        engine.dispose()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
+def _upgrade_from_copy(config: Any, revision: str, *args: Any, **kwargs: Any) -> None:
+    """Alembic's upgrade, except that an empty SQLite database going to the newest schema gets a copy of it."""
+    conn = config.attributes.get("connection")
+    raw = conn.connection.driver_connection if conn is not None and conn.dialect.name == "sqlite" else None
+    if revision != "heads" or not isinstance(raw, sqlite3.Connection) or raw.in_transaction or \
+            raw.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        _alembic_upgrade(config, revision, *args, **kwargs)
+        return
+    with sqlite3.connect(_migrated_sqlite()) as source:
+        source.backup(raw)
+
+
+@pytest.fixture(autouse=True)
+def _schema_by_copy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("real_migrations") is None:
+        monkeypatch.setattr(command, "upgrade", _upgrade_from_copy)
+
 
 # Seconds a module takes on one worker of `make test` (pytest --durations, 2 cores, measured under load: only the
 # order matters). Modules not listed are quick and keep xdist's order (most tests first) after these.

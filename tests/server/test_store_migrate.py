@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -15,6 +16,8 @@ from alembic.migration import MigrationContext
 from server.store.db import alembic_config, make_engine, migrate, newest_revisions
 from server.store.schema import metadata
 from tests import sql
+
+pytestmark = pytest.mark.real_migrations  # Alembic itself, on new databases too (tests/conftest.py)
 
 
 def _stamped(url: str) -> frozenset[str]:
