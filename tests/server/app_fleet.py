@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -36,6 +35,7 @@ from server.store.metrics import SeriesCache, labels_key, rollup, write_samples
 from server.web.app import create_app
 from server.web.live import StreamingServer
 from tests import sql
+from tests.peers import healthz
 from tests.server.conftest import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
@@ -261,11 +261,8 @@ def wait_healthy(url: str, proc: subprocess.Popen[Any], seconds: float = 60.0) -
     """Until the server process at `url` answers /healthz; RuntimeError if it exits or takes too long."""
     deadline = time.monotonic() + seconds
     while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if healthz.answers(url):
+            return
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the server process did not start (exit {proc.poll()})")
         time.sleep(0.1)

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 from cryptography.fernet import Fernet
 
 from server.polling.dispatch_queue import slot_of
 from server.polling.schedule import phase_of
 from server.store.db import Engine, make_engine
+from tests.peers import healthz
 from tests.server.conftest import POCKETNOC
 from tests.sql import rows as sql_rows
 from tests.sql import scalar as sql_scalar
@@ -138,10 +138,7 @@ class Cluster:
                 )
 
     def _healthy(self, name: str) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.ports[name]}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return healthz.answers(f"http://127.0.0.1:{self.ports[name]}")
 
     def check_alive(self, name: str) -> None:
         """Fail with the log when a process died by itself."""

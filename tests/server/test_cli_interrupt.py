@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
+from tests.peers import healthz
 from tests.server.conftest import POCKETNOC
 from tests.server.scaleout_cluster import Cluster, free_tcp_port
 
@@ -33,11 +32,8 @@ def _wait_healthy(proc: subprocess.Popen[str], port: int) -> None:
         if proc.poll() is not None:
             out, err = proc.communicate()
             raise AssertionError(f"it ended early ({proc.returncode}):\n{out}\n{err}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if healthz.answers(f"http://127.0.0.1:{port}"):
+            return
         time.sleep(0.2)
     raise AssertionError("no /healthz answer")
 

@@ -15,6 +15,7 @@ import pytest
 
 from server.store.db import make_engine
 from tests import sql
+from tests.peers import healthz
 from tests.peers.receiver import Receiver, start_receiver
 from tests.server.conftest import POCKETNOC, run_cli
 from tests.server.notify_helpers import wait_until
@@ -50,11 +51,8 @@ class Server:
         deadline = time.monotonic() + 60
         while True:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if healthz.answers(f"http://127.0.0.1:{self.port}"):
+                return
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
 

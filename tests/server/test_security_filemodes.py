@@ -9,10 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from server.config.settings import Settings
+from tests.peers import healthz
 from tests.server.app_fleet import free_port
 from tests.server.conftest import POCKETNOC, make_app_env, run_cli
 from tests.server.demo_helpers import RunningDemo
@@ -46,11 +46,8 @@ def test_migrate_then_serve_on_a_fresh_data_dir_keeps_every_file_private(tmp_pat
         deadline = time.monotonic() + 60
         while True:
             assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if healthz.answers(f"http://127.0.0.1:{port}"):
+                break
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
         assert (data / "pocketnoc.db-wal").exists() and (data / "pocketnoc.db-shm").exists(), "WAL in use"
