@@ -73,9 +73,14 @@ lint: deps-test
 # machine, not the page). Both runs always run; either failing fails `make test`.
 TEST_WORKERS ?= 3
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
+# The first run writes the node ids of the quiet tests it left out (tests/conftest.py), so the second imports only
+# their modules; without that list (the first run broke off) it looks through the whole suite again.
+QUIET_TESTS := test-artifacts/quiet-tests.txt
 test: deps-test postgres lint
-	$(PYTEST) -n $(TEST_WORKERS) --dist loadscope --durations=30 -m "not quiet"; shared=$$?; \
-	$(PYTEST) --durations=10 -m quiet; alone=$$?; \
+	mkdir -p test-artifacts && rm -f $(QUIET_TESTS)
+	QUIET_TESTS_FILE=$(CURDIR)/$(QUIET_TESTS) $(PYTEST) -n $(TEST_WORKERS) --dist loadscope --durations=30 -m "not quiet"; \
+	shared=$$?; \
+	$(PYTEST) --durations=10 -m quiet $$(cat $(QUIET_TESTS) 2>/dev/null || echo tests); alone=$$?; \
 	exit $$(( shared || alone ))
 
 bench: deps-test

@@ -10,7 +10,11 @@ session-scoped peer that is slow to start run on one worker, so it starts once.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -35,25 +39,29 @@ passwords.hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 # running every Alembic migration again: that was a third of the CPU of the in-process app tests (each test's app
 # migrates its own new data dir). The product's migrate() still decides and still runs: only Alembic's upgrade of an
 # empty SQLite database is a copy of what that same upgrade produced once. PostgreSQL tests copy a migrated template
-# database the same way (tests/peers/postgres.py). Tests marked `real_migrations` run Alembic itself, as do the
+# database the same way (PgServer, tests/server/conftest.py). Tests marked `real_migrations` run Alembic itself, as do the
 # processes the tests start (serve, worker, the CLI).
 _alembic_upgrade = command.upgrade
 
 
 @functools.cache
 def _migrated_sqlite() -> Path:
-    """A SQLite database at the newest schema, made once per test process by Alembic itself."""
-    from server.store.db import make_engine, migrate
+    """A SQLite database at the newest schema, made once per test process by Alembic itself (as migrate() runs it)."""
+    from server.store.db import alembic_config, make_engine
 
-    path = Path(tempfile.mkdtemp(prefix="pocketnoc-schema-")) / "schema.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade, command.upgrade = command.upgrade, _alembic_upgrade
+    folder = Path(tempfile.mkdtemp(prefix="pocketnoc-schema-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "schema.db"
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
     try:
-        migrate(engine)
+        config = alembic_config(url)
+        with engine.connect() as conn:
+            config.attributes["connection"] = conn
+            _alembic_upgrade(config, "heads")
     finally:
-        command.upgrade = upgrade
         engine.dispose()
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return path
 
@@ -62,11 +70,11 @@ def _upgrade_from_copy(config: Any, revision: str, *args: Any, **kwargs: Any) ->
     """Alembic's upgrade, except that an empty SQLite database going to the newest schema gets a copy of it."""
     conn = config.attributes.get("connection")
     raw = conn.connection.driver_connection if conn is not None and conn.dialect.name == "sqlite" else None
-    if revision != "heads" or not isinstance(raw, sqlite3.Connection) or raw.in_transaction or \
+    if args or kwargs or revision != "heads" or not isinstance(raw, sqlite3.Connection) or raw.in_transaction or \
             raw.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         _alembic_upgrade(config, revision, *args, **kwargs)
         return
-    with sqlite3.connect(_migrated_sqlite()) as source:
+    with contextlib.closing(sqlite3.connect(_migrated_sqlite())) as source:
         source.backup(raw)
 
 
@@ -167,6 +175,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
                 self._assign_work_unit(node, quickest=bool(left) and module_seconds(left[0]) >= SLOW)
 
     return SlowestFirst(config, log)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """With QUIET_TESTS_FILE set, the modules holding `quiet` tests that a `-m "not quiet"` run left out are written
+    there, one a line: `make test` then runs `-m quiet` on just those, without importing every test module (~10 s)."""
+    path = os.environ.get("QUIET_TESTS_FILE")
+    modules = sorted({item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("quiet") is not None})
+    if path and modules:
+        part = f"{path}.{os.getpid()}"
+        Path(part).write_text("".join(f"{module}\n" for module in modules))
+        os.replace(part, path)  # each xdist worker writes the same list
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ IF_TABLE = "1.3.6.1.2.1.2.2.1"
 IFX_TABLE = "1.3.6.1.2.1.31.1.1.1"
 
 
-
 class IfType(IntEnum):
     """The ifType values the demo devices use (IANAifType-MIB)."""
 

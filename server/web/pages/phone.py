@@ -40,6 +40,8 @@ INTERFACE_METRICS = (
     "if_in_discards_rate",
     "if_out_discards_rate",
 )
+
+
 @lru_cache(maxsize=64)
 def _version(name: str, mtime_ns: int) -> str:
     return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:10]
