@@ -133,6 +133,12 @@ SLOW = 20.0  # a module this slow keeps its worker busy: it is not given the nex
 SHARED_PEERS: dict[str, str] = {
     "tests/server/test_directory_ad.py": "samba-dc",
     "tests/server/test_directory_browser.py": "samba-dc",
+    # Not a shared peer but a shared trait: real serve and worker clusters that mostly wait out polling intervals
+    # (~5 min of wall time, a third of a core). One worker runs them one after another while the others take the
+    # CPU-bound rest; spread over all workers they held three of them waiting at once.
+    "tests/server/test_scaleout_faults.py": "scaleout-clusters",
+    "tests/server/test_scaleout_queue.py": "scaleout-clusters",
+    "tests/server/test_scaleout_sites.py": "scaleout-clusters",
 }
 
 
