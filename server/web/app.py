@@ -223,63 +223,44 @@ def create_app(settings: Settings, config: LoadedConfig | None = None, poll: boo
     # Added last, so outermost: a body is measured before any handler, sign-in check or parser sees it.
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(settings.max_body_bytes, settings.max_json_depth))
 
+    from server.web import live, terminal_ws
+    from server.web.api import account as api_account
+    from server.web.api import actions as api_actions
     from server.web.api import alerts as api_alerts
     from server.web.api import devices as api
+    from server.web.api import directory as api_directory
+    from server.web.api import discovery as api_discovery
     from server.web.api import hostkeys as api_hostkeys
+    from server.web.api import notify as api_notify
+    from server.web.api import users as api_users
+    from server.web.api import workers as api_workers
+    from server.web.pages import account as pages_account
+    from server.web.pages import actions as pages_actions
     from server.web.pages import alerts as pages_alerts
     from server.web.pages import common as pages
+    from server.web.pages import directory as pages_directory
+    from server.web.pages import directory_admin as pages_directory_admin
+    from server.web.pages import discovery as pages_discovery
+    from server.web.pages import imports as pages_imports
+    from server.web.pages import inventory as pages_inventory
+    from server.web.pages import notify as pages_notify
     from server.web.pages import phone as pages_app
+    from server.web.pages import terminal as pages_terminal
+    from server.web.pages import twofactor as pages_2fa
+    from server.web.pages import users as pages_admin_users
+    from server.web.pages import workers as pages_workers
 
     # The sign-in form and the phone's own pages first: FastAPI builds a router's routes on the first request that
     # reaches it, walking the routers in this order, so the first page after a start no longer builds them all.
     # No route's own path is matched by a route of the routers moved ahead of it (checked for all 191 method+path
     # pairs when this order was set), so every request reaches the same route as before.
-    app.include_router(pages.router)
-    app.include_router(pages_app.router)
-    app.include_router(api.router)
-    app.include_router(api_hostkeys.router)
-    app.include_router(api_alerts.router)
-    app.include_router(pages_alerts.router)
-    from server.web.api import account as api_account
-    from server.web.api import users as api_users
-    from server.web.pages import account as pages_account
-    from server.web.pages import twofactor as pages_2fa
-    from server.web.pages import users as pages_admin_users
-
-    for module in (api_account, api_users, pages_account, pages_2fa, pages_admin_users):
-        app.include_router(module.router)
-    from server.web.api import actions as api_actions
-    from server.web.pages import actions as pages_actions
-
-    app.include_router(api_actions.router)
-    app.include_router(pages_actions.router)
-    from server.web.api import notify as api_notify
-    from server.web.pages import notify as pages_notify
-
-    app.include_router(api_notify.router)
-    app.include_router(pages_notify.router)
-    from server.web.api import workers as api_workers
-    from server.web.pages import workers as pages_workers
-
-    app.include_router(api_workers.router)
-    app.include_router(pages_workers.router)
-    from server.web.api import discovery as api_discovery
-    from server.web.pages import discovery as pages_discovery
-
-    app.include_router(api_discovery.router)
-    app.include_router(pages_discovery.router)
-    from server.web.api import directory as api_directory
-    from server.web.pages import directory as pages_directory
-    from server.web.pages import directory_admin as pages_directory_admin
-
-    for module in (api_directory, pages_directory, pages_directory_admin):
-        app.include_router(module.router)
-    from server.web import live, terminal_ws
-    from server.web.pages import imports as pages_imports
-    from server.web.pages import inventory as pages_inventory
-    from server.web.pages import terminal as pages_terminal
-
-    for module in (pages_inventory, pages_imports, live, pages_terminal, terminal_ws):
+    for module in (
+        pages, pages_app, api, api_hostkeys, api_alerts, pages_alerts,
+        api_account, api_users, pages_account, pages_2fa, pages_admin_users,
+        api_actions, pages_actions, api_notify, pages_notify, api_workers, pages_workers, api_discovery, pages_discovery,
+        api_directory, pages_directory, pages_directory_admin,
+        pages_inventory, pages_imports, live, pages_terminal, terminal_ws,
+    ):  # fmt: skip
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
     return app
